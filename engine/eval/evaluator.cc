@@ -1,0 +1,496 @@
+#include "engine/eval/evaluator.h"
+
+#include <algorithm>
+
+#include "engine/common/digest.h"
+#include "engine/common/utf8.h"
+#include "engine/rules/pattern.h"
+
+namespace carewatch::eval {
+
+using rules::Condition;
+using rules::Field;
+
+namespace {
+
+// The value of a single-valued field of the report.
+const std::string* TextValue(const v1::ContentReport& r, Field f) {
+  switch (f) {
+    case Field::kText: return &r.text();
+    case Field::kCaption: return &r.caption();
+    case Field::kUsername: return &r.username();
+    case Field::kDisplayName: return &r.display_name();
+    case Field::kProfileBio: return &r.profile_bio();
+    case Field::kServiceId: return &r.service_id();
+    case Field::kSurface: return &r.surface();
+    case Field::kContentType: return &r.content_type();
+    case Field::kReporterType: return &r.reporter_type();
+    case Field::kReason: return &r.reason();
+    case Field::kSubjectAgeBand: return &r.subject_age_band();
+    default: return nullptr;
+  }
+}
+
+bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
+  return a.size() == b.size() &&
+         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+void AddMatch(const std::string& field, uint32_t start, uint32_t end,
+              google::protobuf::RepeatedPtrField<v1::Match>* out) {
+  v1::Match* m = out->Add();
+  m->set_field(field);
+  m->set_start(start);
+  m->set_end(end);
+}
+
+struct HitContext {
+  std::vector<uint8_t>* hit;
+  std::vector<uint32_t>* fired;
+};
+
+void OnLeafMatch(uint32_t id, void* c) {
+  auto* h = static_cast<HitContext*>(c);
+  if (!(*h->hit)[id]) {
+    (*h->hit)[id] = 1;
+    h->fired->push_back(id);
+  }
+}
+
+}  // namespace
+
+Evaluator::Context::~Context() = default;
+
+Evaluator::Evaluator(std::shared_ptr<const rules::RuleSet> ruleset, const EvaluatorOptions& options)
+    : ruleset_(std::move(ruleset)), options_(options) {}
+
+Evaluator::~Evaluator() = default;
+
+uint32_t Evaluator::Flatten(const Condition& c, std::vector<match::PatternLeaf>* leaves) {
+  uint32_t index = static_cast<uint32_t>(nodes_.size());
+  nodes_.push_back(Node{c.kind});
+  nodes_[index].condition = &c;
+  nodes_[index].at_least = c.at_least;
+  if (c.kind == Condition::Kind::kRegex || c.kind == Condition::Kind::kPhrases) {
+    match::PatternLeaf leaf;
+    leaf.field = c.field;
+    leaf.normalize = c.normalize;
+    if (c.kind == Condition::Kind::kRegex) {
+      leaf.expressions.push_back(c.regex);
+      leaf.regex_flags = c.regex_flags;
+    } else {
+      for (const std::string& p : c.phrases) {
+        leaf.expressions.push_back(rules::PhrasePattern(c.normalize ? match::FoldForMatching(p) : p));
+      }
+    }
+    nodes_[index].scan_id = static_cast<int32_t>(leaves->size());
+    leaves->push_back(std::move(leaf));
+    scan_node_.push_back(index);
+  } else if (c.kind == Condition::Kind::kInList) {
+    for (size_t i = 0; i < ruleset_->lists().size(); ++i) {
+      if (ruleset_->lists()[i].name == c.list) nodes_[index].list = static_cast<int32_t>(i);
+    }
+  }
+  std::vector<uint32_t> children;
+  for (const Condition& child : c.children) children.push_back(Flatten(child, leaves));
+  nodes_[index].first_child = static_cast<uint32_t>(child_ids_.size());
+  nodes_[index].num_children = static_cast<uint32_t>(children.size());
+  child_ids_.insert(child_ids_.end(), children.begin(), children.end());
+  return index;
+}
+
+// True when the node cannot be true unless some scanned leaf below it
+// matched; such rules are only evaluated when one of their leaves fires.
+bool Evaluator::NeedsScan(uint32_t index) const {
+  const Node& n = nodes_[index];
+  switch (n.kind) {
+    case Condition::Kind::kAll:
+      for (uint32_t i = 0; i < n.num_children; ++i) {
+        if (NeedsScan(child_ids_[n.first_child + i])) return true;
+      }
+      return false;
+    case Condition::Kind::kAny:
+      for (uint32_t i = 0; i < n.num_children; ++i) {
+        if (!NeedsScan(child_ids_[n.first_child + i])) return false;
+      }
+      return true;
+    case Condition::Kind::kAtLeast: {
+      int free = 0;
+      for (uint32_t i = 0; i < n.num_children; ++i) {
+        if (!NeedsScan(child_ids_[n.first_child + i])) ++free;
+      }
+      return free < n.at_least;
+    }
+    case Condition::Kind::kNone:
+      return false;
+    default:
+      return n.scan_id >= 0;
+  }
+}
+
+void Evaluator::CollectScanLeaves(uint32_t index, std::vector<uint32_t>* out) const {
+  const Node& n = nodes_[index];
+  if (n.scan_id >= 0) out->push_back(static_cast<uint32_t>(n.scan_id));
+  for (uint32_t i = 0; i < n.num_children; ++i) CollectScanLeaves(child_ids_[n.first_child + i], out);
+}
+
+Status Evaluator::Create(std::shared_ptr<const rules::RuleSet> ruleset,
+                         const EvaluatorOptions& options, std::unique_ptr<Evaluator>* out) {
+  if (!ruleset) return Status::InvalidArgument("no rule set");
+  std::unique_ptr<Evaluator> e(new Evaluator(std::move(ruleset), options));
+  for (const rules::ListDef& def : e->ruleset_->lists()) e->lists_.emplace_back(def);
+  std::vector<match::PatternLeaf> leaves;
+  for (const rules::Rule& rule : e->ruleset_->rules()) {
+    e->rule_root_.push_back(e->Flatten(rule.when, &leaves));
+  }
+  e->scan_rules_.resize(leaves.size());
+  for (uint32_t r = 0; r < e->rule_root_.size(); ++r) {
+    if (!e->NeedsScan(e->rule_root_[r])) {
+      e->always_rules_.push_back(r);
+      continue;
+    }
+    std::vector<uint32_t> ids;
+    e->CollectScanLeaves(e->rule_root_[r], &ids);
+    for (uint32_t id : ids) e->scan_rules_[id].push_back(r);
+  }
+  Status s = match::Matcher::Build(std::move(leaves), options.cache_dir, e->ruleset_->version(),
+                                   &e->matcher_, &e->compiled_);
+  if (!s.ok()) return s;
+  *out = std::move(e);
+  return Status::Ok();
+}
+
+std::unique_ptr<Evaluator::Context> Evaluator::NewContext() const {
+  std::unique_ptr<Context> c(new Context());
+  c->scratch = matcher_->NewScratch();
+  c->scan_hit.assign(scan_node_.size(), 0);
+  c->fired.reserve(scan_node_.size());
+  c->rule_epoch.assign(rule_root_.size(), 0);
+  c->candidates.reserve(rule_root_.size());
+  return c;
+}
+
+std::string Evaluator::ObligationId(const std::string& service_id, const std::string& report_id,
+                                    const std::string& rule_id) {
+  std::string key = service_id;
+  key += '\0';
+  key += report_id;
+  key += '\0';
+  key += rule_id;
+  return "ob-" + Sha256Hex(key).substr(0, 24);
+}
+
+Status Evaluator::Scan(const v1::ContentReport& report, Context& ctx) const {
+  for (uint32_t id : ctx.fired) ctx.scan_hit[id] = 0;
+  ctx.fired.clear();
+  HitContext hits{&ctx.scan_hit, &ctx.fired};
+  for (int f = 0; f < rules::kNumTextFields; ++f) {
+    Field field = static_cast<Field>(f);
+    int raw = match::DatabaseSlot(field, false);
+    int folded = match::DatabaseSlot(field, true);
+    if (!matcher_->HasDatabase(raw) && !matcher_->HasDatabase(folded)) continue;
+    auto scan_value = [&](const std::string& value, match::FoldedText* fold) -> Status {
+      if (value.empty()) return Status::Ok();
+      Status s = matcher_->Scan(raw, value, *ctx.scratch, OnLeafMatch, &hits);
+      if (s.ok() && matcher_->HasDatabase(folded)) {
+        match::FoldForMatching(value, fold);
+        s = matcher_->Scan(folded, fold->text, *ctx.scratch, OnLeafMatch, &hits);
+      }
+      return s;
+    };
+    if (field == Field::kUrl) {
+      for (const std::string& url : report.urls()) {
+        Status s = scan_value(url, &ctx.folded_url);
+        if (!s.ok()) return s;
+      }
+    } else {
+      Status s = scan_value(*TextValue(report, field), &ctx.folded[f]);
+      if (!s.ok()) return s;
+    }
+  }
+  return Status::Ok();
+}
+
+bool Evaluator::EvalLeaf(const Node& n, const v1::ContentReport& report, const Context& ctx) const {
+  const Condition& c = *n.condition;
+  if (n.scan_id >= 0) return ctx.scan_hit[n.scan_id] != 0;
+  switch (c.kind) {
+    case Condition::Kind::kEquals:
+    case Condition::Kind::kIn: {
+      auto in_values = [&](std::string_view v, bool ignore_case) {
+        for (const std::string& want : c.values) {
+          if (ignore_case ? EqualsIgnoreCase(v, want) : v == want) return true;
+        }
+        return false;
+      };
+      if (c.field == Field::kUrl) {
+        for (const std::string& u : report.urls()) {
+          if (in_values(u, false)) return true;
+        }
+        return false;
+      }
+      if (c.field == Field::kHash) {
+        for (const v1::Hash& h : report.hashes()) {
+          if (in_values(h.value(), true)) return true;
+        }
+        return false;
+      }
+      if (c.field == Field::kAttribute) {
+        auto it = report.attributes().find(c.attribute_key);
+        return it != report.attributes().end() && in_values(it->second, false);
+      }
+      return in_values(*TextValue(report, c.field), false);
+    }
+    case Condition::Kind::kInList: {
+      if (n.list < 0) return false;
+      const match::CompiledList& list = lists_[n.list];
+      if (c.field == Field::kUrl) {
+        for (const std::string& u : report.urls()) {
+          if (list.Contains(u)) return true;
+        }
+      } else {
+        for (const v1::Hash& h : report.hashes()) {
+          if (list.Contains(h.value())) return true;
+        }
+      }
+      return false;
+    }
+    case Condition::Kind::kExists: {
+      bool present;
+      if (c.field == Field::kUrl) present = report.urls_size() > 0;
+      else if (c.field == Field::kHash) present = report.hashes_size() > 0;
+      else if (c.field == Field::kAttribute) present = report.attributes().count(c.attribute_key) > 0;
+      else present = !TextValue(report, c.field)->empty();
+      return present == c.exists;
+    }
+    default:
+      return false;
+  }
+}
+
+bool Evaluator::EvalNode(uint32_t index, const v1::ContentReport& report, const Context& ctx) const {
+  const Node& n = nodes_[index];
+  const uint32_t* child = child_ids_.data() + n.first_child;
+  switch (n.kind) {
+    case Condition::Kind::kAll:
+      for (uint32_t i = 0; i < n.num_children; ++i) {
+        if (!EvalNode(child[i], report, ctx)) return false;
+      }
+      return true;
+    case Condition::Kind::kAny:
+      for (uint32_t i = 0; i < n.num_children; ++i) {
+        if (EvalNode(child[i], report, ctx)) return true;
+      }
+      return false;
+    case Condition::Kind::kNone:
+      for (uint32_t i = 0; i < n.num_children; ++i) {
+        if (EvalNode(child[i], report, ctx)) return false;
+      }
+      return true;
+    case Condition::Kind::kAtLeast: {
+      int count = 0;
+      for (uint32_t i = 0; i < n.num_children; ++i) {
+        if (EvalNode(child[i], report, ctx) && ++count >= n.at_least) return true;
+        if (count + static_cast<int>(n.num_children - i - 1) < n.at_least) return false;
+      }
+      return false;
+    }
+    default:
+      return EvalLeaf(n, report, ctx);
+  }
+}
+
+void Evaluator::LeafMatches(const Node& n, const v1::ContentReport& report, Context& ctx,
+                            google::protobuf::RepeatedPtrField<v1::Match>* out) const {
+  const Condition& c = *n.condition;
+  if (n.scan_id >= 0) {
+    auto spans_in = [&](const std::string& value, const std::string& name, match::FoldedText* fold) {
+      ctx.spans.clear();
+      if (c.normalize) {
+        match::FoldForMatching(value, fold);
+        matcher_->FindSpans(n.scan_id, fold->text, options_.max_spans_per_leaf, &ctx.spans);
+        for (auto& [s, e] : ctx.spans) {
+          if (s < e) {
+            auto [os, oe] = fold->MapSpan(s, e);
+            AddMatch(name, os, oe, out);
+          }
+        }
+      } else {
+        matcher_->FindSpans(n.scan_id, value, options_.max_spans_per_leaf, &ctx.spans);
+        for (auto& [s, e] : ctx.spans) AddMatch(name, s, e, out);
+      }
+      return !ctx.spans.empty();
+    };
+    int before = out->size();
+    if (c.field == Field::kUrl) {
+      for (int i = 0; i < report.urls_size(); ++i) {
+        spans_in(report.urls(i), "urls[" + std::to_string(i) + "]", &ctx.folded_url);
+      }
+    } else {
+      const std::string& value = *TextValue(report, c.field);
+      if (!spans_in(value, c.field_name, &ctx.folded[static_cast<int>(c.field)]) && out->size() == before) {
+        // Hyperscan and RE2 disagreed on a corner of syntax: name the field.
+        AddMatch(c.field_name, 0, static_cast<uint32_t>(value.size()), out);
+      }
+    }
+    return;
+  }
+  if (c.kind == Condition::Kind::kInList && n.list >= 0) {
+    const match::CompiledList& list = lists_[n.list];
+    if (c.field == Field::kUrl) {
+      for (int i = 0; i < report.urls_size(); ++i) {
+        if (list.Contains(report.urls(i))) {
+          AddMatch("urls[" + std::to_string(i) + "]", 0, static_cast<uint32_t>(report.urls(i).size()), out);
+        }
+      }
+    } else {
+      for (int i = 0; i < report.hashes_size(); ++i) {
+        if (list.Contains(report.hashes(i).value())) {
+          AddMatch("hashes[" + std::to_string(i) + "]", 0,
+                   static_cast<uint32_t>(report.hashes(i).value().size()), out);
+        }
+      }
+    }
+  }
+}
+
+void Evaluator::CollectMatches(uint32_t index, const v1::ContentReport& report, Context& ctx,
+                               google::protobuf::RepeatedPtrField<v1::Match>* out) const {
+  const Node& n = nodes_[index];
+  if (n.kind == Condition::Kind::kNone) return;  // what is absent has no span
+  if (n.condition->IsLeaf()) {
+    if (EvalLeaf(n, report, ctx)) LeafMatches(n, report, ctx, out);
+    return;
+  }
+  for (uint32_t i = 0; i < n.num_children; ++i) {
+    CollectMatches(child_ids_[n.first_child + i], report, ctx, out);
+  }
+}
+
+Status Evaluator::Evaluate(const v1::ContentReport& report, Context& ctx, v1::Verdict* verdict) const {
+  verdict->Clear();
+  for (int f = 0; f < rules::kNumTextFields; ++f) {
+    Field field = static_cast<Field>(f);
+    if (field == Field::kUrl) {
+      for (int i = 0; i < report.urls_size(); ++i) {
+        if (!IsValidUtf8(report.urls(i))) {
+          return Status::InvalidArgument("urls[" + std::to_string(i) + "]: not valid UTF-8");
+        }
+      }
+    } else if (!IsValidUtf8(*TextValue(report, field))) {
+      return Status::InvalidArgument(std::string(rules::FieldName(field)) + ": not valid UTF-8");
+    }
+  }
+  Status s = Scan(report, ctx);
+  if (!s.ok()) return s;
+
+  if (++ctx.epoch == 0) {  // wrapped: reset the marks
+    std::fill(ctx.rule_epoch.begin(), ctx.rule_epoch.end(), 0);
+    ctx.epoch = 1;
+  }
+  ctx.candidates.clear();
+  auto add = [&](uint32_t r) {
+    if (ctx.rule_epoch[r] != ctx.epoch) {
+      ctx.rule_epoch[r] = ctx.epoch;
+      ctx.candidates.push_back(r);
+    }
+  };
+  for (uint32_t r : always_rules_) add(r);
+  for (uint32_t id : ctx.fired) {
+    for (uint32_t r : scan_rules_[id]) add(r);
+  }
+  std::sort(ctx.candidates.begin(), ctx.candidates.end());
+
+  verdict->set_report_id(report.report_id());
+  verdict->set_ruleset_version(ruleset_->version());
+  const auto& rules = ruleset_->rules();
+  for (uint32_t r : ctx.candidates) {
+    if (!EvalNode(rule_root_[r], report, ctx)) continue;
+    const rules::Rule& rule = rules[r];
+    v1::Flag* flag = verdict->add_flags();
+    flag->set_rule_id(rule.id);
+    flag->set_duty_id(rule.duty);
+    flag->set_severity(static_cast<v1::Severity>(rule.severity));
+    CollectMatches(rule_root_[r], report, ctx, flag->mutable_matches());
+
+    v1::Obligation* ob = verdict->add_obligations();
+    ob->set_obligation_id(ObligationId(report.service_id(), report.report_id(), rule.id));
+    ob->set_rule_id(rule.id);
+    ob->set_duty_id(rule.duty);
+    for (const std::string& a : ruleset_->ActionsFor(rule)) ob->add_required_actions(a);
+    ob->mutable_deadline()->set_seconds(report.received_at().seconds() + ruleset_->DeadlineFor(rule));
+    ob->mutable_deadline()->set_nanos(report.received_at().nanos());
+    ob->set_status(v1::OBLIGATION_STATUS_OPEN);
+  }
+  return Status::Ok();
+}
+
+Status Evaluator::Evaluate(const v1::ContentReport& report, v1::Verdict* verdict) const {
+  std::unique_ptr<Context> ctx;
+  {
+    std::lock_guard<std::mutex> lock(pool_mu_);
+    if (!pool_.empty()) {
+      ctx = std::move(pool_.back());
+      pool_.pop_back();
+    }
+  }
+  if (!ctx) ctx = NewContext();
+  Status s = Evaluate(report, *ctx, verdict);
+  std::lock_guard<std::mutex> lock(pool_mu_);
+  pool_.push_back(std::move(ctx));
+  return s;
+}
+
+void Evaluator::TraceNode(uint32_t index, int depth, const v1::ContentReport& report, Context& ctx,
+                          RuleTrace* trace) const {
+  const Node& n = nodes_[index];
+  size_t slot = trace->nodes.size();
+  trace->nodes.push_back(NodeTrace{n.condition, depth, false, {}});
+  if (n.condition->IsLeaf()) {
+    bool v = EvalLeaf(n, report, ctx);
+    trace->nodes[slot].value = v;
+    if (v) {
+      google::protobuf::RepeatedPtrField<v1::Match> matches;
+      LeafMatches(n, report, ctx, &matches);
+      trace->nodes[slot].matches.assign(matches.begin(), matches.end());
+    }
+    return;
+  }
+  int true_children = 0;
+  for (uint32_t i = 0; i < n.num_children; ++i) {
+    uint32_t child = child_ids_[n.first_child + i];
+    size_t child_slot = trace->nodes.size();
+    TraceNode(child, depth + 1, report, ctx, trace);
+    if (trace->nodes[child_slot].value) ++true_children;
+  }
+  bool v = false;
+  switch (n.kind) {
+    case Condition::Kind::kAll: v = true_children == static_cast<int>(n.num_children); break;
+    case Condition::Kind::kAny: v = true_children > 0; break;
+    case Condition::Kind::kNone: v = true_children == 0; break;
+    case Condition::Kind::kAtLeast: v = true_children >= n.at_least; break;
+    default: break;
+  }
+  trace->nodes[slot].value = v;
+}
+
+Status Evaluator::Explain(const v1::ContentReport& report, Context& ctx,
+                          std::vector<RuleTrace>* traces) const {
+  v1::Verdict verdict;
+  Status s = Evaluate(report, ctx, &verdict);  // validates and scans
+  if (!s.ok()) return s;
+  traces->clear();
+  for (uint32_t r = 0; r < rule_root_.size(); ++r) {
+    RuleTrace trace;
+    trace.rule = &ruleset_->rules()[r];
+    TraceNode(rule_root_[r], 0, report, ctx, &trace);
+    trace.matched = trace.nodes.front().value;
+    traces->push_back(std::move(trace));
+  }
+  return Status::Ok();
+}
+
+}  // namespace carewatch::eval

@@ -1,0 +1,142 @@
+#ifndef CAREWATCH_ENGINE_EVAL_EVALUATOR_H_
+#define CAREWATCH_ENGINE_EVAL_EVALUATOR_H_
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "carewatch/v1/report.pb.h"
+#include "engine/common/status.h"
+#include "engine/match/lists.h"
+#include "engine/match/matcher.h"
+#include "engine/match/normalize.h"
+#include "engine/rules/ruleset.h"
+
+namespace carewatch::eval {
+
+struct EvaluatorOptions {
+  // Where compiled Hyperscan databases are cached by RuleSet version; empty
+  // disables the cache.
+  std::string cache_dir;
+  // Spans reported per matched leaf and field value.
+  size_t max_spans_per_leaf = 8;
+};
+
+// How one condition node of one rule came out, for `carewatch explain`.
+struct NodeTrace {
+  const rules::Condition* condition = nullptr;
+  int depth = 0;
+  bool value = false;
+  std::vector<v1::Match> matches;
+};
+
+struct RuleTrace {
+  const rules::Rule* rule = nullptr;
+  bool matched = false;
+  std::vector<NodeTrace> nodes;  // pre-order
+};
+
+// Turns a ContentReport into a Verdict under one immutable RuleSet.
+// Thread-safe: all methods are const; per-thread state lives in a Context.
+class Evaluator {
+ public:
+  // Per-thread working state: Hyperscan scratch and reusable buffers.
+  // Create one per worker thread up front with NewContext().
+  class Context;
+
+  // Compiles `ruleset`. Fails (InvalidArgument) only on a pattern the engines
+  // reject, which the loader normally catches first.
+  static Status Create(std::shared_ptr<const rules::RuleSet> ruleset,
+                       const EvaluatorOptions& options, std::unique_ptr<Evaluator>* out);
+  ~Evaluator();
+  Evaluator(const Evaluator&) = delete;
+  Evaluator& operator=(const Evaluator&) = delete;
+
+  // REQUIRES: not on the request path (allocates scratch and buffers).
+  std::unique_ptr<Context> NewContext() const;
+
+  // Evaluates `report`. InvalidArgument (naming the field) when a text field
+  // is not valid UTF-8. `verdict` is overwritten.
+  Status Evaluate(const v1::ContentReport& report, Context& context, v1::Verdict* verdict) const;
+  // As above, with a Context borrowed from an internal pool.
+  Status Evaluate(const v1::ContentReport& report, v1::Verdict* verdict) const;
+
+  // Evaluates every rule fully (no short-circuit) and records each node.
+  Status Explain(const v1::ContentReport& report, Context& context,
+                 std::vector<RuleTrace>* traces) const;
+
+  const rules::RuleSet& ruleset() const { return *ruleset_; }
+  std::shared_ptr<const rules::RuleSet> shared_ruleset() const { return ruleset_; }
+  const match::Matcher& matcher() const { return *matcher_; }
+  // Whether Create compiled databases (false: all came from the cache).
+  bool compiled_databases() const { return compiled_; }
+
+  // Deterministic id of the obligation a rule's flag opens for a report.
+  static std::string ObligationId(const std::string& service_id, const std::string& report_id,
+                                  const std::string& rule_id);
+
+ private:
+  struct Node {
+    rules::Condition::Kind kind;
+    uint32_t first_child = 0;  // index into child_ids_
+    uint32_t num_children = 0;
+    int at_least = 0;
+    int32_t scan_id = -1;  // scanned leaves: matcher leaf id
+    int32_t list = -1;     // in_list leaves: index into lists_
+    const rules::Condition* condition = nullptr;
+  };
+
+  explicit Evaluator(std::shared_ptr<const rules::RuleSet> ruleset, const EvaluatorOptions& options);
+  uint32_t Flatten(const rules::Condition& c, std::vector<match::PatternLeaf>* leaves);
+  bool NeedsScan(uint32_t node) const;
+  void CollectScanLeaves(uint32_t node, std::vector<uint32_t>* out) const;
+
+  Status Scan(const v1::ContentReport& report, Context& ctx) const;
+  bool EvalNode(uint32_t node, const v1::ContentReport& report, const Context& ctx) const;
+  bool EvalLeaf(const Node& n, const v1::ContentReport& report, const Context& ctx) const;
+  void LeafMatches(const Node& n, const v1::ContentReport& report, Context& ctx,
+                   google::protobuf::RepeatedPtrField<v1::Match>* out) const;
+  void CollectMatches(uint32_t node, const v1::ContentReport& report, Context& ctx,
+                      google::protobuf::RepeatedPtrField<v1::Match>* out) const;
+  void TraceNode(uint32_t node, int depth, const v1::ContentReport& report, Context& ctx,
+                 RuleTrace* trace) const;
+
+  std::shared_ptr<const rules::RuleSet> ruleset_;
+  EvaluatorOptions options_;
+  std::unique_ptr<match::Matcher> matcher_;
+  bool compiled_ = false;
+  std::vector<Node> nodes_;
+  std::vector<uint32_t> child_ids_;
+  std::vector<uint32_t> rule_root_;
+  std::vector<match::CompiledList> lists_;
+  std::vector<uint32_t> scan_node_;            // scan id -> node
+  std::vector<std::vector<uint32_t>> scan_rules_;  // scan id -> rules using it
+  std::vector<uint32_t> always_rules_;         // rules that can match without a scan hit
+
+  mutable std::mutex pool_mu_;
+  mutable std::vector<std::unique_ptr<Context>> pool_;
+};
+
+class Evaluator::Context {
+ public:
+  ~Context();
+
+ private:
+  friend class Evaluator;
+  Context() = default;
+  std::unique_ptr<match::Matcher::Scratch> scratch;
+  std::vector<uint8_t> scan_hit;     // per scan id
+  std::vector<uint32_t> fired;       // scan ids hit by this report
+  std::vector<uint32_t> rule_epoch;  // per rule: epoch it became a candidate
+  uint32_t epoch = 0;
+  std::vector<uint32_t> candidates;
+  match::FoldedText folded[rules::kNumTextFields];
+  match::FoldedText folded_url;
+  std::vector<std::pair<uint32_t, uint32_t>> spans;
+};
+
+}  // namespace carewatch::eval
+
+#endif  // CAREWATCH_ENGINE_EVAL_EVALUATOR_H_

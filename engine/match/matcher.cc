@@ -1,0 +1,193 @@
+#include "engine/match/matcher.h"
+
+#include <hs/hs.h>
+#include <re2/re2.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "engine/rules/pattern.h"
+
+namespace carewatch::match {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// Bump when the leaf -> expression layout changes, so old caches are ignored.
+constexpr const char* kCacheFormat = "v1";
+
+struct ScanContext {
+  Matcher::MatchFn fn;
+  void* context;
+};
+
+int OnHsMatch(unsigned int id, unsigned long long, unsigned long long, unsigned int, void* ctx) {
+  auto* c = static_cast<ScanContext*>(ctx);
+  c->fn(id, c->context);
+  return 0;
+}
+
+std::string CachePath(const std::string& dir, const std::string& key, int slot) {
+  return dir + "/" + key + "-" + kCacheFormat + "-" + std::to_string(slot) + ".hsdb";
+}
+
+hs_database_t* LoadCached(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return nullptr;
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  std::string bytes = ss.str();
+  hs_database_t* db = nullptr;
+  if (hs_deserialize_database(bytes.data(), bytes.size(), &db) != HS_SUCCESS) return nullptr;
+  return db;
+}
+
+void StoreCached(const std::string& dir, const std::string& path, const hs_database_t* db) {
+  char* bytes = nullptr;
+  size_t length = 0;
+  if (hs_serialize_database(db, &bytes, &length) != HS_SUCCESS) return;
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out.write(bytes, static_cast<std::streamsize>(length));
+    if (!out) {
+      std::free(bytes);
+      fs::remove(tmp, ec);
+      return;
+    }
+  }
+  std::free(bytes);
+  fs::rename(tmp, path, ec);  // atomic: readers see the old file or the new one
+}
+
+}  // namespace
+
+Matcher::Scratch::~Scratch() {
+  if (scratch_) hs_free_scratch(scratch_);
+}
+
+Matcher::~Matcher() {
+  for (hs_database_t* db : dbs_) {
+    if (db) hs_free_database(db);
+  }
+  if (prototype_) hs_free_scratch(prototype_);
+}
+
+Status Matcher::Build(std::vector<PatternLeaf> leaves, const std::string& cache_dir,
+                      const std::string& cache_key, std::unique_ptr<Matcher>* out,
+                      bool* compiled) {
+  std::unique_ptr<Matcher> m(new Matcher());
+  m->leaves_ = std::move(leaves);
+  if (compiled) *compiled = false;
+
+  // One RE2 per leaf, the leaf's expressions as alternatives.
+  RE2::Options options;
+  options.set_log_errors(false);
+  for (const PatternLeaf& leaf : m->leaves_) {
+    std::string joined;
+    for (const std::string& e : leaf.expressions) {
+      joined += (joined.empty() ? "(?:" : "|(?:") + e + ")";
+    }
+    auto re = std::make_unique<RE2>(rules::Re2Pattern(joined, leaf.regex_flags), options);
+    if (!re->ok()) {
+      return Status::InvalidArgument("pattern '" + joined + "' rejected by RE2: " + re->error());
+    }
+    m->re2_.push_back(std::move(re));
+  }
+
+  for (int slot = 0; slot < kNumDatabaseSlots; ++slot) {
+    std::vector<const char*> exprs;
+    std::vector<unsigned> flags;
+    std::vector<unsigned> ids;
+    for (uint32_t id = 0; id < m->leaves_.size(); ++id) {
+      const PatternLeaf& leaf = m->leaves_[id];
+      if (DatabaseSlot(leaf.field, leaf.normalize) != slot) continue;
+      for (const std::string& e : leaf.expressions) {
+        exprs.push_back(e.c_str());
+        flags.push_back(rules::HyperscanFlags(leaf.regex_flags));
+        ids.push_back(id);
+      }
+    }
+    if (exprs.empty()) continue;
+    std::string path = cache_dir.empty() ? "" : CachePath(cache_dir, cache_key, slot);
+    if (!path.empty()) m->dbs_[slot] = LoadCached(path);
+    if (m->dbs_[slot] == nullptr) {
+      hs_compile_error_t* error = nullptr;
+      if (hs_compile_multi(exprs.data(), flags.data(), ids.data(),
+                           static_cast<unsigned>(exprs.size()), HS_MODE_BLOCK, nullptr,
+                           &m->dbs_[slot], &error) != HS_SUCCESS) {
+        std::string message = "Hyperscan compile failed";
+        if (error) {
+          if (error->expression >= 0 && static_cast<size_t>(error->expression) < exprs.size()) {
+            message += " on pattern '" + std::string(exprs[error->expression]) + "'";
+          }
+          message += std::string(": ") + (error->message ? error->message : "unknown error");
+          hs_free_compile_error(error);
+        }
+        return Status::InvalidArgument(message);
+      }
+      if (compiled) *compiled = true;
+      if (!path.empty()) StoreCached(cache_dir, path, m->dbs_[slot]);
+    }
+    if (hs_alloc_scratch(m->dbs_[slot], &m->prototype_) != HS_SUCCESS) {
+      return Status::Internal("Hyperscan could not allocate scratch space");
+    }
+  }
+  *out = std::move(m);
+  return Status::Ok();
+}
+
+std::unique_ptr<Matcher::Scratch> Matcher::NewScratch() const {
+  std::unique_ptr<Scratch> s(new Scratch());
+  if (prototype_ && hs_clone_scratch(prototype_, &s->scratch_) != HS_SUCCESS) {
+    s->scratch_ = nullptr;
+  }
+  return s;
+}
+
+Status Matcher::Scan(int slot, std::string_view data, Scratch& scratch, MatchFn on_match,
+                     void* context) const {
+  const hs_database_t* db = dbs_[slot];
+  if (db == nullptr) return Status::Ok();
+  if (scratch.scratch_ == nullptr) return Status::Internal("no Hyperscan scratch space");
+  if (data.size() > UINT32_MAX) return Status::InvalidArgument("field larger than 4 GiB");
+  ScanContext ctx{on_match, context};
+  hs_error_t rc = hs_scan(db, data.data(), static_cast<unsigned>(data.size()), 0, scratch.scratch_,
+                          OnHsMatch, &ctx);
+  if (rc != HS_SUCCESS && rc != HS_SCAN_TERMINATED) {
+    return Status::Internal("hs_scan failed with code " + std::to_string(rc));
+  }
+  return Status::Ok();
+}
+
+void Matcher::FindSpans(uint32_t leaf_id, std::string_view data, size_t max_spans,
+                        std::vector<std::pair<uint32_t, uint32_t>>* spans) const {
+  const RE2& re = *re2_[leaf_id];
+  re2::StringPiece input(data.data(), data.size());
+  re2::StringPiece match;
+  size_t pos = 0;
+  size_t found = 0;
+  while (pos <= data.size() && found < max_spans) {
+    if (!re.Match(input, pos, data.size(), RE2::UNANCHORED, &match, 1)) break;
+    uint32_t start = static_cast<uint32_t>(match.data() - data.data());
+    uint32_t end = start + static_cast<uint32_t>(match.size());
+    spans->emplace_back(start, end);
+    ++found;
+    pos = end > pos ? end : pos + 1;
+  }
+}
+
+size_t Matcher::database_bytes() const {
+  size_t total = 0;
+  for (const hs_database_t* db : dbs_) {
+    size_t size = 0;
+    if (db && hs_database_size(db, &size) == HS_SUCCESS) total += size;
+  }
+  return total;
+}
+
+}  // namespace carewatch::match

@@ -1,0 +1,105 @@
+#ifndef CAREWATCH_ENGINE_MATCH_MATCHER_H_
+#define CAREWATCH_ENGINE_MATCH_MATCHER_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "engine/common/status.h"
+#include "engine/rules/ruleset.h"
+
+struct hs_database;
+struct hs_scratch;
+namespace re2 {
+class RE2;
+}
+
+namespace carewatch::match {
+
+// One scanned leaf (a regex or phrases condition) handed to the matcher.
+struct PatternLeaf {
+  rules::Field field;      // a text field
+  bool normalize = false;  // scan the evasion-folded copy of the field
+  // Hyperscan expressions; a phrases leaf has one per phrase. All share the
+  // leaf's id.
+  std::vector<std::string> expressions;
+  uint32_t regex_flags = 0;
+};
+
+// Which compiled database to scan: a text field, raw or folded.
+inline int DatabaseSlot(rules::Field field, bool normalized) {
+  return static_cast<int>(field) * 2 + (normalized ? 1 : 0);
+}
+inline constexpr int kNumDatabaseSlots = rules::kNumTextFields * 2;
+
+// Hyperscan block-mode databases, one per (text field, raw|folded), compiled
+// once from every scanned leaf of a RuleSet, plus one RE2 per leaf to locate
+// spans after Hyperscan has said the leaf matched.
+//
+// Order of calls: Build (configuration time; may fail with a message naming
+// the bad pattern) -> NewScratch once per worker thread -> Scan and FindSpans
+// from any number of threads, each with its own Scratch.
+class Matcher {
+ public:
+  // Per-thread Hyperscan scratch space. Allocate up front; never share one
+  // between threads at the same time.
+  class Scratch {
+   public:
+    ~Scratch();
+    Scratch(const Scratch&) = delete;
+    Scratch& operator=(const Scratch&) = delete;
+
+   private:
+    friend class Matcher;
+    Scratch() = default;
+    hs_scratch* scratch_ = nullptr;
+  };
+
+  // Compiles `leaves` (leaf id == index). When `cache_dir` is not empty the
+  // serialised databases are read from / written to
+  // cache_dir/<cache_key>-<slot>.hsdb, so a restart with the same rules does
+  // not recompile. `*compiled` tells whether anything was compiled.
+  static Status Build(std::vector<PatternLeaf> leaves, const std::string& cache_dir,
+                      const std::string& cache_key, std::unique_ptr<Matcher>* out,
+                      bool* compiled = nullptr);
+  ~Matcher();
+  Matcher(const Matcher&) = delete;
+  Matcher& operator=(const Matcher&) = delete;
+
+  // REQUIRES: not on the scan path (it allocates).
+  std::unique_ptr<Scratch> NewScratch() const;
+
+  bool HasDatabase(int slot) const { return dbs_[slot] != nullptr; }
+
+  // Calls on_match(leaf_id) for each leaf that matches `data` in `slot`'s
+  // database (at most once per leaf per call). REQUIRES: `data` is valid
+  // UTF-8. Never allocates.
+  using MatchFn = void (*)(uint32_t leaf_id, void* context);
+  Status Scan(int slot, std::string_view data, Scratch& scratch, MatchFn on_match,
+              void* context) const;
+
+  // Appends up to `max_spans` non-overlapping byte spans of leaf `leaf_id` in
+  // `data` (RE2 semantics, leftmost first).
+  void FindSpans(uint32_t leaf_id, std::string_view data, size_t max_spans,
+                 std::vector<std::pair<uint32_t, uint32_t>>* spans) const;
+
+  size_t num_leaves() const { return leaves_.size(); }
+  // Total bytes of the compiled databases, for metrics and benchmarks.
+  size_t database_bytes() const;
+  // The raw database for a slot (benchmarks compare against bare hs_scan).
+  const hs_database* database(int slot) const { return dbs_[slot]; }
+
+ private:
+  Matcher() = default;
+  std::vector<PatternLeaf> leaves_;
+  std::vector<std::unique_ptr<re2::RE2>> re2_;
+  hs_database* dbs_[kNumDatabaseSlots] = {};
+  hs_scratch* prototype_ = nullptr;
+};
+
+}  // namespace carewatch::match
+
+#endif  // CAREWATCH_ENGINE_MATCH_MATCHER_H_

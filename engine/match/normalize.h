@@ -1,0 +1,50 @@
+#ifndef CAREWATCH_ENGINE_MATCH_NORMALIZE_H_
+#define CAREWATCH_ENGINE_MATCH_NORMALIZE_H_
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace carewatch::match {
+
+// A field value after evasion folding, with a map back to the original.
+// For every byte i of `text`, [orig_start[i], orig_end[i]) is the byte range
+// of the original value it came from.
+struct FoldedText {
+  std::string text;
+  std::vector<uint32_t> orig_start;
+  std::vector<uint32_t> orig_end;
+
+  // Maps the span [start, end) of `text` to the original value.
+  // REQUIRES: start < end <= text.size().
+  std::pair<uint32_t, uint32_t> MapSpan(uint32_t start, uint32_t end) const {
+    return {orig_start[start], orig_end[end - 1]};
+  }
+  void Clear() {
+    text.clear();
+    orig_start.clear();
+    orig_end.clear();
+  }
+};
+
+// Evasion folding for `normalize: true` leaves (docs/rules.md):
+//  - Unicode NFKC with case folding (full-width, ligatures, styled letters);
+//  - accents and other combining marks dropped;
+//  - zero-width and other invisible format characters removed;
+//  - look-alike letters from Cyrillic and Greek folded to Latin;
+//  - digits and symbols used for letters folded (0->o 1->i 3->e 4->a 5->s
+//    7->t 8->b @->a $->s !->i |->l);
+//  - separator punctuation (. - _ * + ~ / \ , ' " ` ^ = :  ;) removed, runs of
+//    white space collapsed to one space, and runs of three or more single
+//    characters separated by spaces joined ("s n a p" -> "snap").
+// REQUIRES: `input` is valid UTF-8. Thread-safe; reuses `out`'s storage.
+void FoldForMatching(std::string_view input, FoldedText* out);
+
+// Convenience for patterns and tests: the folded text alone.
+std::string FoldForMatching(std::string_view input);
+
+}  // namespace carewatch::match
+
+#endif  // CAREWATCH_ENGINE_MATCH_NORMALIZE_H_

@@ -1,0 +1,964 @@
+#include "engine/rules/loader.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <regex>
+#include <set>
+#include <sstream>
+
+#include "engine/common/digest.h"
+#include "engine/common/utf8.h"
+#include "engine/rules/duration.h"
+#include "engine/rules/pattern.h"
+#include "engine/rules/vocabulary.h"
+
+namespace carewatch::rules {
+
+namespace fs = std::filesystem;
+
+std::optional<std::string> ReadFileToString(const std::string& path, std::string* error) {
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) {
+    *error = "is a directory";
+    return std::nullopt;
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    *error = "cannot open: " + std::string(std::strerror(errno));
+    return std::nullopt;
+  }
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) {
+    *error = "read failed";
+    return std::nullopt;
+  }
+  return ss.str();
+}
+
+namespace {
+
+std::string JsonEscape(const std::string& s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          out += buf;
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  return out + "\"";
+}
+
+const std::regex& PackNamePattern() {
+  static const std::regex re("^[a-z0-9.-]+$");
+  return re;
+}
+const std::regex& IdPattern() {
+  static const std::regex re("^[A-Za-z0-9][A-Za-z0-9._-]*$");
+  return re;
+}
+
+class Loader {
+ public:
+  explicit Loader(const FileReader& reader) : reader_(reader) {}
+
+  void AddFile(const SourceFile& file);
+  LoadResult Finish();
+
+ private:
+  // --- diagnostics ---
+  SourcePos PosOf(const YAML::Mark& mark) const {
+    SourcePos pos;
+    pos.file = file_;
+    if (mark.line >= 0) {
+      pos.line = mark.line + 1;
+      pos.col = mark.column + 1;
+    }
+    return pos;
+  }
+  SourcePos PosOf(const YAML::Node& node) const { return PosOf(node.Mark()); }
+  void Error(const SourcePos& pos, std::string message) {
+    diagnostics_.push_back({Diagnostic::Level::kError, pos, std::move(message), rule_id_});
+  }
+  void Warn(const SourcePos& pos, std::string message) {
+    diagnostics_.push_back({Diagnostic::Level::kWarning, pos, std::move(message), rule_id_});
+  }
+  void Error(const YAML::Node& at, std::string message) { Error(PosOf(at), std::move(message)); }
+  void Warn(const YAML::Node& at, std::string message) { Warn(PosOf(at), std::move(message)); }
+
+  // --- typed access, each reporting its own error ---
+  // Checks that `node` is a mapping whose keys are all in `allowed` and not
+  // repeated. Returns false (after reporting) when it is not a mapping.
+  bool CheckMap(const YAML::Node& node, const char* what, std::initializer_list<const char*> allowed);
+  bool GetString(const YAML::Node& map, const char* key, std::string* out, bool required);
+  bool AsString(const YAML::Node& node, const char* what, std::string* out);
+  bool GetStringList(const YAML::Node& map, const char* key, std::vector<std::string>* out);
+  bool GetDuration(const YAML::Node& map, const char* key, int64_t* out, bool required);
+
+  void ParsePack(const YAML::Node& root, const std::string& content);
+  void ParseAccountability(const YAML::Node& root);
+  void ParseDuty(const YAML::Node& node);
+  void ParseList(const std::string& name, const YAML::Node& key, const YAML::Node& node);
+  void ParseRule(const YAML::Node& node, const std::string& pack);
+  bool ParseCondition(const YAML::Node& node, int depth, Condition* out);
+  bool ParseLeaf(const YAML::Node& node, Condition* out);
+  void ParseTest(const YAML::Node& node, RuleTest* out);
+  bool YamlToJson(const YAML::Node& node, int depth, std::string* out);
+  void CheckActions(const YAML::Node& at, const std::vector<std::string>& actions);
+  void CrossCheck();
+  void CheckConditionRefs(const Condition& c, const Rule& rule);
+
+  const FileReader& reader_;
+  std::string file_;
+  std::string rule_id_;
+  size_t condition_nodes_ = 0;
+  std::vector<Diagnostic> diagnostics_;
+  RuleSetBuilder builder_;
+  std::string version_input_;
+  std::map<std::string, SourcePos> duty_defs_, rule_defs_, list_defs_;
+};
+
+bool Loader::CheckMap(const YAML::Node& node, const char* what,
+                      std::initializer_list<const char*> allowed) {
+  if (!node.IsMap()) {
+    Error(node, std::string(what) + " must be a mapping");
+    return false;
+  }
+  std::set<std::string> seen;
+  for (const auto& kv : node) {
+    if (!kv.first.IsScalar()) {
+      Error(kv.first, std::string("keys of ") + what + " must be plain names");
+      continue;
+    }
+    const std::string& key = kv.first.Scalar();
+    if (!seen.insert(key).second) {
+      Error(kv.first, "duplicate key '" + key + "' in " + what);
+    }
+    bool known = false;
+    for (const char* a : allowed) known = known || key == a;
+    if (!known) {
+      std::string list;
+      for (const char* a : allowed) list += std::string(list.empty() ? "" : ", ") + a;
+      Error(kv.first, "unknown key '" + key + "' in " + what + " (allowed: " + list + ")");
+    }
+  }
+  return true;
+}
+
+bool Loader::AsString(const YAML::Node& node, const char* what, std::string* out) {
+  if (!node.IsScalar()) {
+    Error(node, std::string(what) + " must be a string");
+    return false;
+  }
+  *out = node.Scalar();
+  return true;
+}
+
+bool Loader::GetString(const YAML::Node& map, const char* key, std::string* out, bool required) {
+  YAML::Node v = map[key];
+  if (!v) {
+    if (required) Error(map, std::string("missing required key '") + key + "'");
+    return false;
+  }
+  if (!AsString(v, key, out)) return false;
+  if (required && out->empty()) {
+    Error(v, std::string("'") + key + "' must not be empty");
+    return false;
+  }
+  return true;
+}
+
+bool Loader::GetStringList(const YAML::Node& map, const char* key, std::vector<std::string>* out) {
+  YAML::Node v = map[key];
+  if (!v) return false;
+  if (!v.IsSequence()) {
+    Error(v, std::string("'") + key + "' must be a list");
+    return false;
+  }
+  out->clear();
+  for (const auto& item : v) {
+    std::string s;
+    if (AsString(item, key, &s)) out->push_back(s);
+  }
+  return true;
+}
+
+bool Loader::GetDuration(const YAML::Node& map, const char* key, int64_t* out, bool required) {
+  YAML::Node v = map[key];
+  if (!v) {
+    if (required) Error(map, std::string("missing required key '") + key + "'");
+    return false;
+  }
+  std::string text;
+  if (!AsString(v, key, &text)) return false;
+  std::string error;
+  auto d = ParseDuration(text, &error);
+  if (!d) {
+    Error(v, error);
+    return false;
+  }
+  *out = *d;
+  return true;
+}
+
+void Loader::AddFile(const SourceFile& file) {
+  file_ = file.path;
+  rule_id_.clear();
+  version_input_ += "file\n" + file.path + "\n" + std::to_string(file.content.size()) + "\n" +
+                    file.content;
+  if (file.content.size() > kMaxPackBytes) {
+    Error(SourcePos{file_, 0, 0}, "file is larger than " + std::to_string(kMaxPackBytes >> 20) +
+                                      " MiB");
+    return;
+  }
+  size_t bad = carewatch::FindInvalidUtf8(file.content);
+  if (bad != std::string_view::npos) {
+    int line = 1 + std::count(file.content.begin(), file.content.begin() + bad, '\n');
+    size_t line_start = file.content.rfind('\n', bad == 0 ? 0 : bad - 1);
+    int col = static_cast<int>(bad - (line_start == std::string::npos ? 0 : line_start + 1)) + 1;
+    if (bad == 0) col = 1;
+    char buf[8];
+    std::snprintf(buf, sizeof buf, "0x%02X", static_cast<unsigned char>(file.content[bad]));
+    Error(SourcePos{file_, line, col}, std::string("file is not valid UTF-8 (byte ") + buf + ")");
+    return;
+  }
+  YAML::Node root;
+  try {
+    root = YAML::Load(file.content);
+  } catch (const YAML::Exception& e) {
+    Error(PosOf(e.mark), "YAML syntax error: " + e.msg);
+    return;
+  } catch (const std::exception& e) {
+    Error(SourcePos{file_, 0, 0}, std::string("cannot parse YAML: ") + e.what());
+    return;
+  }
+  try {
+    const YAML::Node& croot = root;  // const: lookups must not insert keys
+    if (!croot || croot.IsNull()) {
+      Error(SourcePos{file_, 1, 1}, "file is empty; expected a rule pack or an accountability file");
+      return;
+    }
+    if (!croot.IsMap()) {
+      Error(croot, "top level must be a mapping with 'pack' or 'accountability'");
+      return;
+    }
+    if (croot["accountability"]) {
+      ParseAccountability(croot);
+    } else {
+      ParsePack(croot, file.content);
+    }
+  } catch (const YAML::Exception& e) {
+    // yaml-cpp throws on some malformed nodes; keep the position it gives.
+    Error(PosOf(e.mark), "YAML error: " + e.msg);
+  }
+  rule_id_.clear();
+}
+
+void Loader::ParseAccountability(const YAML::Node& root) {
+  if (!CheckMap(root, "an accountability file", {"accountability"})) return;
+  YAML::Node list = root["accountability"];
+  if (!list.IsSequence()) {
+    Error(list, "'accountability' must be a list of {service_id, duty, name, role, from, to}");
+    return;
+  }
+  for (const auto& item : list) {
+    if (!CheckMap(item, "an accountability record", {"service_id", "duty", "name", "role", "from", "to"})) {
+      continue;
+    }
+    Accountability a;
+    a.pos = PosOf(item);
+    bool ok = GetString(item, "service_id", &a.service_id, true);
+    ok = GetString(item, "duty", &a.duty_pattern, true) && ok;
+    ok = GetString(item, "name", &a.name, true) && ok;
+    ok = GetString(item, "role", &a.role, true) && ok;
+    std::string from, to;
+    if (GetString(item, "from", &from, true)) {
+      auto t = ParseDateTime(from);
+      if (!t) {
+        Error(item["from"], "bad date '" + from + "': expected YYYY-MM-DD or an RFC 3339 time");
+        ok = false;
+      } else {
+        a.from = *t;
+      }
+    } else {
+      ok = false;
+    }
+    if (GetString(item, "to", &to, false)) {
+      auto t = ParseDateTime(to);
+      if (!t) {
+        Error(item["to"], "bad date '" + to + "': expected YYYY-MM-DD or an RFC 3339 time");
+        ok = false;
+      } else if (*t <= a.from) {
+        Error(item["to"], "'to' must be after 'from'");
+        ok = false;
+      } else {
+        a.to = *t;
+      }
+    }
+    if (ok) builder_.accountability().push_back(std::move(a));
+  }
+}
+
+void Loader::ParsePack(const YAML::Node& root, const std::string& content) {
+  if (!CheckMap(root, "a rule pack", {"pack", "version", "duties", "lists", "rules"})) return;
+  PackInfo info;
+  info.file = file_;
+  if (GetString(root, "pack", &info.name, true) &&
+      !std::regex_match(info.name, PackNamePattern())) {
+    Error(root["pack"], "pack name '" + info.name + "' must match [a-z0-9.-]+");
+  }
+  GetString(root, "version", &info.version, true);
+  for (const PackInfo& p : builder_.packs()) {
+    if (!info.name.empty() && p.name == info.name) {
+      Error(root["pack"], "pack '" + info.name + "' is already loaded from " + p.file);
+    }
+  }
+  builder_.packs().push_back(info);
+
+  if (YAML::Node duties = root["duties"]) {
+    if (!duties.IsSequence()) {
+      Error(duties, "'duties' must be a list");
+    } else {
+      for (const auto& d : duties) ParseDuty(d);
+    }
+  }
+  if (YAML::Node lists = root["lists"]) {
+    if (!lists.IsMap()) {
+      Error(lists, "'lists' must be a mapping of list name to {kind, file}");
+    } else {
+      for (const auto& kv : lists) {
+        std::string name;
+        if (AsString(kv.first, "list name", &name)) ParseList(name, kv.first, kv.second);
+      }
+    }
+  }
+  if (YAML::Node rules = root["rules"]) {
+    if (!rules.IsSequence()) {
+      Error(rules, "'rules' must be a list");
+    } else {
+      for (const auto& r : rules) ParseRule(r, info.name);
+    }
+  }
+}
+
+void Loader::CheckActions(const YAML::Node& at, const std::vector<std::string>& actions) {
+  if (actions.empty()) Error(at, "'actions' must name at least one action");
+  std::set<std::string> seen;
+  for (const std::string& a : actions) {
+    if (!seen.insert(a).second) Error(at, "action '" + a + "' is listed twice");
+    if (a == kReviewedNotIllegal) {
+      Error(at, "'reviewed_not_illegal' discharges an obligation; it cannot be a required action");
+    } else if (!IsKnownAction(a)) {
+      Warn(at, "unknown action '" + a + "' (known: remove_content, restrict_account, "
+               "suspend_account, report_to_nca, report_to_ncmec, escalate_to_specialist, "
+               "preserve_evidence)");
+    }
+  }
+}
+
+void Loader::ParseDuty(const YAML::Node& node) {
+  if (!CheckMap(node, "a duty", {"id", "statute", "summary", "deadline", "actions", "systemic"})) {
+    return;
+  }
+  Duty d;
+  d.pos = PosOf(node);
+  if (!GetString(node, "id", &d.id, true)) return;
+  if (!std::regex_match(d.id, IdPattern())) {
+    Error(node["id"], "duty id '" + d.id + "' may use letters, digits, '.', '_' and '-'");
+  }
+  auto prev = duty_defs_.find(d.id);
+  if (prev != duty_defs_.end()) {
+    Error(node["id"], "duty '" + d.id + "' is already defined at " + prev->second.file + ":" +
+                          std::to_string(prev->second.line));
+    return;
+  }
+  duty_defs_[d.id] = PosOf(node["id"]);
+  GetString(node, "statute", &d.statute, false);
+  GetString(node, "summary", &d.summary, false);
+  GetDuration(node, "deadline", &d.deadline_seconds, true);
+  if (!GetStringList(node, "actions", &d.actions)) {
+    if (!node["actions"]) Error(node, "missing required key 'actions'");
+  } else {
+    CheckActions(node["actions"], d.actions);
+  }
+  if (YAML::Node s = node["systemic"]) {
+    if (CheckMap(s, "systemic", {"window", "min_breaches", "min_breach_rate"})) {
+      Systemic sys;
+      GetDuration(s, "window", &sys.window_seconds, true);
+      std::string text;
+      if (GetString(s, "min_breaches", &text, true)) {
+        char* end = nullptr;
+        long v = std::strtol(text.c_str(), &end, 10);
+        if (*end != '\0' || v < 1 || v > 1000000) {
+          Error(s["min_breaches"], "min_breaches must be a whole number from 1 to 1000000");
+        } else {
+          sys.min_breaches = static_cast<int>(v);
+        }
+      }
+      if (GetString(s, "min_breach_rate", &text, true)) {
+        char* end = nullptr;
+        double v = std::strtod(text.c_str(), &end);
+        if (*end != '\0' || !(v >= 0.0 && v <= 1.0)) {
+          Error(s["min_breach_rate"], "min_breach_rate must be a number from 0 to 1");
+        } else {
+          sys.min_breach_rate = v;
+        }
+      }
+      d.systemic = sys;
+    }
+  }
+  builder_.duties().push_back(std::move(d));
+}
+
+void Loader::ParseList(const std::string& name, const YAML::Node& key, const YAML::Node& node) {
+  if (!CheckMap(node, "a list", {"kind", "file"})) return;
+  ListDef list;
+  list.name = name;
+  list.pos = PosOf(key);
+  auto prev = list_defs_.find(name);
+  if (prev != list_defs_.end()) {
+    Error(key, "list '" + name + "' is already defined at " + prev->second.file + ":" +
+                   std::to_string(prev->second.line));
+    return;
+  }
+  list_defs_[name] = list.pos;
+  std::string kind, file;
+  if (GetString(node, "kind", &kind, true)) {
+    if (kind == "url") {
+      list.kind = ListDef::Kind::kUrl;
+    } else if (kind == "hash") {
+      list.kind = ListDef::Kind::kHash;
+    } else {
+      Error(node["kind"], "list kind '" + kind + "' must be url or hash");
+      return;
+    }
+  }
+  if (!GetString(node, "file", &file, true)) return;
+  fs::path p(file);
+  if (p.is_relative()) p = fs::path(file_).parent_path() / p;
+  list.path = p.lexically_normal().string();
+  std::string error;
+  std::optional<std::string> content = reader_(list.path, &error);
+  if (!content) {
+    Error(node["file"], "cannot read list file " + list.path + ": " + error);
+    return;
+  }
+  if (content->size() > kMaxListBytes) {
+    Error(node["file"], "list file " + list.path + " is larger than 256 MiB");
+    return;
+  }
+  version_input_ += "list\n" + list.path + "\n" + std::to_string(content->size()) + "\n" + *content;
+  std::istringstream in(*content);
+  std::string line;
+  int lineno = 0;
+  while (std::getline(in, line)) {
+    ++lineno;
+    size_t hash = line.find('#');
+    if (hash != std::string::npos) line.resize(hash);
+    auto not_space = [](unsigned char c) { return !std::isspace(c); };
+    line.erase(line.begin(), std::find_if(line.begin(), line.end(), not_space));
+    line.erase(std::find_if(line.rbegin(), line.rend(), not_space).base(), line.end());
+    if (line.empty()) continue;
+    if (list.kind == ListDef::Kind::kHash &&
+        !std::all_of(line.begin(), line.end(), [](unsigned char c) { return std::isxdigit(c); })) {
+      Error(SourcePos{list.path, lineno, 1}, "hash list entry '" + line + "' is not a hex digest");
+      continue;
+    }
+    list.entries.push_back(line);
+  }
+  if (list.entries.empty()) Warn(node["file"], "list '" + name + "' has no entries");
+  builder_.lists().push_back(std::move(list));
+}
+
+void Loader::ParseRule(const YAML::Node& node, const std::string& pack) {
+  rule_id_.clear();
+  if (!CheckMap(node, "a rule", {"id", "title", "duty", "severity", "when", "obligation", "tests"})) {
+    return;
+  }
+  Rule r;
+  r.pack = pack;
+  r.pos = PosOf(node);
+  if (!GetString(node, "id", &r.id, true)) return;
+  rule_id_ = r.id;
+  if (!std::regex_match(r.id, IdPattern())) {
+    Error(node["id"], "rule id '" + r.id + "' may use letters, digits, '.', '_' and '-'");
+  }
+  auto prev = rule_defs_.find(r.id);
+  if (prev != rule_defs_.end()) {
+    Error(node["id"], "rule id '" + r.id + "' is already defined at " + prev->second.file + ":" +
+                          std::to_string(prev->second.line));
+    return;
+  }
+  rule_defs_[r.id] = PosOf(node["id"]);
+  GetString(node, "title", &r.title, false);
+  GetString(node, "duty", &r.duty, true);
+  std::string severity;
+  if (GetString(node, "severity", &severity, true)) {
+    if (severity == "low") r.severity = Severity::kLow;
+    else if (severity == "medium") r.severity = Severity::kMedium;
+    else if (severity == "high") r.severity = Severity::kHigh;
+    else if (severity == "critical") r.severity = Severity::kCritical;
+    else Error(node["severity"], "severity '" + severity + "' must be low, medium, high or critical");
+  }
+  bool when_ok = false;
+  if (YAML::Node when = node["when"]) {
+    condition_nodes_ = 0;
+    when_ok = ParseCondition(when, 0, &r.when);
+  } else {
+    Error(node, "missing required key 'when'");
+  }
+  if (YAML::Node ob = node["obligation"]) {
+    if (CheckMap(ob, "obligation", {"deadline", "actions"})) {
+      int64_t deadline = 0;
+      if (GetDuration(ob, "deadline", &deadline, false)) r.deadline_override = deadline;
+      std::vector<std::string> actions;
+      if (GetStringList(ob, "actions", &actions)) {
+        CheckActions(ob["actions"], actions);
+        r.actions_override = std::move(actions);
+      }
+    }
+  }
+  if (YAML::Node tests = node["tests"]) {
+    if (!tests.IsSequence()) {
+      Error(tests, "'tests' must be a list");
+    } else {
+      for (const auto& t : tests) {
+        RuleTest test;
+        ParseTest(t, &test);
+        if (!test.name.empty()) r.tests.push_back(std::move(test));
+      }
+    }
+  }
+  if (when_ok) builder_.rules().push_back(std::move(r));
+}
+
+bool Loader::ParseCondition(const YAML::Node& node, int depth, Condition* out) {
+  out->pos = PosOf(node);
+  if (++condition_nodes_ > kMaxConditionNodes) {
+    if (condition_nodes_ == kMaxConditionNodes + 1) {
+      Error(node, "condition tree has more than " + std::to_string(kMaxConditionNodes) + " nodes");
+    }
+    return false;
+  }
+  if (depth > kMaxConditionDepth) {
+    Error(node, "conditions nest deeper than " + std::to_string(kMaxConditionDepth) + " levels");
+    return false;
+  }
+  if (!node.IsMap()) {
+    Error(node, "a condition must be a mapping: {all|any|none: [...]}, {at_least: N, of: [...]} "
+                "or {field: F, regex|phrases|equals|in|in_list|exists: ...}");
+    return false;
+  }
+  auto parse_children = [&](const YAML::Node& list, const char* key) {
+    if (!list.IsSequence()) {
+      Error(list, std::string("'") + key + "' must be a list of conditions");
+      return false;
+    }
+    if (list.size() == 0) {
+      Error(list, std::string("'") + key + "' must hold at least one condition");
+      return false;
+    }
+    bool ok = true;
+    for (const auto& child : list) {
+      out->children.emplace_back();
+      ok = ParseCondition(child, depth + 1, &out->children.back()) && ok;
+    }
+    return ok;
+  };
+  for (const char* key : {"all", "any", "none"}) {
+    if (node[key]) {
+      if (!CheckMap(node, "a condition", {key})) return false;
+      out->kind = key[0] == 'a' ? (key[1] == 'l' ? Condition::Kind::kAll : Condition::Kind::kAny)
+                                : Condition::Kind::kNone;
+      return parse_children(node[key], key);
+    }
+  }
+  if (node["at_least"] || node["of"]) {
+    if (!CheckMap(node, "a condition", {"at_least", "of"})) return false;
+    out->kind = Condition::Kind::kAtLeast;
+    std::string n;
+    if (!GetString(node, "at_least", &n, true)) return false;
+    if (!node["of"]) {
+      Error(node, "missing required key 'of'");
+      return false;
+    }
+    if (!parse_children(node["of"], "of")) return false;
+    char* end = nullptr;
+    long v = std::strtol(n.c_str(), &end, 10);
+    if (n.empty() || *end != '\0' || v < 1 || v > static_cast<long>(out->children.size())) {
+      Error(node["at_least"], "at_least must be a whole number from 1 to " +
+                                  std::to_string(out->children.size()) +
+                                  " (the number of conditions in 'of'), not '" + n + "'");
+      return false;
+    }
+    out->at_least = static_cast<int>(v);
+    return true;
+  }
+  if (node["field"]) return ParseLeaf(node, out);
+  Error(node, "a condition needs one of all, any, none, at_least or field");
+  return false;
+}
+
+bool Loader::ParseLeaf(const YAML::Node& node, Condition* out) {
+  if (!CheckMap(node, "a condition",
+                {"field", "regex", "phrases", "equals", "in", "in_list", "exists", "flags",
+                 "normalize"})) {
+    return false;
+  }
+  if (!GetString(node, "field", &out->field_name, true)) return false;
+  auto field = ParseField(out->field_name, &out->attribute_key);
+  if (!field) {
+    Error(node["field"], "unknown field '" + out->field_name +
+                             "' (fields: text caption username display_name profile_bio url hash "
+                             "service_id surface content_type reporter_type reason "
+                             "subject_age_band attributes.KEY)");
+    return false;
+  }
+  out->field = *field;
+  int ops = 0;
+  const char* op_name = nullptr;
+  for (const char* key : {"regex", "phrases", "equals", "in", "in_list", "exists"}) {
+    if (node[key]) {
+      ++ops;
+      op_name = key;
+    }
+  }
+  if (ops != 1) {
+    Error(node, ops == 0 ? "condition on '" + out->field_name +
+                               "' needs one of regex, phrases, equals, in, in_list or exists"
+                         : "condition on '" + out->field_name +
+                               "' has more than one of regex, phrases, equals, in, in_list, exists");
+    return false;
+  }
+  const std::string op = op_name;
+  const YAML::Node value = node[op_name];
+  bool scanned = op == "regex" || op == "phrases";
+  if (scanned && !IsTextField(out->field)) {
+    Error(node["field"], op + " applies to text fields (text caption username display_name "
+                              "profile_bio url), not '" + out->field_name + "'");
+    return false;
+  }
+  if (node["flags"] && op != "regex") {
+    Error(node["flags"], "'flags' applies only to regex conditions");
+    return false;
+  }
+  if (node["normalize"]) {
+    if (!scanned) {
+      Error(node["normalize"], "'normalize' applies only to regex and phrases conditions");
+      return false;
+    }
+    std::string v;
+    if (!AsString(node["normalize"], "normalize", &v)) return false;
+    if (v != "true" && v != "false") {
+      Error(node["normalize"], "normalize must be true or false");
+      return false;
+    }
+    out->normalize = v == "true";
+  }
+  if (op == "regex") {
+    out->kind = Condition::Kind::kRegex;
+    if (!AsString(value, "regex", &out->regex)) return false;
+    std::vector<std::string> flags;
+    if (node["flags"]) {
+      if (!GetStringList(node, "flags", &flags)) return false;
+      for (const std::string& f : flags) {
+        if (f == "case_sensitive") out->regex_flags |= kCaseSensitive;
+        else if (f == "dotall") out->regex_flags |= kDotAll;
+        else if (f == "multiline") out->regex_flags |= kMultiline;
+        else if (f == "ucp") out->regex_flags |= kUcp;
+        else {
+          Error(node["flags"], "unknown flag '" + f + "' (flags: case_sensitive, dotall, multiline, ucp)");
+          return false;
+        }
+      }
+    }
+    if (out->regex.empty()) {
+      Error(value, "regex must not be empty");
+      return false;
+    }
+    std::string problem = CheckPattern(out->regex, out->regex_flags);
+    if (!problem.empty()) {
+      Error(value, "bad regex '" + out->regex + "': " + problem);
+      return false;
+    }
+    return true;
+  }
+  if (op == "phrases") {
+    out->kind = Condition::Kind::kPhrases;
+    if (!GetStringList(node, "phrases", &out->phrases)) return false;
+    if (out->phrases.empty()) {
+      Error(value, "phrases must list at least one phrase");
+      return false;
+    }
+    for (const std::string& p : out->phrases) {
+      if (p.find_first_not_of(" \t") == std::string::npos) {
+        Error(value, "phrases must not be empty or blank");
+        return false;
+      }
+    }
+    return true;
+  }
+  if (op == "equals" || op == "in") {
+    out->kind = op == "equals" ? Condition::Kind::kEquals : Condition::Kind::kIn;
+    if (op == "equals") {
+      std::string v;
+      if (!AsString(value, "equals", &v)) return false;
+      out->values.push_back(v);
+    } else {
+      if (!GetStringList(node, "in", &out->values)) return false;
+      if (out->values.empty()) {
+        Error(value, "in must list at least one value");
+        return false;
+      }
+    }
+    const auto& known = KnownValues(out->field);
+    for (const std::string& v : out->values) {
+      if (!known.empty() && std::find(known.begin(), known.end(), v) == known.end()) {
+        std::string list;
+        for (const auto& k : known) list += (list.empty() ? "" : " ") + k;
+        Warn(value, "unknown " + out->field_name + " value '" + v + "' (known: " + list + ")");
+      }
+    }
+    return true;
+  }
+  if (op == "in_list") {
+    out->kind = Condition::Kind::kInList;
+    if (out->field != Field::kUrl && out->field != Field::kHash) {
+      Error(node["field"], "in_list applies to the url and hash fields, not '" + out->field_name + "'");
+      return false;
+    }
+    return AsString(value, "in_list", &out->list);
+  }
+  out->kind = Condition::Kind::kExists;
+  std::string v;
+  if (!AsString(value, "exists", &v)) return false;
+  if (v != "true" && v != "false") {
+    Error(value, "exists must be true or false");
+    return false;
+  }
+  out->exists = v == "true";
+  return true;
+}
+
+bool Loader::YamlToJson(const YAML::Node& node, int depth, std::string* out) {
+  if (depth > 16) {
+    Error(node, "test report nests too deeply");
+    return false;
+  }
+  if (node.IsMap()) {
+    *out += '{';
+    bool first = true;
+    for (const auto& kv : node) {
+      if (!kv.first.IsScalar()) {
+        Error(kv.first, "test report keys must be plain names");
+        return false;
+      }
+      if (!first) *out += ',';
+      first = false;
+      *out += JsonEscape(kv.first.Scalar()) + ":";
+      if (!YamlToJson(kv.second, depth + 1, out)) return false;
+    }
+    *out += '}';
+  } else if (node.IsSequence()) {
+    *out += '[';
+    bool first = true;
+    for (const auto& item : node) {
+      if (!first) *out += ',';
+      first = false;
+      if (!YamlToJson(item, depth + 1, out)) return false;
+    }
+    *out += ']';
+  } else if (node.IsScalar()) {
+    *out += JsonEscape(node.Scalar());
+  } else {
+    *out += "null";
+  }
+  return true;
+}
+
+void Loader::ParseTest(const YAML::Node& node, RuleTest* out) {
+  if (!CheckMap(node, "a test", {"name", "report", "expect", "actions", "at", "expect_obligation"})) {
+    return;
+  }
+  out->pos = PosOf(node);
+  std::string name;
+  if (!GetString(node, "name", &name, true)) return;
+  YAML::Node report = node["report"];
+  if (!report) {
+    Error(node, "missing required key 'report'");
+    return;
+  }
+  if (!report.IsMap()) {
+    Error(report, "'report' must be a mapping of ContentReport fields");
+    return;
+  }
+  if (!YamlToJson(report, 0, &out->report_json)) return;
+  std::string expect;
+  if (GetString(node, "expect", &expect, false)) {
+    if (expect == "match") out->expect_match = true;
+    else if (expect == "no_match") out->expect_match = false;
+    else {
+      Error(node["expect"], "expect must be match or no_match, not '" + expect + "'");
+      return;
+    }
+  }
+  if (YAML::Node actions = node["actions"]) {
+    if (!actions.IsSequence()) {
+      Error(actions, "'actions' must be a list of {action, after}");
+      return;
+    }
+    for (const auto& a : actions) {
+      if (!CheckMap(a, "a test action", {"action", "after"})) return;
+      RuleTest::Action act;
+      if (!GetString(a, "action", &act.action, true)) return;
+      if (!IsKnownAction(act.action)) Warn(a["action"], "unknown action '" + act.action + "'");
+      std::string after;
+      if (GetString(a, "after", &after, false) && after != "0" && after != "0s") {
+        std::string error;
+        auto d = ParseDuration(after, &error);
+        if (!d) {
+          Error(a["after"], error);
+          return;
+        }
+        act.after_seconds = *d;
+      }
+      out->actions.push_back(act);
+    }
+  }
+  if (node["at"]) {
+    int64_t at = 0;
+    if (!GetDuration(node, "at", &at, true)) return;
+    out->at_seconds = at;
+  }
+  if (GetString(node, "expect_obligation", &out->expect_obligation, false)) {
+    const std::string& e = out->expect_obligation;
+    if (e != "open" && e != "met" && e != "discharged" && e != "breached") {
+      Error(node["expect_obligation"],
+            "expect_obligation must be open, met, discharged or breached, not '" + e + "'");
+      return;
+    }
+  }
+  if (!out->expect_match && out->expect_obligation.empty()) {
+    Error(node, "a test needs 'expect' (match | no_match) or 'expect_obligation'");
+    return;
+  }
+  out->name = name;
+}
+
+void Loader::CheckConditionRefs(const Condition& c, const Rule& rule) {
+  if (c.kind == Condition::Kind::kInList) {
+    const ListDef* list = nullptr;
+    for (const ListDef& l : builder_.lists()) {
+      if (l.name == c.list) list = &l;
+    }
+    if (!list) {
+      Error(c.pos, "unknown list '" + c.list + "'");
+    } else if ((list->kind == ListDef::Kind::kUrl) != (c.field == Field::kUrl)) {
+      Error(c.pos, "list '" + c.list + "' holds " +
+                       (list->kind == ListDef::Kind::kUrl ? "URLs" : "hashes") +
+                       " and cannot match field '" + c.field_name + "'");
+    }
+  }
+  for (const Condition& child : c.children) CheckConditionRefs(child, rule);
+}
+
+void Loader::CrossCheck() {
+  for (const Rule& r : builder_.rules()) {
+    rule_id_ = r.id;
+    file_ = r.pos.file;
+    if (!r.duty.empty() && duty_defs_.find(r.duty) == duty_defs_.end()) {
+      Error(rule_defs_[r.id], "rule refers to undefined duty '" + r.duty + "'");
+    }
+    CheckConditionRefs(r.when, r);
+    if (r.tests.empty()) Warn(r.pos, "rule has no tests");
+  }
+  rule_id_.clear();
+  for (const Accountability& a : builder_.accountability()) {
+    if (a.duty_pattern == "*" || a.duty_pattern.find('*') != std::string::npos) continue;
+    if (!builder_.rules().empty() && duty_defs_.find(a.duty_pattern) == duty_defs_.end()) {
+      Warn(a.pos, "accountability names duty '" + a.duty_pattern + "', which no loaded pack defines");
+    }
+  }
+}
+
+LoadResult Loader::Finish() {
+  CrossCheck();
+  LoadResult result;
+  std::stable_sort(diagnostics_.begin(), diagnostics_.end(),
+                   [](const Diagnostic& a, const Diagnostic& b) {
+                     if (a.pos.file != b.pos.file) return a.pos.file < b.pos.file;
+                     if (a.pos.line != b.pos.line) return a.pos.line < b.pos.line;
+                     return a.pos.col < b.pos.col;
+                   });
+  result.diagnostics = std::move(diagnostics_);
+  if (!HasErrors(result.diagnostics)) {
+    result.ruleset = builder_.Build(Sha256Hex(version_input_).substr(0, 16));
+  }
+  return result;
+}
+
+}  // namespace
+
+LoadResult LoadRuleSetFromSources(const std::vector<SourceFile>& files, const FileReader& reader) {
+  Loader loader(reader);
+  for (const SourceFile& f : files) loader.AddFile(f);
+  return loader.Finish();
+}
+
+LoadResult LoadRuleSet(const std::vector<std::string>& paths) {
+  std::vector<SourceFile> files;
+  std::vector<Diagnostic> early;
+  for (const std::string& path : paths) {
+    std::error_code ec;
+    std::vector<std::string> names;
+    if (fs::is_directory(path, ec)) {
+      for (const auto& entry : fs::directory_iterator(path, ec)) {
+        std::string ext = entry.path().extension().string();
+        if (entry.is_regular_file(ec) && (ext == ".yaml" || ext == ".yml")) {
+          names.push_back(entry.path().string());
+        }
+      }
+      std::sort(names.begin(), names.end());
+      if (names.empty()) {
+        early.push_back({Diagnostic::Level::kError, {path, 0, 0}, "no *.yaml rule files in directory", ""});
+      }
+    } else {
+      names.push_back(path);
+    }
+    for (const std::string& name : names) {
+      std::string error;
+      auto content = ReadFileToString(name, &error);
+      if (!content) {
+        early.push_back({Diagnostic::Level::kError, {name, 0, 0}, error, ""});
+        continue;
+      }
+      files.push_back({name, std::move(*content)});
+    }
+  }
+  LoadResult result = LoadRuleSetFromSources(files, ReadFileToString);
+  if (!early.empty()) {
+    result.diagnostics.insert(result.diagnostics.begin(), early.begin(), early.end());
+    result.ruleset.reset();
+  }
+  return result;
+}
+
+}  // namespace carewatch::rules

@@ -1,0 +1,162 @@
+#include "tools/corpus/corpus.h"
+
+#include <cstdio>
+
+namespace carewatch::corpus {
+
+namespace {
+
+const char* const kServices[] = {"example-social", "example-games", "example-video", "example-chat",
+                                 "example-forum",  "example-live",  "example-photos", "example-dating"};
+const char* const kSurfaces[] = {"public_post", "comment",   "direct_message", "group_chat",
+                                 "livestream",  "livestream_chat", "game_chat", "profile",
+                                 "file_share",  "direct_message", "direct_message", "comment"};
+const char* const kContentTypes[] = {"text", "text", "text", "image", "video", "link", "account", "audio"};
+const char* const kReporters[] = {"user", "user", "user", "user", "automated_detection",
+                                  "trusted_flagger", "parent_or_guardian", "hotline"};
+const char* const kReasons[] = {"spam", "harassment", "hate", "scam", "impersonation", "self_harm",
+                                "csea", "bullying", "violence", "other", "spam", "harassment"};
+const char* const kAgeBands[] = {"unknown", "adult", "adult", "adult", "16_to_17", "13_to_15", "under_13"};
+
+const char* const kSubjects[] = {"the match", "my order", "the new update", "this stream", "the quiz",
+                                 "our team", "the weekend", "the homework", "the trailer", "that song",
+                                 "the level", "the giveaway", "the weather", "the recipe", "my account"};
+const char* const kVerbs[] = {"was really good", "keeps crashing", "starts at eight", "is sold out",
+                              "looks amazing", "needs fixing", "got cancelled", "went viral",
+                              "was way too long", "is on sale", "has a new map", "is still broken"};
+const char* const kTails[] = {"honestly", "lol", "if you ask me", "again", "for real", "today",
+                              "this time", "as usual", "according to the post", "apparently"};
+
+// Signal sentences by category (plain, non-graphic descriptions of contact
+// patterns; they mirror the categories of rules/csea-grooming.yaml).
+const char* const kSignals[] = {
+    "add me on snap", "message me on telegram", "lets move to whatsapp", "whats your snap",
+    "this is our little secret", "dont tell your parents", "keep this between us",
+    "how old are you", "where do you live", "are you home alone",
+    "i can get you robux", "i will send you a gift card",
+    "lets meet up", "meet me after school",
+    "or i will post them", "i will send the pics to your friends",
+};
+
+const char* const kBenignHosts[] = {"news.example.test", "shop.example.test", "video.example.test",
+                                    "blog.example.org.test", "cdn.example.test"};
+const char* const kListedUrls[] = {"https://listed-host.test/item/4", "http://files.example.test/shared/album-7731/1",
+                                   "https://share.example.invalid/view?id=55120"};
+const char* const kListedHashes[] = {"0f1e2d3c4b5a69788796a5b4c3d2e1f0", "5e0c6b8a2f4d1e3c7a9b0d2f4e6a8c0b"};
+
+}  // namespace
+
+CorpusGenerator::CorpusGenerator(const CorpusOptions& options)
+    : options_(options), rng_(options.seed), clock_(options.start_time) {}
+
+std::string CorpusGenerator::Sentence() {
+  return std::string(Pick(kSubjects)) + " " + Pick(kVerbs) + " " + Pick(kTails) + ". ";
+}
+
+std::string CorpusGenerator::Evade(const std::string& s) {
+  std::string out;
+  switch (std::uniform_int_distribution<int>(0, 3)(rng_)) {
+    case 0:  // digits for letters
+      for (char c : s) out += c == 'e' ? '3' : c == 'a' ? '4' : c == 'o' ? '0' : c;
+      return out;
+    case 1:  // capitals
+      for (char c : s) out += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+      return out;
+    case 2:  // a zero-width space inside the last word
+      out = s;
+      out.insert(out.size() > 2 ? out.size() - 2 : 0, "\u200B");
+      return out;
+    default:
+      return s;
+  }
+}
+
+std::string CorpusGenerator::Signal() { return Evade(Pick(kSignals)); }
+
+void CorpusGenerator::Next(v1::ContentReport* r) {
+  r->Clear();
+  ++counter_;
+  clock_ += std::uniform_int_distribution<int>(1, 20)(rng_);
+  int services = std::max(1, std::min<int>(options_.num_services, 8));
+  std::string service = kServices[std::uniform_int_distribution<int>(0, services - 1)(rng_)];
+  char id[48];
+  std::snprintf(id, sizeof id, "r-%llu", static_cast<unsigned long long>(counter_));
+  r->set_report_id(id);
+  r->set_service_id(service);
+  r->mutable_received_at()->set_seconds(clock_);
+  r->set_surface(Pick(kSurfaces));
+  r->set_content_type(Pick(kContentTypes));
+  r->set_reporter_type(Pick(kReporters));
+  r->set_reason(Pick(kReasons));
+  r->set_subject_age_band(Pick(kAgeBands));
+  bool signal = Chance(options_.signal_fraction);
+  std::string text;
+  size_t signal_at = signal ? std::uniform_int_distribution<size_t>(0, options_.text_bytes)(rng_) : SIZE_MAX;
+  while (text.size() < options_.text_bytes) {
+    if (text.size() >= signal_at) {
+      text += Signal() + " ";
+      signal_at = SIZE_MAX;
+    }
+    text += Sentence();
+  }
+  if (signal && Chance(0.5)) text += Signal();
+  r->set_text(text);
+  char user[32];
+  std::snprintf(user, sizeof user, "user_%05llu",
+                static_cast<unsigned long long>(std::uniform_int_distribution<int>(0, 99999)(rng_)));
+  r->set_username(user);
+  r->set_display_name(std::string("Player ") + std::to_string(counter_ % 997));
+  if (Chance(0.3)) r->set_profile_bio(std::string(Pick(kSubjects)) + " fan, " + Pick(kTails));
+  if (Chance(0.25)) {
+    r->add_urls(std::string("https://") + Pick(kBenignHosts) + "/p/" + std::to_string(counter_ % 10007));
+  }
+  if (r->content_type() == "image" || r->content_type() == "video") {
+    v1::Hash* h = r->add_hashes();
+    h->set_algorithm("md5");
+    char hex[40];
+    std::snprintf(hex, sizeof hex, "%016llx%016llx", static_cast<unsigned long long>(rng_()),
+                  static_cast<unsigned long long>(rng_()));
+    h->set_value(hex);
+  }
+  if (signal && Chance(0.1)) r->add_urls(Pick(kListedUrls));
+  if (signal && Chance(0.1)) {
+    v1::Hash* h = r->add_hashes();
+    h->set_algorithm("md5");
+    h->set_value(Pick(kListedHashes));
+  }
+  if (r->surface() == "direct_message") {
+    (*r->mutable_attributes())["sender_is_connection"] = Chance(0.6) ? "true" : "false";
+  }
+}
+
+std::string GenerateRulePack(int num_rules, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  const char* const kWords[] = {"alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf",
+                                "hotel", "india", "juliet", "kilo", "lima", "mike", "november",
+                                "oscar", "papa", "quebec", "romeo", "sierra", "tango", "uniform",
+                                "victor", "whiskey", "xray", "yankee", "zulu", "amber", "cobalt",
+                                "indigo", "jade", "onyx", "pearl", "ruby", "topaz", "umber"};
+  auto word = [&] { return std::string(kWords[rng() % (sizeof kWords / sizeof *kWords)]); };
+  std::string y = "pack: generated-scale\nversion: \"1\"\nduties:\n"
+                  "  - {id: gen.duty, deadline: 24h, actions: [remove_content]}\nrules:\n";
+  for (int i = 0; i < num_rules; ++i) {
+    std::string id = "gen.rule-" + std::to_string(i);
+    std::string a = word() + std::to_string(rng() % 1000), b = word(), c = word();
+    y += "  - id: " + id + "\n    duty: gen.duty\n    severity: medium\n    when:\n      all:\n";
+    y += std::string("        - {field: surface, in: [") + kSurfaces[rng() % 12] + ", " + kSurfaces[rng() % 12] + "]}\n";
+    switch (i % 3) {
+      case 0:
+        y += "        - {field: text, regex: '\\b" + a + "\\s+" + b + "\\b'}\n";
+        break;
+      case 1:
+        y += "        - {field: text, phrases: [\"" + a + " " + b + "\", \"" + b + " " + c + std::to_string(i) + "\"]}\n";
+        break;
+      default:
+        y += "        - {field: text, normalize: true, phrases: [\"" + b + " " + a + "\"]}\n";
+        break;
+    }
+  }
+  return y;
+}
+
+}  // namespace carewatch::corpus

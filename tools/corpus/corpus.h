@@ -1,0 +1,54 @@
+#ifndef CAREWATCH_TOOLS_CORPUS_CORPUS_H_
+#define CAREWATCH_TOOLS_CORPUS_CORPUS_H_
+
+#include <cstdint>
+#include <random>
+#include <string>
+
+#include "carewatch/v1/report.pb.h"
+
+namespace carewatch::corpus {
+
+struct CorpusOptions {
+  uint64_t seed = 1;
+  // Fraction of reports that carry a grooming, sextortion or list signal.
+  double signal_fraction = 0.05;
+  // Approximate bytes of `text` per report.
+  size_t text_bytes = 300;
+  // received_at of the first report; later ones follow a few seconds apart.
+  int64_t start_time = 1767607200;  // 2026-01-05T10:00:00Z
+  int num_services = 4;
+};
+
+// Generates a reproducible stream of synthetic, non-graphic report metadata:
+// the same options always give the same reports, in the same order.
+class CorpusGenerator {
+ public:
+  explicit CorpusGenerator(const CorpusOptions& options);
+  // Fills `report` with the next report.
+  void Next(v1::ContentReport* report);
+
+ private:
+  std::string Sentence();
+  std::string Signal();
+  std::string Evade(const std::string& s);
+  template <typename T, size_t N>
+  const T& Pick(const T (&items)[N]) {
+    return items[std::uniform_int_distribution<size_t>(0, N - 1)(rng_)];
+  }
+  bool Chance(double p) { return std::uniform_real_distribution<double>(0, 1)(rng_) < p; }
+
+  CorpusOptions options_;
+  std::mt19937_64 rng_;
+  uint64_t counter_ = 0;
+  int64_t clock_;
+};
+
+// A synthetic rule pack of `num_rules` rules (for scaling benchmarks): each
+// rule combines a categorical condition with a regex or phrases leaf drawn
+// from a seeded vocabulary, so a small share of a corpus matches.
+std::string GenerateRulePack(int num_rules, uint64_t seed);
+
+}  // namespace carewatch::corpus
+
+#endif  // CAREWATCH_TOOLS_CORPUS_CORPUS_H_
