@@ -67,6 +67,54 @@ std::string JsonEscape(const std::string& s) {
   return out + "\"";
 }
 
+// yaml-cpp parses recursively; refuse nesting deep enough to exhaust the
+// stack before handing it the text. Counts flow brackets outside quotes and
+// block indicators ("- ", "? ") that open a line. Returns 0 when fine, else
+// the 1-based line where the limit is passed.
+int FindExcessiveNesting(const std::string& text, int limit) {
+  int flow = 0;
+  int line = 1;
+  bool at_line_start = true;
+  int indicators = 0;
+  char quote = 0;
+  for (size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (c == '\n') {
+      ++line;
+      at_line_start = true;
+      indicators = 0;
+      if (quote == '\'') quote = 0;  // keep going: a bad quote is the parser's to report
+      continue;
+    }
+    if (quote) {
+      if (c == quote) quote = 0;
+      if (c == '\\' && quote == '"') ++i;
+      continue;
+    }
+    if (c == '#') {
+      while (i + 1 < text.size() && text[i + 1] != '\n') ++i;
+      continue;
+    }
+    if (at_line_start) {
+      if (c == ' ' || c == '\t') continue;
+      if ((c == '-' || c == '?' || c == ':') && (i + 1 == text.size() || text[i + 1] == ' ')) {
+        if (++indicators > limit) return line;
+        ++i;
+        continue;
+      }
+      at_line_start = false;
+    }
+    if (c == '"' || c == '\'') {
+      quote = c;
+    } else if (c == '[' || c == '{') {
+      if (++flow > limit) return line;
+    } else if (c == ']' || c == '}') {
+      if (flow > 0) --flow;
+    }
+  }
+  return 0;
+}
+
 const std::regex& PackNamePattern() {
   static const std::regex re("^[a-z0-9.-]+$");
   return re;
@@ -121,7 +169,7 @@ class Loader {
   bool ParseCondition(const YAML::Node& node, int depth, Condition* out);
   bool ParseLeaf(const YAML::Node& node, Condition* out);
   void ParseTest(const YAML::Node& node, RuleTest* out);
-  bool YamlToJson(const YAML::Node& node, int depth, std::string* out);
+  bool YamlToJson(const YAML::Node& node, const YAML::Node& report, int depth, std::string* out);
   void CheckActions(const YAML::Node& at, const std::vector<std::string>& actions);
   void CrossCheck();
   void CheckConditionRefs(const Condition& c, const Rule& rule);
@@ -238,6 +286,11 @@ void Loader::AddFile(const SourceFile& file) {
     char buf[8];
     std::snprintf(buf, sizeof buf, "0x%02X", static_cast<unsigned char>(file.content[bad]));
     Error(SourcePos{file_, line, col}, std::string("file is not valid UTF-8 (byte ") + buf + ")");
+    return;
+  }
+  if (int line = FindExcessiveNesting(file.content, 4 * kMaxConditionDepth)) {
+    Error(SourcePos{file_, line, 1}, "YAML nests deeper than " +
+                                         std::to_string(4 * kMaxConditionDepth) + " levels");
     return;
   }
   YAML::Node root;
@@ -490,6 +543,7 @@ void Loader::ParseList(const std::string& name, const YAML::Node& key, const YAM
 
 void Loader::ParseRule(const YAML::Node& node, const std::string& pack) {
   rule_id_.clear();
+  if (node.IsMap() && node["id"] && node["id"].IsScalar()) rule_id_ = node["id"].Scalar();
   if (!CheckMap(node, "a rule", {"id", "title", "duty", "severity", "when", "obligation", "tests"})) {
     return;
   }
@@ -509,7 +563,7 @@ void Loader::ParseRule(const YAML::Node& node, const std::string& pack) {
   }
   rule_defs_[r.id] = PosOf(node["id"]);
   GetString(node, "title", &r.title, false);
-  GetString(node, "duty", &r.duty, true);
+  if (GetString(node, "duty", &r.duty, true)) r.duty_pos = PosOf(node["duty"]);
   std::string severity;
   if (GetString(node, "severity", &severity, true)) {
     if (severity == "low") r.severity = Severity::kLow;
@@ -758,9 +812,10 @@ bool Loader::ParseLeaf(const YAML::Node& node, Condition* out) {
   return true;
 }
 
-bool Loader::YamlToJson(const YAML::Node& node, int depth, std::string* out) {
-  if (depth > 16) {
-    Error(node, "test report nests too deeply");
+bool Loader::YamlToJson(const YAML::Node& node, const YAML::Node& report, int depth,
+                        std::string* out) {
+  if (depth > 16 || out->size() > kMaxTestReportBytes) {
+    Error(report, depth > 16 ? "test report nests too deeply" : "test report is too large");
     return false;
   }
   if (node.IsMap()) {
@@ -774,7 +829,7 @@ bool Loader::YamlToJson(const YAML::Node& node, int depth, std::string* out) {
       if (!first) *out += ',';
       first = false;
       *out += JsonEscape(kv.first.Scalar()) + ":";
-      if (!YamlToJson(kv.second, depth + 1, out)) return false;
+      if (!YamlToJson(kv.second, report, depth + 1, out)) return false;
     }
     *out += '}';
   } else if (node.IsSequence()) {
@@ -783,7 +838,7 @@ bool Loader::YamlToJson(const YAML::Node& node, int depth, std::string* out) {
     for (const auto& item : node) {
       if (!first) *out += ',';
       first = false;
-      if (!YamlToJson(item, depth + 1, out)) return false;
+      if (!YamlToJson(item, report, depth + 1, out)) return false;
     }
     *out += ']';
   } else if (node.IsScalar()) {
@@ -810,7 +865,7 @@ void Loader::ParseTest(const YAML::Node& node, RuleTest* out) {
     Error(report, "'report' must be a mapping of ContentReport fields");
     return;
   }
-  if (!YamlToJson(report, 0, &out->report_json)) return;
+  if (!YamlToJson(report, report, 0, &out->report_json)) return;
   std::string expect;
   if (GetString(node, "expect", &expect, false)) {
     if (expect == "match") out->expect_match = true;
@@ -885,7 +940,7 @@ void Loader::CrossCheck() {
     rule_id_ = r.id;
     file_ = r.pos.file;
     if (!r.duty.empty() && duty_defs_.find(r.duty) == duty_defs_.end()) {
-      Error(rule_defs_[r.id], "rule refers to undefined duty '" + r.duty + "'");
+      Error(r.duty_pos, "rule refers to undefined duty '" + r.duty + "'");
     }
     CheckConditionRefs(r.when, r);
     if (r.tests.empty()) Warn(r.pos, "rule has no tests");

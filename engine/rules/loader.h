@@ -38,6 +38,7 @@ inline constexpr size_t kMaxPackBytes = 16u << 20;
 inline constexpr size_t kMaxListBytes = 256u << 20;
 inline constexpr int kMaxConditionDepth = 64;
 inline constexpr size_t kMaxConditionNodes = 200000;
+inline constexpr size_t kMaxTestReportBytes = 1u << 20;
 
 // Loads packs from files and directories (every *.yaml / *.yml directly in a
 // directory, in name order). Files whose top-level key is `accountability`

@@ -128,6 +128,7 @@ struct Rule {
   std::vector<RuleTest> tests;
   std::string pack;
   SourcePos pos;
+  SourcePos duty_pos;  // where `duty:` names the duty
 };
 
 // Who is accountable for a duty (or a prefix such as "csea.*") at a service,

@@ -1,0 +1,207 @@
+#include "engine/eval/evaluator.h"
+
+#include <gtest/gtest.h>
+
+#include "engine/eval/report_json.h"
+#include "tests/testing.h"
+
+namespace carewatch::eval {
+namespace {
+
+using testing::FlaggedRules;
+using testing::MakeEvaluator;
+using testing::PackWithRules;
+using Ids = std::vector<std::string>;
+
+v1::ContentReport Report(const std::string& json) {
+  v1::ContentReport r;
+  Status s = ParseReportJson(json, &r);
+  EXPECT_TRUE(s.ok()) << s.message();
+  return r;
+}
+
+std::string Rule(const std::string& id, const std::string& when) {
+  return "  - {id: " + id + ", duty: d, severity: high, when: " + when + "}\n";
+}
+
+const char* kA = "{field: text, phrases: [alpha]}";
+const char* kB = "{field: text, phrases: [bravo]}";
+const char* kC = "{field: text, phrases: [charlie]}";
+
+TEST(Evaluator, AllNeedsEveryChild) {
+  auto e = MakeEvaluator(PackWithRules(Rule("r", std::string("{all: [") + kA + ", " + kB + "]}")));
+  EXPECT_EQ(FlaggedRules(*e, Report(R"({"text":"alpha bravo"})")), Ids{"r"});
+  EXPECT_EQ(FlaggedRules(*e, Report(R"({"text":"alpha"})")), Ids{});
+}
+
+TEST(Evaluator, AnyNeedsOneChild) {
+  auto e = MakeEvaluator(PackWithRules(Rule("r", std::string("{any: [") + kA + ", " + kB + "]}")));
+  EXPECT_EQ(FlaggedRules(*e, Report(R"({"text":"bravo"})")), Ids{"r"});
+  EXPECT_EQ(FlaggedRules(*e, Report(R"({"text":"delta"})")), Ids{});
+}
+
+TEST(Evaluator, NoneNeedsNoChild) {
+  auto e = MakeEvaluator(PackWithRules(
+      Rule("r", std::string("{all: [{field: surface, equals: comment}, {none: [") + kA + ", " + kB + "]}]}")));
+  EXPECT_EQ(FlaggedRules(*e, Report(R"({"surface":"comment","text":"delta"})")), Ids{"r"});
+  EXPECT_EQ(FlaggedRules(*e, Report(R"({"surface":"comment","text":"bravo"})")), Ids{});
+}
+
+TEST(Evaluator, NoneAloneMatchesReportsWithoutTheSignal) {
+  auto e = MakeEvaluator(PackWithRules(Rule("r", std::string("{none: [") + kA + "]}")));
+  EXPECT_EQ(FlaggedRules(*e, Report(R"({"text":"delta"})")), Ids{"r"});
+  EXPECT_EQ(FlaggedRules(*e, Report(R"({"text":"alpha"})")), Ids{});
+}
+
+TEST(Evaluator, AtLeastCountsTrueChildren) {
+  auto e = MakeEvaluator(PackWithRules(
+      Rule("r", std::string("{at_least: 2, of: [") + kA + ", " + kB + ", " + kC + "]}")));
+  EXPECT_EQ(FlaggedRules(*e, Report(R"({"text":"alpha"})")), Ids{});
+  EXPECT_EQ(FlaggedRules(*e, Report(R"({"text":"alpha charlie"})")), Ids{"r"});
+  EXPECT_EQ(FlaggedRules(*e, Report(R"({"text":"alpha bravo charlie"})")), Ids{"r"});
+}
+
+TEST(Evaluator, AtLeastWithCategoricalChildren) {
+  auto e = MakeEvaluator(PackWithRules(Rule(
+      "r", "{at_least: 2, of: [{field: surface, equals: comment}, {field: reason, equals: spam}, "
+           "{field: subject_age_band, equals: under_13}]}")));
+  EXPECT_EQ(FlaggedRules(*e, Report(R"({"surface":"comment","reason":"spam"})")), Ids{"r"});
+  EXPECT_EQ(FlaggedRules(*e, Report(R"({"surface":"comment"})")), Ids{});
+}
+
+TEST(Evaluator, EqualsInAndExists) {
+  auto e = MakeEvaluator(PackWithRules(
+      Rule("eq", "{field: surface, equals: direct_message}") +
+      Rule("in", "{field: reporter_type, in: [hotline, trusted_flagger]}") +
+      Rule("attr", "{field: attributes.sender_is_connection, equals: \"false\"}") +
+      Rule("has-url", "{field: url, exists: true}") +
+      Rule("no-bio", "{field: profile_bio, exists: false}")));
+  EXPECT_EQ(FlaggedRules(*e, Report(R"({"surface":"direct_message","profile_bio":"x"})")), Ids{"eq"});
+  EXPECT_EQ(FlaggedRules(*e, Report(R"({"reporter_type":"hotline","profile_bio":"x"})")), Ids{"in"});
+  EXPECT_EQ(FlaggedRules(*e, Report(R"({"attributes":{"sender_is_connection":"false"},"profile_bio":"x"})")),
+            Ids{"attr"});
+  EXPECT_EQ(FlaggedRules(*e, Report(R"({"urls":["https://a.test"],"profile_bio":"x"})")), Ids{"has-url"});
+  EXPECT_EQ(FlaggedRules(*e, Report(R"({})")), Ids{"no-bio"});
+}
+
+TEST(Evaluator, InListOverUrlsAndHashes) {
+  testing::FakeFiles files;
+  files.files["u.txt"] = "listed.test\n";
+  files.files["h.txt"] = "00ff00ff\n";
+  std::string pack =
+      "pack: t\nversion: \"1\"\nduties: [{id: d, deadline: 1h, actions: [remove_content]}]\n"
+      "lists:\n  u: {kind: url, file: u.txt}\n  h: {kind: hash, file: h.txt}\nrules:\n" +
+      Rule("url", "{field: url, in_list: u}") + Rule("hash", "{field: hash, in_list: h}");
+  auto e = MakeEvaluator(pack, files);
+  v1::Verdict verdict;
+  ASSERT_TRUE(e->Evaluate(Report(R"({"urls":["https://ok.test","http://www.listed.test/x"],
+                                     "hashes":[{"algorithm":"md5","value":"00FF00FF"}]})"),
+                          &verdict).ok());
+  ASSERT_EQ(verdict.flags_size(), 2);
+  EXPECT_EQ(verdict.flags(0).rule_id(), "url");
+  ASSERT_EQ(verdict.flags(0).matches_size(), 1);
+  EXPECT_EQ(verdict.flags(0).matches(0).field(), "urls[1]");
+  EXPECT_EQ(verdict.flags(1).matches(0).field(), "hashes[0]");
+}
+
+TEST(Evaluator, SpansPointIntoTheOriginalField) {
+  auto e = MakeEvaluator(PackWithRules(Rule("r", "{field: caption, regex: 'b[a-z]+o'}")));
+  v1::Verdict verdict;
+  ASSERT_TRUE(e->Evaluate(Report(R"({"caption":"héllo bravo"})"), &verdict).ok());
+  ASSERT_EQ(verdict.flags_size(), 1);
+  ASSERT_EQ(verdict.flags(0).matches_size(), 1);
+  EXPECT_EQ(verdict.flags(0).matches(0).field(), "caption");
+  EXPECT_EQ(verdict.flags(0).matches(0).start(), 7u);
+  EXPECT_EQ(verdict.flags(0).matches(0).end(), 12u);
+}
+
+TEST(Evaluator, UrlMatchesNameTheIndex) {
+  auto e = MakeEvaluator(PackWithRules(Rule("r", "{field: url, regex: 'invite'}")));
+  v1::Verdict verdict;
+  ASSERT_TRUE(e->Evaluate(Report(R"({"urls":["https://a.test","https://b.test/invite/1"]})"), &verdict).ok());
+  ASSERT_EQ(verdict.flags_size(), 1);
+  ASSERT_EQ(verdict.flags(0).matches_size(), 1);
+  EXPECT_EQ(verdict.flags(0).matches(0).field(), "urls[1]");
+  EXPECT_EQ(verdict.flags(0).matches(0).start(), 15u);
+}
+
+TEST(Evaluator, NormalizedPhraseSpansMapBack) {
+  auto e = MakeEvaluator(PackWithRules(Rule("r", "{field: text, normalize: true, phrases: [add me on snap]}")));
+  std::string text = "pls 4DD m3 on s n a p";
+  v1::Verdict verdict;
+  ASSERT_TRUE(e->Evaluate(Report(R"({"text":")" + text + R"("})"), &verdict).ok());
+  ASSERT_EQ(verdict.flags_size(), 1);
+  const v1::Match& m = verdict.flags(0).matches(0);
+  EXPECT_EQ(text.substr(m.start(), m.end() - m.start()), "4DD m3 on s n a p");
+}
+
+TEST(Evaluator, NormalizeIsOptIn) {
+  auto e = MakeEvaluator(PackWithRules(Rule("plain", "{field: text, phrases: [snap]}") +
+                                       Rule("folded", "{field: text, normalize: true, phrases: [snap]}")));
+  EXPECT_EQ(FlaggedRules(*e, Report(R"({"text":"s.n.a.p"})")), Ids{"folded"});
+  EXPECT_EQ(FlaggedRules(*e, Report(R"({"text":"snap"})")), (Ids{"plain", "folded"}));
+}
+
+TEST(Evaluator, ObligationsFollowTheRuleOrTheDuty) {
+  auto e = MakeEvaluator(PackWithRules(
+      Rule("duty-default", kA) +
+      "  - {id: override, duty: d, severity: low, when: " + kA +
+      ", obligation: {deadline: 2h, actions: [escalate_to_specialist, preserve_evidence]}}\n"));
+  v1::Verdict verdict;
+  ASSERT_TRUE(e->Evaluate(Report(R"({"report_id":"r1","service_id":"s","text":"alpha",
+                                     "received_at":"2026-01-01T00:00:00Z"})"),
+                          &verdict).ok());
+  ASSERT_EQ(verdict.obligations_size(), 2);
+  const v1::Obligation& a = verdict.obligations(0);
+  EXPECT_EQ(a.rule_id(), "duty-default");
+  EXPECT_EQ(a.duty_id(), "d");
+  EXPECT_EQ(a.deadline().seconds(), 1767225600 + 86400);
+  EXPECT_EQ(a.status(), v1::OBLIGATION_STATUS_OPEN);
+  ASSERT_EQ(a.required_actions_size(), 1);
+  const v1::Obligation& b = verdict.obligations(1);
+  EXPECT_EQ(b.deadline().seconds(), 1767225600 + 7200);
+  EXPECT_EQ(b.required_actions_size(), 2);
+  EXPECT_EQ(b.obligation_id(), Evaluator::ObligationId("s", "r1", "override"));
+  EXPECT_NE(a.obligation_id(), b.obligation_id());
+  EXPECT_EQ(verdict.ruleset_version(), e->ruleset().version());
+  EXPECT_EQ(verdict.report_id(), "r1");
+}
+
+TEST(Evaluator, InvalidUtf8IsRejectedNamingTheField) {
+  auto e = MakeEvaluator(PackWithRules(Rule("r", kA)));
+  v1::ContentReport r;
+  r.set_caption("bad \xff byte");
+  v1::Verdict verdict;
+  Status s = e->Evaluate(r, &verdict);
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("caption"), std::string::npos);
+}
+
+TEST(Evaluator, ExplainShowsEveryNode) {
+  auto e = MakeEvaluator(PackWithRules(Rule("r", std::string("{all: [") + kA + ", " + kB + "]}")));
+  auto ctx = e->NewContext();
+  std::vector<RuleTrace> traces;
+  ASSERT_TRUE(e->Explain(Report(R"({"text":"alpha"})"), *ctx, &traces).ok());
+  ASSERT_EQ(traces.size(), 1u);
+  EXPECT_FALSE(traces[0].matched);
+  ASSERT_EQ(traces[0].nodes.size(), 3u);
+  EXPECT_FALSE(traces[0].nodes[0].value);
+  EXPECT_TRUE(traces[0].nodes[1].value);
+  EXPECT_EQ(traces[0].nodes[1].matches.size(), 1u);
+  EXPECT_FALSE(traces[0].nodes[2].value);
+}
+
+TEST(ReportJson, RejectsUnknownFieldsAndBadTypes) {
+  v1::ContentReport r;
+  EXPECT_FALSE(ParseReportJson(R"({"txt":"x"})", &r).ok());
+  EXPECT_FALSE(ParseReportJson(R"({"hashes":[{"value":1.5}]})", &r).ok());
+  EXPECT_FALSE(ParseReportJson(R"({"received_at":"yesterday"})", &r).ok());
+  EXPECT_FALSE(ParseReportJson("{\"text\":\"\xff\"}", &r).ok());
+  EXPECT_FALSE(ParseReportJson("not json", &r).ok());
+  Status s = ParseReportJson(R"({"text": 5})", &r);
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("text"), std::string::npos) << s.message();
+}
+
+}  // namespace
+}  // namespace carewatch::eval

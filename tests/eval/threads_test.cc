@@ -1,0 +1,75 @@
+// Many threads share one Evaluator (one read-only Hyperscan database set),
+// each with its own Context. Run under ThreadSanitizer by `make test`.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
+
+#include "engine/eval/evaluator.h"
+#include "engine/rules/loader.h"
+#include "tools/corpus/corpus.h"
+
+namespace carewatch::eval {
+namespace {
+
+std::unique_ptr<Evaluator> ShippedEvaluator() {
+  rules::LoadResult loaded = rules::LoadRuleSet({CAREWATCH_SOURCE_DIR "/rules"});
+  EXPECT_TRUE(loaded.ruleset);
+  std::unique_ptr<Evaluator> e;
+  EXPECT_TRUE(Evaluator::Create(loaded.ruleset, {}, &e).ok());
+  return e;
+}
+
+std::vector<v1::ContentReport> Corpus(int n) {
+  corpus::CorpusOptions options;
+  options.seed = 7;
+  options.signal_fraction = 0.3;
+  corpus::CorpusGenerator gen(options);
+  std::vector<v1::ContentReport> out(n);
+  for (auto& r : out) gen.Next(&r);
+  return out;
+}
+
+TEST(EvaluatorThreads, ManyThreadsAgreeWithOneThread) {
+  auto e = ShippedEvaluator();
+  ASSERT_TRUE(e);
+  auto reports = Corpus(400);
+  std::vector<std::string> expected(reports.size());
+  {
+    auto ctx = e->NewContext();
+    v1::Verdict v;
+    for (size_t i = 0; i < reports.size(); ++i) {
+      ASSERT_TRUE(e->Evaluate(reports[i], *ctx, &v).ok());
+      expected[i] = v.SerializeAsString();
+    }
+  }
+  int flagged = 0;
+  for (const auto& s : expected) {
+    v1::Verdict v;
+    v.ParseFromString(s);
+    flagged += v.flags_size() > 0;
+  }
+  EXPECT_GT(flagged, 20) << "the corpus must exercise the rules";
+
+  constexpr int kThreads = 8;
+  std::atomic<int> mismatches{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      auto ctx = e->NewContext();
+      v1::Verdict v;
+      for (int round = 0; round < 3; ++round) {
+        for (size_t i = t; i < reports.size(); i += 1 + (t % 3)) {
+          // Alternate between a private Context and the shared pool.
+          Status s = (i % 2) ? e->Evaluate(reports[i], *ctx, &v) : e->Evaluate(reports[i], &v);
+          if (!s.ok() || v.SerializeAsString() != expected[i]) ++mismatches;
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(mismatches.load(), 0);
+}
+
+}  // namespace
+}  // namespace carewatch::eval

@@ -1,0 +1,187 @@
+#include "engine/match/matcher.h"
+
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include "engine/rules/pattern.h"
+
+namespace carewatch::match {
+namespace {
+
+using rules::Field;
+
+PatternLeaf Regex(const std::string& re, uint32_t flags = 0, Field field = Field::kText) {
+  PatternLeaf leaf;
+  leaf.field = field;
+  leaf.expressions = {re};
+  leaf.regex_flags = flags;
+  return leaf;
+}
+
+PatternLeaf Phrase(const std::string& phrase) {
+  PatternLeaf leaf;
+  leaf.field = Field::kText;
+  leaf.expressions = {rules::PhrasePattern(phrase)};
+  return leaf;
+}
+
+std::unique_ptr<Matcher> Build(std::vector<PatternLeaf> leaves) {
+  std::unique_ptr<Matcher> m;
+  Status s = Matcher::Build(std::move(leaves), "", "", &m);
+  EXPECT_TRUE(s.ok()) << s.message();
+  return m;
+}
+
+std::set<uint32_t> Hits(const Matcher& m, std::string_view text, Field field = Field::kText) {
+  std::set<uint32_t> hits;
+  auto scratch = m.NewScratch();
+  Status s = m.Scan(DatabaseSlot(field, false), text, *scratch,
+                    [](uint32_t id, void* c) { static_cast<std::set<uint32_t>*>(c)->insert(id); }, &hits);
+  EXPECT_TRUE(s.ok()) << s.message();
+  return hits;
+}
+
+using Spans = std::vector<std::pair<uint32_t, uint32_t>>;
+
+Spans SpansOf(const Matcher& m, uint32_t leaf, std::string_view text) {
+  Spans spans;
+  m.FindSpans(leaf, text, 8, &spans);
+  return spans;
+}
+
+TEST(Matcher, CaseInsensitiveByDefault) {
+  auto m = Build({Regex("snap")});
+  EXPECT_EQ(Hits(*m, "SNAP"), std::set<uint32_t>{0});
+  EXPECT_EQ(SpansOf(*m, 0, "x SnAp"), (Spans{{2, 6}}));
+}
+
+TEST(Matcher, CaseSensitiveFlag) {
+  auto m = Build({Regex("Snap", rules::kCaseSensitive)});
+  EXPECT_TRUE(Hits(*m, "snap").empty());
+  EXPECT_EQ(Hits(*m, "Snap"), std::set<uint32_t>{0});
+  EXPECT_TRUE(SpansOf(*m, 0, "snap").empty());
+}
+
+TEST(Matcher, DotallFlag) {
+  auto plain = Build({Regex("a.b")});
+  auto dotall = Build({Regex("a.b", rules::kDotAll)});
+  EXPECT_TRUE(Hits(*plain, "a\nb").empty());
+  EXPECT_EQ(Hits(*dotall, "a\nb"), std::set<uint32_t>{0});
+  EXPECT_EQ(SpansOf(*dotall, 0, "a\nb"), (Spans{{0, 3}}));
+}
+
+TEST(Matcher, MultilineFlag) {
+  auto plain = Build({Regex("^two")});
+  auto multi = Build({Regex("^two", rules::kMultiline)});
+  EXPECT_TRUE(Hits(*plain, "one\ntwo").empty());
+  EXPECT_EQ(Hits(*multi, "one\ntwo"), std::set<uint32_t>{0});
+  EXPECT_EQ(SpansOf(*multi, 0, "one\ntwo"), (Spans{{4, 7}}));
+}
+
+TEST(Matcher, UcpFlagMakesClassesUnicodeAware) {
+  auto plain = Build({Regex("^\\w+$")});
+  auto ucp = Build({Regex("^\\w+$", rules::kUcp)});
+  EXPECT_TRUE(Hits(*plain, "привет").empty());
+  EXPECT_EQ(Hits(*ucp, "привет"), std::set<uint32_t>{0});
+}
+
+TEST(Matcher, Utf8SpansAreByteOffsets) {
+  auto m = Build({Regex("café")});
+  std::string text = "un café ici";
+  EXPECT_EQ(Hits(*m, text), std::set<uint32_t>{0});
+  EXPECT_EQ(SpansOf(*m, 0, text), (Spans{{3, 8}}));  // é is two bytes
+}
+
+TEST(Matcher, PhrasesMatchOnWordBoundaries) {
+  auto m = Build({Phrase("snap")});
+  EXPECT_EQ(Hits(*m, "add me on snap"), std::set<uint32_t>{0});
+  EXPECT_EQ(Hits(*m, "snap, later"), std::set<uint32_t>{0});
+  EXPECT_TRUE(Hits(*m, "snapshot").empty());
+  EXPECT_TRUE(Hits(*m, "ohsnap").empty());
+  EXPECT_TRUE(Hits(*m, "snap_1").empty());
+}
+
+TEST(Matcher, PhrasesAreLiteralNotRegex) {
+  auto m = Build({Phrase("a.b (c)")});
+  EXPECT_EQ(Hits(*m, "x a.b (c) y"), std::set<uint32_t>{0});
+  EXPECT_TRUE(Hits(*m, "x axb (c) y").empty());
+  EXPECT_EQ(SpansOf(*m, 0, "x a.b (c) y"), (Spans{{2, 9}}));
+}
+
+TEST(Matcher, PhrasesAreCaseInsensitive) {
+  auto m = Build({Phrase("Our Secret")});
+  EXPECT_EQ(Hits(*m, "this is OUR SECRET"), std::set<uint32_t>{0});
+}
+
+TEST(Matcher, ManySpansAreReportedLeftToRight) {
+  auto m = Build({Phrase("hi")});
+  EXPECT_EQ(SpansOf(*m, 0, "hi there, hi again, hi"), (Spans{{0, 2}, {10, 12}, {20, 22}}));
+}
+
+TEST(Matcher, LeavesAreSeparatedByField) {
+  auto m = Build({Regex("alpha", 0, Field::kText), Regex("alpha", 0, Field::kUsername)});
+  EXPECT_EQ(Hits(*m, "alpha", Field::kText), std::set<uint32_t>{0});
+  EXPECT_EQ(Hits(*m, "alpha", Field::kUsername), std::set<uint32_t>{1});
+  EXPECT_TRUE(Hits(*m, "alpha", Field::kCaption).empty());
+}
+
+TEST(Matcher, EachLeafReportedOncePerScan) {
+  auto m = Build({Regex("a")});
+  int calls = 0;
+  auto scratch = m->NewScratch();
+  ASSERT_TRUE(m->Scan(DatabaseSlot(Field::kText, false), "aaaa", *scratch,
+                      [](uint32_t, void* c) { ++*static_cast<int*>(c); }, &calls).ok());
+  EXPECT_EQ(calls, 1);
+}
+
+TEST(Matcher, InvalidPatternIsAnErrorNamingIt) {
+  std::unique_ptr<Matcher> m;
+  Status s = Matcher::Build({Regex("(unclosed")}, "", "", &m);
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("(unclosed"), std::string::npos) << s.message();
+}
+
+TEST(Matcher, LargeFieldScansWithoutTrouble) {
+  auto m = Build({Phrase("needle")});
+  std::string big(10u << 20, 'x');
+  big.replace(big.size() - 10, 8, " needle ");
+  EXPECT_EQ(Hits(*m, big), std::set<uint32_t>{0});
+}
+
+TEST(Matcher, CompiledDatabasesAreCachedOnDisk) {
+  std::string dir = ::testing::TempDir() + "/cw-hs-cache-" + std::to_string(::getpid());
+  std::filesystem::remove_all(dir);
+  std::unique_ptr<Matcher> first, second, other;
+  bool compiled = false;
+  ASSERT_TRUE(Matcher::Build({Regex("cached")}, dir, "v1", &first, &compiled).ok());
+  EXPECT_TRUE(compiled);
+  ASSERT_TRUE(Matcher::Build({Regex("cached")}, dir, "v1", &second, &compiled).ok());
+  EXPECT_FALSE(compiled) << "a second build with the same key must load the cache";
+  EXPECT_EQ(Hits(*second, "is it cached?"), std::set<uint32_t>{0});
+  ASSERT_TRUE(Matcher::Build({Regex("other")}, dir, "v2", &other, &compiled).ok());
+  EXPECT_TRUE(compiled) << "another key must compile";
+  std::filesystem::remove_all(dir);
+}
+
+TEST(Matcher, CorruptCacheFileIsRecompiled) {
+  std::string dir = ::testing::TempDir() + "/cw-hs-corrupt-" + std::to_string(::getpid());
+  std::filesystem::remove_all(dir);
+  std::unique_ptr<Matcher> m;
+  bool compiled = false;
+  ASSERT_TRUE(Matcher::Build({Regex("cached")}, dir, "k", &m, &compiled).ok());
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    std::ofstream(entry.path(), std::ios::trunc) << "garbage";
+  }
+  ASSERT_TRUE(Matcher::Build({Regex("cached")}, dir, "k", &m, &compiled).ok());
+  EXPECT_TRUE(compiled);
+  EXPECT_EQ(Hits(*m, "cached"), std::set<uint32_t>{0});
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace carewatch::match

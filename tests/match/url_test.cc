@@ -1,0 +1,65 @@
+#include "engine/match/url.h"
+
+#include <gtest/gtest.h>
+
+#include "engine/match/lists.h"
+
+namespace carewatch::match {
+namespace {
+
+TEST(Url, NormalisesSchemeHostPortAndSlash) {
+  EXPECT_EQ(NormalizeUrl("HTTPS://WWW.Example.TEST:443/a/b/")->key, "example.test/a/b");
+  EXPECT_EQ(NormalizeUrl("http://example.test:80")->key, "example.test");
+  EXPECT_EQ(NormalizeUrl("example.test/x#frag")->key, "example.test/x");
+  EXPECT_EQ(NormalizeUrl("http://example.test:8080/x")->key, "example.test:8080/x");
+  EXPECT_EQ(NormalizeUrl("http://user@example.test/%7Ea")->key, "example.test/~a");
+  EXPECT_EQ(NormalizeUrl("http://example.test/q?id=1")->key, "example.test/q?id=1");
+  EXPECT_FALSE(NormalizeUrl("http:///nohost"));
+}
+
+rules::ListDef UrlList(std::vector<std::string> entries) {
+  rules::ListDef def;
+  def.kind = rules::ListDef::Kind::kUrl;
+  def.entries = std::move(entries);
+  return def;
+}
+
+TEST(UrlList, HostEntryMatchesHostAndSubdomains) {
+  CompiledList list(UrlList({"bad.test"}));
+  EXPECT_TRUE(list.Contains("https://bad.test/"));
+  EXPECT_TRUE(list.Contains("http://www.BAD.test/x/y?z=1"));
+  EXPECT_TRUE(list.Contains("http://cdn.bad.test/img.png"));
+  EXPECT_FALSE(list.Contains("http://notbad.test/"));
+  EXPECT_FALSE(list.Contains("http://bad.test.example/"));
+}
+
+TEST(UrlList, PathEntryMatchesBelowItOnly) {
+  CompiledList list(UrlList({"http://files.test/shared/a1"}));
+  EXPECT_TRUE(list.Contains("https://files.test/shared/a1"));
+  EXPECT_TRUE(list.Contains("https://files.test/shared/a1/"));
+  EXPECT_TRUE(list.Contains("https://files.test/shared/a1/b?x=2"));
+  EXPECT_FALSE(list.Contains("https://files.test/shared/a12"));
+  EXPECT_FALSE(list.Contains("https://files.test/shared"));
+  EXPECT_FALSE(list.Contains("https://other.files.test/shared/a1"));
+}
+
+TEST(UrlList, QueryEntryMatchesExactly) {
+  CompiledList list(UrlList({"https://s.test/view?id=5"}));
+  EXPECT_TRUE(list.Contains("http://www.s.test/view?id=5"));
+  EXPECT_FALSE(list.Contains("http://s.test/view?id=6"));
+  EXPECT_FALSE(list.Contains("http://s.test/view"));
+}
+
+TEST(HashList, CaseInsensitiveExactMatch) {
+  rules::ListDef def;
+  def.kind = rules::ListDef::Kind::kHash;
+  def.entries = {"ABCDEF0123"};
+  CompiledList list(def);
+  EXPECT_TRUE(list.Contains("abcdef0123"));
+  EXPECT_TRUE(list.Contains("ABCDEF0123"));
+  EXPECT_FALSE(list.Contains("abcdef012"));
+  EXPECT_FALSE(list.Contains("abcdef01234"));
+}
+
+}  // namespace
+}  // namespace carewatch::match

@@ -1,0 +1,346 @@
+#include "engine/rules/loader.h"
+
+#include <gtest/gtest.h>
+
+#include "engine/rules/duration.h"
+#include "tests/testing.h"
+
+namespace carewatch::rules {
+namespace {
+
+using testing::FakeFiles;
+using testing::LoadPack;
+using testing::PackWithRules;
+
+// The first error, for tests that expect exactly one problem.
+Diagnostic FirstError(const LoadResult& r) {
+  for (const auto& d : r.diagnostics) {
+    if (d.level == Diagnostic::Level::kError) return d;
+  }
+  ADD_FAILURE() << "no error; diagnostics:\n" << testing::Describe(r.diagnostics);
+  return {};
+}
+
+void ExpectErrorAt(const std::string& yaml, int line, int col, const std::string& fragment,
+                   const std::string& rule_id = "", const FakeFiles& files = {}) {
+  LoadResult r = LoadPack(yaml, files);
+  EXPECT_FALSE(r.ruleset) << "a pack with errors must not load";
+  Diagnostic d = FirstError(r);
+  EXPECT_EQ(d.pos.file, "pack.yaml");
+  EXPECT_EQ(d.pos.line, line) << d.ToString();
+  EXPECT_EQ(d.pos.col, col) << d.ToString();
+  EXPECT_NE(d.message.find(fragment), std::string::npos) << d.ToString();
+  EXPECT_EQ(d.rule_id, rule_id) << d.ToString();
+}
+
+const char* kGoodRule =
+    "  - id: r1\n"
+    "    duty: d\n"
+    "    severity: high\n"
+    "    when: {field: text, phrases: [hello there]}\n"
+    "    tests:\n"
+    "      - {name: t, report: {text: hello there}, expect: match}\n";
+
+TEST(Loader, LoadsAValidPack) {
+  LoadResult r = LoadPack(PackWithRules(kGoodRule));
+  ASSERT_TRUE(r.ruleset) << testing::Describe(r.diagnostics);
+  EXPECT_TRUE(r.diagnostics.empty()) << testing::Describe(r.diagnostics);
+  ASSERT_EQ(r.ruleset->rules().size(), 1u);
+  const Rule& rule = r.ruleset->rules()[0];
+  EXPECT_EQ(rule.id, "r1");
+  EXPECT_EQ(rule.severity, Severity::kHigh);
+  EXPECT_EQ(rule.when.kind, Condition::Kind::kPhrases);
+  EXPECT_EQ(rule.when.pos.line, 9);
+  EXPECT_EQ(r.ruleset->DeadlineFor(rule), 86400);
+  EXPECT_EQ(r.ruleset->ActionsFor(rule), std::vector<std::string>{"remove_content"});
+  ASSERT_EQ(rule.tests.size(), 1u);
+  EXPECT_EQ(rule.tests[0].report_json, R"({"text":"hello there"})");
+  EXPECT_EQ(r.ruleset->version().size(), 16u);
+}
+
+TEST(Loader, VersionIsAContentHash) {
+  LoadResult a = LoadPack(PackWithRules(kGoodRule));
+  LoadResult b = LoadPack(PackWithRules(kGoodRule));
+  LoadResult c = LoadPack(PackWithRules(std::string(kGoodRule) + "  - {id: r2, duty: d, severity: low, when: {field: text, regex: 'x+y'}}\n"));
+  ASSERT_TRUE(a.ruleset && b.ruleset && c.ruleset);
+  EXPECT_EQ(a.ruleset->version(), b.ruleset->version());
+  EXPECT_NE(a.ruleset->version(), c.ruleset->version());
+}
+
+TEST(Loader, YamlSyntaxError) {
+  ExpectErrorAt("pack: test\nversion: [1, 2\n", 3, 1, "YAML syntax error: end of sequence flow not found");
+}
+
+TEST(Loader, NotUtf8) {
+  ExpectErrorAt("pack: test\nversion: \"1\"\n# caf\xE9\n", 3, 6, "not valid UTF-8");
+}
+
+TEST(Loader, UnknownTopLevelKey) {
+  ExpectErrorAt("pack: test\nversion: \"1\"\nrulez: []\n", 3, 1, "unknown key 'rulez'");
+}
+
+TEST(Loader, MissingRequiredKey) {
+  ExpectErrorAt(PackWithRules("  - id: r1\n    severity: high\n    when: {field: text, regex: 'a'}\n"),
+                6, 5, "missing required key 'duty'", "r1");
+}
+
+TEST(Loader, UnknownKeyInRule) {
+  ExpectErrorAt(PackWithRules("  - id: r1\n    duty: d\n    severity: high\n    colour: red\n"
+                              "    when: {field: text, regex: 'a'}\n"),
+                9, 5, "unknown key 'colour'", "r1");
+}
+
+TEST(Loader, WrongType) {
+  ExpectErrorAt(PackWithRules("  - id: r1\n    duty: d\n    severity: high\n"
+                              "    when: {field: text, phrases: hello}\n"),
+                9, 34, "'phrases' must be a list", "r1");
+}
+
+TEST(Loader, DuplicateRuleIdAcrossPacks) {
+  std::string a = PackWithRules(kGoodRule);
+  std::string b = "pack: other\nversion: \"1\"\nrules:\n" + std::string(kGoodRule);
+  LoadResult r = LoadRuleSetFromSources({{"a.yaml", a}, {"b.yaml", b}}, FakeFiles{}.Reader());
+  EXPECT_FALSE(r.ruleset);
+  Diagnostic d = FirstError(r);
+  EXPECT_EQ(d.pos.file, "b.yaml");
+  EXPECT_EQ(d.pos.line, 4);
+  EXPECT_EQ(d.pos.col, 9);
+  EXPECT_NE(d.message.find("already defined at a.yaml:6"), std::string::npos) << d.ToString();
+}
+
+TEST(Loader, DutyDefinedTwice) {
+  ExpectErrorAt("pack: test\nversion: \"1\"\nduties:\n"
+                "  - {id: d, deadline: 24h, actions: [remove_content]}\n"
+                "  - {id: d, deadline: 12h, actions: [remove_content]}\n",
+                5, 10, "duty 'd' is already defined at pack.yaml:4");
+}
+
+TEST(Loader, UndefinedDuty) {
+  ExpectErrorAt(PackWithRules("  - id: r1\n    duty: nope\n    severity: low\n    when: {field: text, regex: 'a'}\n"),
+                7, 11, "undefined duty 'nope'", "r1");
+}
+
+TEST(Loader, BadDuration) {
+  ExpectErrorAt("pack: test\nversion: \"1\"\nduties:\n  - {id: d, deadline: 24x, actions: [remove_content]}\n",
+                4, 23, "unknown unit 'x'");
+}
+
+TEST(Loader, ZeroDuration) {
+  ExpectErrorAt("pack: test\nversion: \"1\"\nduties:\n  - {id: d, deadline: 0h, actions: [remove_content]}\n",
+                4, 23, "greater than zero");
+}
+
+TEST(Loader, BadSeverity) {
+  ExpectErrorAt(PackWithRules("  - id: r1\n    duty: d\n    severity: urgent\n    when: {field: text, regex: 'a'}\n"),
+                8, 15, "severity 'urgent'", "r1");
+}
+
+TEST(Loader, UnknownActionIsAWarning) {
+  LoadResult r = LoadPack("pack: test\nversion: \"1\"\nduties:\n"
+                          "  - {id: d, deadline: 1h, actions: [notify_moon]}\n");
+  ASSERT_TRUE(r.ruleset) << "unknown actions are warnings, not errors";
+  ASSERT_EQ(r.diagnostics.size(), 1u);
+  EXPECT_EQ(r.diagnostics[0].level, Diagnostic::Level::kWarning);
+  EXPECT_EQ(r.diagnostics[0].pos.line, 4);
+  EXPECT_EQ(r.diagnostics[0].pos.col, 36);
+  EXPECT_NE(r.diagnostics[0].message.find("unknown action 'notify_moon'"), std::string::npos);
+}
+
+TEST(Loader, UnknownSurfaceIsAWarning) {
+  LoadResult r = LoadPack(PackWithRules(
+      "  - id: r1\n    duty: d\n    severity: low\n    when: {field: surface, equals: hologram}\n"
+      "    tests: [{name: t, report: {surface: hologram}, expect: match}]\n"));
+  ASSERT_TRUE(r.ruleset);
+  ASSERT_EQ(r.diagnostics.size(), 1u) << testing::Describe(r.diagnostics);
+  EXPECT_EQ(r.diagnostics[0].level, Diagnostic::Level::kWarning);
+  EXPECT_EQ(r.diagnostics[0].pos.line, 9);
+  EXPECT_EQ(r.diagnostics[0].pos.col, 36);
+  EXPECT_EQ(r.diagnostics[0].rule_id, "r1");
+}
+
+TEST(Loader, RegexRejectedByHyperscanPassesItsMessageOn) {
+  ExpectErrorAt(PackWithRules("  - id: r1\n    duty: d\n    severity: low\n    when: {field: text, regex: 'a(?=b)'}\n"),
+                9, 32, "Hyperscan rejects the pattern", "r1");
+  LoadResult r = LoadPack(PackWithRules("  - id: r1\n    duty: d\n    severity: low\n    when: {field: text, regex: 'a(?=b)'}\n"));
+  EXPECT_NE(FirstError(r).message.find("not supported"), std::string::npos) << FirstError(r).message;
+}
+
+TEST(Loader, RegexThatMatchesEmpty) {
+  ExpectErrorAt(PackWithRules("  - id: r1\n    duty: d\n    severity: low\n    when: {field: text, regex: 'a*'}\n"),
+                9, 32, "empty string", "r1");
+}
+
+TEST(Loader, UnknownRegexFlag) {
+  ExpectErrorAt(PackWithRules("  - id: r1\n    duty: d\n    severity: low\n"
+                              "    when: {field: text, regex: 'a', flags: [sticky]}\n"),
+                9, 44, "unknown flag 'sticky'", "r1");
+}
+
+TEST(Loader, AtLeastOutOfRange) {
+  ExpectErrorAt(PackWithRules("  - id: r1\n    duty: d\n    severity: low\n    when:\n"
+                              "      at_least: 3\n      of:\n        - {field: text, regex: 'a'}\n"
+                              "        - {field: text, regex: 'b'}\n"),
+                10, 17, "from 1 to 2", "r1");
+}
+
+TEST(Loader, AtLeastZero) {
+  ExpectErrorAt(PackWithRules("  - id: r1\n    duty: d\n    severity: low\n    when:\n"
+                              "      at_least: 0\n      of: [{field: text, regex: 'a'}]\n"),
+                10, 17, "from 1 to 1", "r1");
+}
+
+TEST(Loader, EmptyCombinator) {
+  ExpectErrorAt(PackWithRules("  - id: r1\n    duty: d\n    severity: low\n    when: {any: []}\n"),
+                9, 17, "at least one condition", "r1");
+}
+
+TEST(Loader, UnknownField) {
+  ExpectErrorAt(PackWithRules("  - id: r1\n    duty: d\n    severity: low\n    when: {field: body, regex: 'a'}\n"),
+                9, 19, "unknown field 'body'", "r1");
+}
+
+TEST(Loader, RegexOnCategoricalField) {
+  ExpectErrorAt(PackWithRules("  - id: r1\n    duty: d\n    severity: low\n    when: {field: surface, regex: 'a'}\n"),
+                9, 19, "applies to text fields", "r1");
+}
+
+TEST(Loader, TwoOperatorsInOneLeaf) {
+  ExpectErrorAt(PackWithRules("  - id: r1\n    duty: d\n    severity: low\n"
+                              "    when: {field: text, regex: 'a', phrases: [b]}\n"),
+                9, 11, "more than one", "r1");
+}
+
+TEST(Loader, MissingListFile) {
+  ExpectErrorAt("pack: test\nversion: \"1\"\nlists:\n  bad: {kind: hash, file: lists/missing.txt}\n",
+                4, 27, "cannot read list file lists/missing.txt");
+}
+
+TEST(Loader, ListFilesResolveRelativeToThePack) {
+  FakeFiles files;
+  files.files["packs/lists/h.txt"] = "# synthetic\nABCDEF01\n\nabcdef02  # trailing comment\n";
+  LoadResult r = rules::LoadRuleSetFromSources(
+      {{"packs/p.yaml", "pack: test\nversion: \"1\"\nlists:\n  h: {kind: hash, file: lists/h.txt}\n"}},
+      files.Reader());
+  ASSERT_TRUE(r.ruleset) << testing::Describe(r.diagnostics);
+  const ListDef* list = r.ruleset->FindList("h");
+  ASSERT_NE(list, nullptr);
+  EXPECT_EQ(list->entries, (std::vector<std::string>{"ABCDEF01", "abcdef02"}));
+}
+
+TEST(Loader, BadHashListEntryNamesTheListLine) {
+  FakeFiles files;
+  files.files["h.txt"] = "abcdef\nnot-hex\n";
+  LoadResult r = LoadPack("pack: test\nversion: \"1\"\nlists:\n  h: {kind: hash, file: h.txt}\n", files);
+  Diagnostic d = FirstError(r);
+  EXPECT_EQ(d.pos.file, "h.txt");
+  EXPECT_EQ(d.pos.line, 2);
+}
+
+TEST(Loader, UnknownList) {
+  ExpectErrorAt(PackWithRules("  - id: r1\n    duty: d\n    severity: low\n    when: {field: hash, in_list: nope}\n"),
+                9, 11, "unknown list 'nope'", "r1");
+}
+
+TEST(Loader, ListKindMustFitTheField) {
+  FakeFiles files;
+  files.files["u.txt"] = "bad.test\n";
+  ExpectErrorAt("pack: test\nversion: \"1\"\nduties:\n  - {id: d, deadline: 1h, actions: [remove_content]}\n"
+                "lists:\n  u: {kind: url, file: u.txt}\nrules:\n"
+                "  - {id: r1, duty: d, severity: low, when: {field: hash, in_list: u}}\n",
+                8, 44, "holds URLs", "r1", files);
+}
+
+TEST(Loader, BadPackName) {
+  ExpectErrorAt("pack: Test_Pack\nversion: \"1\"\n", 1, 7, "must match [a-z0-9.-]+");
+}
+
+TEST(Loader, BadTestExpectation) {
+  ExpectErrorAt(PackWithRules("  - id: r1\n    duty: d\n    severity: low\n    when: {field: text, regex: 'a'}\n"
+                              "    tests: [{name: t, report: {text: a}, expect: maybe}]\n"),
+                10, 50, "expect must be match or no_match", "r1");
+}
+
+TEST(Loader, TestWithoutExpectation) {
+  ExpectErrorAt(PackWithRules("  - id: r1\n    duty: d\n    severity: low\n    when: {field: text, regex: 'a'}\n"
+                              "    tests: [{name: t, report: {text: a}}]\n"),
+                10, 13, "needs 'expect'", "r1");
+}
+
+TEST(Loader, DeepNestingIsRefused) {
+  std::string when = "{field: text, regex: 'a'}";
+  for (int i = 0; i < 70; ++i) when = "{all: [" + when + "]}";
+  LoadResult r = LoadPack(PackWithRules("  - {id: r1, duty: d, severity: low, when: " + when + "}\n"));
+  EXPECT_FALSE(r.ruleset);
+  EXPECT_NE(FirstError(r).message.find("nest deeper"), std::string::npos);
+}
+
+TEST(Loader, EmptyFile) {
+  ExpectErrorAt("", 1, 1, "file is empty");
+}
+
+TEST(Loader, AccountabilityFile) {
+  LoadResult r = rules::LoadRuleSetFromSources(
+      {{"acc.yaml", "accountability:\n  - {service_id: s, duty: \"csea.*\", name: A, role: Head, from: 2025-03-17}\n"
+                    "  - {service_id: s, duty: x, name: B, role: Head, from: 2025-03-17T09:00:00+01:00, to: 2026-01-01}\n"}},
+      FakeFiles{}.Reader());
+  ASSERT_TRUE(r.ruleset) << testing::Describe(r.diagnostics);
+  ASSERT_EQ(r.ruleset->accountability().size(), 2u);
+  const Accountability& a = r.ruleset->accountability()[0];
+  EXPECT_EQ(a.from, *ParseDateTime("2025-03-17T00:00:00Z"));
+  EXPECT_FALSE(a.to);
+  EXPECT_TRUE(a.CoversDuty("csea.swift-takedown"));
+  EXPECT_FALSE(a.CoversDuty("cseax.other"));
+  EXPECT_EQ(r.ruleset->accountability()[1].from, *ParseDateTime("2025-03-17T08:00:00Z"));
+}
+
+TEST(Loader, AccountabilityBadDate) {
+  LoadResult r = rules::LoadRuleSetFromSources(
+      {{"acc.yaml", "accountability:\n  - {service_id: s, duty: x, name: A, role: R, from: 17/03/2025}\n"}},
+      FakeFiles{}.Reader());
+  Diagnostic d = FirstError(r);
+  EXPECT_EQ(d.pos.line, 2);
+  EXPECT_EQ(d.pos.col, 54);
+  EXPECT_NE(d.message.find("bad date"), std::string::npos);
+}
+
+TEST(Duration, ParsesUnitsAndSequences) {
+  std::string error;
+  EXPECT_EQ(ParseDuration("90s", &error), 90);
+  EXPECT_EQ(ParseDuration("15m", &error), 900);
+  EXPECT_EQ(ParseDuration("24h", &error), 86400);
+  EXPECT_EQ(ParseDuration("30d", &error), 30 * 86400);
+  EXPECT_EQ(ParseDuration("1d12h", &error), 36 * 3600);
+  EXPECT_FALSE(ParseDuration("h", &error));
+  EXPECT_FALSE(ParseDuration("12", &error));
+  EXPECT_FALSE(ParseDuration("-1h", &error));
+  EXPECT_FALSE(ParseDuration("99999999999999999999d", &error));
+  EXPECT_EQ(FormatDuration(5400), "1h30m");
+}
+
+TEST(Loader, DeeplyNestedYamlIsRefusedBeforeParsing) {
+  std::string flow(100000, '[');
+  ExpectErrorAt(flow, 1, 1, "YAML nests deeper than");
+  std::string block;
+  for (int i = 0; i < 5000; ++i) block += "- ";
+  block += "x\n";
+  ExpectErrorAt("pack: t\nversion: \"1\"\nrules:\n" + block, 4, 1, "YAML nests deeper than");
+}
+
+TEST(Loader, AliasBombInATestReportIsRefused) {
+  // Each anchor refers to the previous one ten times: 10^11 strings if
+  // expanded.
+  std::string report = "{k0: &a0 [\"aaaaaaaaaaaaaaaaaaaaaaaa\"]";
+  for (int i = 1; i < 12; ++i) {
+    std::string prev = "*a" + std::to_string(i - 1);
+    report += ", k" + std::to_string(i) + ": &a" + std::to_string(i) + " [" + prev;
+    for (int k = 0; k < 9; ++k) report += ", " + prev;
+    report += "]";
+  }
+  report += "}";
+  ExpectErrorAt(PackWithRules("  - id: r1\n    duty: d\n    severity: low\n    when: {field: text, regex: 'a'}\n"
+                              "    tests:\n      - name: t\n        expect: match\n        report: " + report + "\n"),
+                13, 17, "test report is too large", "r1");
+}
+
+}  // namespace
+}  // namespace carewatch::rules
