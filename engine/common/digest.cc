@@ -2,6 +2,8 @@
 
 #include <openssl/evp.h>
 
+#include <memory>
+
 namespace carewatch {
 
 std::string HexEncode(std::string_view bytes) {
@@ -15,10 +17,27 @@ std::string HexEncode(std::string_view bytes) {
   return out;
 }
 
+namespace {
+
+// OpenSSL 3 looks an algorithm up on every implicit use; fetch SHA-256 once
+// and keep one context per thread.
+const EVP_MD* Sha256() {
+  static EVP_MD* md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  return md ? md : EVP_sha256();
+}
+
+}  // namespace
+
 std::string Sha256Hex(std::string_view data) {
+  thread_local std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(),
+                                                                          &EVP_MD_CTX_free);
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
+  if (!ctx || EVP_DigestInit_ex(ctx.get(), Sha256(), nullptr) != 1 ||
+      EVP_DigestUpdate(ctx.get(), data.data(), data.size()) != 1 ||
+      EVP_DigestFinal_ex(ctx.get(), md, &len) != 1) {
+    EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
+  }
   return HexEncode(std::string_view(reinterpret_cast<const char*>(md), len));
 }
 

@@ -156,8 +156,10 @@ Status Evaluator::Create(std::shared_ptr<const rules::RuleSet> ruleset,
     e->CollectScanLeaves(e->rule_root_[r], &ids);
     for (uint32_t id : ids) e->scan_rules_[id].push_back(r);
   }
-  Status s = match::Matcher::Build(std::move(leaves), options.cache_dir, e->ruleset_->version(),
-                                   &e->matcher_, &e->compiled_);
+  Status s = options.use_re2_set
+                 ? match::Matcher::BuildWithRe2Set(std::move(leaves), &e->matcher_)
+                 : match::Matcher::Build(std::move(leaves), options.cache_dir,
+                                         e->ruleset_->version(), &e->matcher_, &e->compiled_);
   if (!s.ok()) return s;
   *out = std::move(e);
   return Status::Ok();
@@ -196,7 +198,7 @@ Status Evaluator::Scan(const v1::ContentReport& report, Context& ctx) const {
       if (value.empty()) return Status::Ok();
       Status s = matcher_->Scan(raw, value, *ctx.scratch, OnLeafMatch, &hits);
       if (s.ok() && matcher_->HasDatabase(folded)) {
-        match::FoldForMatching(value, fold);
+        match::FoldForMatching(value, fold, /*with_map=*/false);
         s = matcher_->Scan(folded, fold->text, *ctx.scratch, OnLeafMatch, &hits);
       }
       return s;

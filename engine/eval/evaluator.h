@@ -22,6 +22,9 @@ struct EvaluatorOptions {
   std::string cache_dir;
   // Spans reported per matched leaf and field value.
   size_t max_spans_per_leaf = 8;
+  // Match leaves with RE2::Set instead of Hyperscan (benchmarks and
+  // cross-checks only).
+  bool use_re2_set = false;
 };
 
 // How one condition node of one rule came out, for `carewatch explain`.

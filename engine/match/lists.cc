@@ -26,23 +26,32 @@ CompiledList::CompiledList(const rules::ListDef& def) : is_url_(def.kind == rule
 }
 
 bool CompiledList::Contains(std::string_view value) const {
-  if (!is_url_) return entries_.count(Lower(value)) > 0;
-  auto u = NormalizeUrl(value);
-  if (!u) return false;
-  if (entries_.count(u->key)) return true;
+  thread_local std::string probe;
+  if (!is_url_) {
+    probe.assign(value);
+    std::transform(probe.begin(), probe.end(), probe.begin(), ::tolower);
+    return entries_.count(probe) > 0;
+  }
+  thread_local NormalizedUrl u;
+  if (!NormalizeUrl(value, &u)) return false;
+  if (entries_.count(u.key)) return true;
   // Path prefixes at segment boundaries, longest first, then the host and
   // its parent domains.
-  std::string host_port = u->key.substr(0, u->key.size() - (u->path == "/" ? 0 : u->path.size()) -
-                                               (u->query.empty() ? 0 : u->query.size() + 1));
-  std::string path = u->path;
-  while (path.size() > 1) {
-    if (entries_.count(host_port + path)) return true;
-    size_t slash = path.rfind('/');
-    path.resize(slash == 0 ? 1 : slash);
+  size_t host_port_len = u.key.size() - (u.path == "/" ? 0 : u.path.size()) -
+                         (u.query.empty() ? 0 : u.query.size() + 1);
+  probe.assign(u.key, 0, host_port_len);
+  size_t path_len = u.path.size();
+  while (path_len > 1) {
+    probe.resize(host_port_len);
+    probe.append(u.path, 0, path_len);
+    if (entries_.count(probe)) return true;
+    size_t slash = u.path.rfind('/', path_len - 1);
+    path_len = slash == 0 ? 1 : slash;
   }
-  std::string_view host = host_port;
+  std::string_view host(u.key.data(), host_port_len);
   while (!host.empty()) {
-    if (entries_.count(std::string(host))) return true;
+    probe.assign(host);
+    if (entries_.count(probe)) return true;
     size_t dot = host.find('.');
     if (dot == std::string_view::npos) break;
     host.remove_prefix(dot + 1);

@@ -77,17 +77,10 @@ Matcher::~Matcher() {
   if (prototype_) hs_free_scratch(prototype_);
 }
 
-Status Matcher::Build(std::vector<PatternLeaf> leaves, const std::string& cache_dir,
-                      const std::string& cache_key, std::unique_ptr<Matcher>* out,
-                      bool* compiled) {
-  std::unique_ptr<Matcher> m(new Matcher());
-  m->leaves_ = std::move(leaves);
-  if (compiled) *compiled = false;
-
-  // One RE2 per leaf, the leaf's expressions as alternatives.
+Status Matcher::BuildRe2(const std::vector<PatternLeaf>& leaves) {
   RE2::Options options;
   options.set_log_errors(false);
-  for (const PatternLeaf& leaf : m->leaves_) {
+  for (const PatternLeaf& leaf : leaves) {
     std::string joined;
     for (const std::string& e : leaf.expressions) {
       joined += (joined.empty() ? "(?:" : "|(?:") + e + ")";
@@ -96,8 +89,48 @@ Status Matcher::Build(std::vector<PatternLeaf> leaves, const std::string& cache_
     if (!re->ok()) {
       return Status::InvalidArgument("pattern '" + joined + "' rejected by RE2: " + re->error());
     }
-    m->re2_.push_back(std::move(re));
+    re2_.push_back(std::move(re));
   }
+  return Status::Ok();
+}
+
+Status Matcher::BuildWithRe2Set(std::vector<PatternLeaf> leaves, std::unique_ptr<Matcher>* out) {
+  std::unique_ptr<Matcher> m(new Matcher());
+  m->leaves_ = std::move(leaves);
+  Status s = m->BuildRe2(m->leaves_);
+  if (!s.ok()) return s;
+  RE2::Options options;
+  options.set_log_errors(false);
+  options.set_max_mem(256 << 20);
+  for (int slot = 0; slot < kNumDatabaseSlots; ++slot) {
+    auto set = std::make_unique<RE2::Set>(options, RE2::UNANCHORED);
+    for (uint32_t id = 0; id < m->leaves_.size(); ++id) {
+      const PatternLeaf& leaf = m->leaves_[id];
+      if (DatabaseSlot(leaf.field, leaf.normalize) != slot) continue;
+      std::string error;
+      if (set->Add(m->re2_[id]->pattern(), &error) < 0) {
+        return Status::InvalidArgument("RE2::Set rejects '" + m->re2_[id]->pattern() + "': " + error);
+      }
+      m->set_leaf_[slot].push_back(id);
+    }
+    if (m->set_leaf_[slot].empty()) continue;
+    if (!set->Compile()) return Status::Internal("RE2::Set compile failed (out of memory?)");
+    m->sets_[slot] = std::move(set);
+  }
+  *out = std::move(m);
+  return Status::Ok();
+}
+
+Status Matcher::Build(std::vector<PatternLeaf> leaves, const std::string& cache_dir,
+                      const std::string& cache_key, std::unique_ptr<Matcher>* out,
+                      bool* compiled) {
+  std::unique_ptr<Matcher> m(new Matcher());
+  m->leaves_ = std::move(leaves);
+  if (compiled) *compiled = false;
+
+  // One RE2 per leaf, the leaf's expressions as alternatives.
+  Status re2_status = m->BuildRe2(m->leaves_);
+  if (!re2_status.ok()) return re2_status;
 
   for (int slot = 0; slot < kNumDatabaseSlots; ++slot) {
     std::vector<const char*> exprs;
@@ -151,6 +184,13 @@ std::unique_ptr<Matcher::Scratch> Matcher::NewScratch() const {
 
 Status Matcher::Scan(int slot, std::string_view data, Scratch& scratch, MatchFn on_match,
                      void* context) const {
+  if (sets_[slot]) {
+    thread_local std::vector<int> matched;
+    matched.clear();
+    sets_[slot]->Match(re2::StringPiece(data.data(), data.size()), &matched);
+    for (int i : matched) on_match(set_leaf_[slot][i], context);
+    return Status::Ok();
+  }
   const hs_database_t* db = dbs_[slot];
   if (db == nullptr) return Status::Ok();
   if (scratch.scratch_ == nullptr) return Status::Internal("no Hyperscan scratch space");

@@ -8,6 +8,8 @@
 #include <utility>
 #include <vector>
 
+#include <re2/set.h>
+
 #include "engine/common/status.h"
 #include "engine/rules/ruleset.h"
 
@@ -15,7 +17,7 @@ struct hs_database;
 struct hs_scratch;
 namespace re2 {
 class RE2;
-}
+}  // namespace re2
 
 namespace carewatch::match {
 
@@ -65,6 +67,11 @@ class Matcher {
   static Status Build(std::vector<PatternLeaf> leaves, const std::string& cache_dir,
                       const std::string& cache_key, std::unique_ptr<Matcher>* out,
                       bool* compiled = nullptr);
+
+  // The same leaves matched with one RE2::Set per slot instead of Hyperscan:
+  // what one would build without Hyperscan. For benchmarks and as a
+  // cross-check in tests; slower, never used by the service.
+  static Status BuildWithRe2Set(std::vector<PatternLeaf> leaves, std::unique_ptr<Matcher>* out);
   ~Matcher();
   Matcher(const Matcher&) = delete;
   Matcher& operator=(const Matcher&) = delete;
@@ -72,7 +79,7 @@ class Matcher {
   // REQUIRES: not on the scan path (it allocates).
   std::unique_ptr<Scratch> NewScratch() const;
 
-  bool HasDatabase(int slot) const { return dbs_[slot] != nullptr; }
+  bool HasDatabase(int slot) const { return dbs_[slot] != nullptr || sets_[slot] != nullptr; }
 
   // Calls on_match(leaf_id) for each leaf that matches `data` in `slot`'s
   // database (at most once per leaf per call). REQUIRES: `data` is valid
@@ -96,7 +103,11 @@ class Matcher {
   Matcher() = default;
   std::vector<PatternLeaf> leaves_;
   std::vector<std::unique_ptr<re2::RE2>> re2_;
+  Status BuildRe2(const std::vector<PatternLeaf>& leaves);
   hs_database* dbs_[kNumDatabaseSlots] = {};
+  // RE2::Set alternative (BuildWithRe2Set): per slot, set index -> leaf id.
+  std::unique_ptr<re2::RE2::Set> sets_[kNumDatabaseSlots];
+  std::vector<uint32_t> set_leaf_[kNumDatabaseSlots];
   hs_scratch* prototype_ = nullptr;
 };
 

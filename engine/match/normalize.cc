@@ -5,15 +5,11 @@
 #include <unicode/unistr.h>
 #include <unicode/utf8.h>
 
+#include <cstring>
+
 namespace carewatch::match {
 
 namespace {
-
-struct Unit {
-  UChar32 cp;
-  uint32_t start;
-  uint32_t end;
-};
 
 // Look-alikes and leetspeak, applied after NFKC case folding.
 UChar32 FoldLookAlike(UChar32 c) {
@@ -108,107 +104,268 @@ const icu::Normalizer2* Nfd() {
   return n;
 }
 
-// Appends the folded code points of `c` (from [start, end) of the input).
-void FoldCodePoint(UChar32 c, uint32_t start, uint32_t end, std::vector<Unit>* units) {
-  auto push = [&](UChar32 x) {
-    x = FoldLookAlike(x);
-    if (IsSeparatorPunct(x)) return;
-    if (u_isUWhiteSpace(x)) x = ' ';
-    units->push_back({x, start, end});
-  };
-  if (c < 0x80) {
-    if (c >= 'A' && c <= 'Z') c += 'a' - 'A';
-    push(c);
-    return;
+// What an ASCII byte folds to: itself lower-cased, a letter it stands for,
+// ' ' for white space, or 0 when it is dropped (separator punctuation).
+struct AsciiTable {
+  char to[128];
+  AsciiTable() {
+    for (int c = 0; c < 128; ++c) {
+      UChar32 x = (c >= 'A' && c <= 'Z') ? c + ('a' - 'A') : c;
+      x = FoldLookAlike(x);
+      if (IsSeparatorPunct(x)) x = 0;
+      if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f') x = ' ';
+      if (c < 0x20 && x != ' ') x = 0;  // other control characters
+      to[c] = static_cast<char>(x);
+    }
   }
-  if (IsInvisible(c)) return;
-  const icu::Normalizer2* fold = NfkcCaseFold();
-  const icu::Normalizer2* nfd = Nfd();
-  if (fold == nullptr || nfd == nullptr) {
-    push(c);
-    return;
+};
+const AsciiTable kAscii;
+
+class Folder {
+ public:
+  Folder(FoldedText* out, bool with_map) : out_(out), with_map_(with_map) {}
+
+  void Emit(UChar32 c, uint32_t start, uint32_t end) {
+    if (c == ' ') {
+      if (last_space_) return;
+      EndToken();
+      last_space_ = true;
+    } else {
+      last_space_ = false;
+      ++token_cps_;
+    }
+    if (n_ + 4 > out_->text.size()) Grow();
+    char* text = out_->text.data();
+    int32_t len = 0;
+    if (c < 0x80) {
+      text[n_] = static_cast<char>(c);
+      len = 1;
+    } else {
+      UBool error = false;
+      U8_APPEND(reinterpret_cast<uint8_t*>(text + n_), len, 4, c, error);
+      if (error) return;
+    }
+    if (with_map_) {
+      for (int32_t k = 0; k < len; ++k) {
+        out_->orig_start[n_ + k] = start;
+        out_->orig_end[n_ + k] = end;
+      }
+    }
+    n_ += len;
   }
-  UErrorCode status = U_ZERO_ERROR;
-  icu::UnicodeString folded = fold->normalize(icu::UnicodeString(c), status);
-  if (U_FAILURE(status)) {
-    push(c);
-    return;
+
+  // Folds one non-ASCII code point through NFKC case folding, mark removal
+  // and look-alikes.
+  void EmitNonAscii(UChar32 c, uint32_t start, uint32_t end) {
+    if (IsInvisible(c)) return;
+    const icu::Normalizer2* fold = NfkcCaseFold();
+    const icu::Normalizer2* nfd = Nfd();
+    auto emit = [&](UChar32 x) {
+      x = FoldLookAlike(x);
+      if (x < 0x80) {
+        char m = kAscii.to[x];
+        if (m) Emit(static_cast<unsigned char>(m), start, end);
+        return;
+      }
+      if (IsSeparatorPunct(x)) return;
+      if (u_isUWhiteSpace(x)) x = ' ';
+      Emit(x, start, end);
+    };
+    if (fold == nullptr || nfd == nullptr) {
+      emit(c);
+      return;
+    }
+    UErrorCode status = U_ZERO_ERROR;
+    icu::UnicodeString folded = fold->normalize(icu::UnicodeString(c), status);
+    if (U_FAILURE(status)) {
+      emit(c);
+      return;
+    }
+    icu::UnicodeString decomposed = nfd->normalize(folded, status);
+    if (U_FAILURE(status)) decomposed = folded;
+    for (int32_t i = 0; i < decomposed.length();) {
+      UChar32 x = decomposed.char32At(i);
+      i += U16_LENGTH(x);
+      int8_t type = u_charType(x);
+      if (type == U_NON_SPACING_MARK || type == U_ENCLOSING_MARK || IsInvisible(x)) continue;
+      emit(x);
+    }
   }
-  icu::UnicodeString decomposed = nfd->normalize(folded, status);
-  if (U_FAILURE(status)) decomposed = folded;
-  for (int32_t i = 0; i < decomposed.length();) {
-    UChar32 x = decomposed.char32At(i);
-    i += U16_LENGTH(x);
-    int8_t type = u_charType(x);
-    if (type == U_NON_SPACING_MARK || type == U_ENCLOSING_MARK || IsInvisible(x)) continue;
-    push(x);
+
+  template <bool kWithMap>
+  void Fold(std::string_view input) {
+    const auto* s = reinterpret_cast<const uint8_t*>(input.data());
+    const int32_t length = static_cast<int32_t>(input.size());
+    // Invariant: the buffers hold at least n_ + (length - i) + kSlack bytes,
+    // so the ASCII loop (one byte out per byte in, at most) never checks.
+    constexpr size_t kSlack = 96;  // > the longest expansion of one code point
+    Resize(input.size() + kSlack);
+    int32_t i = 0;
+    while (i < length) {
+      char* text = out_->text.data();
+      uint32_t* starts = kWithMap ? out_->orig_start.data() : nullptr;
+      uint32_t* ends = kWithMap ? out_->orig_end.data() : nullptr;
+      // Locals, not members: stores through `text` would otherwise force
+      // the compiler to reload them on every byte.
+      size_t n = n_;
+      bool last_space = last_space_;
+      int token_cps = token_cps_;
+      int singles_run = singles_run_;
+      bool need_join = need_join_;
+      while (i < length) {
+        // Fast path: eight lower-case ASCII letters, copied as they are.
+        if (i + 8 <= length) {
+          uint64_t word;
+          std::memcpy(&word, s + i, 8);
+          constexpr uint64_t kHigh = 0x8080808080808080ull;
+          uint64_t at_least_a = word + 0x1F1F1F1F1F1F1F1Full;  // byte >= 'a'
+          uint64_t above_z = word + 0x0505050505050505ull;     // byte > 'z'
+          if ((word & kHigh) == 0 && (at_least_a & ~above_z & kHigh) == kHigh) {
+            std::memcpy(text + n, &word, 8);
+            if constexpr (kWithMap) {
+              for (int k = 0; k < 8; ++k) {
+                starts[n + k] = static_cast<uint32_t>(i + k);
+                ends[n + k] = static_cast<uint32_t>(i + k + 1);
+              }
+            }
+            n += 8;
+            i += 8;
+            token_cps += 8;
+            last_space = false;
+            continue;
+          }
+        }
+        uint8_t b = s[i];
+        if (b >= 0x80) break;
+        char m = kAscii.to[b];
+        if (m == 0) {
+          ++i;
+          continue;
+        }
+        if (m == ' ') {
+          if (last_space) {
+            ++i;
+            continue;
+          }
+          last_space = true;
+          if (token_cps == 1) {
+            if (++singles_run >= 3) need_join = true;
+          } else if (token_cps > 0) {
+            singles_run = 0;
+          }
+          token_cps = 0;
+        } else {
+          last_space = false;
+          ++token_cps;
+        }
+        text[n] = m;
+        if constexpr (kWithMap) {
+          starts[n] = static_cast<uint32_t>(i);
+          ends[n] = static_cast<uint32_t>(i + 1);
+        }
+        ++n;
+        ++i;
+      }
+      n_ = n;
+      last_space_ = last_space;
+      token_cps_ = token_cps;
+      singles_run_ = singles_run;
+      need_join_ = need_join;
+      if (i >= length) break;
+      if (out_->text.size() < n_ + (length - i) + kSlack) Resize(n_ + (length - i) + 2 * kSlack);
+      int32_t start = i;
+      UChar32 c;
+      U8_NEXT(s, i, length, c);
+      if (c < 0) c = 0xFFFD;
+      EmitNonAscii(c, static_cast<uint32_t>(start), static_cast<uint32_t>(i));
+    }
+    Finish();
   }
-}
+
+  // Trims the trailing space and joins runs of single characters.
+  void Finish() {
+    EndToken();
+    if (n_ > 0 && out_->text[n_ - 1] == ' ') --n_;
+    Resize(n_);
+    if (need_join_) JoinSingles();
+  }
+
+ private:
+  void Grow() { Resize(out_->text.size() * 2 + 16); }
+  void Resize(size_t size) {
+    out_->text.resize(size);
+    if (with_map_) {
+      out_->orig_start.resize(size);
+      out_->orig_end.resize(size);
+    }
+  }
+
+  void EndToken() {
+    if (token_cps_ == 1) {
+      if (++singles_run_ >= 3) need_join_ = true;
+    } else if (token_cps_ > 0) {
+      singles_run_ = 0;
+    }
+    token_cps_ = 0;
+  }
+
+  // Removes the spaces inside runs of >= 3 one-character tokens
+  // ("s n a p" -> "snap").
+  void JoinSingles() {
+    std::string& t = out_->text;
+    struct Token {
+      size_t start, end;
+      bool single;
+    };
+    std::vector<Token> tokens;
+    for (size_t i = 0; i < t.size();) {
+      size_t j = t.find(' ', i);
+      if (j == std::string::npos) j = t.size();
+      size_t cps = 0;
+      for (size_t k = i; k < j; ++k) cps += (static_cast<unsigned char>(t[k]) & 0xC0) != 0x80;
+      tokens.push_back({i, j, cps == 1});
+      i = j + 1;
+    }
+    std::vector<bool> drop_space_after(tokens.size(), false);
+    for (size_t i = 0; i < tokens.size();) {
+      size_t j = i;
+      while (j < tokens.size() && tokens[j].single) ++j;
+      if (j - i >= 3) {
+        for (size_t k = i; k + 1 < j; ++k) drop_space_after[k] = true;
+      }
+      i = j == i ? i + 1 : j;
+    }
+    size_t w = 0;
+    for (size_t i = 0; i < tokens.size(); ++i) {
+      size_t end = tokens[i].end + (i + 1 < tokens.size() && !drop_space_after[i] ? 1 : 0);
+      for (size_t k = tokens[i].start; k < end; ++k, ++w) {
+        t[w] = t[k];
+        if (with_map_) {
+          out_->orig_start[w] = out_->orig_start[k];
+          out_->orig_end[w] = out_->orig_end[k];
+        }
+      }
+    }
+    Resize(w);
+  }
+
+  FoldedText* out_;
+  const bool with_map_;
+  size_t n_ = 0;  // bytes of output written
+  bool last_space_ = true;  // drops leading white space
+  int token_cps_ = 0;
+  int singles_run_ = 0;
+  bool need_join_ = false;
+};
 
 }  // namespace
 
-void FoldForMatching(std::string_view input, FoldedText* out) {
-  out->Clear();
-  thread_local std::vector<Unit> units;
-  thread_local std::vector<Unit> joined;
-  units.clear();
-  joined.clear();
-
-  const auto* s = reinterpret_cast<const uint8_t*>(input.data());
-  int32_t length = static_cast<int32_t>(input.size());
-  for (int32_t i = 0; i < length;) {
-    int32_t start = i;
-    UChar32 c;
-    U8_NEXT(s, i, length, c);
-    if (c < 0) c = 0xFFFD;
-    FoldCodePoint(c, static_cast<uint32_t>(start), static_cast<uint32_t>(i), &units);
-  }
-
-  // Collapse white space runs and trim the ends.
-  size_t w = 0;
-  for (size_t r = 0; r < units.size(); ++r) {
-    if (units[r].cp == ' ' && (w == 0 || units[w - 1].cp == ' ')) continue;
-    units[w++] = units[r];
-  }
-  units.resize(w);
-  if (!units.empty() && units.back().cp == ' ') units.pop_back();
-
-  // Join runs of >= 3 single characters separated by single spaces.
-  size_t i = 0;
-  while (i < units.size()) {
-    // A single-character token starts at i when the unit after it is a space
-    // or the end, and the unit before it (if any) is a space.
-    size_t j = i;
-    size_t singles = 0;
-    while (j < units.size() && units[j].cp != ' ' &&
-           (j + 1 == units.size() || units[j + 1].cp == ' ') &&
-           (j == 0 || units[j - 1].cp == ' ')) {
-      ++singles;
-      j += 2;  // skip the character and its following space
-    }
-    if (singles >= 3) {
-      for (size_t k = i; k < units.size() && k < j; k += 2) joined.push_back(units[k]);
-      // Keep the space after the run, if any.
-      if (j - 1 < units.size()) joined.push_back(units[j - 1]);
-      i = j;
-    } else {
-      joined.push_back(units[i]);
-      ++i;
-    }
-  }
-
-  out->text.reserve(joined.size());
-  for (const Unit& u : joined) {
-    char buf[4];
-    int32_t n = 0;
-    UBool error = false;
-    U8_APPEND(reinterpret_cast<uint8_t*>(buf), n, 4, u.cp, error);
-    if (error) continue;
-    out->text.append(buf, n);
-    for (int32_t k = 0; k < n; ++k) {
-      out->orig_start.push_back(u.start);
-      out->orig_end.push_back(u.end);
-    }
+void FoldForMatching(std::string_view input, FoldedText* out, bool with_map) {
+  Folder folder(out, with_map);
+  if (with_map) {
+    folder.Fold<true>(input);
+  } else {
+    folder.Fold<false>(input);
   }
 }
 

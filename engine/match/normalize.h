@@ -40,7 +40,9 @@ struct FoldedText {
 //    white space collapsed to one space, and runs of three or more single
 //    characters separated by spaces joined ("s n a p" -> "snap").
 // REQUIRES: `input` is valid UTF-8. Thread-safe; reuses `out`'s storage.
-void FoldForMatching(std::string_view input, FoldedText* out);
+// With `with_map` false only `out->text` is written (the scan path); spans
+// are mapped back on the rare reports that match, after folding again.
+void FoldForMatching(std::string_view input, FoldedText* out, bool with_map = true);
 
 // Convenience for patterns and tests: the folded text alone.
 std::string FoldForMatching(std::string_view input);

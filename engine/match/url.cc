@@ -20,9 +20,8 @@ bool IsUnreserved(unsigned char c) {
 
 // Decodes %XX only where it encodes an unreserved character, and upper-cases
 // the hex digits of the rest, so equivalent spellings compare equal.
-std::string NormalizePercent(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
+void NormalizePercent(std::string_view s, std::string& out) {
+  out.clear();
   for (size_t i = 0; i < s.size(); ++i) {
     if (s[i] == '%' && i + 2 < s.size()) {
       int hi = HexValue(s[i + 1]);
@@ -42,22 +41,31 @@ std::string NormalizePercent(std::string_view s) {
     }
     out += s[i];
   }
-  return out;
 }
 
 }  // namespace
 
 std::optional<NormalizedUrl> NormalizeUrl(std::string_view url) {
+  NormalizedUrl out;
+  if (!NormalizeUrl(url, &out)) return std::nullopt;
+  return out;
+}
+
+bool NormalizeUrl(std::string_view url, NormalizedUrl* out) {
   // Trim white space.
   while (!url.empty() && std::isspace(static_cast<unsigned char>(url.front()))) url.remove_prefix(1);
   while (!url.empty() && std::isspace(static_cast<unsigned char>(url.back()))) url.remove_suffix(1);
-  std::string default_port;
+  std::string_view default_port;
   size_t scheme_end = url.find("://");
   if (scheme_end != std::string_view::npos) {
-    std::string scheme(url.substr(0, scheme_end));
-    std::transform(scheme.begin(), scheme.end(), scheme.begin(), ::tolower);
-    if (scheme == "http") default_port = "80";
-    else if (scheme == "https") default_port = "443";
+    std::string_view scheme = url.substr(0, scheme_end);
+    auto is = [&](std::string_view name) {
+      return scheme.size() == name.size() &&
+             std::equal(scheme.begin(), scheme.end(), name.begin(),
+                        [](char a, char b) { return std::tolower(static_cast<unsigned char>(a)) == b; });
+    };
+    if (is("http")) default_port = "80";
+    else if (is("https")) default_port = "443";
     url.remove_prefix(scheme_end + 3);
   } else if (url.substr(0, 2) == "//") {
     url.remove_prefix(2);
@@ -69,30 +77,42 @@ std::optional<NormalizedUrl> NormalizeUrl(std::string_view url) {
   std::string_view rest = authority_end == std::string_view::npos ? "" : url.substr(authority_end);
   size_t at = authority.rfind('@');
   if (at != std::string_view::npos) authority.remove_prefix(at + 1);  // drop user info
-  std::string host(authority);
-  std::string port;
-  size_t colon = host.rfind(':');
-  if (colon != std::string::npos && host.find(']') == std::string::npos) {
-    port = host.substr(colon + 1);
-    host.resize(colon);
+  std::string_view port;
+  size_t colon = authority.rfind(':');
+  if (colon != std::string_view::npos && authority.find(']') == std::string_view::npos) {
+    port = authority.substr(colon + 1);
+    authority = authority.substr(0, colon);
   }
+  while (!authority.empty() && authority.back() == '.') authority.remove_suffix(1);
+  std::string& host = out->host;
+  host.assign(authority);
   std::transform(host.begin(), host.end(), host.begin(), ::tolower);
-  while (!host.empty() && host.back() == '.') host.pop_back();
   if (host.rfind("www.", 0) == 0) host.erase(0, 4);
-  if (host.empty()) return std::nullopt;
-  if (port == default_port || port == "80" || port == "443") port.clear();
+  if (host.empty()) return false;
+  if (port == default_port || port == "80" || port == "443") port = {};
 
-  NormalizedUrl out;
-  out.host = host;
   size_t q = rest.find('?');
   std::string_view path = rest.substr(0, q);
-  if (q != std::string_view::npos) out.query = std::string(rest.substr(q + 1));
-  out.path = NormalizePercent(path);
-  if (out.path.empty()) out.path = "/";
-  while (out.path.size() > 1 && out.path.back() == '/') out.path.pop_back();
-  out.key = host + (port.empty() ? "" : ":" + port) + (out.path == "/" ? "" : out.path);
-  if (!out.query.empty()) out.key += "?" + out.query;
-  return out;
+  if (q != std::string_view::npos) {
+    out->query.assign(rest.substr(q + 1));
+  } else {
+    out->query.clear();
+  }
+  NormalizePercent(path, out->path);
+  if (out->path.empty()) out->path = "/";
+  while (out->path.size() > 1 && out->path.back() == '/') out->path.pop_back();
+  std::string& key = out->key;
+  key.assign(host);
+  if (!port.empty()) {
+    key += ':';
+    key.append(port);
+  }
+  if (out->path != "/") key += out->path;
+  if (!out->query.empty()) {
+    key += '?';
+    key += out->query;
+  }
+  return true;
 }
 
 }  // namespace carewatch::match

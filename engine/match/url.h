@@ -21,6 +21,8 @@ struct NormalizedUrl {
 // unreserved characters in the path. Returns nullopt for strings that have
 // no host.
 std::optional<NormalizedUrl> NormalizeUrl(std::string_view url);
+// The same into `out`, reusing its storage; false when there is no host.
+bool NormalizeUrl(std::string_view url, NormalizedUrl* out);
 
 }  // namespace carewatch::match
 

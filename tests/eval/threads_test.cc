@@ -73,3 +73,31 @@ TEST(EvaluatorThreads, ManyThreadsAgreeWithOneThread) {
 
 }  // namespace
 }  // namespace carewatch::eval
+
+namespace carewatch::eval {
+namespace {
+
+// Hyperscan and the RE2::Set alternative must flag exactly the same rules:
+// a cross-check of the Hyperscan pattern translation on a whole corpus.
+TEST(EvaluatorCrossCheck, HyperscanAgreesWithRe2Set) {
+  rules::LoadResult loaded = rules::LoadRuleSet({CAREWATCH_SOURCE_DIR "/rules"});
+  ASSERT_TRUE(loaded.ruleset);
+  std::unique_ptr<Evaluator> hs, re2set;
+  ASSERT_TRUE(Evaluator::Create(loaded.ruleset, {}, &hs).ok());
+  EvaluatorOptions options;
+  options.use_re2_set = true;
+  ASSERT_TRUE(Evaluator::Create(loaded.ruleset, options, &re2set).ok());
+  auto reports = Corpus(2000);
+  int flagged = 0;
+  for (const auto& r : reports) {
+    v1::Verdict a, b;
+    ASSERT_TRUE(hs->Evaluate(r, &a).ok());
+    ASSERT_TRUE(re2set->Evaluate(r, &b).ok());
+    ASSERT_EQ(a.SerializeAsString(), b.SerializeAsString()) << r.DebugString();
+    flagged += a.flags_size() > 0;
+  }
+  EXPECT_GT(flagged, 100);
+}
+
+}  // namespace
+}  // namespace carewatch::eval

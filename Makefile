@@ -1,0 +1,64 @@
+# carewatch: the two quick-start commands are `make run` and `make test`.
+# Everything else here is what those two are made of.
+
+BUILD        ?= build
+TSAN_BUILD   ?= build-tsan
+FUZZ_BUILD   ?= build-fuzz
+JOBS         ?= $(shell nproc 2>/dev/null || echo 2)
+FUZZ_SECONDS ?= 20
+CMAKE_FLAGS  ?=
+
+.PHONY: all deps build test unit-test tsan-test fuzz-smoke run bench clean format
+
+all: build
+
+deps:
+	@bash scripts/install-deps.sh
+
+$(BUILD)/build.ninja: | deps
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS)
+
+build: deps $(BUILD)/build.ninja
+	cmake --build $(BUILD) -j $(JOBS)
+
+# The whole suite: unit, rule-pack and CLI tests; the many-threads test under
+# ThreadSanitizer; every fuzz target for a bounded time under ASan and UBSan.
+test: unit-test tsan-test fuzz-smoke
+	@echo "make test: all suites passed"
+
+unit-test: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+tsan-test: deps
+	cmake -S . -B $(TSAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCAREWATCH_SANITIZE=thread $(CMAKE_FLAGS)
+	cmake --build $(TSAN_BUILD) -j $(JOBS) --target carewatch_unit_tests
+	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+	  $(TSAN_BUILD)/tests/carewatch_unit_tests --gtest_filter='EvaluatorThreads.*:Matcher.*'
+
+fuzz-smoke: deps
+	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DCAREWATCH_FUZZ=ON -DCAREWATCH_TOOLS=OFF -DCAREWATCH_SANITIZE=address,undefined $(CMAKE_FLAGS)
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_rule_loader fuzz_report_json
+	@for t in rule_loader report_json; do \
+	  mkdir -p $(FUZZ_BUILD)/corpus/$$t; \
+	  echo "fuzz_$$t: $(FUZZ_SECONDS)s"; \
+	  if ! ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	    $(FUZZ_BUILD)/tests/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 \
+	      -rss_limit_mb=2048 -artifact_prefix=$(FUZZ_BUILD)/ \
+	      $(FUZZ_BUILD)/corpus/$$t tests/fuzz/corpus/$$t > $(FUZZ_BUILD)/fuzz_$$t.log 2>&1; then \
+	    tail -n 60 $(FUZZ_BUILD)/fuzz_$$t.log; echo "fuzz_$$t FAILED"; exit 1; \
+	  fi; \
+	  grep -E "^Done [0-9]+ runs" $(FUZZ_BUILD)/fuzz_$$t.log; \
+	done
+
+run: build
+	@bash scripts/run.sh $(BUILD)
+
+bench: build
+	$(BUILD)/tools/carewatch_bench
+
+format:
+	clang-format -i $$(git ls-files '*.cc' '*.h')
+
+clean:
+	rm -rf $(BUILD) $(TSAN_BUILD) $(FUZZ_BUILD)
