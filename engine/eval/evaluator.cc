@@ -83,7 +83,10 @@ uint32_t Evaluator::Flatten(const Condition& c, std::vector<match::PatternLeaf>*
       leaf.regex_flags = c.regex_flags;
     } else {
       for (const std::string& p : c.phrases) {
-        leaf.expressions.push_back(rules::PhrasePattern(c.normalize ? match::FoldForMatching(p) : p));
+        std::string phrase = c.normalize ? match::FoldForMatching(p) : p;
+        leaf.expressions.push_back(rules::PhrasePattern(phrase));
+        for (char& ch : phrase) ch = (ch >= 'A' && ch <= 'Z') ? static_cast<char>(ch + 32) : ch;
+        leaf.literals.push_back(std::move(phrase));
       }
     }
     nodes_[index].scan_id = static_cast<int32_t>(leaves->size());
@@ -146,6 +149,10 @@ Status Evaluator::Create(std::shared_ptr<const rules::RuleSet> ruleset,
   for (const rules::Rule& rule : e->ruleset_->rules()) {
     e->rule_root_.push_back(e->Flatten(rule.when, &leaves));
   }
+  for (const rules::Rule& rule : e->ruleset_->rules()) {
+    e->rule_deadline_.push_back(e->ruleset_->DeadlineFor(rule));
+    e->rule_actions_.push_back(&e->ruleset_->ActionsFor(rule));
+  }
   e->scan_rules_.resize(leaves.size());
   for (uint32_t r = 0; r < e->rule_root_.size(); ++r) {
     if (!e->NeedsScan(e->rule_root_[r])) {
@@ -177,12 +184,16 @@ std::unique_ptr<Evaluator::Context> Evaluator::NewContext() const {
 
 std::string Evaluator::ObligationId(const std::string& service_id, const std::string& report_id,
                                     const std::string& rule_id) {
-  std::string key = service_id;
+  thread_local std::string key;
+  key.assign(service_id);
   key += '\0';
   key += report_id;
   key += '\0';
   key += rule_id;
-  return "ob-" + Sha256Hex(key).substr(0, 24);
+  std::string id = Sha256Hex(key);
+  id.resize(24);
+  id.insert(0, "ob-");
+  return id;
 }
 
 Status Evaluator::Scan(const v1::ContentReport& report, Context& ctx) const {
@@ -422,8 +433,8 @@ Status Evaluator::Evaluate(const v1::ContentReport& report, Context& ctx, v1::Ve
     ob->set_obligation_id(ObligationId(report.service_id(), report.report_id(), rule.id));
     ob->set_rule_id(rule.id);
     ob->set_duty_id(rule.duty);
-    for (const std::string& a : ruleset_->ActionsFor(rule)) ob->add_required_actions(a);
-    ob->mutable_deadline()->set_seconds(report.received_at().seconds() + ruleset_->DeadlineFor(rule));
+    for (const std::string& a : *rule_actions_[r]) ob->add_required_actions(a);
+    ob->mutable_deadline()->set_seconds(report.received_at().seconds() + rule_deadline_[r]);
     ob->mutable_deadline()->set_nanos(report.received_at().nanos());
     ob->set_status(v1::OBLIGATION_STATUS_OPEN);
   }

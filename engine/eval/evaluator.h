@@ -113,6 +113,8 @@ class Evaluator {
   std::vector<Node> nodes_;
   std::vector<uint32_t> child_ids_;
   std::vector<uint32_t> rule_root_;
+  std::vector<int64_t> rule_deadline_;                       // per rule, seconds
+  std::vector<const std::vector<std::string>*> rule_actions_;  // per rule
   std::vector<match::CompiledList> lists_;
   std::vector<uint32_t> scan_node_;            // scan id -> node
   std::vector<std::vector<uint32_t>> scan_rules_;  // scan id -> rules using it

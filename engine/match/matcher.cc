@@ -3,6 +3,7 @@
 #include <hs/hs.h>
 #include <re2/re2.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -16,18 +17,59 @@ namespace fs = std::filesystem;
 namespace {
 
 // Bump when the leaf -> expression layout changes, so old caches are ignored.
-constexpr const char* kCacheFormat = "v1";
+constexpr const char* kCacheFormat = "v2";
 
 struct ScanContext {
+  const Matcher* matcher;
+  std::string_view data;
   Matcher::MatchFn fn;
   void* context;
 };
 
-int OnHsMatch(unsigned int id, unsigned long long, unsigned long long, unsigned int, void* ctx) {
+bool IsWordChar(unsigned char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+}
+
+// Hyperscan literal for a phrase: every byte that is not an ASCII letter or
+// digit written as \xHH, so no byte has a regex meaning.
+std::string LiteralExpression(const std::string& literal) {
+  std::string out;
+  for (unsigned char c : literal) {
+    if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')) {
+      out += static_cast<char>(c);
+    } else {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+int OnHyperscanMatch(unsigned int id, unsigned long long, unsigned long long to, unsigned int,
+                     void* ctx) {
   auto* c = static_cast<ScanContext*>(ctx);
-  c->fn(id, c->context);
+  const Matcher::Expression& e = c->matcher->expressions_[id];
+  if (e.literal) {
+    // Verify the literal and its word boundaries (ASCII case-insensitive).
+    const std::string& lit = *e.literal;
+    if (to < lit.size() || to > c->data.size()) return 0;
+    size_t start = to - lit.size();
+    for (size_t k = 0; k < lit.size(); ++k) {
+      char b = c->data[start + k];
+      if (b >= 'A' && b <= 'Z') b = static_cast<char>(b + 32);
+      if (b != lit[k]) return 0;
+    }
+    if (IsWordChar(lit.front()) && start > 0 && IsWordChar(c->data[start - 1])) return 0;
+    if (IsWordChar(lit.back()) && to < c->data.size() && IsWordChar(c->data[to])) return 0;
+  }
+  c->fn(e.leaf, c->context);
   return 0;
 }
+
+namespace {
 
 std::string CachePath(const std::string& dir, const std::string& key, int slot) {
   return dir + "/" + key + "-" + kCacheFormat + "-" + std::to_string(slot) + ".hsdb";
@@ -133,18 +175,30 @@ Status Matcher::Build(std::vector<PatternLeaf> leaves, const std::string& cache_
   if (!re2_status.ok()) return re2_status;
 
   for (int slot = 0; slot < kNumDatabaseSlots; ++slot) {
-    std::vector<const char*> exprs;
+    std::vector<std::string> owned;
     std::vector<unsigned> flags;
     std::vector<unsigned> ids;
     for (uint32_t id = 0; id < m->leaves_.size(); ++id) {
       const PatternLeaf& leaf = m->leaves_[id];
       if (DatabaseSlot(leaf.field, leaf.normalize) != slot) continue;
+      if (!leaf.literals.empty()) {
+        for (const std::string& lit : leaf.literals) {
+          owned.push_back(LiteralExpression(lit));
+          flags.push_back(HS_FLAG_CASELESS);
+          ids.push_back(static_cast<unsigned>(m->expressions_.size()));
+          m->expressions_.push_back({id, &lit});
+        }
+        continue;
+      }
       for (const std::string& e : leaf.expressions) {
-        exprs.push_back(e.c_str());
+        owned.push_back(e);
         flags.push_back(rules::HyperscanFlags(leaf.regex_flags));
-        ids.push_back(id);
+        ids.push_back(static_cast<unsigned>(m->expressions_.size()));
+        m->expressions_.push_back({id, nullptr});
       }
     }
+    std::vector<const char*> exprs;
+    for (const std::string& e : owned) exprs.push_back(e.c_str());
     if (exprs.empty()) continue;
     std::string path = cache_dir.empty() ? "" : CachePath(cache_dir, cache_key, slot);
     if (!path.empty()) m->dbs_[slot] = LoadCached(path);
@@ -195,17 +249,65 @@ Status Matcher::Scan(int slot, std::string_view data, Scratch& scratch, MatchFn 
   if (db == nullptr) return Status::Ok();
   if (scratch.scratch_ == nullptr) return Status::Internal("no Hyperscan scratch space");
   if (data.size() > UINT32_MAX) return Status::InvalidArgument("field larger than 4 GiB");
-  ScanContext ctx{on_match, context};
+  ScanContext ctx{this, data, on_match, context};
   hs_error_t rc = hs_scan(db, data.data(), static_cast<unsigned>(data.size()), 0, scratch.scratch_,
-                          OnHsMatch, &ctx);
+                          OnHyperscanMatch, &ctx);
   if (rc != HS_SUCCESS && rc != HS_SCAN_TERMINATED) {
     return Status::Internal("hs_scan failed with code " + std::to_string(rc));
   }
   return Status::Ok();
 }
 
+namespace {
+
+bool IsWordByte(unsigned char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+}
+
+char LowerAscii(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
+
+// Leftmost, non-overlapping occurrences of any literal as whole words,
+// ASCII case-insensitively: the semantics of rules::PhrasePattern.
+void FindLiteralSpans(const std::vector<std::string>& literals, std::string_view data,
+                      size_t max_spans, std::vector<std::pair<uint32_t, uint32_t>>* spans) {
+  thread_local std::string lowered;
+  thread_local std::vector<std::pair<uint32_t, uint32_t>> found;
+  lowered.resize(data.size());
+  std::transform(data.begin(), data.end(), lowered.begin(), LowerAscii);
+  found.clear();
+  for (const std::string& literal : literals) {
+    if (literal.empty()) continue;
+    bool word_start = IsWordByte(literal.front());
+    bool word_end = IsWordByte(literal.back());
+    for (size_t at = lowered.find(literal); at != std::string::npos; at = lowered.find(literal, at + 1)) {
+      size_t end = at + literal.size();
+      if (word_start && at > 0 && IsWordByte(lowered[at - 1])) continue;
+      if (word_end && end < lowered.size() && IsWordByte(lowered[end])) continue;
+      found.emplace_back(static_cast<uint32_t>(at), static_cast<uint32_t>(end));
+    }
+  }
+  std::sort(found.begin(), found.end(), [](const auto& a, const auto& b) {
+    return a.first != b.first ? a.first < b.first : a.second > b.second;
+  });
+  uint32_t next = 0;
+  size_t count = 0;
+  for (const auto& span : found) {
+    if (count >= max_spans) break;
+    if (span.first < next) continue;
+    spans->push_back(span);
+    next = span.second;
+    ++count;
+  }
+}
+
+}  // namespace
+
 void Matcher::FindSpans(uint32_t leaf_id, std::string_view data, size_t max_spans,
                         std::vector<std::pair<uint32_t, uint32_t>>* spans) const {
+  if (!leaves_[leaf_id].literals.empty()) {
+    FindLiteralSpans(leaves_[leaf_id].literals, data, max_spans, spans);
+    return;
+  }
   const RE2& re = *re2_[leaf_id];
   re2::StringPiece input(data.data(), data.size());
   re2::StringPiece match;

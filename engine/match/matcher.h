@@ -29,6 +29,12 @@ struct PatternLeaf {
   // leaf's id.
   std::vector<std::string> expressions;
   uint32_t regex_flags = 0;
+  // For phrases leaves: the phrases as lower-case literals. Hyperscan then
+  // matches them as plain literals (no UTF-8 mode, no \b, which would slow
+  // every scan) and the match callback checks the word boundaries and the
+  // bytes; FindSpans locates them without a regex engine. Same semantics as
+  // rules::PhrasePattern, which the RE2::Set variant uses.
+  std::vector<std::string> literals;
 };
 
 // Which compiled database to scan: a text field, raw or folded.
@@ -104,6 +110,13 @@ class Matcher {
   std::vector<PatternLeaf> leaves_;
   std::vector<std::unique_ptr<re2::RE2>> re2_;
   Status BuildRe2(const std::vector<PatternLeaf>& leaves);
+  // One entry per Hyperscan expression id.
+  struct Expression {
+    uint32_t leaf;
+    const std::string* literal;  // phrases: the literal to verify; else null
+  };
+  std::vector<Expression> expressions_;
+  friend int OnHyperscanMatch(unsigned, unsigned long long, unsigned long long, unsigned, void*);
   hs_database* dbs_[kNumDatabaseSlots] = {};
   // RE2::Set alternative (BuildWithRe2Set): per slot, set index -> leaf id.
   std::unique_ptr<re2::RE2::Set> sets_[kNumDatabaseSlots];

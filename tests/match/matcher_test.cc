@@ -23,10 +23,15 @@ PatternLeaf Regex(const std::string& re, uint32_t flags = 0, Field field = Field
   return leaf;
 }
 
+// As the Evaluator builds phrases leaves: the \b pattern (for RE2) and the
+// lower-case literal (for Hyperscan and span search).
 PatternLeaf Phrase(const std::string& phrase) {
   PatternLeaf leaf;
   leaf.field = Field::kText;
   leaf.expressions = {rules::PhrasePattern(phrase)};
+  std::string lower = phrase;
+  for (char& c : lower) c = (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
+  leaf.literals = {lower};
   return leaf;
 }
 
@@ -111,6 +116,20 @@ TEST(Matcher, PhrasesAreLiteralNotRegex) {
   EXPECT_EQ(Hits(*m, "x a.b (c) y"), std::set<uint32_t>{0});
   EXPECT_TRUE(Hits(*m, "x axb (c) y").empty());
   EXPECT_EQ(SpansOf(*m, 0, "x a.b (c) y"), (Spans{{2, 9}}));
+}
+
+TEST(Matcher, PhrasesWithUtf8AndPunctuation) {
+  auto m = Build({Phrase("café, s'il")});
+  EXPECT_EQ(Hits(*m, "un café, s'il vous plaît"), std::set<uint32_t>{0});
+  EXPECT_TRUE(Hits(*m, "un cafe, s'il").empty());
+  EXPECT_EQ(SpansOf(*m, 0, "un café, s'il"), (Spans{{3, 14}}));
+}
+
+TEST(Matcher, PhraseBoundaryCheckedAtEveryOccurrence) {
+  // The first occurrence is inside a word; the second is whole.
+  auto m = Build({Phrase("snap")});
+  EXPECT_EQ(Hits(*m, "snapshot then snap"), std::set<uint32_t>{0});
+  EXPECT_EQ(SpansOf(*m, 0, "snapshot then snap"), (Spans{{14, 18}}));
 }
 
 TEST(Matcher, PhrasesAreCaseInsensitive) {

@@ -46,7 +46,8 @@ class CorpusGenerator {
 
 // A synthetic rule pack of `num_rules` rules (for scaling benchmarks): each
 // rule combines a categorical condition with a regex or phrases leaf drawn
-// from a seeded vocabulary, so a small share of a corpus matches.
+// from a seeded vocabulary; one rule in twenty uses the corpus's own words,
+// so a share of a corpus matches.
 std::string GenerateRulePack(int num_rules, uint64_t seed);
 
 }  // namespace carewatch::corpus
