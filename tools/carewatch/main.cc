@@ -3,6 +3,7 @@
 
 #include <iostream>
 
+#include "engine/rules/duration.h"
 #include "tools/carewatch/common.h"
 
 int main(int argc, char** argv) {
@@ -53,6 +54,53 @@ int main(int argc, char** argv) {
   gen->add_option("--text-bytes", text_bytes, "Approximate text size per report");
   gen->add_option("-o,--output", output, "Output file (default stdout)");
 
+  std::string ledger_url, until, pubkey, sweep = "1m";
+  auto* replay = app.add_subcommand("replay", "Run reports and actions through the whole duty pipeline");
+  replay->add_option("--rules", rules, "Rule directory or pack (repeatable)")->required();
+  replay->add_option("events", input, "JSONL lines {\"report\":{..}} or {\"action\":{..}}, in time order")
+      ->required();
+  replay->add_option("--ledger", ledger_url, "Record into this ledger (sqlite:///path/ledger.db)");
+  replay->add_option("--until", until, "End the simulated clock here (default: after the last deadline)");
+  replay->add_option("--sweep-interval", sweep, "Deadline sweeper period in simulated time");
+  replay->add_flag("--json", json, "Print {\"breaches\":[..],\"findings\":[..]}");
+
+  auto* verify = app.add_subcommand("verify", "Check a ledger independently; names the first bad seq");
+  verify->add_option("--ledger", ledger_url, "Ledger URL or file")->required();
+  verify->add_option("--pubkey", pubkey, "The deployment's published Ed25519 public key (PEM)");
+
+  carewatch::cli::AuditFilters filters;
+  std::string what;
+  auto* audit = app.add_subcommand("audit", "Regulator queries: breaches | findings | evidence ID | stats");
+  audit->add_option("query", what, "breaches, findings, evidence or stats")->required()
+      ->check(CLI::IsMember({"breaches", "findings", "evidence", "stats"}));
+  audit->add_option("finding_id", filters.finding_id, "For evidence: the finding");
+  audit->add_option("--ledger", ledger_url, "Ledger URL or file")->required();
+  audit->add_option("--service", filters.service_id, "Only this service");
+  audit->add_option("--duty", filters.duty_id, "Only this duty");
+  audit->add_option("--rule", filters.rule_id, "Only this rule (breaches)");
+  audit->add_option("--from", filters.from, "From this date or time");
+  audit->add_option("--to", filters.to, "Up to this date or time");
+  audit->add_option("--period", filters.period, "stats: month, quarter or year")
+      ->check(CLI::IsMember({"month", "quarter", "year"}));
+  audit->add_flag("--json", json, "JSON lines instead of a table");
+
+  carewatch::cli::ScenarioOptions scenario;
+  std::string start;
+  auto* gen_scenario = app.add_subcommand(
+      "gen-scenario", "Write reports and the platform's actions on them (replay input), reproducibly");
+  gen_scenario->add_option("--rules", rules, "Rules that decide what the platform must act on")->required();
+  gen_scenario->add_option("-n,--events", scenario.events, "Number of lines (reports and actions)");
+  gen_scenario->add_option("--seed", scenario.seed, "Random seed");
+  gen_scenario->add_option("--signal-fraction", scenario.signal_fraction, "Share of reports with a signal")
+      ->check(CLI::Range(0.0, 1.0));
+  gen_scenario->add_option("--services", scenario.services, "Number of services (example-social, ...)")
+      ->check(CLI::Range(1, 8));
+  gen_scenario->add_option("--miss-service", scenario.miss_service, "The service that misses deadlines");
+  gen_scenario->add_option("--miss-rate", scenario.miss_rate, "Share of its obligations missed or late")
+      ->check(CLI::Range(0.0, 1.0));
+  gen_scenario->add_option("--start", start, "Time of the first report (default 2026-01-05T10:00:00Z)");
+  gen_scenario->add_option("-o,--output", scenario.output, "Output file (default stdout)");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -64,6 +112,28 @@ int main(int argc, char** argv) {
   if (*scan) return RunScan(rules, input, output, threads, !no_progress);
   if (*explain) return RunExplain(rules, report_file);
   if (*diff) return RunDiff(rules[0], rules[1], input, json);
+  if (*replay) {
+    std::string error;
+    auto interval = carewatch::rules::ParseDuration(sweep, &error);
+    if (!interval) {
+      std::cerr << "error: --sweep-interval: " << error << "\n";
+      return kExitUsage;
+    }
+    return RunReplay(rules, input, ledger_url, until, *interval, json);
+  }
+  if (*verify) return RunVerify(ledger_url, pubkey);
+  if (*gen_scenario) {
+    if (!start.empty()) {
+      auto t = carewatch::rules::ParseDateTime(start);
+      if (!t) {
+        std::cerr << "error: --start: bad time '" << start << "'\n";
+        return kExitUsage;
+      }
+      scenario.start_time = *t;
+    }
+    return RunGenScenario(rules, scenario);
+  }
+  if (*audit) return RunAuditOffline(what, ledger_url, filters, json);
   if (*gen) return RunGenCorpus(count, seed, fraction, text_bytes, output);
   return kExitUsage;
 }

@@ -1,0 +1,167 @@
+#include "engine/ledger/audit.h"
+
+#include <algorithm>
+#include <set>
+
+#include "engine/rules/duration.h"
+
+namespace carewatch::ledger {
+
+Status BuildEvidence(LedgerBackend& backend, const ProofFn& prove, const std::string& finding_id,
+                     Evidence* out) {
+  FindingQuery q;
+  q.finding_id = finding_id;
+  q.limit = 1;
+  std::vector<v1::Finding> found;
+  Status s = backend.QueryFindings(q, &found);
+  if (!s.ok()) return s;
+  if (found.empty() || found[0].finding_id() != finding_id) {
+    return Status::NotFound("no finding " + finding_id);
+  }
+  out->finding = found[0];
+  std::set<uint64_t> seqs;
+  std::vector<uint64_t> list;
+  s = backend.FindingEvents(finding_id, &list);
+  if (!s.ok()) return s;
+  seqs.insert(list.begin(), list.end());
+  for (const std::string& ob : out->finding.obligation_ids()) {
+    list.clear();
+    s = backend.EventsForObligation(ob, &list);
+    if (!s.ok()) return s;
+    seqs.insert(list.begin(), list.end());
+  }
+  std::vector<v1::Checkpoint> checkpoints;
+  s = backend.ReadCheckpoints(&checkpoints);
+  if (!s.ok()) return s;
+  if (!checkpoints.empty()) out->checkpoint = checkpoints.back();
+  uint64_t size = out->checkpoint.tree_size();
+  for (uint64_t seq : seqs) {
+    std::vector<StoredEvent> rows;
+    s = backend.ReadEvents(seq, 1, &rows);
+    if (!s.ok()) return s;
+    if (rows.empty() || rows[0].seq != seq) return Status::DataLoss("event " + std::to_string(seq) + " is missing");
+    EvidenceItem item;
+    item.event = rows[0];
+    if (!item.parsed.ParseFromString(item.event.payload)) {
+      return Status::DataLoss("event " + std::to_string(seq) + " does not parse");
+    }
+    if (seq <= size) {
+      s = prove(seq, size, &item.proof);
+      if (!s.ok()) return s;
+    }
+    out->items.push_back(std::move(item));
+  }
+  return Status::Ok();
+}
+
+std::string PeriodOf(const std::string& day, const std::string& period) {
+  if (day.size() < 7) return day;
+  if (period == "year") return day.substr(0, 4);
+  if (period == "quarter") {
+    int month = std::atoi(day.substr(5, 2).c_str());
+    return day.substr(0, 4) + "-Q" + std::to_string((month - 1) / 3 + 1);
+  }
+  return day.substr(0, 7);
+}
+
+namespace {
+
+// The period after `key`.
+std::string NextPeriod(const std::string& key, const std::string& period) {
+  int year = std::atoi(key.substr(0, 4).c_str());
+  char buf[16];
+  if (period == "year") {
+    std::snprintf(buf, sizeof buf, "%04d", year + 1);
+  } else if (period == "quarter") {
+    int q = key[6] - '0';
+    if (q == 4) std::snprintf(buf, sizeof buf, "%04d-Q1", year + 1);
+    else std::snprintf(buf, sizeof buf, "%04d-Q%d", year, q + 1);
+  } else {
+    int month = std::atoi(key.substr(5, 2).c_str());
+    if (month == 12) std::snprintf(buf, sizeof buf, "%04d-01", year + 1);
+    else std::snprintf(buf, sizeof buf, "%04d-%02d", year, month + 1);
+  }
+  return buf;
+}
+
+double Change(int64_t now, int64_t before) {
+  return before == 0 ? 0.0 : 100.0 * static_cast<double>(now - before) / static_cast<double>(before);
+}
+
+}  // namespace
+
+Status ComputeStats(LedgerBackend& backend, const std::string& service_id, const std::string& period,
+                    int64_t from, int64_t to, std::vector<PeriodStats>* out) {
+  if (period != "month" && period != "quarter" && period != "year") {
+    return Status::InvalidArgument("period: must be month, quarter or year");
+  }
+  std::string from_day = from == INT64_MIN ? "0000-00-00" : rules::FormatDateTime(from).substr(0, 10);
+  std::string to_day = to == INT64_MAX ? "9999-99-99" : rules::FormatDateTime(to).substr(0, 10);
+  std::map<std::string, PeriodStats> by_period;
+  std::vector<StatsRow> rows;
+  Status s = backend.QueryStats(service_id, from_day, to_day, &rows);
+  if (!s.ok()) return s;
+  for (const StatsRow& r : rows) {
+    PeriodStats& p = by_period[PeriodOf(r.day, period)];
+    p.reports += r.reports;
+    p.flagged += r.flagged;
+    p.by_reason[r.reason.empty() ? "(none)" : r.reason] += r.reports;
+    p.by_surface[r.surface.empty() ? "(none)" : r.surface] += r.reports;
+  }
+  BreachQuery bq;
+  bq.service_id = service_id;
+  bq.from = from;
+  bq.to = to;
+  bq.limit = 10000;
+  for (;;) {
+    std::vector<std::pair<uint64_t, v1::Breach>> page;
+    s = backend.QueryBreaches(bq, &page);
+    if (!s.ok()) return s;
+    for (const auto& [seq, b] : page) {
+      by_period[PeriodOf(rules::FormatDateTime(b.at().seconds()).substr(0, 10), period)].breaches++;
+    }
+    if (page.size() < bq.limit) break;
+    bq.after_seq = page.back().first;
+  }
+  FindingQuery fq;
+  fq.service_id = service_id;
+  fq.from = from;
+  fq.to = to;
+  fq.limit = 10000;
+  for (;;) {
+    std::vector<v1::Finding> page;
+    s = backend.QueryFindings(fq, &page);
+    if (!s.ok()) return s;
+    for (const v1::Finding& f : page) {
+      by_period[PeriodOf(rules::FormatDateTime(f.opened_at().seconds()).substr(0, 10), period)].findings++;
+    }
+    if (page.size() < fq.limit) break;
+    fq.after_id = page.back().finding_id();
+  }
+  out->clear();
+  if (by_period.empty()) return Status::Ok();
+  // Every period from the first to the last, so each has its predecessor.
+  std::string key = by_period.begin()->first;
+  const std::string last = by_period.rbegin()->first;
+  bool have_previous = false;
+  PeriodStats previous;
+  for (int guard = 0; guard < 100000; ++guard) {
+    PeriodStats p = by_period.count(key) ? by_period[key] : PeriodStats{};
+    p.period = key;
+    if (have_previous) {
+      p.has_previous = true;
+      p.reports_change = Change(p.reports, previous.reports);
+      p.flagged_change = Change(p.flagged, previous.flagged);
+      p.breaches_change = Change(p.breaches, previous.breaches);
+      p.findings_change = Change(p.findings, previous.findings);
+    }
+    previous = p;
+    have_previous = true;
+    out->push_back(std::move(p));
+    if (key == last) break;
+    key = NextPeriod(key, period);
+  }
+  return Status::Ok();
+}
+
+}  // namespace carewatch::ledger

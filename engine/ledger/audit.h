@@ -1,0 +1,56 @@
+#ifndef CAREWATCH_ENGINE_LEDGER_AUDIT_H_
+#define CAREWATCH_ENGINE_LEDGER_AUDIT_H_
+
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "engine/ledger/ledger.h"
+
+namespace carewatch::ledger {
+
+// One event of an evidence chain with its RFC 6962 inclusion proof against
+// the checkpoint of the Evidence (empty when the event is newer than it).
+struct EvidenceItem {
+  StoredEvent event;
+  v1::LedgerEvent parsed;
+  std::vector<Hash> proof;
+};
+
+struct Evidence {
+  v1::Finding finding;
+  v1::Checkpoint checkpoint;  // tree_size 0 when none is signed yet
+  std::vector<EvidenceItem> items;  // in seq order
+};
+
+// Produces an inclusion proof of `seq` in the tree of `tree_size` leaves.
+using ProofFn = std::function<Status(uint64_t seq, uint64_t tree_size, std::vector<Hash>* proof)>;
+
+// The whole chain behind a finding: its own events, and for every breached
+// obligation in it the report, the obligation, every action and the breach.
+Status BuildEvidence(LedgerBackend& backend, const ProofFn& prove, const std::string& finding_id,
+                     Evidence* out);
+
+// Per-period statistics for the regulator.
+struct PeriodStats {
+  std::string period;  // "2026-03", "2026-Q1" or "2026"
+  int64_t reports = 0, flagged = 0, breaches = 0, findings = 0;
+  std::map<std::string, int64_t> by_reason, by_surface;
+  // Percent change against the previous period; absent (false) when that
+  // period had none to compare against.
+  bool has_previous = false;
+  double reports_change = 0, flagged_change = 0, breaches_change = 0, findings_change = 0;
+};
+
+// `period`: month | quarter | year. Times bound the days (UTC) included;
+// `service_id` empty: every service.
+Status ComputeStats(LedgerBackend& backend, const std::string& service_id, const std::string& period,
+                    int64_t from, int64_t to, std::vector<PeriodStats>* out);
+
+// The period key of a day "YYYY-MM-DD".
+std::string PeriodOf(const std::string& day, const std::string& period);
+
+}  // namespace carewatch::ledger
+
+#endif  // CAREWATCH_ENGINE_LEDGER_AUDIT_H_

@@ -1,0 +1,153 @@
+#include "engine/ledger/keys.h"
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "engine/common/digest.h"
+
+namespace carewatch::ledger {
+
+namespace fs = std::filesystem;
+
+SigningKey::~SigningKey() {
+  if (key_) EVP_PKEY_free(key_);
+}
+
+namespace {
+
+Status WritePrivateFile(const std::string& path, const std::string& content) {
+  std::error_code ec;
+  fs::path p(path);
+  if (p.has_parent_path()) fs::create_directories(p.parent_path(), ec);
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) return Status::Unavailable("cannot write key file " + tmp);
+    out << content;
+    if (!out) return Status::Unavailable("cannot write key file " + tmp);
+  }
+  ::chmod(tmp.c_str(), 0600);
+  fs::rename(tmp, path, ec);
+  if (ec) return Status::Unavailable("cannot create key file " + path + ": " + ec.message());
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status SigningKey::LoadOrCreate(const std::string& path, std::unique_ptr<SigningKey>* out) {
+  std::unique_ptr<SigningKey> k(new SigningKey());
+  if (fs::exists(path)) {
+    FILE* f = std::fopen(path.c_str(), "r");
+    if (!f) return Status::Unavailable("cannot open signing key " + path);
+    k->key_ = PEM_read_PrivateKey(f, nullptr, nullptr, nullptr);
+    std::fclose(f);
+    if (!k->key_ || EVP_PKEY_get_base_id(k->key_) != EVP_PKEY_ED25519) {
+      return Status::InvalidArgument("signing key " + path + " is not an Ed25519 PEM private key");
+    }
+  } else {
+    EVP_PKEY_CTX* ctx = EVP_PKEY_CTX_new_id(EVP_PKEY_ED25519, nullptr);
+    if (!ctx || EVP_PKEY_keygen_init(ctx) <= 0 || EVP_PKEY_keygen(ctx, &k->key_) <= 0) {
+      EVP_PKEY_CTX_free(ctx);
+      return Status::Internal("Ed25519 key generation failed");
+    }
+    EVP_PKEY_CTX_free(ctx);
+    BIO* bio = BIO_new(BIO_s_mem());
+    PEM_write_bio_PrivateKey(bio, k->key_, nullptr, nullptr, 0, nullptr, nullptr);
+    char* data = nullptr;
+    long len = BIO_get_mem_data(bio, &data);
+    std::string pem(data, len);
+    BIO_free(bio);
+    Status s = WritePrivateFile(path, pem);
+    if (!s.ok()) return s;
+  }
+  k->has_private_ = true;
+  *out = std::move(k);
+  return Status::Ok();
+}
+
+Status SigningKey::FromPublicPem(std::string_view pem, std::unique_ptr<SigningKey>* out) {
+  std::unique_ptr<SigningKey> k(new SigningKey());
+  BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
+  k->key_ = PEM_read_bio_PUBKEY(bio, nullptr, nullptr, nullptr);
+  BIO_free(bio);
+  if (!k->key_ || EVP_PKEY_get_base_id(k->key_) != EVP_PKEY_ED25519) {
+    return Status::InvalidArgument("not an Ed25519 PEM public key");
+  }
+  *out = std::move(k);
+  return Status::Ok();
+}
+
+std::string SigningKey::PublicPem() const {
+  BIO* bio = BIO_new(BIO_s_mem());
+  PEM_write_bio_PUBKEY(bio, key_);
+  char* data = nullptr;
+  long len = BIO_get_mem_data(bio, &data);
+  std::string pem(data, len);
+  BIO_free(bio);
+  return pem;
+}
+
+std::string SigningKey::PublicHex() const {
+  unsigned char raw[32];
+  size_t len = sizeof raw;
+  if (EVP_PKEY_get_raw_public_key(key_, raw, &len) != 1) return "";
+  return HexEncode(std::string_view(reinterpret_cast<char*>(raw), len));
+}
+
+Status SigningKey::Sign(std::string_view message, std::string* signature) const {
+  if (!has_private_) return Status::FailedPrecondition("no private key");
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  size_t len = 64;
+  signature->resize(len);
+  bool ok = ctx && EVP_DigestSignInit(ctx, nullptr, nullptr, nullptr, key_) == 1 &&
+            EVP_DigestSign(ctx, reinterpret_cast<unsigned char*>(signature->data()), &len,
+                           reinterpret_cast<const unsigned char*>(message.data()), message.size()) == 1;
+  EVP_MD_CTX_free(ctx);
+  if (!ok) return Status::Internal("Ed25519 signing failed");
+  signature->resize(len);
+  return Status::Ok();
+}
+
+bool SigningKey::Verify(std::string_view message, std::string_view signature) const {
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  bool ok = ctx && EVP_DigestVerifyInit(ctx, nullptr, nullptr, nullptr, key_) == 1 &&
+            EVP_DigestVerify(ctx, reinterpret_cast<const unsigned char*>(signature.data()),
+                             signature.size(), reinterpret_cast<const unsigned char*>(message.data()),
+                             message.size()) == 1;
+  EVP_MD_CTX_free(ctx);
+  return ok;
+}
+
+Status LoadOrCreateHmacKey(const std::string& path, std::string* key) {
+  if (fs::exists(path)) {
+    std::ifstream in(path);
+    std::string hex;
+    in >> hex;
+    if (hex.size() != 64 || hex.find_first_not_of("0123456789abcdef") != std::string::npos) {
+      return Status::InvalidArgument("HMAC key " + path + " must hold 64 lower-case hex digits");
+    }
+    key->clear();
+    for (size_t i = 0; i < 64; i += 2) key->push_back(static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16)));
+    return Status::Ok();
+  }
+  unsigned char raw[32];
+  if (RAND_bytes(raw, sizeof raw) != 1) return Status::Internal("no randomness for the HMAC key");
+  key->assign(reinterpret_cast<char*>(raw), sizeof raw);
+  return WritePrivateFile(path, HexEncode(*key) + "\n");
+}
+
+std::string HmacSha256Hex(std::string_view key, std::string_view data) {
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+       reinterpret_cast<const unsigned char*>(data.data()), data.size(), out, &len);
+  return HexEncode(std::string_view(reinterpret_cast<char*>(out), len));
+}
+
+}  // namespace carewatch::ledger

@@ -1,0 +1,298 @@
+#include "engine/ledger/ledger.h"
+
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
+
+#include "engine/common/digest.h"
+
+namespace carewatch::ledger {
+
+namespace {
+
+int64_t WallMillis() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string Serialize(const v1::LedgerEvent& e) {
+  std::string out;
+  google::protobuf::io::StringOutputStream stream(&out);
+  google::protobuf::io::CodedOutputStream coded(&stream);
+  coded.SetSerializationDeterministic(true);
+  e.SerializeToCodedStream(&coded);
+  coded.Trim();
+  return out;
+}
+
+std::string DefaultKeyPath(const std::string& url) {
+  std::string path = url;
+  for (const char* prefix : {"sqlite://", "file://"}) {
+    if (path.rfind(prefix, 0) == 0) path = path.substr(std::strlen(prefix));
+  }
+  std::filesystem::path p(path);
+  return (p.parent_path() / "ledger.key").string();
+}
+
+}  // namespace
+
+std::string CheckpointSignedText(uint64_t tree_size, const Hash& root, int64_t time) {
+  return "carewatch checkpoint v1\n" + std::to_string(tree_size) + "\n" + HexEncode(root) + "\n" +
+         std::to_string(time) + "\n";
+}
+
+void Ledger::Ticket::Finish(const Status& s) {
+  std::lock_guard<std::mutex> lock(mu);
+  status = s;
+  done = true;
+  cv.notify_all();
+}
+
+Status Ledger::Ticket::Wait() {
+  std::unique_lock<std::mutex> lock(mu);
+  cv.wait(lock, [this] { return done; });
+  return status;
+}
+
+Status Ledger::Open(const LedgerOptions& options, std::unique_ptr<Ledger>* out) {
+  std::unique_ptr<Ledger> l(new Ledger());
+  l->options_ = options;
+  if (!l->options_.now) l->options_.now = [] { return WallMillis(); };
+  Status s = OpenBackend(options.url, false, &l->backend_);
+  if (!s.ok()) return s;
+  std::string key_path =
+      options.signing_key_path.empty() ? DefaultKeyPath(options.url) : options.signing_key_path;
+  s = SigningKey::LoadOrCreate(key_path, &l->key_);
+  if (!s.ok()) return s;
+  // A ledger belongs to one deployment: its key signs every checkpoint.
+  std::string stored_key;
+  bool found = false;
+  s = l->backend_->GetMeta("public_key", &stored_key, &found);
+  if (!s.ok()) return s;
+  if (!found) {
+    s = l->backend_->PutMeta("public_key", l->key_->PublicPem());
+    if (!s.ok()) return s;
+  } else if (stored_key != l->key_->PublicPem()) {
+    return Status::FailedPrecondition(
+        "ledger " + options.url + " was signed by another deployment's key; signing key " +
+        key_path + " (public " + l->key_->PublicHex().substr(0, 16) + "...) does not match");
+  }
+  std::vector<Hash> leaves;
+  s = l->backend_->ReadLeafHashes(&leaves);
+  if (!s.ok()) return s;
+  for (const Hash& h : leaves) l->tree_.Append(h);
+  l->durable_size_ = leaves.size();
+  l->next_seq_ = leaves.size() + 1;
+  std::vector<v1::Checkpoint> checkpoints;
+  s = l->backend_->ReadCheckpoints(&checkpoints);
+  if (!s.ok()) return s;
+  if (!checkpoints.empty()) {
+    l->latest_checkpoint_ = checkpoints.back();
+    l->last_checkpoint_size_ = checkpoints.back().tree_size();
+  }
+  l->last_checkpoint_ms_ = l->options_.now();
+  l->writer_ = std::thread(&Ledger::WriterLoop, l.get());
+  *out = std::move(l);
+  return Status::Ok();
+}
+
+Ledger::~Ledger() {
+  if (!writer_.joinable()) return;  // Open failed before the writer started
+  Flush();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (writer_.joinable()) writer_.join();
+}
+
+std::shared_ptr<Ledger::Ticket> Ledger::Enqueue(std::vector<v1::LedgerEvent>* events) {
+  auto ticket = std::make_shared<Ticket>();
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!error_.ok()) {
+    ticket->done = true;
+    ticket->status = error_;
+    return ticket;
+  }
+  for (v1::LedgerEvent& e : *events) e.set_seq(next_seq_++);
+  ticket->events = *events;
+  queue_.push_back(ticket);
+  cv_.notify_one();
+  return ticket;
+}
+
+Status Ledger::Append(std::vector<v1::LedgerEvent>* events) {
+  if (events->empty()) return health();
+  return Enqueue(events)->Wait();
+}
+
+void Ledger::CountReport(const StatsRow& delta) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (StatsRow& row : pending_stats_) {
+    if (row.service_id == delta.service_id && row.day == delta.day && row.surface == delta.surface &&
+        row.reason == delta.reason) {
+      row.reports += delta.reports;
+      row.flagged += delta.flagged;
+      return;
+    }
+  }
+  pending_stats_.push_back(delta);
+}
+
+Status Ledger::Flush() {
+  auto ticket = std::make_shared<Ticket>();
+  ticket->flush = true;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!error_.ok()) return error_;
+    if (stop_ || !writer_.joinable()) return Status::Unavailable("ledger is closed");
+    queue_.push_back(ticket);
+  }
+  cv_.notify_one();
+  return ticket->Wait();
+}
+
+Status Ledger::health() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return error_;
+}
+
+uint64_t Ledger::size() const {
+  std::lock_guard<std::mutex> lock(tree_mu_);
+  return durable_size_;
+}
+
+void Ledger::WriterLoop() {
+  for (;;) {
+    std::deque<std::shared_ptr<Ticket>> batch;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait_for(lock, std::chrono::milliseconds(200), [this] { return stop_ || !queue_.empty(); });
+      if (queue_.empty()) {
+        if (stop_) return;
+        // Idle: sign a checkpoint if events are waiting for one.
+        lock.unlock();
+        bool due;
+        {
+          std::lock_guard<std::mutex> tree_lock(tree_mu_);
+          due = durable_size_ > last_checkpoint_size_ &&
+                options_.now() - last_checkpoint_ms_ >= options_.checkpoint_interval_ms;
+        }
+        if (due) {
+          std::deque<std::shared_ptr<Ticket>> none;
+          WriteOne(none, true);
+        }
+        continue;
+      }
+      batch.swap(queue_);
+    }
+    bool force = false;
+    for (const auto& t : batch) force = force || t->flush;
+    Status s = WriteOne(batch, force);
+    for (const auto& t : batch) t->Finish(s);
+  }
+}
+
+Status Ledger::WriteOne(std::deque<std::shared_ptr<Ticket>>& batch, bool force_checkpoint) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!error_.ok()) return error_;
+  }
+  std::vector<StoredEvent> rows;
+  std::vector<const v1::LedgerEvent*> parsed;
+  for (const auto& t : batch) {
+    for (const v1::LedgerEvent& e : t->events) {
+      StoredEvent row;
+      row.seq = e.seq();
+      row.type = e.type();
+      row.time = e.time().seconds();
+      row.payload = Serialize(e);
+      row.leaf_hash = LeafHash(row.payload);
+      rows.push_back(std::move(row));
+      parsed.push_back(&e);
+    }
+  }
+  std::vector<StatsRow> stats;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stats.swap(pending_stats_);
+  }
+  std::unique_lock<std::mutex> tree_lock(tree_mu_);
+  uint64_t before = tree_.size();
+  for (const StoredEvent& row : rows) tree_.Append(row.leaf_hash);
+  uint64_t after = tree_.size();
+  int64_t now_ms = options_.now();
+  v1::Checkpoint checkpoint;
+  bool sign = after > last_checkpoint_size_ &&
+              (force_checkpoint || after - last_checkpoint_size_ >= options_.checkpoint_every ||
+               now_ms - last_checkpoint_ms_ >= options_.checkpoint_interval_ms);
+  if (sign) {
+    checkpoint.set_tree_size(after);
+    checkpoint.set_root_hash(tree_.Root(after));
+    checkpoint.mutable_time()->set_seconds(now_ms / 1000);
+    std::string signature;
+    Status s = key_->Sign(CheckpointSignedText(after, checkpoint.root_hash(), now_ms / 1000), &signature);
+    if (!s.ok()) {
+      tree_.Truncate(before);
+      return s;
+    }
+    checkpoint.set_signature(signature);
+  }
+  tree_lock.unlock();
+  Status s = rows.empty() && !sign && stats.empty()
+                 ? Status::Ok()
+                 : backend_->WriteBatch(rows, parsed, sign ? &checkpoint : nullptr, stats);
+  tree_lock.lock();
+  if (!s.ok()) {
+    tree_.Truncate(before);
+    std::lock_guard<std::mutex> lock(mu_);
+    error_ = Status::Unavailable("ledger write failed; nothing after seq " + std::to_string(before) +
+                                 " was recorded: " + s.message());
+    return error_;
+  }
+  durable_size_ = after;
+  if (sign) {
+    latest_checkpoint_ = checkpoint;
+    last_checkpoint_size_ = after;
+    last_checkpoint_ms_ = now_ms;
+  }
+  return Status::Ok();
+}
+
+Status Ledger::LatestCheckpoint(v1::Checkpoint* out) const {
+  std::lock_guard<std::mutex> lock(tree_mu_);
+  if (latest_checkpoint_.tree_size() == 0) return Status::NotFound("no checkpoint signed yet");
+  *out = latest_checkpoint_;
+  return Status::Ok();
+}
+
+Status Ledger::InclusionProof(uint64_t seq, uint64_t tree_size, std::vector<Hash>* proof) const {
+  std::lock_guard<std::mutex> lock(tree_mu_);
+  if (tree_size > durable_size_) return Status::InvalidArgument("tree_size beyond the log");
+  if (seq == 0 || seq > tree_size) return Status::InvalidArgument("seq outside the tree");
+  *proof = tree_.InclusionProof(seq - 1, tree_size);
+  return Status::Ok();
+}
+
+Status Ledger::ConsistencyProof(uint64_t size1, uint64_t size2, std::vector<Hash>* proof) const {
+  std::lock_guard<std::mutex> lock(tree_mu_);
+  if (size2 > durable_size_ || size1 > size2 || size1 == 0) {
+    return Status::InvalidArgument("need 0 < size1 <= size2 <= " + std::to_string(durable_size_));
+  }
+  *proof = tree_.ConsistencyProof(size1, size2);
+  return Status::Ok();
+}
+
+Status Ledger::RootAt(uint64_t size, Hash* root) const {
+  std::lock_guard<std::mutex> lock(tree_mu_);
+  if (size > durable_size_) return Status::InvalidArgument("size beyond the log");
+  *root = tree_.Root(size);
+  return Status::Ok();
+}
+
+}  // namespace carewatch::ledger

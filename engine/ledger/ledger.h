@@ -1,0 +1,183 @@
+#ifndef CAREWATCH_ENGINE_LEDGER_LEDGER_H_
+#define CAREWATCH_ENGINE_LEDGER_LEDGER_H_
+
+#include <condition_variable>
+#include <functional>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "carewatch/v1/ledger.pb.h"
+#include "engine/common/status.h"
+#include "engine/ledger/keys.h"
+#include "engine/ledger/merkle.h"
+
+namespace carewatch::ledger {
+
+// One row of the event log as stored.
+struct StoredEvent {
+  uint64_t seq = 0;
+  int type = 0;
+  int64_t time = 0;     // unix seconds of the event
+  std::string payload;  // deterministic serialisation of v1::LedgerEvent
+  Hash leaf_hash;       // LeafHash(payload)
+};
+
+// Counts of reports for the regulator's statistics, per service, day
+// (YYYY-MM-DD, UTC), surface and reason. Unmatched reports exist only here.
+struct StatsRow {
+  std::string service_id, day, surface, reason;
+  int64_t reports = 0;
+  int64_t flagged = 0;
+};
+
+struct BreachQuery {
+  std::string service_id, duty_id, rule_id;  // empty: any
+  int64_t from = INT64_MIN, to = INT64_MAX;  // breach time (`at`), inclusive
+  uint64_t after_seq = 0;                    // paging: rows after this seq
+  size_t limit = 100;
+};
+
+struct FindingQuery {
+  std::string service_id, duty_id, status;  // empty: any
+  int64_t from = INT64_MIN, to = INT64_MAX; // opened_at
+  std::string after_id;                     // paging
+  std::string finding_id;                   // exactly this one
+  size_t limit = 100;
+};
+
+// Storage for the ledger. Implementations: SQLite (embedded) now; the
+// interface is what a shared backend implements. Every write is one
+// transaction that is durable when WriteBatch returns OK. Methods are called
+// from one writer thread (writes) and any thread (reads): implementations
+// synchronise their own reads.
+class LedgerBackend {
+ public:
+  virtual ~LedgerBackend() = default;
+  virtual std::string url() const = 0;
+  virtual Status ReadLeafHashes(std::vector<Hash>* out) = 0;
+  virtual Status GetMeta(const std::string& key, std::string* value, bool* found) = 0;
+  virtual Status PutMeta(const std::string& key, const std::string& value) = 0;
+  // Appends events (and the rows derived from them for queries), an optional
+  // checkpoint and statistics deltas, atomically and durably.
+  virtual Status WriteBatch(const std::vector<StoredEvent>& events,
+                            const std::vector<const v1::LedgerEvent*>& parsed,
+                            const v1::Checkpoint* checkpoint,
+                            const std::vector<StatsRow>& stats) = 0;
+  virtual Status ReadEvents(uint64_t from_seq, size_t limit, std::vector<StoredEvent>* out) = 0;
+  virtual Status ReadCheckpoints(std::vector<v1::Checkpoint>* out) = 0;
+  virtual Status QueryBreaches(const BreachQuery& q,
+                               std::vector<std::pair<uint64_t, v1::Breach>>* out) = 0;
+  virtual Status QueryFindings(const FindingQuery& q, std::vector<v1::Finding>* out) = 0;
+  virtual Status QueryStats(const std::string& service_id, const std::string& from_day,
+                            const std::string& to_day, std::vector<StatsRow>* out) = 0;
+  // Event seqs that mention an obligation (for evidence chains).
+  virtual Status EventsForObligation(const std::string& obligation_id, std::vector<uint64_t>* seqs) = 0;
+  virtual Status FindingEvents(const std::string& finding_id, std::vector<uint64_t>* seqs) = 0;
+};
+
+// Opens "sqlite:///abs/path.db", "sqlite://rel/path.db" or a plain path.
+// `read_only` opens an existing ledger without creating or changing it.
+Status OpenBackend(const std::string& url, bool read_only, std::unique_ptr<LedgerBackend>* out);
+
+// The text a checkpoint's Ed25519 signature covers.
+std::string CheckpointSignedText(uint64_t tree_size, const Hash& root, int64_t time);
+
+struct LedgerOptions {
+  std::string url = "sqlite://data/ledger.db";
+  std::string signing_key_path;  // default: beside the ledger, ledger.key
+  uint64_t checkpoint_every = 1000;     // events between signed checkpoints
+  int64_t checkpoint_interval_ms = 1000;  // or this long, whichever first
+  // Wall clock for checkpoint times (tests inject their own).
+  std::function<int64_t()> now = nullptr;
+};
+
+// The append-only, tamper-evident event log: an RFC 6962 Merkle tree over
+// events, signed checkpoints, proofs; group commit through one writer thread.
+//
+// Order of calls: Open -> Enqueue/Append from any thread -> destruction
+// flushes, signs a final checkpoint and stops the writer.
+class Ledger {
+ public:
+  class Ticket;
+
+  static Status Open(const LedgerOptions& options, std::unique_ptr<Ledger>* out);
+  ~Ledger();
+  Ledger(const Ledger&) = delete;
+  Ledger& operator=(const Ledger&) = delete;
+
+  // Assigns consecutive seqs to `events` (written into them) and queues them
+  // for the writer; events queued earlier get lower seqs. Wait on the ticket
+  // for durability.
+  std::shared_ptr<Ticket> Enqueue(std::vector<v1::LedgerEvent>* events);
+  // Enqueue and wait: returns once the events are durable (or failed).
+  Status Append(std::vector<v1::LedgerEvent>* events);
+  // Adds to the report statistics; written with the next batch.
+  void CountReport(const StatsRow& delta);
+  // Writes any pending statistics and signs a checkpoint now; waits.
+  Status Flush();
+
+  // Events durably written so far.
+  uint64_t size() const;
+  Status LatestCheckpoint(v1::Checkpoint* out) const;
+  Status InclusionProof(uint64_t seq, uint64_t tree_size, std::vector<Hash>* proof) const;
+  Status ConsistencyProof(uint64_t size1, uint64_t size2, std::vector<Hash>* proof) const;
+  Status RootAt(uint64_t size, Hash* root) const;
+
+  LedgerBackend& backend() { return *backend_; }
+  const SigningKey& key() const { return *key_; }
+  // A failed write makes the ledger unusable until restarted: nothing after
+  // it may be acknowledged. OK while healthy.
+  Status health() const;
+
+ private:
+  Ledger() = default;
+  void WriterLoop();
+  Status WriteOne(std::deque<std::shared_ptr<Ticket>>& batch, bool force_checkpoint);
+
+  LedgerOptions options_;
+  std::unique_ptr<LedgerBackend> backend_;
+  std::unique_ptr<SigningKey> key_;
+
+  mutable std::mutex mu_;  // queue, seq counter, stats, error
+  std::condition_variable cv_;
+  std::deque<std::shared_ptr<Ticket>> queue_;
+  std::vector<StatsRow> pending_stats_;
+  uint64_t next_seq_ = 1;
+  bool stop_ = false;
+  bool flush_requested_ = false;
+  Status error_;
+
+  mutable std::mutex tree_mu_;  // tree, durable size, checkpoints
+  MerkleTree tree_;
+  uint64_t durable_size_ = 0;
+  v1::Checkpoint latest_checkpoint_;
+  uint64_t last_checkpoint_size_ = 0;
+  int64_t last_checkpoint_ms_ = 0;
+
+  std::thread writer_;
+};
+
+class Ledger::Ticket {
+ public:
+  Status Wait();
+
+ private:
+  friend class Ledger;
+  std::vector<v1::LedgerEvent> events;
+  bool flush = false;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  Status status;
+  void Finish(const Status& s);
+};
+
+}  // namespace carewatch::ledger
+
+#endif  // CAREWATCH_ENGINE_LEDGER_LEDGER_H_

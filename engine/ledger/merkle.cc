@@ -1,0 +1,182 @@
+#include "engine/ledger/merkle.h"
+
+#include <openssl/evp.h>
+
+#include <memory>
+
+#include "engine/common/digest.h"
+
+namespace carewatch::ledger {
+
+namespace {
+
+Hash Sha256(std::string_view a, std::string_view b = {}, std::string_view c = {}) {
+  thread_local std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(),
+                                                                          &EVP_MD_CTX_free);
+  static EVP_MD* md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  unsigned char out[32];
+  unsigned int len = 0;
+  EVP_DigestInit_ex(ctx.get(), md, nullptr);
+  EVP_DigestUpdate(ctx.get(), a.data(), a.size());
+  if (!b.empty()) EVP_DigestUpdate(ctx.get(), b.data(), b.size());
+  if (!c.empty()) EVP_DigestUpdate(ctx.get(), c.data(), c.size());
+  EVP_DigestFinal_ex(ctx.get(), out, &len);
+  return Hash(reinterpret_cast<const char*>(out), len);
+}
+
+// Largest power of two smaller than n. REQUIRES: n > 1.
+uint64_t SplitPoint(uint64_t n) {
+  uint64_t k = 1;
+  while (k << 1 < n) k <<= 1;
+  return k;
+}
+
+bool IsPowerOfTwo(uint64_t n) { return n && !(n & (n - 1)); }
+
+}  // namespace
+
+Hash LeafHash(std::string_view data) { return Sha256(std::string_view("\x00", 1), data); }
+
+Hash NodeHash(std::string_view left, std::string_view right) {
+  return Sha256(std::string_view("\x01", 1), left, right);
+}
+
+Hash EmptyTreeHash() { return Sha256(""); }
+
+void MerkleTree::Append(const Hash& leaf_hash) {
+  if (levels_.empty()) levels_.emplace_back();
+  levels_[0].push_back(leaf_hash);
+  // Complete every subtree this leaf closes.
+  size_t level = 0;
+  while (levels_[level].size() % 2 == 0) {
+    const auto& lower = levels_[level];
+    Hash parent = NodeHash(lower[lower.size() - 2], lower[lower.size() - 1]);
+    if (levels_.size() == level + 1) levels_.emplace_back();
+    levels_[level + 1].push_back(std::move(parent));
+    ++level;
+  }
+}
+
+void MerkleTree::Truncate(uint64_t size) {
+  for (size_t level = 0; level < levels_.size(); ++level) {
+    uint64_t keep = size >> level;
+    if (levels_[level].size() > keep) levels_[level].resize(keep);
+  }
+}
+
+Hash MerkleTree::SubtreeHash(uint64_t begin, uint64_t end) const {
+  uint64_t n = end - begin;
+  if (n == 0) return EmptyTreeHash();
+  if (IsPowerOfTwo(n) && begin % n == 0) {
+    size_t level = 0;
+    while ((uint64_t{1} << level) < n) ++level;
+    return levels_[level][begin >> level];
+  }
+  uint64_t k = SplitPoint(n);
+  return NodeHash(SubtreeHash(begin, begin + k), SubtreeHash(begin + k, end));
+}
+
+Hash MerkleTree::Root(uint64_t n) const { return SubtreeHash(0, n); }
+
+std::vector<Hash> MerkleTree::InclusionProof(uint64_t m, uint64_t n) const {
+  // PATH(m, D[begin:end]) per RFC 6962 2.1.1, iteratively from the top.
+  std::vector<Hash> path;
+  uint64_t begin = 0, end = n;
+  while (end - begin > 1) {
+    uint64_t k = SplitPoint(end - begin);
+    if (m - begin < k) {
+      path.push_back(SubtreeHash(begin + k, end));
+      end = begin + k;
+    } else {
+      path.push_back(SubtreeHash(begin, begin + k));
+      begin += k;
+    }
+  }
+  // The RFC lists the path bottom-up.
+  return std::vector<Hash>(path.rbegin(), path.rend());
+}
+
+void MerkleTree::SubProof(uint64_t m, uint64_t begin, uint64_t end, bool complete,
+                          std::vector<Hash>* out) const {
+  uint64_t n = end - begin;
+  if (m == n) {
+    if (!complete) out->push_back(SubtreeHash(begin, end));
+    return;
+  }
+  uint64_t k = SplitPoint(n);
+  if (m <= k) {
+    SubProof(m, begin, begin + k, complete, out);
+    out->push_back(SubtreeHash(begin + k, end));
+  } else {
+    SubProof(m - k, begin + k, end, false, out);
+    out->push_back(SubtreeHash(begin, begin + k));
+  }
+}
+
+std::vector<Hash> MerkleTree::ConsistencyProof(uint64_t m, uint64_t n) const {
+  std::vector<Hash> proof;
+  if (m == 0 || m >= n) return proof;
+  SubProof(m, 0, n, true, &proof);
+  return proof;
+}
+
+bool VerifyInclusion(const Hash& leaf_hash, uint64_t index, uint64_t tree_size,
+                     const std::vector<Hash>& proof, const Hash& root) {
+  if (index >= tree_size) return false;
+  uint64_t fn = index, sn = tree_size - 1;
+  Hash r = leaf_hash;
+  for (const Hash& p : proof) {
+    if (sn == 0) return false;
+    if ((fn & 1) || fn == sn) {
+      r = NodeHash(p, r);
+      if (!(fn & 1)) {
+        while (fn != 0 && !(fn & 1)) {
+          fn >>= 1;
+          sn >>= 1;
+        }
+      }
+    } else {
+      r = NodeHash(r, p);
+    }
+    fn >>= 1;
+    sn >>= 1;
+  }
+  return sn == 0 && r == root;
+}
+
+bool VerifyConsistency(uint64_t size1, uint64_t size2, const Hash& root1, const Hash& root2,
+                       const std::vector<Hash>& proof) {
+  if (size1 > size2) return false;
+  if (size1 == size2) return proof.empty() && root1 == root2;
+  if (size1 == 0) return proof.empty();
+  std::vector<Hash> path = proof;
+  if (IsPowerOfTwo(size1)) path.insert(path.begin(), root1);
+  if (path.empty()) return false;
+  uint64_t fn = size1 - 1, sn = size2 - 1;
+  while (fn & 1) {
+    fn >>= 1;
+    sn >>= 1;
+  }
+  Hash fr = path[0], sr = path[0];
+  for (size_t i = 1; i < path.size(); ++i) {
+    const Hash& c = path[i];
+    if (sn == 0) return false;
+    if ((fn & 1) || fn == sn) {
+      fr = NodeHash(c, fr);
+      sr = NodeHash(c, sr);
+      if (!(fn & 1)) {
+        while (fn != 0 && !(fn & 1)) {
+          fn >>= 1;
+          sn >>= 1;
+        }
+      }
+    } else {
+      sr = NodeHash(sr, c);
+    }
+    fn >>= 1;
+    sn >>= 1;
+  }
+  return fr == root1 && sr == root2 && sn == 0;
+}
+
+}  // namespace carewatch::ledger

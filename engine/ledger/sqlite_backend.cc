@@ -1,0 +1,416 @@
+// The embedded ledger backend: one SQLite file in WAL mode with
+// synchronous=FULL, so a committed batch survives a crash or power loss.
+#include <sqlite3.h>
+
+#include <filesystem>
+#include <mutex>
+
+#include "engine/ledger/ledger.h"
+
+namespace carewatch::ledger {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+  seq INTEGER PRIMARY KEY, type INTEGER NOT NULL, time INTEGER NOT NULL,
+  payload BLOB NOT NULL, leaf_hash BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS checkpoints (
+  tree_size INTEGER PRIMARY KEY, root_hash BLOB NOT NULL, time INTEGER NOT NULL,
+  signature BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS breaches (
+  seq INTEGER PRIMARY KEY, obligation_id TEXT NOT NULL, report_id TEXT NOT NULL,
+  service_id TEXT NOT NULL, duty_id TEXT NOT NULL, rule_id TEXT NOT NULL,
+  deadline INTEGER NOT NULL, at INTEGER NOT NULL, kind TEXT NOT NULL, body BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS breaches_service ON breaches (service_id, at);
+CREATE INDEX IF NOT EXISTS breaches_duty ON breaches (duty_id, at);
+CREATE INDEX IF NOT EXISTS breaches_rule ON breaches (rule_id, at);
+CREATE TABLE IF NOT EXISTS findings (
+  finding_id TEXT PRIMARY KEY, service_id TEXT NOT NULL, duty_id TEXT NOT NULL,
+  status TEXT NOT NULL, opened_at INTEGER NOT NULL, last_seq INTEGER NOT NULL, body BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS findings_service ON findings (service_id, duty_id, opened_at);
+CREATE TABLE IF NOT EXISTS finding_events (finding_id TEXT NOT NULL, seq INTEGER NOT NULL,
+  PRIMARY KEY (finding_id, seq));
+CREATE TABLE IF NOT EXISTS obligation_events (obligation_id TEXT NOT NULL, seq INTEGER NOT NULL,
+  PRIMARY KEY (obligation_id, seq));
+CREATE TABLE IF NOT EXISTS stats (
+  service_id TEXT NOT NULL, day TEXT NOT NULL, surface TEXT NOT NULL, reason TEXT NOT NULL,
+  reports INTEGER NOT NULL, flagged INTEGER NOT NULL,
+  PRIMARY KEY (service_id, day, surface, reason));
+)sql";
+
+class Stmt {
+ public:
+  Stmt(sqlite3* db, const char* sql) { rc_ = sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr); }
+  ~Stmt() { sqlite3_finalize(stmt_); }
+  bool ok() const { return rc_ == SQLITE_OK; }
+  sqlite3_stmt* get() { return stmt_; }
+  Stmt& Bind(int i, int64_t v) {
+    sqlite3_bind_int64(stmt_, i, v);
+    return *this;
+  }
+  Stmt& Bind(int i, const std::string& v) {
+    sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Stmt& BindBlob(int i, const std::string& v) {
+    sqlite3_bind_blob(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  int Step() { return sqlite3_step(stmt_); }
+  void Reset() {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+  }
+  int64_t Int(int col) { return sqlite3_column_int64(stmt_, col); }
+  std::string Blob(int col) {
+    const void* p = sqlite3_column_blob(stmt_, col);
+    int n = sqlite3_column_bytes(stmt_, col);
+    return p ? std::string(static_cast<const char*>(p), n) : std::string();
+  }
+  std::string Text(int col) {
+    const unsigned char* p = sqlite3_column_text(stmt_, col);
+    return p ? std::string(reinterpret_cast<const char*>(p)) : std::string();
+  }
+
+ private:
+  sqlite3_stmt* stmt_ = nullptr;
+  int rc_;
+};
+
+class SqliteBackend : public LedgerBackend {
+ public:
+  ~SqliteBackend() override {
+    if (write_db_) sqlite3_close(write_db_);
+    if (read_db_) sqlite3_close(read_db_);
+  }
+
+  Status Open(const std::string& url, const std::string& path, bool read_only) {
+    url_ = url;
+    path_ = path;
+    if (!read_only) {
+      std::error_code ec;
+      fs::path p(path);
+      if (p.has_parent_path()) fs::create_directories(p.parent_path(), ec);
+    } else if (!fs::exists(path)) {
+      return Status::NotFound("no ledger at " + path);
+    }
+    int flags = read_only ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+    flags |= SQLITE_OPEN_FULLMUTEX;
+    if (sqlite3_open_v2(path.c_str(), &write_db_, flags, nullptr) != SQLITE_OK) {
+      return Error(write_db_, "cannot open ledger " + path);
+    }
+    sqlite3_busy_timeout(write_db_, 10000);
+    if (!read_only) {
+      Status s = Exec(write_db_, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;");
+      if (!s.ok()) return s;
+      s = Exec(write_db_, kSchema);
+      if (!s.ok()) return s;
+    }
+    // Check it is a carewatch ledger at all (a corrupt or foreign file).
+    Status s = Exec(write_db_, "SELECT count(*) FROM events; SELECT count(*) FROM checkpoints;");
+    if (!s.ok()) return Status::DataLoss("not a carewatch ledger (" + path + "): " + s.message());
+    if (sqlite3_open_v2(path.c_str(), &read_db_, SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX,
+                        nullptr) != SQLITE_OK) {
+      return Error(read_db_, "cannot open ledger for reading " + path);
+    }
+    sqlite3_busy_timeout(read_db_, 10000);
+    return Status::Ok();
+  }
+
+  std::string url() const override { return url_; }
+
+  Status ReadLeafHashes(std::vector<Hash>* out) override {
+    std::lock_guard<std::mutex> lock(read_mu_);
+    Stmt st(read_db_, "SELECT seq, leaf_hash FROM events ORDER BY seq");
+    if (!st.ok()) return Error(read_db_, "reading leaf hashes");
+    uint64_t expect = 1;
+    int rc;
+    while ((rc = st.Step()) == SQLITE_ROW) {
+      if (static_cast<uint64_t>(st.Int(0)) != expect) {
+        return Status::DataLoss("ledger is missing event " + std::to_string(expect) +
+                                "; run `carewatch verify` on it");
+      }
+      std::string h = st.Blob(1);
+      if (h.size() != 32) {
+        return Status::DataLoss("event " + std::to_string(expect) + " has a malformed leaf hash");
+      }
+      out->push_back(std::move(h));
+      ++expect;
+    }
+    if (rc != SQLITE_DONE) return Error(read_db_, "reading leaf hashes");
+    return Status::Ok();
+  }
+
+  Status GetMeta(const std::string& key, std::string* value, bool* found) override {
+    std::lock_guard<std::mutex> lock(read_mu_);
+    Stmt st(read_db_, "SELECT value FROM meta WHERE key = ?");
+    if (!st.ok()) return Error(read_db_, "reading meta");
+    st.Bind(1, key);
+    int rc = st.Step();
+    *found = rc == SQLITE_ROW;
+    if (*found) *value = st.Blob(0);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? Status::Ok() : Error(read_db_, "reading meta");
+  }
+
+  Status PutMeta(const std::string& key, const std::string& value) override {
+    Stmt st(write_db_, "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)");
+    st.Bind(1, key).BindBlob(2, value);
+    return st.Step() == SQLITE_DONE ? Status::Ok() : Error(write_db_, "writing meta");
+  }
+
+  Status WriteBatch(const std::vector<StoredEvent>& events,
+                    const std::vector<const v1::LedgerEvent*>& parsed,
+                    const v1::Checkpoint* checkpoint, const std::vector<StatsRow>& stats) override {
+    Status s = Exec(write_db_, "BEGIN IMMEDIATE");
+    if (!s.ok()) return s;
+    s = WriteRows(events, parsed, checkpoint, stats);
+    if (!s.ok()) {
+      Exec(write_db_, "ROLLBACK");
+      return s;
+    }
+    return Exec(write_db_, "COMMIT");
+  }
+
+  Status ReadEvents(uint64_t from_seq, size_t limit, std::vector<StoredEvent>* out) override {
+    std::lock_guard<std::mutex> lock(read_mu_);
+    Stmt st(read_db_,
+            "SELECT seq, type, time, payload, leaf_hash FROM events WHERE seq >= ? ORDER BY seq LIMIT ?");
+    if (!st.ok()) return Error(read_db_, "reading events");
+    st.Bind(1, static_cast<int64_t>(from_seq)).Bind(2, static_cast<int64_t>(limit));
+    int rc;
+    while ((rc = st.Step()) == SQLITE_ROW) {
+      StoredEvent e;
+      e.seq = st.Int(0);
+      e.type = static_cast<int>(st.Int(1));
+      e.time = st.Int(2);
+      e.payload = st.Blob(3);
+      e.leaf_hash = st.Blob(4);
+      out->push_back(std::move(e));
+    }
+    return rc == SQLITE_DONE ? Status::Ok() : Error(read_db_, "reading events");
+  }
+
+  Status ReadCheckpoints(std::vector<v1::Checkpoint>* out) override {
+    std::lock_guard<std::mutex> lock(read_mu_);
+    Stmt st(read_db_, "SELECT tree_size, root_hash, time, signature FROM checkpoints ORDER BY tree_size");
+    if (!st.ok()) return Error(read_db_, "reading checkpoints");
+    int rc;
+    while ((rc = st.Step()) == SQLITE_ROW) {
+      v1::Checkpoint c;
+      c.set_tree_size(st.Int(0));
+      c.set_root_hash(st.Blob(1));
+      c.mutable_time()->set_seconds(st.Int(2));
+      c.set_signature(st.Blob(3));
+      out->push_back(std::move(c));
+    }
+    return rc == SQLITE_DONE ? Status::Ok() : Error(read_db_, "reading checkpoints");
+  }
+
+  Status QueryBreaches(const BreachQuery& q, std::vector<std::pair<uint64_t, v1::Breach>>* out) override {
+    std::lock_guard<std::mutex> lock(read_mu_);
+    Stmt st(read_db_,
+            "SELECT seq, body FROM breaches WHERE seq > ?1 AND (?2 = '' OR service_id = ?2) AND "
+            "(?3 = '' OR duty_id = ?3) AND (?4 = '' OR rule_id = ?4) AND at >= ?5 AND at <= ?6 "
+            "ORDER BY seq LIMIT ?7");
+    if (!st.ok()) return Error(read_db_, "querying breaches");
+    st.Bind(1, static_cast<int64_t>(q.after_seq)).Bind(2, q.service_id).Bind(3, q.duty_id);
+    st.Bind(4, q.rule_id).Bind(5, q.from).Bind(6, q.to).Bind(7, static_cast<int64_t>(q.limit));
+    int rc;
+    while ((rc = st.Step()) == SQLITE_ROW) {
+      v1::Breach b;
+      if (!b.ParseFromString(st.Blob(1))) return Status::DataLoss("breach row does not parse");
+      out->emplace_back(st.Int(0), std::move(b));
+    }
+    return rc == SQLITE_DONE ? Status::Ok() : Error(read_db_, "querying breaches");
+  }
+
+  Status QueryFindings(const FindingQuery& q, std::vector<v1::Finding>* out) override {
+    std::lock_guard<std::mutex> lock(read_mu_);
+    Stmt st(read_db_,
+            "SELECT body FROM findings WHERE finding_id > ?1 AND (?2 = '' OR service_id = ?2) AND "
+            "(?3 = '' OR duty_id = ?3) AND (?4 = '' OR status = ?4) AND opened_at >= ?5 AND "
+            "opened_at <= ?6 AND (?8 = '' OR finding_id = ?8) ORDER BY finding_id LIMIT ?7");
+    if (!st.ok()) return Error(read_db_, "querying findings");
+    st.Bind(1, q.after_id).Bind(2, q.service_id).Bind(3, q.duty_id).Bind(4, q.status);
+    st.Bind(5, q.from).Bind(6, q.to).Bind(7, static_cast<int64_t>(q.limit)).Bind(8, q.finding_id);
+    int rc;
+    while ((rc = st.Step()) == SQLITE_ROW) {
+      v1::Finding f;
+      if (!f.ParseFromString(st.Blob(0))) return Status::DataLoss("finding row does not parse");
+      out->push_back(std::move(f));
+    }
+    return rc == SQLITE_DONE ? Status::Ok() : Error(read_db_, "querying findings");
+  }
+
+  Status QueryStats(const std::string& service_id, const std::string& from_day,
+                    const std::string& to_day, std::vector<StatsRow>* out) override {
+    std::lock_guard<std::mutex> lock(read_mu_);
+    Stmt st(read_db_,
+            "SELECT service_id, day, surface, reason, reports, flagged FROM stats WHERE "
+            "(?1 = '' OR service_id = ?1) AND day >= ?2 AND day <= ?3 ORDER BY day");
+    if (!st.ok()) return Error(read_db_, "querying stats");
+    st.Bind(1, service_id).Bind(2, from_day).Bind(3, to_day);
+    int rc;
+    while ((rc = st.Step()) == SQLITE_ROW) {
+      out->push_back({st.Text(0), st.Text(1), st.Text(2), st.Text(3), st.Int(4), st.Int(5)});
+    }
+    return rc == SQLITE_DONE ? Status::Ok() : Error(read_db_, "querying stats");
+  }
+
+  Status EventsForObligation(const std::string& obligation_id, std::vector<uint64_t>* seqs) override {
+    return Seqs("SELECT seq FROM obligation_events WHERE obligation_id = ? ORDER BY seq", obligation_id, seqs);
+  }
+
+  Status FindingEvents(const std::string& finding_id, std::vector<uint64_t>* seqs) override {
+    return Seqs("SELECT seq FROM finding_events WHERE finding_id = ? ORDER BY seq", finding_id, seqs);
+  }
+
+ private:
+  static Status Error(sqlite3* db, const std::string& what) {
+    return Status::Unavailable(what + ": " + (db ? sqlite3_errmsg(db) : "out of memory"));
+  }
+
+  static Status Exec(sqlite3* db, const char* sql) {
+    char* err = nullptr;
+    if (sqlite3_exec(db, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+      std::string message = err ? err : sqlite3_errmsg(db);
+      sqlite3_free(err);
+      return Status::Unavailable(message);
+    }
+    return Status::Ok();
+  }
+
+  Status Seqs(const char* sql, const std::string& key, std::vector<uint64_t>* seqs) {
+    std::lock_guard<std::mutex> lock(read_mu_);
+    Stmt st(read_db_, sql);
+    if (!st.ok()) return Error(read_db_, "querying");
+    st.Bind(1, key);
+    int rc;
+    while ((rc = st.Step()) == SQLITE_ROW) seqs->push_back(st.Int(0));
+    return rc == SQLITE_DONE ? Status::Ok() : Error(read_db_, "querying");
+  }
+
+  Status WriteRows(const std::vector<StoredEvent>& events,
+                   const std::vector<const v1::LedgerEvent*>& parsed,
+                   const v1::Checkpoint* checkpoint, const std::vector<StatsRow>& stats) {
+    Stmt ins(write_db_, "INSERT INTO events (seq, type, time, payload, leaf_hash) VALUES (?, ?, ?, ?, ?)");
+    Stmt breach(write_db_,
+                "INSERT INTO breaches (seq, obligation_id, report_id, service_id, duty_id, rule_id, "
+                "deadline, at, kind, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    Stmt finding(write_db_,
+                 "INSERT OR REPLACE INTO findings (finding_id, service_id, duty_id, status, opened_at, "
+                 "last_seq, body) VALUES (?, ?, ?, ?, ?, ?, ?)");
+    Stmt finding_ev(write_db_, "INSERT OR IGNORE INTO finding_events (finding_id, seq) VALUES (?, ?)");
+    Stmt ob_ev(write_db_, "INSERT OR IGNORE INTO obligation_events (obligation_id, seq) VALUES (?, ?)");
+    if (!ins.ok() || !breach.ok() || !finding.ok() || !finding_ev.ok() || !ob_ev.ok()) {
+      return Error(write_db_, "preparing ledger writes");
+    }
+    auto link = [&](const std::string& obligation_id, uint64_t seq) {
+      ob_ev.Bind(1, obligation_id).Bind(2, static_cast<int64_t>(seq));
+      int rc = ob_ev.Step();
+      ob_ev.Reset();
+      return rc == SQLITE_DONE;
+    };
+    for (size_t i = 0; i < events.size(); ++i) {
+      const StoredEvent& e = events[i];
+      ins.Bind(1, static_cast<int64_t>(e.seq)).Bind(2, e.type).Bind(3, e.time);
+      ins.BindBlob(4, e.payload).BindBlob(5, e.leaf_hash);
+      if (ins.Step() != SQLITE_DONE) return Error(write_db_, "appending event " + std::to_string(e.seq));
+      ins.Reset();
+      const v1::LedgerEvent& p = *parsed[i];
+      bool ok = true;
+      switch (p.payload_case()) {
+        case v1::LedgerEvent::kReportFlagged:
+          for (const auto& ob : p.report_flagged().verdict().obligations()) {
+            ok = ok && link(ob.obligation_id(), e.seq);
+          }
+          break;
+        case v1::LedgerEvent::kObligationOpened:
+          ok = link(p.obligation_opened().obligation().obligation_id(), e.seq);
+          break;
+        case v1::LedgerEvent::kObligationClosed:
+          ok = link(p.obligation_closed().obligation_id(), e.seq);
+          break;
+        case v1::LedgerEvent::kActionRecorded:
+          for (const std::string& id : p.action_recorded().obligation_ids()) ok = ok && link(id, e.seq);
+          break;
+        case v1::LedgerEvent::kBreach: {
+          const v1::Breach& b = p.breach();
+          ok = link(b.obligation_id(), e.seq);
+          breach.Bind(1, static_cast<int64_t>(e.seq)).Bind(2, b.obligation_id()).Bind(3, b.report_id());
+          breach.Bind(4, b.service_id()).Bind(5, b.duty_id()).Bind(6, b.rule_id());
+          breach.Bind(7, b.deadline().seconds()).Bind(8, b.at().seconds()).Bind(9, b.kind());
+          breach.BindBlob(10, b.SerializeAsString());
+          ok = ok && breach.Step() == SQLITE_DONE;
+          breach.Reset();
+          break;
+        }
+        case v1::LedgerEvent::kFinding: {
+          const v1::Finding& f = p.finding();
+          finding.Bind(1, f.finding_id()).Bind(2, f.service_id()).Bind(3, f.duty_id());
+          finding.Bind(4, f.status()).Bind(5, f.opened_at().seconds()).Bind(6, static_cast<int64_t>(e.seq));
+          finding.BindBlob(7, f.SerializeAsString());
+          ok = finding.Step() == SQLITE_DONE;
+          finding.Reset();
+          finding_ev.Bind(1, f.finding_id()).Bind(2, static_cast<int64_t>(e.seq));
+          ok = ok && finding_ev.Step() == SQLITE_DONE;
+          finding_ev.Reset();
+          break;
+        }
+        default:
+          break;
+      }
+      if (!ok) return Error(write_db_, "indexing event " + std::to_string(e.seq));
+    }
+    if (checkpoint) {
+      Stmt cp(write_db_, "INSERT INTO checkpoints (tree_size, root_hash, time, signature) VALUES (?, ?, ?, ?)");
+      cp.Bind(1, static_cast<int64_t>(checkpoint->tree_size())).BindBlob(2, checkpoint->root_hash());
+      cp.Bind(3, checkpoint->time().seconds()).BindBlob(4, checkpoint->signature());
+      if (cp.Step() != SQLITE_DONE) return Error(write_db_, "writing checkpoint");
+    }
+    if (!stats.empty()) {
+      Stmt st(write_db_,
+              "INSERT INTO stats (service_id, day, surface, reason, reports, flagged) VALUES (?, ?, ?, ?, ?, ?) "
+              "ON CONFLICT (service_id, day, surface, reason) DO UPDATE SET "
+              "reports = reports + excluded.reports, flagged = flagged + excluded.flagged");
+      for (const StatsRow& r : stats) {
+        st.Bind(1, r.service_id).Bind(2, r.day).Bind(3, r.surface).Bind(4, r.reason);
+        st.Bind(5, r.reports).Bind(6, r.flagged);
+        if (st.Step() != SQLITE_DONE) return Error(write_db_, "writing stats");
+        st.Reset();
+      }
+    }
+    return Status::Ok();
+  }
+
+  std::string url_, path_;
+  sqlite3* write_db_ = nullptr;
+  sqlite3* read_db_ = nullptr;
+  std::mutex read_mu_;
+};
+
+}  // namespace
+
+Status OpenBackend(const std::string& url, bool read_only, std::unique_ptr<LedgerBackend>* out) {
+  std::string path = url;
+  if (url.rfind("sqlite://", 0) == 0) {
+    path = url.substr(9);  // sqlite:///abs -> /abs ; sqlite://rel -> rel
+  } else if (url.rfind("postgresql://", 0) == 0 || url.rfind("postgres://", 0) == 0) {
+    return Status::InvalidArgument("the PostgreSQL ledger backend is not built into this carewatch");
+  } else if (url.find("://") != std::string::npos) {
+    return Status::InvalidArgument("unknown ledger URL scheme in '" + url +
+                                   "' (use sqlite:///path/ledger.db)");
+  }
+  if (path.empty()) return Status::InvalidArgument("ledger URL names no file");
+  auto backend = std::make_unique<SqliteBackend>();
+  Status s = backend->Open(url, path, read_only);
+  if (!s.ok()) return s;
+  *out = std::move(backend);
+  return Status::Ok();
+}
+
+}  // namespace carewatch::ledger

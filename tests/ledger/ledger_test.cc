@@ -1,0 +1,250 @@
+#include "engine/ledger/ledger.h"
+
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "engine/ledger/verify.h"
+
+namespace carewatch::ledger {
+namespace {
+
+namespace fs = std::filesystem;
+
+class LedgerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = ::testing::TempDir() + "/cw-ledger-" + std::to_string(::getpid()) + "-" +
+           ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    url_ = "sqlite://" + dir_ + "/ledger.db";
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  std::unique_ptr<Ledger> OpenLedger(uint64_t checkpoint_every = 4) {
+    LedgerOptions o;
+    o.url = url_;
+    o.checkpoint_every = checkpoint_every;
+    std::unique_ptr<Ledger> l;
+    Status s = Ledger::Open(o, &l);
+    EXPECT_TRUE(s.ok()) << s.message();
+    return l;
+  }
+
+  // Appends n ACTION_RECORDED events, one per Append.
+  void AppendEvents(Ledger& l, int n) {
+    for (int i = 0; i < n; ++i) {
+      std::vector<v1::LedgerEvent> events(1);
+      events[0].set_type(v1::ACTION_RECORDED);
+      events[0].mutable_time()->set_seconds(1767607200 + i);
+      events[0].mutable_action_recorded()->set_report_id("r" + std::to_string(i));
+      events[0].mutable_action_recorded()->set_action("remove_content");
+      ASSERT_TRUE(l.Append(&events).ok());
+    }
+  }
+
+  void Sql(const std::string& sql) {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open((dir_ + "/ledger.db").c_str(), &db), SQLITE_OK);
+    char* err = nullptr;
+    int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
+    EXPECT_EQ(rc, SQLITE_OK) << (err ? err : "");
+    sqlite3_free(err);
+    sqlite3_close(db);
+  }
+
+  std::string ReadPayload(uint64_t seq) {
+    std::unique_ptr<LedgerBackend> b;
+    EXPECT_TRUE(OpenBackend(url_, true, &b).ok());
+    std::vector<StoredEvent> rows;
+    EXPECT_TRUE(b->ReadEvents(seq, 1, &rows).ok());
+    return rows.empty() ? "" : rows[0].payload;
+  }
+
+  // Overwrites event `seq`'s payload (and, when given, its leaf hash).
+  void RewriteEvent(uint64_t seq, const std::string& payload, const std::string& leaf = "") {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open((dir_ + "/ledger.db").c_str(), &db), SQLITE_OK);
+    sqlite3_stmt* st = nullptr;
+    std::string sql = leaf.empty() ? "UPDATE events SET payload = ?1 WHERE seq = ?3"
+                                   : "UPDATE events SET payload = ?1, leaf_hash = ?2 WHERE seq = ?3";
+    ASSERT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr), SQLITE_OK);
+    sqlite3_bind_blob(st, 1, payload.data(), static_cast<int>(payload.size()), SQLITE_TRANSIENT);
+    if (!leaf.empty()) sqlite3_bind_blob(st, 2, leaf.data(), static_cast<int>(leaf.size()), SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 3, static_cast<int64_t>(seq));
+    ASSERT_EQ(sqlite3_step(st), SQLITE_DONE);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+  }
+
+  VerifyReport Verify(const std::string& pem = "") {
+    std::unique_ptr<LedgerBackend> b;
+    Status s = OpenBackend(url_, true, &b);
+    EXPECT_TRUE(s.ok()) << s.message();
+    return VerifyLedger(*b, pem);
+  }
+
+  std::string dir_, url_;
+};
+
+TEST_F(LedgerTest, AppendAssignsSeqsAndRoundTrips) {
+  {
+    auto l = OpenLedger();
+    AppendEvents(*l, 10);
+    EXPECT_EQ(l->size(), 10u);
+  }
+  auto l = OpenLedger();
+  EXPECT_EQ(l->size(), 10u) << "a reopened ledger keeps every event";
+  std::vector<StoredEvent> rows;
+  ASSERT_TRUE(l->backend().ReadEvents(1, 100, &rows).ok());
+  ASSERT_EQ(rows.size(), 10u);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    v1::LedgerEvent e;
+    ASSERT_TRUE(e.ParseFromString(rows[i].payload));
+    EXPECT_EQ(e.seq(), i + 1);
+    EXPECT_EQ(e.action_recorded().report_id(), "r" + std::to_string(i));
+    EXPECT_EQ(rows[i].leaf_hash, LeafHash(rows[i].payload));
+  }
+  AppendEvents(*l, 1);
+  EXPECT_EQ(l->size(), 11u);
+}
+
+TEST_F(LedgerTest, CheckpointsAreSignedAndProofsVerify) {
+  auto l = OpenLedger(4);
+  AppendEvents(*l, 9);
+  ASSERT_TRUE(l->Flush().ok());
+  v1::Checkpoint cp;
+  ASSERT_TRUE(l->LatestCheckpoint(&cp).ok());
+  EXPECT_EQ(cp.tree_size(), 9u);
+  EXPECT_TRUE(l->key().Verify(CheckpointSignedText(cp.tree_size(), cp.root_hash(), cp.time().seconds()),
+                              cp.signature()));
+  std::vector<StoredEvent> rows;
+  ASSERT_TRUE(l->backend().ReadEvents(1, 100, &rows).ok());
+  for (const auto& row : rows) {
+    std::vector<Hash> proof;
+    ASSERT_TRUE(l->InclusionProof(row.seq, cp.tree_size(), &proof).ok());
+    EXPECT_TRUE(VerifyInclusion(row.leaf_hash, row.seq - 1, cp.tree_size(), proof, cp.root_hash()));
+  }
+  std::vector<Hash> consistency;
+  Hash root4;
+  ASSERT_TRUE(l->RootAt(4, &root4).ok());
+  ASSERT_TRUE(l->ConsistencyProof(4, 9, &consistency).ok());
+  EXPECT_TRUE(VerifyConsistency(4, 9, root4, cp.root_hash(), consistency));
+  EXPECT_FALSE(l->InclusionProof(10, 9, &consistency).ok());
+}
+
+TEST_F(LedgerTest, VerifyPassesOnAnIntactLedger) {
+  {
+    auto l = OpenLedger(3);
+    AppendEvents(*l, 10);
+  }
+  VerifyReport r = Verify();
+  EXPECT_TRUE(r.ok) << r.message;
+  EXPECT_EQ(r.events, 10u);
+  EXPECT_GE(r.checkpoints, 3u);
+  EXPECT_EQ(r.unsigned_tail, 0u) << "closing signs a final checkpoint";
+}
+
+TEST_F(LedgerTest, FlippedByteInAnEventIsNamed) {
+  { auto l = OpenLedger(); AppendEvents(*l, 10); }
+  // Flip one byte of event 6's payload (the last byte: inside the action name).
+  std::string payload = ReadPayload(6);
+  ASSERT_FALSE(payload.empty());
+  payload.back() ^= 0x01;
+  RewriteEvent(6, payload);
+  VerifyReport r = Verify();
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(r.first_bad_seq, 6u) << r.message;
+  EXPECT_NE(r.message.find("event 6"), std::string::npos) << r.message;
+}
+
+TEST_F(LedgerTest, DeletedRowIsNamed) {
+  { auto l = OpenLedger(); AppendEvents(*l, 10); }
+  Sql("DELETE FROM events WHERE seq = 4");
+  VerifyReport r = Verify();
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(r.first_bad_seq, 4u) << r.message;
+  EXPECT_NE(r.message.find("missing"), std::string::npos) << r.message;
+}
+
+TEST_F(LedgerTest, ReorderedRowsAreNamed) {
+  { auto l = OpenLedger(); AppendEvents(*l, 10); }
+  Sql("UPDATE events SET seq = -3 WHERE seq = 3; UPDATE events SET seq = 3 WHERE seq = 7; "
+      "UPDATE events SET seq = 7 WHERE seq = -3;");
+  VerifyReport r = Verify();
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(r.first_bad_seq, 3u) << r.message;
+  EXPECT_NE(r.message.find("reordered"), std::string::npos) << r.message;
+}
+
+TEST_F(LedgerTest, ReplacedCheckpointSignatureIsNamed) {
+  { auto l = OpenLedger(4); AppendEvents(*l, 10); }
+  Sql("UPDATE checkpoints SET signature = zeroblob(64) WHERE tree_size = 8");
+  VerifyReport r = Verify();
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(r.first_bad_seq, 8u) << r.message;
+  EXPECT_NE(r.message.find("checkpoint at size 8"), std::string::npos) << r.message;
+}
+
+TEST_F(LedgerTest, EventRewrittenWithItsLeafHashFailsTheCheckpoint) {
+  { auto l = OpenLedger(4); AppendEvents(*l, 8); }
+  // A careful forger recomputes the leaf hash too; the signed root still differs.
+  v1::LedgerEvent e;
+  ASSERT_TRUE(e.ParseFromString(ReadPayload(6)));
+  e.mutable_action_recorded()->set_action("reviewed_not_illegal");
+  std::string payload = e.SerializeAsString();
+  RewriteEvent(6, payload, LeafHash(payload));
+  VerifyReport r = Verify();
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.message.find("events 5..8"), std::string::npos) << r.message;
+}
+
+TEST_F(LedgerTest, AnotherDeploymentsKeyIsRefused) {
+  { auto l = OpenLedger(); AppendEvents(*l, 2); }
+  fs::rename(dir_ + "/ledger.key", dir_ + "/ledger.key.orig");
+  LedgerOptions o;
+  o.url = url_;
+  std::unique_ptr<Ledger> l;
+  Status s = Ledger::Open(o, &l);
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("another deployment"), std::string::npos) << s.message();
+  // And verify with that other key's public half fails too.
+  std::unique_ptr<SigningKey> other;
+  ASSERT_TRUE(SigningKey::LoadOrCreate(dir_ + "/ledger.key", &other).ok());
+  VerifyReport r = Verify(other->PublicPem());
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.message.find("another deployment"), std::string::npos) << r.message;
+}
+
+TEST_F(LedgerTest, CorruptOrForeignFilesGetAPreciseError) {
+  std::string path = dir_ + "/ledger.db";
+  { std::ofstream(path, std::ios::binary) << std::string(4096, '\x42'); }
+  std::unique_ptr<LedgerBackend> b;
+  Status s = OpenBackend(url_, true, &b);
+  EXPECT_FALSE(s.ok());
+  EXPECT_FALSE(s.message().empty());
+  LedgerOptions o;
+  o.url = url_;
+  std::unique_ptr<Ledger> l;
+  EXPECT_FALSE(Ledger::Open(o, &l).ok());
+  // A truncated ledger: the first half of a real one.
+  fs::remove(path);
+  { auto good = OpenLedger(); AppendEvents(*good, 50); }
+  fs::resize_file(path, fs::file_size(path) / 2);
+  fs::remove(path + "-wal");
+  s = OpenBackend(url_, true, &b);
+  if (s.ok()) {
+    VerifyReport r = VerifyLedger(*b, "");
+    EXPECT_FALSE(r.ok) << r.message;
+  }
+  EXPECT_FALSE(OpenBackend("postgresql://nowhere/db", false, &b).ok());
+  EXPECT_FALSE(OpenBackend("ftp://x/y", false, &b).ok());
+  EXPECT_FALSE(OpenBackend(dir_ + "/absent.db", true, &b).ok());
+}
+
+}  // namespace
+}  // namespace carewatch::ledger

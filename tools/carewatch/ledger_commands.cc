@@ -1,0 +1,414 @@
+// carewatch replay, verify and audit (offline, on a ledger file).
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <filesystem>
+#include <optional>
+
+#include "engine/common/digest.h"
+#include "engine/duty/duty_engine.h"
+#include "engine/eval/report_json.h"
+#include "engine/ledger/audit.h"
+#include "engine/ledger/verify.h"
+#include "engine/rules/duration.h"
+#include "tools/carewatch/common.h"
+
+#include <google/protobuf/util/json_util.h>
+
+namespace carewatch::cli {
+
+namespace {
+
+Status ParseJsonLine(const std::string& line, google::protobuf::Message* msg) {
+  google::protobuf::util::JsonParseOptions options;
+  auto s = google::protobuf::util::JsonStringToMessage(line, msg, options);
+  if (!s.ok()) return Status::InvalidArgument(std::string(s.message()));
+  return Status::Ok();
+}
+
+std::optional<int64_t> ParseTimeArg(const std::string& text, std::string* error) {
+  if (text.empty()) return std::nullopt;
+  auto t = rules::ParseDateTime(text);
+  if (!t) *error = "bad time '" + text + "': expected YYYY-MM-DD or RFC 3339";
+  return t;
+}
+
+std::string HmacKeyFor(const std::string& ledger_url) {
+  if (ledger_url.empty()) return "carewatch-replay-without-ledger";
+  std::string path = ledger_url.rfind("sqlite://", 0) == 0 ? ledger_url.substr(9) : ledger_url;
+  std::string dir = std::filesystem::path(path).parent_path().string();
+  std::string key;
+  Status s = ledger::LoadOrCreateHmacKey((dir.empty() ? "." : dir) + "/hmac.key", &key);
+  return s.ok() ? key : "";
+}
+
+}  // namespace
+
+int RunReplay(const std::vector<std::string>& rules_paths, const std::string& input,
+              const std::string& ledger_url, const std::string& until_text, int64_t sweep_interval,
+              bool json) {
+  auto evaluator = LoadEvaluator(rules_paths, false);
+  if (!evaluator) return kExitFailure;
+  std::string error;
+  std::optional<int64_t> until = ParseTimeArg(until_text, &error);
+  if (!error.empty()) {
+    std::cerr << "error: --until: " << error << "\n";
+    return kExitUsage;
+  }
+  std::unique_ptr<ledger::Ledger> ledger;
+  if (!ledger_url.empty()) {
+    ledger::LedgerOptions options;
+    options.url = ledger_url;
+    Status s = ledger::Ledger::Open(options, &ledger);
+    if (!s.ok()) {
+      std::cerr << "error: " << s.message() << "\n";
+      return kExitFailure;
+    }
+  }
+  duty::DutyEngineOptions options;
+  options.hmac_key = HmacKeyFor(ledger_url);
+  options.keep_history = true;
+  duty::DutyEngine engine(ledger.get(), options);
+  Status s = engine.Recover();
+  if (!s.ok()) {
+    std::cerr << "error: " << s.message() << "\n";
+    return kExitFailure;
+  }
+  std::ifstream file;
+  std::istream* in = &std::cin;
+  if (input != "-") {
+    file.open(input);
+    if (!file) {
+      std::cerr << input << ": error: cannot open\n";
+      return kExitFailure;
+    }
+    in = &file;
+  }
+  std::shared_ptr<const eval::Evaluator> shared(std::move(evaluator));
+  bool activated = false;
+  int64_t last_time = INT64_MIN;
+  uint64_t lineno = 0, reports = 0, actions = 0, bad = 0;
+  // The sweeper runs every `sweep_interval` seconds of simulated time, as it
+  // does in carewatchd; between events only the ticks that matter are run.
+  auto sweep_until = [&](int64_t t) -> Status {
+    for (;;) {
+      auto next = engine.NextDeadline();
+      if (!next) break;
+      int64_t tick = (*next / sweep_interval + 1) * sweep_interval;
+      if (tick > t) break;
+      Status st = engine.Sweep(tick);
+      if (!st.ok()) return st;
+    }
+    int64_t tick = t / sweep_interval * sweep_interval;
+    if (tick > engine.clock()) return engine.Sweep(tick);
+    return Status::Ok();
+  };
+  std::string line;
+  while (std::getline(*in, line)) {
+    ++lineno;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    v1::ReplayEvent event;
+    Status st = line.size() > eval::kMaxReportJsonBytes ? Status::InvalidArgument("line too large")
+                                                        : ParseJsonLine(line, &event);
+    int64_t t = 0;
+    if (st.ok()) {
+      if (event.has_report()) t = event.report().received_at().seconds();
+      else if (event.has_action()) t = event.action().taken_at().seconds();
+      else st = Status::InvalidArgument("expected {\"report\": {...}} or {\"action\": {...}}");
+    }
+    if (st.ok() && t <= 0) st = Status::InvalidArgument("event has no time (received_at / taken_at)");
+    if (st.ok() && t < last_time) {
+      st = Status::InvalidArgument("out of time order: " + rules::FormatDateTime(t) + " after " +
+                                   rules::FormatDateTime(last_time));
+    }
+    if (st.ok() && !activated) {
+      st = engine.Activate(shared, t);
+      activated = st.ok();
+    }
+    if (st.ok()) st = sweep_until(t);
+    if (st.ok()) {
+      if (event.has_report()) {
+        v1::Verdict verdict;
+        st = engine.SubmitReport(event.report(), &verdict);
+        ++reports;
+      } else {
+        duty::ActionInput a{event.action().service_id(), event.action().report_id(),
+                            event.action().action(), t, event.action().actor()};
+        std::vector<v1::Obligation> obligations;
+        st = engine.RecordAction(a, &obligations);
+        ++actions;
+      }
+    }
+    if (!st.ok()) {
+      if (st.code() == Status::Code::kUnavailable) {
+        std::cerr << "error: " << st.message() << "\n";
+        return kExitFailure;
+      }
+      ++bad;
+      std::cerr << input << ":" << lineno << ": error: " << st.message() << " (line skipped)\n";
+      continue;
+    }
+    last_time = t;
+  }
+  // End: at --until, or once every deadline opened has passed.
+  int64_t end = until.value_or(last_time);
+  if (!until) {
+    while (auto next = engine.NextDeadline()) {
+      int64_t tick = (*next / sweep_interval + 1) * sweep_interval;
+      if (engine.Sweep(tick).ok() == false) break;
+      end = std::max(end, tick);
+    }
+  }
+  if (activated && end > engine.clock()) {
+    s = sweep_until(end);
+    if (s.ok() && end > engine.clock()) s = engine.Sweep(end);
+    if (!s.ok()) std::cerr << "error: " << s.message() << "\n";
+  }
+  if (ledger) {
+    s = ledger->Flush();
+    if (!s.ok()) {
+      std::cerr << "error: " << s.message() << "\n";
+      return kExitFailure;
+    }
+  }
+  std::vector<v1::Breach> breaches = engine.Breaches();
+  std::vector<v1::Finding> findings = engine.Findings();
+  if (json) {
+    std::cout << "{\"breaches\":[";
+    for (size_t i = 0; i < breaches.size(); ++i) std::cout << (i ? "," : "") << eval::ToJson(breaches[i]);
+    std::cout << "],\"findings\":[";
+    for (size_t i = 0; i < findings.size(); ++i) std::cout << (i ? "," : "") << eval::ToJson(findings[i]);
+    std::cout << "]}\n";
+  } else {
+    auto c = engine.counts();
+    std::cout << reports << " reports (" << c.flagged << " flagged), " << actions << " actions, "
+              << bad << " lines skipped; obligations: " << c.met << " met, " << c.discharged
+              << " discharged, " << c.breached << " breached, " << c.open << " open\n";
+    std::cout << breaches.size() << " breaches, " << findings.size() << " findings\n";
+    for (const v1::Finding& f : findings) {
+      std::cout << "\nFINDING " << f.finding_id() << " (" << f.status() << ")  " << f.service_id() << "  "
+                << f.duty_id() << "\n  opened " << rules::FormatDateTime(f.opened_at().seconds())
+                << (f.status() == "closed" ? "  closed " + rules::FormatDateTime(f.closed_at().seconds()) : "")
+                << "\n  " << f.breaches() << " breaches of " << f.obligations() << " obligations in the window ("
+                << static_cast<int>(f.breach_rate() * 100 + 0.5) << "%)\n";
+      for (const auto& p : f.accountable()) {
+        std::cout << "  accountable: " << p.name() << ", " << p.role() << ": " << p.breaches() << " breaches\n";
+      }
+      if (f.unattributed_breaches() > 0) {
+        std::cout << "  no one accountable in post for " << f.unattributed_breaches() << " breaches\n";
+      }
+    }
+  }
+  return bad > 0 ? kExitSkipped : kExitOk;
+}
+
+int RunVerify(const std::string& ledger_url, const std::string& pubkey_file) {
+  std::unique_ptr<ledger::LedgerBackend> backend;
+  Status s = ledger::OpenBackend(ledger_url, true, &backend);
+  if (!s.ok()) {
+    std::cerr << "FAIL: " << s.message() << "\n";
+    return kExitFailure;
+  }
+  std::string pem;
+  if (!pubkey_file.empty()) {
+    std::string error;
+    auto content = rules::ReadFileToString(pubkey_file, &error);
+    if (!content) {
+      std::cerr << "FAIL: --pubkey " << pubkey_file << ": " << error << "\n";
+      return kExitFailure;
+    }
+    pem = *content;
+  }
+  ledger::VerifyReport r = ledger::VerifyLedger(*backend, pem);
+  if (!r.ok) {
+    std::cout << "FAIL: " << r.message << "\n";
+    if (r.first_bad_seq) std::cout << "first bad sequence number: " << r.first_bad_seq << "\n";
+    return kExitFailure;
+  }
+  std::cout << "OK: " << r.message << "\n";
+  return kExitOk;
+}
+
+namespace {
+
+void PrintEvidence(const ledger::Evidence& ev, bool json) {
+  if (json) {
+    std::cout << "{\"finding\":" << eval::ToJson(ev.finding) << ",\"checkpoint\":{\"tree_size\":"
+              << ev.checkpoint.tree_size() << ",\"root_hash\":\"" << HexEncode(ev.checkpoint.root_hash())
+              << "\",\"time\":" << ev.checkpoint.time().seconds() << ",\"signature\":\""
+              << HexEncode(ev.checkpoint.signature()) << "\"},\"events\":[";
+    for (size_t i = 0; i < ev.items.size(); ++i) {
+      const auto& it = ev.items[i];
+      std::cout << (i ? "," : "") << "{\"seq\":" << it.event.seq << ",\"leaf_hash\":\""
+                << HexEncode(it.event.leaf_hash) << "\",\"inclusion_proof\":[";
+      for (size_t k = 0; k < it.proof.size(); ++k) std::cout << (k ? "," : "") << "\"" << HexEncode(it.proof[k]) << "\"";
+      std::cout << "],\"event\":" << eval::ToJson(it.parsed) << "}";
+    }
+    std::cout << "]}\n";
+    return;
+  }
+  const v1::Finding& f = ev.finding;
+  std::cout << "finding " << f.finding_id() << " (" << f.status() << ") " << f.service_id() << " " << f.duty_id()
+            << ": " << f.breaches() << " breaches of " << f.obligations() << " obligations\n";
+  std::cout << "checkpoint: size " << ev.checkpoint.tree_size() << ", root "
+            << HexEncode(ev.checkpoint.root_hash()) << "\n";
+  for (const auto& it : ev.items) {
+    std::cout << "  " << it.event.seq << "  " << v1::EventType_Name(it.parsed.type()) << "  "
+              << rules::FormatDateTime(it.parsed.time().seconds()) << "  proof: "
+              << (it.proof.empty() && it.event.seq > ev.checkpoint.tree_size() ? "after checkpoint"
+                                                                                : std::to_string(it.proof.size()) + " hashes")
+              << "\n";
+  }
+}
+
+}  // namespace
+
+int RunAuditOffline(const std::string& what, const std::string& ledger_url, const AuditFilters& f, bool json) {
+  std::unique_ptr<ledger::LedgerBackend> backend;
+  Status s = ledger::OpenBackend(ledger_url, true, &backend);
+  if (!s.ok()) {
+    std::cerr << "error: " << s.message() << "\n";
+    return kExitFailure;
+  }
+  std::string error;
+  auto from = ParseTimeArg(f.from, &error);
+  auto to = ParseTimeArg(f.to, &error);
+  if (!error.empty()) {
+    std::cerr << "error: " << error << "\n";
+    return kExitUsage;
+  }
+  if (what == "breaches") {
+    ledger::BreachQuery q;
+    q.service_id = f.service_id;
+    q.duty_id = f.duty_id;
+    q.rule_id = f.rule_id;
+    q.from = from.value_or(INT64_MIN);
+    q.to = to.value_or(INT64_MAX);
+    q.limit = 1000;
+    std::vector<std::pair<uint64_t, v1::Breach>> all;
+    for (;;) {
+      std::vector<std::pair<uint64_t, v1::Breach>> page;
+      s = backend->QueryBreaches(q, &page);
+      if (!s.ok()) break;
+      all.insert(all.end(), page.begin(), page.end());
+      if (page.size() < q.limit) break;
+      q.after_seq = page.back().first;
+    }
+    if (!s.ok()) {
+      std::cerr << "error: " << s.message() << "\n";
+      return kExitFailure;
+    }
+    for (const auto& [seq, b] : all) {
+      if (json) {
+        std::cout << eval::ToJson(b) << "\n";
+      } else {
+        std::printf("%8llu  %s  %-16s %-26s %-36s %-6s %s\n", static_cast<unsigned long long>(seq),
+                    rules::FormatDateTime(b.at().seconds()).c_str(), b.service_id().c_str(),
+                    b.duty_id().c_str(), b.rule_id().c_str(), b.kind().c_str(), b.report_id().c_str());
+      }
+    }
+    if (!json) std::cout << all.size() << " breaches\n";
+    return kExitOk;
+  }
+  if (what == "findings") {
+    ledger::FindingQuery q;
+    q.service_id = f.service_id;
+    q.duty_id = f.duty_id;
+    q.from = from.value_or(INT64_MIN);
+    q.to = to.value_or(INT64_MAX);
+    q.limit = 100000;
+    std::vector<v1::Finding> all;
+    s = backend->QueryFindings(q, &all);
+    if (!s.ok()) {
+      std::cerr << "error: " << s.message() << "\n";
+      return kExitFailure;
+    }
+    for (const v1::Finding& x : all) {
+      if (json) {
+        std::cout << eval::ToJson(x) << "\n";
+        continue;
+      }
+      std::cout << x.finding_id() << "  " << x.status() << "  " << x.service_id() << "  " << x.duty_id() << "  "
+                << x.breaches() << "/" << x.obligations() << " breached  opened "
+                << rules::FormatDateTime(x.opened_at().seconds()) << "\n";
+      for (const auto& p : x.accountable()) {
+        std::cout << "    " << p.name() << " (" << p.role() << "): " << p.breaches() << " breaches\n";
+      }
+      if (x.unattributed_breaches()) std::cout << "    nobody accountable: " << x.unattributed_breaches() << " breaches\n";
+    }
+    if (!json) std::cout << all.size() << " findings\n";
+    return kExitOk;
+  }
+  if (what == "evidence") {
+    if (f.finding_id.empty()) {
+      std::cerr << "error: audit evidence needs a FINDING_ID\n";
+      return kExitUsage;
+    }
+    std::vector<ledger::Hash> leaves;
+    s = backend->ReadLeafHashes(&leaves);
+    ledger::MerkleTree tree;
+    for (const auto& h : leaves) tree.Append(h);
+    ledger::Evidence ev;
+    if (s.ok()) {
+      s = ledger::BuildEvidence(
+          *backend,
+          [&](uint64_t seq, uint64_t size, std::vector<ledger::Hash>* proof) {
+            if (size > tree.size() || seq == 0 || seq > size) return Status::DataLoss("checkpoint beyond the log");
+            *proof = tree.InclusionProof(seq - 1, size);
+            return Status::Ok();
+          },
+          f.finding_id, &ev);
+    }
+    if (!s.ok()) {
+      std::cerr << "error: " << s.message() << "\n";
+      return kExitFailure;
+    }
+    PrintEvidence(ev, json);
+    return kExitOk;
+  }
+  if (what == "stats") {
+    std::vector<ledger::PeriodStats> stats;
+    s = ledger::ComputeStats(*backend, f.service_id, f.period, from.value_or(INT64_MIN), to.value_or(INT64_MAX),
+                             &stats);
+    if (!s.ok()) {
+      std::cerr << "error: " << s.message() << "\n";
+      return kExitFailure;
+    }
+    for (const auto& p : stats) {
+      if (json) {
+        std::cout << "{\"period\":\"" << p.period << "\",\"reports\":" << p.reports << ",\"flagged\":" << p.flagged
+                  << ",\"breaches\":" << p.breaches << ",\"findings\":" << p.findings;
+        if (p.has_previous) {
+          std::cout << ",\"reports_change_pct\":" << p.reports_change << ",\"flagged_change_pct\":" << p.flagged_change
+                    << ",\"breaches_change_pct\":" << p.breaches_change;
+        }
+        std::cout << ",\"by_reason\":{";
+        bool first = true;
+        for (const auto& [k, v] : p.by_reason) {
+          std::cout << (first ? "" : ",") << "\"" << k << "\":" << v;
+          first = false;
+        }
+        std::cout << "},\"by_surface\":{";
+        first = true;
+        for (const auto& [k, v] : p.by_surface) {
+          std::cout << (first ? "" : ",") << "\"" << k << "\":" << v;
+          first = false;
+        }
+        std::cout << "}}\n";
+      } else {
+        std::printf("%-8s reports %8lld  flagged %7lld  breaches %6lld  findings %4lld", p.period.c_str(),
+                    static_cast<long long>(p.reports), static_cast<long long>(p.flagged),
+                    static_cast<long long>(p.breaches), static_cast<long long>(p.findings));
+        if (p.has_previous) std::printf("   reports %+.1f%%  breaches %+.1f%%", p.reports_change, p.breaches_change);
+        std::printf("\n");
+      }
+    }
+    return kExitOk;
+  }
+  std::cerr << "error: unknown audit query '" << what << "' (breaches, findings, evidence, stats)\n";
+  return kExitUsage;
+}
+
+}  // namespace carewatch::cli

@@ -1,0 +1,94 @@
+// carewatch gen-scenario: a reproducible stream of reports and the actions a
+// platform takes on them, for replay tests and benchmarks.
+#include <fstream>
+#include <map>
+#include <iostream>
+#include <queue>
+#include <random>
+
+#include "engine/eval/report_json.h"
+#include "tools/carewatch/common.h"
+#include "tools/corpus/corpus.h"
+
+namespace carewatch::cli {
+
+int RunGenScenario(const std::vector<std::string>& rules, const ScenarioOptions& o) {
+  auto evaluator = LoadEvaluator(rules, false);
+  if (!evaluator) return kExitFailure;
+  std::ofstream file;
+  std::ostream* out = &std::cout;
+  if (!o.output.empty()) {
+    file.open(o.output, std::ios::binary | std::ios::trunc);
+    if (!file) {
+      std::cerr << o.output << ": error: cannot write\n";
+      return kExitFailure;
+    }
+    out = &file;
+  }
+  corpus::CorpusOptions copts;
+  copts.seed = o.seed;
+  copts.signal_fraction = o.signal_fraction;
+  copts.num_services = o.services;
+  copts.start_time = o.start_time;
+  corpus::CorpusGenerator gen(copts);
+  std::mt19937_64 rng(o.seed ^ 0x5eed);
+  std::uniform_real_distribution<double> unit(0, 1);
+
+  // Actions wait in a min-heap until the reports before them are written.
+  using Pending = std::pair<int64_t, std::string>;
+  std::priority_queue<Pending, std::vector<Pending>, std::greater<Pending>> actions;
+  auto ctx = evaluator->NewContext();
+  v1::ContentReport report;
+  v1::Verdict verdict;
+  uint64_t written = 0;
+  auto action_line = [](const v1::ContentReport& r, const std::string& action, int64_t t) {
+    v1::RecordActionRequest a;
+    a.set_service_id(r.service_id());
+    a.set_report_id(r.report_id());
+    a.set_action(action);
+    a.mutable_taken_at()->set_seconds(t);
+    a.set_actor("moderator-" + std::to_string(t % 17));
+    return "{\"action\":" + eval::ToJson(a) + "}";
+  };
+  // Reports stop once the lines written and the actions still owed reach
+  // the target; every owed action is then written, so no deadline is missed
+  // for want of lines.
+  while (written + actions.size() < o.events) {
+    gen.Next(&report);
+    int64_t t = report.received_at().seconds();
+    while (!actions.empty() && actions.top().first <= t) {
+      *out << actions.top().second << "\n";
+      actions.pop();
+      ++written;
+    }
+    *out << "{\"report\":" << eval::ToJson(report) << "}\n";
+    ++written;
+    if (!evaluator->Evaluate(report, *ctx, &verdict).ok()) continue;
+    // One line per action the report needs, timed for the tightest deadline.
+    std::map<std::string, int64_t> window_of;
+    for (const v1::Obligation& ob : verdict.obligations()) {
+      int64_t window = ob.deadline().seconds() - t;
+      for (const std::string& a : ob.required_actions()) {
+        auto it = window_of.find(a);
+        if (it == window_of.end() || window < it->second) window_of[a] = window;
+      }
+    }
+    bool miss = !window_of.empty() && report.service_id() == o.miss_service && unit(rng) < o.miss_rate;
+    if (miss && unit(rng) < 0.5) continue;  // never acted on
+    for (const auto& [a, window] : window_of) {
+      int64_t delay = miss ? window + 3600 + static_cast<int64_t>(unit(rng) * 86400)
+                           : static_cast<int64_t>(window * (0.05 + 0.75 * unit(rng)));
+      delay = std::max<int64_t>(1, delay);
+      actions.emplace(t + delay, action_line(report, a, t + delay));
+    }
+  }
+  while (!actions.empty()) {
+    *out << actions.top().second << "\n";
+    actions.pop();
+    ++written;
+  }
+  out->flush();
+  return *out ? kExitOk : kExitFailure;
+}
+
+}  // namespace carewatch::cli
