@@ -162,6 +162,11 @@ Status Ledger::health() const {
   return error_;
 }
 
+uint64_t Ledger::commits() const {
+  std::lock_guard<std::mutex> lock(tree_mu_);
+  return commits_;
+}
+
 uint64_t Ledger::size() const {
   std::lock_guard<std::mutex> lock(tree_mu_);
   return durable_size_;
@@ -256,6 +261,7 @@ Status Ledger::WriteOne(std::deque<std::shared_ptr<Ticket>>& batch, bool force_c
     return error_;
   }
   durable_size_ = after;
+  ++commits_;
   if (sign) {
     latest_checkpoint_ = checkpoint;
     last_checkpoint_size_ = after;

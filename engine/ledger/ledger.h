@@ -129,6 +129,10 @@ class Ledger {
   Status ConsistencyProof(uint64_t size1, uint64_t size2, std::vector<Hash>* proof) const;
   Status RootAt(uint64_t size, Hash* root) const;
 
+  // Transactions written so far (for benchmarks: events / commits is the
+  // mean group-commit size).
+  uint64_t commits() const;
+
   LedgerBackend& backend() { return *backend_; }
   const SigningKey& key() const { return *key_; }
   // A failed write makes the ledger unusable until restarted: nothing after
@@ -156,6 +160,7 @@ class Ledger {
   mutable std::mutex tree_mu_;  // tree, durable size, checkpoints
   MerkleTree tree_;
   uint64_t durable_size_ = 0;
+  uint64_t commits_ = 0;
   v1::Checkpoint latest_checkpoint_;
   uint64_t last_checkpoint_size_ = 0;
   int64_t last_checkpoint_ms_ = 0;

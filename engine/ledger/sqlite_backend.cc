@@ -84,6 +84,7 @@ class Stmt {
 class SqliteBackend : public LedgerBackend {
  public:
   ~SqliteBackend() override {
+    write_statements_.reset();
     if (write_db_) sqlite3_close(write_db_);
     if (read_db_) sqlite3_close(read_db_);
   }
@@ -294,21 +295,37 @@ class SqliteBackend : public LedgerBackend {
     return rc == SQLITE_DONE ? Status::Ok() : Error(read_db_, "querying");
   }
 
+  // Statements of the writer, prepared once.
+  struct WriteStatements {
+    explicit WriteStatements(sqlite3* db)
+        : ins(db, "INSERT INTO events (seq, type, time, payload, leaf_hash) VALUES (?, ?, ?, ?, ?)"),
+          breach(db,
+                 "INSERT INTO breaches (seq, obligation_id, report_id, service_id, duty_id, rule_id, "
+                 "deadline, at, kind, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+          finding(db,
+                  "INSERT OR REPLACE INTO findings (finding_id, service_id, duty_id, status, opened_at, "
+                  "last_seq, body) VALUES (?, ?, ?, ?, ?, ?, ?)"),
+          finding_ev(db, "INSERT OR IGNORE INTO finding_events (finding_id, seq) VALUES (?, ?)"),
+          ob_ev(db, "INSERT OR IGNORE INTO obligation_events (obligation_id, seq) VALUES (?, ?)") {}
+    bool ok() const { return ins.ok() && breach.ok() && finding.ok() && finding_ev.ok() && ob_ev.ok(); }
+    Stmt ins, breach, finding, finding_ev, ob_ev;
+  };
+
   Status WriteRows(const std::vector<StoredEvent>& events,
                    const std::vector<const v1::LedgerEvent*>& parsed,
                    const v1::Checkpoint* checkpoint, const std::vector<StatsRow>& stats) {
-    Stmt ins(write_db_, "INSERT INTO events (seq, type, time, payload, leaf_hash) VALUES (?, ?, ?, ?, ?)");
-    Stmt breach(write_db_,
-                "INSERT INTO breaches (seq, obligation_id, report_id, service_id, duty_id, rule_id, "
-                "deadline, at, kind, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
-    Stmt finding(write_db_,
-                 "INSERT OR REPLACE INTO findings (finding_id, service_id, duty_id, status, opened_at, "
-                 "last_seq, body) VALUES (?, ?, ?, ?, ?, ?, ?)");
-    Stmt finding_ev(write_db_, "INSERT OR IGNORE INTO finding_events (finding_id, seq) VALUES (?, ?)");
-    Stmt ob_ev(write_db_, "INSERT OR IGNORE INTO obligation_events (obligation_id, seq) VALUES (?, ?)");
-    if (!ins.ok() || !breach.ok() || !finding.ok() || !finding_ev.ok() || !ob_ev.ok()) {
+    if (!write_statements_) write_statements_ = std::make_unique<WriteStatements>(write_db_);
+    if (!write_statements_->ok()) {
+      write_statements_.reset();
       return Error(write_db_, "preparing ledger writes");
     }
+    Stmt& ins = write_statements_->ins;
+    Stmt& breach = write_statements_->breach;
+    Stmt& finding = write_statements_->finding;
+    Stmt& finding_ev = write_statements_->finding_ev;
+    Stmt& ob_ev = write_statements_->ob_ev;
+    // Any statement left mid-way by a failed batch starts clean.
+    for (Stmt* st : {&ins, &breach, &finding, &finding_ev, &ob_ev}) st->Reset();
     auto link = [&](const std::string& obligation_id, uint64_t seq) {
       ob_ev.Bind(1, obligation_id).Bind(2, static_cast<int64_t>(seq));
       int rc = ob_ev.Step();
@@ -388,6 +405,7 @@ class SqliteBackend : public LedgerBackend {
   }
 
   std::string url_, path_;
+  std::unique_ptr<WriteStatements> write_statements_;
   sqlite3* write_db_ = nullptr;
   sqlite3* read_db_ = nullptr;
   std::mutex read_mu_;
