@@ -8,6 +8,11 @@
 #include "engine/eval/evaluator.h"
 #include "engine/rules/loader.h"
 
+namespace grpc {
+class Channel;
+class ClientContext;
+}  // namespace grpc
+
 namespace carewatch::cli {
 
 // Loads and compiles rules, printing diagnostics to stderr (warnings only
@@ -30,6 +35,7 @@ int RunDiff(const std::string& old_rules, const std::string& new_rules, const st
             bool json);
 struct AuditFilters {
   std::string service_id, duty_id, rule_id, from, to, finding_id;
+  std::string server, token, ca_file;  // query a carewatchd instead of a ledger file
   std::string period = "month";
 };
 
@@ -50,6 +56,28 @@ struct ScenarioOptions {
   std::string output;
 };
 int RunGenScenario(const std::vector<std::string>& rules, const ScenarioOptions& options);
+
+struct LoadOptions {
+  std::string server = "127.0.0.1:50051";
+  std::string token, service, ca_file;
+  std::string run_id = "load";
+  bool stream = false, noop = false;
+  int concurrency = 32;
+  int window = 64;          // reports in flight per stream
+  double rate = 0;          // reports/s in all, 0 = unbounded
+  int64_t duration_ms = 10000;
+  uint64_t seed = 1;
+};
+std::shared_ptr<grpc::Channel> Connect(const std::string& server, const std::string& ca_file);
+void Authorize(grpc::ClientContext* ctx, const std::string& token);
+int RunTokenNew(const std::string& principal, const std::string& role, const std::string& service);
+int RunVerifyServer(const std::string& server, const std::string& token, const std::string& pubkey_file,
+                    const std::string& state_file, const std::string& ca_file);
+int RunLoad(const LoadOptions& options);
+int RunEvaluateClient(const std::string& server, const std::string& token, const std::string& report_file,
+                      const std::string& ca_file);
+int RunActionClient(const std::string& server, const std::string& token, const v1::RecordActionRequest& req,
+                    const std::string& ca_file);
 
 int RunGenCorpus(uint64_t count, uint64_t seed, double signal_fraction, size_t text_bytes,
                  const std::string& output);

@@ -15,6 +15,10 @@
 #include "engine/rules/duration.h"
 #include "tools/carewatch/common.h"
 
+#include <grpcpp/grpcpp.h>
+
+#include "carewatch/v1/service.grpc.pb.h"
+
 #include <google/protobuf/util/json_util.h>
 
 namespace carewatch::cli {
@@ -267,11 +271,25 @@ void PrintEvidence(const ledger::Evidence& ev, bool json) {
 
 int RunAuditOffline(const std::string& what, const std::string& ledger_url, const AuditFilters& f, bool json) {
   std::unique_ptr<ledger::LedgerBackend> backend;
-  Status s = ledger::OpenBackend(ledger_url, true, &backend);
-  if (!s.ok()) {
-    std::cerr << "error: " << s.message() << "\n";
-    return kExitFailure;
+  Status s;
+  std::unique_ptr<v1::Audit::Stub> remote;
+  if (!f.server.empty()) {
+    remote = v1::Audit::NewStub(Connect(f.server, f.ca_file));
+  } else {
+    s = ledger::OpenBackend(ledger_url, true, &backend);
+    if (!s.ok()) {
+      std::cerr << "error: " << s.message() << "\n";
+      return kExitFailure;
+    }
   }
+  auto rpc_error = [](const grpc::Status& st) {
+    std::cerr << "error: " << st.error_message() << " (" << st.error_code() << ")\n";
+    return kExitFailure;
+  };
+  auto range = [&](v1::TimeRange* r, std::optional<int64_t> from, std::optional<int64_t> to) {
+    if (from) r->mutable_from()->set_seconds(*from);
+    if (to) r->mutable_to()->set_seconds(*to);
+  };
   std::string error;
   auto from = ParseTimeArg(f.from, &error);
   auto to = ParseTimeArg(f.to, &error);
@@ -288,7 +306,25 @@ int RunAuditOffline(const std::string& what, const std::string& ledger_url, cons
     q.to = to.value_or(INT64_MAX);
     q.limit = 1000;
     std::vector<std::pair<uint64_t, v1::Breach>> all;
-    for (;;) {
+    if (remote) {
+      v1::ListBreachesRequest req;
+      req.set_service_id(f.service_id);
+      req.set_duty_id(f.duty_id);
+      req.set_rule_id(f.rule_id);
+      range(req.mutable_range(), from, to);
+      req.set_page_size(1000);
+      for (;;) {
+        v1::ListBreachesResponse resp;
+        grpc::ClientContext ctx;
+        Authorize(&ctx, f.token);
+        grpc::Status st = remote->ListBreaches(&ctx, req, &resp);
+        if (!st.ok()) return rpc_error(st);
+        for (const auto& b : resp.breaches()) all.emplace_back(0, b);
+        if (resp.next_page_token().empty()) break;
+        req.set_page_token(resp.next_page_token());
+      }
+    }
+    for (; !remote;) {
       std::vector<std::pair<uint64_t, v1::Breach>> page;
       s = backend->QueryBreaches(q, &page);
       if (!s.ok()) break;
@@ -320,7 +356,25 @@ int RunAuditOffline(const std::string& what, const std::string& ledger_url, cons
     q.to = to.value_or(INT64_MAX);
     q.limit = 100000;
     std::vector<v1::Finding> all;
-    s = backend->QueryFindings(q, &all);
+    if (remote) {
+      v1::ListFindingsRequest req;
+      req.set_service_id(f.service_id);
+      req.set_duty_id(f.duty_id);
+      range(req.mutable_range(), from, to);
+      req.set_page_size(1000);
+      for (;;) {
+        v1::ListFindingsResponse resp;
+        grpc::ClientContext ctx;
+        Authorize(&ctx, f.token);
+        grpc::Status st = remote->ListFindings(&ctx, req, &resp);
+        if (!st.ok()) return rpc_error(st);
+        all.insert(all.end(), resp.findings().begin(), resp.findings().end());
+        if (resp.next_page_token().empty()) break;
+        req.set_page_token(resp.next_page_token());
+      }
+    } else {
+      s = backend->QueryFindings(q, &all);
+    }
     if (!s.ok()) {
       std::cerr << "error: " << s.message() << "\n";
       return kExitFailure;
@@ -346,11 +400,33 @@ int RunAuditOffline(const std::string& what, const std::string& ledger_url, cons
       std::cerr << "error: audit evidence needs a FINDING_ID\n";
       return kExitUsage;
     }
+    ledger::Evidence ev;
+    if (remote) {
+      v1::GetEvidenceRequest req;
+      req.set_finding_id(f.finding_id);
+      v1::GetEvidenceResponse resp;
+      grpc::ClientContext ctx;
+      Authorize(&ctx, f.token);
+      grpc::Status st = remote->GetEvidence(&ctx, req, &resp);
+      if (!st.ok()) return rpc_error(st);
+      ev.finding = resp.finding();
+      ev.checkpoint = resp.checkpoint();
+      for (const auto& e : resp.events()) {
+        ledger::EvidenceItem item;
+        item.event.seq = e.event().seq();
+        item.event.payload = e.event_bytes();
+        item.event.leaf_hash = e.leaf_hash();
+        item.parsed = e.event();
+        item.proof.assign(e.inclusion_proof().begin(), e.inclusion_proof().end());
+        ev.items.push_back(std::move(item));
+      }
+      PrintEvidence(ev, json);
+      return kExitOk;
+    }
     std::vector<ledger::Hash> leaves;
     s = backend->ReadLeafHashes(&leaves);
     ledger::MerkleTree tree;
     for (const auto& h : leaves) tree.Append(h);
-    ledger::Evidence ev;
     if (s.ok()) {
       s = ledger::BuildEvidence(
           *backend,
@@ -370,8 +446,36 @@ int RunAuditOffline(const std::string& what, const std::string& ledger_url, cons
   }
   if (what == "stats") {
     std::vector<ledger::PeriodStats> stats;
-    s = ledger::ComputeStats(*backend, f.service_id, f.period, from.value_or(INT64_MIN), to.value_or(INT64_MAX),
-                             &stats);
+    if (remote) {
+      v1::GetStatsRequest req;
+      req.set_service_id(f.service_id);
+      req.set_period(f.period);
+      range(req.mutable_range(), from, to);
+      v1::GetStatsResponse resp;
+      grpc::ClientContext ctx;
+      Authorize(&ctx, f.token);
+      grpc::Status st = remote->GetStats(&ctx, req, &resp);
+      if (!st.ok()) return rpc_error(st);
+      for (const auto& p : resp.periods()) {
+        ledger::PeriodStats x;
+        x.period = p.period();
+        x.reports = p.reports();
+        x.flagged = p.flagged();
+        x.breaches = p.breaches();
+        x.findings = p.findings();
+        x.has_previous = p.has_previous();
+        x.reports_change = p.reports_change_percent();
+        x.flagged_change = p.flagged_change_percent();
+        x.breaches_change = p.breaches_change_percent();
+        x.findings_change = p.findings_change_percent();
+        for (const auto& c : p.by_reason()) x.by_reason[c.key()] = c.count();
+        for (const auto& c : p.by_surface()) x.by_surface[c.key()] = c.count();
+        stats.push_back(std::move(x));
+      }
+    } else {
+      s = ledger::ComputeStats(*backend, f.service_id, f.period, from.value_or(INT64_MIN), to.value_or(INT64_MAX),
+                               &stats);
+    }
     if (!s.ok()) {
       std::cerr << "error: " << s.message() << "\n";
       return kExitFailure;

@@ -1,6 +1,7 @@
 // carewatch: the rule author's and auditor's command line.
 #include <CLI/CLI.hpp>
 
+#include <ctime>
 #include <iostream>
 
 #include "engine/rules/duration.h"
@@ -64,9 +65,15 @@ int main(int argc, char** argv) {
   replay->add_option("--sweep-interval", sweep, "Deadline sweeper period in simulated time");
   replay->add_flag("--json", json, "Print {\"breaches\":[..],\"findings\":[..]}");
 
-  auto* verify = app.add_subcommand("verify", "Check a ledger independently; names the first bad seq");
-  verify->add_option("--ledger", ledger_url, "Ledger URL or file")->required();
+  std::string server, token, state_file, ca_file;
+  auto* verify = app.add_subcommand("verify", "Check a ledger or a live server independently; names the first bad seq");
+  auto* verify_ledger = verify->add_option("--ledger", ledger_url, "Ledger URL or file");
+  auto* verify_server = verify->add_option("--server", server, "carewatchd HOST:PORT");
+  verify_ledger->excludes(verify_server);
   verify->add_option("--pubkey", pubkey, "The deployment's published Ed25519 public key (PEM)");
+  verify->add_option("--token", token, "Regulator token (with --server)");
+  verify->add_option("--state", state_file, "Remembers the last accepted checkpoint, to check consistency");
+  verify->add_option("--ca", ca_file, "CA certificate for a TLS server");
 
   carewatch::cli::AuditFilters filters;
   std::string what;
@@ -74,7 +81,11 @@ int main(int argc, char** argv) {
   audit->add_option("query", what, "breaches, findings, evidence or stats")->required()
       ->check(CLI::IsMember({"breaches", "findings", "evidence", "stats"}));
   audit->add_option("finding_id", filters.finding_id, "For evidence: the finding");
-  audit->add_option("--ledger", ledger_url, "Ledger URL or file")->required();
+  auto* audit_ledger = audit->add_option("--ledger", ledger_url, "Ledger URL or file");
+  auto* audit_server = audit->add_option("--server", server, "carewatchd HOST:PORT");
+  audit_ledger->excludes(audit_server);
+  audit->add_option("--token", token, "Regulator token (with --server)");
+  audit->add_option("--ca", ca_file, "CA certificate for a TLS server");
   audit->add_option("--service", filters.service_id, "Only this service");
   audit->add_option("--duty", filters.duty_id, "Only this duty");
   audit->add_option("--rule", filters.rule_id, "Only this rule (breaches)");
@@ -101,6 +112,46 @@ int main(int argc, char** argv) {
   gen_scenario->add_option("--start", start, "Time of the first report (default 2026-01-05T10:00:00Z)");
   gen_scenario->add_option("-o,--output", scenario.output, "Output file (default stdout)");
 
+  std::string principal, role, service;
+  auto* token_cmd = app.add_subcommand("token", "Tokens for carewatchd");
+  auto* token_new = token_cmd->add_subcommand("new", "Print a new token and its tokens-file line");
+  token_new->add_option("--principal", principal, "Who holds it")->required();
+  token_new->add_option("--role", role, "platform, regulator, rule_author or admin")->required();
+  token_new->add_option("--service", service, "For platforms: their service_id");
+
+  carewatch::cli::LoadOptions load;
+  std::string duration = "10s";
+  auto* load_cmd = app.add_subcommand("load", "Load generator for Evaluate / EvaluateStream");
+  load_cmd->add_option("--server", load.server, "carewatchd HOST:PORT");
+  load_cmd->add_option("--token", load.token, "Platform token")->required();
+  load_cmd->add_option("--service", load.service, "The token's service_id")->required();
+  load_cmd->add_flag("--stream", load.stream, "EvaluateStream instead of unary Evaluate");
+  load_cmd->add_flag("--noop", load.noop, "Call the no-op service of the same shape (the transport's limit)");
+  load_cmd->add_option("-c,--concurrency", load.concurrency, "Concurrent calls (or streams)")->check(CLI::Range(1, 1024));
+  load_cmd->add_option("--window", load.window, "Reports in flight per stream")->check(CLI::Range(1, 4096));
+  load_cmd->add_option("--rate", load.rate, "Reports per second in all (0: unbounded)");
+  load_cmd->add_option("--duration", duration, "How long (e.g. 10s)");
+  load_cmd->add_option("--run-id", load.run_id, "Prefix of report ids (distinct runs, distinct reports)");
+  load_cmd->add_option("--ca", load.ca_file, "CA certificate for a TLS server");
+
+  std::string evaluate_file;
+  auto* evaluate_cmd = app.add_subcommand("evaluate", "Send one report to a carewatchd (Moderation.Evaluate)");
+  evaluate_cmd->add_option("report", evaluate_file, "A JSON ContentReport")->required();
+  evaluate_cmd->add_option("--server", server, "carewatchd HOST:PORT")->required();
+  evaluate_cmd->add_option("--token", token, "Platform token")->required();
+  evaluate_cmd->add_option("--ca", ca_file, "CA certificate for a TLS server");
+
+  carewatch::v1::RecordActionRequest action_req;
+  std::string action_service, action_report, action_name, taken_at;
+  auto* action_cmd = app.add_subcommand("action", "Record an action with a carewatchd (Moderation.RecordAction)");
+  action_cmd->add_option("--server", server, "carewatchd HOST:PORT")->required();
+  action_cmd->add_option("--token", token, "Platform token")->required();
+  action_cmd->add_option("--service", action_service, "service_id")->required();
+  action_cmd->add_option("--report", action_report, "report_id")->required();
+  action_cmd->add_option("--action", action_name, "remove_content, report_to_nca, ...")->required();
+  action_cmd->add_option("--taken-at", taken_at, "When (RFC 3339); default now");
+  action_cmd->add_option("--ca", ca_file, "CA certificate for a TLS server");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -121,7 +172,48 @@ int main(int argc, char** argv) {
     }
     return RunReplay(rules, input, ledger_url, until, *interval, json);
   }
-  if (*verify) return RunVerify(ledger_url, pubkey);
+  if (*verify) {
+    if (!server.empty()) {
+      if (pubkey.empty()) {
+        std::cerr << "error: verify --server needs --pubkey (the published key, never the server's own word)\n";
+        return kExitUsage;
+      }
+      return RunVerifyServer(server, token, pubkey, state_file, ca_file);
+    }
+    if (ledger_url.empty()) {
+      std::cerr << "error: verify needs --ledger or --server\n";
+      return kExitUsage;
+    }
+    return RunVerify(ledger_url, pubkey);
+  }
+  if (*token_new) return RunTokenNew(principal, role, service);
+  if (*evaluate_cmd) return RunEvaluateClient(server, token, evaluate_file, ca_file);
+  if (*action_cmd) {
+    action_req.set_service_id(action_service);
+    action_req.set_report_id(action_report);
+    action_req.set_action(action_name);
+    int64_t t = std::time(nullptr);
+    if (!taken_at.empty()) {
+      auto parsed = carewatch::rules::ParseDateTime(taken_at);
+      if (!parsed) {
+        std::cerr << "error: --taken-at: bad time '" << taken_at << "'\n";
+        return kExitUsage;
+      }
+      t = *parsed;
+    }
+    action_req.mutable_taken_at()->set_seconds(t);
+    return RunActionClient(server, token, action_req, ca_file);
+  }
+  if (*load_cmd) {
+    std::string error;
+    auto d = carewatch::rules::ParseDuration(duration, &error);
+    if (!d) {
+      std::cerr << "error: --duration: " << error << "\n";
+      return kExitUsage;
+    }
+    load.duration_ms = *d * 1000;
+    return RunLoad(load);
+  }
   if (*gen_scenario) {
     if (!start.empty()) {
       auto t = carewatch::rules::ParseDateTime(start);
@@ -133,7 +225,16 @@ int main(int argc, char** argv) {
     }
     return RunGenScenario(rules, scenario);
   }
-  if (*audit) return RunAuditOffline(what, ledger_url, filters, json);
+  if (*audit) {
+    if (ledger_url.empty() && server.empty()) {
+      std::cerr << "error: audit needs --ledger or --server\n";
+      return kExitUsage;
+    }
+    filters.server = server;
+    filters.token = token;
+    filters.ca_file = ca_file;
+    return RunAuditOffline(what, ledger_url, filters, json);
+  }
   if (*gen) return RunGenCorpus(count, seed, fraction, text_bytes, output);
   return kExitUsage;
 }

@@ -1,0 +1,42 @@
+#ifndef CAREWATCH_ENGINE_SERVER_CONFIG_H_
+#define CAREWATCH_ENGINE_SERVER_CONFIG_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "engine/common/status.h"
+
+namespace carewatch::server {
+
+// Every setting of carewatchd. Each is also a command-line flag of the same
+// name (--listen, --rules, ...); flags override the config file.
+struct ServerConfig {
+  std::string listen = "127.0.0.1:50051";
+  std::vector<std::string> rules = {"rules"};     // directories or pack files
+  std::vector<std::string> accountability;        // extra accountability files
+  std::string ledger = "sqlite://data/ledger.db";
+  std::string tokens = "data/tokens.yaml";
+  std::string tls_cert, tls_key, tls_client_ca;   // TLS when cert+key; mTLS with a CA
+  std::string metrics = "127.0.0.1:9464";         // HTTP: /metrics /healthz /readyz ("" = off)
+  std::string signing_key;                        // default: beside the ledger
+  std::string hmac_key;                           // default: beside the ledger
+  std::string cache_dir = "data/hs-cache";        // compiled Hyperscan databases
+  int64_t max_message_bytes = 16 << 20;
+  int64_t max_field_bytes = 1 << 20;              // any one text field or URL
+  int max_urls = 1000;
+  int max_hashes = 1000;
+  int workers = 8;                                // EvaluateStream worker threads
+  int64_t sweep_interval_ms = 1000;
+};
+
+// Reads a YAML config file; unknown keys and wrong types are errors naming
+// file:line:col.
+Status LoadConfigFile(const std::string& path, ServerConfig* config);
+
+// Checks the settings together (addresses, files that must exist, ranges).
+Status ValidateConfig(const ServerConfig& config);
+
+}  // namespace carewatch::server
+
+#endif  // CAREWATCH_ENGINE_SERVER_CONFIG_H_

@@ -1,0 +1,110 @@
+#include "engine/server/metrics.h"
+
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+
+namespace carewatch::server {
+
+namespace {
+std::string Escape(const std::string& s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += static_cast<char>(c);
+    } else if (c < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+}  // namespace
+
+void Metrics::ObserveRpc(const std::string& method, const std::string& code, double seconds) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ++requests_[{method, code}];
+  Histogram& h = latency_[method];
+  for (size_t i = 0; i < kBuckets.size(); ++i) {
+    if (seconds <= kBuckets[i]) ++h.buckets[i];
+  }
+  ++h.count;
+  h.sum += seconds;
+}
+
+void Metrics::CountFlag(const std::string& rule_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ++flags_[rule_id];
+}
+
+std::string Metrics::Render(const Gauges& g) const {
+  std::string out;
+  auto line = [&](const std::string& s) { out += s + "\n"; };
+  std::lock_guard<std::mutex> lock(mu_);
+  line("# HELP carewatch_rpc_requests_total RPCs handled, by method and status code.");
+  line("# TYPE carewatch_rpc_requests_total counter");
+  for (const auto& [k, v] : requests_) {
+    line("carewatch_rpc_requests_total{method=\"" + k.first + "\",code=\"" + k.second + "\"} " + std::to_string(v));
+  }
+  line("# HELP carewatch_rpc_latency_seconds RPC latency, by method.");
+  line("# TYPE carewatch_rpc_latency_seconds histogram");
+  for (const auto& [m, h] : latency_) {
+    for (size_t i = 0; i < kBuckets.size(); ++i) {
+      char le[32];
+      std::snprintf(le, sizeof le, "%g", kBuckets[i]);
+      line("carewatch_rpc_latency_seconds_bucket{method=\"" + m + "\",le=\"" + le + "\"} " + std::to_string(h.buckets[i]));
+    }
+    line("carewatch_rpc_latency_seconds_bucket{method=\"" + m + "\",le=\"+Inf\"} " + std::to_string(h.count));
+    line("carewatch_rpc_latency_seconds_sum{method=\"" + m + "\"} " + std::to_string(h.sum));
+    line("carewatch_rpc_latency_seconds_count{method=\"" + m + "\"} " + std::to_string(h.count));
+  }
+  line("# HELP carewatch_reports_evaluated_total Reports evaluated.");
+  line("# TYPE carewatch_reports_evaluated_total counter");
+  line("carewatch_reports_evaluated_total " + std::to_string(reports_.load()));
+  line("# HELP carewatch_flags_total Flags raised, by rule.");
+  line("# TYPE carewatch_flags_total counter");
+  for (const auto& [r, v] : flags_) line("carewatch_flags_total{rule=\"" + r + "\"} " + std::to_string(v));
+  line("# HELP carewatch_obligations Obligations by state.");
+  line("# TYPE carewatch_obligations gauge");
+  line("carewatch_obligations{state=\"open\"} " + std::to_string(g.open));
+  line("carewatch_obligations{state=\"met\"} " + std::to_string(g.met));
+  line("carewatch_obligations{state=\"discharged\"} " + std::to_string(g.discharged));
+  line("carewatch_obligations{state=\"breached\"} " + std::to_string(g.breached));
+  line("# HELP carewatch_findings_open Systemic findings open.");
+  line("# TYPE carewatch_findings_open gauge");
+  line("carewatch_findings_open " + std::to_string(g.findings_open));
+  line("# HELP carewatch_ledger_events Events in the ledger.");
+  line("# TYPE carewatch_ledger_events gauge");
+  line("carewatch_ledger_events " + std::to_string(g.ledger_size));
+  line("# HELP carewatch_ruleset_info The rule set serving.");
+  line("# TYPE carewatch_ruleset_info gauge");
+  line("carewatch_ruleset_info{version=\"" + g.ruleset_version + "\"} 1");
+  line("# HELP carewatch_last_reload_success Whether the last reload succeeded.");
+  line("# TYPE carewatch_last_reload_success gauge");
+  line(std::string("carewatch_last_reload_success ") + (g.last_reload_ok ? "1" : "0"));
+  line("carewatch_last_reload_timestamp_seconds " + std::to_string(g.last_reload_time));
+  return out;
+}
+
+void Log(const char* level, const std::string& msg,
+         std::initializer_list<std::pair<const char*, std::string>> fields) {
+  auto now = std::chrono::system_clock::now();
+  time_t t = std::chrono::system_clock::to_time_t(now);
+  int ms = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char ts[40];
+  std::strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
+  std::string line = std::string("{\"time\":\"") + ts + "." + (ms < 100 ? (ms < 10 ? "00" : "0") : "") +
+                     std::to_string(ms) + "Z\",\"level\":\"" + level + "\",\"msg\":\"" + Escape(msg) + "\"";
+  for (const auto& [k, v] : fields) line += std::string(",\"") + k + "\":\"" + Escape(v) + "\"";
+  line += "}\n";
+  std::fwrite(line.data(), 1, line.size(), stderr);
+  std::fflush(stderr);
+}
+
+}  // namespace carewatch::server

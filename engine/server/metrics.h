@@ -1,0 +1,49 @@
+#ifndef CAREWATCH_ENGINE_SERVER_METRICS_H_
+#define CAREWATCH_ENGINE_SERVER_METRICS_H_
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+
+namespace carewatch::server {
+
+// Counters and latency histograms, rendered in the Prometheus text format.
+class Metrics {
+ public:
+  static constexpr std::array<double, 12> kBuckets = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                                      0.05,   0.1,   0.25,   0.5,   1,    5};
+  void ObserveRpc(const std::string& method, const std::string& code, double seconds);
+  void CountFlag(const std::string& rule_id);
+  void CountReports(uint64_t n) { reports_ += n; }
+  // Gauges set by the server before rendering.
+  struct Gauges {
+    uint64_t ledger_size = 0, open = 0, met = 0, discharged = 0, breached = 0, findings_open = 0;
+    std::string ruleset_version;
+    bool last_reload_ok = true;
+    int64_t last_reload_time = 0;
+  };
+  std::string Render(const Gauges& g) const;
+
+ private:
+  struct Histogram {
+    std::array<uint64_t, kBuckets.size()> buckets{};
+    uint64_t count = 0;
+    double sum = 0;
+  };
+  mutable std::mutex mu_;
+  std::map<std::pair<std::string, std::string>, uint64_t> requests_;
+  std::map<std::string, Histogram> latency_;
+  std::map<std::string, uint64_t> flags_;
+  std::atomic<uint64_t> reports_{0};
+};
+
+// One structured JSON log line on stderr: {"time":..,"level":..,"msg":..,...}.
+void Log(const char* level, const std::string& msg,
+         std::initializer_list<std::pair<const char*, std::string>> fields = {});
+
+}  // namespace carewatch::server
+
+#endif  // CAREWATCH_ENGINE_SERVER_METRICS_H_

@@ -1,0 +1,781 @@
+#include "engine/server/server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <httplib.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "engine/common/digest.h"
+#include "engine/common/utf8.h"
+#include "engine/duty/rule_tests.h"
+#include "engine/eval/report_json.h"
+#include "engine/ledger/audit.h"
+#include "engine/ledger/keys.h"
+#include "engine/rules/loader.h"
+
+namespace carewatch::server {
+
+namespace fs = std::filesystem;
+using grpc::ServerContext;
+using grpc::StatusCode;
+
+int64_t NowSeconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+struct Server::State {
+  ServerConfig config;
+  TokenStore tokens;
+  std::unique_ptr<ledger::Ledger> ledger;
+  std::unique_ptr<duty::DutyEngine> engine;
+  Metrics metrics;
+  std::mutex reload_mu;  // one reload at a time
+  std::atomic<bool> reload_ok{true};
+  std::atomic<int64_t> reload_time{0};
+  std::atomic<int64_t> activated_at{0};
+  std::atomic<bool> draining{false};
+
+  grpc::Status ToGrpc(const Status& s) const {
+    if (s.ok()) return grpc::Status::OK;
+    switch (s.code()) {
+      case Status::Code::kInvalidArgument: return {StatusCode::INVALID_ARGUMENT, s.message()};
+      case Status::Code::kNotFound: return {StatusCode::NOT_FOUND, s.message()};
+      case Status::Code::kFailedPrecondition: return {StatusCode::FAILED_PRECONDITION, s.message()};
+      case Status::Code::kAlreadyExists: return {StatusCode::ALREADY_EXISTS, s.message()};
+      case Status::Code::kUnavailable: return {StatusCode::UNAVAILABLE, s.message()};
+      case Status::Code::kDataLoss: return {StatusCode::DATA_LOSS, s.message()};
+      default: return {StatusCode::INTERNAL, s.message()};
+    }
+  }
+
+  // Authenticates the caller and checks the role; nothing is recorded for a
+  // refused call.
+  grpc::Status Authorize(ServerContext* ctx, std::initializer_list<Role> roles, Principal* p) const {
+    auto md = ctx->client_metadata();
+    auto it = md.find("authorization");
+    std::string header = it == md.end() ? "" : std::string(it->second.data(), it->second.size());
+    Status s = tokens.Authenticate(header, p);
+    if (!s.ok()) return {StatusCode::UNAUTHENTICATED, s.message()};
+    for (Role r : roles) {
+      if (p->role == r) return grpc::Status::OK;
+    }
+    return {StatusCode::PERMISSION_DENIED, std::string("role ") + RoleName(p->role) + " may not call this method"};
+  }
+
+  grpc::Status CheckTenant(const Principal& p, const std::string& service_id) const {
+    if (p.role == Role::kPlatform && service_id != p.service_id) {
+      return {StatusCode::PERMISSION_DENIED, "principal " + p.name + " acts only for service " + p.service_id};
+    }
+    return grpc::Status::OK;
+  }
+
+  // Size and shape limits on a report, naming the field.
+  grpc::Status CheckReport(const v1::ContentReport& r) const {
+    auto field = [&](const char* name, const std::string& v) -> grpc::Status {
+      if (static_cast<int64_t>(v.size()) > config.max_field_bytes) {
+        return {StatusCode::INVALID_ARGUMENT, std::string("report.") + name + ": " + std::to_string(v.size()) +
+                                                  " bytes exceeds max_field_bytes " + std::to_string(config.max_field_bytes)};
+      }
+      if (!IsValidUtf8(v)) return {StatusCode::INVALID_ARGUMENT, std::string("report.") + name + ": not valid UTF-8"};
+      return grpc::Status::OK;
+    };
+    const std::pair<const char*, const std::string*> fields[] = {
+        {"report_id", &r.report_id()}, {"service_id", &r.service_id()}, {"surface", &r.surface()},
+        {"content_type", &r.content_type()}, {"reporter_type", &r.reporter_type()}, {"reason", &r.reason()},
+        {"subject_age_band", &r.subject_age_band()}, {"text", &r.text()}, {"caption", &r.caption()},
+        {"username", &r.username()}, {"display_name", &r.display_name()}, {"profile_bio", &r.profile_bio()}};
+    for (const auto& [name, v] : fields) {
+      grpc::Status s = field(name, *v);
+      if (!s.ok()) return s;
+    }
+    if (r.urls_size() > config.max_urls) {
+      return {StatusCode::INVALID_ARGUMENT, "report.urls: " + std::to_string(r.urls_size()) + " URLs exceeds max_urls " +
+                                                std::to_string(config.max_urls)};
+    }
+    for (int i = 0; i < r.urls_size(); ++i) {
+      grpc::Status s = field(("urls[" + std::to_string(i) + "]").c_str(), r.urls(i));
+      if (!s.ok()) return s;
+    }
+    if (r.hashes_size() > config.max_hashes) {
+      return {StatusCode::INVALID_ARGUMENT, "report.hashes: too many hashes (max_hashes " + std::to_string(config.max_hashes) + ")"};
+    }
+    for (int i = 0; i < r.hashes_size(); ++i) {
+      const std::string& v = r.hashes(i).value();
+      if (v.empty() || v.size() > 256 || v.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos) {
+        return {StatusCode::INVALID_ARGUMENT, "report.hashes[" + std::to_string(i) + "].value: must be a hex digest"};
+      }
+    }
+    int64_t attrs = 0;
+    for (const auto& [k, v] : r.attributes()) attrs += k.size() + v.size();
+    if (attrs > config.max_field_bytes) {
+      return {StatusCode::INVALID_ARGUMENT, "report.attributes: larger than max_field_bytes"};
+    }
+    return grpc::Status::OK;
+  }
+
+  // Records the regulator's query before answering it.
+  grpc::Status RecordAudit(const Principal& p, const char* method, const google::protobuf::Message& req) {
+    std::vector<v1::LedgerEvent> events(1);
+    events[0].set_type(v1::AUDIT_ACCESS);
+    events[0].mutable_time()->set_seconds(NowSeconds());
+    auto* a = events[0].mutable_audit_access();
+    a->set_principal(p.name);
+    a->set_method(method);
+    a->set_request_digest(Sha256Hex(req.SerializeAsString()));
+    return ToGrpc(ledger->Append(&events));
+  }
+};
+
+namespace {
+
+// Times an RPC and counts it by status code.
+class RpcScope {
+ public:
+  RpcScope(Metrics& m, const char* method) : m_(m), method_(method), start_(std::chrono::steady_clock::now()) {}
+  grpc::Status Done(grpc::Status s) {
+    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    static const char* kNames[] = {"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
+                                   "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
+                                   "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED",
+                                   "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"};
+    int code = static_cast<int>(s.error_code());
+    m_.ObserveRpc(method_, code >= 0 && code <= 16 ? kNames[code] : "UNKNOWN", secs);
+    return s;
+  }
+
+ private:
+  Metrics& m_;
+  const char* method_;
+  std::chrono::steady_clock::time_point start_;
+};
+
+void ToDiagnostics(const std::vector<rules::Diagnostic>& in, google::protobuf::RepeatedPtrField<v1::Diagnostic>* out) {
+  for (const auto& d : in) {
+    v1::Diagnostic* x = out->Add();
+    x->set_file(d.pos.file);
+    x->set_line(d.pos.line);
+    x->set_column(d.pos.col);
+    x->set_severity(d.level == rules::Diagnostic::Level::kError ? "error" : "warning");
+    x->set_message(d.message);
+    x->set_rule_id(d.rule_id);
+  }
+}
+
+// Loads posted pack files; list files resolve among the posted files.
+rules::LoadResult LoadPosted(const v1::RulePackSet& set) {
+  std::map<std::string, std::string> files;
+  std::vector<rules::SourceFile> packs;
+  for (const auto& f : set.files()) {
+    std::string path = fs::path(f.path()).lexically_normal().string();
+    files[path] = f.content();
+    bool yaml = path.size() > 5 && (path.substr(path.size() - 5) == ".yaml" || path.substr(path.size() - 4) == ".yml");
+    if (yaml) packs.push_back({path, f.content()});
+  }
+  return rules::LoadRuleSetFromSources(packs, [&](const std::string& p, std::string* error) -> std::optional<std::string> {
+    auto it = files.find(fs::path(p).lexically_normal().string());
+    if (it == files.end()) {
+      *error = "not among the posted files";
+      return std::nullopt;
+    }
+    return it->second;
+  });
+}
+
+class ModerationService final : public v1::Moderation::Service {
+ public:
+  explicit ModerationService(Server::State* s) : s_(s) {}
+
+  grpc::Status Evaluate(ServerContext* ctx, const v1::EvaluateRequest* req, v1::EvaluateResponse* resp) override {
+    RpcScope scope(s_->metrics, "Moderation/Evaluate");
+    Principal p;
+    grpc::Status st = s_->Authorize(ctx, {Role::kPlatform, Role::kAdmin}, &p);
+    if (st.ok()) st = s_->CheckTenant(p, req->report().service_id());
+    if (st.ok()) st = s_->CheckReport(req->report());
+    if (st.ok()) st = Submit(req->report(), resp->mutable_verdict());
+    return scope.Done(st);
+  }
+
+  grpc::Status EvaluateStream(ServerContext* ctx,
+                              grpc::ServerReaderWriter<v1::EvaluateResponse, v1::EvaluateRequest>* stream) override {
+    RpcScope scope(s_->metrics, "Moderation/EvaluateStream");
+    Principal p;
+    grpc::Status st = s_->Authorize(ctx, {Role::kPlatform, Role::kAdmin}, &p);
+    if (!st.ok()) return scope.Done(st);
+    std::mutex mu;
+    std::condition_variable cv;
+    int in_flight = 0;
+    constexpr int kMaxInFlight = 64;
+    grpc::Status denied = grpc::Status::OK;
+    std::vector<std::thread> workers;
+    // Reports are processed concurrently (so their ledger writes share group
+    // commits); each response is written once its events are durable.
+    std::deque<v1::EvaluateRequest> queue;
+    bool reading_done = false;
+    int nworkers = std::max(1, std::min(s_->config.workers, kMaxInFlight));
+    for (int w = 0; w < nworkers; ++w) {
+      workers.emplace_back([&] {
+        for (;;) {
+          v1::EvaluateRequest req;
+          {
+            std::unique_lock<std::mutex> lock(mu);
+            cv.wait(lock, [&] { return !queue.empty() || reading_done; });
+            if (queue.empty()) return;
+            req = std::move(queue.front());
+            queue.pop_front();
+          }
+          v1::EvaluateResponse resp;
+          grpc::Status rs = s_->CheckReport(req.report());
+          if (rs.ok()) rs = Submit(req.report(), resp.mutable_verdict());
+          if (!rs.ok()) {
+            resp.Clear();
+            resp.mutable_verdict()->set_report_id(req.report().report_id());
+            resp.set_error(rs.error_message());
+          }
+          std::unique_lock<std::mutex> lock(mu);
+          stream->Write(resp);
+          --in_flight;
+          cv.notify_all();
+        }
+      });
+    }
+    v1::EvaluateRequest req;
+    while (stream->Read(&req)) {
+      grpc::Status t = s_->CheckTenant(p, req.report().service_id());
+      std::unique_lock<std::mutex> lock(mu);
+      if (!t.ok()) {
+        denied = t;
+        break;
+      }
+      cv.wait(lock, [&] { return in_flight < kMaxInFlight; });
+      ++in_flight;
+      queue.push_back(std::move(req));
+      cv.notify_all();
+    }
+    {
+      std::unique_lock<std::mutex> lock(mu);
+      reading_done = true;
+      cv.notify_all();
+    }
+    for (auto& w : workers) w.join();
+    return scope.Done(denied);
+  }
+
+  grpc::Status RecordAction(ServerContext* ctx, const v1::RecordActionRequest* req,
+                            v1::RecordActionResponse* resp) override {
+    RpcScope scope(s_->metrics, "Moderation/RecordAction");
+    Principal p;
+    grpc::Status st = s_->Authorize(ctx, {Role::kPlatform, Role::kAdmin}, &p);
+    if (st.ok()) st = s_->CheckTenant(p, req->service_id());
+    if (st.ok() && (req->action().size() > 256 || req->actor().size() > 1024 || req->report_id().size() > 1024)) {
+      st = grpc::Status(StatusCode::INVALID_ARGUMENT, "action, actor or report_id: too long");
+    }
+    if (st.ok()) {
+      std::vector<v1::Obligation> obligations;
+      duty::ActionInput in{req->service_id(), req->report_id(), req->action(), req->taken_at().seconds(), req->actor()};
+      st = s_->ToGrpc(s_->engine->RecordAction(in, &obligations));
+      for (auto& o : obligations) *resp->add_obligations() = std::move(o);
+    }
+    return scope.Done(st);
+  }
+
+ private:
+  grpc::Status Submit(const v1::ContentReport& report, v1::Verdict* verdict) {
+    Status s = s_->engine->SubmitReport(report, verdict);
+    if (!s.ok()) return s_->ToGrpc(s);
+    s_->metrics.CountReports(1);
+    for (const auto& f : verdict->flags()) s_->metrics.CountFlag(f.rule_id());
+    return grpc::Status::OK;
+  }
+  Server::State* s_;
+};
+
+class AuditService final : public v1::Audit::Service {
+ public:
+  explicit AuditService(Server::State* s) : s_(s) {}
+
+  grpc::Status ListBreaches(ServerContext* ctx, const v1::ListBreachesRequest* req,
+                            v1::ListBreachesResponse* resp) override {
+    RpcScope scope(s_->metrics, "Audit/ListBreaches");
+    Principal p;
+    grpc::Status st = Begin(ctx, "ListBreaches", *req, &p);
+    if (!st.ok()) return scope.Done(st);
+    ledger::BreachQuery q;
+    q.service_id = req->service_id();
+    q.duty_id = req->duty_id();
+    q.rule_id = req->rule_id();
+    if (req->range().has_from()) q.from = req->range().from().seconds();
+    if (req->range().has_to()) q.to = req->range().to().seconds();
+    q.limit = PageSize(req->page_size());
+    if (!req->page_token().empty()) {
+      char* end = nullptr;
+      q.after_seq = std::strtoull(req->page_token().c_str(), &end, 10);
+      if (*end != '\0') return scope.Done({StatusCode::INVALID_ARGUMENT, "page_token: not a token from this service"});
+    }
+    std::vector<std::pair<uint64_t, v1::Breach>> rows;
+    st = s_->ToGrpc(s_->ledger->backend().QueryBreaches(q, &rows));
+    for (auto& [seq, b] : rows) *resp->add_breaches() = std::move(b);
+    if (rows.size() == q.limit) resp->set_next_page_token(std::to_string(rows.back().first));
+    return scope.Done(st);
+  }
+
+  grpc::Status ListFindings(ServerContext* ctx, const v1::ListFindingsRequest* req,
+                            v1::ListFindingsResponse* resp) override {
+    RpcScope scope(s_->metrics, "Audit/ListFindings");
+    Principal p;
+    grpc::Status st = Begin(ctx, "ListFindings", *req, &p);
+    if (!st.ok()) return scope.Done(st);
+    if (!req->status().empty() && req->status() != "open" && req->status() != "closed") {
+      return scope.Done({StatusCode::INVALID_ARGUMENT, "status: must be open, closed or empty"});
+    }
+    ledger::FindingQuery q;
+    q.service_id = req->service_id();
+    q.duty_id = req->duty_id();
+    q.status = req->status();
+    if (req->range().has_from()) q.from = req->range().from().seconds();
+    if (req->range().has_to()) q.to = req->range().to().seconds();
+    q.limit = PageSize(req->page_size());
+    q.after_id = req->page_token();
+    std::vector<v1::Finding> rows;
+    st = s_->ToGrpc(s_->ledger->backend().QueryFindings(q, &rows));
+    for (auto& f : rows) *resp->add_findings() = f;
+    if (rows.size() == q.limit) resp->set_next_page_token(rows.back().finding_id());
+    return scope.Done(st);
+  }
+
+  grpc::Status GetEvidence(ServerContext* ctx, const v1::GetEvidenceRequest* req,
+                           v1::GetEvidenceResponse* resp) override {
+    RpcScope scope(s_->metrics, "Audit/GetEvidence");
+    Principal p;
+    grpc::Status st = Begin(ctx, "GetEvidence", *req, &p);
+    if (!st.ok()) return scope.Done(st);
+    if (req->finding_id().empty()) return scope.Done({StatusCode::INVALID_ARGUMENT, "finding_id: required"});
+    s_->ledger->Flush();  // sign a checkpoint covering everything so far
+    ledger::Evidence ev;
+    Status s = ledger::BuildEvidence(
+        s_->ledger->backend(),
+        [&](uint64_t seq, uint64_t size, std::vector<ledger::Hash>* proof) {
+          return s_->ledger->InclusionProof(seq, size, proof);
+        },
+        req->finding_id(), &ev);
+    if (!s.ok()) return scope.Done(s_->ToGrpc(s));
+    *resp->mutable_finding() = ev.finding;
+    *resp->mutable_checkpoint() = ev.checkpoint;
+    for (auto& item : ev.items) {
+      v1::EvidenceEvent* e = resp->add_events();
+      *e->mutable_event() = item.parsed;
+      e->set_leaf_hash(item.event.leaf_hash);
+      e->set_event_bytes(item.event.payload);
+      for (auto& h : item.proof) e->add_inclusion_proof(h);
+    }
+    return scope.Done(grpc::Status::OK);
+  }
+
+  grpc::Status GetCheckpoint(ServerContext* ctx, const v1::GetCheckpointRequest* req,
+                             v1::GetCheckpointResponse* resp) override {
+    RpcScope scope(s_->metrics, "Audit/GetCheckpoint");
+    Principal p;
+    grpc::Status st = Begin(ctx, "GetCheckpoint", *req, &p);
+    if (!st.ok()) return scope.Done(st);
+    Status s = s_->ledger->Flush();
+    if (s.ok()) s = s_->ledger->LatestCheckpoint(resp->mutable_checkpoint());
+    resp->set_public_key_pem(s_->ledger->key().PublicPem());
+    return scope.Done(s_->ToGrpc(s));
+  }
+
+  grpc::Status GetConsistencyProof(ServerContext* ctx, const v1::GetConsistencyProofRequest* req,
+                                   v1::GetConsistencyProofResponse* resp) override {
+    RpcScope scope(s_->metrics, "Audit/GetConsistencyProof");
+    Principal p;
+    grpc::Status st = Begin(ctx, "GetConsistencyProof", *req, &p);
+    if (!st.ok()) return scope.Done(st);
+    std::vector<ledger::Hash> proof;
+    Status s = s_->ledger->ConsistencyProof(req->first_tree_size(), req->second_tree_size(), &proof);
+    for (auto& h : proof) resp->add_proof(h);
+    return scope.Done(s_->ToGrpc(s));
+  }
+
+  grpc::Status GetStats(ServerContext* ctx, const v1::GetStatsRequest* req, v1::GetStatsResponse* resp) override {
+    RpcScope scope(s_->metrics, "Audit/GetStats");
+    Principal p;
+    grpc::Status st = Begin(ctx, "GetStats", *req, &p);
+    if (!st.ok()) return scope.Done(st);
+    s_->ledger->Flush();  // pending report counts
+    std::vector<ledger::PeriodStats> stats;
+    Status s = ledger::ComputeStats(s_->ledger->backend(), req->service_id(),
+                                    req->period().empty() ? "month" : req->period(),
+                                    req->range().has_from() ? req->range().from().seconds() : INT64_MIN,
+                                    req->range().has_to() ? req->range().to().seconds() : INT64_MAX, &stats);
+    for (const auto& x : stats) {
+      v1::PeriodStats* o = resp->add_periods();
+      o->set_period(x.period);
+      o->set_reports(x.reports);
+      o->set_flagged(x.flagged);
+      o->set_breaches(x.breaches);
+      o->set_findings(x.findings);
+      o->set_has_previous(x.has_previous);
+      o->set_reports_change_percent(x.reports_change);
+      o->set_flagged_change_percent(x.flagged_change);
+      o->set_breaches_change_percent(x.breaches_change);
+      o->set_findings_change_percent(x.findings_change);
+      for (const auto& [k, v] : x.by_reason) {
+        auto* c = o->add_by_reason();
+        c->set_key(k);
+        c->set_count(v);
+      }
+      for (const auto& [k, v] : x.by_surface) {
+        auto* c = o->add_by_surface();
+        c->set_key(k);
+        c->set_count(v);
+      }
+    }
+    return scope.Done(s_->ToGrpc(s));
+  }
+
+ private:
+  static size_t PageSize(int32_t n) { return n <= 0 ? 100 : std::min(n, 1000); }
+  grpc::Status Begin(ServerContext* ctx, const char* method, const google::protobuf::Message& req, Principal* p) {
+    grpc::Status st = s_->Authorize(ctx, {Role::kRegulator, Role::kAdmin}, p);
+    if (!st.ok()) return st;
+    return s_->RecordAudit(*p, method, req);
+  }
+  Server::State* s_;
+};
+
+class RulesService final : public v1::Rules::Service {
+ public:
+  RulesService(Server::State* s, Server* server) : s_(s), server_(server) {}
+
+  grpc::Status Validate(ServerContext* ctx, const v1::RulePackSet* req, v1::ValidateResponse* resp) override {
+    RpcScope scope(s_->metrics, "Rules/Validate");
+    Principal p;
+    grpc::Status st = s_->Authorize(ctx, {Role::kRuleAuthor, Role::kAdmin}, &p);
+    if (!st.ok()) return scope.Done(st);
+    rules::LoadResult r = LoadPosted(*req);
+    ToDiagnostics(r.diagnostics, resp->mutable_diagnostics());
+    if (r.ruleset) {
+      std::unique_ptr<eval::Evaluator> e;
+      Status s = eval::Evaluator::Create(r.ruleset, {}, &e);
+      if (!s.ok()) {
+        auto* d = resp->add_diagnostics();
+        d->set_severity("error");
+        d->set_message(s.message());
+      } else {
+        resp->set_ok(true);
+        resp->set_version(r.ruleset->version());
+      }
+    }
+    return scope.Done(grpc::Status::OK);
+  }
+
+  grpc::Status RunTests(ServerContext* ctx, const v1::RulePackSet* req, v1::RunTestsResponse* resp) override {
+    RpcScope scope(s_->metrics, "Rules/RunTests");
+    Principal p;
+    grpc::Status st = s_->Authorize(ctx, {Role::kRuleAuthor, Role::kAdmin}, &p);
+    if (!st.ok()) return scope.Done(st);
+    rules::LoadResult r = LoadPosted(*req);
+    ToDiagnostics(r.diagnostics, resp->mutable_diagnostics());
+    if (!r.ruleset) return scope.Done(grpc::Status::OK);
+    std::unique_ptr<eval::Evaluator> e;
+    Status s = eval::Evaluator::Create(r.ruleset, {}, &e);
+    if (!s.ok()) return scope.Done({StatusCode::INVALID_ARGUMENT, s.message()});
+    duty::RuleTestSummary sum = duty::RunRuleTests(*e);
+    resp->set_passed(sum.passed);
+    resp->set_failed(sum.failed);
+    for (const auto& f : sum.failures) resp->add_failures(f.ToString());
+    return scope.Done(grpc::Status::OK);
+  }
+
+  grpc::Status DryRun(ServerContext* ctx, const v1::DryRunRequest* req, v1::DryRunResponse* resp) override {
+    RpcScope scope(s_->metrics, "Rules/DryRun");
+    Principal p;
+    grpc::Status st = s_->Authorize(ctx, {Role::kRuleAuthor, Role::kAdmin}, &p);
+    if (!st.ok()) return scope.Done(st);
+    std::shared_ptr<const eval::Evaluator> e = s_->engine->evaluator();
+    if (req->packs().files_size() > 0) {
+      rules::LoadResult r = LoadPosted(req->packs());
+      ToDiagnostics(r.diagnostics, resp->mutable_diagnostics());
+      if (!r.ruleset) return scope.Done(grpc::Status::OK);
+      std::unique_ptr<eval::Evaluator> fresh;
+      Status s = eval::Evaluator::Create(r.ruleset, {}, &fresh);
+      if (!s.ok()) return scope.Done({StatusCode::INVALID_ARGUMENT, s.message()});
+      e = std::move(fresh);
+    }
+    for (int i = 0; i < req->reports_size(); ++i) {
+      grpc::Status rs = s_->CheckReport(req->reports(i));
+      if (!rs.ok()) {
+        return scope.Done({StatusCode::INVALID_ARGUMENT, "reports[" + std::to_string(i) + "]." +
+                                                             rs.error_message().substr(7)});
+      }
+      Status s = e->Evaluate(req->reports(i), resp->add_verdicts());
+      if (!s.ok()) return scope.Done({StatusCode::INVALID_ARGUMENT, "reports[" + std::to_string(i) + "]: " + s.message()});
+    }
+    return scope.Done(grpc::Status::OK);
+  }
+
+  grpc::Status GetActiveRuleset(ServerContext* ctx, const v1::GetActiveRulesetRequest*,
+                                v1::GetActiveRulesetResponse* resp) override {
+    RpcScope scope(s_->metrics, "Rules/GetActiveRuleset");
+    Principal p;
+    grpc::Status st = s_->Authorize(ctx, {Role::kRuleAuthor, Role::kAdmin}, &p);
+    if (!st.ok()) return scope.Done(st);
+    auto e = s_->engine->evaluator();
+    const rules::RuleSet& rs = e->ruleset();
+    resp->set_version(rs.version());
+    for (const auto& pk : rs.packs()) resp->add_packs(pk.name + "@" + pk.version);
+    resp->set_rules(static_cast<int>(rs.rules().size()));
+    resp->set_duties(static_cast<int>(rs.duties().size()));
+    resp->mutable_activated_at()->set_seconds(s_->activated_at.load());
+    return scope.Done(grpc::Status::OK);
+  }
+
+  grpc::Status Reload(ServerContext* ctx, const v1::ReloadRequest*, v1::ReloadResponse* resp) override {
+    RpcScope scope(s_->metrics, "Rules/Reload");
+    Principal p;
+    grpc::Status st = s_->Authorize(ctx, {Role::kAdmin}, &p);
+    if (!st.ok()) return scope.Done(st);
+    std::vector<std::string> diags;
+    Status s = server_->Reload(&diags);
+    resp->set_ok(s.ok());
+    resp->set_version(s_->engine->evaluator()->ruleset().version());
+    for (const auto& d : diags) {
+      auto* x = resp->add_diagnostics();
+      x->set_severity("error");
+      x->set_message(d);
+    }
+    if (!s.ok() && diags.empty()) {
+      auto* x = resp->add_diagnostics();
+      x->set_severity("error");
+      x->set_message(s.message());
+    }
+    return scope.Done(grpc::Status::OK);
+  }
+
+ private:
+  Server::State* s_;
+  Server* server_;
+};
+
+class NoopService final : public v1::Noop::Service {
+ public:
+  explicit NoopService(Server::State* s) : s_(s) {}
+  grpc::Status Evaluate(ServerContext* ctx, const v1::EvaluateRequest* req, v1::EvaluateResponse* resp) override {
+    Principal p;
+    grpc::Status st = s_->Authorize(ctx, {Role::kPlatform, Role::kAdmin, Role::kRegulator, Role::kRuleAuthor}, &p);
+    if (st.ok()) resp->mutable_verdict()->set_report_id(req->report().report_id());
+    return st;
+  }
+  grpc::Status EvaluateStream(ServerContext* ctx,
+                              grpc::ServerReaderWriter<v1::EvaluateResponse, v1::EvaluateRequest>* stream) override {
+    Principal p;
+    grpc::Status st = s_->Authorize(ctx, {Role::kPlatform, Role::kAdmin, Role::kRegulator, Role::kRuleAuthor}, &p);
+    if (!st.ok()) return st;
+    v1::EvaluateRequest req;
+    v1::EvaluateResponse resp;
+    while (stream->Read(&req)) {
+      resp.mutable_verdict()->set_report_id(req.report().report_id());
+      stream->Write(resp);
+    }
+    return grpc::Status::OK;
+  }
+
+ private:
+  Server::State* s_;
+};
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+Server::Server(ServerConfig config) : config_(std::move(config)), state_(std::make_unique<State>()) {
+  state_->config = config_;
+}
+
+Server::~Server() {
+  if (!done_) Shutdown(1000);
+}
+
+Status Server::Reload(std::vector<std::string>* diagnostics) {
+  std::lock_guard<std::mutex> lock(state_->reload_mu);
+  std::vector<std::string> paths = config_.rules;
+  paths.insert(paths.end(), config_.accountability.begin(), config_.accountability.end());
+  rules::LoadResult loaded = rules::LoadRuleSet(paths);
+  for (const auto& d : loaded.diagnostics) {
+    if (d.level == rules::Diagnostic::Level::kError && diagnostics) diagnostics->push_back(d.ToString());
+  }
+  state_->reload_time = NowSeconds();
+  if (!loaded.ruleset) {
+    state_->reload_ok = false;
+    Log("error", "reload failed; the previous rule set keeps serving",
+        {{"errors", std::to_string(diagnostics ? diagnostics->size() : 0)}});
+    return Status::InvalidArgument("rule set did not load");
+  }
+  eval::EvaluatorOptions options;
+  options.cache_dir = config_.cache_dir;
+  std::unique_ptr<eval::Evaluator> e;
+  Status s = eval::Evaluator::Create(loaded.ruleset, options, &e);
+  if (!s.ok()) {
+    state_->reload_ok = false;
+    if (diagnostics) diagnostics->push_back(s.message());
+    return s;
+  }
+  std::string version = e->ruleset().version();
+  s = state_->engine->Activate(std::move(e), NowSeconds());
+  state_->reload_ok = s.ok();
+  if (s.ok()) {
+    state_->activated_at = NowSeconds();
+    Log("info", "rule set active", {{"version", version}});
+  }
+  return s;
+}
+
+Status Server::Start() {
+  Status s = ValidateConfig(config_);
+  if (!s.ok()) return s;
+  s = TokenStore::Load(config_.tokens, &state_->tokens);
+  if (!s.ok()) return s;
+  ledger::LedgerOptions lo;
+  lo.url = config_.ledger;
+  lo.signing_key_path = config_.signing_key;
+  s = ledger::Ledger::Open(lo, &state_->ledger);
+  if (!s.ok()) return Status::InvalidArgument("ledger: " + s.message());
+  std::string hmac_path = config_.hmac_key;
+  if (hmac_path.empty()) {
+    std::string path = config_.ledger.rfind("sqlite://", 0) == 0 ? config_.ledger.substr(9) : config_.ledger;
+    fs::path parent = fs::path(path).parent_path();
+    hmac_path = ((parent.empty() ? fs::path(".") : parent) / "hmac.key").string();
+  }
+  duty::DutyEngineOptions options;
+  s = ledger::LoadOrCreateHmacKey(hmac_path, &options.hmac_key);
+  if (!s.ok()) return Status::InvalidArgument("hmac_key: " + s.message());
+  state_->engine = std::make_unique<duty::DutyEngine>(state_->ledger.get(), options);
+  s = state_->engine->Recover();
+  if (!s.ok()) return Status::DataLoss("ledger: " + s.message());
+  std::vector<std::string> diags;
+  s = Reload(&diags);
+  if (!s.ok()) {
+    std::string all;
+    for (const auto& d : diags) all += "\n  " + d;
+    return Status::InvalidArgument("rules: " + s.message() + all);
+  }
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  std::shared_ptr<grpc::ServerCredentials> creds = grpc::InsecureServerCredentials();
+  if (!config_.tls_cert.empty()) {
+    grpc::SslServerCredentialsOptions ssl(config_.tls_client_ca.empty()
+                                              ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+                                              : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+    ssl.pem_key_cert_pairs.push_back({ReadAll(config_.tls_key), ReadAll(config_.tls_cert)});
+    if (!config_.tls_client_ca.empty()) ssl.pem_root_certs = ReadAll(config_.tls_client_ca);
+    creds = grpc::SslServerCredentials(ssl);
+  }
+  builder.AddListeningPort(config_.listen, creds, &grpc_port_);
+  builder.SetMaxReceiveMessageSize(static_cast<int>(config_.max_message_bytes));
+  services_.push_back(std::make_unique<ModerationService>(state_.get()));
+  services_.push_back(std::make_unique<AuditService>(state_.get()));
+  services_.push_back(std::make_unique<RulesService>(state_.get(), this));
+  services_.push_back(std::make_unique<NoopService>(state_.get()));
+  for (auto& svc : services_) builder.RegisterService(svc.get());
+  grpc_ = builder.BuildAndStart();
+  if (!grpc_ || grpc_port_ == 0) return Status::Unavailable("listen: cannot listen on " + config_.listen);
+  grpc_->GetHealthCheckService()->SetServingStatus(true);
+
+  sweeper_thread_ = std::thread([this] {
+    while (!stopping_) {
+      Status st = state_->engine->Sweep(NowSeconds());
+      if (!st.ok() && st.code() != Status::Code::kFailedPrecondition) {
+        Log("error", "sweeper: " + st.message());
+      }
+      std::unique_lock<std::mutex> lock(done_mu_);
+      done_cv_.wait_for(lock, std::chrono::milliseconds(config_.sweep_interval_ms), [this] { return stopping_.load(); });
+    }
+  });
+
+  if (!config_.metrics.empty()) {
+    http_ = std::make_unique<httplib::Server>();
+    State* st = state_.get();
+    http_->Get("/metrics", [st](const httplib::Request&, httplib::Response& res) {
+      Metrics::Gauges g;
+      auto c = st->engine->counts();
+      g.ledger_size = st->ledger->size();
+      g.open = c.open;
+      g.met = c.met;
+      g.discharged = c.discharged;
+      g.breached = c.breached;
+      g.findings_open = c.findings_open;
+      auto e = st->engine->evaluator();
+      g.ruleset_version = e ? e->ruleset().version() : "";
+      g.last_reload_ok = st->reload_ok;
+      g.last_reload_time = st->reload_time;
+      res.set_content(st->metrics.Render(g), "text/plain; version=0.0.4");
+    });
+    http_->Get("/healthz", [](const httplib::Request&, httplib::Response& res) { res.set_content("ok\n", "text/plain"); });
+    http_->Get("/readyz", [st](const httplib::Request&, httplib::Response& res) {
+      Status h = st->ledger->health();
+      bool ready = !st->draining && h.ok() && st->engine->evaluator();
+      res.status = ready ? 200 : 503;
+      res.set_content(ready ? "ready\n" : (st->draining ? "draining\n" : "not ready: " + h.message() + "\n"), "text/plain");
+    });
+    size_t colon = config_.metrics.rfind(':');
+    std::string host = config_.metrics.substr(0, colon);
+    int port = std::stoi(config_.metrics.substr(colon + 1));
+    if (!http_->bind_to_port(host.c_str(), port)) {
+      grpc_->Shutdown();
+      return Status::Unavailable("metrics: cannot listen on " + config_.metrics);
+    }
+    http_thread_ = std::thread([this] { http_->listen_after_bind(); });
+  }
+  Log("info", "carewatchd serving",
+      {{"grpc", config_.listen.substr(0, config_.listen.rfind(':')) + ":" + std::to_string(grpc_port_)},
+       {"metrics", config_.metrics}, {"ledger", config_.ledger},
+       {"ruleset", state_->engine->evaluator()->ruleset().version()},
+       {"tokens", std::to_string(state_->tokens.size())}});
+  return Status::Ok();
+}
+
+void Server::Shutdown(int grace_ms) {
+  if (stopping_.exchange(true)) {
+    Wait();
+    return;
+  }
+  state_->draining = true;
+  Log("info", "draining: no new calls; finishing those in flight");
+  if (grpc_) {
+    grpc_->GetHealthCheckService()->SetServingStatus(false);
+    grpc_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(grace_ms));
+  }
+  done_cv_.notify_all();
+  if (sweeper_thread_.joinable()) sweeper_thread_.join();
+  if (state_->ledger) {
+    Status s = state_->ledger->Flush();
+    Log(s.ok() ? "info" : "error", s.ok() ? "ledger flushed" : "ledger flush failed: " + s.message(),
+        {{"events", std::to_string(state_->ledger->size())}});
+  }
+  if (http_) http_->stop();
+  if (http_thread_.joinable()) http_thread_.join();
+  {
+    std::lock_guard<std::mutex> lock(done_mu_);
+    done_ = true;
+  }
+  done_cv_.notify_all();
+}
+
+void Server::Wait() {
+  std::unique_lock<std::mutex> lock(done_mu_);
+  done_cv_.wait(lock, [this] { return done_; });
+}
+
+}  // namespace carewatch::server

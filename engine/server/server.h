@@ -1,0 +1,77 @@
+#ifndef CAREWATCH_ENGINE_SERVER_SERVER_H_
+#define CAREWATCH_ENGINE_SERVER_SERVER_H_
+
+#include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "carewatch/v1/service.grpc.pb.h"
+#include "engine/common/status.h"
+#include "engine/duty/duty_engine.h"
+#include "engine/ledger/ledger.h"
+#include "engine/server/auth.h"
+#include "engine/server/config.h"
+#include "engine/server/metrics.h"
+
+namespace grpc {
+class Server;
+}
+namespace httplib {
+class Server;
+}
+
+namespace carewatch::server {
+
+// carewatchd: the gRPC services over the duty engine and the ledger, the
+// deadline sweeper, and the HTTP endpoints for operations.
+//
+// Order of calls: Start -> (Reload from any thread) -> Shutdown -> destroy.
+class Server {
+ public:
+  explicit Server(ServerConfig config);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Loads tokens, rules and the ledger (rebuilding state from it) and starts
+  // listening. Every bad setting is an error naming it.
+  Status Start();
+
+  // Recompiles the rule directories off the request path and swaps the new
+  // rule set in. On failure the last good one keeps serving; `diagnostics`
+  // receives the loader's messages.
+  Status Reload(std::vector<std::string>* diagnostics);
+
+  // Graceful stop: refuses new calls, lets in-flight calls finish (up to
+  // `grace_ms`), stops the sweeper and flushes the ledger.
+  void Shutdown(int grace_ms = 10000);
+
+  // Blocks until Shutdown has finished.
+  void Wait();
+
+  int grpc_port() const { return grpc_port_; }
+
+  // Shared with the service implementations.
+  struct State;
+
+ private:
+  ServerConfig config_;
+  std::unique_ptr<State> state_;
+  std::unique_ptr<grpc::Server> grpc_;
+  std::unique_ptr<httplib::Server> http_;
+  std::thread http_thread_, sweeper_thread_;
+  std::vector<std::unique_ptr<grpc::Service>> services_;
+  int grpc_port_ = 0;
+  std::mutex done_mu_;
+  std::condition_variable done_cv_;
+  bool done_ = false;
+  std::atomic<bool> stopping_{false};
+};
+
+}  // namespace carewatch::server
+
+#endif  // CAREWATCH_ENGINE_SERVER_SERVER_H_

@@ -1,0 +1,345 @@
+// carewatch commands that talk to a carewatchd: token, verify --server,
+// audit --server (in ledger_commands.cc) and load.
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <fstream>
+#include <iostream>
+#include <mutex>
+#include <thread>
+
+#include "carewatch/v1/service.grpc.pb.h"
+#include "engine/common/digest.h"
+#include "engine/eval/report_json.h"
+#include "engine/ledger/keys.h"
+#include "engine/ledger/ledger.h"
+#include "engine/ledger/merkle.h"
+#include "engine/rules/loader.h"
+#include "engine/server/auth.h"
+#include "tools/carewatch/common.h"
+#include "tools/corpus/corpus.h"
+
+namespace carewatch::cli {
+
+std::shared_ptr<grpc::Channel> Connect(const std::string& server, const std::string& ca_file) {
+  if (ca_file.empty()) return grpc::CreateChannel(server, grpc::InsecureChannelCredentials());
+  grpc::SslCredentialsOptions ssl;
+  std::string error;
+  ssl.pem_root_certs = rules::ReadFileToString(ca_file, &error).value_or("");
+  return grpc::CreateChannel(server, grpc::SslCredentials(ssl));
+}
+
+void Authorize(grpc::ClientContext* ctx, const std::string& token) {
+  ctx->AddMetadata("authorization", "Bearer " + token);
+}
+
+int RunTokenNew(const std::string& principal, const std::string& role_name, const std::string& service) {
+  server::Role role;
+  if (!server::ParseRole(role_name, &role)) {
+    std::cerr << "error: --role must be platform, regulator, rule_author or admin\n";
+    return kExitUsage;
+  }
+  if (role == server::Role::kPlatform && service.empty()) {
+    std::cerr << "error: a platform token needs --service\n";
+    return kExitUsage;
+  }
+  std::string token = server::NewToken();
+  std::cout << "token: " << token << "\n";
+  std::cout << "# add to the tokens file (only the digest is stored):\n";
+  std::cout << server::TokenLine(token, principal, role, service) << "\n";
+  return kExitOk;
+}
+
+int RunVerifyServer(const std::string& server, const std::string& token, const std::string& pubkey_file,
+                    const std::string& state_file, const std::string& ca_file) {
+  std::string error;
+  auto pem = rules::ReadFileToString(pubkey_file, &error);
+  if (!pem) {
+    std::cerr << "FAIL: --pubkey " << pubkey_file << ": " << error << "\n";
+    return kExitFailure;
+  }
+  std::unique_ptr<ledger::SigningKey> key;
+  Status s = ledger::SigningKey::FromPublicPem(*pem, &key);
+  if (!s.ok()) {
+    std::cerr << "FAIL: " << s.message() << "\n";
+    return kExitFailure;
+  }
+  auto channel = Connect(server, ca_file);
+  auto audit = v1::Audit::NewStub(channel);
+  v1::GetCheckpointResponse cp;
+  {
+    grpc::ClientContext ctx;
+    Authorize(&ctx, token);
+    grpc::Status st = audit->GetCheckpoint(&ctx, {}, &cp);
+    if (!st.ok()) {
+      std::cerr << "FAIL: GetCheckpoint: " << st.error_message() << "\n";
+      return kExitFailure;
+    }
+  }
+  const v1::Checkpoint& c = cp.checkpoint();
+  // 1. The checkpoint is signed by the published key, not by whatever key
+  //    the server names.
+  if (!key->Verify(ledger::CheckpointSignedText(c.tree_size(), c.root_hash(), c.time().seconds()), c.signature())) {
+    std::cout << "FAIL: checkpoint at size " << c.tree_size() << " is not signed by the published key\n";
+    return kExitFailure;
+  }
+  // 2. It extends the last checkpoint this verifier accepted.
+  if (!state_file.empty()) {
+    std::ifstream in(state_file);
+    uint64_t old_size = 0;
+    std::string old_root_hex;
+    if (in >> old_size >> old_root_hex) {
+      std::string old_root;
+      for (size_t i = 0; i + 1 < old_root_hex.size(); i += 2) {
+        old_root.push_back(static_cast<char>(std::stoi(old_root_hex.substr(i, 2), nullptr, 16)));
+      }
+      if (old_size > c.tree_size()) {
+        std::cout << "FAIL: the log shrank from " << old_size << " to " << c.tree_size() << " events\n";
+        return kExitFailure;
+      }
+      if (old_size > 0 && old_size < c.tree_size()) {
+        v1::GetConsistencyProofRequest req;
+        req.set_first_tree_size(old_size);
+        req.set_second_tree_size(c.tree_size());
+        v1::GetConsistencyProofResponse resp;
+        grpc::ClientContext ctx;
+        Authorize(&ctx, token);
+        grpc::Status st = audit->GetConsistencyProof(&ctx, req, &resp);
+        std::vector<ledger::Hash> proof(resp.proof().begin(), resp.proof().end());
+        if (!st.ok() || !ledger::VerifyConsistency(old_size, c.tree_size(), old_root, c.root_hash(), proof)) {
+          std::cout << "FAIL: checkpoint at size " << c.tree_size() << " is not consistent with the one at size "
+                    << old_size << " accepted before\n";
+          return kExitFailure;
+        }
+      } else if (old_size == c.tree_size() && old_root != c.root_hash()) {
+        std::cout << "FAIL: two different roots for size " << old_size << "\n";
+        return kExitFailure;
+      }
+    }
+  }
+  // 3. Every finding's evidence: each event's bytes hash to its leaf, and
+  //    each leaf is in the signed tree.
+  v1::ListFindingsRequest lreq;
+  lreq.set_page_size(1000);
+  uint64_t findings = 0, events = 0;
+  for (;;) {
+    v1::ListFindingsResponse lresp;
+    grpc::ClientContext ctx;
+    Authorize(&ctx, token);
+    grpc::Status st = audit->ListFindings(&ctx, lreq, &lresp);
+    if (!st.ok()) {
+      std::cerr << "FAIL: ListFindings: " << st.error_message() << "\n";
+      return kExitFailure;
+    }
+    for (const v1::Finding& f : lresp.findings()) {
+      v1::GetEvidenceRequest ereq;
+      ereq.set_finding_id(f.finding_id());
+      v1::GetEvidenceResponse ev;
+      grpc::ClientContext ectx;
+      Authorize(&ectx, token);
+      st = audit->GetEvidence(&ectx, ereq, &ev);
+      if (!st.ok()) {
+        std::cerr << "FAIL: GetEvidence " << f.finding_id() << ": " << st.error_message() << "\n";
+        return kExitFailure;
+      }
+      const v1::Checkpoint& ec = ev.checkpoint();
+      if (!key->Verify(ledger::CheckpointSignedText(ec.tree_size(), ec.root_hash(), ec.time().seconds()),
+                       ec.signature())) {
+        std::cout << "FAIL: evidence for " << f.finding_id() << " cites an unsigned checkpoint\n";
+        return kExitFailure;
+      }
+      for (const v1::EvidenceEvent& e : ev.events()) {
+        uint64_t seq = e.event().seq();
+        v1::LedgerEvent parsed;
+        if (ledger::LeafHash(e.event_bytes()) != e.leaf_hash() || !parsed.ParseFromString(e.event_bytes()) ||
+            parsed.SerializeAsString() != e.event().SerializeAsString()) {
+          std::cout << "FAIL: event " << seq << " does not match its leaf hash\nfirst bad sequence number: " << seq << "\n";
+          return kExitFailure;
+        }
+        if (seq <= ec.tree_size()) {
+          std::vector<ledger::Hash> proof(e.inclusion_proof().begin(), e.inclusion_proof().end());
+          if (!ledger::VerifyInclusion(e.leaf_hash(), seq - 1, ec.tree_size(), proof, ec.root_hash())) {
+            std::cout << "FAIL: event " << seq << " is not in the signed tree\nfirst bad sequence number: " << seq << "\n";
+            return kExitFailure;
+          }
+        }
+        ++events;
+      }
+      ++findings;
+    }
+    if (lresp.next_page_token().empty()) break;
+    lreq.set_page_token(lresp.next_page_token());
+  }
+  if (!state_file.empty()) {
+    std::ofstream out(state_file, std::ios::trunc);
+    out << c.tree_size() << " " << HexEncode(c.root_hash()) << "\n";
+  }
+  std::cout << "OK: checkpoint at size " << c.tree_size() << " signed by the published key; " << findings
+            << " findings, " << events << " evidence events with inclusion proofs checked\n";
+  return kExitOk;
+}
+
+int RunLoad(const LoadOptions& o) {
+  auto channel = Connect(o.server, o.ca_file);
+  auto moderation = v1::Moderation::NewStub(channel);
+  auto noop = v1::Noop::NewStub(channel);
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> ok{0}, errors{0};
+  std::mutex mu;
+  std::vector<double> latencies;
+  std::atomic<uint64_t> counter{0};
+  const auto start = std::chrono::steady_clock::now();
+  auto make_report = [&](corpus::CorpusGenerator& gen, v1::EvaluateRequest* req, int worker) {
+    gen.Next(req->mutable_report());
+    req->mutable_report()->set_service_id(o.service);
+    req->mutable_report()->set_report_id(o.run_id + "-" + std::to_string(worker) + "-" + std::to_string(counter++));
+  };
+  // Requests are spaced so all workers together stay under --rate (0: as fast as possible).
+  auto pace = [&](uint64_t sent) {
+    if (o.rate <= 0) return;
+    auto due = start + std::chrono::duration<double>(sent / o.rate);
+    std::this_thread::sleep_until(due);
+  };
+  std::vector<std::thread> threads;
+  for (int w = 0; w < o.concurrency; ++w) {
+    threads.emplace_back([&, w] {
+      corpus::CorpusOptions copts;
+      copts.seed = o.seed + w;
+      corpus::CorpusGenerator gen(copts);
+      std::vector<double> local;
+      if (!o.stream) {
+        while (!stop) {
+          v1::EvaluateRequest req;
+          make_report(gen, &req, w);
+          pace(ok + errors);
+          v1::EvaluateResponse resp;
+          grpc::ClientContext ctx;
+          Authorize(&ctx, o.token);
+          auto t0 = std::chrono::steady_clock::now();
+          grpc::Status st = o.noop ? noop->Evaluate(&ctx, req, &resp) : moderation->Evaluate(&ctx, req, &resp);
+          double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+          if (st.ok()) {
+            ++ok;
+            local.push_back(secs);
+          } else {
+            if (errors++ < 3) std::cerr << "error: " << st.error_message() << "\n";
+          }
+        }
+      } else {
+        grpc::ClientContext ctx;
+        Authorize(&ctx, o.token);
+        auto stream = o.noop ? noop->EvaluateStream(&ctx) : moderation->EvaluateStream(&ctx);
+        std::mutex smu;
+        std::map<std::string, std::chrono::steady_clock::time_point> sent;
+        std::atomic<int> in_flight{0};
+        std::thread reader([&] {
+          v1::EvaluateResponse resp;
+          while (stream->Read(&resp)) {
+            std::chrono::steady_clock::time_point t0;
+            {
+              std::lock_guard<std::mutex> lock(smu);
+              auto it = sent.find(resp.verdict().report_id());
+              if (it == sent.end()) continue;
+              t0 = it->second;
+              sent.erase(it);
+            }
+            --in_flight;
+            if (resp.error().empty()) {
+              ++ok;
+              local.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+            } else if (errors++ < 3) {
+              std::cerr << "error: " << resp.error() << "\n";
+            }
+          }
+        });
+        while (!stop) {
+          if (in_flight >= o.window) {
+            std::this_thread::sleep_for(std::chrono::microseconds(200));
+            continue;
+          }
+          v1::EvaluateRequest req;
+          make_report(gen, &req, w);
+          pace(ok + errors + in_flight);
+          {
+            std::lock_guard<std::mutex> lock(smu);
+            sent[req.report().report_id()] = std::chrono::steady_clock::now();
+          }
+          ++in_flight;
+          if (!stream->Write(req)) break;
+        }
+        stream->WritesDone();
+        reader.join();
+        grpc::Status st = stream->Finish();
+        if (!st.ok()) std::cerr << "stream: " << st.error_message() << "\n";
+      }
+      std::lock_guard<std::mutex> lock(mu);
+      latencies.insert(latencies.end(), local.begin(), local.end());
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(o.duration_ms));
+  stop = true;
+  for (auto& t : threads) t.join();
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::sort(latencies.begin(), latencies.end());
+  auto pct = [&](double p) {
+    if (latencies.empty()) return 0.0;
+    return latencies[std::min(latencies.size() - 1, static_cast<size_t>(p * latencies.size()))] * 1000;
+  };
+  std::printf("%s %s, concurrency %d%s, %.1fs: %llu ok, %llu errors, %.0f reports/s, "
+              "latency ms p50 %.2f p90 %.2f p99 %.2f\n",
+              o.noop ? "noop" : "carewatchd", o.stream ? "EvaluateStream" : "Evaluate", o.concurrency,
+              o.stream ? (" window " + std::to_string(o.window)).c_str() : "", secs,
+              static_cast<unsigned long long>(ok.load()), static_cast<unsigned long long>(errors.load()),
+              ok / secs, pct(0.5), pct(0.9), pct(0.99));
+  return errors > 0 && ok == 0 ? kExitFailure : kExitOk;
+}
+
+}  // namespace carewatch::cli
+
+namespace carewatch::cli {
+
+int RunEvaluateClient(const std::string& server, const std::string& token, const std::string& report_file,
+                      const std::string& ca_file) {
+  std::string error;
+  auto content = rules::ReadFileToString(report_file, &error);
+  if (!content) {
+    std::cerr << report_file << ": error: " << error << "\n";
+    return kExitFailure;
+  }
+  v1::EvaluateRequest req;
+  Status s = eval::ParseReportJson(*content, req.mutable_report());
+  if (!s.ok()) {
+    std::cerr << report_file << ": error: " << s.message() << "\n";
+    return kExitFailure;
+  }
+  auto stub = v1::Moderation::NewStub(Connect(server, ca_file));
+  grpc::ClientContext ctx;
+  Authorize(&ctx, token);
+  v1::EvaluateResponse resp;
+  grpc::Status st = stub->Evaluate(&ctx, req, &resp);
+  if (!st.ok()) {
+    std::cerr << "error: " << st.error_message() << " (code " << st.error_code() << ")\n";
+    return kExitFailure;
+  }
+  std::cout << eval::ToJson(resp.verdict()) << "\n";
+  return kExitOk;
+}
+
+int RunActionClient(const std::string& server, const std::string& token, const v1::RecordActionRequest& req,
+                    const std::string& ca_file) {
+  auto stub = v1::Moderation::NewStub(Connect(server, ca_file));
+  grpc::ClientContext ctx;
+  Authorize(&ctx, token);
+  v1::RecordActionResponse resp;
+  grpc::Status st = stub->RecordAction(&ctx, req, &resp);
+  if (!st.ok()) {
+    std::cerr << "error: " << st.error_message() << " (code " << st.error_code() << ")\n";
+    return kExitFailure;
+  }
+  std::cout << eval::ToJson(resp) << "\n";
+  return kExitOk;
+}
+
+}  // namespace carewatch::cli
