@@ -1,0 +1,569 @@
+// carewatchd over loopback: a real process, a real SQLite ledger, real gRPC.
+#include <arpa/inet.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fcntl.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "carewatch/v1/service.grpc.pb.h"
+#include "engine/ledger/keys.h"
+#include "engine/ledger/ledger.h"
+#include "engine/ledger/merkle.h"
+#include "engine/ledger/verify.h"
+#include "engine/server/auth.h"
+
+namespace carewatch {
+namespace {
+
+namespace fs = std::filesystem;
+using grpc::StatusCode;
+
+int FreePort() {
+  int s = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
+  int port = ntohs(a.sin_port);
+  close(s);
+  return port;
+}
+
+int64_t Now() { return std::time(nullptr); }
+
+class Daemon {
+ public:
+  explicit Daemon(std::string dir) : dir_(std::move(dir)) {}
+  ~Daemon() { Kill(SIGKILL); }
+
+  void Start(const std::string& rules, std::vector<std::string> extra = {}) {
+    port_ = FreePort();
+    metrics_port_ = FreePort();
+    std::vector<std::string> args = {CAREWATCHD_PATH,
+                                     "--listen", "127.0.0.1:" + std::to_string(port_),
+                                     "--metrics", "127.0.0.1:" + std::to_string(metrics_port_),
+                                     "--rules", rules,
+                                     "--ledger", "sqlite://" + dir_ + "/ledger.db",
+                                     "--tokens", dir_ + "/tokens.yaml",
+                                     "--cache-dir", dir_ + "/cache",
+                                     "--max-field-bytes", "65536",
+                                     "--sweep-interval-ms", "100"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    pid_ = fork();
+    if (pid_ == 0) {
+      int log = open((dir_ + "/carewatchd.log").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+      dup2(log, STDERR_FILENO);
+      std::vector<char*> argv;
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      execv(CAREWATCHD_PATH, argv.data());
+      _exit(127);
+    }
+    httplib::Client http("127.0.0.1", metrics_port_);
+    for (int i = 0; i < 200; ++i) {
+      auto res = http.Get("/readyz");
+      if (res && res->status == 200) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    ADD_FAILURE() << "carewatchd did not become ready; log:\n" << Log();
+  }
+
+  // Sends `sig` and waits for the process; returns its exit status.
+  int Kill(int sig) {
+    if (pid_ <= 0) return -1;
+    kill(pid_, sig);
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    pid_ = 0;
+    return status;
+  }
+  void Signal(int sig) { kill(pid_, sig); }
+
+  std::string Log() const {
+    std::ifstream in(dir_ + "/carewatchd.log");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  }
+  std::string Address() const { return "127.0.0.1:" + std::to_string(port_); }
+  std::string Metrics() const {
+    httplib::Client http("127.0.0.1", metrics_port_);
+    auto res = http.Get("/metrics");
+    return res ? res->body : "";
+  }
+  uint64_t LedgerEvents() const {
+    std::string m = Metrics();
+    size_t at = m.find("\ncarewatch_ledger_events ");
+    return at == std::string::npos ? 0 : std::stoull(m.substr(at + 25));
+  }
+
+ private:
+  std::string dir_;
+  pid_t pid_ = 0;
+  int port_ = 0, metrics_port_ = 0;
+};
+
+class ServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = ::testing::TempDir() + "/cw-server-" + std::to_string(::getpid()) + "-" +
+           ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    std::ofstream tokens(dir_ + "/tokens.yaml");
+    tokens << "tokens:\n";
+    auto add = [&](const std::string& name, server::Role role, const std::string& service) {
+      std::string t = server::NewToken();
+      tokens << server::TokenLine(t, name, role, service) << "\n";
+      return t;
+    };
+    platform_a_ = add("tns-a", server::Role::kPlatform, "svc-a");
+    platform_b_ = add("tns-b", server::Role::kPlatform, "svc-b");
+    regulator_ = add("regulator", server::Role::kRegulator, "");
+    author_ = add("author", server::Role::kRuleAuthor, "");
+    admin_ = add("admin", server::Role::kAdmin, "");
+    tokens.close();
+    // A copy of the shipped rules, so reload tests can break them.
+    rules_ = dir_ + "/rules";
+    fs::copy(CAREWATCH_SOURCE_DIR "/rules", rules_, fs::copy_options::recursive);
+    daemon_ = std::make_unique<Daemon>(dir_);
+  }
+  void TearDown() override {
+    daemon_.reset();
+    fs::remove_all(dir_);
+  }
+
+  void StartDaemon() {
+    daemon_->Start(rules_);
+    channel_ = grpc::CreateChannel(daemon_->Address(), grpc::InsecureChannelCredentials());
+    moderation_ = v1::Moderation::NewStub(channel_);
+    audit_ = v1::Audit::NewStub(channel_);
+    rules_stub_ = v1::Rules::NewStub(channel_);
+  }
+
+  static void Auth(grpc::ClientContext* ctx, const std::string& token) {
+    if (!token.empty()) ctx->AddMetadata("authorization", "Bearer " + token);
+  }
+
+  // A report that the shipped specialist-referral rule flags.
+  static v1::ContentReport Flaggable(const std::string& id, const std::string& service, int64_t at = 0) {
+    v1::ContentReport r;
+    r.set_report_id(id);
+    r.set_service_id(service);
+    r.mutable_received_at()->set_seconds(at ? at : Now());
+    r.set_reporter_type("hotline");
+    r.set_reason("csam");
+    r.set_content_type("image");
+    r.set_text("reported by a hotline");
+    return r;
+  }
+
+  grpc::Status Evaluate(const std::string& token, const v1::ContentReport& r, v1::EvaluateResponse* resp = nullptr) {
+    grpc::ClientContext ctx;
+    Auth(&ctx, token);
+    v1::EvaluateRequest req;
+    *req.mutable_report() = r;
+    v1::EvaluateResponse ignored;
+    return moderation_->Evaluate(&ctx, req, resp ? resp : &ignored);
+  }
+
+  std::string dir_, rules_;
+  std::string platform_a_, platform_b_, regulator_, author_, admin_;
+  std::unique_ptr<Daemon> daemon_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::Moderation::Stub> moderation_;
+  std::unique_ptr<v1::Audit::Stub> audit_;
+  std::unique_ptr<v1::Rules::Stub> rules_stub_;
+};
+
+TEST_F(ServerTest, RoleRpcTenantMatrix) {
+  StartDaemon();
+  using Call = std::function<grpc::Status(const std::string& token)>;
+  auto unary = [&](auto method, auto stub, auto req, auto resp) {
+    return [=, this](const std::string& token) mutable {
+      grpc::ClientContext ctx;
+      Auth(&ctx, token);
+      return ((*stub).*method)(&ctx, req, &resp);
+    };
+  };
+  v1::RecordActionRequest action;
+  action.set_service_id("svc-a");
+  action.set_report_id("nothing");
+  action.set_action("remove_content");
+  action.mutable_taken_at()->set_seconds(Now());
+  v1::GetConsistencyProofRequest cons;
+  cons.set_first_tree_size(1);
+  cons.set_second_tree_size(1);
+  v1::GetEvidenceRequest ev;
+  ev.set_finding_id("fd-none");
+  int counter = 0;
+  std::map<std::string, std::pair<Call, std::set<std::string>>> rpcs = {
+      {"Evaluate", {[&](const std::string& t) { return Evaluate(t, Flaggable("m" + std::to_string(counter++), "svc-a")); },
+                    {"platform_a", "admin"}}},
+      {"RecordAction", {unary(&v1::Moderation::Stub::RecordAction, moderation_.get(), action, v1::RecordActionResponse()),
+                        {"platform_a", "admin"}}},
+      {"ListBreaches", {unary(&v1::Audit::Stub::ListBreaches, audit_.get(), v1::ListBreachesRequest(), v1::ListBreachesResponse()),
+                        {"regulator", "admin"}}},
+      {"ListFindings", {unary(&v1::Audit::Stub::ListFindings, audit_.get(), v1::ListFindingsRequest(), v1::ListFindingsResponse()),
+                        {"regulator", "admin"}}},
+      {"GetEvidence", {unary(&v1::Audit::Stub::GetEvidence, audit_.get(), ev, v1::GetEvidenceResponse()),
+                       {"regulator", "admin"}}},
+      {"GetCheckpoint", {unary(&v1::Audit::Stub::GetCheckpoint, audit_.get(), v1::GetCheckpointRequest(), v1::GetCheckpointResponse()),
+                         {"regulator", "admin"}}},
+      {"GetConsistencyProof", {unary(&v1::Audit::Stub::GetConsistencyProof, audit_.get(), cons, v1::GetConsistencyProofResponse()),
+                               {"regulator", "admin"}}},
+      {"GetStats", {unary(&v1::Audit::Stub::GetStats, audit_.get(), v1::GetStatsRequest(), v1::GetStatsResponse()),
+                    {"regulator", "admin"}}},
+      {"Validate", {unary(&v1::Rules::Stub::Validate, rules_stub_.get(), v1::RulePackSet(), v1::ValidateResponse()),
+                    {"author", "admin"}}},
+      {"RunTests", {unary(&v1::Rules::Stub::RunTests, rules_stub_.get(), v1::RulePackSet(), v1::RunTestsResponse()),
+                    {"author", "admin"}}},
+      {"DryRun", {unary(&v1::Rules::Stub::DryRun, rules_stub_.get(), v1::DryRunRequest(), v1::DryRunResponse()),
+                  {"author", "admin"}}},
+      {"GetActiveRuleset", {unary(&v1::Rules::Stub::GetActiveRuleset, rules_stub_.get(), v1::GetActiveRulesetRequest(),
+                                  v1::GetActiveRulesetResponse()),
+                            {"author", "admin"}}},
+      {"Reload", {unary(&v1::Rules::Stub::Reload, rules_stub_.get(), v1::ReloadRequest(), v1::ReloadResponse()), {"admin"}}},
+  };
+  std::map<std::string, std::string> who = {{"none", ""}, {"bogus", "cw_not_a_real_token"},
+                                            {"platform_a", platform_a_}, {"regulator", regulator_},
+                                            {"author", author_}, {"admin", admin_}};
+  for (auto& [rpc, entry] : rpcs) {
+    for (const auto& [name, token] : who) {
+      uint64_t before = daemon_->LedgerEvents();
+      grpc::Status st = entry.first(token);
+      SCOPED_TRACE(rpc + " as " + name + ": " + st.error_message());
+      if (name == "none" || name == "bogus") {
+        EXPECT_EQ(st.error_code(), StatusCode::UNAUTHENTICATED);
+      } else if (!entry.second.count(name)) {
+        EXPECT_EQ(st.error_code(), StatusCode::PERMISSION_DENIED);
+      } else {
+        EXPECT_NE(st.error_code(), StatusCode::PERMISSION_DENIED);
+        EXPECT_NE(st.error_code(), StatusCode::UNAUTHENTICATED);
+        continue;
+      }
+      EXPECT_EQ(daemon_->LedgerEvents(), before) << "a refused call records nothing";
+    }
+  }
+  // Tenancy: a platform can neither submit nor act for another service.
+  uint64_t before = daemon_->LedgerEvents();
+  EXPECT_EQ(Evaluate(platform_a_, Flaggable("x1", "svc-b")).error_code(), StatusCode::PERMISSION_DENIED);
+  action.set_service_id("svc-b");
+  grpc::ClientContext ctx;
+  Auth(&ctx, platform_a_);
+  v1::RecordActionResponse ar;
+  EXPECT_EQ(moderation_->RecordAction(&ctx, action, &ar).error_code(), StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(daemon_->LedgerEvents(), before);
+}
+
+TEST_F(ServerTest, EvaluateIsIdempotentAndActionsMeetObligations) {
+  StartDaemon();
+  v1::EvaluateResponse first, again;
+  ASSERT_TRUE(Evaluate(platform_a_, Flaggable("r-1", "svc-a"), &first).ok());
+  ASSERT_GT(first.verdict().flags_size(), 0);
+  ASSERT_GT(first.verdict().ledger_seq(), 0u);
+  uint64_t events = daemon_->LedgerEvents();
+  ASSERT_TRUE(Evaluate(platform_a_, Flaggable("r-1", "svc-a"), &again).ok());
+  EXPECT_EQ(again.verdict().SerializeAsString(), first.verdict().SerializeAsString());
+  EXPECT_EQ(daemon_->LedgerEvents(), events) << "a retried report opens no second obligation";
+  // Acting on it meets the obligation.
+  v1::RecordActionResponse resp;
+  for (const char* a : {"remove_content", "report_to_nca"}) {
+    v1::RecordActionRequest req;
+    req.set_service_id("svc-a");
+    req.set_report_id("r-1");
+    req.set_action(a);
+    req.mutable_taken_at()->set_seconds(Now());
+    grpc::ClientContext ctx;
+    Auth(&ctx, platform_a_);
+    ASSERT_TRUE(moderation_->RecordAction(&ctx, req, &resp).ok());
+  }
+  ASSERT_EQ(resp.obligations_size(), 1);
+  EXPECT_EQ(resp.obligations(0).status(), v1::OBLIGATION_STATUS_MET);
+}
+
+TEST_F(ServerTest, MalformedAndOversizedRequestsNameTheField) {
+  StartDaemon();
+  v1::ContentReport r = Flaggable("big", "svc-a");
+  r.set_text(std::string(70000, 'x'));
+  grpc::Status st = Evaluate(platform_a_, r);
+  EXPECT_EQ(st.error_code(), StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(st.error_message().find("report.text"), std::string::npos) << st.error_message();
+  r = Flaggable("", "svc-a");
+  st = Evaluate(platform_a_, r);
+  EXPECT_EQ(st.error_code(), StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(st.error_message().find("report.report_id"), std::string::npos) << st.error_message();
+  r = Flaggable("h", "svc-a");
+  r.add_hashes()->set_value("not hex!");
+  st = Evaluate(platform_a_, r);
+  EXPECT_EQ(st.error_code(), StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(st.error_message().find("report.hashes[0].value"), std::string::npos) << st.error_message();
+  v1::RecordActionRequest bad;
+  bad.set_service_id("svc-a");
+  bad.set_report_id("r");
+  bad.set_action("launch");
+  bad.mutable_taken_at()->set_seconds(Now());
+  grpc::ClientContext ctx;
+  Auth(&ctx, platform_a_);
+  v1::RecordActionResponse resp;
+  st = moderation_->RecordAction(&ctx, bad, &resp);
+  EXPECT_EQ(st.error_code(), StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(st.error_message().find("action"), std::string::npos);
+  // The server is still serving.
+  EXPECT_TRUE(Evaluate(platform_a_, Flaggable("after", "svc-a")).ok());
+}
+
+TEST_F(ServerTest, EvaluateStreamAnswersEveryReport) {
+  StartDaemon();
+  grpc::ClientContext ctx;
+  Auth(&ctx, platform_a_);
+  auto stream = moderation_->EvaluateStream(&ctx);
+  constexpr int kN = 300;
+  for (int i = 0; i < kN; ++i) {
+    v1::EvaluateRequest req;
+    *req.mutable_report() = Flaggable("s-" + std::to_string(i), "svc-a");
+    if (i % 3 == 0) req.mutable_report()->set_reason("spam");  // not flagged
+    ASSERT_TRUE(stream->Write(req));
+  }
+  stream->WritesDone();
+  std::set<std::string> seen;
+  v1::EvaluateResponse resp;
+  int flagged = 0;
+  while (stream->Read(&resp)) {
+    EXPECT_TRUE(resp.error().empty()) << resp.error();
+    seen.insert(resp.verdict().report_id());
+    if (resp.verdict().flags_size() > 0) {
+      ++flagged;
+      EXPECT_GT(resp.verdict().ledger_seq(), 0u);
+    }
+  }
+  EXPECT_TRUE(stream->Finish().ok());
+  EXPECT_EQ(seen.size(), static_cast<size_t>(kN));
+  EXPECT_EQ(flagged, kN - kN / 3);
+}
+
+TEST_F(ServerTest, AuditQueriesEvidenceAndProofs) {
+  StartDaemon();
+  // Six CSEA referrals received two days ago with nothing done: the sweeper
+  // breaches them and csea.swift-takedown (min 5 breaches) opens a finding.
+  for (int i = 0; i < 6; ++i) {
+    ASSERT_TRUE(Evaluate(platform_a_, Flaggable("old-" + std::to_string(i), "svc-a", Now() - 2 * 86400)).ok());
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  auto call = [&](auto method, const auto& req, auto* resp) {
+    grpc::ClientContext ctx;
+    Auth(&ctx, regulator_);
+    return ((*audit_).*method)(&ctx, req, resp);
+  };
+  uint64_t before = daemon_->LedgerEvents();
+  v1::ListBreachesRequest lb;
+  lb.set_service_id("svc-a");
+  lb.set_page_size(4);
+  v1::ListBreachesResponse breaches;
+  ASSERT_TRUE(call(&v1::Audit::Stub::ListBreaches, lb, &breaches).ok());
+  EXPECT_EQ(breaches.breaches_size(), 4);
+  ASSERT_FALSE(breaches.next_page_token().empty());
+  lb.set_page_token(breaches.next_page_token());
+  v1::ListBreachesResponse page2;
+  ASSERT_TRUE(call(&v1::Audit::Stub::ListBreaches, lb, &page2).ok());
+  EXPECT_EQ(page2.breaches_size(), 2) << "six breaches in two pages";
+  EXPECT_EQ(daemon_->LedgerEvents(), before + 2) << "each audit call is recorded as AUDIT_ACCESS";
+
+  v1::ListFindingsResponse findings;
+  ASSERT_TRUE(call(&v1::Audit::Stub::ListFindings, v1::ListFindingsRequest(), &findings).ok());
+  ASSERT_EQ(findings.findings_size(), 1);
+  EXPECT_EQ(findings.findings(0).duty_id(), "csea.swift-takedown");
+  EXPECT_EQ(findings.findings(0).breaches(), 6);
+
+  v1::GetCheckpointResponse cp;
+  ASSERT_TRUE(call(&v1::Audit::Stub::GetCheckpoint, v1::GetCheckpointRequest(), &cp).ok());
+  std::unique_ptr<ledger::SigningKey> key;
+  std::ifstream keyfile(dir_ + "/ledger.key");
+  ASSERT_TRUE(ledger::SigningKey::LoadOrCreate(dir_ + "/ledger.key", &key).ok());
+  EXPECT_EQ(cp.public_key_pem(), key->PublicPem());
+  const v1::Checkpoint& c = cp.checkpoint();
+  EXPECT_TRUE(key->Verify(ledger::CheckpointSignedText(c.tree_size(), c.root_hash(), c.time().seconds()), c.signature()));
+
+  v1::GetEvidenceRequest er;
+  er.set_finding_id(findings.findings(0).finding_id());
+  v1::GetEvidenceResponse ev;
+  ASSERT_TRUE(call(&v1::Audit::Stub::GetEvidence, er, &ev).ok());
+  std::set<int> types;
+  for (const auto& e : ev.events()) {
+    types.insert(e.event().type());
+    EXPECT_EQ(ledger::LeafHash(e.event_bytes()), e.leaf_hash());
+    if (e.event().seq() <= ev.checkpoint().tree_size()) {
+      std::vector<ledger::Hash> proof(e.inclusion_proof().begin(), e.inclusion_proof().end());
+      EXPECT_TRUE(ledger::VerifyInclusion(e.leaf_hash(), e.event().seq() - 1, ev.checkpoint().tree_size(), proof,
+                                          ev.checkpoint().root_hash()))
+          << "event " << e.event().seq();
+    }
+  }
+  EXPECT_TRUE(types.count(v1::REPORT_FLAGGED) && types.count(v1::OBLIGATION_OPENED) &&
+              types.count(v1::DUTY_BREACHED) && types.count(v1::FINDING_OPENED));
+
+  v1::GetCheckpointResponse cp2;
+  ASSERT_TRUE(call(&v1::Audit::Stub::GetCheckpoint, v1::GetCheckpointRequest(), &cp2).ok());
+  v1::GetConsistencyProofRequest cr;
+  cr.set_first_tree_size(c.tree_size());
+  cr.set_second_tree_size(cp2.checkpoint().tree_size());
+  v1::GetConsistencyProofResponse cons;
+  ASSERT_TRUE(call(&v1::Audit::Stub::GetConsistencyProof, cr, &cons).ok());
+  std::vector<ledger::Hash> proof(cons.proof().begin(), cons.proof().end());
+  EXPECT_TRUE(ledger::VerifyConsistency(c.tree_size(), cp2.checkpoint().tree_size(), c.root_hash(),
+                                        cp2.checkpoint().root_hash(), proof));
+
+  v1::GetStatsRequest sr;
+  sr.set_period("month");
+  v1::GetStatsResponse stats;
+  ASSERT_TRUE(call(&v1::Audit::Stub::GetStats, sr, &stats).ok());
+  int64_t reports = 0, breached = 0;
+  for (const auto& p : stats.periods()) {
+    reports += p.reports();
+    breached += p.breaches();
+  }
+  EXPECT_EQ(reports, 6);
+  EXPECT_EQ(breached, 6);
+}
+
+TEST_F(ServerTest, ReloadWithABrokenPackKeepsServingTheOldVersion) {
+  StartDaemon();
+  auto active = [&] {
+    grpc::ClientContext ctx;
+    Auth(&ctx, author_);
+    v1::GetActiveRulesetResponse r;
+    EXPECT_TRUE(rules_stub_->GetActiveRuleset(&ctx, {}, &r).ok());
+    return r.version();
+  };
+  std::string v1_version = active();
+  std::ofstream(rules_ + "/csea-baseline.yaml", std::ios::app) << "  - {id: broken, duty: nope, when: {field: text, regex: 'a(?=b)'}}\n";
+  grpc::ClientContext ctx;
+  Auth(&ctx, admin_);
+  v1::ReloadResponse resp;
+  ASSERT_TRUE(rules_stub_->Reload(&ctx, {}, &resp).ok());
+  EXPECT_FALSE(resp.ok());
+  EXPECT_GT(resp.diagnostics_size(), 0);
+  EXPECT_EQ(resp.version(), v1_version);
+  EXPECT_EQ(active(), v1_version);
+  EXPECT_TRUE(Evaluate(platform_a_, Flaggable("during", "svc-a")).ok()) << "still serving";
+  EXPECT_NE(daemon_->Metrics().find("carewatch_last_reload_success 0"), std::string::npos);
+  // Fixed and reloaded by SIGHUP: a new version serves.
+  fs::copy_file(CAREWATCH_SOURCE_DIR "/rules/csea-baseline.yaml", rules_ + "/csea-baseline.yaml",
+                fs::copy_options::overwrite_existing);
+  std::ofstream(rules_ + "/csea-baseline.yaml", std::ios::app) << "# a comment changes the version\n";
+  daemon_->Signal(SIGHUP);
+  std::string now_version;
+  for (int i = 0; i < 100 && (now_version = active()) == v1_version; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_NE(now_version, v1_version);
+  v1::EvaluateResponse er;
+  ASSERT_TRUE(Evaluate(platform_a_, Flaggable("after", "svc-a"), &er).ok());
+  EXPECT_EQ(er.verdict().ruleset_version(), now_version) << "every verdict names the version it used";
+}
+
+// Sends reports from several threads until told to stop; returns the ids
+// (with ledger_seq) the server acknowledged.
+std::map<std::string, uint64_t> LoadUntil(v1::Moderation::Stub* stub, const std::string& token,
+                                          std::atomic<bool>& stop, const std::string& prefix) {
+  std::mutex mu;
+  std::map<std::string, uint64_t> acked;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; !stop; ++i) {
+        v1::EvaluateRequest req;
+        v1::ContentReport& r = *req.mutable_report();
+        r.set_report_id(prefix + std::to_string(t) + "-" + std::to_string(i));
+        r.set_service_id("svc-a");
+        r.mutable_received_at()->set_seconds(Now());
+        r.set_reporter_type("hotline");
+        r.set_reason("csam");
+        grpc::ClientContext ctx;
+        ctx.AddMetadata("authorization", "Bearer " + token);
+        ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+        v1::EvaluateResponse resp;
+        if (stub->Evaluate(&ctx, req, &resp).ok()) {
+          std::lock_guard<std::mutex> lock(mu);
+          acked[r.report_id()] = resp.verdict().ledger_seq();
+        } else {
+          std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  return acked;
+}
+
+void ExpectAllInLedger(const std::string& dir, const std::map<std::string, uint64_t>& acked) {
+  std::unique_ptr<ledger::LedgerBackend> b;
+  ASSERT_TRUE(ledger::OpenBackend("sqlite://" + dir + "/ledger.db", true, &b).ok());
+  ledger::VerifyReport vr = ledger::VerifyLedger(*b, "");
+  EXPECT_TRUE(vr.ok) << vr.message;
+  size_t found = 0;
+  for (const auto& [id, seq] : acked) {
+    std::vector<ledger::StoredEvent> rows;
+    ASSERT_TRUE(b->ReadEvents(seq, 1, &rows).ok());
+    ASSERT_EQ(rows.size(), 1u) << "acknowledged report " << id << " (seq " << seq << ") is missing";
+    v1::LedgerEvent e;
+    ASSERT_TRUE(e.ParseFromString(rows[0].payload));
+    EXPECT_EQ(e.report_flagged().report_id(), id);
+    ++found;
+  }
+  EXPECT_EQ(found, acked.size());
+}
+
+TEST_F(ServerTest, SigtermUnderLoadLosesNoAcknowledgedReport) {
+  StartDaemon();
+  std::atomic<bool> stop{false};
+  std::map<std::string, uint64_t> acked;
+  std::thread load([&] { acked = LoadUntil(moderation_.get(), platform_a_, stop, "term-"); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  int status = daemon_->Kill(SIGTERM);
+  stop = true;
+  load.join();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "graceful exit; log:\n" << daemon_->Log();
+  ASSERT_GT(acked.size(), 10u);
+  ExpectAllInLedger(dir_, acked);
+}
+
+TEST_F(ServerTest, SigkillUnderLoadThenRestartVerifies) {
+  StartDaemon();
+  std::atomic<bool> stop{false};
+  std::map<std::string, uint64_t> acked;
+  std::thread load([&] { acked = LoadUntil(moderation_.get(), platform_a_, stop, "kill-"); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  daemon_->Kill(SIGKILL);
+  stop = true;
+  load.join();
+  ASSERT_GT(acked.size(), 10u);
+  ExpectAllInLedger(dir_, acked);
+  // It restarts on the same ledger, remembers the reports, and keeps serving.
+  StartDaemon();
+  v1::EvaluateResponse resp;
+  const auto& [id, seq] = *acked.begin();
+  v1::ContentReport again = Flaggable(id, "svc-a");
+  ASSERT_TRUE(Evaluate(platform_a_, again, &resp).ok());
+  EXPECT_EQ(resp.verdict().ledger_seq(), seq) << "a retry after the restart returns the first verdict";
+  EXPECT_TRUE(Evaluate(platform_a_, Flaggable("after-restart", "svc-a")).ok());
+}
+
+}  // namespace
+}  // namespace carewatch
