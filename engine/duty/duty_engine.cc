@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "engine/common/digest.h"
+#include "engine/ledger/audit.h"
 #include "engine/ledger/keys.h"
 #include "engine/rules/duration.h"
 #include "engine/rules/vocabulary.h"
@@ -54,7 +55,7 @@ Status DutyEngine::Commit(std::vector<v1::LedgerEvent>* events, std::unique_lock
     }
   }
   lock.unlock();
-  return ticket ? ticket->Wait() : Status::Ok();
+  return ticket && options_.wait_durable ? ticket->Wait() : Status::Ok();
 }
 
 void DutyEngine::Apply(const v1::LedgerEvent& e) {
@@ -93,7 +94,8 @@ void DutyEngine::Apply(const v1::LedgerEvent& e) {
       ob.report_id = o.report_id();
       ob.received_at = o.received_at().seconds();
       deadlines_.emplace(ob.obligation.deadline().seconds(), ob.obligation.obligation_id());
-      windows_[{ob.service_id, ob.obligation.duty_id()}].obligations.insert(ob.received_at);
+      auto& times = windows_[{ob.service_id, ob.obligation.duty_id()}].obligations;
+      times.insert(std::upper_bound(times.begin(), times.end(), ob.received_at), ob.received_at);
       ++counts_.open;
       break;
     }
@@ -133,7 +135,10 @@ void DutyEngine::Apply(const v1::LedgerEvent& e) {
       if (status == v1::OBLIGATION_STATUS_BREACHED) {
         ++counts_.breached;
         ob.breach_at = e.breach().at().seconds();
-        windows_[{ob.service_id, ob.obligation.duty_id()}].breaches.emplace(ob.breach_at, id);
+        Window& w = windows_[{ob.service_id, ob.obligation.duty_id()}];
+        auto entry = std::make_pair(ob.breach_at, id);
+        w.breaches.insert(std::upper_bound(w.breaches.begin(), w.breaches.end(), entry), entry);
+        w.pending.push_back(id);
         if (options_.keep_history) breaches_.push_back(e.breach());
       }
       auto report = reports_.find({ob.service_id, ob.report_id});
@@ -147,16 +152,23 @@ void DutyEngine::Apply(const v1::LedgerEvent& e) {
     case v1::FINDING_OPENED:
     case v1::FINDING_UPDATED:
     case v1::FINDING_CLOSED: {
-      const v1::Finding& f = e.finding();
-      Window& w = windows_[{f.service_id(), f.duty_id()}];
+      const v1::Finding& delta = e.finding();
+      Window& w = windows_[{delta.service_id(), delta.duty_id()}];
+      v1::Finding& full = findings_[delta.finding_id()];
+      ledger::ApplyFindingEvent(e.type(), delta, &full);
+      w.pending.clear();
       if (e.type() == v1::FINDING_CLOSED) {
         w.open.reset();
+        w.in_finding.clear();
         if (counts_.findings_open > 0) --counts_.findings_open;
       } else {
-        if (e.type() == v1::FINDING_OPENED) ++counts_.findings_open;
-        w.open = f;
+        if (e.type() == v1::FINDING_OPENED) {
+          ++counts_.findings_open;
+          w.in_finding.clear();
+        }
+        w.in_finding.insert(delta.obligation_ids().begin(), delta.obligation_ids().end());
+        w.open = full;
       }
-      findings_[f.finding_id()] = f;
       break;
     }
     default:
@@ -461,63 +473,76 @@ void DutyEngine::Detect(const std::string& service_id, const std::string& duty_i
   const rules::Systemic& sys = *duty->systemic;
   Window& w = windows_[{service_id, duty_id}];
   int64_t start = t - sys.window_seconds;
-  std::vector<std::string> in_window;
-  for (auto it = w.breaches.upper_bound(start); it != w.breaches.end() && it->first <= t; ++it) {
-    in_window.push_back(it->second);
-  }
-  int64_t obligations = std::distance(w.obligations.upper_bound(start), w.obligations.upper_bound(t));
-  int64_t breaches = static_cast<int64_t>(in_window.size());
+  // Counts in (start, t] by binary search: no walk over the window.
+  auto in_window = [&](int64_t at) { return at > start && at <= t; };
+  auto first_b = std::upper_bound(w.breaches.begin(), w.breaches.end(), std::make_pair(start, std::string("\xff")));
+  auto end_b = std::upper_bound(w.breaches.begin(), w.breaches.end(), std::make_pair(t, std::string("\xff")));
+  int64_t breaches = std::distance(first_b, end_b);
+  int64_t obligations = std::distance(std::upper_bound(w.obligations.begin(), w.obligations.end(), start),
+                                      std::upper_bound(w.obligations.begin(), w.obligations.end(), t));
   double rate = obligations > 0 ? static_cast<double>(breaches) / obligations : (breaches ? 1.0 : 0.0);
   bool holds = breaches >= sys.min_breaches && rate >= sys.min_breach_rate;
-  if (holds) {
+  if (holds && !w.open) {
     v1::Finding f;
-    v1::EventType type;
-    if (!w.open) {
-      type = v1::FINDING_OPENED;
-      f.set_finding_id("fd-" + Sha256Hex(service_id + '\0' + duty_id + '\0' + std::to_string(t)).substr(0, 16));
-      f.set_service_id(service_id);
-      f.set_duty_id(duty_id);
-      f.set_status("open");
-      SetTime(f.mutable_opened_at(), t);
-      SetTime(f.mutable_window_start(), start);
-      for (const std::string& id : in_window) f.add_obligation_ids(id);
-    } else {
-      f = *w.open;
-      std::set<std::string> known(f.obligation_ids().begin(), f.obligation_ids().end());
-      bool grew = false;
-      for (const std::string& id : in_window) {
-        if (known.insert(id).second) {
-          f.add_obligation_ids(id);
-          grew = true;
-        }
-      }
-      if (!grew) return;
-      type = v1::FINDING_UPDATED;
-    }
+    f.set_finding_id("fd-" + Sha256Hex(service_id + '\0' + duty_id + '\0' + std::to_string(t)).substr(0, 16));
+    f.set_service_id(service_id);
+    f.set_duty_id(duty_id);
+    f.set_status("open");
+    SetTime(f.mutable_opened_at(), t);
+    SetTime(f.mutable_window_start(), start);
     SetTime(f.mutable_window_end(), t);
-    f.set_breaches(f.obligation_ids_size());
+    std::vector<std::string> ids;
+    for (auto it = first_b; it != end_b; ++it) ids.push_back(it->second);
+    for (const std::string& id : ids) f.add_obligation_ids(id);
+    f.set_breaches(static_cast<int32_t>(ids.size()));
     f.set_obligations(static_cast<int32_t>(obligations));
     f.set_breach_rate(rate);
-    FillAccountability(&f);
-    v1::LedgerEvent e = NewEvent(type, t);
-    *e.mutable_finding() = f;
+    AddAccountability(ids, &f);
+    v1::LedgerEvent e = NewEvent(v1::FINDING_OPENED, t);
+    *e.mutable_finding() = std::move(f);
+    Emit(events, std::move(e));
+  } else if (holds) {
+    // The finding grows by the breaches since its last event (a delta).
+    std::vector<std::string> added;
+    for (const std::string& id : w.pending) {
+      auto it = obligations_.find(id);
+      if (it != obligations_.end() && in_window(it->second.breach_at) && !w.in_finding.count(id)) added.push_back(id);
+    }
+    if (added.empty()) return;
+    const v1::Finding& open = *w.open;
+    v1::Finding delta;
+    delta.set_finding_id(open.finding_id());
+    delta.set_service_id(service_id);
+    delta.set_duty_id(duty_id);
+    delta.set_status("open");
+    *delta.mutable_opened_at() = open.opened_at();
+    *delta.mutable_window_start() = open.window_start();
+    SetTime(delta.mutable_window_end(), t);
+    for (const std::string& id : added) delta.add_obligation_ids(id);
+    delta.set_breaches(open.breaches() + static_cast<int32_t>(added.size()));
+    delta.set_obligations(static_cast<int32_t>(obligations));
+    delta.set_breach_rate(rate);
+    AddAccountability(added, &delta);
+    v1::LedgerEvent e = NewEvent(v1::FINDING_UPDATED, t);
+    *e.mutable_finding() = std::move(delta);
     Emit(events, std::move(e));
   } else if (w.open) {
-    v1::Finding f = *w.open;
-    f.set_status("closed");
-    SetTime(f.mutable_closed_at(), t);
+    v1::Finding closed;
+    closed.set_finding_id(w.open->finding_id());
+    closed.set_service_id(service_id);
+    closed.set_duty_id(duty_id);
+    closed.set_status("closed");
+    SetTime(closed.mutable_closed_at(), t);
     v1::LedgerEvent e = NewEvent(v1::FINDING_CLOSED, t);
-    *e.mutable_finding() = f;
+    *e.mutable_finding() = std::move(closed);
     Emit(events, std::move(e));
+  } else {
+    w.pending.clear();  // nothing open to grow
   }
 }
 
-void DutyEngine::FillAccountability(v1::Finding* f) const {
-  f->clear_accountable();
-  f->set_unattributed_breaches(0);
-  std::map<std::pair<std::string, std::string>, v1::AccountablePerson> people;
-  std::vector<std::pair<std::string, std::string>> order;
-  for (const std::string& id : f->obligation_ids()) {
+void DutyEngine::AddAccountability(const std::vector<std::string>& ids, v1::Finding* f) const {
+  for (const std::string& id : ids) {
     auto it = obligations_.find(id);
     if (it == obligations_.end()) continue;
     int64_t at = it->second.breach_at;
@@ -526,19 +551,20 @@ void DutyEngine::FillAccountability(v1::Finding* f) const {
       if (a.service_id != f->service_id() || !a.CoversDuty(f->duty_id())) continue;
       if (at < a.from || (a.to && at >= *a.to)) continue;
       anyone = true;
-      auto key = std::make_pair(a.name, a.role);
-      auto [p, inserted] = people.try_emplace(key);
-      if (inserted) {
-        order.push_back(key);
-        p->second.set_name(a.name);
-        p->second.set_role(a.role);
+      v1::AccountablePerson* p = nullptr;
+      for (auto& x : *f->mutable_accountable()) {
+        if (x.name() == a.name && x.role() == a.role) p = &x;
       }
-      p->second.set_breaches(p->second.breaches() + 1);
-      p->second.add_obligation_ids(id);
+      if (!p) {
+        p = f->add_accountable();
+        p->set_name(a.name);
+        p->set_role(a.role);
+      }
+      p->set_breaches(p->breaches() + 1);
+      p->add_obligation_ids(id);
     }
     if (!anyone) f->set_unattributed_breaches(f->unattributed_breaches() + 1);
   }
-  for (const auto& key : order) *f->add_accountable() = people[key];
 }
 
 std::optional<int64_t> DutyEngine::NextDeadline() const {

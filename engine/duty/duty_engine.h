@@ -26,6 +26,10 @@ struct DutyEngineOptions {
   // Keep every breach and finding in memory for Breaches()/Findings()
   // (replay); the service reads them from the ledger instead.
   bool keep_history = false;
+  // Wait for the ledger to make each command's events durable before
+  // returning (the service). Batch jobs (replay) turn it off and Flush the
+  // ledger at the end, so the writer can group many commands per commit.
+  bool wait_durable = true;
 };
 
 // An action a platform reports against one of its reports.
@@ -103,9 +107,11 @@ class DutyEngine {
     int64_t received_at = 0;
   };
   struct Window {
-    std::multimap<int64_t, std::string> breaches;  // at -> obligation id
-    std::multiset<int64_t> obligations;            // received_at
-    std::optional<v1::Finding> open;
+    std::vector<std::pair<int64_t, std::string>> breaches;  // (at, obligation id), sorted
+    std::vector<int64_t> obligations;                       // received_at, sorted
+    std::optional<v1::Finding> open;                        // the whole open finding
+    std::set<std::string> in_finding;                       // its obligation ids
+    std::vector<std::string> pending;                       // breaches since the last finding event
   };
 
   // Commands append events here (under mu_), then Commit() applies and
@@ -117,7 +123,8 @@ class DutyEngine {
               std::vector<v1::LedgerEvent>* events);
   void BreachEvent(const TrackedObligation& ob, BreachKind kind, int64_t at,
                    std::vector<v1::LedgerEvent>* events);
-  void FillAccountability(v1::Finding* f) const;
+  // Adds the breaches `ids` to f's accountable people (and unattributed).
+  void AddAccountability(const std::vector<std::string>& ids, v1::Finding* f) const;
   // Applies `e` at once and keeps it for Commit.
   void Emit(std::vector<v1::LedgerEvent>* events, v1::LedgerEvent e);
 

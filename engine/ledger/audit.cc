@@ -54,6 +54,37 @@ Status BuildEvidence(LedgerBackend& backend, const ProofFn& prove, const std::st
   return Status::Ok();
 }
 
+void ApplyFindingEvent(v1::EventType type, const v1::Finding& delta, v1::Finding* full) {
+  if (type == v1::FINDING_OPENED || full->finding_id().empty()) {
+    *full = delta;
+    return;
+  }
+  if (type == v1::FINDING_CLOSED) {
+    full->set_status("closed");
+    *full->mutable_closed_at() = delta.closed_at();
+    return;
+  }
+  for (const std::string& id : delta.obligation_ids()) full->add_obligation_ids(id);
+  full->set_breaches(delta.breaches());
+  full->set_obligations(delta.obligations());
+  full->set_breach_rate(delta.breach_rate());
+  *full->mutable_window_end() = delta.window_end();
+  full->set_unattributed_breaches(full->unattributed_breaches() + delta.unattributed_breaches());
+  for (const v1::AccountablePerson& d : delta.accountable()) {
+    v1::AccountablePerson* p = nullptr;
+    for (auto& x : *full->mutable_accountable()) {
+      if (x.name() == d.name() && x.role() == d.role()) p = &x;
+    }
+    if (!p) {
+      p = full->add_accountable();
+      p->set_name(d.name());
+      p->set_role(d.role());
+    }
+    p->set_breaches(p->breaches() + d.breaches());
+    for (const std::string& id : d.obligation_ids()) p->add_obligation_ids(id);
+  }
+}
+
 std::string PeriodOf(const std::string& day, const std::string& period) {
   if (day.size() < 7) return day;
   if (period == "year") return day.substr(0, 4);

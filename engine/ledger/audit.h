@@ -48,6 +48,12 @@ struct PeriodStats {
 Status ComputeStats(LedgerBackend& backend, const std::string& service_id, const std::string& period,
                     int64_t from, int64_t to, std::vector<PeriodStats>* out);
 
+// Findings are recorded as deltas: FINDING_OPENED carries the whole finding;
+// FINDING_UPDATED carries the new counters, the obligation ids added and the
+// breaches added per accountable person; FINDING_CLOSED the closing time.
+// Applies one such event to the full finding.
+void ApplyFindingEvent(v1::EventType type, const v1::Finding& delta, v1::Finding* full);
+
 // The period key of a day "YYYY-MM-DD".
 std::string PeriodOf(const std::string& day, const std::string& period);
 

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <mutex>
 
+#include "engine/ledger/audit.h"
 #include "engine/ledger/ledger.h"
 
 namespace carewatch::ledger {
@@ -367,7 +368,16 @@ class SqliteBackend : public LedgerBackend {
           break;
         }
         case v1::LedgerEvent::kFinding: {
-          const v1::Finding& f = p.finding();
+          // Stored whole: merge the delta into what is stored so far.
+          v1::Finding f;
+          {
+            Stmt get(write_db_, "SELECT body FROM findings WHERE finding_id = ?");
+            get.Bind(1, p.finding().finding_id());
+            if (get.Step() == SQLITE_ROW && !f.ParseFromString(get.Blob(0))) {
+              return Status::DataLoss("finding row " + p.finding().finding_id() + " does not parse");
+            }
+          }
+          ApplyFindingEvent(p.type(), p.finding(), &f);
           finding.Bind(1, f.finding_id()).Bind(2, f.service_id()).Bind(3, f.duty_id());
           finding.Bind(4, f.status()).Bind(5, f.opened_at().seconds()).Bind(6, static_cast<int64_t>(e.seq));
           finding.BindBlob(7, f.SerializeAsString());

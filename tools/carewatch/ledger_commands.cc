@@ -74,6 +74,7 @@ int RunReplay(const std::vector<std::string>& rules_paths, const std::string& in
   duty::DutyEngineOptions options;
   options.hmac_key = HmacKeyFor(ledger_url);
   options.keep_history = true;
+  options.wait_durable = false;  // durable at the end: ledger->Flush() below
   duty::DutyEngine engine(ledger.get(), options);
   Status s = engine.Recover();
   if (!s.ok()) {
