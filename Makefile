@@ -33,7 +33,7 @@ tsan-test: deps
 	cmake -S . -B $(TSAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCAREWATCH_SANITIZE=thread $(CMAKE_FLAGS)
 	cmake --build $(TSAN_BUILD) -j $(JOBS) --target carewatch_unit_tests
 	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
-	  $(TSAN_BUILD)/tests/carewatch_unit_tests --gtest_filter='EvaluatorThreads.*:Matcher.*'
+	  $(TSAN_BUILD)/tests/carewatch_unit_tests --gtest_filter='EvaluatorThreads.*:Matcher.*:LedgerTest.*:DutyEngine*'
 
 fuzz-smoke: deps
 	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
@@ -56,6 +56,9 @@ run: build
 
 bench: build
 	$(BUILD)/tools/carewatch_bench
+	$(BUILD)/tools/carewatch_bench_ledger
+	tools/bench/bench_replay.sh 1000000 $(BUILD)
+	tools/bench/bench_server.sh 10 $(BUILD)
 
 format:
 	clang-format -i $$(git ls-files '*.cc' '*.h')

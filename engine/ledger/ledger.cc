@@ -133,15 +133,9 @@ Status Ledger::Append(std::vector<v1::LedgerEvent>* events) {
 
 void Ledger::CountReport(const StatsRow& delta) {
   std::lock_guard<std::mutex> lock(mu_);
-  for (StatsRow& row : pending_stats_) {
-    if (row.service_id == delta.service_id && row.day == delta.day && row.surface == delta.surface &&
-        row.reason == delta.reason) {
-      row.reports += delta.reports;
-      row.flagged += delta.flagged;
-      return;
-    }
-  }
-  pending_stats_.push_back(delta);
+  auto& counts = pending_stats_[{delta.service_id, delta.day, delta.surface, delta.reason}];
+  counts.first += delta.reports;
+  counts.second += delta.flagged;
 }
 
 Status Ledger::Flush() {
@@ -225,7 +219,11 @@ Status Ledger::WriteOne(std::deque<std::shared_ptr<Ticket>>& batch, bool force_c
   std::vector<StatsRow> stats;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    stats.swap(pending_stats_);
+    for (const auto& [key, counts] : pending_stats_) {
+      stats.push_back({std::get<0>(key), std::get<1>(key), std::get<2>(key), std::get<3>(key), counts.first,
+                       counts.second});
+    }
+    pending_stats_.clear();
   }
   std::unique_lock<std::mutex> tree_lock(tree_mu_);
   uint64_t before = tree_.size();

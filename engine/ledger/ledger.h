@@ -10,6 +10,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "carewatch/v1/ledger.pb.h"
@@ -151,7 +152,9 @@ class Ledger {
   mutable std::mutex mu_;  // queue, seq counter, stats, error
   std::condition_variable cv_;
   std::deque<std::shared_ptr<Ticket>> queue_;
-  std::vector<StatsRow> pending_stats_;
+  // Pending report counts by (service, day, surface, reason).
+  std::map<std::tuple<std::string, std::string, std::string, std::string>, std::pair<int64_t, int64_t>>
+      pending_stats_;
   uint64_t next_seq_ = 1;
   bool stop_ = false;
   bool flush_requested_ = false;

@@ -208,7 +208,7 @@ class ModerationService final : public v1::Moderation::Service {
     Principal p;
     grpc::Status st = s_->Authorize(ctx, {Role::kPlatform, Role::kAdmin}, &p);
     if (!st.ok()) return scope.Done(st);
-    std::mutex mu;
+    std::mutex mu, write_mu;
     std::condition_variable cv;
     int in_flight = 0;
     constexpr int kMaxInFlight = 64;
@@ -238,8 +238,11 @@ class ModerationService final : public v1::Moderation::Service {
             resp.mutable_verdict()->set_report_id(req.report().report_id());
             resp.set_error(rs.error_message());
           }
+          {
+            std::lock_guard<std::mutex> wlock(write_mu);  // one writer at a time, queue stays free
+            stream->Write(resp);
+          }
           std::unique_lock<std::mutex> lock(mu);
-          stream->Write(resp);
           --in_flight;
           cv.notify_all();
         }
