@@ -100,7 +100,7 @@ namespace {
 // The period after `key`.
 std::string NextPeriod(const std::string& key, const std::string& period) {
   int year = std::atoi(key.substr(0, 4).c_str());
-  char buf[16];
+  char buf[48];
   if (period == "year") {
     std::snprintf(buf, sizeof buf, "%04d", year + 1);
   } else if (period == "quarter") {
