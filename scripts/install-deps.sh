@@ -9,7 +9,7 @@ PACKAGES=(
   libhyperscan-dev libre2-dev libyaml-cpp-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libgtest-dev libgmock-dev libbenchmark-dev
-  libsqlite3-dev sqlite3 postgresql libpq-dev
+  libsqlite3-dev sqlite3 openssl python3
   libssl-dev libicu-dev libcli11-dev libspdlog-dev libfmt-dev libcpp-httplib-dev
 )
 

@@ -567,3 +567,80 @@ TEST_F(ServerTest, SigkillUnderLoadThenRestartVerifies) {
 
 }  // namespace
 }  // namespace carewatch
+
+namespace carewatch {
+namespace {
+
+int RunQuiet(const std::string& cmd) { return std::system((cmd + " > /dev/null 2>&1").c_str()); }
+
+TEST_F(ServerTest, TlsAndMutualTls) {
+  // A CA, a server certificate for 127.0.0.1 and a client certificate.
+  std::string d = dir_;
+  ASSERT_EQ(RunQuiet("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 "
+                     "-subj /CN=test-ca -keyout " + d + "/ca.key -out " + d + "/ca.crt"), 0);
+  ASSERT_EQ(RunQuiet("openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=localhost "
+                     "-keyout " + d + "/srv.key -out " + d + "/srv.csr"), 0);
+  std::ofstream(d + "/san.ext") << "subjectAltName=DNS:localhost,IP:127.0.0.1\n";
+  ASSERT_EQ(RunQuiet("openssl x509 -req -in " + d + "/srv.csr -CA " + d + "/ca.crt -CAkey " + d +
+                     "/ca.key -CAcreateserial -days 2 -extfile " + d + "/san.ext -out " + d + "/srv.crt"), 0);
+  ASSERT_EQ(RunQuiet("openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=client "
+                     "-keyout " + d + "/cli.key -out " + d + "/cli.csr"), 0);
+  ASSERT_EQ(RunQuiet("openssl x509 -req -in " + d + "/cli.csr -CA " + d + "/ca.crt -CAkey " + d +
+                     "/ca.key -CAcreateserial -days 2 -out " + d + "/cli.crt"), 0);
+  auto read = [](const std::string& p) {
+    std::ifstream in(p);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  };
+  daemon_->Start(rules_, {"--tls-cert", d + "/srv.crt", "--tls-key", d + "/srv.key", "--tls-client-ca", d + "/ca.crt"});
+  auto evaluate = [&](std::shared_ptr<grpc::ChannelCredentials> creds) {
+    auto stub = v1::Moderation::NewStub(grpc::CreateChannel(daemon_->Address(), creds));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
+    Auth(&ctx, platform_a_);
+    v1::EvaluateRequest req;
+    *req.mutable_report() = Flaggable("tls-" + std::to_string(Now()) + std::to_string(rand()), "svc-a");
+    v1::EvaluateResponse resp;
+    return stub->Evaluate(&ctx, req, &resp);
+  };
+  grpc::SslCredentialsOptions with_cert;
+  with_cert.pem_root_certs = read(d + "/ca.crt");
+  with_cert.pem_private_key = read(d + "/cli.key");
+  with_cert.pem_cert_chain = read(d + "/cli.crt");
+  EXPECT_TRUE(evaluate(grpc::SslCredentials(with_cert)).ok()) << "mTLS client with a certificate";
+  grpc::SslCredentialsOptions no_cert;
+  no_cert.pem_root_certs = read(d + "/ca.crt");
+  EXPECT_FALSE(evaluate(grpc::SslCredentials(no_cert)).ok()) << "mTLS refuses a client without a certificate";
+  EXPECT_FALSE(evaluate(grpc::InsecureChannelCredentials()).ok()) << "plaintext is refused";
+}
+
+TEST_F(ServerTest, BadSettingsStopTheStartWithAMessage) {
+  auto run = [&](const std::string& args) {
+    std::string cmd = std::string(CAREWATCHD_PATH) + " " + args + " > " + dir_ + "/out.txt 2>&1";
+    int rc = std::system(cmd.c_str());
+    std::ifstream in(dir_ + "/out.txt");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return std::make_pair(WEXITSTATUS(rc), ss.str());
+  };
+  auto [rc1, out1] = run("--listen nonsense --rules " + rules_ + " --tokens " + dir_ + "/tokens.yaml --ledger sqlite://" +
+                         dir_ + "/l.db --metrics ''");
+  EXPECT_NE(rc1, 0);
+  EXPECT_NE(out1.find("listen: 'nonsense' is not HOST:PORT"), std::string::npos) << out1;
+  auto [rc2, out2] = run("--rules " + dir_ + "/missing --tokens " + dir_ + "/tokens.yaml --metrics ''");
+  EXPECT_NE(rc2, 0);
+  EXPECT_NE(out2.find("rules: " + dir_ + "/missing does not exist"), std::string::npos) << out2;
+  std::ofstream(dir_ + "/bad.yaml") << "listen: 127.0.0.1:1\nworkerz: 4\n";
+  auto [rc3, out3] = run("--config " + dir_ + "/bad.yaml");
+  EXPECT_NE(rc3, 0);
+  EXPECT_NE(out3.find(dir_ + "/bad.yaml:2:1: unknown setting 'workerz'"), std::string::npos) << out3;
+  std::ofstream(dir_ + "/badtokens.yaml") << "tokens:\n  - {sha256: abc, principal: x, role: platform}\n";
+  auto [rc4, out4] = run("--rules " + rules_ + " --tokens " + dir_ + "/badtokens.yaml --ledger sqlite://" + dir_ +
+                         "/l.db --metrics ''");
+  EXPECT_NE(rc4, 0);
+  EXPECT_NE(out4.find("sha256 must be 64 lower-case hex digits"), std::string::npos) << out4;
+}
+
+}  // namespace
+}  // namespace carewatch
