@@ -29,16 +29,16 @@ std::string Serialize(const v1::LedgerEvent& e) {
   return out;
 }
 
-std::string DefaultKeyPath(const std::string& url) {
+}  // namespace
+
+std::string LedgerDirectory(const std::string& url) {
   std::string path = url;
   for (const char* prefix : {"sqlite://", "file://"}) {
     if (path.rfind(prefix, 0) == 0) path = path.substr(std::strlen(prefix));
   }
-  std::filesystem::path p(path);
-  return (p.parent_path() / "ledger.key").string();
+  std::string dir = std::filesystem::path(path).parent_path().string();
+  return dir.empty() ? "." : dir;
 }
-
-}  // namespace
 
 std::string CheckpointSignedText(uint64_t tree_size, const Hash& root, int64_t time) {
   return "carewatch checkpoint v1\n" + std::to_string(tree_size) + "\n" + HexEncode(root) + "\n" +
@@ -65,7 +65,7 @@ Status Ledger::Open(const LedgerOptions& options, std::unique_ptr<Ledger>* out) 
   Status s = OpenBackend(options.url, false, &l->backend_);
   if (!s.ok()) return s;
   std::string key_path =
-      options.signing_key_path.empty() ? DefaultKeyPath(options.url) : options.signing_key_path;
+      options.signing_key_path.empty() ? LedgerDirectory(options.url) + "/ledger.key" : options.signing_key_path;
   s = SigningKey::LoadOrCreate(key_path, &l->key_);
   if (!s.ok()) return s;
   // A ledger belongs to one deployment: its key signs every checkpoint.

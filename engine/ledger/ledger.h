@@ -86,6 +86,10 @@ class LedgerBackend {
 // `read_only` opens an existing ledger without creating or changing it.
 Status OpenBackend(const std::string& url, bool read_only, std::unique_ptr<LedgerBackend>* out);
 
+// The directory a ledger URL's file lives in ("." when none): the default home
+// of its signing and HMAC keys.
+std::string LedgerDirectory(const std::string& url);
+
 // The text a checkpoint's Ed25519 signature covers.
 std::string CheckpointSignedText(uint64_t tree_size, const Hash& root, int64_t time);
 

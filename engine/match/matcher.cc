@@ -260,10 +260,6 @@ Status Matcher::Scan(int slot, std::string_view data, Scratch& scratch, MatchFn 
 
 namespace {
 
-bool IsWordByte(unsigned char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
-}
-
 char LowerAscii(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
 
 // Leftmost, non-overlapping occurrences of any literal as whole words,
@@ -277,12 +273,12 @@ void FindLiteralSpans(const std::vector<std::string>& literals, std::string_view
   found.clear();
   for (const std::string& literal : literals) {
     if (literal.empty()) continue;
-    bool word_start = IsWordByte(literal.front());
-    bool word_end = IsWordByte(literal.back());
+    bool word_start = IsWordChar(literal.front());
+    bool word_end = IsWordChar(literal.back());
     for (size_t at = lowered.find(literal); at != std::string::npos; at = lowered.find(literal, at + 1)) {
       size_t end = at + literal.size();
-      if (word_start && at > 0 && IsWordByte(lowered[at - 1])) continue;
-      if (word_end && end < lowered.size() && IsWordByte(lowered[end])) continue;
+      if (word_start && at > 0 && IsWordChar(lowered[at - 1])) continue;
+      if (word_end && end < lowered.size() && IsWordChar(lowered[end])) continue;
       found.emplace_back(static_cast<uint32_t>(at), static_cast<uint32_t>(end));
     }
   }

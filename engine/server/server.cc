@@ -654,11 +654,7 @@ Status Server::Start() {
   s = ledger::Ledger::Open(lo, &state_->ledger);
   if (!s.ok()) return Status::InvalidArgument("ledger: " + s.message());
   std::string hmac_path = config_.hmac_key;
-  if (hmac_path.empty()) {
-    std::string path = config_.ledger.rfind("sqlite://", 0) == 0 ? config_.ledger.substr(9) : config_.ledger;
-    fs::path parent = fs::path(path).parent_path();
-    hmac_path = ((parent.empty() ? fs::path(".") : parent) / "hmac.key").string();
-  }
+  if (hmac_path.empty()) hmac_path = ledger::LedgerDirectory(config_.ledger) + "/hmac.key";
   duty::DutyEngineOptions options;
   s = ledger::LoadOrCreateHmacKey(hmac_path, &options.hmac_key);
   if (!s.ok()) return Status::InvalidArgument("hmac_key: " + s.message());

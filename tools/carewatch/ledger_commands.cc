@@ -41,10 +41,8 @@ std::optional<int64_t> ParseTimeArg(const std::string& text, std::string* error)
 
 std::string HmacKeyFor(const std::string& ledger_url) {
   if (ledger_url.empty()) return "carewatch-replay-without-ledger";
-  std::string path = ledger_url.rfind("sqlite://", 0) == 0 ? ledger_url.substr(9) : ledger_url;
-  std::string dir = std::filesystem::path(path).parent_path().string();
   std::string key;
-  Status s = ledger::LoadOrCreateHmacKey((dir.empty() ? "." : dir) + "/hmac.key", &key);
+  Status s = ledger::LoadOrCreateHmacKey(ledger::LedgerDirectory(ledger_url) + "/hmac.key", &key);
   return s.ok() ? key : "";
 }
 
