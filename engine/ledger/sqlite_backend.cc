@@ -36,6 +36,9 @@ CREATE TABLE IF NOT EXISTS findings (
   finding_id TEXT PRIMARY KEY, service_id TEXT NOT NULL, duty_id TEXT NOT NULL,
   status TEXT NOT NULL, opened_at INTEGER NOT NULL, last_seq INTEGER NOT NULL, body BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS findings_service ON findings (service_id, duty_id, opened_at);
+CREATE TABLE IF NOT EXISTS finding_obligations (finding_id TEXT NOT NULL, obligation_id TEXT NOT NULL,
+  name TEXT NOT NULL, role TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS finding_obligations_id ON finding_obligations (finding_id);
 CREATE TABLE IF NOT EXISTS finding_events (finding_id TEXT NOT NULL, seq INTEGER NOT NULL,
   PRIMARY KEY (finding_id, seq));
 CREATE TABLE IF NOT EXISTS obligation_events (obligation_id TEXT NOT NULL, seq INTEGER NOT NULL,
@@ -280,7 +283,26 @@ class SqliteBackend : public LedgerBackend {
       if (!f.ParseFromString(st.Blob(0))) return Status::DataLoss("finding row does not parse");
       out->push_back(std::move(f));
     }
-    return rc == SQLITE_DONE ? Status::Ok() : Error(read_db_, "querying findings");
+    if (rc != SQLITE_DONE) return Error(read_db_, "querying findings");
+    // Reassemble the obligation id lists.
+    Stmt ids(read_db_, "SELECT obligation_id, name, role FROM finding_obligations WHERE finding_id = ? ORDER BY rowid");
+    if (!ids.ok()) return Error(read_db_, "querying findings");
+    for (v1::Finding& f : *out) {
+      ids.Bind(1, f.finding_id());
+      while ((rc = ids.Step()) == SQLITE_ROW) {
+        std::string name = ids.Text(1), role = ids.Text(2);
+        if (name.empty() && role.empty()) {
+          f.add_obligation_ids(ids.Text(0));
+          continue;
+        }
+        for (auto& person : *f.mutable_accountable()) {
+          if (person.name() == name && person.role() == role) person.add_obligation_ids(ids.Text(0));
+        }
+      }
+      ids.Reset();
+      if (rc != SQLITE_DONE) return Error(read_db_, "querying findings");
+    }
+    return Status::Ok();
   }
 
   Status QueryStats(const std::string& service_id, const std::string& from_day,
@@ -403,7 +425,9 @@ class SqliteBackend : public LedgerBackend {
           break;
         }
         case v1::LedgerEvent::kFinding: {
-          // Stored whole: merge the delta into what is stored so far.
+          // The stored body is the finding without its obligation id lists,
+          // which grow: those are rows of finding_obligations, appended per
+          // delta, so an update costs what it adds, not the finding's size.
           v1::Finding f;
           {
             Stmt get(write_db_, "SELECT body FROM findings WHERE finding_id = ?");
@@ -413,6 +437,21 @@ class SqliteBackend : public LedgerBackend {
             }
           }
           ApplyFindingEvent(p.type(), p.finding(), &f);
+          f.clear_obligation_ids();
+          for (auto& person : *f.mutable_accountable()) person.clear_obligation_ids();
+          Stmt add(write_db_, "INSERT INTO finding_obligations (finding_id, obligation_id, name, role) VALUES (?, ?, ?, ?)");
+          for (const std::string& id : p.finding().obligation_ids()) {
+            add.Bind(1, p.finding().finding_id()).Bind(2, id).Bind(3, std::string()).Bind(4, std::string());
+            ok = ok && add.Step() == SQLITE_DONE;
+            add.Reset();
+          }
+          for (const auto& person : p.finding().accountable()) {
+            for (const std::string& id : person.obligation_ids()) {
+              add.Bind(1, p.finding().finding_id()).Bind(2, id).Bind(3, person.name()).Bind(4, person.role());
+              ok = ok && add.Step() == SQLITE_DONE;
+              add.Reset();
+            }
+          }
           finding.Bind(1, f.finding_id()).Bind(2, f.service_id()).Bind(3, f.duty_id());
           finding.Bind(4, f.status()).Bind(5, f.opened_at().seconds()).Bind(6, static_cast<int64_t>(e.seq));
           finding.BindBlob(7, f.SerializeAsString());

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <ctime>
 #include <fstream>
 #include <iostream>
 #include <mutex>
@@ -195,6 +196,8 @@ int RunLoad(const LoadOptions& o) {
     gen.Next(req->mutable_report());
     req->mutable_report()->set_service_id(o.service);
     req->mutable_report()->set_report_id(o.run_id + "-" + std::to_string(worker) + "-" + std::to_string(counter++));
+    // Received now, as a platform sends them (the corpus's own times are in the past).
+    req->mutable_report()->mutable_received_at()->set_seconds(std::time(nullptr));
   };
   // Requests are spaced so all workers together stay under --rate (0: as fast as possible).
   auto pace = [&](uint64_t sent) {
