@@ -210,6 +210,7 @@ Status Evaluator::Scan(const v1::ContentReport& report, Context& ctx) const {
       Status s = matcher_->Scan(raw, value, *ctx.scratch, OnLeafMatch, &hits);
       if (s.ok() && matcher_->HasDatabase(folded)) {
         match::FoldForMatching(value, fold, /*with_map=*/false);
+        if (field != Field::kUrl) ctx.folded_map_epoch[f] = 0;  // the map is stale now
         s = matcher_->Scan(folded, fold->text, *ctx.scratch, OnLeafMatch, &hits);
       }
       return s;
@@ -320,10 +321,14 @@ void Evaluator::LeafMatches(const Node& n, const v1::ContentReport& report, Cont
                             google::protobuf::RepeatedPtrField<v1::Match>* out) const {
   const Condition& c = *n.condition;
   if (n.scan_id >= 0) {
-    auto spans_in = [&](const std::string& value, const std::string& name, match::FoldedText* fold) {
+    auto spans_in = [&](const std::string& value, const std::string& name, match::FoldedText* fold,
+                        uint32_t* map_epoch) {
       ctx.spans.clear();
       if (c.normalize) {
-        match::FoldForMatching(value, fold);
+        if (!map_epoch || *map_epoch != ctx.epoch) {
+          match::FoldForMatching(value, fold);
+          if (map_epoch) *map_epoch = ctx.epoch;
+        }
         matcher_->FindSpans(n.scan_id, fold->text, options_.max_spans_per_leaf, &ctx.spans);
         for (auto& [s, e] : ctx.spans) {
           if (s < e) {
@@ -340,11 +345,12 @@ void Evaluator::LeafMatches(const Node& n, const v1::ContentReport& report, Cont
     int before = out->size();
     if (c.field == Field::kUrl) {
       for (int i = 0; i < report.urls_size(); ++i) {
-        spans_in(report.urls(i), "urls[" + std::to_string(i) + "]", &ctx.folded_url);
+        spans_in(report.urls(i), "urls[" + std::to_string(i) + "]", &ctx.folded_url, nullptr);
       }
     } else {
       const std::string& value = *TextValue(report, c.field);
-      if (!spans_in(value, c.field_name, &ctx.folded[static_cast<int>(c.field)]) && out->size() == before) {
+      int f = static_cast<int>(c.field);
+      if (!spans_in(value, c.field_name, &ctx.folded[f], &ctx.folded_map_epoch[f]) && out->size() == before) {
         // Hyperscan and RE2 disagreed on a corner of syntax: name the field.
         AddMatch(c.field_name, 0, static_cast<uint32_t>(value.size()), out);
       }

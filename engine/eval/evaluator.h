@@ -138,6 +138,9 @@ class Evaluator::Context {
   uint32_t epoch = 0;
   std::vector<uint32_t> candidates;
   match::FoldedText folded[rules::kNumTextFields];
+  // Epoch at which folded[f] was rebuilt with its offset map (spans need it;
+  // the scan does not), so a field is folded with the map at most once.
+  uint32_t folded_map_epoch[rules::kNumTextFields] = {};
   match::FoldedText folded_url;
   std::vector<std::pair<uint32_t, uint32_t>> spans;
 };
