@@ -34,11 +34,13 @@ inline rules::LoadResult LoadPack(const std::string& yaml, const FakeFiles& file
 // A minimal pack header with one duty, for rules under test.
 inline std::string PackWithRules(const std::string& rules_yaml) {
   return "pack: test\nversion: \"1\"\nduties:\n"
-         "  - {id: d, deadline: 24h, actions: [remove_content]}\nrules:\n" + rules_yaml;
+         "  - {id: d, deadline: 24h, actions: [remove_content]}\nrules:\n" +
+         rules_yaml;
 }
 
 // Builds an Evaluator from pack text; fails the test if it does not load.
-std::unique_ptr<eval::Evaluator> MakeEvaluator(const std::string& yaml, const FakeFiles& files = {});
+std::unique_ptr<eval::Evaluator> MakeEvaluator(const std::string& yaml,
+                                               const FakeFiles& files = {});
 
 // The ids of the rules that flag `report`.
 std::vector<std::string> FlaggedRules(const eval::Evaluator& e, const v1::ContentReport& report);

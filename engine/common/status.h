@@ -10,14 +10,26 @@ namespace carewatch {
 // values on the data path: nothing there throws or aborts.
 class Status {
  public:
-  enum class Code { kOk, kInvalidArgument, kNotFound, kFailedPrecondition, kInternal, kDataLoss,
-                    kAlreadyExists, kUnavailable };
+  enum class Code {
+    kOk,
+    kInvalidArgument,
+    kNotFound,
+    kFailedPrecondition,
+    kInternal,
+    kDataLoss,
+    kAlreadyExists,
+    kUnavailable
+  };
 
   Status() = default;
   static Status Ok() { return Status(); }
-  static Status InvalidArgument(std::string m) { return Status(Code::kInvalidArgument, std::move(m)); }
+  static Status InvalidArgument(std::string m) {
+    return Status(Code::kInvalidArgument, std::move(m));
+  }
   static Status NotFound(std::string m) { return Status(Code::kNotFound, std::move(m)); }
-  static Status FailedPrecondition(std::string m) { return Status(Code::kFailedPrecondition, std::move(m)); }
+  static Status FailedPrecondition(std::string m) {
+    return Status(Code::kFailedPrecondition, std::move(m));
+  }
   static Status Internal(std::string m) { return Status(Code::kInternal, std::move(m)); }
   static Status DataLoss(std::string m) { return Status(Code::kDataLoss, std::move(m)); }
   static Status AlreadyExists(std::string m) { return Status(Code::kAlreadyExists, std::move(m)); }

@@ -38,7 +38,8 @@ void DutyEngine::Emit(std::vector<v1::LedgerEvent>* events, v1::LedgerEvent e) {
   events->push_back(std::move(e));
 }
 
-Status DutyEngine::Commit(std::vector<v1::LedgerEvent>* events, std::unique_lock<std::mutex>& lock) {
+Status DutyEngine::Commit(std::vector<v1::LedgerEvent>* events,
+                          std::unique_lock<std::mutex>& lock) {
   if (events->empty()) return Status::Ok();
   counts_.events += events->size();
   std::shared_ptr<ledger::Ledger::Ticket> ticket;
@@ -103,7 +104,8 @@ void DutyEngine::Apply(const v1::LedgerEvent& e) {
       const auto& a = e.action_recorded();
       for (const std::string& id : a.obligation_ids()) {
         auto it = obligations_.find(id);
-        if (it != obligations_.end()) it->second.actions.push_back({a.action(), a.taken_at().seconds()});
+        if (it != obligations_.end())
+          it->second.actions.push_back({a.action(), a.taken_at().seconds()});
       }
       break;
     }
@@ -111,7 +113,7 @@ void DutyEngine::Apply(const v1::LedgerEvent& e) {
     case v1::OBLIGATION_DISCHARGED:
     case v1::DUTY_BREACHED: {
       std::string id = e.type() == v1::DUTY_BREACHED ? e.breach().obligation_id()
-                                                      : e.obligation_closed().obligation_id();
+                                                     : e.obligation_closed().obligation_id();
       auto it = obligations_.find(id);
       if (it == obligations_.end()) break;
       TrackedObligation& ob = it->second;
@@ -216,7 +218,8 @@ Status DutyEngine::Activate(std::shared_ptr<const eval::Evaluator> evaluator, in
   if (rs.version() != active_version_) {
     v1::LedgerEvent e = NewEvent(v1::RULESET_ACTIVATED, now);
     e.mutable_ruleset_activated()->set_version(rs.version());
-    for (const auto& p : rs.packs()) e.mutable_ruleset_activated()->add_packs(p.name + "@" + p.version);
+    for (const auto& p : rs.packs())
+      e.mutable_ruleset_activated()->add_packs(p.name + "@" + p.version);
     e.mutable_ruleset_activated()->set_rules(static_cast<int>(rs.rules().size()));
     Emit(&events, std::move(e));
   }
@@ -315,7 +318,8 @@ Status DutyEngine::SubmitReport(const v1::ContentReport& report, v1::Verdict* ve
   digest("username", report.username());
   digest("display_name", report.display_name());
   digest("profile_bio", report.profile_bio());
-  for (int i = 0; i < report.urls_size(); ++i) digest("urls[" + std::to_string(i) + "]", report.urls(i));
+  for (int i = 0; i < report.urls_size(); ++i)
+    digest("urls[" + std::to_string(i) + "]", report.urls(i));
   *f->mutable_hashes() = report.hashes();
   *f->mutable_verdict() = *verdict;
   Emit(&events, std::move(flagged));
@@ -419,10 +423,12 @@ Status DutyEngine::RecordAction(const ActionInput& in, std::vector<v1::Obligatio
       continue;
     }
     ObligationOutcome outcome = ResolveObligation(deadline, required, ob.actions, in.taken_at);
-    if (outcome.state == duty::ObligationState::kMet || outcome.state == duty::ObligationState::kDischarged) {
-      v1::LedgerEvent closed = NewEvent(
-          outcome.state == duty::ObligationState::kMet ? v1::OBLIGATION_MET : v1::OBLIGATION_DISCHARGED,
-          in.taken_at);
+    if (outcome.state == duty::ObligationState::kMet ||
+        outcome.state == duty::ObligationState::kDischarged) {
+      v1::LedgerEvent closed =
+          NewEvent(outcome.state == duty::ObligationState::kMet ? v1::OBLIGATION_MET
+                                                                : v1::OBLIGATION_DISCHARGED,
+                   in.taken_at);
       auto* c = closed.mutable_obligation_closed();
       c->set_obligation_id(id);
       c->set_report_id(ob.report_id);
@@ -475,16 +481,21 @@ void DutyEngine::Detect(const std::string& service_id, const std::string& duty_i
   int64_t start = t - sys.window_seconds;
   // Counts in (start, t] by binary search: no walk over the window.
   auto in_window = [&](int64_t at) { return at > start && at <= t; };
-  auto first_b = std::upper_bound(w.breaches.begin(), w.breaches.end(), std::make_pair(start, std::string("\xff")));
-  auto end_b = std::upper_bound(w.breaches.begin(), w.breaches.end(), std::make_pair(t, std::string("\xff")));
+  auto first_b = std::upper_bound(w.breaches.begin(), w.breaches.end(),
+                                  std::make_pair(start, std::string("\xff")));
+  auto end_b = std::upper_bound(w.breaches.begin(), w.breaches.end(),
+                                std::make_pair(t, std::string("\xff")));
   int64_t breaches = std::distance(first_b, end_b);
-  int64_t obligations = std::distance(std::upper_bound(w.obligations.begin(), w.obligations.end(), start),
-                                      std::upper_bound(w.obligations.begin(), w.obligations.end(), t));
-  double rate = obligations > 0 ? static_cast<double>(breaches) / obligations : (breaches ? 1.0 : 0.0);
+  int64_t obligations =
+      std::distance(std::upper_bound(w.obligations.begin(), w.obligations.end(), start),
+                    std::upper_bound(w.obligations.begin(), w.obligations.end(), t));
+  double rate =
+      obligations > 0 ? static_cast<double>(breaches) / obligations : (breaches ? 1.0 : 0.0);
   bool holds = breaches >= sys.min_breaches && rate >= sys.min_breach_rate;
   if (holds && !w.open) {
     v1::Finding f;
-    f.set_finding_id("fd-" + Sha256Hex(service_id + '\0' + duty_id + '\0' + std::to_string(t)).substr(0, 16));
+    f.set_finding_id(
+        "fd-" + Sha256Hex(service_id + '\0' + duty_id + '\0' + std::to_string(t)).substr(0, 16));
     f.set_service_id(service_id);
     f.set_duty_id(duty_id);
     f.set_status("open");
@@ -506,7 +517,8 @@ void DutyEngine::Detect(const std::string& service_id, const std::string& duty_i
     std::vector<std::string> added;
     for (const std::string& id : w.pending) {
       auto it = obligations_.find(id);
-      if (it != obligations_.end() && in_window(it->second.breach_at) && !w.in_finding.count(id)) added.push_back(id);
+      if (it != obligations_.end() && in_window(it->second.breach_at) && !w.in_finding.count(id))
+        added.push_back(id);
     }
     if (added.empty()) return;
     const v1::Finding& open = *w.open;

@@ -8,19 +8,26 @@ namespace carewatch::duty {
 
 const char* ObligationStateName(ObligationState s) {
   switch (s) {
-    case ObligationState::kOpen: return "open";
-    case ObligationState::kMet: return "met";
-    case ObligationState::kDischarged: return "discharged";
-    case ObligationState::kBreached: return "breached";
+    case ObligationState::kOpen:
+      return "open";
+    case ObligationState::kMet:
+      return "met";
+    case ObligationState::kDischarged:
+      return "discharged";
+    case ObligationState::kBreached:
+      return "breached";
   }
   return "unknown";
 }
 
 const char* BreachKindName(BreachKind k) {
   switch (k) {
-    case BreachKind::kNone: return "none";
-    case BreachKind::kMissed: return "missed";
-    case BreachKind::kLate: return "late";
+    case BreachKind::kNone:
+      return "none";
+    case BreachKind::kMissed:
+      return "missed";
+    case BreachKind::kLate:
+      return "late";
   }
   return "unknown";
 }
@@ -31,8 +38,9 @@ ObligationOutcome ResolveObligation(int64_t deadline, const std::vector<std::str
   for (const ActionRecord& a : actions) {
     if (a.taken_at <= now) ordered.push_back(&a);
   }
-  std::stable_sort(ordered.begin(), ordered.end(),
-                   [](const ActionRecord* a, const ActionRecord* b) { return a->taken_at < b->taken_at; });
+  std::stable_sort(
+      ordered.begin(), ordered.end(),
+      [](const ActionRecord* a, const ActionRecord* b) { return a->taken_at < b->taken_at; });
 
   std::vector<bool> done(required.size(), false);
   size_t remaining = required.size();

@@ -7,7 +7,8 @@
 namespace carewatch::duty {
 
 std::string RuleTestFailure::ToString() const {
-  return pos.file + ":" + std::to_string(pos.line) + ": " + rule_id + ": " + test_name + ": " + reason;
+  return pos.file + ":" + std::to_string(pos.line) + ": " + rule_id + ": " + test_name + ": " +
+         reason;
 }
 
 namespace {
@@ -36,7 +37,8 @@ std::string RunOne(const eval::Evaluator& evaluator, eval::Evaluator::Context& c
                               : "expected no_match, but the rule matched";
   }
   if (test.expect_obligation.empty()) return "";
-  if (!matched) return "expected obligation " + test.expect_obligation + ", but the rule did not match";
+  if (!matched)
+    return "expected obligation " + test.expect_obligation + ", but the rule did not match";
   int64_t received = report.received_at().seconds();
   int64_t deadline = obligation->deadline().seconds();
   std::vector<ActionRecord> actions;
@@ -50,7 +52,8 @@ std::string RunOne(const eval::Evaluator& evaluator, eval::Evaluator::Context& c
   std::string got = ObligationStateName(outcome.state);
   if (got != test.expect_obligation) {
     std::string detail = got;
-    if (outcome.state == ObligationState::kBreached) detail += std::string(" (") + BreachKindName(outcome.breach) + ")";
+    if (outcome.state == ObligationState::kBreached)
+      detail += std::string(" (") + BreachKindName(outcome.breach) + ")";
     return "expected obligation " + test.expect_obligation + ", got " + detail + " at +" +
            rules::FormatDuration(now - received) + " (deadline +" +
            rules::FormatDuration(deadline - received) + ")";

@@ -13,7 +13,7 @@ struct RuleTestFailure {
   rules::SourcePos pos;  // the test's position in its pack
   std::string rule_id;
   std::string test_name;
-  std::string reason;    // what was expected and what happened
+  std::string reason;  // what was expected and what happened
 
   // "file:line: rule_id: test name: reason"
   std::string ToString() const;

@@ -16,24 +16,35 @@ namespace {
 // The value of a single-valued field of the report.
 const std::string* TextValue(const v1::ContentReport& r, Field f) {
   switch (f) {
-    case Field::kText: return &r.text();
-    case Field::kCaption: return &r.caption();
-    case Field::kUsername: return &r.username();
-    case Field::kDisplayName: return &r.display_name();
-    case Field::kProfileBio: return &r.profile_bio();
-    case Field::kServiceId: return &r.service_id();
-    case Field::kSurface: return &r.surface();
-    case Field::kContentType: return &r.content_type();
-    case Field::kReporterType: return &r.reporter_type();
-    case Field::kReason: return &r.reason();
-    case Field::kSubjectAgeBand: return &r.subject_age_band();
-    default: return nullptr;
+    case Field::kText:
+      return &r.text();
+    case Field::kCaption:
+      return &r.caption();
+    case Field::kUsername:
+      return &r.username();
+    case Field::kDisplayName:
+      return &r.display_name();
+    case Field::kProfileBio:
+      return &r.profile_bio();
+    case Field::kServiceId:
+      return &r.service_id();
+    case Field::kSurface:
+      return &r.surface();
+    case Field::kContentType:
+      return &r.content_type();
+    case Field::kReporterType:
+      return &r.reporter_type();
+    case Field::kReason:
+      return &r.reason();
+    case Field::kSubjectAgeBand:
+      return &r.subject_age_band();
+    default:
+      return nullptr;
   }
 }
 
 bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
            return std::tolower(static_cast<unsigned char>(x)) ==
                   std::tolower(static_cast<unsigned char>(y));
          });
@@ -137,7 +148,8 @@ bool Evaluator::NeedsScan(uint32_t index) const {
 void Evaluator::CollectScanLeaves(uint32_t index, std::vector<uint32_t>* out) const {
   const Node& n = nodes_[index];
   if (n.scan_id >= 0) out->push_back(static_cast<uint32_t>(n.scan_id));
-  for (uint32_t i = 0; i < n.num_children; ++i) CollectScanLeaves(child_ids_[n.first_child + i], out);
+  for (uint32_t i = 0; i < n.num_children; ++i)
+    CollectScanLeaves(child_ids_[n.first_child + i], out);
 }
 
 Status Evaluator::Create(std::shared_ptr<const rules::RuleSet> ruleset,
@@ -274,10 +286,14 @@ bool Evaluator::EvalLeaf(const Node& n, const v1::ContentReport& report, const C
     }
     case Condition::Kind::kExists: {
       bool present;
-      if (c.field == Field::kUrl) present = report.urls_size() > 0;
-      else if (c.field == Field::kHash) present = report.hashes_size() > 0;
-      else if (c.field == Field::kAttribute) present = report.attributes().count(c.attribute_key) > 0;
-      else present = !TextValue(report, c.field)->empty();
+      if (c.field == Field::kUrl)
+        present = report.urls_size() > 0;
+      else if (c.field == Field::kHash)
+        present = report.hashes_size() > 0;
+      else if (c.field == Field::kAttribute)
+        present = report.attributes().count(c.attribute_key) > 0;
+      else
+        present = !TextValue(report, c.field)->empty();
       return present == c.exists;
     }
     default:
@@ -285,7 +301,8 @@ bool Evaluator::EvalLeaf(const Node& n, const v1::ContentReport& report, const C
   }
 }
 
-bool Evaluator::EvalNode(uint32_t index, const v1::ContentReport& report, const Context& ctx) const {
+bool Evaluator::EvalNode(uint32_t index, const v1::ContentReport& report,
+                         const Context& ctx) const {
   const Node& n = nodes_[index];
   const uint32_t* child = child_ids_.data() + n.first_child;
   switch (n.kind) {
@@ -350,7 +367,8 @@ void Evaluator::LeafMatches(const Node& n, const v1::ContentReport& report, Cont
     } else {
       const std::string& value = *TextValue(report, c.field);
       int f = static_cast<int>(c.field);
-      if (!spans_in(value, c.field_name, &ctx.folded[f], &ctx.folded_map_epoch[f]) && out->size() == before) {
+      if (!spans_in(value, c.field_name, &ctx.folded[f], &ctx.folded_map_epoch[f]) &&
+          out->size() == before) {
         // Hyperscan and RE2 disagreed on a corner of syntax: name the field.
         AddMatch(c.field_name, 0, static_cast<uint32_t>(value.size()), out);
       }
@@ -362,7 +380,8 @@ void Evaluator::LeafMatches(const Node& n, const v1::ContentReport& report, Cont
     if (c.field == Field::kUrl) {
       for (int i = 0; i < report.urls_size(); ++i) {
         if (list.Contains(report.urls(i))) {
-          AddMatch("urls[" + std::to_string(i) + "]", 0, static_cast<uint32_t>(report.urls(i).size()), out);
+          AddMatch("urls[" + std::to_string(i) + "]", 0,
+                   static_cast<uint32_t>(report.urls(i).size()), out);
         }
       }
     } else {
@@ -389,7 +408,8 @@ void Evaluator::CollectMatches(uint32_t index, const v1::ContentReport& report, 
   }
 }
 
-Status Evaluator::Evaluate(const v1::ContentReport& report, Context& ctx, v1::Verdict* verdict) const {
+Status Evaluator::Evaluate(const v1::ContentReport& report, Context& ctx,
+                           v1::Verdict* verdict) const {
   verdict->Clear();
   for (int f = 0; f < rules::kNumTextFields; ++f) {
     Field field = static_cast<Field>(f);
@@ -487,11 +507,20 @@ void Evaluator::TraceNode(uint32_t index, int depth, const v1::ContentReport& re
   }
   bool v = false;
   switch (n.kind) {
-    case Condition::Kind::kAll: v = true_children == static_cast<int>(n.num_children); break;
-    case Condition::Kind::kAny: v = true_children > 0; break;
-    case Condition::Kind::kNone: v = true_children == 0; break;
-    case Condition::Kind::kAtLeast: v = true_children >= n.at_least; break;
-    default: break;
+    case Condition::Kind::kAll:
+      v = true_children == static_cast<int>(n.num_children);
+      break;
+    case Condition::Kind::kAny:
+      v = true_children > 0;
+      break;
+    case Condition::Kind::kNone:
+      v = true_children == 0;
+      break;
+    case Condition::Kind::kAtLeast:
+      v = true_children >= n.at_least;
+      break;
+    default:
+      break;
   }
   trace->nodes[slot].value = v;
 }

@@ -91,7 +91,8 @@ class Evaluator {
     const rules::Condition* condition = nullptr;
   };
 
-  explicit Evaluator(std::shared_ptr<const rules::RuleSet> ruleset, const EvaluatorOptions& options);
+  explicit Evaluator(std::shared_ptr<const rules::RuleSet> ruleset,
+                     const EvaluatorOptions& options);
   uint32_t Flatten(const rules::Condition& c, std::vector<match::PatternLeaf>* leaves);
   bool NeedsScan(uint32_t node) const;
   void CollectScanLeaves(uint32_t node, std::vector<uint32_t>* out) const;
@@ -113,12 +114,12 @@ class Evaluator {
   std::vector<Node> nodes_;
   std::vector<uint32_t> child_ids_;
   std::vector<uint32_t> rule_root_;
-  std::vector<int64_t> rule_deadline_;                       // per rule, seconds
+  std::vector<int64_t> rule_deadline_;                         // per rule, seconds
   std::vector<const std::vector<std::string>*> rule_actions_;  // per rule
   std::vector<match::CompiledList> lists_;
-  std::vector<uint32_t> scan_node_;            // scan id -> node
+  std::vector<uint32_t> scan_node_;                // scan id -> node
   std::vector<std::vector<uint32_t>> scan_rules_;  // scan id -> rules using it
-  std::vector<uint32_t> always_rules_;         // rules that can match without a scan hit
+  std::vector<uint32_t> always_rules_;             // rules that can match without a scan hit
 
   mutable std::mutex pool_mu_;
   mutable std::vector<std::unique_ptr<Context>> pool_;

@@ -14,7 +14,8 @@ std::string DescribeCondition(const rules::Condition& c);
 
 // Human-readable explanation of every rule for one report: which conditions
 // held (+) or failed (-), with matched spans quoted from `report`.
-std::string FormatExplanation(const v1::ContentReport& report, const std::vector<RuleTrace>& traces);
+std::string FormatExplanation(const v1::ContentReport& report,
+                              const std::vector<RuleTrace>& traces);
 
 }  // namespace carewatch::eval
 

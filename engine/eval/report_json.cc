@@ -13,7 +13,8 @@ Status ParseReportJson(std::string_view json, v1::ContentReport* report) {
   }
   size_t bad = FindInvalidUtf8(json);
   if (bad != std::string_view::npos) {
-    return Status::InvalidArgument("report is not valid UTF-8 (at byte " + std::to_string(bad) + ")");
+    return Status::InvalidArgument("report is not valid UTF-8 (at byte " + std::to_string(bad) +
+                                   ")");
   }
   google::protobuf::util::JsonParseOptions options;
   options.ignore_unknown_fields = false;

@@ -39,7 +39,8 @@ Status BuildEvidence(LedgerBackend& backend, const ProofFn& prove, const std::st
     std::vector<StoredEvent> rows;
     s = backend.ReadEvents(seq, 1, &rows);
     if (!s.ok()) return s;
-    if (rows.empty() || rows[0].seq != seq) return Status::DataLoss("event " + std::to_string(seq) + " is missing");
+    if (rows.empty() || rows[0].seq != seq)
+      return Status::DataLoss("event " + std::to_string(seq) + " is missing");
     EvidenceItem item;
     item.event = rows[0];
     if (!item.parsed.ParseFromString(item.event.payload)) {
@@ -105,28 +106,35 @@ std::string NextPeriod(const std::string& key, const std::string& period) {
     std::snprintf(buf, sizeof buf, "%04d", year + 1);
   } else if (period == "quarter") {
     int q = key[6] - '0';
-    if (q == 4) std::snprintf(buf, sizeof buf, "%04d-Q1", year + 1);
-    else std::snprintf(buf, sizeof buf, "%04d-Q%d", year, q + 1);
+    if (q == 4)
+      std::snprintf(buf, sizeof buf, "%04d-Q1", year + 1);
+    else
+      std::snprintf(buf, sizeof buf, "%04d-Q%d", year, q + 1);
   } else {
     int month = std::atoi(key.substr(5, 2).c_str());
-    if (month == 12) std::snprintf(buf, sizeof buf, "%04d-01", year + 1);
-    else std::snprintf(buf, sizeof buf, "%04d-%02d", year, month + 1);
+    if (month == 12)
+      std::snprintf(buf, sizeof buf, "%04d-01", year + 1);
+    else
+      std::snprintf(buf, sizeof buf, "%04d-%02d", year, month + 1);
   }
   return buf;
 }
 
 double Change(int64_t now, int64_t before) {
-  return before == 0 ? 0.0 : 100.0 * static_cast<double>(now - before) / static_cast<double>(before);
+  return before == 0 ? 0.0
+                     : 100.0 * static_cast<double>(now - before) / static_cast<double>(before);
 }
 
 }  // namespace
 
-Status ComputeStats(LedgerBackend& backend, const std::string& service_id, const std::string& period,
-                    int64_t from, int64_t to, std::vector<PeriodStats>* out) {
+Status ComputeStats(LedgerBackend& backend, const std::string& service_id,
+                    const std::string& period, int64_t from, int64_t to,
+                    std::vector<PeriodStats>* out) {
   if (period != "month" && period != "quarter" && period != "year") {
     return Status::InvalidArgument("period: must be month, quarter or year");
   }
-  std::string from_day = from == INT64_MIN ? "0000-00-00" : rules::FormatDateTime(from).substr(0, 10);
+  std::string from_day =
+      from == INT64_MIN ? "0000-00-00" : rules::FormatDateTime(from).substr(0, 10);
   std::string to_day = to == INT64_MAX ? "9999-99-99" : rules::FormatDateTime(to).substr(0, 10);
   std::map<std::string, PeriodStats> by_period;
   std::vector<StatsRow> rows;
@@ -164,7 +172,8 @@ Status ComputeStats(LedgerBackend& backend, const std::string& service_id, const
     s = backend.QueryFindings(fq, &page);
     if (!s.ok()) return s;
     for (const v1::Finding& f : page) {
-      by_period[PeriodOf(rules::FormatDateTime(f.opened_at().seconds()).substr(0, 10), period)].findings++;
+      by_period[PeriodOf(rules::FormatDateTime(f.opened_at().seconds()).substr(0, 10), period)]
+          .findings++;
     }
     if (page.size() < fq.limit) break;
     fq.after_id = page.back().finding_id();

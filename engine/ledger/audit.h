@@ -20,7 +20,7 @@ struct EvidenceItem {
 
 struct Evidence {
   v1::Finding finding;
-  v1::Checkpoint checkpoint;  // tree_size 0 when none is signed yet
+  v1::Checkpoint checkpoint;        // tree_size 0 when none is signed yet
   std::vector<EvidenceItem> items;  // in seq order
 };
 
@@ -45,8 +45,9 @@ struct PeriodStats {
 
 // `period`: month | quarter | year. Times bound the days (UTC) included;
 // `service_id` empty: every service.
-Status ComputeStats(LedgerBackend& backend, const std::string& service_id, const std::string& period,
-                    int64_t from, int64_t to, std::vector<PeriodStats>* out);
+Status ComputeStats(LedgerBackend& backend, const std::string& service_id,
+                    const std::string& period, int64_t from, int64_t to,
+                    std::vector<PeriodStats>* out);
 
 // Findings are recorded as deltas: FINDING_OPENED carries the whole finding;
 // FINDING_UPDATED carries the new counters, the obligation ids added and the

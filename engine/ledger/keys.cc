@@ -105,9 +105,10 @@ Status SigningKey::Sign(std::string_view message, std::string* signature) const 
   EVP_MD_CTX* ctx = EVP_MD_CTX_new();
   size_t len = 64;
   signature->resize(len);
-  bool ok = ctx && EVP_DigestSignInit(ctx, nullptr, nullptr, nullptr, key_) == 1 &&
-            EVP_DigestSign(ctx, reinterpret_cast<unsigned char*>(signature->data()), &len,
-                           reinterpret_cast<const unsigned char*>(message.data()), message.size()) == 1;
+  bool ok =
+      ctx && EVP_DigestSignInit(ctx, nullptr, nullptr, nullptr, key_) == 1 &&
+      EVP_DigestSign(ctx, reinterpret_cast<unsigned char*>(signature->data()), &len,
+                     reinterpret_cast<const unsigned char*>(message.data()), message.size()) == 1;
   EVP_MD_CTX_free(ctx);
   if (!ok) return Status::Internal("Ed25519 signing failed");
   signature->resize(len);
@@ -117,9 +118,9 @@ Status SigningKey::Sign(std::string_view message, std::string* signature) const 
 bool SigningKey::Verify(std::string_view message, std::string_view signature) const {
   EVP_MD_CTX* ctx = EVP_MD_CTX_new();
   bool ok = ctx && EVP_DigestVerifyInit(ctx, nullptr, nullptr, nullptr, key_) == 1 &&
-            EVP_DigestVerify(ctx, reinterpret_cast<const unsigned char*>(signature.data()),
-                             signature.size(), reinterpret_cast<const unsigned char*>(message.data()),
-                             message.size()) == 1;
+            EVP_DigestVerify(
+                ctx, reinterpret_cast<const unsigned char*>(signature.data()), signature.size(),
+                reinterpret_cast<const unsigned char*>(message.data()), message.size()) == 1;
   EVP_MD_CTX_free(ctx);
   return ok;
 }
@@ -133,7 +134,8 @@ Status LoadOrCreateHmacKey(const std::string& path, std::string* key) {
       return Status::InvalidArgument("HMAC key " + path + " must hold 64 lower-case hex digits");
     }
     key->clear();
-    for (size_t i = 0; i < 64; i += 2) key->push_back(static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16)));
+    for (size_t i = 0; i < 64; i += 2)
+      key->push_back(static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16)));
     return Status::Ok();
   }
   unsigned char raw[32];

@@ -1,11 +1,11 @@
 #include "engine/ledger/ledger.h"
 
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
+
 #include <chrono>
 #include <cstring>
 #include <filesystem>
-
-#include <google/protobuf/io/coded_stream.h>
-#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 
 #include "engine/common/digest.h"
 
@@ -64,8 +64,9 @@ Status Ledger::Open(const LedgerOptions& options, std::unique_ptr<Ledger>* out) 
   if (!l->options_.now) l->options_.now = [] { return WallMillis(); };
   Status s = OpenBackend(options.url, false, &l->backend_);
   if (!s.ok()) return s;
-  std::string key_path =
-      options.signing_key_path.empty() ? LedgerDirectory(options.url) + "/ledger.key" : options.signing_key_path;
+  std::string key_path = options.signing_key_path.empty()
+                             ? LedgerDirectory(options.url) + "/ledger.key"
+                             : options.signing_key_path;
   s = SigningKey::LoadOrCreate(key_path, &l->key_);
   if (!s.ok()) return s;
   // A ledger belongs to one deployment: its key signs every checkpoint.
@@ -171,7 +172,8 @@ void Ledger::WriterLoop() {
     std::deque<std::shared_ptr<Ticket>> batch;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait_for(lock, std::chrono::milliseconds(200), [this] { return stop_ || !queue_.empty(); });
+      cv_.wait_for(lock, std::chrono::milliseconds(200),
+                   [this] { return stop_ || !queue_.empty(); });
       if (queue_.empty()) {
         if (stop_) return;
         // Idle: sign a checkpoint if events are waiting for one.
@@ -220,8 +222,8 @@ Status Ledger::WriteOne(std::deque<std::shared_ptr<Ticket>>& batch, bool force_c
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (const auto& [key, counts] : pending_stats_) {
-      stats.push_back({std::get<0>(key), std::get<1>(key), std::get<2>(key), std::get<3>(key), counts.first,
-                       counts.second});
+      stats.push_back({std::get<0>(key), std::get<1>(key), std::get<2>(key), std::get<3>(key),
+                       counts.first, counts.second});
     }
     pending_stats_.clear();
   }
@@ -239,7 +241,8 @@ Status Ledger::WriteOne(std::deque<std::shared_ptr<Ticket>>& batch, bool force_c
     checkpoint.set_root_hash(tree_.Root(after));
     checkpoint.mutable_time()->set_seconds(now_ms / 1000);
     std::string signature;
-    Status s = key_->Sign(CheckpointSignedText(after, checkpoint.root_hash(), now_ms / 1000), &signature);
+    Status s =
+        key_->Sign(CheckpointSignedText(after, checkpoint.root_hash(), now_ms / 1000), &signature);
     if (!s.ok()) {
       tree_.Truncate(before);
       return s;
@@ -254,8 +257,8 @@ Status Ledger::WriteOne(std::deque<std::shared_ptr<Ticket>>& batch, bool force_c
   if (!s.ok()) {
     tree_.Truncate(before);
     std::lock_guard<std::mutex> lock(mu_);
-    error_ = Status::Unavailable("ledger write failed; nothing after seq " + std::to_string(before) +
-                                 " was recorded: " + s.message());
+    error_ = Status::Unavailable("ledger write failed; nothing after seq " +
+                                 std::to_string(before) + " was recorded: " + s.message());
     return error_;
   }
   durable_size_ = after;

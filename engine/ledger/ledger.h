@@ -2,9 +2,9 @@
 #define CAREWATCH_ENGINE_LEDGER_LEDGER_H_
 
 #include <condition_variable>
-#include <functional>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -45,10 +45,10 @@ struct BreachQuery {
 };
 
 struct FindingQuery {
-  std::string service_id, duty_id, status;  // empty: any
-  int64_t from = INT64_MIN, to = INT64_MAX; // opened_at
-  std::string after_id;                     // paging
-  std::string finding_id;                   // exactly this one
+  std::string service_id, duty_id, status;   // empty: any
+  int64_t from = INT64_MIN, to = INT64_MAX;  // opened_at
+  std::string after_id;                      // paging
+  std::string finding_id;                    // exactly this one
   size_t limit = 100;
 };
 
@@ -78,7 +78,8 @@ class LedgerBackend {
   virtual Status QueryStats(const std::string& service_id, const std::string& from_day,
                             const std::string& to_day, std::vector<StatsRow>* out) = 0;
   // Event seqs that mention an obligation (for evidence chains).
-  virtual Status EventsForObligation(const std::string& obligation_id, std::vector<uint64_t>* seqs) = 0;
+  virtual Status EventsForObligation(const std::string& obligation_id,
+                                     std::vector<uint64_t>* seqs) = 0;
   virtual Status FindingEvents(const std::string& finding_id, std::vector<uint64_t>* seqs) = 0;
 };
 
@@ -95,8 +96,8 @@ std::string CheckpointSignedText(uint64_t tree_size, const Hash& root, int64_t t
 
 struct LedgerOptions {
   std::string url = "sqlite://data/ledger.db";
-  std::string signing_key_path;  // default: beside the ledger, ledger.key
-  uint64_t checkpoint_every = 1000;     // events between signed checkpoints
+  std::string signing_key_path;           // default: beside the ledger, ledger.key
+  uint64_t checkpoint_every = 1000;       // events between signed checkpoints
   int64_t checkpoint_interval_ms = 1000;  // or this long, whichever first
   // Wall clock for checkpoint times (tests inject their own).
   std::function<int64_t()> now = nullptr;
@@ -157,7 +158,8 @@ class Ledger {
   std::condition_variable cv_;
   std::deque<std::shared_ptr<Ticket>> queue_;
   // Pending report counts by (service, day, surface, reason).
-  std::map<std::tuple<std::string, std::string, std::string, std::string>, std::pair<int64_t, int64_t>>
+  std::map<std::tuple<std::string, std::string, std::string, std::string>,
+           std::pair<int64_t, int64_t>>
       pending_stats_;
   uint64_t next_seq_ = 1;
   bool stop_ = false;

@@ -12,7 +12,7 @@ namespace {
 
 Hash Sha256(std::string_view a, std::string_view b = {}, std::string_view c = {}) {
   thread_local std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(),
-                                                                          &EVP_MD_CTX_free);
+                                                                           &EVP_MD_CTX_free);
   static EVP_MD* md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
   unsigned char out[32];
   unsigned int len = 0;

@@ -130,12 +130,14 @@ class SqliteBackend : public LedgerBackend {
       // Commits fsync the WAL (synchronous=FULL). Copying the WAL back into
       // the database is done by a background checkpointer, not inside a
       // commit, so no acknowledged append waits for it.
-      Status s = Exec(write_db_, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA wal_autocheckpoint=0;");
+      Status s =
+          Exec(write_db_,
+               "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA wal_autocheckpoint=0;");
       if (!s.ok()) return s;
       s = Exec(write_db_, kSchema);
       if (!s.ok()) return s;
-      if (sqlite3_open_v2(path.c_str(), &checkpoint_db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX,
-                          nullptr) != SQLITE_OK) {
+      if (sqlite3_open_v2(path.c_str(), &checkpoint_db_,
+                          SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, nullptr) != SQLITE_OK) {
         return Error(checkpoint_db_, "cannot open ledger for checkpoints " + path);
       }
       sqlite3_busy_timeout(checkpoint_db_, 1000);
@@ -145,7 +147,8 @@ class SqliteBackend : public LedgerBackend {
           checkpoint_cv_.wait_for(lock, std::chrono::milliseconds(500));
           if (stop_checkpoints_) break;
           lock.unlock();
-          sqlite3_wal_checkpoint_v2(checkpoint_db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+          sqlite3_wal_checkpoint_v2(checkpoint_db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr,
+                                    nullptr);
           lock.lock();
         }
       });
@@ -218,7 +221,8 @@ class SqliteBackend : public LedgerBackend {
   Status ReadEvents(uint64_t from_seq, size_t limit, std::vector<StoredEvent>* out) override {
     std::lock_guard<std::mutex> lock(read_mu_);
     Stmt st(read_db_,
-            "SELECT seq, type, time, payload, leaf_hash FROM events WHERE seq >= ? ORDER BY seq LIMIT ?");
+            "SELECT seq, type, time, payload, leaf_hash FROM events WHERE seq >= ? ORDER BY seq "
+            "LIMIT ?");
     if (!st.ok()) return Error(read_db_, "reading events");
     st.Bind(1, static_cast<int64_t>(from_seq)).Bind(2, static_cast<int64_t>(limit));
     int rc;
@@ -236,7 +240,8 @@ class SqliteBackend : public LedgerBackend {
 
   Status ReadCheckpoints(std::vector<v1::Checkpoint>* out) override {
     std::lock_guard<std::mutex> lock(read_mu_);
-    Stmt st(read_db_, "SELECT tree_size, root_hash, time, signature FROM checkpoints ORDER BY tree_size");
+    Stmt st(read_db_,
+            "SELECT tree_size, root_hash, time, signature FROM checkpoints ORDER BY tree_size");
     if (!st.ok()) return Error(read_db_, "reading checkpoints");
     int rc;
     while ((rc = st.Step()) == SQLITE_ROW) {
@@ -250,7 +255,8 @@ class SqliteBackend : public LedgerBackend {
     return rc == SQLITE_DONE ? Status::Ok() : Error(read_db_, "reading checkpoints");
   }
 
-  Status QueryBreaches(const BreachQuery& q, std::vector<std::pair<uint64_t, v1::Breach>>* out) override {
+  Status QueryBreaches(const BreachQuery& q,
+                       std::vector<std::pair<uint64_t, v1::Breach>>* out) override {
     std::lock_guard<std::mutex> lock(read_mu_);
     Stmt st(read_db_,
             "SELECT seq, body FROM breaches WHERE seq > ?1 AND (?2 = '' OR service_id = ?2) AND "
@@ -285,7 +291,9 @@ class SqliteBackend : public LedgerBackend {
     }
     if (rc != SQLITE_DONE) return Error(read_db_, "querying findings");
     // Reassemble the obligation id lists.
-    Stmt ids(read_db_, "SELECT obligation_id, name, role FROM finding_obligations WHERE finding_id = ? ORDER BY rowid");
+    Stmt ids(read_db_,
+             "SELECT obligation_id, name, role FROM finding_obligations WHERE finding_id = ? ORDER "
+             "BY rowid");
     if (!ids.ok()) return Error(read_db_, "querying findings");
     for (v1::Finding& f : *out) {
       ids.Bind(1, f.finding_id());
@@ -296,7 +304,8 @@ class SqliteBackend : public LedgerBackend {
           continue;
         }
         for (auto& person : *f.mutable_accountable()) {
-          if (person.name() == name && person.role() == role) person.add_obligation_ids(ids.Text(0));
+          if (person.name() == name && person.role() == role)
+            person.add_obligation_ids(ids.Text(0));
         }
       }
       ids.Reset();
@@ -320,12 +329,15 @@ class SqliteBackend : public LedgerBackend {
     return rc == SQLITE_DONE ? Status::Ok() : Error(read_db_, "querying stats");
   }
 
-  Status EventsForObligation(const std::string& obligation_id, std::vector<uint64_t>* seqs) override {
-    return Seqs("SELECT seq FROM obligation_events WHERE obligation_id = ? ORDER BY seq", obligation_id, seqs);
+  Status EventsForObligation(const std::string& obligation_id,
+                             std::vector<uint64_t>* seqs) override {
+    return Seqs("SELECT seq FROM obligation_events WHERE obligation_id = ? ORDER BY seq",
+                obligation_id, seqs);
   }
 
   Status FindingEvents(const std::string& finding_id, std::vector<uint64_t>* seqs) override {
-    return Seqs("SELECT seq FROM finding_events WHERE finding_id = ? ORDER BY seq", finding_id, seqs);
+    return Seqs("SELECT seq FROM finding_events WHERE finding_id = ? ORDER BY seq", finding_id,
+                seqs);
   }
 
  private:
@@ -356,16 +368,21 @@ class SqliteBackend : public LedgerBackend {
   // Statements of the writer, prepared once.
   struct WriteStatements {
     explicit WriteStatements(sqlite3* db)
-        : ins(db, "INSERT INTO events (seq, type, time, payload, leaf_hash) VALUES (?, ?, ?, ?, ?)"),
-          breach(db,
-                 "INSERT INTO breaches (seq, obligation_id, report_id, service_id, duty_id, rule_id, "
-                 "deadline, at, kind, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+        : ins(db,
+              "INSERT INTO events (seq, type, time, payload, leaf_hash) VALUES (?, ?, ?, ?, ?)"),
+          breach(
+              db,
+              "INSERT INTO breaches (seq, obligation_id, report_id, service_id, duty_id, rule_id, "
+              "deadline, at, kind, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
           finding(db,
-                  "INSERT OR REPLACE INTO findings (finding_id, service_id, duty_id, status, opened_at, "
+                  "INSERT OR REPLACE INTO findings (finding_id, service_id, duty_id, status, "
+                  "opened_at, "
                   "last_seq, body) VALUES (?, ?, ?, ?, ?, ?, ?)"),
           finding_ev(db, "INSERT OR IGNORE INTO finding_events (finding_id, seq) VALUES (?, ?)"),
           ob_ev(db, "INSERT OR IGNORE INTO obligation_events (obligation_id, seq) VALUES (?, ?)") {}
-    bool ok() const { return ins.ok() && breach.ok() && finding.ok() && finding_ev.ok() && ob_ev.ok(); }
+    bool ok() const {
+      return ins.ok() && breach.ok() && finding.ok() && finding_ev.ok() && ob_ev.ok();
+    }
     Stmt ins, breach, finding, finding_ev, ob_ev;
   };
 
@@ -394,7 +411,8 @@ class SqliteBackend : public LedgerBackend {
       const StoredEvent& e = events[i];
       ins.Bind(1, static_cast<int64_t>(e.seq)).Bind(2, e.type).Bind(3, e.time);
       ins.BindBlob(4, e.payload).BindBlob(5, e.leaf_hash);
-      if (ins.Step() != SQLITE_DONE) return Error(write_db_, "appending event " + std::to_string(e.seq));
+      if (ins.Step() != SQLITE_DONE)
+        return Error(write_db_, "appending event " + std::to_string(e.seq));
       ins.Reset();
       const v1::LedgerEvent& p = *parsed[i];
       bool ok = true;
@@ -411,12 +429,15 @@ class SqliteBackend : public LedgerBackend {
           ok = link(p.obligation_closed().obligation_id(), e.seq);
           break;
         case v1::LedgerEvent::kActionRecorded:
-          for (const std::string& id : p.action_recorded().obligation_ids()) ok = ok && link(id, e.seq);
+          for (const std::string& id : p.action_recorded().obligation_ids())
+            ok = ok && link(id, e.seq);
           break;
         case v1::LedgerEvent::kBreach: {
           const v1::Breach& b = p.breach();
           ok = link(b.obligation_id(), e.seq);
-          breach.Bind(1, static_cast<int64_t>(e.seq)).Bind(2, b.obligation_id()).Bind(3, b.report_id());
+          breach.Bind(1, static_cast<int64_t>(e.seq))
+              .Bind(2, b.obligation_id())
+              .Bind(3, b.report_id());
           breach.Bind(4, b.service_id()).Bind(5, b.duty_id()).Bind(6, b.rule_id());
           breach.Bind(7, b.deadline().seconds()).Bind(8, b.at().seconds()).Bind(9, b.kind());
           breach.BindBlob(10, b.SerializeAsString());
@@ -433,27 +454,38 @@ class SqliteBackend : public LedgerBackend {
             Stmt get(write_db_, "SELECT body FROM findings WHERE finding_id = ?");
             get.Bind(1, p.finding().finding_id());
             if (get.Step() == SQLITE_ROW && !f.ParseFromString(get.Blob(0))) {
-              return Status::DataLoss("finding row " + p.finding().finding_id() + " does not parse");
+              return Status::DataLoss("finding row " + p.finding().finding_id() +
+                                      " does not parse");
             }
           }
           ApplyFindingEvent(p.type(), p.finding(), &f);
           f.clear_obligation_ids();
           for (auto& person : *f.mutable_accountable()) person.clear_obligation_ids();
-          Stmt add(write_db_, "INSERT INTO finding_obligations (finding_id, obligation_id, name, role) VALUES (?, ?, ?, ?)");
+          Stmt add(write_db_,
+                   "INSERT INTO finding_obligations (finding_id, obligation_id, name, role) VALUES "
+                   "(?, ?, ?, ?)");
           for (const std::string& id : p.finding().obligation_ids()) {
-            add.Bind(1, p.finding().finding_id()).Bind(2, id).Bind(3, std::string()).Bind(4, std::string());
+            add.Bind(1, p.finding().finding_id())
+                .Bind(2, id)
+                .Bind(3, std::string())
+                .Bind(4, std::string());
             ok = ok && add.Step() == SQLITE_DONE;
             add.Reset();
           }
           for (const auto& person : p.finding().accountable()) {
             for (const std::string& id : person.obligation_ids()) {
-              add.Bind(1, p.finding().finding_id()).Bind(2, id).Bind(3, person.name()).Bind(4, person.role());
+              add.Bind(1, p.finding().finding_id())
+                  .Bind(2, id)
+                  .Bind(3, person.name())
+                  .Bind(4, person.role());
               ok = ok && add.Step() == SQLITE_DONE;
               add.Reset();
             }
           }
           finding.Bind(1, f.finding_id()).Bind(2, f.service_id()).Bind(3, f.duty_id());
-          finding.Bind(4, f.status()).Bind(5, f.opened_at().seconds()).Bind(6, static_cast<int64_t>(e.seq));
+          finding.Bind(4, f.status())
+              .Bind(5, f.opened_at().seconds())
+              .Bind(6, static_cast<int64_t>(e.seq));
           finding.BindBlob(7, f.SerializeAsString());
           ok = finding.Step() == SQLITE_DONE;
           finding.Reset();
@@ -468,14 +500,18 @@ class SqliteBackend : public LedgerBackend {
       if (!ok) return Error(write_db_, "indexing event " + std::to_string(e.seq));
     }
     if (checkpoint) {
-      Stmt cp(write_db_, "INSERT INTO checkpoints (tree_size, root_hash, time, signature) VALUES (?, ?, ?, ?)");
-      cp.Bind(1, static_cast<int64_t>(checkpoint->tree_size())).BindBlob(2, checkpoint->root_hash());
+      Stmt cp(
+          write_db_,
+          "INSERT INTO checkpoints (tree_size, root_hash, time, signature) VALUES (?, ?, ?, ?)");
+      cp.Bind(1, static_cast<int64_t>(checkpoint->tree_size()))
+          .BindBlob(2, checkpoint->root_hash());
       cp.Bind(3, checkpoint->time().seconds()).BindBlob(4, checkpoint->signature());
       if (cp.Step() != SQLITE_DONE) return Error(write_db_, "writing checkpoint");
     }
     if (!stats.empty()) {
       Stmt st(write_db_,
-              "INSERT INTO stats (service_id, day, surface, reason, reports, flagged) VALUES (?, ?, ?, ?, ?, ?) "
+              "INSERT INTO stats (service_id, day, surface, reason, reports, flagged) VALUES (?, "
+              "?, ?, ?, ?, ?) "
               "ON CONFLICT (service_id, day, surface, reason) DO UPDATE SET "
               "reports = reports + excluded.reports, flagged = flagged + excluded.flagged");
       for (const StatsRow& r : stats) {
@@ -507,7 +543,8 @@ Status OpenBackend(const std::string& url, bool read_only, std::unique_ptr<Ledge
   if (url.rfind("sqlite://", 0) == 0) {
     path = url.substr(9);  // sqlite:///abs -> /abs ; sqlite://rel -> rel
   } else if (url.rfind("postgresql://", 0) == 0 || url.rfind("postgres://", 0) == 0) {
-    return Status::InvalidArgument("the PostgreSQL ledger backend is not built into this carewatch");
+    return Status::InvalidArgument(
+        "the PostgreSQL ledger backend is not built into this carewatch");
   } else if (url.find("://") != std::string::npos) {
     return Status::InvalidArgument("unknown ledger URL scheme in '" + url +
                                    "' (use sqlite:///path/ledger.db)");

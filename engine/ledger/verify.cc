@@ -24,8 +24,9 @@ VerifyReport VerifyLedger(LedgerBackend& backend, const std::string& public_key_
     s = SigningKey::FromPublicPem(public_key_pem, &key);
     if (!s.ok()) return Fail(r, 0, "public key: " + s.message());
     if (found && stored_pem != public_key_pem) {
-      return Fail(r, 0, "the ledger names another deployment's key (" +
-                            std::string(found ? "stored key differs from --pubkey" : "") + ")");
+      return Fail(r, 0,
+                  "the ledger names another deployment's key (" +
+                      std::string(found ? "stored key differs from --pubkey" : "") + ")");
     }
   } else {
     if (!found) return Fail(r, 0, "the ledger names no public key; pass --pubkey");
@@ -39,28 +40,36 @@ VerifyReport VerifyLedger(LedgerBackend& backend, const std::string& public_key_
   for (;;) {
     std::vector<StoredEvent> page;
     s = backend.ReadEvents(expect, kPage, &page);
-    if (!s.ok()) return Fail(r, expect, "cannot read events from " + std::to_string(expect) + ": " + s.message());
+    if (!s.ok())
+      return Fail(r, expect,
+                  "cannot read events from " + std::to_string(expect) + ": " + s.message());
     if (page.empty()) break;
     for (const StoredEvent& e : page) {
       if (e.seq != expect) {
-        return Fail(r, expect, "event " + std::to_string(expect) + " is missing (the next stored is " +
-                                   std::to_string(e.seq) + ")");
+        return Fail(r, expect,
+                    "event " + std::to_string(expect) + " is missing (the next stored is " +
+                        std::to_string(e.seq) + ")");
       }
       v1::LedgerEvent parsed;
       if (!parsed.ParseFromString(e.payload)) {
-        return Fail(r, e.seq, "event " + std::to_string(e.seq) + " does not parse: its bytes were altered");
+        return Fail(r, e.seq,
+                    "event " + std::to_string(e.seq) + " does not parse: its bytes were altered");
       }
       if (parsed.seq() != e.seq) {
-        return Fail(r, e.seq, "event " + std::to_string(e.seq) + " holds the payload of event " +
-                                  std::to_string(parsed.seq()) + ": rows were reordered or replaced");
+        return Fail(r, e.seq,
+                    "event " + std::to_string(e.seq) + " holds the payload of event " +
+                        std::to_string(parsed.seq()) + ": rows were reordered or replaced");
       }
       Hash leaf = LeafHash(e.payload);
       if (leaf != e.leaf_hash) {
-        return Fail(r, e.seq, "event " + std::to_string(e.seq) +
-                                  " does not match its leaf hash: its bytes were altered");
+        return Fail(r, e.seq,
+                    "event " + std::to_string(e.seq) +
+                        " does not match its leaf hash: its bytes were altered");
       }
       if (parsed.type() != e.type || parsed.time().seconds() != e.time) {
-        return Fail(r, e.seq, "event " + std::to_string(e.seq) + ": indexed type or time differ from the event");
+        return Fail(
+            r, e.seq,
+            "event " + std::to_string(e.seq) + ": indexed type or time differ from the event");
       }
       tree.Append(leaf);
       ++expect;
@@ -76,24 +85,28 @@ VerifyReport VerifyLedger(LedgerBackend& backend, const std::string& public_key_
   for (const v1::Checkpoint& c : checkpoints) {
     uint64_t n = c.tree_size();
     if (n > tree.size()) {
-      return Fail(r, tree.size() + 1, "checkpoint at size " + std::to_string(n) + " covers events " +
-                                          std::to_string(tree.size() + 1) + ".." + std::to_string(n) +
-                                          ", which are missing");
+      return Fail(r, tree.size() + 1,
+                  "checkpoint at size " + std::to_string(n) + " covers events " +
+                      std::to_string(tree.size() + 1) + ".." + std::to_string(n) +
+                      ", which are missing");
     }
     if (!key->Verify(CheckpointSignedText(n, c.root_hash(), c.time().seconds()), c.signature())) {
-      return Fail(r, n, "checkpoint at size " + std::to_string(n) +
-                            " (seq " + std::to_string(n) + "): signature is not valid for the deployment's key");
+      return Fail(r, n,
+                  "checkpoint at size " + std::to_string(n) + " (seq " + std::to_string(n) +
+                      "): signature is not valid for the deployment's key");
     }
     Hash root = tree.Root(n);
     if (root != c.root_hash()) {
-      return Fail(r, 0, "checkpoint at size " + std::to_string(n) + " does not match events " +
-                            std::to_string(previous_size + 1) + ".." + std::to_string(n) +
-                            ": an event in that range was altered together with its leaf hash");
+      return Fail(r, 0,
+                  "checkpoint at size " + std::to_string(n) + " does not match events " +
+                      std::to_string(previous_size + 1) + ".." + std::to_string(n) +
+                      ": an event in that range was altered together with its leaf hash");
     }
-    if (previous_size > 0 &&
-        !VerifyConsistency(previous_size, n, previous_root, root, tree.ConsistencyProof(previous_size, n))) {
-      return Fail(r, 0, "checkpoints at sizes " + std::to_string(previous_size) + " and " +
-                            std::to_string(n) + " are not consistent");
+    if (previous_size > 0 && !VerifyConsistency(previous_size, n, previous_root, root,
+                                                tree.ConsistencyProof(previous_size, n))) {
+      return Fail(r, 0,
+                  "checkpoints at sizes " + std::to_string(previous_size) + " and " +
+                      std::to_string(n) + " are not consistent");
     }
     previous_size = n;
     previous_root = root;
@@ -103,8 +116,9 @@ VerifyReport VerifyLedger(LedgerBackend& backend, const std::string& public_key_
   r.ok = true;
   r.message = "ledger verifies: " + std::to_string(r.events) + " events, " +
               std::to_string(r.checkpoints) + " signed checkpoints" +
-              (r.unsigned_tail ? ", " + std::to_string(r.unsigned_tail) + " events after the last checkpoint"
-                               : "") +
+              (r.unsigned_tail
+                   ? ", " + std::to_string(r.unsigned_tail) + " events after the last checkpoint"
+                   : "") +
               "; root " + HexEncode(tree.Root(tree.size()));
   return r;
 }

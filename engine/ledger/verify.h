@@ -12,9 +12,9 @@ struct VerifyReport {
   bool ok = false;
   uint64_t events = 0;
   uint64_t checkpoints = 0;
-  uint64_t unsigned_tail = 0;   // events after the last signed checkpoint
-  uint64_t first_bad_seq = 0;   // 0 when ok or when no single event is to blame
-  std::string message;          // what is wrong, naming the sequence number
+  uint64_t unsigned_tail = 0;  // events after the last signed checkpoint
+  uint64_t first_bad_seq = 0;  // 0 when ok or when no single event is to blame
+  std::string message;         // what is wrong, naming the sequence number
 };
 
 // Verifies a ledger from its rows alone, trusting nothing it stores about

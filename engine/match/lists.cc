@@ -14,7 +14,8 @@ std::string Lower(std::string_view s) {
 }
 }  // namespace
 
-CompiledList::CompiledList(const rules::ListDef& def) : is_url_(def.kind == rules::ListDef::Kind::kUrl) {
+CompiledList::CompiledList(const rules::ListDef& def)
+    : is_url_(def.kind == rules::ListDef::Kind::kUrl) {
   for (const std::string& e : def.entries) {
     if (is_url_) {
       auto u = NormalizeUrl(e);

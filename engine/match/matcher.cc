@@ -151,7 +151,8 @@ Status Matcher::BuildWithRe2Set(std::vector<PatternLeaf> leaves, std::unique_ptr
       if (DatabaseSlot(leaf.field, leaf.normalize) != slot) continue;
       std::string error;
       if (set->Add(m->re2_[id]->pattern(), &error) < 0) {
-        return Status::InvalidArgument("RE2::Set rejects '" + m->re2_[id]->pattern() + "': " + error);
+        return Status::InvalidArgument("RE2::Set rejects '" + m->re2_[id]->pattern() +
+                                       "': " + error);
       }
       m->set_leaf_[slot].push_back(id);
     }
@@ -164,8 +165,7 @@ Status Matcher::BuildWithRe2Set(std::vector<PatternLeaf> leaves, std::unique_ptr
 }
 
 Status Matcher::Build(std::vector<PatternLeaf> leaves, const std::string& cache_dir,
-                      const std::string& cache_key, std::unique_ptr<Matcher>* out,
-                      bool* compiled) {
+                      const std::string& cache_key, std::unique_ptr<Matcher>* out, bool* compiled) {
   std::unique_ptr<Matcher> m(new Matcher());
   m->leaves_ = std::move(leaves);
   if (compiled) *compiled = false;
@@ -275,7 +275,8 @@ void FindLiteralSpans(const std::vector<std::string>& literals, std::string_view
     if (literal.empty()) continue;
     bool word_start = IsWordChar(literal.front());
     bool word_end = IsWordChar(literal.back());
-    for (size_t at = lowered.find(literal); at != std::string::npos; at = lowered.find(literal, at + 1)) {
+    for (size_t at = lowered.find(literal); at != std::string::npos;
+         at = lowered.find(literal, at + 1)) {
       size_t end = at + literal.size();
       if (word_start && at > 0 && IsWordChar(lowered[at - 1])) continue;
       if (word_end && end < lowered.size() && IsWordChar(lowered[end])) continue;

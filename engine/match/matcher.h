@@ -1,14 +1,14 @@
 #ifndef CAREWATCH_ENGINE_MATCH_MATCHER_H_
 #define CAREWATCH_ENGINE_MATCH_MATCHER_H_
 
+#include <re2/set.h>
+
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
-
-#include <re2/set.h>
 
 #include "engine/common/status.h"
 #include "engine/rules/ruleset.h"

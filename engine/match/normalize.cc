@@ -15,63 +15,126 @@ namespace {
 UChar32 FoldLookAlike(UChar32 c) {
   switch (c) {
     // Digits and symbols for letters.
-    case '0': return 'o';
-    case '1': return 'i';
-    case '3': return 'e';
-    case '4': return 'a';
-    case '5': return 's';
-    case '7': return 't';
-    case '8': return 'b';
-    case '@': return 'a';
-    case '$': return 's';
-    case '!': return 'i';
-    case '|': return 'l';
+    case '0':
+      return 'o';
+    case '1':
+      return 'i';
+    case '3':
+      return 'e';
+    case '4':
+      return 'a';
+    case '5':
+      return 's';
+    case '7':
+      return 't';
+    case '8':
+      return 'b';
+    case '@':
+      return 'a';
+    case '$':
+      return 's';
+    case '!':
+      return 'i';
+    case '|':
+      return 'l';
     // Cyrillic.
-    case 0x0430: return 'a';
-    case 0x0432: return 'b';
-    case 0x0435: return 'e';
-    case 0x0451: return 'e';
-    case 0x043A: return 'k';
-    case 0x043C: return 'm';
-    case 0x043D: return 'h';
-    case 0x043E: return 'o';
-    case 0x0440: return 'p';
-    case 0x0441: return 'c';
-    case 0x0442: return 't';
-    case 0x0443: return 'y';
-    case 0x0445: return 'x';
-    case 0x0456: return 'i';
-    case 0x0457: return 'i';
-    case 0x0458: return 'j';
-    case 0x0455: return 's';
-    case 0x04CF: return 'l';
-    case 0x0501: return 'd';
-    case 0x051B: return 'q';
-    case 0x051D: return 'w';
+    case 0x0430:
+      return 'a';
+    case 0x0432:
+      return 'b';
+    case 0x0435:
+      return 'e';
+    case 0x0451:
+      return 'e';
+    case 0x043A:
+      return 'k';
+    case 0x043C:
+      return 'm';
+    case 0x043D:
+      return 'h';
+    case 0x043E:
+      return 'o';
+    case 0x0440:
+      return 'p';
+    case 0x0441:
+      return 'c';
+    case 0x0442:
+      return 't';
+    case 0x0443:
+      return 'y';
+    case 0x0445:
+      return 'x';
+    case 0x0456:
+      return 'i';
+    case 0x0457:
+      return 'i';
+    case 0x0458:
+      return 'j';
+    case 0x0455:
+      return 's';
+    case 0x04CF:
+      return 'l';
+    case 0x0501:
+      return 'd';
+    case 0x051B:
+      return 'q';
+    case 0x051D:
+      return 'w';
     // Greek.
-    case 0x03B1: return 'a';
-    case 0x03B2: return 'b';
-    case 0x03B5: return 'e';
-    case 0x03B9: return 'i';
-    case 0x03BA: return 'k';
-    case 0x03BD: return 'v';
-    case 0x03BF: return 'o';
-    case 0x03C1: return 'p';
-    case 0x03C4: return 't';
-    case 0x03C5: return 'u';
-    case 0x03C7: return 'x';
-    case 0x03C9: return 'w';
-    default: return c;
+    case 0x03B1:
+      return 'a';
+    case 0x03B2:
+      return 'b';
+    case 0x03B5:
+      return 'e';
+    case 0x03B9:
+      return 'i';
+    case 0x03BA:
+      return 'k';
+    case 0x03BD:
+      return 'v';
+    case 0x03BF:
+      return 'o';
+    case 0x03C1:
+      return 'p';
+    case 0x03C4:
+      return 't';
+    case 0x03C5:
+      return 'u';
+    case 0x03C7:
+      return 'x';
+    case 0x03C9:
+      return 'w';
+    default:
+      return c;
   }
 }
 
 bool IsSeparatorPunct(UChar32 c) {
   switch (c) {
-    case '.': case '-': case '_': case '*': case '+': case '~': case '/': case '\\':
-    case ',': case '\'': case '"': case '`': case '^': case '=': case ':': case ';':
+    case '.':
+    case '-':
+    case '_':
+    case '*':
+    case '+':
+    case '~':
+    case '/':
+    case '\\':
+    case ',':
+    case '\'':
+    case '"':
+    case '`':
+    case '^':
+    case '=':
+    case ':':
+    case ';':
     case 0x00B7:  // middle dot
     case 0x2022:  // bullet
-    case 0x2010: case 0x2011: case 0x2012: case 0x2013: case 0x2014:  // dashes
+    case 0x2010:
+    case 0x2011:
+    case 0x2012:
+    case 0x2013:
+    case 0x2014:  // dashes
       return true;
     default:
       return false;
@@ -351,7 +414,7 @@ class Folder {
 
   FoldedText* out_;
   const bool with_map_;
-  size_t n_ = 0;  // bytes of output written
+  size_t n_ = 0;            // bytes of output written
   bool last_space_ = true;  // drops leading white space
   int token_cps_ = 0;
   int singles_run_ = 0;

@@ -53,7 +53,8 @@ std::optional<NormalizedUrl> NormalizeUrl(std::string_view url) {
 
 bool NormalizeUrl(std::string_view url, NormalizedUrl* out) {
   // Trim white space.
-  while (!url.empty() && std::isspace(static_cast<unsigned char>(url.front()))) url.remove_prefix(1);
+  while (!url.empty() && std::isspace(static_cast<unsigned char>(url.front())))
+    url.remove_prefix(1);
   while (!url.empty() && std::isspace(static_cast<unsigned char>(url.back()))) url.remove_suffix(1);
   std::string_view default_port;
   size_t scheme_end = url.find("://");
@@ -61,11 +62,14 @@ bool NormalizeUrl(std::string_view url, NormalizedUrl* out) {
     std::string_view scheme = url.substr(0, scheme_end);
     auto is = [&](std::string_view name) {
       return scheme.size() == name.size() &&
-             std::equal(scheme.begin(), scheme.end(), name.begin(),
-                        [](char a, char b) { return std::tolower(static_cast<unsigned char>(a)) == b; });
+             std::equal(scheme.begin(), scheme.end(), name.begin(), [](char a, char b) {
+               return std::tolower(static_cast<unsigned char>(a)) == b;
+             });
     };
-    if (is("http")) default_port = "80";
-    else if (is("https")) default_port = "443";
+    if (is("http"))
+      default_port = "80";
+    else if (is("https"))
+      default_port = "443";
     url.remove_prefix(scheme_end + 3);
   } else if (url.substr(0, 2) == "//") {
     url.remove_prefix(2);

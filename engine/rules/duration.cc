@@ -28,10 +28,18 @@ std::optional<int64_t> ParseDuration(std::string_view text, std::string* error) 
     }
     int64_t unit = 0;
     switch (text[i]) {
-      case 's': unit = 1; break;
-      case 'm': unit = 60; break;
-      case 'h': unit = 3600; break;
-      case 'd': unit = 86400; break;
+      case 's':
+        unit = 1;
+        break;
+      case 'm':
+        unit = 60;
+        break;
+      case 'h':
+        unit = 3600;
+        break;
+      case 'd':
+        unit = 86400;
+        break;
       default:
         *error = "bad duration '" + std::string(text) + "': unknown unit '" +
                  std::string(1, text[i]) + "' (use s, m, h or d)";
@@ -54,8 +62,10 @@ std::optional<int64_t> ParseDuration(std::string_view text, std::string* error) 
 std::string FormatDuration(int64_t seconds) {
   if (seconds == 0) return "0s";
   std::string out;
-  const struct { int64_t size; char unit; } kUnits[] = {
-      {86400, 'd'}, {3600, 'h'}, {60, 'm'}, {1, 's'}};
+  const struct {
+    int64_t size;
+    char unit;
+  } kUnits[] = {{86400, 'd'}, {3600, 'h'}, {60, 'm'}, {1, 's'}};
   for (const auto& u : kUnits) {
     if (seconds >= u.size) {
       out += std::to_string(seconds / u.size) + u.unit;

@@ -49,11 +49,21 @@ std::string JsonEscape(const std::string& s) {
   std::string out = "\"";
   for (unsigned char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (c < 0x20) {
           char buf[8];
@@ -155,7 +165,8 @@ class Loader {
   // --- typed access, each reporting its own error ---
   // Checks that `node` is a mapping whose keys are all in `allowed` and not
   // repeated. Returns false (after reporting) when it is not a mapping.
-  bool CheckMap(const YAML::Node& node, const char* what, std::initializer_list<const char*> allowed);
+  bool CheckMap(const YAML::Node& node, const char* what,
+                std::initializer_list<const char*> allowed);
   bool GetString(const YAML::Node& map, const char* key, std::string* out, bool required);
   bool AsString(const YAML::Node& node, const char* what, std::string* out);
   bool GetStringList(const YAML::Node& map, const char* key, std::vector<std::string>* out);
@@ -270,11 +281,11 @@ bool Loader::GetDuration(const YAML::Node& map, const char* key, int64_t* out, b
 void Loader::AddFile(const SourceFile& file) {
   file_ = file.path;
   rule_id_.clear();
-  version_input_ += "file\n" + file.path + "\n" + std::to_string(file.content.size()) + "\n" +
-                    file.content;
+  version_input_ +=
+      "file\n" + file.path + "\n" + std::to_string(file.content.size()) + "\n" + file.content;
   if (file.content.size() > kMaxPackBytes) {
-    Error(SourcePos{file_, 0, 0}, "file is larger than " + std::to_string(kMaxPackBytes >> 20) +
-                                      " MiB");
+    Error(SourcePos{file_, 0, 0},
+          "file is larger than " + std::to_string(kMaxPackBytes >> 20) + " MiB");
     return;
   }
   size_t bad = carewatch::FindInvalidUtf8(file.content);
@@ -289,8 +300,8 @@ void Loader::AddFile(const SourceFile& file) {
     return;
   }
   if (int line = FindExcessiveNesting(file.content, 4 * kMaxConditionDepth)) {
-    Error(SourcePos{file_, line, 1}, "YAML nests deeper than " +
-                                         std::to_string(4 * kMaxConditionDepth) + " levels");
+    Error(SourcePos{file_, line, 1},
+          "YAML nests deeper than " + std::to_string(4 * kMaxConditionDepth) + " levels");
     return;
   }
   YAML::Node root;
@@ -306,7 +317,8 @@ void Loader::AddFile(const SourceFile& file) {
   try {
     const YAML::Node& croot = root;  // const: lookups must not insert keys
     if (!croot || croot.IsNull()) {
-      Error(SourcePos{file_, 1, 1}, "file is empty; expected a rule pack or an accountability file");
+      Error(SourcePos{file_, 1, 1},
+            "file is empty; expected a rule pack or an accountability file");
       return;
     }
     if (!croot.IsMap()) {
@@ -333,7 +345,8 @@ void Loader::ParseAccountability(const YAML::Node& root) {
     return;
   }
   for (const auto& item : list) {
-    if (!CheckMap(item, "an accountability record", {"service_id", "duty", "name", "role", "from", "to"})) {
+    if (!CheckMap(item, "an accountability record",
+                  {"service_id", "duty", "name", "role", "from", "to"})) {
       continue;
     }
     Accountability a;
@@ -420,9 +433,10 @@ void Loader::CheckActions(const YAML::Node& at, const std::vector<std::string>& 
     if (a == kReviewedNotIllegal) {
       Error(at, "'reviewed_not_illegal' discharges an obligation; it cannot be a required action");
     } else if (!IsKnownAction(a)) {
-      Warn(at, "unknown action '" + a + "' (known: remove_content, restrict_account, "
-               "suspend_account, report_to_nca, report_to_ncmec, escalate_to_specialist, "
-               "preserve_evidence)");
+      Warn(at, "unknown action '" + a +
+                   "' (known: remove_content, restrict_account, "
+                   "suspend_account, report_to_nca, report_to_ncmec, escalate_to_specialist, "
+                   "preserve_evidence)");
     }
   }
 }
@@ -544,7 +558,8 @@ void Loader::ParseList(const std::string& name, const YAML::Node& key, const YAM
 void Loader::ParseRule(const YAML::Node& node, const std::string& pack) {
   rule_id_.clear();
   if (node.IsMap() && node["id"] && node["id"].IsScalar()) rule_id_ = node["id"].Scalar();
-  if (!CheckMap(node, "a rule", {"id", "title", "duty", "severity", "when", "obligation", "tests"})) {
+  if (!CheckMap(node, "a rule",
+                {"id", "title", "duty", "severity", "when", "obligation", "tests"})) {
     return;
   }
   Rule r;
@@ -566,11 +581,16 @@ void Loader::ParseRule(const YAML::Node& node, const std::string& pack) {
   if (GetString(node, "duty", &r.duty, true)) r.duty_pos = PosOf(node["duty"]);
   std::string severity;
   if (GetString(node, "severity", &severity, true)) {
-    if (severity == "low") r.severity = Severity::kLow;
-    else if (severity == "medium") r.severity = Severity::kMedium;
-    else if (severity == "high") r.severity = Severity::kHigh;
-    else if (severity == "critical") r.severity = Severity::kCritical;
-    else Error(node["severity"], "severity '" + severity + "' must be low, medium, high or critical");
+    if (severity == "low")
+      r.severity = Severity::kLow;
+    else if (severity == "medium")
+      r.severity = Severity::kMedium;
+    else if (severity == "high")
+      r.severity = Severity::kHigh;
+    else if (severity == "critical")
+      r.severity = Severity::kCritical;
+    else
+      Error(node["severity"], "severity '" + severity + "' must be low, medium, high or critical");
   }
   bool when_ok = false;
   if (YAML::Node when = node["when"]) {
@@ -617,8 +637,9 @@ bool Loader::ParseCondition(const YAML::Node& node, int depth, Condition* out) {
     return false;
   }
   if (!node.IsMap()) {
-    Error(node, "a condition must be a mapping: {all|any|none: [...]}, {at_least: N, of: [...]} "
-                "or {field: F, regex|phrases|equals|in|in_list|exists: ...}");
+    Error(node,
+          "a condition must be a mapping: {all|any|none: [...]}, {at_least: N, of: [...]} "
+          "or {field: F, regex|phrases|equals|in|in_list|exists: ...}");
     return false;
   }
   auto parse_children = [&](const YAML::Node& list, const char* key) {
@@ -696,18 +717,21 @@ bool Loader::ParseLeaf(const YAML::Node& node, Condition* out) {
     }
   }
   if (ops != 1) {
-    Error(node, ops == 0 ? "condition on '" + out->field_name +
-                               "' needs one of regex, phrases, equals, in, in_list or exists"
-                         : "condition on '" + out->field_name +
-                               "' has more than one of regex, phrases, equals, in, in_list, exists");
+    Error(node, ops == 0
+                    ? "condition on '" + out->field_name +
+                          "' needs one of regex, phrases, equals, in, in_list or exists"
+                    : "condition on '" + out->field_name +
+                          "' has more than one of regex, phrases, equals, in, in_list, exists");
     return false;
   }
   const std::string op = op_name;
   const YAML::Node value = node[op_name];
   bool scanned = op == "regex" || op == "phrases";
   if (scanned && !IsTextField(out->field)) {
-    Error(node["field"], op + " applies to text fields (text caption username display_name "
-                              "profile_bio url), not '" + out->field_name + "'");
+    Error(node["field"], op +
+                             " applies to text fields (text caption username display_name "
+                             "profile_bio url), not '" +
+                             out->field_name + "'");
     return false;
   }
   if (node["flags"] && op != "regex") {
@@ -734,12 +758,17 @@ bool Loader::ParseLeaf(const YAML::Node& node, Condition* out) {
     if (node["flags"]) {
       if (!GetStringList(node, "flags", &flags)) return false;
       for (const std::string& f : flags) {
-        if (f == "case_sensitive") out->regex_flags |= kCaseSensitive;
-        else if (f == "dotall") out->regex_flags |= kDotAll;
-        else if (f == "multiline") out->regex_flags |= kMultiline;
-        else if (f == "ucp") out->regex_flags |= kUcp;
+        if (f == "case_sensitive")
+          out->regex_flags |= kCaseSensitive;
+        else if (f == "dotall")
+          out->regex_flags |= kDotAll;
+        else if (f == "multiline")
+          out->regex_flags |= kMultiline;
+        else if (f == "ucp")
+          out->regex_flags |= kUcp;
         else {
-          Error(node["flags"], "unknown flag '" + f + "' (flags: case_sensitive, dotall, multiline, ucp)");
+          Error(node["flags"],
+                "unknown flag '" + f + "' (flags: case_sensitive, dotall, multiline, ucp)");
           return false;
         }
       }
@@ -796,7 +825,8 @@ bool Loader::ParseLeaf(const YAML::Node& node, Condition* out) {
   if (op == "in_list") {
     out->kind = Condition::Kind::kInList;
     if (out->field != Field::kUrl && out->field != Field::kHash) {
-      Error(node["field"], "in_list applies to the url and hash fields, not '" + out->field_name + "'");
+      Error(node["field"],
+            "in_list applies to the url and hash fields, not '" + out->field_name + "'");
       return false;
     }
     return AsString(value, "in_list", &out->list);
@@ -850,7 +880,8 @@ bool Loader::YamlToJson(const YAML::Node& node, const YAML::Node& report, int de
 }
 
 void Loader::ParseTest(const YAML::Node& node, RuleTest* out) {
-  if (!CheckMap(node, "a test", {"name", "report", "expect", "actions", "at", "expect_obligation"})) {
+  if (!CheckMap(node, "a test",
+                {"name", "report", "expect", "actions", "at", "expect_obligation"})) {
     return;
   }
   out->pos = PosOf(node);
@@ -868,8 +899,10 @@ void Loader::ParseTest(const YAML::Node& node, RuleTest* out) {
   if (!YamlToJson(report, report, 0, &out->report_json)) return;
   std::string expect;
   if (GetString(node, "expect", &expect, false)) {
-    if (expect == "match") out->expect_match = true;
-    else if (expect == "no_match") out->expect_match = false;
+    if (expect == "match")
+      out->expect_match = true;
+    else if (expect == "no_match")
+      out->expect_match = false;
     else {
       Error(node["expect"], "expect must be match or no_match, not '" + expect + "'");
       return;
@@ -949,7 +982,8 @@ void Loader::CrossCheck() {
   for (const Accountability& a : builder_.accountability()) {
     if (a.duty_pattern == "*" || a.duty_pattern.find('*') != std::string::npos) continue;
     if (!builder_.rules().empty() && duty_defs_.find(a.duty_pattern) == duty_defs_.end()) {
-      Warn(a.pos, "accountability names duty '" + a.duty_pattern + "', which no loaded pack defines");
+      Warn(a.pos,
+           "accountability names duty '" + a.duty_pattern + "', which no loaded pack defines");
     }
   }
 }
@@ -993,7 +1027,8 @@ LoadResult LoadRuleSet(const std::vector<std::string>& paths) {
       }
       std::sort(names.begin(), names.end());
       if (names.empty()) {
-        early.push_back({Diagnostic::Level::kError, {path, 0, 0}, "no *.yaml rule files in directory", ""});
+        early.push_back(
+            {Diagnostic::Level::kError, {path, 0, 0}, "no *.yaml rule files in directory", ""});
       }
     } else {
       names.push_back(path);

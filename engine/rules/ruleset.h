@@ -110,11 +110,11 @@ struct RuleTest {
   };
   std::string name;
   SourcePos pos;
-  std::string report_json;             // the `report:` mapping as JSON
-  std::optional<bool> expect_match;    // expect: match | no_match
+  std::string report_json;           // the `report:` mapping as JSON
+  std::optional<bool> expect_match;  // expect: match | no_match
   std::vector<Action> actions;
-  std::optional<int64_t> at_seconds;   // at: 48h
-  std::string expect_obligation;       // open | met | discharged | breached
+  std::optional<int64_t> at_seconds;  // at: 48h
+  std::string expect_obligation;      // open | met | discharged | breached
 };
 
 struct Rule {

@@ -10,20 +10,29 @@ namespace carewatch::server {
 
 const char* RoleName(Role r) {
   switch (r) {
-    case Role::kPlatform: return "platform";
-    case Role::kRegulator: return "regulator";
-    case Role::kRuleAuthor: return "rule_author";
-    case Role::kAdmin: return "admin";
+    case Role::kPlatform:
+      return "platform";
+    case Role::kRegulator:
+      return "regulator";
+    case Role::kRuleAuthor:
+      return "rule_author";
+    case Role::kAdmin:
+      return "admin";
   }
   return "?";
 }
 
 bool ParseRole(const std::string& s, Role* out) {
-  if (s == "platform") *out = Role::kPlatform;
-  else if (s == "regulator") *out = Role::kRegulator;
-  else if (s == "rule_author") *out = Role::kRuleAuthor;
-  else if (s == "admin") *out = Role::kAdmin;
-  else return false;
+  if (s == "platform")
+    *out = Role::kPlatform;
+  else if (s == "regulator")
+    *out = Role::kRegulator;
+  else if (s == "rule_author")
+    *out = Role::kRuleAuthor;
+  else if (s == "admin")
+    *out = Role::kAdmin;
+  else
+    return false;
   return true;
 }
 
@@ -35,7 +44,8 @@ Status TokenStore::Load(const std::string& path, TokenStore* out) {
     return Status::InvalidArgument(path + ":" + std::to_string(e.mark.line + 1) + ": " + e.msg);
   }
   if (!root.IsMap() || !root["tokens"] || !root["tokens"].IsSequence()) {
-    return Status::InvalidArgument(path + ": expected `tokens:` with a list of {sha256, principal, role, service_id}");
+    return Status::InvalidArgument(
+        path + ": expected `tokens:` with a list of {sha256, principal, role, service_id}");
   }
   TokenStore store;
   for (const auto& t : root["tokens"]) {
@@ -47,17 +57,21 @@ Status TokenStore::Load(const std::string& path, TokenStore* out) {
         return Status::InvalidArgument(where + ": unknown key '" + k + "'");
       }
     }
-    auto get = [&](const char* k) { return t[k] && t[k].IsScalar() ? t[k].Scalar() : std::string(); };
+    auto get = [&](const char* k) {
+      return t[k] && t[k].IsScalar() ? t[k].Scalar() : std::string();
+    };
     std::string digest = get("sha256"), name = get("principal"), role = get("role");
     Principal p;
     p.name = name;
     p.service_id = get("service_id");
     if (digest.size() != 64 || digest.find_first_not_of("0123456789abcdef") != std::string::npos) {
-      return Status::InvalidArgument(where + ": sha256 must be 64 lower-case hex digits (the digest, never the token)");
+      return Status::InvalidArgument(
+          where + ": sha256 must be 64 lower-case hex digits (the digest, never the token)");
     }
     if (name.empty()) return Status::InvalidArgument(where + ": principal is required");
     if (!ParseRole(role, &p.role)) {
-      return Status::InvalidArgument(where + ": role must be platform, regulator, rule_author or admin");
+      return Status::InvalidArgument(where +
+                                     ": role must be platform, regulator, rule_author or admin");
     }
     if (p.role == Role::kPlatform && p.service_id.empty()) {
       return Status::InvalidArgument(where + ": a platform token needs its service_id");
@@ -72,8 +86,10 @@ Status TokenStore::Load(const std::string& path, TokenStore* out) {
 
 Status TokenStore::Authenticate(const std::string& authorization, Principal* out) const {
   constexpr std::string_view kBearer = "Bearer ";
-  if (authorization.empty()) return Status::FailedPrecondition("missing authorization: Bearer TOKEN");
-  if (authorization.compare(0, kBearer.size(), kBearer) != 0 || authorization.size() == kBearer.size()) {
+  if (authorization.empty())
+    return Status::FailedPrecondition("missing authorization: Bearer TOKEN");
+  if (authorization.compare(0, kBearer.size(), kBearer) != 0 ||
+      authorization.size() == kBearer.size()) {
     return Status::FailedPrecondition("authorization must be `Bearer TOKEN`");
   }
   std::string digest = Sha256Hex(std::string_view(authorization).substr(kBearer.size()));

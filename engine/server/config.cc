@@ -37,23 +37,28 @@ Status LoadConfigFile(const std::string& path, ServerConfig* c) {
   if (!root || root.IsNull()) return Status::Ok();
   if (!root.IsMap()) return Status::InvalidArgument(path + ": the config must be a mapping");
   const std::set<std::string> known = {
-      "listen", "rules", "accountability", "ledger", "tokens", "tls_cert", "tls_key", "tls_client_ca",
-      "metrics", "signing_key", "hmac_key", "cache_dir", "max_message_bytes", "max_field_bytes",
-      "max_urls", "max_hashes", "workers", "sweep_interval_ms"};
+      "listen",     "rules",     "accountability",    "ledger",          "tokens",
+      "tls_cert",   "tls_key",   "tls_client_ca",     "metrics",         "signing_key",
+      "hmac_key",   "cache_dir", "max_message_bytes", "max_field_bytes", "max_urls",
+      "max_hashes", "workers",   "sweep_interval_ms"};
   try {
     for (const auto& kv : root) {
       std::string key = kv.first.as<std::string>();
       const YAML::Node& v = kv.second;
-      if (!known.count(key)) return Status::InvalidArgument(Where(path, kv.first) + ": unknown setting '" + key + "'");
+      if (!known.count(key))
+        return Status::InvalidArgument(Where(path, kv.first) + ": unknown setting '" + key + "'");
       auto str = [&]() -> std::string {
         if (!v.IsScalar()) throw YAML::TypedBadConversion<std::string>(v.Mark());
         return v.Scalar();
       };
       auto list = [&]() {
         std::vector<std::string> out;
-        if (v.IsScalar()) out.push_back(v.Scalar());
-        else if (v.IsSequence()) for (const auto& x : v) out.push_back(x.as<std::string>());
-        else throw YAML::TypedBadConversion<std::string>(v.Mark());
+        if (v.IsScalar())
+          out.push_back(v.Scalar());
+        else if (v.IsSequence())
+          for (const auto& x : v) out.push_back(x.as<std::string>());
+        else
+          throw YAML::TypedBadConversion<std::string>(v.Mark());
         return out;
       };
       auto num = [&]() -> int64_t {
@@ -64,24 +69,42 @@ Status LoadConfigFile(const std::string& path, ServerConfig* c) {
         return n;
       };
       try {
-        if (key == "listen") c->listen = str();
-        else if (key == "rules") c->rules = list();
-        else if (key == "accountability") c->accountability = list();
-        else if (key == "ledger") c->ledger = str();
-        else if (key == "tokens") c->tokens = str();
-        else if (key == "tls_cert") c->tls_cert = str();
-        else if (key == "tls_key") c->tls_key = str();
-        else if (key == "tls_client_ca") c->tls_client_ca = str();
-        else if (key == "metrics") c->metrics = str();
-        else if (key == "signing_key") c->signing_key = str();
-        else if (key == "hmac_key") c->hmac_key = str();
-        else if (key == "cache_dir") c->cache_dir = str();
-        else if (key == "max_message_bytes") c->max_message_bytes = num();
-        else if (key == "max_field_bytes") c->max_field_bytes = num();
-        else if (key == "max_urls") c->max_urls = static_cast<int>(num());
-        else if (key == "max_hashes") c->max_hashes = static_cast<int>(num());
-        else if (key == "workers") c->workers = static_cast<int>(num());
-        else if (key == "sweep_interval_ms") c->sweep_interval_ms = num();
+        if (key == "listen")
+          c->listen = str();
+        else if (key == "rules")
+          c->rules = list();
+        else if (key == "accountability")
+          c->accountability = list();
+        else if (key == "ledger")
+          c->ledger = str();
+        else if (key == "tokens")
+          c->tokens = str();
+        else if (key == "tls_cert")
+          c->tls_cert = str();
+        else if (key == "tls_key")
+          c->tls_key = str();
+        else if (key == "tls_client_ca")
+          c->tls_client_ca = str();
+        else if (key == "metrics")
+          c->metrics = str();
+        else if (key == "signing_key")
+          c->signing_key = str();
+        else if (key == "hmac_key")
+          c->hmac_key = str();
+        else if (key == "cache_dir")
+          c->cache_dir = str();
+        else if (key == "max_message_bytes")
+          c->max_message_bytes = num();
+        else if (key == "max_field_bytes")
+          c->max_field_bytes = num();
+        else if (key == "max_urls")
+          c->max_urls = static_cast<int>(num());
+        else if (key == "max_hashes")
+          c->max_hashes = static_cast<int>(num());
+        else if (key == "workers")
+          c->workers = static_cast<int>(num());
+        else if (key == "sweep_interval_ms")
+          c->sweep_interval_ms = num();
       } catch (const std::exception&) {
         return Status::InvalidArgument(Where(path, v) + ": bad value for '" + key + "'");
       }
@@ -93,28 +116,35 @@ Status LoadConfigFile(const std::string& path, ServerConfig* c) {
 }
 
 Status ValidateConfig(const ServerConfig& c) {
-  if (!ValidHostPort(c.listen)) return Status::InvalidArgument("listen: '" + c.listen + "' is not HOST:PORT");
+  if (!ValidHostPort(c.listen))
+    return Status::InvalidArgument("listen: '" + c.listen + "' is not HOST:PORT");
   if (!c.metrics.empty() && !ValidHostPort(c.metrics)) {
     return Status::InvalidArgument("metrics: '" + c.metrics + "' is not HOST:PORT");
   }
-  if (c.rules.empty()) return Status::InvalidArgument("rules: at least one rule directory is required");
+  if (c.rules.empty())
+    return Status::InvalidArgument("rules: at least one rule directory is required");
   for (const auto& r : c.rules) {
-    if (!std::filesystem::exists(r)) return Status::InvalidArgument("rules: " + r + " does not exist");
+    if (!std::filesystem::exists(r))
+      return Status::InvalidArgument("rules: " + r + " does not exist");
   }
   for (const auto& a : c.accountability) {
-    if (!std::filesystem::exists(a)) return Status::InvalidArgument("accountability: " + a + " does not exist");
+    if (!std::filesystem::exists(a))
+      return Status::InvalidArgument("accountability: " + a + " does not exist");
   }
   if (!std::filesystem::exists(c.tokens)) {
-    return Status::InvalidArgument("tokens: " + c.tokens + " does not exist (create one with `carewatch token new`)");
+    return Status::InvalidArgument("tokens: " + c.tokens +
+                                   " does not exist (create one with `carewatch token new`)");
   }
   if (c.tls_cert.empty() != c.tls_key.empty()) {
     return Status::InvalidArgument("tls_cert and tls_key: give both or neither");
   }
   for (const auto& f : {c.tls_cert, c.tls_key, c.tls_client_ca}) {
-    if (!f.empty() && !std::filesystem::exists(f)) return Status::InvalidArgument("TLS file " + f + " does not exist");
+    if (!f.empty() && !std::filesystem::exists(f))
+      return Status::InvalidArgument("TLS file " + f + " does not exist");
   }
   if (!c.tls_client_ca.empty() && c.tls_cert.empty()) {
-    return Status::InvalidArgument("tls_client_ca needs tls_cert and tls_key (mTLS is TLS plus client certificates)");
+    return Status::InvalidArgument(
+        "tls_client_ca needs tls_cert and tls_key (mTLS is TLS plus client certificates)");
   }
   if (c.max_message_bytes < 1024 || c.max_message_bytes > (1ll << 30)) {
     return Status::InvalidArgument("max_message_bytes: must be between 1024 and 1073741824");
@@ -122,9 +152,12 @@ Status ValidateConfig(const ServerConfig& c) {
   if (c.max_field_bytes < 1 || c.max_field_bytes > c.max_message_bytes) {
     return Status::InvalidArgument("max_field_bytes: must be between 1 and max_message_bytes");
   }
-  if (c.workers < 1 || c.workers > 256) return Status::InvalidArgument("workers: must be between 1 and 256");
-  if (c.sweep_interval_ms < 10) return Status::InvalidArgument("sweep_interval_ms: must be at least 10");
-  if (c.max_urls < 0 || c.max_hashes < 0) return Status::InvalidArgument("max_urls/max_hashes: must not be negative");
+  if (c.workers < 1 || c.workers > 256)
+    return Status::InvalidArgument("workers: must be between 1 and 256");
+  if (c.sweep_interval_ms < 10)
+    return Status::InvalidArgument("sweep_interval_ms: must be at least 10");
+  if (c.max_urls < 0 || c.max_hashes < 0)
+    return Status::InvalidArgument("max_urls/max_hashes: must not be negative");
   return Status::Ok();
 }
 

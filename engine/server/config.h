@@ -13,20 +13,20 @@ namespace carewatch::server {
 // name (--listen, --rules, ...); flags override the config file.
 struct ServerConfig {
   std::string listen = "127.0.0.1:50051";
-  std::vector<std::string> rules = {"rules"};     // directories or pack files
-  std::vector<std::string> accountability;        // extra accountability files
+  std::vector<std::string> rules = {"rules"};  // directories or pack files
+  std::vector<std::string> accountability;     // extra accountability files
   std::string ledger = "sqlite://data/ledger.db";
   std::string tokens = "data/tokens.yaml";
-  std::string tls_cert, tls_key, tls_client_ca;   // TLS when cert+key; mTLS with a CA
-  std::string metrics = "127.0.0.1:9464";         // HTTP: /metrics /healthz /readyz ("" = off)
-  std::string signing_key;                        // default: beside the ledger
-  std::string hmac_key;                           // default: beside the ledger
-  std::string cache_dir = "data/hs-cache";        // compiled Hyperscan databases
+  std::string tls_cert, tls_key, tls_client_ca;  // TLS when cert+key; mTLS with a CA
+  std::string metrics = "127.0.0.1:9464";        // HTTP: /metrics /healthz /readyz ("" = off)
+  std::string signing_key;                       // default: beside the ledger
+  std::string hmac_key;                          // default: beside the ledger
+  std::string cache_dir = "data/hs-cache";       // compiled Hyperscan databases
   int64_t max_message_bytes = 16 << 20;
-  int64_t max_field_bytes = 1 << 20;              // any one text field or URL
+  int64_t max_field_bytes = 1 << 20;  // any one text field or URL
   int max_urls = 1000;
   int max_hashes = 1000;
-  int workers = 8;                                // EvaluateStream worker threads
+  int workers = 8;  // EvaluateStream worker threads
   int64_t sweep_interval_ms = 1000;
 };
 

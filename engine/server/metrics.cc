@@ -48,7 +48,8 @@ std::string Metrics::Render(const Gauges& g) const {
   line("# HELP carewatch_rpc_requests_total RPCs handled, by method and status code.");
   line("# TYPE carewatch_rpc_requests_total counter");
   for (const auto& [k, v] : requests_) {
-    line("carewatch_rpc_requests_total{method=\"" + k.first + "\",code=\"" + k.second + "\"} " + std::to_string(v));
+    line("carewatch_rpc_requests_total{method=\"" + k.first + "\",code=\"" + k.second + "\"} " +
+         std::to_string(v));
   }
   line("# HELP carewatch_rpc_latency_seconds RPC latency, by method.");
   line("# TYPE carewatch_rpc_latency_seconds histogram");
@@ -56,9 +57,11 @@ std::string Metrics::Render(const Gauges& g) const {
     for (size_t i = 0; i < kBuckets.size(); ++i) {
       char le[32];
       std::snprintf(le, sizeof le, "%g", kBuckets[i]);
-      line("carewatch_rpc_latency_seconds_bucket{method=\"" + m + "\",le=\"" + le + "\"} " + std::to_string(h.buckets[i]));
+      line("carewatch_rpc_latency_seconds_bucket{method=\"" + m + "\",le=\"" + le + "\"} " +
+           std::to_string(h.buckets[i]));
     }
-    line("carewatch_rpc_latency_seconds_bucket{method=\"" + m + "\",le=\"+Inf\"} " + std::to_string(h.count));
+    line("carewatch_rpc_latency_seconds_bucket{method=\"" + m + "\",le=\"+Inf\"} " +
+         std::to_string(h.count));
     line("carewatch_rpc_latency_seconds_sum{method=\"" + m + "\"} " + std::to_string(h.sum));
     line("carewatch_rpc_latency_seconds_count{method=\"" + m + "\"} " + std::to_string(h.count));
   }
@@ -67,7 +70,8 @@ std::string Metrics::Render(const Gauges& g) const {
   line("carewatch_reports_evaluated_total " + std::to_string(reports_.load()));
   line("# HELP carewatch_flags_total Flags raised, by rule.");
   line("# TYPE carewatch_flags_total counter");
-  for (const auto& [r, v] : flags_) line("carewatch_flags_total{rule=\"" + r + "\"} " + std::to_string(v));
+  for (const auto& [r, v] : flags_)
+    line("carewatch_flags_total{rule=\"" + r + "\"} " + std::to_string(v));
   line("# HELP carewatch_obligations Obligations by state.");
   line("# TYPE carewatch_obligations gauge");
   line("carewatch_obligations{state=\"open\"} " + std::to_string(g.open));
@@ -94,13 +98,15 @@ void Log(const char* level, const std::string& msg,
          std::initializer_list<std::pair<const char*, std::string>> fields) {
   auto now = std::chrono::system_clock::now();
   time_t t = std::chrono::system_clock::to_time_t(now);
-  int ms = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000);
+  int ms = static_cast<int>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000);
   std::tm tm{};
   gmtime_r(&t, &tm);
   char ts[40];
   std::strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
-  std::string line = std::string("{\"time\":\"") + ts + "." + (ms < 100 ? (ms < 10 ? "00" : "0") : "") +
-                     std::to_string(ms) + "Z\",\"level\":\"" + level + "\",\"msg\":\"" + Escape(msg) + "\"";
+  std::string line = std::string("{\"time\":\"") + ts + "." +
+                     (ms < 100 ? (ms < 10 ? "00" : "0") : "") + std::to_string(ms) +
+                     "Z\",\"level\":\"" + level + "\",\"msg\":\"" + Escape(msg) + "\"";
   for (const auto& [k, v] : fields) line += std::string(",\"") + k + "\":\"" + Escape(v) + "\"";
   line += "}\n";
   std::fwrite(line.data(), 1, line.size(), stderr);

@@ -26,7 +26,8 @@ using grpc::ServerContext;
 using grpc::StatusCode;
 
 int64_t NowSeconds() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
 
@@ -45,19 +46,27 @@ struct Server::State {
   grpc::Status ToGrpc(const Status& s) const {
     if (s.ok()) return grpc::Status::OK;
     switch (s.code()) {
-      case Status::Code::kInvalidArgument: return {StatusCode::INVALID_ARGUMENT, s.message()};
-      case Status::Code::kNotFound: return {StatusCode::NOT_FOUND, s.message()};
-      case Status::Code::kFailedPrecondition: return {StatusCode::FAILED_PRECONDITION, s.message()};
-      case Status::Code::kAlreadyExists: return {StatusCode::ALREADY_EXISTS, s.message()};
-      case Status::Code::kUnavailable: return {StatusCode::UNAVAILABLE, s.message()};
-      case Status::Code::kDataLoss: return {StatusCode::DATA_LOSS, s.message()};
-      default: return {StatusCode::INTERNAL, s.message()};
+      case Status::Code::kInvalidArgument:
+        return {StatusCode::INVALID_ARGUMENT, s.message()};
+      case Status::Code::kNotFound:
+        return {StatusCode::NOT_FOUND, s.message()};
+      case Status::Code::kFailedPrecondition:
+        return {StatusCode::FAILED_PRECONDITION, s.message()};
+      case Status::Code::kAlreadyExists:
+        return {StatusCode::ALREADY_EXISTS, s.message()};
+      case Status::Code::kUnavailable:
+        return {StatusCode::UNAVAILABLE, s.message()};
+      case Status::Code::kDataLoss:
+        return {StatusCode::DATA_LOSS, s.message()};
+      default:
+        return {StatusCode::INTERNAL, s.message()};
     }
   }
 
   // Authenticates the caller and checks the role; nothing is recorded for a
   // refused call.
-  grpc::Status Authorize(ServerContext* ctx, std::initializer_list<Role> roles, Principal* p) const {
+  grpc::Status Authorize(ServerContext* ctx, std::initializer_list<Role> roles,
+                         Principal* p) const {
     auto md = ctx->client_metadata();
     auto it = md.find("authorization");
     std::string header = it == md.end() ? "" : std::string(it->second.data(), it->second.size());
@@ -66,12 +75,14 @@ struct Server::State {
     for (Role r : roles) {
       if (p->role == r) return grpc::Status::OK;
     }
-    return {StatusCode::PERMISSION_DENIED, std::string("role ") + RoleName(p->role) + " may not call this method"};
+    return {StatusCode::PERMISSION_DENIED,
+            std::string("role ") + RoleName(p->role) + " may not call this method"};
   }
 
   grpc::Status CheckTenant(const Principal& p, const std::string& service_id) const {
     if (p.role == Role::kPlatform && service_id != p.service_id) {
-      return {StatusCode::PERMISSION_DENIED, "principal " + p.name + " acts only for service " + p.service_id};
+      return {StatusCode::PERMISSION_DENIED,
+              "principal " + p.name + " acts only for service " + p.service_id};
     }
     return grpc::Status::OK;
   }
@@ -80,23 +91,34 @@ struct Server::State {
   grpc::Status CheckReport(const v1::ContentReport& r) const {
     auto field = [&](const char* name, const std::string& v) -> grpc::Status {
       if (static_cast<int64_t>(v.size()) > config.max_field_bytes) {
-        return {StatusCode::INVALID_ARGUMENT, std::string("report.") + name + ": " + std::to_string(v.size()) +
-                                                  " bytes exceeds max_field_bytes " + std::to_string(config.max_field_bytes)};
+        return {StatusCode::INVALID_ARGUMENT,
+                std::string("report.") + name + ": " + std::to_string(v.size()) +
+                    " bytes exceeds max_field_bytes " + std::to_string(config.max_field_bytes)};
       }
-      if (!IsValidUtf8(v)) return {StatusCode::INVALID_ARGUMENT, std::string("report.") + name + ": not valid UTF-8"};
+      if (!IsValidUtf8(v))
+        return {StatusCode::INVALID_ARGUMENT, std::string("report.") + name + ": not valid UTF-8"};
       return grpc::Status::OK;
     };
     const std::pair<const char*, const std::string*> fields[] = {
-        {"report_id", &r.report_id()}, {"service_id", &r.service_id()}, {"surface", &r.surface()},
-        {"content_type", &r.content_type()}, {"reporter_type", &r.reporter_type()}, {"reason", &r.reason()},
-        {"subject_age_band", &r.subject_age_band()}, {"text", &r.text()}, {"caption", &r.caption()},
-        {"username", &r.username()}, {"display_name", &r.display_name()}, {"profile_bio", &r.profile_bio()}};
+        {"report_id", &r.report_id()},
+        {"service_id", &r.service_id()},
+        {"surface", &r.surface()},
+        {"content_type", &r.content_type()},
+        {"reporter_type", &r.reporter_type()},
+        {"reason", &r.reason()},
+        {"subject_age_band", &r.subject_age_band()},
+        {"text", &r.text()},
+        {"caption", &r.caption()},
+        {"username", &r.username()},
+        {"display_name", &r.display_name()},
+        {"profile_bio", &r.profile_bio()}};
     for (const auto& [name, v] : fields) {
       grpc::Status s = field(name, *v);
       if (!s.ok()) return s;
     }
     if (r.urls_size() > config.max_urls) {
-      return {StatusCode::INVALID_ARGUMENT, "report.urls: " + std::to_string(r.urls_size()) + " URLs exceeds max_urls " +
+      return {StatusCode::INVALID_ARGUMENT, "report.urls: " + std::to_string(r.urls_size()) +
+                                                " URLs exceeds max_urls " +
                                                 std::to_string(config.max_urls)};
     }
     for (int i = 0; i < r.urls_size(); ++i) {
@@ -104,12 +126,15 @@ struct Server::State {
       if (!s.ok()) return s;
     }
     if (r.hashes_size() > config.max_hashes) {
-      return {StatusCode::INVALID_ARGUMENT, "report.hashes: too many hashes (max_hashes " + std::to_string(config.max_hashes) + ")"};
+      return {StatusCode::INVALID_ARGUMENT, "report.hashes: too many hashes (max_hashes " +
+                                                std::to_string(config.max_hashes) + ")"};
     }
     for (int i = 0; i < r.hashes_size(); ++i) {
       const std::string& v = r.hashes(i).value();
-      if (v.empty() || v.size() > 256 || v.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos) {
-        return {StatusCode::INVALID_ARGUMENT, "report.hashes[" + std::to_string(i) + "].value: must be a hex digest"};
+      if (v.empty() || v.size() > 256 ||
+          v.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos) {
+        return {StatusCode::INVALID_ARGUMENT,
+                "report.hashes[" + std::to_string(i) + "].value: must be a hex digest"};
       }
     }
     int64_t attrs = 0;
@@ -121,7 +146,8 @@ struct Server::State {
   }
 
   // Records the regulator's query before answering it.
-  grpc::Status RecordAudit(const Principal& p, const char* method, const google::protobuf::Message& req) {
+  grpc::Status RecordAudit(const Principal& p, const char* method,
+                           const google::protobuf::Message& req) {
     std::vector<v1::LedgerEvent> events(1);
     events[0].set_type(v1::AUDIT_ACCESS);
     events[0].mutable_time()->set_seconds(NowSeconds());
@@ -138,13 +164,27 @@ namespace {
 // Times an RPC and counts it by status code.
 class RpcScope {
  public:
-  RpcScope(Metrics& m, const char* method) : m_(m), method_(method), start_(std::chrono::steady_clock::now()) {}
+  RpcScope(Metrics& m, const char* method)
+      : m_(m), method_(method), start_(std::chrono::steady_clock::now()) {}
   grpc::Status Done(grpc::Status s) {
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-    static const char* kNames[] = {"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
-                                   "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
-                                   "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED",
-                                   "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"};
+    static const char* kNames[] = {"OK",
+                                   "CANCELLED",
+                                   "UNKNOWN",
+                                   "INVALID_ARGUMENT",
+                                   "DEADLINE_EXCEEDED",
+                                   "NOT_FOUND",
+                                   "ALREADY_EXISTS",
+                                   "PERMISSION_DENIED",
+                                   "RESOURCE_EXHAUSTED",
+                                   "FAILED_PRECONDITION",
+                                   "ABORTED",
+                                   "OUT_OF_RANGE",
+                                   "UNIMPLEMENTED",
+                                   "INTERNAL",
+                                   "UNAVAILABLE",
+                                   "DATA_LOSS",
+                                   "UNAUTHENTICATED"};
     int code = static_cast<int>(s.error_code());
     m_.ObserveRpc(method_, code >= 0 && code <= 16 ? kNames[code] : "UNKNOWN", secs);
     return s;
@@ -156,7 +196,8 @@ class RpcScope {
   std::chrono::steady_clock::time_point start_;
 };
 
-void ToDiagnostics(const std::vector<rules::Diagnostic>& in, google::protobuf::RepeatedPtrField<v1::Diagnostic>* out) {
+void ToDiagnostics(const std::vector<rules::Diagnostic>& in,
+                   google::protobuf::RepeatedPtrField<v1::Diagnostic>* out) {
   for (const auto& d : in) {
     v1::Diagnostic* x = out->Add();
     x->set_file(d.pos.file);
@@ -175,24 +216,27 @@ rules::LoadResult LoadPosted(const v1::RulePackSet& set) {
   for (const auto& f : set.files()) {
     std::string path = fs::path(f.path()).lexically_normal().string();
     files[path] = f.content();
-    bool yaml = path.size() > 5 && (path.substr(path.size() - 5) == ".yaml" || path.substr(path.size() - 4) == ".yml");
+    bool yaml = path.size() > 5 &&
+                (path.substr(path.size() - 5) == ".yaml" || path.substr(path.size() - 4) == ".yml");
     if (yaml) packs.push_back({path, f.content()});
   }
-  return rules::LoadRuleSetFromSources(packs, [&](const std::string& p, std::string* error) -> std::optional<std::string> {
-    auto it = files.find(fs::path(p).lexically_normal().string());
-    if (it == files.end()) {
-      *error = "not among the posted files";
-      return std::nullopt;
-    }
-    return it->second;
-  });
+  return rules::LoadRuleSetFromSources(
+      packs, [&](const std::string& p, std::string* error) -> std::optional<std::string> {
+        auto it = files.find(fs::path(p).lexically_normal().string());
+        if (it == files.end()) {
+          *error = "not among the posted files";
+          return std::nullopt;
+        }
+        return it->second;
+      });
 }
 
 class ModerationService final : public v1::Moderation::Service {
  public:
   explicit ModerationService(Server::State* s) : s_(s) {}
 
-  grpc::Status Evaluate(ServerContext* ctx, const v1::EvaluateRequest* req, v1::EvaluateResponse* resp) override {
+  grpc::Status Evaluate(ServerContext* ctx, const v1::EvaluateRequest* req,
+                        v1::EvaluateResponse* resp) override {
     RpcScope scope(s_->metrics, "Moderation/Evaluate");
     Principal p;
     grpc::Status st = s_->Authorize(ctx, {Role::kPlatform, Role::kAdmin}, &p);
@@ -202,8 +246,9 @@ class ModerationService final : public v1::Moderation::Service {
     return scope.Done(st);
   }
 
-  grpc::Status EvaluateStream(ServerContext* ctx,
-                              grpc::ServerReaderWriter<v1::EvaluateResponse, v1::EvaluateRequest>* stream) override {
+  grpc::Status EvaluateStream(
+      ServerContext* ctx,
+      grpc::ServerReaderWriter<v1::EvaluateResponse, v1::EvaluateRequest>* stream) override {
     RpcScope scope(s_->metrics, "Moderation/EvaluateStream");
     Principal p;
     grpc::Status st = s_->Authorize(ctx, {Role::kPlatform, Role::kAdmin}, &p);
@@ -276,12 +321,14 @@ class ModerationService final : public v1::Moderation::Service {
     Principal p;
     grpc::Status st = s_->Authorize(ctx, {Role::kPlatform, Role::kAdmin}, &p);
     if (st.ok()) st = s_->CheckTenant(p, req->service_id());
-    if (st.ok() && (req->action().size() > 256 || req->actor().size() > 1024 || req->report_id().size() > 1024)) {
+    if (st.ok() && (req->action().size() > 256 || req->actor().size() > 1024 ||
+                    req->report_id().size() > 1024)) {
       st = grpc::Status(StatusCode::INVALID_ARGUMENT, "action, actor or report_id: too long");
     }
     if (st.ok()) {
       std::vector<v1::Obligation> obligations;
-      duty::ActionInput in{req->service_id(), req->report_id(), req->action(), req->taken_at().seconds(), req->actor()};
+      duty::ActionInput in{req->service_id(), req->report_id(), req->action(),
+                           req->taken_at().seconds(), req->actor()};
       st = s_->ToGrpc(s_->engine->RecordAction(in, &obligations));
       for (auto& o : obligations) *resp->add_obligations() = std::move(o);
     }
@@ -319,7 +366,9 @@ class AuditService final : public v1::Audit::Service {
     if (!req->page_token().empty()) {
       char* end = nullptr;
       q.after_seq = std::strtoull(req->page_token().c_str(), &end, 10);
-      if (*end != '\0') return scope.Done({StatusCode::INVALID_ARGUMENT, "page_token: not a token from this service"});
+      if (*end != '\0')
+        return scope.Done(
+            {StatusCode::INVALID_ARGUMENT, "page_token: not a token from this service"});
     }
     std::vector<std::pair<uint64_t, v1::Breach>> rows;
     st = s_->ToGrpc(s_->ledger->backend().QueryBreaches(q, &rows));
@@ -358,7 +407,8 @@ class AuditService final : public v1::Audit::Service {
     Principal p;
     grpc::Status st = Begin(ctx, "GetEvidence", *req, &p);
     if (!st.ok()) return scope.Done(st);
-    if (req->finding_id().empty()) return scope.Done({StatusCode::INVALID_ARGUMENT, "finding_id: required"});
+    if (req->finding_id().empty())
+      return scope.Done({StatusCode::INVALID_ARGUMENT, "finding_id: required"});
     s_->ledger->Flush();  // sign a checkpoint covering everything so far
     ledger::Evidence ev;
     Status s = ledger::BuildEvidence(
@@ -399,22 +449,24 @@ class AuditService final : public v1::Audit::Service {
     grpc::Status st = Begin(ctx, "GetConsistencyProof", *req, &p);
     if (!st.ok()) return scope.Done(st);
     std::vector<ledger::Hash> proof;
-    Status s = s_->ledger->ConsistencyProof(req->first_tree_size(), req->second_tree_size(), &proof);
+    Status s =
+        s_->ledger->ConsistencyProof(req->first_tree_size(), req->second_tree_size(), &proof);
     for (auto& h : proof) resp->add_proof(h);
     return scope.Done(s_->ToGrpc(s));
   }
 
-  grpc::Status GetStats(ServerContext* ctx, const v1::GetStatsRequest* req, v1::GetStatsResponse* resp) override {
+  grpc::Status GetStats(ServerContext* ctx, const v1::GetStatsRequest* req,
+                        v1::GetStatsResponse* resp) override {
     RpcScope scope(s_->metrics, "Audit/GetStats");
     Principal p;
     grpc::Status st = Begin(ctx, "GetStats", *req, &p);
     if (!st.ok()) return scope.Done(st);
     s_->ledger->Flush();  // pending report counts
     std::vector<ledger::PeriodStats> stats;
-    Status s = ledger::ComputeStats(s_->ledger->backend(), req->service_id(),
-                                    req->period().empty() ? "month" : req->period(),
-                                    req->range().has_from() ? req->range().from().seconds() : INT64_MIN,
-                                    req->range().has_to() ? req->range().to().seconds() : INT64_MAX, &stats);
+    Status s = ledger::ComputeStats(
+        s_->ledger->backend(), req->service_id(), req->period().empty() ? "month" : req->period(),
+        req->range().has_from() ? req->range().from().seconds() : INT64_MIN,
+        req->range().has_to() ? req->range().to().seconds() : INT64_MAX, &stats);
     for (const auto& x : stats) {
       v1::PeriodStats* o = resp->add_periods();
       o->set_period(x.period);
@@ -443,7 +495,8 @@ class AuditService final : public v1::Audit::Service {
 
  private:
   static size_t PageSize(int32_t n) { return n <= 0 ? 100 : std::min(n, 1000); }
-  grpc::Status Begin(ServerContext* ctx, const char* method, const google::protobuf::Message& req, Principal* p) {
+  grpc::Status Begin(ServerContext* ctx, const char* method, const google::protobuf::Message& req,
+                     Principal* p) {
     grpc::Status st = s_->Authorize(ctx, {Role::kRegulator, Role::kAdmin}, p);
     if (!st.ok()) return st;
     return s_->RecordAudit(*p, method, req);
@@ -455,7 +508,8 @@ class RulesService final : public v1::Rules::Service {
  public:
   RulesService(Server::State* s, Server* server) : s_(s), server_(server) {}
 
-  grpc::Status Validate(ServerContext* ctx, const v1::RulePackSet* req, v1::ValidateResponse* resp) override {
+  grpc::Status Validate(ServerContext* ctx, const v1::RulePackSet* req,
+                        v1::ValidateResponse* resp) override {
     RpcScope scope(s_->metrics, "Rules/Validate");
     Principal p;
     grpc::Status st = s_->Authorize(ctx, {Role::kRuleAuthor, Role::kAdmin}, &p);
@@ -477,7 +531,8 @@ class RulesService final : public v1::Rules::Service {
     return scope.Done(grpc::Status::OK);
   }
 
-  grpc::Status RunTests(ServerContext* ctx, const v1::RulePackSet* req, v1::RunTestsResponse* resp) override {
+  grpc::Status RunTests(ServerContext* ctx, const v1::RulePackSet* req,
+                        v1::RunTestsResponse* resp) override {
     RpcScope scope(s_->metrics, "Rules/RunTests");
     Principal p;
     grpc::Status st = s_->Authorize(ctx, {Role::kRuleAuthor, Role::kAdmin}, &p);
@@ -495,7 +550,8 @@ class RulesService final : public v1::Rules::Service {
     return scope.Done(grpc::Status::OK);
   }
 
-  grpc::Status DryRun(ServerContext* ctx, const v1::DryRunRequest* req, v1::DryRunResponse* resp) override {
+  grpc::Status DryRun(ServerContext* ctx, const v1::DryRunRequest* req,
+                      v1::DryRunResponse* resp) override {
     RpcScope scope(s_->metrics, "Rules/DryRun");
     Principal p;
     grpc::Status st = s_->Authorize(ctx, {Role::kRuleAuthor, Role::kAdmin}, &p);
@@ -513,11 +569,13 @@ class RulesService final : public v1::Rules::Service {
     for (int i = 0; i < req->reports_size(); ++i) {
       grpc::Status rs = s_->CheckReport(req->reports(i));
       if (!rs.ok()) {
-        return scope.Done({StatusCode::INVALID_ARGUMENT, "reports[" + std::to_string(i) + "]." +
-                                                             rs.error_message().substr(7)});
+        return scope.Done({StatusCode::INVALID_ARGUMENT,
+                           "reports[" + std::to_string(i) + "]." + rs.error_message().substr(7)});
       }
       Status s = e->Evaluate(req->reports(i), resp->add_verdicts());
-      if (!s.ok()) return scope.Done({StatusCode::INVALID_ARGUMENT, "reports[" + std::to_string(i) + "]: " + s.message()});
+      if (!s.ok())
+        return scope.Done(
+            {StatusCode::INVALID_ARGUMENT, "reports[" + std::to_string(i) + "]: " + s.message()});
     }
     return scope.Done(grpc::Status::OK);
   }
@@ -538,7 +596,8 @@ class RulesService final : public v1::Rules::Service {
     return scope.Done(grpc::Status::OK);
   }
 
-  grpc::Status Reload(ServerContext* ctx, const v1::ReloadRequest*, v1::ReloadResponse* resp) override {
+  grpc::Status Reload(ServerContext* ctx, const v1::ReloadRequest*,
+                      v1::ReloadResponse* resp) override {
     RpcScope scope(s_->metrics, "Rules/Reload");
     Principal p;
     grpc::Status st = s_->Authorize(ctx, {Role::kAdmin}, &p);
@@ -568,16 +627,20 @@ class RulesService final : public v1::Rules::Service {
 class NoopService final : public v1::Noop::Service {
  public:
   explicit NoopService(Server::State* s) : s_(s) {}
-  grpc::Status Evaluate(ServerContext* ctx, const v1::EvaluateRequest* req, v1::EvaluateResponse* resp) override {
+  grpc::Status Evaluate(ServerContext* ctx, const v1::EvaluateRequest* req,
+                        v1::EvaluateResponse* resp) override {
     Principal p;
-    grpc::Status st = s_->Authorize(ctx, {Role::kPlatform, Role::kAdmin, Role::kRegulator, Role::kRuleAuthor}, &p);
+    grpc::Status st = s_->Authorize(
+        ctx, {Role::kPlatform, Role::kAdmin, Role::kRegulator, Role::kRuleAuthor}, &p);
     if (st.ok()) resp->mutable_verdict()->set_report_id(req->report().report_id());
     return st;
   }
-  grpc::Status EvaluateStream(ServerContext* ctx,
-                              grpc::ServerReaderWriter<v1::EvaluateResponse, v1::EvaluateRequest>* stream) override {
+  grpc::Status EvaluateStream(
+      ServerContext* ctx,
+      grpc::ServerReaderWriter<v1::EvaluateResponse, v1::EvaluateRequest>* stream) override {
     Principal p;
-    grpc::Status st = s_->Authorize(ctx, {Role::kPlatform, Role::kAdmin, Role::kRegulator, Role::kRuleAuthor}, &p);
+    grpc::Status st = s_->Authorize(
+        ctx, {Role::kPlatform, Role::kAdmin, Role::kRegulator, Role::kRuleAuthor}, &p);
     if (!st.ok()) return st;
     v1::EvaluateRequest req;
     v1::EvaluateResponse resp;
@@ -601,7 +664,8 @@ std::string ReadAll(const std::string& path) {
 
 }  // namespace
 
-Server::Server(ServerConfig config) : config_(std::move(config)), state_(std::make_unique<State>()) {
+Server::Server(ServerConfig config)
+    : config_(std::move(config)), state_(std::make_unique<State>()) {
   state_->config = config_;
 }
 
@@ -615,7 +679,8 @@ Status Server::Reload(std::vector<std::string>* diagnostics) {
   paths.insert(paths.end(), config_.accountability.begin(), config_.accountability.end());
   rules::LoadResult loaded = rules::LoadRuleSet(paths);
   for (const auto& d : loaded.diagnostics) {
-    if (d.level == rules::Diagnostic::Level::kError && diagnostics) diagnostics->push_back(d.ToString());
+    if (d.level == rules::Diagnostic::Level::kError && diagnostics)
+      diagnostics->push_back(d.ToString());
   }
   state_->reload_time = NowSeconds();
   if (!loaded.ruleset) {
@@ -674,9 +739,9 @@ Status Server::Start() {
   grpc::ServerBuilder builder;
   std::shared_ptr<grpc::ServerCredentials> creds = grpc::InsecureServerCredentials();
   if (!config_.tls_cert.empty()) {
-    grpc::SslServerCredentialsOptions ssl(config_.tls_client_ca.empty()
-                                              ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
-                                              : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+    grpc::SslServerCredentialsOptions ssl(
+        config_.tls_client_ca.empty() ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+                                      : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
     ssl.pem_key_cert_pairs.push_back({ReadAll(config_.tls_key), ReadAll(config_.tls_cert)});
     if (!config_.tls_client_ca.empty()) ssl.pem_root_certs = ReadAll(config_.tls_client_ca);
     creds = grpc::SslServerCredentials(ssl);
@@ -689,7 +754,8 @@ Status Server::Start() {
   services_.push_back(std::make_unique<NoopService>(state_.get()));
   for (auto& svc : services_) builder.RegisterService(svc.get());
   grpc_ = builder.BuildAndStart();
-  if (!grpc_ || grpc_port_ == 0) return Status::Unavailable("listen: cannot listen on " + config_.listen);
+  if (!grpc_ || grpc_port_ == 0)
+    return Status::Unavailable("listen: cannot listen on " + config_.listen);
   grpc_->GetHealthCheckService()->SetServingStatus(true);
 
   sweeper_thread_ = std::thread([this] {
@@ -699,7 +765,8 @@ Status Server::Start() {
         Log("error", "sweeper: " + st.message());
       }
       std::unique_lock<std::mutex> lock(done_mu_);
-      done_cv_.wait_for(lock, std::chrono::milliseconds(config_.sweep_interval_ms), [this] { return stopping_.load(); });
+      done_cv_.wait_for(lock, std::chrono::milliseconds(config_.sweep_interval_ms),
+                        [this] { return stopping_.load(); });
     }
   });
 
@@ -721,12 +788,16 @@ Status Server::Start() {
       g.last_reload_time = st->reload_time;
       res.set_content(st->metrics.Render(g), "text/plain; version=0.0.4");
     });
-    http_->Get("/healthz", [](const httplib::Request&, httplib::Response& res) { res.set_content("ok\n", "text/plain"); });
+    http_->Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
+      res.set_content("ok\n", "text/plain");
+    });
     http_->Get("/readyz", [st](const httplib::Request&, httplib::Response& res) {
       Status h = st->ledger->health();
       bool ready = !st->draining && h.ok() && st->engine->evaluator();
       res.status = ready ? 200 : 503;
-      res.set_content(ready ? "ready\n" : (st->draining ? "draining\n" : "not ready: " + h.message() + "\n"), "text/plain");
+      res.set_content(
+          ready ? "ready\n" : (st->draining ? "draining\n" : "not ready: " + h.message() + "\n"),
+          "text/plain");
     });
     size_t colon = config_.metrics.rfind(':');
     std::string host = config_.metrics.substr(0, colon);
@@ -738,8 +809,10 @@ Status Server::Start() {
     http_thread_ = std::thread([this] { http_->listen_after_bind(); });
   }
   Log("info", "carewatchd serving",
-      {{"grpc", config_.listen.substr(0, config_.listen.rfind(':')) + ":" + std::to_string(grpc_port_)},
-       {"metrics", config_.metrics}, {"ledger", config_.ledger},
+      {{"grpc",
+        config_.listen.substr(0, config_.listen.rfind(':')) + ":" + std::to_string(grpc_port_)},
+       {"metrics", config_.metrics},
+       {"ledger", config_.ledger},
        {"ruleset", state_->engine->evaluator()->ruleset().version()},
        {"tokens", std::to_string(state_->tokens.size())}});
   return Status::Ok();
@@ -760,7 +833,8 @@ void Server::Shutdown(int grace_ms) {
   if (sweeper_thread_.joinable()) sweeper_thread_.join();
   if (state_->ledger) {
     Status s = state_->ledger->Flush();
-    Log(s.ok() ? "info" : "error", s.ok() ? "ledger flushed" : "ledger flush failed: " + s.message(),
+    Log(s.ok() ? "info" : "error",
+        s.ok() ? "ledger flushed" : "ledger flush failed: " + s.message(),
         {{"events", std::to_string(state_->ledger->size())}});
   }
   if (http_) http_->stop();

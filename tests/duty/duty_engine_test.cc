@@ -271,9 +271,11 @@ TEST_F(DutyEngineTest, AccountableManagersByTenureMidWindow) {
   // (r0 received 09:20) falls to A; one before anyone was in post is unattributed.
   Start(
       "accountability:\n"
-      "  - {service_id: svc, duty: \"d\", name: A. Old, role: Head of Safety, from: 2026-01-05T08:00:00Z,"
+      "  - {service_id: svc, duty: \"d\", name: A. Old, role: Head of Safety, from: "
+      "2026-01-05T08:00:00Z,"
       " to: 2026-01-05T10:30:00Z}\n"
-      "  - {service_id: svc, duty: \"*\", name: B. New, role: Head of Safety, from: 2026-01-05T10:30:00Z}\n"
+      "  - {service_id: svc, duty: \"*\", name: B. New, role: Head of Safety, from: "
+      "2026-01-05T10:30:00Z}\n"
       "  - {service_id: other, duty: \"d\", name: C. Elsewhere, role: Head, from: 2020-01-01}\n");
   Report("early", kT0 - 4 * kHour);  // deadline 07:00: nobody in post
   Report("r0", kT0 - 40 * 60);       // deadline 10:20: A. Old
@@ -297,7 +299,8 @@ TEST(DutyEngineRecovery, StateIsRebuiltFromTheLedger) {
   ledger::LedgerOptions lo;
   lo.url = "sqlite://" + dir + "/ledger.db";
   auto load = [] {
-    rules::LoadResult loaded = rules::LoadRuleSetFromSources({{"pack.yaml", Pack()}}, testing::FakeFiles{}.Reader());
+    rules::LoadResult loaded =
+        rules::LoadRuleSetFromSources({{"pack.yaml", Pack()}}, testing::FakeFiles{}.Reader());
     std::unique_ptr<eval::Evaluator> e;
     EXPECT_TRUE(eval::Evaluator::Create(loaded.ruleset, {}, &e).ok());
     return std::shared_ptr<const eval::Evaluator>(std::move(e));

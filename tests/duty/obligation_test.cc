@@ -14,13 +14,15 @@ TEST(Obligation, OpenBeforeTheDeadline) {
 }
 
 TEST(Obligation, MetWhenEveryActionIsOnTime) {
-  auto o = ResolveObligation(kDeadline, kRequired, {{"report_to_nca", 900}, {"remove_content", 100}}, 2000);
+  auto o = ResolveObligation(kDeadline, kRequired,
+                             {{"report_to_nca", 900}, {"remove_content", 100}}, 2000);
   EXPECT_EQ(o.state, ObligationState::kMet);
   EXPECT_EQ(o.decided_at, 900);
 }
 
 TEST(Obligation, ActionAtTheDeadlineIsOnTime) {
-  auto o = ResolveObligation(kDeadline, kRequired, {{"remove_content", 1}, {"report_to_nca", kDeadline}}, 5000);
+  auto o = ResolveObligation(kDeadline, kRequired,
+                             {{"remove_content", 1}, {"report_to_nca", kDeadline}}, 5000);
   EXPECT_EQ(o.state, ObligationState::kMet);
 }
 
@@ -32,14 +34,16 @@ TEST(Obligation, MissedWhenAnActionNeverCame) {
 }
 
 TEST(Obligation, LateWhenAnActionCameAfterTheDeadline) {
-  auto o = ResolveObligation(kDeadline, kRequired, {{"remove_content", 100}, {"report_to_nca", 1500}}, 2000);
+  auto o = ResolveObligation(kDeadline, kRequired,
+                             {{"remove_content", 100}, {"report_to_nca", 1500}}, 2000);
   EXPECT_EQ(o.state, ObligationState::kBreached);
   EXPECT_EQ(o.breach, BreachKind::kLate);
   EXPECT_EQ(o.decided_at, 1500);
 }
 
 TEST(Obligation, ActionsAfterNowDoNotCount) {
-  auto o = ResolveObligation(kDeadline, kRequired, {{"remove_content", 100}, {"report_to_nca", 900}}, 800);
+  auto o = ResolveObligation(kDeadline, kRequired,
+                             {{"remove_content", 100}, {"report_to_nca", 900}}, 800);
   EXPECT_EQ(o.state, ObligationState::kOpen);
 }
 
@@ -56,14 +60,16 @@ TEST(Obligation, ReviewAfterTheDeadlineDoesNotDischarge) {
 }
 
 TEST(Obligation, ReviewAfterMetDoesNotChangeIt) {
-  auto o = ResolveObligation(kDeadline, kRequired,
-                             {{"remove_content", 10}, {"report_to_nca", 20}, {"reviewed_not_illegal", 30}}, 5000);
+  auto o = ResolveObligation(
+      kDeadline, kRequired,
+      {{"remove_content", 10}, {"report_to_nca", 20}, {"reviewed_not_illegal", 30}}, 5000);
   EXPECT_EQ(o.state, ObligationState::kMet);
 }
 
 TEST(Obligation, DuplicatesAndUnrelatedActionsAreIgnored) {
-  auto o = ResolveObligation(kDeadline, kRequired,
-                             {{"remove_content", 10}, {"remove_content", 20}, {"suspend_account", 30}}, 5000);
+  auto o = ResolveObligation(
+      kDeadline, kRequired,
+      {{"remove_content", 10}, {"remove_content", 20}, {"suspend_account", 30}}, 5000);
   EXPECT_EQ(o.state, ObligationState::kBreached);
   EXPECT_EQ(o.breach, BreachKind::kMissed);
 }

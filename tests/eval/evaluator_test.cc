@@ -41,8 +41,9 @@ TEST(Evaluator, AnyNeedsOneChild) {
 }
 
 TEST(Evaluator, NoneNeedsNoChild) {
-  auto e = MakeEvaluator(PackWithRules(
-      Rule("r", std::string("{all: [{field: surface, equals: comment}, {none: [") + kA + ", " + kB + "]}]}")));
+  auto e = MakeEvaluator(
+      PackWithRules(Rule("r", std::string("{all: [{field: surface, equals: comment}, {none: [") +
+                                  kA + ", " + kB + "]}]}")));
   EXPECT_EQ(FlaggedRules(*e, Report(R"({"surface":"comment","text":"delta"})")), Ids{"r"});
   EXPECT_EQ(FlaggedRules(*e, Report(R"({"surface":"comment","text":"bravo"})")), Ids{});
 }
@@ -62,25 +63,30 @@ TEST(Evaluator, AtLeastCountsTrueChildren) {
 }
 
 TEST(Evaluator, AtLeastWithCategoricalChildren) {
-  auto e = MakeEvaluator(PackWithRules(Rule(
-      "r", "{at_least: 2, of: [{field: surface, equals: comment}, {field: reason, equals: spam}, "
+  auto e = MakeEvaluator(PackWithRules(
+      Rule("r",
+           "{at_least: 2, of: [{field: surface, equals: comment}, {field: reason, equals: spam}, "
            "{field: subject_age_band, equals: under_13}]}")));
   EXPECT_EQ(FlaggedRules(*e, Report(R"({"surface":"comment","reason":"spam"})")), Ids{"r"});
   EXPECT_EQ(FlaggedRules(*e, Report(R"({"surface":"comment"})")), Ids{});
 }
 
 TEST(Evaluator, EqualsInAndExists) {
-  auto e = MakeEvaluator(PackWithRules(
-      Rule("eq", "{field: surface, equals: direct_message}") +
-      Rule("in", "{field: reporter_type, in: [hotline, trusted_flagger]}") +
-      Rule("attr", "{field: attributes.sender_is_connection, equals: \"false\"}") +
-      Rule("has-url", "{field: url, exists: true}") +
-      Rule("no-bio", "{field: profile_bio, exists: false}")));
-  EXPECT_EQ(FlaggedRules(*e, Report(R"({"surface":"direct_message","profile_bio":"x"})")), Ids{"eq"});
-  EXPECT_EQ(FlaggedRules(*e, Report(R"({"reporter_type":"hotline","profile_bio":"x"})")), Ids{"in"});
-  EXPECT_EQ(FlaggedRules(*e, Report(R"({"attributes":{"sender_is_connection":"false"},"profile_bio":"x"})")),
+  auto e = MakeEvaluator(
+      PackWithRules(Rule("eq", "{field: surface, equals: direct_message}") +
+                    Rule("in", "{field: reporter_type, in: [hotline, trusted_flagger]}") +
+                    Rule("attr", "{field: attributes.sender_is_connection, equals: \"false\"}") +
+                    Rule("has-url", "{field: url, exists: true}") +
+                    Rule("no-bio", "{field: profile_bio, exists: false}")));
+  EXPECT_EQ(FlaggedRules(*e, Report(R"({"surface":"direct_message","profile_bio":"x"})")),
+            Ids{"eq"});
+  EXPECT_EQ(FlaggedRules(*e, Report(R"({"reporter_type":"hotline","profile_bio":"x"})")),
+            Ids{"in"});
+  EXPECT_EQ(FlaggedRules(
+                *e, Report(R"({"attributes":{"sender_is_connection":"false"},"profile_bio":"x"})")),
             Ids{"attr"});
-  EXPECT_EQ(FlaggedRules(*e, Report(R"({"urls":["https://a.test"],"profile_bio":"x"})")), Ids{"has-url"});
+  EXPECT_EQ(FlaggedRules(*e, Report(R"({"urls":["https://a.test"],"profile_bio":"x"})")),
+            Ids{"has-url"});
   EXPECT_EQ(FlaggedRules(*e, Report(R"({})")), Ids{"no-bio"});
 }
 
@@ -96,7 +102,8 @@ TEST(Evaluator, InListOverUrlsAndHashes) {
   v1::Verdict verdict;
   ASSERT_TRUE(e->Evaluate(Report(R"({"urls":["https://ok.test","http://www.listed.test/x"],
                                      "hashes":[{"algorithm":"md5","value":"00FF00FF"}]})"),
-                          &verdict).ok());
+                          &verdict)
+                  .ok());
   ASSERT_EQ(verdict.flags_size(), 2);
   EXPECT_EQ(verdict.flags(0).rule_id(), "url");
   ASSERT_EQ(verdict.flags(0).matches_size(), 1);
@@ -118,7 +125,9 @@ TEST(Evaluator, SpansPointIntoTheOriginalField) {
 TEST(Evaluator, UrlMatchesNameTheIndex) {
   auto e = MakeEvaluator(PackWithRules(Rule("r", "{field: url, regex: 'invite'}")));
   v1::Verdict verdict;
-  ASSERT_TRUE(e->Evaluate(Report(R"({"urls":["https://a.test","https://b.test/invite/1"]})"), &verdict).ok());
+  ASSERT_TRUE(
+      e->Evaluate(Report(R"({"urls":["https://a.test","https://b.test/invite/1"]})"), &verdict)
+          .ok());
   ASSERT_EQ(verdict.flags_size(), 1);
   ASSERT_EQ(verdict.flags(0).matches_size(), 1);
   EXPECT_EQ(verdict.flags(0).matches(0).field(), "urls[1]");
@@ -126,7 +135,8 @@ TEST(Evaluator, UrlMatchesNameTheIndex) {
 }
 
 TEST(Evaluator, NormalizedPhraseSpansMapBack) {
-  auto e = MakeEvaluator(PackWithRules(Rule("r", "{field: text, normalize: true, phrases: [add me on snap]}")));
+  auto e = MakeEvaluator(
+      PackWithRules(Rule("r", "{field: text, normalize: true, phrases: [add me on snap]}")));
   std::string text = "pls 4DD m3 on s n a p";
   v1::Verdict verdict;
   ASSERT_TRUE(e->Evaluate(Report(R"({"text":")" + text + R"("})"), &verdict).ok());
@@ -136,21 +146,22 @@ TEST(Evaluator, NormalizedPhraseSpansMapBack) {
 }
 
 TEST(Evaluator, NormalizeIsOptIn) {
-  auto e = MakeEvaluator(PackWithRules(Rule("plain", "{field: text, phrases: [snap]}") +
-                                       Rule("folded", "{field: text, normalize: true, phrases: [snap]}")));
+  auto e = MakeEvaluator(
+      PackWithRules(Rule("plain", "{field: text, phrases: [snap]}") +
+                    Rule("folded", "{field: text, normalize: true, phrases: [snap]}")));
   EXPECT_EQ(FlaggedRules(*e, Report(R"({"text":"s.n.a.p"})")), Ids{"folded"});
   EXPECT_EQ(FlaggedRules(*e, Report(R"({"text":"snap"})")), (Ids{"plain", "folded"}));
 }
 
 TEST(Evaluator, ObligationsFollowTheRuleOrTheDuty) {
   auto e = MakeEvaluator(PackWithRules(
-      Rule("duty-default", kA) +
-      "  - {id: override, duty: d, severity: low, when: " + kA +
+      Rule("duty-default", kA) + "  - {id: override, duty: d, severity: low, when: " + kA +
       ", obligation: {deadline: 2h, actions: [escalate_to_specialist, preserve_evidence]}}\n"));
   v1::Verdict verdict;
   ASSERT_TRUE(e->Evaluate(Report(R"({"report_id":"r1","service_id":"s","text":"alpha",
                                      "received_at":"2026-01-01T00:00:00Z"})"),
-                          &verdict).ok());
+                          &verdict)
+                  .ok());
   ASSERT_EQ(verdict.obligations_size(), 2);
   const v1::Obligation& a = verdict.obligations(0);
   EXPECT_EQ(a.rule_id(), "duty-default");

@@ -26,7 +26,8 @@ rules:
   - {id: c, duty: d, severity: low, when: {any: [{field: url, in_list: u}, {field: hash, in_list: h}, {field: username, regex: '^adm', flags: [case_sensitive]}]}}
   - {id: e, duty: d, severity: low, when: {none: [{field: profile_bio, regex: 'ok', flags: [ucp]}]}}
 )";
-    rules::FileReader reader = [](const std::string& path, std::string*) -> std::optional<std::string> {
+    rules::FileReader reader = [](const std::string& path,
+                                  std::string*) -> std::optional<std::string> {
       return path == "u.txt" ? std::string("listed.test\n") : std::string("abcdef\n");
     };
     auto loaded = rules::LoadRuleSetFromSources({{"fuzz.yaml", pack}}, reader);
@@ -44,7 +45,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace carewatch;
   const eval::Evaluator& e = SharedEvaluator();
   v1::ContentReport report;
-  Status s = eval::ParseReportJson(std::string_view(reinterpret_cast<const char*>(data), size), &report);
+  Status s =
+      eval::ParseReportJson(std::string_view(reinterpret_cast<const char*>(data), size), &report);
   if (!s.ok()) return 0;
   v1::Verdict verdict;
   (void)e.Evaluate(report, &verdict);

@@ -11,7 +11,8 @@
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace carewatch;
   std::string yaml(reinterpret_cast<const char*>(data), size);
-  rules::FileReader reader = [](const std::string& path, std::string* error) -> std::optional<std::string> {
+  rules::FileReader reader = [](const std::string& path,
+                                std::string* error) -> std::optional<std::string> {
     if (path.find("missing") != std::string::npos) {
       *error = "not found";
       return std::nullopt;

@@ -24,7 +24,8 @@ int main(int argc, char** argv) {
     for (size_t k = 0; k < events.size(); ++k) {
       events[k].set_type(v1::ACTION_RECORDED);
       events[k].mutable_time()->set_seconds(1767607200 + i);
-      events[k].mutable_action_recorded()->set_report_id(tag + "-" + std::to_string(i) + "-" + std::to_string(k));
+      events[k].mutable_action_recorded()->set_report_id(tag + "-" + std::to_string(i) + "-" +
+                                                         std::to_string(k));
     }
     s = l->Append(&events);
     if (!s.ok()) {

@@ -70,11 +70,13 @@ class LedgerTest : public ::testing::Test {
     sqlite3* db = nullptr;
     ASSERT_EQ(sqlite3_open((dir_ + "/ledger.db").c_str(), &db), SQLITE_OK);
     sqlite3_stmt* st = nullptr;
-    std::string sql = leaf.empty() ? "UPDATE events SET payload = ?1 WHERE seq = ?3"
-                                   : "UPDATE events SET payload = ?1, leaf_hash = ?2 WHERE seq = ?3";
+    std::string sql = leaf.empty()
+                          ? "UPDATE events SET payload = ?1 WHERE seq = ?3"
+                          : "UPDATE events SET payload = ?1, leaf_hash = ?2 WHERE seq = ?3";
     ASSERT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr), SQLITE_OK);
     sqlite3_bind_blob(st, 1, payload.data(), static_cast<int>(payload.size()), SQLITE_TRANSIENT);
-    if (!leaf.empty()) sqlite3_bind_blob(st, 2, leaf.data(), static_cast<int>(leaf.size()), SQLITE_TRANSIENT);
+    if (!leaf.empty())
+      sqlite3_bind_blob(st, 2, leaf.data(), static_cast<int>(leaf.size()), SQLITE_TRANSIENT);
     sqlite3_bind_int64(st, 3, static_cast<int64_t>(seq));
     ASSERT_EQ(sqlite3_step(st), SQLITE_DONE);
     sqlite3_finalize(st);
@@ -120,8 +122,8 @@ TEST_F(LedgerTest, CheckpointsAreSignedAndProofsVerify) {
   v1::Checkpoint cp;
   ASSERT_TRUE(l->LatestCheckpoint(&cp).ok());
   EXPECT_EQ(cp.tree_size(), 9u);
-  EXPECT_TRUE(l->key().Verify(CheckpointSignedText(cp.tree_size(), cp.root_hash(), cp.time().seconds()),
-                              cp.signature()));
+  EXPECT_TRUE(l->key().Verify(
+      CheckpointSignedText(cp.tree_size(), cp.root_hash(), cp.time().seconds()), cp.signature()));
   std::vector<StoredEvent> rows;
   ASSERT_TRUE(l->backend().ReadEvents(1, 100, &rows).ok());
   for (const auto& row : rows) {
@@ -150,7 +152,10 @@ TEST_F(LedgerTest, VerifyPassesOnAnIntactLedger) {
 }
 
 TEST_F(LedgerTest, FlippedByteInAnEventIsNamed) {
-  { auto l = OpenLedger(); AppendEvents(*l, 10); }
+  {
+    auto l = OpenLedger();
+    AppendEvents(*l, 10);
+  }
   // Flip one byte of event 6's payload (the last byte: inside the action name).
   std::string payload = ReadPayload(6);
   ASSERT_FALSE(payload.empty());
@@ -163,7 +168,10 @@ TEST_F(LedgerTest, FlippedByteInAnEventIsNamed) {
 }
 
 TEST_F(LedgerTest, DeletedRowIsNamed) {
-  { auto l = OpenLedger(); AppendEvents(*l, 10); }
+  {
+    auto l = OpenLedger();
+    AppendEvents(*l, 10);
+  }
   Sql("DELETE FROM events WHERE seq = 4");
   VerifyReport r = Verify();
   EXPECT_FALSE(r.ok);
@@ -172,7 +180,10 @@ TEST_F(LedgerTest, DeletedRowIsNamed) {
 }
 
 TEST_F(LedgerTest, ReorderedRowsAreNamed) {
-  { auto l = OpenLedger(); AppendEvents(*l, 10); }
+  {
+    auto l = OpenLedger();
+    AppendEvents(*l, 10);
+  }
   Sql("UPDATE events SET seq = -3 WHERE seq = 3; UPDATE events SET seq = 3 WHERE seq = 7; "
       "UPDATE events SET seq = 7 WHERE seq = -3;");
   VerifyReport r = Verify();
@@ -182,7 +193,10 @@ TEST_F(LedgerTest, ReorderedRowsAreNamed) {
 }
 
 TEST_F(LedgerTest, ReplacedCheckpointSignatureIsNamed) {
-  { auto l = OpenLedger(4); AppendEvents(*l, 10); }
+  {
+    auto l = OpenLedger(4);
+    AppendEvents(*l, 10);
+  }
   Sql("UPDATE checkpoints SET signature = zeroblob(64) WHERE tree_size = 8");
   VerifyReport r = Verify();
   EXPECT_FALSE(r.ok);
@@ -191,7 +205,10 @@ TEST_F(LedgerTest, ReplacedCheckpointSignatureIsNamed) {
 }
 
 TEST_F(LedgerTest, EventRewrittenWithItsLeafHashFailsTheCheckpoint) {
-  { auto l = OpenLedger(4); AppendEvents(*l, 8); }
+  {
+    auto l = OpenLedger(4);
+    AppendEvents(*l, 8);
+  }
   // A careful forger recomputes the leaf hash too; the signed root still differs.
   v1::LedgerEvent e;
   ASSERT_TRUE(e.ParseFromString(ReadPayload(6)));
@@ -204,7 +221,10 @@ TEST_F(LedgerTest, EventRewrittenWithItsLeafHashFailsTheCheckpoint) {
 }
 
 TEST_F(LedgerTest, AnotherDeploymentsKeyIsRefused) {
-  { auto l = OpenLedger(); AppendEvents(*l, 2); }
+  {
+    auto l = OpenLedger();
+    AppendEvents(*l, 2);
+  }
   fs::rename(dir_ + "/ledger.key", dir_ + "/ledger.key.orig");
   LedgerOptions o;
   o.url = url_;
@@ -233,7 +253,10 @@ TEST_F(LedgerTest, CorruptOrForeignFilesGetAPreciseError) {
   EXPECT_FALSE(Ledger::Open(o, &l).ok());
   // A truncated ledger: the first half of a real one.
   fs::remove(path);
-  { auto good = OpenLedger(); AppendEvents(*good, 50); }
+  {
+    auto good = OpenLedger();
+    AppendEvents(*good, 50);
+  }
   fs::resize_file(path, fs::file_size(path) / 2);
   fs::remove(path + "-wal");
   s = OpenBackend(url_, true, &b);

@@ -1,7 +1,6 @@
 #include "engine/match/matcher.h"
 
 #include <gtest/gtest.h>
-
 #include <unistd.h>
 
 #include <filesystem>
@@ -45,8 +44,9 @@ std::unique_ptr<Matcher> Build(std::vector<PatternLeaf> leaves) {
 std::set<uint32_t> Hits(const Matcher& m, std::string_view text, Field field = Field::kText) {
   std::set<uint32_t> hits;
   auto scratch = m.NewScratch();
-  Status s = m.Scan(DatabaseSlot(field, false), text, *scratch,
-                    [](uint32_t id, void* c) { static_cast<std::set<uint32_t>*>(c)->insert(id); }, &hits);
+  Status s = m.Scan(
+      DatabaseSlot(field, false), text, *scratch,
+      [](uint32_t id, void* c) { static_cast<std::set<uint32_t>*>(c)->insert(id); }, &hits);
   EXPECT_TRUE(s.ok()) << s.message();
   return hits;
 }
@@ -153,8 +153,10 @@ TEST(Matcher, EachLeafReportedOncePerScan) {
   auto m = Build({Regex("a")});
   int calls = 0;
   auto scratch = m->NewScratch();
-  ASSERT_TRUE(m->Scan(DatabaseSlot(Field::kText, false), "aaaa", *scratch,
-                      [](uint32_t, void* c) { ++*static_cast<int*>(c); }, &calls).ok());
+  ASSERT_TRUE(m->Scan(
+                   DatabaseSlot(Field::kText, false), "aaaa", *scratch,
+                   [](uint32_t, void* c) { ++*static_cast<int*>(c); }, &calls)
+                  .ok());
   EXPECT_EQ(calls, 1);
 }
 

@@ -61,14 +61,17 @@ TEST(Loader, LoadsAValidPack) {
 TEST(Loader, VersionIsAContentHash) {
   LoadResult a = LoadPack(PackWithRules(kGoodRule));
   LoadResult b = LoadPack(PackWithRules(kGoodRule));
-  LoadResult c = LoadPack(PackWithRules(std::string(kGoodRule) + "  - {id: r2, duty: d, severity: low, when: {field: text, regex: 'x+y'}}\n"));
+  LoadResult c = LoadPack(
+      PackWithRules(std::string(kGoodRule) +
+                    "  - {id: r2, duty: d, severity: low, when: {field: text, regex: 'x+y'}}\n"));
   ASSERT_TRUE(a.ruleset && b.ruleset && c.ruleset);
   EXPECT_EQ(a.ruleset->version(), b.ruleset->version());
   EXPECT_NE(a.ruleset->version(), c.ruleset->version());
 }
 
 TEST(Loader, YamlSyntaxError) {
-  ExpectErrorAt("pack: test\nversion: [1, 2\n", 3, 1, "YAML syntax error: end of sequence flow not found");
+  ExpectErrorAt("pack: test\nversion: [1, 2\n", 3, 1,
+                "YAML syntax error: end of sequence flow not found");
 }
 
 TEST(Loader, NotUtf8) {
@@ -80,8 +83,9 @@ TEST(Loader, UnknownTopLevelKey) {
 }
 
 TEST(Loader, MissingRequiredKey) {
-  ExpectErrorAt(PackWithRules("  - id: r1\n    severity: high\n    when: {field: text, regex: 'a'}\n"),
-                6, 5, "missing required key 'duty'", "r1");
+  ExpectErrorAt(
+      PackWithRules("  - id: r1\n    severity: high\n    when: {field: text, regex: 'a'}\n"), 6, 5,
+      "missing required key 'duty'", "r1");
 }
 
 TEST(Loader, UnknownKeyInRule) {
@@ -109,35 +113,44 @@ TEST(Loader, DuplicateRuleIdAcrossPacks) {
 }
 
 TEST(Loader, DutyDefinedTwice) {
-  ExpectErrorAt("pack: test\nversion: \"1\"\nduties:\n"
-                "  - {id: d, deadline: 24h, actions: [remove_content]}\n"
-                "  - {id: d, deadline: 12h, actions: [remove_content]}\n",
-                5, 10, "duty 'd' is already defined at pack.yaml:4");
+  ExpectErrorAt(
+      "pack: test\nversion: \"1\"\nduties:\n"
+      "  - {id: d, deadline: 24h, actions: [remove_content]}\n"
+      "  - {id: d, deadline: 12h, actions: [remove_content]}\n",
+      5, 10, "duty 'd' is already defined at pack.yaml:4");
 }
 
 TEST(Loader, UndefinedDuty) {
-  ExpectErrorAt(PackWithRules("  - id: r1\n    duty: nope\n    severity: low\n    when: {field: text, regex: 'a'}\n"),
-                7, 11, "undefined duty 'nope'", "r1");
+  ExpectErrorAt(
+      PackWithRules(
+          "  - id: r1\n    duty: nope\n    severity: low\n    when: {field: text, regex: 'a'}\n"),
+      7, 11, "undefined duty 'nope'", "r1");
 }
 
 TEST(Loader, BadDuration) {
-  ExpectErrorAt("pack: test\nversion: \"1\"\nduties:\n  - {id: d, deadline: 24x, actions: [remove_content]}\n",
-                4, 23, "unknown unit 'x'");
+  ExpectErrorAt(
+      "pack: test\nversion: \"1\"\nduties:\n  - {id: d, deadline: 24x, actions: "
+      "[remove_content]}\n",
+      4, 23, "unknown unit 'x'");
 }
 
 TEST(Loader, ZeroDuration) {
-  ExpectErrorAt("pack: test\nversion: \"1\"\nduties:\n  - {id: d, deadline: 0h, actions: [remove_content]}\n",
-                4, 23, "greater than zero");
+  ExpectErrorAt(
+      "pack: test\nversion: \"1\"\nduties:\n  - {id: d, deadline: 0h, actions: [remove_content]}\n",
+      4, 23, "greater than zero");
 }
 
 TEST(Loader, BadSeverity) {
-  ExpectErrorAt(PackWithRules("  - id: r1\n    duty: d\n    severity: urgent\n    when: {field: text, regex: 'a'}\n"),
-                8, 15, "severity 'urgent'", "r1");
+  ExpectErrorAt(
+      PackWithRules(
+          "  - id: r1\n    duty: d\n    severity: urgent\n    when: {field: text, regex: 'a'}\n"),
+      8, 15, "severity 'urgent'", "r1");
 }
 
 TEST(Loader, UnknownActionIsAWarning) {
-  LoadResult r = LoadPack("pack: test\nversion: \"1\"\nduties:\n"
-                          "  - {id: d, deadline: 1h, actions: [notify_moon]}\n");
+  LoadResult r = LoadPack(
+      "pack: test\nversion: \"1\"\nduties:\n"
+      "  - {id: d, deadline: 1h, actions: [notify_moon]}\n");
   ASSERT_TRUE(r.ruleset) << "unknown actions are warnings, not errors";
   ASSERT_EQ(r.diagnostics.size(), 1u);
   EXPECT_EQ(r.diagnostics[0].level, Diagnostic::Level::kWarning);
@@ -159,15 +172,21 @@ TEST(Loader, UnknownSurfaceIsAWarning) {
 }
 
 TEST(Loader, RegexRejectedByHyperscanPassesItsMessageOn) {
-  ExpectErrorAt(PackWithRules("  - id: r1\n    duty: d\n    severity: low\n    when: {field: text, regex: 'a(?=b)'}\n"),
-                9, 32, "Hyperscan rejects the pattern", "r1");
-  LoadResult r = LoadPack(PackWithRules("  - id: r1\n    duty: d\n    severity: low\n    when: {field: text, regex: 'a(?=b)'}\n"));
-  EXPECT_NE(FirstError(r).message.find("not supported"), std::string::npos) << FirstError(r).message;
+  ExpectErrorAt(
+      PackWithRules(
+          "  - id: r1\n    duty: d\n    severity: low\n    when: {field: text, regex: 'a(?=b)'}\n"),
+      9, 32, "Hyperscan rejects the pattern", "r1");
+  LoadResult r = LoadPack(PackWithRules(
+      "  - id: r1\n    duty: d\n    severity: low\n    when: {field: text, regex: 'a(?=b)'}\n"));
+  EXPECT_NE(FirstError(r).message.find("not supported"), std::string::npos)
+      << FirstError(r).message;
 }
 
 TEST(Loader, RegexThatMatchesEmpty) {
-  ExpectErrorAt(PackWithRules("  - id: r1\n    duty: d\n    severity: low\n    when: {field: text, regex: 'a*'}\n"),
-                9, 32, "empty string", "r1");
+  ExpectErrorAt(
+      PackWithRules(
+          "  - id: r1\n    duty: d\n    severity: low\n    when: {field: text, regex: 'a*'}\n"),
+      9, 32, "empty string", "r1");
 }
 
 TEST(Loader, UnknownRegexFlag) {
@@ -195,13 +214,17 @@ TEST(Loader, EmptyCombinator) {
 }
 
 TEST(Loader, UnknownField) {
-  ExpectErrorAt(PackWithRules("  - id: r1\n    duty: d\n    severity: low\n    when: {field: body, regex: 'a'}\n"),
-                9, 19, "unknown field 'body'", "r1");
+  ExpectErrorAt(
+      PackWithRules(
+          "  - id: r1\n    duty: d\n    severity: low\n    when: {field: body, regex: 'a'}\n"),
+      9, 19, "unknown field 'body'", "r1");
 }
 
 TEST(Loader, RegexOnCategoricalField) {
-  ExpectErrorAt(PackWithRules("  - id: r1\n    duty: d\n    severity: low\n    when: {field: surface, regex: 'a'}\n"),
-                9, 19, "applies to text fields", "r1");
+  ExpectErrorAt(
+      PackWithRules(
+          "  - id: r1\n    duty: d\n    severity: low\n    when: {field: surface, regex: 'a'}\n"),
+      9, 19, "applies to text fields", "r1");
 }
 
 TEST(Loader, TwoOperatorsInOneLeaf) {
@@ -211,15 +234,17 @@ TEST(Loader, TwoOperatorsInOneLeaf) {
 }
 
 TEST(Loader, MissingListFile) {
-  ExpectErrorAt("pack: test\nversion: \"1\"\nlists:\n  bad: {kind: hash, file: lists/missing.txt}\n",
-                4, 27, "cannot read list file lists/missing.txt");
+  ExpectErrorAt(
+      "pack: test\nversion: \"1\"\nlists:\n  bad: {kind: hash, file: lists/missing.txt}\n", 4, 27,
+      "cannot read list file lists/missing.txt");
 }
 
 TEST(Loader, ListFilesResolveRelativeToThePack) {
   FakeFiles files;
   files.files["packs/lists/h.txt"] = "# synthetic\nABCDEF01\n\nabcdef02  # trailing comment\n";
   LoadResult r = rules::LoadRuleSetFromSources(
-      {{"packs/p.yaml", "pack: test\nversion: \"1\"\nlists:\n  h: {kind: hash, file: lists/h.txt}\n"}},
+      {{"packs/p.yaml",
+        "pack: test\nversion: \"1\"\nlists:\n  h: {kind: hash, file: lists/h.txt}\n"}},
       files.Reader());
   ASSERT_TRUE(r.ruleset) << testing::Describe(r.diagnostics);
   const ListDef* list = r.ruleset->FindList("h");
@@ -230,24 +255,28 @@ TEST(Loader, ListFilesResolveRelativeToThePack) {
 TEST(Loader, BadHashListEntryNamesTheListLine) {
   FakeFiles files;
   files.files["h.txt"] = "abcdef\nnot-hex\n";
-  LoadResult r = LoadPack("pack: test\nversion: \"1\"\nlists:\n  h: {kind: hash, file: h.txt}\n", files);
+  LoadResult r =
+      LoadPack("pack: test\nversion: \"1\"\nlists:\n  h: {kind: hash, file: h.txt}\n", files);
   Diagnostic d = FirstError(r);
   EXPECT_EQ(d.pos.file, "h.txt");
   EXPECT_EQ(d.pos.line, 2);
 }
 
 TEST(Loader, UnknownList) {
-  ExpectErrorAt(PackWithRules("  - id: r1\n    duty: d\n    severity: low\n    when: {field: hash, in_list: nope}\n"),
-                9, 11, "unknown list 'nope'", "r1");
+  ExpectErrorAt(
+      PackWithRules(
+          "  - id: r1\n    duty: d\n    severity: low\n    when: {field: hash, in_list: nope}\n"),
+      9, 11, "unknown list 'nope'", "r1");
 }
 
 TEST(Loader, ListKindMustFitTheField) {
   FakeFiles files;
   files.files["u.txt"] = "bad.test\n";
-  ExpectErrorAt("pack: test\nversion: \"1\"\nduties:\n  - {id: d, deadline: 1h, actions: [remove_content]}\n"
-                "lists:\n  u: {kind: url, file: u.txt}\nrules:\n"
-                "  - {id: r1, duty: d, severity: low, when: {field: hash, in_list: u}}\n",
-                8, 44, "holds URLs", "r1", files);
+  ExpectErrorAt(
+      "pack: test\nversion: \"1\"\nduties:\n  - {id: d, deadline: 1h, actions: [remove_content]}\n"
+      "lists:\n  u: {kind: url, file: u.txt}\nrules:\n"
+      "  - {id: r1, duty: d, severity: low, when: {field: hash, in_list: u}}\n",
+      8, 44, "holds URLs", "r1", files);
 }
 
 TEST(Loader, BadPackName) {
@@ -255,34 +284,40 @@ TEST(Loader, BadPackName) {
 }
 
 TEST(Loader, BadTestExpectation) {
-  ExpectErrorAt(PackWithRules("  - id: r1\n    duty: d\n    severity: low\n    when: {field: text, regex: 'a'}\n"
-                              "    tests: [{name: t, report: {text: a}, expect: maybe}]\n"),
-                10, 50, "expect must be match or no_match", "r1");
+  ExpectErrorAt(
+      PackWithRules(
+          "  - id: r1\n    duty: d\n    severity: low\n    when: {field: text, regex: 'a'}\n"
+          "    tests: [{name: t, report: {text: a}, expect: maybe}]\n"),
+      10, 50, "expect must be match or no_match", "r1");
 }
 
 TEST(Loader, TestWithoutExpectation) {
-  ExpectErrorAt(PackWithRules("  - id: r1\n    duty: d\n    severity: low\n    when: {field: text, regex: 'a'}\n"
-                              "    tests: [{name: t, report: {text: a}}]\n"),
-                10, 13, "needs 'expect'", "r1");
+  ExpectErrorAt(
+      PackWithRules(
+          "  - id: r1\n    duty: d\n    severity: low\n    when: {field: text, regex: 'a'}\n"
+          "    tests: [{name: t, report: {text: a}}]\n"),
+      10, 13, "needs 'expect'", "r1");
 }
 
 TEST(Loader, DeepNestingIsRefused) {
   std::string when = "{field: text, regex: 'a'}";
   for (int i = 0; i < 70; ++i) when = "{all: [" + when + "]}";
-  LoadResult r = LoadPack(PackWithRules("  - {id: r1, duty: d, severity: low, when: " + when + "}\n"));
+  LoadResult r =
+      LoadPack(PackWithRules("  - {id: r1, duty: d, severity: low, when: " + when + "}\n"));
   EXPECT_FALSE(r.ruleset);
   EXPECT_NE(FirstError(r).message.find("nest deeper"), std::string::npos);
 }
 
-TEST(Loader, EmptyFile) {
-  ExpectErrorAt("", 1, 1, "file is empty");
-}
+TEST(Loader, EmptyFile) { ExpectErrorAt("", 1, 1, "file is empty"); }
 
 TEST(Loader, AccountabilityFile) {
-  LoadResult r = rules::LoadRuleSetFromSources(
-      {{"acc.yaml", "accountability:\n  - {service_id: s, duty: \"csea.*\", name: A, role: Head, from: 2025-03-17}\n"
-                    "  - {service_id: s, duty: x, name: B, role: Head, from: 2025-03-17T09:00:00+01:00, to: 2026-01-01}\n"}},
-      FakeFiles{}.Reader());
+  LoadResult r =
+      rules::LoadRuleSetFromSources({{"acc.yaml",
+                                      "accountability:\n  - {service_id: s, duty: \"csea.*\", "
+                                      "name: A, role: Head, from: 2025-03-17}\n"
+                                      "  - {service_id: s, duty: x, name: B, role: Head, from: "
+                                      "2025-03-17T09:00:00+01:00, to: 2026-01-01}\n"}},
+                                    FakeFiles{}.Reader());
   ASSERT_TRUE(r.ruleset) << testing::Describe(r.diagnostics);
   ASSERT_EQ(r.ruleset->accountability().size(), 2u);
   const Accountability& a = r.ruleset->accountability()[0];
@@ -295,7 +330,8 @@ TEST(Loader, AccountabilityFile) {
 
 TEST(Loader, AccountabilityBadDate) {
   LoadResult r = rules::LoadRuleSetFromSources(
-      {{"acc.yaml", "accountability:\n  - {service_id: s, duty: x, name: A, role: R, from: 17/03/2025}\n"}},
+      {{"acc.yaml",
+        "accountability:\n  - {service_id: s, duty: x, name: A, role: R, from: 17/03/2025}\n"}},
       FakeFiles{}.Reader());
   Diagnostic d = FirstError(r);
   EXPECT_EQ(d.pos.line, 2);
@@ -337,9 +373,12 @@ TEST(Loader, AliasBombInATestReportIsRefused) {
     report += "]";
   }
   report += "}";
-  ExpectErrorAt(PackWithRules("  - id: r1\n    duty: d\n    severity: low\n    when: {field: text, regex: 'a'}\n"
-                              "    tests:\n      - name: t\n        expect: match\n        report: " + report + "\n"),
-                13, 17, "test report is too large", "r1");
+  ExpectErrorAt(
+      PackWithRules(
+          "  - id: r1\n    duty: d\n    severity: low\n    when: {field: text, regex: 'a'}\n"
+          "    tests:\n      - name: t\n        expect: match\n        report: " +
+          report + "\n"),
+      13, 17, "test report is too large", "r1");
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 // carewatchd over loopback: a real process, a real SQLite ledger, real gRPC.
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
@@ -8,8 +9,6 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <fcntl.h>
 
 #include <atomic>
 #include <chrono>
@@ -56,14 +55,22 @@ class Daemon {
     port_ = FreePort();
     metrics_port_ = FreePort();
     std::vector<std::string> args = {CAREWATCHD_PATH,
-                                     "--listen", "127.0.0.1:" + std::to_string(port_),
-                                     "--metrics", "127.0.0.1:" + std::to_string(metrics_port_),
-                                     "--rules", rules,
-                                     "--ledger", "sqlite://" + dir_ + "/ledger.db",
-                                     "--tokens", dir_ + "/tokens.yaml",
-                                     "--cache-dir", dir_ + "/cache",
-                                     "--max-field-bytes", "65536",
-                                     "--sweep-interval-ms", "100"};
+                                     "--listen",
+                                     "127.0.0.1:" + std::to_string(port_),
+                                     "--metrics",
+                                     "127.0.0.1:" + std::to_string(metrics_port_),
+                                     "--rules",
+                                     rules,
+                                     "--ledger",
+                                     "sqlite://" + dir_ + "/ledger.db",
+                                     "--tokens",
+                                     dir_ + "/tokens.yaml",
+                                     "--cache-dir",
+                                     dir_ + "/cache",
+                                     "--max-field-bytes",
+                                     "65536",
+                                     "--sweep-interval-ms",
+                                     "100"};
     args.insert(args.end(), extra.begin(), extra.end());
     pid_ = fork();
     if (pid_ == 0) {
@@ -162,7 +169,8 @@ class ServerTest : public ::testing::Test {
   }
 
   // A report that the shipped specialist-referral rule flags.
-  static v1::ContentReport Flaggable(const std::string& id, const std::string& service, int64_t at = 0) {
+  static v1::ContentReport Flaggable(const std::string& id, const std::string& service,
+                                     int64_t at = 0) {
     v1::ContentReport r;
     r.set_report_id(id);
     r.set_service_id(service);
@@ -174,7 +182,8 @@ class ServerTest : public ::testing::Test {
     return r;
   }
 
-  grpc::Status Evaluate(const std::string& token, const v1::ContentReport& r, v1::EvaluateResponse* resp = nullptr) {
+  grpc::Status Evaluate(const std::string& token, const v1::ContentReport& r,
+                        v1::EvaluateResponse* resp = nullptr) {
     grpc::ClientContext ctx;
     Auth(&ctx, token);
     v1::EvaluateRequest req;
@@ -214,36 +223,65 @@ TEST_F(ServerTest, RoleRpcTenantMatrix) {
   ev.set_finding_id("fd-none");
   int counter = 0;
   std::map<std::string, std::pair<Call, std::set<std::string>>> rpcs = {
-      {"Evaluate", {[&](const std::string& t) { return Evaluate(t, Flaggable("m" + std::to_string(counter++), "svc-a")); },
-                    {"platform_a", "admin"}}},
-      {"RecordAction", {unary(&v1::Moderation::Stub::RecordAction, moderation_.get(), action, v1::RecordActionResponse()),
-                        {"platform_a", "admin"}}},
-      {"ListBreaches", {unary(&v1::Audit::Stub::ListBreaches, audit_.get(), v1::ListBreachesRequest(), v1::ListBreachesResponse()),
-                        {"regulator", "admin"}}},
-      {"ListFindings", {unary(&v1::Audit::Stub::ListFindings, audit_.get(), v1::ListFindingsRequest(), v1::ListFindingsResponse()),
-                        {"regulator", "admin"}}},
-      {"GetEvidence", {unary(&v1::Audit::Stub::GetEvidence, audit_.get(), ev, v1::GetEvidenceResponse()),
-                       {"regulator", "admin"}}},
-      {"GetCheckpoint", {unary(&v1::Audit::Stub::GetCheckpoint, audit_.get(), v1::GetCheckpointRequest(), v1::GetCheckpointResponse()),
-                         {"regulator", "admin"}}},
-      {"GetConsistencyProof", {unary(&v1::Audit::Stub::GetConsistencyProof, audit_.get(), cons, v1::GetConsistencyProofResponse()),
-                               {"regulator", "admin"}}},
-      {"GetStats", {unary(&v1::Audit::Stub::GetStats, audit_.get(), v1::GetStatsRequest(), v1::GetStatsResponse()),
-                    {"regulator", "admin"}}},
-      {"Validate", {unary(&v1::Rules::Stub::Validate, rules_stub_.get(), v1::RulePackSet(), v1::ValidateResponse()),
-                    {"author", "admin"}}},
-      {"RunTests", {unary(&v1::Rules::Stub::RunTests, rules_stub_.get(), v1::RulePackSet(), v1::RunTestsResponse()),
-                    {"author", "admin"}}},
-      {"DryRun", {unary(&v1::Rules::Stub::DryRun, rules_stub_.get(), v1::DryRunRequest(), v1::DryRunResponse()),
-                  {"author", "admin"}}},
-      {"GetActiveRuleset", {unary(&v1::Rules::Stub::GetActiveRuleset, rules_stub_.get(), v1::GetActiveRulesetRequest(),
-                                  v1::GetActiveRulesetResponse()),
-                            {"author", "admin"}}},
-      {"Reload", {unary(&v1::Rules::Stub::Reload, rules_stub_.get(), v1::ReloadRequest(), v1::ReloadResponse()), {"admin"}}},
+      {"Evaluate",
+       {[&](const std::string& t) {
+          return Evaluate(t, Flaggable("m" + std::to_string(counter++), "svc-a"));
+        },
+        {"platform_a", "admin"}}},
+      {"RecordAction",
+       {unary(&v1::Moderation::Stub::RecordAction, moderation_.get(), action,
+              v1::RecordActionResponse()),
+        {"platform_a", "admin"}}},
+      {"ListBreaches",
+       {unary(&v1::Audit::Stub::ListBreaches, audit_.get(), v1::ListBreachesRequest(),
+              v1::ListBreachesResponse()),
+        {"regulator", "admin"}}},
+      {"ListFindings",
+       {unary(&v1::Audit::Stub::ListFindings, audit_.get(), v1::ListFindingsRequest(),
+              v1::ListFindingsResponse()),
+        {"regulator", "admin"}}},
+      {"GetEvidence",
+       {unary(&v1::Audit::Stub::GetEvidence, audit_.get(), ev, v1::GetEvidenceResponse()),
+        {"regulator", "admin"}}},
+      {"GetCheckpoint",
+       {unary(&v1::Audit::Stub::GetCheckpoint, audit_.get(), v1::GetCheckpointRequest(),
+              v1::GetCheckpointResponse()),
+        {"regulator", "admin"}}},
+      {"GetConsistencyProof",
+       {unary(&v1::Audit::Stub::GetConsistencyProof, audit_.get(), cons,
+              v1::GetConsistencyProofResponse()),
+        {"regulator", "admin"}}},
+      {"GetStats",
+       {unary(&v1::Audit::Stub::GetStats, audit_.get(), v1::GetStatsRequest(),
+              v1::GetStatsResponse()),
+        {"regulator", "admin"}}},
+      {"Validate",
+       {unary(&v1::Rules::Stub::Validate, rules_stub_.get(), v1::RulePackSet(),
+              v1::ValidateResponse()),
+        {"author", "admin"}}},
+      {"RunTests",
+       {unary(&v1::Rules::Stub::RunTests, rules_stub_.get(), v1::RulePackSet(),
+              v1::RunTestsResponse()),
+        {"author", "admin"}}},
+      {"DryRun",
+       {unary(&v1::Rules::Stub::DryRun, rules_stub_.get(), v1::DryRunRequest(),
+              v1::DryRunResponse()),
+        {"author", "admin"}}},
+      {"GetActiveRuleset",
+       {unary(&v1::Rules::Stub::GetActiveRuleset, rules_stub_.get(), v1::GetActiveRulesetRequest(),
+              v1::GetActiveRulesetResponse()),
+        {"author", "admin"}}},
+      {"Reload",
+       {unary(&v1::Rules::Stub::Reload, rules_stub_.get(), v1::ReloadRequest(),
+              v1::ReloadResponse()),
+        {"admin"}}},
   };
-  std::map<std::string, std::string> who = {{"none", ""}, {"bogus", "cw_not_a_real_token"},
-                                            {"platform_a", platform_a_}, {"regulator", regulator_},
-                                            {"author", author_}, {"admin", admin_}};
+  std::map<std::string, std::string> who = {{"none", ""},
+                                            {"bogus", "cw_not_a_real_token"},
+                                            {"platform_a", platform_a_},
+                                            {"regulator", regulator_},
+                                            {"author", author_},
+                                            {"admin", admin_}};
   for (auto& [rpc, entry] : rpcs) {
     for (const auto& [name, token] : who) {
       uint64_t before = daemon_->LedgerEvents();
@@ -263,12 +301,14 @@ TEST_F(ServerTest, RoleRpcTenantMatrix) {
   }
   // Tenancy: a platform can neither submit nor act for another service.
   uint64_t before = daemon_->LedgerEvents();
-  EXPECT_EQ(Evaluate(platform_a_, Flaggable("x1", "svc-b")).error_code(), StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(Evaluate(platform_a_, Flaggable("x1", "svc-b")).error_code(),
+            StatusCode::PERMISSION_DENIED);
   action.set_service_id("svc-b");
   grpc::ClientContext ctx;
   Auth(&ctx, platform_a_);
   v1::RecordActionResponse ar;
-  EXPECT_EQ(moderation_->RecordAction(&ctx, action, &ar).error_code(), StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(moderation_->RecordAction(&ctx, action, &ar).error_code(),
+            StatusCode::PERMISSION_DENIED);
   EXPECT_EQ(daemon_->LedgerEvents(), before);
 }
 
@@ -313,7 +353,8 @@ TEST_F(ServerTest, MalformedAndOversizedRequestsNameTheField) {
   r.add_hashes()->set_value("not hex!");
   st = Evaluate(platform_a_, r);
   EXPECT_EQ(st.error_code(), StatusCode::INVALID_ARGUMENT);
-  EXPECT_NE(st.error_message().find("report.hashes[0].value"), std::string::npos) << st.error_message();
+  EXPECT_NE(st.error_message().find("report.hashes[0].value"), std::string::npos)
+      << st.error_message();
   v1::RecordActionRequest bad;
   bad.set_service_id("svc-a");
   bad.set_report_id("r");
@@ -363,7 +404,9 @@ TEST_F(ServerTest, AuditQueriesEvidenceAndProofs) {
   // Six CSEA referrals received two days ago with nothing done: the sweeper
   // breaches them and csea.swift-takedown (min 5 breaches) opens a finding.
   for (int i = 0; i < 6; ++i) {
-    ASSERT_TRUE(Evaluate(platform_a_, Flaggable("old-" + std::to_string(i), "svc-a", Now() - 2 * 86400)).ok());
+    ASSERT_TRUE(
+        Evaluate(platform_a_, Flaggable("old-" + std::to_string(i), "svc-a", Now() - 2 * 86400))
+            .ok());
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   auto call = [&](auto method, const auto& req, auto* resp) {
@@ -398,7 +441,9 @@ TEST_F(ServerTest, AuditQueriesEvidenceAndProofs) {
   ASSERT_TRUE(ledger::SigningKey::LoadOrCreate(dir_ + "/ledger.key", &key).ok());
   EXPECT_EQ(cp.public_key_pem(), key->PublicPem());
   const v1::Checkpoint& c = cp.checkpoint();
-  EXPECT_TRUE(key->Verify(ledger::CheckpointSignedText(c.tree_size(), c.root_hash(), c.time().seconds()), c.signature()));
+  EXPECT_TRUE(
+      key->Verify(ledger::CheckpointSignedText(c.tree_size(), c.root_hash(), c.time().seconds()),
+                  c.signature()));
 
   v1::GetEvidenceRequest er;
   er.set_finding_id(findings.findings(0).finding_id());
@@ -410,7 +455,8 @@ TEST_F(ServerTest, AuditQueriesEvidenceAndProofs) {
     EXPECT_EQ(ledger::LeafHash(e.event_bytes()), e.leaf_hash());
     if (e.event().seq() <= ev.checkpoint().tree_size()) {
       std::vector<ledger::Hash> proof(e.inclusion_proof().begin(), e.inclusion_proof().end());
-      EXPECT_TRUE(ledger::VerifyInclusion(e.leaf_hash(), e.event().seq() - 1, ev.checkpoint().tree_size(), proof,
+      EXPECT_TRUE(ledger::VerifyInclusion(e.leaf_hash(), e.event().seq() - 1,
+                                          ev.checkpoint().tree_size(), proof,
                                           ev.checkpoint().root_hash()))
           << "event " << e.event().seq();
     }
@@ -452,7 +498,8 @@ TEST_F(ServerTest, ReloadWithABrokenPackKeepsServingTheOldVersion) {
     return r.version();
   };
   std::string v1_version = active();
-  std::ofstream(rules_ + "/csea-baseline.yaml", std::ios::app) << "  - {id: broken, duty: nope, when: {field: text, regex: 'a(?=b)'}}\n";
+  std::ofstream(rules_ + "/csea-baseline.yaml", std::ios::app)
+      << "  - {id: broken, duty: nope, when: {field: text, regex: 'a(?=b)'}}\n";
   grpc::ClientContext ctx;
   Auth(&ctx, admin_);
   v1::ReloadResponse resp;
@@ -466,7 +513,8 @@ TEST_F(ServerTest, ReloadWithABrokenPackKeepsServingTheOldVersion) {
   // Fixed and reloaded by SIGHUP: a new version serves.
   fs::copy_file(CAREWATCH_SOURCE_DIR "/rules/csea-baseline.yaml", rules_ + "/csea-baseline.yaml",
                 fs::copy_options::overwrite_existing);
-  std::ofstream(rules_ + "/csea-baseline.yaml", std::ios::app) << "# a comment changes the version\n";
+  std::ofstream(rules_ + "/csea-baseline.yaml", std::ios::app)
+      << "# a comment changes the version\n";
   daemon_->Signal(SIGHUP);
   std::string now_version;
   for (int i = 0; i < 100 && (now_version = active()) == v1_version; ++i) {
@@ -475,7 +523,8 @@ TEST_F(ServerTest, ReloadWithABrokenPackKeepsServingTheOldVersion) {
   EXPECT_NE(now_version, v1_version);
   v1::EvaluateResponse er;
   ASSERT_TRUE(Evaluate(platform_a_, Flaggable("after", "svc-a"), &er).ok());
-  EXPECT_EQ(er.verdict().ruleset_version(), now_version) << "every verdict names the version it used";
+  EXPECT_EQ(er.verdict().ruleset_version(), now_version)
+      << "every verdict names the version it used";
 }
 
 // Sends reports from several threads until told to stop; returns the ids
@@ -539,7 +588,8 @@ TEST_F(ServerTest, SigtermUnderLoadLosesNoAcknowledgedReport) {
   int status = daemon_->Kill(SIGTERM);
   stop = true;
   load.join();
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "graceful exit; log:\n" << daemon_->Log();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "graceful exit; log:\n"
+                                                             << daemon_->Log();
   ASSERT_GT(acked.size(), 10u);
   ExpectAllInLedger(dir_, acked);
 }
@@ -561,7 +611,8 @@ TEST_F(ServerTest, SigkillUnderLoadThenRestartVerifies) {
   const auto& [id, seq] = *acked.begin();
   v1::ContentReport again = Flaggable(id, "svc-a");
   ASSERT_TRUE(Evaluate(platform_a_, again, &resp).ok());
-  EXPECT_EQ(resp.verdict().ledger_seq(), seq) << "a retry after the restart returns the first verdict";
+  EXPECT_EQ(resp.verdict().ledger_seq(), seq)
+      << "a retry after the restart returns the first verdict";
   EXPECT_TRUE(Evaluate(platform_a_, Flaggable("after-restart", "svc-a")).ok());
 }
 
@@ -576,31 +627,47 @@ int RunQuiet(const std::string& cmd) { return std::system((cmd + " > /dev/null 2
 TEST_F(ServerTest, TlsAndMutualTls) {
   // A CA, a server certificate for 127.0.0.1 and a client certificate.
   std::string d = dir_;
-  ASSERT_EQ(RunQuiet("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 "
-                     "-subj /CN=test-ca -keyout " + d + "/ca.key -out " + d + "/ca.crt"), 0);
-  ASSERT_EQ(RunQuiet("openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=localhost "
-                     "-keyout " + d + "/srv.key -out " + d + "/srv.csr"), 0);
+  ASSERT_EQ(
+      RunQuiet("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 "
+               "-subj /CN=test-ca -keyout " +
+               d + "/ca.key -out " + d + "/ca.crt"),
+      0);
+  ASSERT_EQ(
+      RunQuiet(
+          "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=localhost "
+          "-keyout " +
+          d + "/srv.key -out " + d + "/srv.csr"),
+      0);
   std::ofstream(d + "/san.ext") << "subjectAltName=DNS:localhost,IP:127.0.0.1\n";
-  ASSERT_EQ(RunQuiet("openssl x509 -req -in " + d + "/srv.csr -CA " + d + "/ca.crt -CAkey " + d +
-                     "/ca.key -CAcreateserial -days 2 -extfile " + d + "/san.ext -out " + d + "/srv.crt"), 0);
-  ASSERT_EQ(RunQuiet("openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=client "
-                     "-keyout " + d + "/cli.key -out " + d + "/cli.csr"), 0);
+  ASSERT_EQ(
+      RunQuiet("openssl x509 -req -in " + d + "/srv.csr -CA " + d + "/ca.crt -CAkey " + d +
+               "/ca.key -CAcreateserial -days 2 -extfile " + d + "/san.ext -out " + d + "/srv.crt"),
+      0);
+  ASSERT_EQ(
+      RunQuiet(
+          "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=client "
+          "-keyout " +
+          d + "/cli.key -out " + d + "/cli.csr"),
+      0);
   ASSERT_EQ(RunQuiet("openssl x509 -req -in " + d + "/cli.csr -CA " + d + "/ca.crt -CAkey " + d +
-                     "/ca.key -CAcreateserial -days 2 -out " + d + "/cli.crt"), 0);
+                     "/ca.key -CAcreateserial -days 2 -out " + d + "/cli.crt"),
+            0);
   auto read = [](const std::string& p) {
     std::ifstream in(p);
     std::stringstream ss;
     ss << in.rdbuf();
     return ss.str();
   };
-  daemon_->Start(rules_, {"--tls-cert", d + "/srv.crt", "--tls-key", d + "/srv.key", "--tls-client-ca", d + "/ca.crt"});
+  daemon_->Start(rules_, {"--tls-cert", d + "/srv.crt", "--tls-key", d + "/srv.key",
+                          "--tls-client-ca", d + "/ca.crt"});
   auto evaluate = [&](std::shared_ptr<grpc::ChannelCredentials> creds) {
     auto stub = v1::Moderation::NewStub(grpc::CreateChannel(daemon_->Address(), creds));
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
     Auth(&ctx, platform_a_);
     v1::EvaluateRequest req;
-    *req.mutable_report() = Flaggable("tls-" + std::to_string(Now()) + std::to_string(rand()), "svc-a");
+    *req.mutable_report() =
+        Flaggable("tls-" + std::to_string(Now()) + std::to_string(rand()), "svc-a");
     v1::EvaluateResponse resp;
     return stub->Evaluate(&ctx, req, &resp);
   };
@@ -611,7 +678,8 @@ TEST_F(ServerTest, TlsAndMutualTls) {
   EXPECT_TRUE(evaluate(grpc::SslCredentials(with_cert)).ok()) << "mTLS client with a certificate";
   grpc::SslCredentialsOptions no_cert;
   no_cert.pem_root_certs = read(d + "/ca.crt");
-  EXPECT_FALSE(evaluate(grpc::SslCredentials(no_cert)).ok()) << "mTLS refuses a client without a certificate";
+  EXPECT_FALSE(evaluate(grpc::SslCredentials(no_cert)).ok())
+      << "mTLS refuses a client without a certificate";
   EXPECT_FALSE(evaluate(grpc::InsecureChannelCredentials()).ok()) << "plaintext is refused";
 }
 
@@ -624,20 +692,23 @@ TEST_F(ServerTest, BadSettingsStopTheStartWithAMessage) {
     ss << in.rdbuf();
     return std::make_pair(WEXITSTATUS(rc), ss.str());
   };
-  auto [rc1, out1] = run("--listen nonsense --rules " + rules_ + " --tokens " + dir_ + "/tokens.yaml --ledger sqlite://" +
-                         dir_ + "/l.db --metrics ''");
+  auto [rc1, out1] = run("--listen nonsense --rules " + rules_ + " --tokens " + dir_ +
+                         "/tokens.yaml --ledger sqlite://" + dir_ + "/l.db --metrics ''");
   EXPECT_NE(rc1, 0);
   EXPECT_NE(out1.find("listen: 'nonsense' is not HOST:PORT"), std::string::npos) << out1;
-  auto [rc2, out2] = run("--rules " + dir_ + "/missing --tokens " + dir_ + "/tokens.yaml --metrics ''");
+  auto [rc2, out2] =
+      run("--rules " + dir_ + "/missing --tokens " + dir_ + "/tokens.yaml --metrics ''");
   EXPECT_NE(rc2, 0);
   EXPECT_NE(out2.find("rules: " + dir_ + "/missing does not exist"), std::string::npos) << out2;
   std::ofstream(dir_ + "/bad.yaml") << "listen: 127.0.0.1:1\nworkerz: 4\n";
   auto [rc3, out3] = run("--config " + dir_ + "/bad.yaml");
   EXPECT_NE(rc3, 0);
-  EXPECT_NE(out3.find(dir_ + "/bad.yaml:2:1: unknown setting 'workerz'"), std::string::npos) << out3;
-  std::ofstream(dir_ + "/badtokens.yaml") << "tokens:\n  - {sha256: abc, principal: x, role: platform}\n";
-  auto [rc4, out4] = run("--rules " + rules_ + " --tokens " + dir_ + "/badtokens.yaml --ledger sqlite://" + dir_ +
-                         "/l.db --metrics ''");
+  EXPECT_NE(out3.find(dir_ + "/bad.yaml:2:1: unknown setting 'workerz'"), std::string::npos)
+      << out3;
+  std::ofstream(dir_ + "/badtokens.yaml")
+      << "tokens:\n  - {sha256: abc, principal: x, role: platform}\n";
+  auto [rc4, out4] = run("--rules " + rules_ + " --tokens " + dir_ +
+                         "/badtokens.yaml --ledger sqlite://" + dir_ + "/l.db --metrics ''");
   EXPECT_NE(rc4, 0);
   EXPECT_NE(out4.find("sha256 must be 64 lower-case hex digits"), std::string::npos) << out4;
 }

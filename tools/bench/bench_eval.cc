@@ -29,7 +29,8 @@ struct Result {
   uint64_t flagged = 0;
 };
 
-std::unique_ptr<eval::Evaluator> MakeEvaluator(std::shared_ptr<const rules::RuleSet> set, bool re2) {
+std::unique_ptr<eval::Evaluator> MakeEvaluator(std::shared_ptr<const rules::RuleSet> set,
+                                               bool re2) {
   eval::EvaluatorOptions options;
   options.use_re2_set = re2;
   std::unique_ptr<eval::Evaluator> e;
@@ -67,7 +68,8 @@ Result RunBareScan(const match::Matcher& m, const std::vector<v1::ContentReport>
     auto add = [&](int field, const std::string& value) {
       if (value.empty()) return;
       for (int folded = 0; folded < 2; ++folded) {
-        const hs_database_t* db = m.database(match::DatabaseSlot(static_cast<rules::Field>(field), folded));
+        const hs_database_t* db =
+            m.database(match::DatabaseSlot(static_cast<rules::Field>(field), folded));
         if (!db) continue;
         jobs.push_back({db, folded ? match::FoldForMatching(value) : value});
       }
@@ -102,9 +104,12 @@ int main(int argc, char** argv) {
   std::string rules_dir = CAREWATCH_SOURCE_DIR "/rules";
   int generated = 2000;
   for (int i = 1; i + 1 < argc; i += 2) {
-    if (!std::strcmp(argv[i], "--reports")) n = std::stoul(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--rules")) rules_dir = argv[i + 1];
-    else if (!std::strcmp(argv[i], "--generated")) generated = std::stoi(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--reports"))
+      n = std::stoul(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--rules"))
+      rules_dir = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--generated"))
+      generated = std::stoi(argv[i + 1]);
   }
 
   corpus::CorpusOptions options;
@@ -175,7 +180,8 @@ int main(int argc, char** argv) {
   }
   if (b.flagged != c.flagged) {
     std::fprintf(stderr, "Hyperscan and RE2::Set disagree: %llu vs %llu flagged\n",
-                 static_cast<unsigned long long>(b.flagged), static_cast<unsigned long long>(c.flagged));
+                 static_cast<unsigned long long>(b.flagged),
+                 static_cast<unsigned long long>(c.flagged));
     return 1;
   }
 
@@ -197,22 +203,24 @@ int main(int argc, char** argv) {
               bytes / 1e6 / a.seconds, "-");
   std::printf("%-44s %12.0f %10.1f %10s\n", "(a2) bare hs_scan, scaled rule set", rate(a2),
               bytes / 1e6 / a2.seconds, "-");
-  std::printf("%-44s %12.0f %10.1f %10llu\n", "(b) Evaluator, shipped packs", rate(b), bytes / 1e6 / b.seconds,
-              static_cast<unsigned long long>(b.flagged));
+  std::printf("%-44s %12.0f %10.1f %10llu\n", "(b) Evaluator, shipped packs", rate(b),
+              bytes / 1e6 / b.seconds, static_cast<unsigned long long>(b.flagged));
   std::printf("%-44s %12.0f %10.1f %10llu\n", "(c) Evaluator with RE2::Set per field", rate(c),
               bytes / 1e6 / c.seconds, static_cast<unsigned long long>(c.flagged));
   std::printf("%-44s %12.0f %10.1f %10llu\n", "(d) Evaluator, shipped + generated rules", rate(d),
               bytes / 1e6 / d.seconds, static_cast<unsigned long long>(d.flagged));
   std::printf("%-44s %12.0f %10.1f %10llu\n", "(e) RE2::Set, shipped + generated rules", rate(e),
               bytes / 1e6 / e.seconds, static_cast<unsigned long long>(e.flagged));
-  std::printf("%-44s %12.0f %10.1f %10s\n", "    of which: evasion folding of text alone", rate(fold),
-              bytes / 1e6 / fold.seconds, "-");
+  std::printf("%-44s %12.0f %10.1f %10s\n", "    of which: evasion folding of text alone",
+              rate(fold), bytes / 1e6 / fold.seconds, "-");
   std::printf("\nratios (targets in brackets):\n");
   std::printf("  (b)/(a) = %.2f  [>= 0.5]\n", rate(b) / rate(a));
   std::printf("  (b)/(c) = %.2f  [>= 3]\n", rate(b) / rate(c));
   std::printf("  (d)/(b) = %.2f  [>= 0.5]\n", rate(d) / rate(b));
-  std::printf("  (d)/(a2) = %.2f  (Evaluator against bare scan, scaled rule set)\n", rate(d) / rate(a2));
-  std::printf("  (d)/(e) = %.2f  (Hyperscan over RE2::Set with the scaled rule set)\n", rate(d) / rate(e));
+  std::printf("  (d)/(a2) = %.2f  (Evaluator against bare scan, scaled rule set)\n",
+              rate(d) / rate(a2));
+  std::printf("  (d)/(e) = %.2f  (Hyperscan over RE2::Set with the scaled rule set)\n",
+              rate(d) / rate(e));
   std::printf("  (b)/(a+fold) = %.2f  (Evaluator against bare scan plus the folding it must do)\n",
               rate(b) / (1.0 / (1.0 / rate(a) + 1.0 / rate(fold))));
   return 0;

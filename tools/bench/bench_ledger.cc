@@ -22,9 +22,12 @@ int main(int argc, char** argv) {
   int events = 20000, writers = 16;
   std::string dir = "/tmp/carewatch-bench-ledger";
   for (int i = 1; i + 1 < argc; i += 2) {
-    if (!std::strcmp(argv[i], "--events")) events = std::stoi(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--writers")) writers = std::stoi(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--dir")) dir = argv[i + 1];
+    if (!std::strcmp(argv[i], "--events"))
+      events = std::stoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--writers"))
+      writers = std::stoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--dir"))
+      dir = argv[i + 1];
   }
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
@@ -61,8 +64,10 @@ int main(int argc, char** argv) {
 
   sqlite3* db = nullptr;
   sqlite3_open((dir + "/plain.db").c_str(), &db);
-  sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
-               "CREATE TABLE events (seq INTEGER PRIMARY KEY, type INTEGER, time INTEGER, payload BLOB, leaf_hash BLOB);",
+  sqlite3_exec(db,
+               "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+               "CREATE TABLE events (seq INTEGER PRIMARY KEY, type INTEGER, time INTEGER, payload "
+               "BLOB, leaf_hash BLOB);",
                nullptr, nullptr, nullptr);
   // Same rows: read them back from the ledger file.
   std::unique_ptr<ledger::LedgerBackend> b;
@@ -95,8 +100,10 @@ int main(int argc, char** argv) {
   std::printf("%d events, %d concurrent writers, WAL + synchronous=FULL\n", events, writers);
   std::printf("mean group commit: %d events per transaction (%llu commits)\n", batch,
               static_cast<unsigned long long>(commits));
-  std::printf("%-58s %10.0f events/s\n", "(a) plain SQLite inserts, same transaction sizes", events / plain_s);
-  std::printf("%-58s %10.0f events/s\n", "(b) Ledger.Append (group commit, Merkle, checkpoints)", events / ledger_s);
+  std::printf("%-58s %10.0f events/s\n", "(a) plain SQLite inserts, same transaction sizes",
+              events / plain_s);
+  std::printf("%-58s %10.0f events/s\n", "(b) Ledger.Append (group commit, Merkle, checkpoints)",
+              events / ledger_s);
   std::printf("ratio (b)/(a) = %.2f  [>= 0.5]\n", plain_s / ledger_s);
   std::filesystem::remove_all(dir);
   return 0;

@@ -36,7 +36,8 @@ void Authorize(grpc::ClientContext* ctx, const std::string& token) {
   ctx->AddMetadata("authorization", "Bearer " + token);
 }
 
-int RunTokenNew(const std::string& principal, const std::string& role_name, const std::string& service) {
+int RunTokenNew(const std::string& principal, const std::string& role_name,
+                const std::string& service) {
   server::Role role;
   if (!server::ParseRole(role_name, &role)) {
     std::cerr << "error: --role must be platform, regulator, rule_author or admin\n";
@@ -53,8 +54,9 @@ int RunTokenNew(const std::string& principal, const std::string& role_name, cons
   return kExitOk;
 }
 
-int RunVerifyServer(const std::string& server, const std::string& token, const std::string& pubkey_file,
-                    const std::string& state_file, const std::string& ca_file) {
+int RunVerifyServer(const std::string& server, const std::string& token,
+                    const std::string& pubkey_file, const std::string& state_file,
+                    const std::string& ca_file) {
   std::string error;
   auto pem = rules::ReadFileToString(pubkey_file, &error);
   if (!pem) {
@@ -82,8 +84,10 @@ int RunVerifyServer(const std::string& server, const std::string& token, const s
   const v1::Checkpoint& c = cp.checkpoint();
   // 1. The checkpoint is signed by the published key, not by whatever key
   //    the server names.
-  if (!key->Verify(ledger::CheckpointSignedText(c.tree_size(), c.root_hash(), c.time().seconds()), c.signature())) {
-    std::cout << "FAIL: checkpoint at size " << c.tree_size() << " is not signed by the published key\n";
+  if (!key->Verify(ledger::CheckpointSignedText(c.tree_size(), c.root_hash(), c.time().seconds()),
+                   c.signature())) {
+    std::cout << "FAIL: checkpoint at size " << c.tree_size()
+              << " is not signed by the published key\n";
     return kExitFailure;
   }
   // 2. It extends the last checkpoint this verifier accepted.
@@ -97,7 +101,8 @@ int RunVerifyServer(const std::string& server, const std::string& token, const s
         old_root.push_back(static_cast<char>(std::stoi(old_root_hex.substr(i, 2), nullptr, 16)));
       }
       if (old_size > c.tree_size()) {
-        std::cout << "FAIL: the log shrank from " << old_size << " to " << c.tree_size() << " events\n";
+        std::cout << "FAIL: the log shrank from " << old_size << " to " << c.tree_size()
+                  << " events\n";
         return kExitFailure;
       }
       if (old_size > 0 && old_size < c.tree_size()) {
@@ -109,9 +114,11 @@ int RunVerifyServer(const std::string& server, const std::string& token, const s
         Authorize(&ctx, token);
         grpc::Status st = audit->GetConsistencyProof(&ctx, req, &resp);
         std::vector<ledger::Hash> proof(resp.proof().begin(), resp.proof().end());
-        if (!st.ok() || !ledger::VerifyConsistency(old_size, c.tree_size(), old_root, c.root_hash(), proof)) {
-          std::cout << "FAIL: checkpoint at size " << c.tree_size() << " is not consistent with the one at size "
-                    << old_size << " accepted before\n";
+        if (!st.ok() ||
+            !ledger::VerifyConsistency(old_size, c.tree_size(), old_root, c.root_hash(), proof)) {
+          std::cout << "FAIL: checkpoint at size " << c.tree_size()
+                    << " is not consistent with the one at size " << old_size
+                    << " accepted before\n";
           return kExitFailure;
         }
       } else if (old_size == c.tree_size() && old_root != c.root_hash()) {
@@ -146,23 +153,28 @@ int RunVerifyServer(const std::string& server, const std::string& token, const s
         return kExitFailure;
       }
       const v1::Checkpoint& ec = ev.checkpoint();
-      if (!key->Verify(ledger::CheckpointSignedText(ec.tree_size(), ec.root_hash(), ec.time().seconds()),
-                       ec.signature())) {
+      if (!key->Verify(
+              ledger::CheckpointSignedText(ec.tree_size(), ec.root_hash(), ec.time().seconds()),
+              ec.signature())) {
         std::cout << "FAIL: evidence for " << f.finding_id() << " cites an unsigned checkpoint\n";
         return kExitFailure;
       }
       for (const v1::EvidenceEvent& e : ev.events()) {
         uint64_t seq = e.event().seq();
         v1::LedgerEvent parsed;
-        if (ledger::LeafHash(e.event_bytes()) != e.leaf_hash() || !parsed.ParseFromString(e.event_bytes()) ||
+        if (ledger::LeafHash(e.event_bytes()) != e.leaf_hash() ||
+            !parsed.ParseFromString(e.event_bytes()) ||
             parsed.SerializeAsString() != e.event().SerializeAsString()) {
-          std::cout << "FAIL: event " << seq << " does not match its leaf hash\nfirst bad sequence number: " << seq << "\n";
+          std::cout << "FAIL: event " << seq
+                    << " does not match its leaf hash\nfirst bad sequence number: " << seq << "\n";
           return kExitFailure;
         }
         if (seq <= ec.tree_size()) {
           std::vector<ledger::Hash> proof(e.inclusion_proof().begin(), e.inclusion_proof().end());
-          if (!ledger::VerifyInclusion(e.leaf_hash(), seq - 1, ec.tree_size(), proof, ec.root_hash())) {
-            std::cout << "FAIL: event " << seq << " is not in the signed tree\nfirst bad sequence number: " << seq << "\n";
+          if (!ledger::VerifyInclusion(e.leaf_hash(), seq - 1, ec.tree_size(), proof,
+                                       ec.root_hash())) {
+            std::cout << "FAIL: event " << seq
+                      << " is not in the signed tree\nfirst bad sequence number: " << seq << "\n";
             return kExitFailure;
           }
         }
@@ -177,8 +189,9 @@ int RunVerifyServer(const std::string& server, const std::string& token, const s
     std::ofstream out(state_file, std::ios::trunc);
     out << c.tree_size() << " " << HexEncode(c.root_hash()) << "\n";
   }
-  std::cout << "OK: checkpoint at size " << c.tree_size() << " signed by the published key; " << findings
-            << " findings, " << events << " evidence events with inclusion proofs checked\n";
+  std::cout << "OK: checkpoint at size " << c.tree_size() << " signed by the published key; "
+            << findings << " findings, " << events
+            << " evidence events with inclusion proofs checked\n";
   return kExitOk;
 }
 
@@ -195,7 +208,8 @@ int RunLoad(const LoadOptions& o) {
   auto make_report = [&](corpus::CorpusGenerator& gen, v1::EvaluateRequest* req, int worker) {
     gen.Next(req->mutable_report());
     req->mutable_report()->set_service_id(o.service);
-    req->mutable_report()->set_report_id(o.run_id + "-" + std::to_string(worker) + "-" + std::to_string(counter++));
+    req->mutable_report()->set_report_id(o.run_id + "-" + std::to_string(worker) + "-" +
+                                         std::to_string(counter++));
     // Received now, as a platform sends them (the corpus's own times are in the past).
     req->mutable_report()->mutable_received_at()->set_seconds(std::time(nullptr));
   };
@@ -221,8 +235,10 @@ int RunLoad(const LoadOptions& o) {
           grpc::ClientContext ctx;
           Authorize(&ctx, o.token);
           auto t0 = std::chrono::steady_clock::now();
-          grpc::Status st = o.noop ? noop->Evaluate(&ctx, req, &resp) : moderation->Evaluate(&ctx, req, &resp);
-          double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+          grpc::Status st =
+              o.noop ? noop->Evaluate(&ctx, req, &resp) : moderation->Evaluate(&ctx, req, &resp);
+          double secs =
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
           if (st.ok()) {
             ++ok;
             local.push_back(secs);
@@ -251,7 +267,8 @@ int RunLoad(const LoadOptions& o) {
             --in_flight;
             if (resp.error().empty()) {
               ++ok;
-              local.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+              local.push_back(
+                  std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
             } else if (errors++ < 3) {
               std::cerr << "error: " << resp.error() << "\n";
             }
@@ -288,14 +305,16 @@ int RunLoad(const LoadOptions& o) {
   std::sort(latencies.begin(), latencies.end());
   auto pct = [&](double p) {
     if (latencies.empty()) return 0.0;
-    return latencies[std::min(latencies.size() - 1, static_cast<size_t>(p * latencies.size()))] * 1000;
+    return latencies[std::min(latencies.size() - 1, static_cast<size_t>(p * latencies.size()))] *
+           1000;
   };
-  std::printf("%s %s, concurrency %d%s, %.1fs: %llu ok, %llu errors, %.0f reports/s, "
-              "latency ms p50 %.2f p90 %.2f p99 %.2f\n",
-              o.noop ? "noop" : "carewatchd", o.stream ? "EvaluateStream" : "Evaluate", o.concurrency,
-              o.stream ? (" window " + std::to_string(o.window)).c_str() : "", secs,
-              static_cast<unsigned long long>(ok.load()), static_cast<unsigned long long>(errors.load()),
-              ok / secs, pct(0.5), pct(0.9), pct(0.99));
+  std::printf(
+      "%s %s, concurrency %d%s, %.1fs: %llu ok, %llu errors, %.0f reports/s, "
+      "latency ms p50 %.2f p90 %.2f p99 %.2f\n",
+      o.noop ? "noop" : "carewatchd", o.stream ? "EvaluateStream" : "Evaluate", o.concurrency,
+      o.stream ? (" window " + std::to_string(o.window)).c_str() : "", secs,
+      static_cast<unsigned long long>(ok.load()), static_cast<unsigned long long>(errors.load()),
+      ok / secs, pct(0.5), pct(0.9), pct(0.99));
   return errors > 0 && ok == 0 ? kExitFailure : kExitOk;
 }
 
@@ -303,8 +322,8 @@ int RunLoad(const LoadOptions& o) {
 
 namespace carewatch::cli {
 
-int RunEvaluateClient(const std::string& server, const std::string& token, const std::string& report_file,
-                      const std::string& ca_file) {
+int RunEvaluateClient(const std::string& server, const std::string& token,
+                      const std::string& report_file, const std::string& ca_file) {
   std::string error;
   auto content = rules::ReadFileToString(report_file, &error);
   if (!content) {
@@ -330,8 +349,8 @@ int RunEvaluateClient(const std::string& server, const std::string& token, const
   return kExitOk;
 }
 
-int RunActionClient(const std::string& server, const std::string& token, const v1::RecordActionRequest& req,
-                    const std::string& ca_file) {
+int RunActionClient(const std::string& server, const std::string& token,
+                    const v1::RecordActionRequest& req, const std::string& ca_file) {
   auto stub = v1::Moderation::NewStub(Connect(server, ca_file));
   grpc::ClientContext ctx;
   Authorize(&ctx, token);

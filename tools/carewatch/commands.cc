@@ -53,7 +53,8 @@ int RunLint(const std::vector<std::string>& paths, bool warnings_as_errors) {
   std::cerr << errors << " error(s), " << warnings << " warning(s)";
   if (loaded.ruleset && errors == 0) {
     std::cerr << "; " << loaded.ruleset->rules().size() << " rules, "
-              << loaded.ruleset->duties().size() << " duties, version " << loaded.ruleset->version();
+              << loaded.ruleset->duties().size() << " duties, version "
+              << loaded.ruleset->version();
   }
   std::cerr << "\n";
   return errors > 0 || (warnings_as_errors && warnings > 0) ? kExitFailure : kExitOk;
@@ -67,7 +68,8 @@ int RunTest(const std::vector<std::string>& paths) {
     return kExitFailure;
   }
   duty::RuleTestSummary summary = duty::RunRuleTests(*evaluator);
-  for (const duty::RuleTestFailure& f : summary.failures) std::cout << "FAIL " << f.ToString() << "\n";
+  for (const duty::RuleTestFailure& f : summary.failures)
+    std::cout << "FAIL " << f.ToString() << "\n";
   std::cout << summary.passed << " passed, " << summary.failed << " failed\n";
   return summary.failed > 0 ? kExitFailure : kExitOk;
 }
@@ -116,8 +118,8 @@ class Progress {
     double rate = secs > 0 ? reports / secs : 0;
     int pct = total ? static_cast<int>(100.0 * bytes / total) : 0;
     int filled = pct / 4;
-    std::fprintf(stderr, "\r[%-25s] %3d%%  %llu reports  %.0f/s", std::string(filled, '#').c_str(), pct,
-                 static_cast<unsigned long long>(reports), rate);
+    std::fprintf(stderr, "\r[%-25s] %3d%%  %llu reports  %.0f/s", std::string(filled, '#').c_str(),
+                 pct, static_cast<unsigned long long>(reports), rate);
     std::fflush(stderr);
   }
   void Done() {
@@ -132,8 +134,8 @@ class Progress {
 
 }  // namespace
 
-int RunScan(const std::vector<std::string>& rules, const std::string& input, const std::string& output,
-            int threads, bool progress_wanted) {
+int RunScan(const std::vector<std::string>& rules, const std::string& input,
+            const std::string& output, int threads, bool progress_wanted) {
   auto evaluator = LoadEvaluator(rules, false);
   if (!evaluator) return kExitFailure;
   LineReader reader(input);
@@ -194,8 +196,8 @@ int RunScan(const std::vector<std::string>& rules, const std::string& input, con
     for (size_t i = 0; i < n; ++i) {
       if (!errors[i].empty()) {
         ++bad;
-        std::cerr << (input == "-" ? "<stdin>" : input) << ":" << line_numbers[i] << ": error: "
-                  << errors[i] << " (line skipped)\n";
+        std::cerr << (input == "-" ? "<stdin>" : input) << ":" << line_numbers[i]
+                  << ": error: " << errors[i] << " (line skipped)\n";
         continue;
       }
       ++reports;
@@ -212,7 +214,8 @@ int RunScan(const std::vector<std::string>& rules, const std::string& input, con
     std::cerr << "error: writing verdicts failed\n";
     return kExitFailure;
   }
-  std::cerr << reports << " reports, " << flagged << " flagged, " << bad << " skipped (bad lines)\n";
+  std::cerr << reports << " reports, " << flagged << " flagged, " << bad
+            << " skipped (bad lines)\n";
   for (const auto& [rule, n] : per_rule) std::cerr << "  " << rule << ": " << n << "\n";
   return bad > 0 ? kExitSkipped : kExitOk;
 }
@@ -239,8 +242,8 @@ int RunExplain(const std::vector<std::string>& rules, const std::string& report_
     std::cerr << report_file << ": error: " << s.message() << "\n";
     return kExitFailure;
   }
-  std::cout << "report " << report.report_id() << " under rule set " << evaluator->ruleset().version()
-            << "\n";
+  std::cout << "report " << report.report_id() << " under rule set "
+            << evaluator->ruleset().version() << "\n";
   std::cout << eval::FormatExplanation(report, traces);
   return kExitOk;
 }
@@ -287,8 +290,8 @@ int RunDiff(const std::string& old_rules, const std::string& new_rules, const st
     for (const auto& r : gained) ++per_rule[r].first;
     for (const auto& r : lost) ++per_rule[r].second;
     if (json) {
-      std::string j = "{\"line\":" + std::to_string(lineno) + ",\"report_id\":\"" + report.report_id() +
-                      "\",\"gained\":[";
+      std::string j = "{\"line\":" + std::to_string(lineno) + ",\"report_id\":\"" +
+                      report.report_id() + "\",\"gained\":[";
       for (size_t i = 0; i < gained.size(); ++i) j += (i ? ",\"" : "\"") + gained[i] + "\"";
       j += "],\"lost\":[";
       for (size_t i = 0; i < lost.size(); ++i) j += (i ? ",\"" : "\"") + lost[i] + "\"";

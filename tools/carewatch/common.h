@@ -22,9 +22,9 @@ std::unique_ptr<eval::Evaluator> LoadEvaluator(const std::vector<std::string>& p
 
 // Exit codes shared by the subcommands.
 inline constexpr int kExitOk = 0;
-inline constexpr int kExitFailure = 1;    // lint errors, failing tests, unusable input
-inline constexpr int kExitUsage = 2;      // bad command line
-inline constexpr int kExitSkipped = 3;    // scan/diff: some input lines were skipped
+inline constexpr int kExitFailure = 1;  // lint errors, failing tests, unusable input
+inline constexpr int kExitUsage = 2;    // bad command line
+inline constexpr int kExitSkipped = 3;  // scan/diff: some input lines were skipped
 
 int RunLint(const std::vector<std::string>& paths, bool warnings_as_errors);
 int RunTest(const std::vector<std::string>& paths);
@@ -63,21 +63,22 @@ struct LoadOptions {
   std::string run_id = "load";
   bool stream = false, noop = false;
   int concurrency = 32;
-  int window = 64;          // reports in flight per stream
-  double rate = 0;          // reports/s in all, 0 = unbounded
+  int window = 64;  // reports in flight per stream
+  double rate = 0;  // reports/s in all, 0 = unbounded
   int64_t duration_ms = 10000;
   uint64_t seed = 1;
 };
 std::shared_ptr<grpc::Channel> Connect(const std::string& server, const std::string& ca_file);
 void Authorize(grpc::ClientContext* ctx, const std::string& token);
 int RunTokenNew(const std::string& principal, const std::string& role, const std::string& service);
-int RunVerifyServer(const std::string& server, const std::string& token, const std::string& pubkey_file,
-                    const std::string& state_file, const std::string& ca_file);
-int RunLoad(const LoadOptions& options);
-int RunEvaluateClient(const std::string& server, const std::string& token, const std::string& report_file,
-                      const std::string& ca_file);
-int RunActionClient(const std::string& server, const std::string& token, const v1::RecordActionRequest& req,
+int RunVerifyServer(const std::string& server, const std::string& token,
+                    const std::string& pubkey_file, const std::string& state_file,
                     const std::string& ca_file);
+int RunLoad(const LoadOptions& options);
+int RunEvaluateClient(const std::string& server, const std::string& token,
+                      const std::string& report_file, const std::string& ca_file);
+int RunActionClient(const std::string& server, const std::string& token,
+                    const v1::RecordActionRequest& req, const std::string& ca_file);
 
 int RunGenCorpus(uint64_t count, uint64_t seed, double signal_fraction, size_t text_bytes,
                  const std::string& output);

@@ -1,12 +1,15 @@
 // carewatch replay, verify and audit (offline, on a ledger file).
+#include <google/protobuf/util/json_util.h>
+#include <grpcpp/grpcpp.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
-#include <filesystem>
 #include <optional>
 
+#include "carewatch/v1/service.grpc.pb.h"
 #include "engine/common/digest.h"
 #include "engine/duty/duty_engine.h"
 #include "engine/eval/report_json.h"
@@ -14,12 +17,6 @@
 #include "engine/ledger/verify.h"
 #include "engine/rules/duration.h"
 #include "tools/carewatch/common.h"
-
-#include <grpcpp/grpcpp.h>
-
-#include "carewatch/v1/service.grpc.pb.h"
-
-#include <google/protobuf/util/json_util.h>
 
 namespace carewatch::cli {
 
@@ -117,11 +114,15 @@ int RunReplay(const std::vector<std::string>& rules_paths, const std::string& in
                                                         : ParseJsonLine(line, &event);
     int64_t t = 0;
     if (st.ok()) {
-      if (event.has_report()) t = event.report().received_at().seconds();
-      else if (event.has_action()) t = event.action().taken_at().seconds();
-      else st = Status::InvalidArgument("expected {\"report\": {...}} or {\"action\": {...}}");
+      if (event.has_report())
+        t = event.report().received_at().seconds();
+      else if (event.has_action())
+        t = event.action().taken_at().seconds();
+      else
+        st = Status::InvalidArgument("expected {\"report\": {...}} or {\"action\": {...}}");
     }
-    if (st.ok() && t <= 0) st = Status::InvalidArgument("event has no time (received_at / taken_at)");
+    if (st.ok() && t <= 0)
+      st = Status::InvalidArgument("event has no time (received_at / taken_at)");
     if (st.ok() && t < last_time) {
       st = Status::InvalidArgument("out of time order: " + rules::FormatDateTime(t) + " after " +
                                    rules::FormatDateTime(last_time));
@@ -180,9 +181,11 @@ int RunReplay(const std::vector<std::string>& rules_paths, const std::string& in
   std::vector<v1::Finding> findings = engine.Findings();
   if (json) {
     std::cout << "{\"breaches\":[";
-    for (size_t i = 0; i < breaches.size(); ++i) std::cout << (i ? "," : "") << eval::ToJson(breaches[i]);
+    for (size_t i = 0; i < breaches.size(); ++i)
+      std::cout << (i ? "," : "") << eval::ToJson(breaches[i]);
     std::cout << "],\"findings\":[";
-    for (size_t i = 0; i < findings.size(); ++i) std::cout << (i ? "," : "") << eval::ToJson(findings[i]);
+    for (size_t i = 0; i < findings.size(); ++i)
+      std::cout << (i ? "," : "") << eval::ToJson(findings[i]);
     std::cout << "]}\n";
   } else {
     auto c = engine.counts();
@@ -191,16 +194,22 @@ int RunReplay(const std::vector<std::string>& rules_paths, const std::string& in
               << " discharged, " << c.breached << " breached, " << c.open << " open\n";
     std::cout << breaches.size() << " breaches, " << findings.size() << " findings\n";
     for (const v1::Finding& f : findings) {
-      std::cout << "\nFINDING " << f.finding_id() << " (" << f.status() << ")  " << f.service_id() << "  "
-                << f.duty_id() << "\n  opened " << rules::FormatDateTime(f.opened_at().seconds())
-                << (f.status() == "closed" ? "  closed " + rules::FormatDateTime(f.closed_at().seconds()) : "")
-                << "\n  " << f.breaches() << " breaches of " << f.obligations() << " obligations in the window ("
-                << static_cast<int>(f.breach_rate() * 100 + 0.5) << "%)\n";
+      std::cout << "\nFINDING " << f.finding_id() << " (" << f.status() << ")  " << f.service_id()
+                << "  " << f.duty_id() << "\n  opened "
+                << rules::FormatDateTime(f.opened_at().seconds())
+                << (f.status() == "closed"
+                        ? "  closed " + rules::FormatDateTime(f.closed_at().seconds())
+                        : "")
+                << "\n  " << f.breaches() << " breaches of " << f.obligations()
+                << " obligations in the window (" << static_cast<int>(f.breach_rate() * 100 + 0.5)
+                << "%)\n";
       for (const auto& p : f.accountable()) {
-        std::cout << "  accountable: " << p.name() << ", " << p.role() << ": " << p.breaches() << " breaches\n";
+        std::cout << "  accountable: " << p.name() << ", " << p.role() << ": " << p.breaches()
+                  << " breaches\n";
       }
       if (f.unattributed_breaches() > 0) {
-        std::cout << "  no one accountable in post for " << f.unattributed_breaches() << " breaches\n";
+        std::cout << "  no one accountable in post for " << f.unattributed_breaches()
+                  << " breaches\n";
       }
     }
   }
@@ -238,37 +247,42 @@ namespace {
 
 void PrintEvidence(const ledger::Evidence& ev, bool json) {
   if (json) {
-    std::cout << "{\"finding\":" << eval::ToJson(ev.finding) << ",\"checkpoint\":{\"tree_size\":"
-              << ev.checkpoint.tree_size() << ",\"root_hash\":\"" << HexEncode(ev.checkpoint.root_hash())
+    std::cout << "{\"finding\":" << eval::ToJson(ev.finding)
+              << ",\"checkpoint\":{\"tree_size\":" << ev.checkpoint.tree_size()
+              << ",\"root_hash\":\"" << HexEncode(ev.checkpoint.root_hash())
               << "\",\"time\":" << ev.checkpoint.time().seconds() << ",\"signature\":\""
               << HexEncode(ev.checkpoint.signature()) << "\"},\"events\":[";
     for (size_t i = 0; i < ev.items.size(); ++i) {
       const auto& it = ev.items[i];
       std::cout << (i ? "," : "") << "{\"seq\":" << it.event.seq << ",\"leaf_hash\":\""
                 << HexEncode(it.event.leaf_hash) << "\",\"inclusion_proof\":[";
-      for (size_t k = 0; k < it.proof.size(); ++k) std::cout << (k ? "," : "") << "\"" << HexEncode(it.proof[k]) << "\"";
+      for (size_t k = 0; k < it.proof.size(); ++k)
+        std::cout << (k ? "," : "") << "\"" << HexEncode(it.proof[k]) << "\"";
       std::cout << "],\"event\":" << eval::ToJson(it.parsed) << "}";
     }
     std::cout << "]}\n";
     return;
   }
   const v1::Finding& f = ev.finding;
-  std::cout << "finding " << f.finding_id() << " (" << f.status() << ") " << f.service_id() << " " << f.duty_id()
-            << ": " << f.breaches() << " breaches of " << f.obligations() << " obligations\n";
+  std::cout << "finding " << f.finding_id() << " (" << f.status() << ") " << f.service_id() << " "
+            << f.duty_id() << ": " << f.breaches() << " breaches of " << f.obligations()
+            << " obligations\n";
   std::cout << "checkpoint: size " << ev.checkpoint.tree_size() << ", root "
             << HexEncode(ev.checkpoint.root_hash()) << "\n";
   for (const auto& it : ev.items) {
     std::cout << "  " << it.event.seq << "  " << v1::EventType_Name(it.parsed.type()) << "  "
               << rules::FormatDateTime(it.parsed.time().seconds()) << "  proof: "
-              << (it.proof.empty() && it.event.seq > ev.checkpoint.tree_size() ? "after checkpoint"
-                                                                                : std::to_string(it.proof.size()) + " hashes")
+              << (it.proof.empty() && it.event.seq > ev.checkpoint.tree_size()
+                      ? "after checkpoint"
+                      : std::to_string(it.proof.size()) + " hashes")
               << "\n";
   }
 }
 
 }  // namespace
 
-int RunAuditOffline(const std::string& what, const std::string& ledger_url, const AuditFilters& f, bool json) {
+int RunAuditOffline(const std::string& what, const std::string& ledger_url, const AuditFilters& f,
+                    bool json) {
   std::unique_ptr<ledger::LedgerBackend> backend;
   Status s;
   std::unique_ptr<v1::Audit::Stub> remote;
@@ -341,7 +355,8 @@ int RunAuditOffline(const std::string& what, const std::string& ledger_url, cons
       } else {
         std::printf("%8llu  %s  %-16s %-26s %-36s %-6s %s\n", static_cast<unsigned long long>(seq),
                     rules::FormatDateTime(b.at().seconds()).c_str(), b.service_id().c_str(),
-                    b.duty_id().c_str(), b.rule_id().c_str(), b.kind().c_str(), b.report_id().c_str());
+                    b.duty_id().c_str(), b.rule_id().c_str(), b.kind().c_str(),
+                    b.report_id().c_str());
       }
     }
     if (!json) std::cout << all.size() << " breaches\n";
@@ -383,13 +398,15 @@ int RunAuditOffline(const std::string& what, const std::string& ledger_url, cons
         std::cout << eval::ToJson(x) << "\n";
         continue;
       }
-      std::cout << x.finding_id() << "  " << x.status() << "  " << x.service_id() << "  " << x.duty_id() << "  "
-                << x.breaches() << "/" << x.obligations() << " breached  opened "
-                << rules::FormatDateTime(x.opened_at().seconds()) << "\n";
+      std::cout << x.finding_id() << "  " << x.status() << "  " << x.service_id() << "  "
+                << x.duty_id() << "  " << x.breaches() << "/" << x.obligations()
+                << " breached  opened " << rules::FormatDateTime(x.opened_at().seconds()) << "\n";
       for (const auto& p : x.accountable()) {
-        std::cout << "    " << p.name() << " (" << p.role() << "): " << p.breaches() << " breaches\n";
+        std::cout << "    " << p.name() << " (" << p.role() << "): " << p.breaches()
+                  << " breaches\n";
       }
-      if (x.unattributed_breaches()) std::cout << "    nobody accountable: " << x.unattributed_breaches() << " breaches\n";
+      if (x.unattributed_breaches())
+        std::cout << "    nobody accountable: " << x.unattributed_breaches() << " breaches\n";
     }
     if (!json) std::cout << all.size() << " findings\n";
     return kExitOk;
@@ -430,7 +447,8 @@ int RunAuditOffline(const std::string& what, const std::string& ledger_url, cons
       s = ledger::BuildEvidence(
           *backend,
           [&](uint64_t seq, uint64_t size, std::vector<ledger::Hash>* proof) {
-            if (size > tree.size() || seq == 0 || seq > size) return Status::DataLoss("checkpoint beyond the log");
+            if (size > tree.size() || seq == 0 || seq > size)
+              return Status::DataLoss("checkpoint beyond the log");
             *proof = tree.InclusionProof(seq - 1, size);
             return Status::Ok();
           },
@@ -472,8 +490,8 @@ int RunAuditOffline(const std::string& what, const std::string& ledger_url, cons
         stats.push_back(std::move(x));
       }
     } else {
-      s = ledger::ComputeStats(*backend, f.service_id, f.period, from.value_or(INT64_MIN), to.value_or(INT64_MAX),
-                               &stats);
+      s = ledger::ComputeStats(*backend, f.service_id, f.period, from.value_or(INT64_MIN),
+                               to.value_or(INT64_MAX), &stats);
     }
     if (!s.ok()) {
       std::cerr << "error: " << s.message() << "\n";
@@ -481,10 +499,12 @@ int RunAuditOffline(const std::string& what, const std::string& ledger_url, cons
     }
     for (const auto& p : stats) {
       if (json) {
-        std::cout << "{\"period\":\"" << p.period << "\",\"reports\":" << p.reports << ",\"flagged\":" << p.flagged
-                  << ",\"breaches\":" << p.breaches << ",\"findings\":" << p.findings;
+        std::cout << "{\"period\":\"" << p.period << "\",\"reports\":" << p.reports
+                  << ",\"flagged\":" << p.flagged << ",\"breaches\":" << p.breaches
+                  << ",\"findings\":" << p.findings;
         if (p.has_previous) {
-          std::cout << ",\"reports_change_pct\":" << p.reports_change << ",\"flagged_change_pct\":" << p.flagged_change
+          std::cout << ",\"reports_change_pct\":" << p.reports_change
+                    << ",\"flagged_change_pct\":" << p.flagged_change
                     << ",\"breaches_change_pct\":" << p.breaches_change;
         }
         std::cout << ",\"by_reason\":{";
@@ -501,16 +521,19 @@ int RunAuditOffline(const std::string& what, const std::string& ledger_url, cons
         }
         std::cout << "}}\n";
       } else {
-        std::printf("%-8s reports %8lld  flagged %7lld  breaches %6lld  findings %4lld", p.period.c_str(),
-                    static_cast<long long>(p.reports), static_cast<long long>(p.flagged),
-                    static_cast<long long>(p.breaches), static_cast<long long>(p.findings));
-        if (p.has_previous) std::printf("   reports %+.1f%%  breaches %+.1f%%", p.reports_change, p.breaches_change);
+        std::printf("%-8s reports %8lld  flagged %7lld  breaches %6lld  findings %4lld",
+                    p.period.c_str(), static_cast<long long>(p.reports),
+                    static_cast<long long>(p.flagged), static_cast<long long>(p.breaches),
+                    static_cast<long long>(p.findings));
+        if (p.has_previous)
+          std::printf("   reports %+.1f%%  breaches %+.1f%%", p.reports_change, p.breaches_change);
         std::printf("\n");
       }
     }
     return kExitOk;
   }
-  std::cerr << "error: unknown audit query '" << what << "' (breaches, findings, evidence, stats)\n";
+  std::cerr << "error: unknown audit query '" << what
+            << "' (breaches, findings, evidence, stats)\n";
   return kExitUsage;
 }
 

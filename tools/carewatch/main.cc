@@ -1,6 +1,5 @@
 // carewatch: the rule author's and auditor's command line.
 #include <CLI/CLI.hpp>
-
 #include <ctime>
 #include <iostream>
 
@@ -28,7 +27,8 @@ int main(int argc, char** argv) {
   bool no_progress = false;
   auto* scan = app.add_subcommand("scan", "Evaluate JSONL reports; writes JSONL verdicts");
   scan->add_option("--rules", rules, "Rule directory or pack (repeatable)")->required();
-  scan->add_option("input", input, "Reports, one JSON ContentReport a line ('-' for stdin)")->required();
+  scan->add_option("input", input, "Reports, one JSON ContentReport a line ('-' for stdin)")
+      ->required();
   scan->add_option("-o,--output", output, "Write verdicts here instead of stdout");
   scan->add_option("-j,--threads", threads, "Worker threads")->check(CLI::Range(1, 64));
   scan->add_flag("--no-progress", no_progress, "No progress bar even on a terminal");
@@ -56,29 +56,37 @@ int main(int argc, char** argv) {
   gen->add_option("-o,--output", output, "Output file (default stdout)");
 
   std::string ledger_url, until, pubkey, sweep = "1m";
-  auto* replay = app.add_subcommand("replay", "Run reports and actions through the whole duty pipeline");
+  auto* replay =
+      app.add_subcommand("replay", "Run reports and actions through the whole duty pipeline");
   replay->add_option("--rules", rules, "Rule directory or pack (repeatable)")->required();
-  replay->add_option("events", input, "JSONL lines {\"report\":{..}} or {\"action\":{..}}, in time order")
+  replay
+      ->add_option("events", input,
+                   "JSONL lines {\"report\":{..}} or {\"action\":{..}}, in time order")
       ->required();
   replay->add_option("--ledger", ledger_url, "Record into this ledger (sqlite:///path/ledger.db)");
-  replay->add_option("--until", until, "End the simulated clock here (default: after the last deadline)");
+  replay->add_option("--until", until,
+                     "End the simulated clock here (default: after the last deadline)");
   replay->add_option("--sweep-interval", sweep, "Deadline sweeper period in simulated time");
   replay->add_flag("--json", json, "Print {\"breaches\":[..],\"findings\":[..]}");
 
   std::string server, token, state_file, ca_file;
-  auto* verify = app.add_subcommand("verify", "Check a ledger or a live server independently; names the first bad seq");
+  auto* verify = app.add_subcommand(
+      "verify", "Check a ledger or a live server independently; names the first bad seq");
   auto* verify_ledger = verify->add_option("--ledger", ledger_url, "Ledger URL or file");
   auto* verify_server = verify->add_option("--server", server, "carewatchd HOST:PORT");
   verify_ledger->excludes(verify_server);
   verify->add_option("--pubkey", pubkey, "The deployment's published Ed25519 public key (PEM)");
   verify->add_option("--token", token, "Regulator token (with --server)");
-  verify->add_option("--state", state_file, "Remembers the last accepted checkpoint, to check consistency");
+  verify->add_option("--state", state_file,
+                     "Remembers the last accepted checkpoint, to check consistency");
   verify->add_option("--ca", ca_file, "CA certificate for a TLS server");
 
   carewatch::cli::AuditFilters filters;
   std::string what;
-  auto* audit = app.add_subcommand("audit", "Regulator queries: breaches | findings | evidence ID | stats");
-  audit->add_option("query", what, "breaches, findings, evidence or stats")->required()
+  auto* audit =
+      app.add_subcommand("audit", "Regulator queries: breaches | findings | evidence ID | stats");
+  audit->add_option("query", what, "breaches, findings, evidence or stats")
+      ->required()
       ->check(CLI::IsMember({"breaches", "findings", "evidence", "stats"}));
   audit->add_option("finding_id", filters.finding_id, "For evidence: the finding");
   auto* audit_ledger = audit->add_option("--ledger", ledger_url, "Ledger URL or file");
@@ -98,18 +106,25 @@ int main(int argc, char** argv) {
   carewatch::cli::ScenarioOptions scenario;
   std::string start;
   auto* gen_scenario = app.add_subcommand(
-      "gen-scenario", "Write reports and the platform's actions on them (replay input), reproducibly");
-  gen_scenario->add_option("--rules", rules, "Rules that decide what the platform must act on")->required();
+      "gen-scenario",
+      "Write reports and the platform's actions on them (replay input), reproducibly");
+  gen_scenario->add_option("--rules", rules, "Rules that decide what the platform must act on")
+      ->required();
   gen_scenario->add_option("-n,--events", scenario.events, "Number of lines (reports and actions)");
   gen_scenario->add_option("--seed", scenario.seed, "Random seed");
-  gen_scenario->add_option("--signal-fraction", scenario.signal_fraction, "Share of reports with a signal")
+  gen_scenario
+      ->add_option("--signal-fraction", scenario.signal_fraction, "Share of reports with a signal")
       ->check(CLI::Range(0.0, 1.0));
-  gen_scenario->add_option("--services", scenario.services, "Number of services (example-social, ...)")
+  gen_scenario
+      ->add_option("--services", scenario.services, "Number of services (example-social, ...)")
       ->check(CLI::Range(1, 8));
-  gen_scenario->add_option("--miss-service", scenario.miss_service, "The service that misses deadlines");
-  gen_scenario->add_option("--miss-rate", scenario.miss_rate, "Share of its obligations missed or late")
+  gen_scenario->add_option("--miss-service", scenario.miss_service,
+                           "The service that misses deadlines");
+  gen_scenario
+      ->add_option("--miss-rate", scenario.miss_rate, "Share of its obligations missed or late")
       ->check(CLI::Range(0.0, 1.0));
-  gen_scenario->add_option("--start", start, "Time of the first report (default 2026-01-05T10:00:00Z)");
+  gen_scenario->add_option("--start", start,
+                           "Time of the first report (default 2026-01-05T10:00:00Z)");
   gen_scenario->add_option("-o,--output", scenario.output, "Output file (default stdout)");
 
   std::string principal, role, service;
@@ -126,16 +141,21 @@ int main(int argc, char** argv) {
   load_cmd->add_option("--token", load.token, "Platform token")->required();
   load_cmd->add_option("--service", load.service, "The token's service_id")->required();
   load_cmd->add_flag("--stream", load.stream, "EvaluateStream instead of unary Evaluate");
-  load_cmd->add_flag("--noop", load.noop, "Call the no-op service of the same shape (the transport's limit)");
-  load_cmd->add_option("-c,--concurrency", load.concurrency, "Concurrent calls (or streams)")->check(CLI::Range(1, 1024));
-  load_cmd->add_option("--window", load.window, "Reports in flight per stream")->check(CLI::Range(1, 4096));
+  load_cmd->add_flag("--noop", load.noop,
+                     "Call the no-op service of the same shape (the transport's limit)");
+  load_cmd->add_option("-c,--concurrency", load.concurrency, "Concurrent calls (or streams)")
+      ->check(CLI::Range(1, 1024));
+  load_cmd->add_option("--window", load.window, "Reports in flight per stream")
+      ->check(CLI::Range(1, 4096));
   load_cmd->add_option("--rate", load.rate, "Reports per second in all (0: unbounded)");
   load_cmd->add_option("--duration", duration, "How long (e.g. 10s)");
-  load_cmd->add_option("--run-id", load.run_id, "Prefix of report ids (distinct runs, distinct reports)");
+  load_cmd->add_option("--run-id", load.run_id,
+                       "Prefix of report ids (distinct runs, distinct reports)");
   load_cmd->add_option("--ca", load.ca_file, "CA certificate for a TLS server");
 
   std::string evaluate_file;
-  auto* evaluate_cmd = app.add_subcommand("evaluate", "Send one report to a carewatchd (Moderation.Evaluate)");
+  auto* evaluate_cmd =
+      app.add_subcommand("evaluate", "Send one report to a carewatchd (Moderation.Evaluate)");
   evaluate_cmd->add_option("report", evaluate_file, "A JSON ContentReport")->required();
   evaluate_cmd->add_option("--server", server, "carewatchd HOST:PORT")->required();
   evaluate_cmd->add_option("--token", token, "Platform token")->required();
@@ -143,7 +163,8 @@ int main(int argc, char** argv) {
 
   carewatch::v1::RecordActionRequest action_req;
   std::string action_service, action_report, action_name, taken_at;
-  auto* action_cmd = app.add_subcommand("action", "Record an action with a carewatchd (Moderation.RecordAction)");
+  auto* action_cmd =
+      app.add_subcommand("action", "Record an action with a carewatchd (Moderation.RecordAction)");
   action_cmd->add_option("--server", server, "carewatchd HOST:PORT")->required();
   action_cmd->add_option("--token", token, "Platform token")->required();
   action_cmd->add_option("--service", action_service, "service_id")->required();
@@ -175,7 +196,8 @@ int main(int argc, char** argv) {
   if (*verify) {
     if (!server.empty()) {
       if (pubkey.empty()) {
-        std::cerr << "error: verify --server needs --pubkey (the published key, never the server's own word)\n";
+        std::cerr << "error: verify --server needs --pubkey (the published key, never the server's "
+                     "own word)\n";
         return kExitUsage;
       }
       return RunVerifyServer(server, token, pubkey, state_file, ca_file);

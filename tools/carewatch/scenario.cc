@@ -1,8 +1,8 @@
 // carewatch gen-scenario: a reproducible stream of reports and the actions a
 // platform takes on them, for replay tests and benchmarks.
 #include <fstream>
-#include <map>
 #include <iostream>
+#include <map>
 #include <queue>
 #include <random>
 
@@ -73,7 +73,8 @@ int RunGenScenario(const std::vector<std::string>& rules, const ScenarioOptions&
         if (it == window_of.end() || window < it->second) window_of[a] = window;
       }
     }
-    bool miss = !window_of.empty() && report.service_id() == o.miss_service && unit(rng) < o.miss_rate;
+    bool miss =
+        !window_of.empty() && report.service_id() == o.miss_service && unit(rng) < o.miss_rate;
     if (miss && unit(rng) < 0.5) continue;  // never acted on
     for (const auto& [a, window] : window_of) {
       int64_t delay = miss ? window + 3600 + static_cast<int64_t>(unit(rng) * 86400)

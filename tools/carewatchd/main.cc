@@ -1,7 +1,7 @@
 // carewatchd: the carewatch service.
-#include <CLI/CLI.hpp>
 #include <signal.h>
 
+#include <CLI/CLI.hpp>
 #include <iostream>
 #include <thread>
 
@@ -17,20 +17,26 @@ int main(int argc, char** argv) {
   // Every setting is a flag too; only flags given override the file.
   auto* listen = app.add_option("--listen", flags.listen, "gRPC HOST:PORT");
   auto* rules = app.add_option("--rules", flags.rules, "Rule directory or pack (repeatable)");
-  auto* accountability = app.add_option("--accountability", flags.accountability, "Accountability file (repeatable)");
+  auto* accountability =
+      app.add_option("--accountability", flags.accountability, "Accountability file (repeatable)");
   auto* ledger = app.add_option("--ledger", flags.ledger, "Ledger URL (sqlite:///path/ledger.db)");
   auto* tokens = app.add_option("--tokens", flags.tokens, "Tokens file (digests only)");
   auto* tls_cert = app.add_option("--tls-cert", flags.tls_cert, "TLS certificate (PEM)");
   auto* tls_key = app.add_option("--tls-key", flags.tls_key, "TLS private key (PEM)");
-  auto* tls_ca = app.add_option("--tls-client-ca", flags.tls_client_ca, "CA for client certificates (mTLS)");
-  auto* metrics = app.add_option("--metrics", flags.metrics, "HTTP HOST:PORT for /metrics /healthz /readyz ('' = off)");
-  auto* signing = app.add_option("--signing-key", flags.signing_key, "Ed25519 key for checkpoints (PEM)");
+  auto* tls_ca =
+      app.add_option("--tls-client-ca", flags.tls_client_ca, "CA for client certificates (mTLS)");
+  auto* metrics = app.add_option("--metrics", flags.metrics,
+                                 "HTTP HOST:PORT for /metrics /healthz /readyz ('' = off)");
+  auto* signing =
+      app.add_option("--signing-key", flags.signing_key, "Ed25519 key for checkpoints (PEM)");
   auto* hmac = app.add_option("--hmac-key", flags.hmac_key, "HMAC key file for field digests");
   auto* cache = app.add_option("--cache-dir", flags.cache_dir, "Compiled Hyperscan database cache");
   auto* max_msg = app.add_option("--max-message-bytes", flags.max_message_bytes, "Largest request");
-  auto* max_field = app.add_option("--max-field-bytes", flags.max_field_bytes, "Largest text field or URL");
+  auto* max_field =
+      app.add_option("--max-field-bytes", flags.max_field_bytes, "Largest text field or URL");
   auto* workers = app.add_option("--workers", flags.workers, "EvaluateStream worker threads");
-  auto* sweep = app.add_option("--sweep-interval-ms", flags.sweep_interval_ms, "Deadline sweeper period");
+  auto* sweep =
+      app.add_option("--sweep-interval-ms", flags.sweep_interval_ms, "Deadline sweeper period");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -6,43 +6,68 @@ namespace carewatch::corpus {
 
 namespace {
 
-const char* const kServices[] = {"example-social", "example-games", "example-video", "example-chat",
-                                 "example-forum",  "example-live",  "example-photos", "example-dating"};
-const char* const kSurfaces[] = {"public_post", "comment",   "direct_message", "group_chat",
-                                 "livestream",  "livestream_chat", "game_chat", "profile",
-                                 "file_share",  "direct_message", "direct_message", "comment"};
-const char* const kContentTypes[] = {"text", "text", "text", "image", "video", "link", "account", "audio"};
-const char* const kReporters[] = {"user", "user", "user", "user", "automated_detection",
-                                  "trusted_flagger", "parent_or_guardian", "hotline"};
-const char* const kReasons[] = {"spam", "harassment", "hate", "scam", "impersonation", "self_harm",
-                                "csea", "bullying", "violence", "other", "spam", "harassment"};
-const char* const kAgeBands[] = {"unknown", "adult", "adult", "adult", "16_to_17", "13_to_15", "under_13"};
+const char* const kServices[] = {"example-social", "example-games", "example-video",
+                                 "example-chat",   "example-forum", "example-live",
+                                 "example-photos", "example-dating"};
+const char* const kSurfaces[] = {"public_post", "comment",         "direct_message", "group_chat",
+                                 "livestream",  "livestream_chat", "game_chat",      "profile",
+                                 "file_share",  "direct_message",  "direct_message", "comment"};
+const char* const kContentTypes[] = {"text",  "text", "text",    "image",
+                                     "video", "link", "account", "audio"};
+const char* const kReporters[] = {"user",
+                                  "user",
+                                  "user",
+                                  "user",
+                                  "automated_detection",
+                                  "trusted_flagger",
+                                  "parent_or_guardian",
+                                  "hotline"};
+const char* const kReasons[] = {"spam",          "harassment", "hate", "scam",
+                                "impersonation", "self_harm",  "csea", "bullying",
+                                "violence",      "other",      "spam", "harassment"};
+const char* const kAgeBands[] = {"unknown",  "adult",    "adult",   "adult",
+                                 "16_to_17", "13_to_15", "under_13"};
 
-const char* const kSubjects[] = {"the match", "my order", "the new update", "this stream", "the quiz",
-                                 "our team", "the weekend", "the homework", "the trailer", "that song",
-                                 "the level", "the giveaway", "the weather", "the recipe", "my account"};
-const char* const kVerbs[] = {"was really good", "keeps crashing", "starts at eight", "is sold out",
-                              "looks amazing", "needs fixing", "got cancelled", "went viral",
-                              "was way too long", "is on sale", "has a new map", "is still broken"};
-const char* const kTails[] = {"honestly", "lol", "if you ask me", "again", "for real", "today",
-                              "this time", "as usual", "according to the post", "apparently"};
+const char* const kSubjects[] = {"the match",   "my order",   "the new update", "this stream",
+                                 "the quiz",    "our team",   "the weekend",    "the homework",
+                                 "the trailer", "that song",  "the level",      "the giveaway",
+                                 "the weather", "the recipe", "my account"};
+const char* const kVerbs[] = {"was really good", "keeps crashing", "starts at eight",
+                              "is sold out",     "looks amazing",  "needs fixing",
+                              "got cancelled",   "went viral",     "was way too long",
+                              "is on sale",      "has a new map",  "is still broken"};
+const char* const kTails[] = {
+    "honestly",  "lol",      "if you ask me",         "again",     "for real", "today",
+    "this time", "as usual", "according to the post", "apparently"};
 
 // Signal sentences by category (plain, non-graphic descriptions of contact
 // patterns; they mirror the categories of rules/csea-grooming.yaml).
 const char* const kSignals[] = {
-    "add me on snap", "message me on telegram", "lets move to whatsapp", "whats your snap",
-    "this is our little secret", "dont tell your parents", "keep this between us",
-    "how old are you", "where do you live", "are you home alone",
-    "i can get you robux", "i will send you a gift card",
-    "lets meet up", "meet me after school",
-    "or i will post them", "i will send the pics to your friends",
+    "add me on snap",
+    "message me on telegram",
+    "lets move to whatsapp",
+    "whats your snap",
+    "this is our little secret",
+    "dont tell your parents",
+    "keep this between us",
+    "how old are you",
+    "where do you live",
+    "are you home alone",
+    "i can get you robux",
+    "i will send you a gift card",
+    "lets meet up",
+    "meet me after school",
+    "or i will post them",
+    "i will send the pics to your friends",
 };
 
 const char* const kBenignHosts[] = {"news.example.test", "shop.example.test", "video.example.test",
                                     "blog.example.org.test", "cdn.example.test"};
-const char* const kListedUrls[] = {"https://listed-host.test/item/4", "http://files.example.test/shared/album-7731/1",
+const char* const kListedUrls[] = {"https://listed-host.test/item/4",
+                                   "http://files.example.test/shared/album-7731/1",
                                    "https://share.example.invalid/view?id=55120"};
-const char* const kListedHashes[] = {"0f1e2d3c4b5a69788796a5b4c3d2e1f0", "5e0c6b8a2f4d1e3c7a9b0d2f4e6a8c0b"};
+const char* const kListedHashes[] = {"0f1e2d3c4b5a69788796a5b4c3d2e1f0",
+                                     "5e0c6b8a2f4d1e3c7a9b0d2f4e6a8c0b"};
 
 }  // namespace
 
@@ -91,7 +116,8 @@ void CorpusGenerator::Next(v1::ContentReport* r) {
   r->set_subject_age_band(Pick(kAgeBands));
   bool signal = Chance(options_.signal_fraction);
   std::string text;
-  size_t signal_at = signal ? std::uniform_int_distribution<size_t>(0, options_.text_bytes)(rng_) : SIZE_MAX;
+  size_t signal_at =
+      signal ? std::uniform_int_distribution<size_t>(0, options_.text_bytes)(rng_) : SIZE_MAX;
   while (text.size() < options_.text_bytes) {
     if (text.size() >= signal_at) {
       text += Signal() + " ";
@@ -102,13 +128,15 @@ void CorpusGenerator::Next(v1::ContentReport* r) {
   if (signal && Chance(0.5)) text += Signal();
   r->set_text(text);
   char user[32];
-  std::snprintf(user, sizeof user, "user_%05llu",
-                static_cast<unsigned long long>(std::uniform_int_distribution<int>(0, 99999)(rng_)));
+  std::snprintf(
+      user, sizeof user, "user_%05llu",
+      static_cast<unsigned long long>(std::uniform_int_distribution<int>(0, 99999)(rng_)));
   r->set_username(user);
   r->set_display_name(std::string("Player ") + std::to_string(counter_ % 997));
   if (Chance(0.3)) r->set_profile_bio(std::string(Pick(kSubjects)) + " fan, " + Pick(kTails));
   if (Chance(0.25)) {
-    r->add_urls(std::string("https://") + Pick(kBenignHosts) + "/p/" + std::to_string(counter_ % 10007));
+    r->add_urls(std::string("https://") + Pick(kBenignHosts) + "/p/" +
+                std::to_string(counter_ % 10007));
   }
   if (r->content_type() == "image" || r->content_type() == "video") {
     v1::Hash* h = r->add_hashes();
@@ -131,19 +159,21 @@ void CorpusGenerator::Next(v1::ContentReport* r) {
 
 std::string GenerateRulePack(int num_rules, uint64_t seed) {
   std::mt19937_64 rng(seed);
-  const char* const kWords[] = {"alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf",
-                                "hotel", "india", "juliet", "kilo", "lima", "mike", "november",
-                                "oscar", "papa", "quebec", "romeo", "sierra", "tango", "uniform",
-                                "victor", "whiskey", "xray", "yankee", "zulu", "amber", "cobalt",
-                                "indigo", "jade", "onyx", "pearl", "ruby", "topaz", "umber"};
+  const char* const kWords[] = {
+      "alpha",  "bravo",  "charlie", "delta",  "echo",     "foxtrot", "golf",   "hotel",  "india",
+      "juliet", "kilo",   "lima",    "mike",   "november", "oscar",   "papa",   "quebec", "romeo",
+      "sierra", "tango",  "uniform", "victor", "whiskey",  "xray",    "yankee", "zulu",   "amber",
+      "cobalt", "indigo", "jade",    "onyx",   "pearl",    "ruby",    "topaz",  "umber"};
   auto word = [&] { return std::string(kWords[rng() % (sizeof kWords / sizeof *kWords)]); };
-  std::string y = "pack: generated-scale\nversion: \"1\"\nduties:\n"
-                  "  - {id: gen.duty, deadline: 24h, actions: [remove_content]}\nrules:\n";
+  std::string y =
+      "pack: generated-scale\nversion: \"1\"\nduties:\n"
+      "  - {id: gen.duty, deadline: 24h, actions: [remove_content]}\nrules:\n";
   for (int i = 0; i < num_rules; ++i) {
     std::string id = "gen.rule-" + std::to_string(i);
     std::string a = word() + std::to_string(rng() % 1000), b = word(), c = word();
     y += "  - id: " + id + "\n    duty: gen.duty\n    severity: medium\n    when:\n      all:\n";
-    y += std::string("        - {field: surface, in: [") + kSurfaces[rng() % 12] + ", " + kSurfaces[rng() % 12] + "]}\n";
+    y += std::string("        - {field: surface, in: [") + kSurfaces[rng() % 12] + ", " +
+         kSurfaces[rng() % 12] + "]}\n";
     if (i % 20 == 19) {
       // One rule in twenty uses the corpus's own vocabulary, so the scaled
       // rule set also flags reports and pays for conditions and verdicts.
@@ -156,7 +186,8 @@ std::string GenerateRulePack(int num_rules, uint64_t seed) {
         y += "        - {field: text, regex: '\\b" + a + "\\s+" + b + "\\b'}\n";
         break;
       case 1:
-        y += "        - {field: text, phrases: [\"" + a + " " + b + "\", \"" + b + " " + c + std::to_string(i) + "\"]}\n";
+        y += "        - {field: text, phrases: [\"" + a + " " + b + "\", \"" + b + " " + c +
+             std::to_string(i) + "\"]}\n";
         break;
       default:
         y += "        - {field: text, normalize: true, phrases: [\"" + b + " " + a + "\"]}\n";
