@@ -167,6 +167,7 @@ Status ComputeStats(LedgerBackend& backend, const std::string& service_id,
   fq.from = from;
   fq.to = to;
   fq.limit = 10000;
+  fq.with_obligation_ids = false;  // only counted here
   for (;;) {
     std::vector<v1::Finding> page;
     s = backend.QueryFindings(fq, &page);

@@ -49,6 +49,7 @@ struct FindingQuery {
   int64_t from = INT64_MIN, to = INT64_MAX;  // opened_at
   std::string after_id;                      // paging
   std::string finding_id;                    // exactly this one
+  bool with_obligation_ids = true;           // false: counters and people only
   size_t limit = 100;
 };
 

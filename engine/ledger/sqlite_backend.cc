@@ -290,6 +290,7 @@ class SqliteBackend : public LedgerBackend {
       out->push_back(std::move(f));
     }
     if (rc != SQLITE_DONE) return Error(read_db_, "querying findings");
+    if (!q.with_obligation_ids) return Status::Ok();
     // Reassemble the obligation id lists.
     Stmt ids(read_db_,
              "SELECT obligation_id, name, role FROM finding_obligations WHERE finding_id = ? ORDER "
