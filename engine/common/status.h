@@ -8,7 +8,7 @@ namespace carewatch {
 
 // The result of an operation that can fail on bad input or I/O. Errors are
 // values on the data path: nothing there throws or aborts.
-class Status {
+class [[nodiscard]] Status {
  public:
   enum class Code {
     kOk,

@@ -1,6 +1,11 @@
 #include "engine/duty/duty_engine.h"
 
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
+
 #include <algorithm>
+#include <chrono>
+#include <climits>
 
 #include "engine/common/digest.h"
 #include "engine/ledger/audit.h"
@@ -12,6 +17,9 @@ namespace carewatch::duty {
 
 namespace {
 
+// The event format this engine writes: 2 = two clocks (recorded_at).
+constexpr uint32_t kEventFormat = 2;
+
 void SetTime(google::protobuf::Timestamp* ts, int64_t seconds) { ts->set_seconds(seconds); }
 
 std::string AccountabilityKey(const rules::Accountability& a) {
@@ -19,17 +27,79 @@ std::string AccountabilityKey(const rules::Accountability& a) {
          std::to_string(a.from) + '\0' + (a.to ? std::to_string(*a.to) : "-");
 }
 
+// How specific an accountability scope is: an exact duty id beats any
+// prefix, a longer prefix beats a shorter one, "*" is the least specific.
+size_t ScopeSpecificity(const std::string& pattern) {
+  if (pattern == "*") return 0;
+  if (pattern.size() >= 2 && pattern.compare(pattern.size() - 2, 2, ".*") == 0)
+    return pattern.size();
+  return SIZE_MAX;
+}
+
+int64_t WallSeconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Keyed digest of a report exactly as submitted: a retry carries the same
+// bytes, a different report under the same id does not.
+std::string ReportDigest(const std::string& key, const v1::ContentReport& report) {
+  std::string bytes;
+  google::protobuf::io::StringOutputStream stream(&bytes);
+  google::protobuf::io::CodedOutputStream coded(&stream);
+  coded.SetSerializationDeterministic(true);
+  report.SerializeToCodedStream(&coded);
+  coded.Trim();
+  return ledger::HmacSha256Hex(key, bytes);
+}
+
+bool IsRelevantAction(const v1::Obligation& ob, const std::string& action) {
+  if (action == rules::kReviewedNotIllegal) return true;
+  return std::find(ob.required_actions().begin(), ob.required_actions().end(), action) !=
+         ob.required_actions().end();
+}
+
 }  // namespace
 
+Status CheckClaimedTime(const char* field, int64_t seconds, int64_t nanos, int64_t now,
+                        int64_t max_skew) {
+  if (nanos < 0 || nanos >= 1000000000) {
+    return Status::InvalidArgument(std::string(field) + ".nanos: " + std::to_string(nanos) +
+                                   " is outside [0, 1000000000)");
+  }
+  if (seconds < kMinClaimedTime) {
+    return Status::InvalidArgument(std::string(field) + ": " +
+                                   (seconds <= 0 ? std::string("required")
+                                                 : rules::FormatDateTime(seconds) +
+                                                       " is before 2000-01-01T00:00:00Z"));
+  }
+  if (seconds > now && seconds - now > max_skew) {
+    constexpr int64_t kYear9999End = 253402300799;
+    return Status::InvalidArgument(std::string(field) + ": " +
+                                   (seconds > kYear9999End ? std::to_string(seconds) + " seconds"
+                                                           : rules::FormatDateTime(seconds)) +
+                                   " is later than server time " + rules::FormatDateTime(now) +
+                                   " + max_clock_skew " + rules::FormatDuration(max_skew));
+  }
+  return Status::Ok();
+}
+
 DutyEngine::DutyEngine(ledger::Ledger* ledger, DutyEngineOptions options)
-    : ledger_(ledger), options_(std::move(options)) {}
+    : ledger_(ledger), options_(std::move(options)) {
+  if (!options_.now) options_.now = WallSeconds;
+}
 
 DutyEngine::~DutyEngine() = default;
 
-v1::LedgerEvent DutyEngine::NewEvent(v1::EventType type, int64_t time) {
+int64_t DutyEngine::ServerNow() const { return options_.now(); }
+
+v1::LedgerEvent DutyEngine::NewEvent(v1::EventType type, int64_t time) const {
   v1::LedgerEvent e;
   e.set_type(type);
   SetTime(e.mutable_time(), time);
+  SetTime(e.mutable_recorded_at(), std::max(ServerNow(), decided_));
+  e.set_format(kEventFormat);
   return e;
 }
 
@@ -38,13 +108,13 @@ void DutyEngine::Emit(std::vector<v1::LedgerEvent>* events, v1::LedgerEvent e) {
   events->push_back(std::move(e));
 }
 
-Status DutyEngine::Commit(std::vector<v1::LedgerEvent>* events,
-                          std::unique_lock<std::mutex>& lock) {
-  if (events->empty()) return Status::Ok();
+Status DutyEngine::Commit(std::vector<v1::LedgerEvent>* events, std::unique_lock<std::mutex>& lock,
+                          ledger::BatchExtras extras) {
+  if (events->empty() && extras.stats.empty() && extras.reports.empty()) return Status::Ok();
   counts_.events += events->size();
   std::shared_ptr<ledger::Ledger::Ticket> ticket;
   if (ledger_) {
-    ticket = ledger_->Enqueue(events);
+    ticket = ledger_->Enqueue(events, std::move(extras));
   } else {
     for (v1::LedgerEvent& e : *events) e.set_seq(++local_seq_);
   }
@@ -56,10 +126,14 @@ Status DutyEngine::Commit(std::vector<v1::LedgerEvent>* events,
     }
   }
   lock.unlock();
+  // A failed write leaves the ledger unhealthy until restart, and every
+  // command checks health() first: state applied for events that were never
+  // written is never answered from.
   return ticket && options_.wait_durable ? ticket->Wait() : Status::Ok();
 }
 
 void DutyEngine::Apply(const v1::LedgerEvent& e) {
+  if (e.has_recorded_at()) decided_ = std::max(decided_, e.recorded_at().seconds());
   switch (e.type()) {
     case v1::RULESET_ACTIVATED:
       active_version_ = e.ruleset_activated().version();
@@ -82,6 +156,7 @@ void DutyEngine::Apply(const v1::LedgerEvent& e) {
       state.verdict = r.verdict();
       state.verdict.set_ledger_seq(e.seq());
       state.received_at = r.received_at().seconds();
+      state.digest = r.report_digest();
       ++counts_.flagged;
       ++counts_.reports;
       break;
@@ -94,9 +169,11 @@ void DutyEngine::Apply(const v1::LedgerEvent& e) {
       ob.service_id = o.service_id();
       ob.report_id = o.report_id();
       ob.received_at = o.received_at().seconds();
-      deadlines_.emplace(ob.obligation.deadline().seconds(), ob.obligation.obligation_id());
-      auto& times = windows_[{ob.service_id, ob.obligation.duty_id()}].obligations;
-      times.insert(std::upper_bound(times.begin(), times.end(), ob.received_at), ob.received_at);
+      // Events written before two clocks were swept at the deadline itself.
+      ob.record_grace = e.format() >= kEventFormat ? o.record_grace_seconds() : 0;
+      int64_t deadline = ob.obligation.deadline().seconds();
+      int64_t due = deadline > INT64_MAX - ob.record_grace ? INT64_MAX : deadline + ob.record_grace;
+      sweep_due_.emplace(due, ob.obligation.obligation_id());
       ++counts_.open;
       break;
     }
@@ -117,14 +194,15 @@ void DutyEngine::Apply(const v1::LedgerEvent& e) {
       auto it = obligations_.find(id);
       if (it == obligations_.end()) break;
       TrackedObligation& ob = it->second;
-      if (ob.obligation.status() == v1::OBLIGATION_STATUS_OPEN) {
-        --counts_.open;
-        auto range = deadlines_.equal_range(ob.obligation.deadline().seconds());
-        for (auto d = range.first; d != range.second; ++d) {
-          if (d->second == id) {
-            deadlines_.erase(d);
-            break;
-          }
+      if (ob.obligation.status() != v1::OBLIGATION_STATUS_OPEN) break;  // decided once
+      --counts_.open;
+      int64_t deadline = ob.obligation.deadline().seconds();
+      int64_t due = deadline > INT64_MAX - ob.record_grace ? INT64_MAX : deadline + ob.record_grace;
+      auto range = sweep_due_.equal_range(due);
+      for (auto d = range.first; d != range.second; ++d) {
+        if (d->second == id) {
+          sweep_due_.erase(d);
+          break;
         }
       }
       v1::ObligationStatus status = e.type() == v1::OBLIGATION_MET ? v1::OBLIGATION_STATUS_MET
@@ -132,15 +210,18 @@ void DutyEngine::Apply(const v1::LedgerEvent& e) {
                                         ? v1::OBLIGATION_STATUS_DISCHARGED
                                         : v1::OBLIGATION_STATUS_BREACHED;
       ob.obligation.set_status(status);
+      // Every decided obligation has come due at its deadline: the window's
+      // denominator counts it once its deadline is inside the window.
+      Window& w = windows_[{ob.service_id, ob.obligation.duty_id()}];
+      w.due.insert(std::upper_bound(w.due.begin(), w.due.end(), deadline), deadline);
       if (status == v1::OBLIGATION_STATUS_MET) ++counts_.met;
       if (status == v1::OBLIGATION_STATUS_DISCHARGED) ++counts_.discharged;
       if (status == v1::OBLIGATION_STATUS_BREACHED) {
         ++counts_.breached;
         ob.breach_at = e.breach().at().seconds();
-        Window& w = windows_[{ob.service_id, ob.obligation.duty_id()}];
-        auto entry = std::make_pair(ob.breach_at, id);
-        w.breaches.insert(std::upper_bound(w.breaches.begin(), w.breaches.end(), entry), entry);
-        w.pending.push_back(id);
+        ob.breach_kind = e.breach().kind();
+        auto entry = std::make_pair(deadline, id);
+        w.breached.insert(std::upper_bound(w.breached.begin(), w.breached.end(), entry), entry);
         if (options_.keep_history) breaches_.push_back(e.breach());
       }
       auto report = reports_.find({ob.service_id, ob.report_id});
@@ -156,21 +237,26 @@ void DutyEngine::Apply(const v1::LedgerEvent& e) {
     case v1::FINDING_CLOSED: {
       const v1::Finding& delta = e.finding();
       Window& w = windows_[{delta.service_id(), delta.duty_id()}];
-      v1::Finding& full = findings_[delta.finding_id()];
-      ledger::ApplyFindingEvent(e.type(), delta, &full);
-      w.pending.clear();
-      if (e.type() == v1::FINDING_CLOSED) {
-        w.open.reset();
-        w.in_finding.clear();
-        if (counts_.findings_open > 0) --counts_.findings_open;
-      } else {
-        if (e.type() == v1::FINDING_OPENED) {
-          ++counts_.findings_open;
-          w.in_finding.clear();
-        }
-        w.in_finding.insert(delta.obligation_ids().begin(), delta.obligation_ids().end());
-        w.open = full;
+      for (const std::string& id : delta.obligation_ids()) {
+        auto it = obligations_.find(id);
+        if (it != obligations_.end()) it->second.finding_id = delta.finding_id();
       }
+      if (options_.keep_history) {
+        ledger::ApplyFindingEvent(e.type(), delta, &findings_[delta.finding_id()]);
+      }
+      if (e.type() == v1::FINDING_CLOSED) {
+        if (w.open) --counts_.findings_open;
+        w.open.reset();
+        break;
+      }
+      if (e.type() == v1::FINDING_OPENED) {
+        if (!w.open) ++counts_.findings_open;
+        w.open = v1::Finding();
+      }
+      if (!w.open) break;  // an update of a finding not open here: old ledgers only
+      ledger::ApplyFindingEvent(e.type(), delta, &*w.open);
+      w.open->clear_obligation_ids();
+      for (auto& p : *w.open->mutable_accountable()) p.clear_obligation_ids();
       break;
     }
     default:
@@ -193,11 +279,11 @@ Status DutyEngine::Recover() {
         return Status::DataLoss("ledger event " + std::to_string(next) +
                                 " is missing or corrupt; run `carewatch verify`");
       }
-      Apply(e);
-      clock_ = std::max(clock_, e.time().seconds());
+      Apply(e);  // follows recorded_at only: a claimed time never sets the clock
       ++next;
     }
   }
+  clock_ = decided_;
   counts_.events = next - 1;
   return Status::Ok();
 }
@@ -207,12 +293,13 @@ std::shared_ptr<const eval::Evaluator> DutyEngine::evaluator() const {
   return evaluator_;
 }
 
-Status DutyEngine::Activate(std::shared_ptr<const eval::Evaluator> evaluator, int64_t now) {
+Status DutyEngine::Activate(std::shared_ptr<const eval::Evaluator> evaluator) {
   std::unique_lock<std::mutex> lock(mu_);
   if (ledger_) {
     Status h = ledger_->health();
     if (!h.ok()) return h;
   }
+  int64_t now = std::max(ServerNow(), decided_);
   const rules::RuleSet& rs = evaluator->ruleset();
   std::vector<v1::LedgerEvent> events;
   if (rs.version() != active_version_) {
@@ -243,55 +330,133 @@ Status DutyEngine::Activate(std::shared_ptr<const eval::Evaluator> evaluator, in
   return Commit(&events, lock);
 }
 
+Status DutyEngine::Retry(const v1::ContentReport& report, const std::string& digest,
+                         const std::string& first_digest, const v1::Verdict& first,
+                         v1::Verdict* verdict, const std::string& first_described) const {
+  // Ledgers written before report digests cannot tell a retry from another
+  // report: those are taken for retries.
+  if (!first_digest.empty() && first_digest != digest) {
+    return Status::AlreadyExists("report " + report.report_id() + " of service " +
+                                 report.service_id() +
+                                 " was already submitted with other content (" + first_described +
+                                 "); a report id names one report");
+  }
+  *verdict = first;
+  return Status::Ok();
+}
+
 Status DutyEngine::SubmitReport(const v1::ContentReport& report, v1::Verdict* verdict) {
   if (report.report_id().empty()) return Status::InvalidArgument("report.report_id: required");
   if (report.service_id().empty()) return Status::InvalidArgument("report.service_id: required");
-  if (!report.has_received_at() || report.received_at().seconds() <= 0) {
-    return Status::InvalidArgument("report.received_at: required");
+  if (!report.has_received_at()) return Status::InvalidArgument("report.received_at: required");
+  Status s = CheckClaimedTime("report.received_at", report.received_at().seconds(),
+                              report.received_at().nanos(), ServerNow(),
+                              options_.max_clock_skew_seconds);
+  if (!s.ok()) return s;
+  const std::string digest = ReportDigest(options_.hmac_key, report);
+  const Key key{report.service_id(), report.report_id()};
+  std::shared_ptr<Inflight> mine;
+  for (;;) {
+    std::shared_ptr<Inflight> other;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (ledger_) {
+        Status h = ledger_->health();
+        if (!h.ok()) return h;
+      }
+      auto in = inflight_.find(key);
+      if (in != inflight_.end()) {
+        other = in->second;
+      } else {
+        auto it = reports_.find(key);
+        if (it != reports_.end()) {
+          return Retry(report, digest, it->second.digest, it->second.verdict, verdict,
+                       "ledger seq " + std::to_string(it->second.verdict.ledger_seq()));
+        }
+        auto seen = seen_unflagged_.find(key);
+        if (seen != seen_unflagged_.end()) {
+          v1::Verdict first;
+          first.set_report_id(report.report_id());
+          return Retry(report, digest, seen->second, first, verdict, "it matched no rule");
+        }
+        mine = std::make_shared<Inflight>();
+        mine->digest = digest;
+        inflight_[key] = mine;
+      }
+    }
+    if (mine) break;
+    // A submission of this report is in flight: its outcome is ours.
+    std::unique_lock<std::mutex> wait(other->mu);
+    other->cv.wait(wait, [&] { return other->done; });
+    if (!other->status.ok()) return other->status;
+    return Retry(report, digest, other->digest, other->verdict, verdict,
+                 other->verdict.ledger_seq() ? "ledger seq " +
+                                                   std::to_string(other->verdict.ledger_seq())
+                                             : "it matched no rule");
   }
-  std::shared_ptr<const eval::Evaluator> evaluator;
-  const std::pair<std::string, std::string> key{report.service_id(), report.report_id()};
-  const std::string seen_key = report.service_id() + '\0' + report.report_id();
+  s = SubmitNew(report, digest, verdict);
   {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (ledger_) {
-      Status h = ledger_->health();
-      if (!h.ok()) return h;
-    }
-    auto it = reports_.find(key);
-    if (it != reports_.end()) {
-      *verdict = it->second.verdict;
-      return Status::Ok();
-    }
-    evaluator = evaluator_;
+    std::lock_guard<std::mutex> lock(mine->mu);
+    mine->status = s;
+    if (s.ok()) mine->verdict = *verdict;
+    mine->done = true;
   }
+  mine->cv.notify_all();
+  std::lock_guard<std::mutex> lock(mu_);
+  inflight_.erase(key);
+  return s;
+}
+
+// REQUIRES: this thread holds the Inflight entry of the report's key.
+Status DutyEngine::SubmitNew(const v1::ContentReport& report, const std::string& digest,
+                             v1::Verdict* verdict) {
+  if (ledger_) {
+    // Recorded before, and durable: a retry across a restart.
+    ledger::ReportIndexRow row;
+    bool found = false;
+    Status s = ledger_->backend().LookupReport(report.service_id(), report.report_id(), &row,
+                                               &found);
+    if (!s.ok()) return s;
+    if (found) {
+      v1::Verdict first;
+      first.set_report_id(report.report_id());
+      first.set_ruleset_version(row.ruleset_version);
+      first.set_ledger_seq(row.seq);
+      return Retry(report, digest, row.digest, first, verdict,
+                   row.seq ? "ledger seq " + std::to_string(row.seq)
+                           : "it matched no rule; first counted " +
+                                 rules::FormatDateTime(row.recorded_at));
+    }
+  }
+  std::shared_ptr<const eval::Evaluator> evaluator = this->evaluator();
   if (!evaluator) return Status::FailedPrecondition("no rule set is active");
   // Evaluate outside the lock: it is the expensive part and thread-safe.
   Status s = evaluator->Evaluate(report, verdict);
   if (!s.ok()) return Status::InvalidArgument("report." + s.message());
 
   std::unique_lock<std::mutex> lock(mu_);
-  auto it = reports_.find(key);
-  if (it != reports_.end()) {  // a concurrent retry won
-    *verdict = it->second.verdict;
-    return Status::Ok();
+  const int64_t now = std::max(ServerNow(), decided_);
+  const int64_t received = report.received_at().seconds();
+  const bool flagged = verdict->flags_size() > 0;
+  // Batch jobs do not wait for durability, so their index rows may not be
+  // readable yet: they remember unflagged ids in memory instead.
+  const bool remember_in_memory = !ledger_ || !options_.wait_durable;
+  ledger::BatchExtras extras;
+  extras.stats.push_back({report.service_id(), rules::FormatDateTime(received).substr(0, 10),
+                          report.surface(), report.reason(), 1, flagged ? 1 : 0});
+  if (!flagged) {
+    ++counts_.reports;
+    if (remember_in_memory) seen_unflagged_[{report.service_id(), report.report_id()}] = digest;
+    if (!ledger_) return Status::Ok();
+    extras.reports.push_back({report.service_id(), report.report_id(), digest, 0, now,
+                              verdict->ruleset_version()});
+    std::vector<v1::LedgerEvent> none;
+    return Commit(&none, lock, std::move(extras));  // counted, durably, and nothing else
   }
-  int64_t received = report.received_at().seconds();
-  std::string day = rules::FormatDateTime(received).substr(0, 10);
-  bool first_time = verdict->flags_size() > 0 || seen_unflagged_.insert(seen_key).second;
-  if (ledger_ && first_time) {
-    ledger_->CountReport({report.service_id(), day, report.surface(), report.reason(), 1,
-                          verdict->flags_size() > 0 ? 1 : 0});
-  }
-  if (verdict->flags_size() == 0) {
-    if (first_time) ++counts_.reports;
-    return Status::Ok();  // only counted
-  }
-  seen_unflagged_.erase(seen_key);
 
   std::vector<v1::LedgerEvent> events;
-  v1::LedgerEvent flagged = NewEvent(v1::REPORT_FLAGGED, received);
-  auto* f = flagged.mutable_report_flagged();
+  v1::LedgerEvent flagged_event = NewEvent(v1::REPORT_FLAGGED, received);
+  auto* f = flagged_event.mutable_report_flagged();
   f->set_report_id(report.report_id());
   f->set_service_id(report.service_id());
   *f->mutable_received_at() = report.received_at();
@@ -301,8 +466,9 @@ Status DutyEngine::SubmitReport(const v1::ContentReport& report, v1::Verdict* ve
   f->set_reason(report.reason());
   f->set_subject_age_band(report.subject_age_band());
   f->set_ruleset_version(verdict->ruleset_version());
+  f->set_report_digest(digest);
   for (const v1::Flag& flag : verdict->flags()) f->add_rule_ids(flag.rule_id());
-  auto digest = [&](const std::string& field, const std::string& value) {
+  auto add_digest = [&](const std::string& field, const std::string& value) {
     if (value.empty()) return;
     v1::FieldDigest* d = f->add_digests();
     d->set_field(field);
@@ -313,18 +479,18 @@ Status DutyEngine::SubmitReport(const v1::ContentReport& report, v1::Verdict* ve
       }
     }
   };
-  digest("text", report.text());
-  digest("caption", report.caption());
-  digest("username", report.username());
-  digest("display_name", report.display_name());
-  digest("profile_bio", report.profile_bio());
+  add_digest("text", report.text());
+  add_digest("caption", report.caption());
+  add_digest("username", report.username());
+  add_digest("display_name", report.display_name());
+  add_digest("profile_bio", report.profile_bio());
   for (int i = 0; i < report.urls_size(); ++i)
-    digest("urls[" + std::to_string(i) + "]", report.urls(i));
+    add_digest("urls[" + std::to_string(i) + "]", report.urls(i));
   *f->mutable_hashes() = report.hashes();
   *f->mutable_verdict() = *verdict;
-  Emit(&events, std::move(flagged));
+  Emit(&events, std::move(flagged_event));
 
-  std::set<std::string> duties;
+  const rules::RuleSet& rs = evaluator->ruleset();
   for (const v1::Obligation& ob : verdict->obligations()) {
     v1::LedgerEvent opened = NewEvent(v1::OBLIGATION_OPENED, received);
     auto* o = opened.mutable_obligation_opened();
@@ -332,17 +498,19 @@ Status DutyEngine::SubmitReport(const v1::ContentReport& report, v1::Verdict* ve
     o->set_report_id(report.report_id());
     o->set_service_id(report.service_id());
     *o->mutable_received_at() = report.received_at();
+    const rules::Duty* duty = rs.FindDuty(ob.duty_id());
+    o->set_record_grace_seconds(duty ? duty->record_grace_seconds
+                                     : rules::Duty::kDefaultRecordGraceSeconds);
     Emit(&events, std::move(opened));
-    duties.insert(ob.duty_id());
   }
-  for (const std::string& duty : duties) Detect(report.service_id(), duty, received, &events);
-  s = Commit(&events, lock);
+  // New obligations change no systemic window until they come due.
+  s = Commit(&events, lock, std::move(extras));
   if (!s.ok()) return s;
   verdict->set_ledger_seq(events.front().seq());
   return Status::Ok();
 }
 
-void DutyEngine::BreachEvent(const TrackedObligation& ob, BreachKind kind, int64_t at,
+void DutyEngine::BreachEvent(const TrackedObligation& ob, BreachKind kind, int64_t at, int64_t now,
                              std::vector<v1::LedgerEvent>* events) {
   v1::LedgerEvent e = NewEvent(v1::DUTY_BREACHED, at);
   v1::Breach* b = e.mutable_breach();
@@ -354,21 +522,47 @@ void DutyEngine::BreachEvent(const TrackedObligation& ob, BreachKind kind, int64
   *b->mutable_deadline() = ob.obligation.deadline();
   b->set_kind(BreachKindName(kind));
   SetTime(b->mutable_at(), at);
+  SetTime(b->mutable_recorded_at(), now);
   int64_t deadline = ob.obligation.deadline().seconds();
   for (const std::string& req : ob.obligation.required_actions()) {
-    bool on_time = std::any_of(ob.actions.begin(), ob.actions.end(), [&](const ActionRecord& a) {
-      return a.action == req && a.taken_at <= deadline;
-    });
-    if (!on_time) b->add_missing_actions(req);
+    bool recorded = false, on_time = false;
+    for (const ActionRecord& a : ob.actions) {
+      if (a.action != req) continue;
+      recorded = true;
+      on_time = on_time || a.taken_at <= deadline;
+    }
+    if (!recorded) {
+      b->add_missing_actions(req);
+    } else if (!on_time || kind == BreachKind::kLateRecorded) {
+      b->add_late_actions(req);
+    }
   }
   Emit(events, std::move(e));
 }
 
-Status DutyEngine::RecordAction(const ActionInput& in, std::vector<v1::Obligation>* out) {
+void DutyEngine::CloseEvent(const TrackedObligation& ob, ObligationState state, int64_t at,
+                            int64_t now, std::vector<v1::LedgerEvent>* events) {
+  (void)now;
+  v1::LedgerEvent closed = NewEvent(
+      state == ObligationState::kMet ? v1::OBLIGATION_MET : v1::OBLIGATION_DISCHARGED, at);
+  auto* c = closed.mutable_obligation_closed();
+  c->set_obligation_id(ob.obligation.obligation_id());
+  c->set_report_id(ob.report_id);
+  c->set_service_id(ob.service_id);
+  c->set_duty_id(ob.obligation.duty_id());
+  c->set_rule_id(ob.obligation.rule_id());
+  SetTime(c->mutable_at(), at);
+  Emit(events, std::move(closed));
+}
+
+Status DutyEngine::RecordAction(const ActionInput& in, std::vector<v1::Obligation>* out,
+                                uint64_t* seq) {
   if (in.service_id.empty()) return Status::InvalidArgument("service_id: required");
   if (in.report_id.empty()) return Status::InvalidArgument("report_id: required");
   if (in.action.empty()) return Status::InvalidArgument("action: required");
-  if (in.taken_at <= 0) return Status::InvalidArgument("taken_at: required");
+  Status s = CheckClaimedTime("taken_at", in.taken_at, in.taken_at_nanos, ServerNow(),
+                              options_.max_clock_skew_seconds);
+  if (!s.ok()) return s;
   std::unique_lock<std::mutex> lock(mu_);
   if (ledger_) {
     Status h = ledger_->health();
@@ -379,20 +573,24 @@ Status DutyEngine::RecordAction(const ActionInput& in, std::vector<v1::Obligatio
                                    "' (not in the vocabulary nor required by any active rule)");
   }
   out->clear();
+  const int64_t now = std::max(ServerNow(), decided_);
   std::vector<v1::LedgerEvent> events;
   v1::LedgerEvent recorded = NewEvent(v1::ACTION_RECORDED, in.taken_at);
   auto* a = recorded.mutable_action_recorded();
   a->set_service_id(in.service_id);
   a->set_report_id(in.report_id);
   a->set_action(in.action);
-  SetTime(a->mutable_taken_at(), in.taken_at);
+  a->mutable_taken_at()->set_seconds(in.taken_at);
+  a->mutable_taken_at()->set_nanos(in.taken_at_nanos);
   a->set_actor(in.actor);
 
   auto report = reports_.find({in.service_id, in.report_id});
   if (report == reports_.end()) {
     a->set_note("no flagged report with this id at this service; recorded, nothing owed");
     Emit(&events, std::move(recorded));
-    return Commit(&events, lock);
+    s = Commit(&events, lock);
+    if (s.ok() && seq) *seq = events.front().seq();
+    return s;
   }
   if (in.taken_at < report->second.received_at) {
     return Status::InvalidArgument("taken_at: " + rules::FormatDateTime(in.taken_at) +
@@ -411,36 +609,40 @@ Status DutyEngine::RecordAction(const ActionInput& in, std::vector<v1::Obligatio
   if (applies.empty()) a->set_note("duplicate action, or every obligation of the report is closed");
   Emit(&events, std::move(recorded));
 
+  std::set<Key> touched;
   for (const std::string& id : applies) {
     const TrackedObligation& ob = obligations_[id];
-    int64_t deadline = ob.obligation.deadline().seconds();
-    std::vector<std::string> required(ob.obligation.required_actions().begin(),
-                                      ob.obligation.required_actions().end());
-    if (in.taken_at > deadline) {
-      // The deadline passed before the sweeper saw it: a late breach.
-      BreachEvent(ob, BreachKind::kLate, in.taken_at, &events);
-      Detect(ob.service_id, ob.obligation.duty_id(), in.taken_at, &events);
+    const int64_t deadline = ob.obligation.deadline().seconds();
+    if (in.taken_at > deadline && IsRelevantAction(ob.obligation, in.action)) {
+      // The platform's own claim is after the deadline: late, attributed to
+      // the claimed time.
+      BreachEvent(ob, BreachKind::kLate, in.taken_at, now, &events);
+      touched.insert({ob.service_id, ob.obligation.duty_id()});
       continue;
     }
+    if (now - ob.record_grace > deadline) {
+      // carewatch learns of this only now, past deadline + record_grace:
+      // whatever taken_at claims, it cannot make the obligation on time.
+      BreachEvent(ob, BreachKind::kLateRecorded, deadline, now, &events);
+      touched.insert({ob.service_id, ob.obligation.duty_id()});
+      continue;
+    }
+    // An action the obligation does not ask for, claimed after the deadline,
+    // changes nothing: the sweeper breaches the obligation as missed.
+    if (in.taken_at > deadline) continue;
+    std::vector<std::string> required(ob.obligation.required_actions().begin(),
+                                      ob.obligation.required_actions().end());
     ObligationOutcome outcome = ResolveObligation(deadline, required, ob.actions, in.taken_at);
-    if (outcome.state == duty::ObligationState::kMet ||
-        outcome.state == duty::ObligationState::kDischarged) {
-      v1::LedgerEvent closed =
-          NewEvent(outcome.state == duty::ObligationState::kMet ? v1::OBLIGATION_MET
-                                                                : v1::OBLIGATION_DISCHARGED,
-                   in.taken_at);
-      auto* c = closed.mutable_obligation_closed();
-      c->set_obligation_id(id);
-      c->set_report_id(ob.report_id);
-      c->set_service_id(ob.service_id);
-      c->set_duty_id(ob.obligation.duty_id());
-      c->set_rule_id(ob.obligation.rule_id());
-      SetTime(c->mutable_at(), in.taken_at);
-      Emit(&events, std::move(closed));
+    if (outcome.state == ObligationState::kMet || outcome.state == ObligationState::kDischarged) {
+      CloseEvent(ob, outcome.state, in.taken_at, now, &events);
     }
   }
+  for (const Key& k : touched) Detect(k, now, &events);
+  decided_ = std::max(decided_, now);
   for (const v1::Obligation& o : report->second.verdict.obligations()) out->push_back(o);
-  return Commit(&events, lock);
+  s = Commit(&events, lock);
+  if (s.ok() && seq) *seq = events.front().seq();
+  return s;
 }
 
 Status DutyEngine::Sweep(int64_t now) {
@@ -450,106 +652,126 @@ Status DutyEngine::Sweep(int64_t now) {
     if (!h.ok()) return h;
   }
   if (clock_ != INT64_MIN && now < clock_) {
-    return Status::FailedPrecondition("clock went backwards: " + rules::FormatDateTime(now) +
-                                      " is before " + rules::FormatDateTime(clock_) +
-                                      "; nothing was swept");
+    return Status::FailedPrecondition("server clock went backwards: " +
+                                      rules::FormatDateTime(now) + " is before " +
+                                      rules::FormatDateTime(clock_) + "; nothing was swept");
   }
+  const int64_t t = std::max(now, decided_);
   std::vector<v1::LedgerEvent> events;
-  while (!deadlines_.empty() && deadlines_.begin()->first < now) {
-    auto [deadline, id] = *deadlines_.begin();
-    const TrackedObligation& ob = obligations_[id];
-    BreachEvent(ob, BreachKind::kMissed, deadline, &events);  // removes it from deadlines_
-    Detect(ob.service_id, ob.obligation.duty_id(), deadline, &events);
+  while (!sweep_due_.empty() && sweep_due_.begin()->first < t) {
+    auto first = sweep_due_.begin();
+    auto ob = obligations_.find(first->second);
+    if (ob == obligations_.end() ||
+        ob->second.obligation.status() != v1::OBLIGATION_STATUS_OPEN) {
+      sweep_due_.erase(first);  // decided already (a duplicate entry)
+      continue;
+    }
+    // Applying the breach removes it from sweep_due_.
+    BreachEvent(ob->second, BreachKind::kMissed, ob->second.obligation.deadline().seconds(), t,
+                &events);
   }
-  // The window slides: findings may stop holding.
-  std::vector<std::pair<std::string, std::string>> open;
+  // Every window that holds breaches or an open finding is evaluated at the
+  // sweep's time: breaches came due, or the window slid.
+  std::vector<Key> keys;
   for (const auto& [k, w] : windows_) {
-    if (w.open) open.push_back(k);
+    if (w.open || !w.breached.empty()) keys.push_back(k);
   }
-  for (const auto& [service, duty] : open) Detect(service, duty, now, &events);
+  for (const Key& k : keys) Detect(k, t, &events);
   clock_ = now;
+  decided_ = t;
   return Commit(&events, lock);
 }
 
-void DutyEngine::Detect(const std::string& service_id, const std::string& duty_id, int64_t t,
-                        std::vector<v1::LedgerEvent>* events) {
+void DutyEngine::Detect(const Key& key, int64_t t, std::vector<v1::LedgerEvent>* events) {
   if (!evaluator_) return;
-  const rules::Duty* duty = evaluator_->ruleset().FindDuty(duty_id);
+  const rules::Duty* duty = evaluator_->ruleset().FindDuty(key.second);
   if (!duty || !duty->systemic) return;
   const rules::Systemic& sys = *duty->systemic;
-  Window& w = windows_[{service_id, duty_id}];
-  int64_t start = t - sys.window_seconds;
-  // Counts in (start, t] by binary search: no walk over the window.
-  auto in_window = [&](int64_t at) { return at > start && at <= t; };
-  auto first_b = std::upper_bound(w.breaches.begin(), w.breaches.end(),
-                                  std::make_pair(start, std::string("\xff")));
-  auto end_b = std::upper_bound(w.breaches.begin(), w.breaches.end(),
+  Window& w = windows_[key];
+  const int64_t start = t - sys.window_seconds;
+  // Server time only moves forward here, so what slid out never comes back.
+  while (!w.due.empty() && w.due.front() <= start) w.due.pop_front();
+  while (!w.breached.empty() && w.breached.front().first <= start) w.breached.pop_front();
+  const int64_t due = std::upper_bound(w.due.begin(), w.due.end(), t) - w.due.begin();
+  auto end_b = std::upper_bound(w.breached.begin(), w.breached.end(),
                                 std::make_pair(t, std::string("\xff")));
-  int64_t breaches = std::distance(first_b, end_b);
-  int64_t obligations =
-      std::distance(std::upper_bound(w.obligations.begin(), w.obligations.end(), start),
-                    std::upper_bound(w.obligations.begin(), w.obligations.end(), t));
-  double rate =
-      obligations > 0 ? static_cast<double>(breaches) / obligations : (breaches ? 1.0 : 0.0);
-  bool holds = breaches >= sys.min_breaches && rate >= sys.min_breach_rate;
+  const int64_t breached = end_b - w.breached.begin();
+  const double rate = due > 0 ? static_cast<double>(breached) / static_cast<double>(due) : 0.0;
+  const bool holds = breached >= sys.min_breaches && rate >= sys.min_breach_rate;
+  // Breaches in the window that no finding holds yet.
+  std::vector<std::string> fresh;
+  for (auto it = w.breached.begin(); it != end_b; ++it) {
+    if (obligations_[it->second].finding_id.empty()) fresh.push_back(it->second);
+  }
+  auto fill = [&](v1::Finding* f, const std::string& status) {
+    f->set_service_id(key.first);
+    f->set_duty_id(key.second);
+    f->set_status(status);
+    SetTime(f->mutable_window_start(), start);
+    SetTime(f->mutable_window_end(), t);
+    f->set_obligations(static_cast<int32_t>(due));
+    f->set_window_breaches(static_cast<int32_t>(breached));
+    f->set_breach_rate(rate);
+    auto* th = f->mutable_thresholds();
+    th->set_window_seconds(sys.window_seconds);
+    th->set_min_breaches(sys.min_breaches);
+    th->set_min_breach_rate(sys.min_breach_rate);
+  };
+  auto add_members = [&](v1::Finding* f, int32_t base_missed, int32_t base_late,
+                         int32_t base_recorded, int32_t base_total) {
+    int32_t missed = base_missed, late = base_late, recorded = base_recorded;
+    for (const std::string& id : fresh) {
+      f->add_obligation_ids(id);
+      const std::string& kind = obligations_[id].breach_kind;
+      if (kind == "late")
+        ++late;
+      else if (kind == "late_recorded")
+        ++recorded;
+      else
+        ++missed;
+    }
+    f->set_breaches(base_total + static_cast<int32_t>(fresh.size()));
+    f->set_breaches_missed(missed);
+    f->set_breaches_late(late);
+    f->set_breaches_late_recorded(recorded);
+    AddAccountability(fresh, f);
+  };
   if (holds && !w.open) {
+    // A new episode needs a breach of its own: one already in an earlier
+    // finding is never counted twice.
+    if (fresh.empty()) return;
     v1::Finding f;
-    f.set_finding_id(
-        "fd-" + Sha256Hex(service_id + '\0' + duty_id + '\0' + std::to_string(t)).substr(0, 16));
-    f.set_service_id(service_id);
-    f.set_duty_id(duty_id);
-    f.set_status("open");
+    f.set_finding_id("fd-" + Sha256Hex(key.first + '\0' + key.second + '\0' + std::to_string(t) +
+                                       '\0' + fresh.front())
+                                 .substr(0, 16));
+    fill(&f, "open");
     SetTime(f.mutable_opened_at(), t);
-    SetTime(f.mutable_window_start(), start);
-    SetTime(f.mutable_window_end(), t);
-    std::vector<std::string> ids;
-    for (auto it = first_b; it != end_b; ++it) ids.push_back(it->second);
-    for (const std::string& id : ids) f.add_obligation_ids(id);
-    f.set_breaches(static_cast<int32_t>(ids.size()));
-    f.set_obligations(static_cast<int32_t>(obligations));
-    f.set_breach_rate(rate);
-    AddAccountability(ids, &f);
+    add_members(&f, 0, 0, 0, 0);
     v1::LedgerEvent e = NewEvent(v1::FINDING_OPENED, t);
     *e.mutable_finding() = std::move(f);
     Emit(events, std::move(e));
   } else if (holds) {
     // The finding grows by the breaches since its last event (a delta).
-    std::vector<std::string> added;
-    for (const std::string& id : w.pending) {
-      auto it = obligations_.find(id);
-      if (it != obligations_.end() && in_window(it->second.breach_at) && !w.in_finding.count(id))
-        added.push_back(id);
-    }
-    if (added.empty()) return;
+    if (fresh.empty()) return;
     const v1::Finding& open = *w.open;
     v1::Finding delta;
     delta.set_finding_id(open.finding_id());
-    delta.set_service_id(service_id);
-    delta.set_duty_id(duty_id);
-    delta.set_status("open");
+    fill(&delta, "open");
     *delta.mutable_opened_at() = open.opened_at();
-    *delta.mutable_window_start() = open.window_start();
-    SetTime(delta.mutable_window_end(), t);
-    for (const std::string& id : added) delta.add_obligation_ids(id);
-    delta.set_breaches(open.breaches() + static_cast<int32_t>(added.size()));
-    delta.set_obligations(static_cast<int32_t>(obligations));
-    delta.set_breach_rate(rate);
-    AddAccountability(added, &delta);
+    add_members(&delta, open.breaches_missed(), open.breaches_late(),
+                open.breaches_late_recorded(), open.breaches());
     v1::LedgerEvent e = NewEvent(v1::FINDING_UPDATED, t);
     *e.mutable_finding() = std::move(delta);
     Emit(events, std::move(e));
   } else if (w.open) {
     v1::Finding closed;
     closed.set_finding_id(w.open->finding_id());
-    closed.set_service_id(service_id);
-    closed.set_duty_id(duty_id);
-    closed.set_status("closed");
-    SetTime(closed.mutable_closed_at(), t);
+    fill(&closed, "closed");
+    *closed.mutable_opened_at() = w.open->opened_at();
+    SetTime(closed.mutable_closed_at(), std::max(t, w.open->opened_at().seconds()));
     v1::LedgerEvent e = NewEvent(v1::FINDING_CLOSED, t);
     *e.mutable_finding() = std::move(closed);
     Emit(events, std::move(e));
-  } else {
-    w.pending.clear();  // nothing open to grow
   }
 }
 
@@ -558,31 +780,45 @@ void DutyEngine::AddAccountability(const std::vector<std::string>& ids, v1::Find
     auto it = obligations_.find(id);
     if (it == obligations_.end()) continue;
     int64_t at = it->second.breach_at;
-    bool anyone = false;
+    // The most specific scope in post wins: one breach, one person (several
+    // only where tenures of the same scope overlap, which lint warns about).
+    size_t best = 0;
+    std::vector<const rules::Accountability*> in_post;
     for (const rules::Accountability& a : accountability_) {
       if (a.service_id != f->service_id() || !a.CoversDuty(f->duty_id())) continue;
       if (at < a.from || (a.to && at >= *a.to)) continue;
-      anyone = true;
+      size_t spec = ScopeSpecificity(a.duty_pattern);
+      if (in_post.empty() || spec > best) {
+        in_post.clear();
+        best = spec;
+      }
+      if (spec == best) in_post.push_back(&a);
+    }
+    if (in_post.empty()) f->set_unattributed_breaches(f->unattributed_breaches() + 1);
+    for (const rules::Accountability* a : in_post) {
       v1::AccountablePerson* p = nullptr;
       for (auto& x : *f->mutable_accountable()) {
-        if (x.name() == a.name && x.role() == a.role) p = &x;
+        if (x.name() == a->name && x.role() == a->role && x.tenure_from().seconds() == a->from)
+          p = &x;
       }
       if (!p) {
         p = f->add_accountable();
-        p->set_name(a.name);
-        p->set_role(a.role);
+        p->set_name(a->name);
+        p->set_role(a->role);
+        p->set_scope(a->duty_pattern);
+        SetTime(p->mutable_tenure_from(), a->from);
+        if (a->to) SetTime(p->mutable_tenure_to(), *a->to);
       }
       p->set_breaches(p->breaches() + 1);
       p->add_obligation_ids(id);
     }
-    if (!anyone) f->set_unattributed_breaches(f->unattributed_breaches() + 1);
   }
 }
 
-std::optional<int64_t> DutyEngine::NextDeadline() const {
+std::optional<int64_t> DutyEngine::NextSweepDue() const {
   std::lock_guard<std::mutex> lock(mu_);
-  if (deadlines_.empty()) return std::nullopt;
-  return deadlines_.begin()->first;
+  if (sweep_due_.empty()) return std::nullopt;
+  return sweep_due_.begin()->first;
 }
 
 int64_t DutyEngine::clock() const {

@@ -1,8 +1,10 @@
 #ifndef CAREWATCH_ENGINE_DUTY_DUTY_ENGINE_H_
 #define CAREWATCH_ENGINE_DUTY_DUTY_ENGINE_H_
 
+#include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -20,6 +22,9 @@
 
 namespace carewatch::duty {
 
+// The earliest claimed time accepted (2000-01-01T00:00:00Z).
+constexpr int64_t kMinClaimedTime = 946684800;
+
 struct DutyEngineOptions {
   // Key for the HMAC-SHA256 digests of text fields (no content is stored).
   std::string hmac_key;
@@ -30,6 +35,11 @@ struct DutyEngineOptions {
   // returning (the service). Batch jobs (replay) turn it off and Flush the
   // ledger at the end, so the writer can group many commands per commit.
   bool wait_durable = true;
+  // The server's clock, unix seconds: carewatchd's wall clock, a simulated
+  // clock in `carewatch replay` and in tests. Unset: the wall clock.
+  std::function<int64_t()> now;
+  // A claimed time (received_at, taken_at) later than now() + this is refused.
+  int64_t max_clock_skew_seconds = 300;
 };
 
 // An action a platform reports against one of its reports.
@@ -37,9 +47,15 @@ struct ActionInput {
   std::string service_id;
   std::string report_id;
   std::string action;
-  int64_t taken_at = 0;  // unix seconds
+  int64_t taken_at = 0;  // claimed, unix seconds
   std::string actor;
+  int32_t taken_at_nanos = 0;
 };
+
+// Checks a time the platform claims: in [2000-01-01, now + max_skew], nanos
+// in [0, 1e9). The error names `field`.
+Status CheckClaimedTime(const char* field, int64_t seconds, int64_t nanos, int64_t now,
+                        int64_t max_skew);
 
 // The duty pipeline after evaluation: obligations (OPEN -> MET, DISCHARGED or
 // BREACHED), the deadline sweeper, the systemic-failure detector and the
@@ -47,14 +63,21 @@ struct ActionInput {
 // ledger events and state changes only by applying them, so Recover()
 // rebuilds the same state from the ledger after a restart.
 //
-// Time is the caller's: reports and actions carry their own timestamps, and
-// Sweep(now) advances the clock (a wall-clock thread in the service, a
-// simulated clock in `carewatch replay`). Thread-safe.
+// Two clocks (docs/duties.md): reports and actions carry the platform's
+// claimed times, which decide deadlines and whether an action was on time;
+// every event also records the server's own time (`recorded_at`, from
+// options.now), and only server time moves the engine: the sweeper, the
+// systemic windows, late recording and Recover() never follow a claimed time.
+//
+// Order of calls: Recover -> Activate -> SubmitReport / RecordAction / Sweep
+// from any thread. Thread-safe.
 class DutyEngine {
  public:
   // `ledger` may be null (events are then numbered locally and not stored).
   DutyEngine(ledger::Ledger* ledger, DutyEngineOptions options);
   ~DutyEngine();
+  DutyEngine(const DutyEngine&) = delete;
+  DutyEngine& operator=(const DutyEngine&) = delete;
 
   // Rebuilds state from every event in the ledger. Call before anything else.
   Status Recover();
@@ -62,26 +85,33 @@ class DutyEngine {
   // Serves `evaluator` from now on; records RULESET_ACTIVATED when its
   // version is new, and ACCOUNTABILITY_CHANGED for accountability records
   // not recorded before.
-  Status Activate(std::shared_ptr<const eval::Evaluator> evaluator, int64_t now);
+  Status Activate(std::shared_ptr<const eval::Evaluator> evaluator);
   std::shared_ptr<const eval::Evaluator> evaluator() const;
 
-  // Evaluates and records a report; returns once its events are durable.
-  // Idempotent on (service_id, report_id): a retry opens nothing new and
-  // returns the first verdict. InvalidArgument names a missing field.
+  // Evaluates and records a report; returns once its events are durable
+  // (and, for a report that matched nothing, once it is counted durably).
+  // Idempotent on (service_id, report_id): a retry with the same content
+  // waits for the first submission and returns its verdict (or its error);
+  // the same id with other content is AlreadyExists naming the first
+  // submission. InvalidArgument names a missing or implausible field.
   Status SubmitReport(const v1::ContentReport& report, v1::Verdict* verdict);
 
   // Records an action and the transitions it causes. `obligations` receives
-  // the report's obligations after it. Unknown reports, duplicate actions and
-  // actions on closed obligations are recorded and change nothing.
-  Status RecordAction(const ActionInput& action, std::vector<v1::Obligation>* obligations);
+  // the report's obligations after it, `seq` (may be null) the seq of its
+  // ACTION_RECORDED event. Unknown reports, duplicate actions and actions on
+  // closed obligations are recorded and change nothing.
+  Status RecordAction(const ActionInput& action, std::vector<v1::Obligation>* obligations,
+                      uint64_t* seq = nullptr);
 
-  // Advances the clock: every open obligation whose deadline is before `now`
-  // is breached (missed), and findings are re-evaluated. A clock going
-  // backwards is refused (FailedPrecondition) and changes nothing.
+  // Advances the server clock to `now`: every open obligation whose deadline
+  // + record_grace is before `now` is breached (missed), and the systemic
+  // windows are re-evaluated. A clock going backwards is refused
+  // (FailedPrecondition) and changes nothing.
   Status Sweep(int64_t now);
 
-  // The earliest deadline of an open obligation, if any.
-  std::optional<int64_t> NextDeadline() const;
+  // The earliest server time at which Sweep has an obligation to breach.
+  std::optional<int64_t> NextSweepDue() const;
+  // The server time of the last Sweep (INT64_MIN before the first).
   int64_t clock() const;
 
   // History (keep_history only).
@@ -99,34 +129,56 @@ class DutyEngine {
     v1::Obligation obligation;
     std::string service_id, report_id;
     int64_t received_at = 0;
-    int64_t breach_at = 0;
+    int64_t record_grace = 0;
     std::vector<ActionRecord> actions;
+    int64_t breach_at = 0;
+    std::string breach_kind;
+    std::string finding_id;  // the finding this breach belongs to, if any
   };
   struct ReportState {
     v1::Verdict verdict;
     int64_t received_at = 0;
+    std::string digest;
   };
+  // One (service, duty)'s systemic window: what came due, by deadline.
   struct Window {
-    std::vector<std::pair<int64_t, std::string>> breaches;  // (at, obligation id), sorted
-    std::vector<int64_t> obligations;                       // received_at, sorted
-    std::optional<v1::Finding> open;                        // the whole open finding
-    std::set<std::string> in_finding;                       // its obligation ids
-    std::vector<std::string> pending;                       // breaches since the last finding event
+    std::deque<int64_t> due;                                // resolved obligations' deadlines
+    std::deque<std::pair<int64_t, std::string>> breached;  // (deadline, obligation id)
+    std::optional<v1::Finding> open;  // the open finding's counters (no id lists)
   };
+  // A submission in progress; retries of the same report wait on it.
+  struct Inflight {
+    std::string digest;
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;
+    Status status;
+    v1::Verdict verdict;
+  };
+  using Key = std::pair<std::string, std::string>;  // (service_id, report_id)
 
-  // Commands append events here (under mu_), then Commit() applies and
-  // enqueues them.
-  static v1::LedgerEvent NewEvent(v1::EventType type, int64_t time);
-  Status Commit(std::vector<v1::LedgerEvent>* events, std::unique_lock<std::mutex>& lock);
+  v1::LedgerEvent NewEvent(v1::EventType type, int64_t time) const;
+  int64_t ServerNow() const;
+  // Enqueues `events` (and extras) for the ledger and waits, with `lock`
+  // released, until they are durable.
+  Status Commit(std::vector<v1::LedgerEvent>* events, std::unique_lock<std::mutex>& lock,
+                ledger::BatchExtras extras = {});
   void Apply(const v1::LedgerEvent& e);
-  void Detect(const std::string& service_id, const std::string& duty_id, int64_t now,
-              std::vector<v1::LedgerEvent>* events);
-  void BreachEvent(const TrackedObligation& ob, BreachKind kind, int64_t at,
+  void Detect(const Key& window, int64_t t, std::vector<v1::LedgerEvent>* events);
+  void BreachEvent(const TrackedObligation& ob, BreachKind kind, int64_t at, int64_t now,
                    std::vector<v1::LedgerEvent>* events);
+  void CloseEvent(const TrackedObligation& ob, ObligationState state, int64_t at, int64_t now,
+                  std::vector<v1::LedgerEvent>* events);
   // Adds the breaches `ids` to f's accountable people (and unattributed).
   void AddAccountability(const std::vector<std::string>& ids, v1::Finding* f) const;
   // Applies `e` at once and keeps it for Commit.
   void Emit(std::vector<v1::LedgerEvent>* events, v1::LedgerEvent e);
+  // A retry's answer from what the first submission left.
+  Status Retry(const v1::ContentReport& report, const std::string& digest,
+               const std::string& first_digest, const v1::Verdict& first, v1::Verdict* verdict,
+               const std::string& first_described) const;
+  Status SubmitNew(const v1::ContentReport& report, const std::string& digest,
+                   v1::Verdict* verdict);
 
   ledger::Ledger* ledger_;
   DutyEngineOptions options_;
@@ -135,15 +187,19 @@ class DutyEngine {
   std::string active_version_;
   std::set<std::string> accountability_keys_;
   std::vector<rules::Accountability> accountability_;
-  std::map<std::pair<std::string, std::string>, ReportState> reports_;
-  std::unordered_set<std::string> seen_unflagged_;
+  std::map<Key, ReportState> reports_;
+  std::map<Key, std::shared_ptr<Inflight>> inflight_;
+  // Digests of unflagged reports: without a ledger, or not waiting for
+  // durability (batch jobs); otherwise the ledger's report index holds them.
+  std::map<Key, std::string> seen_unflagged_;
   std::map<std::string, TrackedObligation> obligations_;
-  std::multimap<int64_t, std::string> deadlines_;  // open obligations by deadline
-  std::map<std::pair<std::string, std::string>, Window> windows_;
-  std::map<std::string, v1::Finding> findings_;
-  std::vector<v1::Breach> breaches_;
+  std::multimap<int64_t, std::string> sweep_due_;  // open obligations by deadline + grace
+  std::map<Key, Window> windows_;
+  std::map<std::string, v1::Finding> findings_;  // keep_history only
+  std::vector<v1::Breach> breaches_;             // keep_history only
   std::set<std::string> extra_actions_;  // required by the active rules, beyond the vocabulary
-  int64_t clock_ = INT64_MIN;
+  int64_t clock_ = INT64_MIN;            // the last Sweep
+  int64_t decided_ = INT64_MIN;          // the latest server time anything was decided at
   uint64_t local_seq_ = 0;
   Counts counts_;
 };

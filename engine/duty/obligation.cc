@@ -28,6 +28,8 @@ const char* BreachKindName(BreachKind k) {
       return "missed";
     case BreachKind::kLate:
       return "late";
+    case BreachKind::kLateRecorded:
+      return "late_recorded";
   }
   return "unknown";
 }

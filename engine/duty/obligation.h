@@ -8,10 +8,10 @@
 namespace carewatch::duty {
 
 enum class ObligationState { kOpen, kMet, kDischarged, kBreached };
-enum class BreachKind { kNone, kMissed, kLate };
+enum class BreachKind { kNone, kMissed, kLate, kLateRecorded };
 
 const char* ObligationStateName(ObligationState s);  // "open", "met", ...
-const char* BreachKindName(BreachKind k);            // "missed", "late"
+const char* BreachKindName(BreachKind k);            // "missed", "late", "late_recorded"
 
 // An action the platform recorded against a report.
 struct ActionRecord {

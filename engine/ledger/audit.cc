@@ -69,17 +69,28 @@ void ApplyFindingEvent(v1::EventType type, const v1::Finding& delta, v1::Finding
   full->set_breaches(delta.breaches());
   full->set_obligations(delta.obligations());
   full->set_breach_rate(delta.breach_rate());
+  full->set_window_breaches(delta.window_breaches());
+  full->set_breaches_missed(delta.breaches_missed());
+  full->set_breaches_late(delta.breaches_late());
+  full->set_breaches_late_recorded(delta.breaches_late_recorded());
+  if (delta.has_thresholds()) *full->mutable_thresholds() = delta.thresholds();
+  if (delta.has_window_start()) *full->mutable_window_start() = delta.window_start();
   *full->mutable_window_end() = delta.window_end();
   full->set_unattributed_breaches(full->unattributed_breaches() + delta.unattributed_breaches());
   for (const v1::AccountablePerson& d : delta.accountable()) {
     v1::AccountablePerson* p = nullptr;
     for (auto& x : *full->mutable_accountable()) {
-      if (x.name() == d.name() && x.role() == d.role()) p = &x;
+      if (x.name() == d.name() && x.role() == d.role() &&
+          x.tenure_from().seconds() == d.tenure_from().seconds())
+        p = &x;
     }
     if (!p) {
       p = full->add_accountable();
       p->set_name(d.name());
       p->set_role(d.role());
+      p->set_scope(d.scope());
+      if (d.has_tenure_from()) *p->mutable_tenure_from() = d.tenure_from();
+      if (d.has_tenure_to()) *p->mutable_tenure_to() = d.tenure_to();
     }
     p->set_breaches(p->breaches() + d.breaches());
     for (const std::string& id : d.obligation_ids()) p->add_obligation_ids(id);
@@ -157,7 +168,10 @@ Status ComputeStats(LedgerBackend& backend, const std::string& service_id,
     s = backend.QueryBreaches(bq, &page);
     if (!s.ok()) return s;
     for (const auto& [seq, b] : page) {
-      by_period[PeriodOf(rules::FormatDateTime(b.at().seconds()).substr(0, 10), period)].breaches++;
+      PeriodStats& p = by_period[PeriodOf(rules::FormatDateTime(b.at().seconds()).substr(0, 10),
+                                          period)];
+      p.breaches++;
+      p.breaches_by_kind[b.kind()]++;
     }
     if (page.size() < bq.limit) break;
     bq.after_seq = page.back().first;

@@ -37,6 +37,7 @@ struct PeriodStats {
   std::string period;  // "2026-03", "2026-Q1" or "2026"
   int64_t reports = 0, flagged = 0, breaches = 0, findings = 0;
   std::map<std::string, int64_t> by_reason, by_surface;
+  std::map<std::string, int64_t> breaches_by_kind;  // missed | late | late_recorded
   // Percent change against the previous period; absent (false) when that
   // period had none to compare against.
   bool has_previous = false;

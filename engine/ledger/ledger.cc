@@ -62,7 +62,7 @@ Status Ledger::Open(const LedgerOptions& options, std::unique_ptr<Ledger>* out) 
   std::unique_ptr<Ledger> l(new Ledger());
   l->options_ = options;
   if (!l->options_.now) l->options_.now = [] { return WallMillis(); };
-  Status s = OpenBackend(options.url, false, &l->backend_);
+  Status s = OpenBackend(options.url, false, &l->backend_, options.busy_timeout_ms);
   if (!s.ok()) return s;
   std::string key_path = options.signing_key_path.empty()
                              ? LedgerDirectory(options.url) + "/ledger.key"
@@ -103,7 +103,9 @@ Status Ledger::Open(const LedgerOptions& options, std::unique_ptr<Ledger>* out) 
 
 Ledger::~Ledger() {
   if (!writer_.joinable()) return;  // Open failed before the writer started
-  Flush();
+  // A failed flush has already made the ledger unhealthy; nothing after the
+  // last durable event was acknowledged, so there is nothing more to do.
+  (void)Flush();
   {
     std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;
@@ -112,8 +114,10 @@ Ledger::~Ledger() {
   if (writer_.joinable()) writer_.join();
 }
 
-std::shared_ptr<Ledger::Ticket> Ledger::Enqueue(std::vector<v1::LedgerEvent>* events) {
+std::shared_ptr<Ledger::Ticket> Ledger::Enqueue(std::vector<v1::LedgerEvent>* events,
+                                                BatchExtras extras) {
   auto ticket = std::make_shared<Ticket>();
+  ticket->extras = std::move(extras);
   std::lock_guard<std::mutex> lock(mu_);
   if (!error_.ok()) {
     ticket->done = true;
@@ -130,13 +134,6 @@ std::shared_ptr<Ledger::Ticket> Ledger::Enqueue(std::vector<v1::LedgerEvent>* ev
 Status Ledger::Append(std::vector<v1::LedgerEvent>* events) {
   if (events->empty()) return health();
   return Enqueue(events)->Wait();
-}
-
-void Ledger::CountReport(const StatsRow& delta) {
-  std::lock_guard<std::mutex> lock(mu_);
-  auto& counts = pending_stats_[{delta.service_id, delta.day, delta.surface, delta.reason}];
-  counts.first += delta.reports;
-  counts.second += delta.flagged;
 }
 
 Status Ledger::Flush() {
@@ -186,7 +183,8 @@ void Ledger::WriterLoop() {
         }
         if (due) {
           std::deque<std::shared_ptr<Ticket>> none;
-          WriteOne(none, true);
+          // A failure is kept in error_ and reported by health().
+          (void)WriteOne(none, true);
         }
         continue;
       }
@@ -218,14 +216,25 @@ Status Ledger::WriteOne(std::deque<std::shared_ptr<Ticket>>& batch, bool force_c
       parsed.push_back(&e);
     }
   }
-  std::vector<StatsRow> stats;
+  // Statistics deltas of the whole batch, summed per key; index rows as given.
+  BatchExtras extras;
   {
-    std::lock_guard<std::mutex> lock(mu_);
-    for (const auto& [key, counts] : pending_stats_) {
-      stats.push_back({std::get<0>(key), std::get<1>(key), std::get<2>(key), std::get<3>(key),
-                       counts.first, counts.second});
+    std::map<std::tuple<std::string, std::string, std::string, std::string>,
+             std::pair<int64_t, int64_t>>
+        counts;
+    for (const auto& t : batch) {
+      for (const StatsRow& r : t->extras.stats) {
+        auto& c = counts[{r.service_id, r.day, r.surface, r.reason}];
+        c.first += r.reports;
+        c.second += r.flagged;
+      }
+      extras.reports.insert(extras.reports.end(), t->extras.reports.begin(),
+                            t->extras.reports.end());
     }
-    pending_stats_.clear();
+    for (const auto& [key, c] : counts) {
+      extras.stats.push_back({std::get<0>(key), std::get<1>(key), std::get<2>(key),
+                              std::get<3>(key), c.first, c.second});
+    }
   }
   std::unique_lock<std::mutex> tree_lock(tree_mu_);
   uint64_t before = tree_.size();
@@ -250,9 +259,9 @@ Status Ledger::WriteOne(std::deque<std::shared_ptr<Ticket>>& batch, bool force_c
     checkpoint.set_signature(signature);
   }
   tree_lock.unlock();
-  Status s = rows.empty() && !sign && stats.empty()
+  Status s = rows.empty() && !sign && extras.stats.empty() && extras.reports.empty()
                  ? Status::Ok()
-                 : backend_->WriteBatch(rows, parsed, sign ? &checkpoint : nullptr, stats);
+                 : backend_->WriteBatch(rows, parsed, sign ? &checkpoint : nullptr, extras);
   tree_lock.lock();
   if (!s.ok()) {
     tree_.Truncate(before);

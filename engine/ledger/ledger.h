@@ -37,6 +37,25 @@ struct StatsRow {
   int64_t flagged = 0;
 };
 
+// One report the service has seen, flagged or not: the idempotency index,
+// keyed by (service_id, report_id). Rows of flagged reports are derived from
+// their REPORT_FLAGGED event by the backend; rows of reports that matched
+// nothing are written explicitly with their batch.
+struct ReportIndexRow {
+  std::string service_id, report_id;
+  std::string digest;           // hex HMAC-SHA256 of the report as submitted
+  uint64_t seq = 0;             // its REPORT_FLAGGED event; 0 when it matched nothing
+  int64_t recorded_at = 0;      // server time of the first submission
+  std::string ruleset_version;  // the rule set that judged it
+};
+
+// What one command adds to the store besides its events; written in the same
+// transaction as them.
+struct BatchExtras {
+  std::vector<StatsRow> stats;
+  std::vector<ReportIndexRow> reports;  // unflagged reports only
+};
+
 struct BreachQuery {
   std::string service_id, duty_id, rule_id;  // empty: any
   int64_t from = INT64_MIN, to = INT64_MAX;  // breach time (`at`), inclusive
@@ -66,11 +85,15 @@ class LedgerBackend {
   virtual Status GetMeta(const std::string& key, std::string* value, bool* found) = 0;
   virtual Status PutMeta(const std::string& key, const std::string& value) = 0;
   // Appends events (and the rows derived from them for queries), an optional
-  // checkpoint and statistics deltas, atomically and durably.
+  // checkpoint, statistics deltas and index rows of unflagged reports,
+  // atomically and durably.
   virtual Status WriteBatch(const std::vector<StoredEvent>& events,
                             const std::vector<const v1::LedgerEvent*>& parsed,
-                            const v1::Checkpoint* checkpoint,
-                            const std::vector<StatsRow>& stats) = 0;
+                            const v1::Checkpoint* checkpoint, const BatchExtras& extras) = 0;
+  // The index row of (service_id, report_id), if the report was ever
+  // recorded durably. O(log n).
+  virtual Status LookupReport(const std::string& service_id, const std::string& report_id,
+                              ReportIndexRow* out, bool* found) = 0;
   virtual Status ReadEvents(uint64_t from_seq, size_t limit, std::vector<StoredEvent>* out) = 0;
   virtual Status ReadCheckpoints(std::vector<v1::Checkpoint>* out) = 0;
   virtual Status QueryBreaches(const BreachQuery& q,
@@ -86,7 +109,10 @@ class LedgerBackend {
 
 // Opens "sqlite:///abs/path.db", "sqlite://rel/path.db" or a plain path.
 // `read_only` opens an existing ledger without creating or changing it.
-Status OpenBackend(const std::string& url, bool read_only, std::unique_ptr<LedgerBackend>* out);
+// `busy_timeout_ms`: how long a write waits for a lock another process holds
+// before it fails.
+Status OpenBackend(const std::string& url, bool read_only, std::unique_ptr<LedgerBackend>* out,
+                   int busy_timeout_ms = 10000);
 
 // The directory a ledger URL's file lives in ("." when none): the default home
 // of its signing and HMAC keys.
@@ -102,6 +128,7 @@ struct LedgerOptions {
   int64_t checkpoint_interval_ms = 1000;  // or this long, whichever first
   // Wall clock for checkpoint times (tests inject their own).
   std::function<int64_t()> now = nullptr;
+  int busy_timeout_ms = 10000;  // see OpenBackend
 };
 
 // The append-only, tamper-evident event log: an RFC 6962 Merkle tree over
@@ -118,14 +145,14 @@ class Ledger {
   Ledger(const Ledger&) = delete;
   Ledger& operator=(const Ledger&) = delete;
 
-  // Assigns consecutive seqs to `events` (written into them) and queues them
-  // for the writer; events queued earlier get lower seqs. Wait on the ticket
-  // for durability.
-  std::shared_ptr<Ticket> Enqueue(std::vector<v1::LedgerEvent>* events);
+  // Assigns consecutive seqs to `events` (written into them) and queues them,
+  // with `extras`, for the writer; events queued earlier get lower seqs. Wait
+  // on the ticket for durability: everything queued with it is stored in one
+  // transaction or not at all.
+  std::shared_ptr<Ticket> Enqueue(std::vector<v1::LedgerEvent>* events,
+                                  BatchExtras extras = {});
   // Enqueue and wait: returns once the events are durable (or failed).
   Status Append(std::vector<v1::LedgerEvent>* events);
-  // Adds to the report statistics; written with the next batch.
-  void CountReport(const StatsRow& delta);
   // Writes any pending statistics and signs a checkpoint now; waits.
   Status Flush();
 
@@ -158,10 +185,6 @@ class Ledger {
   mutable std::mutex mu_;  // queue, seq counter, stats, error
   std::condition_variable cv_;
   std::deque<std::shared_ptr<Ticket>> queue_;
-  // Pending report counts by (service, day, surface, reason).
-  std::map<std::tuple<std::string, std::string, std::string, std::string>,
-           std::pair<int64_t, int64_t>>
-      pending_stats_;
   uint64_t next_seq_ = 1;
   bool stop_ = false;
   bool flush_requested_ = false;
@@ -180,11 +203,14 @@ class Ledger {
 
 class Ledger::Ticket {
  public:
+  // Blocks until the ticket's batch is durable or failed; any number of
+  // threads may wait, any number of times.
   Status Wait();
 
  private:
   friend class Ledger;
   std::vector<v1::LedgerEvent> events;
+  BatchExtras extras;
   bool flush = false;
   std::mutex mu;
   std::condition_variable cv;

@@ -43,6 +43,10 @@ CREATE TABLE IF NOT EXISTS finding_events (finding_id TEXT NOT NULL, seq INTEGER
   PRIMARY KEY (finding_id, seq));
 CREATE TABLE IF NOT EXISTS obligation_events (obligation_id TEXT NOT NULL, seq INTEGER NOT NULL,
   PRIMARY KEY (obligation_id, seq));
+CREATE TABLE IF NOT EXISTS report_index (
+  service_id TEXT NOT NULL, report_id TEXT NOT NULL, digest TEXT NOT NULL, seq INTEGER NOT NULL,
+  recorded_at INTEGER NOT NULL, ruleset_version TEXT NOT NULL,
+  PRIMARY KEY (service_id, report_id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS stats (
   service_id TEXT NOT NULL, day TEXT NOT NULL, surface TEXT NOT NULL, reason TEXT NOT NULL,
   reports INTEGER NOT NULL, flagged INTEGER NOT NULL,
@@ -110,7 +114,8 @@ class SqliteBackend : public LedgerBackend {
     }
   }
 
-  Status Open(const std::string& url, const std::string& path, bool read_only) {
+  Status Open(const std::string& url, const std::string& path, bool read_only,
+              int busy_timeout_ms) {
     url_ = url;
     path_ = path;
     if (!read_only) {
@@ -125,7 +130,7 @@ class SqliteBackend : public LedgerBackend {
     if (sqlite3_open_v2(path.c_str(), &write_db_, flags, nullptr) != SQLITE_OK) {
       return Error(write_db_, "cannot open ledger " + path);
     }
-    sqlite3_busy_timeout(write_db_, 10000);
+    sqlite3_busy_timeout(write_db_, busy_timeout_ms);
     if (!read_only) {
       // Commits fsync the WAL (synchronous=FULL). Copying the WAL back into
       // the database is done by a background checkpointer, not inside a
@@ -207,15 +212,39 @@ class SqliteBackend : public LedgerBackend {
 
   Status WriteBatch(const std::vector<StoredEvent>& events,
                     const std::vector<const v1::LedgerEvent*>& parsed,
-                    const v1::Checkpoint* checkpoint, const std::vector<StatsRow>& stats) override {
+                    const v1::Checkpoint* checkpoint, const BatchExtras& extras) override {
     Status s = Exec(write_db_, "BEGIN IMMEDIATE");
     if (!s.ok()) return s;
-    s = WriteRows(events, parsed, checkpoint, stats);
-    if (!s.ok()) {
-      Exec(write_db_, "ROLLBACK");
-      return s;
+    s = WriteRows(events, parsed, checkpoint, extras);
+    if (s.ok()) s = Exec(write_db_, "COMMIT");
+    if (!s.ok() && !sqlite3_get_autocommit(write_db_)) {
+      // The transaction is still open: undo it whole. Its error is the one
+      // reported; a failed rollback leaves nothing more to say.
+      (void)Exec(write_db_, "ROLLBACK");
     }
-    return Exec(write_db_, "COMMIT");
+    return s;
+  }
+
+  Status LookupReport(const std::string& service_id, const std::string& report_id,
+                      ReportIndexRow* out, bool* found) override {
+    std::lock_guard<std::mutex> lock(read_mu_);
+    Stmt st(read_db_,
+            "SELECT digest, seq, recorded_at, ruleset_version FROM report_index WHERE "
+            "service_id = ? AND report_id = ?");
+    if (!st.ok()) return Error(read_db_, "looking up a report");
+    st.Bind(1, service_id).Bind(2, report_id);
+    int rc = st.Step();
+    *found = rc == SQLITE_ROW;
+    if (*found) {
+      out->service_id = service_id;
+      out->report_id = report_id;
+      out->digest = st.Text(0);
+      out->seq = static_cast<uint64_t>(st.Int(1));
+      out->recorded_at = st.Int(2);
+      out->ruleset_version = st.Text(3);
+    }
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? Status::Ok()
+                                                 : Error(read_db_, "looking up a report");
   }
 
   Status ReadEvents(uint64_t from_seq, size_t limit, std::vector<StoredEvent>* out) override {
@@ -380,16 +409,30 @@ class SqliteBackend : public LedgerBackend {
                   "opened_at, "
                   "last_seq, body) VALUES (?, ?, ?, ?, ?, ?, ?)"),
           finding_ev(db, "INSERT OR IGNORE INTO finding_events (finding_id, seq) VALUES (?, ?)"),
-          ob_ev(db, "INSERT OR IGNORE INTO obligation_events (obligation_id, seq) VALUES (?, ?)") {}
+          ob_ev(db, "INSERT OR IGNORE INTO obligation_events (obligation_id, seq) VALUES (?, ?)"),
+          report(db,
+                 "INSERT INTO report_index (service_id, report_id, digest, seq, recorded_at, "
+                 "ruleset_version) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING") {}
     bool ok() const {
-      return ins.ok() && breach.ok() && finding.ok() && finding_ev.ok() && ob_ev.ok();
+      return ins.ok() && breach.ok() && finding.ok() && finding_ev.ok() && ob_ev.ok() &&
+             report.ok();
     }
-    Stmt ins, breach, finding, finding_ev, ob_ev;
+    Stmt ins, breach, finding, finding_ev, ob_ev, report;
   };
+
+  bool IndexReport(const ReportIndexRow& r) {
+    Stmt& st = write_statements_->report;
+    st.Bind(1, r.service_id).Bind(2, r.report_id).Bind(3, r.digest);
+    st.Bind(4, static_cast<int64_t>(r.seq)).Bind(5, r.recorded_at).Bind(6, r.ruleset_version);
+    int rc = st.Step();
+    st.Reset();
+    return rc == SQLITE_DONE;
+  }
 
   Status WriteRows(const std::vector<StoredEvent>& events,
                    const std::vector<const v1::LedgerEvent*>& parsed,
-                   const v1::Checkpoint* checkpoint, const std::vector<StatsRow>& stats) {
+                   const v1::Checkpoint* checkpoint, const BatchExtras& extras) {
+    const std::vector<StatsRow>& stats = extras.stats;
     if (!write_statements_) write_statements_ = std::make_unique<WriteStatements>(write_db_);
     if (!write_statements_->ok()) {
       write_statements_.reset();
@@ -401,7 +444,8 @@ class SqliteBackend : public LedgerBackend {
     Stmt& finding_ev = write_statements_->finding_ev;
     Stmt& ob_ev = write_statements_->ob_ev;
     // Any statement left mid-way by a failed batch starts clean.
-    for (Stmt* st : {&ins, &breach, &finding, &finding_ev, &ob_ev}) st->Reset();
+    for (Stmt* st : {&ins, &breach, &finding, &finding_ev, &ob_ev, &write_statements_->report})
+      st->Reset();
     auto link = [&](const std::string& obligation_id, uint64_t seq) {
       ob_ev.Bind(1, obligation_id).Bind(2, static_cast<int64_t>(seq));
       int rc = ob_ev.Step();
@@ -418,11 +462,15 @@ class SqliteBackend : public LedgerBackend {
       const v1::LedgerEvent& p = *parsed[i];
       bool ok = true;
       switch (p.payload_case()) {
-        case v1::LedgerEvent::kReportFlagged:
-          for (const auto& ob : p.report_flagged().verdict().obligations()) {
+        case v1::LedgerEvent::kReportFlagged: {
+          const v1::ReportFlagged& r = p.report_flagged();
+          for (const auto& ob : r.verdict().obligations()) {
             ok = ok && link(ob.obligation_id(), e.seq);
           }
+          ok = ok && IndexReport({r.service_id(), r.report_id(), r.report_digest(), e.seq,
+                                  p.recorded_at().seconds(), r.ruleset_version()});
           break;
+        }
         case v1::LedgerEvent::kObligationOpened:
           ok = link(p.obligation_opened().obligation().obligation_id(), e.seq);
           break;
@@ -488,7 +536,7 @@ class SqliteBackend : public LedgerBackend {
               .Bind(5, f.opened_at().seconds())
               .Bind(6, static_cast<int64_t>(e.seq));
           finding.BindBlob(7, f.SerializeAsString());
-          ok = finding.Step() == SQLITE_DONE;
+          ok = ok && finding.Step() == SQLITE_DONE;
           finding.Reset();
           finding_ev.Bind(1, f.finding_id()).Bind(2, static_cast<int64_t>(e.seq));
           ok = ok && finding_ev.Step() == SQLITE_DONE;
@@ -508,6 +556,9 @@ class SqliteBackend : public LedgerBackend {
           .BindBlob(2, checkpoint->root_hash());
       cp.Bind(3, checkpoint->time().seconds()).BindBlob(4, checkpoint->signature());
       if (cp.Step() != SQLITE_DONE) return Error(write_db_, "writing checkpoint");
+    }
+    for (const ReportIndexRow& r : extras.reports) {
+      if (!IndexReport(r)) return Error(write_db_, "indexing report " + r.report_id);
     }
     if (!stats.empty()) {
       Stmt st(write_db_,
@@ -539,7 +590,8 @@ class SqliteBackend : public LedgerBackend {
 
 }  // namespace
 
-Status OpenBackend(const std::string& url, bool read_only, std::unique_ptr<LedgerBackend>* out) {
+Status OpenBackend(const std::string& url, bool read_only, std::unique_ptr<LedgerBackend>* out,
+                   int busy_timeout_ms) {
   std::string path = url;
   if (url.rfind("sqlite://", 0) == 0) {
     path = url.substr(9);  // sqlite:///abs -> /abs ; sqlite://rel -> rel
@@ -552,7 +604,7 @@ Status OpenBackend(const std::string& url, bool read_only, std::unique_ptr<Ledge
   }
   if (path.empty()) return Status::InvalidArgument("ledger URL names no file");
   auto backend = std::make_unique<SqliteBackend>();
-  Status s = backend->Open(url, path, read_only);
+  Status s = backend->Open(url, path, read_only, busy_timeout_ms);
   if (!s.ok()) return s;
   *out = std::move(backend);
   return Status::Ok();

@@ -140,6 +140,7 @@ class Loader {
 
   void AddFile(const SourceFile& file);
   LoadResult Finish();
+  void CheckTenures();
 
  private:
   // --- diagnostics ---
@@ -372,11 +373,16 @@ void Loader::ParseAccountability(const YAML::Node& root) {
       if (!t) {
         Error(item["to"], "bad date '" + to + "': expected YYYY-MM-DD or an RFC 3339 time");
         ok = false;
-      } else if (*t <= a.from) {
-        Error(item["to"], "'to' must be after 'from'");
-        ok = false;
       } else {
-        a.to = *t;
+        // A date without a time names the last day in post: the tenure
+        // includes that whole day (it ends at the next midnight, UTC).
+        int64_t end = to.size() == 10 ? *t + 86400 : *t;
+        if (end <= a.from) {
+          Error(item["to"], "'to' must be after 'from'");
+          ok = false;
+        } else {
+          a.to = end;
+        }
       }
     }
     if (ok) builder_.accountability().push_back(std::move(a));
@@ -442,7 +448,8 @@ void Loader::CheckActions(const YAML::Node& at, const std::vector<std::string>& 
 }
 
 void Loader::ParseDuty(const YAML::Node& node) {
-  if (!CheckMap(node, "a duty", {"id", "statute", "summary", "deadline", "actions", "systemic"})) {
+  if (!CheckMap(node, "a duty",
+                {"id", "statute", "summary", "deadline", "record_grace", "actions", "systemic"})) {
     return;
   }
   Duty d;
@@ -461,6 +468,17 @@ void Loader::ParseDuty(const YAML::Node& node) {
   GetString(node, "statute", &d.statute, false);
   GetString(node, "summary", &d.summary, false);
   GetDuration(node, "deadline", &d.deadline_seconds, true);
+  // record_grace may be zero ("0s"): every action must then be recorded
+  // by the deadline itself.
+  YAML::Node grace = node["record_grace"];
+  if (grace && grace.IsScalar() && !grace.Scalar().empty() &&
+      grace.Scalar().find_first_not_of('0') != std::string::npos &&
+      grace.Scalar().find_first_not_of('0') == grace.Scalar().size() - 1 &&
+      std::string("smhd").find(grace.Scalar().back()) != std::string::npos) {
+    d.record_grace_seconds = 0;
+  } else {
+    GetDuration(node, "record_grace", &d.record_grace_seconds, false);
+  }
   if (!GetStringList(node, "actions", &d.actions)) {
     if (!node["actions"]) Error(node, "missing required key 'actions'");
   } else {
@@ -979,11 +997,39 @@ void Loader::CrossCheck() {
     if (r.tests.empty()) Warn(r.pos, "rule has no tests");
   }
   rule_id_.clear();
+  CheckTenures();
   for (const Accountability& a : builder_.accountability()) {
     if (a.duty_pattern == "*" || a.duty_pattern.find('*') != std::string::npos) continue;
     if (!builder_.rules().empty() && duty_defs_.find(a.duty_pattern) == duty_defs_.end()) {
       Warn(a.pos,
            "accountability names duty '" + a.duty_pattern + "', which no loaded pack defines");
+    }
+  }
+}
+
+void Loader::CheckTenures() {
+  // Tenures of one scope (service and duty pattern) should follow each other:
+  // a gap leaves breaches unattributed, an overlap credits them twice.
+  std::map<std::pair<std::string, std::string>, std::vector<const Accountability*>> scopes;
+  for (const Accountability& a : builder_.accountability())
+    scopes[{a.service_id, a.duty_pattern}].push_back(&a);
+  for (auto& [scope, list] : scopes) {
+    std::stable_sort(list.begin(), list.end(), [](const Accountability* x, const Accountability* y) {
+      return x->from < y->from;
+    });
+    for (size_t i = 1; i < list.size(); ++i) {
+      const Accountability& prev = *list[i - 1];
+      const Accountability& cur = *list[i];
+      file_ = cur.pos.file;
+      std::string where = " for " + scope.first + " / " + scope.second + " (previous: " +
+                          prev.name + ", " + prev.pos.file + ":" + std::to_string(prev.pos.line) +
+                          ")";
+      if (!prev.to || *prev.to > cur.from) {
+        Warn(cur.pos, "tenure of " + cur.name + " overlaps an earlier one" + where);
+      } else if (*prev.to < cur.from) {
+        Warn(cur.pos, "gap of " + FormatDuration(cur.from - *prev.to) +
+                          " with nobody accountable before " + cur.name + where);
+      }
     }
   }
 }

@@ -86,9 +86,16 @@ struct Duty {
   std::string statute;
   std::string summary;
   int64_t deadline_seconds = 0;
+  // How long after a deadline carewatch still takes an action's claimed
+  // taken_at on trust: an action it receives later than deadline +
+  // record_grace (server time) is a late_recorded breach, and the sweeper
+  // breaches a still-open obligation only once this much has passed.
+  int64_t record_grace_seconds = kDefaultRecordGraceSeconds;
   std::vector<std::string> actions;
   std::optional<Systemic> systemic;
   SourcePos pos;
+
+  static constexpr int64_t kDefaultRecordGraceSeconds = 3600;
 };
 
 // An exact-match list (URLs or hex digests). Entries are as written in the

@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <set>
 
+#include "engine/rules/duration.h"
+
 namespace carewatch::server {
 
 namespace {
@@ -40,7 +42,7 @@ Status LoadConfigFile(const std::string& path, ServerConfig* c) {
       "listen",     "rules",     "accountability",    "ledger",          "tokens",
       "tls_cert",   "tls_key",   "tls_client_ca",     "metrics",         "signing_key",
       "hmac_key",   "cache_dir", "max_message_bytes", "max_field_bytes", "max_urls",
-      "max_hashes", "workers",   "sweep_interval_ms"};
+      "max_hashes", "workers",   "sweep_interval_ms", "max_clock_skew"};
   try {
     for (const auto& kv : root) {
       std::string key = kv.first.as<std::string>();
@@ -105,6 +107,12 @@ Status LoadConfigFile(const std::string& path, ServerConfig* c) {
           c->workers = static_cast<int>(num());
         else if (key == "sweep_interval_ms")
           c->sweep_interval_ms = num();
+        else if (key == "max_clock_skew") {
+          std::string error;
+          auto d = rules::ParseDuration(str(), &error);
+          if (!d) return Status::InvalidArgument(Where(path, v) + ": max_clock_skew: " + error);
+          c->max_clock_skew_seconds = *d;
+        }
       } catch (const std::exception&) {
         return Status::InvalidArgument(Where(path, v) + ": bad value for '" + key + "'");
       }
@@ -156,6 +164,8 @@ Status ValidateConfig(const ServerConfig& c) {
     return Status::InvalidArgument("workers: must be between 1 and 256");
   if (c.sweep_interval_ms < 10)
     return Status::InvalidArgument("sweep_interval_ms: must be at least 10");
+  if (c.max_clock_skew_seconds < 0 || c.max_clock_skew_seconds > 86400)
+    return Status::InvalidArgument("max_clock_skew: must be between 0s and 1d");
   if (c.max_urls < 0 || c.max_hashes < 0)
     return Status::InvalidArgument("max_urls/max_hashes: must not be negative");
   return Status::Ok();

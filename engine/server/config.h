@@ -28,6 +28,9 @@ struct ServerConfig {
   int max_hashes = 1000;
   int workers = 8;  // EvaluateStream worker threads
   int64_t sweep_interval_ms = 1000;
+  // A claimed time (received_at, taken_at) later than server time + this is
+  // refused. Config and flag take a duration ("5m").
+  int64_t max_clock_skew_seconds = 300;
 };
 
 // Reads a YAML config file; unknown keys and wrong types are errors naming

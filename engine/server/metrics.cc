@@ -91,6 +91,9 @@ std::string Metrics::Render(const Gauges& g) const {
   line("# TYPE carewatch_last_reload_success gauge");
   line(std::string("carewatch_last_reload_success ") + (g.last_reload_ok ? "1" : "0"));
   line("carewatch_last_reload_timestamp_seconds " + std::to_string(g.last_reload_time));
+  line("# HELP carewatch_sweep_errors_total Deadline sweeps that failed (no deadline enforced).");
+  line("# TYPE carewatch_sweep_errors_total counter");
+  line("carewatch_sweep_errors_total " + std::to_string(sweep_errors_.load()));
   return out;
 }
 

@@ -18,6 +18,7 @@ class Metrics {
   void ObserveRpc(const std::string& method, const std::string& code, double seconds);
   void CountFlag(const std::string& rule_id);
   void CountReports(uint64_t n) { reports_ += n; }
+  void CountSweepError() { sweep_errors_ += 1; }
   // Gauges set by the server before rendering.
   struct Gauges {
     uint64_t ledger_size = 0, open = 0, met = 0, discharged = 0, breached = 0, findings_open = 0;
@@ -38,6 +39,7 @@ class Metrics {
   std::map<std::string, Histogram> latency_;
   std::map<std::string, uint64_t> flags_;
   std::atomic<uint64_t> reports_{0};
+  std::atomic<uint64_t> sweep_errors_{0};
 };
 
 // One structured JSON log line on stderr: {"time":..,"level":..,"msg":..,...}.

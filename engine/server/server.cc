@@ -42,6 +42,9 @@ struct Server::State {
   std::atomic<int64_t> reload_time{0};
   std::atomic<int64_t> activated_at{0};
   std::atomic<bool> draining{false};
+  // The sweeper's last error ("" while it succeeds): /readyz fails meanwhile.
+  std::mutex sweep_mu;
+  std::string sweep_error;
 
   grpc::Status ToGrpc(const Status& s) const {
     if (s.ok()) return grpc::Status::OK;
@@ -151,6 +154,8 @@ struct Server::State {
     std::vector<v1::LedgerEvent> events(1);
     events[0].set_type(v1::AUDIT_ACCESS);
     events[0].mutable_time()->set_seconds(NowSeconds());
+    events[0].mutable_recorded_at()->set_seconds(NowSeconds());
+    events[0].set_format(2);
     auto* a = events[0].mutable_audit_access();
     a->set_principal(p.name);
     a->set_method(method);
@@ -327,10 +332,13 @@ class ModerationService final : public v1::Moderation::Service {
     }
     if (st.ok()) {
       std::vector<v1::Obligation> obligations;
-      duty::ActionInput in{req->service_id(), req->report_id(), req->action(),
-                           req->taken_at().seconds(), req->actor()};
-      st = s_->ToGrpc(s_->engine->RecordAction(in, &obligations));
+      duty::ActionInput in{req->service_id(),          req->report_id(), req->action(),
+                           req->taken_at().seconds(),  req->actor(),     req->taken_at().nanos()};
+      if (!req->has_taken_at()) in.taken_at = 0;
+      uint64_t seq = 0;
+      st = s_->ToGrpc(s_->engine->RecordAction(in, &obligations, &seq));
       for (auto& o : obligations) *resp->add_obligations() = std::move(o);
+      resp->set_ledger_seq(seq);
     }
     return scope.Done(st);
   }
@@ -409,9 +417,11 @@ class AuditService final : public v1::Audit::Service {
     if (!st.ok()) return scope.Done(st);
     if (req->finding_id().empty())
       return scope.Done({StatusCode::INVALID_ARGUMENT, "finding_id: required"});
-    s_->ledger->Flush();  // sign a checkpoint covering everything so far
+    // Sign a checkpoint covering everything so far.
+    Status s = s_->ledger->Flush();
+    if (!s.ok()) return scope.Done(s_->ToGrpc(s));
     ledger::Evidence ev;
-    Status s = ledger::BuildEvidence(
+    s = ledger::BuildEvidence(
         s_->ledger->backend(),
         [&](uint64_t seq, uint64_t size, std::vector<ledger::Hash>* proof) {
           return s_->ledger->InclusionProof(seq, size, proof);
@@ -461,7 +471,6 @@ class AuditService final : public v1::Audit::Service {
     Principal p;
     grpc::Status st = Begin(ctx, "GetStats", *req, &p);
     if (!st.ok()) return scope.Done(st);
-    s_->ledger->Flush();  // pending report counts
     std::vector<ledger::PeriodStats> stats;
     Status s = ledger::ComputeStats(
         s_->ledger->backend(), req->service_id(), req->period().empty() ? "month" : req->period(),
@@ -486,6 +495,11 @@ class AuditService final : public v1::Audit::Service {
       }
       for (const auto& [k, v] : x.by_surface) {
         auto* c = o->add_by_surface();
+        c->set_key(k);
+        c->set_count(v);
+      }
+      for (const auto& [k, v] : x.breaches_by_kind) {
+        auto* c = o->add_breaches_by_kind();
         c->set_key(k);
         c->set_count(v);
       }
@@ -699,7 +713,7 @@ Status Server::Reload(std::vector<std::string>* diagnostics) {
     return s;
   }
   std::string version = e->ruleset().version();
-  s = state_->engine->Activate(std::move(e), NowSeconds());
+  s = state_->engine->Activate(std::move(e));
   state_->reload_ok = s.ok();
   if (s.ok()) {
     state_->activated_at = NowSeconds();
@@ -721,6 +735,8 @@ Status Server::Start() {
   std::string hmac_path = config_.hmac_key;
   if (hmac_path.empty()) hmac_path = ledger::LedgerDirectory(config_.ledger) + "/hmac.key";
   duty::DutyEngineOptions options;
+  options.now = NowSeconds;
+  options.max_clock_skew_seconds = config_.max_clock_skew_seconds;
   s = ledger::LoadOrCreateHmacKey(hmac_path, &options.hmac_key);
   if (!s.ok()) return Status::InvalidArgument("hmac_key: " + s.message());
   state_->engine = std::make_unique<duty::DutyEngine>(state_->ledger.get(), options);
@@ -761,8 +777,18 @@ Status Server::Start() {
   sweeper_thread_ = std::thread([this] {
     while (!stopping_) {
       Status st = state_->engine->Sweep(NowSeconds());
-      if (!st.ok() && st.code() != Status::Code::kFailedPrecondition) {
-        Log("error", "sweeper: " + st.message());
+      {
+        // Never ignored: a failed sweep enforces no deadline, so it is logged
+        // (once per distinct error), counted and makes /readyz fail.
+        std::lock_guard<std::mutex> lock(state_->sweep_mu);
+        if (!st.ok()) {
+          state_->metrics.CountSweepError();
+          if (state_->sweep_error != st.message()) Log("error", "sweeper: " + st.message());
+          state_->sweep_error = st.message();
+        } else if (!state_->sweep_error.empty()) {
+          Log("info", "sweeper: recovered");
+          state_->sweep_error.clear();
+        }
       }
       std::unique_lock<std::mutex> lock(done_mu_);
       done_cv_.wait_for(lock, std::chrono::milliseconds(config_.sweep_interval_ms),
@@ -793,11 +819,18 @@ Status Server::Start() {
     });
     http_->Get("/readyz", [st](const httplib::Request&, httplib::Response& res) {
       Status h = st->ledger->health();
-      bool ready = !st->draining && h.ok() && st->engine->evaluator();
-      res.status = ready ? 200 : 503;
-      res.set_content(
-          ready ? "ready\n" : (st->draining ? "draining\n" : "not ready: " + h.message() + "\n"),
-          "text/plain");
+      std::string sweep_error;
+      {
+        std::lock_guard<std::mutex> lock(st->sweep_mu);
+        sweep_error = st->sweep_error;
+      }
+      std::string why = st->draining       ? "draining"
+                        : !h.ok()          ? "not ready: " + h.message()
+                        : !sweep_error.empty() ? "not ready: sweeper: " + sweep_error
+                        : !st->engine->evaluator() ? "not ready: no rule set"
+                                                   : "";
+      res.status = why.empty() ? 200 : 503;
+      res.set_content((why.empty() ? "ready" : why) + "\n", "text/plain");
     });
     size_t colon = config_.metrics.rfind(':');
     std::string host = config_.metrics.substr(0, colon);

@@ -1,9 +1,12 @@
 #include "engine/duty/duty_engine.h"
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 #include <unistd.h>
 
 #include <filesystem>
+#include <random>
+#include <thread>
 
 #include "engine/rules/duration.h"
 #include "tests/testing.h"
@@ -13,57 +16,94 @@ namespace {
 
 constexpr int64_t kT0 = 1767607200;  // 2026-01-05T10:00:00Z
 constexpr int64_t kHour = 3600;
+constexpr int64_t kDay = 86400;
 
 // Duty d: 1h deadline, two actions; systemic when, within a day, at least 2
-// breaches and at least half the obligations are breached.
-std::string Pack(const std::string& accountability = "") {
+// breaches and at least half the obligations due are breached. `grace` is
+// the duty's record_grace.
+std::string Pack(const std::string& grace = "0s") {
   return "pack: t\nversion: \"1\"\nduties:\n"
-         "  - {id: d, deadline: 1h, actions: [remove_content, report_to_nca],\n"
+         "  - {id: d, deadline: 1h, record_grace: " +
+         grace +
+         ", actions: [remove_content, report_to_nca],\n"
          "     systemic: {window: 1d, min_breaches: 2, min_breach_rate: 0.5}}\n"
          "rules:\n"
          "  - {id: r, duty: d, severity: high, when: {field: text, phrases: [signal]}}\n";
 }
 
+std::shared_ptr<const eval::Evaluator> LoadEvaluator(const std::string& pack,
+                                                     const std::string& accountability = "") {
+  std::vector<rules::SourceFile> files = {{"pack.yaml", pack}};
+  if (!accountability.empty()) files.push_back({"acc.yaml", accountability});
+  rules::LoadResult loaded = rules::LoadRuleSetFromSources(files, testing::FakeFiles{}.Reader());
+  EXPECT_TRUE(loaded.ruleset) << testing::Describe(loaded.diagnostics);
+  if (!loaded.ruleset) return nullptr;
+  std::unique_ptr<eval::Evaluator> e;
+  EXPECT_TRUE(eval::Evaluator::Create(loaded.ruleset, {}, &e).ok());
+  return std::shared_ptr<const eval::Evaluator>(std::move(e));
+}
+
+v1::ContentReport MakeReport(const std::string& id, int64_t at, const std::string& service = "svc",
+                             const std::string& text = "a signal here") {
+  v1::ContentReport r;
+  r.set_report_id(id);
+  r.set_service_id(service);
+  r.mutable_received_at()->set_seconds(at);
+  r.set_text(text);
+  return r;
+}
+
+std::string TempDir(const std::string& name) {
+  std::string dir = ::testing::TempDir() + "/cw-duty-" + name + "-" + std::to_string(::getpid());
+  std::filesystem::remove_all(dir);
+  return dir;
+}
+
+// The engine on a simulated server clock `now_`: reports and actions are
+// recorded when they are claimed unless a test says otherwise.
 class DutyEngineTest : public ::testing::Test {
  protected:
-  void Start(const std::string& accountability_yaml = "", ledger::Ledger* ledger = nullptr) {
-    std::vector<rules::SourceFile> files = {{"pack.yaml", Pack()}};
-    if (!accountability_yaml.empty()) files.push_back({"acc.yaml", accountability_yaml});
-    rules::LoadResult loaded = rules::LoadRuleSetFromSources(files, testing::FakeFiles{}.Reader());
-    ASSERT_TRUE(loaded.ruleset) << testing::Describe(loaded.diagnostics);
-    std::unique_ptr<eval::Evaluator> e;
-    ASSERT_TRUE(eval::Evaluator::Create(loaded.ruleset, {}, &e).ok());
+  void Start(const std::string& accountability_yaml = "", ledger::Ledger* ledger = nullptr,
+             const std::string& grace = "0s") {
+    auto e = LoadEvaluator(Pack(grace), accountability_yaml);
+    ASSERT_TRUE(e);
     DutyEngineOptions options;
     options.hmac_key = "test-key";
     options.keep_history = true;
+    options.now = [this] { return now_; };
     engine_ = std::make_unique<DutyEngine>(ledger, options);
     ASSERT_TRUE(engine_->Recover().ok());
-    ASSERT_TRUE(engine_->Activate(std::move(e), kT0).ok());
+    ASSERT_TRUE(engine_->Activate(e).ok());
   }
 
   v1::Verdict Report(const std::string& id, int64_t at, const std::string& service = "svc",
                      const std::string& text = "a signal here") {
-    v1::ContentReport r;
-    r.set_report_id(id);
-    r.set_service_id(service);
-    r.mutable_received_at()->set_seconds(at);
-    r.set_text(text);
+    now_ = std::max(now_, at);
     v1::Verdict v;
-    Status s = engine_->SubmitReport(r, &v);
+    Status s = engine_->SubmitReport(MakeReport(id, at, service, text), &v);
     EXPECT_TRUE(s.ok()) << s.message();
     return v;
   }
 
+  // An action claimed at `at`, recorded at `recorded` (default: `at`).
   Status Act(const std::string& id, const std::string& action, int64_t at,
-             std::vector<v1::Obligation>* out = nullptr, const std::string& service = "svc") {
+             std::vector<v1::Obligation>* out = nullptr, const std::string& service = "svc",
+             int64_t recorded = 0) {
+    now_ = std::max(now_, recorded ? recorded : at);
     std::vector<v1::Obligation> ignored;
     return engine_->RecordAction({service, id, action, at, "mod-1"}, out ? out : &ignored);
+  }
+
+  Status Sweep(int64_t t) {
+    now_ = std::max(now_, t);
+    return engine_->Sweep(t);
   }
 
   v1::ObligationStatus StatusOf(const std::vector<v1::Obligation>& obs) {
     return obs.empty() ? v1::OBLIGATION_STATUS_UNSPECIFIED : obs[0].status();
   }
 
+  int64_t now_ = kT0;
   std::unique_ptr<DutyEngine> engine_;
 };
 
@@ -75,7 +115,7 @@ TEST_F(DutyEngineTest, ReportOpensAnObligation) {
   EXPECT_EQ(v.obligations(0).deadline().seconds(), kT0 + kHour);
   EXPECT_GT(v.ledger_seq(), 0u);
   EXPECT_EQ(engine_->counts().open, 1u);
-  EXPECT_EQ(engine_->NextDeadline(), kT0 + kHour);
+  EXPECT_EQ(engine_->NextSweepDue(), kT0 + kHour);
 }
 
 TEST_F(DutyEngineTest, UnflaggedReportsAreOnlyCounted) {
@@ -95,7 +135,7 @@ TEST_F(DutyEngineTest, MetWhenAllActionsAreOnTime) {
   EXPECT_EQ(StatusOf(obs), v1::OBLIGATION_STATUS_OPEN);
   ASSERT_TRUE(Act("r1", "report_to_nca", kT0 + 1200, &obs).ok());
   EXPECT_EQ(StatusOf(obs), v1::OBLIGATION_STATUS_MET);
-  ASSERT_TRUE(engine_->Sweep(kT0 + 5 * kHour).ok());
+  ASSERT_TRUE(Sweep(kT0 + 5 * kHour).ok());
   EXPECT_TRUE(engine_->Breaches().empty()) << "a met obligation is never breached";
   EXPECT_EQ(engine_->counts().met, 1u);
 }
@@ -106,7 +146,7 @@ TEST_F(DutyEngineTest, DischargedByReviewBeforeTheDeadline) {
   std::vector<v1::Obligation> obs;
   ASSERT_TRUE(Act("r1", "reviewed_not_illegal", kT0 + 60, &obs).ok());
   EXPECT_EQ(StatusOf(obs), v1::OBLIGATION_STATUS_DISCHARGED);
-  ASSERT_TRUE(engine_->Sweep(kT0 + 5 * kHour).ok());
+  ASSERT_TRUE(Sweep(kT0 + 5 * kHour).ok());
   EXPECT_TRUE(engine_->Breaches().empty());
 }
 
@@ -114,9 +154,9 @@ TEST_F(DutyEngineTest, SweeperBreachesMissedDeadlines) {
   Start();
   Report("r1", kT0);
   ASSERT_TRUE(Act("r1", "remove_content", kT0 + 60).ok());
-  ASSERT_TRUE(engine_->Sweep(kT0 + kHour).ok());
+  ASSERT_TRUE(Sweep(kT0 + kHour).ok());
   EXPECT_TRUE(engine_->Breaches().empty()) << "not before the deadline has passed";
-  ASSERT_TRUE(engine_->Sweep(kT0 + kHour + 1).ok());
+  ASSERT_TRUE(Sweep(kT0 + kHour + 1).ok());
   auto breaches = engine_->Breaches();
   ASSERT_EQ(breaches.size(), 1u);
   EXPECT_EQ(breaches[0].kind(), "missed");
@@ -141,7 +181,7 @@ TEST_F(DutyEngineTest, LateActionBeforeTheSweeperIsALateBreach) {
 TEST_F(DutyEngineTest, BreachIsNeverUndone) {
   Start();
   Report("r1", kT0);
-  ASSERT_TRUE(engine_->Sweep(kT0 + 2 * kHour).ok());
+  ASSERT_TRUE(Sweep(kT0 + 2 * kHour).ok());
   std::vector<v1::Obligation> obs;
   ASSERT_TRUE(Act("r1", "remove_content", kT0 + 3 * kHour, &obs).ok());
   ASSERT_TRUE(Act("r1", "report_to_nca", kT0 + 3 * kHour, &obs).ok());
@@ -186,8 +226,8 @@ TEST_F(DutyEngineTest, BadActionsAreRefusedNamingTheField) {
 TEST_F(DutyEngineTest, ClockGoingBackwardsIsRefused) {
   Start();
   Report("r1", kT0);
-  ASSERT_TRUE(engine_->Sweep(kT0 + 30).ok());
-  Status s = engine_->Sweep(kT0 + 10);
+  ASSERT_TRUE(Sweep(kT0 + 30).ok());
+  Status s = Sweep(kT0 + 10);
   EXPECT_EQ(s.code(), Status::Code::kFailedPrecondition);
   EXPECT_NE(s.message().find("backwards"), std::string::npos);
   EXPECT_EQ(engine_->clock(), kT0 + 30);
@@ -196,7 +236,8 @@ TEST_F(DutyEngineTest, ClockGoingBackwardsIsRefused) {
 TEST_F(DutyEngineTest, RetriedReportIsIdempotent) {
   Start();
   v1::Verdict first = Report("r1", kT0);
-  v1::Verdict again = Report("r1", kT0 + 5);
+  now_ += 5;
+  v1::Verdict again = Report("r1", kT0);
   EXPECT_EQ(first.SerializeAsString(), again.SerializeAsString());
   EXPECT_EQ(engine_->counts().open, 1u);
   EXPECT_EQ(engine_->counts().flagged, 1u);
@@ -219,22 +260,22 @@ TEST_F(DutyEngineTest, FindingOpensGrowsAndCloses) {
   Report("r1", kT0);
   Report("r2", kT0 + 600);
   Report("r3", kT0 + 1200);
-  ASSERT_TRUE(engine_->Sweep(kT0 + kHour + 1).ok());
+  ASSERT_TRUE(Sweep(kT0 + kHour + 1).ok());
   EXPECT_TRUE(engine_->Findings().empty()) << "one breach is below min_breaches";
-  ASSERT_TRUE(engine_->Sweep(kT0 + kHour + 601).ok());
+  ASSERT_TRUE(Sweep(kT0 + kHour + 601).ok());
   auto findings = engine_->Findings();
   ASSERT_EQ(findings.size(), 1u);
   EXPECT_EQ(findings[0].status(), "open");
   EXPECT_EQ(findings[0].breaches(), 2);
-  EXPECT_EQ(findings[0].opened_at().seconds(), kT0 + 600 + kHour);
-  ASSERT_TRUE(engine_->Sweep(kT0 + kHour + 1201).ok());
+  EXPECT_EQ(findings[0].opened_at().seconds(), kT0 + kHour + 601) << "opened at the sweep, in server time";
+  ASSERT_TRUE(Sweep(kT0 + kHour + 1201).ok());
   findings = engine_->Findings();
   ASSERT_EQ(findings.size(), 1u) << "one finding grows while the condition holds";
   EXPECT_EQ(findings[0].breaches(), 3);
   EXPECT_EQ(findings[0].obligations(), 3);
   EXPECT_DOUBLE_EQ(findings[0].breach_rate(), 1.0);
   // A day later the breaches leave the window: the finding closes.
-  ASSERT_TRUE(engine_->Sweep(kT0 + 26 * kHour).ok());
+  ASSERT_TRUE(Sweep(kT0 + 26 * kHour).ok());
   findings = engine_->Findings();
   ASSERT_EQ(findings.size(), 1u);
   EXPECT_EQ(findings[0].status(), "closed");
@@ -249,7 +290,7 @@ TEST_F(DutyEngineTest, NoFindingWhenTheRateIsLow) {
     ASSERT_TRUE(Act("r" + std::to_string(i), "remove_content", kT0 + 100).ok());
     ASSERT_TRUE(Act("r" + std::to_string(i), "report_to_nca", kT0 + 100).ok());
   }
-  ASSERT_TRUE(engine_->Sweep(kT0 + 2 * kHour).ok());
+  ASSERT_TRUE(Sweep(kT0 + 2 * kHour).ok());
   EXPECT_EQ(engine_->Breaches().size(), 2u);
   EXPECT_TRUE(engine_->Findings().empty());
 }
@@ -259,7 +300,7 @@ TEST_F(DutyEngineTest, FindingsAreSeparatePerService) {
   Report("a1", kT0, "svc-a");
   Report("a2", kT0, "svc-a");
   Report("b1", kT0, "svc-b");
-  ASSERT_TRUE(engine_->Sweep(kT0 + 2 * kHour).ok());
+  ASSERT_TRUE(Sweep(kT0 + 2 * kHour).ok());
   auto findings = engine_->Findings();
   ASSERT_EQ(findings.size(), 1u);
   EXPECT_EQ(findings[0].service_id(), "svc-a");
@@ -280,7 +321,7 @@ TEST_F(DutyEngineTest, AccountableManagersByTenureMidWindow) {
   Report("early", kT0 - 4 * kHour);  // deadline 07:00: nobody in post
   Report("r0", kT0 - 40 * 60);       // deadline 10:20: A. Old
   Report("r1", kT0);                 // deadline 11:00: B. New
-  ASSERT_TRUE(engine_->Sweep(kT0 + 2 * kHour).ok());
+  ASSERT_TRUE(Sweep(kT0 + 2 * kHour).ok());
   auto findings = engine_->Findings();
   ASSERT_EQ(findings.size(), 1u);
   const v1::Finding& f = findings[0];
@@ -293,62 +334,585 @@ TEST_F(DutyEngineTest, AccountableManagersByTenureMidWindow) {
   EXPECT_EQ(f.unattributed_breaches(), 1);
 }
 
-TEST(DutyEngineRecovery, StateIsRebuiltFromTheLedger) {
-  std::string dir = ::testing::TempDir() + "/cw-duty-" + std::to_string(::getpid());
-  std::filesystem::remove_all(dir);
+// ---- two clocks --------------------------------------------------------
+
+TEST_F(DutyEngineTest, ClaimedTimesOutsideTheSaneRangeAreRefusedNamingTheField) {
+  Start();
+  uint64_t events = engine_->counts().events;
+  auto submit = [&](v1::ContentReport r) {
+    v1::Verdict v;
+    return engine_->SubmitReport(r, &v);
+  };
+  v1::ContentReport r = MakeReport("r1", kT0 + 301);  // beyond max_clock_skew (5m)
+  Status s = submit(r);
+  EXPECT_EQ(s.code(), Status::Code::kInvalidArgument);
+  EXPECT_NE(s.message().find("report.received_at: 2026-01-05T10:05:01Z is later than server time"),
+            std::string::npos)
+      << s.message();
+  r.mutable_received_at()->set_seconds(INT64_MAX);
+  s = submit(r);
+  EXPECT_EQ(s.code(), Status::Code::kInvalidArgument);
+  EXPECT_NE(s.message().find("report.received_at"), std::string::npos) << s.message();
+  r.mutable_received_at()->set_seconds(kT0);
+  r.mutable_received_at()->set_nanos(-5);
+  s = submit(r);
+  EXPECT_NE(s.message().find("report.received_at.nanos: -5 is outside"), std::string::npos)
+      << s.message();
+  r.mutable_received_at()->set_nanos(2000000000);
+  EXPECT_EQ(submit(r).code(), Status::Code::kInvalidArgument);
+  r.mutable_received_at()->set_nanos(0);
+  r.mutable_received_at()->set_seconds(946684799);  // 1999-12-31T23:59:59Z
+  s = submit(r);
+  EXPECT_NE(s.message().find("is before 2000-01-01"), std::string::npos) << s.message();
+
+  constexpr int64_t kYear3000 = 32503680000;
+  std::vector<v1::Obligation> obs;
+  s = engine_->RecordAction({"svc", "anything", "remove_content", kYear3000, "m"}, &obs);
+  EXPECT_EQ(s.code(), Status::Code::kInvalidArgument);
+  EXPECT_NE(s.message().find("taken_at: 3000-01-01T00:00:00Z is later than server time"),
+            std::string::npos)
+      << s.message();
+  EXPECT_EQ(engine_->counts().events, events) << "nothing refused is recorded";
+  EXPECT_EQ(engine_->counts().reports, 0u);
+}
+
+TEST_F(DutyEngineTest, ClaimWithinTheSkewIsAcceptedAndMovesNoClock) {
+  Start();
+  Report("r1", kT0 + 299);  // 5 minutes ahead, within max_clock_skew
+  ASSERT_TRUE(Act("nope", "remove_content", kT0 + 299).ok());
+  EXPECT_TRUE(Sweep(kT0 + 1).ok()) << "the engine's clock is the server's, not a claim";
+  EXPECT_EQ(engine_->clock(), kT0 + 1);
+}
+
+TEST(DutyEngineClock, APoisonedLedgerCannotStopTheSweeperAfterARestart) {
+  // An event from a ledger written before two clocks, claiming the year
+  // 3000, and a new one claiming a time just inside the skew: after a
+  // restart the sweeper still runs at server time and enforces deadlines.
+  std::string dir = TempDir("poison");
   ledger::LedgerOptions lo;
   lo.url = "sqlite://" + dir + "/ledger.db";
-  auto load = [] {
-    rules::LoadResult loaded =
-        rules::LoadRuleSetFromSources({{"pack.yaml", Pack()}}, testing::FakeFiles{}.Reader());
-    std::unique_ptr<eval::Evaluator> e;
-    EXPECT_TRUE(eval::Evaluator::Create(loaded.ruleset, {}, &e).ok());
-    return std::shared_ptr<const eval::Evaluator>(std::move(e));
-  };
+  int64_t now = kT0;
   DutyEngineOptions options;
   options.hmac_key = "k";
+  options.now = [&now] { return now; };
+  {
+    std::unique_ptr<ledger::Ledger> l;
+    ASSERT_TRUE(ledger::Ledger::Open(lo, &l).ok());
+    std::vector<v1::LedgerEvent> old(1);
+    old[0].set_type(v1::ACTION_RECORDED);
+    old[0].mutable_time()->set_seconds(32503680000);  // format 0: no recorded_at
+    old[0].mutable_action_recorded()->set_report_id("ghost");
+    ASSERT_TRUE(l->Append(&old).ok());
+    DutyEngine engine(l.get(), options);
+    ASSERT_TRUE(engine.Recover().ok());
+    ASSERT_TRUE(engine.Activate(LoadEvaluator(Pack())).ok());
+    std::vector<v1::Obligation> obs;
+    ASSERT_TRUE(engine.RecordAction({"svc", "ghost", "remove_content", kT0 + 290, "m"}, &obs).ok());
+    v1::Verdict v;
+    ASSERT_TRUE(engine.SubmitReport(MakeReport("r1", kT0), &v).ok());
+  }
+  now = kT0 + 10;
+  std::unique_ptr<ledger::Ledger> l;
+  ASSERT_TRUE(ledger::Ledger::Open(lo, &l).ok());
+  DutyEngine engine(l.get(), options);
+  ASSERT_TRUE(engine.Recover().ok());
+  EXPECT_EQ(engine.clock(), kT0) << "the clock is the latest server time recorded";
+  ASSERT_TRUE(engine.Activate(LoadEvaluator(Pack())).ok());
+  ASSERT_TRUE(engine.Sweep(kT0 + 10).ok());
+  now = kT0 + 2 * kHour;
+  ASSERT_TRUE(engine.Sweep(now).ok());
+  EXPECT_EQ(engine.counts().breached, 1u) << "r1's deadline is enforced after the restart";
+  std::filesystem::remove_all(dir);
+}
+
+TEST_F(DutyEngineTest, EveryEventRecordsServerTimeBesideTheClaim) {
+  std::string dir = TempDir("recorded");
+  ledger::LedgerOptions lo;
+  lo.url = "sqlite://" + dir + "/ledger.db";
+  std::unique_ptr<ledger::Ledger> l;
+  ASSERT_TRUE(ledger::Ledger::Open(lo, &l).ok());
+  Start("", l.get());
+  now_ = kT0 + kHour / 2;
+  v1::Verdict v;
+  ASSERT_TRUE(engine_->SubmitReport(MakeReport("r1", kT0), &v).ok());  // backfilled 30m
+  std::vector<ledger::StoredEvent> rows;
+  ASSERT_TRUE(l->backend().ReadEvents(v.ledger_seq(), 1, &rows).ok());
+  ASSERT_EQ(rows.size(), 1u);
+  v1::LedgerEvent e;
+  ASSERT_TRUE(e.ParseFromString(rows[0].payload));
+  EXPECT_EQ(e.type(), v1::REPORT_FLAGGED);
+  EXPECT_EQ(e.format(), 2u);
+  EXPECT_EQ(e.time().seconds(), kT0) << "the claim";
+  EXPECT_EQ(e.recorded_at().seconds(), kT0 + kHour / 2) << "the server's time";
+  EXPECT_EQ(e.report_flagged().received_at().seconds(), kT0);
+  engine_.reset();
+  l.reset();
+  std::filesystem::remove_all(dir);
+}
+
+// ---- late recording ------------------------------------------------------
+
+TEST_F(DutyEngineTest, ActionRecordedWithinGraceIsJudgedByItsClaim) {
+  Start("", nullptr, "1h");
+  Report("r1", kT0);  // deadline kT0 + 1h, grace until kT0 + 2h
+  ASSERT_TRUE(Sweep(kT0 + kHour + 30 * 60).ok());
+  EXPECT_TRUE(engine_->Breaches().empty()) << "the sweeper waits for record_grace";
+  std::vector<v1::Obligation> obs;
+  ASSERT_TRUE(Act("r1", "remove_content", kT0 + 600, &obs, "svc", kT0 + kHour + 40 * 60).ok());
+  ASSERT_TRUE(Act("r1", "report_to_nca", kT0 + 900, &obs, "svc", kT0 + kHour + 45 * 60).ok());
+  EXPECT_EQ(StatusOf(obs), v1::OBLIGATION_STATUS_MET);
+}
+
+TEST_F(DutyEngineTest, SweeperBreachesOnceGraceHasPassed) {
+  Start("", nullptr, "1h");
+  Report("r1", kT0);
+  ASSERT_TRUE(Sweep(kT0 + 2 * kHour).ok());
+  EXPECT_TRUE(engine_->Breaches().empty());
+  ASSERT_TRUE(Sweep(kT0 + 2 * kHour + 1).ok());
+  auto breaches = engine_->Breaches();
+  ASSERT_EQ(breaches.size(), 1u);
+  EXPECT_EQ(breaches[0].kind(), "missed");
+  EXPECT_EQ(breaches[0].at().seconds(), kT0 + kHour) << "attributed to the deadline";
+  EXPECT_EQ(breaches[0].recorded_at().seconds(), kT0 + 2 * kHour + 1);
+}
+
+TEST_F(DutyEngineTest, ActionRecordedAfterGraceIsLateRecordedWhateverItClaims) {
+  // The case: a report backfilled three days after it was received,
+  // and actions claiming times inside the deadline, recorded now.
+  Start("", nullptr, "1h");
+  now_ = kT0 + 3 * kDay;
+  v1::Verdict v;
+  ASSERT_TRUE(engine_->SubmitReport(MakeReport("r1", kT0), &v).ok());
+  std::vector<v1::Obligation> obs;
+  ASSERT_TRUE(Act("r1", "remove_content", kT0 + 600, &obs, "svc", kT0 + 3 * kDay).ok());
+  EXPECT_EQ(StatusOf(obs), v1::OBLIGATION_STATUS_BREACHED);
+  auto breaches = engine_->Breaches();
+  ASSERT_EQ(breaches.size(), 1u);
+  EXPECT_EQ(breaches[0].kind(), "late_recorded");
+  ASSERT_EQ(breaches[0].late_actions_size(), 1);
+  EXPECT_EQ(breaches[0].late_actions(0), "remove_content");
+  ASSERT_EQ(breaches[0].missing_actions_size(), 1);
+  EXPECT_EQ(breaches[0].missing_actions(0), "report_to_nca");
+  ASSERT_TRUE(Act("r1", "report_to_nca", kT0 + 700, &obs, "svc", kT0 + 3 * kDay).ok());
+  EXPECT_EQ(engine_->Breaches().size(), 1u) << "a breach is never undone nor repeated";
+}
+
+TEST_F(DutyEngineTest, LateBreachListsTheLateActionApartFromTheMissingOnes) {
+  Start();
+  Report("r1", kT0);
+  std::vector<v1::Obligation> obs;
+  ASSERT_TRUE(Act("r1", "remove_content", kT0 + kHour + 60, &obs).ok());
+  auto breaches = engine_->Breaches();
+  ASSERT_EQ(breaches.size(), 1u);
+  EXPECT_EQ(breaches[0].kind(), "late");
+  ASSERT_EQ(breaches[0].late_actions_size(), 1);
+  EXPECT_EQ(breaches[0].late_actions(0), "remove_content");
+  ASSERT_EQ(breaches[0].missing_actions_size(), 1);
+  EXPECT_EQ(breaches[0].missing_actions(0), "report_to_nca");
+}
+
+// ---- findings ------------------------------------------------------------
+
+TEST_F(DutyEngineTest, NewReportsNeitherDiluteNorCloseAFinding) {
+  // Two breaches of two obligations due: a finding. A batch of new reports
+  // (not yet due) used to count in the denominator and close it.
+  Start();
+  Report("r1", kT0);
+  Report("r2", kT0 + 60);
+  ASSERT_TRUE(Sweep(kT0 + kHour + 61).ok());
+  ASSERT_EQ(engine_->Findings().size(), 1u);
+  for (int i = 0; i < 20; ++i) Report("new" + std::to_string(i), kT0 + kHour + 100);
+  ASSERT_TRUE(Sweep(kT0 + kHour + 200).ok());
+  auto findings = engine_->Findings();
+  ASSERT_EQ(findings.size(), 1u);
+  EXPECT_EQ(findings[0].status(), "open");
+  EXPECT_EQ(findings[0].obligations(), 2) << "pending obligations are not in the denominator";
+  EXPECT_EQ(findings[0].window_breaches(), 2);
+}
+
+TEST_F(DutyEngineTest, FindingCarriesThresholdsWindowAndCountsByKind) {
+  Start();
+  Report("r1", kT0);
+  Report("r2", kT0 + 60);
+  Report("r3", kT0 + 120);
+  ASSERT_TRUE(Act("r3", "remove_content", kT0 + kHour + 200).ok());  // late
+  ASSERT_TRUE(Sweep(kT0 + kHour + 300).ok());
+  auto findings = engine_->Findings();
+  ASSERT_EQ(findings.size(), 1u);
+  const v1::Finding& f = findings[0];
+  EXPECT_EQ(f.thresholds().window_seconds(), kDay);
+  EXPECT_EQ(f.thresholds().min_breaches(), 2);
+  EXPECT_DOUBLE_EQ(f.thresholds().min_breach_rate(), 0.5);
+  EXPECT_EQ(f.window_end().seconds(), kT0 + kHour + 300);
+  EXPECT_EQ(f.window_start().seconds(), kT0 + kHour + 300 - kDay);
+  EXPECT_EQ(f.breaches(), 3);
+  EXPECT_EQ(f.breaches_missed(), 2);
+  EXPECT_EQ(f.breaches_late(), 1);
+  EXPECT_EQ(f.breaches_late_recorded(), 0);
+  EXPECT_EQ(f.obligation_ids_size(), 3);
+}
+
+TEST_F(DutyEngineTest, ABreachBelongsToOneFindingOnly) {
+  // F1 closes when met obligations come due and the rate falls; its breaches
+  // stay in the window. F2 opens only with breaches of its own.
+  Start();
+  Report("b1", kT0);
+  Report("b2", kT0 + 10);
+  ASSERT_TRUE(Sweep(kT0 + kHour + 20).ok());
+  for (int i = 0; i < 4; ++i) {
+    std::string id = "m" + std::to_string(i);
+    Report(id, kT0 + kHour + 30);
+    ASSERT_TRUE(Act(id, "remove_content", kT0 + kHour + 40).ok());
+    ASSERT_TRUE(Act(id, "report_to_nca", kT0 + kHour + 40).ok());
+  }
+  ASSERT_TRUE(Sweep(kT0 + 2 * kHour + 31).ok());  // 2 of 6 due: 33%
+  auto findings = engine_->Findings();
+  ASSERT_EQ(findings.size(), 1u);
+  EXPECT_EQ(findings[0].status(), "closed");
+  EXPECT_GE(findings[0].closed_at().seconds(), findings[0].opened_at().seconds());
+  for (int i = 0; i < 4; ++i) Report("x" + std::to_string(i), kT0 + 2 * kHour + 40);
+  ASSERT_TRUE(Sweep(kT0 + 3 * kHour + 41).ok());  // 6 of 10 due: 60%
+  findings = engine_->Findings();
+  ASSERT_EQ(findings.size(), 2u);
+  EXPECT_EQ(findings[1].status(), "open");
+  EXPECT_EQ(findings[1].breaches(), 4) << "b1 and b2 stay F1's";
+  EXPECT_EQ(findings[1].window_breaches(), 6);
+  EXPECT_GE(findings[1].opened_at().seconds(), findings[0].closed_at().seconds());
+}
+
+TEST_F(DutyEngineTest, MostSpecificAccountabilityScopeWins) {
+  Start(
+      "accountability:\n"
+      "  - {service_id: svc, duty: \"*\", name: A. General, role: CEO, from: 2025-01-01}\n"
+      "  - {service_id: svc, duty: \"d\", name: B. Specific, role: Head of Safety, from: "
+      "2025-01-01, to: 2026-01-05}\n");
+  // `to: 2026-01-05` includes that whole day: B. Specific is in post at 11:00.
+  Report("r1", kT0);
+  Report("r2", kT0 + 60);
+  ASSERT_TRUE(Sweep(kT0 + 2 * kHour).ok());
+  auto findings = engine_->Findings();
+  ASSERT_EQ(findings.size(), 1u);
+  ASSERT_EQ(findings[0].accountable_size(), 1);
+  EXPECT_EQ(findings[0].accountable(0).name(), "B. Specific");
+  EXPECT_EQ(findings[0].accountable(0).breaches(), 2);
+  EXPECT_EQ(findings[0].accountable(0).tenure_to().seconds(), kT0 + 14 * kHour)
+      << "midnight after the date";
+  EXPECT_EQ(findings[0].accountable(0).scope(), "d");
+}
+
+// ---- acknowledged means durable -----------------------------------------
+
+TEST_F(DutyEngineTest, SameReportIdWithOtherContentIsRefused) {
+  Start();
+  v1::Verdict first = Report("r1", kT0);
+  v1::Verdict v;
+  Status s = engine_->SubmitReport(MakeReport("r1", kT0, "svc", "another signal"), &v);
+  EXPECT_EQ(s.code(), Status::Code::kAlreadyExists);
+  EXPECT_NE(s.message().find("ledger seq " + std::to_string(first.ledger_seq())),
+            std::string::npos)
+      << s.message();
+  Report("quiet", kT0, "svc", "nothing to see");
+  s = engine_->SubmitReport(MakeReport("quiet", kT0, "svc", "a signal after all"), &v);
+  EXPECT_EQ(s.code(), Status::Code::kAlreadyExists) << "unflagged reports too";
+  EXPECT_EQ(engine_->counts().open, 1u);
+}
+
+TEST(DutyEngineDurable, IdempotencySurvivesARestartUnflaggedReportsIncluded) {
+  std::string dir = TempDir("idem");
+  ledger::LedgerOptions lo;
+  lo.url = "sqlite://" + dir + "/ledger.db";
+  DutyEngineOptions options;
+  options.hmac_key = "k";
+  options.now = [] { return kT0; };
+  auto stats_reports = [](ledger::Ledger& l) {
+    std::vector<ledger::StatsRow> rows;
+    EXPECT_TRUE(l.backend().QueryStats("svc", "0000", "9999", &rows).ok());
+    int64_t n = 0;
+    for (const auto& r : rows) n += r.reports;
+    return n;
+  };
+  {
+    std::unique_ptr<ledger::Ledger> l;
+    ASSERT_TRUE(ledger::Ledger::Open(lo, &l).ok());
+    DutyEngine engine(l.get(), options);
+    ASSERT_TRUE(engine.Recover().ok());
+    ASSERT_TRUE(engine.Activate(LoadEvaluator(Pack())).ok());
+    v1::Verdict v;
+    ASSERT_TRUE(engine.SubmitReport(MakeReport("quiet", kT0, "svc", "nothing"), &v).ok());
+    EXPECT_EQ(stats_reports(*l), 1) << "counted durably before the answer";
+  }
+  std::unique_ptr<ledger::Ledger> l;
+  ASSERT_TRUE(ledger::Ledger::Open(lo, &l).ok());
+  DutyEngine engine(l.get(), options);
+  ASSERT_TRUE(engine.Recover().ok());
+  ASSERT_TRUE(engine.Activate(LoadEvaluator(Pack())).ok());
+  v1::Verdict v;
+  ASSERT_TRUE(engine.SubmitReport(MakeReport("quiet", kT0, "svc", "nothing"), &v).ok());
+  EXPECT_EQ(v.flags_size(), 0);
+  EXPECT_EQ(stats_reports(*l), 1) << "a retry after a restart is not counted again";
+  Status s = engine.SubmitReport(MakeReport("quiet", kT0, "svc", "a signal now"), &v);
+  EXPECT_EQ(s.code(), Status::Code::kAlreadyExists);
+  EXPECT_NE(s.message().find("matched no rule"), std::string::npos) << s.message();
+  EXPECT_EQ(engine.counts().flagged, 0u);
+  std::filesystem::remove_all(dir);
+}
+
+// Holds the SQLite write lock from another connection, as another process
+// would.
+class WriteLockHolder {
+ public:
+  explicit WriteLockHolder(const std::string& path) {
+    EXPECT_EQ(sqlite3_open(path.c_str(), &db_), SQLITE_OK);
+    EXPECT_EQ(sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
+  }
+  void Release() {
+    if (db_) {
+      EXPECT_EQ(sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK);
+      sqlite3_close(db_);
+      db_ = nullptr;
+    }
+  }
+  ~WriteLockHolder() { Release(); }
+
+ private:
+  sqlite3* db_ = nullptr;
+};
+
+// Submits r1 on one thread and, once it waits for the ledger, its retry on
+// another; returns both outcomes.
+void SubmitAndRetry(DutyEngine& engine, const std::function<void()>& while_waiting, Status* first,
+                    v1::Verdict* first_verdict, Status* retry, v1::Verdict* retry_verdict) {
+  uint64_t before = engine.counts().events;
+  std::thread a([&] { *first = engine.SubmitReport(MakeReport("r1", kT0), first_verdict); });
+  while (engine.counts().events == before) std::this_thread::yield();  // a is waiting
+  std::thread b([&] { *retry = engine.SubmitReport(MakeReport("r1", kT0), retry_verdict); });
+  while_waiting();
+  a.join();
+  b.join();
+}
+
+TEST(DutyEngineDurable, RetryUnderAHeldWriteLockFailsWithTheFirstSubmission) {
+  std::string dir = TempDir("lock-fail");
+  ledger::LedgerOptions lo;
+  lo.url = "sqlite://" + dir + "/ledger.db";
+  lo.busy_timeout_ms = 300;
+  std::unique_ptr<ledger::Ledger> l;
+  ASSERT_TRUE(ledger::Ledger::Open(lo, &l).ok());
+  DutyEngineOptions options;
+  options.hmac_key = "k";
+  options.now = [] { return kT0; };
+  DutyEngine engine(l.get(), options);
+  ASSERT_TRUE(engine.Recover().ok());
+  ASSERT_TRUE(engine.Activate(LoadEvaluator(Pack())).ok());
+  WriteLockHolder lock(dir + "/ledger.db");
+  Status first, retry;
+  v1::Verdict fv, rv;
+  SubmitAndRetry(engine, [] {}, &first, &fv, &retry, &rv);
+  EXPECT_EQ(first.code(), Status::Code::kUnavailable) << first.message();
+  EXPECT_FALSE(retry.ok()) << "a retry is never acknowledged for an event never written (seq "
+                           << rv.ledger_seq() << ")";
+  lock.Release();
+  std::filesystem::remove_all(dir);
+}
+
+TEST(DutyEngineDurable, RetryWaitsForTheFirstSubmissionAndNamesItsSeq) {
+  std::string dir = TempDir("lock-wait");
+  ledger::LedgerOptions lo;
+  lo.url = "sqlite://" + dir + "/ledger.db";
+  lo.busy_timeout_ms = 5000;
+  std::unique_ptr<ledger::Ledger> l;
+  ASSERT_TRUE(ledger::Ledger::Open(lo, &l).ok());
+  DutyEngineOptions options;
+  options.hmac_key = "k";
+  options.now = [] { return kT0; };
+  DutyEngine engine(l.get(), options);
+  ASSERT_TRUE(engine.Recover().ok());
+  ASSERT_TRUE(engine.Activate(LoadEvaluator(Pack())).ok());
+  WriteLockHolder lock(dir + "/ledger.db");
+  Status first, retry;
+  v1::Verdict fv, rv;
+  SubmitAndRetry(
+      engine, [&] { lock.Release(); }, &first, &fv, &retry, &rv);
+  ASSERT_TRUE(first.ok()) << first.message();
+  ASSERT_TRUE(retry.ok()) << retry.message();
+  EXPECT_EQ(rv.ledger_seq(), fv.ledger_seq());
+  std::vector<ledger::StoredEvent> rows;
+  ASSERT_TRUE(l->backend().ReadEvents(fv.ledger_seq(), 1, &rows).ok());
+  ASSERT_EQ(rows.size(), 1u) << "the seq named holds the event";
+  v1::LedgerEvent e;
+  ASSERT_TRUE(e.ParseFromString(rows[0].payload));
+  EXPECT_EQ(e.type(), v1::REPORT_FLAGGED);
+  EXPECT_EQ(e.report_flagged().report_id(), "r1");
+  std::filesystem::remove_all(dir);
+}
+
+// ---- the invariants of findings, over generated scenarios ----------------
+
+// One generated scenario: reports of two services, some backfilled; actions
+// on time, late, within grace and after it; sweeps; a restart half-way.
+struct Outcome {
+  std::vector<v1::Breach> breaches;
+  std::vector<v1::Finding> findings;
+};
+
+Outcome RunScenario(uint32_t seed, bool restart, const std::string& dir) {
+  std::mt19937 rng(seed);
+  auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<uint32_t>(n)); };
+  ledger::LedgerOptions lo;
+  lo.url = "sqlite://" + dir + "/ledger.db";
+  int64_t now = kT0;
+  DutyEngineOptions options;
+  options.hmac_key = "k";
+  options.keep_history = true;
+  options.now = [&now] { return now; };
+  auto evaluator = LoadEvaluator(Pack("30m"));
+  std::unique_ptr<ledger::Ledger> l;
+  std::unique_ptr<DutyEngine> engine;
+  auto open = [&] {
+    engine.reset();
+    l.reset();
+    EXPECT_TRUE(ledger::Ledger::Open(lo, &l).ok());
+    engine = std::make_unique<DutyEngine>(l.get(), options);
+    EXPECT_TRUE(engine->Recover().ok());
+    EXPECT_TRUE(engine->Activate(evaluator).ok());
+  };
+  open();
+  std::vector<std::pair<std::string, int64_t>> reports;  // (service|id, received_at)
+  const char* actions[] = {"remove_content", "report_to_nca", "reviewed_not_illegal"};
+  for (int step = 0; step < 400; ++step) {
+    if (restart && step == 200) open();
+    now += 60 + pick(900);
+    int what = pick(10);
+    if (what < 5) {
+      // A report, sometimes backfilled up to two days.
+      std::string service = pick(2) ? "svc-a" : "svc-b";
+      std::string id = "r" + std::to_string(step);
+      int64_t received = pick(4) == 0 ? now - pick(2 * static_cast<int>(kDay)) : now - pick(120);
+      v1::Verdict v;
+      EXPECT_TRUE(engine->SubmitReport(MakeReport(id, received, service), &v).ok());
+      reports.push_back({service + "|" + id, received});
+    } else if (what < 9 && !reports.empty()) {
+      // An action claimed anywhere from the receipt to a little after now.
+      auto& [key, received] = reports[pick(static_cast<int>(reports.size()))];
+      std::string service = key.substr(0, key.find('|'));
+      std::string id = key.substr(key.find('|') + 1);
+      int64_t span = std::max<int64_t>(1, now + 120 - received);
+      int64_t taken = received + static_cast<int64_t>(rng() % static_cast<uint32_t>(span));
+      std::vector<v1::Obligation> obs;
+      Status s = engine->RecordAction({service, id, actions[pick(3) == 0 ? 2 : pick(2)], taken, "m"},
+                                      &obs);
+      EXPECT_TRUE(s.ok()) << s.message();
+    } else {
+      EXPECT_TRUE(engine->Sweep(now).ok());
+    }
+  }
+  now += 3 * kDay;
+  EXPECT_TRUE(engine->Sweep(now).ok());
+  return {engine->Breaches(), engine->Findings()};
+}
+
+void CheckFindingInvariants(const Outcome& o) {
+  std::map<std::string, const v1::Breach*> breached;
+  for (const v1::Breach& b : o.breaches) {
+    EXPECT_TRUE(breached.emplace(b.obligation_id(), &b).second) << "one breach an obligation";
+  }
+  std::set<std::string> member;
+  std::map<std::pair<std::string, std::string>, std::vector<const v1::Finding*>> by_scope;
+  for (const v1::Finding& f : o.findings) {
+    by_scope[{f.service_id(), f.duty_id()}].push_back(&f);
+    if (f.status() == "closed") {
+      EXPECT_GE(f.closed_at().seconds(), f.opened_at().seconds()) << f.finding_id();
+    }
+    EXPECT_EQ(f.breaches(), f.obligation_ids_size()) << f.finding_id();
+    EXPECT_EQ(f.breaches(), f.breaches_missed() + f.breaches_late() + f.breaches_late_recorded());
+    EXPECT_LE(f.window_breaches(), f.obligations());
+    EXPECT_GT(f.breaches(), 0) << "an episode has breaches of its own";
+    for (const std::string& id : f.obligation_ids()) {
+      EXPECT_TRUE(member.insert(id).second) << id << " is in two findings";
+      auto b = breached.find(id);
+      ASSERT_NE(b, breached.end()) << id << " is in a finding but was never breached";
+      EXPECT_EQ(b->second->service_id(), f.service_id());
+    }
+  }
+  for (auto& [scope, list] : by_scope) {
+    std::sort(list.begin(), list.end(), [](const v1::Finding* a, const v1::Finding* b) {
+      return a->opened_at().seconds() < b->opened_at().seconds();
+    });
+    for (size_t i = 0; i + 1 < list.size(); ++i) {
+      EXPECT_EQ(list[i]->status(), "closed") << "only the last finding of a scope may be open";
+      EXPECT_GE(list[i + 1]->opened_at().seconds(), list[i]->closed_at().seconds())
+          << "findings of one scope never overlap";
+    }
+  }
+}
+
+TEST(DutyEngineProperties, FindingsAreCoherentInAnyArrivalOrderAndAcrossRestarts) {
+  size_t findings = 0, late_recorded = 0;
+  for (uint32_t seed = 1; seed <= 12; ++seed) {
+    std::string dir_a = TempDir("prop-a" + std::to_string(seed));
+    std::string dir_b = TempDir("prop-b" + std::to_string(seed));
+    Outcome straight = RunScenario(seed, false, dir_a);
+    Outcome restarted = RunScenario(seed, true, dir_b);
+    CheckFindingInvariants(straight);
+    CheckFindingInvariants(restarted);
+    ASSERT_EQ(straight.findings.size(), restarted.findings.size()) << "seed " << seed;
+    for (size_t i = 0; i < straight.findings.size(); ++i) {
+      EXPECT_EQ(straight.findings[i].SerializeAsString(),
+                restarted.findings[i].SerializeAsString())
+          << "a restart changes no finding (seed " << seed << ")";
+    }
+    EXPECT_EQ(straight.breaches.size(), restarted.breaches.size());
+    findings += straight.findings.size();
+    for (const auto& b : straight.breaches) late_recorded += b.kind() == "late_recorded";
+    std::filesystem::remove_all(dir_a);
+    std::filesystem::remove_all(dir_b);
+  }
+  EXPECT_GT(findings, 5u) << "the scenarios exercise findings";
+  EXPECT_GT(late_recorded, 0u) << "and late recording";
+}
+
+TEST(DutyEngineRecovery, StateIsRebuiltFromTheLedger) {
+  std::string dir = TempDir("recover");
+  ledger::LedgerOptions lo;
+  lo.url = "sqlite://" + dir + "/ledger.db";
+  int64_t now = kT0;
+  DutyEngineOptions options;
+  options.hmac_key = "k";
+  options.now = [&now] { return now; };
   v1::Verdict first;
   {
     std::unique_ptr<ledger::Ledger> l;
     ASSERT_TRUE(ledger::Ledger::Open(lo, &l).ok());
     DutyEngine engine(l.get(), options);
     ASSERT_TRUE(engine.Recover().ok());
-    ASSERT_TRUE(engine.Activate(load(), kT0).ok());
-    v1::ContentReport r;
-    r.set_report_id("r1");
-    r.set_service_id("svc");
-    r.mutable_received_at()->set_seconds(kT0);
-    r.set_text("signal");
-    ASSERT_TRUE(engine.SubmitReport(r, &first).ok());
-    r.set_report_id("r2");
+    ASSERT_TRUE(engine.Activate(LoadEvaluator(Pack())).ok());
+    ASSERT_TRUE(engine.SubmitReport(MakeReport("r1", kT0, "svc", "signal"), &first).ok());
     v1::Verdict v;
-    ASSERT_TRUE(engine.SubmitReport(r, &v).ok());
+    ASSERT_TRUE(engine.SubmitReport(MakeReport("r2", kT0, "svc", "signal"), &v).ok());
     std::vector<v1::Obligation> obs;
+    now = kT0 + 10;
     ASSERT_TRUE(engine.RecordAction({"svc", "r1", "remove_content", kT0 + 10, "m"}, &obs).ok());
   }
+  now = kT0 + 20;
   std::unique_ptr<ledger::Ledger> l;
   ASSERT_TRUE(ledger::Ledger::Open(lo, &l).ok());
   DutyEngine engine(l.get(), options);
   ASSERT_TRUE(engine.Recover().ok());
-  ASSERT_TRUE(engine.Activate(load(), kT0 + 20).ok());
+  ASSERT_TRUE(engine.Activate(LoadEvaluator(Pack())).ok());
   EXPECT_EQ(engine.counts().open, 2u);
   // The retried report gets its first verdict back, and r1 remembers its action.
-  v1::ContentReport r;
-  r.set_report_id("r1");
-  r.set_service_id("svc");
-  r.mutable_received_at()->set_seconds(kT0);
-  r.set_text("signal");
   v1::Verdict again;
-  ASSERT_TRUE(engine.SubmitReport(r, &again).ok());
+  ASSERT_TRUE(engine.SubmitReport(MakeReport("r1", kT0, "svc", "signal"), &again).ok());
   EXPECT_EQ(again.ledger_seq(), first.ledger_seq());
   std::vector<v1::Obligation> obs;
+  now = kT0 + 30;
   ASSERT_TRUE(engine.RecordAction({"svc", "r1", "report_to_nca", kT0 + 30, "m"}, &obs).ok());
   ASSERT_EQ(obs.size(), 1u);
   EXPECT_EQ(obs[0].status(), v1::OBLIGATION_STATUS_MET);
-  ASSERT_TRUE(engine.Sweep(kT0 + 2 * kHour).ok());
+  now = kT0 + 2 * kHour;
+  ASSERT_TRUE(engine.Sweep(now).ok());
   EXPECT_EQ(engine.counts().breached, 1u) << "r2 was never acted on";
   std::filesystem::remove_all(dir);
 }
-
 }  // namespace
 }  // namespace carewatch::duty

@@ -527,6 +527,18 @@ TEST_F(ServerTest, ReloadWithABrokenPackKeepsServingTheOldVersion) {
       << "every verdict names the version it used";
 }
 
+// The report LoadUntil sends: flagged by the shipped hotline rule.
+v1::EvaluateRequest LoadRequest(const std::string& id, int64_t received_at) {
+  v1::EvaluateRequest req;
+  v1::ContentReport& r = *req.mutable_report();
+  r.set_report_id(id);
+  r.set_service_id("svc-a");
+  r.mutable_received_at()->set_seconds(received_at);
+  r.set_reporter_type("hotline");
+  r.set_reason("csam");
+  return req;
+}
+
 // Sends reports from several threads until told to stop; returns the ids
 // (with ledger_seq) the server acknowledged.
 std::map<std::string, uint64_t> LoadUntil(v1::Moderation::Stub* stub, const std::string& token,
@@ -537,13 +549,8 @@ std::map<std::string, uint64_t> LoadUntil(v1::Moderation::Stub* stub, const std:
   for (int t = 0; t < 8; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0; !stop; ++i) {
-        v1::EvaluateRequest req;
-        v1::ContentReport& r = *req.mutable_report();
-        r.set_report_id(prefix + std::to_string(t) + "-" + std::to_string(i));
-        r.set_service_id("svc-a");
-        r.mutable_received_at()->set_seconds(Now());
-        r.set_reporter_type("hotline");
-        r.set_reason("csam");
+        v1::EvaluateRequest req = LoadRequest(prefix + std::to_string(t) + "-" + std::to_string(i), Now());
+        const v1::ContentReport& r = req.report();
         grpc::ClientContext ctx;
         ctx.AddMetadata("authorization", "Bearer " + token);
         ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
@@ -609,8 +616,19 @@ TEST_F(ServerTest, SigkillUnderLoadThenRestartVerifies) {
   StartDaemon();
   v1::EvaluateResponse resp;
   const auto& [id, seq] = *acked.begin();
-  v1::ContentReport again = Flaggable(id, "svc-a");
-  ASSERT_TRUE(Evaluate(platform_a_, again, &resp).ok());
+  // The retry is the same report: the same fields and the same received_at.
+  v1::EvaluateRequest first;
+  {
+    std::unique_ptr<ledger::LedgerBackend> b;
+    ASSERT_TRUE(ledger::OpenBackend("sqlite://" + dir_ + "/ledger.db", true, &b).ok());
+    std::vector<ledger::StoredEvent> rows;
+    ASSERT_TRUE(b->ReadEvents(seq, 1, &rows).ok());
+    ASSERT_EQ(rows.size(), 1u);
+    v1::LedgerEvent e;
+    ASSERT_TRUE(e.ParseFromString(rows[0].payload));
+    first = LoadRequest(id, e.report_flagged().received_at().seconds());
+  }
+  ASSERT_TRUE(Evaluate(platform_a_, first.report(), &resp).ok());
   EXPECT_EQ(resp.verdict().ledger_seq(), seq)
       << "a retry after the restart returns the first verdict";
   EXPECT_TRUE(Evaluate(platform_a_, Flaggable("after-restart", "svc-a")).ok());

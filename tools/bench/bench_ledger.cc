@@ -71,9 +71,13 @@ int main(int argc, char** argv) {
                nullptr, nullptr, nullptr);
   // Same rows: read them back from the ledger file.
   std::unique_ptr<ledger::LedgerBackend> b;
-  ledger::OpenBackend(options.url, true, &b);
   std::vector<ledger::StoredEvent> rows;
-  b->ReadEvents(1, events, &rows);
+  Status read = ledger::OpenBackend(options.url, true, &b);
+  if (read.ok()) read = b->ReadEvents(1, events, &rows);
+  if (!read.ok()) {
+    std::fprintf(stderr, "reading the ledger back: %s\n", read.message().c_str());
+    std::exit(1);
+  }
   // The same transaction sizes the ledger's group commit formed.
   int batch = std::max<int>(1, static_cast<int>(events / std::max<uint64_t>(commits, 1)));
   sqlite3_stmt* st = nullptr;

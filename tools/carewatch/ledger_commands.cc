@@ -66,10 +66,13 @@ int RunReplay(const std::vector<std::string>& rules_paths, const std::string& in
       return kExitFailure;
     }
   }
+  // The simulated server clock: when carewatch learned of each line.
+  int64_t sim_now = 0;
   duty::DutyEngineOptions options;
   options.hmac_key = HmacKeyFor(ledger_url);
   options.keep_history = true;
   options.wait_durable = false;  // durable at the end: ledger->Flush() below
+  options.now = [&sim_now] { return sim_now; };
   duty::DutyEngine engine(ledger.get(), options);
   Status s = engine.Recover();
   if (!s.ok()) {
@@ -92,17 +95,21 @@ int RunReplay(const std::vector<std::string>& rules_paths, const std::string& in
   uint64_t lineno = 0, reports = 0, actions = 0, bad = 0;
   // The sweeper runs every `sweep_interval` seconds of simulated time, as it
   // does in carewatchd; between events only the ticks that matter are run.
+  auto sweep_at = [&](int64_t tick) {
+    sim_now = std::max(sim_now, tick);
+    return engine.Sweep(tick);
+  };
   auto sweep_until = [&](int64_t t) -> Status {
     for (;;) {
-      auto next = engine.NextDeadline();
+      auto next = engine.NextSweepDue();
       if (!next) break;
       int64_t tick = (*next / sweep_interval + 1) * sweep_interval;
       if (tick > t) break;
-      Status st = engine.Sweep(tick);
+      Status st = sweep_at(tick);
       if (!st.ok()) return st;
     }
     int64_t tick = t / sweep_interval * sweep_interval;
-    if (tick > engine.clock()) return engine.Sweep(tick);
+    if (tick > engine.clock()) return sweep_at(tick);
     return Status::Ok();
   };
   std::string line;
@@ -123,15 +130,23 @@ int RunReplay(const std::vector<std::string>& rules_paths, const std::string& in
     }
     if (st.ok() && t <= 0)
       st = Status::InvalidArgument("event has no time (received_at / taken_at)");
-    if (st.ok() && t < last_time) {
-      st = Status::InvalidArgument("out of time order: " + rules::FormatDateTime(t) + " after " +
-                                   rules::FormatDateTime(last_time));
+    // When carewatch learned of the line: its own recorded_at, or the
+    // claimed time. Lines come in this order.
+    int64_t recorded = event.has_recorded_at() ? event.recorded_at().seconds() : t;
+    if (st.ok() && recorded < t) {
+      st = Status::InvalidArgument("recorded_at " + rules::FormatDateTime(recorded) +
+                                   " is before the claimed time " + rules::FormatDateTime(t));
     }
+    if (st.ok() && recorded < last_time) {
+      st = Status::InvalidArgument("out of time order: " + rules::FormatDateTime(recorded) +
+                                   " after " + rules::FormatDateTime(last_time));
+    }
+    if (st.ok()) st = sweep_until(recorded);
+    if (st.ok()) sim_now = std::max(sim_now, recorded);
     if (st.ok() && !activated) {
-      st = engine.Activate(shared, t);
+      st = engine.Activate(shared);
       activated = st.ok();
     }
-    if (st.ok()) st = sweep_until(t);
     if (st.ok()) {
       if (event.has_report()) {
         v1::Verdict verdict;
@@ -139,7 +154,8 @@ int RunReplay(const std::vector<std::string>& rules_paths, const std::string& in
         ++reports;
       } else {
         duty::ActionInput a{event.action().service_id(), event.action().report_id(),
-                            event.action().action(), t, event.action().actor()};
+                            event.action().action(),     t,
+                            event.action().actor(),      event.action().taken_at().nanos()};
         std::vector<v1::Obligation> obligations;
         st = engine.RecordAction(a, &obligations);
         ++actions;
@@ -154,20 +170,20 @@ int RunReplay(const std::vector<std::string>& rules_paths, const std::string& in
       std::cerr << input << ":" << lineno << ": error: " << st.message() << " (line skipped)\n";
       continue;
     }
-    last_time = t;
+    last_time = recorded;
   }
   // End: at --until, or once every deadline opened has passed.
   int64_t end = until.value_or(last_time);
   if (!until) {
-    while (auto next = engine.NextDeadline()) {
+    while (auto next = engine.NextSweepDue()) {
       int64_t tick = (*next / sweep_interval + 1) * sweep_interval;
-      if (engine.Sweep(tick).ok() == false) break;
+      if (!sweep_at(tick).ok()) break;
       end = std::max(end, tick);
     }
   }
   if (activated && end > engine.clock()) {
     s = sweep_until(end);
-    if (s.ok() && end > engine.clock()) s = engine.Sweep(end);
+    if (s.ok() && end > engine.clock()) s = sweep_at(end);
     if (!s.ok()) std::cerr << "error: " << s.message() << "\n";
   }
   if (ledger) {

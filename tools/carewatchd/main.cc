@@ -5,6 +5,7 @@
 #include <iostream>
 #include <thread>
 
+#include "engine/rules/duration.h"
 #include "engine/server/metrics.h"
 #include "engine/server/server.h"
 
@@ -37,6 +38,9 @@ int main(int argc, char** argv) {
   auto* workers = app.add_option("--workers", flags.workers, "EvaluateStream worker threads");
   auto* sweep =
       app.add_option("--sweep-interval-ms", flags.sweep_interval_ms, "Deadline sweeper period");
+  std::string skew_text;
+  auto* skew = app.add_option("--max-clock-skew", skew_text,
+                              "Refuse claimed times later than server time + this (e.g. 5m)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -66,6 +70,15 @@ int main(int argc, char** argv) {
   if (*max_field) config.max_field_bytes = flags.max_field_bytes;
   if (*workers) config.workers = flags.workers;
   if (*sweep) config.sweep_interval_ms = flags.sweep_interval_ms;
+  if (*skew) {
+    std::string error;
+    auto d = carewatch::rules::ParseDuration(skew_text, &error);
+    if (!d) {
+      std::cerr << "carewatchd: --max-clock-skew: " << error << "\n";
+      return 2;
+    }
+    config.max_clock_skew_seconds = *d;
+  }
 
   // Signals are taken by one thread with sigwait: SIGHUP reloads the rules,
   // SIGTERM and SIGINT drain and stop.
