@@ -171,9 +171,15 @@ void DutyEngine::Apply(const v1::LedgerEvent& e) {
       ob.received_at = o.received_at().seconds();
       // Events written before two clocks were swept at the deadline itself.
       ob.record_grace = e.format() >= kEventFormat ? o.record_grace_seconds() : 0;
+      // The sweeper waits record_grace after both the deadline and the
+      // moment carewatch opened the obligation: a report that arrives
+      // overdue leaves its platform the grace to record what it did, which
+      // is then late_recorded, not missed.
       int64_t deadline = ob.obligation.deadline().seconds();
-      int64_t due = deadline > INT64_MAX - ob.record_grace ? INT64_MAX : deadline + ob.record_grace;
-      sweep_due_.emplace(due, ob.obligation.obligation_id());
+      int64_t opened = e.format() >= kEventFormat ? e.recorded_at().seconds() : deadline;
+      int64_t from = std::max(deadline, opened);
+      ob.sweep_at = from > INT64_MAX - ob.record_grace ? INT64_MAX : from + ob.record_grace;
+      sweep_due_.emplace(ob.sweep_at, ob.obligation.obligation_id());
       ++counts_.open;
       break;
     }
@@ -197,8 +203,7 @@ void DutyEngine::Apply(const v1::LedgerEvent& e) {
       if (ob.obligation.status() != v1::OBLIGATION_STATUS_OPEN) break;  // decided once
       --counts_.open;
       int64_t deadline = ob.obligation.deadline().seconds();
-      int64_t due = deadline > INT64_MAX - ob.record_grace ? INT64_MAX : deadline + ob.record_grace;
-      auto range = sweep_due_.equal_range(due);
+      auto range = sweep_due_.equal_range(ob.sweep_at);
       for (auto d = range.first; d != range.second; ++d) {
         if (d->second == id) {
           sweep_due_.erase(d);

@@ -103,9 +103,10 @@ class DutyEngine {
   Status RecordAction(const ActionInput& action, std::vector<v1::Obligation>* obligations,
                       uint64_t* seq = nullptr);
 
-  // Advances the server clock to `now`: every open obligation whose deadline
-  // + record_grace is before `now` is breached (missed), and the systemic
-  // windows are re-evaluated. A clock going backwards is refused
+  // Advances the server clock to `now`: every open obligation whose
+  // deadline + record_grace is before `now` (and which was opened more than
+  // record_grace ago) is breached (missed), and the systemic windows are
+  // re-evaluated. A clock going backwards is refused
   // (FailedPrecondition) and changes nothing.
   Status Sweep(int64_t now);
 
@@ -130,6 +131,7 @@ class DutyEngine {
     std::string service_id, report_id;
     int64_t received_at = 0;
     int64_t record_grace = 0;
+    int64_t sweep_at = 0;  // when the sweeper breaches it if still open
     std::vector<ActionRecord> actions;
     int64_t breach_at = 0;
     std::string breach_kind;

@@ -97,6 +97,40 @@ void ApplyFindingEvent(v1::EventType type, const v1::Finding& delta, v1::Finding
   }
 }
 
+std::string FindingReason(const v1::Finding& f) {
+  auto day = [](const google::protobuf::Timestamp& t) {
+    return rules::FormatDateTime(t.seconds()).substr(0, 10);
+  };
+  // Findings recorded before window counts were kept: their breaches are the
+  // window's.
+  int window_breaches = f.has_thresholds() ? f.window_breaches() : f.breaches();
+  char rate[32];
+  std::snprintf(rate, sizeof rate, "%.0f%%", f.breach_rate() * 100);
+  std::string out = std::to_string(window_breaches) + " breaches of " +
+                    std::to_string(f.obligations()) + " obligations due " + day(f.window_start()) +
+                    ".." + day(f.window_end()) + " (" + rate + ")";
+  if (f.has_thresholds()) {
+    char min_rate[32];
+    std::snprintf(min_rate, sizeof min_rate, "%g%%", f.thresholds().min_breach_rate() * 100);
+    out += ", threshold >= " + std::to_string(f.thresholds().min_breaches()) + " and >= " +
+           min_rate + " in " + rules::FormatDuration(f.thresholds().window_seconds());
+  }
+  return out;
+}
+
+std::string TenureText(const v1::AccountablePerson& p) {
+  if (!p.has_tenure_from()) return "";
+  std::string out = rules::FormatDateTime(p.tenure_from().seconds()).substr(0, 10) + "..";
+  if (p.has_tenure_to()) {
+    // Tenures end at the midnight after their last day: show that day.
+    int64_t to = p.tenure_to().seconds();
+    out += rules::FormatDateTime(to % 86400 == 0 ? to - 1 : to).substr(0, 10);
+  } else {
+    out += " (in post)";
+  }
+  return out;
+}
+
 std::string PeriodOf(const std::string& day, const std::string& period) {
   if (day.size() < 7) return day;
   if (period == "year") return day.substr(0, 4);

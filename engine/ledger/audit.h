@@ -56,6 +56,14 @@ Status ComputeStats(LedgerBackend& backend, const std::string& service_id,
 // Applies one such event to the full finding.
 void ApplyFindingEvent(v1::EventType type, const v1::Finding& delta, v1::Finding* full);
 
+// Why a finding is (or was) systemic, in one line: "6 breaches of 10
+// obligations due 2026-02-27..2026-03-06 (60%), threshold >= 2 and >= 50% in
+// 7d".
+std::string FindingReason(const v1::Finding& f);
+
+// A person's tenure, "2025-03-17..2026-01-05" or "2025-03-17.. (in post)".
+std::string TenureText(const v1::AccountablePerson& p);
+
 // The period key of a day "YYYY-MM-DD".
 std::string PeriodOf(const std::string& day, const std::string& period);
 

@@ -116,14 +116,15 @@ findings = doc["findings"]
 services = {f["service_id"] for f in findings}
 names = {p["name"] for f in findings for p in f.get("accountable", [])}
 kinds = {b["kind"] for b in doc["breaches"]}
-ok = services == {"example-social"} and names == {"A. Example", "B. Sample"} and kinds <= {"missed", "late"}
+ok = services == {"example-social"} and names == {"A. Example", "B. Sample"} and kinds == {"missed", "late", "late_recorded"}
 for f in findings:
     total = sum(p["breaches"] for p in f.get("accountable", [])) + f.get("unattributed_breaches", 0)
     ok = ok and total == f["breaches"] and f["status"] in ("open", "closed")
 print("ok" if ok else "bad %s %s %s" % (services, names, kinds))
 PY
 check "findings only for the missing service, naming both managers by tenure" grep -q '^ok$' "$tmp/miss.check"
-check "breaches carry missed or late" grep -q '"kind":"missed"' "$tmp/miss.json"
+check "breaches carry missed or late" grep -q '"kind":"late"' "$tmp/miss.json"
+check "actions claimed on time but recorded after the grace are late_recorded" grep -q '"kind":"late_recorded"' "$tmp/miss.json"
 
 # verify: passes on the replayed ledger, names the seq on a tampered copy.
 "$cw" verify --ledger "sqlite://$tmp/led/ledger.db" > "$tmp/verify.out"

@@ -586,6 +586,85 @@ void ExpectAllInLedger(const std::string& dir, const std::map<std::string, uint6
   EXPECT_EQ(found, acked.size());
 }
 
+TEST_F(ServerTest, ClaimsCannotBendTheRecord) {
+  StartDaemon();
+  uint64_t events = daemon_->LedgerEvents();
+  // A received_at a year ahead, INT64_MAX seconds and bad nanos are refused,
+  // naming the field; nothing is recorded.
+  v1::ContentReport future = Flaggable("future", "svc-a", Now() + 365 * 86400);
+  grpc::Status st = Evaluate(platform_a_, future);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(st.error_message().find("report.received_at:"), std::string::npos)
+      << st.error_message();
+  EXPECT_NE(st.error_message().find("max_clock_skew"), std::string::npos) << st.error_message();
+  future.mutable_received_at()->set_seconds(INT64_MAX);
+  EXPECT_EQ(Evaluate(platform_a_, future).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  future.mutable_received_at()->set_seconds(Now());
+  future.mutable_received_at()->set_nanos(-5);
+  st = Evaluate(platform_a_, future);
+  EXPECT_NE(st.error_message().find("report.received_at.nanos"), std::string::npos)
+      << st.error_message();
+  // An action claiming the year 3000, for a report that does not exist.
+  v1::RecordActionRequest action;
+  action.set_service_id("svc-a");
+  action.set_report_id("no-such-report");
+  action.set_action("remove_content");
+  action.mutable_taken_at()->set_seconds(32503680000);
+  v1::RecordActionResponse ar;
+  {
+    grpc::ClientContext ctx;
+    Auth(&ctx, platform_a_);
+    st = moderation_->RecordAction(&ctx, action, &ar);
+  }
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(st.error_message().find("taken_at: 3000-01-01T00:00:00Z is later than server time"),
+            std::string::npos)
+      << st.error_message();
+  EXPECT_EQ(daemon_->LedgerEvents(), events) << "nothing refused is recorded";
+
+  // The same report id with other content is ALREADY_EXISTS naming the first.
+  v1::EvaluateResponse first;
+  v1::ContentReport r = Flaggable("dup", "svc-a");
+  ASSERT_TRUE(Evaluate(platform_a_, r, &first).ok());
+  v1::EvaluateResponse again;
+  ASSERT_TRUE(Evaluate(platform_a_, r, &again).ok()) << "a retry of the same report";
+  EXPECT_EQ(again.verdict().ledger_seq(), first.verdict().ledger_seq());
+  r.set_text("other words entirely");
+  st = Evaluate(platform_a_, r);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  EXPECT_NE(st.error_message().find("ledger seq " + std::to_string(first.verdict().ledger_seq())),
+            std::string::npos)
+      << st.error_message();
+
+  // An acknowledged action names the seq that holds it.
+  action.set_report_id("dup");
+  action.mutable_taken_at()->set_seconds(Now());
+  {
+    grpc::ClientContext ctx;
+    Auth(&ctx, platform_a_);
+    ASSERT_TRUE(moderation_->RecordAction(&ctx, action, &ar).ok());
+  }
+  EXPECT_GT(ar.ledger_seq(), first.verdict().ledger_seq());
+
+  // After a restart the sweeper runs (the readiness probe says so) and an
+  // unflagged report is still recognised as a retry.
+  v1::ContentReport quiet = Flaggable("quiet", "svc-a");
+  quiet.clear_reporter_type();
+  quiet.clear_reason();
+  quiet.clear_content_type();
+  quiet.set_text("an ordinary complaint about a post");
+  v1::EvaluateResponse q;
+  ASSERT_TRUE(Evaluate(platform_a_, quiet, &q).ok());
+  ASSERT_EQ(q.verdict().flags_size(), 0);
+  daemon_->Kill(SIGTERM);
+  StartDaemon();
+  ASSERT_TRUE(Evaluate(platform_a_, quiet).ok());
+  quiet.set_text("a different complaint");
+  st = Evaluate(platform_a_, quiet);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::ALREADY_EXISTS) << st.error_message();
+  EXPECT_NE(daemon_->Metrics().find("carewatch_sweep_errors_total 0"), std::string::npos);
+}
+
 TEST_F(ServerTest, SigtermUnderLoadLosesNoAcknowledgedReport) {
   StartDaemon();
   std::atomic<bool> stop{false};

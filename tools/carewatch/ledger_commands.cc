@@ -216,12 +216,13 @@ int RunReplay(const std::vector<std::string>& rules_paths, const std::string& in
                 << (f.status() == "closed"
                         ? "  closed " + rules::FormatDateTime(f.closed_at().seconds())
                         : "")
-                << "\n  " << f.breaches() << " breaches of " << f.obligations()
-                << " obligations in the window (" << static_cast<int>(f.breach_rate() * 100 + 0.5)
-                << "%)\n";
+                << "\n  " << ledger::FindingReason(f) << "\n  " << f.breaches()
+                << " breaches in this finding: " << f.breaches_missed() << " missed, "
+                << f.breaches_late() << " late, " << f.breaches_late_recorded()
+                << " late_recorded\n";
       for (const auto& p : f.accountable()) {
-        std::cout << "  accountable: " << p.name() << ", " << p.role() << ": " << p.breaches()
-                  << " breaches\n";
+        std::cout << "  accountable: " << p.name() << ", " << p.role() << " (" << ledger::TenureText(p)
+                  << "): " << p.breaches() << " breaches\n";
       }
       if (f.unattributed_breaches() > 0) {
         std::cout << "  no one accountable in post for " << f.unattributed_breaches()
@@ -281,8 +282,7 @@ void PrintEvidence(const ledger::Evidence& ev, bool json) {
   }
   const v1::Finding& f = ev.finding;
   std::cout << "finding " << f.finding_id() << " (" << f.status() << ") " << f.service_id() << " "
-            << f.duty_id() << ": " << f.breaches() << " breaches of " << f.obligations()
-            << " obligations\n";
+            << f.duty_id() << ": " << ledger::FindingReason(f) << "\n";
   std::cout << "checkpoint: size " << ev.checkpoint.tree_size() << ", root "
             << HexEncode(ev.checkpoint.root_hash()) << "\n";
   for (const auto& it : ev.items) {
@@ -369,10 +369,17 @@ int RunAuditOffline(const std::string& what, const std::string& ledger_url, cons
       if (json) {
         std::cout << eval::ToJson(b) << "\n";
       } else {
-        std::printf("%8llu  %s  %-16s %-26s %-36s %-6s %s\n", static_cast<unsigned long long>(seq),
+        auto join = [](const google::protobuf::RepeatedPtrField<std::string>& list) {
+          std::string out;
+          for (const auto& a : list) out += (out.empty() ? "" : ",") + a;
+          return out.empty() ? std::string("-") : out;
+        };
+        std::printf("%8llu  %s  %-16s %-26s %-36s %-13s %s  missing:%s late:%s\n",
+                    static_cast<unsigned long long>(seq),
                     rules::FormatDateTime(b.at().seconds()).c_str(), b.service_id().c_str(),
                     b.duty_id().c_str(), b.rule_id().c_str(), b.kind().c_str(),
-                    b.report_id().c_str());
+                    b.report_id().c_str(), join(b.missing_actions()).c_str(),
+                    join(b.late_actions()).c_str());
       }
     }
     if (!json) std::cout << all.size() << " breaches\n";
@@ -415,11 +422,17 @@ int RunAuditOffline(const std::string& what, const std::string& ledger_url, cons
         continue;
       }
       std::cout << x.finding_id() << "  " << x.status() << "  " << x.service_id() << "  "
-                << x.duty_id() << "  " << x.breaches() << "/" << x.obligations()
-                << " breached  opened " << rules::FormatDateTime(x.opened_at().seconds()) << "\n";
+                << x.duty_id() << "  opened " << rules::FormatDateTime(x.opened_at().seconds())
+                << (x.status() == "closed"
+                        ? "  closed " + rules::FormatDateTime(x.closed_at().seconds())
+                        : std::string())
+                << "\n    " << ledger::FindingReason(x) << "\n    " << x.breaches()
+                << " breaches in this finding: " << x.breaches_missed() << " missed, "
+                << x.breaches_late() << " late, " << x.breaches_late_recorded()
+                << " late_recorded\n";
       for (const auto& p : x.accountable()) {
-        std::cout << "    " << p.name() << " (" << p.role() << "): " << p.breaches()
-                  << " breaches\n";
+        std::cout << "    " << p.name() << " (" << p.role() << ", " << ledger::TenureText(p)
+                  << "): " << p.breaches() << " breaches\n";
       }
       if (x.unattributed_breaches())
         std::cout << "    nobody accountable: " << x.unattributed_breaches() << " breaches\n";
@@ -503,6 +516,7 @@ int RunAuditOffline(const std::string& what, const std::string& ledger_url, cons
         x.findings_change = p.findings_change_percent();
         for (const auto& c : p.by_reason()) x.by_reason[c.key()] = c.count();
         for (const auto& c : p.by_surface()) x.by_surface[c.key()] = c.count();
+        for (const auto& c : p.breaches_by_kind()) x.breaches_by_kind[c.key()] = c.count();
         stats.push_back(std::move(x));
       }
     } else {
@@ -535,12 +549,24 @@ int RunAuditOffline(const std::string& what, const std::string& ledger_url, cons
           std::cout << (first ? "" : ",") << "\"" << k << "\":" << v;
           first = false;
         }
+        std::cout << "},\"breaches_by_kind\":{";
+        first = true;
+        for (const auto& [k, v] : p.breaches_by_kind) {
+          std::cout << (first ? "" : ",") << "\"" << k << "\":" << v;
+          first = false;
+        }
         std::cout << "}}\n";
       } else {
         std::printf("%-8s reports %8lld  flagged %7lld  breaches %6lld  findings %4lld",
                     p.period.c_str(), static_cast<long long>(p.reports),
                     static_cast<long long>(p.flagged), static_cast<long long>(p.breaches),
                     static_cast<long long>(p.findings));
+        auto kind = [&](const char* k) {
+          auto it = p.breaches_by_kind.find(k);
+          return static_cast<long long>(it == p.breaches_by_kind.end() ? 0 : it->second);
+        };
+        std::printf(" (missed %lld, late %lld, late_recorded %lld)", kind("missed"), kind("late"),
+                    kind("late_recorded"));
         if (p.has_previous)
           std::printf("   reports %+.1f%%  breaches %+.1f%%", p.reports_change, p.breaches_change);
         std::printf("\n");

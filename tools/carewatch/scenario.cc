@@ -6,6 +6,7 @@
 #include <queue>
 #include <random>
 
+#include "carewatch/v1/ledger.pb.h"
 #include "engine/eval/report_json.h"
 #include "tools/carewatch/common.h"
 #include "tools/corpus/corpus.h"
@@ -41,14 +42,18 @@ int RunGenScenario(const std::vector<std::string>& rules, const ScenarioOptions&
   v1::ContentReport report;
   v1::Verdict verdict;
   uint64_t written = 0;
-  auto action_line = [](const v1::ContentReport& r, const std::string& action, int64_t t) {
-    v1::RecordActionRequest a;
+  // An action claimed at `t` and, when `recorded` is later, recorded then.
+  auto action_line = [](const v1::ContentReport& r, const std::string& action, int64_t t,
+                        int64_t recorded) {
+    v1::ReplayEvent e;
+    v1::RecordActionRequest& a = *e.mutable_action();
     a.set_service_id(r.service_id());
     a.set_report_id(r.report_id());
     a.set_action(action);
     a.mutable_taken_at()->set_seconds(t);
     a.set_actor("moderator-" + std::to_string(t % 17));
-    return "{\"action\":" + eval::ToJson(a) + "}";
+    if (recorded > t) e.mutable_recorded_at()->set_seconds(recorded);
+    return eval::ToJson(e);
   };
   // Reports stop once the lines written and the actions still owed reach
   // the target; every owed action is then written, so no deadline is missed
@@ -61,12 +66,11 @@ int RunGenScenario(const std::vector<std::string>& rules, const ScenarioOptions&
       actions.pop();
       ++written;
     }
-    *out << "{\"report\":" << eval::ToJson(report) << "}\n";
-    ++written;
-    if (!evaluator->Evaluate(report, *ctx, &verdict).ok()) continue;
+    bool evaluated = evaluator->Evaluate(report, *ctx, &verdict).ok();
     // One line per action the report needs, timed for the tightest deadline.
     std::map<std::string, int64_t> window_of;
     for (const v1::Obligation& ob : verdict.obligations()) {
+      if (!evaluated) break;
       int64_t window = ob.deadline().seconds() - t;
       for (const std::string& a : ob.required_actions()) {
         auto it = window_of.find(a);
@@ -75,12 +79,35 @@ int RunGenScenario(const std::vector<std::string>& rules, const ScenarioOptions&
     }
     bool miss =
         !window_of.empty() && report.service_id() == o.miss_service && unit(rng) < o.miss_rate;
-    if (miss && unit(rng) < 0.5) continue;  // never acted on
+    // Of the missing service's reports: half are never acted on; a quarter
+    // get actions claimed after the deadline (late); a quarter reach
+    // carewatch long after the deadline, report and actions together, the
+    // actions claiming times inside it (late_recorded).
+    double fate = unit(rng);
+    bool backfilled = miss && fate >= 0.75;
+    int64_t longest = 0;
+    for (const auto& [a, window] : window_of) longest = std::max(longest, window);
+    int64_t report_recorded = backfilled ? t + longest + 3 * 3600 : t;
+    if (backfilled) {
+      v1::ReplayEvent e;
+      *e.mutable_report() = report;
+      e.mutable_recorded_at()->set_seconds(report_recorded);
+      actions.emplace(report_recorded, eval::ToJson(e));
+    } else {
+      *out << "{\"report\":" << eval::ToJson(report) << "}\n";
+      ++written;
+    }
+    if (miss && fate < 0.5) continue;  // never acted on
+    int k = 0;
     for (const auto& [a, window] : window_of) {
-      int64_t delay = miss ? window + 3600 + static_cast<int64_t>(unit(rng) * 86400)
-                           : static_cast<int64_t>(window * (0.05 + 0.75 * unit(rng)));
-      delay = std::max<int64_t>(1, delay);
-      actions.emplace(t + delay, action_line(report, a, t + delay));
+      int64_t on_time =
+          std::max<int64_t>(1, static_cast<int64_t>(window * (0.05 + 0.75 * unit(rng))));
+      // Late, but within the shipped duties' record_grace (1h), so the
+      // sweeper has not breached it as missed first.
+      int64_t late = window + 60 + static_cast<int64_t>(unit(rng) * 3000);
+      int64_t claimed = t + (miss && !backfilled ? late : on_time);
+      int64_t recorded = backfilled ? report_recorded + 60 * ++k : claimed;
+      actions.emplace(recorded, action_line(report, a, claimed, recorded));
     }
   }
   while (!actions.empty()) {
