@@ -174,10 +174,11 @@ void DutyEngine::Apply(const v1::LedgerEvent& e) {
       // The sweeper waits record_grace after both the deadline and the
       // moment carewatch opened the obligation: a report that arrives
       // overdue leaves its platform the grace to record what it did, which
-      // is then late_recorded, not missed.
+      // is then late_recorded, not missed. With no grace, the deadline alone
+      // counts.
       int64_t deadline = ob.obligation.deadline().seconds();
       int64_t opened = e.format() >= kEventFormat ? e.recorded_at().seconds() : deadline;
-      int64_t from = std::max(deadline, opened);
+      int64_t from = ob.record_grace > 0 ? std::max(deadline, opened) : deadline;
       ob.sweep_at = from > INT64_MAX - ob.record_grace ? INT64_MAX : from + ob.record_grace;
       sweep_due_.emplace(ob.sweep_at, ob.obligation.obligation_id());
       ++counts_.open;

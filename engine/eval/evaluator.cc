@@ -460,7 +460,12 @@ Status Evaluator::Evaluate(const v1::ContentReport& report, Context& ctx,
     ob->set_rule_id(rule.id);
     ob->set_duty_id(rule.duty);
     for (const std::string& a : *rule_actions_[r]) ob->add_required_actions(a);
-    ob->mutable_deadline()->set_seconds(report.received_at().seconds() + rule_deadline_[r]);
+    // Saturating: a report evaluated without the service's checks (DryRun,
+    // scan) may claim any time; the deadline never wraps around.
+    int64_t deadline = 0;
+    if (__builtin_add_overflow(report.received_at().seconds(), rule_deadline_[r], &deadline))
+      deadline = report.received_at().seconds() < 0 ? INT64_MIN : INT64_MAX;
+    ob->mutable_deadline()->set_seconds(deadline);
     ob->mutable_deadline()->set_nanos(report.received_at().nanos());
     ob->set_status(v1::OBLIGATION_STATUS_OPEN);
   }

@@ -2,6 +2,7 @@
 #define CAREWATCH_ENGINE_SERVER_CONFIG_H_
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -31,6 +32,10 @@ struct ServerConfig {
   // A claimed time (received_at, taken_at) later than server time + this is
   // refused. Config and flag take a duration ("5m").
   int64_t max_clock_skew_seconds = 300;
+
+  // Not a setting: the server's clock (unix seconds) for in-process tests.
+  // Unset: the wall clock.
+  std::function<int64_t()> clock;
 };
 
 // Reads a YAML config file; unknown keys and wrong types are errors naming

@@ -735,7 +735,7 @@ Status Server::Start() {
   std::string hmac_path = config_.hmac_key;
   if (hmac_path.empty()) hmac_path = ledger::LedgerDirectory(config_.ledger) + "/hmac.key";
   duty::DutyEngineOptions options;
-  options.now = NowSeconds;
+  options.now = config_.clock ? config_.clock : NowSeconds;
   options.max_clock_skew_seconds = config_.max_clock_skew_seconds;
   s = ledger::LoadOrCreateHmacKey(hmac_path, &options.hmac_key);
   if (!s.ok()) return Status::InvalidArgument("hmac_key: " + s.message());
@@ -776,7 +776,7 @@ Status Server::Start() {
 
   sweeper_thread_ = std::thread([this] {
     while (!stopping_) {
-      Status st = state_->engine->Sweep(NowSeconds());
+      Status st = state_->engine->Sweep(config_.clock ? config_.clock() : NowSeconds());
       {
         // Never ignored: a failed sweep enforces no deadline, so it is logged
         // (once per distinct error), counted and makes /readyz fail.

@@ -24,6 +24,7 @@
 #include "engine/ledger/merkle.h"
 #include "engine/ledger/verify.h"
 #include "engine/server/auth.h"
+#include "engine/server/server.h"
 
 namespace carewatch {
 namespace {
@@ -399,7 +400,23 @@ TEST_F(ServerTest, EvaluateStreamAnswersEveryReport) {
   EXPECT_EQ(flagged, kN - kN / 3);
 }
 
+// The rules copy with csea.swift-takedown's record_grace set to zero, so
+// overdue reports are breached at the next sweep.
+void ZeroGrace(const std::string& rules_dir) {
+  std::string path = rules_dir + "/csea-baseline.yaml";
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string yaml = ss.str();
+  const std::string duty = "    deadline: 24h\n    actions: [remove_content, report_to_nca]\n";
+  size_t at = yaml.find(duty);
+  ASSERT_NE(at, std::string::npos);
+  yaml.insert(at + duty.size(), "    record_grace: 0s\n");
+  std::ofstream(path, std::ios::trunc) << yaml;
+}
+
 TEST_F(ServerTest, AuditQueriesEvidenceAndProofs) {
+  ZeroGrace(rules_);
   StartDaemon();
   // Six CSEA referrals received two days ago with nothing done: the sweeper
   // breaches them and csea.swift-takedown (min 5 breaches) opens a finding.
@@ -778,6 +795,49 @@ TEST_F(ServerTest, TlsAndMutualTls) {
   EXPECT_FALSE(evaluate(grpc::SslCredentials(no_cert)).ok())
       << "mTLS refuses a client without a certificate";
   EXPECT_FALSE(evaluate(grpc::InsecureChannelCredentials()).ok()) << "plaintext is refused";
+}
+
+// The sweeper's errors are never ignored: with the server's clock stepped
+// back, /readyz fails and the error is counted, until the clock catches up.
+TEST_F(ServerTest, AFailingSweeperMakesTheServiceNotReady) {
+  std::atomic<int64_t> now{Now()};
+  server::ServerConfig config;
+  config.listen = "127.0.0.1:0";
+  int metrics_port = FreePort();
+  config.metrics = "127.0.0.1:" + std::to_string(metrics_port);
+  config.rules = {rules_};
+  config.ledger = "sqlite://" + dir_ + "/ledger.db";
+  config.tokens = dir_ + "/tokens.yaml";
+  config.cache_dir = dir_ + "/cache";
+  config.sweep_interval_ms = 20;
+  config.clock = [&now] { return now.load(); };
+  server::Server server(config);
+  ASSERT_TRUE(server.Start().ok());
+  httplib::Client http("127.0.0.1", metrics_port);
+  auto ready = [&](std::string* body) {
+    auto res = http.Get("/readyz");
+    if (body) *body = res ? res->body : "";
+    return res && res->status == 200;
+  };
+  auto wait_for = [&](bool want, std::string* body) {
+    for (int i = 0; i < 500; ++i) {
+      if (ready(body) == want) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return false;
+  };
+  std::string body;
+  ASSERT_TRUE(wait_for(true, &body)) << body;
+  now -= 3600;  // the server clock steps back an hour
+  ASSERT_TRUE(wait_for(false, &body)) << "readyz stays ready while no deadline is enforced";
+  EXPECT_NE(body.find("sweeper: server clock went backwards"), std::string::npos) << body;
+  auto metrics = http.Get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_EQ(metrics->body.find("carewatch_sweep_errors_total 0\n"), std::string::npos)
+      << "the failures are counted";
+  now += 7200;
+  EXPECT_TRUE(wait_for(true, &body)) << "ready again once a sweep succeeds: " << body;
+  server.Shutdown(1000);
 }
 
 TEST_F(ServerTest, BadSettingsStopTheStartWithAMessage) {
