@@ -181,6 +181,44 @@ printf '%s\n' '{"report":{"report_id":"x","service_id":"s","received_at":"2026-0
 check "replay exits 3 on skipped lines" test $? -eq 3
 check "replay names the out-of-order line" grep -q "bad.jsonl:3: error: out of time order" "$tmp/bad.err"
 
+# replay: a finding that the old denominator (pending obligations counted)
+# closed whenever a batch of new reports arrived stays one open finding.
+mkdir -p "$tmp/flicker"
+cat > "$tmp/flicker/pack.yaml" <<'YAML'
+pack: flicker
+version: "1"
+duties:
+  - {id: d, deadline: 1h, record_grace: 0s, actions: [remove_content],
+     systemic: {window: 1d, min_breaches: 2, min_breach_rate: 0.5}}
+rules:
+  - id: r
+    duty: d
+    severity: high
+    when: {field: text, phrases: [signal]}
+    tests:
+      - {name: t, report: {text: a signal}, expect: match}
+YAML
+{
+  for i in 1 2 3; do
+    printf '{"report":{"report_id":"b%s","service_id":"s","received_at":"2026-01-05T10:0%s:00Z","text":"a signal"}}\n' "$i" "$i"
+  done
+  for i in $(seq 10 29); do
+    printf '{"report":{"report_id":"n%s","service_id":"s","received_at":"2026-01-05T11:%s:00Z","text":"a signal"}}\n' "$i" "$i"
+  done
+  for i in $(seq 10 29); do
+    printf '{"action":{"service_id":"s","report_id":"n%s","action":"remove_content","taken_at":"2026-01-05T11:59:00Z"}}\n' "$i"
+  done
+} > "$tmp/flicker.jsonl"
+"$cw" replay --rules "$tmp/flicker" --json --until 2026-01-05T12:00:00Z "$tmp/flicker.jsonl" > "$tmp/flicker.json"
+python3 - "$tmp/flicker.json" > "$tmp/flicker.check" <<'PY'
+import json, sys
+doc = json.load(open(sys.argv[1]))
+f = doc["findings"]
+ok = len(f) == 1 and f[0]["status"] == "open" and f[0]["breaches"] == 3 and f[0]["obligations"] == 3
+print("ok" if ok else "bad %s" % f)
+PY
+check "replay: new reports neither dilute nor close a finding" grep -q '^ok$' "$tmp/flicker.check"
+
 # bad command line: usage error, exit 2.
 "$cw" scan > /dev/null 2>&1
 check "usage error exits 2" test $? -eq 2

@@ -328,6 +328,59 @@ TEST(Loader, AccountabilityFile) {
   EXPECT_EQ(r.ruleset->accountability()[1].from, *ParseDateTime("2025-03-17T08:00:00Z"));
 }
 
+TEST(Loader, DateOnlyToIncludesTheWholeDay) {
+  LoadResult r = rules::LoadRuleSetFromSources(
+      {{"acc.yaml",
+        "accountability:\n  - {service_id: s, duty: x, name: A, role: R, from: 2025-03-17, "
+        "to: 2026-01-05}\n  - {service_id: s, duty: y, name: B, role: R, from: 2025-03-17, "
+        "to: 2026-01-05T12:00:00Z}\n"}},
+      FakeFiles{}.Reader());
+  ASSERT_TRUE(r.ruleset) << testing::Describe(r.diagnostics);
+  EXPECT_EQ(*r.ruleset->accountability()[0].to, *ParseDateTime("2026-01-06T00:00:00Z"));
+  EXPECT_EQ(*r.ruleset->accountability()[1].to, *ParseDateTime("2026-01-05T12:00:00Z"))
+      << "a time is taken as given";
+}
+
+TEST(Loader, TenureGapsAndOverlapsOfOneScopeAreWarned) {
+  LoadResult r = rules::LoadRuleSetFromSources(
+      {{"acc.yaml",
+        "accountability:\n"
+        "  - {service_id: s, duty: x, name: A, role: R, from: 2025-01-01, to: 2025-06-30}\n"
+        "  - {service_id: s, duty: x, name: B, role: R, from: 2025-07-03, to: 2025-12-31}\n"
+        "  - {service_id: s, duty: x, name: C, role: R, from: 2025-12-01}\n"
+        "  - {service_id: s, duty: other, name: D, role: R, from: 2025-12-01}\n"}},
+      FakeFiles{}.Reader());
+  ASSERT_TRUE(r.ruleset) << testing::Describe(r.diagnostics);
+  std::vector<std::string> warnings;
+  for (const Diagnostic& d : r.diagnostics) {
+    if (d.level == Diagnostic::Level::kWarning)
+      warnings.push_back(std::to_string(d.pos.line) + ": " + d.message);
+  }
+  ASSERT_EQ(warnings.size(), 2u) << testing::Describe(r.diagnostics);
+  EXPECT_NE(warnings[0].find("3: gap of 2d with nobody accountable before B"), std::string::npos)
+      << warnings[0];
+  EXPECT_NE(warnings[1].find("4: tenure of C overlaps an earlier one for s / x"),
+            std::string::npos)
+      << warnings[1];
+}
+
+TEST(Loader, RecordGraceDefaultsToAnHourAndMayBeZero) {
+  LoadResult r = LoadPack(
+      "pack: p\nversion: \"1\"\nduties:\n"
+      "  - {id: a, deadline: 1h, actions: [remove_content]}\n"
+      "  - {id: b, deadline: 1h, record_grace: 0s, actions: [remove_content]}\n"
+      "  - {id: c, deadline: 1h, record_grace: 2h, actions: [remove_content]}\n"
+      "rules: []\n");
+  ASSERT_TRUE(r.ruleset) << testing::Describe(r.diagnostics);
+  EXPECT_EQ(r.ruleset->FindDuty("a")->record_grace_seconds, 3600);
+  EXPECT_EQ(r.ruleset->FindDuty("b")->record_grace_seconds, 0);
+  EXPECT_EQ(r.ruleset->FindDuty("c")->record_grace_seconds, 7200);
+  ExpectErrorAt(
+      "pack: p\nversion: \"1\"\nduties:\n"
+      "  - {id: a, deadline: 1h, record_grace: soon, actions: [remove_content]}\nrules: []\n",
+      4, 41, "bad duration 'soon'");
+}
+
 TEST(Loader, AccountabilityBadDate) {
   LoadResult r = rules::LoadRuleSetFromSources(
       {{"acc.yaml",
