@@ -27,15 +27,6 @@ std::string AccountabilityKey(const rules::Accountability& a) {
          std::to_string(a.from) + '\0' + (a.to ? std::to_string(*a.to) : "-");
 }
 
-// How specific an accountability scope is: an exact duty id beats any
-// prefix, a longer prefix beats a shorter one, "*" is the least specific.
-size_t ScopeSpecificity(const std::string& pattern) {
-  if (pattern == "*") return 0;
-  if (pattern.size() >= 2 && pattern.compare(pattern.size() - 2, 2, ".*") == 0)
-    return pattern.size();
-  return SIZE_MAX;
-}
-
 int64_t WallSeconds() {
   return std::chrono::duration_cast<std::chrono::seconds>(
              std::chrono::system_clock::now().time_since_epoch())
@@ -314,6 +305,19 @@ Status DutyEngine::Activate(std::shared_ptr<const eval::Evaluator> evaluator) {
     for (const auto& p : rs.packs())
       e.mutable_ruleset_activated()->add_packs(p.name + "@" + p.version);
     e.mutable_ruleset_activated()->set_rules(static_cast<int>(rs.rules().size()));
+    // The duties' terms, so a finding's thresholds can be checked from the
+    // log alone.
+    for (const rules::Duty& d : rs.duties()) {
+      v1::DutyTerms* t = e.mutable_ruleset_activated()->add_duties();
+      t->set_id(d.id);
+      t->set_deadline_seconds(d.deadline_seconds);
+      t->set_record_grace_seconds(d.record_grace_seconds);
+      if (d.systemic) {
+        t->mutable_systemic()->set_window_seconds(d.systemic->window_seconds);
+        t->mutable_systemic()->set_min_breaches(d.systemic->min_breaches);
+        t->mutable_systemic()->set_min_breach_rate(d.systemic->min_breach_rate);
+      }
+    }
     Emit(&events, std::move(e));
   }
   for (const rules::Accountability& a : rs.accountability()) {
@@ -785,21 +789,10 @@ void DutyEngine::AddAccountability(const std::vector<std::string>& ids, v1::Find
   for (const std::string& id : ids) {
     auto it = obligations_.find(id);
     if (it == obligations_.end()) continue;
-    int64_t at = it->second.breach_at;
     // The most specific scope in post wins: one breach, one person (several
     // only where tenures of the same scope overlap, which lint warns about).
-    size_t best = 0;
-    std::vector<const rules::Accountability*> in_post;
-    for (const rules::Accountability& a : accountability_) {
-      if (a.service_id != f->service_id() || !a.CoversDuty(f->duty_id())) continue;
-      if (at < a.from || (a.to && at >= *a.to)) continue;
-      size_t spec = ScopeSpecificity(a.duty_pattern);
-      if (in_post.empty() || spec > best) {
-        in_post.clear();
-        best = spec;
-      }
-      if (spec == best) in_post.push_back(&a);
-    }
+    std::vector<const rules::Accountability*> in_post = rules::AccountableFor(
+        accountability_, f->service_id(), f->duty_id(), it->second.breach_at);
     if (in_post.empty()) f->set_unattributed_breaches(f->unattributed_breaches() + 1);
     for (const rules::Accountability* a : in_post) {
       v1::AccountablePerson* p = nullptr;

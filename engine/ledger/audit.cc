@@ -3,39 +3,43 @@
 #include <algorithm>
 #include <set>
 
+#include "engine/ledger/evidence.h"
 #include "engine/rules/duration.h"
 
 namespace carewatch::ledger {
 
-Status BuildEvidence(LedgerBackend& backend, const ProofFn& prove, const std::string& finding_id,
-                     Evidence* out) {
-  FindingQuery q;
-  q.finding_id = finding_id;
-  q.limit = 1;
-  std::vector<v1::Finding> found;
-  Status s = backend.QueryFindings(q, &found);
+Status BuildEvidence(LedgerBackend& backend, const ProofFn& prove,
+                     const v1::Checkpoint& checkpoint, const std::string& finding_id,
+                     size_t offset, size_t limit, Evidence* out) {
+  const uint64_t size = checkpoint.tree_size();
+  std::vector<uint64_t> own;
+  Status s = backend.FindingEvents(finding_id, &own);
   if (!s.ok()) return s;
-  if (found.empty() || found[0].finding_id() != finding_id) {
-    return Status::NotFound("no finding " + finding_id);
-  }
-  out->finding = found[0];
-  std::set<uint64_t> seqs;
-  std::vector<uint64_t> list;
-  s = backend.FindingEvents(finding_id, &list);
-  if (!s.ok()) return s;
-  seqs.insert(list.begin(), list.end());
-  for (const std::string& ob : out->finding.obligation_ids()) {
-    list.clear();
-    s = backend.EventsForObligation(ob, &list);
+  out->finding.Clear();
+  for (uint64_t seq : own) {
+    if (seq > size) continue;
+    std::vector<StoredEvent> rows;
+    s = backend.ReadEvents(seq, 1, &rows);
     if (!s.ok()) return s;
-    seqs.insert(list.begin(), list.end());
+    v1::LedgerEvent e;
+    if (rows.empty() || !e.ParseFromString(rows[0].payload))
+      return Status::DataLoss("event " + std::to_string(seq) + " is missing or corrupt");
+    ApplyFindingEvent(e.type(), e.finding(), &out->finding);
   }
-  std::vector<v1::Checkpoint> checkpoints;
-  s = backend.ReadCheckpoints(&checkpoints);
+  if (out->finding.finding_id() != finding_id) {
+    return Status::NotFound("no finding " + finding_id + " in the log at size " +
+                            std::to_string(size));
+  }
+  out->checkpoint = checkpoint;
+  std::vector<uint64_t> seqs;
+  s = EvidenceSeqs(backend, out->finding, &seqs);
   if (!s.ok()) return s;
-  if (!checkpoints.empty()) out->checkpoint = checkpoints.back();
-  uint64_t size = out->checkpoint.tree_size();
-  for (uint64_t seq : seqs) {
+  seqs.erase(std::upper_bound(seqs.begin(), seqs.end(), size), seqs.end());
+  out->total = seqs.size();
+  out->items.clear();
+  size_t end = std::min(seqs.size(), offset + limit);
+  for (size_t i = offset; i < end; ++i) {
+    uint64_t seq = seqs[i];
     std::vector<StoredEvent> rows;
     s = backend.ReadEvents(seq, 1, &rows);
     if (!s.ok()) return s;
@@ -46,12 +50,11 @@ Status BuildEvidence(LedgerBackend& backend, const ProofFn& prove, const std::st
     if (!item.parsed.ParseFromString(item.event.payload)) {
       return Status::DataLoss("event " + std::to_string(seq) + " does not parse");
     }
-    if (seq <= size) {
-      s = prove(seq, size, &item.proof);
-      if (!s.ok()) return s;
-    }
+    s = prove(seq, size, &item.proof);
+    if (!s.ok()) return s;
     out->items.push_back(std::move(item));
   }
+  out->next_offset = end < seqs.size() ? end : 0;
   return Status::Ok();
 }
 

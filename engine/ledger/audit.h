@@ -19,18 +19,23 @@ struct EvidenceItem {
 };
 
 struct Evidence {
-  v1::Finding finding;
-  v1::Checkpoint checkpoint;        // tree_size 0 when none is signed yet
+  v1::Finding finding;              // as its events record it up to the checkpoint
+  v1::Checkpoint checkpoint;        // every item is proved against it
   std::vector<EvidenceItem> items;  // in seq order
+  size_t total = 0;                 // items in the whole chain
+  size_t next_offset = 0;           // the next page's first item; 0 when done
 };
 
 // Produces an inclusion proof of `seq` in the tree of `tree_size` leaves.
 using ProofFn = std::function<Status(uint64_t seq, uint64_t tree_size, std::vector<Hash>* proof)>;
 
-// The whole chain behind a finding: its own events, and for every breached
-// obligation in it the report, the obligation, every action and the breach.
-Status BuildEvidence(LedgerBackend& backend, const ProofFn& prove, const std::string& finding_id,
-                     Evidence* out);
+// The chain behind a finding (EvidenceSeqs) as it stood at `checkpoint`,
+// items [offset, offset + limit) of it, each with its inclusion proof
+// against the checkpoint. The finding is rebuilt from its own events up to
+// the checkpoint, so every page agrees with the others.
+Status BuildEvidence(LedgerBackend& backend, const ProofFn& prove,
+                     const v1::Checkpoint& checkpoint, const std::string& finding_id,
+                     size_t offset, size_t limit, Evidence* out);
 
 // Per-period statistics for the regulator.
 struct PeriodStats {

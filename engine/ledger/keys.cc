@@ -93,6 +93,34 @@ std::string SigningKey::PublicPem() const {
   return pem;
 }
 
+Status SigningKey::FromRawPublic(std::string_view raw, std::unique_ptr<SigningKey>* out) {
+  if (raw.size() != 32) return Status::InvalidArgument("an Ed25519 public key has 32 bytes");
+  std::unique_ptr<SigningKey> k(new SigningKey());
+  k->key_ = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nullptr,
+                                        reinterpret_cast<const unsigned char*>(raw.data()), 32);
+  if (!k->key_) return Status::InvalidArgument("not a valid Ed25519 public key");
+  *out = std::move(k);
+  return Status::Ok();
+}
+
+Status SigningKey::FromRawSeed(std::string_view seed, std::unique_ptr<SigningKey>* out) {
+  if (seed.size() != 32) return Status::InvalidArgument("an Ed25519 seed has 32 bytes");
+  std::unique_ptr<SigningKey> k(new SigningKey());
+  k->key_ = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, nullptr,
+                                         reinterpret_cast<const unsigned char*>(seed.data()), 32);
+  if (!k->key_) return Status::InvalidArgument("not a valid Ed25519 seed");
+  k->has_private_ = true;
+  *out = std::move(k);
+  return Status::Ok();
+}
+
+std::string SigningKey::PublicRaw() const {
+  unsigned char raw[32];
+  size_t len = sizeof raw;
+  if (EVP_PKEY_get_raw_public_key(key_, raw, &len) != 1) return "";
+  return std::string(reinterpret_cast<char*>(raw), len);
+}
+
 std::string SigningKey::PublicHex() const {
   unsigned char raw[32];
   size_t len = sizeof raw;

@@ -23,11 +23,17 @@ class SigningKey {
   static Status LoadOrCreate(const std::string& path, std::unique_ptr<SigningKey>* out);
   // A verifier from a PEM public key.
   static Status FromPublicPem(std::string_view pem, std::unique_ptr<SigningKey>* out);
+  // A verifier from a raw 32-byte Ed25519 public key.
+  static Status FromRawPublic(std::string_view raw, std::unique_ptr<SigningKey>* out);
+  // A key pair from a raw 32-byte Ed25519 seed (tests with published vectors).
+  static Status FromRawSeed(std::string_view seed, std::unique_ptr<SigningKey>* out);
 
   bool has_private() const { return has_private_; }
   std::string PublicPem() const;
   // Raw 32-byte public key, hex: a short fingerprint for messages.
   std::string PublicHex() const;
+  // Raw 32-byte public key.
+  std::string PublicRaw() const;
 
   // Ed25519 signature (64 bytes). REQUIRES: has_private().
   Status Sign(std::string_view message, std::string* signature) const;

@@ -8,6 +8,7 @@
 #include <filesystem>
 
 #include "engine/common/digest.h"
+#include "engine/ledger/note.h"
 
 namespace carewatch::ledger {
 
@@ -81,6 +82,27 @@ Status Ledger::Open(const LedgerOptions& options, std::unique_ptr<Ledger>* out) 
     return Status::FailedPrecondition(
         "ledger " + options.url + " was signed by another deployment's key; signing key " +
         key_path + " (public " + l->key_->PublicHex().substr(0, 16) + "...) does not match");
+  }
+  // The origin names the log in every checkpoint; it never changes.
+  std::string stored_origin;
+  s = l->backend_->GetMeta("origin", &stored_origin, &found);
+  if (!s.ok()) return s;
+  if (found) {
+    if (!options.origin.empty() && options.origin != stored_origin) {
+      return Status::FailedPrecondition("ledger " + options.url + " has origin '" +
+                                        stored_origin + "'; the configured origin '" +
+                                        options.origin + "' would name another log");
+    }
+    l->origin_ = stored_origin;
+  } else {
+    l->origin_ = options.origin.empty() ? "carewatch/" + l->key_->PublicHex().substr(0, 16)
+                                        : options.origin;
+    if (!ValidNoteKeyName(l->origin_)) {
+      return Status::InvalidArgument("origin '" + l->origin_ +
+                                     "': must be non-empty, without spaces or '+'");
+    }
+    s = l->backend_->PutMeta("origin", l->origin_);
+    if (!s.ok()) return s;
   }
   std::vector<Hash> leaves;
   s = l->backend_->ReadLeafHashes(&leaves);
@@ -249,14 +271,15 @@ Status Ledger::WriteOne(std::deque<std::shared_ptr<Ticket>>& batch, bool force_c
     checkpoint.set_tree_size(after);
     checkpoint.set_root_hash(tree_.Root(after));
     checkpoint.mutable_time()->set_seconds(now_ms / 1000);
-    std::string signature;
-    Status s =
-        key_->Sign(CheckpointSignedText(after, checkpoint.root_hash(), now_ms / 1000), &signature);
+    std::string note, signature;
+    Status s = SignNote(CheckpointBody(origin_, after, checkpoint.root_hash(), now_ms / 1000),
+                        origin_, *key_, &note, &signature);
     if (!s.ok()) {
       tree_.Truncate(before);
       return s;
     }
     checkpoint.set_signature(signature);
+    checkpoint.set_note(note);
   }
   tree_lock.unlock();
   Status s = rows.empty() && !sign && extras.stats.empty() && extras.reports.empty()
@@ -278,6 +301,28 @@ Status Ledger::WriteOne(std::deque<std::shared_ptr<Ticket>>& batch, bool force_c
     last_checkpoint_ms_ = now_ms;
   }
   return Status::Ok();
+}
+
+std::string Ledger::VerifierKey() const { return VerifierKeyString(origin_, key_->PublicRaw()); }
+
+Status Ledger::CheckpointAt(uint64_t tree_size, v1::Checkpoint* out) const {
+  {
+    std::lock_guard<std::mutex> lock(tree_mu_);
+    if (latest_checkpoint_.tree_size() == tree_size && tree_size > 0) {
+      *out = latest_checkpoint_;
+      return Status::Ok();
+    }
+  }
+  std::vector<v1::Checkpoint> all;
+  Status s = backend_->ReadCheckpoints(&all);
+  if (!s.ok()) return s;
+  for (const v1::Checkpoint& c : all) {
+    if (c.tree_size() == tree_size) {
+      *out = c;
+      return Status::Ok();
+    }
+  }
+  return Status::NotFound("no checkpoint was signed at tree size " + std::to_string(tree_size));
 }
 
 Status Ledger::LatestCheckpoint(v1::Checkpoint* out) const {

@@ -105,6 +105,15 @@ class LedgerBackend {
   virtual Status EventsForObligation(const std::string& obligation_id,
                                      std::vector<uint64_t>* seqs) = 0;
   virtual Status FindingEvents(const std::string& finding_id, std::vector<uint64_t>* seqs) = 0;
+  // The events behind a systemic window's denominator: for every obligation
+  // of (service_id, duty_id) with deadline in (start, end] decided by an
+  // event before `before_seq`, its OBLIGATION_OPENED and deciding event.
+  virtual Status DenominatorEvents(const std::string& service_id, const std::string& duty_id,
+                                   int64_t start, int64_t end, uint64_t before_seq,
+                                   std::vector<uint64_t>* seqs) = 0;
+  // Seqs of the events of `type` (RULESET_ACTIVATED, ACCOUNTABILITY_CHANGED)
+  // before `before_seq`.
+  virtual Status EventsOfType(int type, uint64_t before_seq, std::vector<uint64_t>* seqs) = 0;
 };
 
 // Opens "sqlite:///abs/path.db", "sqlite://rel/path.db" or a plain path.
@@ -124,6 +133,10 @@ std::string CheckpointSignedText(uint64_t tree_size, const Hash& root, int64_t t
 struct LedgerOptions {
   std::string url = "sqlite://data/ledger.db";
   std::string signing_key_path;           // default: beside the ledger, ledger.key
+  // The log's origin: the first line of every checkpoint and the name of its
+  // key. Empty: the one the ledger recorded, else "carewatch/" + the first
+  // 16 hex digits of the public key. A ledger keeps its origin for life.
+  std::string origin;
   uint64_t checkpoint_every = 1000;       // events between signed checkpoints
   int64_t checkpoint_interval_ms = 1000;  // or this long, whichever first
   // Wall clock for checkpoint times (tests inject their own).
@@ -169,6 +182,11 @@ class Ledger {
 
   LedgerBackend& backend() { return *backend_; }
   const SigningKey& key() const { return *key_; }
+  const std::string& origin() const { return origin_; }
+  // The verifier key string regulators use: "<origin>+<key id>+<key>".
+  std::string VerifierKey() const;
+  // The signed checkpoint of exactly `tree_size` events.
+  Status CheckpointAt(uint64_t tree_size, v1::Checkpoint* out) const;
   // A failed write makes the ledger unusable until restarted: nothing after
   // it may be acknowledged. OK while healthy.
   Status health() const;
@@ -181,6 +199,7 @@ class Ledger {
   LedgerOptions options_;
   std::unique_ptr<LedgerBackend> backend_;
   std::unique_ptr<SigningKey> key_;
+  std::string origin_;
 
   mutable std::mutex mu_;  // queue, seq counter, stats, error
   std::condition_variable cv_;

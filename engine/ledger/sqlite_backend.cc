@@ -43,6 +43,12 @@ CREATE TABLE IF NOT EXISTS finding_events (finding_id TEXT NOT NULL, seq INTEGER
   PRIMARY KEY (finding_id, seq));
 CREATE TABLE IF NOT EXISTS obligation_events (obligation_id TEXT NOT NULL, seq INTEGER NOT NULL,
   PRIMARY KEY (obligation_id, seq));
+CREATE TABLE IF NOT EXISTS obligations (
+  obligation_id TEXT PRIMARY KEY, service_id TEXT NOT NULL, duty_id TEXT NOT NULL,
+  deadline INTEGER NOT NULL, opened_seq INTEGER NOT NULL, decided_seq INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS obligations_window ON obligations (service_id, duty_id, deadline);
+CREATE TABLE IF NOT EXISTS key_events (type INTEGER NOT NULL, seq INTEGER NOT NULL,
+  PRIMARY KEY (type, seq));
 CREATE TABLE IF NOT EXISTS report_index (
   service_id TEXT NOT NULL, report_id TEXT NOT NULL, digest TEXT NOT NULL, seq INTEGER NOT NULL,
   recorded_at INTEGER NOT NULL, ruleset_version TEXT NOT NULL,
@@ -141,6 +147,8 @@ class SqliteBackend : public LedgerBackend {
       if (!s.ok()) return s;
       s = Exec(write_db_, kSchema);
       if (!s.ok()) return s;
+      s = Migrate();
+      if (!s.ok()) return s;
       if (sqlite3_open_v2(path.c_str(), &checkpoint_db_,
                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, nullptr) != SQLITE_OK) {
         return Error(checkpoint_db_, "cannot open ledger for checkpoints " + path);
@@ -161,6 +169,11 @@ class SqliteBackend : public LedgerBackend {
     // Check it is a carewatch ledger at all (a corrupt or foreign file).
     Status s = Exec(write_db_, "SELECT count(*) FROM events; SELECT count(*) FROM checkpoints;");
     if (!s.ok()) return Status::DataLoss("not a carewatch ledger (" + path + "): " + s.message());
+    {
+      // A ledger opened read-only may predate checkpoint notes.
+      Stmt st(write_db_, "SELECT name FROM pragma_table_info('checkpoints')");
+      while (st.ok() && st.Step() == SQLITE_ROW) has_note_ = has_note_ || st.Text(0) == "note";
+    }
     if (sqlite3_open_v2(path.c_str(), &read_db_, SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX,
                         nullptr) != SQLITE_OK) {
       return Error(read_db_, "cannot open ledger for reading " + path);
@@ -170,6 +183,51 @@ class SqliteBackend : public LedgerBackend {
   }
 
   std::string url() const override { return url_; }
+
+  // Columns added since the first schema, for ledgers written before them.
+  Status Migrate() {
+    bool has_note = false;
+    {
+      Stmt st(write_db_, "SELECT name FROM pragma_table_info('checkpoints')");
+      if (!st.ok()) return Error(write_db_, "reading the schema");
+      while (st.Step() == SQLITE_ROW) has_note = has_note || st.Text(0) == "note";
+    }
+    if (!has_note) {
+      Status s = Exec(write_db_, "ALTER TABLE checkpoints ADD COLUMN note BLOB");
+      if (!s.ok()) return s;
+    }
+    // Schema 2 added the evidence indexes (obligations, key_events): derive
+    // them once from the events of a ledger written before.
+    std::string version;
+    {
+      Stmt st(write_db_, "SELECT value FROM meta WHERE key = 'schema_version'");
+      if (st.ok() && st.Step() == SQLITE_ROW) version = st.Blob(0);
+    }
+    if (version == "2") return Status::Ok();
+    Status s = Exec(write_db_, "BEGIN IMMEDIATE");
+    if (!s.ok()) return s;
+    write_statements_ = std::make_unique<WriteStatements>(write_db_);
+    bool ok = write_statements_->ok();
+    {
+      Stmt all(write_db_, "SELECT seq, payload FROM events ORDER BY seq");
+      ok = ok && all.ok();
+      int rc = SQLITE_ROW;
+      while (ok && (rc = all.Step()) == SQLITE_ROW) {
+        v1::LedgerEvent e;
+        ok = e.ParseFromString(all.Blob(1)) && IndexEvent(e, static_cast<uint64_t>(all.Int(0)));
+      }
+      ok = ok && rc == SQLITE_DONE;
+      Stmt put(write_db_,
+               "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', '2')");
+      ok = ok && put.Step() == SQLITE_DONE;
+    }
+    if (!ok) {
+      (void)Exec(write_db_, "ROLLBACK");
+      return Status::DataLoss("cannot index the existing events of " + path_ +
+                              "; run `carewatch verify` on it");
+    }
+    return Exec(write_db_, "COMMIT");
+  }
 
   Status ReadLeafHashes(std::vector<Hash>* out) override {
     std::lock_guard<std::mutex> lock(read_mu_);
@@ -270,7 +328,10 @@ class SqliteBackend : public LedgerBackend {
   Status ReadCheckpoints(std::vector<v1::Checkpoint>* out) override {
     std::lock_guard<std::mutex> lock(read_mu_);
     Stmt st(read_db_,
-            "SELECT tree_size, root_hash, time, signature FROM checkpoints ORDER BY tree_size");
+            has_note_ ? "SELECT tree_size, root_hash, time, signature, note FROM checkpoints ORDER "
+                        "BY tree_size"
+                      : "SELECT tree_size, root_hash, time, signature, NULL FROM checkpoints "
+                        "ORDER BY tree_size");
     if (!st.ok()) return Error(read_db_, "reading checkpoints");
     int rc;
     while ((rc = st.Step()) == SQLITE_ROW) {
@@ -279,6 +340,7 @@ class SqliteBackend : public LedgerBackend {
       c.set_root_hash(st.Blob(1));
       c.mutable_time()->set_seconds(st.Int(2));
       c.set_signature(st.Blob(3));
+      c.set_note(st.Blob(4));
       out->push_back(std::move(c));
     }
     return rc == SQLITE_DONE ? Status::Ok() : Error(read_db_, "reading checkpoints");
@@ -370,6 +432,34 @@ class SqliteBackend : public LedgerBackend {
                 seqs);
   }
 
+  Status DenominatorEvents(const std::string& service_id, const std::string& duty_id,
+                           int64_t start, int64_t end, uint64_t before_seq,
+                           std::vector<uint64_t>* seqs) override {
+    std::lock_guard<std::mutex> lock(read_mu_);
+    Stmt st(read_db_,
+            "SELECT opened_seq, decided_seq FROM obligations WHERE service_id = ? AND duty_id = ? "
+            "AND deadline > ? AND deadline <= ? AND decided_seq > 0 AND decided_seq < ?");
+    if (!st.ok()) return Error(read_db_, "querying obligations");
+    st.Bind(1, service_id).Bind(2, duty_id).Bind(3, start).Bind(4, end);
+    st.Bind(5, static_cast<int64_t>(before_seq));
+    int rc;
+    while ((rc = st.Step()) == SQLITE_ROW) {
+      seqs->push_back(st.Int(0));
+      seqs->push_back(st.Int(1));
+    }
+    return rc == SQLITE_DONE ? Status::Ok() : Error(read_db_, "querying obligations");
+  }
+
+  Status EventsOfType(int type, uint64_t before_seq, std::vector<uint64_t>* seqs) override {
+    std::lock_guard<std::mutex> lock(read_mu_);
+    Stmt st(read_db_, "SELECT seq FROM key_events WHERE type = ? AND seq < ? ORDER BY seq");
+    if (!st.ok()) return Error(read_db_, "querying events");
+    st.Bind(1, static_cast<int64_t>(type)).Bind(2, static_cast<int64_t>(before_seq));
+    int rc;
+    while ((rc = st.Step()) == SQLITE_ROW) seqs->push_back(st.Int(0));
+    return rc == SQLITE_DONE ? Status::Ok() : Error(read_db_, "querying events");
+  }
+
  private:
   static Status Error(sqlite3* db, const std::string& what) {
     return Status::Unavailable(what + ": " + (db ? sqlite3_errmsg(db) : "out of memory"));
@@ -412,13 +502,53 @@ class SqliteBackend : public LedgerBackend {
           ob_ev(db, "INSERT OR IGNORE INTO obligation_events (obligation_id, seq) VALUES (?, ?)"),
           report(db,
                  "INSERT INTO report_index (service_id, report_id, digest, seq, recorded_at, "
-                 "ruleset_version) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING") {}
+                 "ruleset_version) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"),
+          ob_open(db,
+                  "INSERT OR IGNORE INTO obligations (obligation_id, service_id, duty_id, "
+                  "deadline, opened_seq, decided_seq) VALUES (?, ?, ?, ?, ?, 0)"),
+          ob_decide(db,
+                    "UPDATE obligations SET decided_seq = ? WHERE obligation_id = ? AND "
+                    "decided_seq = 0"),
+          key_event(db, "INSERT OR IGNORE INTO key_events (type, seq) VALUES (?, ?)") {}
     bool ok() const {
       return ins.ok() && breach.ok() && finding.ok() && finding_ev.ok() && ob_ev.ok() &&
-             report.ok();
+             report.ok() && ob_open.ok() && ob_decide.ok() && key_event.ok();
     }
-    Stmt ins, breach, finding, finding_ev, ob_ev, report;
+    Stmt ins, breach, finding, finding_ev, ob_ev, report, ob_open, ob_decide, key_event;
   };
+
+  // The rows derived from one event for evidence queries (obligations by
+  // window, rare event types); false when a statement failed.
+  bool IndexEvent(const v1::LedgerEvent& p, uint64_t seq) {
+    WriteStatements& w = *write_statements_;
+    auto step = [](Stmt& st) {
+      int rc = st.Step();
+      st.Reset();
+      return rc == SQLITE_DONE;
+    };
+    switch (p.payload_case()) {
+      case v1::LedgerEvent::kObligationOpened: {
+        const auto& o = p.obligation_opened();
+        w.ob_open.Bind(1, o.obligation().obligation_id()).Bind(2, o.service_id());
+        w.ob_open.Bind(3, o.obligation().duty_id()).Bind(4, o.obligation().deadline().seconds());
+        w.ob_open.Bind(5, static_cast<int64_t>(seq));
+        return step(w.ob_open);
+      }
+      case v1::LedgerEvent::kObligationClosed:
+      case v1::LedgerEvent::kBreach: {
+        const std::string& id = p.has_breach() ? p.breach().obligation_id()
+                                               : p.obligation_closed().obligation_id();
+        w.ob_decide.Bind(1, static_cast<int64_t>(seq)).Bind(2, id);
+        return step(w.ob_decide);
+      }
+      case v1::LedgerEvent::kRulesetActivated:
+      case v1::LedgerEvent::kAccountabilityChanged:
+        w.key_event.Bind(1, static_cast<int64_t>(p.type())).Bind(2, static_cast<int64_t>(seq));
+        return step(w.key_event);
+      default:
+        return true;
+    }
+  }
 
   bool IndexReport(const ReportIndexRow& r) {
     Stmt& st = write_statements_->report;
@@ -444,7 +574,9 @@ class SqliteBackend : public LedgerBackend {
     Stmt& finding_ev = write_statements_->finding_ev;
     Stmt& ob_ev = write_statements_->ob_ev;
     // Any statement left mid-way by a failed batch starts clean.
-    for (Stmt* st : {&ins, &breach, &finding, &finding_ev, &ob_ev, &write_statements_->report})
+    for (Stmt* st : {&ins, &breach, &finding, &finding_ev, &ob_ev, &write_statements_->report,
+                     &write_statements_->ob_open, &write_statements_->ob_decide,
+                     &write_statements_->key_event})
       st->Reset();
     auto link = [&](const std::string& obligation_id, uint64_t seq) {
       ob_ev.Bind(1, obligation_id).Bind(2, static_cast<int64_t>(seq));
@@ -460,7 +592,7 @@ class SqliteBackend : public LedgerBackend {
         return Error(write_db_, "appending event " + std::to_string(e.seq));
       ins.Reset();
       const v1::LedgerEvent& p = *parsed[i];
-      bool ok = true;
+      bool ok = IndexEvent(p, e.seq);
       switch (p.payload_case()) {
         case v1::LedgerEvent::kReportFlagged: {
           const v1::ReportFlagged& r = p.report_flagged();
@@ -472,10 +604,10 @@ class SqliteBackend : public LedgerBackend {
           break;
         }
         case v1::LedgerEvent::kObligationOpened:
-          ok = link(p.obligation_opened().obligation().obligation_id(), e.seq);
+          ok = ok && link(p.obligation_opened().obligation().obligation_id(), e.seq);
           break;
         case v1::LedgerEvent::kObligationClosed:
-          ok = link(p.obligation_closed().obligation_id(), e.seq);
+          ok = ok && link(p.obligation_closed().obligation_id(), e.seq);
           break;
         case v1::LedgerEvent::kActionRecorded:
           for (const std::string& id : p.action_recorded().obligation_ids())
@@ -483,7 +615,7 @@ class SqliteBackend : public LedgerBackend {
           break;
         case v1::LedgerEvent::kBreach: {
           const v1::Breach& b = p.breach();
-          ok = link(b.obligation_id(), e.seq);
+          ok = ok && link(b.obligation_id(), e.seq);
           breach.Bind(1, static_cast<int64_t>(e.seq))
               .Bind(2, b.obligation_id())
               .Bind(3, b.report_id());
@@ -551,10 +683,12 @@ class SqliteBackend : public LedgerBackend {
     if (checkpoint) {
       Stmt cp(
           write_db_,
-          "INSERT INTO checkpoints (tree_size, root_hash, time, signature) VALUES (?, ?, ?, ?)");
+          "INSERT INTO checkpoints (tree_size, root_hash, time, signature, note) VALUES (?, ?, ?, "
+          "?, ?)");
       cp.Bind(1, static_cast<int64_t>(checkpoint->tree_size()))
           .BindBlob(2, checkpoint->root_hash());
       cp.Bind(3, checkpoint->time().seconds()).BindBlob(4, checkpoint->signature());
+      cp.BindBlob(5, checkpoint->note());
       if (cp.Step() != SQLITE_DONE) return Error(write_db_, "writing checkpoint");
     }
     for (const ReportIndexRow& r : extras.reports) {
@@ -586,6 +720,7 @@ class SqliteBackend : public LedgerBackend {
   std::mutex checkpoint_mu_;
   std::condition_variable checkpoint_cv_;
   bool stop_checkpoints_ = false;
+  bool has_note_ = false;
 };
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include "engine/ledger/verify.h"
 
 #include "engine/common/digest.h"
+#include "engine/ledger/note.h"
 
 namespace carewatch::ledger {
 
@@ -13,24 +14,25 @@ VerifyReport Fail(VerifyReport r, uint64_t seq, std::string message) {
 }
 }  // namespace
 
-VerifyReport VerifyLedger(LedgerBackend& backend, const std::string& public_key_pem) {
+VerifyReport VerifyLedger(LedgerBackend& backend, const std::string& trusted_key) {
   VerifyReport r;
   std::string stored_pem;
   bool found = false;
   Status s = backend.GetMeta("public_key", &stored_pem, &found);
   if (!s.ok()) return Fail(r, 0, "cannot read the ledger: " + s.message());
-  std::unique_ptr<SigningKey> key;
-  if (!public_key_pem.empty()) {
-    s = SigningKey::FromPublicPem(public_key_pem, &key);
-    if (!s.ok()) return Fail(r, 0, "public key: " + s.message());
-    if (found && stored_pem != public_key_pem) {
-      return Fail(r, 0,
-                  "the ledger names another deployment's key (" +
-                      std::string(found ? "stored key differs from --pubkey" : "") + ")");
+  std::unique_ptr<TrustedKey> key;
+  if (!trusted_key.empty()) {
+    s = TrustedKey::Load(trusted_key, &key);
+    if (!s.ok()) return Fail(r, 0, "trusted key: " + s.message());
+    r.authenticated = true;
+    std::unique_ptr<SigningKey> stored;
+    if (found && SigningKey::FromPublicPem(stored_pem, &stored).ok() &&
+        stored->PublicRaw() != key->key().PublicRaw()) {
+      return Fail(r, 0, "the ledger names another deployment's key than the trusted one");
     }
   } else {
-    if (!found) return Fail(r, 0, "the ledger names no public key; pass --pubkey");
-    s = SigningKey::FromPublicPem(stored_pem, &key);
+    if (!found) return Fail(r, 0, "the ledger names no public key; pass --vkey");
+    s = TrustedKey::FromPem(stored_pem, &key);
     if (!s.ok()) return Fail(r, 0, "stored public key: " + s.message());
   }
 
@@ -90,11 +92,8 @@ VerifyReport VerifyLedger(LedgerBackend& backend, const std::string& public_key_
                       std::to_string(tree.size() + 1) + ".." + std::to_string(n) +
                       ", which are missing");
     }
-    if (!key->Verify(CheckpointSignedText(n, c.root_hash(), c.time().seconds()), c.signature())) {
-      return Fail(r, n,
-                  "checkpoint at size " + std::to_string(n) + " (seq " + std::to_string(n) +
-                      "): signature is not valid for the deployment's key");
-    }
+    s = key->VerifyCheckpoint(c);
+    if (!s.ok()) return Fail(r, n, s.message() + " (seq " + std::to_string(n) + ")");
     Hash root = tree.Root(n);
     if (root != c.root_hash()) {
       return Fail(r, 0,

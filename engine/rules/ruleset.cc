@@ -66,6 +66,31 @@ bool Accountability::CoversDuty(const std::string& duty_id) const {
   return duty_pattern == duty_id;
 }
 
+size_t Accountability::Specificity() const {
+  if (duty_pattern == "*") return 0;
+  if (duty_pattern.size() >= 2 && duty_pattern.compare(duty_pattern.size() - 2, 2, ".*") == 0)
+    return duty_pattern.size();
+  return SIZE_MAX;
+}
+
+std::vector<const Accountability*> AccountableFor(const std::vector<Accountability>& records,
+                                                  const std::string& service_id,
+                                                  const std::string& duty_id, int64_t at) {
+  size_t best = 0;
+  std::vector<const Accountability*> in_post;
+  for (const Accountability& a : records) {
+    if (a.service_id != service_id || !a.CoversDuty(duty_id)) continue;
+    if (at < a.from || (a.to && at >= *a.to)) continue;
+    size_t spec = a.Specificity();
+    if (in_post.empty() || spec > best) {
+      in_post.clear();
+      best = spec;
+    }
+    if (spec == best) in_post.push_back(&a);
+  }
+  return in_post;
+}
+
 const Duty* RuleSet::FindDuty(const std::string& id) const {
   auto it = duty_index_.find(id);
   return it == duty_index_.end() ? nullptr : &duties_[it->second];

@@ -150,7 +150,18 @@ struct Accountability {
   SourcePos pos;
 
   bool CoversDuty(const std::string& duty_id) const;
+  // How specific the scope is: an exact duty id beats any prefix, a longer
+  // prefix a shorter one, "*" is the least specific. Where several records
+  // are in post for a breach, the most specific scope is accountable.
+  size_t Specificity() const;
 };
+
+// The records accountable for a breach of `duty_id` at `service_id` at
+// time `at`: those in post whose scope covers the duty, the most specific
+// scope only (several only where tenures of one scope overlap).
+std::vector<const Accountability*> AccountableFor(const std::vector<Accountability>& records,
+                                                  const std::string& service_id,
+                                                  const std::string& duty_id, int64_t at);
 
 struct PackInfo {
   std::string name;

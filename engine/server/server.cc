@@ -417,8 +417,27 @@ class AuditService final : public v1::Audit::Service {
     if (!st.ok()) return scope.Done(st);
     if (req->finding_id().empty())
       return scope.Done({StatusCode::INVALID_ARGUMENT, "finding_id: required"});
-    // Sign a checkpoint covering everything so far.
-    Status s = s_->ledger->Flush();
+    if (req->page_size() < 0 || req->page_size() > 1000)
+      return scope.Done({StatusCode::INVALID_ARGUMENT, "page_size: at most 1000"});
+    size_t offset = 0;
+    if (!req->page_token().empty()) {
+      char* end = nullptr;
+      offset = std::strtoull(req->page_token().c_str(), &end, 10);
+      if (*end != '\0' || req->tree_size() == 0 || offset > (1u << 30)) {
+        return scope.Done({StatusCode::INVALID_ARGUMENT,
+                           "page_token: not a token from this service (pass tree_size too)"});
+      }
+    }
+    // The first page signs a checkpoint covering everything so far; the
+    // others are proved against the same one.
+    v1::Checkpoint checkpoint;
+    Status s;
+    if (req->tree_size() == 0) {
+      s = s_->ledger->Flush();
+      if (s.ok()) s = s_->ledger->LatestCheckpoint(&checkpoint);
+    } else {
+      s = s_->ledger->CheckpointAt(req->tree_size(), &checkpoint);
+    }
     if (!s.ok()) return scope.Done(s_->ToGrpc(s));
     ledger::Evidence ev;
     s = ledger::BuildEvidence(
@@ -426,17 +445,95 @@ class AuditService final : public v1::Audit::Service {
         [&](uint64_t seq, uint64_t size, std::vector<ledger::Hash>* proof) {
           return s_->ledger->InclusionProof(seq, size, proof);
         },
-        req->finding_id(), &ev);
+        checkpoint, req->finding_id(), offset, PageSize(req->page_size(), 500), &ev);
     if (!s.ok()) return scope.Done(s_->ToGrpc(s));
     *resp->mutable_finding() = ev.finding;
     *resp->mutable_checkpoint() = ev.checkpoint;
+    resp->set_total_events(static_cast<uint32_t>(ev.total));
+    size_t bytes = 0;
     for (auto& item : ev.items) {
+      // Bounded in bytes too: a page stops early and says where to go on.
+      if (bytes > kMaxPageBytes) {
+        resp->set_next_page_token(std::to_string(offset));
+        return scope.Done(grpc::Status::OK);
+      }
       v1::EvidenceEvent* e = resp->add_events();
       *e->mutable_event() = item.parsed;
       e->set_leaf_hash(item.event.leaf_hash);
       e->set_event_bytes(item.event.payload);
       for (auto& h : item.proof) e->add_inclusion_proof(h);
+      bytes += 2 * item.event.payload.size() + 32 * (item.proof.size() + 1);
+      ++offset;
     }
+    if (ev.next_offset) resp->set_next_page_token(std::to_string(ev.next_offset));
+    return scope.Done(grpc::Status::OK);
+  }
+
+  grpc::Status GetEntries(ServerContext* ctx, const v1::GetEntriesRequest* req,
+                          v1::GetEntriesResponse* resp) override {
+    RpcScope scope(s_->metrics, "Audit/GetEntries");
+    Principal p;
+    grpc::Status st = Begin(ctx, "GetEntries", *req, &p);
+    if (!st.ok()) return scope.Done(st);
+    uint64_t size = s_->ledger->size();
+    uint64_t end = req->end_seq() == 0 ? size : std::min<uint64_t>(req->end_seq(), size);
+    if (req->start_seq() == 0 || req->start_seq() > size || req->end_seq() != 0 &&
+                                                               req->end_seq() < req->start_seq()) {
+      return scope.Done({StatusCode::INVALID_ARGUMENT,
+                         "start_seq..end_seq: need 1 <= start_seq <= end_seq, within the log's " +
+                             std::to_string(size) + " events"});
+    }
+    std::vector<ledger::StoredEvent> rows;
+    uint64_t want = std::min<uint64_t>(end - req->start_seq() + 1, 1000);
+    Status s = s_->ledger->backend().ReadEvents(req->start_seq(), want, &rows);
+    if (!s.ok()) return scope.Done(s_->ToGrpc(s));
+    size_t bytes = 0;
+    uint64_t next = req->start_seq();
+    for (auto& row : rows) {
+      if (row.seq > end || (bytes > 0 && bytes + row.payload.size() > kMaxPageBytes)) break;
+      bytes += row.payload.size();
+      v1::LogEntry* e = resp->add_entries();
+      e->set_seq(row.seq);
+      e->set_event_bytes(std::move(row.payload));
+      e->set_leaf_hash(row.leaf_hash);
+      next = row.seq + 1;
+    }
+    resp->set_next_seq(next <= end ? next : 0);
+    return scope.Done(grpc::Status::OK);
+  }
+
+  grpc::Status GetInclusionProof(ServerContext* ctx, const v1::GetInclusionProofRequest* req,
+                                 v1::GetInclusionProofResponse* resp) override {
+    RpcScope scope(s_->metrics, "Audit/GetInclusionProof");
+    Principal p;
+    grpc::Status st = Begin(ctx, "GetInclusionProof", *req, &p);
+    if (!st.ok()) return scope.Done(st);
+    v1::Checkpoint checkpoint;
+    Status s;
+    if (req->tree_size() == 0) {
+      s = s_->ledger->Flush();
+      if (s.ok()) s = s_->ledger->LatestCheckpoint(&checkpoint);
+    } else {
+      s = s_->ledger->CheckpointAt(req->tree_size(), &checkpoint);
+    }
+    if (!s.ok()) return scope.Done(s_->ToGrpc(s));
+    if (req->seq() == 0 || req->seq() > checkpoint.tree_size()) {
+      return scope.Done({StatusCode::INVALID_ARGUMENT,
+                         "seq: must be from 1 to the checkpoint's size " +
+                             std::to_string(checkpoint.tree_size())});
+    }
+    std::vector<ledger::Hash> proof;
+    s = s_->ledger->InclusionProof(req->seq(), checkpoint.tree_size(), &proof);
+    std::vector<ledger::StoredEvent> rows;
+    if (s.ok()) s = s_->ledger->backend().ReadEvents(req->seq(), 1, &rows);
+    if (s.ok() && (rows.empty() || rows[0].seq != req->seq()))
+      s = Status::DataLoss("event " + std::to_string(req->seq()) + " is missing");
+    if (!s.ok()) return scope.Done(s_->ToGrpc(s));
+    resp->mutable_entry()->set_seq(rows[0].seq);
+    resp->mutable_entry()->set_event_bytes(rows[0].payload);
+    resp->mutable_entry()->set_leaf_hash(rows[0].leaf_hash);
+    *resp->mutable_checkpoint() = checkpoint;
+    for (auto& h : proof) resp->add_proof(h);
     return scope.Done(grpc::Status::OK);
   }
 
@@ -449,6 +546,7 @@ class AuditService final : public v1::Audit::Service {
     Status s = s_->ledger->Flush();
     if (s.ok()) s = s_->ledger->LatestCheckpoint(resp->mutable_checkpoint());
     resp->set_public_key_pem(s_->ledger->key().PublicPem());
+    resp->set_verifier_key(s_->ledger->VerifierKey());
     return scope.Done(s_->ToGrpc(s));
   }
 
@@ -508,7 +606,10 @@ class AuditService final : public v1::Audit::Service {
   }
 
  private:
-  static size_t PageSize(int32_t n) { return n <= 0 ? 100 : std::min(n, 1000); }
+  static constexpr size_t kMaxPageBytes = 2 << 20;  // well under the 4 MiB default limit
+  static size_t PageSize(int32_t n, int32_t fallback = 100) {
+    return n <= 0 ? fallback : std::min(n, 1000);
+  }
   grpc::Status Begin(ServerContext* ctx, const char* method, const google::protobuf::Message& req,
                      Principal* p) {
     grpc::Status st = s_->Authorize(ctx, {Role::kRegulator, Role::kAdmin}, p);
@@ -730,6 +831,7 @@ Status Server::Start() {
   ledger::LedgerOptions lo;
   lo.url = config_.ledger;
   lo.signing_key_path = config_.signing_key;
+  lo.origin = config_.origin;
   s = ledger::Ledger::Open(lo, &state_->ledger);
   if (!s.ok()) return Status::InvalidArgument("ledger: " + s.message());
   std::string hmac_path = config_.hmac_key;

@@ -145,12 +145,12 @@ check "audit breaches lists the service's breaches" bash -c "test \$(wc -l < '$t
 fid=$(python3 -c "import json,sys; print(json.loads(open('$tmp/f.jsonl').readline())['finding_id'])")
 "$cw" audit evidence "$fid" --ledger "sqlite://$tmp/led/ledger.db" --json > "$tmp/e.json"
 python3 - "$tmp/e.json" > "$tmp/e.check" <<'PY'
-import json, sys, hashlib
+import json, sys, hashlib, base64
 doc = json.load(open(sys.argv[1]))
 types = {e["event"]["type"] for e in doc["events"]}
 need = {"REPORT_FLAGGED", "OBLIGATION_OPENED", "DUTY_BREACHED", "FINDING_OPENED"}
 size = int(doc["checkpoint"]["tree_size"])
-root = bytes.fromhex(doc["checkpoint"]["root_hash"])
+root = base64.b64decode(doc["checkpoint"]["root_hash"])
 def node(l, r): return hashlib.sha256(b"\x01" + l + r).digest()
 def verify(leaf, index, n, proof):  # RFC 9162 2.1.3.2, independent of carewatch
     fn, sn, r = index, n - 1, leaf
@@ -166,7 +166,9 @@ def verify(leaf, index, n, proof):  # RFC 9162 2.1.3.2, independent of carewatch
 checked = 0
 for e in doc["events"]:
     if e["seq"] <= size:
-        assert verify(bytes.fromhex(e["leaf_hash"]), e["seq"] - 1, size, [bytes.fromhex(h) for h in e["inclusion_proof"]]), e["seq"]
+        leaf = hashlib.sha256(b"\x00" + base64.b64decode(e["event_bytes"])).digest()
+        assert leaf.hex() == e["leaf_hash"], e["seq"]
+        assert verify(leaf, e["seq"] - 1, size, [bytes.fromhex(h) for h in e["inclusion_proof"]]), e["seq"]
         checked += 1
 print("ok" if need <= types and checked > 0 else "bad %s %d" % (types, checked))
 PY

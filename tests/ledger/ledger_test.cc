@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "engine/ledger/note.h"
 #include "engine/ledger/verify.h"
 
 namespace carewatch::ledger {
@@ -122,8 +123,14 @@ TEST_F(LedgerTest, CheckpointsAreSignedAndProofsVerify) {
   v1::Checkpoint cp;
   ASSERT_TRUE(l->LatestCheckpoint(&cp).ok());
   EXPECT_EQ(cp.tree_size(), 9u);
-  EXPECT_TRUE(l->key().Verify(
-      CheckpointSignedText(cp.tree_size(), cp.root_hash(), cp.time().seconds()), cp.signature()));
+  // A C2SP checkpoint note, signed by the ledger's key.
+  std::unique_ptr<TrustedKey> trusted;
+  ASSERT_TRUE(TrustedKey::FromVerifierKey(l->VerifierKey(), &trusted).ok());
+  std::string text;
+  ASSERT_TRUE(trusted->OpenNote(cp.note(), &text).ok()) << cp.note();
+  EXPECT_EQ(text, l->origin() + "\n9\n" + Base64Encode(cp.root_hash()) + "\ntimestamp " +
+                      std::to_string(cp.time().seconds()) + "\n");
+  EXPECT_TRUE(trusted->VerifyCheckpoint(cp).ok());
   std::vector<StoredEvent> rows;
   ASSERT_TRUE(l->backend().ReadEvents(1, 100, &rows).ok());
   for (const auto& row : rows) {
@@ -202,6 +209,20 @@ TEST_F(LedgerTest, ReplacedCheckpointSignatureIsNamed) {
   EXPECT_FALSE(r.ok);
   EXPECT_EQ(r.first_bad_seq, 8u) << r.message;
   EXPECT_NE(r.message.find("checkpoint at size 8"), std::string::npos) << r.message;
+}
+
+TEST_F(LedgerTest, AlteredCheckpointNoteIsNamed) {
+  {
+    auto l = OpenLedger(4);
+    AppendEvents(*l, 10);
+  }
+  // The note claims another tree size; its signature no longer verifies.
+  Sql("UPDATE checkpoints SET note = replace(note, CHAR(10) || '8' || CHAR(10), CHAR(10) || '9' "
+      "|| CHAR(10)) WHERE tree_size = 8");
+  VerifyReport r = Verify();
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(r.first_bad_seq, 8u) << r.message;
+  EXPECT_NE(r.message.find("does not verify"), std::string::npos) << r.message;
 }
 
 TEST_F(LedgerTest, EventRewrittenWithItsLeafHashFailsTheCheckpoint) {

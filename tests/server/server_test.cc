@@ -22,6 +22,7 @@
 #include "engine/ledger/keys.h"
 #include "engine/ledger/ledger.h"
 #include "engine/ledger/merkle.h"
+#include "engine/ledger/note.h"
 #include "engine/ledger/verify.h"
 #include "engine/server/auth.h"
 #include "engine/server/server.h"
@@ -458,9 +459,10 @@ TEST_F(ServerTest, AuditQueriesEvidenceAndProofs) {
   ASSERT_TRUE(ledger::SigningKey::LoadOrCreate(dir_ + "/ledger.key", &key).ok());
   EXPECT_EQ(cp.public_key_pem(), key->PublicPem());
   const v1::Checkpoint& c = cp.checkpoint();
-  EXPECT_TRUE(
-      key->Verify(ledger::CheckpointSignedText(c.tree_size(), c.root_hash(), c.time().seconds()),
-                  c.signature()));
+  std::unique_ptr<ledger::TrustedKey> trusted;
+  ASSERT_TRUE(ledger::TrustedKey::FromVerifierKey(cp.verifier_key(), &trusted).ok());
+  EXPECT_EQ(trusted->key().PublicRaw(), key->PublicRaw());
+  EXPECT_TRUE(trusted->VerifyCheckpoint(c).ok()) << c.note();
 
   v1::GetEvidenceRequest er;
   er.set_finding_id(findings.findings(0).finding_id());

@@ -37,12 +37,25 @@ struct AuditFilters {
   std::string service_id, duty_id, rule_id, from, to, finding_id;
   std::string server, token, ca_file;  // query a carewatchd instead of a ledger file
   std::string period = "month";
+  std::string bundle;                        // evidence: write a bundle file
+  uint64_t start_seq = 0, end_seq = 0;       // entries
+  uint64_t seq = 0, tree_size = 0;           // prove
 };
+
+// "INVALID_ARGUMENT" for 3, and so on.
+std::string GrpcCodeName(int code);
+int RunAuditEvidence(const std::string& ledger_url, const AuditFilters& f, bool json);
+int RunAuditEntries(const std::string& ledger_url, const AuditFilters& f, bool json);
+int RunAuditProve(const std::string& ledger_url, const AuditFilters& f, bool json);
+int RunVerifyEvidence(const std::string& file, const std::string& vkey);
+int RunKeyVkey(const std::string& ledger_url);
 
 int RunReplay(const std::vector<std::string>& rules, const std::string& input,
               const std::string& ledger_url, const std::string& until, int64_t sweep_interval,
               bool json);
-int RunVerify(const std::string& ledger_url, const std::string& pubkey_file);
+// `trusted_key`: a verifier key or PEM public key, or a file with one;
+// empty: integrity only, said loudly (and a failure with `require_key`).
+int RunVerify(const std::string& ledger_url, const std::string& trusted_key, bool require_key);
 int RunAuditOffline(const std::string& what, const std::string& ledger_url, const AuditFilters& f,
                     bool json);
 struct ScenarioOptions {
@@ -71,9 +84,15 @@ struct LoadOptions {
 std::shared_ptr<grpc::Channel> Connect(const std::string& server, const std::string& ca_file);
 void Authorize(grpc::ClientContext* ctx, const std::string& token);
 int RunTokenNew(const std::string& principal, const std::string& role, const std::string& service);
+// Checks a live carewatchd against `trusted_key` (verifier key or PEM, or
+// a file): the signed checkpoint, consistency with the one kept in
+// `state_file`, and every finding's evidence, recomputed as `verify
+// --evidence` does. With `watch_seconds`, a monitor: every so often it
+// checks the new checkpoint's signature and consistency only, and stops
+// with an ALERT on a split view (after `rounds` checks when > 0).
 int RunVerifyServer(const std::string& server, const std::string& token,
-                    const std::string& pubkey_file, const std::string& state_file,
-                    const std::string& ca_file);
+                    const std::string& trusted_key, const std::string& state_file,
+                    const std::string& ca_file, int64_t watch_seconds = 0, int rounds = 0);
 int RunLoad(const LoadOptions& options);
 int RunEvaluateClient(const std::string& server, const std::string& token,
                       const std::string& report_file, const std::string& ca_file);

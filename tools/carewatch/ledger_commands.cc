@@ -233,69 +233,35 @@ int RunReplay(const std::vector<std::string>& rules_paths, const std::string& in
   return bad > 0 ? kExitSkipped : kExitOk;
 }
 
-int RunVerify(const std::string& ledger_url, const std::string& pubkey_file) {
+int RunVerify(const std::string& ledger_url, const std::string& trusted_key, bool require_key) {
+  if (trusted_key.empty()) {
+    if (require_key) {
+      std::cout << "FAIL: --require-key: no trusted key given (--vkey or --pubkey)\n";
+      return kExitFailure;
+    }
+    std::cerr << "WARNING: no trusted key given: this checks the ledger's integrity against the "
+                 "key it stores about itself, not that the deployment signed it. Pass --vkey "
+                 "with the verifier key the deployment published.\n";
+  }
   std::unique_ptr<ledger::LedgerBackend> backend;
   Status s = ledger::OpenBackend(ledger_url, true, &backend);
   if (!s.ok()) {
     std::cerr << "FAIL: " << s.message() << "\n";
     return kExitFailure;
   }
-  std::string pem;
-  if (!pubkey_file.empty()) {
-    std::string error;
-    auto content = rules::ReadFileToString(pubkey_file, &error);
-    if (!content) {
-      std::cerr << "FAIL: --pubkey " << pubkey_file << ": " << error << "\n";
-      return kExitFailure;
-    }
-    pem = *content;
-  }
-  ledger::VerifyReport r = ledger::VerifyLedger(*backend, pem);
+  ledger::VerifyReport r = ledger::VerifyLedger(*backend, trusted_key);
   if (!r.ok) {
     std::cout << "FAIL: " << r.message << "\n";
     if (r.first_bad_seq) std::cout << "first bad sequence number: " << r.first_bad_seq << "\n";
     return kExitFailure;
   }
-  std::cout << "OK: " << r.message << "\n";
+  std::cout << "OK: " << r.message
+            << (r.authenticated ? "; signed by the trusted key"
+                                : "; INTEGRITY ONLY: no trusted key was given")
+            << "\n";
   return kExitOk;
 }
 
-namespace {
-
-void PrintEvidence(const ledger::Evidence& ev, bool json) {
-  if (json) {
-    std::cout << "{\"finding\":" << eval::ToJson(ev.finding)
-              << ",\"checkpoint\":{\"tree_size\":" << ev.checkpoint.tree_size()
-              << ",\"root_hash\":\"" << HexEncode(ev.checkpoint.root_hash())
-              << "\",\"time\":" << ev.checkpoint.time().seconds() << ",\"signature\":\""
-              << HexEncode(ev.checkpoint.signature()) << "\"},\"events\":[";
-    for (size_t i = 0; i < ev.items.size(); ++i) {
-      const auto& it = ev.items[i];
-      std::cout << (i ? "," : "") << "{\"seq\":" << it.event.seq << ",\"leaf_hash\":\""
-                << HexEncode(it.event.leaf_hash) << "\",\"inclusion_proof\":[";
-      for (size_t k = 0; k < it.proof.size(); ++k)
-        std::cout << (k ? "," : "") << "\"" << HexEncode(it.proof[k]) << "\"";
-      std::cout << "],\"event\":" << eval::ToJson(it.parsed) << "}";
-    }
-    std::cout << "]}\n";
-    return;
-  }
-  const v1::Finding& f = ev.finding;
-  std::cout << "finding " << f.finding_id() << " (" << f.status() << ") " << f.service_id() << " "
-            << f.duty_id() << ": " << ledger::FindingReason(f) << "\n";
-  std::cout << "checkpoint: size " << ev.checkpoint.tree_size() << ", root "
-            << HexEncode(ev.checkpoint.root_hash()) << "\n";
-  for (const auto& it : ev.items) {
-    std::cout << "  " << it.event.seq << "  " << v1::EventType_Name(it.parsed.type()) << "  "
-              << rules::FormatDateTime(it.parsed.time().seconds()) << "  proof: "
-              << (it.proof.empty() && it.event.seq > ev.checkpoint.tree_size()
-                      ? "after checkpoint"
-                      : std::to_string(it.proof.size()) + " hashes")
-              << "\n";
-  }
-}
-
-}  // namespace
 
 int RunAuditOffline(const std::string& what, const std::string& ledger_url, const AuditFilters& f,
                     bool json) {
@@ -312,7 +278,7 @@ int RunAuditOffline(const std::string& what, const std::string& ledger_url, cons
     }
   }
   auto rpc_error = [](const grpc::Status& st) {
-    std::cerr << "error: " << st.error_message() << " (" << st.error_code() << ")\n";
+    std::cerr << "error: " << st.error_message() << " (" << GrpcCodeName(st.error_code()) << ")\n";
     return kExitFailure;
   };
   auto range = [&](v1::TimeRange* r, std::optional<int64_t> from, std::optional<int64_t> to) {
@@ -440,56 +406,9 @@ int RunAuditOffline(const std::string& what, const std::string& ledger_url, cons
     if (!json) std::cout << all.size() << " findings\n";
     return kExitOk;
   }
-  if (what == "evidence") {
-    if (f.finding_id.empty()) {
-      std::cerr << "error: audit evidence needs a FINDING_ID\n";
-      return kExitUsage;
-    }
-    ledger::Evidence ev;
-    if (remote) {
-      v1::GetEvidenceRequest req;
-      req.set_finding_id(f.finding_id);
-      v1::GetEvidenceResponse resp;
-      grpc::ClientContext ctx;
-      Authorize(&ctx, f.token);
-      grpc::Status st = remote->GetEvidence(&ctx, req, &resp);
-      if (!st.ok()) return rpc_error(st);
-      ev.finding = resp.finding();
-      ev.checkpoint = resp.checkpoint();
-      for (const auto& e : resp.events()) {
-        ledger::EvidenceItem item;
-        item.event.seq = e.event().seq();
-        item.event.payload = e.event_bytes();
-        item.event.leaf_hash = e.leaf_hash();
-        item.parsed = e.event();
-        item.proof.assign(e.inclusion_proof().begin(), e.inclusion_proof().end());
-        ev.items.push_back(std::move(item));
-      }
-      PrintEvidence(ev, json);
-      return kExitOk;
-    }
-    std::vector<ledger::Hash> leaves;
-    s = backend->ReadLeafHashes(&leaves);
-    ledger::MerkleTree tree;
-    for (const auto& h : leaves) tree.Append(h);
-    if (s.ok()) {
-      s = ledger::BuildEvidence(
-          *backend,
-          [&](uint64_t seq, uint64_t size, std::vector<ledger::Hash>* proof) {
-            if (size > tree.size() || seq == 0 || seq > size)
-              return Status::DataLoss("checkpoint beyond the log");
-            *proof = tree.InclusionProof(seq - 1, size);
-            return Status::Ok();
-          },
-          f.finding_id, &ev);
-    }
-    if (!s.ok()) {
-      std::cerr << "error: " << s.message() << "\n";
-      return kExitFailure;
-    }
-    PrintEvidence(ev, json);
-    return kExitOk;
-  }
+  if (what == "evidence") return RunAuditEvidence(ledger_url, f, json);
+  if (what == "entries") return RunAuditEntries(ledger_url, f, json);
+  if (what == "prove") return RunAuditProve(ledger_url, f, json);
   if (what == "stats") {
     std::vector<ledger::PeriodStats> stats;
     if (remote) {
@@ -575,7 +494,7 @@ int RunAuditOffline(const std::string& what, const std::string& ledger_url, cons
     return kExitOk;
   }
   std::cerr << "error: unknown audit query '" << what
-            << "' (breaches, findings, evidence, stats)\n";
+            << "' (breaches, findings, evidence, entries, prove, stats)\n";
   return kExitUsage;
 }
 

@@ -76,19 +76,44 @@ int main(int argc, char** argv) {
   auto* verify_server = verify->add_option("--server", server, "carewatchd HOST:PORT");
   verify_ledger->excludes(verify_server);
   verify->add_option("--pubkey", pubkey, "The deployment's published Ed25519 public key (PEM)");
+  std::string vkey, evidence_file, watch;
+  bool require_key = false;
+  int rounds = 0;
+  verify->add_option("--vkey", vkey,
+                     "The deployment's published verifier key (NAME+ID+KEY), or a file with it");
+  verify->add_flag("--require-key", require_key,
+                   "Fail unless a trusted key (--vkey or --pubkey) was given");
+  auto* verify_evidence = verify->add_option("--evidence", evidence_file,
+                                             "An evidence bundle to check offline (with --vkey)");
+  verify_evidence->excludes(verify_ledger)->excludes(verify_server);
+  verify->add_option("--watch", watch,
+                     "With --server --state: check each new checkpoint every this often");
+  verify->add_option("--rounds", rounds, "With --watch: stop after this many checks (0: never)");
   verify->add_option("--token", token, "Regulator token (with --server)");
   verify->add_option("--state", state_file,
                      "Remembers the last accepted checkpoint, to check consistency");
   verify->add_option("--ca", ca_file, "CA certificate for a TLS server");
 
+  auto* key_cmd = app.add_subcommand("key", "The deployment's keys");
+  auto* key_vkey = key_cmd->add_subcommand(
+      "vkey", "Print the verifier key (NAME+ID+KEY) of a ledger: what a deployment publishes");
+  key_vkey->add_option("--ledger", ledger_url, "Ledger URL or file")->required();
+  key_cmd->require_subcommand(1);
+
   carewatch::cli::AuditFilters filters;
   std::string what;
-  auto* audit =
-      app.add_subcommand("audit", "Regulator queries: breaches | findings | evidence ID | stats");
-  audit->add_option("query", what, "breaches, findings, evidence or stats")
+  auto* audit = app.add_subcommand(
+      "audit", "Regulator queries: breaches | findings | evidence ID | entries | prove SEQ | stats");
+  audit->add_option("query", what, "breaches, findings, evidence, entries, prove or stats")
       ->required()
-      ->check(CLI::IsMember({"breaches", "findings", "evidence", "stats"}));
-  audit->add_option("finding_id", filters.finding_id, "For evidence: the finding");
+      ->check(CLI::IsMember({"breaches", "findings", "evidence", "entries", "prove", "stats"}));
+  audit->add_option("id", filters.finding_id, "evidence: the finding; prove: the seq");
+  audit->add_option("--bundle", filters.bundle,
+                    "evidence: write a self-contained bundle file (check with verify --evidence)");
+  audit->add_option("--start", filters.start_seq, "entries: first seq (default 1)");
+  audit->add_option("--end", filters.end_seq, "entries: last seq (default: the end)");
+  audit->add_option("--tree-size", filters.tree_size,
+                    "prove: against the checkpoint of this size (default: a new one)");
   auto* audit_ledger = audit->add_option("--ledger", ledger_url, "Ledger URL or file");
   auto* audit_server = audit->add_option("--server", server, "carewatchd HOST:PORT");
   audit_ledger->excludes(audit_server);
@@ -194,20 +219,43 @@ int main(int argc, char** argv) {
     return RunReplay(rules, input, ledger_url, until, *interval, json);
   }
   if (*verify) {
-    if (!server.empty()) {
-      if (pubkey.empty()) {
-        std::cerr << "error: verify --server needs --pubkey (the published key, never the server's "
-                     "own word)\n";
-        return kExitUsage;
-      }
-      return RunVerifyServer(server, token, pubkey, state_file, ca_file);
-    }
-    if (ledger_url.empty()) {
-      std::cerr << "error: verify needs --ledger or --server\n";
+    if (!vkey.empty() && !pubkey.empty()) {
+      std::cerr << "error: give --vkey or --pubkey, not both\n";
       return kExitUsage;
     }
-    return RunVerify(ledger_url, pubkey);
+    std::string trusted = vkey.empty() ? pubkey : vkey;
+    if (!evidence_file.empty()) {
+      if (trusted.empty()) {
+        std::cerr << "error: verify --evidence needs --vkey (the key the deployment published)\n";
+        return kExitUsage;
+      }
+      return RunVerifyEvidence(evidence_file, trusted);
+    }
+    if (!server.empty()) {
+      if (trusted.empty()) {
+        std::cerr << "error: verify --server needs --vkey or --pubkey (the published key, never "
+                     "the server's own word)\n";
+        return kExitUsage;
+      }
+      int64_t every = 0;
+      if (!watch.empty()) {
+        std::string error;
+        auto d = carewatch::rules::ParseDuration(watch, &error);
+        if (!d || state_file.empty()) {
+          std::cerr << "error: --watch: " << (d ? "needs --state" : error) << "\n";
+          return kExitUsage;
+        }
+        every = *d;
+      }
+      return RunVerifyServer(server, token, trusted, state_file, ca_file, every, rounds);
+    }
+    if (ledger_url.empty()) {
+      std::cerr << "error: verify needs --ledger, --server or --evidence\n";
+      return kExitUsage;
+    }
+    return RunVerify(ledger_url, trusted, require_key);
   }
+  if (*key_vkey) return RunKeyVkey(ledger_url);
   if (*token_new) return RunTokenNew(principal, role, service);
   if (*evaluate_cmd) return RunEvaluateClient(server, token, evaluate_file, ca_file);
   if (*action_cmd) {
@@ -255,6 +303,14 @@ int main(int argc, char** argv) {
     filters.server = server;
     filters.token = token;
     filters.ca_file = ca_file;
+    if (what == "prove") {
+      char* end = nullptr;
+      filters.seq = std::strtoull(filters.finding_id.c_str(), &end, 10);
+      if (filters.finding_id.empty() || *end != '\0' || filters.seq == 0) {
+        std::cerr << "error: audit prove needs a SEQ (a positive number)\n";
+        return kExitUsage;
+      }
+    }
     return RunAuditOffline(what, ledger_url, filters, json);
   }
   if (*gen) return RunGenCorpus(count, seed, fraction, text_bytes, output);

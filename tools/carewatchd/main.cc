@@ -38,6 +38,8 @@ int main(int argc, char** argv) {
   auto* workers = app.add_option("--workers", flags.workers, "EvaluateStream worker threads");
   auto* sweep =
       app.add_option("--sweep-interval-ms", flags.sweep_interval_ms, "Deadline sweeper period");
+  auto* origin = app.add_option("--origin", flags.origin,
+                                "The log's origin: names the deployment in every checkpoint");
   std::string skew_text;
   auto* skew = app.add_option("--max-clock-skew", skew_text,
                               "Refuse claimed times later than server time + this (e.g. 5m)");
@@ -70,6 +72,7 @@ int main(int argc, char** argv) {
   if (*max_field) config.max_field_bytes = flags.max_field_bytes;
   if (*workers) config.workers = flags.workers;
   if (*sweep) config.sweep_interval_ms = flags.sweep_interval_ms;
+  if (*origin) config.origin = flags.origin;
   if (*skew) {
     std::string error;
     auto d = carewatch::rules::ParseDuration(skew_text, &error);

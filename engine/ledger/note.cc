@@ -1,0 +1,261 @@
+#include "engine/ledger/note.h"
+
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "engine/common/digest.h"
+#include "engine/common/utf8.h"
+#include "engine/ledger/ledger.h"
+
+namespace carewatch::ledger {
+
+namespace {
+
+constexpr char kSigPrefix[] = "\xE2\x80\x94 ";  // U+2014 EM DASH, then a space
+constexpr unsigned char kEd25519Type = 0x01;
+constexpr size_t kMaxNoteBytes = 1 << 20;
+constexpr char kTimestampPrefix[] = "timestamp ";
+
+}  // namespace
+
+std::string Base64Encode(std::string_view data) {
+  std::string out(4 * ((data.size() + 2) / 3) + 1, '\0');
+  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                          reinterpret_cast<const unsigned char*>(data.data()),
+                          static_cast<int>(data.size()));
+  out.resize(n);
+  return out;
+}
+
+Status Base64Decode(std::string_view text, std::string* out) {
+  if (text.size() % 4 != 0 ||
+      text.find_first_not_of(
+          "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=") !=
+          std::string_view::npos) {
+    return Status::InvalidArgument("not standard base64");
+  }
+  size_t pad = 0;
+  while (pad < text.size() && pad < 2 && text[text.size() - 1 - pad] == '=') ++pad;
+  if (text.substr(0, text.size() - pad).find('=') != std::string_view::npos)
+    return Status::InvalidArgument("not standard base64");
+  out->assign(3 * (text.size() / 4), '\0');
+  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out->data()),
+                          reinterpret_cast<const unsigned char*>(text.data()),
+                          static_cast<int>(text.size()));
+  if (n < 0) return Status::InvalidArgument("not standard base64");
+  out->resize(static_cast<size_t>(n) - pad);
+  return Status::Ok();
+}
+
+bool ValidNoteKeyName(std::string_view name) {
+  if (name.empty() || !IsValidUtf8(name)) return false;
+  for (unsigned char c : name) {
+    if (c <= 0x20 || c == '+' || c == 0x7f) return false;
+  }
+  return true;
+}
+
+std::string NoteKeyId(std::string_view name, std::string_view raw_public_key) {
+  std::string input(name);
+  input.push_back('\n');
+  input.push_back(static_cast<char>(kEd25519Type));
+  input.append(raw_public_key);
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(input.data()), input.size(), digest);
+  return std::string(reinterpret_cast<char*>(digest), 4);
+}
+
+std::string VerifierKeyString(std::string_view name, std::string_view raw_public_key) {
+  std::string typed(1, static_cast<char>(kEd25519Type));
+  typed.append(raw_public_key);
+  return std::string(name) + "+" + HexEncode(NoteKeyId(name, raw_public_key)) + "+" +
+         Base64Encode(typed);
+}
+
+Status SignNote(std::string_view text, std::string_view name, const SigningKey& key,
+                std::string* note, std::string* raw_signature) {
+  if (!ValidNoteKeyName(name)) return Status::InvalidArgument("invalid note key name");
+  if (text.empty() || text.back() != '\n' || text.find("\n\n") != std::string_view::npos) {
+    return Status::InvalidArgument("note text must be non-empty lines, each ending in a newline");
+  }
+  std::string signature;
+  Status s = key.Sign(text, &signature);
+  if (!s.ok()) return s;
+  if (raw_signature) *raw_signature = signature;
+  *note = std::string(text) + "\n" + kSigPrefix + std::string(name) + " " +
+          Base64Encode(NoteKeyId(name, key.PublicRaw()) + signature) + "\n";
+  return Status::Ok();
+}
+
+Status TrustedKey::FromVerifierKey(std::string_view vkey, std::unique_ptr<TrustedKey>* out) {
+  size_t a = vkey.find('+');
+  size_t b = a == std::string_view::npos ? a : vkey.find('+', a + 1);
+  if (b == std::string_view::npos) {
+    return Status::InvalidArgument("verifier key: expected NAME+KEYID+BASE64KEY");
+  }
+  std::string_view name = vkey.substr(0, a), id_hex = vkey.substr(a + 1, b - a - 1),
+                   key_b64 = vkey.substr(b + 1);
+  while (!key_b64.empty() && (key_b64.back() == '\n' || key_b64.back() == '\r'))
+    key_b64.remove_suffix(1);
+  if (!ValidNoteKeyName(name)) return Status::InvalidArgument("verifier key: invalid key name");
+  std::string typed;
+  if (!Base64Decode(key_b64, &typed).ok() || typed.size() != 33 ||
+      static_cast<unsigned char>(typed[0]) != kEd25519Type) {
+    return Status::InvalidArgument("verifier key: not an Ed25519 key (type 0x01, 32 bytes)");
+  }
+  std::string raw = typed.substr(1);
+  if (id_hex.size() != 8 || HexEncode(NoteKeyId(name, raw)) != id_hex) {
+    return Status::InvalidArgument("verifier key: key id " + std::string(id_hex) +
+                                   " does not match the key and name");
+  }
+  std::unique_ptr<TrustedKey> k(new TrustedKey());
+  k->name_ = std::string(name);
+  k->key_id_ = NoteKeyId(name, raw);
+  Status s = SigningKey::FromRawPublic(raw, &k->key_);
+  if (!s.ok()) return Status::InvalidArgument("verifier key: " + s.message());
+  *out = std::move(k);
+  return Status::Ok();
+}
+
+Status TrustedKey::FromPem(std::string_view pem, std::unique_ptr<TrustedKey>* out) {
+  std::unique_ptr<TrustedKey> k(new TrustedKey());
+  Status s = SigningKey::FromPublicPem(pem, &k->key_);
+  if (!s.ok()) return s;
+  *out = std::move(k);
+  return Status::Ok();
+}
+
+Status TrustedKey::Load(std::string_view text_or_path, std::unique_ptr<TrustedKey>* out) {
+  std::string text(text_or_path);
+  if (text.find('+') == std::string::npos || text.find("-----BEGIN") != std::string::npos ||
+      std::filesystem::exists(text)) {
+    if (std::filesystem::exists(text)) {
+      std::ifstream in(text, std::ios::binary);
+      std::stringstream ss;
+      ss << in.rdbuf();
+      if (ss.str().size() > 64 * 1024) return Status::InvalidArgument(text + ": too large for a key");
+      text = ss.str();
+    } else if (text.find("-----BEGIN") == std::string::npos) {
+      return Status::InvalidArgument("'" + std::string(text_or_path.substr(0, 80)) +
+                                     "' is neither a verifier key nor a key file");
+    }
+  }
+  if (text.find("-----BEGIN") != std::string::npos) return FromPem(text, out);
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+  return FromVerifierKey(text, out);
+}
+
+Status TrustedKey::OpenNote(std::string_view note, std::string* text) const {
+  if (note.size() > kMaxNoteBytes) return Status::InvalidArgument("note: larger than 1 MiB");
+  if (!IsValidUtf8(note)) return Status::InvalidArgument("note: not valid UTF-8");
+  size_t split = note.rfind("\n\n");
+  if (split == std::string_view::npos) {
+    return Status::InvalidArgument("note: no blank line before the signatures");
+  }
+  std::string_view body = note.substr(0, split + 1);
+  std::string_view sigs = note.substr(split + 2);
+  if (sigs.empty() || sigs.back() != '\n')
+    return Status::InvalidArgument("note: signature lines must end in a newline");
+  int lines = 0;
+  bool found = false;
+  while (!sigs.empty()) {
+    size_t end = sigs.find('\n');
+    std::string_view line = sigs.substr(0, end);
+    sigs.remove_prefix(end + 1);
+    if (++lines > 100) return Status::InvalidArgument("note: more than 100 signatures");
+    if (line.substr(0, sizeof kSigPrefix - 1) != kSigPrefix) {
+      return Status::InvalidArgument("note: a signature line must start with an em dash");
+    }
+    line.remove_prefix(sizeof kSigPrefix - 1);
+    size_t space = line.rfind(' ');
+    if (space == std::string_view::npos) return Status::InvalidArgument("note: bad signature line");
+    std::string_view name = line.substr(0, space);
+    std::string blob;
+    if (!Base64Decode(line.substr(space + 1), &blob).ok() || blob.size() < 5) {
+      return Status::InvalidArgument("note: bad signature line");
+    }
+    bool ours = (name_.empty() || name == name_) &&
+                blob.substr(0, 4) == NoteKeyId(name, key_->PublicRaw());
+    if (!ours || found) continue;  // other keys' lines are ignored
+    found = true;
+    if (!key_->Verify(body, blob.substr(4))) {
+      return Status::InvalidArgument("note: the signature of " + std::string(name) +
+                                     " does not verify: the note was altered");
+    }
+  }
+  if (!found) {
+    return Status::InvalidArgument("note: no signature by the trusted key" +
+                                   (name_.empty() ? std::string() : " (" + name_ + ")"));
+  }
+  *text = std::string(body);
+  return Status::Ok();
+}
+
+Status TrustedKey::VerifyCheckpoint(const v1::Checkpoint& c) const {
+  if (c.note().empty()) {
+    // Signed before checkpoints were notes.
+    if (!key_->Verify(CheckpointSignedText(c.tree_size(), c.root_hash(), c.time().seconds()),
+                      c.signature())) {
+      return Status::InvalidArgument("checkpoint at size " + std::to_string(c.tree_size()) +
+                                     ": signature is not valid for the deployment's key");
+    }
+    return Status::Ok();
+  }
+  std::string text;
+  Status s = OpenNote(c.note(), &text);
+  if (!s.ok()) {
+    return Status::InvalidArgument("checkpoint at size " + std::to_string(c.tree_size()) + ": " +
+                                   s.message());
+  }
+  CheckpointText parsed;
+  s = ParseCheckpointBody(text, &parsed);
+  if (!s.ok()) return s;
+  if (!c.signature().empty() && !key_->Verify(text, c.signature())) {
+    return Status::InvalidArgument("checkpoint at size " + std::to_string(c.tree_size()) +
+                                   ": its stored signature is not the note's");
+  }
+  if (parsed.tree_size != c.tree_size() || parsed.root_hash != c.root_hash()) {
+    return Status::InvalidArgument("checkpoint at size " + std::to_string(c.tree_size()) +
+                                   ": the signed note names another tree (size " +
+                                   std::to_string(parsed.tree_size) + ")");
+  }
+  return Status::Ok();
+}
+
+std::string CheckpointBody(std::string_view origin, uint64_t tree_size, const Hash& root,
+                           int64_t time) {
+  return std::string(origin) + "\n" + std::to_string(tree_size) + "\n" + Base64Encode(root) +
+         "\n" + kTimestampPrefix + std::to_string(time) + "\n";
+}
+
+Status ParseCheckpointBody(std::string_view text, CheckpointText* out) {
+  std::vector<std::string> lines;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string_view::npos)
+      return Status::InvalidArgument("checkpoint: the last line has no newline");
+    lines.emplace_back(text.substr(start, end - start));
+    start = end + 1;
+  }
+  if (lines.size() < 3) return Status::InvalidArgument("checkpoint: fewer than three lines");
+  out->origin = lines[0];
+  if (lines[1].empty() || lines[1].size() > 20 ||
+      lines[1].find_first_not_of("0123456789") != std::string::npos ||
+      (lines[1].size() > 1 && lines[1][0] == '0')) {
+    return Status::InvalidArgument("checkpoint: tree size '" + lines[1].substr(0, 32) +
+                                   "' is not a decimal number");
+  }
+  out->tree_size = std::strtoull(lines[1].c_str(), nullptr, 10);
+  if (!Base64Decode(lines[2], &out->root_hash).ok() || out->root_hash.size() != 32) {
+    return Status::InvalidArgument("checkpoint: the root hash is not 32 bytes of base64");
+  }
+  out->extensions.assign(lines.begin() + 3, lines.end());
+  return Status::Ok();
+}
+
+}  // namespace carewatch::ledger

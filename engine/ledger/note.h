@@ -1,0 +1,88 @@
+#ifndef CAREWATCH_ENGINE_LEDGER_NOTE_H_
+#define CAREWATCH_ENGINE_LEDGER_NOTE_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "carewatch/v1/ledger.pb.h"
+#include "engine/common/status.h"
+#include "engine/ledger/keys.h"
+#include "engine/ledger/merkle.h"
+
+namespace carewatch::ledger {
+
+// C2SP signed notes and tlog-checkpoints (docs/api.md "Checkpoints"): the
+// format that transparency-log tools already read.
+//
+//   <origin>\n<tree size, decimal>\n<root hash, base64>\ntimestamp <unix seconds>\n
+//   \n
+//   — <key name> <base64(key id (4 bytes) || Ed25519 signature (64 bytes))>\n
+//
+// The key name is the origin. Key id = SHA-256(name || 0x0A || 0x01 ||
+// public key)[:4]. The verifier key a deployment publishes is
+// "<name>+<key id, 8 hex digits>+<base64(0x01 || public key)>".
+
+std::string Base64Encode(std::string_view data);
+// Standard alphabet with padding; anything else is an error.
+Status Base64Decode(std::string_view text, std::string* out);
+
+// The 4-byte key id of an Ed25519 key under `name`.
+std::string NoteKeyId(std::string_view name, std::string_view raw_public_key);
+// "<name>+<hex key id>+<base64(0x01 || public key)>".
+std::string VerifierKeyString(std::string_view name, std::string_view raw_public_key);
+// A valid key name: non-empty UTF-8 without spaces or '+'.
+bool ValidNoteKeyName(std::string_view name);
+
+// Signs `text` (non-empty, ending in '\n', no blank line) as a note.
+// `signature` (optional) receives the raw 64-byte signature.
+Status SignNote(std::string_view text, std::string_view name, const SigningKey& key,
+                std::string* note, std::string* signature = nullptr);
+
+// What a verifier trusts: the deployment's key, from its verifier key string
+// or (for ledgers and scripts that predate notes) its PEM public key.
+class TrustedKey {
+ public:
+  // Text holding a verifier key string, or a PEM public key, or a path to a
+  // file holding either.
+  static Status Load(std::string_view text_or_path, std::unique_ptr<TrustedKey>* out);
+  static Status FromVerifierKey(std::string_view vkey, std::unique_ptr<TrustedKey>* out);
+  static Status FromPem(std::string_view pem, std::unique_ptr<TrustedKey>* out);
+
+  // The key name ("" when loaded from PEM: any name is accepted then).
+  const std::string& name() const { return name_; }
+  const SigningKey& key() const { return *key_; }
+
+  // Opens a signed note: the signature line of this key must verify. Returns
+  // the text. The error says what failed (format, unknown key, signature).
+  Status OpenNote(std::string_view note, std::string* text) const;
+
+  // Checks a checkpoint: its note is signed by this key and names its tree
+  // size and root (for checkpoints signed before notes, the legacy signature
+  // over CheckpointSignedText).
+  Status VerifyCheckpoint(const v1::Checkpoint& c) const;
+
+ private:
+  TrustedKey() = default;
+  std::string name_;
+  std::string key_id_;
+  std::unique_ptr<SigningKey> key_;
+};
+
+// A checkpoint note's text, parsed.
+struct CheckpointText {
+  std::string origin;
+  uint64_t tree_size = 0;
+  Hash root_hash;
+  std::vector<std::string> extensions;  // further lines, as given
+};
+
+std::string CheckpointBody(std::string_view origin, uint64_t tree_size, const Hash& root,
+                           int64_t time);
+Status ParseCheckpointBody(std::string_view text, CheckpointText* out);
+
+}  // namespace carewatch::ledger
+
+#endif  // CAREWATCH_ENGINE_LEDGER_NOTE_H_

@@ -1,0 +1,551 @@
+// carewatch audit evidence / entries / prove, verify --evidence, key vkey:
+// what a regulator uses to hold evidence that stands without carewatch.
+#include <google/protobuf/util/json_util.h>
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <thread>
+#include <iostream>
+#include <sstream>
+
+#include "carewatch/v1/service.grpc.pb.h"
+#include "engine/common/digest.h"
+#include "engine/eval/report_json.h"
+#include "engine/ledger/audit.h"
+#include "engine/ledger/evidence.h"
+#include "engine/ledger/note.h"
+#include "engine/rules/duration.h"
+#include "engine/rules/loader.h"
+#include "tools/carewatch/common.h"
+
+namespace carewatch::cli {
+
+namespace {
+
+Status FromGrpc(const grpc::Status& st, const char* what) {
+  if (st.ok()) return Status::Ok();
+  return Status::Unavailable(std::string(what) + ": " + st.error_message() + " (" +
+                             GrpcCodeName(st.error_code()) + ")");
+}
+
+// Every page of a finding's evidence from a carewatchd, all proved against
+// the checkpoint the first page signed.
+Status FetchRemote(v1::Audit::Stub& audit, const std::string& token,
+                   const std::string& finding_id, ledger::Evidence* out) {
+  v1::GetEvidenceRequest req;
+  req.set_finding_id(finding_id);
+  for (;;) {
+    v1::GetEvidenceResponse resp;
+    grpc::ClientContext ctx;
+    Authorize(&ctx, token);
+    Status s = FromGrpc(audit.GetEvidence(&ctx, req, &resp), "GetEvidence");
+    if (!s.ok()) return s;
+    if (req.tree_size() == 0) {
+      out->finding = resp.finding();
+      out->checkpoint = resp.checkpoint();
+      out->total = resp.total_events();
+      req.set_tree_size(resp.checkpoint().tree_size());
+    }
+    for (const auto& e : resp.events()) {
+      ledger::EvidenceItem item;
+      item.event.seq = e.event().seq();
+      item.event.payload = e.event_bytes();
+      item.event.leaf_hash = e.leaf_hash();
+      item.parsed = e.event();
+      item.proof.assign(e.inclusion_proof().begin(), e.inclusion_proof().end());
+      out->items.push_back(std::move(item));
+    }
+    if (resp.next_page_token().empty()) return Status::Ok();
+    req.set_page_token(resp.next_page_token());
+  }
+}
+
+// The same from a ledger file, against its latest signed checkpoint.
+Status FetchLocal(ledger::LedgerBackend& backend, const std::string& finding_id,
+                  ledger::Evidence* out) {
+  std::vector<v1::Checkpoint> checkpoints;
+  Status s = backend.ReadCheckpoints(&checkpoints);
+  if (!s.ok()) return s;
+  if (checkpoints.empty()) return Status::NotFound("the ledger has no signed checkpoint yet");
+  std::vector<ledger::Hash> leaves;
+  s = backend.ReadLeafHashes(&leaves);
+  if (!s.ok()) return s;
+  ledger::MerkleTree tree;
+  for (const auto& h : leaves) tree.Append(h);
+  return ledger::BuildEvidence(
+      backend,
+      [&](uint64_t seq, uint64_t size, std::vector<ledger::Hash>* proof) {
+        if (size > tree.size() || seq == 0 || seq > size)
+          return Status::DataLoss("checkpoint beyond the log");
+        *proof = tree.InclusionProof(seq - 1, size);
+        return Status::Ok();
+      },
+      checkpoints.back(), finding_id, 0, SIZE_MAX, out);
+}
+
+Status LocalVerifierKey(ledger::LedgerBackend& backend, std::string* vkey) {
+  std::string pem, origin;
+  bool found_key = false, found_origin = false;
+  Status s = backend.GetMeta("public_key", &pem, &found_key);
+  if (s.ok()) s = backend.GetMeta("origin", &origin, &found_origin);
+  if (!s.ok()) return s;
+  if (!found_key || !found_origin) {
+    return Status::NotFound("the ledger records no origin or key (open it with carewatchd once)");
+  }
+  std::unique_ptr<ledger::SigningKey> key;
+  s = ledger::SigningKey::FromPublicPem(pem, &key);
+  if (!s.ok()) return s;
+  *vkey = ledger::VerifierKeyString(origin, key->PublicRaw());
+  return Status::Ok();
+}
+
+v1::EvidenceBundle ToBundle(const ledger::Evidence& ev, const std::string& vkey) {
+  v1::EvidenceBundle b;
+  b.set_format(1);
+  b.set_verifier_key(vkey);
+  b.set_checkpoint_note(ev.checkpoint.note());
+  *b.mutable_finding() = ev.finding;
+  for (const auto& it : ev.items) {
+    v1::BundleEntry* e = b.add_entries();
+    e->set_seq(it.event.seq);
+    e->set_event_bytes(it.event.payload);
+    for (const auto& h : it.proof) e->add_inclusion_proof(h);
+  }
+  return b;
+}
+
+void PrintEvidence(const ledger::Evidence& ev, bool json) {
+  if (json) {
+    std::cout << "{\"finding\":" << eval::ToJson(ev.finding)
+              << ",\"checkpoint\":" << eval::ToJson(ev.checkpoint) << ",\"events\":[";
+    for (size_t i = 0; i < ev.items.size(); ++i) {
+      const auto& it = ev.items[i];
+      std::cout << (i ? "," : "") << "{\"seq\":" << it.event.seq << ",\"leaf_hash\":\""
+                << HexEncode(it.event.leaf_hash) << "\",\"event_bytes\":\""
+                << ledger::Base64Encode(it.event.payload) << "\",\"inclusion_proof\":[";
+      for (size_t k = 0; k < it.proof.size(); ++k)
+        std::cout << (k ? "," : "") << "\"" << HexEncode(it.proof[k]) << "\"";
+      std::cout << "],\"event\":" << eval::ToJson(it.parsed) << "}";
+    }
+    std::cout << "]}\n";
+    return;
+  }
+  const v1::Finding& f = ev.finding;
+  std::cout << "finding " << f.finding_id() << " (" << f.status() << ") " << f.service_id() << " "
+            << f.duty_id() << ": " << ledger::FindingReason(f) << "\n";
+  std::cout << "checkpoint: size " << ev.checkpoint.tree_size() << ", root "
+            << HexEncode(ev.checkpoint.root_hash()) << "\n";
+  for (const auto& it : ev.items) {
+    std::cout << "  " << it.event.seq << "  " << v1::EventType_Name(it.parsed.type()) << "  "
+              << rules::FormatDateTime(it.parsed.time().seconds()) << "  leaf "
+              << HexEncode(it.event.leaf_hash).substr(0, 16) << "  proof: " << it.proof.size()
+              << " hashes\n";
+  }
+}
+
+}  // namespace
+
+std::string GrpcCodeName(int code) {
+  static const char* kNames[] = {"OK",
+                                 "CANCELLED",
+                                 "UNKNOWN",
+                                 "INVALID_ARGUMENT",
+                                 "DEADLINE_EXCEEDED",
+                                 "NOT_FOUND",
+                                 "ALREADY_EXISTS",
+                                 "PERMISSION_DENIED",
+                                 "RESOURCE_EXHAUSTED",
+                                 "FAILED_PRECONDITION",
+                                 "ABORTED",
+                                 "OUT_OF_RANGE",
+                                 "UNIMPLEMENTED",
+                                 "INTERNAL",
+                                 "UNAVAILABLE",
+                                 "DATA_LOSS",
+                                 "UNAUTHENTICATED"};
+  return code >= 0 && code <= 16 ? kNames[code] : "code " + std::to_string(code);
+}
+
+int RunAuditEvidence(const std::string& ledger_url, const AuditFilters& f, bool json) {
+  if (f.finding_id.empty()) {
+    std::cerr << "error: audit evidence needs a FINDING_ID\n";
+    return kExitUsage;
+  }
+  ledger::Evidence ev;
+  std::string vkey;
+  Status s;
+  if (!f.server.empty()) {
+    auto audit = v1::Audit::NewStub(Connect(f.server, f.ca_file));
+    s = FetchRemote(*audit, f.token, f.finding_id, &ev);
+    if (s.ok() && !f.bundle.empty()) {
+      v1::GetCheckpointResponse cp;
+      grpc::ClientContext ctx;
+      Authorize(&ctx, f.token);
+      s = FromGrpc(audit->GetCheckpoint(&ctx, {}, &cp), "GetCheckpoint");
+      vkey = cp.verifier_key();
+    }
+  } else {
+    std::unique_ptr<ledger::LedgerBackend> backend;
+    s = ledger::OpenBackend(ledger_url, true, &backend);
+    if (s.ok()) s = FetchLocal(*backend, f.finding_id, &ev);
+    if (s.ok() && !f.bundle.empty()) s = LocalVerifierKey(*backend, &vkey);
+  }
+  if (!s.ok()) {
+    std::cerr << "error: " << s.message() << "\n";
+    return kExitFailure;
+  }
+  if (!f.bundle.empty()) {
+    std::ofstream out(f.bundle, std::ios::binary | std::ios::trunc);
+    out << eval::ToJson(ToBundle(ev, vkey)) << "\n";
+    if (!out) {
+      std::cerr << "error: cannot write " << f.bundle << "\n";
+      return kExitFailure;
+    }
+    std::cout << "wrote " << f.bundle << ": finding " << ev.finding.finding_id() << ", "
+              << ev.items.size() << " events proved against the checkpoint at size "
+              << ev.checkpoint.tree_size() << "\ncheck it with: carewatch verify --evidence "
+              << f.bundle << " --vkey '" << (vkey.empty() ? "KEY" : vkey) << "'\n";
+    return kExitOk;
+  }
+  PrintEvidence(ev, json);
+  return kExitOk;
+}
+
+int RunAuditEntries(const std::string& ledger_url, const AuditFilters& f, bool json) {
+  uint64_t start = f.start_seq == 0 ? 1 : f.start_seq;
+  uint64_t printed = 0;
+  auto print = [&](uint64_t seq, const std::string& bytes, const std::string& leaf) {
+    v1::LedgerEvent e;
+    bool parsed = e.ParseFromString(bytes);
+    if (json) {
+      std::cout << "{\"seq\":" << seq << ",\"leaf_hash\":\"" << HexEncode(leaf)
+                << "\",\"event_bytes\":\"" << ledger::Base64Encode(bytes) << "\""
+                << (parsed ? ",\"event\":" + eval::ToJson(e) : std::string()) << "}\n";
+    } else {
+      std::cout << seq << "  " << (parsed ? v1::EventType_Name(e.type()) : "(unparsable)") << "  "
+                << (parsed ? rules::FormatDateTime(e.time().seconds()) : "") << "  leaf "
+                << HexEncode(leaf) << "\n";
+    }
+    ++printed;
+  };
+  if (!f.server.empty()) {
+    auto audit = v1::Audit::NewStub(Connect(f.server, f.ca_file));
+    v1::GetEntriesRequest req;
+    req.set_start_seq(start);
+    req.set_end_seq(f.end_seq);
+    for (;;) {
+      v1::GetEntriesResponse resp;
+      grpc::ClientContext ctx;
+      Authorize(&ctx, f.token);
+      Status s = FromGrpc(audit->GetEntries(&ctx, req, &resp), "GetEntries");
+      if (!s.ok()) {
+        std::cerr << "error: " << s.message() << "\n";
+        return kExitFailure;
+      }
+      for (const auto& e : resp.entries()) print(e.seq(), e.event_bytes(), e.leaf_hash());
+      if (resp.next_seq() == 0) break;
+      req.set_start_seq(resp.next_seq());
+    }
+  } else {
+    std::unique_ptr<ledger::LedgerBackend> backend;
+    Status s = ledger::OpenBackend(ledger_url, true, &backend);
+    for (uint64_t next = start; s.ok();) {
+      std::vector<ledger::StoredEvent> rows;
+      s = backend->ReadEvents(next, 1000, &rows);
+      if (!s.ok() || rows.empty()) break;
+      bool done = false;
+      for (const auto& r : rows) {
+        if (f.end_seq && r.seq > f.end_seq) {
+          done = true;
+          break;
+        }
+        print(r.seq, r.payload, r.leaf_hash);
+        next = r.seq + 1;
+      }
+      if (done) break;
+    }
+    if (!s.ok()) {
+      std::cerr << "error: " << s.message() << "\n";
+      return kExitFailure;
+    }
+  }
+  if (!json) std::cout << printed << " entries\n";
+  return kExitOk;
+}
+
+int RunAuditProve(const std::string& ledger_url, const AuditFilters& f, bool json) {
+  if (f.seq == 0) {
+    std::cerr << "error: audit prove needs a SEQ\n";
+    return kExitUsage;
+  }
+  v1::GetInclusionProofResponse resp;
+  Status s;
+  if (!f.server.empty()) {
+    auto audit = v1::Audit::NewStub(Connect(f.server, f.ca_file));
+    v1::GetInclusionProofRequest req;
+    req.set_seq(f.seq);
+    req.set_tree_size(f.tree_size);
+    grpc::ClientContext ctx;
+    Authorize(&ctx, f.token);
+    s = FromGrpc(audit->GetInclusionProof(&ctx, req, &resp), "GetInclusionProof");
+  } else {
+    std::unique_ptr<ledger::LedgerBackend> backend;
+    s = ledger::OpenBackend(ledger_url, true, &backend);
+    std::vector<v1::Checkpoint> checkpoints;
+    if (s.ok()) s = backend->ReadCheckpoints(&checkpoints);
+    const v1::Checkpoint* c = nullptr;
+    for (const auto& x : checkpoints) {
+      if (f.tree_size ? x.tree_size() == f.tree_size : x.tree_size() >= f.seq) c = &x;
+    }
+    if (s.ok() && !c) s = Status::NotFound("no signed checkpoint covers seq " + std::to_string(f.seq));
+    std::vector<ledger::Hash> leaves;
+    if (s.ok()) s = backend->ReadLeafHashes(&leaves);
+    std::vector<ledger::StoredEvent> rows;
+    if (s.ok()) s = backend->ReadEvents(f.seq, 1, &rows);
+    if (s.ok() && (rows.empty() || rows[0].seq != f.seq))
+      s = Status::NotFound("no event " + std::to_string(f.seq));
+    if (s.ok()) {
+      ledger::MerkleTree tree;
+      for (const auto& h : leaves) tree.Append(h);
+      *resp.mutable_checkpoint() = *c;
+      resp.mutable_entry()->set_seq(f.seq);
+      resp.mutable_entry()->set_event_bytes(rows[0].payload);
+      resp.mutable_entry()->set_leaf_hash(rows[0].leaf_hash);
+      for (const auto& h : tree.InclusionProof(f.seq - 1, c->tree_size())) resp.add_proof(h);
+    }
+  }
+  if (!s.ok()) {
+    std::cerr << "error: " << s.message() << "\n";
+    return kExitFailure;
+  }
+  if (json) {
+    std::cout << eval::ToJson(resp) << "\n";
+    return kExitOk;
+  }
+  v1::LedgerEvent e;
+  bool parsed = e.ParseFromString(resp.entry().event_bytes());
+  std::cout << "event " << f.seq << " (" << (parsed ? v1::EventType_Name(e.type()) : "?")
+            << "), leaf " << HexEncode(ledger::LeafHash(resp.entry().event_bytes())) << "\n"
+            << "in the tree of " << resp.checkpoint().tree_size() << " events, root "
+            << HexEncode(resp.checkpoint().root_hash()) << "\naudit path (" << resp.proof_size()
+            << " hashes):\n";
+  for (const auto& h : resp.proof()) std::cout << "  " << HexEncode(h) << "\n";
+  std::cout << "signed checkpoint:\n" << resp.checkpoint().note();
+  return kExitOk;
+}
+
+int RunVerifyEvidence(const std::string& file, const std::string& vkey_text) {
+  std::unique_ptr<ledger::TrustedKey> key;
+  Status s = ledger::TrustedKey::Load(vkey_text, &key);
+  if (!s.ok()) {
+    std::cout << "FAIL: --vkey: " << s.message() << "\n";
+    return kExitFailure;
+  }
+  std::string error;
+  auto text = rules::ReadFileToString(file, &error);
+  if (!text) {
+    std::cout << "FAIL: " << file << ": " << error << "\n";
+    return kExitFailure;
+  }
+  v1::EvidenceBundle bundle;
+  google::protobuf::util::JsonParseOptions options;
+  auto parsed = google::protobuf::util::JsonStringToMessage(*text, &bundle, options);
+  if (!parsed.ok()) {
+    std::cout << "FAIL: " << file << " is not an evidence bundle: " << parsed.message() << "\n";
+    return kExitFailure;
+  }
+  ledger::BundleReport r = ledger::VerifyBundle(bundle, *key);
+  for (const auto& c : r.checked) std::cout << "  ok: " << c << "\n";
+  if (!r.ok) {
+    std::cout << "FAIL: " << r.message << "\n";
+    return kExitFailure;
+  }
+  std::cout << "OK: " << r.message << "\n";
+  return kExitOk;
+}
+
+namespace {
+
+// The last checkpoint a verifier accepted: "SIZE HEXROOT" in a file.
+struct VerifiedState {
+  uint64_t size = 0;
+  std::string root;  // raw
+};
+
+Status ReadState(const std::string& path, VerifiedState* out) {
+  std::ifstream in(path);
+  if (!in) return Status::Ok();  // none yet
+  std::string size_text, root_hex;
+  in >> size_text >> root_hex;
+  if (size_text.empty()) return Status::Ok();
+  char* end = nullptr;
+  uint64_t size = std::strtoull(size_text.c_str(), &end, 10);
+  if (*end != '\0' || root_hex.size() != 64 ||
+      root_hex.find_first_not_of("0123456789abcdef") != std::string::npos) {
+    return Status::InvalidArgument("--state " + path +
+                                   ": expected 'SIZE HEXROOT' (64 lower-case hex digits)");
+  }
+  out->size = size;
+  out->root.clear();
+  for (size_t i = 0; i < 64; i += 2)
+    out->root.push_back(static_cast<char>(std::strtol(root_hex.substr(i, 2).c_str(), nullptr, 16)));
+  return Status::Ok();
+}
+
+// One check of the server's current checkpoint: signed by the trusted key,
+// consistent with `state`. On success `state` advances to it.
+Status CheckCheckpoint(v1::Audit::Stub& audit, const std::string& token,
+                       const ledger::TrustedKey& key, VerifiedState* state,
+                       v1::Checkpoint* out) {
+  v1::GetCheckpointResponse cp;
+  {
+    grpc::ClientContext ctx;
+    Authorize(&ctx, token);
+    Status s = FromGrpc(audit.GetCheckpoint(&ctx, {}, &cp), "GetCheckpoint");
+    if (!s.ok()) return s;
+  }
+  const v1::Checkpoint& c = cp.checkpoint();
+  Status s = key.VerifyCheckpoint(c);
+  if (!s.ok()) return Status::DataLoss(s.message() + " (not signed by the published key)");
+  if (state->size > c.tree_size()) {
+    return Status::DataLoss("split view: the log shrank from " + std::to_string(state->size) +
+                            " to " + std::to_string(c.tree_size()) + " events");
+  }
+  if (state->size > 0 && state->size < c.tree_size()) {
+    v1::GetConsistencyProofRequest req;
+    req.set_first_tree_size(state->size);
+    req.set_second_tree_size(c.tree_size());
+    v1::GetConsistencyProofResponse resp;
+    grpc::ClientContext ctx;
+    Authorize(&ctx, token);
+    s = FromGrpc(audit.GetConsistencyProof(&ctx, req, &resp), "GetConsistencyProof");
+    if (!s.ok()) return s;
+    std::vector<ledger::Hash> proof(resp.proof().begin(), resp.proof().end());
+    if (!ledger::VerifyConsistency(state->size, c.tree_size(), state->root, c.root_hash(),
+                                   proof)) {
+      return Status::DataLoss("split view: the checkpoint at size " +
+                              std::to_string(c.tree_size()) +
+                              " is not consistent with the one at size " +
+                              std::to_string(state->size) + " accepted before");
+    }
+  } else if (state->size == c.tree_size() && state->size > 0 && state->root != c.root_hash()) {
+    return Status::DataLoss("split view: two different roots for size " +
+                            std::to_string(state->size));
+  }
+  state->size = c.tree_size();
+  state->root = c.root_hash();
+  *out = c;
+  return Status::Ok();
+}
+
+}  // namespace
+
+int RunVerifyServer(const std::string& server, const std::string& token,
+                    const std::string& trusted_key, const std::string& state_file,
+                    const std::string& ca_file, int64_t watch_seconds, int rounds) {
+  std::unique_ptr<ledger::TrustedKey> key;
+  Status s = ledger::TrustedKey::Load(trusted_key, &key);
+  if (!s.ok()) {
+    std::cout << "FAIL: trusted key: " << s.message() << "\n";
+    return kExitFailure;
+  }
+  VerifiedState state;
+  if (!state_file.empty()) {
+    s = ReadState(state_file, &state);
+    if (!s.ok()) {
+      std::cout << "FAIL: " << s.message() << "\n";
+      return kExitFailure;
+    }
+  }
+  auto audit = v1::Audit::NewStub(Connect(server, ca_file));
+  auto save = [&] {
+    if (state_file.empty()) return;
+    std::ofstream out(state_file + ".tmp", std::ios::trunc);
+    out << state.size << " " << HexEncode(state.root) << "\n";
+    out.close();
+    std::rename((state_file + ".tmp").c_str(), state_file.c_str());
+  };
+  if (watch_seconds > 0) {
+    // Monitor: each new checkpoint must extend the last one accepted.
+    for (int round = 1; rounds == 0 || round <= rounds; ++round) {
+      v1::Checkpoint c;
+      s = CheckCheckpoint(*audit, token, *key, &state, &c);
+      if (s.code() == Status::Code::kDataLoss) {
+        std::cout << "ALERT: " << s.message() << "\n" << std::flush;
+        return kExitFailure;
+      }
+      if (!s.ok()) {
+        // The server may be down for a while: say so and keep watching.
+        std::cout << "WARN: " << s.message() << "\n" << std::flush;
+      } else {
+        save();
+        std::cout << "OK: checkpoint at size " << c.tree_size()
+                  << " signed and consistent with every one before\n"
+                  << std::flush;
+      }
+      if (rounds != 0 && round == rounds) break;
+      std::this_thread::sleep_for(std::chrono::seconds(watch_seconds));
+    }
+    return kExitOk;
+  }
+  v1::Checkpoint c;
+  s = CheckCheckpoint(*audit, token, *key, &state, &c);
+  if (!s.ok()) {
+    std::cout << "FAIL: " << s.message() << "\n";
+    return kExitFailure;
+  }
+  // Every finding's evidence, checked and recomputed as verify --evidence does.
+  v1::ListFindingsRequest lreq;
+  lreq.set_page_size(1000);
+  uint64_t findings = 0, events = 0;
+  for (;;) {
+    v1::ListFindingsResponse lresp;
+    grpc::ClientContext ctx;
+    Authorize(&ctx, token);
+    s = FromGrpc(audit->ListFindings(&ctx, lreq, &lresp), "ListFindings");
+    if (!s.ok()) {
+      std::cout << "FAIL: " << s.message() << "\n";
+      return kExitFailure;
+    }
+    for (const v1::Finding& f : lresp.findings()) {
+      ledger::Evidence ev;
+      s = FetchRemote(*audit, token, f.finding_id(), &ev);
+      if (!s.ok()) {
+        std::cout << "FAIL: evidence for " << f.finding_id() << ": " << s.message() << "\n";
+        return kExitFailure;
+      }
+      ledger::BundleReport r = ledger::VerifyBundle(ToBundle(ev, ""), *key);
+      if (!r.ok) {
+        std::cout << "FAIL: evidence for " << f.finding_id() << ": " << r.message << "\n";
+        return kExitFailure;
+      }
+      events += r.entries;
+      ++findings;
+    }
+    if (lresp.next_page_token().empty()) break;
+    lreq.set_page_token(lresp.next_page_token());
+  }
+  save();
+  std::cout << "OK: checkpoint at size " << c.tree_size() << " signed by the published key"
+            << (state_file.empty() ? "" : " and consistent with the last one accepted") << "; "
+            << findings << " findings recomputed from " << events
+            << " evidence events with inclusion proofs\n";
+  return kExitOk;
+}
+
+int RunKeyVkey(const std::string& ledger_url) {
+  std::unique_ptr<ledger::LedgerBackend> backend;
+  Status s = ledger::OpenBackend(ledger_url, true, &backend);
+  std::string vkey;
+  if (s.ok()) s = LocalVerifierKey(*backend, &vkey);
+  if (!s.ok()) {
+    std::cerr << "error: " << s.message() << "\n";
+    return kExitFailure;
+  }
+  std::cout << vkey << "\n";
+  return kExitOk;
+}
+
+}  // namespace carewatch::cli
