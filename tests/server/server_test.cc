@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "carewatch/v1/service.grpc.pb.h"
+#include "engine/ledger/evidence.h"
 #include "engine/ledger/keys.h"
 #include "engine/ledger/ledger.h"
 #include "engine/ledger/merkle.h"
@@ -603,6 +604,176 @@ void ExpectAllInLedger(const std::string& dir, const std::map<std::string, uint6
     ++found;
   }
   EXPECT_EQ(found, acked.size());
+}
+
+// Every page of a finding's evidence over loopback, as a bundle.
+v1::EvidenceBundle FetchBundle(v1::Audit::Stub& audit, const std::string& token,
+                               const std::string& finding_id, int* pages) {
+  v1::EvidenceBundle bundle;
+  bundle.set_format(1);
+  v1::GetEvidenceRequest req;
+  req.set_finding_id(finding_id);
+  *pages = 0;
+  for (;;) {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", "Bearer " + token);
+    v1::GetEvidenceResponse resp;
+    grpc::Status st = audit.GetEvidence(&ctx, req, &resp);
+    EXPECT_TRUE(st.ok()) << st.error_message();
+    if (!st.ok()) return bundle;
+    ++*pages;
+    if (req.tree_size() == 0) {
+      *bundle.mutable_finding() = resp.finding();
+      bundle.set_checkpoint_note(resp.checkpoint().note());
+      req.set_tree_size(resp.checkpoint().tree_size());
+    }
+    for (const auto& e : resp.events()) {
+      v1::BundleEntry* b = bundle.add_entries();
+      b->set_seq(e.event().seq());
+      b->set_event_bytes(e.event_bytes());
+      *b->mutable_inclusion_proof() = e.inclusion_proof();
+    }
+    if (resp.next_page_token().empty()) return bundle;
+    req.set_page_token(resp.next_page_token());
+  }
+}
+
+TEST_F(ServerTest, EvidenceBundleVerifiesAndEveryTamperedPartIsNamed) {
+  ZeroGrace(rules_);
+  StartDaemon();
+  for (int i = 0; i < 6; ++i) {
+    ASSERT_TRUE(
+        Evaluate(platform_a_, Flaggable("b-" + std::to_string(i), "svc-a", Now() - 2 * 86400))
+            .ok());
+  }
+  v1::ListFindingsResponse findings;
+  for (int i = 0; i < 200 && findings.findings_size() == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    grpc::ClientContext ctx;
+    Auth(&ctx, regulator_);
+    ASSERT_TRUE(audit_->ListFindings(&ctx, v1::ListFindingsRequest(), &findings).ok());
+  }
+  ASSERT_EQ(findings.findings_size(), 1);
+  v1::GetCheckpointResponse cp;
+  {
+    grpc::ClientContext ctx;
+    Auth(&ctx, regulator_);
+    ASSERT_TRUE(audit_->GetCheckpoint(&ctx, {}, &cp).ok());
+  }
+  // The key a regulator trusts is the one published, here read off the
+  // deployment's own key file, not the server's word.
+  std::unique_ptr<ledger::SigningKey> published;
+  ASSERT_TRUE(ledger::SigningKey::LoadOrCreate(dir_ + "/ledger.key", &published).ok());
+  std::string origin = cp.verifier_key().substr(0, cp.verifier_key().find('+'));
+  std::unique_ptr<ledger::TrustedKey> key;
+  ASSERT_TRUE(ledger::TrustedKey::FromVerifierKey(
+                  ledger::VerifierKeyString(origin, published->PublicRaw()), &key)
+                  .ok());
+  int pages = 0;
+  v1::EvidenceBundle bundle = FetchBundle(*audit_, regulator_, findings.findings(0).finding_id(),
+                                          &pages);
+  ASSERT_GT(bundle.entries_size(), 10);
+  ledger::BundleReport r = ledger::VerifyBundle(bundle, *key);
+  ASSERT_TRUE(r.ok) << r.message;
+  std::set<int> types;
+  for (const auto& e : bundle.entries()) {
+    v1::LedgerEvent ev;
+    ASSERT_TRUE(ev.ParseFromString(e.event_bytes()));
+    types.insert(ev.type());
+  }
+  for (int t : {v1::REPORT_FLAGGED, v1::OBLIGATION_OPENED, v1::DUTY_BREACHED,
+                v1::FINDING_OPENED, v1::RULESET_ACTIVATED}) {
+    EXPECT_TRUE(types.count(t)) << "the bundle holds " << v1::EventType_Name(t);
+  }
+
+  auto expect_named = [&](const std::string& part, v1::EvidenceBundle b,
+                          const std::string& fragment) {
+    ledger::BundleReport bad = ledger::VerifyBundle(b, *key);
+    EXPECT_FALSE(bad.ok) << part;
+    EXPECT_NE(bad.message.find(fragment), std::string::npos) << part << ": " << bad.message;
+  };
+  v1::EvidenceBundle b = bundle;
+  std::string* bytes = b.mutable_entries(2)->mutable_event_bytes();
+  (*bytes)[bytes->size() / 2] ^= 1;
+  expect_named("event", b, "entry seq " + std::to_string(b.entries(2).seq()) + ": inclusion proof");
+  b = bundle;
+  ASSERT_GT(b.entries(3).inclusion_proof_size(), 0);
+  (*b.mutable_entries(3)->mutable_inclusion_proof(0))[0] ^= 1;
+  expect_named("proof node", b, "entry seq " + std::to_string(b.entries(3).seq()));
+  b = bundle;
+  std::string note = b.checkpoint_note();
+  size_t line = note.find('\n');
+  note[line + 1] = note[line + 1] == '9' ? '8' : '9';  // the tree size
+  b.set_checkpoint_note(note);
+  expect_named("note", b, "does not verify");
+  b = bundle;
+  note = b.checkpoint_note();
+  size_t sig = note.rfind(' ') + 10;
+  note[sig] = note[sig] == 'A' ? 'B' : 'A';
+  b.set_checkpoint_note(note);
+  expect_named("signature", b, "checkpoint note");
+  b = bundle;
+  b.mutable_finding()->set_breaches(b.finding().breaches() + 1);
+  expect_named("finding counter", b, "finding breaches: the bundle states 7, the events give 6");
+  b = bundle;
+  ASSERT_EQ(b.finding().unattributed_breaches(), 6) << "no accountability for svc-a";
+  b.mutable_finding()->set_unattributed_breaches(0);
+  expect_named("attribution", b, "finding unattributed_breaches: the bundle states 0");
+}
+
+TEST_F(ServerTest, AFindingOfThousandsOfObligationsIsBundledWithDefaultLimits) {
+  ZeroGrace(rules_);
+  StartDaemon();
+  std::vector<std::thread> threads;
+  std::atomic<int> failed{0};
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      auto stub = v1::Moderation::NewStub(channel_);
+      for (int i = 0; i < 250; ++i) {
+        grpc::ClientContext ctx;
+        Auth(&ctx, platform_a_);
+        v1::EvaluateRequest req;
+        // Long ids make the evidence large: about 3 events of ~1 KiB each.
+        *req.mutable_report() = Flaggable(
+            std::string(300, 'x') + std::to_string(t) + "-" + std::to_string(i), "svc-a",
+            Now() - 2 * 86400);
+        v1::EvaluateResponse resp;
+        if (!stub->Evaluate(&ctx, req, &resp).ok()) ++failed;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  ASSERT_EQ(failed.load(), 0);
+  v1::ListFindingsResponse findings;
+  for (int i = 0; i < 400; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    grpc::ClientContext ctx;
+    Auth(&ctx, regulator_);
+    findings.Clear();
+    ASSERT_TRUE(audit_->ListFindings(&ctx, v1::ListFindingsRequest(), &findings).ok());
+    if (findings.findings_size() == 1 && findings.findings(0).breaches() == 2000) break;
+  }
+  ASSERT_EQ(findings.findings_size(), 1);
+  ASSERT_EQ(findings.findings(0).breaches(), 2000);
+  std::unique_ptr<ledger::SigningKey> published;
+  ASSERT_TRUE(ledger::SigningKey::LoadOrCreate(dir_ + "/ledger.key", &published).ok());
+  v1::GetCheckpointResponse cp;
+  {
+    grpc::ClientContext ctx;
+    Auth(&ctx, regulator_);
+    ASSERT_TRUE(audit_->GetCheckpoint(&ctx, {}, &cp).ok());
+  }
+  std::unique_ptr<ledger::TrustedKey> key;
+  ASSERT_TRUE(ledger::TrustedKey::Load(cp.verifier_key(), &key).ok());
+  ASSERT_EQ(key->key().PublicRaw(), published->PublicRaw());
+  int pages = 0;
+  v1::EvidenceBundle bundle =
+      FetchBundle(*audit_, regulator_, findings.findings(0).finding_id(), &pages);
+  EXPECT_GT(pages, 1) << "no response exceeds the default 4 MiB message limit";
+  EXPECT_GT(bundle.ByteSizeLong(), size_t{4} << 20) << "the whole would have";
+  ledger::BundleReport r = ledger::VerifyBundle(bundle, *key);
+  EXPECT_TRUE(r.ok) << r.message;
+  EXPECT_GE(r.entries, 6000u);
 }
 
 TEST_F(ServerTest, ClaimsCannotBendTheRecord) {

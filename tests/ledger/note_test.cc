@@ -1,0 +1,126 @@
+#include "engine/ledger/note.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "engine/common/digest.h"
+#include "engine/ledger/merkle.h"
+
+namespace carewatch::ledger {
+namespace {
+
+// The published example of the C2SP signed-note format (Go's
+// golang.org/x/mod/sumdb/note): a key, a text and the note it signs to.
+constexpr char kGoSigner[] =
+    "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz";
+constexpr char kGoVerifier[] = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW";
+constexpr char kGoText[] =
+    "If you think cryptography is the answer to your problem,\n"
+    "then you don't know what your problem is.\n";
+constexpr char kGoNote[] =
+    "If you think cryptography is the answer to your problem,\n"
+    "then you don't know what your problem is.\n"
+    "\n"
+    "\xE2\x80\x94 PeterNeumann "
+    "x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM="
+    "\n";
+
+std::unique_ptr<SigningKey> GoKey() {
+  std::string typed;
+  // PRIVATE+KEY+<name>+<key id>+<base64(0x01 || seed)> (the base64 may hold '+').
+  const std::string prefix = "PRIVATE+KEY+PeterNeumann+c74f20a3+";
+  EXPECT_TRUE(Base64Decode(std::string(kGoSigner).substr(prefix.size()), &typed).ok());
+  EXPECT_EQ(typed.size(), 33u);
+  std::unique_ptr<SigningKey> key;
+  EXPECT_TRUE(SigningKey::FromRawSeed(typed.substr(1), &key).ok());
+  return key;
+}
+
+TEST(Note, SignsThePublishedExampleByteForByte) {
+  auto key = GoKey();
+  EXPECT_EQ(VerifierKeyString("PeterNeumann", key->PublicRaw()), kGoVerifier);
+  std::string note;
+  ASSERT_TRUE(SignNote(kGoText, "PeterNeumann", *key, &note).ok());
+  EXPECT_EQ(note, kGoNote);
+}
+
+TEST(Note, OpensThePublishedExampleAndRefusesAlterations) {
+  std::unique_ptr<TrustedKey> trusted;
+  ASSERT_TRUE(TrustedKey::FromVerifierKey(kGoVerifier, &trusted).ok());
+  std::string text;
+  ASSERT_TRUE(trusted->OpenNote(kGoNote, &text).ok());
+  EXPECT_EQ(text, kGoText);
+  std::string altered = kGoNote;
+  altered[3] = 'X';
+  Status s = trusted->OpenNote(altered, &text);
+  EXPECT_NE(s.message().find("does not verify"), std::string::npos) << s.message();
+  std::unique_ptr<TrustedKey> other;
+  ASSERT_TRUE(
+      TrustedKey::FromVerifierKey("EnochRoot+af0cfe78+ATtqJ7zOtqQtYqOo0CpvDXNlMhV3HeJDpjrASKGLWdop",
+                                  &other)
+          .ok());
+  s = other->OpenNote(kGoNote, &text);
+  EXPECT_NE(s.message().find("no signature by the trusted key"), std::string::npos)
+      << s.message();
+}
+
+TEST(Note, VerifierKeysWithAWrongIdOrTypeAreRefused) {
+  std::unique_ptr<TrustedKey> k;
+  EXPECT_NE(TrustedKey::FromVerifierKey(
+                "PeterNeumann+c74f20a4+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW", &k)
+                .message()
+                .find("key id c74f20a4 does not match"),
+            std::string::npos);
+  EXPECT_FALSE(TrustedKey::FromVerifierKey("PeterNeumann+c74f20a3", &k).ok());
+  EXPECT_FALSE(TrustedKey::FromVerifierKey("Peter Neumann+c74f20a3+AQ==", &k).ok());
+}
+
+TEST(Note, CheckpointTextIsTheTlogCheckpointFormat) {
+  Hash root = LeafHash("x");
+  std::string body = CheckpointBody("example.org/log", 42, root, 1767607200);
+  EXPECT_EQ(body, "example.org/log\n42\n" + Base64Encode(root) + "\ntimestamp 1767607200\n");
+  CheckpointText parsed;
+  ASSERT_TRUE(ParseCheckpointBody(body, &parsed).ok());
+  EXPECT_EQ(parsed.origin, "example.org/log");
+  EXPECT_EQ(parsed.tree_size, 42u);
+  EXPECT_EQ(parsed.root_hash, root);
+  ASSERT_EQ(parsed.extensions.size(), 1u);
+  EXPECT_FALSE(ParseCheckpointBody("o\n042\nAAAA\n", &parsed).ok()) << "no leading zeros";
+  EXPECT_FALSE(ParseCheckpointBody("o\n1\nnot base64\n", &parsed).ok());
+}
+
+// An independent implementation checks our signature: openssl, over the
+// note's text with the key the verifier key names.
+TEST(Note, OpensslVerifiesACheckpointSignature) {
+  if (std::system("openssl version > /dev/null 2>&1") != 0) GTEST_SKIP() << "no openssl";
+  std::string dir = ::testing::TempDir() + "/cw-note-" + std::to_string(::getpid());
+  std::filesystem::create_directories(dir);
+  std::unique_ptr<SigningKey> key;
+  ASSERT_TRUE(SigningKey::LoadOrCreate(dir + "/k.pem", &key).ok());
+  std::string body = CheckpointBody("carewatch.test/log", 7, LeafHash("y"), 1767607200);
+  std::string note, signature;
+  ASSERT_TRUE(SignNote(body, "carewatch.test/log", *key, &note, &signature).ok());
+  // The signature line carries key id || signature.
+  std::string blob;
+  ASSERT_TRUE(Base64Decode(note.substr(note.rfind(' ') + 1, note.size() - note.rfind(' ') - 2),
+                           &blob)
+                  .ok());
+  ASSERT_EQ(blob.size(), 68u);
+  EXPECT_EQ(blob.substr(0, 4), NoteKeyId("carewatch.test/log", key->PublicRaw()));
+  std::ofstream(dir + "/pub.pem") << key->PublicPem();
+  std::ofstream(dir + "/body", std::ios::binary) << body;
+  std::ofstream(dir + "/sig", std::ios::binary) << blob.substr(4);
+  std::string cmd = "openssl pkeyutl -verify -pubin -inkey " + dir + "/pub.pem -rawin -in " + dir +
+                    "/body -sigfile " + dir + "/sig > /dev/null 2>&1";
+  EXPECT_EQ(std::system(cmd.c_str()), 0) << "openssl does not accept the note's signature";
+  std::ofstream(dir + "/body", std::ios::binary) << body << "x";
+  EXPECT_NE(std::system(cmd.c_str()), 0) << "and refuses an altered text";
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace carewatch::ledger
