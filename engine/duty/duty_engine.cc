@@ -124,7 +124,10 @@ Status DutyEngine::Commit(std::vector<v1::LedgerEvent>* events, std::unique_lock
 }
 
 void DutyEngine::Apply(const v1::LedgerEvent& e) {
-  if (e.has_recorded_at()) decided_ = std::max(decided_, e.recorded_at().seconds());
+  // The engine's clock is the server time of what the engine recorded
+  // (events the ledger or the audit service write keep their own).
+  if (e.has_recorded_at() && e.type() != v1::STATS_ROLLUP && e.type() != v1::AUDIT_ACCESS)
+    decided_ = std::max(decided_, e.recorded_at().seconds());
   switch (e.type()) {
     case v1::RULESET_ACTIVATED:
       active_version_ = e.ruleset_activated().version();

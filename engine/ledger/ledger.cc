@@ -118,6 +118,16 @@ Status Ledger::Open(const LedgerOptions& options, std::unique_ptr<Ledger>* out) 
     l->last_checkpoint_size_ = checkpoints.back().tree_size();
   }
   l->last_checkpoint_ms_ = l->options_.now();
+  // Counts the last run wrote but did not roll up go into the next rollup.
+  std::vector<StatsRow> pending;
+  s = l->backend_->ReadStatsPending(&pending);
+  if (!s.ok()) return s;
+  for (const StatsRow& r : pending) {
+    auto& c = l->unrolled_[{r.service_id, r.day, r.surface, r.reason}];
+    c.first += r.reports;
+    c.second += r.flagged;
+  }
+  l->last_rollup_ms_ = l->options_.now();
   l->writer_ = std::thread(&Ledger::WriterLoop, l.get());
   *out = std::move(l);
   return Status::Ok();
@@ -165,10 +175,50 @@ Status Ledger::Flush() {
     std::lock_guard<std::mutex> lock(mu_);
     if (!error_.ok()) return error_;
     if (stop_ || !writer_.joinable()) return Status::Unavailable("ledger is closed");
+    QueueRollupLocked();
     queue_.push_back(ticket);
   }
   cv_.notify_one();
-  return ticket->Wait();
+  // The rollup may need a batch of its own after the one it was queued
+  // behind: wait until both are written.
+  Status s = ticket->Wait();
+  if (!s.ok()) return s;
+  std::shared_ptr<Ticket> after;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (unrolled_.empty()) return error_;
+    QueueRollupLocked();
+    after = std::make_shared<Ticket>();
+    after->flush = true;
+    queue_.push_back(after);
+  }
+  cv_.notify_one();
+  return after->Wait();
+}
+
+void Ledger::QueueRollupLocked() {
+  if (unrolled_.empty() || !error_.ok()) return;
+  auto ticket = std::make_shared<Ticket>();
+  v1::LedgerEvent e;
+  e.set_seq(next_seq_++);
+  e.set_type(v1::STATS_ROLLUP);
+  int64_t now = options_.now() / 1000;
+  e.mutable_time()->set_seconds(now);
+  e.mutable_recorded_at()->set_seconds(now);
+  e.set_format(2);
+  for (const auto& [key, counts] : unrolled_) {
+    v1::StatsCount* c = e.mutable_stats_rollup()->add_counts();
+    c->set_service_id(std::get<0>(key));
+    c->set_day(std::get<1>(key));
+    c->set_surface(std::get<2>(key));
+    c->set_reason(std::get<3>(key));
+    c->set_reports(counts.first);
+    c->set_flagged(counts.second);
+  }
+  unrolled_.clear();
+  last_rollup_ms_ = options_.now();
+  ticket->events.push_back(std::move(e));
+  queue_.push_back(ticket);
 }
 
 Status Ledger::health() const {
@@ -195,7 +245,13 @@ void Ledger::WriterLoop() {
                    [this] { return stop_ || !queue_.empty(); });
       if (queue_.empty()) {
         if (stop_) return;
-        // Idle: sign a checkpoint if events are waiting for one.
+        // Idle: roll report counts up into the log when it is time...
+        if (!unrolled_.empty() &&
+            options_.now() - last_rollup_ms_ >= options_.stats_rollup_interval_ms) {
+          QueueRollupLocked();
+          continue;
+        }
+        // ...and sign a checkpoint if events are waiting for one.
         lock.unlock();
         bool due;
         {
@@ -214,12 +270,25 @@ void Ledger::WriterLoop() {
     }
     bool force = false;
     for (const auto& t : batch) force = force || t->flush;
-    Status s = WriteOne(batch, force);
+    std::vector<StatsRow> written;
+    Status s = WriteOne(batch, force, &written);
+    if (s.ok()) {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (const StatsRow& r : written) {
+        auto& c = unrolled_[{r.service_id, r.day, r.surface, r.reason}];
+        c.first += r.reports;
+        c.second += r.flagged;
+      }
+      if (options_.now() - last_rollup_ms_ >= options_.stats_rollup_interval_ms) {
+        QueueRollupLocked();
+      }
+    }
     for (const auto& t : batch) t->Finish(s);
   }
 }
 
-Status Ledger::WriteOne(std::deque<std::shared_ptr<Ticket>>& batch, bool force_checkpoint) {
+Status Ledger::WriteOne(std::deque<std::shared_ptr<Ticket>>& batch, bool force_checkpoint,
+                        std::vector<StatsRow>* written) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!error_.ok()) return error_;
@@ -295,6 +364,7 @@ Status Ledger::WriteOne(std::deque<std::shared_ptr<Ticket>>& batch, bool force_c
   }
   durable_size_ = after;
   ++commits_;
+  if (written) *written = std::move(extras.stats);
   if (sign) {
     latest_checkpoint_ = checkpoint;
     last_checkpoint_size_ = after;

@@ -101,6 +101,10 @@ class LedgerBackend {
   virtual Status QueryFindings(const FindingQuery& q, std::vector<v1::Finding>* out) = 0;
   virtual Status QueryStats(const std::string& service_id, const std::string& from_day,
                             const std::string& to_day, std::vector<StatsRow>* out) = 0;
+  // Report counts written but not yet in a STATS_ROLLUP event. Every batch
+  // adds its statistics deltas here as well as to the statistics; a batch
+  // holding a STATS_ROLLUP event subtracts the event's counts.
+  virtual Status ReadStatsPending(std::vector<StatsRow>* out) = 0;
   // Event seqs that mention an obligation (for evidence chains).
   virtual Status EventsForObligation(const std::string& obligation_id,
                                      std::vector<uint64_t>* seqs) = 0;
@@ -142,6 +146,9 @@ struct LedgerOptions {
   // Wall clock for checkpoint times (tests inject their own).
   std::function<int64_t()> now = nullptr;
   int busy_timeout_ms = 10000;  // see OpenBackend
+  // How often report counts are rolled up into a STATS_ROLLUP event (also
+  // at every Flush and on close).
+  int64_t stats_rollup_interval_ms = 60000;
 };
 
 // The append-only, tamper-evident event log: an RFC 6962 Merkle tree over
@@ -194,7 +201,12 @@ class Ledger {
  private:
   Ledger() = default;
   void WriterLoop();
-  Status WriteOne(std::deque<std::shared_ptr<Ticket>>& batch, bool force_checkpoint);
+  // `written` receives the statistics deltas the batch stored.
+  Status WriteOne(std::deque<std::shared_ptr<Ticket>>& batch, bool force_checkpoint,
+                  std::vector<StatsRow>* written = nullptr);
+  // Queues a STATS_ROLLUP of the counts written since the last one, if any.
+  // REQUIRES: mu_ held.
+  void QueueRollupLocked();
 
   LedgerOptions options_;
   std::unique_ptr<LedgerBackend> backend_;
@@ -205,6 +217,12 @@ class Ledger {
   std::condition_variable cv_;
   std::deque<std::shared_ptr<Ticket>> queue_;
   uint64_t next_seq_ = 1;
+  // Counts written durably but not yet queued in a rollup, by (service,
+  // day, surface, reason); and when the last rollup was queued.
+  std::map<std::tuple<std::string, std::string, std::string, std::string>,
+           std::pair<int64_t, int64_t>>
+      unrolled_;
+  int64_t last_rollup_ms_ = 0;
   bool stop_ = false;
   bool flush_requested_ = false;
   Status error_;

@@ -53,6 +53,10 @@ CREATE TABLE IF NOT EXISTS report_index (
   service_id TEXT NOT NULL, report_id TEXT NOT NULL, digest TEXT NOT NULL, seq INTEGER NOT NULL,
   recorded_at INTEGER NOT NULL, ruleset_version TEXT NOT NULL,
   PRIMARY KEY (service_id, report_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS stats_pending (
+  service_id TEXT NOT NULL, day TEXT NOT NULL, surface TEXT NOT NULL, reason TEXT NOT NULL,
+  reports INTEGER NOT NULL, flagged INTEGER NOT NULL,
+  PRIMARY KEY (service_id, day, surface, reason));
 CREATE TABLE IF NOT EXISTS stats (
   service_id TEXT NOT NULL, day TEXT NOT NULL, surface TEXT NOT NULL, reason TEXT NOT NULL,
   reports INTEGER NOT NULL, flagged INTEGER NOT NULL,
@@ -217,6 +221,9 @@ class SqliteBackend : public LedgerBackend {
         ok = e.ParseFromString(all.Blob(1)) && IndexEvent(e, static_cast<uint64_t>(all.Int(0)));
       }
       ok = ok && rc == SQLITE_DONE;
+        // Counts from before rollups go into the first one.
+      Stmt seed(write_db_, "INSERT OR IGNORE INTO stats_pending SELECT * FROM stats");
+      ok = ok && seed.Step() == SQLITE_DONE;
       Stmt put(write_db_,
                "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', '2')");
       ok = ok && put.Step() == SQLITE_DONE;
@@ -450,6 +457,18 @@ class SqliteBackend : public LedgerBackend {
     return rc == SQLITE_DONE ? Status::Ok() : Error(read_db_, "querying obligations");
   }
 
+  Status ReadStatsPending(std::vector<StatsRow>* out) override {
+    std::lock_guard<std::mutex> lock(read_mu_);
+    Stmt st(read_db_,
+            "SELECT service_id, day, surface, reason, reports, flagged FROM stats_pending");
+    if (!st.ok()) return Error(read_db_, "reading pending counts");
+    int rc;
+    while ((rc = st.Step()) == SQLITE_ROW) {
+      out->push_back({st.Text(0), st.Text(1), st.Text(2), st.Text(3), st.Int(4), st.Int(5)});
+    }
+    return rc == SQLITE_DONE ? Status::Ok() : Error(read_db_, "reading pending counts");
+  }
+
   Status EventsOfType(int type, uint64_t before_seq, std::vector<uint64_t>* seqs) override {
     std::lock_guard<std::mutex> lock(read_mu_);
     Stmt st(read_db_, "SELECT seq FROM key_events WHERE type = ? AND seq < ? ORDER BY seq");
@@ -545,6 +564,19 @@ class SqliteBackend : public LedgerBackend {
       case v1::LedgerEvent::kAccountabilityChanged:
         w.key_event.Bind(1, static_cast<int64_t>(p.type())).Bind(2, static_cast<int64_t>(seq));
         return step(w.key_event);
+      case v1::LedgerEvent::kStatsRollup: {
+        // What the rollup put into the log is no longer pending.
+        Stmt sub(write_db_,
+                 "UPDATE stats_pending SET reports = reports - ?, flagged = flagged - ? WHERE "
+                 "service_id = ? AND day = ? AND surface = ? AND reason = ?");
+        for (const v1::StatsCount& c : p.stats_rollup().counts()) {
+          sub.Bind(1, c.reports()).Bind(2, c.flagged()).Bind(3, c.service_id()).Bind(4, c.day());
+          sub.Bind(5, c.surface()).Bind(6, c.reason());
+          if (!step(sub)) return false;
+        }
+        Stmt clean(write_db_, "DELETE FROM stats_pending WHERE reports = 0 AND flagged = 0");
+        return step(clean);
+      }
       default:
         return true;
     }
@@ -694,12 +726,14 @@ class SqliteBackend : public LedgerBackend {
     for (const ReportIndexRow& r : extras.reports) {
       if (!IndexReport(r)) return Error(write_db_, "indexing report " + r.report_id);
     }
-    if (!stats.empty()) {
+    for (const char* table : {"stats", "stats_pending"}) {
+      if (stats.empty()) break;
       Stmt st(write_db_,
-              "INSERT INTO stats (service_id, day, surface, reason, reports, flagged) VALUES (?, "
-              "?, ?, ?, ?, ?) "
-              "ON CONFLICT (service_id, day, surface, reason) DO UPDATE SET "
-              "reports = reports + excluded.reports, flagged = flagged + excluded.flagged");
+              (std::string("INSERT INTO ") + table +
+               " (service_id, day, surface, reason, reports, flagged) VALUES (?, ?, ?, ?, ?, ?) "
+               "ON CONFLICT (service_id, day, surface, reason) DO UPDATE SET "
+               "reports = reports + excluded.reports, flagged = flagged + excluded.flagged")
+                  .c_str());
       for (const StatsRow& r : stats) {
         st.Bind(1, r.service_id).Bind(2, r.day).Bind(3, r.surface).Bind(4, r.reason);
         st.Bind(5, r.reports).Bind(6, r.flagged);

@@ -1,11 +1,232 @@
 #include "engine/ledger/verify.h"
 
 #include "engine/common/digest.h"
+#include "engine/ledger/audit.h"
 #include "engine/ledger/note.h"
+
+#include <algorithm>
+#include <map>
+#include <tuple>
 
 namespace carewatch::ledger {
 
 namespace {
+
+// What the tables the Audit RPCs answer from must hold, rebuilt from the
+// events, and the check of the tables against it.
+class DerivedRows {
+ public:
+  void Add(const v1::LedgerEvent& e) {
+    switch (e.payload_case()) {
+      case v1::LedgerEvent::kBreach:
+        breaches_[e.seq()] = e.breach().SerializeAsString();
+        break;
+      case v1::LedgerEvent::kFinding:
+        ApplyFindingEvent(e.type(), e.finding(), &findings_[e.finding().finding_id()]);
+        break;
+      case v1::LedgerEvent::kReportFlagged:
+        flagged_.push_back({e.report_flagged().service_id(), e.report_flagged().report_id(),
+                            e.report_flagged().report_digest(), e.seq()});
+        break;
+      case v1::LedgerEvent::kStatsRollup:
+        for (const v1::StatsCount& c : e.stats_rollup().counts()) {
+          auto& x = stats_[{c.service_id(), c.day(), c.surface(), c.reason()}];
+          x.first += c.reports();
+          x.second += c.flagged();
+        }
+        break;
+      default:
+        break;
+    }
+  }
+
+  // `why` empty when every table agrees with the log; else names the table
+  // and the row.
+  Status Check(LedgerBackend& b, std::string* why, uint64_t* bad_seq) {
+    Status s = CheckBreaches(b, why, bad_seq);
+    if (s.ok() && why->empty()) s = CheckFindings(b, why);
+    if (s.ok() && why->empty()) s = CheckReports(b, why, bad_seq);
+    if (s.ok() && why->empty()) s = CheckStats(b, why);
+    return s;
+  }
+
+ private:
+  Status CheckBreaches(LedgerBackend& backend, std::string* why, uint64_t* bad_seq) {
+    BreachQuery q;
+    q.limit = 10000;
+    std::map<uint64_t, std::string> rows;
+    for (;;) {
+      std::vector<std::pair<uint64_t, v1::Breach>> page;
+      Status s = backend.QueryBreaches(q, &page);
+      if (!s.ok()) return s;
+      for (auto& [seq, breach] : page) rows[seq] = breach.SerializeAsString();
+      if (page.size() < q.limit) break;
+      q.after_seq = page.back().first;
+    }
+    for (const auto& [seq, body] : breaches_) {
+      auto it = rows.find(seq);
+      if (it == rows.end() || it->second != body) {
+        *bad_seq = seq;
+        *why = "table breaches: the row of the DUTY_BREACHED event " + std::to_string(seq) +
+               (it == rows.end() ? " is missing (deleted)" : " differs from the event (altered)");
+        return Status::Ok();
+      }
+    }
+    for (const auto& [seq, body] : rows) {
+      if (!breaches_.count(seq)) {
+        *bad_seq = seq;
+        *why = "table breaches: a row claims seq " + std::to_string(seq) +
+               ", which is no DUTY_BREACHED event (inserted)";
+        return Status::Ok();
+      }
+    }
+    // The columns queries filter on agree with the event: the row is found
+    // by its own service, duty, rule and time.
+    for (const auto& [seq, body] : breaches_) {
+      v1::Breach b;
+      b.ParseFromString(body);
+      BreachQuery one;
+      one.service_id = b.service_id();
+      one.duty_id = b.duty_id();
+      one.rule_id = b.rule_id();
+      one.from = one.to = b.at().seconds();
+      one.after_seq = seq - 1;
+      one.limit = 1;
+      std::vector<std::pair<uint64_t, v1::Breach>> found;
+      Status s = backend.QueryBreaches(one, &found);
+      if (!s.ok()) return s;
+      if (found.empty() || found[0].first != seq) {
+        *bad_seq = seq;
+        *why = "table breaches: the row of the DUTY_BREACHED event " + std::to_string(seq) +
+               " is not found by its own service, duty, rule and time (an indexed column was "
+               "altered)";
+        return Status::Ok();
+      }
+    }
+    return Status::Ok();
+  }
+
+  static std::string Normal(v1::Finding f) {
+    std::vector<std::string> ids(f.obligation_ids().begin(), f.obligation_ids().end());
+    std::sort(ids.begin(), ids.end());
+    f.clear_obligation_ids();
+    for (auto& id : ids) f.add_obligation_ids(id);
+    for (auto& p : *f.mutable_accountable()) p.clear_obligation_ids();
+    return f.SerializeAsString();
+  }
+
+  Status CheckFindings(LedgerBackend& b, std::string* why) {
+    FindingQuery q;
+    q.limit = 10000;
+    std::map<std::string, std::string> rows;
+    for (;;) {
+      std::vector<v1::Finding> page;
+      Status s = b.QueryFindings(q, &page);
+      if (!s.ok()) return s;
+      for (const auto& f : page) rows[f.finding_id()] = Normal(f);
+      if (page.size() < q.limit) break;
+      q.after_id = page.back().finding_id();
+    }
+    for (const auto& [id, f] : findings_) {
+      auto it = rows.find(id);
+      if (it == rows.end() || it->second != Normal(f)) {
+        *why = "table findings: the row of finding " + id +
+               (it == rows.end() ? " is missing (deleted)"
+                                 : " differs from its FINDING_* events (altered)");
+        return Status::Ok();
+      }
+    }
+    for (const auto& [id, body] : rows) {
+      if (!findings_.count(id)) {
+        *why = "table findings: finding " + id + " has no FINDING_* event (inserted)";
+        return Status::Ok();
+      }
+    }
+    for (const auto& [id, f] : findings_) {
+      FindingQuery one;
+      one.finding_id = id;
+      one.service_id = f.service_id();
+      one.duty_id = f.duty_id();
+      one.status = f.status();
+      one.from = one.to = f.opened_at().seconds();
+      one.with_obligation_ids = false;
+      std::vector<v1::Finding> found;
+      Status s = b.QueryFindings(one, &found);
+      if (!s.ok()) return s;
+      if (found.size() != 1) {
+        *why = "table findings: finding " + id +
+               " is not found by its own service, duty, status and opening time (an indexed "
+               "column was altered)";
+        return Status::Ok();
+      }
+    }
+    return Status::Ok();
+  }
+
+  Status CheckReports(LedgerBackend& b, std::string* why, uint64_t* bad_seq) {
+    for (const Flagged& f : flagged_) {
+      ReportIndexRow row;
+      bool found = false;
+      Status s = b.LookupReport(f.service_id, f.report_id, &row, &found);
+      if (!s.ok()) return s;
+      if (!found || row.seq != f.seq || row.digest != f.digest) {
+        *bad_seq = f.seq;
+        *why = "table report_index: the row of report " + f.report_id + " (REPORT_FLAGGED " +
+               std::to_string(f.seq) + ") " + (found ? "differs from the event" : "is missing");
+        return Status::Ok();
+      }
+    }
+    return Status::Ok();
+  }
+
+  Status CheckStats(LedgerBackend& b, std::string* why) {
+    std::vector<StatsRow> table, pending;
+    Status s = b.QueryStats("", "0000-00-00", "9999-99-99", &table);
+    if (s.ok()) s = b.ReadStatsPending(&pending);
+    if (!s.ok()) return s;
+    auto expected = stats_;
+    for (const StatsRow& p : pending) {
+      auto& x = expected[{p.service_id, p.day, p.surface, p.reason}];
+      x.first += p.reports;
+      x.second += p.flagged;
+    }
+    std::map<Key, std::pair<int64_t, int64_t>> got;
+    for (const StatsRow& t : table) got[{t.service_id, t.day, t.surface, t.reason}] = {t.reports, t.flagged};
+    for (auto& [k, v] : expected) {
+      if (v.first == 0 && v.second == 0) continue;
+      auto it = got.find(k);
+      std::pair<int64_t, int64_t> have = it == got.end() ? std::make_pair(int64_t{0}, int64_t{0})
+                                                         : it->second;
+      if (have != v) {
+        *why = "table stats: " + std::get<0>(k) + " " + std::get<1>(k) + " surface '" +
+               std::get<2>(k) + "' reason '" + std::get<3>(k) + "': the table says " +
+               std::to_string(have.first) + " reports (" + std::to_string(have.second) +
+               " flagged), the log's STATS_ROLLUP events and the counts not yet rolled up give " +
+               std::to_string(v.first) + " (" + std::to_string(v.second) + ")";
+        return Status::Ok();
+      }
+    }
+    for (const auto& [k, v] : got) {
+      if ((v.first || v.second) && !expected.count(k)) {
+        *why = "table stats: " + std::get<0>(k) + " " + std::get<1>(k) +
+               ": counts that no STATS_ROLLUP event nor pending count explains (inserted)";
+        return Status::Ok();
+      }
+    }
+    return Status::Ok();
+  }
+
+  using Key = std::tuple<std::string, std::string, std::string, std::string>;
+  struct Flagged {
+    std::string service_id, report_id, digest;
+    uint64_t seq;
+  };
+  std::map<uint64_t, std::string> breaches_;
+  std::map<std::string, v1::Finding> findings_;
+  std::vector<Flagged> flagged_;
+  std::map<Key, std::pair<int64_t, int64_t>> stats_;
+};
+
 VerifyReport Fail(VerifyReport r, uint64_t seq, std::string message) {
   r.ok = false;
   r.first_bad_seq = seq;
@@ -37,6 +258,7 @@ VerifyReport VerifyLedger(LedgerBackend& backend, const std::string& trusted_key
   }
 
   MerkleTree tree;
+  DerivedRows derived;
   uint64_t expect = 1;
   constexpr size_t kPage = 10000;
   for (;;) {
@@ -73,6 +295,7 @@ VerifyReport VerifyLedger(LedgerBackend& backend, const std::string& trusted_key
             r, e.seq,
             "event " + std::to_string(e.seq) + ": indexed type or time differ from the event");
       }
+      derived.Add(parsed);
       tree.Append(leaf);
       ++expect;
     }
@@ -112,6 +335,11 @@ VerifyReport VerifyLedger(LedgerBackend& backend, const std::string& trusted_key
     ++r.checkpoints;
   }
   r.unsigned_tail = tree.size() - previous_size;
+  std::string why;
+  uint64_t bad_seq = 0;
+  s = derived.Check(backend, &why, &bad_seq);
+  if (!s.ok()) return Fail(r, 0, "cannot read the query tables: " + s.message());
+  if (!why.empty()) return Fail(r, bad_seq, why);
   r.ok = true;
   r.message = "ledger verifies: " + std::to_string(r.events) + " events, " +
               std::to_string(r.checkpoints) + " signed checkpoints" +

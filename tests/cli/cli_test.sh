@@ -137,6 +137,28 @@ sqlite3 "$tmp/tampered.db" "UPDATE events SET payload = payload || x'00' WHERE s
 "$cw" verify --ledger "sqlite://$tmp/tampered.db" --pubkey "$tmp/led/pub.pem" > "$tmp/verify2.out"
 check "verify fails on a tampered copy" test $? -eq 1
 check "verify names the sequence number" grep -q "first bad sequence number: 42" "$tmp/verify2.out"
+# The verifier key a deployment publishes; verify says what it proved.
+vkey=$("$cw" key vkey --ledger "sqlite://$tmp/led/ledger.db")
+check "key vkey prints NAME+KEYID+KEY" bash -c "echo '$vkey' | grep -Eq '^carewatch/[0-9a-f]{16}[+][0-9a-f]{8}[+][A-Za-z0-9+/]{44}$'"
+"$cw" verify --ledger "sqlite://$tmp/led/ledger.db" --vkey "$vkey" > "$tmp/verify3.out"
+check "verify with the verifier key proves who signed" grep -q "signed by the trusted key" "$tmp/verify3.out"
+"$cw" verify --ledger "sqlite://$tmp/led/ledger.db" > "$tmp/verify4.out" 2> "$tmp/verify4.err"
+check "verify without a key says integrity only" bash -c "grep -q 'INTEGRITY ONLY' '$tmp/verify4.out' && grep -q WARNING '$tmp/verify4.err'"
+"$cw" verify --ledger "sqlite://$tmp/led/ledger.db" --require-key > /dev/null 2>&1
+check "verify --require-key without a key fails" test $? -eq 1
+# The tables audit answers from are checked against the log.
+cp "$tmp/led/ledger.db" "$tmp/t1.db"
+sqlite3 "$tmp/t1.db" "DELETE FROM breaches WHERE seq = (SELECT min(seq) FROM breaches)"
+"$cw" verify --ledger "sqlite://$tmp/t1.db" --vkey "$vkey" > "$tmp/t1.out"
+check "a deleted breach row is named" bash -c "test \$? -ne 0; grep -q 'table breaches: the row of the DUTY_BREACHED event [0-9]* is missing' '$tmp/t1.out'"
+cp "$tmp/led/ledger.db" "$tmp/t2.db"
+sqlite3 "$tmp/t2.db" "UPDATE stats SET reports = 0"
+"$cw" verify --ledger "sqlite://$tmp/t2.db" --vkey "$vkey" > "$tmp/t2.out"
+check "zeroed report counts are named" grep -q "^FAIL: table stats: .* the table says 0 reports" "$tmp/t2.out"
+cp "$tmp/led/ledger.db" "$tmp/t3.db"
+sqlite3 "$tmp/t3.db" "UPDATE findings SET status = 'closed'"
+"$cw" verify --ledger "sqlite://$tmp/t3.db" --vkey "$vkey" > "$tmp/t3.out"
+check "an altered finding row is named" grep -q "^FAIL: table findings: finding fd-.* is not found by its own" "$tmp/t3.out"
 
 # audit from the ledger file.
 "$cw" audit breaches --ledger "sqlite://$tmp/led/ledger.db" --service example-social --json > "$tmp/b.jsonl"
@@ -173,6 +195,18 @@ for e in doc["events"]:
 print("ok" if need <= types and checked > 0 else "bad %s %d" % (types, checked))
 PY
 check "evidence holds the chain with inclusion proofs that verify" grep -q '^ok$' "$tmp/e.check"
+# A self-contained bundle, checked offline with the published key alone.
+"$cw" audit evidence "$fid" --ledger "sqlite://$tmp/led/ledger.db" --bundle "$tmp/bundle.json" > /dev/null
+"$cw" verify --evidence "$tmp/bundle.json" --vkey "$vkey" > "$tmp/bundle.out"
+check "verify --evidence recomputes the finding from the bundle" grep -q "^OK: evidence for $fid verifies" "$tmp/bundle.out"
+python3 - "$tmp/bundle.json" "$tmp/bundle-bad.json" <<'PY'
+import json, sys
+b = json.load(open(sys.argv[1]))
+b["finding"]["breaches"] = b["finding"].get("breaches", 0) + 1
+json.dump(b, open(sys.argv[2], "w"))
+PY
+"$cw" verify --evidence "$tmp/bundle-bad.json" --vkey "$vkey" > "$tmp/bundle-bad.out"
+check "a bundle whose finding counter was changed fails, naming it" bash -c "test \$? -ne 0; grep -q '^FAIL: finding breaches: the bundle states' '$tmp/bundle-bad.out'"
 "$cw" audit stats --ledger "sqlite://$tmp/led/ledger.db" --period month --json > "$tmp/s.jsonl"
 check "audit stats counts reports per period" grep -q '"period":"2026-07","reports":' "$tmp/s.jsonl"
 
