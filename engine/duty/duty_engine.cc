@@ -60,10 +60,10 @@ Status CheckClaimedTime(const char* field, int64_t seconds, int64_t nanos, int64
                                    " is outside [0, 1000000000)");
   }
   if (seconds < kMinClaimedTime) {
-    return Status::InvalidArgument(std::string(field) + ": " +
-                                   (seconds <= 0 ? std::string("required")
-                                                 : rules::FormatDateTime(seconds) +
-                                                       " is before 2000-01-01T00:00:00Z"));
+    return Status::InvalidArgument(
+        std::string(field) + ": " +
+        (seconds <= 0 ? std::string("required")
+                      : rules::FormatDateTime(seconds) + " is before 2000-01-01T00:00:00Z"));
   }
   if (seconds > now && seconds - now > max_skew) {
     constexpr int64_t kYear9999End = 253402300799;
@@ -362,9 +362,9 @@ Status DutyEngine::SubmitReport(const v1::ContentReport& report, v1::Verdict* ve
   if (report.report_id().empty()) return Status::InvalidArgument("report.report_id: required");
   if (report.service_id().empty()) return Status::InvalidArgument("report.service_id: required");
   if (!report.has_received_at()) return Status::InvalidArgument("report.received_at: required");
-  Status s = CheckClaimedTime("report.received_at", report.received_at().seconds(),
-                              report.received_at().nanos(), ServerNow(),
-                              options_.max_clock_skew_seconds);
+  Status s =
+      CheckClaimedTime("report.received_at", report.received_at().seconds(),
+                       report.received_at().nanos(), ServerNow(), options_.max_clock_skew_seconds);
   if (!s.ok()) return s;
   const std::string digest = ReportDigest(options_.hmac_key, report);
   const Key key{report.service_id(), report.report_id()};
@@ -403,9 +403,9 @@ Status DutyEngine::SubmitReport(const v1::ContentReport& report, v1::Verdict* ve
     other->cv.wait(wait, [&] { return other->done; });
     if (!other->status.ok()) return other->status;
     return Retry(report, digest, other->digest, other->verdict, verdict,
-                 other->verdict.ledger_seq() ? "ledger seq " +
-                                                   std::to_string(other->verdict.ledger_seq())
-                                             : "it matched no rule");
+                 other->verdict.ledger_seq()
+                     ? "ledger seq " + std::to_string(other->verdict.ledger_seq())
+                     : "it matched no rule");
   }
   s = SubmitNew(report, digest, verdict);
   {
@@ -427,18 +427,18 @@ Status DutyEngine::SubmitNew(const v1::ContentReport& report, const std::string&
     // Recorded before, and durable: a retry across a restart.
     ledger::ReportIndexRow row;
     bool found = false;
-    Status s = ledger_->backend().LookupReport(report.service_id(), report.report_id(), &row,
-                                               &found);
+    Status s =
+        ledger_->backend().LookupReport(report.service_id(), report.report_id(), &row, &found);
     if (!s.ok()) return s;
     if (found) {
       v1::Verdict first;
       first.set_report_id(report.report_id());
       first.set_ruleset_version(row.ruleset_version);
       first.set_ledger_seq(row.seq);
-      return Retry(report, digest, row.digest, first, verdict,
-                   row.seq ? "ledger seq " + std::to_string(row.seq)
-                           : "it matched no rule; first counted " +
-                                 rules::FormatDateTime(row.recorded_at));
+      return Retry(
+          report, digest, row.digest, first, verdict,
+          row.seq ? "ledger seq " + std::to_string(row.seq)
+                  : "it matched no rule; first counted " + rules::FormatDateTime(row.recorded_at));
     }
   }
   std::shared_ptr<const eval::Evaluator> evaluator = this->evaluator();
@@ -461,8 +461,8 @@ Status DutyEngine::SubmitNew(const v1::ContentReport& report, const std::string&
     ++counts_.reports;
     if (remember_in_memory) seen_unflagged_[{report.service_id(), report.report_id()}] = digest;
     if (!ledger_) return Status::Ok();
-    extras.reports.push_back({report.service_id(), report.report_id(), digest, 0, now,
-                              verdict->ruleset_version()});
+    extras.reports.push_back(
+        {report.service_id(), report.report_id(), digest, 0, now, verdict->ruleset_version()});
     std::vector<v1::LedgerEvent> none;
     return Commit(&none, lock, std::move(extras));  // counted, durably, and nothing else
   }
@@ -556,8 +556,8 @@ void DutyEngine::BreachEvent(const TrackedObligation& ob, BreachKind kind, int64
 void DutyEngine::CloseEvent(const TrackedObligation& ob, ObligationState state, int64_t at,
                             int64_t now, std::vector<v1::LedgerEvent>* events) {
   (void)now;
-  v1::LedgerEvent closed = NewEvent(
-      state == ObligationState::kMet ? v1::OBLIGATION_MET : v1::OBLIGATION_DISCHARGED, at);
+  v1::LedgerEvent closed =
+      NewEvent(state == ObligationState::kMet ? v1::OBLIGATION_MET : v1::OBLIGATION_DISCHARGED, at);
   auto* c = closed.mutable_obligation_closed();
   c->set_obligation_id(ob.obligation.obligation_id());
   c->set_report_id(ob.report_id);
@@ -665,17 +665,16 @@ Status DutyEngine::Sweep(int64_t now) {
     if (!h.ok()) return h;
   }
   if (clock_ != INT64_MIN && now < clock_) {
-    return Status::FailedPrecondition("server clock went backwards: " +
-                                      rules::FormatDateTime(now) + " is before " +
-                                      rules::FormatDateTime(clock_) + "; nothing was swept");
+    return Status::FailedPrecondition("server clock went backwards: " + rules::FormatDateTime(now) +
+                                      " is before " + rules::FormatDateTime(clock_) +
+                                      "; nothing was swept");
   }
   const int64_t t = std::max(now, decided_);
   std::vector<v1::LedgerEvent> events;
   while (!sweep_due_.empty() && sweep_due_.begin()->first < t) {
     auto first = sweep_due_.begin();
     auto ob = obligations_.find(first->second);
-    if (ob == obligations_.end() ||
-        ob->second.obligation.status() != v1::OBLIGATION_STATUS_OPEN) {
+    if (ob == obligations_.end() || ob->second.obligation.status() != v1::OBLIGATION_STATUS_OPEN) {
       sweep_due_.erase(first);  // decided already (a duplicate entry)
       continue;
     }
@@ -771,8 +770,8 @@ void DutyEngine::Detect(const Key& key, int64_t t, std::vector<v1::LedgerEvent>*
     delta.set_finding_id(open.finding_id());
     fill(&delta, "open");
     *delta.mutable_opened_at() = open.opened_at();
-    add_members(&delta, open.breaches_missed(), open.breaches_late(),
-                open.breaches_late_recorded(), open.breaches());
+    add_members(&delta, open.breaches_missed(), open.breaches_late(), open.breaches_late_recorded(),
+                open.breaches());
     v1::LedgerEvent e = NewEvent(v1::FINDING_UPDATED, t);
     *e.mutable_finding() = std::move(delta);
     Emit(events, std::move(e));
@@ -794,8 +793,8 @@ void DutyEngine::AddAccountability(const std::vector<std::string>& ids, v1::Find
     if (it == obligations_.end()) continue;
     // The most specific scope in post wins: one breach, one person (several
     // only where tenures of the same scope overlap, which lint warns about).
-    std::vector<const rules::Accountability*> in_post = rules::AccountableFor(
-        accountability_, f->service_id(), f->duty_id(), it->second.breach_at);
+    std::vector<const rules::Accountability*> in_post =
+        rules::AccountableFor(accountability_, f->service_id(), f->duty_id(), it->second.breach_at);
     if (in_post.empty()) f->set_unattributed_breaches(f->unattributed_breaches() + 1);
     for (const rules::Accountability* a : in_post) {
       v1::AccountablePerson* p = nullptr;

@@ -144,7 +144,7 @@ class DutyEngine {
   };
   // One (service, duty)'s systemic window: what came due, by deadline.
   struct Window {
-    std::deque<int64_t> due;                                // resolved obligations' deadlines
+    std::deque<int64_t> due;                               // resolved obligations' deadlines
     std::deque<std::pair<int64_t, std::string>> breached;  // (deadline, obligation id)
     std::optional<v1::Finding> open;  // the open finding's counters (no id lists)
   };

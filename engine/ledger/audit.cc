@@ -8,9 +8,8 @@
 
 namespace carewatch::ledger {
 
-Status BuildEvidence(LedgerBackend& backend, const ProofFn& prove,
-                     const v1::Checkpoint& checkpoint, const std::string& finding_id,
-                     size_t offset, size_t limit, Evidence* out) {
+Status BuildEvidence(LedgerBackend& backend, const ProofFn& prove, const v1::Checkpoint& checkpoint,
+                     const std::string& finding_id, size_t offset, size_t limit, Evidence* out) {
   const uint64_t size = checkpoint.tree_size();
   std::vector<uint64_t> own;
   Status s = backend.FindingEvents(finding_id, &own);
@@ -115,8 +114,8 @@ std::string FindingReason(const v1::Finding& f) {
   if (f.has_thresholds()) {
     char min_rate[32];
     std::snprintf(min_rate, sizeof min_rate, "%g%%", f.thresholds().min_breach_rate() * 100);
-    out += ", threshold >= " + std::to_string(f.thresholds().min_breaches()) + " and >= " +
-           min_rate + " in " + rules::FormatDuration(f.thresholds().window_seconds());
+    out += ", threshold >= " + std::to_string(f.thresholds().min_breaches()) +
+           " and >= " + min_rate + " in " + rules::FormatDuration(f.thresholds().window_seconds());
   }
   return out;
 }
@@ -205,8 +204,8 @@ Status ComputeStats(LedgerBackend& backend, const std::string& service_id,
     s = backend.QueryBreaches(bq, &page);
     if (!s.ok()) return s;
     for (const auto& [seq, b] : page) {
-      PeriodStats& p = by_period[PeriodOf(rules::FormatDateTime(b.at().seconds()).substr(0, 10),
-                                          period)];
+      PeriodStats& p =
+          by_period[PeriodOf(rules::FormatDateTime(b.at().seconds()).substr(0, 10), period)];
       p.breaches++;
       p.breaches_by_kind[b.kind()]++;
     }

@@ -33,9 +33,8 @@ using ProofFn = std::function<Status(uint64_t seq, uint64_t tree_size, std::vect
 // items [offset, offset + limit) of it, each with its inclusion proof
 // against the checkpoint. The finding is rebuilt from its own events up to
 // the checkpoint, so every page agrees with the others.
-Status BuildEvidence(LedgerBackend& backend, const ProofFn& prove,
-                     const v1::Checkpoint& checkpoint, const std::string& finding_id,
-                     size_t offset, size_t limit, Evidence* out);
+Status BuildEvidence(LedgerBackend& backend, const ProofFn& prove, const v1::Checkpoint& checkpoint,
+                     const std::string& finding_id, size_t offset, size_t limit, Evidence* out);
 
 // Per-period statistics for the regulator.
 struct PeriodStats {

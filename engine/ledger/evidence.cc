@@ -249,8 +249,8 @@ BundleReport VerifyBundle(const v1::EvidenceBundle& bundle, const TrustedKey& ke
     if (terms) {
       const v1::SystemicThresholds& t = stated.thresholds();
       if (!terms->has_systemic() ||
-          !Same("thresholds.window_seconds", t.window_seconds(),
-                terms->systemic().window_seconds(), &why) ||
+          !Same("thresholds.window_seconds", t.window_seconds(), terms->systemic().window_seconds(),
+                &why) ||
           !Same("thresholds.min_breaches", t.min_breaches(), terms->systemic().min_breaches(),
                 &why) ||
           !Same("thresholds.min_breach_rate", Num(t.min_breach_rate()),

@@ -89,14 +89,14 @@ Status Ledger::Open(const LedgerOptions& options, std::unique_ptr<Ledger>* out) 
   if (!s.ok()) return s;
   if (found) {
     if (!options.origin.empty() && options.origin != stored_origin) {
-      return Status::FailedPrecondition("ledger " + options.url + " has origin '" +
-                                        stored_origin + "'; the configured origin '" +
-                                        options.origin + "' would name another log");
+      return Status::FailedPrecondition("ledger " + options.url + " has origin '" + stored_origin +
+                                        "'; the configured origin '" + options.origin +
+                                        "' would name another log");
     }
     l->origin_ = stored_origin;
   } else {
-    l->origin_ = options.origin.empty() ? "carewatch/" + l->key_->PublicHex().substr(0, 16)
-                                        : options.origin;
+    l->origin_ =
+        options.origin.empty() ? "carewatch/" + l->key_->PublicHex().substr(0, 16) : options.origin;
     if (!ValidNoteKeyName(l->origin_)) {
       return Status::InvalidArgument("origin '" + l->origin_ +
                                      "': must be non-empty, without spaces or '+'");

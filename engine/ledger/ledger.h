@@ -136,7 +136,7 @@ std::string CheckpointSignedText(uint64_t tree_size, const Hash& root, int64_t t
 
 struct LedgerOptions {
   std::string url = "sqlite://data/ledger.db";
-  std::string signing_key_path;           // default: beside the ledger, ledger.key
+  std::string signing_key_path;  // default: beside the ledger, ledger.key
   // The log's origin: the first line of every checkpoint and the name of its
   // key. Empty: the one the ledger recorded, else "carewatch/" + the first
   // 16 hex digits of the public key. A ledger keeps its origin for life.
@@ -169,8 +169,7 @@ class Ledger {
   // with `extras`, for the writer; events queued earlier get lower seqs. Wait
   // on the ticket for durability: everything queued with it is stored in one
   // transaction or not at all.
-  std::shared_ptr<Ticket> Enqueue(std::vector<v1::LedgerEvent>* events,
-                                  BatchExtras extras = {});
+  std::shared_ptr<Ticket> Enqueue(std::vector<v1::LedgerEvent>* events, BatchExtras extras = {});
   // Enqueue and wait: returns once the events are durable (or failed).
   Status Append(std::vector<v1::LedgerEvent>* events);
   // Writes any pending statistics and signs a checkpoint now; waits.

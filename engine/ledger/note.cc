@@ -33,8 +33,7 @@ std::string Base64Encode(std::string_view data) {
 
 Status Base64Decode(std::string_view text, std::string* out) {
   if (text.size() % 4 != 0 ||
-      text.find_first_not_of(
-          "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=") !=
+      text.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=") !=
           std::string_view::npos) {
     return Status::InvalidArgument("not standard base64");
   }
@@ -137,7 +136,8 @@ Status TrustedKey::Load(std::string_view text_or_path, std::unique_ptr<TrustedKe
       std::ifstream in(text, std::ios::binary);
       std::stringstream ss;
       ss << in.rdbuf();
-      if (ss.str().size() > 64 * 1024) return Status::InvalidArgument(text + ": too large for a key");
+      if (ss.str().size() > 64 * 1024)
+        return Status::InvalidArgument(text + ": too large for a key");
       text = ss.str();
     } else if (text.find("-----BEGIN") == std::string::npos) {
       return Status::InvalidArgument("'" + std::string(text_or_path.substr(0, 80)) +
@@ -178,8 +178,8 @@ Status TrustedKey::OpenNote(std::string_view note, std::string* text) const {
     if (!Base64Decode(line.substr(space + 1), &blob).ok() || blob.size() < 5) {
       return Status::InvalidArgument("note: bad signature line");
     }
-    bool ours = (name_.empty() || name == name_) &&
-                blob.substr(0, 4) == NoteKeyId(name, key_->PublicRaw());
+    bool ours =
+        (name_.empty() || name == name_) && blob.substr(0, 4) == NoteKeyId(name, key_->PublicRaw());
     if (!ours || found) continue;  // other keys' lines are ignored
     found = true;
     if (!key_->Verify(body, blob.substr(4))) {
@@ -228,8 +228,8 @@ Status TrustedKey::VerifyCheckpoint(const v1::Checkpoint& c) const {
 
 std::string CheckpointBody(std::string_view origin, uint64_t tree_size, const Hash& root,
                            int64_t time) {
-  return std::string(origin) + "\n" + std::to_string(tree_size) + "\n" + Base64Encode(root) +
-         "\n" + kTimestampPrefix + std::to_string(time) + "\n";
+  return std::string(origin) + "\n" + std::to_string(tree_size) + "\n" + Base64Encode(root) + "\n" +
+         kTimestampPrefix + std::to_string(time) + "\n";
 }
 
 Status ParseCheckpointBody(std::string_view text, CheckpointText* out) {

@@ -221,7 +221,7 @@ class SqliteBackend : public LedgerBackend {
         ok = e.ParseFromString(all.Blob(1)) && IndexEvent(e, static_cast<uint64_t>(all.Int(0)));
       }
       ok = ok && rc == SQLITE_DONE;
-        // Counts from before rollups go into the first one.
+      // Counts from before rollups go into the first one.
       Stmt seed(write_db_, "INSERT OR IGNORE INTO stats_pending SELECT * FROM stats");
       ok = ok && seed.Step() == SQLITE_DONE;
       Stmt put(write_db_,
@@ -439,9 +439,8 @@ class SqliteBackend : public LedgerBackend {
                 seqs);
   }
 
-  Status DenominatorEvents(const std::string& service_id, const std::string& duty_id,
-                           int64_t start, int64_t end, uint64_t before_seq,
-                           std::vector<uint64_t>* seqs) override {
+  Status DenominatorEvents(const std::string& service_id, const std::string& duty_id, int64_t start,
+                           int64_t end, uint64_t before_seq, std::vector<uint64_t>* seqs) override {
     std::lock_guard<std::mutex> lock(read_mu_);
     Stmt st(read_db_,
             "SELECT opened_seq, decided_seq FROM obligations WHERE service_id = ? AND duty_id = ? "
@@ -555,8 +554,8 @@ class SqliteBackend : public LedgerBackend {
       }
       case v1::LedgerEvent::kObligationClosed:
       case v1::LedgerEvent::kBreach: {
-        const std::string& id = p.has_breach() ? p.breach().obligation_id()
-                                               : p.obligation_closed().obligation_id();
+        const std::string& id =
+            p.has_breach() ? p.breach().obligation_id() : p.obligation_closed().obligation_id();
         w.ob_decide.Bind(1, static_cast<int64_t>(seq)).Bind(2, id);
         return step(w.ob_decide);
       }

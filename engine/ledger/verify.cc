@@ -1,12 +1,12 @@
 #include "engine/ledger/verify.h"
 
-#include "engine/common/digest.h"
-#include "engine/ledger/audit.h"
-#include "engine/ledger/note.h"
-
 #include <algorithm>
 #include <map>
 #include <tuple>
+
+#include "engine/common/digest.h"
+#include "engine/ledger/audit.h"
+#include "engine/ledger/note.h"
 
 namespace carewatch::ledger {
 
@@ -191,12 +191,13 @@ class DerivedRows {
       x.second += p.flagged;
     }
     std::map<Key, std::pair<int64_t, int64_t>> got;
-    for (const StatsRow& t : table) got[{t.service_id, t.day, t.surface, t.reason}] = {t.reports, t.flagged};
+    for (const StatsRow& t : table)
+      got[{t.service_id, t.day, t.surface, t.reason}] = {t.reports, t.flagged};
     for (auto& [k, v] : expected) {
       if (v.first == 0 && v.second == 0) continue;
       auto it = got.find(k);
-      std::pair<int64_t, int64_t> have = it == got.end() ? std::make_pair(int64_t{0}, int64_t{0})
-                                                         : it->second;
+      std::pair<int64_t, int64_t> have =
+          it == got.end() ? std::make_pair(int64_t{0}, int64_t{0}) : it->second;
       if (have != v) {
         *why = "table stats: " + std::get<0>(k) + " " + std::get<1>(k) + " surface '" +
                std::get<2>(k) + "' reason '" + std::get<3>(k) + "': the table says " +

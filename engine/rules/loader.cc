@@ -1014,16 +1014,16 @@ void Loader::CheckTenures() {
   for (const Accountability& a : builder_.accountability())
     scopes[{a.service_id, a.duty_pattern}].push_back(&a);
   for (auto& [scope, list] : scopes) {
-    std::stable_sort(list.begin(), list.end(), [](const Accountability* x, const Accountability* y) {
-      return x->from < y->from;
-    });
+    std::stable_sort(
+        list.begin(), list.end(),
+        [](const Accountability* x, const Accountability* y) { return x->from < y->from; });
     for (size_t i = 1; i < list.size(); ++i) {
       const Accountability& prev = *list[i - 1];
       const Accountability& cur = *list[i];
       file_ = cur.pos.file;
-      std::string where = " for " + scope.first + " / " + scope.second + " (previous: " +
-                          prev.name + ", " + prev.pos.file + ":" + std::to_string(prev.pos.line) +
-                          ")";
+      std::string where = " for " + scope.first + " / " + scope.second +
+                          " (previous: " + prev.name + ", " + prev.pos.file + ":" +
+                          std::to_string(prev.pos.line) + ")";
       if (!prev.to || *prev.to > cur.from) {
         Warn(cur.pos, "tenure of " + cur.name + " overlaps an earlier one" + where);
       } else if (*prev.to < cur.from) {

@@ -332,8 +332,8 @@ class ModerationService final : public v1::Moderation::Service {
     }
     if (st.ok()) {
       std::vector<v1::Obligation> obligations;
-      duty::ActionInput in{req->service_id(),          req->report_id(), req->action(),
-                           req->taken_at().seconds(),  req->actor(),     req->taken_at().nanos()};
+      duty::ActionInput in{req->service_id(),         req->report_id(), req->action(),
+                           req->taken_at().seconds(), req->actor(),     req->taken_at().nanos()};
       if (!req->has_taken_at()) in.taken_at = 0;
       uint64_t seq = 0;
       st = s_->ToGrpc(s_->engine->RecordAction(in, &obligations, &seq));
@@ -477,8 +477,8 @@ class AuditService final : public v1::Audit::Service {
     if (!st.ok()) return scope.Done(st);
     uint64_t size = s_->ledger->size();
     uint64_t end = req->end_seq() == 0 ? size : std::min<uint64_t>(req->end_seq(), size);
-    if (req->start_seq() == 0 || req->start_seq() > size || req->end_seq() != 0 &&
-                                                               req->end_seq() < req->start_seq()) {
+    if (req->start_seq() == 0 || req->start_seq() > size ||
+        req->end_seq() != 0 && req->end_seq() < req->start_seq()) {
       return scope.Done({StatusCode::INVALID_ARGUMENT,
                          "start_seq..end_seq: need 1 <= start_seq <= end_seq, within the log's " +
                              std::to_string(size) + " events"});
@@ -518,9 +518,9 @@ class AuditService final : public v1::Audit::Service {
     }
     if (!s.ok()) return scope.Done(s_->ToGrpc(s));
     if (req->seq() == 0 || req->seq() > checkpoint.tree_size()) {
-      return scope.Done({StatusCode::INVALID_ARGUMENT,
-                         "seq: must be from 1 to the checkpoint's size " +
-                             std::to_string(checkpoint.tree_size())});
+      return scope.Done(
+          {StatusCode::INVALID_ARGUMENT, "seq: must be from 1 to the checkpoint's size " +
+                                             std::to_string(checkpoint.tree_size())});
     }
     std::vector<ledger::Hash> proof;
     s = s_->ledger->InclusionProof(req->seq(), checkpoint.tree_size(), &proof);
@@ -926,9 +926,9 @@ Status Server::Start() {
         std::lock_guard<std::mutex> lock(st->sweep_mu);
         sweep_error = st->sweep_error;
       }
-      std::string why = st->draining       ? "draining"
-                        : !h.ok()          ? "not ready: " + h.message()
-                        : !sweep_error.empty() ? "not ready: sweeper: " + sweep_error
+      std::string why = st->draining               ? "draining"
+                        : !h.ok()                  ? "not ready: " + h.message()
+                        : !sweep_error.empty()     ? "not ready: sweeper: " + sweep_error
                         : !st->engine->evaluator() ? "not ready: no rule set"
                                                    : "";
       res.status = why.empty() ? 200 : 503;

@@ -267,7 +267,8 @@ TEST_F(DutyEngineTest, FindingOpensGrowsAndCloses) {
   ASSERT_EQ(findings.size(), 1u);
   EXPECT_EQ(findings[0].status(), "open");
   EXPECT_EQ(findings[0].breaches(), 2);
-  EXPECT_EQ(findings[0].opened_at().seconds(), kT0 + kHour + 601) << "opened at the sweep, in server time";
+  EXPECT_EQ(findings[0].opened_at().seconds(), kT0 + kHour + 601)
+      << "opened at the sweep, in server time";
   ASSERT_TRUE(Sweep(kT0 + kHour + 1201).ok());
   findings = engine_->Findings();
   ASSERT_EQ(findings.size(), 1u) << "one finding grows while the condition holds";
@@ -608,8 +609,7 @@ TEST_F(DutyEngineTest, SameReportIdWithOtherContentIsRefused) {
   v1::Verdict v;
   Status s = engine_->SubmitReport(MakeReport("r1", kT0, "svc", "another signal"), &v);
   EXPECT_EQ(s.code(), Status::Code::kAlreadyExists);
-  EXPECT_NE(s.message().find("ledger seq " + std::to_string(first.ledger_seq())),
-            std::string::npos)
+  EXPECT_NE(s.message().find("ledger seq " + std::to_string(first.ledger_seq())), std::string::npos)
       << s.message();
   Report("quiet", kT0, "svc", "nothing to see");
   s = engine_->SubmitReport(MakeReport("quiet", kT0, "svc", "a signal after all"), &v);
@@ -707,7 +707,8 @@ TEST(DutyEngineDurable, RetryUnderAHeldWriteLockFailsWithTheFirstSubmission) {
   WriteLockHolder lock(dir + "/ledger.db");
   Status first, retry;
   v1::Verdict fv, rv;
-  SubmitAndRetry(engine, [] {}, &first, &fv, &retry, &rv);
+  SubmitAndRetry(
+      engine, [] {}, &first, &fv, &retry, &rv);
   EXPECT_EQ(first.code(), Status::Code::kUnavailable) << first.message();
   EXPECT_FALSE(retry.ok()) << "a retry is never acknowledged for an event never written (seq "
                            << rv.ledger_seq() << ")";
@@ -799,8 +800,8 @@ Outcome RunScenario(uint32_t seed, bool restart, const std::string& dir) {
       int64_t span = std::max<int64_t>(1, now + 120 - received);
       int64_t taken = received + static_cast<int64_t>(rng() % static_cast<uint32_t>(span));
       std::vector<v1::Obligation> obs;
-      Status s = engine->RecordAction({service, id, actions[pick(3) == 0 ? 2 : pick(2)], taken, "m"},
-                                      &obs);
+      Status s = engine->RecordAction(
+          {service, id, actions[pick(3) == 0 ? 2 : pick(2)], taken, "m"}, &obs);
       EXPECT_TRUE(s.ok()) << s.message();
     } else {
       EXPECT_TRUE(engine->Sweep(now).ok());
@@ -857,8 +858,7 @@ TEST(DutyEngineProperties, FindingsAreCoherentInAnyArrivalOrderAndAcrossRestarts
     CheckFindingInvariants(restarted);
     ASSERT_EQ(straight.findings.size(), restarted.findings.size()) << "seed " << seed;
     for (size_t i = 0; i < straight.findings.size(); ++i) {
-      EXPECT_EQ(straight.findings[i].SerializeAsString(),
-                restarted.findings[i].SerializeAsString())
+      EXPECT_EQ(straight.findings[i].SerializeAsString(), restarted.findings[i].SerializeAsString())
           << "a restart changes no finding (seed " << seed << ")";
     }
     EXPECT_EQ(straight.breaches.size(), restarted.breaches.size());

@@ -59,13 +59,11 @@ TEST(Note, OpensThePublishedExampleAndRefusesAlterations) {
   Status s = trusted->OpenNote(altered, &text);
   EXPECT_NE(s.message().find("does not verify"), std::string::npos) << s.message();
   std::unique_ptr<TrustedKey> other;
-  ASSERT_TRUE(
-      TrustedKey::FromVerifierKey("EnochRoot+af0cfe78+ATtqJ7zOtqQtYqOo0CpvDXNlMhV3HeJDpjrASKGLWdop",
-                                  &other)
-          .ok());
+  ASSERT_TRUE(TrustedKey::FromVerifierKey(
+                  "EnochRoot+af0cfe78+ATtqJ7zOtqQtYqOo0CpvDXNlMhV3HeJDpjrASKGLWdop", &other)
+                  .ok());
   s = other->OpenNote(kGoNote, &text);
-  EXPECT_NE(s.message().find("no signature by the trusted key"), std::string::npos)
-      << s.message();
+  EXPECT_NE(s.message().find("no signature by the trusted key"), std::string::npos) << s.message();
 }
 
 TEST(Note, VerifierKeysWithAWrongIdOrTypeAreRefused) {
@@ -106,9 +104,9 @@ TEST(Note, OpensslVerifiesACheckpointSignature) {
   ASSERT_TRUE(SignNote(body, "carewatch.test/log", *key, &note, &signature).ok());
   // The signature line carries key id || signature.
   std::string blob;
-  ASSERT_TRUE(Base64Decode(note.substr(note.rfind(' ') + 1, note.size() - note.rfind(' ') - 2),
-                           &blob)
-                  .ok());
+  ASSERT_TRUE(
+      Base64Decode(note.substr(note.rfind(' ') + 1, note.size() - note.rfind(' ') - 2), &blob)
+          .ok());
   ASSERT_EQ(blob.size(), 68u);
   EXPECT_EQ(blob.substr(0, 4), NoteKeyId("carewatch.test/log", key->PublicRaw()));
   std::ofstream(dir + "/pub.pem") << key->PublicPem();

@@ -359,8 +359,7 @@ TEST(Loader, TenureGapsAndOverlapsOfOneScopeAreWarned) {
   ASSERT_EQ(warnings.size(), 2u) << testing::Describe(r.diagnostics);
   EXPECT_NE(warnings[0].find("3: gap of 2d with nobody accountable before B"), std::string::npos)
       << warnings[0];
-  EXPECT_NE(warnings[1].find("4: tenure of C overlaps an earlier one for s / x"),
-            std::string::npos)
+  EXPECT_NE(warnings[1].find("4: tenure of C overlaps an earlier one for s / x"), std::string::npos)
       << warnings[1];
 }
 

@@ -1,4 +1,6 @@
 // carewatchd over loopback: a real process, a real SQLite ledger, real gRPC.
+#include "engine/server/server.h"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <grpcpp/grpcpp.h>
@@ -26,7 +28,6 @@
 #include "engine/ledger/note.h"
 #include "engine/ledger/verify.h"
 #include "engine/server/auth.h"
-#include "engine/server/server.h"
 
 namespace carewatch {
 namespace {
@@ -569,7 +570,8 @@ std::map<std::string, uint64_t> LoadUntil(v1::Moderation::Stub* stub, const std:
   for (int t = 0; t < 8; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0; !stop; ++i) {
-        v1::EvaluateRequest req = LoadRequest(prefix + std::to_string(t) + "-" + std::to_string(i), Now());
+        v1::EvaluateRequest req =
+            LoadRequest(prefix + std::to_string(t) + "-" + std::to_string(i), Now());
         const v1::ContentReport& r = req.report();
         grpc::ClientContext ctx;
         ctx.AddMetadata("authorization", "Bearer " + token);
@@ -670,8 +672,8 @@ TEST_F(ServerTest, EvidenceBundleVerifiesAndEveryTamperedPartIsNamed) {
                   ledger::VerifierKeyString(origin, published->PublicRaw()), &key)
                   .ok());
   int pages = 0;
-  v1::EvidenceBundle bundle = FetchBundle(*audit_, regulator_, findings.findings(0).finding_id(),
-                                          &pages);
+  v1::EvidenceBundle bundle =
+      FetchBundle(*audit_, regulator_, findings.findings(0).finding_id(), &pages);
   ASSERT_GT(bundle.entries_size(), 10);
   ledger::BundleReport r = ledger::VerifyBundle(bundle, *key);
   ASSERT_TRUE(r.ok) << r.message;
@@ -681,8 +683,8 @@ TEST_F(ServerTest, EvidenceBundleVerifiesAndEveryTamperedPartIsNamed) {
     ASSERT_TRUE(ev.ParseFromString(e.event_bytes()));
     types.insert(ev.type());
   }
-  for (int t : {v1::REPORT_FLAGGED, v1::OBLIGATION_OPENED, v1::DUTY_BREACHED,
-                v1::FINDING_OPENED, v1::RULESET_ACTIVATED}) {
+  for (int t : {v1::REPORT_FLAGGED, v1::OBLIGATION_OPENED, v1::DUTY_BREACHED, v1::FINDING_OPENED,
+                v1::RULESET_ACTIVATED}) {
     EXPECT_TRUE(types.count(t)) << "the bundle holds " << v1::EventType_Name(t);
   }
 
@@ -734,9 +736,9 @@ TEST_F(ServerTest, AFindingOfThousandsOfObligationsIsBundledWithDefaultLimits) {
         Auth(&ctx, platform_a_);
         v1::EvaluateRequest req;
         // Long ids make the evidence large: about 3 events of ~1 KiB each.
-        *req.mutable_report() = Flaggable(
-            std::string(300, 'x') + std::to_string(t) + "-" + std::to_string(i), "svc-a",
-            Now() - 2 * 86400);
+        *req.mutable_report() =
+            Flaggable(std::string(300, 'x') + std::to_string(t) + "-" + std::to_string(i), "svc-a",
+                      Now() - 2 * 86400);
         v1::EvaluateResponse resp;
         if (!stub->Evaluate(&ctx, req, &resp).ok()) ++failed;
       }

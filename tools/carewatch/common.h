@@ -37,9 +37,9 @@ struct AuditFilters {
   std::string service_id, duty_id, rule_id, from, to, finding_id;
   std::string server, token, ca_file;  // query a carewatchd instead of a ledger file
   std::string period = "month";
-  std::string bundle;                        // evidence: write a bundle file
-  uint64_t start_seq = 0, end_seq = 0;       // entries
-  uint64_t seq = 0, tree_size = 0;           // prove
+  std::string bundle;                   // evidence: write a bundle file
+  uint64_t start_seq = 0, end_seq = 0;  // entries
+  uint64_t seq = 0, tree_size = 0;      // prove
 };
 
 // "INVALID_ARGUMENT" for 3, and so on.

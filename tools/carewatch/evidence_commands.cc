@@ -6,9 +6,9 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
-#include <thread>
 #include <iostream>
 #include <sstream>
+#include <thread>
 
 #include "carewatch/v1/service.grpc.pb.h"
 #include "engine/common/digest.h"
@@ -32,8 +32,8 @@ Status FromGrpc(const grpc::Status& st, const char* what) {
 
 // Every page of a finding's evidence from a carewatchd, all proved against
 // the checkpoint the first page signed.
-Status FetchRemote(v1::Audit::Stub& audit, const std::string& token,
-                   const std::string& finding_id, ledger::Evidence* out) {
+Status FetchRemote(v1::Audit::Stub& audit, const std::string& token, const std::string& finding_id,
+                   ledger::Evidence* out) {
   v1::GetEvidenceRequest req;
   req.set_finding_id(finding_id);
   for (;;) {
@@ -299,7 +299,8 @@ int RunAuditProve(const std::string& ledger_url, const AuditFilters& f, bool jso
     for (const auto& x : checkpoints) {
       if (f.tree_size ? x.tree_size() == f.tree_size : x.tree_size() >= f.seq) c = &x;
     }
-    if (s.ok() && !c) s = Status::NotFound("no signed checkpoint covers seq " + std::to_string(f.seq));
+    if (s.ok() && !c)
+      s = Status::NotFound("no signed checkpoint covers seq " + std::to_string(f.seq));
     std::vector<ledger::Hash> leaves;
     if (s.ok()) s = backend->ReadLeafHashes(&leaves);
     std::vector<ledger::StoredEvent> rows;
@@ -397,8 +398,7 @@ Status ReadState(const std::string& path, VerifiedState* out) {
 // One check of the server's current checkpoint: signed by the trusted key,
 // consistent with `state`. On success `state` advances to it.
 Status CheckCheckpoint(v1::Audit::Stub& audit, const std::string& token,
-                       const ledger::TrustedKey& key, VerifiedState* state,
-                       v1::Checkpoint* out) {
+                       const ledger::TrustedKey& key, VerifiedState* state, v1::Checkpoint* out) {
   v1::GetCheckpointResponse cp;
   {
     grpc::ClientContext ctx;
@@ -423,8 +423,7 @@ Status CheckCheckpoint(v1::Audit::Stub& audit, const std::string& token,
     s = FromGrpc(audit.GetConsistencyProof(&ctx, req, &resp), "GetConsistencyProof");
     if (!s.ok()) return s;
     std::vector<ledger::Hash> proof(resp.proof().begin(), resp.proof().end());
-    if (!ledger::VerifyConsistency(state->size, c.tree_size(), state->root, c.root_hash(),
-                                   proof)) {
+    if (!ledger::VerifyConsistency(state->size, c.tree_size(), state->root, c.root_hash(), proof)) {
       return Status::DataLoss("split view: the checkpoint at size " +
                               std::to_string(c.tree_size()) +
                               " is not consistent with the one at size " +

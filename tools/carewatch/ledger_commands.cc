@@ -221,8 +221,8 @@ int RunReplay(const std::vector<std::string>& rules_paths, const std::string& in
                 << f.breaches_late() << " late, " << f.breaches_late_recorded()
                 << " late_recorded\n";
       for (const auto& p : f.accountable()) {
-        std::cout << "  accountable: " << p.name() << ", " << p.role() << " (" << ledger::TenureText(p)
-                  << "): " << p.breaches() << " breaches\n";
+        std::cout << "  accountable: " << p.name() << ", " << p.role() << " ("
+                  << ledger::TenureText(p) << "): " << p.breaches() << " breaches\n";
       }
       if (f.unattributed_breaches() > 0) {
         std::cout << "  no one accountable in post for " << f.unattributed_breaches()
@@ -261,7 +261,6 @@ int RunVerify(const std::string& ledger_url, const std::string& trusted_key, boo
             << "\n";
   return kExitOk;
 }
-
 
 int RunAuditOffline(const std::string& what, const std::string& ledger_url, const AuditFilters& f,
                     bool json) {

@@ -103,7 +103,8 @@ int main(int argc, char** argv) {
   carewatch::cli::AuditFilters filters;
   std::string what;
   auto* audit = app.add_subcommand(
-      "audit", "Regulator queries: breaches | findings | evidence ID | entries | prove SEQ | stats");
+      "audit",
+      "Regulator queries: breaches | findings | evidence ID | entries | prove SEQ | stats");
   audit->add_option("query", what, "breaches, findings, evidence, entries, prove or stats")
       ->required()
       ->check(CLI::IsMember({"breaches", "findings", "evidence", "entries", "prove", "stats"}));
