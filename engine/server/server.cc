@@ -478,7 +478,7 @@ class AuditService final : public v1::Audit::Service {
     uint64_t size = s_->ledger->size();
     uint64_t end = req->end_seq() == 0 ? size : std::min<uint64_t>(req->end_seq(), size);
     if (req->start_seq() == 0 || req->start_seq() > size ||
-        req->end_seq() != 0 && req->end_seq() < req->start_seq()) {
+        (req->end_seq() != 0 && req->end_seq() < req->start_seq())) {
       return scope.Done({StatusCode::INVALID_ARGUMENT,
                          "start_seq..end_seq: need 1 <= start_seq <= end_seq, within the log's " +
                              std::to_string(size) + " events"});
