@@ -28,6 +28,7 @@ development tokens (data/dev-tokens.txt; never use them in production):
 try, from another terminal:
   $cw evaluate --server 127.0.0.1:50051 --token $(tok dev-platform) examples/report.json
   $cw audit findings --server 127.0.0.1:50051 --token $(tok dev-regulator)
+  $cw verify --server 127.0.0.1:50051 --token $(tok dev-regulator) --vkey data/deployment.vkey
   curl -s http://127.0.0.1:9464/readyz
 Ctrl-C (SIGTERM) drains and stops; SIGHUP reloads rules/.
 MSG

@@ -834,6 +834,12 @@ Status Server::Start() {
   lo.origin = config_.origin;
   s = ledger::Ledger::Open(lo, &state_->ledger);
   if (!s.ok()) return Status::InvalidArgument("ledger: " + s.message());
+  {
+    // The verifier key is public: written beside the ledger for the
+    // deployment to publish.
+    std::string path = ledger::LedgerDirectory(config_.ledger) + "/deployment.vkey";
+    std::ofstream(path, std::ios::trunc) << state_->ledger->VerifierKey() << "\n";
+  }
   std::string hmac_path = config_.hmac_key;
   if (hmac_path.empty()) hmac_path = ledger::LedgerDirectory(config_.ledger) + "/hmac.key";
   duty::DutyEngineOptions options;
@@ -948,6 +954,7 @@ Status Server::Start() {
         config_.listen.substr(0, config_.listen.rfind(':')) + ":" + std::to_string(grpc_port_)},
        {"metrics", config_.metrics},
        {"ledger", config_.ledger},
+       {"verifier_key", state_->ledger->VerifierKey()},
        {"ruleset", state_->engine->evaluator()->ruleset().version()},
        {"tokens", std::to_string(state_->tokens.size())}});
   return Status::Ok();

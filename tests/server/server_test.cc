@@ -225,6 +225,11 @@ TEST_F(ServerTest, RoleRpcTenantMatrix) {
   cons.set_second_tree_size(1);
   v1::GetEvidenceRequest ev;
   ev.set_finding_id("fd-none");
+  v1::GetEntriesRequest entries;
+  entries.set_start_seq(1);
+  entries.set_end_seq(1);
+  v1::GetInclusionProofRequest prove;
+  prove.set_seq(1);
   int counter = 0;
   std::map<std::string, std::pair<Call, std::set<std::string>>> rpcs = {
       {"Evaluate",
@@ -258,6 +263,13 @@ TEST_F(ServerTest, RoleRpcTenantMatrix) {
       {"GetStats",
        {unary(&v1::Audit::Stub::GetStats, audit_.get(), v1::GetStatsRequest(),
               v1::GetStatsResponse()),
+        {"regulator", "admin"}}},
+      {"GetEntries",
+       {unary(&v1::Audit::Stub::GetEntries, audit_.get(), entries, v1::GetEntriesResponse()),
+        {"regulator", "admin"}}},
+      {"GetInclusionProof",
+       {unary(&v1::Audit::Stub::GetInclusionProof, audit_.get(), prove,
+              v1::GetInclusionProofResponse()),
         {"regulator", "admin"}}},
       {"Validate",
        {unary(&v1::Rules::Stub::Validate, rules_stub_.get(), v1::RulePackSet(),
@@ -465,6 +477,36 @@ TEST_F(ServerTest, AuditQueriesEvidenceAndProofs) {
   ASSERT_TRUE(ledger::TrustedKey::FromVerifierKey(cp.verifier_key(), &trusted).ok());
   EXPECT_EQ(trusted->key().PublicRaw(), key->PublicRaw());
   EXPECT_TRUE(trusted->VerifyCheckpoint(c).ok()) << c.note();
+  {
+    std::ifstream published(dir_ + "/deployment.vkey");
+    std::string line;
+    std::getline(published, line);
+    EXPECT_EQ(line, cp.verifier_key()) << "carewatchd writes the key to publish beside the ledger";
+  }
+  // Any event by seq, exact bytes, with its proof against a signed checkpoint.
+  v1::GetEntriesRequest er1;
+  er1.set_start_seq(1);
+  er1.set_end_seq(3);
+  v1::GetEntriesResponse entries;
+  ASSERT_TRUE(call(&v1::Audit::Stub::GetEntries, er1, &entries).ok());
+  ASSERT_EQ(entries.entries_size(), 3);
+  EXPECT_EQ(entries.next_seq(), 0u);
+  v1::LedgerEvent first;
+  ASSERT_TRUE(first.ParseFromString(entries.entries(0).event_bytes()));
+  EXPECT_EQ(first.type(), v1::RULESET_ACTIVATED) << "the first event is provable too";
+  v1::GetInclusionProofRequest pr;
+  pr.set_seq(1);
+  pr.set_tree_size(c.tree_size());
+  v1::GetInclusionProofResponse proved;
+  ASSERT_TRUE(call(&v1::Audit::Stub::GetInclusionProof, pr, &proved).ok());
+  EXPECT_EQ(proved.entry().event_bytes(), entries.entries(0).event_bytes());
+  std::vector<ledger::Hash> path(proved.proof().begin(), proved.proof().end());
+  EXPECT_TRUE(ledger::VerifyInclusion(ledger::LeafHash(proved.entry().event_bytes()), 0,
+                                      c.tree_size(), path, c.root_hash()));
+  EXPECT_TRUE(trusted->VerifyCheckpoint(proved.checkpoint()).ok());
+  pr.set_seq(c.tree_size() + 1000);
+  EXPECT_EQ(call(&v1::Audit::Stub::GetInclusionProof, pr, &proved).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
 
   v1::GetEvidenceRequest er;
   er.set_finding_id(findings.findings(0).finding_id());
