@@ -146,6 +146,11 @@ check "verify with the verifier key proves who signed" grep -q "signed by the tr
 check "verify without a key says integrity only" bash -c "grep -q 'INTEGRITY ONLY' '$tmp/verify4.out' && grep -q WARNING '$tmp/verify4.err'"
 "$cw" verify --ledger "sqlite://$tmp/led/ledger.db" --require-key > /dev/null 2>&1
 check "verify --require-key without a key fails" test $? -eq 1
+# Any event by seq, with its proof.
+"$cw" audit entries --start 1 --end 3 --ledger "sqlite://$tmp/led/ledger.db" > "$tmp/entries.out"
+check "audit entries lists the events asked for" bash -c "grep -q '^1  RULESET_ACTIVATED' '$tmp/entries.out' && grep -q '^3 entries' '$tmp/entries.out'"
+"$cw" audit prove 1 --ledger "sqlite://$tmp/led/ledger.db" > "$tmp/prove.out"
+check "audit prove prints the audit path and the signed checkpoint" bash -c "grep -q '^event 1 (RULESET_ACTIVATED)' '$tmp/prove.out' && grep -q '^— carewatch/' '$tmp/prove.out'"
 # The tables audit answers from are checked against the log.
 cp "$tmp/led/ledger.db" "$tmp/t1.db"
 sqlite3 "$tmp/t1.db" "DELETE FROM breaches WHERE seq = (SELECT min(seq) FROM breaches)"

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "engine/common/digest.h"
 #include "engine/ledger/note.h"
 #include "engine/ledger/verify.h"
 
@@ -209,6 +210,38 @@ TEST_F(LedgerTest, ReplacedCheckpointSignatureIsNamed) {
   EXPECT_FALSE(r.ok);
   EXPECT_EQ(r.first_bad_seq, 8u) << r.message;
   EXPECT_NE(r.message.find("checkpoint at size 8"), std::string::npos) << r.message;
+}
+
+TEST_F(LedgerTest, CheckpointsSignedBeforeNotesKeepVerifying) {
+  std::string vkey;
+  {
+    auto l = OpenLedger(4);
+    AppendEvents(*l, 8);
+    vkey = l->VerifierKey();
+  }
+  // As an older carewatch wrote it: no note, the legacy signed text.
+  std::unique_ptr<SigningKey> key;
+  ASSERT_TRUE(SigningKey::LoadOrCreate(dir_ + "/ledger.key", &key).ok());
+  std::vector<v1::Checkpoint> cps;
+  {
+    std::unique_ptr<LedgerBackend> b;
+    ASSERT_TRUE(OpenBackend(url_, true, &b).ok());
+    ASSERT_TRUE(b->ReadCheckpoints(&cps).ok());
+  }
+  ASSERT_FALSE(cps.empty());
+  const v1::Checkpoint& c = cps.front();
+  std::string sig;
+  ASSERT_TRUE(
+      key->Sign(CheckpointSignedText(c.tree_size(), c.root_hash(), c.time().seconds()), &sig).ok());
+  Sql("UPDATE checkpoints SET note = NULL, signature = x'" + HexEncode(sig) +
+      "' WHERE tree_size = " + std::to_string(c.tree_size()));
+  VerifyReport r = Verify(vkey);
+  EXPECT_TRUE(r.ok) << r.message;
+  Sql("UPDATE checkpoints SET signature = zeroblob(64) WHERE tree_size = " +
+      std::to_string(c.tree_size()));
+  r = Verify(vkey);
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.message.find("signature is not valid"), std::string::npos) << r.message;
 }
 
 TEST_F(LedgerTest, AlteredCheckpointNoteIsNamed) {

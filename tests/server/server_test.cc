@@ -820,6 +820,48 @@ TEST_F(ServerTest, AFindingOfThousandsOfObligationsIsBundledWithDefaultLimits) {
   EXPECT_GE(r.entries, 6000u);
 }
 
+// Runs the carewatch CLI; returns its exit code and output.
+int RunCli(const std::string& args, std::string* out) {
+  std::string cmd = std::string(CAREWATCH_CLI_PATH) + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return -1;
+  char buf[4096];
+  size_t n;
+  out->clear();
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out->append(buf, n);
+  int status = pclose(p);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+TEST_F(ServerTest, VerifyMonitorAcceptsAGrowingLogAndAlertsOnASplitView) {
+  StartDaemon();
+  std::string vkey = dir_ + "/deployment.vkey";
+  std::string state = dir_ + "/verify.state";
+  std::string common = "verify --server " + daemon_->Address() + " --token " + regulator_ +
+                       " --vkey " + vkey + " --state " + state;
+  std::string out;
+  ASSERT_EQ(RunCli(common, &out), 0) << out;
+  EXPECT_NE(out.find("OK: checkpoint at size"), std::string::npos) << out;
+  for (int i = 0; i < 5; ++i)
+    ASSERT_TRUE(Evaluate(platform_a_, Flaggable("w" + std::to_string(i), "svc-a")).ok());
+  ASSERT_EQ(RunCli(common + " --watch 1s --rounds 2", &out), 0) << out;
+  EXPECT_NE(out.find("signed and consistent with every one before"), std::string::npos) << out;
+  // A verifier that once accepted another root for this size sees a split view.
+  std::ifstream in(state);
+  uint64_t size = 0;
+  std::string root;
+  in >> size >> root;
+  in.close();
+  root[0] = root[0] == 'a' ? 'b' : 'a';
+  std::ofstream(state, std::ios::trunc) << size << " " << root << "\n";
+  EXPECT_EQ(RunCli(common + " --watch 1s --rounds 1", &out), 1) << out;
+  EXPECT_NE(out.find("ALERT: split view"), std::string::npos) << out;
+  // A state file that is not one is an error, not a crash.
+  std::ofstream(state, std::ios::trunc) << "garbage here\n";
+  EXPECT_EQ(RunCli(common, &out), 1) << out;
+  EXPECT_NE(out.find("expected 'SIZE HEXROOT'"), std::string::npos) << out;
+}
+
 TEST_F(ServerTest, ClaimsCannotBendTheRecord) {
   StartDaemon();
   uint64_t events = daemon_->LedgerEvents();
