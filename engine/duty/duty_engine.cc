@@ -1,8 +1,5 @@
 #include "engine/duty/duty_engine.h"
 
-#include <google/protobuf/io/coded_stream.h>
-#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
-
 #include <algorithm>
 #include <chrono>
 #include <climits>
@@ -36,13 +33,7 @@ int64_t WallSeconds() {
 // Keyed digest of a report exactly as submitted: a retry carries the same
 // bytes, a different report under the same id does not.
 std::string ReportDigest(const std::string& key, const v1::ContentReport& report) {
-  std::string bytes;
-  google::protobuf::io::StringOutputStream stream(&bytes);
-  google::protobuf::io::CodedOutputStream coded(&stream);
-  coded.SetSerializationDeterministic(true);
-  report.SerializeToCodedStream(&coded);
-  coded.Trim();
-  return ledger::HmacSha256Hex(key, bytes);
+  return ledger::HmacSha256Hex(key, ledger::SerializeDeterministic(report));
 }
 
 bool IsRelevantAction(const v1::Obligation& ob, const std::string& action) {
@@ -133,14 +124,7 @@ void DutyEngine::Apply(const v1::LedgerEvent& e) {
       active_version_ = e.ruleset_activated().version();
       break;
     case v1::ACCOUNTABILITY_CHANGED: {
-      const auto& a = e.accountability_changed();
-      rules::Accountability r;
-      r.service_id = a.service_id();
-      r.duty_pattern = a.duty();
-      r.name = a.name();
-      r.role = a.role();
-      r.from = a.from().seconds();
-      if (a.has_to()) r.to = a.to().seconds();
+      rules::Accountability r = ledger::AccountabilityFromEvent(e.accountability_changed());
       if (accountability_keys_.insert(AccountabilityKey(r)).second) accountability_.push_back(r);
       break;
     }

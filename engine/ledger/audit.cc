@@ -99,6 +99,17 @@ void ApplyFindingEvent(v1::EventType type, const v1::Finding& delta, v1::Finding
   }
 }
 
+rules::Accountability AccountabilityFromEvent(const v1::AccountabilityChanged& a) {
+  rules::Accountability r;
+  r.service_id = a.service_id();
+  r.duty_pattern = a.duty();
+  r.name = a.name();
+  r.role = a.role();
+  r.from = a.from().seconds();
+  if (a.has_to()) r.to = a.to().seconds();
+  return r;
+}
+
 std::string FindingReason(const v1::Finding& f) {
   auto day = [](const google::protobuf::Timestamp& t) {
     return rules::FormatDateTime(t.seconds()).substr(0, 10);

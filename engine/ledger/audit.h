@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "engine/ledger/ledger.h"
+#include "engine/rules/ruleset.h"
 
 namespace carewatch::ledger {
 
@@ -67,6 +68,9 @@ std::string FindingReason(const v1::Finding& f);
 
 // A person's tenure, "2025-03-17..2026-01-05" or "2025-03-17.. (in post)".
 std::string TenureText(const v1::AccountablePerson& p);
+
+// The accountability record an ACCOUNTABILITY_CHANGED event recorded.
+rules::Accountability AccountabilityFromEvent(const v1::AccountabilityChanged& a);
 
 // The period key of a day "YYYY-MM-DD".
 std::string PeriodOf(const std::string& day, const std::string& period);

@@ -276,15 +276,7 @@ BundleReport VerifyBundle(const v1::EvidenceBundle& bundle, const TrustedKey& ke
   std::vector<std::pair<uint64_t, rules::Accountability>> records;
   for (const auto& [seq, e] : events) {
     if (!e.has_accountability_changed()) continue;
-    const auto& a = e.accountability_changed();
-    rules::Accountability x;
-    x.service_id = a.service_id();
-    x.duty_pattern = a.duty();
-    x.name = a.name();
-    x.role = a.role();
-    x.from = a.from().seconds();
-    if (a.has_to()) x.to = a.to().seconds();
-    records.emplace_back(seq, std::move(x));
+    records.emplace_back(seq, AccountabilityFromEvent(e.accountability_changed()));
   }
   std::map<std::string, int> per_person;
   int unattributed = 0;

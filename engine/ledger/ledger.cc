@@ -20,17 +20,17 @@ int64_t WallMillis() {
       .count();
 }
 
-std::string Serialize(const v1::LedgerEvent& e) {
+}  // namespace
+
+std::string SerializeDeterministic(const google::protobuf::Message& m) {
   std::string out;
   google::protobuf::io::StringOutputStream stream(&out);
   google::protobuf::io::CodedOutputStream coded(&stream);
   coded.SetSerializationDeterministic(true);
-  e.SerializeToCodedStream(&coded);
+  m.SerializeToCodedStream(&coded);
   coded.Trim();
   return out;
 }
-
-}  // namespace
 
 std::string LedgerDirectory(const std::string& url) {
   std::string path = url;
@@ -301,7 +301,7 @@ Status Ledger::WriteOne(std::deque<std::shared_ptr<Ticket>>& batch, bool force_c
       row.seq = e.seq();
       row.type = e.type();
       row.time = e.time().seconds();
-      row.payload = Serialize(e);
+      row.payload = SerializeDeterministic(e);
       row.leaf_hash = LeafHash(row.payload);
       rows.push_back(std::move(row));
       parsed.push_back(&e);

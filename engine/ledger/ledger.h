@@ -120,6 +120,10 @@ class LedgerBackend {
   virtual Status EventsOfType(int type, uint64_t before_seq, std::vector<uint64_t>* seqs) = 0;
 };
 
+// The deterministic serialisation of a message: the bytes hashed into a
+// leaf (events) and into a report's digest.
+std::string SerializeDeterministic(const google::protobuf::Message& m);
+
 // Opens "sqlite:///abs/path.db", "sqlite://rel/path.db" or a plain path.
 // `read_only` opens an existing ledger without creating or changing it.
 // `busy_timeout_ms`: how long a write waits for a lock another process holds

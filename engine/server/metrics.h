@@ -42,6 +42,9 @@ class Metrics {
   std::atomic<uint64_t> sweep_errors_{0};
 };
 
+// "INVALID_ARGUMENT" for 3, and so on ("code N" beyond the known ones).
+std::string GrpcCodeName(int code);
+
 // One structured JSON log line on stderr: {"time":..,"level":..,"msg":..,...}.
 void Log(const char* level, const std::string& msg,
          std::initializer_list<std::pair<const char*, std::string>> fields = {});

@@ -173,25 +173,8 @@ class RpcScope {
       : m_(m), method_(method), start_(std::chrono::steady_clock::now()) {}
   grpc::Status Done(grpc::Status s) {
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-    static const char* kNames[] = {"OK",
-                                   "CANCELLED",
-                                   "UNKNOWN",
-                                   "INVALID_ARGUMENT",
-                                   "DEADLINE_EXCEEDED",
-                                   "NOT_FOUND",
-                                   "ALREADY_EXISTS",
-                                   "PERMISSION_DENIED",
-                                   "RESOURCE_EXHAUSTED",
-                                   "FAILED_PRECONDITION",
-                                   "ABORTED",
-                                   "OUT_OF_RANGE",
-                                   "UNIMPLEMENTED",
-                                   "INTERNAL",
-                                   "UNAVAILABLE",
-                                   "DATA_LOSS",
-                                   "UNAUTHENTICATED"};
     int code = static_cast<int>(s.error_code());
-    m_.ObserveRpc(method_, code >= 0 && code <= 16 ? kNames[code] : "UNKNOWN", secs);
+    m_.ObserveRpc(method_, code >= 0 && code <= 16 ? GrpcCodeName(code) : "UNKNOWN", secs);
     return s;
   }
 
@@ -431,13 +414,7 @@ class AuditService final : public v1::Audit::Service {
     // The first page signs a checkpoint covering everything so far; the
     // others are proved against the same one.
     v1::Checkpoint checkpoint;
-    Status s;
-    if (req->tree_size() == 0) {
-      s = s_->ledger->Flush();
-      if (s.ok()) s = s_->ledger->LatestCheckpoint(&checkpoint);
-    } else {
-      s = s_->ledger->CheckpointAt(req->tree_size(), &checkpoint);
-    }
+    Status s = CheckpointFor(req->tree_size(), &checkpoint);
     if (!s.ok()) return scope.Done(s_->ToGrpc(s));
     ledger::Evidence ev;
     s = ledger::BuildEvidence(
@@ -509,13 +486,7 @@ class AuditService final : public v1::Audit::Service {
     grpc::Status st = Begin(ctx, "GetInclusionProof", *req, &p);
     if (!st.ok()) return scope.Done(st);
     v1::Checkpoint checkpoint;
-    Status s;
-    if (req->tree_size() == 0) {
-      s = s_->ledger->Flush();
-      if (s.ok()) s = s_->ledger->LatestCheckpoint(&checkpoint);
-    } else {
-      s = s_->ledger->CheckpointAt(req->tree_size(), &checkpoint);
-    }
+    Status s = CheckpointFor(req->tree_size(), &checkpoint);
     if (!s.ok()) return scope.Done(s_->ToGrpc(s));
     if (req->seq() == 0 || req->seq() > checkpoint.tree_size()) {
       return scope.Done(
@@ -607,6 +578,13 @@ class AuditService final : public v1::Audit::Service {
 
  private:
   static constexpr size_t kMaxPageBytes = 2 << 20;  // well under the 4 MiB default limit
+  // The signed checkpoint of `tree_size` events; 0: sign one covering
+  // everything durable now.
+  Status CheckpointFor(uint64_t tree_size, v1::Checkpoint* out) {
+    if (tree_size != 0) return s_->ledger->CheckpointAt(tree_size, out);
+    Status s = s_->ledger->Flush();
+    return s.ok() ? s_->ledger->LatestCheckpoint(out) : s;
+  }
   static size_t PageSize(int32_t n, int32_t fallback = 100) {
     return n <= 0 ? fallback : std::min(n, 1000);
   }

@@ -42,8 +42,6 @@ struct AuditFilters {
   uint64_t seq = 0, tree_size = 0;      // prove
 };
 
-// "INVALID_ARGUMENT" for 3, and so on.
-std::string GrpcCodeName(int code);
 int RunAuditEvidence(const std::string& ledger_url, const AuditFilters& f, bool json);
 int RunAuditEntries(const std::string& ledger_url, const AuditFilters& f, bool json);
 int RunAuditProve(const std::string& ledger_url, const AuditFilters& f, bool json);

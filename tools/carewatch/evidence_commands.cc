@@ -18,6 +18,7 @@
 #include "engine/ledger/note.h"
 #include "engine/rules/duration.h"
 #include "engine/rules/loader.h"
+#include "engine/server/metrics.h"
 #include "tools/carewatch/common.h"
 
 namespace carewatch::cli {
@@ -27,7 +28,7 @@ namespace {
 Status FromGrpc(const grpc::Status& st, const char* what) {
   if (st.ok()) return Status::Ok();
   return Status::Unavailable(std::string(what) + ": " + st.error_message() + " (" +
-                             GrpcCodeName(st.error_code()) + ")");
+                             server::GrpcCodeName(st.error_code()) + ")");
 }
 
 // Every page of a finding's evidence from a carewatchd, all proved against
@@ -146,27 +147,6 @@ void PrintEvidence(const ledger::Evidence& ev, bool json) {
 }
 
 }  // namespace
-
-std::string GrpcCodeName(int code) {
-  static const char* kNames[] = {"OK",
-                                 "CANCELLED",
-                                 "UNKNOWN",
-                                 "INVALID_ARGUMENT",
-                                 "DEADLINE_EXCEEDED",
-                                 "NOT_FOUND",
-                                 "ALREADY_EXISTS",
-                                 "PERMISSION_DENIED",
-                                 "RESOURCE_EXHAUSTED",
-                                 "FAILED_PRECONDITION",
-                                 "ABORTED",
-                                 "OUT_OF_RANGE",
-                                 "UNIMPLEMENTED",
-                                 "INTERNAL",
-                                 "UNAVAILABLE",
-                                 "DATA_LOSS",
-                                 "UNAUTHENTICATED"};
-  return code >= 0 && code <= 16 ? kNames[code] : "code " + std::to_string(code);
-}
 
 int RunAuditEvidence(const std::string& ledger_url, const AuditFilters& f, bool json) {
   if (f.finding_id.empty()) {

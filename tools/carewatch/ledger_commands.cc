@@ -16,6 +16,7 @@
 #include "engine/ledger/audit.h"
 #include "engine/ledger/verify.h"
 #include "engine/rules/duration.h"
+#include "engine/server/metrics.h"
 #include "tools/carewatch/common.h"
 
 namespace carewatch::cli {
@@ -277,7 +278,8 @@ int RunAuditOffline(const std::string& what, const std::string& ledger_url, cons
     }
   }
   auto rpc_error = [](const grpc::Status& st) {
-    std::cerr << "error: " << st.error_message() << " (" << GrpcCodeName(st.error_code()) << ")\n";
+    std::cerr << "error: " << st.error_message() << " (" << server::GrpcCodeName(st.error_code())
+              << ")\n";
     return kExitFailure;
   };
   auto range = [&](v1::TimeRange* r, std::optional<int64_t> from, std::optional<int64_t> to) {
