@@ -115,6 +115,8 @@ class SqliteBackend : public LedgerBackend {
     }
     // The read-only connections go first, so the writer, closing last, can
     // fold the whole WAL into the database file: a closed ledger is one file.
+    lookup_stmt_.reset();
+    if (lookup_db_) sqlite3_close(lookup_db_);
     if (read_db_) sqlite3_close(read_db_);
     if (checkpoint_db_) sqlite3_close(checkpoint_db_);
     write_statements_.reset();
@@ -183,6 +185,11 @@ class SqliteBackend : public LedgerBackend {
       return Error(read_db_, "cannot open ledger for reading " + path);
     }
     sqlite3_busy_timeout(read_db_, 10000);
+    if (sqlite3_open_v2(path.c_str(), &lookup_db_, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
+                        nullptr) != SQLITE_OK) {
+      return Error(lookup_db_, "cannot open ledger for lookups " + path);
+    }
+    sqlite3_busy_timeout(lookup_db_, 10000);
     return Status::Ok();
   }
 
@@ -290,13 +297,22 @@ class SqliteBackend : public LedgerBackend {
     return s;
   }
 
+  // On the request path of every report: its own connection and a statement
+  // prepared once, so lookups neither parse SQL nor wait for audit queries.
   Status LookupReport(const std::string& service_id, const std::string& report_id,
                       ReportIndexRow* out, bool* found) override {
-    std::lock_guard<std::mutex> lock(read_mu_);
-    Stmt st(read_db_,
-            "SELECT digest, seq, recorded_at, ruleset_version FROM report_index WHERE "
-            "service_id = ? AND report_id = ?");
-    if (!st.ok()) return Error(read_db_, "looking up a report");
+    std::lock_guard<std::mutex> lock(lookup_mu_);
+    if (!lookup_stmt_) {
+      lookup_stmt_ = std::make_unique<Stmt>(
+          lookup_db_,
+          "SELECT digest, seq, recorded_at, ruleset_version FROM report_index WHERE "
+          "service_id = ? AND report_id = ?");
+      if (!lookup_stmt_->ok()) {
+        lookup_stmt_.reset();
+        return Error(lookup_db_, "looking up a report");
+      }
+    }
+    Stmt& st = *lookup_stmt_;
     st.Bind(1, service_id).Bind(2, report_id);
     int rc = st.Step();
     *found = rc == SQLITE_ROW;
@@ -308,8 +324,9 @@ class SqliteBackend : public LedgerBackend {
       out->recorded_at = st.Int(2);
       out->ruleset_version = st.Text(3);
     }
+    st.Reset();
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? Status::Ok()
-                                                 : Error(read_db_, "looking up a report");
+                                                 : Error(lookup_db_, "looking up a report");
   }
 
   Status ReadEvents(uint64_t from_seq, size_t limit, std::vector<StoredEvent>* out) override {
@@ -754,6 +771,9 @@ class SqliteBackend : public LedgerBackend {
   std::condition_variable checkpoint_cv_;
   bool stop_checkpoints_ = false;
   bool has_note_ = false;
+  sqlite3* lookup_db_ = nullptr;
+  std::mutex lookup_mu_;
+  std::unique_ptr<Stmt> lookup_stmt_;
 };
 
 }  // namespace
