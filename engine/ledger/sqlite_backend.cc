@@ -2,6 +2,8 @@
 // synchronous=FULL, so a committed batch survives a crash or power loss.
 #include <sqlite3.h>
 
+#include <array>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <filesystem>
@@ -115,8 +117,10 @@ class SqliteBackend : public LedgerBackend {
     }
     // The read-only connections go first, so the writer, closing last, can
     // fold the whole WAL into the database file: a closed ledger is one file.
-    lookup_stmt_.reset();
-    if (lookup_db_) sqlite3_close(lookup_db_);
+    for (Lookup& l : lookups_) {
+      l.stmt.reset();
+      if (l.db) sqlite3_close(l.db);
+    }
     if (read_db_) sqlite3_close(read_db_);
     if (checkpoint_db_) sqlite3_close(checkpoint_db_);
     write_statements_.reset();
@@ -185,11 +189,13 @@ class SqliteBackend : public LedgerBackend {
       return Error(read_db_, "cannot open ledger for reading " + path);
     }
     sqlite3_busy_timeout(read_db_, 10000);
-    if (sqlite3_open_v2(path.c_str(), &lookup_db_, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
-                        nullptr) != SQLITE_OK) {
-      return Error(lookup_db_, "cannot open ledger for lookups " + path);
+    for (Lookup& l : lookups_) {
+      if (sqlite3_open_v2(path.c_str(), &l.db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
+                          nullptr) != SQLITE_OK) {
+        return Error(l.db, "cannot open ledger for lookups " + path);
+      }
+      sqlite3_busy_timeout(l.db, 10000);
     }
-    sqlite3_busy_timeout(lookup_db_, 10000);
     return Status::Ok();
   }
 
@@ -297,22 +303,24 @@ class SqliteBackend : public LedgerBackend {
     return s;
   }
 
-  // On the request path of every report: its own connection and a statement
-  // prepared once, so lookups neither parse SQL nor wait for audit queries.
+  // On the request path of every report: a small pool of connections with a
+  // statement prepared once each, so lookups run side by side, parse no SQL
+  // and never wait for audit queries.
   Status LookupReport(const std::string& service_id, const std::string& report_id,
                       ReportIndexRow* out, bool* found) override {
-    std::lock_guard<std::mutex> lock(lookup_mu_);
-    if (!lookup_stmt_) {
-      lookup_stmt_ = std::make_unique<Stmt>(
-          lookup_db_,
+    Lookup& l = lookups_[next_lookup_.fetch_add(1, std::memory_order_relaxed) % kLookups];
+    std::lock_guard<std::mutex> lock(l.mu);
+    if (!l.stmt) {
+      l.stmt = std::make_unique<Stmt>(
+          l.db,
           "SELECT digest, seq, recorded_at, ruleset_version FROM report_index WHERE "
           "service_id = ? AND report_id = ?");
-      if (!lookup_stmt_->ok()) {
-        lookup_stmt_.reset();
-        return Error(lookup_db_, "looking up a report");
+      if (!l.stmt->ok()) {
+        l.stmt.reset();
+        return Error(l.db, "looking up a report");
       }
     }
-    Stmt& st = *lookup_stmt_;
+    Stmt& st = *l.stmt;
     st.Bind(1, service_id).Bind(2, report_id);
     int rc = st.Step();
     *found = rc == SQLITE_ROW;
@@ -326,7 +334,7 @@ class SqliteBackend : public LedgerBackend {
     }
     st.Reset();
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? Status::Ok()
-                                                 : Error(lookup_db_, "looking up a report");
+                                                 : Error(l.db, "looking up a report");
   }
 
   Status ReadEvents(uint64_t from_seq, size_t limit, std::vector<StoredEvent>* out) override {
@@ -771,9 +779,14 @@ class SqliteBackend : public LedgerBackend {
   std::condition_variable checkpoint_cv_;
   bool stop_checkpoints_ = false;
   bool has_note_ = false;
-  sqlite3* lookup_db_ = nullptr;
-  std::mutex lookup_mu_;
-  std::unique_ptr<Stmt> lookup_stmt_;
+  struct Lookup {
+    sqlite3* db = nullptr;
+    std::mutex mu;
+    std::unique_ptr<Stmt> stmt;
+  };
+  static constexpr size_t kLookups = 4;
+  std::array<Lookup, kLookups> lookups_;
+  std::atomic<size_t> next_lookup_{0};
 };
 
 }  // namespace
