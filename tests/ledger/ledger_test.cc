@@ -212,6 +212,26 @@ TEST_F(LedgerTest, ReplacedCheckpointSignatureIsNamed) {
   EXPECT_NE(r.message.find("checkpoint at size 8"), std::string::npos) << r.message;
 }
 
+TEST_F(LedgerTest, ALedgerKeepsItsOrigin) {
+  LedgerOptions o;
+  o.url = url_;
+  o.origin = "a.example/log";
+  {
+    std::unique_ptr<Ledger> l;
+    ASSERT_TRUE(Ledger::Open(o, &l).ok());
+    EXPECT_EQ(l->origin(), "a.example/log");
+    EXPECT_EQ(l->VerifierKey().substr(0, 14), "a.example/log+");
+  }
+  o.origin = "b.example/log";
+  std::unique_ptr<Ledger> l;
+  Status s = Ledger::Open(o, &l);
+  EXPECT_EQ(s.code(), Status::Code::kFailedPrecondition);
+  EXPECT_NE(s.message().find("has origin 'a.example/log'"), std::string::npos) << s.message();
+  o.origin.clear();
+  ASSERT_TRUE(Ledger::Open(o, &l).ok()) << "unset: the recorded one";
+  EXPECT_EQ(l->origin(), "a.example/log");
+}
+
 TEST_F(LedgerTest, CheckpointsSignedBeforeNotesKeepVerifying) {
   std::string vkey;
   {

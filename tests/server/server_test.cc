@@ -1127,6 +1127,19 @@ TEST_F(ServerTest, BadSettingsStopTheStartWithAMessage) {
                          "/badtokens.yaml --ledger sqlite://" + dir_ + "/l.db --metrics ''");
   EXPECT_NE(rc4, 0);
   EXPECT_NE(out4.find("sha256 must be 64 lower-case hex digits"), std::string::npos) << out4;
+  std::string base = "--rules " + rules_ + " --tokens " + dir_ + "/tokens.yaml --ledger sqlite://" +
+                     dir_ + "/o.db --metrics '' --listen 127.0.0.1:0";
+  auto [rc5, out5] = run(base + " --max-clock-skew soon");
+  EXPECT_EQ(rc5, 2);
+  EXPECT_NE(out5.find("--max-clock-skew: bad duration 'soon'"), std::string::npos) << out5;
+  auto [rc6, out6] = run(base + " --max-clock-skew 2d");
+  EXPECT_NE(rc6, 0);
+  EXPECT_NE(out6.find("max_clock_skew: must be between 0s and 1d"), std::string::npos) << out6;
+  auto [rc7, out7] = run(base + " --origin 'two words'");
+  EXPECT_NE(rc7, 0);
+  EXPECT_NE(out7.find("origin 'two words': must be non-empty, without spaces or '+'"),
+            std::string::npos)
+      << out7;
 }
 
 }  // namespace
