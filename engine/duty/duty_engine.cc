@@ -538,8 +538,7 @@ void DutyEngine::BreachEvent(const TrackedObligation& ob, BreachKind kind, int64
 }
 
 void DutyEngine::CloseEvent(const TrackedObligation& ob, ObligationState state, int64_t at,
-                            int64_t now, std::vector<v1::LedgerEvent>* events) {
-  (void)now;
+                            std::vector<v1::LedgerEvent>* events) {
   v1::LedgerEvent closed =
       NewEvent(state == ObligationState::kMet ? v1::OBLIGATION_MET : v1::OBLIGATION_DISCHARGED, at);
   auto* c = closed.mutable_obligation_closed();
@@ -631,7 +630,7 @@ Status DutyEngine::RecordAction(const ActionInput& in, std::vector<v1::Obligatio
                                       ob.obligation.required_actions().end());
     ObligationOutcome outcome = ResolveObligation(deadline, required, ob.actions, in.taken_at);
     if (outcome.state == ObligationState::kMet || outcome.state == ObligationState::kDischarged) {
-      CloseEvent(ob, outcome.state, in.taken_at, now, &events);
+      CloseEvent(ob, outcome.state, in.taken_at, &events);
     }
   }
   for (const Key& k : touched) Detect(k, now, &events);

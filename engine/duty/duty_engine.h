@@ -169,7 +169,7 @@ class DutyEngine {
   void Detect(const Key& window, int64_t t, std::vector<v1::LedgerEvent>* events);
   void BreachEvent(const TrackedObligation& ob, BreachKind kind, int64_t at, int64_t now,
                    std::vector<v1::LedgerEvent>* events);
-  void CloseEvent(const TrackedObligation& ob, ObligationState state, int64_t at, int64_t now,
+  void CloseEvent(const TrackedObligation& ob, ObligationState state, int64_t at,
                   std::vector<v1::LedgerEvent>* events);
   // Adds the breaches `ids` to f's accountable people (and unattributed).
   void AddAccountability(const std::vector<std::string>& ids, v1::Finding* f) const;
