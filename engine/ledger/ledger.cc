@@ -59,6 +59,41 @@ Status Ledger::Ticket::Wait() {
   return status;
 }
 
+namespace {
+
+// Computes and stores every complete subtree of the first `size` events,
+// reading them a page at a time; leaves `tree` at their edge.
+Status StoreSubtrees(LedgerBackend& backend, uint64_t size, CompactTree* tree) {
+  CompactTree t;
+  std::vector<TreeNode> nodes;
+  for (uint64_t next = 1; next <= size;) {
+    std::vector<StoredEvent> page;
+    Status s = backend.ReadEvents(next, 10000, &page);
+    if (!s.ok()) return s;
+    if (page.empty()) break;
+    for (const StoredEvent& e : page) {
+      if (e.seq != next || e.leaf_hash.size() != 32) {
+        return Status::DataLoss("ledger event " + std::to_string(next) +
+                                " is missing or its leaf hash is malformed; run `carewatch "
+                                "verify` on it");
+      }
+      t.Append(e.leaf_hash, &nodes);
+      ++next;
+    }
+    s = backend.WriteNodes(nodes);
+    if (!s.ok()) return s;
+    nodes.clear();
+  }
+  if (t.size() != size) {
+    return Status::DataLoss("the ledger holds " + std::to_string(t.size()) + " events of " +
+                            std::to_string(size) + "; run `carewatch verify` on it");
+  }
+  *tree = std::move(t);
+  return Status::Ok();
+}
+
+}  // namespace
+
 Status Ledger::Open(const LedgerOptions& options, std::unique_ptr<Ledger>* out) {
   std::unique_ptr<Ledger> l(new Ledger());
   l->options_ = options;
@@ -104,12 +139,22 @@ Status Ledger::Open(const LedgerOptions& options, std::unique_ptr<Ledger>* out) 
     s = l->backend_->PutMeta("origin", l->origin_);
     if (!s.ok()) return s;
   }
-  std::vector<Hash> leaves;
-  s = l->backend_->ReadLeafHashes(&leaves);
+  // Only the tree's right edge is held in memory: O(log n) reads to start,
+  // however long the log.
+  uint64_t size = 0;
+  s = l->backend_->ReadTreeSize(&size);
   if (!s.ok()) return s;
-  for (const Hash& h : leaves) l->tree_.Append(h);
-  l->durable_size_ = leaves.size();
-  l->next_seq_ = leaves.size() + 1;
+  const NodeReader read = [b = l->backend_.get()](int level, uint64_t index, Hash* out) {
+    return b->ReadNode(level, index, out);
+  };
+  s = CompactTree::Load(size, read, &l->tree_);
+  if (s.code() == Status::Code::kNotFound) {
+    // A ledger written before subtrees were stored: store them once.
+    s = StoreSubtrees(*l->backend_, size, &l->tree_);
+  }
+  if (!s.ok()) return s;
+  l->durable_size_ = size;
+  l->next_seq_ = size + 1;
   std::vector<v1::Checkpoint> checkpoints;
   s = l->backend_->ReadCheckpoints(&checkpoints);
   if (!s.ok()) return s;
@@ -194,6 +239,20 @@ Status Ledger::Flush() {
   }
   cv_.notify_one();
   return after->Wait();
+}
+
+Status Ledger::PruneUnflagged(int64_t before, size_t limit) {
+  auto ticket = std::make_shared<Ticket>();
+  ticket->extras.prune_unflagged_before = before;
+  ticket->extras.prune_limit = limit;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!error_.ok()) return error_;
+    if (stop_ || !writer_.joinable()) return Status::Unavailable("ledger is closed");
+    queue_.push_back(ticket);
+  }
+  cv_.notify_one();
+  return ticket->Wait();
 }
 
 void Ledger::QueueRollupLocked() {
@@ -293,7 +352,7 @@ Status Ledger::WriteOne(std::deque<std::shared_ptr<Ticket>>& batch, bool force_c
     std::lock_guard<std::mutex> lock(mu_);
     if (!error_.ok()) return error_;
   }
-  std::vector<StoredEvent> rows;
+  WriteSet w;
   std::vector<const v1::LedgerEvent*> parsed;
   for (const auto& t : batch) {
     for (const v1::LedgerEvent& e : t->events) {
@@ -303,12 +362,12 @@ Status Ledger::WriteOne(std::deque<std::shared_ptr<Ticket>>& batch, bool force_c
       row.time = e.time().seconds();
       row.payload = SerializeDeterministic(e);
       row.leaf_hash = LeafHash(row.payload);
-      rows.push_back(std::move(row));
+      w.events.push_back(std::move(row));
       parsed.push_back(&e);
     }
   }
   // Statistics deltas of the whole batch, summed per key; index rows as given.
-  BatchExtras extras;
+  BatchExtras& extras = w.extras;
   {
     std::map<std::tuple<std::string, std::string, std::string, std::string>,
              std::pair<int64_t, int64_t>>
@@ -321,15 +380,35 @@ Status Ledger::WriteOne(std::deque<std::shared_ptr<Ticket>>& batch, bool force_c
       }
       extras.reports.insert(extras.reports.end(), t->extras.reports.begin(),
                             t->extras.reports.end());
+      if (t->extras.prune_unflagged_before) {
+        extras.prune_unflagged_before = t->extras.prune_unflagged_before;
+        extras.prune_limit = t->extras.prune_limit;
+      }
     }
     for (const auto& [key, c] : counts) {
       extras.stats.push_back({std::get<0>(key), std::get<1>(key), std::get<2>(key),
                               std::get<3>(key), c.first, c.second});
     }
   }
+  Status s = Derive(parsed,
+                    [this](const std::string& id, v1::Finding* f, bool* found) {
+                      return backend_->ReadFinding(id, f, found);
+                    },
+                    &w.derived);
+  if (!s.ok()) {
+    std::lock_guard<std::mutex> lock(mu_);
+    error_ = Status::Unavailable("ledger write failed; nothing after seq " +
+                                 std::to_string(durable_size_) + " was recorded: " + s.message());
+    return error_;
+  }
+  // Unflagged reports are counted with the flagged ones.
+  if (!extras.reports.empty())
+    w.derived.counter_deltas["reports"] += static_cast<int64_t>(extras.reports.size());
+
   std::unique_lock<std::mutex> tree_lock(tree_mu_);
-  uint64_t before = tree_.size();
-  for (const StoredEvent& row : rows) tree_.Append(row.leaf_hash);
+  const CompactTree before_tree = tree_;
+  const uint64_t before = tree_.size();
+  for (const StoredEvent& row : w.events) tree_.Append(row.leaf_hash, &w.nodes);
   uint64_t after = tree_.size();
   int64_t now_ms = options_.now();
   v1::Checkpoint checkpoint;
@@ -338,25 +417,27 @@ Status Ledger::WriteOne(std::deque<std::shared_ptr<Ticket>>& batch, bool force_c
                now_ms - last_checkpoint_ms_ >= options_.checkpoint_interval_ms);
   if (sign) {
     checkpoint.set_tree_size(after);
-    checkpoint.set_root_hash(tree_.Root(after));
+    checkpoint.set_root_hash(tree_.Root());
     checkpoint.mutable_time()->set_seconds(now_ms / 1000);
     std::string note, signature;
-    Status s = SignNote(CheckpointBody(origin_, after, checkpoint.root_hash(), now_ms / 1000),
-                        origin_, *key_, &note, &signature);
+    s = SignNote(CheckpointBody(origin_, after, checkpoint.root_hash(), now_ms / 1000), origin_,
+                 *key_, &note, &signature);
     if (!s.ok()) {
-      tree_.Truncate(before);
+      tree_ = before_tree;
       return s;
     }
     checkpoint.set_signature(signature);
     checkpoint.set_note(note);
+    w.checkpoint = &checkpoint;
   }
   tree_lock.unlock();
-  Status s = rows.empty() && !sign && extras.stats.empty() && extras.reports.empty()
-                 ? Status::Ok()
-                 : backend_->WriteBatch(rows, parsed, sign ? &checkpoint : nullptr, extras);
+  s = w.events.empty() && !sign && extras.stats.empty() && extras.reports.empty() &&
+              !extras.prune_unflagged_before
+          ? Status::Ok()
+          : backend_->WriteBatch(w);
   tree_lock.lock();
   if (!s.ok()) {
-    tree_.Truncate(before);
+    tree_ = before_tree;
     std::lock_guard<std::mutex> lock(mu_);
     error_ = Status::Unavailable("ledger write failed; nothing after seq " +
                                  std::to_string(before) + " was recorded: " + s.message());
@@ -402,28 +483,31 @@ Status Ledger::LatestCheckpoint(v1::Checkpoint* out) const {
   return Status::Ok();
 }
 
+NodeReader Ledger::Reader() const {
+  return [b = backend_.get()](int level, uint64_t index, Hash* out) {
+    return b->ReadNode(level, index, out);
+  };
+}
+
 Status Ledger::InclusionProof(uint64_t seq, uint64_t tree_size, std::vector<Hash>* proof) const {
-  std::lock_guard<std::mutex> lock(tree_mu_);
-  if (tree_size > durable_size_) return Status::InvalidArgument("tree_size beyond the log");
+  if (tree_size > size()) return Status::InvalidArgument("tree_size beyond the log");
   if (seq == 0 || seq > tree_size) return Status::InvalidArgument("seq outside the tree");
-  *proof = tree_.InclusionProof(seq - 1, tree_size);
-  return Status::Ok();
+  // Every subtree inside a durable size is stored: it was written with the
+  // event that completed it.
+  return InclusionProofFromNodes(seq - 1, tree_size, Reader(), proof);
 }
 
 Status Ledger::ConsistencyProof(uint64_t size1, uint64_t size2, std::vector<Hash>* proof) const {
-  std::lock_guard<std::mutex> lock(tree_mu_);
-  if (size2 > durable_size_ || size1 > size2 || size1 == 0) {
-    return Status::InvalidArgument("need 0 < size1 <= size2 <= " + std::to_string(durable_size_));
+  const uint64_t durable = size();
+  if (size2 > durable || size1 > size2 || size1 == 0) {
+    return Status::InvalidArgument("need 0 < size1 <= size2 <= " + std::to_string(durable));
   }
-  *proof = tree_.ConsistencyProof(size1, size2);
-  return Status::Ok();
+  return ConsistencyProofFromNodes(size1, size2, Reader(), proof);
 }
 
 Status Ledger::RootAt(uint64_t size, Hash* root) const {
-  std::lock_guard<std::mutex> lock(tree_mu_);
-  if (size > durable_size_) return Status::InvalidArgument("size beyond the log");
-  *root = tree_.Root(size);
-  return Status::Ok();
+  if (size > this->size()) return Status::InvalidArgument("size beyond the log");
+  return RootFromNodes(size, Reader(), root);
 }
 
 }  // namespace carewatch::ledger

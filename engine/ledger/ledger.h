@@ -15,6 +15,7 @@
 
 #include "carewatch/v1/ledger.pb.h"
 #include "engine/common/status.h"
+#include "engine/ledger/derive.h"
 #include "engine/ledger/keys.h"
 #include "engine/ledger/merkle.h"
 
@@ -54,6 +55,21 @@ struct ReportIndexRow {
 struct BatchExtras {
   std::vector<StatsRow> stats;
   std::vector<ReportIndexRow> reports;  // unflagged reports only
+  // Retention: delete up to `prune_limit` index rows of unflagged reports
+  // first recorded before this server time (0: none).
+  int64_t prune_unflagged_before = 0;
+  size_t prune_limit = 0;
+};
+
+// One transaction of the writer: events, the subtrees they complete, an
+// optional signed checkpoint, the rows derived from the events and the
+// command's extras.
+struct WriteSet {
+  std::vector<StoredEvent> events;
+  std::vector<TreeNode> nodes;  // level >= 1; level 0 is the events' leaf hashes
+  const v1::Checkpoint* checkpoint = nullptr;
+  DerivedBatch derived;
+  BatchExtras extras;
 };
 
 struct BreachQuery {
@@ -72,30 +88,62 @@ struct FindingQuery {
   size_t limit = 100;
 };
 
-// Storage for the ledger. Implementations: SQLite (embedded) now; the
-// interface is what a shared backend implements. Every write is one
-// transaction that is durable when WriteBatch returns OK. Methods are called
-// from one writer thread (writes) and any thread (reads): implementations
-// synchronise their own reads.
+// Storage for the ledger: rows in, rows out. Implementations: SQLite
+// (embedded) now; PostgreSQL implements the same contract. A backend never
+// interprets events: what events change besides themselves arrives derived
+// (DerivedBatch, by shared code), so every backend stores the same rows.
+//
+// Contract:
+// - Transactions. WriteBatch applies a whole WriteSet atomically and durably:
+//   when it returns OK, all of it survives a crash or power loss; when it
+//   fails, none of it is visible.
+// - Ordering. WriteSets arrive in seq order with no gaps, from one writer
+//   thread; a read started after WriteBatch returned sees all of it, and a
+//   read never sees part of a WriteSet.
+// - Reads may come from any thread at any time; implementations synchronise
+//   them. Reads cost O(log n) per row found (indexes), except where a method
+//   says it scans.
+// - Errors are Unavailable (the store could not be reached or written) or
+//   DataLoss (a row is malformed); nothing throws.
 class LedgerBackend {
  public:
   virtual ~LedgerBackend() = default;
   virtual std::string url() const = 0;
-  virtual Status ReadLeafHashes(std::vector<Hash>* out) = 0;
   virtual Status GetMeta(const std::string& key, std::string* value, bool* found) = 0;
   virtual Status PutMeta(const std::string& key, const std::string& value) = 0;
-  // Appends events (and the rows derived from them for queries), an optional
-  // checkpoint, statistics deltas and index rows of unflagged reports,
-  // atomically and durably.
-  virtual Status WriteBatch(const std::vector<StoredEvent>& events,
-                            const std::vector<const v1::LedgerEvent*>& parsed,
-                            const v1::Checkpoint* checkpoint, const BatchExtras& extras) = 0;
-  // The index row of (service_id, report_id), if the report was ever
-  // recorded durably. O(log n).
-  virtual Status LookupReport(const std::string& service_id, const std::string& report_id,
-                              ReportIndexRow* out, bool* found) = 0;
+  virtual Status WriteBatch(const WriteSet& w) = 0;
+
+  // --- The log and its tree.
+  // The number of events stored (the highest seq).
+  virtual Status ReadTreeSize(uint64_t* size) = 0;
+  // A stored subtree hash (NodeReader): level 0 reads an event's leaf hash.
+  virtual Status ReadNode(int level, uint64_t index, Hash* out) = 0;
+  // Stores subtree hashes outside an event batch (carrying a ledger written
+  // before stored subtrees forward); idempotent.
+  virtual Status WriteNodes(const std::vector<TreeNode>& nodes) = 0;
+  // Every leaf hash in order (scans: for verifiers that read the whole log).
+  virtual Status ReadLeafHashes(std::vector<Hash>* out) = 0;
   virtual Status ReadEvents(uint64_t from_seq, size_t limit, std::vector<StoredEvent>* out) = 0;
   virtual Status ReadCheckpoints(std::vector<v1::Checkpoint>* out) = 0;
+
+  // --- The engine's state.
+  // The counters (kCounterNames) and the latest server time recorded.
+  virtual Status ReadCounters(std::map<std::string, int64_t>* counters, int64_t* clock) = 0;
+  // Open obligations with their actions (O(open)).
+  virtual Status ReadOpenObligations(std::vector<ObligationRow>* out) = 0;
+  // Decided obligations whose deadline is after `deadline_after`, without
+  // body or actions (O(rows returned)).
+  virtual Status ReadDecidedObligations(int64_t deadline_after, std::vector<ObligationRow>* out) = 0;
+  virtual Status ReadObligation(const std::string& obligation_id, ObligationRow* out,
+                                bool* found) = 0;
+  // The current row of a finding (FindingReader).
+  virtual Status ReadFinding(const std::string& finding_id, v1::Finding* out, bool* found) = 0;
+  // The index row of (service_id, report_id), if the report was recorded
+  // durably and, for a report that matched nothing, not yet past retention.
+  virtual Status LookupReport(const std::string& service_id, const std::string& report_id,
+                              ReportIndexRow* out, bool* found) = 0;
+
+  // --- Queries.
   virtual Status QueryBreaches(const BreachQuery& q,
                                std::vector<std::pair<uint64_t, v1::Breach>>* out) = 0;
   virtual Status QueryFindings(const FindingQuery& q, std::vector<v1::Finding>* out) = 0;
@@ -178,6 +226,9 @@ class Ledger {
   Status Append(std::vector<v1::LedgerEvent>* events);
   // Writes any pending statistics and signs a checkpoint now; waits.
   Status Flush();
+  // Deletes up to `limit` index rows of unflagged reports first recorded
+  // before `before` (server time); waits.
+  Status PruneUnflagged(int64_t before, size_t limit);
 
   // Events durably written so far.
   uint64_t size() const;
@@ -210,6 +261,8 @@ class Ledger {
   // Queues a STATS_ROLLUP of the counts written since the last one, if any.
   // REQUIRES: mu_ held.
   void QueueRollupLocked();
+  // Reads stored subtrees for proofs.
+  NodeReader Reader() const;
 
   LedgerOptions options_;
   std::unique_ptr<LedgerBackend> backend_;
@@ -231,7 +284,7 @@ class Ledger {
   Status error_;
 
   mutable std::mutex tree_mu_;  // tree, durable size, checkpoints
-  MerkleTree tree_;
+  CompactTree tree_;  // O(log n) hashes; proofs read stored subtrees
   uint64_t durable_size_ = 0;
   uint64_t commits_ = 0;
   v1::Checkpoint latest_checkpoint_;

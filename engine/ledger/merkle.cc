@@ -64,60 +64,143 @@ void MerkleTree::Truncate(uint64_t size) {
   }
 }
 
-Hash MerkleTree::SubtreeHash(uint64_t begin, uint64_t end) const {
+namespace {
+
+// MTH(D[begin:end]) for the ranges RFC 6962's recursions visit: begin is a
+// multiple of the largest power of two below end - begin.
+Status SubtreeHash(uint64_t begin, uint64_t end, const NodeReader& read, Hash* out) {
   uint64_t n = end - begin;
-  if (n == 0) return EmptyTreeHash();
+  if (n == 0) {
+    *out = EmptyTreeHash();
+    return Status::Ok();
+  }
   if (IsPowerOfTwo(n) && begin % n == 0) {
-    size_t level = 0;
+    int level = 0;
     while ((uint64_t{1} << level) < n) ++level;
-    return levels_[level][begin >> level];
+    return read(level, begin >> level, out);
   }
   uint64_t k = SplitPoint(n);
-  return NodeHash(SubtreeHash(begin, begin + k), SubtreeHash(begin + k, end));
+  Hash left, right;
+  Status s = SubtreeHash(begin, begin + k, read, &left);
+  if (s.ok()) s = SubtreeHash(begin + k, end, read, &right);
+  if (s.ok()) *out = NodeHash(left, right);
+  return s;
 }
 
-Hash MerkleTree::Root(uint64_t n) const { return SubtreeHash(0, n); }
+Status SubProof(uint64_t m, uint64_t begin, uint64_t end, bool complete, const NodeReader& read,
+                std::vector<Hash>* out) {
+  uint64_t n = end - begin;
+  Hash h;
+  if (m == n) {
+    if (complete) return Status::Ok();
+    Status s = SubtreeHash(begin, end, read, &h);
+    if (s.ok()) out->push_back(std::move(h));
+    return s;
+  }
+  uint64_t k = SplitPoint(n);
+  Status s = m <= k ? SubProof(m, begin, begin + k, complete, read, out)
+                    : SubProof(m - k, begin + k, end, false, read, out);
+  if (s.ok()) s = m <= k ? SubtreeHash(begin + k, end, read, &h) : SubtreeHash(begin, begin + k, read, &h);
+  if (s.ok()) out->push_back(std::move(h));
+  return s;
+}
 
-std::vector<Hash> MerkleTree::InclusionProof(uint64_t m, uint64_t n) const {
+}  // namespace
+
+Status RootFromNodes(uint64_t n, const NodeReader& read, Hash* out) {
+  return SubtreeHash(0, n, read, out);
+}
+
+Status InclusionProofFromNodes(uint64_t m, uint64_t n, const NodeReader& read,
+                               std::vector<Hash>* out) {
   // PATH(m, D[begin:end]) per RFC 6962 2.1.1, iteratively from the top.
   std::vector<Hash> path;
   uint64_t begin = 0, end = n;
   while (end - begin > 1) {
     uint64_t k = SplitPoint(end - begin);
+    Hash h;
+    Status s = m - begin < k ? SubtreeHash(begin + k, end, read, &h)
+                             : SubtreeHash(begin, begin + k, read, &h);
+    if (!s.ok()) return s;
+    path.push_back(std::move(h));
     if (m - begin < k) {
-      path.push_back(SubtreeHash(begin + k, end));
       end = begin + k;
     } else {
-      path.push_back(SubtreeHash(begin, begin + k));
       begin += k;
     }
   }
   // The RFC lists the path bottom-up.
-  return std::vector<Hash>(path.rbegin(), path.rend());
+  out->assign(path.rbegin(), path.rend());
+  return Status::Ok();
 }
 
-void MerkleTree::SubProof(uint64_t m, uint64_t begin, uint64_t end, bool complete,
-                          std::vector<Hash>* out) const {
-  uint64_t n = end - begin;
-  if (m == n) {
-    if (!complete) out->push_back(SubtreeHash(begin, end));
-    return;
-  }
-  uint64_t k = SplitPoint(n);
-  if (m <= k) {
-    SubProof(m, begin, begin + k, complete, out);
-    out->push_back(SubtreeHash(begin + k, end));
-  } else {
-    SubProof(m - k, begin + k, end, false, out);
-    out->push_back(SubtreeHash(begin, begin + k));
-  }
+Status ConsistencyProofFromNodes(uint64_t m, uint64_t n, const NodeReader& read,
+                                 std::vector<Hash>* out) {
+  out->clear();
+  if (m == 0 || m >= n) return Status::Ok();
+  return SubProof(m, 0, n, true, read, out);
+}
+
+NodeReader MerkleTree::Reader() const {
+  return [this](int level, uint64_t index, Hash* out) {
+    if (static_cast<size_t>(level) >= levels_.size() || index >= levels_[level].size())
+      return Status::NotFound("no subtree at level " + std::to_string(level));
+    *out = levels_[level][index];
+    return Status::Ok();
+  };
+}
+
+Hash MerkleTree::Root(uint64_t n) const {
+  Hash h;
+  (void)RootFromNodes(n, Reader(), &h);  // every subtree of a held size is held
+  return h;
+}
+
+std::vector<Hash> MerkleTree::InclusionProof(uint64_t m, uint64_t n) const {
+  std::vector<Hash> proof;
+  (void)InclusionProofFromNodes(m, n, Reader(), &proof);
+  return proof;
 }
 
 std::vector<Hash> MerkleTree::ConsistencyProof(uint64_t m, uint64_t n) const {
   std::vector<Hash> proof;
-  if (m == 0 || m >= n) return proof;
-  SubProof(m, 0, n, true, &proof);
+  (void)ConsistencyProofFromNodes(m, n, Reader(), &proof);
   return proof;
+}
+
+Status CompactTree::Load(uint64_t size, const NodeReader& read, CompactTree* out) {
+  CompactTree t;
+  t.size_ = size;
+  uint64_t offset = 0;
+  for (int level = 63; level >= 0; --level) {
+    if (!(size >> level & 1)) continue;
+    Hash h;
+    Status s = read(level, offset >> level, &h);
+    if (!s.ok()) return s;
+    t.edge_.emplace_back(level, std::move(h));
+    offset += uint64_t{1} << level;
+  }
+  *out = std::move(t);
+  return Status::Ok();
+}
+
+void CompactTree::Append(const Hash& leaf_hash, std::vector<TreeNode>* completed) {
+  edge_.emplace_back(0, leaf_hash);
+  ++size_;
+  while (edge_.size() >= 2 && edge_[edge_.size() - 2].first == edge_.back().first) {
+    int level = edge_.back().first + 1;
+    Hash parent = NodeHash(edge_[edge_.size() - 2].second, edge_.back().second);
+    edge_.pop_back();
+    edge_.back() = {level, parent};
+    if (completed) completed->push_back({level, (size_ >> level) - 1, std::move(parent)});
+  }
+}
+
+Hash CompactTree::Root() const {
+  if (edge_.empty()) return EmptyTreeHash();
+  Hash root = edge_.back().second;
+  for (size_t i = edge_.size() - 1; i-- > 0;) root = NodeHash(edge_[i].second, root);
+  return root;
 }
 
 bool VerifyInclusion(const Hash& leaf_hash, uint64_t index, uint64_t tree_size,

@@ -2,6 +2,7 @@
 #define CAREWATCH_ENGINE_LEDGER_MERKLE_H_
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -18,8 +19,51 @@ Hash LeafHash(std::string_view data);
 Hash NodeHash(std::string_view left, std::string_view right);
 Hash EmptyTreeHash();  // SHA-256 of the empty string
 
-// An append-only RFC 6962 Merkle tree over leaf hashes. Keeps every complete
-// aligned subtree, so roots and proofs for any size cost O(log^2 n) hashes.
+// Reads the hash of the complete aligned subtree over leaves
+// [index << level, (index + 1) << level): level 0 is a leaf hash. NotFound
+// when it is not stored.
+using NodeReader = std::function<Status(int level, uint64_t index, Hash* out)>;
+
+// One complete aligned subtree (see NodeReader).
+struct TreeNode {
+  int level = 0;
+  uint64_t index = 0;
+  Hash hash;
+};
+
+// RFC 6962 roots and proofs from stored subtree hashes: O(log n) reads for a
+// root or an inclusion proof, O(log^2 n) at most for a consistency proof.
+// REQUIRES as MerkleTree's methods of the same names; errors are the reader's.
+Status RootFromNodes(uint64_t n, const NodeReader& read, Hash* out);
+Status InclusionProofFromNodes(uint64_t m, uint64_t n, const NodeReader& read,
+                               std::vector<Hash>* out);
+Status ConsistencyProofFromNodes(uint64_t m, uint64_t n, const NodeReader& read,
+                                 std::vector<Hash>* out);
+
+// The right edge of an append-only tree (a "compact range"): one hash per set
+// bit of the size, so O(log n) memory however long the log. Appending reports
+// the subtrees each leaf completes, for the store that serves proofs.
+// Copyable: a writer keeps a copy to undo appends whose write failed.
+class CompactTree {
+ public:
+  // The edge of a tree of `size` leaves, read from its stored subtrees.
+  static Status Load(uint64_t size, const NodeReader& read, CompactTree* out);
+  // Appends a leaf; `completed` (may be null) receives the subtrees of
+  // level >= 1 it completes.
+  void Append(const Hash& leaf_hash, std::vector<TreeNode>* completed);
+  uint64_t size() const { return size_; }
+  // MTH of all leaves appended.
+  Hash Root() const;
+
+ private:
+  uint64_t size_ = 0;
+  std::vector<std::pair<int, Hash>> edge_;  // (level, hash), highest level first
+};
+
+// An append-only RFC 6962 Merkle tree over leaf hashes held in memory. Keeps
+// every complete aligned subtree, so roots and proofs for any size cost
+// O(log^2 n) hashes. For verifiers that read a whole log anyway; the ledger
+// itself keeps a CompactTree and reads stored subtrees.
 // Not thread-safe; callers serialise.
 class MerkleTree {
  public:
@@ -37,9 +81,7 @@ class MerkleTree {
   std::vector<Hash> ConsistencyProof(uint64_t m, uint64_t n) const;
 
  private:
-  Hash SubtreeHash(uint64_t begin, uint64_t end) const;  // MTH(D[begin:end])
-  void SubProof(uint64_t m, uint64_t begin, uint64_t end, bool complete,
-                std::vector<Hash>* out) const;
+  NodeReader Reader() const;
   // levels_[k][i] = hash of leaves [i * 2^k, (i + 1) * 2^k).
   std::vector<std::vector<Hash>> levels_;
 };

@@ -10,7 +10,7 @@
 #include <mutex>
 #include <thread>
 
-#include "engine/ledger/audit.h"
+#include "engine/ledger/derive.h"
 #include "engine/ledger/ledger.h"
 
 namespace carewatch::ledger {
@@ -19,14 +19,40 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// Tables a migration never rebuilds: the log, its tree and checkpoints, and
+// what events alone cannot give (counts and ids of reports that matched
+// nothing).
 const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS events (
   seq INTEGER PRIMARY KEY, type INTEGER NOT NULL, time INTEGER NOT NULL,
   payload BLOB NOT NULL, leaf_hash BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS tree_nodes (level INTEGER NOT NULL, idx INTEGER NOT NULL,
+  hash BLOB NOT NULL, PRIMARY KEY (level, idx)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS checkpoints (
   tree_size INTEGER PRIMARY KEY, root_hash BLOB NOT NULL, time INTEGER NOT NULL,
   signature BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS report_index (
+  service_id TEXT NOT NULL, report_id TEXT NOT NULL, digest TEXT NOT NULL, seq INTEGER NOT NULL,
+  recorded_at INTEGER NOT NULL, ruleset_version TEXT NOT NULL,
+  PRIMARY KEY (service_id, report_id)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS report_index_unflagged ON report_index (recorded_at) WHERE seq = 0;
+CREATE TABLE IF NOT EXISTS stats_pending (
+  service_id TEXT NOT NULL, day TEXT NOT NULL, surface TEXT NOT NULL, reason TEXT NOT NULL,
+  reports INTEGER NOT NULL, flagged INTEGER NOT NULL,
+  PRIMARY KEY (service_id, day, surface, reason));
+CREATE TABLE IF NOT EXISTS stats (
+  service_id TEXT NOT NULL, day TEXT NOT NULL, surface TEXT NOT NULL, reason TEXT NOT NULL,
+  reports INTEGER NOT NULL, flagged INTEGER NOT NULL,
+  PRIMARY KEY (service_id, day, surface, reason));
+)sql";
+
+// Tables derived from the events alone (DerivedBatch): a migration drops and
+// derives them again.
+const char* kDerivedTables[] = {"breaches",         "findings",          "finding_obligations",
+                                "finding_events",   "obligation_events", "obligations",
+                                "obligation_actions", "key_events",      "counters"};
+const char* kDerivedSchema = R"sql(
 CREATE TABLE IF NOT EXISTS breaches (
   seq INTEGER PRIMARY KEY, obligation_id TEXT NOT NULL, report_id TEXT NOT NULL,
   service_id TEXT NOT NULL, duty_id TEXT NOT NULL, rule_id TEXT NOT NULL,
@@ -38,6 +64,7 @@ CREATE TABLE IF NOT EXISTS findings (
   finding_id TEXT PRIMARY KEY, service_id TEXT NOT NULL, duty_id TEXT NOT NULL,
   status TEXT NOT NULL, opened_at INTEGER NOT NULL, last_seq INTEGER NOT NULL, body BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS findings_service ON findings (service_id, duty_id, opened_at);
+CREATE INDEX IF NOT EXISTS findings_open ON findings (status) WHERE status = 'open';
 CREATE TABLE IF NOT EXISTS finding_obligations (finding_id TEXT NOT NULL, obligation_id TEXT NOT NULL,
   name TEXT NOT NULL, role TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS finding_obligations_id ON finding_obligations (finding_id);
@@ -46,24 +73,26 @@ CREATE TABLE IF NOT EXISTS finding_events (finding_id TEXT NOT NULL, seq INTEGER
 CREATE TABLE IF NOT EXISTS obligation_events (obligation_id TEXT NOT NULL, seq INTEGER NOT NULL,
   PRIMARY KEY (obligation_id, seq));
 CREATE TABLE IF NOT EXISTS obligations (
-  obligation_id TEXT PRIMARY KEY, service_id TEXT NOT NULL, duty_id TEXT NOT NULL,
-  deadline INTEGER NOT NULL, opened_seq INTEGER NOT NULL, decided_seq INTEGER NOT NULL);
+  obligation_id TEXT PRIMARY KEY, service_id TEXT NOT NULL, report_id TEXT NOT NULL,
+  duty_id TEXT NOT NULL, rule_id TEXT NOT NULL, deadline INTEGER NOT NULL,
+  received_at INTEGER NOT NULL, record_grace INTEGER NOT NULL, sweep_at INTEGER NOT NULL,
+  opened_seq INTEGER NOT NULL, decided_seq INTEGER NOT NULL, status INTEGER NOT NULL,
+  breach_at INTEGER NOT NULL, breach_kind TEXT NOT NULL, finding_id TEXT NOT NULL,
+  body BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS obligations_window ON obligations (service_id, duty_id, deadline);
+CREATE INDEX IF NOT EXISTS obligations_open ON obligations (sweep_at) WHERE decided_seq = 0;
+CREATE INDEX IF NOT EXISTS obligations_decided ON obligations (deadline) WHERE decided_seq > 0;
+CREATE TABLE IF NOT EXISTS obligation_actions (obligation_id TEXT NOT NULL, action TEXT NOT NULL,
+  taken_at INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS obligation_actions_id ON obligation_actions (obligation_id);
 CREATE TABLE IF NOT EXISTS key_events (type INTEGER NOT NULL, seq INTEGER NOT NULL,
   PRIMARY KEY (type, seq));
-CREATE TABLE IF NOT EXISTS report_index (
-  service_id TEXT NOT NULL, report_id TEXT NOT NULL, digest TEXT NOT NULL, seq INTEGER NOT NULL,
-  recorded_at INTEGER NOT NULL, ruleset_version TEXT NOT NULL,
-  PRIMARY KEY (service_id, report_id)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS stats_pending (
-  service_id TEXT NOT NULL, day TEXT NOT NULL, surface TEXT NOT NULL, reason TEXT NOT NULL,
-  reports INTEGER NOT NULL, flagged INTEGER NOT NULL,
-  PRIMARY KEY (service_id, day, surface, reason));
-CREATE TABLE IF NOT EXISTS stats (
-  service_id TEXT NOT NULL, day TEXT NOT NULL, surface TEXT NOT NULL, reason TEXT NOT NULL,
-  reports INTEGER NOT NULL, flagged INTEGER NOT NULL,
-  PRIMARY KEY (service_id, day, surface, reason));
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 )sql";
+
+// 3: the engine's state (obligations with actions, counters) and stored
+// subtrees; 2: evidence indexes.
+constexpr const char* kSchemaVersion = "3";
 
 class Stmt {
  public:
@@ -121,6 +150,8 @@ class SqliteBackend : public LedgerBackend {
       l.stmt.reset();
       if (l.db) sqlite3_close(l.db);
     }
+    node_stmt_.reset();
+    leaf_stmt_.reset();
     if (read_db_) sqlite3_close(read_db_);
     if (checkpoint_db_) sqlite3_close(checkpoint_db_);
     write_statements_.reset();
@@ -213,40 +244,78 @@ class SqliteBackend : public LedgerBackend {
       Status s = Exec(write_db_, "ALTER TABLE checkpoints ADD COLUMN note BLOB");
       if (!s.ok()) return s;
     }
-    // Schema 2 added the evidence indexes (obligations, key_events): derive
-    // them once from the events of a ledger written before.
+    // Tables derived from events are derived again, by the shared code,
+    // whenever the schema version changes (schema 3 added the engine's
+    // state): one pass over the log, once.
     std::string version;
     {
       Stmt st(write_db_, "SELECT value FROM meta WHERE key = 'schema_version'");
       if (st.ok() && st.Step() == SQLITE_ROW) version = st.Blob(0);
     }
-    if (version == "2") return Status::Ok();
+    if (version == kSchemaVersion) return Exec(write_db_, kDerivedSchema);
     Status s = Exec(write_db_, "BEGIN IMMEDIATE");
     if (!s.ok()) return s;
-    write_statements_ = std::make_unique<WriteStatements>(write_db_);
-    bool ok = write_statements_->ok();
-    {
-      Stmt all(write_db_, "SELECT seq, payload FROM events ORDER BY seq");
-      ok = ok && all.ok();
-      int rc = SQLITE_ROW;
-      while (ok && (rc = all.Step()) == SQLITE_ROW) {
-        v1::LedgerEvent e;
-        ok = e.ParseFromString(all.Blob(1)) && IndexEvent(e, static_cast<uint64_t>(all.Int(0)));
-      }
-      ok = ok && rc == SQLITE_DONE;
+    s = Rederive(version);
+    if (s.ok()) return Exec(write_db_, "COMMIT");
+    (void)Exec(write_db_, "ROLLBACK");
+    return Status::DataLoss("cannot carry " + path_ + " forward to ledger schema " +
+                            kSchemaVersion + ": " + s.message() +
+                            "; run `carewatch verify` on it");
+  }
+
+  // REQUIRES: a write transaction is open.
+  Status Rederive(const std::string& from_version) {
+    for (const char* t : kDerivedTables) {
+      Status s = Exec(write_db_, ("DROP TABLE IF EXISTS " + std::string(t)).c_str());
+      if (!s.ok()) return s;
+    }
+    Status s = Exec(write_db_, kDerivedSchema);
+    if (!s.ok()) return s;
+    if (from_version.empty() || from_version == "1") {
       // Counts from before rollups go into the first one.
-      Stmt seed(write_db_, "INSERT OR IGNORE INTO stats_pending SELECT * FROM stats");
-      ok = ok && seed.Step() == SQLITE_DONE;
-      Stmt put(write_db_,
-               "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', '2')");
-      ok = ok && put.Step() == SQLITE_DONE;
+      s = Exec(write_db_, "INSERT OR IGNORE INTO stats_pending SELECT * FROM stats");
+      if (!s.ok()) return s;
     }
-    if (!ok) {
-      (void)Exec(write_db_, "ROLLBACK");
-      return Status::DataLoss("cannot index the existing events of " + path_ +
-                              "; run `carewatch verify` on it");
+    WriteSet w;
+    const FindingReader read = [this](const std::string& id, v1::Finding* f, bool* found) {
+      return ReadFindingFrom(write_db_, id, f, found);
+    };
+    Stmt all(write_db_, "SELECT seq, payload FROM events ORDER BY seq");
+    if (!all.ok()) return Error(write_db_, "reading events");
+    int rc;
+    std::vector<v1::LedgerEvent> page;
+    auto flush = [&]() -> Status {
+      std::vector<const v1::LedgerEvent*> parsed;
+      for (const v1::LedgerEvent& e : page) parsed.push_back(&e);
+      w.derived = DerivedBatch();
+      Status d = Derive(parsed, read, &w.derived);
+      // The log's rollups were subtracted from the pending counts already.
+      w.derived.rolled_up.clear();
+      if (d.ok()) d = WriteDerived(w.derived);
+      page.clear();
+      return d;
+    };
+    while ((rc = all.Step()) == SQLITE_ROW) {
+      v1::LedgerEvent e;
+      if (!e.ParseFromString(all.Blob(1)) || e.seq() != static_cast<uint64_t>(all.Int(0)))
+        return Status::DataLoss("event " + std::to_string(all.Int(0)) + " does not parse");
+      page.push_back(std::move(e));
+      if (page.size() == 10000) {
+        s = flush();
+        if (!s.ok()) return s;
+      }
     }
-    return Exec(write_db_, "COMMIT");
+    if (rc != SQLITE_DONE) return Error(write_db_, "reading events");
+    s = flush();
+    if (!s.ok()) return s;
+    // Reports that matched nothing exist only as counts.
+    s = Exec(write_db_,
+             "INSERT OR REPLACE INTO counters (name, value) SELECT 'reports', "
+             "COALESCE(SUM(reports), 0) FROM stats");
+    if (!s.ok()) return s;
+    Stmt put(write_db_, "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)");
+    put.BindBlob(1, kSchemaVersion);
+    return put.Step() == SQLITE_DONE ? Status::Ok() : Error(write_db_, "writing meta");
   }
 
   Status ReadLeafHashes(std::vector<Hash>* out) override {
@@ -288,12 +357,10 @@ class SqliteBackend : public LedgerBackend {
     return st.Step() == SQLITE_DONE ? Status::Ok() : Error(write_db_, "writing meta");
   }
 
-  Status WriteBatch(const std::vector<StoredEvent>& events,
-                    const std::vector<const v1::LedgerEvent*>& parsed,
-                    const v1::Checkpoint* checkpoint, const BatchExtras& extras) override {
+  Status WriteBatch(const WriteSet& w) override {
     Status s = Exec(write_db_, "BEGIN IMMEDIATE");
     if (!s.ok()) return s;
-    s = WriteRows(events, parsed, checkpoint, extras);
+    s = WriteRows(w);
     if (s.ok()) s = Exec(write_db_, "COMMIT");
     if (!s.ok() && !sqlite3_get_autocommit(write_db_)) {
       // The transaction is still open: undo it whole. Its error is the one
@@ -301,6 +368,162 @@ class SqliteBackend : public LedgerBackend {
       (void)Exec(write_db_, "ROLLBACK");
     }
     return s;
+  }
+
+  Status WriteNodes(const std::vector<TreeNode>& nodes) override {
+    Status s = Exec(write_db_, "BEGIN IMMEDIATE");
+    if (!s.ok()) return s;
+    s = InsertNodes(nodes);
+    if (s.ok()) s = Exec(write_db_, "COMMIT");
+    if (!s.ok() && !sqlite3_get_autocommit(write_db_)) (void)Exec(write_db_, "ROLLBACK");
+    return s;
+  }
+
+  Status ReadTreeSize(uint64_t* size) override {
+    std::lock_guard<std::mutex> lock(read_mu_);
+    Stmt st(read_db_, "SELECT COALESCE(MAX(seq), 0) FROM events");
+    if (!st.ok() || st.Step() != SQLITE_ROW) return Error(read_db_, "reading the log's size");
+    *size = static_cast<uint64_t>(st.Int(0));
+    return Status::Ok();
+  }
+
+  Status ReadNode(int level, uint64_t index, Hash* out) override {
+    std::lock_guard<std::mutex> lock(read_mu_);
+    if (!node_stmt_) node_stmt_ = std::make_unique<Stmt>(read_db_, "SELECT hash FROM tree_nodes WHERE level = ? AND idx = ?");
+    if (!leaf_stmt_) leaf_stmt_ = std::make_unique<Stmt>(read_db_, "SELECT leaf_hash FROM events WHERE seq = ?");
+    Stmt& st = level == 0 ? *leaf_stmt_ : *node_stmt_;
+    if (!st.ok()) return Error(read_db_, "reading the tree");
+    if (level == 0) {
+      st.Bind(1, static_cast<int64_t>(index + 1));
+    } else {
+      st.Bind(1, static_cast<int64_t>(level)).Bind(2, static_cast<int64_t>(index));
+    }
+    int rc = st.Step();
+    if (rc == SQLITE_ROW) *out = st.Blob(0);
+    st.Reset();
+    if (rc == SQLITE_DONE)
+      return Status::NotFound("no stored subtree at level " + std::to_string(level) + " index " +
+                              std::to_string(index));
+    if (rc != SQLITE_ROW) return Error(read_db_, "reading the tree");
+    if (out->size() != 32) {
+      return Status::DataLoss("the stored subtree at level " + std::to_string(level) + " index " +
+                              std::to_string(index) + " is malformed");
+    }
+    return Status::Ok();
+  }
+
+  Status ReadCounters(std::map<std::string, int64_t>* counters, int64_t* clock) override {
+    std::lock_guard<std::mutex> lock(read_mu_);
+    Stmt st(read_db_, "SELECT name, value FROM counters");
+    if (!st.ok()) return Error(read_db_, "reading counters");
+    *clock = INT64_MIN;
+    int rc;
+    while ((rc = st.Step()) == SQLITE_ROW) {
+      if (st.Text(0) == "clock") {
+        *clock = st.Int(1);
+      } else {
+        (*counters)[st.Text(0)] = st.Int(1);
+      }
+    }
+    return rc == SQLITE_DONE ? Status::Ok() : Error(read_db_, "reading counters");
+  }
+
+  static constexpr const char* kObligationColumns =
+      "obligation_id, service_id, report_id, duty_id, rule_id, deadline, received_at, "
+      "record_grace, sweep_at, opened_seq, decided_seq, status, breach_at, breach_kind, "
+      "finding_id, body";
+
+  static ObligationRow ObligationFrom(Stmt& st) {
+    ObligationRow r;
+    r.obligation_id = st.Text(0);
+    r.service_id = st.Text(1);
+    r.report_id = st.Text(2);
+    r.duty_id = st.Text(3);
+    r.rule_id = st.Text(4);
+    r.deadline = st.Int(5);
+    r.received_at = st.Int(6);
+    r.record_grace = st.Int(7);
+    r.sweep_at = st.Int(8);
+    r.opened_seq = static_cast<uint64_t>(st.Int(9));
+    r.decided_seq = static_cast<uint64_t>(st.Int(10));
+    r.status = static_cast<int>(st.Int(11));
+    r.breach_at = st.Int(12);
+    r.breach_kind = st.Text(13);
+    r.finding_id = st.Text(14);
+    r.body = st.Blob(15);
+    return r;
+  }
+
+  Status ReadOpenObligations(std::vector<ObligationRow>* out) override {
+    std::lock_guard<std::mutex> lock(read_mu_);
+    // One read transaction, so the actions agree with the obligations.
+    Status s = Exec(read_db_, "BEGIN");
+    if (!s.ok()) return s;
+    s = [&]() -> Status {
+      Stmt st(read_db_, (std::string("SELECT ") + kObligationColumns +
+                         " FROM obligations WHERE decided_seq = 0 ORDER BY sweep_at")
+                            .c_str());
+      if (!st.ok()) return Error(read_db_, "reading open obligations");
+      std::map<std::string, size_t> at;
+      int rc;
+      while ((rc = st.Step()) == SQLITE_ROW) {
+        out->push_back(ObligationFrom(st));
+        at[out->back().obligation_id] = out->size() - 1;
+      }
+      if (rc != SQLITE_DONE) return Error(read_db_, "reading open obligations");
+      Stmt acts(read_db_,
+                "SELECT a.obligation_id, a.action, a.taken_at FROM obligation_actions a JOIN "
+                "obligations o ON o.obligation_id = a.obligation_id WHERE o.decided_seq = 0 "
+                "ORDER BY a.rowid");
+      if (!acts.ok()) return Error(read_db_, "reading actions");
+      while ((rc = acts.Step()) == SQLITE_ROW) {
+        auto it = at.find(acts.Text(0));
+        if (it != at.end()) (*out)[it->second].actions.push_back({acts.Text(1), acts.Int(2)});
+      }
+      return rc == SQLITE_DONE ? Status::Ok() : Error(read_db_, "reading actions");
+    }();
+    (void)Exec(read_db_, "COMMIT");
+    return s;
+  }
+
+  Status ReadDecidedObligations(int64_t deadline_after, std::vector<ObligationRow>* out) override {
+    std::lock_guard<std::mutex> lock(read_mu_);
+    Stmt st(read_db_,
+            "SELECT obligation_id, service_id, report_id, duty_id, rule_id, deadline, "
+            "received_at, record_grace, sweep_at, opened_seq, decided_seq, status, breach_at, "
+            "breach_kind, finding_id, x'' FROM obligations WHERE decided_seq > 0 AND deadline > ? "
+            "ORDER BY deadline");
+    if (!st.ok()) return Error(read_db_, "reading decided obligations");
+    st.Bind(1, deadline_after);
+    int rc;
+    while ((rc = st.Step()) == SQLITE_ROW) out->push_back(ObligationFrom(st));
+    return rc == SQLITE_DONE ? Status::Ok() : Error(read_db_, "reading decided obligations");
+  }
+
+  Status ReadObligation(const std::string& id, ObligationRow* out, bool* found) override {
+    std::lock_guard<std::mutex> lock(read_mu_);
+    Stmt st(read_db_,
+            (std::string("SELECT ") + kObligationColumns + " FROM obligations WHERE obligation_id = ?")
+                .c_str());
+    if (!st.ok()) return Error(read_db_, "reading an obligation");
+    st.Bind(1, id);
+    int rc = st.Step();
+    *found = rc == SQLITE_ROW;
+    if (*found) *out = ObligationFrom(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return Error(read_db_, "reading an obligation");
+    if (!*found) return Status::Ok();
+    Stmt acts(read_db_,
+              "SELECT action, taken_at FROM obligation_actions WHERE obligation_id = ? ORDER BY "
+              "rowid");
+    if (!acts.ok()) return Error(read_db_, "reading actions");
+    acts.Bind(1, id);
+    while ((rc = acts.Step()) == SQLITE_ROW) out->actions.push_back({acts.Text(0), acts.Int(1)});
+    return rc == SQLITE_DONE ? Status::Ok() : Error(read_db_, "reading actions");
+  }
+
+  Status ReadFinding(const std::string& id, v1::Finding* out, bool* found) override {
+    std::lock_guard<std::mutex> lock(read_mu_);
+    return ReadFindingFrom(read_db_, id, out, found);
   }
 
   // On the request path of every report: a small pool of connections with a
@@ -528,215 +751,210 @@ class SqliteBackend : public LedgerBackend {
     return rc == SQLITE_DONE ? Status::Ok() : Error(read_db_, "querying");
   }
 
+  static Status ReadFindingFrom(sqlite3* db, const std::string& id, v1::Finding* out,
+                                bool* found) {
+    Stmt get(db, "SELECT body FROM findings WHERE finding_id = ?");
+    if (!get.ok()) return Error(db, "reading a finding");
+    get.Bind(1, id);
+    int rc = get.Step();
+    *found = rc == SQLITE_ROW;
+    if (*found && !out->ParseFromString(get.Blob(0)))
+      return Status::DataLoss("finding row " + id + " does not parse");
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? Status::Ok() : Error(db, "reading a finding");
+  }
+
   // Statements of the writer, prepared once.
   struct WriteStatements {
     explicit WriteStatements(sqlite3* db)
         : ins(db,
               "INSERT INTO events (seq, type, time, payload, leaf_hash) VALUES (?, ?, ?, ?, ?)"),
+          node(db, "INSERT OR REPLACE INTO tree_nodes (level, idx, hash) VALUES (?, ?, ?)"),
           breach(
               db,
               "INSERT INTO breaches (seq, obligation_id, report_id, service_id, duty_id, rule_id, "
               "deadline, at, kind, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
           finding(db,
                   "INSERT OR REPLACE INTO findings (finding_id, service_id, duty_id, status, "
-                  "opened_at, "
-                  "last_seq, body) VALUES (?, ?, ?, ?, ?, ?, ?)"),
+                  "opened_at, last_seq, body) VALUES (?, ?, ?, ?, ?, ?, ?)"),
+          member(db,
+                 "INSERT INTO finding_obligations (finding_id, obligation_id, name, role) VALUES "
+                 "(?, ?, ?, ?)"),
           finding_ev(db, "INSERT OR IGNORE INTO finding_events (finding_id, seq) VALUES (?, ?)"),
           ob_ev(db, "INSERT OR IGNORE INTO obligation_events (obligation_id, seq) VALUES (?, ?)"),
           report(db,
                  "INSERT INTO report_index (service_id, report_id, digest, seq, recorded_at, "
                  "ruleset_version) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"),
           ob_open(db,
-                  "INSERT OR IGNORE INTO obligations (obligation_id, service_id, duty_id, "
-                  "deadline, opened_seq, decided_seq) VALUES (?, ?, ?, ?, ?, 0)"),
+                  "INSERT OR IGNORE INTO obligations (obligation_id, service_id, report_id, "
+                  "duty_id, rule_id, deadline, received_at, record_grace, sweep_at, opened_seq, "
+                  "decided_seq, status, breach_at, breach_kind, finding_id, body) VALUES (?, ?, "
+                  "?, ?, ?, ?, ?, ?, ?, ?, 0, 1, 0, '', '', ?)"),
+          ob_action(db,
+                    "INSERT INTO obligation_actions (obligation_id, action, taken_at) VALUES (?, "
+                    "?, ?)"),
           ob_decide(db,
-                    "UPDATE obligations SET decided_seq = ? WHERE obligation_id = ? AND "
-                    "decided_seq = 0"),
-          key_event(db, "INSERT OR IGNORE INTO key_events (type, seq) VALUES (?, ?)") {}
-    bool ok() const {
-      return ins.ok() && breach.ok() && finding.ok() && finding_ev.ok() && ob_ev.ok() &&
-             report.ok() && ob_open.ok() && ob_decide.ok() && key_event.ok();
+                    "UPDATE obligations SET decided_seq = ?, status = ?, breach_at = ?, "
+                    "breach_kind = ? WHERE obligation_id = ? AND decided_seq = 0"),
+          ob_finding(db, "UPDATE obligations SET finding_id = ? WHERE obligation_id = ?"),
+          key_event(db, "INSERT OR IGNORE INTO key_events (type, seq) VALUES (?, ?)"),
+          counter(db,
+                  "INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE "
+                  "SET value = value + excluded.value"),
+          clock(db,
+                "INSERT INTO counters (name, value) VALUES ('clock', ?) ON CONFLICT (name) DO "
+                "UPDATE SET value = max(value, excluded.value)") {}
+    std::vector<Stmt*> all() {
+      return {&ins,       &node,      &breach,   &finding,    &member,    &finding_ev,
+              &ob_ev,     &report,    &ob_open,  &ob_action,  &ob_decide, &ob_finding,
+              &key_event, &counter,   &clock};
     }
-    Stmt ins, breach, finding, finding_ev, ob_ev, report, ob_open, ob_decide, key_event;
+    bool ok() {
+      for (Stmt* st : all())
+        if (!st->ok()) return false;
+      return true;
+    }
+    Stmt ins, node, breach, finding, member, finding_ev, ob_ev, report, ob_open, ob_action,
+        ob_decide, ob_finding, key_event, counter, clock;
   };
 
-  // The rows derived from one event for evidence queries (obligations by
-  // window, rare event types); false when a statement failed.
-  bool IndexEvent(const v1::LedgerEvent& p, uint64_t seq) {
-    WriteStatements& w = *write_statements_;
-    auto step = [](Stmt& st) {
-      int rc = st.Step();
-      st.Reset();
-      return rc == SQLITE_DONE;
-    };
-    switch (p.payload_case()) {
-      case v1::LedgerEvent::kObligationOpened: {
-        const auto& o = p.obligation_opened();
-        w.ob_open.Bind(1, o.obligation().obligation_id()).Bind(2, o.service_id());
-        w.ob_open.Bind(3, o.obligation().duty_id()).Bind(4, o.obligation().deadline().seconds());
-        w.ob_open.Bind(5, static_cast<int64_t>(seq));
-        return step(w.ob_open);
-      }
-      case v1::LedgerEvent::kObligationClosed:
-      case v1::LedgerEvent::kBreach: {
-        const std::string& id =
-            p.has_breach() ? p.breach().obligation_id() : p.obligation_closed().obligation_id();
-        w.ob_decide.Bind(1, static_cast<int64_t>(seq)).Bind(2, id);
-        return step(w.ob_decide);
-      }
-      case v1::LedgerEvent::kRulesetActivated:
-      case v1::LedgerEvent::kAccountabilityChanged:
-        w.key_event.Bind(1, static_cast<int64_t>(p.type())).Bind(2, static_cast<int64_t>(seq));
-        return step(w.key_event);
-      case v1::LedgerEvent::kStatsRollup: {
-        // What the rollup put into the log is no longer pending.
-        Stmt sub(write_db_,
-                 "UPDATE stats_pending SET reports = reports - ?, flagged = flagged - ? WHERE "
-                 "service_id = ? AND day = ? AND surface = ? AND reason = ?");
-        for (const v1::StatsCount& c : p.stats_rollup().counts()) {
-          sub.Bind(1, c.reports()).Bind(2, c.flagged()).Bind(3, c.service_id()).Bind(4, c.day());
-          sub.Bind(5, c.surface()).Bind(6, c.reason());
-          if (!step(sub)) return false;
-        }
-        Stmt clean(write_db_, "DELETE FROM stats_pending WHERE reports = 0 AND flagged = 0");
-        return step(clean);
-      }
-      default:
-        return true;
-    }
-  }
-
-  bool IndexReport(const ReportIndexRow& r) {
-    Stmt& st = write_statements_->report;
-    st.Bind(1, r.service_id).Bind(2, r.report_id).Bind(3, r.digest);
-    st.Bind(4, static_cast<int64_t>(r.seq)).Bind(5, r.recorded_at).Bind(6, r.ruleset_version);
-    int rc = st.Step();
-    st.Reset();
-    return rc == SQLITE_DONE;
-  }
-
-  Status WriteRows(const std::vector<StoredEvent>& events,
-                   const std::vector<const v1::LedgerEvent*>& parsed,
-                   const v1::Checkpoint* checkpoint, const BatchExtras& extras) {
-    const std::vector<StatsRow>& stats = extras.stats;
+  Status PrepareWrites() {
     if (!write_statements_) write_statements_ = std::make_unique<WriteStatements>(write_db_);
     if (!write_statements_->ok()) {
       write_statements_.reset();
       return Error(write_db_, "preparing ledger writes");
     }
-    Stmt& ins = write_statements_->ins;
-    Stmt& breach = write_statements_->breach;
-    Stmt& finding = write_statements_->finding;
-    Stmt& finding_ev = write_statements_->finding_ev;
-    Stmt& ob_ev = write_statements_->ob_ev;
     // Any statement left mid-way by a failed batch starts clean.
-    for (Stmt* st : {&ins, &breach, &finding, &finding_ev, &ob_ev, &write_statements_->report,
-                     &write_statements_->ob_open, &write_statements_->ob_decide,
-                     &write_statements_->key_event})
-      st->Reset();
-    auto link = [&](const std::string& obligation_id, uint64_t seq) {
-      ob_ev.Bind(1, obligation_id).Bind(2, static_cast<int64_t>(seq));
-      int rc = ob_ev.Step();
-      ob_ev.Reset();
-      return rc == SQLITE_DONE;
-    };
-    for (size_t i = 0; i < events.size(); ++i) {
-      const StoredEvent& e = events[i];
+    for (Stmt* st : write_statements_->all()) st->Reset();
+    return Status::Ok();
+  }
+
+  static bool Done(Stmt& st) {
+    int rc = st.Step();
+    st.Reset();
+    return rc == SQLITE_DONE;
+  }
+
+  Status InsertNodes(const std::vector<TreeNode>& nodes) {
+    Status s = PrepareWrites();
+    if (!s.ok()) return s;
+    Stmt& st = write_statements_->node;
+    for (const TreeNode& n : nodes) {
+      st.Bind(1, static_cast<int64_t>(n.level)).Bind(2, static_cast<int64_t>(n.index));
+      st.BindBlob(3, n.hash);
+      if (!Done(st)) return Error(write_db_, "storing the tree");
+    }
+    return Status::Ok();
+  }
+
+  bool IndexReport(const std::string& service_id, const std::string& report_id,
+                   const std::string& digest, uint64_t seq, int64_t recorded_at,
+                   const std::string& ruleset_version) {
+    Stmt& st = write_statements_->report;
+    st.Bind(1, service_id).Bind(2, report_id).Bind(3, digest);
+    st.Bind(4, static_cast<int64_t>(seq)).Bind(5, recorded_at).Bind(6, ruleset_version);
+    return Done(st);
+  }
+
+  // Stores what Derive computed. REQUIRES: a write transaction is open.
+  Status WriteDerived(const DerivedBatch& d) {
+    Status s = PrepareWrites();
+    if (!s.ok()) return s;
+    WriteStatements& w = *write_statements_;
+    auto fail = [&](const char* what) { return Error(write_db_, what); };
+    for (const ObligationRow& o : d.opened) {
+      w.ob_open.Bind(1, o.obligation_id).Bind(2, o.service_id).Bind(3, o.report_id);
+      w.ob_open.Bind(4, o.duty_id).Bind(5, o.rule_id).Bind(6, o.deadline).Bind(7, o.received_at);
+      w.ob_open.Bind(8, o.record_grace).Bind(9, o.sweep_at).Bind(10, static_cast<int64_t>(o.opened_seq));
+      w.ob_open.BindBlob(11, o.body);
+      if (!Done(w.ob_open)) return fail("storing an obligation");
+    }
+    for (const DerivedBatch::Action& a : d.actions) {
+      w.ob_action.Bind(1, a.obligation_id).Bind(2, a.action.action).Bind(3, a.action.taken_at);
+      if (!Done(w.ob_action)) return fail("storing an action");
+    }
+    for (const DerivedBatch::Decision& x : d.decided) {
+      w.ob_decide.Bind(1, static_cast<int64_t>(x.seq)).Bind(2, static_cast<int64_t>(x.status));
+      w.ob_decide.Bind(3, x.breach_at).Bind(4, x.breach_kind).Bind(5, x.obligation_id);
+      if (!Done(w.ob_decide)) return fail("deciding an obligation");
+    }
+    for (const auto& [ob, finding] : d.in_finding) {
+      w.ob_finding.Bind(1, finding).Bind(2, ob);
+      if (!Done(w.ob_finding)) return fail("linking a finding");
+    }
+    for (const auto& [seq, b] : d.breaches) {
+      w.breach.Bind(1, static_cast<int64_t>(seq)).Bind(2, b.obligation_id()).Bind(3, b.report_id());
+      w.breach.Bind(4, b.service_id()).Bind(5, b.duty_id()).Bind(6, b.rule_id());
+      w.breach.Bind(7, b.deadline().seconds()).Bind(8, b.at().seconds()).Bind(9, b.kind());
+      w.breach.BindBlob(10, b.SerializeAsString());
+      if (!Done(w.breach)) return fail("storing a breach");
+    }
+    for (const DerivedBatch::FindingRow& r : d.findings) {
+      const v1::Finding& f = r.finding;
+      w.finding.Bind(1, f.finding_id()).Bind(2, f.service_id()).Bind(3, f.duty_id());
+      w.finding.Bind(4, f.status()).Bind(5, f.opened_at().seconds());
+      w.finding.Bind(6, static_cast<int64_t>(r.seq)).BindBlob(7, f.SerializeAsString());
+      if (!Done(w.finding)) return fail("storing a finding");
+    }
+    for (const DerivedBatch::FindingMember& m : d.finding_members) {
+      w.member.Bind(1, m.finding_id).Bind(2, m.obligation_id).Bind(3, m.name).Bind(4, m.role);
+      if (!Done(w.member)) return fail("storing a finding's obligations");
+    }
+    for (const auto& [id, seq] : d.obligation_events) {
+      w.ob_ev.Bind(1, id).Bind(2, static_cast<int64_t>(seq));
+      if (!Done(w.ob_ev)) return fail("indexing an obligation's events");
+    }
+    for (const auto& [id, seq] : d.finding_events) {
+      w.finding_ev.Bind(1, id).Bind(2, static_cast<int64_t>(seq));
+      if (!Done(w.finding_ev)) return fail("indexing a finding's events");
+    }
+    for (const auto& [type, seq] : d.key_events) {
+      w.key_event.Bind(1, static_cast<int64_t>(type)).Bind(2, static_cast<int64_t>(seq));
+      if (!Done(w.key_event)) return fail("indexing an event");
+    }
+    for (const DerivedBatch::Flagged& f : d.flagged) {
+      if (!IndexReport(f.service_id, f.report_id, f.digest, f.seq, f.recorded_at,
+                       f.ruleset_version))
+        return fail("indexing a report");
+    }
+    if (!d.rolled_up.empty()) {
+      // What a rollup put into the log is no longer pending.
+      Stmt sub(write_db_,
+               "UPDATE stats_pending SET reports = reports - ?, flagged = flagged - ? WHERE "
+               "service_id = ? AND day = ? AND surface = ? AND reason = ?");
+      for (const auto& [service, day, surface, reason, reports, flagged] : d.rolled_up) {
+        sub.Bind(1, reports).Bind(2, flagged).Bind(3, service).Bind(4, day);
+        sub.Bind(5, surface).Bind(6, reason);
+        if (!Done(sub)) return fail("rolling up counts");
+      }
+      Stmt clean(write_db_, "DELETE FROM stats_pending WHERE reports = 0 AND flagged = 0");
+      if (!Done(clean)) return fail("rolling up counts");
+    }
+    for (const auto& [name, delta] : d.counter_deltas) {
+      if (delta == 0) continue;
+      w.counter.Bind(1, name).Bind(2, delta);
+      if (!Done(w.counter)) return fail("counting");
+    }
+    if (d.clock != INT64_MIN) {
+      w.clock.Bind(1, d.clock);
+      if (!Done(w.clock)) return fail("recording the clock");
+    }
+    return Status::Ok();
+  }
+
+  Status WriteRows(const WriteSet& w) {
+    Status s = PrepareWrites();
+    if (!s.ok()) return s;
+    Stmt& ins = write_statements_->ins;
+    for (const StoredEvent& e : w.events) {
       ins.Bind(1, static_cast<int64_t>(e.seq)).Bind(2, e.type).Bind(3, e.time);
       ins.BindBlob(4, e.payload).BindBlob(5, e.leaf_hash);
-      if (ins.Step() != SQLITE_DONE)
-        return Error(write_db_, "appending event " + std::to_string(e.seq));
-      ins.Reset();
-      const v1::LedgerEvent& p = *parsed[i];
-      bool ok = IndexEvent(p, e.seq);
-      switch (p.payload_case()) {
-        case v1::LedgerEvent::kReportFlagged: {
-          const v1::ReportFlagged& r = p.report_flagged();
-          for (const auto& ob : r.verdict().obligations()) {
-            ok = ok && link(ob.obligation_id(), e.seq);
-          }
-          ok = ok && IndexReport({r.service_id(), r.report_id(), r.report_digest(), e.seq,
-                                  p.recorded_at().seconds(), r.ruleset_version()});
-          break;
-        }
-        case v1::LedgerEvent::kObligationOpened:
-          ok = ok && link(p.obligation_opened().obligation().obligation_id(), e.seq);
-          break;
-        case v1::LedgerEvent::kObligationClosed:
-          ok = ok && link(p.obligation_closed().obligation_id(), e.seq);
-          break;
-        case v1::LedgerEvent::kActionRecorded:
-          for (const std::string& id : p.action_recorded().obligation_ids())
-            ok = ok && link(id, e.seq);
-          break;
-        case v1::LedgerEvent::kBreach: {
-          const v1::Breach& b = p.breach();
-          ok = ok && link(b.obligation_id(), e.seq);
-          breach.Bind(1, static_cast<int64_t>(e.seq))
-              .Bind(2, b.obligation_id())
-              .Bind(3, b.report_id());
-          breach.Bind(4, b.service_id()).Bind(5, b.duty_id()).Bind(6, b.rule_id());
-          breach.Bind(7, b.deadline().seconds()).Bind(8, b.at().seconds()).Bind(9, b.kind());
-          breach.BindBlob(10, b.SerializeAsString());
-          ok = ok && breach.Step() == SQLITE_DONE;
-          breach.Reset();
-          break;
-        }
-        case v1::LedgerEvent::kFinding: {
-          // The stored body is the finding without its obligation id lists,
-          // which grow: those are rows of finding_obligations, appended per
-          // delta, so an update costs what it adds, not the finding's size.
-          v1::Finding f;
-          {
-            Stmt get(write_db_, "SELECT body FROM findings WHERE finding_id = ?");
-            get.Bind(1, p.finding().finding_id());
-            if (get.Step() == SQLITE_ROW && !f.ParseFromString(get.Blob(0))) {
-              return Status::DataLoss("finding row " + p.finding().finding_id() +
-                                      " does not parse");
-            }
-          }
-          ApplyFindingEvent(p.type(), p.finding(), &f);
-          f.clear_obligation_ids();
-          for (auto& person : *f.mutable_accountable()) person.clear_obligation_ids();
-          Stmt add(write_db_,
-                   "INSERT INTO finding_obligations (finding_id, obligation_id, name, role) VALUES "
-                   "(?, ?, ?, ?)");
-          for (const std::string& id : p.finding().obligation_ids()) {
-            add.Bind(1, p.finding().finding_id())
-                .Bind(2, id)
-                .Bind(3, std::string())
-                .Bind(4, std::string());
-            ok = ok && add.Step() == SQLITE_DONE;
-            add.Reset();
-          }
-          for (const auto& person : p.finding().accountable()) {
-            for (const std::string& id : person.obligation_ids()) {
-              add.Bind(1, p.finding().finding_id())
-                  .Bind(2, id)
-                  .Bind(3, person.name())
-                  .Bind(4, person.role());
-              ok = ok && add.Step() == SQLITE_DONE;
-              add.Reset();
-            }
-          }
-          finding.Bind(1, f.finding_id()).Bind(2, f.service_id()).Bind(3, f.duty_id());
-          finding.Bind(4, f.status())
-              .Bind(5, f.opened_at().seconds())
-              .Bind(6, static_cast<int64_t>(e.seq));
-          finding.BindBlob(7, f.SerializeAsString());
-          ok = ok && finding.Step() == SQLITE_DONE;
-          finding.Reset();
-          finding_ev.Bind(1, f.finding_id()).Bind(2, static_cast<int64_t>(e.seq));
-          ok = ok && finding_ev.Step() == SQLITE_DONE;
-          finding_ev.Reset();
-          break;
-        }
-        default:
-          break;
-      }
-      if (!ok) return Error(write_db_, "indexing event " + std::to_string(e.seq));
+      if (!Done(ins)) return Error(write_db_, "appending event " + std::to_string(e.seq));
     }
-    if (checkpoint) {
+    s = InsertNodes(w.nodes);
+    if (s.ok()) s = WriteDerived(w.derived);
+    if (!s.ok()) return s;
+    if (w.checkpoint) {
+      const v1::Checkpoint* checkpoint = w.checkpoint;
       Stmt cp(
           write_db_,
           "INSERT INTO checkpoints (tree_size, root_hash, time, signature, note) VALUES (?, ?, ?, "
@@ -747,29 +965,39 @@ class SqliteBackend : public LedgerBackend {
       cp.BindBlob(5, checkpoint->note());
       if (cp.Step() != SQLITE_DONE) return Error(write_db_, "writing checkpoint");
     }
-    for (const ReportIndexRow& r : extras.reports) {
-      if (!IndexReport(r)) return Error(write_db_, "indexing report " + r.report_id);
+    for (const ReportIndexRow& r : w.extras.reports) {
+      if (!IndexReport(r.service_id, r.report_id, r.digest, r.seq, r.recorded_at,
+                       r.ruleset_version))
+        return Error(write_db_, "indexing report " + r.report_id);
     }
     for (const char* table : {"stats", "stats_pending"}) {
-      if (stats.empty()) break;
+      if (w.extras.stats.empty()) break;
       Stmt st(write_db_,
               (std::string("INSERT INTO ") + table +
                " (service_id, day, surface, reason, reports, flagged) VALUES (?, ?, ?, ?, ?, ?) "
                "ON CONFLICT (service_id, day, surface, reason) DO UPDATE SET "
                "reports = reports + excluded.reports, flagged = flagged + excluded.flagged")
                   .c_str());
-      for (const StatsRow& r : stats) {
+      for (const StatsRow& r : w.extras.stats) {
         st.Bind(1, r.service_id).Bind(2, r.day).Bind(3, r.surface).Bind(4, r.reason);
         st.Bind(5, r.reports).Bind(6, r.flagged);
-        if (st.Step() != SQLITE_DONE) return Error(write_db_, "writing stats");
-        st.Reset();
+        if (!Done(st)) return Error(write_db_, "writing stats");
       }
+    }
+    if (w.extras.prune_unflagged_before) {
+      Stmt prune(write_db_,
+                 "DELETE FROM report_index WHERE (service_id, report_id) IN (SELECT service_id, "
+                 "report_id FROM report_index WHERE seq = 0 AND recorded_at < ? LIMIT ?)");
+      prune.Bind(1, w.extras.prune_unflagged_before)
+          .Bind(2, static_cast<int64_t>(w.extras.prune_limit));
+      if (!Done(prune)) return Error(write_db_, "pruning the report index");
     }
     return Status::Ok();
   }
 
   std::string url_, path_;
   std::unique_ptr<WriteStatements> write_statements_;
+  std::unique_ptr<Stmt> node_stmt_, leaf_stmt_;  // read_db_, under read_mu_
   sqlite3* write_db_ = nullptr;
   sqlite3* read_db_ = nullptr;
   std::mutex read_mu_;

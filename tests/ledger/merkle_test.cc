@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
+
 #include "engine/common/digest.h"
 
 namespace carewatch::ledger {
@@ -102,6 +104,67 @@ TEST(Merkle, TruncateRestoresAnEarlierTree) {
   EXPECT_EQ(t.Root(7), root7);
   t.Append(LeafHash("x"));
   EXPECT_EQ(t.size(), 8u);
+}
+
+// The ledger keeps only a tree's right edge in memory and answers proofs from
+// the subtrees it stored while appending: every root, edge and proof must be
+// the full tree's.
+TEST(CompactTree, StoredSubtreesGiveTheFullTreesRootsAndProofs) {
+  MerkleTree full;
+  CompactTree compact;
+  std::map<std::pair<int, uint64_t>, Hash> stored;
+  const int kLeaves = 70;
+  for (int i = 0; i < kLeaves; ++i) {
+    Hash leaf = LeafHash("leaf-" + std::to_string(i));
+    full.Append(leaf);
+    stored[{0, i}] = leaf;
+    std::vector<TreeNode> completed;
+    compact.Append(leaf, &completed);
+    for (TreeNode& n : completed) {
+      EXPECT_FALSE(stored.count({n.level, n.index})) << "subtree reported twice";
+      stored[{n.level, n.index}] = n.hash;
+    }
+    EXPECT_EQ(compact.size(), static_cast<uint64_t>(i + 1));
+    EXPECT_EQ(compact.Root(), full.Root(i + 1)) << "size " << i + 1;
+  }
+  // Every complete aligned subtree was reported: n leaves have n - popcount(n).
+  EXPECT_EQ(stored.size() - kLeaves, static_cast<size_t>(kLeaves - __builtin_popcount(kLeaves)));
+  int reads = 0;
+  NodeReader read = [&](int level, uint64_t index, Hash* out) {
+    ++reads;
+    auto it = stored.find({level, index});
+    if (it == stored.end()) return Status::NotFound("missing");
+    *out = it->second;
+    return Status::Ok();
+  };
+  for (uint64_t n = 1; n <= kLeaves; ++n) {
+    CompactTree loaded;
+    reads = 0;
+    ASSERT_TRUE(CompactTree::Load(n, read, &loaded).ok());
+    EXPECT_EQ(reads, __builtin_popcountll(n)) << "the edge is one read per set bit";
+    EXPECT_EQ(loaded.Root(), full.Root(n));
+    Hash root;
+    ASSERT_TRUE(RootFromNodes(n, read, &root).ok());
+    EXPECT_EQ(root, full.Root(n));
+    for (uint64_t m = 0; m < n; ++m) {
+      std::vector<Hash> proof;
+      ASSERT_TRUE(InclusionProofFromNodes(m, n, read, &proof).ok());
+      EXPECT_EQ(proof, full.InclusionProof(m, n)) << m << " in " << n;
+      ASSERT_TRUE(ConsistencyProofFromNodes(m + 1, n, read, &proof).ok());
+      EXPECT_EQ(proof, full.ConsistencyProof(m + 1, n)) << m + 1 << " -> " << n;
+    }
+  }
+  // Appending to a loaded edge continues the same tree.
+  CompactTree resumed;
+  ASSERT_TRUE(CompactTree::Load(37, read, &resumed).ok());
+  for (int i = 37; i < kLeaves; ++i) resumed.Append(LeafHash("leaf-" + std::to_string(i)), nullptr);
+  EXPECT_EQ(resumed.Root(), full.Root(kLeaves));
+  // A missing subtree is the reader's error, not a wrong hash.
+  stored.erase({5, 1});
+  stored.erase({6, 0});
+  std::vector<Hash> proof;
+  EXPECT_EQ(InclusionProofFromNodes(0, 64, read, &proof).code(), Status::Code::kNotFound);
+  EXPECT_FALSE(CompactTree::Load(64, read, &resumed).ok());
 }
 
 }  // namespace
