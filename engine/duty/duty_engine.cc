@@ -6,6 +6,7 @@
 
 #include "engine/common/digest.h"
 #include "engine/ledger/audit.h"
+#include "engine/ledger/derive.h"
 #include "engine/ledger/keys.h"
 #include "engine/rules/duration.h"
 #include "engine/rules/vocabulary.h"
@@ -15,7 +16,7 @@ namespace carewatch::duty {
 namespace {
 
 // The event format this engine writes: 2 = two clocks (recorded_at).
-constexpr uint32_t kEventFormat = 2;
+constexpr uint32_t kEventFormat = ledger::kTwoClockFormat;
 
 void SetTime(google::protobuf::Timestamp* ts, int64_t seconds) { ts->set_seconds(seconds); }
 
@@ -100,6 +101,11 @@ Status DutyEngine::Commit(std::vector<v1::LedgerEvent>* events, std::unique_lock
   } else {
     for (v1::LedgerEvent& e : *events) e.set_seq(++local_seq_);
   }
+  // Reports whose work this command finished are forgotten once durable.
+  if (ledger_ && !events->empty()) {
+    for (Key& k : to_retire_) retire_.emplace_back(events->back().seq(), std::move(k));
+  }
+  to_retire_.clear();
   // The verdict of a flagged report names the seq of its REPORT_FLAGGED.
   for (const v1::LedgerEvent& e : *events) {
     if (e.type() == v1::REPORT_FLAGGED) {
@@ -135,6 +141,8 @@ void DutyEngine::Apply(const v1::LedgerEvent& e) {
       state.verdict.set_ledger_seq(e.seq());
       state.received_at = r.received_at().seconds();
       state.digest = r.report_digest();
+      state.open = 0;
+      if (r.verdict().obligations_size() == 0) to_retire_.push_back({r.service_id(), r.report_id()});
       ++counts_.flagged;
       ++counts_.reports;
       break;
@@ -147,18 +155,11 @@ void DutyEngine::Apply(const v1::LedgerEvent& e) {
       ob.service_id = o.service_id();
       ob.report_id = o.report_id();
       ob.received_at = o.received_at().seconds();
-      // Events written before two clocks were swept at the deadline itself.
-      ob.record_grace = e.format() >= kEventFormat ? o.record_grace_seconds() : 0;
-      // The sweeper waits record_grace after both the deadline and the
-      // moment carewatch opened the obligation: a report that arrives
-      // overdue leaves its platform the grace to record what it did, which
-      // is then late_recorded, not missed. With no grace, the deadline alone
-      // counts.
-      int64_t deadline = ob.obligation.deadline().seconds();
-      int64_t opened = e.format() >= kEventFormat ? e.recorded_at().seconds() : deadline;
-      int64_t from = ob.record_grace > 0 ? std::max(deadline, opened) : deadline;
-      ob.sweep_at = from > INT64_MAX - ob.record_grace ? INT64_MAX : from + ob.record_grace;
+      ob.record_grace = ledger::RecordGraceOf(e);
+      ob.sweep_at = ledger::SweepAt(e);
       sweep_due_.emplace(ob.sweep_at, ob.obligation.obligation_id());
+      auto report = reports_.find({ob.service_id, ob.report_id});
+      if (report != reports_.end()) ++report->second.open;
       ++counts_.open;
       break;
     }
@@ -177,9 +178,8 @@ void DutyEngine::Apply(const v1::LedgerEvent& e) {
       std::string id = e.type() == v1::DUTY_BREACHED ? e.breach().obligation_id()
                                                      : e.obligation_closed().obligation_id();
       auto it = obligations_.find(id);
-      if (it == obligations_.end()) break;
+      if (it == obligations_.end()) break;  // decided once: only open ones are held
       TrackedObligation& ob = it->second;
-      if (ob.obligation.status() != v1::OBLIGATION_STATUS_OPEN) break;  // decided once
       --counts_.open;
       int64_t deadline = ob.obligation.deadline().seconds();
       auto range = sweep_due_.equal_range(ob.sweep_at);
@@ -193,7 +193,6 @@ void DutyEngine::Apply(const v1::LedgerEvent& e) {
                                     : e.type() == v1::OBLIGATION_DISCHARGED
                                         ? v1::OBLIGATION_STATUS_DISCHARGED
                                         : v1::OBLIGATION_STATUS_BREACHED;
-      ob.obligation.set_status(status);
       // Every decided obligation has come due at its deadline: the window's
       // denominator counts it once its deadline is inside the window.
       Window& w = windows_[{ob.service_id, ob.obligation.duty_id()}];
@@ -202,10 +201,13 @@ void DutyEngine::Apply(const v1::LedgerEvent& e) {
       if (status == v1::OBLIGATION_STATUS_DISCHARGED) ++counts_.discharged;
       if (status == v1::OBLIGATION_STATUS_BREACHED) {
         ++counts_.breached;
-        ob.breach_at = e.breach().at().seconds();
-        ob.breach_kind = e.breach().kind();
-        auto entry = std::make_pair(deadline, id);
-        w.breached.insert(std::upper_bound(w.breached.begin(), w.breached.end(), entry), entry);
+        WindowBreach entry{deadline, id, e.breach().kind(), e.breach().at().seconds(), ""};
+        auto at = std::upper_bound(
+            w.breached.begin(), w.breached.end(), entry, [](const WindowBreach& x, const WindowBreach& y) {
+              return x.deadline != y.deadline ? x.deadline < y.deadline
+                                              : x.obligation_id < y.obligation_id;
+            });
+        w.breached.insert(at, std::move(entry));
         if (options_.keep_history) breaches_.push_back(e.breach());
       }
       auto report = reports_.find({ob.service_id, ob.report_id});
@@ -213,7 +215,9 @@ void DutyEngine::Apply(const v1::LedgerEvent& e) {
         for (v1::Obligation& o : *report->second.verdict.mutable_obligations()) {
           if (o.obligation_id() == id) o.set_status(status);
         }
+        if (--report->second.open == 0) to_retire_.push_back(report->first);
       }
+      obligations_.erase(it);
       break;
     }
     case v1::FINDING_OPENED:
@@ -221,9 +225,11 @@ void DutyEngine::Apply(const v1::LedgerEvent& e) {
     case v1::FINDING_CLOSED: {
       const v1::Finding& delta = e.finding();
       Window& w = windows_[{delta.service_id(), delta.duty_id()}];
-      for (const std::string& id : delta.obligation_ids()) {
-        auto it = obligations_.find(id);
-        if (it != obligations_.end()) it->second.finding_id = delta.finding_id();
+      if (delta.obligation_ids_size() > 0) {
+        std::set<std::string> ids(delta.obligation_ids().begin(), delta.obligation_ids().end());
+        for (WindowBreach& b : w.breached) {
+          if (ids.count(b.obligation_id)) b.finding_id = delta.finding_id();
+        }
       }
       if (options_.keep_history) {
         ledger::ApplyFindingEvent(e.type(), delta, &findings_[delta.finding_id()]);
@@ -251,25 +257,201 @@ void DutyEngine::Apply(const v1::LedgerEvent& e) {
 Status DutyEngine::Recover() {
   if (!ledger_) return Status::Ok();
   std::lock_guard<std::mutex> lock(mu_);
-  uint64_t next = 1;
-  for (;;) {
-    std::vector<ledger::StoredEvent> page;
-    Status s = ledger_->backend().ReadEvents(next, 10000, &page);
+  ledger::LedgerBackend& store = ledger_->backend();
+  auto read_event = [&](uint64_t seq, v1::LedgerEvent* e) -> Status {
+    std::vector<ledger::StoredEvent> rows;
+    Status s = store.ReadEvents(seq, 1, &rows);
     if (!s.ok()) return s;
-    if (page.empty()) break;
-    for (const ledger::StoredEvent& row : page) {
+    if (rows.empty() || rows[0].seq != seq || !e->ParseFromString(rows[0].payload)) {
+      return Status::DataLoss("ledger event " + std::to_string(seq) +
+                              " is missing or corrupt; run `carewatch verify`");
+    }
+    return Status::Ok();
+  };
+  // Counters and the server clock.
+  std::map<std::string, int64_t> counters;
+  int64_t clock = INT64_MIN;
+  Status s = store.ReadCounters(&counters, &clock);
+  if (!s.ok()) return s;
+  auto count = [&](const char* name) { return static_cast<uint64_t>(std::max<int64_t>(0, counters[name])); };
+  counts_.reports = count("reports");
+  counts_.flagged = count("flagged");
+  counts_.met = count("met");
+  counts_.discharged = count("discharged");
+  counts_.breached = count("breached");
+  counts_.events = ledger_->size();
+  decided_ = clock;
+  // The rule set and the accountability records in force.
+  for (int type : {v1::RULESET_ACTIVATED, v1::ACCOUNTABILITY_CHANGED}) {
+    std::vector<uint64_t> seqs;
+    s = store.EventsOfType(type, UINT64_MAX >> 1, &seqs);
+    if (!s.ok()) return s;
+    if (type == v1::RULESET_ACTIVATED && seqs.size() > 1) seqs.erase(seqs.begin(), seqs.end() - 1);
+    for (uint64_t seq : seqs) {
       v1::LedgerEvent e;
-      if (row.seq != next || !e.ParseFromString(row.payload)) {
-        return Status::DataLoss("ledger event " + std::to_string(next) +
-                                " is missing or corrupt; run `carewatch verify`");
+      s = read_event(seq, &e);
+      if (!s.ok()) return s;
+      Apply(e);
+    }
+  }
+  // Open obligations, and the reports they belong to.
+  std::vector<ledger::ObligationRow> open;
+  s = store.ReadOpenObligations(&open);
+  if (!s.ok()) return s;
+  for (ledger::ObligationRow& row : open) {
+    TrackedObligation& ob = obligations_[row.obligation_id];
+    if (!ob.obligation.ParseFromString(row.body)) {
+      return Status::DataLoss("the stored obligation " + row.obligation_id +
+                              " does not parse; run `carewatch verify`");
+    }
+    ob.obligation.set_status(v1::OBLIGATION_STATUS_OPEN);
+    ob.service_id = row.service_id;
+    ob.report_id = row.report_id;
+    ob.received_at = row.received_at;
+    ob.record_grace = row.record_grace;
+    ob.sweep_at = row.sweep_at;
+    for (const auto& a : row.actions) ob.actions.push_back({a.action, a.taken_at});
+    sweep_due_.emplace(ob.sweep_at, row.obligation_id);
+  }
+  for (const auto& [id, ob] : obligations_) {
+    Key key{ob.service_id, ob.report_id};
+    if (reports_.count(key)) continue;
+    ReportState state;
+    bool found = false;
+    s = LoadReport(key, &state, &found);
+    if (!s.ok()) return s;
+    if (!found) {
+      return Status::DataLoss("open obligation " + id + " belongs to report " + ob.report_id +
+                              ", which the ledger does not index; run `carewatch verify`");
+    }
+    reports_[key] = std::move(state);
+  }
+  counts_.open = obligations_.size();
+  // The systemic windows: what came due within retention.
+  std::vector<ledger::ObligationRow> decided;
+  const int64_t horizon = decided_ > INT64_MIN + options_.retention_seconds
+                             ? decided_ - options_.retention_seconds
+                             : INT64_MIN;
+  s = store.ReadDecidedObligations(horizon, &decided);
+  if (!s.ok()) return s;
+  for (const ledger::ObligationRow& row : decided) {
+    Window& w = windows_[{row.service_id, row.duty_id}];
+    w.due.push_back(row.deadline);  // rows come by deadline
+    if (row.status == v1::OBLIGATION_STATUS_BREACHED) {
+      w.breached.push_back(
+          {row.deadline, row.obligation_id, row.breach_kind, row.breach_at, row.finding_id});
+    }
+  }
+  for (auto& [key, w] : windows_) {
+    std::sort(w.breached.begin(), w.breached.end(), [](const WindowBreach& x, const WindowBreach& y) {
+      return x.deadline != y.deadline ? x.deadline < y.deadline : x.obligation_id < y.obligation_id;
+    });
+  }
+  // Open findings.
+  ledger::FindingQuery q;
+  q.status = "open";
+  q.with_obligation_ids = false;
+  q.limit = 1000;
+  for (;;) {
+    std::vector<v1::Finding> page;
+    s = store.QueryFindings(q, &page);
+    if (!s.ok()) return s;
+    for (v1::Finding& f : page) {
+      Window& w = windows_[{f.service_id(), f.duty_id()}];
+      q.after_id = f.finding_id();
+      w.open = std::move(f);
+    }
+    if (page.size() < q.limit) break;
+  }
+  counts_.findings_open = 0;
+  for (const auto& [key, w] : windows_) counts_.findings_open += w.open ? 1 : 0;
+  if (options_.keep_history) {
+    // Batch jobs that report every breach and finding read the history too.
+    ledger::BreachQuery bq;
+    bq.limit = 10000;
+    for (;;) {
+      std::vector<std::pair<uint64_t, v1::Breach>> page;
+      s = store.QueryBreaches(bq, &page);
+      if (!s.ok()) return s;
+      for (auto& [seq, b] : page) {
+        bq.after_seq = seq;
+        breaches_.push_back(std::move(b));
       }
-      Apply(e);  // follows recorded_at only: a claimed time never sets the clock
-      ++next;
+      if (page.size() < bq.limit) break;
+    }
+    ledger::FindingQuery fq;
+    fq.limit = 1000;
+    for (;;) {
+      std::vector<v1::Finding> page;
+      s = store.QueryFindings(fq, &page);
+      if (!s.ok()) return s;
+      for (v1::Finding& f : page) {
+        fq.after_id = f.finding_id();
+        findings_[f.finding_id()] = std::move(f);
+      }
+      if (page.size() < fq.limit) break;
     }
   }
   clock_ = decided_;
-  counts_.events = next - 1;
   return Status::Ok();
+}
+
+Status DutyEngine::LoadReport(const Key& key, ReportState* out, bool* found) const {
+  *found = false;
+  if (!ledger_) return Status::Ok();
+  ledger::LedgerBackend& store = ledger_->backend();
+  ledger::ReportIndexRow row;
+  bool indexed = false;
+  Status s = store.LookupReport(key.first, key.second, &row, &indexed);
+  if (!s.ok() || !indexed || row.seq == 0) return s;
+  std::vector<ledger::StoredEvent> rows;
+  s = store.ReadEvents(row.seq, 1, &rows);
+  if (!s.ok()) return s;
+  v1::LedgerEvent e;
+  if (rows.empty() || !e.ParseFromString(rows[0].payload) || !e.has_report_flagged()) {
+    return Status::DataLoss("report " + key.second + ": its REPORT_FLAGGED event " +
+                            std::to_string(row.seq) + " is missing or corrupt; run `carewatch verify`");
+  }
+  const v1::ReportFlagged& r = e.report_flagged();
+  out->verdict = r.verdict();
+  out->verdict.set_ledger_seq(row.seq);
+  out->received_at = r.received_at().seconds();
+  out->digest = r.report_digest();
+  out->open = 0;
+  for (v1::Obligation& o : *out->verdict.mutable_obligations()) {
+    if (obligations_.count(o.obligation_id())) {
+      o.set_status(v1::OBLIGATION_STATUS_OPEN);
+      ++out->open;
+      continue;
+    }
+    ledger::ObligationRow ob;
+    bool have = false;
+    s = store.ReadObligation(o.obligation_id(), &ob, &have);
+    if (!s.ok()) return s;
+    if (have) o.set_status(static_cast<v1::ObligationStatus>(ob.status));
+  }
+  *found = true;
+  return Status::Ok();
+}
+
+void DutyEngine::RetireDurable() {
+  if (!ledger_ || retire_.empty()) return;
+  const uint64_t durable = ledger_->size();
+  while (!retire_.empty() && retire_.front().first <= durable) {
+    auto it = reports_.find(retire_.front().second);
+    if (it != reports_.end() && it->second.open == 0) reports_.erase(it);
+    retire_.pop_front();
+  }
+}
+
+size_t DutyEngine::reports_in_memory() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return reports_.size();
+}
+
+size_t DutyEngine::obligations_in_memory() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return obligations_.size();
 }
 
 std::shared_ptr<const eval::Evaluator> DutyEngine::evaluator() const {
@@ -285,6 +467,15 @@ Status DutyEngine::Activate(std::shared_ptr<const eval::Evaluator> evaluator) {
   }
   int64_t now = std::max(ServerNow(), decided_);
   const rules::RuleSet& rs = evaluator->ruleset();
+  for (const rules::Duty& d : rs.duties()) {
+    if (d.systemic && d.systemic->window_seconds > options_.retention_seconds) {
+      return Status::FailedPrecondition(
+          "duty " + d.id + ": its systemic window " +
+          rules::FormatDuration(d.systemic->window_seconds) + " is longer than retention " +
+          rules::FormatDuration(options_.retention_seconds) +
+          " (the history carewatch keeps for systemic windows); raise retention");
+    }
+  }
   std::vector<v1::LedgerEvent> events;
   if (rs.version() != active_version_) {
     v1::LedgerEvent e = NewEvent(v1::RULESET_ACTIVATED, now);
@@ -419,6 +610,16 @@ Status DutyEngine::SubmitNew(const v1::ContentReport& report, const std::string&
       first.set_report_id(report.report_id());
       first.set_ruleset_version(row.ruleset_version);
       first.set_ledger_seq(row.seq);
+      if (row.seq) {
+        // A flagged report whose work is done: its verdict from the log,
+        // its obligations' states from the store.
+        std::lock_guard<std::mutex> lock(mu_);
+        ReportState state;
+        bool have = false;
+        s = LoadReport({report.service_id(), report.report_id()}, &state, &have);
+        if (!s.ok()) return s;
+        if (have) first = state.verdict;
+      }
       return Retry(
           report, digest, row.digest, first, verdict,
           row.seq ? "ledger seq " + std::to_string(row.seq)
@@ -432,6 +633,7 @@ Status DutyEngine::SubmitNew(const v1::ContentReport& report, const std::string&
   if (!s.ok()) return Status::InvalidArgument("report." + s.message());
 
   std::unique_lock<std::mutex> lock(mu_);
+  RetireDurable();
   const int64_t now = std::max(ServerNow(), decided_);
   const int64_t received = report.received_at().seconds();
   const bool flagged = verdict->flags_size() > 0;
@@ -580,7 +782,18 @@ Status DutyEngine::RecordAction(const ActionInput& in, std::vector<v1::Obligatio
   a->mutable_taken_at()->set_nanos(in.taken_at_nanos);
   a->set_actor(in.actor);
 
+  RetireDurable();
   auto report = reports_.find({in.service_id, in.report_id});
+  ReportState stored;
+  if (report == reports_.end() && ledger_) {
+    // Not open work: the store knows whether it was ever flagged.
+    bool found = false;
+    s = LoadReport({in.service_id, in.report_id}, &stored, &found);
+    if (!s.ok()) return s;
+    if (found) report = reports_.emplace(Key{in.service_id, in.report_id}, std::move(stored)).first;
+    // Forgotten again once this command is durable.
+    if (found && report->second.open == 0) to_retire_.push_back(report->first);
+  }
   if (report == reports_.end()) {
     a->set_note("no flagged report with this id at this service; recorded, nothing owed");
     Emit(&events, std::move(recorded));
@@ -595,8 +808,9 @@ Status DutyEngine::RecordAction(const ActionInput& in, std::vector<v1::Obligatio
   }
   std::vector<std::string> applies;
   for (const v1::Obligation& o : report->second.verdict.obligations()) {
-    const TrackedObligation& ob = obligations_[o.obligation_id()];
-    if (ob.obligation.status() != v1::OBLIGATION_STATUS_OPEN) continue;
+    auto held = obligations_.find(o.obligation_id());
+    if (held == obligations_.end()) continue;  // decided
+    const TrackedObligation& ob = held->second;
     bool duplicate = std::any_of(ob.actions.begin(), ob.actions.end(),
                                  [&](const ActionRecord& r) { return r.action == in.action; });
     if (!duplicate) applies.push_back(o.obligation_id());
@@ -607,7 +821,10 @@ Status DutyEngine::RecordAction(const ActionInput& in, std::vector<v1::Obligatio
 
   std::set<Key> touched;
   for (const std::string& id : applies) {
-    const TrackedObligation& ob = obligations_[id];
+    auto held = obligations_.find(id);
+    if (held == obligations_.end()) continue;
+    // A copy: deciding it removes it from obligations_.
+    const TrackedObligation ob = held->second;
     const int64_t deadline = ob.obligation.deadline().seconds();
     if (in.taken_at > deadline && IsRelevantAction(ob.obligation, in.action)) {
       // The platform's own claim is after the deadline: late, attributed to
@@ -672,9 +889,29 @@ Status DutyEngine::Sweep(int64_t now) {
     if (w.open || !w.breached.empty()) keys.push_back(k);
   }
   for (const Key& k : keys) Detect(k, t, &events);
+  // Beyond retention nothing is kept: windows of duties without a systemic
+  // test would otherwise grow with history (Activate refuses windows longer
+  // than retention).
+  if (t > INT64_MIN + options_.retention_seconds) {
+    const int64_t horizon = t - options_.retention_seconds;
+    for (auto it = windows_.begin(); it != windows_.end();) {
+      Window& w = it->second;
+      while (!w.due.empty() && w.due.front() <= horizon) w.due.pop_front();
+      while (!w.breached.empty() && w.breached.front().deadline <= horizon) w.breached.pop_front();
+      it = w.due.empty() && w.breached.empty() && !w.open ? windows_.erase(it) : std::next(it);
+    }
+  }
+  RetireDurable();
   clock_ = now;
   decided_ = t;
-  return Commit(&events, lock);
+  // Ids of reports that matched nothing are kept for retention, then
+  // forgotten a batch at a time (at most hourly).
+  const bool prune = ledger_ && options_.wait_durable && (last_prune_ == INT64_MIN || t - last_prune_ >= 3600) &&
+                     t > INT64_MIN + options_.retention_seconds;
+  if (prune) last_prune_ = t;
+  Status s = Commit(&events, lock);
+  if (!s.ok() || !prune) return s;
+  return ledger_->PruneUnflagged(t - options_.retention_seconds, options_.prune_batch);
 }
 
 void DutyEngine::Detect(const Key& key, int64_t t, std::vector<v1::LedgerEvent>* events) {
@@ -686,17 +923,17 @@ void DutyEngine::Detect(const Key& key, int64_t t, std::vector<v1::LedgerEvent>*
   const int64_t start = t - sys.window_seconds;
   // Server time only moves forward here, so what slid out never comes back.
   while (!w.due.empty() && w.due.front() <= start) w.due.pop_front();
-  while (!w.breached.empty() && w.breached.front().first <= start) w.breached.pop_front();
+  while (!w.breached.empty() && w.breached.front().deadline <= start) w.breached.pop_front();
   const int64_t due = std::upper_bound(w.due.begin(), w.due.end(), t) - w.due.begin();
-  auto end_b = std::upper_bound(w.breached.begin(), w.breached.end(),
-                                std::make_pair(t, std::string("\xff")));
+  auto end_b = std::find_if(w.breached.begin(), w.breached.end(),
+                            [t](const WindowBreach& b) { return b.deadline > t; });
   const int64_t breached = end_b - w.breached.begin();
   const double rate = due > 0 ? static_cast<double>(breached) / static_cast<double>(due) : 0.0;
   const bool holds = breached >= sys.min_breaches && rate >= sys.min_breach_rate;
   // Breaches in the window that no finding holds yet.
-  std::vector<std::string> fresh;
+  std::vector<const WindowBreach*> fresh;
   for (auto it = w.breached.begin(); it != end_b; ++it) {
-    if (obligations_[it->second].finding_id.empty()) fresh.push_back(it->second);
+    if (it->finding_id.empty()) fresh.push_back(&*it);
   }
   auto fill = [&](v1::Finding* f, const std::string& status) {
     f->set_service_id(key.first);
@@ -715,9 +952,9 @@ void DutyEngine::Detect(const Key& key, int64_t t, std::vector<v1::LedgerEvent>*
   auto add_members = [&](v1::Finding* f, int32_t base_missed, int32_t base_late,
                          int32_t base_recorded, int32_t base_total) {
     int32_t missed = base_missed, late = base_late, recorded = base_recorded;
-    for (const std::string& id : fresh) {
-      f->add_obligation_ids(id);
-      const std::string& kind = obligations_[id].breach_kind;
+    for (const WindowBreach* b : fresh) {
+      f->add_obligation_ids(b->obligation_id);
+      const std::string& kind = b->kind;
       if (kind == "late")
         ++late;
       else if (kind == "late_recorded")
@@ -737,7 +974,7 @@ void DutyEngine::Detect(const Key& key, int64_t t, std::vector<v1::LedgerEvent>*
     if (fresh.empty()) return;
     v1::Finding f;
     f.set_finding_id("fd-" + Sha256Hex(key.first + '\0' + key.second + '\0' + std::to_string(t) +
-                                       '\0' + fresh.front())
+                                       '\0' + fresh.front()->obligation_id)
                                  .substr(0, 16));
     fill(&f, "open");
     SetTime(f.mutable_opened_at(), t);
@@ -770,14 +1007,13 @@ void DutyEngine::Detect(const Key& key, int64_t t, std::vector<v1::LedgerEvent>*
   }
 }
 
-void DutyEngine::AddAccountability(const std::vector<std::string>& ids, v1::Finding* f) const {
-  for (const std::string& id : ids) {
-    auto it = obligations_.find(id);
-    if (it == obligations_.end()) continue;
+void DutyEngine::AddAccountability(const std::vector<const WindowBreach*>& breaches,
+                                   v1::Finding* f) const {
+  for (const WindowBreach* b : breaches) {
     // The most specific scope in post wins: one breach, one person (several
     // only where tenures of the same scope overlap, which lint warns about).
     std::vector<const rules::Accountability*> in_post =
-        rules::AccountableFor(accountability_, f->service_id(), f->duty_id(), it->second.breach_at);
+        rules::AccountableFor(accountability_, f->service_id(), f->duty_id(), b->at);
     if (in_post.empty()) f->set_unattributed_breaches(f->unattributed_breaches() + 1);
     for (const rules::Accountability* a : in_post) {
       v1::AccountablePerson* p = nullptr;
@@ -794,7 +1030,7 @@ void DutyEngine::AddAccountability(const std::vector<std::string>& ids, v1::Find
         if (a->to) SetTime(p->mutable_tenure_to(), *a->to);
       }
       p->set_breaches(p->breaches() + 1);
-      p->add_obligation_ids(id);
+      p->add_obligation_ids(b->obligation_id);
     }
   }
 }

@@ -40,6 +40,12 @@ struct DutyEngineOptions {
   std::function<int64_t()> now;
   // A claimed time (received_at, taken_at) later than now() + this is refused.
   int64_t max_clock_skew_seconds = 300;
+  // How much history the engine keeps beside open work, in server time:
+  // decided obligations for the systemic windows (a duty's window may not be
+  // longer) and the ids of reports that matched nothing, for idempotency.
+  int64_t retention_seconds = 90 * 86400;
+  // Largest number of unflagged report ids past retention deleted per sweep.
+  size_t prune_batch = 10000;
 };
 
 // An action a platform reports against one of its reports.
@@ -79,7 +85,11 @@ class DutyEngine {
   DutyEngine(const DutyEngine&) = delete;
   DutyEngine& operator=(const DutyEngine&) = delete;
 
-  // Rebuilds state from every event in the ledger. Call before anything else.
+  // Resumes from the state the ledger's store holds: open obligations, the
+  // counters, the rule set and accountability in force, and the systemic
+  // windows (decided obligations within retention). Costs what is open and
+  // what is within retention, not the length of the log. Call before
+  // anything else.
   Status Recover();
 
   // Serves `evaluator` from now on; records RULESET_ACTIVATED when its
@@ -115,6 +125,11 @@ class DutyEngine {
   // The server time of the last Sweep (INT64_MIN before the first).
   int64_t clock() const;
 
+  // Reports and obligations held in memory (open work, and closed work not
+  // yet durable): for tests of bounded memory.
+  size_t reports_in_memory() const;
+  size_t obligations_in_memory() const;
+
   // History (keep_history only).
   std::vector<v1::Breach> Breaches() const;
   std::vector<v1::Finding> Findings() const;
@@ -133,19 +148,25 @@ class DutyEngine {
     int64_t record_grace = 0;
     int64_t sweep_at = 0;  // when the sweeper breaches it if still open
     std::vector<ActionRecord> actions;
-    int64_t breach_at = 0;
-    std::string breach_kind;
-    std::string finding_id;  // the finding this breach belongs to, if any
   };
   struct ReportState {
     v1::Verdict verdict;
     int64_t received_at = 0;
     std::string digest;
+    int open = 0;  // obligations still open
+  };
+  // A breach inside a systemic window.
+  struct WindowBreach {
+    int64_t deadline = 0;
+    std::string obligation_id;
+    std::string kind;
+    int64_t at = 0;          // breach time, for who was accountable
+    std::string finding_id;  // the finding it belongs to, if any
   };
   // One (service, duty)'s systemic window: what came due, by deadline.
   struct Window {
-    std::deque<int64_t> due;                               // resolved obligations' deadlines
-    std::deque<std::pair<int64_t, std::string>> breached;  // (deadline, obligation id)
+    std::deque<int64_t> due;             // decided obligations' deadlines
+    std::deque<WindowBreach> breached;   // by deadline
     std::optional<v1::Finding> open;  // the open finding's counters (no id lists)
   };
   // A submission in progress; retries of the same report wait on it.
@@ -172,7 +193,11 @@ class DutyEngine {
   void CloseEvent(const TrackedObligation& ob, ObligationState state, int64_t at,
                   std::vector<v1::LedgerEvent>* events);
   // Adds the breaches `ids` to f's accountable people (and unattributed).
-  void AddAccountability(const std::vector<std::string>& ids, v1::Finding* f) const;
+  void AddAccountability(const std::vector<const WindowBreach*>& breaches, v1::Finding* f) const;
+  // The report as the store holds it (closed work leaves memory once durable).
+  Status LoadReport(const Key& key, ReportState* out, bool* found) const;
+  // Forgets reports whose obligations are all decided, once durable.
+  void RetireDurable();
   // Applies `e` at once and keeps it for Commit.
   void Emit(std::vector<v1::LedgerEvent>* events, v1::LedgerEvent e);
   // A retry's answer from what the first submission left.
@@ -189,12 +214,16 @@ class DutyEngine {
   std::string active_version_;
   std::set<std::string> accountability_keys_;
   std::vector<rules::Accountability> accountability_;
-  std::map<Key, ReportState> reports_;
+  std::map<Key, ReportState> reports_;  // with open obligations, or not yet durable
+  // Reports whose last open obligation was decided by events up to seq:
+  // forgotten once the ledger holds them.
+  std::deque<std::pair<uint64_t, Key>> retire_;
+  std::vector<Key> to_retire_;  // decided in the command being built
   std::map<Key, std::shared_ptr<Inflight>> inflight_;
   // Digests of unflagged reports: without a ledger, or not waiting for
   // durability (batch jobs); otherwise the ledger's report index holds them.
   std::map<Key, std::string> seen_unflagged_;
-  std::map<std::string, TrackedObligation> obligations_;
+  std::map<std::string, TrackedObligation> obligations_;  // open only
   std::multimap<int64_t, std::string> sweep_due_;  // open obligations by deadline + grace
   std::map<Key, Window> windows_;
   std::map<std::string, v1::Finding> findings_;  // keep_history only
@@ -202,6 +231,7 @@ class DutyEngine {
   std::set<std::string> extra_actions_;  // required by the active rules, beyond the vocabulary
   int64_t clock_ = INT64_MIN;            // the last Sweep
   int64_t decided_ = INT64_MIN;          // the latest server time anything was decided at
+  int64_t last_prune_ = INT64_MIN;       // server time of the last retention prune
   uint64_t local_seq_ = 0;
   Counts counts_;
 };
