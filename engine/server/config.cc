@@ -42,7 +42,7 @@ Status LoadConfigFile(const std::string& path, ServerConfig* c) {
       "listen",     "rules",     "accountability",    "ledger",          "tokens",
       "tls_cert",   "tls_key",   "tls_client_ca",     "metrics",         "signing_key",
       "hmac_key",   "cache_dir", "max_message_bytes", "max_field_bytes", "max_urls",
-      "max_hashes", "workers",   "sweep_interval_ms", "max_clock_skew",  "origin"};
+      "max_hashes", "workers",   "sweep_interval_ms", "max_clock_skew",  "origin", "retention"};
   try {
     for (const auto& kv : root) {
       std::string key = kv.first.as<std::string>();
@@ -109,7 +109,12 @@ Status LoadConfigFile(const std::string& path, ServerConfig* c) {
           c->sweep_interval_ms = num();
         else if (key == "origin")
           c->origin = str();
-        else if (key == "max_clock_skew") {
+        else if (key == "retention") {
+          std::string error;
+          auto d = rules::ParseDuration(str(), &error);
+          if (!d) return Status::InvalidArgument(Where(path, v) + ": retention: " + error);
+          c->retention_seconds = *d;
+        } else if (key == "max_clock_skew") {
           std::string error;
           auto d = rules::ParseDuration(str(), &error);
           if (!d) return Status::InvalidArgument(Where(path, v) + ": max_clock_skew: " + error);
@@ -168,6 +173,8 @@ Status ValidateConfig(const ServerConfig& c) {
     return Status::InvalidArgument("sweep_interval_ms: must be at least 10");
   if (c.max_clock_skew_seconds < 0 || c.max_clock_skew_seconds > 86400)
     return Status::InvalidArgument("max_clock_skew: must be between 0s and 1d");
+  if (c.retention_seconds < 86400 || c.retention_seconds > 10 * 366 * 86400)
+    return Status::InvalidArgument("retention: must be between 1d and 3660d");
   if (c.max_urls < 0 || c.max_hashes < 0)
     return Status::InvalidArgument("max_urls/max_hashes: must not be negative");
   return Status::Ok();

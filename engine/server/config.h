@@ -32,6 +32,10 @@ struct ServerConfig {
   // A claimed time (received_at, taken_at) later than server time + this is
   // refused. Config and flag take a duration ("5m").
   int64_t max_clock_skew_seconds = 300;
+  // What carewatch keeps beside open work: decided obligations for the
+  // systemic windows (no duty's window may be longer) and the ids of reports
+  // that matched nothing, for idempotent retries. A duration ("90d").
+  int64_t retention_seconds = 90 * 86400;
   // The log's origin: the first line of its checkpoints and the name of its
   // verifier key ("" : the one the ledger recorded, else derived from the
   // key). Name the deployment, e.g. "carewatch.example-social.com/ledger".

@@ -823,6 +823,7 @@ Status Server::Start() {
   duty::DutyEngineOptions options;
   options.now = config_.clock ? config_.clock : NowSeconds;
   options.max_clock_skew_seconds = config_.max_clock_skew_seconds;
+  options.retention_seconds = config_.retention_seconds;
   s = ledger::LoadOrCreateHmacKey(hmac_path, &options.hmac_key);
   if (!s.ok()) return Status::InvalidArgument("hmac_key: " + s.message());
   state_->engine = std::make_unique<duty::DutyEngine>(state_->ledger.get(), options);

@@ -8,6 +8,7 @@
 #include <random>
 #include <thread>
 
+#include "engine/ledger/verify.h"
 #include "engine/rules/duration.h"
 #include "tests/testing.h"
 
@@ -914,5 +915,206 @@ TEST(DutyEngineRecovery, StateIsRebuiltFromTheLedger) {
   EXPECT_EQ(engine.counts().breached, 1u) << "r2 was never acted on";
   std::filesystem::remove_all(dir);
 }
+
+// A ledger-backed engine on a simulated server clock, restartable.
+class DutyEngineState : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = TempDir(::testing::UnitTest::GetInstance()->current_test_info()->name());
+    lo_.url = "sqlite://" + dir_ + "/ledger.db";
+  }
+  void TearDown() override {
+    engine_.reset();
+    ledger_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  void Open(int64_t retention = 90 * kDay) {
+    engine_.reset();
+    ledger_.reset();
+    ASSERT_TRUE(ledger::Ledger::Open(lo_, &ledger_).ok());
+    DutyEngineOptions options;
+    options.hmac_key = "k";
+    options.now = [this] { return now_; };
+    options.retention_seconds = retention;
+    engine_ = std::make_unique<DutyEngine>(ledger_.get(), options);
+    Status s = engine_->Recover();
+    ASSERT_TRUE(s.ok()) << s.message();
+    ASSERT_TRUE(engine_->Activate(LoadEvaluator(Pack())).ok());
+  }
+  void Exec(const std::string& sql) {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open((dir_ + "/ledger.db").c_str(), &db), SQLITE_OK);
+    char* err = nullptr;
+    EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err), SQLITE_OK) << (err ? err : "");
+    sqlite3_free(err);
+    sqlite3_close(db);
+  }
+  // n reports at kT0 + i, the first `closed` of them met by both actions.
+  void Populate(int n, int closed) {
+    for (int i = 0; i < n; ++i) {
+      now_ = kT0 + i;
+      v1::Verdict v;
+      ASSERT_TRUE(engine_->SubmitReport(MakeReport("r" + std::to_string(i), kT0 + i), &v).ok());
+    }
+    std::vector<v1::Obligation> obs;
+    for (int i = 0; i < closed; ++i) {
+      for (const char* a : {"remove_content", "report_to_nca"}) {
+        ASSERT_TRUE(engine_->RecordAction({"svc", "r" + std::to_string(i), a, now_, "m"}, &obs).ok());
+      }
+      ASSERT_EQ(obs[0].status(), v1::OBLIGATION_STATUS_MET);
+    }
+  }
+
+  std::string dir_;
+  ledger::LedgerOptions lo_;
+  int64_t now_ = kT0;
+  std::unique_ptr<ledger::Ledger> ledger_;
+  std::unique_ptr<DutyEngine> engine_;
+};
+
+TEST_F(DutyEngineState, MemoryHoldsOpenWorkAndClosedWorkIsReadFromTheStore) {
+  Open();
+  Populate(200, 190);
+  ASSERT_TRUE(engine_->Sweep(now_).ok());  // closed work is durable: forgotten
+  EXPECT_EQ(engine_->obligations_in_memory(), 10u);
+  EXPECT_EQ(engine_->reports_in_memory(), 10u);
+  EXPECT_EQ(engine_->counts().met, 190u);
+  EXPECT_EQ(engine_->counts().open, 10u);
+  // A closed report answers from the store: an action on it owes nothing and
+  // sees its obligation met; a retry gets its whole verdict back.
+  std::vector<v1::Obligation> obs;
+  ASSERT_TRUE(engine_->RecordAction({"svc", "r3", "remove_content", now_, "m"}, &obs).ok());
+  ASSERT_EQ(obs.size(), 1u);
+  EXPECT_EQ(obs[0].status(), v1::OBLIGATION_STATUS_MET);
+  v1::Verdict v;
+  ASSERT_TRUE(engine_->SubmitReport(MakeReport("r3", kT0 + 3), &v).ok());
+  EXPECT_EQ(v.flags_size(), 1);
+  ASSERT_EQ(v.obligations_size(), 1);
+  EXPECT_EQ(v.obligations(0).status(), v1::OBLIGATION_STATUS_MET);
+  EXPECT_EQ(engine_->counts().flagged, 200u) << "a retry is not a new report";
+  Status s = engine_->SubmitReport(MakeReport("r3", kT0 + 3, "svc", "other signal words"), &v);
+  EXPECT_EQ(s.code(), Status::Code::kAlreadyExists);
+  ASSERT_TRUE(engine_->Sweep(now_ + 1).ok());
+  EXPECT_EQ(engine_->reports_in_memory(), 10u) << "read for one command, then forgotten";
+}
+
+TEST_F(DutyEngineState, ARestartReadsTheStateNotTheLog) {
+  Open();
+  Populate(50, 40);
+  now_ = kT0 + 49;
+  DutyEngine::Counts before = engine_->counts();
+  std::optional<int64_t> due = engine_->NextSweepDue();
+  ASSERT_TRUE(due.has_value());
+  engine_.reset();
+  ledger_.reset();
+  // Damage the payload of every event of closed work: a restart that replayed
+  // the log would stop on them; one that reads the state never reads them.
+  Exec("UPDATE events SET payload = x'00' WHERE type = " + std::to_string(v1::ACTION_RECORDED));
+  Open();
+  DutyEngine::Counts after = engine_->counts();
+  EXPECT_EQ(after.reports, before.reports);
+  EXPECT_EQ(after.flagged, before.flagged);
+  EXPECT_EQ(after.open, before.open);
+  EXPECT_EQ(after.met, before.met);
+  EXPECT_EQ(engine_->NextSweepDue(), due);
+  EXPECT_EQ(engine_->clock(), kT0 + 49);
+  // The open work goes on: the ten open obligations are breached on time,
+  // and two of them with half of what came due opens a finding.
+  now_ = kT0 + 3 * kHour;
+  ASSERT_TRUE(engine_->Sweep(now_).ok());
+  EXPECT_EQ(engine_->counts().breached, 10u);
+  EXPECT_EQ(engine_->counts().findings_open, 0u) << "10 of 50 due is below the 50% rate";
+  // ...and `verify` still finds the damage.
+  EXPECT_FALSE(ledger::VerifyLedger(ledger_->backend(), "").ok);
+}
+
+TEST_F(DutyEngineState, FindingsAndWindowsSurviveARestart) {
+  Open();
+  Populate(6, 0);
+  now_ = kT0 + 2 * kHour;
+  ASSERT_TRUE(engine_->Sweep(now_).ok());
+  ASSERT_EQ(engine_->counts().findings_open, 1u);
+  Open();  // restart
+  EXPECT_EQ(engine_->counts().findings_open, 1u);
+  EXPECT_EQ(engine_->counts().breached, 6u);
+  // A later breach in the window grows the same finding (a delta), not a new one.
+  v1::Verdict v;
+  ASSERT_TRUE(engine_->SubmitReport(MakeReport("late", now_), &v).ok());
+  now_ += 2 * kHour;
+  ASSERT_TRUE(engine_->Sweep(now_).ok());
+  std::vector<v1::Finding> found;
+  ASSERT_TRUE(ledger_->backend().QueryFindings({}, &found).ok());
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_EQ(found[0].breaches(), 7);
+  EXPECT_EQ(found[0].obligation_ids_size(), 7);
+  EXPECT_TRUE(ledger::VerifyLedger(ledger_->backend(), "").ok);
+}
+
+TEST_F(DutyEngineState, UnflaggedIdsAreForgottenAfterRetentionFlaggedOnesNever) {
+  Open(/*retention=*/kDay);
+  v1::Verdict v;
+  ASSERT_TRUE(engine_->SubmitReport(MakeReport("quiet", kT0, "svc", "nothing"), &v).ok());
+  ASSERT_TRUE(engine_->SubmitReport(MakeReport("loud", kT0), &v).ok());
+  ASSERT_TRUE(engine_->Sweep(kT0 + 10).ok());
+  Status s = engine_->SubmitReport(MakeReport("quiet", kT0, "svc", "other words"), &v);
+  EXPECT_EQ(s.code(), Status::Code::kAlreadyExists) << "within retention";
+  now_ = kT0 + 2 * kDay;
+  ASSERT_TRUE(engine_->Sweep(now_).ok());
+  ASSERT_TRUE(engine_->SubmitReport(MakeReport("quiet", now_, "svc", "other words"), &v).ok())
+      << "past retention the id names a new report";
+  s = engine_->SubmitReport(MakeReport("loud", now_, "svc", "other signal"), &v);
+  EXPECT_EQ(s.code(), Status::Code::kAlreadyExists) << "flagged reports stay in the log's index";
+}
+
+TEST_F(DutyEngineState, AWindowLongerThanRetentionIsRefused) {
+  ASSERT_TRUE(ledger::Ledger::Open(lo_, &ledger_).ok());
+  DutyEngineOptions options;
+  options.hmac_key = "k";
+  options.retention_seconds = 12 * kHour;  // the pack's window is 1d
+  DutyEngine engine(ledger_.get(), options);
+  ASSERT_TRUE(engine.Recover().ok());
+  Status s = engine.Activate(LoadEvaluator(Pack()));
+  EXPECT_EQ(s.code(), Status::Code::kFailedPrecondition);
+  EXPECT_NE(s.message().find("duty d: its systemic window 1d is longer than retention 12h"),
+            std::string::npos)
+      << s.message();
+}
+
+TEST_F(DutyEngineState, ALedgerOfTheEarlierSchemaIsCarriedForward) {
+  Open();
+  Populate(8, 3);
+  now_ = kT0 + 2 * kHour;
+  ASSERT_TRUE(engine_->Sweep(now_).ok());
+  ASSERT_TRUE(ledger_->Flush().ok());
+  DutyEngine::Counts before = engine_->counts();
+  v1::Checkpoint cp;
+  ASSERT_TRUE(ledger_->LatestCheckpoint(&cp).ok());
+  engine_.reset();
+  ledger_.reset();
+  // What schema 2 had: no stored subtrees, no state columns or tables.
+  Exec(
+      "DELETE FROM tree_nodes; DROP TABLE obligations; DROP TABLE obligation_actions; "
+      "DROP TABLE counters; CREATE TABLE obligations (obligation_id TEXT PRIMARY KEY, "
+      "service_id TEXT NOT NULL, duty_id TEXT NOT NULL, deadline INTEGER NOT NULL, opened_seq "
+      "INTEGER NOT NULL, decided_seq INTEGER NOT NULL); UPDATE meta SET value = '2' WHERE key = "
+      "'schema_version';");
+  Open();
+  DutyEngine::Counts after = engine_->counts();
+  EXPECT_EQ(after.reports, before.reports);
+  EXPECT_EQ(after.met, before.met);
+  EXPECT_EQ(after.breached, before.breached);
+  EXPECT_EQ(after.findings_open, before.findings_open);
+  ledger::Hash root;
+  ASSERT_TRUE(ledger_->RootAt(cp.tree_size(), &root).ok());
+  EXPECT_EQ(root, cp.root_hash());
+  std::vector<ledger::Hash> proof;
+  ASSERT_TRUE(ledger_->InclusionProof(2, cp.tree_size(), &proof).ok());
+  std::vector<ledger::StoredEvent> rows;
+  ASSERT_TRUE(ledger_->backend().ReadEvents(2, 1, &rows).ok());
+  EXPECT_TRUE(ledger::VerifyInclusion(rows[0].leaf_hash, 1, cp.tree_size(), proof, cp.root_hash()));
+  ledger::VerifyReport r = ledger::VerifyLedger(ledger_->backend(), "");
+  EXPECT_TRUE(r.ok) << r.message;
+}
+
 }  // namespace
 }  // namespace carewatch::duty
