@@ -342,6 +342,7 @@ Status DutyEngine::Recover() {
           {row.deadline, row.obligation_id, row.breach_kind, row.breach_at, row.finding_id});
     }
   }
+  default_covered_ = options_.retention_seconds;
   for (auto& [key, w] : windows_) {
     std::sort(w.breached.begin(), w.breached.end(), [](const WindowBreach& x, const WindowBreach& y) {
       return x.deadline != y.deadline ? x.deadline < y.deadline : x.obligation_id < y.obligation_id;
@@ -509,6 +510,50 @@ Status DutyEngine::Activate(std::shared_ptr<const eval::Evaluator> evaluator) {
     SetTime(c->mutable_from(), a.from);
     if (a.to) SetTime(c->mutable_to(), *a.to);
     Emit(&events, std::move(e));
+  }
+  // A systemic window longer than what memory holds for its duty (a duty
+  // that had no systemic test, or a longer window) is read again from the
+  // store, once everything recorded so far is durable.
+  std::vector<const rules::Duty*> reload;
+  for (const rules::Duty& d : rs.duties()) {
+    if (!d.systemic) continue;
+    auto c = covered_.find(d.id);
+    int64_t have = c == covered_.end() ? default_covered_ : c->second;
+    if (d.systemic->window_seconds > have) reload.push_back(&d);
+  }
+  if (!reload.empty() && ledger_) {
+    Status f = ledger_->Flush();
+    if (!f.ok()) return f;
+    std::vector<ledger::ObligationRow> rows;
+    int64_t longest = 0;
+    for (const rules::Duty* d : reload) longest = std::max(longest, d->systemic->window_seconds);
+    f = ledger_->backend().ReadDecidedObligations(
+        now > INT64_MIN + longest ? now - longest : INT64_MIN, &rows);
+    if (!f.ok()) return f;
+    for (const rules::Duty* d : reload) {
+      for (auto& [key, w] : windows_) {
+        if (key.second != d->id) continue;
+        w.due.clear();
+        w.breached.clear();
+      }
+      for (const ledger::ObligationRow& row : rows) {
+        if (row.duty_id != d->id || row.deadline <= now - d->systemic->window_seconds) continue;
+        Window& w = windows_[{row.service_id, row.duty_id}];
+        w.due.push_back(row.deadline);
+        if (row.status == v1::OBLIGATION_STATUS_BREACHED) {
+          w.breached.push_back(
+              {row.deadline, row.obligation_id, row.breach_kind, row.breach_at, row.finding_id});
+        }
+      }
+      covered_[d->id] = d->systemic->window_seconds;
+    }
+    for (auto& [key, w] : windows_) {
+      std::sort(w.breached.begin(), w.breached.end(),
+                [](const WindowBreach& x, const WindowBreach& y) {
+                  return x.deadline != y.deadline ? x.deadline < y.deadline
+                                                  : x.obligation_id < y.obligation_id;
+                });
+    }
   }
   extra_actions_.clear();
   for (const rules::Rule& r : rs.rules()) {
@@ -896,6 +941,14 @@ Status DutyEngine::Sweep(int64_t now) {
     const int64_t horizon = t - options_.retention_seconds;
     for (auto it = windows_.begin(); it != windows_.end();) {
       Window& w = it->second;
+      const rules::Duty* duty = evaluator_ ? evaluator_->ruleset().FindDuty(it->first.second) : nullptr;
+      if (duty && !duty->systemic) {
+        // No systemic test: nothing to count (Activate reads the store again
+        // if a reload adds one).
+        w.due.clear();
+        w.breached.clear();
+        covered_[it->first.second] = 0;
+      }
       while (!w.due.empty() && w.due.front() <= horizon) w.due.pop_front();
       while (!w.breached.empty() && w.breached.front().deadline <= horizon) w.breached.pop_front();
       it = w.due.empty() && w.breached.empty() && !w.open ? windows_.erase(it) : std::next(it);

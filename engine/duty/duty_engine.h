@@ -226,6 +226,11 @@ class DutyEngine {
   std::map<std::string, TrackedObligation> obligations_;  // open only
   std::multimap<int64_t, std::string> sweep_due_;  // open obligations by deadline + grace
   std::map<Key, Window> windows_;
+  // How far back (seconds of deadline before the clock) memory holds each
+  // duty's decided obligations; default_covered_ for duties not listed
+  // (everything, without a ledger to read from; retention after Recover).
+  std::map<std::string, int64_t> covered_;
+  int64_t default_covered_ = INT64_MAX;
   std::map<std::string, v1::Finding> findings_;  // keep_history only
   std::vector<v1::Breach> breaches_;             // keep_history only
   std::set<std::string> extra_actions_;  // required by the active rules, beyond the vocabulary

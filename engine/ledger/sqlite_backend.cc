@@ -207,8 +207,9 @@ class SqliteBackend : public LedgerBackend {
         }
       });
     }
-    // Check it is a carewatch ledger at all (a corrupt or foreign file).
-    Status s = Exec(write_db_, "SELECT count(*) FROM events; SELECT count(*) FROM checkpoints;");
+    // Check it is a carewatch ledger at all (a corrupt or foreign file), in
+    // O(1): a count would read the whole log.
+    Status s = Exec(write_db_, "SELECT MAX(seq) FROM events; SELECT MAX(tree_size) FROM checkpoints;");
     if (!s.ok()) return Status::DataLoss("not a carewatch ledger (" + path + "): " + s.message());
     {
       // A ledger opened read-only may predate checkpoint notes.
@@ -472,9 +473,11 @@ class SqliteBackend : public LedgerBackend {
       }
       if (rc != SQLITE_DONE) return Error(read_db_, "reading open obligations");
       Stmt acts(read_db_,
-                "SELECT a.obligation_id, a.action, a.taken_at FROM obligation_actions a JOIN "
-                "obligations o ON o.obligation_id = a.obligation_id WHERE o.decided_seq = 0 "
-                "ORDER BY a.rowid");
+                // CROSS JOIN keeps the open obligations (a partial index) as
+                // the outer loop: O(open), not a scan of every action.
+                "SELECT a.obligation_id, a.action, a.taken_at FROM obligations o CROSS JOIN "
+                "obligation_actions a ON a.obligation_id = o.obligation_id WHERE "
+                "o.decided_seq = 0 ORDER BY a.rowid");
       if (!acts.ok()) return Error(read_db_, "reading actions");
       while ((rc = acts.Step()) == SQLITE_ROW) {
         auto it = at.find(acts.Text(0));

@@ -1116,5 +1116,24 @@ TEST_F(DutyEngineState, ALedgerOfTheEarlierSchemaIsCarriedForward) {
   EXPECT_TRUE(r.ok) << r.message;
 }
 
+
+TEST_F(DutyEngineState, AReloadThatAddsASystemicTestCountsWhatCameDueBefore) {
+  Open();
+  std::string plain = Pack();
+  plain.replace(plain.find(",\n     systemic:"), plain.find("}}\n") + 1 - plain.find(",\n     systemic:"), "");
+  ASSERT_EQ(plain.find("systemic"), std::string::npos) << plain;
+  ASSERT_TRUE(engine_->Activate(LoadEvaluator(plain)).ok());
+  Populate(4, 0);
+  now_ = kT0 + 2 * kHour;
+  ASSERT_TRUE(engine_->Sweep(now_).ok());
+  ASSERT_EQ(engine_->counts().breached, 4u);
+  ASSERT_EQ(engine_->counts().findings_open, 0u) << "no systemic test yet";
+  ASSERT_TRUE(engine_->Activate(LoadEvaluator(Pack())).ok());
+  now_ += 60;
+  ASSERT_TRUE(engine_->Sweep(now_).ok());
+  EXPECT_EQ(engine_->counts().findings_open, 1u)
+      << "the four breaches already in the window count once the test exists";
+}
+
 }  // namespace
 }  // namespace carewatch::duty

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Memory and restart time of carewatchd against the length of its ledger.
+# For each size: a generated scenario replayed into a SQLite ledger, then
+# carewatchd started on it (same rules, same warm Hyperscan cache): time to
+# /readyz and RSS when ready. Figures are printed beside the smallest size's.
+# Usage: tools/bench/bench_state.sh [BUILD_DIR] [SIZES...]
+set -euo pipefail
+build=${1:-build}
+shift || true
+sizes=("${@:-100000 1000000}")
+[ $# -eq 0 ] && sizes=(100000 1000000)
+cw="$build/tools/carewatch"
+tmp=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$tmp"' EXIT
+"$cw" token new --principal bench --role admin | tail -n 1 > "$tmp/tok.line"
+{ echo "tokens:"; cat "$tmp/tok.line"; } > "$tmp/tokens.yaml"
+port=$((20000 + RANDOM % 20000))
+
+# Starts carewatchd on ledger $1; prints "seconds_to_ready rss_kb".
+start() {
+  local ledger=$1
+  local t0 t1 pid rss
+  t0=$(date +%s.%N)
+  "$build/tools/carewatchd" --listen "127.0.0.1:$port" --metrics "127.0.0.1:$((port + 1))" \
+    --rules rules --ledger "sqlite://$ledger" --tokens "$tmp/tokens.yaml" \
+    --cache-dir "$tmp/hs-cache" > "$tmp/d.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 1 6000); do
+    if curl -sf "http://127.0.0.1:$((port + 1))/readyz" > /dev/null 2>&1; then break; fi
+    if ! kill -0 "$pid" 2>/dev/null; then cat "$tmp/d.log" >&2; exit 1; fi
+    sleep 0.01
+  done
+  t1=$(date +%s.%N)
+  rss=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")
+  kill -TERM "$pid"
+  wait "$pid" || true
+  python3 -c "print(f'{$t1 - $t0:.3f} $rss')"
+}
+
+declare -A ready rss events
+for n in "${sizes[@]}"; do
+  "$cw" gen-scenario --rules rules -n "$n" --seed 11 --services 4 \
+    --miss-service example-social --miss-rate 0.2 -o "$tmp/events-$n.jsonl" > /dev/null
+  "$cw" replay --rules rules --ledger "sqlite://$tmp/led-$n/ledger.db" "$tmp/events-$n.jsonl" \
+    > /dev/null
+  rm -f "$tmp/events-$n.jsonl"
+  events[$n]=$(sqlite3 "$tmp/led-$n/ledger.db" "SELECT max(seq) FROM events")
+  start "$tmp/led-$n/ledger.db" > /dev/null   # warms the rule cache; carries the ledger forward
+  best_t=""; best_r=""
+  for run in 1 2 3; do
+    read -r t r < <(start "$tmp/led-$n/ledger.db")
+    if [ -z "$best_t" ] || python3 -c "import sys; sys.exit(0 if $t < $best_t else 1)"; then best_t=$t; fi
+    if [ -z "$best_r" ] || [ "$r" -lt "$best_r" ]; then best_r=$r; fi
+  done
+  ready[$n]=$best_t
+  rss[$n]=$best_r
+done
+base=${sizes[0]}
+printf "%-14s %-14s %-16s %-12s %-10s %-10s\n" "input events" "ledger events" "time to /readyz" "RSS (MB)" "time/base" "RSS/base"
+for n in "${sizes[@]}"; do
+  python3 - "$n" "${events[$n]}" "${ready[$n]}" "${rss[$n]}" "${ready[$base]}" "${rss[$base]}" <<'PY'
+import sys
+n, ev, t, r, bt, br = sys.argv[1:]
+print(f"{int(n):<14,} {int(ev):<14,} {float(t):<16.3f} {int(r)/1024:<12.1f} {float(t)/float(bt):<10.2f} {int(r)/int(br):<10.2f}")
+PY
+done
