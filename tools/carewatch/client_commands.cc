@@ -1,10 +1,14 @@
 // carewatch commands that talk to a carewatchd: token, verify --server,
 // audit --server (in ledger_commands.cc) and load.
+#include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <iomanip>
 #include <ctime>
 #include <fstream>
 #include <iostream>
@@ -221,6 +225,117 @@ int RunActionClient(const std::string& server, const std::string& token,
   }
   std::cout << eval::ToJson(resp) << "\n";
   return kExitOk;
+}
+
+}  // namespace carewatch::cli
+
+namespace carewatch::cli {
+
+int RunPush(const PushOptions& o) {
+  std::ifstream file;
+  std::istream* in = &std::cin;
+  if (o.input != "-") {
+    file.open(o.input, std::ios::binary);
+    if (!file) {
+      std::cerr << o.input << ": error: cannot read\n";
+      return kExitFailure;
+    }
+    in = &file;
+  }
+  auto channel = Connect(o.server, o.ca_file);
+  auto moderation = v1::Moderation::NewStub(channel);
+  // One bounded queue per worker; a report and its actions go to the same
+  // worker, so each report is acknowledged before its actions are sent.
+  struct Queue {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::deque<v1::ReplayEvent> items;
+    bool closed = false;
+  };
+  std::vector<Queue> queues(o.concurrency);
+  std::atomic<uint64_t> reports{0}, actions{0}, refused{0}, failed{0};
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> workers;
+  for (int w = 0; w < o.concurrency; ++w) {
+    workers.emplace_back([&, w] {
+      Queue& q = queues[w];
+      for (;;) {
+        v1::ReplayEvent e;
+        {
+          std::unique_lock<std::mutex> lock(q.mu);
+          q.cv.wait(lock, [&] { return q.closed || !q.items.empty(); });
+          if (q.items.empty()) return;
+          e = std::move(q.items.front());
+          q.items.pop_front();
+        }
+        q.cv.notify_all();
+        if (stop) continue;
+        grpc::ClientContext ctx;
+        Authorize(&ctx, o.token);
+        ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+        grpc::Status st;
+        if (e.has_report()) {
+          v1::EvaluateRequest req;
+          *req.mutable_report() = std::move(*e.mutable_report());
+          v1::EvaluateResponse resp;
+          st = moderation->Evaluate(&ctx, req, &resp);
+          ++reports;
+        } else {
+          v1::RecordActionResponse resp;
+          st = moderation->RecordAction(&ctx, e.action(), &resp);
+          ++actions;
+        }
+        if (st.ok()) continue;
+        // Refusals of bad lines are the server doing its job; anything else
+        // (unavailable, internal) stops the push.
+        if (st.error_code() == grpc::StatusCode::INVALID_ARGUMENT ||
+            st.error_code() == grpc::StatusCode::ALREADY_EXISTS) {
+          if (refused++ < 3) std::cerr << "refused: " << st.error_message() << "\n";
+        } else {
+          if (failed++ < 3) std::cerr << "error: " << st.error_message() << "\n";
+          stop = true;
+        }
+      }
+    });
+  }
+  const auto start = std::chrono::steady_clock::now();
+  std::string line;
+  uint64_t lineno = 0, bad = 0;
+  std::hash<std::string> hash;
+  while (!stop && (o.limit == 0 || lineno < o.limit) && std::getline(*in, line)) {
+    ++lineno;
+    v1::ReplayEvent e;
+    google::protobuf::util::JsonParseOptions options;
+    if (line.size() > eval::kMaxReportJsonBytes ||
+        !google::protobuf::util::JsonStringToMessage(line, &e, options).ok() ||
+        (!e.has_report() && !e.has_action())) {
+      if (bad++ < 3) std::cerr << o.input << ":" << lineno << ": error: not a scenario line\n";
+      continue;
+    }
+    const std::string key = e.has_report() ? e.report().service_id() + '\0' + e.report().report_id()
+                                           : e.action().service_id() + '\0' + e.action().report_id();
+    Queue& q = queues[hash(key) % queues.size()];
+    std::unique_lock<std::mutex> lock(q.mu);
+    q.cv.wait(lock, [&] { return q.items.size() < 256 || stop; });
+    q.items.push_back(std::move(e));
+    lock.unlock();
+    q.cv.notify_all();
+  }
+  for (Queue& q : queues) {
+    {
+      std::lock_guard<std::mutex> lock(q.mu);
+      q.closed = true;
+    }
+    q.cv.notify_all();
+  }
+  for (std::thread& t : workers) t.join();
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  uint64_t sent = reports + actions;
+  std::cout << "pushed " << sent << " lines (" << reports << " reports, " << actions
+            << " actions) in " << std::fixed << std::setprecision(1) << secs << " s = "
+            << std::setprecision(0) << (secs > 0 ? sent / secs : 0) << " lines/s; " << refused
+            << " refused, " << bad << " unreadable\n";
+  return failed ? kExitFailure : kExitOk;
 }
 
 }  // namespace carewatch::cli

@@ -92,6 +92,17 @@ int RunVerifyServer(const std::string& server, const std::string& token,
                     const std::string& trusted_key, const std::string& state_file,
                     const std::string& ca_file, int64_t watch_seconds = 0, int rounds = 0);
 int RunLoad(const LoadOptions& options);
+struct PushOptions {
+  std::string server = "127.0.0.1:50051";
+  std::string token, ca_file;
+  std::string input = "-";  // a gen-scenario JSONL file, "-": stdin
+  int concurrency = 64;
+  uint64_t limit = 0;  // lines, 0: all
+};
+// Sends a scenario's lines to a carewatchd: reports to Evaluate, actions to
+// RecordAction, `concurrency` calls at a time, each report before its
+// actions. The server records its own time beside the lines' claims.
+int RunPush(const PushOptions& options);
 int RunEvaluateClient(const std::string& server, const std::string& token,
                       const std::string& report_file, const std::string& ca_file);
 int RunActionClient(const std::string& server, const std::string& token,

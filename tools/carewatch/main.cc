@@ -179,6 +179,18 @@ int main(int argc, char** argv) {
                        "Prefix of report ids (distinct runs, distinct reports)");
   load_cmd->add_option("--ca", load.ca_file, "CA certificate for a TLS server");
 
+  carewatch::cli::PushOptions push;
+  auto* push_cmd = app.add_subcommand(
+      "push", "Send a gen-scenario stream (reports and actions) to a carewatchd");
+  push_cmd->add_option("input", push.input, "JSONL file, or - for stdin")->required();
+  push_cmd->add_option("--server", push.server, "carewatchd HOST:PORT");
+  push_cmd->add_option("--token", push.token, "Admin token (lines name several services)")
+      ->required();
+  push_cmd->add_option("-c,--concurrency", push.concurrency, "Calls in flight")
+      ->check(CLI::Range(1, 1024));
+  push_cmd->add_option("--limit", push.limit, "Lines to send (0: all)");
+  push_cmd->add_option("--ca", push.ca_file, "CA certificate for a TLS server");
+
   std::string evaluate_file;
   auto* evaluate_cmd =
       app.add_subcommand("evaluate", "Send one report to a carewatchd (Moderation.Evaluate)");
@@ -275,6 +287,7 @@ int main(int argc, char** argv) {
     action_req.mutable_taken_at()->set_seconds(t);
     return RunActionClient(server, token, action_req, ca_file);
   }
+  if (*push_cmd) return RunPush(push);
   if (*load_cmd) {
     std::string error;
     auto d = carewatch::rules::ParseDuration(duration, &error);
