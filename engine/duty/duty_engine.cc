@@ -92,7 +92,8 @@ void DutyEngine::Emit(std::vector<v1::LedgerEvent>* events, v1::LedgerEvent e) {
 }
 
 Status DutyEngine::Commit(std::vector<v1::LedgerEvent>* events, std::unique_lock<std::mutex>& lock,
-                          ledger::BatchExtras extras) {
+                          ledger::BatchExtras extras,
+                          std::shared_ptr<ledger::Ledger::Ticket>* defer) {
   if (events->empty() && extras.stats.empty() && extras.reports.empty()) return Status::Ok();
   counts_.events += events->size();
   std::shared_ptr<ledger::Ledger::Ticket> ticket;
@@ -114,6 +115,10 @@ Status DutyEngine::Commit(std::vector<v1::LedgerEvent>* events, std::unique_lock
     }
   }
   lock.unlock();
+  if (ticket && options_.wait_durable && defer) {
+    *defer = std::move(ticket);
+    return Status::Ok();
+  }
   // A failed write leaves the ledger unhealthy until restart, and every
   // command checks health() first: state applied for events that were never
   // written is never answered from.
@@ -578,7 +583,8 @@ Status DutyEngine::Retry(const v1::ContentReport& report, const std::string& dig
   return Status::Ok();
 }
 
-Status DutyEngine::SubmitReport(const v1::ContentReport& report, v1::Verdict* verdict) {
+Status DutyEngine::SubmitReport(const v1::ContentReport& report, v1::Verdict* verdict,
+                                Pending* pending) {
   if (report.report_id().empty()) return Status::InvalidArgument("report.report_id: required");
   if (report.service_id().empty()) return Status::InvalidArgument("report.service_id: required");
   if (!report.has_received_at()) return Status::InvalidArgument("report.received_at: required");
@@ -627,22 +633,34 @@ Status DutyEngine::SubmitReport(const v1::ContentReport& report, v1::Verdict* ve
                      ? "ledger seq " + std::to_string(other->verdict.ledger_seq())
                      : "it matched no rule");
   }
-  s = SubmitNew(report, digest, verdict);
-  {
-    std::lock_guard<std::mutex> lock(mine->mu);
-    mine->status = s;
-    if (s.ok()) mine->verdict = *verdict;
-    mine->done = true;
+  std::shared_ptr<ledger::Ledger::Ticket> ticket;
+  s = SubmitNew(report, digest, verdict, pending ? &ticket : nullptr);
+  // Retries of this report wait until its outcome is known: durable or not.
+  auto finish = [this, mine, key, first = *verdict](const Status& outcome) {
+    {
+      std::lock_guard<std::mutex> lock(mine->mu);
+      mine->status = outcome;
+      if (outcome.ok()) mine->verdict = first;
+      mine->done = true;
+    }
+    mine->cv.notify_all();
+    std::lock_guard<std::mutex> lock(mu_);
+    inflight_.erase(key);
+  };
+  if (s.ok() && ticket) {
+    pending->ticket_ = std::move(ticket);
+    pending->finish_ = std::move(finish);
+    pending->done_ = false;
+    return Status::Ok();
   }
-  mine->cv.notify_all();
-  std::lock_guard<std::mutex> lock(mu_);
-  inflight_.erase(key);
+  finish(s);
   return s;
 }
 
 // REQUIRES: this thread holds the Inflight entry of the report's key.
 Status DutyEngine::SubmitNew(const v1::ContentReport& report, const std::string& digest,
-                             v1::Verdict* verdict) {
+                             v1::Verdict* verdict,
+                             std::shared_ptr<ledger::Ledger::Ticket>* defer) {
   if (ledger_) {
     // Recorded before, and durable: a retry across a restart.
     ledger::ReportIndexRow row;
@@ -695,7 +713,7 @@ Status DutyEngine::SubmitNew(const v1::ContentReport& report, const std::string&
     extras.reports.push_back(
         {report.service_id(), report.report_id(), digest, 0, now, verdict->ruleset_version()});
     std::vector<v1::LedgerEvent> none;
-    return Commit(&none, lock, std::move(extras));  // counted, durably, and nothing else
+    return Commit(&none, lock, std::move(extras), defer);  // counted, durably, and nothing else
   }
 
   std::vector<v1::LedgerEvent> events;
@@ -748,7 +766,7 @@ Status DutyEngine::SubmitNew(const v1::ContentReport& report, const std::string&
     Emit(&events, std::move(opened));
   }
   // New obligations change no systemic window until they come due.
-  s = Commit(&events, lock, std::move(extras));
+  s = Commit(&events, lock, std::move(extras), defer);
   if (!s.ok()) return s;
   verdict->set_ledger_seq(events.front().seq());
   return Status::Ok();

@@ -104,7 +104,14 @@ class DutyEngine {
   // waits for the first submission and returns its verdict (or its error);
   // the same id with other content is AlreadyExists naming the first
   // submission. InvalidArgument names a missing or implausible field.
-  Status SubmitReport(const v1::ContentReport& report, v1::Verdict* verdict);
+  //
+  // With `pending`, returns once the report's events are queued for the
+  // ledger: the verdict is filled, but it must not be answered before
+  // pending->Wait() returns OK (durable). Callers that answer many reports
+  // (EvaluateStream) keep more of them in one group commit this way.
+  class Pending;
+  Status SubmitReport(const v1::ContentReport& report, v1::Verdict* verdict,
+                      Pending* pending = nullptr);
 
   // Records an action and the transitions it causes. `obligations` receives
   // the report's obligations after it, `seq` (may be null) the seq of its
@@ -183,9 +190,11 @@ class DutyEngine {
   v1::LedgerEvent NewEvent(v1::EventType type, int64_t time) const;
   int64_t ServerNow() const;
   // Enqueues `events` (and extras) for the ledger and waits, with `lock`
-  // released, until they are durable.
+  // released, until they are durable; with `defer`, hands the wait to the
+  // caller instead.
   Status Commit(std::vector<v1::LedgerEvent>* events, std::unique_lock<std::mutex>& lock,
-                ledger::BatchExtras extras = {});
+                ledger::BatchExtras extras = {},
+                std::shared_ptr<ledger::Ledger::Ticket>* defer = nullptr);
   void Apply(const v1::LedgerEvent& e);
   void Detect(const Key& window, int64_t t, std::vector<v1::LedgerEvent>* events);
   void BreachEvent(const TrackedObligation& ob, BreachKind kind, int64_t at, int64_t now,
@@ -205,7 +214,7 @@ class DutyEngine {
                const std::string& first_digest, const v1::Verdict& first, v1::Verdict* verdict,
                const std::string& first_described) const;
   Status SubmitNew(const v1::ContentReport& report, const std::string& digest,
-                   v1::Verdict* verdict);
+                   v1::Verdict* verdict, std::shared_ptr<ledger::Ledger::Ticket>* defer);
 
   ledger::Ledger* ledger_;
   DutyEngineOptions options_;
@@ -239,6 +248,33 @@ class DutyEngine {
   int64_t last_prune_ = INT64_MIN;       // server time of the last retention prune
   uint64_t local_seq_ = 0;
   Counts counts_;
+};
+
+// A submitted report not yet known to be durable (SubmitReport's `pending`).
+class DutyEngine::Pending {
+ public:
+  Pending() = default;
+  Pending(const Pending&) = delete;
+  Pending& operator=(const Pending&) = delete;
+  // Finishes the submission: a retry waiting on it gets its outcome.
+  ~Pending() { (void)Wait(); }
+  // Blocks until the report is durable; OK, or the ledger's error (then the
+  // report was not recorded and must not be acknowledged).
+  Status Wait() {
+    if (!done_) {
+      done_ = true;
+      status_ = ticket_->Wait();
+      finish_(status_);
+    }
+    return status_;
+  }
+
+ private:
+  friend class DutyEngine;
+  std::shared_ptr<ledger::Ledger::Ticket> ticket_;
+  std::function<void(const Status&)> finish_;
+  Status status_;
+  bool done_ = true;
 };
 
 }  // namespace carewatch::duty

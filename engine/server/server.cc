@@ -241,46 +241,84 @@ class ModerationService final : public v1::Moderation::Service {
     Principal p;
     grpc::Status st = s_->Authorize(ctx, {Role::kPlatform, Role::kAdmin}, &p);
     if (!st.ok()) return scope.Done(st);
-    std::mutex mu, write_mu;
-    std::condition_variable cv;
+    std::mutex mu;
+    // Each waits for one thing, so a hand-off wakes one thread, not all of
+    // them (wake-ups are most of the cost per report here).
+    std::condition_variable work_cv, answer_cv, space_cv;
     int in_flight = 0;
     constexpr int kMaxInFlight = 64;
     grpc::Status denied = grpc::Status::OK;
-    std::vector<std::thread> workers;
-    // Reports are processed concurrently (so their ledger writes share group
-    // commits); each response is written once its events are durable.
+    // Workers evaluate and queue reports for the ledger without waiting for
+    // durability; one responder answers them in the order they were queued,
+    // each once its events are durable. So every report in flight on the
+    // stream (up to kMaxInFlight) can share one group commit.
+    struct Answer {
+      v1::EvaluateResponse resp;
+      std::unique_ptr<duty::DutyEngine::Pending> pending;
+      bool failed = false;
+    };
     std::deque<v1::EvaluateRequest> queue;
+    std::deque<Answer> answers;
     bool reading_done = false;
-    int nworkers = std::max(1, std::min(s_->config.workers, kMaxInFlight));
-    for (int w = 0; w < nworkers; ++w) {
+    int workers_left = std::max(1, std::min(s_->config.workers, kMaxInFlight));
+    std::vector<std::thread> workers;
+    for (int w = workers_left; w > 0; --w) {
       workers.emplace_back([&] {
         for (;;) {
           v1::EvaluateRequest req;
           {
             std::unique_lock<std::mutex> lock(mu);
-            cv.wait(lock, [&] { return !queue.empty() || reading_done; });
-            if (queue.empty()) return;
+            work_cv.wait(lock, [&] { return !queue.empty() || reading_done; });
+            if (queue.empty()) {
+              if (--workers_left == 0) answer_cv.notify_one();
+              return;
+            }
             req = std::move(queue.front());
             queue.pop_front();
           }
-          v1::EvaluateResponse resp;
+          Answer a;
+          a.pending = std::make_unique<duty::DutyEngine::Pending>();
           grpc::Status rs = s_->CheckReport(req.report());
-          if (rs.ok()) rs = Submit(req.report(), resp.mutable_verdict());
+          if (rs.ok()) rs = Submit(req.report(), a.resp.mutable_verdict(), a.pending.get());
           if (!rs.ok()) {
-            resp.Clear();
-            resp.mutable_verdict()->set_report_id(req.report().report_id());
-            resp.set_error(rs.error_message());
+            a.failed = true;
+            a.resp.Clear();
+            a.resp.mutable_verdict()->set_report_id(req.report().report_id());
+            a.resp.set_error(rs.error_message());
           }
-          {
-            std::lock_guard<std::mutex> wlock(write_mu);  // one writer at a time, queue stays free
-            stream->Write(resp);
-          }
-          std::unique_lock<std::mutex> lock(mu);
-          --in_flight;
-          cv.notify_all();
+          std::lock_guard<std::mutex> lock(mu);
+          answers.push_back(std::move(a));
+          answer_cv.notify_one();
         }
       });
     }
+    std::thread responder([&] {
+      for (;;) {
+        Answer a;
+        {
+          std::unique_lock<std::mutex> lock(mu);
+          answer_cv.wait(lock, [&] { return !answers.empty() || workers_left == 0; });
+          if (answers.empty()) return;
+          a = std::move(answers.front());
+          answers.pop_front();
+        }
+        if (!a.failed) {
+          Status durable = a.pending->Wait();
+          if (durable.ok()) {
+            Counted(a.resp.verdict());
+          } else {
+            std::string id = a.resp.verdict().report_id();
+            a.resp.Clear();
+            a.resp.mutable_verdict()->set_report_id(id);
+            a.resp.set_error(s_->ToGrpc(durable).error_message());
+          }
+        }
+        stream->Write(a.resp);
+        std::lock_guard<std::mutex> lock(mu);
+        --in_flight;
+        space_cv.notify_one();
+      }
+    });
     v1::EvaluateRequest req;
     while (stream->Read(&req)) {
       grpc::Status t = s_->CheckTenant(p, req.report().service_id());
@@ -289,17 +327,18 @@ class ModerationService final : public v1::Moderation::Service {
         denied = t;
         break;
       }
-      cv.wait(lock, [&] { return in_flight < kMaxInFlight; });
+      space_cv.wait(lock, [&] { return in_flight < kMaxInFlight; });
       ++in_flight;
       queue.push_back(std::move(req));
-      cv.notify_all();
+      work_cv.notify_one();
     }
     {
       std::unique_lock<std::mutex> lock(mu);
       reading_done = true;
-      cv.notify_all();
+      work_cv.notify_all();
     }
     for (auto& w : workers) w.join();
+    responder.join();
     return scope.Done(denied);
   }
 
@@ -327,12 +366,18 @@ class ModerationService final : public v1::Moderation::Service {
   }
 
  private:
-  grpc::Status Submit(const v1::ContentReport& report, v1::Verdict* verdict) {
-    Status s = s_->engine->SubmitReport(report, verdict);
+  // With `pending`, the verdict is answered only once pending->Wait() is OK
+  // (then Counted); without, on return.
+  grpc::Status Submit(const v1::ContentReport& report, v1::Verdict* verdict,
+                      duty::DutyEngine::Pending* pending = nullptr) {
+    Status s = s_->engine->SubmitReport(report, verdict, pending);
     if (!s.ok()) return s_->ToGrpc(s);
-    s_->metrics.CountReports(1);
-    for (const auto& f : verdict->flags()) s_->metrics.CountFlag(f.rule_id());
+    if (!pending) Counted(*verdict);
     return grpc::Status::OK;
+  }
+  void Counted(const v1::Verdict& verdict) {
+    s_->metrics.CountReports(1);
+    for (const auto& f : verdict.flags()) s_->metrics.CountFlag(f.rule_id());
   }
   Server::State* s_;
 };
