@@ -181,10 +181,13 @@ class SqliteBackend : public LedgerBackend {
     if (!read_only) {
       // Commits fsync the WAL (synchronous=FULL). Copying the WAL back into
       // the database is done by a background checkpointer, not inside a
-      // commit, so no acknowledged append waits for it.
+      // commit, so no acknowledged append waits for it. The writer keeps up
+      // to 16 MiB of pages cached: the index pages a batch touches are read
+      // from memory, not from the file.
       Status s =
           Exec(write_db_,
-               "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA wal_autocheckpoint=0;");
+               "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA wal_autocheckpoint=0; "
+               "PRAGMA cache_size=-16384;");
       if (!s.ok()) return s;
       s = Exec(write_db_, kSchema);
       if (!s.ok()) return s;
