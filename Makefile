@@ -6,9 +6,11 @@ TSAN_BUILD   ?= build-tsan
 FUZZ_BUILD   ?= build-fuzz
 JOBS         ?= $(shell nproc 2>/dev/null || echo 2)
 FUZZ_SECONDS ?= 20
+SOAK_EVENTS  ?= 3000000
+SOAK_ROUNDS  ?= 6
 CMAKE_FLAGS  ?=
 
-.PHONY: all deps build test unit-test tsan-test fuzz-smoke run bench clean format
+.PHONY: all deps build test unit-test tsan-test fuzz-smoke run bench soak clean format
 
 all: build
 
@@ -59,6 +61,12 @@ bench: build
 	$(BUILD)/tools/carewatch_bench_ledger
 	tools/bench/bench_replay.sh 1000000 $(BUILD)
 	tools/bench/bench_server.sh 10 $(BUILD)
+	tools/bench/bench_state.sh $(BUILD) 100000 1000000
+
+# A bounded long run: SOAK_EVENTS scenario lines through a real carewatchd in
+# SOAK_ROUNDS rounds, sampling RSS and restart time after each (docs/performance.md).
+soak: build
+	tools/bench/soak.sh $(BUILD) $(SOAK_EVENTS) $(SOAK_ROUNDS)
 
 format:
 	clang-format -i $$(git ls-files '*.cc' '*.h')

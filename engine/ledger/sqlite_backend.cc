@@ -187,7 +187,7 @@ class SqliteBackend : public LedgerBackend {
       Status s =
           Exec(write_db_,
                "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA wal_autocheckpoint=0; "
-               "PRAGMA cache_size=-16384;");
+               "PRAGMA cache_size=-16384; PRAGMA journal_size_limit=67108864;");
       if (!s.ok()) return s;
       s = Exec(write_db_, kSchema);
       if (!s.ok()) return s;
@@ -204,8 +204,19 @@ class SqliteBackend : public LedgerBackend {
           checkpoint_cv_.wait_for(lock, std::chrono::milliseconds(500));
           if (stop_checkpoints_) break;
           lock.unlock();
-          sqlite3_wal_checkpoint_v2(checkpoint_db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr,
-                                    nullptr);
+          int log_frames = 0, done_frames = 0;
+          sqlite3_wal_checkpoint_v2(checkpoint_db_, nullptr, SQLITE_CHECKPOINT_PASSIVE,
+                                    &log_frames, &done_frames);
+          // A passive checkpoint never makes the WAL start again while any
+          // reader is in it, and report lookups always are: the WAL (and the
+          // search of its index on every read) would grow with the ledger.
+          // Past kRestartFrames, a RESTART checkpoint waits for readers to
+          // move on (writers wait too, briefly) so the next commit writes
+          // from the start of the file, which journal_size_limit trims.
+          if (log_frames > kRestartFrames) {
+            sqlite3_wal_checkpoint_v2(checkpoint_db_, nullptr, SQLITE_CHECKPOINT_RESTART, nullptr,
+                                      nullptr);
+          }
           lock.lock();
         }
       });
@@ -1019,6 +1030,7 @@ class SqliteBackend : public LedgerBackend {
     std::unique_ptr<Stmt> stmt;
   };
   static constexpr size_t kLookups = 4;
+  static constexpr int kRestartFrames = 16384;  // 64 MiB of 4 KiB pages
   std::array<Lookup, kLookups> lookups_;
   std::atomic<size_t> next_lookup_{0};
 };

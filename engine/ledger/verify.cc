@@ -6,6 +6,7 @@
 
 #include "engine/common/digest.h"
 #include "engine/ledger/audit.h"
+#include "engine/ledger/derive.h"
 #include "engine/ledger/note.h"
 
 namespace carewatch::ledger {
@@ -17,17 +18,59 @@ namespace {
 class DerivedRows {
  public:
   void Add(const v1::LedgerEvent& e) {
+    if (e.has_recorded_at() && e.type() != v1::STATS_ROLLUP && e.type() != v1::AUDIT_ACCESS)
+      clock_ = std::max(clock_, e.recorded_at().seconds());
     switch (e.payload_case()) {
       case v1::LedgerEvent::kBreach:
         breaches_[e.seq()] = e.breach().SerializeAsString();
         break;
       case v1::LedgerEvent::kFinding:
         ApplyFindingEvent(e.type(), e.finding(), &findings_[e.finding().finding_id()]);
+        for (const std::string& id : e.finding().obligation_ids()) {
+          auto it = obligations_.find(id);
+          if (it != obligations_.end()) it->second.finding_id = e.finding().finding_id();
+        }
         break;
       case v1::LedgerEvent::kReportFlagged:
         flagged_.push_back({e.report_flagged().service_id(), e.report_flagged().report_id(),
                             e.report_flagged().report_digest(), e.seq()});
+        ++counters_["flagged"];
         break;
+      case v1::LedgerEvent::kObligationOpened: {
+        Obligation& o = obligations_[e.obligation_opened().obligation().obligation_id()];
+        o.opened_seq = e.seq();
+        o.deadline = e.obligation_opened().obligation().deadline().seconds();
+        o.sweep_at = SweepAt(e);
+        ++counters_["open"];
+        break;
+      }
+      case v1::LedgerEvent::kActionRecorded:
+        for (const std::string& id : e.action_recorded().obligation_ids()) {
+          auto it = obligations_.find(id);
+          if (it != obligations_.end()) ++it->second.actions;
+        }
+        break;
+      default:
+        break;
+    }
+    switch (e.payload_case()) {
+      case v1::LedgerEvent::kObligationClosed:
+      case v1::LedgerEvent::kBreach: {
+        const std::string& id = e.has_breach() ? e.breach().obligation_id()
+                                               : e.obligation_closed().obligation_id();
+        auto it = obligations_.find(id);
+        if (it == obligations_.end() || it->second.decided_seq) break;
+        it->second.decided_seq = e.seq();
+        it->second.status = e.has_breach()                   ? v1::OBLIGATION_STATUS_BREACHED
+                            : e.type() == v1::OBLIGATION_MET ? v1::OBLIGATION_STATUS_MET
+                                                             : v1::OBLIGATION_STATUS_DISCHARGED;
+        if (e.has_breach()) it->second.breach_kind = e.breach().kind();
+        --counters_["open"];
+        ++counters_[e.has_breach() ? "breached"
+                    : e.type() == v1::OBLIGATION_MET ? "met"
+                                                     : "discharged"];
+        break;
+      }
       case v1::LedgerEvent::kStatsRollup:
         for (const v1::StatsCount& c : e.stats_rollup().counts()) {
           auto& x = stats_[{c.service_id(), c.day(), c.surface(), c.reason()}];
@@ -47,10 +90,75 @@ class DerivedRows {
     if (s.ok() && why->empty()) s = CheckFindings(b, why);
     if (s.ok() && why->empty()) s = CheckReports(b, why, bad_seq);
     if (s.ok() && why->empty()) s = CheckStats(b, why);
+    if (s.ok() && why->empty()) s = CheckState(b, why, bad_seq);
     return s;
   }
 
  private:
+  struct Obligation {
+    uint64_t opened_seq = 0, decided_seq = 0;
+    int64_t deadline = 0, sweep_at = 0;
+    int status = v1::OBLIGATION_STATUS_OPEN;
+    std::string breach_kind, finding_id;
+    size_t actions = 0;
+  };
+
+  // The engine's state, which a restart resumes from: every obligation's
+  // row and the running totals.
+  Status CheckState(LedgerBackend& b, std::string* why, uint64_t* bad_seq) {
+    std::vector<ObligationRow> rows;
+    Status s = b.ReadOpenObligations(&rows);
+    if (s.ok()) s = b.ReadDecidedObligations(INT64_MIN, &rows);
+    if (!s.ok()) return s;
+    std::map<std::string, const ObligationRow*> by_id;
+    for (const ObligationRow& r : rows) by_id[r.obligation_id] = &r;
+    for (const auto& [id, o] : obligations_) {
+      auto it = by_id.find(id);
+      const ObligationRow* r = it == by_id.end() ? nullptr : it->second;
+      bool same = r && r->opened_seq == o.opened_seq && r->decided_seq == o.decided_seq &&
+                  r->deadline == o.deadline && r->sweep_at == o.sweep_at &&
+                  r->status == o.status && r->breach_kind == o.breach_kind &&
+                  r->finding_id == o.finding_id &&
+                  (o.decided_seq || r->actions.size() == o.actions);
+      if (!same) {
+        *bad_seq = o.decided_seq ? o.decided_seq : o.opened_seq;
+        *why = "table obligations: the row of obligation " + id +
+               (r ? " differs from its events (altered)" : " is missing (deleted)");
+        return Status::Ok();
+      }
+    }
+    for (const ObligationRow& r : rows) {
+      if (!obligations_.count(r.obligation_id)) {
+        *why = "table obligations: obligation " + r.obligation_id +
+               " has no OBLIGATION_OPENED event (inserted)";
+        return Status::Ok();
+      }
+    }
+    std::map<std::string, int64_t> counters;
+    int64_t clock = INT64_MIN;
+    s = b.ReadCounters(&counters, &clock);
+    if (!s.ok()) return s;
+    std::map<std::string, int64_t> expected = counters_;
+    for (const auto& [id, f] : findings_) expected["findings_open"] += f.status() == "open";
+    // Every report, flagged or not, is counted once in the statistics too.
+    std::vector<StatsRow> stats;
+    s = b.QueryStats("", "0000-00-00", "9999-99-99", &stats);
+    if (!s.ok()) return s;
+    for (const StatsRow& r : stats) expected["reports"] += r.reports;
+    for (const char* name : kCounterNames) {
+      if (counters[name] != expected[name]) {
+        *why = std::string("table counters: '") + name + "' is " + std::to_string(counters[name]) +
+               ", the log and the statistics give " + std::to_string(expected[name]);
+        return Status::Ok();
+      }
+    }
+    if (clock != clock_) {
+      *why = "table counters: 'clock' is " + std::to_string(clock) +
+             ", the latest recorded_at in the log is " + std::to_string(clock_);
+    }
+    return Status::Ok();
+  }
+
   Status CheckBreaches(LedgerBackend& backend, std::string* why, uint64_t* bad_seq) {
     BreachQuery q;
     q.limit = 10000;
@@ -226,6 +334,9 @@ class DerivedRows {
   std::map<std::string, v1::Finding> findings_;
   std::vector<Flagged> flagged_;
   std::map<Key, std::pair<int64_t, int64_t>> stats_;
+  std::map<std::string, Obligation> obligations_;
+  std::map<std::string, int64_t> counters_;
+  int64_t clock_ = INT64_MIN;
 };
 
 VerifyReport Fail(VerifyReport r, uint64_t seq, std::string message) {

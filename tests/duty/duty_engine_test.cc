@@ -1135,5 +1135,47 @@ TEST_F(DutyEngineState, AReloadThatAddsASystemicTestCountsWhatCameDueBefore) {
       << "the four breaches already in the window count once the test exists";
 }
 
+
+TEST_F(DutyEngineState, VerifyFindsATamperedStateTable) {
+  // A restart trusts the state tables, so `verify` checks them against the
+  // log: reopening a met obligation or changing a total is found and named.
+  Open();
+  Populate(5, 3);
+  engine_.reset();
+  ledger_.reset();
+  ASSERT_TRUE(ledger::Ledger::Open(lo_, &ledger_).ok());
+  ledger::VerifyReport r = ledger::VerifyLedger(ledger_->backend(), "");
+  ASSERT_TRUE(r.ok) << r.message;
+  ledger_.reset();
+  Exec("UPDATE obligations SET decided_seq = 0, status = 1 WHERE obligation_id = (SELECT "
+       "obligation_id FROM obligations WHERE status = 2 LIMIT 1)");
+  ASSERT_TRUE(ledger::Ledger::Open(lo_, &ledger_).ok());
+  r = ledger::VerifyLedger(ledger_->backend(), "");
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.message.find("table obligations: the row of obligation ob-"), std::string::npos)
+      << r.message;
+  EXPECT_NE(r.message.find("differs from its events"), std::string::npos) << r.message;
+  ledger_.reset();
+  Exec("DELETE FROM obligations WHERE status = 1");  // the open ones, deleted
+  ASSERT_TRUE(ledger::Ledger::Open(lo_, &ledger_).ok());
+  r = ledger::VerifyLedger(ledger_->backend(), "");
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.message.find("is missing (deleted)"), std::string::npos) << r.message;
+}
+
+TEST_F(DutyEngineState, VerifyFindsATamperedCounter) {
+  Open();
+  Populate(3, 1);
+  engine_.reset();
+  ledger_.reset();
+  Exec("UPDATE counters SET value = value - 1 WHERE name = 'breached' OR name = 'met'");
+  ASSERT_TRUE(ledger::Ledger::Open(lo_, &ledger_).ok());
+  ledger::VerifyReport r = ledger::VerifyLedger(ledger_->backend(), "");
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.message.find("table counters: 'met' is 0, the log and the statistics give 1"),
+            std::string::npos)
+      << r.message;
+}
+
 }  // namespace
 }  // namespace carewatch::duty
