@@ -343,6 +343,7 @@ void Ledger::WriterLoop() {
       }
     }
     for (const auto& t : batch) t->Finish(s);
+    if (s.ok()) backend_->Maintain();
   }
 }
 

@@ -112,6 +112,9 @@ class LedgerBackend {
   virtual Status GetMeta(const std::string& key, std::string* value, bool* found) = 0;
   virtual Status PutMeta(const std::string& key, const std::string& value) = 0;
   virtual Status WriteBatch(const WriteSet& w) = 0;
+  // Housekeeping the writer thread runs between batches, after their
+  // callers were answered (e.g. keeping a write-ahead log bounded).
+  virtual void Maintain() {}
 
   // --- The log and its tree.
   // The number of events stored (the highest seq).

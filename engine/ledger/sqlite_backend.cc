@@ -189,6 +189,13 @@ class SqliteBackend : public LedgerBackend {
                "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA wal_autocheckpoint=0; "
                "PRAGMA cache_size=-16384; PRAGMA journal_size_limit=67108864;");
       if (!s.ok()) return s;
+      sqlite3_wal_hook(
+          write_db_,
+          [](void* self, sqlite3*, const char*, int frames) {
+            static_cast<SqliteBackend*>(self)->wal_frames_ = frames;
+            return SQLITE_OK;
+          },
+          this);
       s = Exec(write_db_, kSchema);
       if (!s.ok()) return s;
       s = Migrate();
@@ -204,19 +211,8 @@ class SqliteBackend : public LedgerBackend {
           checkpoint_cv_.wait_for(lock, std::chrono::milliseconds(500));
           if (stop_checkpoints_) break;
           lock.unlock();
-          int log_frames = 0, done_frames = 0;
-          sqlite3_wal_checkpoint_v2(checkpoint_db_, nullptr, SQLITE_CHECKPOINT_PASSIVE,
-                                    &log_frames, &done_frames);
-          // A passive checkpoint never makes the WAL start again while any
-          // reader is in it, and report lookups always are: the WAL (and the
-          // search of its index on every read) would grow with the ledger.
-          // Past kRestartFrames, a RESTART checkpoint waits for readers to
-          // move on (writers wait too, briefly) so the next commit writes
-          // from the start of the file, which journal_size_limit trims.
-          if (log_frames > kRestartFrames) {
-            sqlite3_wal_checkpoint_v2(checkpoint_db_, nullptr, SQLITE_CHECKPOINT_RESTART, nullptr,
-                                      nullptr);
-          }
+          sqlite3_wal_checkpoint_v2(checkpoint_db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr,
+                                    nullptr);
           lock.lock();
         }
       });
@@ -383,6 +379,21 @@ class SqliteBackend : public LedgerBackend {
       (void)Exec(write_db_, "ROLLBACK");
     }
     return s;
+  }
+
+  // Passive checkpoints (the background thread) never let the WAL start
+  // again while a reader is in it, and report lookups nearly always are: the
+  // WAL, and the search of its index on every read, would grow with the
+  // ledger. Past kRestartFrames the writer, between batches, runs a RESTART
+  // checkpoint: it waits for readers to move on, so the next commit writes
+  // from the start of the file (trimmed to journal_size_limit).
+  void Maintain() override {
+    if (wal_frames_ <= kRestartFrames) return;
+    int log_frames = 0, done_frames = 0;
+    if (sqlite3_wal_checkpoint_v2(write_db_, nullptr, SQLITE_CHECKPOINT_RESTART, &log_frames,
+                                  &done_frames) == SQLITE_OK) {
+      wal_frames_ = 0;
+    }
   }
 
   Status WriteNodes(const std::vector<TreeNode>& nodes) override {
@@ -1031,6 +1042,7 @@ class SqliteBackend : public LedgerBackend {
   };
   static constexpr size_t kLookups = 4;
   static constexpr int kRestartFrames = 16384;  // 64 MiB of 4 KiB pages
+  int wal_frames_ = 0;                          // after the last commit (writer thread)
   std::array<Lookup, kLookups> lookups_;
   std::atomic<size_t> next_lookup_{0};
 };
