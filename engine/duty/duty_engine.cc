@@ -37,6 +37,21 @@ std::string ReportDigest(const std::string& key, const v1::ContentReport& report
   return ledger::HmacSha256Hex(key, ledger::SerializeDeterministic(report));
 }
 
+// Every finding `q` selects, a page at a time.
+Status EachFinding(ledger::LedgerBackend& store, ledger::FindingQuery q,
+                   const std::function<void(v1::Finding&)>& fn) {
+  for (;;) {
+    std::vector<v1::Finding> page;
+    Status s = store.QueryFindings(q, &page);
+    if (!s.ok()) return s;
+    for (v1::Finding& f : page) {
+      q.after_id = f.finding_id();
+      fn(f);
+    }
+    if (page.size() < q.limit) return Status::Ok();
+  }
+}
+
 bool IsRelevantAction(const v1::Obligation& ob, const std::string& action) {
   if (action == rules::kReviewedNotIllegal) return true;
   return std::find(ob.required_actions().begin(), ob.required_actions().end(), action) !=
@@ -207,11 +222,7 @@ void DutyEngine::Apply(const v1::LedgerEvent& e) {
       if (status == v1::OBLIGATION_STATUS_BREACHED) {
         ++counts_.breached;
         WindowBreach entry{deadline, id, e.breach().kind(), e.breach().at().seconds(), ""};
-        auto at = std::upper_bound(
-            w.breached.begin(), w.breached.end(), entry, [](const WindowBreach& x, const WindowBreach& y) {
-              return x.deadline != y.deadline ? x.deadline < y.deadline
-                                              : x.obligation_id < y.obligation_id;
-            });
+        auto at = std::upper_bound(w.breached.begin(), w.breached.end(), entry, WindowBreach::Less);
         w.breached.insert(at, std::move(entry));
         if (options_.keep_history) breaches_.push_back(e.breach());
       }
@@ -257,6 +268,19 @@ void DutyEngine::Apply(const v1::LedgerEvent& e) {
     default:
       break;
   }
+}
+
+void DutyEngine::AddDecided(const ledger::ObligationRow& row) {
+  Window& w = windows_[{row.service_id, row.duty_id}];
+  w.due.insert(std::upper_bound(w.due.begin(), w.due.end(), row.deadline), row.deadline);
+  if (row.status == v1::OBLIGATION_STATUS_BREACHED) {
+    w.breached.push_back(
+        {row.deadline, row.obligation_id, row.breach_kind, row.breach_at, row.finding_id});
+  }
+}
+
+void DutyEngine::SortWindows() {
+  for (auto& [key, w] : windows_) std::sort(w.breached.begin(), w.breached.end(), WindowBreach::Less);
 }
 
 Status DutyEngine::Recover() {
@@ -339,36 +363,18 @@ Status DutyEngine::Recover() {
                              : INT64_MIN;
   s = store.ReadDecidedObligations(horizon, &decided);
   if (!s.ok()) return s;
-  for (const ledger::ObligationRow& row : decided) {
-    Window& w = windows_[{row.service_id, row.duty_id}];
-    w.due.push_back(row.deadline);  // rows come by deadline
-    if (row.status == v1::OBLIGATION_STATUS_BREACHED) {
-      w.breached.push_back(
-          {row.deadline, row.obligation_id, row.breach_kind, row.breach_at, row.finding_id});
-    }
-  }
+  for (const ledger::ObligationRow& row : decided) AddDecided(row);
   default_covered_ = options_.retention_seconds;
-  for (auto& [key, w] : windows_) {
-    std::sort(w.breached.begin(), w.breached.end(), [](const WindowBreach& x, const WindowBreach& y) {
-      return x.deadline != y.deadline ? x.deadline < y.deadline : x.obligation_id < y.obligation_id;
-    });
-  }
+  SortWindows();
   // Open findings.
   ledger::FindingQuery q;
   q.status = "open";
   q.with_obligation_ids = false;
   q.limit = 1000;
-  for (;;) {
-    std::vector<v1::Finding> page;
-    s = store.QueryFindings(q, &page);
-    if (!s.ok()) return s;
-    for (v1::Finding& f : page) {
-      Window& w = windows_[{f.service_id(), f.duty_id()}];
-      q.after_id = f.finding_id();
-      w.open = std::move(f);
-    }
-    if (page.size() < q.limit) break;
-  }
+  s = EachFinding(store, q, [&](v1::Finding& f) {
+    windows_[{f.service_id(), f.duty_id()}].open = std::move(f);
+  });
+  if (!s.ok()) return s;
   counts_.findings_open = 0;
   for (const auto& [key, w] : windows_) counts_.findings_open += w.open ? 1 : 0;
   if (options_.keep_history) {
@@ -387,16 +393,9 @@ Status DutyEngine::Recover() {
     }
     ledger::FindingQuery fq;
     fq.limit = 1000;
-    for (;;) {
-      std::vector<v1::Finding> page;
-      s = store.QueryFindings(fq, &page);
-      if (!s.ok()) return s;
-      for (v1::Finding& f : page) {
-        fq.after_id = f.finding_id();
-        findings_[f.finding_id()] = std::move(f);
-      }
-      if (page.size() < fq.limit) break;
-    }
+    s = EachFinding(store, fq,
+                    [&](v1::Finding& f) { findings_[f.finding_id()] = std::move(f); });
+    if (!s.ok()) return s;
   }
   clock_ = decided_;
   return Status::Ok();
@@ -542,23 +541,12 @@ Status DutyEngine::Activate(std::shared_ptr<const eval::Evaluator> evaluator) {
         w.breached.clear();
       }
       for (const ledger::ObligationRow& row : rows) {
-        if (row.duty_id != d->id || row.deadline <= now - d->systemic->window_seconds) continue;
-        Window& w = windows_[{row.service_id, row.duty_id}];
-        w.due.push_back(row.deadline);
-        if (row.status == v1::OBLIGATION_STATUS_BREACHED) {
-          w.breached.push_back(
-              {row.deadline, row.obligation_id, row.breach_kind, row.breach_at, row.finding_id});
-        }
+        if (row.duty_id == d->id && row.deadline > now - d->systemic->window_seconds)
+          AddDecided(row);
       }
       covered_[d->id] = d->systemic->window_seconds;
     }
-    for (auto& [key, w] : windows_) {
-      std::sort(w.breached.begin(), w.breached.end(),
-                [](const WindowBreach& x, const WindowBreach& y) {
-                  return x.deadline != y.deadline ? x.deadline < y.deadline
-                                                  : x.obligation_id < y.obligation_id;
-                });
-    }
+    SortWindows();
   }
   extra_actions_.clear();
   for (const rules::Rule& r : rs.rules()) {

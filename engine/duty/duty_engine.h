@@ -169,6 +169,10 @@ class DutyEngine {
     std::string kind;
     int64_t at = 0;          // breach time, for who was accountable
     std::string finding_id;  // the finding it belongs to, if any
+    static bool Less(const WindowBreach& x, const WindowBreach& y) {
+      return x.deadline != y.deadline ? x.deadline < y.deadline
+                                      : x.obligation_id < y.obligation_id;
+    }
   };
   // One (service, duty)'s systemic window: what came due, by deadline.
   struct Window {
@@ -207,6 +211,10 @@ class DutyEngine {
   Status LoadReport(const Key& key, ReportState* out, bool* found) const;
   // Forgets reports whose obligations are all decided, once durable.
   void RetireDurable();
+  // Adds a decided obligation read from the store to its window (then
+  // SortWindows orders the breaches).
+  void AddDecided(const ledger::ObligationRow& row);
+  void SortWindows();
   // Applies `e` at once and keeps it for Commit.
   void Emit(std::vector<v1::LedgerEvent>* events, v1::LedgerEvent e);
   // A retry's answer from what the first submission left.

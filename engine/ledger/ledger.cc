@@ -155,13 +155,10 @@ Status Ledger::Open(const LedgerOptions& options, std::unique_ptr<Ledger>* out) 
   if (!s.ok()) return s;
   l->durable_size_ = size;
   l->next_seq_ = size + 1;
-  std::vector<v1::Checkpoint> checkpoints;
-  s = l->backend_->ReadCheckpoints(&checkpoints);
+  bool have_checkpoint = false;
+  s = l->backend_->ReadCheckpoint(0, &l->latest_checkpoint_, &have_checkpoint);
   if (!s.ok()) return s;
-  if (!checkpoints.empty()) {
-    l->latest_checkpoint_ = checkpoints.back();
-    l->last_checkpoint_size_ = checkpoints.back().tree_size();
-  }
+  if (have_checkpoint) l->last_checkpoint_size_ = l->latest_checkpoint_.tree_size();
   l->last_checkpoint_ms_ = l->options_.now();
   // Counts the last run wrote but did not roll up go into the next rollup.
   std::vector<StatsRow> pending;
@@ -465,15 +462,10 @@ Status Ledger::CheckpointAt(uint64_t tree_size, v1::Checkpoint* out) const {
       return Status::Ok();
     }
   }
-  std::vector<v1::Checkpoint> all;
-  Status s = backend_->ReadCheckpoints(&all);
+  bool found = false;
+  Status s = tree_size == 0 ? Status::Ok() : backend_->ReadCheckpoint(tree_size, out, &found);
   if (!s.ok()) return s;
-  for (const v1::Checkpoint& c : all) {
-    if (c.tree_size() == tree_size) {
-      *out = c;
-      return Status::Ok();
-    }
-  }
+  if (found) return Status::Ok();
   return Status::NotFound("no checkpoint was signed at tree size " + std::to_string(tree_size));
 }
 

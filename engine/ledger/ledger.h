@@ -127,7 +127,11 @@ class LedgerBackend {
   // Every leaf hash in order (scans: for verifiers that read the whole log).
   virtual Status ReadLeafHashes(std::vector<Hash>* out) = 0;
   virtual Status ReadEvents(uint64_t from_seq, size_t limit, std::vector<StoredEvent>* out) = 0;
+  // Every checkpoint, by tree size (scans: for verifiers).
   virtual Status ReadCheckpoints(std::vector<v1::Checkpoint>* out) = 0;
+  // The checkpoint of exactly `tree_size` events, or with tree_size 0 the
+  // latest; found false when there is none.
+  virtual Status ReadCheckpoint(uint64_t tree_size, v1::Checkpoint* out, bool* found) = 0;
 
   // --- The engine's state.
   // The counters (kCounterNames) and the latest server time recorded.

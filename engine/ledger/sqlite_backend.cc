@@ -7,6 +7,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <filesystem>
+#include <map>
 #include <mutex>
 #include <thread>
 
@@ -152,6 +153,7 @@ class SqliteBackend : public LedgerBackend {
     }
     node_stmt_.reset();
     leaf_stmt_.reset();
+    read_cache_.clear();
     if (read_db_) sqlite3_close(read_db_);
     if (checkpoint_db_) sqlite3_close(checkpoint_db_);
     write_statements_.reset();
@@ -530,9 +532,9 @@ class SqliteBackend : public LedgerBackend {
 
   Status ReadObligation(const std::string& id, ObligationRow* out, bool* found) override {
     std::lock_guard<std::mutex> lock(read_mu_);
-    Stmt st(read_db_,
-            (std::string("SELECT ") + kObligationColumns + " FROM obligations WHERE obligation_id = ?")
-                .c_str());
+    auto held = Cached(std::string("SELECT ") + kObligationColumns +
+                       " FROM obligations WHERE obligation_id = ?");
+    Stmt& st = *held;
     if (!st.ok()) return Error(read_db_, "reading an obligation");
     st.Bind(1, id);
     int rc = st.Step();
@@ -540,9 +542,9 @@ class SqliteBackend : public LedgerBackend {
     if (*found) *out = ObligationFrom(st);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) return Error(read_db_, "reading an obligation");
     if (!*found) return Status::Ok();
-    Stmt acts(read_db_,
-              "SELECT action, taken_at FROM obligation_actions WHERE obligation_id = ? ORDER BY "
-              "rowid");
+    auto held_acts = Cached(
+        "SELECT action, taken_at FROM obligation_actions WHERE obligation_id = ? ORDER BY rowid");
+    Stmt& acts = *held_acts;
     if (!acts.ok()) return Error(read_db_, "reading actions");
     acts.Bind(1, id);
     while ((rc = acts.Step()) == SQLITE_ROW) out->actions.push_back({acts.Text(0), acts.Int(1)});
@@ -590,9 +592,10 @@ class SqliteBackend : public LedgerBackend {
 
   Status ReadEvents(uint64_t from_seq, size_t limit, std::vector<StoredEvent>* out) override {
     std::lock_guard<std::mutex> lock(read_mu_);
-    Stmt st(read_db_,
-            "SELECT seq, type, time, payload, leaf_hash FROM events WHERE seq >= ? ORDER BY seq "
-            "LIMIT ?");
+    auto held = Cached(
+        "SELECT seq, type, time, payload, leaf_hash FROM events WHERE seq >= ? ORDER BY seq "
+        "LIMIT ?");
+    Stmt& st = *held;
     if (!st.ok()) return Error(read_db_, "reading events");
     st.Bind(1, static_cast<int64_t>(from_seq)).Bind(2, static_cast<int64_t>(limit));
     int rc;
@@ -627,6 +630,28 @@ class SqliteBackend : public LedgerBackend {
       out->push_back(std::move(c));
     }
     return rc == SQLITE_DONE ? Status::Ok() : Error(read_db_, "reading checkpoints");
+  }
+
+  Status ReadCheckpoint(uint64_t tree_size, v1::Checkpoint* out, bool* found) override {
+    std::lock_guard<std::mutex> lock(read_mu_);
+    std::string columns = has_note_ ? "tree_size, root_hash, time, signature, note"
+                                    : "tree_size, root_hash, time, signature, NULL";
+    Stmt st(read_db_, ("SELECT " + columns + " FROM checkpoints " +
+                       (tree_size ? "WHERE tree_size = ?" : "ORDER BY tree_size DESC LIMIT 1"))
+                          .c_str());
+    if (!st.ok()) return Error(read_db_, "reading a checkpoint");
+    if (tree_size) st.Bind(1, static_cast<int64_t>(tree_size));
+    int rc = st.Step();
+    *found = rc == SQLITE_ROW;
+    if (*found) {
+      out->set_tree_size(st.Int(0));
+      out->set_root_hash(st.Blob(1));
+      out->mutable_time()->set_seconds(st.Int(2));
+      out->set_signature(st.Blob(3));
+      out->set_note(st.Blob(4));
+    }
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? Status::Ok()
+                                                 : Error(read_db_, "reading a checkpoint");
   }
 
   Status QueryBreaches(const BreachQuery& q,
@@ -777,6 +802,25 @@ class SqliteBackend : public LedgerBackend {
     int rc;
     while ((rc = st.Step()) == SQLITE_ROW) seqs->push_back(st.Int(0));
     return rc == SQLITE_DONE ? Status::Ok() : Error(read_db_, "querying");
+  }
+
+  // A read statement prepared once (read_db_, under read_mu_) and reset when
+  // the scope ends, so no read transaction outlives its call.
+  class Scoped {
+   public:
+    explicit Scoped(Stmt* st) : st_(st) {}
+    ~Scoped() { st_->Reset(); }
+    Scoped(const Scoped&) = delete;
+    Scoped& operator=(const Scoped&) = delete;
+    Stmt& operator*() { return *st_; }
+
+   private:
+    Stmt* st_;
+  };
+  Scoped Cached(const std::string& sql) {
+    std::unique_ptr<Stmt>& slot = read_cache_[sql];
+    if (!slot || !slot->ok()) slot = std::make_unique<Stmt>(read_db_, sql.c_str());
+    return Scoped(slot.get());
   }
 
   static Status ReadFindingFrom(sqlite3* db, const std::string& id, v1::Finding* out,
@@ -1026,6 +1070,7 @@ class SqliteBackend : public LedgerBackend {
   std::string url_, path_;
   std::unique_ptr<WriteStatements> write_statements_;
   std::unique_ptr<Stmt> node_stmt_, leaf_stmt_;  // read_db_, under read_mu_
+  std::map<std::string, std::unique_ptr<Stmt>> read_cache_;  // read_db_, under read_mu_
   sqlite3* write_db_ = nullptr;
   sqlite3* read_db_ = nullptr;
   std::mutex read_mu_;
