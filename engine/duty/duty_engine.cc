@@ -964,13 +964,17 @@ Status DutyEngine::Sweep(int64_t now) {
   clock_ = now;
   decided_ = t;
   // Ids of reports that matched nothing are kept for retention, then
-  // forgotten a batch at a time (at most hourly).
-  const bool prune = ledger_ && options_.wait_durable && (last_prune_ == INT64_MIN || t - last_prune_ >= 3600) &&
-                     t > INT64_MIN + options_.retention_seconds;
+  // forgotten a small batch at a time.
+  const bool prune = ledger_ && options_.wait_durable &&
+                     t > INT64_MIN + options_.retention_seconds &&
+                     (prune_behind_ || last_prune_ == INT64_MIN || t - last_prune_ >= 600);
   if (prune) last_prune_ = t;
   Status s = Commit(&events, lock);
   if (!s.ok() || !prune) return s;
-  return ledger_->PruneUnflagged(t - options_.retention_seconds, options_.prune_batch);
+  size_t deleted = 0;
+  s = ledger_->PruneUnflagged(t - options_.retention_seconds, options_.prune_batch, &deleted);
+  prune_behind_ = s.ok() && deleted >= options_.prune_batch;
+  return s;
 }
 
 void DutyEngine::Detect(const Key& key, int64_t t, std::vector<v1::LedgerEvent>* events) {

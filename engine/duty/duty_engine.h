@@ -1,6 +1,7 @@
 #ifndef CAREWATCH_ENGINE_DUTY_DUTY_ENGINE_H_
 #define CAREWATCH_ENGINE_DUTY_DUTY_ENGINE_H_
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -44,8 +45,10 @@ struct DutyEngineOptions {
   // decided obligations for the systemic windows (a duty's window may not be
   // longer) and the ids of reports that matched nothing, for idempotency.
   int64_t retention_seconds = 90 * 86400;
-  // Largest number of unflagged report ids past retention deleted per sweep.
-  size_t prune_batch = 10000;
+  // Largest number of unflagged report ids past retention deleted per
+  // sweep: small, so the transaction never holds up acknowledgements. A full
+  // batch prunes again at the next sweep; otherwise every 10 minutes.
+  size_t prune_batch = 1000;
 };
 
 // An action a platform reports against one of its reports.
@@ -254,6 +257,7 @@ class DutyEngine {
   int64_t clock_ = INT64_MIN;            // the last Sweep
   int64_t decided_ = INT64_MIN;          // the latest server time anything was decided at
   int64_t last_prune_ = INT64_MIN;       // server time of the last retention prune
+  std::atomic<bool> prune_behind_{true};  // the last prune deleted a full batch
   uint64_t local_seq_ = 0;
   Counts counts_;
 };

@@ -238,7 +238,7 @@ Status Ledger::Flush() {
   return after->Wait();
 }
 
-Status Ledger::PruneUnflagged(int64_t before, size_t limit) {
+Status Ledger::PruneUnflagged(int64_t before, size_t limit, size_t* deleted) {
   auto ticket = std::make_shared<Ticket>();
   ticket->extras.prune_unflagged_before = before;
   ticket->extras.prune_limit = limit;
@@ -249,7 +249,9 @@ Status Ledger::PruneUnflagged(int64_t before, size_t limit) {
     queue_.push_back(ticket);
   }
   cv_.notify_one();
-  return ticket->Wait();
+  Status s = ticket->Wait();
+  if (s.ok() && deleted) *deleted = ticket->pruned;
+  return s;
 }
 
 void Ledger::QueueRollupLocked() {
@@ -403,6 +405,8 @@ Status Ledger::WriteOne(std::deque<std::shared_ptr<Ticket>>& batch, bool force_c
   if (!extras.reports.empty())
     w.derived.counter_deltas["reports"] += static_cast<int64_t>(extras.reports.size());
 
+  size_t pruned = 0;
+  w.pruned = &pruned;
   std::unique_lock<std::mutex> tree_lock(tree_mu_);
   const CompactTree before_tree = tree_;
   const uint64_t before = tree_.size();
@@ -434,6 +438,11 @@ Status Ledger::WriteOne(std::deque<std::shared_ptr<Ticket>>& batch, bool force_c
           ? Status::Ok()
           : backend_->WriteBatch(w);
   tree_lock.lock();
+  if (s.ok() && extras.prune_unflagged_before) {
+    for (const auto& t : batch) {
+      if (t->extras.prune_unflagged_before) t->pruned = pruned;
+    }
+  }
   if (!s.ok()) {
     tree_ = before_tree;
     std::lock_guard<std::mutex> lock(mu_);

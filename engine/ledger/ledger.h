@@ -70,6 +70,7 @@ struct WriteSet {
   const v1::Checkpoint* checkpoint = nullptr;
   DerivedBatch derived;
   BatchExtras extras;
+  size_t* pruned = nullptr;  // receives the index rows the prune deleted
 };
 
 struct BreachQuery {
@@ -234,8 +235,9 @@ class Ledger {
   // Writes any pending statistics and signs a checkpoint now; waits.
   Status Flush();
   // Deletes up to `limit` index rows of unflagged reports first recorded
-  // before `before` (server time); waits.
-  Status PruneUnflagged(int64_t before, size_t limit);
+  // before `before` (server time); waits. `deleted` (may be null) receives
+  // how many were.
+  Status PruneUnflagged(int64_t before, size_t limit, size_t* deleted = nullptr);
 
   // Events durably written so far.
   uint64_t size() const;
@@ -312,6 +314,7 @@ class Ledger::Ticket {
   std::vector<v1::LedgerEvent> events;
   BatchExtras extras;
   bool flush = false;
+  size_t pruned = 0;  // a prune's deleted rows, once done
   std::mutex mu;
   std::condition_variable cv;
   bool done = false;

@@ -1063,6 +1063,7 @@ class SqliteBackend : public LedgerBackend {
       prune.Bind(1, w.extras.prune_unflagged_before)
           .Bind(2, static_cast<int64_t>(w.extras.prune_limit));
       if (!Done(prune)) return Error(write_db_, "pruning the report index");
+      if (w.pruned) *w.pruned = static_cast<size_t>(sqlite3_changes(write_db_));
     }
     return Status::Ok();
   }
