@@ -162,7 +162,8 @@ void DutyEngine::Apply(const v1::LedgerEvent& e) {
       state.received_at = r.received_at().seconds();
       state.digest = r.report_digest();
       state.open = 0;
-      if (r.verdict().obligations_size() == 0) to_retire_.push_back({r.service_id(), r.report_id()});
+      if (r.verdict().obligations_size() == 0)
+        to_retire_.push_back({r.service_id(), r.report_id()});
       ++counts_.flagged;
       ++counts_.reports;
       break;
@@ -280,7 +281,8 @@ void DutyEngine::AddDecided(const ledger::ObligationRow& row) {
 }
 
 void DutyEngine::SortWindows() {
-  for (auto& [key, w] : windows_) std::sort(w.breached.begin(), w.breached.end(), WindowBreach::Less);
+  for (auto& [key, w] : windows_)
+    std::sort(w.breached.begin(), w.breached.end(), WindowBreach::Less);
 }
 
 Status DutyEngine::Recover() {
@@ -302,7 +304,9 @@ Status DutyEngine::Recover() {
   int64_t clock = INT64_MIN;
   Status s = store.ReadCounters(&counters, &clock);
   if (!s.ok()) return s;
-  auto count = [&](const char* name) { return static_cast<uint64_t>(std::max<int64_t>(0, counters[name])); };
+  auto count = [&](const char* name) {
+    return static_cast<uint64_t>(std::max<int64_t>(0, counters[name]));
+  };
   counts_.reports = count("reports");
   counts_.flagged = count("flagged");
   counts_.met = count("met");
@@ -359,8 +363,8 @@ Status DutyEngine::Recover() {
   // The systemic windows: what came due within retention.
   std::vector<ledger::ObligationRow> decided;
   const int64_t horizon = decided_ > INT64_MIN + options_.retention_seconds
-                             ? decided_ - options_.retention_seconds
-                             : INT64_MIN;
+                              ? decided_ - options_.retention_seconds
+                              : INT64_MIN;
   s = store.ReadDecidedObligations(horizon, &decided);
   if (!s.ok()) return s;
   for (const ledger::ObligationRow& row : decided) AddDecided(row);
@@ -393,8 +397,7 @@ Status DutyEngine::Recover() {
     }
     ledger::FindingQuery fq;
     fq.limit = 1000;
-    s = EachFinding(store, fq,
-                    [&](v1::Finding& f) { findings_[f.finding_id()] = std::move(f); });
+    s = EachFinding(store, fq, [&](v1::Finding& f) { findings_[f.finding_id()] = std::move(f); });
     if (!s.ok()) return s;
   }
   clock_ = decided_;
@@ -415,7 +418,8 @@ Status DutyEngine::LoadReport(const Key& key, ReportState* out, bool* found) con
   v1::LedgerEvent e;
   if (rows.empty() || !e.ParseFromString(rows[0].payload) || !e.has_report_flagged()) {
     return Status::DataLoss("report " + key.second + ": its REPORT_FLAGGED event " +
-                            std::to_string(row.seq) + " is missing or corrupt; run `carewatch verify`");
+                            std::to_string(row.seq) +
+                            " is missing or corrupt; run `carewatch verify`");
   }
   const v1::ReportFlagged& r = e.report_flagged();
   out->verdict = r.verdict();
@@ -647,8 +651,7 @@ Status DutyEngine::SubmitReport(const v1::ContentReport& report, v1::Verdict* ve
 
 // REQUIRES: this thread holds the Inflight entry of the report's key.
 Status DutyEngine::SubmitNew(const v1::ContentReport& report, const std::string& digest,
-                             v1::Verdict* verdict,
-                             std::shared_ptr<ledger::Ledger::Ticket>* defer) {
+                             v1::Verdict* verdict, std::shared_ptr<ledger::Ledger::Ticket>* defer) {
   if (ledger_) {
     // Recorded before, and durable: a retry across a restart.
     ledger::ReportIndexRow row;
@@ -947,7 +950,8 @@ Status DutyEngine::Sweep(int64_t now) {
     const int64_t horizon = t - options_.retention_seconds;
     for (auto it = windows_.begin(); it != windows_.end();) {
       Window& w = it->second;
-      const rules::Duty* duty = evaluator_ ? evaluator_->ruleset().FindDuty(it->first.second) : nullptr;
+      const rules::Duty* duty =
+          evaluator_ ? evaluator_->ruleset().FindDuty(it->first.second) : nullptr;
       if (duty && !duty->systemic) {
         // No systemic test: nothing to count (Activate reads the store again
         // if a reload adds one).

@@ -173,15 +173,14 @@ class DutyEngine {
     int64_t at = 0;          // breach time, for who was accountable
     std::string finding_id;  // the finding it belongs to, if any
     static bool Less(const WindowBreach& x, const WindowBreach& y) {
-      return x.deadline != y.deadline ? x.deadline < y.deadline
-                                      : x.obligation_id < y.obligation_id;
+      return x.deadline != y.deadline ? x.deadline < y.deadline : x.obligation_id < y.obligation_id;
     }
   };
   // One (service, duty)'s systemic window: what came due, by deadline.
   struct Window {
-    std::deque<int64_t> due;             // decided obligations' deadlines
-    std::deque<WindowBreach> breached;   // by deadline
-    std::optional<v1::Finding> open;  // the open finding's counters (no id lists)
+    std::deque<int64_t> due;            // decided obligations' deadlines
+    std::deque<WindowBreach> breached;  // by deadline
+    std::optional<v1::Finding> open;    // the open finding's counters (no id lists)
   };
   // A submission in progress; retries of the same report wait on it.
   struct Inflight {
@@ -224,8 +223,8 @@ class DutyEngine {
   Status Retry(const v1::ContentReport& report, const std::string& digest,
                const std::string& first_digest, const v1::Verdict& first, v1::Verdict* verdict,
                const std::string& first_described) const;
-  Status SubmitNew(const v1::ContentReport& report, const std::string& digest,
-                   v1::Verdict* verdict, std::shared_ptr<ledger::Ledger::Ticket>* defer);
+  Status SubmitNew(const v1::ContentReport& report, const std::string& digest, v1::Verdict* verdict,
+                   std::shared_ptr<ledger::Ledger::Ticket>* defer);
 
   ledger::Ledger* ledger_;
   DutyEngineOptions options_;
@@ -244,7 +243,7 @@ class DutyEngine {
   // durability (batch jobs); otherwise the ledger's report index holds them.
   std::map<Key, std::string> seen_unflagged_;
   std::map<std::string, TrackedObligation> obligations_;  // open only
-  std::multimap<int64_t, std::string> sweep_due_;  // open obligations by deadline + grace
+  std::multimap<int64_t, std::string> sweep_due_;         // open obligations by deadline + grace
   std::map<Key, Window> windows_;
   // How far back (seconds of deadline before the clock) memory holds each
   // duty's decided obligations; default_covered_ for duties not listed
@@ -253,10 +252,10 @@ class DutyEngine {
   int64_t default_covered_ = INT64_MAX;
   std::map<std::string, v1::Finding> findings_;  // keep_history only
   std::vector<v1::Breach> breaches_;             // keep_history only
-  std::set<std::string> extra_actions_;  // required by the active rules, beyond the vocabulary
-  int64_t clock_ = INT64_MIN;            // the last Sweep
-  int64_t decided_ = INT64_MIN;          // the latest server time anything was decided at
-  int64_t last_prune_ = INT64_MIN;       // server time of the last retention prune
+  std::set<std::string> extra_actions_;   // required by the active rules, beyond the vocabulary
+  int64_t clock_ = INT64_MIN;             // the last Sweep
+  int64_t decided_ = INT64_MIN;           // the latest server time anything was decided at
+  int64_t last_prune_ = INT64_MIN;        // server time of the last retention prune
   std::atomic<bool> prune_behind_{true};  // the last prune deleted a full batch
   uint64_t local_seq_ = 0;
   Counts counts_;

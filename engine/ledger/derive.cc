@@ -7,8 +7,7 @@
 namespace carewatch::ledger {
 
 int64_t RecordGraceOf(const v1::LedgerEvent& opened) {
-  return opened.format() >= kTwoClockFormat ? opened.obligation_opened().record_grace_seconds()
-                                            : 0;
+  return opened.format() >= kTwoClockFormat ? opened.obligation_opened().record_grace_seconds() : 0;
 }
 
 int64_t SweepAt(const v1::LedgerEvent& opened) {
@@ -98,8 +97,8 @@ Status Derive(const std::vector<const v1::LedgerEvent*>& events, const FindingRe
         break;
       case v1::LedgerEvent::kStatsRollup:
         for (const v1::StatsCount& c : e.stats_rollup().counts()) {
-          out->rolled_up.emplace_back(c.service_id(), c.day(), c.surface(), c.reason(),
-                                      c.reports(), c.flagged());
+          out->rolled_up.emplace_back(c.service_id(), c.day(), c.surface(), c.reason(), c.reports(),
+                                      c.flagged());
         }
         break;
       case v1::LedgerEvent::kFinding: {

@@ -1,8 +1,8 @@
 #ifndef CAREWATCH_ENGINE_LEDGER_DERIVE_H_
 #define CAREWATCH_ENGINE_LEDGER_DERIVE_H_
 
-#include <cstdint>
 #include <climits>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <string>
@@ -35,9 +35,9 @@ struct ObligationRow {
   uint64_t opened_seq = 0, decided_seq = 0;  // decided_seq 0: open
   int status = v1::OBLIGATION_STATUS_OPEN;   // v1::ObligationStatus
   int64_t breach_at = 0;
-  std::string breach_kind;  // missed | late | late_recorded
-  std::string finding_id;   // the finding its breach belongs to
-  std::string body;         // v1::Obligation as opened, serialised
+  std::string breach_kind;                   // missed | late | late_recorded
+  std::string finding_id;                    // the finding its breach belongs to
+  std::string body;                          // v1::Obligation as opened, serialised
   std::vector<ObligationActionRow> actions;  // in the order recorded
 };
 
@@ -50,8 +50,8 @@ int64_t SweepAt(const v1::LedgerEvent& opened);
 int64_t RecordGraceOf(const v1::LedgerEvent& opened);
 
 // Counter names of the engine's running totals (the counters table).
-inline constexpr const char* kCounterNames[] = {"reports", "flagged", "open", "met",
-                                                 "discharged", "breached", "findings_open"};
+inline constexpr const char* kCounterNames[] = {"reports",    "flagged",  "open",         "met",
+                                                "discharged", "breached", "findings_open"};
 
 // Everything one batch of events changes in the store besides the events
 // themselves: query rows, evidence indexes and the engine's state. Derived by
@@ -96,7 +96,7 @@ struct DerivedBatch {
   std::vector<std::tuple<std::string, std::string, std::string, std::string, int64_t, int64_t>>
       rolled_up;
   std::map<std::string, int64_t> counter_deltas;  // kCounterNames
-  int64_t clock = INT64_MIN;  // the latest server time the engine recorded
+  int64_t clock = INT64_MIN;                      // the latest server time the engine recorded
 };
 
 // The current row of a finding (without id lists), if any.

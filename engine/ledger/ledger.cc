@@ -9,6 +9,7 @@
 
 #include "engine/common/digest.h"
 #include "engine/ledger/note.h"
+#include "engine/ledger/sqlite_backend.h"
 
 namespace carewatch::ledger {
 
@@ -30,6 +31,23 @@ std::string SerializeDeterministic(const google::protobuf::Message& m) {
   m.SerializeToCodedStream(&coded);
   coded.Trim();
   return out;
+}
+
+Status OpenBackend(const std::string& url, bool read_only, std::unique_ptr<LedgerBackend>* out,
+                   int busy_timeout_ms) {
+  if (url.rfind("sqlite://", 0) == 0) {
+    // sqlite:///abs -> /abs ; sqlite://rel -> rel
+    return OpenSqliteBackend(url, url.substr(9), read_only, busy_timeout_ms, out);
+  }
+  if (url.rfind("postgresql://", 0) == 0 || url.rfind("postgres://", 0) == 0) {
+    return Status::InvalidArgument(
+        "the PostgreSQL ledger backend is not built into this carewatch");
+  }
+  if (url.find("://") != std::string::npos) {
+    return Status::InvalidArgument("unknown ledger URL scheme in '" + url +
+                                   "' (use sqlite:///path/ledger.db)");
+  }
+  return OpenSqliteBackend(url, url, read_only, busy_timeout_ms, out);
 }
 
 std::string LedgerDirectory(const std::string& url) {
@@ -390,11 +408,12 @@ Status Ledger::WriteOne(std::deque<std::shared_ptr<Ticket>>& batch, bool force_c
                               std::get<3>(key), c.first, c.second});
     }
   }
-  Status s = Derive(parsed,
-                    [this](const std::string& id, v1::Finding* f, bool* found) {
-                      return backend_->ReadFinding(id, f, found);
-                    },
-                    &w.derived);
+  Status s = Derive(
+      parsed,
+      [this](const std::string& id, v1::Finding* f, bool* found) {
+        return backend_->ReadFinding(id, f, found);
+      },
+      &w.derived);
   if (!s.ok()) {
     std::lock_guard<std::mutex> lock(mu_);
     error_ = Status::Unavailable("ledger write failed; nothing after seq " +

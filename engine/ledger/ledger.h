@@ -141,7 +141,8 @@ class LedgerBackend {
   virtual Status ReadOpenObligations(std::vector<ObligationRow>* out) = 0;
   // Decided obligations whose deadline is after `deadline_after`, without
   // body or actions (O(rows returned)).
-  virtual Status ReadDecidedObligations(int64_t deadline_after, std::vector<ObligationRow>* out) = 0;
+  virtual Status ReadDecidedObligations(int64_t deadline_after,
+                                        std::vector<ObligationRow>* out) = 0;
   virtual Status ReadObligation(const std::string& obligation_id, ObligationRow* out,
                                 bool* found) = 0;
   // The current row of a finding (FindingReader).
@@ -293,7 +294,7 @@ class Ledger {
   Status error_;
 
   mutable std::mutex tree_mu_;  // tree, durable size, checkpoints
-  CompactTree tree_;  // O(log n) hashes; proofs read stored subtrees
+  CompactTree tree_;            // O(log n) hashes; proofs read stored subtrees
   uint64_t durable_size_ = 0;
   uint64_t commits_ = 0;
   v1::Checkpoint latest_checkpoint_;

@@ -100,7 +100,8 @@ Status SubProof(uint64_t m, uint64_t begin, uint64_t end, bool complete, const N
   uint64_t k = SplitPoint(n);
   Status s = m <= k ? SubProof(m, begin, begin + k, complete, read, out)
                     : SubProof(m - k, begin + k, end, false, read, out);
-  if (s.ok()) s = m <= k ? SubtreeHash(begin + k, end, read, &h) : SubtreeHash(begin, begin + k, read, &h);
+  if (s.ok())
+    s = m <= k ? SubtreeHash(begin + k, end, read, &h) : SubtreeHash(begin, begin + k, read, &h);
   if (s.ok()) out->push_back(std::move(h));
   return s;
 }

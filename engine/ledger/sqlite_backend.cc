@@ -1,5 +1,6 @@
-// The embedded ledger backend: one SQLite file in WAL mode with
-// synchronous=FULL, so a committed batch survives a crash or power loss.
+// The embedded ledger backend (sqlite_backend.h).
+#include "engine/ledger/sqlite_backend.h"
+
 #include <sqlite3.h>
 
 #include <array>
@@ -50,9 +51,9 @@ CREATE TABLE IF NOT EXISTS stats (
 
 // Tables derived from the events alone (DerivedBatch): a migration drops and
 // derives them again.
-const char* kDerivedTables[] = {"breaches",         "findings",          "finding_obligations",
-                                "finding_events",   "obligation_events", "obligations",
-                                "obligation_actions", "key_events",      "counters"};
+const char* kDerivedTables[] = {"breaches",           "findings",          "finding_obligations",
+                                "finding_events",     "obligation_events", "obligations",
+                                "obligation_actions", "key_events",        "counters"};
 const char* kDerivedSchema = R"sql(
 CREATE TABLE IF NOT EXISTS breaches (
   seq INTEGER PRIMARY KEY, obligation_id TEXT NOT NULL, report_id TEXT NOT NULL,
@@ -221,7 +222,8 @@ class SqliteBackend : public LedgerBackend {
     }
     // Check it is a carewatch ledger at all (a corrupt or foreign file), in
     // O(1): a count would read the whole log.
-    Status s = Exec(write_db_, "SELECT MAX(seq) FROM events; SELECT MAX(tree_size) FROM checkpoints;");
+    Status s =
+        Exec(write_db_, "SELECT MAX(seq) FROM events; SELECT MAX(tree_size) FROM checkpoints;");
     if (!s.ok()) return Status::DataLoss("not a carewatch ledger (" + path + "): " + s.message());
     {
       // A ledger opened read-only may predate checkpoint notes.
@@ -272,8 +274,7 @@ class SqliteBackend : public LedgerBackend {
     if (s.ok()) return Exec(write_db_, "COMMIT");
     (void)Exec(write_db_, "ROLLBACK");
     return Status::DataLoss("cannot carry " + path_ + " forward to ledger schema " +
-                            kSchemaVersion + ": " + s.message() +
-                            "; run `carewatch verify` on it");
+                            kSchemaVersion + ": " + s.message() + "; run `carewatch verify` on it");
   }
 
   // REQUIRES: a write transaction is open.
@@ -417,8 +418,11 @@ class SqliteBackend : public LedgerBackend {
 
   Status ReadNode(int level, uint64_t index, Hash* out) override {
     std::lock_guard<std::mutex> lock(read_mu_);
-    if (!node_stmt_) node_stmt_ = std::make_unique<Stmt>(read_db_, "SELECT hash FROM tree_nodes WHERE level = ? AND idx = ?");
-    if (!leaf_stmt_) leaf_stmt_ = std::make_unique<Stmt>(read_db_, "SELECT leaf_hash FROM events WHERE seq = ?");
+    if (!node_stmt_)
+      node_stmt_ = std::make_unique<Stmt>(
+          read_db_, "SELECT hash FROM tree_nodes WHERE level = ? AND idx = ?");
+    if (!leaf_stmt_)
+      leaf_stmt_ = std::make_unique<Stmt>(read_db_, "SELECT leaf_hash FROM events WHERE seq = ?");
     Stmt& st = level == 0 ? *leaf_stmt_ : *node_stmt_;
     if (!st.ok()) return Error(read_db_, "reading the tree");
     if (level == 0) {
@@ -823,8 +827,7 @@ class SqliteBackend : public LedgerBackend {
     return Scoped(slot.get());
   }
 
-  static Status ReadFindingFrom(sqlite3* db, const std::string& id, v1::Finding* out,
-                                bool* found) {
+  static Status ReadFindingFrom(sqlite3* db, const std::string& id, v1::Finding* out, bool* found) {
     Stmt get(db, "SELECT body FROM findings WHERE finding_id = ?");
     if (!get.ok()) return Error(db, "reading a finding");
     get.Bind(1, id);
@@ -876,9 +879,9 @@ class SqliteBackend : public LedgerBackend {
                 "INSERT INTO counters (name, value) VALUES ('clock', ?) ON CONFLICT (name) DO "
                 "UPDATE SET value = max(value, excluded.value)") {}
     std::vector<Stmt*> all() {
-      return {&ins,       &node,      &breach,   &finding,    &member,    &finding_ev,
-              &ob_ev,     &report,    &ob_open,  &ob_action,  &ob_decide, &ob_finding,
-              &key_event, &counter,   &clock};
+      return {&ins,        &node,       &breach,    &finding, &member,
+              &finding_ev, &ob_ev,      &report,    &ob_open, &ob_action,
+              &ob_decide,  &ob_finding, &key_event, &counter, &clock};
     }
     bool ok() {
       for (Stmt* st : all())
@@ -936,7 +939,9 @@ class SqliteBackend : public LedgerBackend {
     for (const ObligationRow& o : d.opened) {
       w.ob_open.Bind(1, o.obligation_id).Bind(2, o.service_id).Bind(3, o.report_id);
       w.ob_open.Bind(4, o.duty_id).Bind(5, o.rule_id).Bind(6, o.deadline).Bind(7, o.received_at);
-      w.ob_open.Bind(8, o.record_grace).Bind(9, o.sweep_at).Bind(10, static_cast<int64_t>(o.opened_seq));
+      w.ob_open.Bind(8, o.record_grace)
+          .Bind(9, o.sweep_at)
+          .Bind(10, static_cast<int64_t>(o.opened_seq));
       w.ob_open.BindBlob(11, o.body);
       if (!Done(w.ob_open)) return fail("storing an obligation");
     }
@@ -1070,7 +1075,7 @@ class SqliteBackend : public LedgerBackend {
 
   std::string url_, path_;
   std::unique_ptr<WriteStatements> write_statements_;
-  std::unique_ptr<Stmt> node_stmt_, leaf_stmt_;  // read_db_, under read_mu_
+  std::unique_ptr<Stmt> node_stmt_, leaf_stmt_;              // read_db_, under read_mu_
   std::map<std::string, std::unique_ptr<Stmt>> read_cache_;  // read_db_, under read_mu_
   sqlite3* write_db_ = nullptr;
   sqlite3* read_db_ = nullptr;
@@ -1095,18 +1100,8 @@ class SqliteBackend : public LedgerBackend {
 
 }  // namespace
 
-Status OpenBackend(const std::string& url, bool read_only, std::unique_ptr<LedgerBackend>* out,
-                   int busy_timeout_ms) {
-  std::string path = url;
-  if (url.rfind("sqlite://", 0) == 0) {
-    path = url.substr(9);  // sqlite:///abs -> /abs ; sqlite://rel -> rel
-  } else if (url.rfind("postgresql://", 0) == 0 || url.rfind("postgres://", 0) == 0) {
-    return Status::InvalidArgument(
-        "the PostgreSQL ledger backend is not built into this carewatch");
-  } else if (url.find("://") != std::string::npos) {
-    return Status::InvalidArgument("unknown ledger URL scheme in '" + url +
-                                   "' (use sqlite:///path/ledger.db)");
-  }
+Status OpenSqliteBackend(const std::string& url, const std::string& path, bool read_only,
+                         int busy_timeout_ms, std::unique_ptr<LedgerBackend>* out) {
   if (path.empty()) return Status::InvalidArgument("ledger URL names no file");
   auto backend = std::make_unique<SqliteBackend>();
   Status s = backend->Open(url, path, read_only, busy_timeout_ms);

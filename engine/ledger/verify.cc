@@ -56,8 +56,8 @@ class DerivedRows {
     switch (e.payload_case()) {
       case v1::LedgerEvent::kObligationClosed:
       case v1::LedgerEvent::kBreach: {
-        const std::string& id = e.has_breach() ? e.breach().obligation_id()
-                                               : e.obligation_closed().obligation_id();
+        const std::string& id =
+            e.has_breach() ? e.breach().obligation_id() : e.obligation_closed().obligation_id();
         auto it = obligations_.find(id);
         if (it == obligations_.end() || it->second.decided_seq) break;
         it->second.decided_seq = e.seq();
@@ -66,7 +66,7 @@ class DerivedRows {
                                                              : v1::OBLIGATION_STATUS_DISCHARGED;
         if (e.has_breach()) it->second.breach_kind = e.breach().kind();
         --counters_["open"];
-        ++counters_[e.has_breach() ? "breached"
+        ++counters_[e.has_breach()                   ? "breached"
                     : e.type() == v1::OBLIGATION_MET ? "met"
                                                      : "discharged"];
         break;
@@ -116,9 +116,8 @@ class DerivedRows {
       auto it = by_id.find(id);
       const ObligationRow* r = it == by_id.end() ? nullptr : it->second;
       bool same = r && r->opened_seq == o.opened_seq && r->decided_seq == o.decided_seq &&
-                  r->deadline == o.deadline && r->sweep_at == o.sweep_at &&
-                  r->status == o.status && r->breach_kind == o.breach_kind &&
-                  r->finding_id == o.finding_id &&
+                  r->deadline == o.deadline && r->sweep_at == o.sweep_at && r->status == o.status &&
+                  r->breach_kind == o.breach_kind && r->finding_id == o.finding_id &&
                   (o.decided_seq || r->actions.size() == o.actions);
       if (!same) {
         *bad_seq = o.decided_seq ? o.decided_seq : o.opened_seq;

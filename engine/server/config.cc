@@ -42,7 +42,8 @@ Status LoadConfigFile(const std::string& path, ServerConfig* c) {
       "listen",     "rules",     "accountability",    "ledger",          "tokens",
       "tls_cert",   "tls_key",   "tls_client_ca",     "metrics",         "signing_key",
       "hmac_key",   "cache_dir", "max_message_bytes", "max_field_bytes", "max_urls",
-      "max_hashes", "workers",   "sweep_interval_ms", "max_clock_skew",  "origin", "retention"};
+      "max_hashes", "workers",   "sweep_interval_ms", "max_clock_skew",  "origin",
+      "retention"};
   try {
     for (const auto& kv : root) {
       std::string key = kv.first.as<std::string>();

@@ -959,7 +959,8 @@ class DutyEngineState : public ::testing::Test {
     std::vector<v1::Obligation> obs;
     for (int i = 0; i < closed; ++i) {
       for (const char* a : {"remove_content", "report_to_nca"}) {
-        ASSERT_TRUE(engine_->RecordAction({"svc", "r" + std::to_string(i), a, now_, "m"}, &obs).ok());
+        ASSERT_TRUE(
+            engine_->RecordAction({"svc", "r" + std::to_string(i), a, now_, "m"}, &obs).ok());
       }
       ASSERT_EQ(obs[0].status(), v1::OBLIGATION_STATUS_MET);
     }
@@ -1116,11 +1117,11 @@ TEST_F(DutyEngineState, ALedgerOfTheEarlierSchemaIsCarriedForward) {
   EXPECT_TRUE(r.ok) << r.message;
 }
 
-
 TEST_F(DutyEngineState, AReloadThatAddsASystemicTestCountsWhatCameDueBefore) {
   Open();
   std::string plain = Pack();
-  plain.replace(plain.find(",\n     systemic:"), plain.find("}}\n") + 1 - plain.find(",\n     systemic:"), "");
+  plain.replace(plain.find(",\n     systemic:"),
+                plain.find("}}\n") + 1 - plain.find(",\n     systemic:"), "");
   ASSERT_EQ(plain.find("systemic"), std::string::npos) << plain;
   ASSERT_TRUE(engine_->Activate(LoadEvaluator(plain)).ok());
   Populate(4, 0);
@@ -1135,7 +1136,6 @@ TEST_F(DutyEngineState, AReloadThatAddsASystemicTestCountsWhatCameDueBefore) {
       << "the four breaches already in the window count once the test exists";
 }
 
-
 TEST_F(DutyEngineState, VerifyFindsATamperedStateTable) {
   // A restart trusts the state tables, so `verify` checks them against the
   // log: reopening a met obligation or changing a total is found and named.
@@ -1147,8 +1147,9 @@ TEST_F(DutyEngineState, VerifyFindsATamperedStateTable) {
   ledger::VerifyReport r = ledger::VerifyLedger(ledger_->backend(), "");
   ASSERT_TRUE(r.ok) << r.message;
   ledger_.reset();
-  Exec("UPDATE obligations SET decided_seq = 0, status = 1 WHERE obligation_id = (SELECT "
-       "obligation_id FROM obligations WHERE status = 2 LIMIT 1)");
+  Exec(
+      "UPDATE obligations SET decided_seq = 0, status = 1 WHERE obligation_id = (SELECT "
+      "obligation_id FROM obligations WHERE status = 2 LIMIT 1)");
   ASSERT_TRUE(ledger::Ledger::Open(lo_, &ledger_).ok());
   r = ledger::VerifyLedger(ledger_->backend(), "");
   EXPECT_FALSE(r.ok);

@@ -7,10 +7,10 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
-#include <deque>
-#include <iomanip>
 #include <ctime>
+#include <deque>
 #include <fstream>
+#include <iomanip>
 #include <iostream>
 #include <mutex>
 #include <thread>
@@ -312,8 +312,9 @@ int RunPush(const PushOptions& o) {
       if (bad++ < 3) std::cerr << o.input << ":" << lineno << ": error: not a scenario line\n";
       continue;
     }
-    const std::string key = e.has_report() ? e.report().service_id() + '\0' + e.report().report_id()
-                                           : e.action().service_id() + '\0' + e.action().report_id();
+    const std::string key = e.has_report()
+                                ? e.report().service_id() + '\0' + e.report().report_id()
+                                : e.action().service_id() + '\0' + e.action().report_id();
     Queue& q = queues[hash(key) % queues.size()];
     std::unique_lock<std::mutex> lock(q.mu);
     q.cv.wait(lock, [&] { return q.items.size() < 256 || stop; });
@@ -332,9 +333,9 @@ int RunPush(const PushOptions& o) {
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   uint64_t sent = reports + actions;
   std::cout << "pushed " << sent << " lines (" << reports << " reports, " << actions
-            << " actions) in " << std::fixed << std::setprecision(1) << secs << " s = "
-            << std::setprecision(0) << (secs > 0 ? sent / secs : 0) << " lines/s; " << refused
-            << " refused, " << bad << " unreadable\n";
+            << " actions) in " << std::fixed << std::setprecision(1) << secs
+            << " s = " << std::setprecision(0) << (secs > 0 ? sent / secs : 0) << " lines/s; "
+            << refused << " refused, " << bad << " unreadable\n";
   return failed ? kExitFailure : kExitOk;
 }
 
