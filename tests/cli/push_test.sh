@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# `carewatch push` against a real carewatchd over loopback, and a restart of
+# that carewatchd on the ledger the push wrote.
+# Usage: push_test.sh PATH/TO/carewatch PATH/TO/carewatchd SOURCE_DIR
+set -u
+cw=$1
+cwd=$2
+src=$3
+tmp=$(mktemp -d)
+pid=""
+trap 'if [ -n "$pid" ]; then kill -TERM "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; fi; rm -rf "$tmp"' EXIT
+passed=0
+failed=0
+check() {  # check NAME CONDITION...
+  local name=$1
+  shift
+  if "$@"; then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1))
+    echo "FAIL: $name"
+  fi
+}
+out=$("$cw" token new --principal pusher --role admin)
+token=$(echo "$out" | sed -n 's/^token: //p')
+{ echo "tokens:"; echo "$out" | tail -n 1; } > "$tmp/tokens.yaml"
+port=$((20000 + RANDOM % 20000))
+metrics="127.0.0.1:$((port + 1))"
+start() {
+  "$cwd" --listen "127.0.0.1:$port" --metrics "$metrics" --rules "$src/rules" \
+    --ledger "sqlite://$tmp/led/ledger.db" --tokens "$tmp/tokens.yaml" \
+    --cache-dir "$tmp/hs" >> "$tmp/d.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 1 600); do
+    curl -sf "http://$metrics/readyz" > /dev/null 2>&1 && return 0
+    sleep 0.05
+  done
+  return 1
+}
+stop() {
+  kill -TERM "$pid"
+  wait "$pid"
+  pid=""
+}
+metric() { curl -s "http://$metrics/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
+
+"$cw" gen-scenario --rules "$src/rules" -n 400 --seed 3 --services 2 \
+  --miss-service example-social --miss-rate 0.3 -o "$tmp/events.jsonl" > /dev/null
+reports=$(grep -c '^{"report"' "$tmp/events.jsonl")
+actions=$(grep -c '^{"action"' "$tmp/events.jsonl")
+check "carewatchd starts" start
+
+"$cw" push "$tmp/events.jsonl" --server "127.0.0.1:$port" --token "$token" -c 8 > "$tmp/push.out"
+check "push exits 0" test $? -eq 0
+check "push counts every line it sent" \
+  grep -q "^pushed 400 lines ($reports reports, $actions actions) in .* 0 refused, 0 unreadable$" "$tmp/push.out"
+check "every report was evaluated" test "$(metric carewatch_reports_evaluated_total)" = "$reports"
+check "breaches were recorded" test "$(metric 'carewatch_obligations{state="breached"}')" -gt 0
+
+# The same lines again: reports are retries (same verdict, counted once in
+# the ledger); a line that is not JSON is named and skipped.
+events_before=$(metric carewatch_ledger_events)
+{ head -n 5 "$tmp/events.jsonl" | grep '^{"report"'; echo 'not json'; } > "$tmp/again.jsonl"
+"$cw" push "$tmp/again.jsonl" --server "127.0.0.1:$port" --token "$token" > "$tmp/again.out" 2> "$tmp/again.err"
+check "a retried push exits 0" test $? -eq 0
+check "an unreadable line is named and counted" \
+  bash -c "grep -q 'again.jsonl:[0-9]*: error: not a scenario line' '$tmp/again.err' && grep -q ' 1 unreadable' '$tmp/again.out'"
+check "retried reports add no event" test "$(metric carewatch_ledger_events)" = "$events_before"
+
+# A restart resumes from the state the push left; the ledger verifies.
+open_before=$(metric 'carewatch_obligations{state="open"}')
+breached_before=$(metric 'carewatch_obligations{state="breached"}')
+stop
+check "carewatchd restarts on the pushed ledger" start
+check "open obligations survive the restart" \
+  test "$(metric 'carewatch_obligations{state="open"}')" -le "$open_before"
+check "breaches survive the restart" \
+  test "$(metric 'carewatch_obligations{state="breached"}')" -ge "$breached_before"
+stop
+"$cw" verify --ledger "sqlite://$tmp/led/ledger.db" --vkey "$tmp/led/deployment.vkey" > "$tmp/verify.out"
+check "the pushed ledger verifies against its key" grep -q "^OK: ledger verifies" "$tmp/verify.out"
+
+# No server: the push fails with exit 1 and says why.
+"$cw" push "$tmp/again.jsonl" --server "127.0.0.1:$port" --token "$token" > /dev/null 2> "$tmp/down.err"
+check "push to a stopped server exits 1" test $? -eq 1
+check "push to a stopped server names the error" grep -q "^error: " "$tmp/down.err"
+
+echo "push: $passed passed, $failed failed"
+test "$failed" -eq 0
