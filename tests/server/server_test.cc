@@ -1140,6 +1140,24 @@ TEST_F(ServerTest, BadSettingsStopTheStartWithAMessage) {
   EXPECT_NE(out7.find("origin 'two words': must be non-empty, without spaces or '+'"),
             std::string::npos)
       << out7;
+  // retention: a duration within [1d, 3660d], and no shorter than any
+  // systemic window of the rules (the shipped packs have 30d and 90d).
+  auto with_retention = [&](const std::string& value) {
+    std::ofstream(dir_ + "/ret.yaml") << "listen: 127.0.0.1:0\nrules: [" << rules_
+                                      << "]\ntokens: " << dir_ << "/tokens.yaml\nledger: sqlite://"
+                                      << dir_ << "/r.db\nmetrics: ''\nretention: " << value << "\n";
+    return run("--config " + dir_ + "/ret.yaml");
+  };
+  auto [rc8, out8] = with_retention("forever");
+  EXPECT_NE(rc8, 0);
+  EXPECT_NE(out8.find("retention: bad duration 'forever'"), std::string::npos) << out8;
+  auto [rc9, out9] = with_retention("12h");
+  EXPECT_NE(rc9, 0);
+  EXPECT_NE(out9.find("retention: must be between 1d and 3660d"), std::string::npos) << out9;
+  auto [rc10, out10] = with_retention("30d");
+  EXPECT_NE(rc10, 0);
+  EXPECT_NE(out10.find("systemic window 90d is longer than retention 30d"), std::string::npos)
+      << out10;
 }
 
 }  // namespace
