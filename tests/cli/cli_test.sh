@@ -6,13 +6,7 @@ cw=$1
 src=$2
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-passed=0
-failed=0
-check() {  # check NAME CONDITION...
-  local name=$1
-  shift
-  if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL: $name"; fi
-}
+. "$(dirname "$0")/check.sh"
 
 # lint points at the right line and column of a broken pack, exit 1.
 cat > "$tmp/broken.yaml" <<'YAML'

@@ -9,18 +9,7 @@ src=$3
 tmp=$(mktemp -d)
 pid=""
 trap 'if [ -n "$pid" ]; then kill -TERM "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; fi; rm -rf "$tmp"' EXIT
-passed=0
-failed=0
-check() {  # check NAME CONDITION...
-  local name=$1
-  shift
-  if "$@"; then
-    passed=$((passed + 1))
-  else
-    failed=$((failed + 1))
-    echo "FAIL: $name"
-  fi
-}
+. "$(dirname "$0")/check.sh"
 out=$("$cw" token new --principal pusher --role admin)
 token=$(echo "$out" | sed -n 's/^token: //p')
 { echo "tokens:"; echo "$out" | tail -n 1; } > "$tmp/tokens.yaml"
