@@ -499,6 +499,8 @@ Status DutyEngine::Activate(std::shared_ptr<const eval::Evaluator> evaluator) {
       t->set_id(d.id);
       t->set_deadline_seconds(d.deadline_seconds);
       t->set_record_grace_seconds(d.record_grace_seconds);
+      t->set_statute(d.statute);
+      t->set_summary(d.summary);
       if (d.systemic) {
         t->mutable_systemic()->set_window_seconds(d.systemic->window_seconds);
         t->mutable_systemic()->set_min_breaches(d.systemic->min_breaches);

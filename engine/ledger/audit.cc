@@ -185,16 +185,98 @@ double Change(int64_t now, int64_t before) {
 
 }  // namespace
 
+void ToProto(const PeriodStats& x, v1::PeriodStats* o) {
+  o->set_period(x.period);
+  o->set_reports(x.reports);
+  o->set_flagged(x.flagged);
+  o->set_obligations(x.obligations);
+  o->set_breaches(x.breaches);
+  o->set_findings(x.findings);
+  o->set_has_previous(x.has_previous);
+  o->set_reports_change_percent(x.reports_change);
+  o->set_flagged_change_percent(x.flagged_change);
+  o->set_obligations_change_percent(x.obligations_change);
+  o->set_breaches_change_percent(x.breaches_change);
+  o->set_findings_change_percent(x.findings_change);
+  o->set_has_year_ago(x.has_year_ago);
+  o->set_reports_year_change_percent(x.reports_year_change);
+  o->set_flagged_year_change_percent(x.flagged_year_change);
+  o->set_obligations_year_change_percent(x.obligations_year_change);
+  o->set_breaches_year_change_percent(x.breaches_year_change);
+  o->set_findings_year_change_percent(x.findings_year_change);
+  auto counts = [](const std::map<std::string, int64_t>& m,
+                   google::protobuf::RepeatedPtrField<v1::CountByKey>* out) {
+    for (const auto& [k, v] : m) {
+      v1::CountByKey* c = out->Add();
+      c->set_key(k);
+      c->set_count(v);
+    }
+  };
+  counts(x.by_reason, o->mutable_by_reason());
+  counts(x.by_surface, o->mutable_by_surface());
+  counts(x.breaches_by_kind, o->mutable_breaches_by_kind());
+}
+
+PeriodStats FromProto(const v1::PeriodStats& p) {
+  PeriodStats x;
+  x.period = p.period();
+  x.reports = p.reports();
+  x.flagged = p.flagged();
+  x.obligations = p.obligations();
+  x.breaches = p.breaches();
+  x.findings = p.findings();
+  x.has_previous = p.has_previous();
+  x.reports_change = p.reports_change_percent();
+  x.flagged_change = p.flagged_change_percent();
+  x.obligations_change = p.obligations_change_percent();
+  x.breaches_change = p.breaches_change_percent();
+  x.findings_change = p.findings_change_percent();
+  x.has_year_ago = p.has_year_ago();
+  x.reports_year_change = p.reports_year_change_percent();
+  x.flagged_year_change = p.flagged_year_change_percent();
+  x.obligations_year_change = p.obligations_year_change_percent();
+  x.breaches_year_change = p.breaches_year_change_percent();
+  x.findings_year_change = p.findings_year_change_percent();
+  for (const auto& c : p.by_reason()) x.by_reason[c.key()] = c.count();
+  for (const auto& c : p.by_surface()) x.by_surface[c.key()] = c.count();
+  for (const auto& c : p.breaches_by_kind()) x.breaches_by_kind[c.key()] = c.count();
+  return x;
+}
+
+std::string YearBefore(const std::string& key) {
+  int year = std::atoi(key.substr(0, 4).c_str());
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "%04d", year - 1);
+  return buf + key.substr(std::min<size_t>(4, key.size()));
+}
+
 Status ComputeStats(LedgerBackend& backend, const std::string& service_id,
                     const std::string& period, int64_t from, int64_t to,
-                    std::vector<PeriodStats>* out) {
+                    std::vector<PeriodStats>* out, std::vector<std::string>* services) {
   if (period != "month" && period != "quarter" && period != "year") {
     return Status::InvalidArgument("period: must be month, quarter or year");
   }
+  constexpr int64_t kDay = 86400;
+  // Whole UTC days, from the start of the year before `from`'s: the
+  // year-ago periods of the first periods listed are counted whole (and
+  // not listed themselves).
+  int64_t wide_from = INT64_MIN;
+  std::string first_day;  // the first day listed
+  if (from != INT64_MIN) {
+    first_day = rules::FormatDateTime(from).substr(0, 10);
+    int year = std::atoi(first_day.substr(0, 4).c_str());
+    char buf[24];
+    std::snprintf(buf, sizeof buf, "%04d-01-01", year - 1);
+    wide_from = rules::ParseDateTime(buf).value_or(INT64_MIN);
+  }
+  const int64_t to_day_end =
+      to == INT64_MAX ? INT64_MAX : (to / kDay - (to % kDay < 0 ? 1 : 0)) * kDay + kDay - 1;
+  const std::string first_listed = first_day.empty() ? "" : PeriodOf(first_day, period);
   std::string from_day =
-      from == INT64_MIN ? "0000-00-00" : rules::FormatDateTime(from).substr(0, 10);
+      wide_from == INT64_MIN ? "0000-00-00" : rules::FormatDateTime(wide_from).substr(0, 10);
   std::string to_day = to == INT64_MAX ? "9999-99-99" : rules::FormatDateTime(to).substr(0, 10);
   std::map<std::string, PeriodStats> by_period;
+  std::set<std::string> seen_services;
   std::vector<StatsRow> rows;
   Status s = backend.QueryStats(service_id, from_day, to_day, &rows);
   if (!s.ok()) return s;
@@ -204,10 +286,15 @@ Status ComputeStats(LedgerBackend& backend, const std::string& service_id,
     p.flagged += r.flagged;
     p.by_reason[r.reason.empty() ? "(none)" : r.reason] += r.reports;
     p.by_surface[r.surface.empty() ? "(none)" : r.surface] += r.reports;
+    if (r.day >= first_day) seen_services.insert(r.service_id);
   }
+  std::vector<std::pair<std::string, int64_t>> obligation_days;
+  s = backend.QueryObligationDays(service_id, wide_from, to_day_end, &obligation_days);
+  if (!s.ok()) return s;
+  for (const auto& [day, n] : obligation_days) by_period[PeriodOf(day, period)].obligations += n;
   BreachQuery bq;
   bq.service_id = service_id;
-  bq.from = from;
+  bq.from = wide_from;
   bq.to = to;
   bq.limit = 10000;
   for (;;) {
@@ -225,7 +312,7 @@ Status ComputeStats(LedgerBackend& backend, const std::string& service_id,
   }
   FindingQuery fq;
   fq.service_id = service_id;
-  fq.from = from;
+  fq.from = wide_from;
   fq.to = to;
   fq.limit = 10000;
   fq.with_obligation_ids = false;  // only counted here
@@ -241,12 +328,14 @@ Status ComputeStats(LedgerBackend& backend, const std::string& service_id,
     fq.after_id = page.back().finding_id();
   }
   out->clear();
+  if (services) services->assign(seen_services.begin(), seen_services.end());
   if (by_period.empty()) return Status::Ok();
   // Every period from the first to the last, so each has its predecessor.
   std::string key = by_period.begin()->first;
   const std::string last = by_period.rbegin()->first;
   bool have_previous = false;
   PeriodStats previous;
+  std::map<std::string, PeriodStats> all;
   for (int guard = 0; guard < 100000; ++guard) {
     PeriodStats p = by_period.count(key) ? by_period[key] : PeriodStats{};
     p.period = key;
@@ -254,12 +343,24 @@ Status ComputeStats(LedgerBackend& backend, const std::string& service_id,
       p.has_previous = true;
       p.reports_change = Change(p.reports, previous.reports);
       p.flagged_change = Change(p.flagged, previous.flagged);
+      p.obligations_change = Change(p.obligations, previous.obligations);
       p.breaches_change = Change(p.breaches, previous.breaches);
       p.findings_change = Change(p.findings, previous.findings);
     }
+    auto year_ago = all.find(YearBefore(key));
+    if (year_ago != all.end() && year_ago->second.reports > 0) {
+      const PeriodStats& y = year_ago->second;
+      p.has_year_ago = true;
+      p.reports_year_change = Change(p.reports, y.reports);
+      p.flagged_year_change = Change(p.flagged, y.flagged);
+      p.obligations_year_change = Change(p.obligations, y.obligations);
+      p.breaches_year_change = Change(p.breaches, y.breaches);
+      p.findings_year_change = Change(p.findings, y.findings);
+    }
     previous = p;
     have_previous = true;
-    out->push_back(std::move(p));
+    all[key] = p;
+    if (key >= first_listed) out->push_back(std::move(p));
     if (key == last) break;
     key = NextPeriod(key, period);
   }

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "carewatch/v1/service.pb.h"
 #include "engine/ledger/ledger.h"
 #include "engine/rules/ruleset.h"
 
@@ -40,20 +41,35 @@ Status BuildEvidence(LedgerBackend& backend, const ProofFn& prove, const v1::Che
 // Per-period statistics for the regulator.
 struct PeriodStats {
   std::string period;  // "2026-03", "2026-Q1" or "2026"
-  int64_t reports = 0, flagged = 0, breaches = 0, findings = 0;
+  int64_t reports = 0, flagged = 0, obligations = 0, breaches = 0, findings = 0;
   std::map<std::string, int64_t> by_reason, by_surface;
   std::map<std::string, int64_t> breaches_by_kind;  // missed | late | late_recorded
   // Percent change against the previous period; absent (false) when that
   // period had none to compare against.
   bool has_previous = false;
-  double reports_change = 0, flagged_change = 0, breaches_change = 0, findings_change = 0;
+  double reports_change = 0, flagged_change = 0, obligations_change = 0, breaches_change = 0,
+         findings_change = 0;
+  // Percent change against the same period a year before; false when that
+  // period had no reports.
+  bool has_year_ago = false;
+  double reports_year_change = 0, flagged_year_change = 0, obligations_year_change = 0,
+         breaches_year_change = 0, findings_year_change = 0;
 };
 
 // `period`: month | quarter | year. Times bound the days (UTC) included;
-// `service_id` empty: every service.
+// `service_id` empty: every service. Every period from the first with data
+// to the last is listed. `services`, when given, receives the services with
+// reports in the range, sorted.
 Status ComputeStats(LedgerBackend& backend, const std::string& service_id,
                     const std::string& period, int64_t from, int64_t to,
-                    std::vector<PeriodStats>* out);
+                    std::vector<PeriodStats>* out, std::vector<std::string>* services = nullptr);
+
+// PeriodStats as GetStats carries it, and back.
+void ToProto(const PeriodStats& in, v1::PeriodStats* out);
+PeriodStats FromProto(const v1::PeriodStats& in);
+
+// The key of the same period a year before ("2026-03" -> "2025-03").
+std::string YearBefore(const std::string& key);
 
 // Findings are recorded as deltas: FINDING_OPENED carries the whole finding;
 // FINDING_UPDATED carries the new counters, the obligation ids added and the

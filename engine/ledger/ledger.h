@@ -158,6 +158,11 @@ class LedgerBackend {
   virtual Status QueryFindings(const FindingQuery& q, std::vector<v1::Finding>* out) = 0;
   virtual Status QueryStats(const std::string& service_id, const std::string& from_day,
                             const std::string& to_day, std::vector<StatsRow>* out) = 0;
+  // Obligations opened per UTC day of their report's claimed received_at,
+  // for reports received in [from, to] (seconds), as (day, count) in day
+  // order; `service_id` empty: every service.
+  virtual Status QueryObligationDays(const std::string& service_id, int64_t from, int64_t to,
+                                     std::vector<std::pair<std::string, int64_t>>* out) = 0;
   // Report counts written but not yet in a STATS_ROLLUP event. Every batch
   // adds its statistics deltas here as well as to the statistics; a batch
   // holding a STATS_ROLLUP event subtracts the event's counts.

@@ -84,6 +84,7 @@ CREATE TABLE IF NOT EXISTS obligations (
 CREATE INDEX IF NOT EXISTS obligations_window ON obligations (service_id, duty_id, deadline);
 CREATE INDEX IF NOT EXISTS obligations_open ON obligations (sweep_at) WHERE decided_seq = 0;
 CREATE INDEX IF NOT EXISTS obligations_decided ON obligations (deadline) WHERE decided_seq > 0;
+CREATE INDEX IF NOT EXISTS obligations_received ON obligations (received_at, service_id);
 CREATE TABLE IF NOT EXISTS obligation_actions (obligation_id TEXT NOT NULL, action TEXT NOT NULL,
   taken_at INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS obligation_actions_id ON obligation_actions (obligation_id);
@@ -731,6 +732,20 @@ class SqliteBackend : public LedgerBackend {
       out->push_back({st.Text(0), st.Text(1), st.Text(2), st.Text(3), st.Int(4), st.Int(5)});
     }
     return rc == SQLITE_DONE ? Status::Ok() : Error(read_db_, "querying stats");
+  }
+
+  Status QueryObligationDays(const std::string& service_id, int64_t from, int64_t to,
+                             std::vector<std::pair<std::string, int64_t>>* out) override {
+    std::lock_guard<std::mutex> lock(read_mu_);
+    Stmt st(read_db_,
+            "SELECT strftime('%Y-%m-%d', received_at, 'unixepoch') AS day, COUNT(*) FROM "
+            "obligations WHERE received_at >= ?2 AND received_at <= ?3 AND (?1 = '' OR "
+            "service_id = ?1) GROUP BY day ORDER BY day");
+    if (!st.ok()) return Error(read_db_, "counting obligations");
+    st.Bind(1, service_id).Bind(2, from).Bind(3, to);
+    int rc;
+    while ((rc = st.Step()) == SQLITE_ROW) out->emplace_back(st.Text(0), st.Int(1));
+    return rc == SQLITE_DONE ? Status::Ok() : Error(read_db_, "counting obligations");
   }
 
   Status EventsForObligation(const std::string& obligation_id,

@@ -586,38 +586,13 @@ class AuditService final : public v1::Audit::Service {
     grpc::Status st = Begin(ctx, "GetStats", *req, &p);
     if (!st.ok()) return scope.Done(st);
     std::vector<ledger::PeriodStats> stats;
+    std::vector<std::string> services;
     Status s = ledger::ComputeStats(
         s_->ledger->backend(), req->service_id(), req->period().empty() ? "month" : req->period(),
         req->range().has_from() ? req->range().from().seconds() : INT64_MIN,
-        req->range().has_to() ? req->range().to().seconds() : INT64_MAX, &stats);
-    for (const auto& x : stats) {
-      v1::PeriodStats* o = resp->add_periods();
-      o->set_period(x.period);
-      o->set_reports(x.reports);
-      o->set_flagged(x.flagged);
-      o->set_breaches(x.breaches);
-      o->set_findings(x.findings);
-      o->set_has_previous(x.has_previous);
-      o->set_reports_change_percent(x.reports_change);
-      o->set_flagged_change_percent(x.flagged_change);
-      o->set_breaches_change_percent(x.breaches_change);
-      o->set_findings_change_percent(x.findings_change);
-      for (const auto& [k, v] : x.by_reason) {
-        auto* c = o->add_by_reason();
-        c->set_key(k);
-        c->set_count(v);
-      }
-      for (const auto& [k, v] : x.by_surface) {
-        auto* c = o->add_by_surface();
-        c->set_key(k);
-        c->set_count(v);
-      }
-      for (const auto& [k, v] : x.breaches_by_kind) {
-        auto* c = o->add_breaches_by_kind();
-        c->set_key(k);
-        c->set_count(v);
-      }
-    }
+        req->range().has_to() ? req->range().to().seconds() : INT64_MAX, &stats, &services);
+    for (const auto& x : stats) ledger::ToProto(x, resp->add_periods());
+    for (const auto& x : services) resp->add_services(x);
     return scope.Done(s_->ToGrpc(s));
   }
 

@@ -8,6 +8,7 @@
 #include <random>
 #include <thread>
 
+#include "engine/ledger/audit.h"
 #include "engine/ledger/verify.h"
 #include "engine/rules/duration.h"
 #include "tests/testing.h"
@@ -1178,5 +1179,69 @@ TEST_F(DutyEngineState, VerifyFindsATamperedCounter) {
       << r.message;
 }
 
+// ---- statistics for the regulator --------------------------------------
+
+TEST(DutyEngineStats, PeriodsCountObligationsAndCompareWithTheYearBefore) {
+  std::string dir = TempDir("stats");
+  ledger::LedgerOptions lo;
+  lo.url = "sqlite://" + dir + "/ledger.db";
+  std::unique_ptr<ledger::Ledger> l;
+  ASSERT_TRUE(ledger::Ledger::Open(lo, &l).ok());
+  int64_t now = kT0 - 400 * kDay;
+  DutyEngineOptions options;
+  options.hmac_key = "k";
+  options.now = [&] { return now; };
+  options.retention_seconds = 3000 * kDay;
+  DutyEngine engine(l.get(), options);
+  ASSERT_TRUE(engine.Recover().ok());
+  ASSERT_TRUE(engine.Activate(LoadEvaluator(Pack())).ok());
+  // January 2025: 2 reports, 1 flagged; January 2026: 5 reports, 3 flagged
+  // (one in another service); February 2026: 1 unflagged.
+  const int64_t jan25 = kT0 - 365 * kDay;
+  auto submit = [&](const std::string& id, int64_t at, const std::string& service,
+                    const std::string& text) {
+    now = at;
+    v1::Verdict v;
+    ASSERT_TRUE(engine.SubmitReport(MakeReport(id, at, service, text), &v).ok()) << id;
+  };
+  submit("a1", jan25, "svc", "a signal");
+  submit("a2", jan25 + kHour, "svc", "nothing");
+  submit("b1", kT0, "svc", "a signal");
+  submit("b2", kT0 + kHour, "svc", "a signal");
+  submit("b3", kT0 + 2 * kHour, "svc", "nothing");
+  submit("b4", kT0 + 3 * kHour, "svc", "nothing");
+  submit("o1", kT0 + 4 * kHour, "other", "a signal");
+  submit("c1", kT0 + 40 * kDay, "svc", "nothing");
+  ASSERT_TRUE(l->Flush().ok());
+
+  std::vector<ledger::PeriodStats> stats;
+  std::vector<std::string> services;
+  ASSERT_TRUE(ledger::ComputeStats(l->backend(), "svc", "month", kT0 - 4 * kDay, INT64_MAX, &stats,
+                                   &services)
+                  .ok());
+  ASSERT_EQ(stats.size(), 2u) << "January and February 2026; 2025 only for comparison";
+  EXPECT_EQ(stats[0].period, "2026-01");
+  EXPECT_EQ(stats[0].reports, 4);
+  EXPECT_EQ(stats[0].flagged, 2);
+  EXPECT_EQ(stats[0].obligations, 2) << "one duty per flagged report";
+  ASSERT_TRUE(stats[0].has_year_ago);
+  EXPECT_DOUBLE_EQ(stats[0].reports_year_change, 100.0);      // 2 -> 4
+  EXPECT_DOUBLE_EQ(stats[0].obligations_year_change, 100.0);  // 1 -> 2
+  EXPECT_TRUE(stats[0].has_previous) << "December 2025 is counted, if empty";
+  EXPECT_EQ(stats[1].period, "2026-02");
+  EXPECT_EQ(stats[1].obligations, 0);
+  EXPECT_FALSE(stats[1].has_year_ago) << "February 2025 had no reports";
+  EXPECT_EQ(services, std::vector<std::string>{"svc"});
+
+  ASSERT_TRUE(
+      ledger::ComputeStats(l->backend(), "", "year", INT64_MIN, INT64_MAX, &stats, &services).ok());
+  ASSERT_EQ(stats.size(), 2u);
+  EXPECT_EQ(stats[1].period, "2026");
+  EXPECT_EQ(stats[1].obligations, 3) << "both services";
+  EXPECT_TRUE(stats[1].has_year_ago);
+  EXPECT_DOUBLE_EQ(stats[1].obligations_year_change, 200.0);
+  EXPECT_EQ(services, (std::vector<std::string>{"other", "svc"}));
+  std::filesystem::remove_all(dir);
+}
 }  // namespace
 }  // namespace carewatch::duty

@@ -422,23 +422,7 @@ int RunAuditOffline(const std::string& what, const std::string& ledger_url, cons
       Authorize(&ctx, f.token);
       grpc::Status st = remote->GetStats(&ctx, req, &resp);
       if (!st.ok()) return rpc_error(st);
-      for (const auto& p : resp.periods()) {
-        ledger::PeriodStats x;
-        x.period = p.period();
-        x.reports = p.reports();
-        x.flagged = p.flagged();
-        x.breaches = p.breaches();
-        x.findings = p.findings();
-        x.has_previous = p.has_previous();
-        x.reports_change = p.reports_change_percent();
-        x.flagged_change = p.flagged_change_percent();
-        x.breaches_change = p.breaches_change_percent();
-        x.findings_change = p.findings_change_percent();
-        for (const auto& c : p.by_reason()) x.by_reason[c.key()] = c.count();
-        for (const auto& c : p.by_surface()) x.by_surface[c.key()] = c.count();
-        for (const auto& c : p.breaches_by_kind()) x.breaches_by_kind[c.key()] = c.count();
-        stats.push_back(std::move(x));
-      }
+      for (const auto& p : resp.periods()) stats.push_back(ledger::FromProto(p));
     } else {
       s = ledger::ComputeStats(*backend, f.service_id, f.period, from.value_or(INT64_MIN),
                                to.value_or(INT64_MAX), &stats);
@@ -450,12 +434,21 @@ int RunAuditOffline(const std::string& what, const std::string& ledger_url, cons
     for (const auto& p : stats) {
       if (json) {
         std::cout << "{\"period\":\"" << p.period << "\",\"reports\":" << p.reports
-                  << ",\"flagged\":" << p.flagged << ",\"breaches\":" << p.breaches
-                  << ",\"findings\":" << p.findings;
+                  << ",\"flagged\":" << p.flagged << ",\"obligations\":" << p.obligations
+                  << ",\"breaches\":" << p.breaches << ",\"findings\":" << p.findings;
         if (p.has_previous) {
           std::cout << ",\"reports_change_pct\":" << p.reports_change
                     << ",\"flagged_change_pct\":" << p.flagged_change
-                    << ",\"breaches_change_pct\":" << p.breaches_change;
+                    << ",\"obligations_change_pct\":" << p.obligations_change
+                    << ",\"breaches_change_pct\":" << p.breaches_change
+                    << ",\"findings_change_pct\":" << p.findings_change;
+        }
+        if (p.has_year_ago) {
+          std::cout << ",\"reports_year_change_pct\":" << p.reports_year_change
+                    << ",\"flagged_year_change_pct\":" << p.flagged_year_change
+                    << ",\"obligations_year_change_pct\":" << p.obligations_year_change
+                    << ",\"breaches_year_change_pct\":" << p.breaches_year_change
+                    << ",\"findings_year_change_pct\":" << p.findings_year_change;
         }
         std::cout << ",\"by_reason\":{";
         bool first = true;
@@ -477,10 +470,11 @@ int RunAuditOffline(const std::string& what, const std::string& ledger_url, cons
         }
         std::cout << "}}\n";
       } else {
-        std::printf("%-8s reports %8lld  flagged %7lld  breaches %6lld  findings %4lld",
-                    p.period.c_str(), static_cast<long long>(p.reports),
-                    static_cast<long long>(p.flagged), static_cast<long long>(p.breaches),
-                    static_cast<long long>(p.findings));
+        std::printf(
+            "%-8s reports %8lld  flagged %7lld  obligations %7lld  breaches %6lld  findings %4lld",
+            p.period.c_str(), static_cast<long long>(p.reports), static_cast<long long>(p.flagged),
+            static_cast<long long>(p.obligations), static_cast<long long>(p.breaches),
+            static_cast<long long>(p.findings));
         auto kind = [&](const char* k) {
           auto it = p.breaches_by_kind.find(k);
           return static_cast<long long>(it == p.breaches_by_kind.end() ? 0 : it->second);
@@ -489,6 +483,9 @@ int RunAuditOffline(const std::string& what, const std::string& ledger_url, cons
                     kind("late_recorded"));
         if (p.has_previous)
           std::printf("   reports %+.1f%%  breaches %+.1f%%", p.reports_change, p.breaches_change);
+        if (p.has_year_ago)
+          std::printf("   a year before: reports %+.1f%%  breaches %+.1f%%", p.reports_year_change,
+                      p.breaches_year_change);
         std::printf("\n");
       }
     }
