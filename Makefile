@@ -10,12 +10,16 @@ SOAK_EVENTS  ?= 3000000
 SOAK_ROUNDS  ?= 6
 CMAKE_FLAGS  ?=
 
-.PHONY: all deps build test unit-test tsan-test fuzz-smoke run bench soak clean format
+.PHONY: all deps test-deps build test unit-test tsan-test fuzz-smoke run bench soak clean format
 
 all: build
 
 deps:
 	@bash scripts/install-deps.sh
+
+# Headless Chromium for the report's rendering test (not needed to run).
+test-deps:
+	@bash scripts/install-deps.sh --test
 
 $(BUILD)/build.ninja: | deps
 	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS)
@@ -28,7 +32,7 @@ build: deps $(BUILD)/build.ninja
 test: unit-test tsan-test fuzz-smoke
 	@echo "make test: all suites passed"
 
-unit-test: build
+unit-test: build test-deps
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
 tsan-test: deps

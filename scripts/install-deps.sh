@@ -2,6 +2,9 @@
 # Installs every Debian 12 package carewatch builds, tests and runs with.
 # Idempotent: packages already present are skipped, and apt is only called
 # when something is missing.
+#   scripts/install-deps.sh          what carewatch builds and runs with
+#   scripts/install-deps.sh --test   and what `make test` needs besides:
+#                                    headless Chromium, to render the report
 set -euo pipefail
 
 PACKAGES=(
@@ -12,6 +15,9 @@ PACKAGES=(
   libsqlite3-dev sqlite3 openssl python3
   libssl-dev libicu-dev libcli11-dev libspdlog-dev libfmt-dev libcpp-httplib-dev
 )
+if [ "${1:-}" = "--test" ]; then
+  PACKAGES+=(chromium curl)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -39,14 +39,18 @@ Status EvidenceSeqs(LedgerBackend& backend, const v1::Finding& finding,
   if (list.empty()) return Status::NotFound("no events for finding " + finding.finding_id());
   uint64_t last_growth = 0;
   v1::Finding at_growth;
+  int64_t first_window_start = INT64_MAX;
   for (uint64_t seq : list) {
     v1::LedgerEvent e;
     s = ReadOne(backend, seq, &e);
     if (!s.ok()) return s;
     out.insert(seq);
-    if (IsGrowth(e.type()) && seq > last_growth) {
-      last_growth = seq;
-      at_growth = e.finding();
+    if (IsGrowth(e.type())) {
+      first_window_start = std::min(first_window_start, e.finding().window_start().seconds());
+      if (seq > last_growth) {
+        last_growth = seq;
+        at_growth = e.finding();
+      }
     }
   }
   for (const std::string& ob : finding.obligation_ids()) {
@@ -57,8 +61,9 @@ Status EvidenceSeqs(LedgerBackend& backend, const v1::Finding& finding,
   }
   if (last_growth > 0) {
     list.clear();
-    s = backend.DenominatorEvents(finding.service_id(), finding.duty_id(),
-                                  at_growth.window_start().seconds(),
+    // Every window the finding was evaluated over, from the first to the
+    // last: the breach rate can be recounted at any point of its life.
+    s = backend.DenominatorEvents(finding.service_id(), finding.duty_id(), first_window_start,
                                   at_growth.window_end().seconds(), last_growth, &list);
     if (!s.ok()) return s;
     out.insert(list.begin(), list.end());

@@ -15,7 +15,8 @@ namespace carewatch::ledger {
 // The seqs of every event a finding rests on, ascending: its own FINDING_*
 // events; for each of its breaches the report, the obligation, the actions
 // and the breach; the obligations of its breach rate's denominator (opened
-// and decided) at its last update; the ACCOUNTABILITY_CHANGED events before
+// and decided), in every window from the one it opened on to the one of its
+// last update; the ACCOUNTABILITY_CHANGED events before
 // that update; and the RULESET_ACTIVATED in force then (its duty terms fix
 // the thresholds).
 Status EvidenceSeqs(LedgerBackend& backend, const v1::Finding& finding,

@@ -5,7 +5,9 @@
 #include <string>
 #include <vector>
 
+#include "carewatch/v1/service.grpc.pb.h"
 #include "engine/eval/evaluator.h"
+#include "engine/ledger/audit.h"
 #include "engine/rules/loader.h"
 
 namespace grpc {
@@ -42,6 +44,27 @@ struct AuditFilters {
   uint64_t seq = 0, tree_size = 0;      // prove
 };
 
+// Every page of a finding's evidence from a carewatchd, all proved against
+// one checkpoint: the one of `tree_size` (a signed checkpoint's size), or
+// with 0 the one the first page signs.
+Status FetchRemote(v1::Audit::Stub& audit, const std::string& token, const std::string& finding_id,
+                   ledger::Evidence* out, uint64_t tree_size = 0);
+// The verifier key a ledger records about itself (its origin and key).
+Status LocalVerifierKey(ledger::LedgerBackend& backend, std::string* vkey);
+// A finding's evidence as a self-contained bundle file's message.
+v1::EvidenceBundle ToBundle(const ledger::Evidence& ev, const std::string& vkey);
+
+struct ReportOptions {
+  std::string ledger_url, server, token, ca_file;
+  std::string vkey;  // the deployment's published verifier key (or a file with it)
+  std::string service, from, to, period = "month";
+  std::string output = "report.html";
+  std::string pdf;      // also print to this PDF through headless Chromium
+  std::string bundles;  // write each finding's evidence bundle into this directory
+};
+// carewatch report: the evidence report as one self-contained HTML file.
+int RunReport(const ReportOptions& options);
+
 int RunAuditEvidence(const std::string& ledger_url, const AuditFilters& f, bool json);
 int RunAuditEntries(const std::string& ledger_url, const AuditFilters& f, bool json);
 int RunAuditProve(const std::string& ledger_url, const AuditFilters& f, bool json);
@@ -61,9 +84,10 @@ struct ScenarioOptions {
   uint64_t seed = 1;
   double signal_fraction = 0.2;
   int services = 2;
-  std::string miss_service;  // this service misses deadlines...
+  std::string miss_service;  // these services (comma-separated) miss deadlines...
   double miss_rate = 0.0;    // ...on this share of its obligations
   int64_t start_time = 1767607200;
+  int max_gap_seconds = 20;  // between consecutive reports
   std::string output;
 };
 int RunGenScenario(const std::vector<std::string>& rules, const ScenarioOptions& options);

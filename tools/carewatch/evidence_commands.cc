@@ -31,19 +31,22 @@ Status FromGrpc(const grpc::Status& st, const char* what) {
                              server::GrpcCodeName(st.error_code()) + ")");
 }
 
-// Every page of a finding's evidence from a carewatchd, all proved against
-// the checkpoint the first page signed.
+}  // namespace
+
 Status FetchRemote(v1::Audit::Stub& audit, const std::string& token, const std::string& finding_id,
-                   ledger::Evidence* out) {
+                   ledger::Evidence* out, uint64_t tree_size) {
   v1::GetEvidenceRequest req;
   req.set_finding_id(finding_id);
+  req.set_tree_size(tree_size);
+  bool first = true;
   for (;;) {
     v1::GetEvidenceResponse resp;
     grpc::ClientContext ctx;
     Authorize(&ctx, token);
     Status s = FromGrpc(audit.GetEvidence(&ctx, req, &resp), "GetEvidence");
     if (!s.ok()) return s;
-    if (req.tree_size() == 0) {
+    if (first) {
+      first = false;
       out->finding = resp.finding();
       out->checkpoint = resp.checkpoint();
       out->total = resp.total_events();
@@ -62,6 +65,8 @@ Status FetchRemote(v1::Audit::Stub& audit, const std::string& token, const std::
     req.set_page_token(resp.next_page_token());
   }
 }
+
+namespace {
 
 // The same from a ledger file, against its latest signed checkpoint.
 Status FetchLocal(ledger::LedgerBackend& backend, const std::string& finding_id,
@@ -85,6 +90,8 @@ Status FetchLocal(ledger::LedgerBackend& backend, const std::string& finding_id,
       },
       checkpoints.back(), finding_id, 0, SIZE_MAX, out);
 }
+
+}  // namespace
 
 Status LocalVerifierKey(ledger::LedgerBackend& backend, std::string* vkey) {
   std::string pem, origin;
@@ -116,6 +123,8 @@ v1::EvidenceBundle ToBundle(const ledger::Evidence& ev, const std::string& vkey)
   }
   return b;
 }
+
+namespace {
 
 void PrintEvidence(const ledger::Evidence& ev, bool json) {
   if (json) {

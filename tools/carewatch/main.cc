@@ -145,7 +145,11 @@ int main(int argc, char** argv) {
       ->add_option("--services", scenario.services, "Number of services (example-social, ...)")
       ->check(CLI::Range(1, 8));
   gen_scenario->add_option("--miss-service", scenario.miss_service,
-                           "The service that misses deadlines");
+                           "The services that miss deadlines (comma-separated)");
+  gen_scenario
+      ->add_option("--report-gap", scenario.max_gap_seconds,
+                   "Largest gap between consecutive reports, seconds (uniform from 1)")
+      ->check(CLI::Range(1, 86400));
   gen_scenario
       ->add_option("--miss-rate", scenario.miss_rate, "Share of its obligations missed or late")
       ->check(CLI::Range(0.0, 1.0));
@@ -190,6 +194,28 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 1024));
   push_cmd->add_option("--limit", push.limit, "Lines to send (0: all)");
   push_cmd->add_option("--ca", push.ca_file, "CA certificate for a TLS server");
+
+  carewatch::cli::ReportOptions report_opt;
+  auto* report_cmd = app.add_subcommand(
+      "report", "Write the evidence report: one self-contained HTML file (and a PDF)");
+  auto* report_ledger =
+      report_cmd->add_option("--ledger", report_opt.ledger_url, "Ledger URL or file (offline)");
+  auto* report_server =
+      report_cmd->add_option("--server", report_opt.server, "carewatchd HOST:PORT");
+  report_ledger->excludes(report_server);
+  report_cmd->add_option("--token", report_opt.token, "Regulator token (with --server)");
+  report_cmd->add_option("--ca", report_opt.ca_file, "CA certificate for a TLS server");
+  report_cmd->add_option("--vkey", report_opt.vkey,
+                         "The deployment's published verifier key (NAME+ID+KEY), or a file");
+  report_cmd->add_option("--service", report_opt.service, "Only this service (default: all)");
+  report_cmd->add_option("--from", report_opt.from, "From this date or time");
+  report_cmd->add_option("--to", report_opt.to, "Up to this date (inclusive) or time");
+  report_cmd->add_option("--period", report_opt.period, "Trends by month, quarter or year")
+      ->check(CLI::IsMember({"month", "quarter", "year"}));
+  report_cmd->add_option("-o,--output", report_opt.output, "The HTML file (default report.html)");
+  report_cmd->add_option("--pdf", report_opt.pdf, "Also print it to this PDF (headless Chromium)");
+  report_cmd->add_option("--bundles", report_opt.bundles,
+                         "Write each finding's evidence bundle into this directory");
 
   std::string evaluate_file;
   auto* evaluate_cmd =
@@ -288,6 +314,7 @@ int main(int argc, char** argv) {
     return RunActionClient(server, token, action_req, ca_file);
   }
   if (*push_cmd) return RunPush(push);
+  if (*report_cmd) return RunReport(report_opt);
   if (*load_cmd) {
     std::string error;
     auto d = carewatch::rules::ParseDuration(duration, &error);

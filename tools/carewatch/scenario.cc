@@ -5,6 +5,7 @@
 #include <map>
 #include <queue>
 #include <random>
+#include <set>
 
 #include "carewatch/v1/ledger.pb.h"
 #include "engine/eval/report_json.h"
@@ -31,6 +32,14 @@ int RunGenScenario(const std::vector<std::string>& rules, const ScenarioOptions&
   copts.signal_fraction = o.signal_fraction;
   copts.num_services = o.services;
   copts.start_time = o.start_time;
+  copts.max_gap_seconds = o.max_gap_seconds;
+  std::set<std::string> missing;
+  for (size_t start = 0; start < o.miss_service.size();) {
+    size_t end = o.miss_service.find(',', start);
+    if (end == std::string::npos) end = o.miss_service.size();
+    if (end > start) missing.insert(o.miss_service.substr(start, end - start));
+    start = end + 1;
+  }
   corpus::CorpusGenerator gen(copts);
   std::mt19937_64 rng(o.seed ^ 0x5eed);
   std::uniform_real_distribution<double> unit(0, 1);
@@ -77,8 +86,7 @@ int RunGenScenario(const std::vector<std::string>& rules, const ScenarioOptions&
         if (it == window_of.end() || window < it->second) window_of[a] = window;
       }
     }
-    bool miss =
-        !window_of.empty() && report.service_id() == o.miss_service && unit(rng) < o.miss_rate;
+    bool miss = !window_of.empty() && missing.count(report.service_id()) && unit(rng) < o.miss_rate;
     // Of the missing service's reports: half are never acted on; a quarter
     // get actions claimed after the deadline (late); a quarter reach
     // carewatch long after the deadline, report and actions together, the

@@ -1,5 +1,6 @@
 #include "tools/corpus/corpus.h"
 
+#include <algorithm>
 #include <cstdio>
 
 namespace carewatch::corpus {
@@ -101,7 +102,7 @@ std::string CorpusGenerator::Signal() { return Evade(Pick(kSignals)); }
 void CorpusGenerator::Next(v1::ContentReport* r) {
   r->Clear();
   ++counter_;
-  clock_ += std::uniform_int_distribution<int>(1, 20)(rng_);
+  clock_ += std::uniform_int_distribution<int>(1, std::max(1, options_.max_gap_seconds))(rng_);
   int services = std::max(1, std::min<int>(options_.num_services, 8));
   std::string service = kServices[std::uniform_int_distribution<int>(0, services - 1)(rng_)];
   char id[48];

@@ -15,8 +15,10 @@ struct CorpusOptions {
   double signal_fraction = 0.05;
   // Approximate bytes of `text` per report.
   size_t text_bytes = 300;
-  // received_at of the first report; later ones follow a few seconds apart.
+  // received_at of the first report; later ones follow 1..max_gap_seconds
+  // apart (uniformly).
   int64_t start_time = 1767607200;  // 2026-01-05T10:00:00Z
+  int max_gap_seconds = 20;
   int num_services = 4;
 };
 
