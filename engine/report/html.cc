@@ -29,6 +29,8 @@ th { background: var(--faint); }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 code, pre, .hash { font-family: "DejaVu Sans Mono", "Liberation Mono", monospace; font-size: 11.5px; }
 pre { background: var(--faint); padding: 8px; white-space: pre-wrap; word-break: break-all; }
+pre.evidence-events { white-space: pre; overflow-x: auto; font-size: 10.5px; line-height: 1.3; }
+@media print { pre.evidence-events { font-size: 7px; white-space: pre; } }
 .hash { word-break: break-all; }
 dl.facts { display: grid; grid-template-columns: 14em 1fr; gap: 2px 12px; margin: 12px 0; }
 dl.facts dt { font-weight: bold; } dl.facts dd { margin: 0; word-break: break-all; }
@@ -413,34 +415,23 @@ void RenderFindingsTable(const ReportData& d, const std::vector<Timeline>& timel
   o << "</tbody></table></section>";
 }
 
-// At most this many obligations are drawn in a timeline: the finding's own
-// breached ones first, then the others spread over the span.
+// At most this many obligations are drawn in a timeline; beyond it, a sample
+// evenly spaced in deadline order, so the share breached looks as it is.
 constexpr size_t kMaxLanes = 120;
 
 std::vector<const TimelineObligation*> Lanes(const Timeline& t) {
   std::vector<const TimelineObligation*> lanes;
-  if (t.obligations.size() <= kMaxLanes) {
-    for (const auto& o : t.obligations) lanes.push_back(&o);
-    return lanes;
-  }
-  for (const auto& o : t.obligations)
-    if (o.outcome == "breached" && lanes.size() < kMaxLanes) lanes.push_back(&o);
-  std::vector<const TimelineObligation*> rest;
-  for (const auto& o : t.obligations)
-    if (o.outcome != "breached") rest.push_back(&o);
-  size_t room = kMaxLanes - lanes.size();
-  for (size_t k = 0; k < room && !rest.empty(); ++k) lanes.push_back(rest[k * rest.size() / room]);
-  std::sort(lanes.begin(), lanes.end(), [](const auto* a, const auto* b) {
-    return std::tie(a->deadline, a->obligation_id) < std::tie(b->deadline, b->obligation_id);
-  });
-  lanes.erase(std::unique(lanes.begin(), lanes.end()), lanes.end());
+  const size_t n = t.obligations.size();
+  const size_t drawn = std::min(n, kMaxLanes);
+  for (size_t k = 0; k < drawn; ++k) lanes.push_back(&t.obligations[k * n / drawn]);
   return lanes;
 }
 
 std::string TimelineSvg(const v1::Finding& f, const Timeline& t, size_t* drawn) {
   std::vector<const TimelineObligation*> lanes = Lanes(t);
   *drawn = lanes.size();
-  const double w = 1000, left = 150, right = 16, lane_h = 7, lane_gap = 2, ten_h = 16;
+  const double w = 1000, left = 150, right = 16, ten_h = 16;
+  const double lane_h = lanes.size() > 60 ? 4 : 7, lane_gap = lanes.size() > 60 ? 1 : 2;
   const double pw = w - left - right;
   const double ten_top = 26;
   const double ten_total = ten_h * static_cast<double>(std::max<size_t>(1, t.tenures.size()));
@@ -465,13 +456,17 @@ std::string TimelineSvg(const v1::Finding& f, const Timeline& t, size_t* drawn) 
     step = s;
     if ((t.end - t.start) / s <= 12) break;
   }
+  // Ticks show the month and day, and the year where it changes.
+  std::string year;
   for (int64_t at = (t.start / step + 1) * step; at < t.end; at += step) {
+    std::string d = Day(at);
+    std::string label = d.substr(0, 4) != year ? d : d.substr(5);
+    year = d.substr(0, 4);
     o << "<line x1=\"" << X(at) << "\" x2=\"" << X(at) << "\" y1=\"18\" y2=\""
       << Px(rate_top + rate_h) << "\" stroke=\"#ddd\"/><text x=\"" << X(at)
-      << "\" y=\"14\" font-size=\"10\" text-anchor=\"middle\">" << Day(at).substr(5) << "</text>";
+      << "\" y=\"14\" font-size=\"10\" text-anchor=\"middle\">" << label << "</text>";
   }
-  o << "<text x=\"4\" y=\"14\" font-size=\"10\" font-weight=\"bold\">" << Day(t.start).substr(0, 4)
-    << " (UTC)</text>";
+  o << "<text x=\"4\" y=\"14\" font-size=\"10\" font-weight=\"bold\">Dates (UTC)</text>";
   // Accountable people's tenures.
   o << "<text x=\"4\" y=\"" << Px(ten_top + 11) << "\" font-size=\"10\" font-weight=\"bold\">"
     << "Accountable</text>";
@@ -611,13 +606,14 @@ void RenderFindingDetails(const ReportData& d, const std::vector<Timeline>& time
     }
     o << "<figure class=\"timeline\">" << svg << "<figcaption>Each bar is an obligation, from the "
       << "report's receipt to its deadline; circles are the actions the platform recorded (at "
-      << "the time it claims), crosses the breaches. Dashed lines mark changes of the accountable "
-      << "person. The lower line is the share of obligations due in the preceding "
+      << "the time it claims), crosses the breaches. The bands above are the "
+      << "accountable people's tenures; dotted lines mark where they begin and end. The lower line is the share of obligations due in the preceding "
       << rules::FormatDuration(t.window_seconds)
       << " that were breached, recounted from the evidence at each deadline, against the "
          "threshold. "
       << drawn << " of " << t.obligations.size() << " obligations in the evidence drawn"
-      << (drawn < t.obligations.size() ? " (every breached one first)" : "") << ": " << breached
+      << (drawn < t.obligations.size() ? " (evenly spaced in time; the rate counts them all)" : "")
+      << ": " << breached
       << " breached, " << met << " met or discharged.</figcaption></figure>";
     if (!t.rate.empty()) {
       o << "<details><summary>Breach rate at each deadline (" << t.rate.size()
@@ -651,17 +647,22 @@ void RenderAppendix(const ReportData& d, std::ostringstream& o) {
                                  : "<code>" + Escape(fe.bundle_file) + "</code>")
       << ". Check: <span class=\"" << (fe.verified ? "good" : "bad") << "\">" << Escape(fe.message)
       << "</span></p>";
-    o << "<table class=\"evidence-events\"><thead><tr><th class=\"num\">Seq</th><th>Time</th>"
-         "<th>Recorded</th><th>Kind</th><th>Leaf hash</th></tr></thead><tbody>";
+    // Plain aligned lines: thousands of events lay out and print far faster
+    // than a table, and copy into a terminal as they are.
+    o << "<pre class=\"evidence-events\">" << "     seq  time (claimed/decided)  recorded at          "
+      << "kind                    leaf hash\n";
     for (const auto& it : fe.items) {
-      o << "<tr><td class=\"num\">" << it.event.seq << "</td><td>"
-        << When(it.parsed.time().seconds()) << "</td><td>"
-        << (it.parsed.has_recorded_at() ? When(it.parsed.recorded_at().seconds())
-                                        : std::string("&#8211;"))
-        << "</td><td>" << v1::EventType_Name(it.parsed.type()) << "</td><td class=\"hash\">"
-        << HexEncode(it.event.leaf_hash) << "</td></tr>";
+      char line[160];
+      std::snprintf(line, sizeof line, "%8llu  %-20s  %-19s  %-22s  ",
+                    static_cast<unsigned long long>(it.event.seq),
+                    rules::FormatDateTime(it.parsed.time().seconds()).c_str(),
+                    it.parsed.has_recorded_at()
+                        ? rules::FormatDateTime(it.parsed.recorded_at().seconds()).c_str()
+                        : "-",
+                    v1::EventType_Name(it.parsed.type()).c_str());
+      o << line << HexEncode(it.event.leaf_hash) << "\n";
     }
-    o << "</tbody></table></section>";
+    o << "</pre></section>";
   }
   o << "</section>";
 }

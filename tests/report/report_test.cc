@@ -198,7 +198,7 @@ TEST(ReportHtml, BundleFileNamesStayInTheirDirectory) {
   EXPECT_EQ(BundleFileName("../../etc/x"), "finding-.._.._etc_x.json");
 }
 
-TEST(ReportHtml, ALongFindingDrawsItsBreachesFirstWithinTheLaneLimit) {
+TEST(ReportHtml, ALongFindingDrawsAnEvenSampleWithinTheLaneLimit) {
   FindingEvidence fe = Sample();
   uint64_t seq = 100;
   for (int i = 0; i < 300; ++i) {
@@ -220,8 +220,10 @@ TEST(ReportHtml, ALongFindingDrawsItsBreachesFirstWithinTheLaneLimit) {
     if (html.compare(at, breached_lane.size(), breached_lane) == 0) ++breached;
   }
   EXPECT_EQ(drawn, 120u);
-  EXPECT_EQ(breached, 102u) << "every breached obligation (100 + the sample's 2) is drawn";
-  EXPECT_NE(html.find("120 of 304 obligations in the evidence drawn (every breached one first)"),
+  // 102 of the 304 are breached (a third): so are about a third of those drawn.
+  EXPECT_GE(breached, 36u);
+  EXPECT_LE(breached, 44u);
+  EXPECT_NE(html.find("120 of 304 obligations in the evidence drawn (evenly spaced in time"),
             std::string::npos);
 }
 
