@@ -60,12 +60,13 @@ fuzz-smoke: deps
 run: build
 	@bash scripts/run.sh $(BUILD)
 
-bench: build
+bench: build test-deps
 	$(BUILD)/tools/carewatch_bench
 	$(BUILD)/tools/carewatch_bench_ledger
 	tools/bench/bench_replay.sh 1000000 $(BUILD)
 	tools/bench/bench_server.sh 10 $(BUILD)
 	tools/bench/bench_state.sh $(BUILD) 100000 1000000
+	tools/bench/bench_report.sh $(BUILD)
 
 # A bounded long run: SOAK_EVENTS scenario lines through a real carewatchd in
 # SOAK_ROUNDS rounds, sampling RSS and restart time after each (docs/performance.md).

@@ -56,6 +56,8 @@ section.finding-detail { break-before: page; }
   section#trends, section#findings, section#appendix { break-before: page; }
   a { color: inherit; text-decoration: none; }
   figure.chart { width: 48%; }
+  /* Closed details (the rate tables) print open: paper has no click. */
+  details::details-content { content-visibility: visible; display: block; }
 }
 @page { size: A4; margin: 14mm 12mm; }
 )css";
