@@ -29,8 +29,10 @@ th { background: var(--faint); }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 code, pre, .hash { font-family: "DejaVu Sans Mono", "Liberation Mono", monospace; font-size: 11.5px; }
 pre { background: var(--faint); padding: 8px; white-space: pre-wrap; word-break: break-all; }
+pre.rate-table { columns: 2; font-size: 10.5px; }
 pre.evidence-events { white-space: pre; overflow-x: auto; font-size: 10.5px; line-height: 1.3; }
-@media print { pre.evidence-events { font-size: 7px; white-space: pre; } }
+@media print { pre.evidence-events { font-size: 7px; white-space: pre; }
+               pre.rate-table { columns: 3; font-size: 7px; } }
 .hash { word-break: break-all; }
 dl.facts { display: grid; grid-template-columns: 14em 1fr; gap: 2px 12px; margin: 12px 0; }
 dl.facts dt { font-weight: bold; } dl.facts dd { margin: 0; word-break: break-all; }
@@ -609,25 +611,24 @@ void RenderFindingDetails(const ReportData& d, const std::vector<Timeline>& time
     o << "<figure class=\"timeline\">" << svg << "<figcaption>Each bar is an obligation, from the "
       << "report's receipt to its deadline; circles are the actions the platform recorded (at "
       << "the time it claims), crosses the breaches. The bands above are the "
-      << "accountable people's tenures; dotted lines mark where they begin and end. The lower line is the share of obligations due in the preceding "
+      << "accountable people's tenures; dotted lines mark where they begin and end. The lower line "
+         "is the share of obligations due in the preceding "
       << rules::FormatDuration(t.window_seconds)
       << " that were breached, recounted from the evidence at each deadline, against the "
          "threshold. "
       << drawn << " of " << t.obligations.size() << " obligations in the evidence drawn"
       << (drawn < t.obligations.size() ? " (evenly spaced in time; the rate counts them all)" : "")
-      << ": " << breached
-      << " breached, " << met << " met or discharged.</figcaption></figure>";
+      << ": " << breached << " breached, " << met << " met or discharged.</figcaption></figure>";
     if (!t.rate.empty()) {
       o << "<details><summary>Breach rate at each deadline (" << t.rate.size()
-        << " points)</summary><table class=\"rate-table\"><thead><tr><th>Window end</th><th "
-           "class=\"num\">Due</th><th class=\"num\">Breached</th><th "
-           "class=\"num\">Rate</th></tr></thead><tbody>";
+        << " points)</summary><pre class=\"rate-table\">";
       for (const auto& p : t.rate) {
-        o << "<tr><td>" << When(p.at) << "</td><td class=\"num\">" << p.due
-          << "</td><td class=\"num\">" << p.breached << "</td><td class=\"num\">" << Pct(p.rate)
-          << "</td></tr>";
+        char line[96];
+        std::snprintf(line, sizeof line, "%s  %5d of %5d due  %6s\n", When(p.at).c_str(),
+                      p.breached, p.due, Pct(p.rate).c_str());
+        o << line;
       }
-      o << "</tbody></table></details>";
+      o << "</pre></details>";
     }
     o << "</section>";
   }
@@ -651,7 +652,8 @@ void RenderAppendix(const ReportData& d, std::ostringstream& o) {
       << "</span></p>";
     // Plain aligned lines: thousands of events lay out and print far faster
     // than a table, and copy into a terminal as they are.
-    o << "<pre class=\"evidence-events\">" << "     seq  time (claimed/decided)  recorded at          "
+    o << "<pre class=\"evidence-events\">"
+      << "     seq  time (claimed/decided)  recorded at          "
       << "kind                    leaf hash\n";
     for (const auto& it : fe.items) {
       char line[160];
