@@ -13,6 +13,7 @@
 namespace grpc {
 class Channel;
 class ClientContext;
+class Status;
 }  // namespace grpc
 
 namespace carewatch::cli {
@@ -44,6 +45,8 @@ struct AuditFilters {
   uint64_t seq = 0, tree_size = 0;      // prove
 };
 
+// A failed call as a Status: "WHAT: message (CODE_NAME)".
+Status FromGrpc(const grpc::Status& st, const char* what);
 // Every page of a finding's evidence from a carewatchd, all proved against
 // one checkpoint: the one of `tree_size` (a signed checkpoint's size), or
 // with 0 the one the first page signs.

@@ -23,15 +23,11 @@
 
 namespace carewatch::cli {
 
-namespace {
-
 Status FromGrpc(const grpc::Status& st, const char* what) {
   if (st.ok()) return Status::Ok();
   return Status::Unavailable(std::string(what) + ": " + st.error_message() + " (" +
                              server::GrpcCodeName(st.error_code()) + ")");
 }
-
-}  // namespace
 
 Status FetchRemote(v1::Audit::Stub& audit, const std::string& token, const std::string& finding_id,
                    ledger::Evidence* out, uint64_t tree_size) {

@@ -20,18 +20,11 @@
 #include "engine/ledger/verify.h"
 #include "engine/report/report.h"
 #include "engine/rules/duration.h"
-#include "engine/server/metrics.h"
 #include "tools/carewatch/common.h"
 
 namespace carewatch::cli {
 
 namespace {
-
-Status FromGrpc(const grpc::Status& st, const char* what) {
-  if (st.ok()) return Status::Ok();
-  return Status::Unavailable(std::string(what) + ": " + st.error_message() + " (" +
-                             server::GrpcCodeName(st.error_code()) + ")");
-}
 
 // Where the report's data come from: a ledger file or a carewatchd.
 class Source {
