@@ -9,7 +9,6 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <regex>
 #include <set>
 #include <sstream>
 
@@ -125,18 +124,52 @@ int FindExcessiveNesting(const std::string& text, int limit) {
   return 0;
 }
 
-const std::regex& PackNamePattern() {
-  static const std::regex re("^[a-z0-9.-]+$");
-  return re;
+// Ids and pack names: short, and of a defined character set, checked by
+// plain loops (std::regex recurses per character and overflows the stack
+// on long input).
+constexpr size_t kMaxIdBytes = 128;
+constexpr size_t kMaxPackNameBytes = 64;
+
+bool IsAlnum(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
 }
-const std::regex& IdPattern() {
-  static const std::regex re("^[A-Za-z0-9][A-Za-z0-9._-]*$");
-  return re;
+
+// What a diagnostic shows of a value: at most 40 bytes of it (cut on a
+// character boundary) and its length when longer.
+std::string Excerpt(const std::string& s) {
+  if (s.size() <= 40) return s;
+  size_t cut = 40;
+  while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;
+  return s.substr(0, cut) + "... (" + std::to_string(s.size()) + " bytes)";
+}
+
+// Empty when `id` is a valid rule or duty id, else why not.
+std::string IdProblem(const std::string& what, const std::string& id) {
+  if (id.size() > kMaxIdBytes) {
+    return what + " '" + Excerpt(id) + "' is longer than " + std::to_string(kMaxIdBytes) + " bytes";
+  }
+  bool ok = !id.empty() && IsAlnum(id[0]);
+  for (char c : id) ok = ok && (IsAlnum(c) || c == '.' || c == '_' || c == '-');
+  if (ok) return "";
+  return what + " '" + Excerpt(id) +
+         "' may use letters, digits, '.', '_' and '-', and starts with a letter or digit";
+}
+
+std::string PackNameProblem(const std::string& name) {
+  if (name.size() > kMaxPackNameBytes) {
+    return "pack name '" + Excerpt(name) + "' is longer than " + std::to_string(kMaxPackNameBytes) +
+           " bytes";
+  }
+  bool ok = !name.empty();
+  for (char c : name)
+    ok = ok && ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '-');
+  return ok ? "" : "pack name '" + Excerpt(name) + "' must match [a-z0-9.-]+";
 }
 
 class Loader {
  public:
-  explicit Loader(const FileReader& reader) : reader_(reader) {}
+  Loader(const FileReader& reader, const LoadOptions& options)
+      : reader_(reader), options_(options) {}
 
   void AddFile(const SourceFile& file);
   LoadResult Finish();
@@ -187,6 +220,7 @@ class Loader {
   void CheckConditionRefs(const Condition& c, const Rule& rule);
 
   const FileReader& reader_;
+  const LoadOptions options_;
   std::string file_;
   std::string rule_id_;
   size_t condition_nodes_ = 0;
@@ -210,14 +244,14 @@ bool Loader::CheckMap(const YAML::Node& node, const char* what,
     }
     const std::string& key = kv.first.Scalar();
     if (!seen.insert(key).second) {
-      Error(kv.first, "duplicate key '" + key + "' in " + what);
+      Error(kv.first, "duplicate key '" + Excerpt(key) + "' in " + what);
     }
     bool known = false;
     for (const char* a : allowed) known = known || key == a;
     if (!known) {
       std::string list;
       for (const char* a : allowed) list += std::string(list.empty() ? "" : ", ") + a;
-      Error(kv.first, "unknown key '" + key + "' in " + what + " (allowed: " + list + ")");
+      Error(kv.first, "unknown key '" + Excerpt(key) + "' in " + what + " (allowed: " + list + ")");
     }
   }
   return true;
@@ -360,7 +394,8 @@ void Loader::ParseAccountability(const YAML::Node& root) {
     if (GetString(item, "from", &from, true)) {
       auto t = ParseDateTime(from);
       if (!t) {
-        Error(item["from"], "bad date '" + from + "': expected YYYY-MM-DD or an RFC 3339 time");
+        Error(item["from"],
+              "bad date '" + Excerpt(from) + "': expected YYYY-MM-DD or an RFC 3339 time");
         ok = false;
       } else {
         a.from = *t;
@@ -371,7 +406,8 @@ void Loader::ParseAccountability(const YAML::Node& root) {
     if (GetString(item, "to", &to, false)) {
       auto t = ParseDateTime(to);
       if (!t) {
-        Error(item["to"], "bad date '" + to + "': expected YYYY-MM-DD or an RFC 3339 time");
+        Error(item["to"],
+              "bad date '" + Excerpt(to) + "': expected YYYY-MM-DD or an RFC 3339 time");
         ok = false;
       } else {
         // A date without a time names the last day in post: the tenure
@@ -393,14 +429,14 @@ void Loader::ParsePack(const YAML::Node& root, const std::string& content) {
   if (!CheckMap(root, "a rule pack", {"pack", "version", "duties", "lists", "rules"})) return;
   PackInfo info;
   info.file = file_;
-  if (GetString(root, "pack", &info.name, true) &&
-      !std::regex_match(info.name, PackNamePattern())) {
-    Error(root["pack"], "pack name '" + info.name + "' must match [a-z0-9.-]+");
+  if (GetString(root, "pack", &info.name, true)) {
+    std::string problem = PackNameProblem(info.name);
+    if (!problem.empty()) Error(root["pack"], problem);
   }
   GetString(root, "version", &info.version, true);
   for (const PackInfo& p : builder_.packs()) {
     if (!info.name.empty() && p.name == info.name) {
-      Error(root["pack"], "pack '" + info.name + "' is already loaded from " + p.file);
+      Error(root["pack"], "pack '" + Excerpt(info.name) + "' is already loaded from " + p.file);
     }
   }
   builder_.packs().push_back(info);
@@ -435,7 +471,7 @@ void Loader::CheckActions(const YAML::Node& at, const std::vector<std::string>& 
   if (actions.empty()) Error(at, "'actions' must name at least one action");
   std::set<std::string> seen;
   for (const std::string& a : actions) {
-    if (!seen.insert(a).second) Error(at, "action '" + a + "' is listed twice");
+    if (!seen.insert(a).second) Error(at, "action '" + Excerpt(a) + "' is listed twice");
     if (a == kReviewedNotIllegal) {
       Error(at, "'reviewed_not_illegal' discharges an obligation; it cannot be a required action");
     } else if (!IsKnownAction(a)) {
@@ -455,13 +491,14 @@ void Loader::ParseDuty(const YAML::Node& node) {
   Duty d;
   d.pos = PosOf(node);
   if (!GetString(node, "id", &d.id, true)) return;
-  if (!std::regex_match(d.id, IdPattern())) {
-    Error(node["id"], "duty id '" + d.id + "' may use letters, digits, '.', '_' and '-'");
+  if (std::string problem = IdProblem("duty id", d.id); !problem.empty()) {
+    Error(node["id"], problem);
+    return;
   }
   auto prev = duty_defs_.find(d.id);
   if (prev != duty_defs_.end()) {
-    Error(node["id"], "duty '" + d.id + "' is already defined at " + prev->second.file + ":" +
-                          std::to_string(prev->second.line));
+    Error(node["id"], "duty '" + Excerpt(d.id) + "' is already defined at " + prev->second.file +
+                          ":" + std::to_string(prev->second.line));
     return;
   }
   duty_defs_[d.id] = PosOf(node["id"]);
@@ -520,7 +557,7 @@ void Loader::ParseList(const std::string& name, const YAML::Node& key, const YAM
   list.pos = PosOf(key);
   auto prev = list_defs_.find(name);
   if (prev != list_defs_.end()) {
-    Error(key, "list '" + name + "' is already defined at " + prev->second.file + ":" +
+    Error(key, "list '" + Excerpt(name) + "' is already defined at " + prev->second.file + ":" +
                    std::to_string(prev->second.line));
     return;
   }
@@ -532,12 +569,21 @@ void Loader::ParseList(const std::string& name, const YAML::Node& key, const YAM
     } else if (kind == "hash") {
       list.kind = ListDef::Kind::kHash;
     } else {
-      Error(node["kind"], "list kind '" + kind + "' must be url or hash");
+      Error(node["kind"], "list kind '" + Excerpt(kind) + "' must be url or hash");
       return;
     }
   }
   if (!GetString(node, "file", &file, true)) return;
   fs::path p(file);
+  if (!options_.lists_anywhere) {
+    fs::path normal = p.lexically_normal();
+    if (p.is_absolute() || normal.empty() || *normal.begin() == "..") {
+      Error(node["file"], "list file '" + Excerpt(file) +
+                              "' is outside the pack's directory: give a path under it (lists "
+                              "elsewhere need the lists_anywhere setting)");
+      return;
+    }
+  }
   if (p.is_relative()) p = fs::path(file_).parent_path() / p;
   list.path = p.lexically_normal().string();
   std::string error;
@@ -564,18 +610,23 @@ void Loader::ParseList(const std::string& name, const YAML::Node& key, const YAM
     if (line.empty()) continue;
     if (list.kind == ListDef::Kind::kHash &&
         !std::all_of(line.begin(), line.end(), [](unsigned char c) { return std::isxdigit(c); })) {
-      Error(SourcePos{list.path, lineno, 1}, "hash list entry '" + line + "' is not a hex digest");
+      Error(SourcePos{list.path, lineno, 1},
+            "hash list entry '" + Excerpt(line) + "' is not a hex digest");
       continue;
     }
     list.entries.push_back(line);
   }
-  if (list.entries.empty()) Warn(node["file"], "list '" + name + "' has no entries");
+  if (list.entries.empty()) Warn(node["file"], "list '" + Excerpt(name) + "' has no entries");
   builder_.lists().push_back(std::move(list));
 }
 
 void Loader::ParseRule(const YAML::Node& node, const std::string& pack) {
   rule_id_.clear();
-  if (node.IsMap() && node["id"] && node["id"].IsScalar()) rule_id_ = node["id"].Scalar();
+  // Diagnostics name the rule only by a valid id.
+  if (node.IsMap() && node["id"] && node["id"].IsScalar() &&
+      IdProblem("rule id", node["id"].Scalar()).empty()) {
+    rule_id_ = node["id"].Scalar();
+  }
   if (!CheckMap(node, "a rule",
                 {"id", "title", "duty", "severity", "when", "obligation", "tests"})) {
     return;
@@ -584,14 +635,15 @@ void Loader::ParseRule(const YAML::Node& node, const std::string& pack) {
   r.pack = pack;
   r.pos = PosOf(node);
   if (!GetString(node, "id", &r.id, true)) return;
-  rule_id_ = r.id;
-  if (!std::regex_match(r.id, IdPattern())) {
-    Error(node["id"], "rule id '" + r.id + "' may use letters, digits, '.', '_' and '-'");
+  if (std::string problem = IdProblem("rule id", r.id); !problem.empty()) {
+    Error(node["id"], problem);
+    return;
   }
+  rule_id_ = r.id;
   auto prev = rule_defs_.find(r.id);
   if (prev != rule_defs_.end()) {
-    Error(node["id"], "rule id '" + r.id + "' is already defined at " + prev->second.file + ":" +
-                          std::to_string(prev->second.line));
+    Error(node["id"], "rule id '" + Excerpt(r.id) + "' is already defined at " + prev->second.file +
+                          ":" + std::to_string(prev->second.line));
     return;
   }
   rule_defs_[r.id] = PosOf(node["id"]);
@@ -608,7 +660,8 @@ void Loader::ParseRule(const YAML::Node& node, const std::string& pack) {
     else if (severity == "critical")
       r.severity = Severity::kCritical;
     else
-      Error(node["severity"], "severity '" + severity + "' must be low, medium, high or critical");
+      Error(node["severity"],
+            "severity '" + Excerpt(severity) + "' must be low, medium, high or critical");
   }
   bool when_ok = false;
   if (YAML::Node when = node["when"]) {
@@ -699,7 +752,7 @@ bool Loader::ParseCondition(const YAML::Node& node, int depth, Condition* out) {
     if (n.empty() || *end != '\0' || v < 1 || v > static_cast<long>(out->children.size())) {
       Error(node["at_least"], "at_least must be a whole number from 1 to " +
                                   std::to_string(out->children.size()) +
-                                  " (the number of conditions in 'of'), not '" + n + "'");
+                                  " (the number of conditions in 'of'), not '" + Excerpt(n) + "'");
       return false;
     }
     out->at_least = static_cast<int>(v);
@@ -785,8 +838,8 @@ bool Loader::ParseLeaf(const YAML::Node& node, Condition* out) {
         else if (f == "ucp")
           out->regex_flags |= kUcp;
         else {
-          Error(node["flags"],
-                "unknown flag '" + f + "' (flags: case_sensitive, dotall, multiline, ucp)");
+          Error(node["flags"], "unknown flag '" + Excerpt(f) +
+                                   "' (flags: case_sensitive, dotall, multiline, ucp)");
           return false;
         }
       }
@@ -797,7 +850,7 @@ bool Loader::ParseLeaf(const YAML::Node& node, Condition* out) {
     }
     std::string problem = CheckPattern(out->regex, out->regex_flags);
     if (!problem.empty()) {
-      Error(value, "bad regex '" + out->regex + "': " + problem);
+      Error(value, "bad regex '" + Excerpt(out->regex) + "': " + problem);
       return false;
     }
     return true;
@@ -835,7 +888,8 @@ bool Loader::ParseLeaf(const YAML::Node& node, Condition* out) {
       if (!known.empty() && std::find(known.begin(), known.end(), v) == known.end()) {
         std::string list;
         for (const auto& k : known) list += (list.empty() ? "" : " ") + k;
-        Warn(value, "unknown " + out->field_name + " value '" + v + "' (known: " + list + ")");
+        Warn(value,
+             "unknown " + out->field_name + " value '" + Excerpt(v) + "' (known: " + list + ")");
       }
     }
     return true;
@@ -844,7 +898,7 @@ bool Loader::ParseLeaf(const YAML::Node& node, Condition* out) {
     out->kind = Condition::Kind::kInList;
     if (out->field != Field::kUrl && out->field != Field::kHash) {
       Error(node["field"],
-            "in_list applies to the url and hash fields, not '" + out->field_name + "'");
+            "in_list applies to the url and hash fields, not '" + Excerpt(out->field_name) + "'");
       return false;
     }
     return AsString(value, "in_list", &out->list);
@@ -922,7 +976,7 @@ void Loader::ParseTest(const YAML::Node& node, RuleTest* out) {
     else if (expect == "no_match")
       out->expect_match = false;
     else {
-      Error(node["expect"], "expect must be match or no_match, not '" + expect + "'");
+      Error(node["expect"], "expect must be match or no_match, not '" + Excerpt(expect) + "'");
       return;
     }
   }
@@ -935,7 +989,8 @@ void Loader::ParseTest(const YAML::Node& node, RuleTest* out) {
       if (!CheckMap(a, "a test action", {"action", "after"})) return;
       RuleTest::Action act;
       if (!GetString(a, "action", &act.action, true)) return;
-      if (!IsKnownAction(act.action)) Warn(a["action"], "unknown action '" + act.action + "'");
+      if (!IsKnownAction(act.action))
+        Warn(a["action"], "unknown action '" + Excerpt(act.action) + "'");
       std::string after;
       if (GetString(a, "after", &after, false) && after != "0" && after != "0s") {
         std::string error;
@@ -957,8 +1012,9 @@ void Loader::ParseTest(const YAML::Node& node, RuleTest* out) {
   if (GetString(node, "expect_obligation", &out->expect_obligation, false)) {
     const std::string& e = out->expect_obligation;
     if (e != "open" && e != "met" && e != "discharged" && e != "breached") {
-      Error(node["expect_obligation"],
-            "expect_obligation must be open, met, discharged or breached, not '" + e + "'");
+      Error(
+          node["expect_obligation"],
+          "expect_obligation must be open, met, discharged or breached, not '" + Excerpt(e) + "'");
       return;
     }
   }
@@ -976,11 +1032,11 @@ void Loader::CheckConditionRefs(const Condition& c, const Rule& rule) {
       if (l.name == c.list) list = &l;
     }
     if (!list) {
-      Error(c.pos, "unknown list '" + c.list + "'");
+      Error(c.pos, "unknown list '" + Excerpt(c.list) + "'");
     } else if ((list->kind == ListDef::Kind::kUrl) != (c.field == Field::kUrl)) {
-      Error(c.pos, "list '" + c.list + "' holds " +
+      Error(c.pos, "list '" + Excerpt(c.list) + "' holds " +
                        (list->kind == ListDef::Kind::kUrl ? "URLs" : "hashes") +
-                       " and cannot match field '" + c.field_name + "'");
+                       " and cannot match field '" + Excerpt(c.field_name) + "'");
     }
   }
   for (const Condition& child : c.children) CheckConditionRefs(child, rule);
@@ -991,7 +1047,7 @@ void Loader::CrossCheck() {
     rule_id_ = r.id;
     file_ = r.pos.file;
     if (!r.duty.empty() && duty_defs_.find(r.duty) == duty_defs_.end()) {
-      Error(r.duty_pos, "rule refers to undefined duty '" + r.duty + "'");
+      Error(r.duty_pos, "rule refers to undefined duty '" + Excerpt(r.duty) + "'");
     }
     CheckConditionRefs(r.when, r);
     if (r.tests.empty()) Warn(r.pos, "rule has no tests");
@@ -1001,8 +1057,8 @@ void Loader::CrossCheck() {
   for (const Accountability& a : builder_.accountability()) {
     if (a.duty_pattern == "*" || a.duty_pattern.find('*') != std::string::npos) continue;
     if (!builder_.rules().empty() && duty_defs_.find(a.duty_pattern) == duty_defs_.end()) {
-      Warn(a.pos,
-           "accountability names duty '" + a.duty_pattern + "', which no loaded pack defines");
+      Warn(a.pos, "accountability names duty '" + Excerpt(a.duty_pattern) +
+                      "', which no loaded pack defines");
     }
   }
 }
@@ -1052,13 +1108,14 @@ LoadResult Loader::Finish() {
 
 }  // namespace
 
-LoadResult LoadRuleSetFromSources(const std::vector<SourceFile>& files, const FileReader& reader) {
-  Loader loader(reader);
+LoadResult LoadRuleSetFromSources(const std::vector<SourceFile>& files, const FileReader& reader,
+                                  const LoadOptions& options) {
+  Loader loader(reader, options);
   for (const SourceFile& f : files) loader.AddFile(f);
   return loader.Finish();
 }
 
-LoadResult LoadRuleSet(const std::vector<std::string>& paths) {
+LoadResult LoadRuleSet(const std::vector<std::string>& paths, const LoadOptions& options) {
   std::vector<SourceFile> files;
   std::vector<Diagnostic> early;
   for (const std::string& path : paths) {
@@ -1089,7 +1146,7 @@ LoadResult LoadRuleSet(const std::vector<std::string>& paths) {
       files.push_back({name, std::move(*content)});
     }
   }
-  LoadResult result = LoadRuleSetFromSources(files, ReadFileToString);
+  LoadResult result = LoadRuleSetFromSources(files, ReadFileToString, options);
   if (!early.empty()) {
     result.diagnostics.insert(result.diagnostics.begin(), early.begin(), early.end());
     result.ruleset.reset();

@@ -40,14 +40,22 @@ inline constexpr int kMaxConditionDepth = 64;
 inline constexpr size_t kMaxConditionNodes = 200000;
 inline constexpr size_t kMaxTestReportBytes = 1u << 20;
 
+struct LoadOptions {
+  // A list's `file:` must be a relative path inside the pack's directory
+  // (checked on the path's text: no absolute path, no way up with '..').
+  // True allows any path the process can read.
+  bool lists_anywhere = false;
+};
+
 // Loads packs from files and directories (every *.yaml / *.yml directly in a
 // directory, in name order). Files whose top-level key is `accountability`
 // are accountability files. Never throws.
-LoadResult LoadRuleSet(const std::vector<std::string>& paths);
+LoadResult LoadRuleSet(const std::vector<std::string>& paths, const LoadOptions& options = {});
 
 // Loads packs given as text (for the Rules gRPC service and fuzzing); list
 // files are read through `reader`, relative to each pack's path.
-LoadResult LoadRuleSetFromSources(const std::vector<SourceFile>& files, const FileReader& reader);
+LoadResult LoadRuleSetFromSources(const std::vector<SourceFile>& files, const FileReader& reader,
+                                  const LoadOptions& options = {});
 
 }  // namespace carewatch::rules
 

@@ -39,11 +39,11 @@ Status LoadConfigFile(const std::string& path, ServerConfig* c) {
   if (!root || root.IsNull()) return Status::Ok();
   if (!root.IsMap()) return Status::InvalidArgument(path + ": the config must be a mapping");
   const std::set<std::string> known = {
-      "listen",     "rules",     "accountability",    "ledger",          "tokens",
-      "tls_cert",   "tls_key",   "tls_client_ca",     "metrics",         "signing_key",
-      "hmac_key",   "cache_dir", "max_message_bytes", "max_field_bytes", "max_urls",
-      "max_hashes", "workers",   "sweep_interval_ms", "max_clock_skew",  "origin",
-      "retention"};
+      "listen",     "rules",         "accountability",    "ledger",          "tokens",
+      "tls_cert",   "tls_key",       "tls_client_ca",     "metrics",         "signing_key",
+      "hmac_key",   "cache_dir",     "max_message_bytes", "max_field_bytes", "max_urls",
+      "max_hashes", "workers",       "sweep_interval_ms", "max_clock_skew",  "origin",
+      "retention",  "lists_anywhere"};
   try {
     for (const auto& kv : root) {
       std::string key = kv.first.as<std::string>();
@@ -110,7 +110,11 @@ Status LoadConfigFile(const std::string& path, ServerConfig* c) {
           c->sweep_interval_ms = num();
         else if (key == "origin")
           c->origin = str();
-        else if (key == "retention") {
+        else if (key == "lists_anywhere") {
+          std::string b = str();
+          if (b != "true" && b != "false") throw std::invalid_argument(b);
+          c->lists_anywhere = b == "true";
+        } else if (key == "retention") {
           std::string error;
           auto d = rules::ParseDuration(str(), &error);
           if (!d) return Status::InvalidArgument(Where(path, v) + ": retention: " + error);

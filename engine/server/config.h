@@ -40,6 +40,8 @@ struct ServerConfig {
   // verifier key ("" : the one the ledger recorded, else derived from the
   // key). Name the deployment, e.g. "carewatch.example-social.com/ledger".
   std::string origin;
+  // List files named by packs may lie outside their pack's directory.
+  bool lists_anywhere = false;
 
   // Not a setting: the server's clock (unix seconds) for in-process tests.
   // Unset: the wall clock.

@@ -790,7 +790,9 @@ Status Server::Reload(std::vector<std::string>* diagnostics) {
   std::lock_guard<std::mutex> lock(state_->reload_mu);
   std::vector<std::string> paths = config_.rules;
   paths.insert(paths.end(), config_.accountability.begin(), config_.accountability.end());
-  rules::LoadResult loaded = rules::LoadRuleSet(paths);
+  rules::LoadOptions load_options;
+  load_options.lists_anywhere = config_.lists_anywhere;
+  rules::LoadResult loaded = rules::LoadRuleSet(paths, load_options);
   for (const auto& d : loaded.diagnostics) {
     if (d.level == rules::Diagnostic::Level::kError && diagnostics)
       diagnostics->push_back(d.ToString());

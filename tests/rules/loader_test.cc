@@ -433,5 +433,68 @@ TEST(Loader, AliasBombInATestReportIsRefused) {
       13, 17, "test report is too large", "r1");
 }
 
+TEST(Loader, HugeIdsAreRefusedBrieflyWithoutRecursion) {
+  // A 200,000-character pack name, duty id and rule id: each is one precise
+  // error quoting 40 bytes of it (std::regex used to overflow the stack).
+  const std::string huge(200000, 'a');
+  LoadResult r =
+      LoadPack("pack: " + huge + "\nversion: \"1\"\nduties:\n  - {id: " + huge +
+               ", deadline: 24h, actions: [remove_content]}\nrules:\n  - id: " + huge +
+               "\n    duty: d\n    severity: high\n    when: {field: text, phrases: [x y]}\n");
+  EXPECT_FALSE(r.ruleset);
+  std::vector<std::string> errors;
+  for (const auto& d : r.diagnostics) {
+    EXPECT_LT(d.message.size(), 300u) << "a diagnostic echoes an excerpt, not the value";
+    if (d.level == Diagnostic::Level::kError) errors.push_back(d.message);
+  }
+  ASSERT_GE(errors.size(), 3u) << testing::Describe(r.diagnostics);
+  EXPECT_NE(errors[0].find("pack name 'aaaa"), std::string::npos) << errors[0];
+  EXPECT_NE(errors[0].find("(200000 bytes)' is longer than 64 bytes"), std::string::npos)
+      << errors[0];
+  EXPECT_NE(errors[1].find("duty id"), std::string::npos) << errors[1];
+  EXPECT_NE(errors[1].find("longer than 128 bytes"), std::string::npos) << errors[1];
+  EXPECT_NE(errors[2].find("rule id"), std::string::npos) << errors[2];
+  // At the limit an id is fine; one byte more is not.
+  EXPECT_TRUE(LoadPack(PackWithRules("  - id: " + std::string(128, 'r') +
+                                     "\n    duty: d\n    severity: high\n"
+                                     "    when: {field: text, phrases: [x y]}\n"))
+                  .ruleset);
+  ExpectErrorAt(PackWithRules("  - id: " + std::string(129, 'r') +
+                              "\n    duty: d\n    severity: high\n"
+                              "    when: {field: text, phrases: [x y]}\n"),
+                6, 9, "is longer than 128 bytes");
+}
+
+TEST(Loader, ListFilesStayInThePacksDirectory) {
+  const std::string pack =
+      "pack: test\nversion: \"1\"\nduties:\n  - {id: d, deadline: 24h, actions: [remove_content]}\n"
+      "lists:\n  bad: {kind: hash, file: FILE}\nrules:\n"
+      "  - id: r1\n    duty: d\n    severity: high\n    when: {field: hash, in_list: bad}\n";
+  auto with = [&](const std::string& file) {
+    std::string p = pack;
+    p.replace(p.find("FILE"), 4, file);
+    return p;
+  };
+  FakeFiles files;
+  files.files["/etc/passwd"] = "root:x:0:0:root:/root:/bin/bash\n";
+  files.files["../secret.txt"] = "root:x:0:0\n";
+  files.files["lists/ok.txt"] = "00ff\n";
+  for (const char* outside : {"/etc/passwd", "../secret.txt", "lists/../../secret.txt"}) {
+    LoadResult r = LoadPack(with(outside), files);
+    EXPECT_FALSE(r.ruleset) << outside;
+    Diagnostic d = FirstError(r);
+    EXPECT_NE(d.message.find("outside the pack's directory"), std::string::npos) << d.ToString();
+    EXPECT_EQ(d.message.find("root:x"), std::string::npos) << "its lines are never echoed";
+  }
+  EXPECT_TRUE(LoadPack(with("lists/ok.txt"), files).ruleset);
+  LoadOptions anywhere;
+  anywhere.lists_anywhere = true;
+  files.files["/abs/list.txt"] = "00ff\n";
+  EXPECT_TRUE(
+      LoadRuleSetFromSources({{"pack.yaml", with("/abs/list.txt")}}, files.Reader(), anywhere)
+          .ruleset)
+      << "an option allows lists elsewhere";
+}
+
 }  // namespace
 }  // namespace carewatch::rules

@@ -34,8 +34,10 @@ std::unique_ptr<eval::Evaluator> LoadEvaluator(const std::vector<std::string>& p
   return evaluator;
 }
 
-int RunLint(const std::vector<std::string>& paths, bool warnings_as_errors) {
-  rules::LoadResult loaded = rules::LoadRuleSet(paths);
+int RunLint(const std::vector<std::string>& paths, bool warnings_as_errors, bool lists_anywhere) {
+  rules::LoadOptions options;
+  options.lists_anywhere = lists_anywhere;
+  rules::LoadResult loaded = rules::LoadRuleSet(paths, options);
   int errors = 0, warnings = 0;
   for (const rules::Diagnostic& d : loaded.diagnostics) {
     std::cout << d.ToString() << "\n";

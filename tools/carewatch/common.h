@@ -29,7 +29,8 @@ inline constexpr int kExitFailure = 1;  // lint errors, failing tests, unusable 
 inline constexpr int kExitUsage = 2;    // bad command line
 inline constexpr int kExitSkipped = 3;  // scan/diff: some input lines were skipped
 
-int RunLint(const std::vector<std::string>& paths, bool warnings_as_errors);
+int RunLint(const std::vector<std::string>& paths, bool warnings_as_errors,
+            bool lists_anywhere = false);
 int RunTest(const std::vector<std::string>& paths);
 int RunScan(const std::vector<std::string>& rules, const std::string& input,
             const std::string& output, int threads, bool progress);

@@ -17,6 +17,9 @@ int main(int argc, char** argv) {
   auto* lint = app.add_subcommand("lint", "Check rule packs; prints file:line:col diagnostics");
   lint->add_option("paths", paths, "Pack files or directories")->required();
   lint->add_flag("--warnings-as-errors", werror, "Exit 1 on warnings too");
+  bool lists_anywhere = false;
+  lint->add_flag("--lists-anywhere", lists_anywhere,
+                 "List files may lie outside their pack's directory (as carewatchd's setting)");
 
   auto* test = app.add_subcommand("test", "Run the rules' embedded tests");
   test->add_option("paths", paths, "Pack files or directories")->required();
@@ -243,7 +246,7 @@ int main(int argc, char** argv) {
     int rc = app.exit(e);
     return rc == 0 ? 0 : kExitUsage;
   }
-  if (*lint) return RunLint(paths, werror);
+  if (*lint) return RunLint(paths, werror, lists_anywhere);
   if (*test) return RunTest(paths);
   if (*scan) return RunScan(rules, input, output, threads, !no_progress);
   if (*explain) return RunExplain(rules, report_file);

@@ -40,6 +40,9 @@ int main(int argc, char** argv) {
       app.add_option("--sweep-interval-ms", flags.sweep_interval_ms, "Deadline sweeper period");
   auto* origin = app.add_option("--origin", flags.origin,
                                 "The log's origin: names the deployment in every checkpoint");
+  bool lists_anywhere = false;
+  auto* lists = app.add_flag("--lists-anywhere", lists_anywhere,
+                             "Packs' list files may lie outside their pack's directory");
   std::string skew_text;
   auto* skew = app.add_option("--max-clock-skew", skew_text,
                               "Refuse claimed times later than server time + this (e.g. 5m)");
@@ -68,6 +71,7 @@ int main(int argc, char** argv) {
   if (*signing) config.signing_key = flags.signing_key;
   if (*hmac) config.hmac_key = flags.hmac_key;
   if (*cache) config.cache_dir = flags.cache_dir;
+  if (*lists) config.lists_anywhere = lists_anywhere;
   if (*max_msg) config.max_message_bytes = flags.max_message_bytes;
   if (*max_field) config.max_field_bytes = flags.max_field_bytes;
   if (*workers) config.workers = flags.workers;
