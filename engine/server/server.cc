@@ -90,8 +90,79 @@ struct Server::State {
     return grpc::Status::OK;
   }
 
+  // Ids a platform sends (report_id, service_id, actor): required, at most
+  // kMaxIdBytes of printable ASCII without spaces. Categorical values
+  // (surface, reason, ..., action, attribute keys): at most
+  // kMaxCategoryBytes of [a-z0-9_.-]. docs/api.md lists them.
+  static constexpr size_t kMaxIdBytes = 256;
+  static constexpr size_t kMaxCategoryBytes = 64;
+  static constexpr int kMaxAttributes = 32;
+
+  static grpc::Status CheckId(const std::string& name, const std::string& v, bool required) {
+    if (v.empty()) {
+      return required ? grpc::Status(StatusCode::INVALID_ARGUMENT, name + ": required")
+                      : grpc::Status::OK;
+    }
+    if (v.size() > kMaxIdBytes) {
+      return {StatusCode::INVALID_ARGUMENT, name + ": " + std::to_string(v.size()) +
+                                                " bytes exceeds the limit of " +
+                                                std::to_string(kMaxIdBytes)};
+    }
+    for (char c : v) {
+      if (c < 0x21 || c > 0x7e) {
+        return {StatusCode::INVALID_ARGUMENT,
+                name + ": only printable ASCII without spaces (0x21-0x7E)"};
+      }
+    }
+    return grpc::Status::OK;
+  }
+
+  static grpc::Status CheckCategory(const std::string& name, const std::string& v) {
+    if (v.size() > kMaxCategoryBytes) {
+      return {StatusCode::INVALID_ARGUMENT, name + ": " + std::to_string(v.size()) +
+                                                " bytes exceeds the limit of " +
+                                                std::to_string(kMaxCategoryBytes)};
+    }
+    for (char c : v) {
+      if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-')) {
+        return {StatusCode::INVALID_ARGUMENT, name + ": only [a-z0-9_.-]"};
+      }
+    }
+    return grpc::Status::OK;
+  }
+
+  // The ids of an action, before anything else is looked at.
+  static grpc::Status CheckAction(const v1::RecordActionRequest& r) {
+    grpc::Status s = CheckId("service_id", r.service_id(), true);
+    if (s.ok()) s = CheckId("report_id", r.report_id(), true);
+    if (s.ok()) s = CheckId("actor", r.actor(), false);
+    if (s.ok() && r.action().empty()) s = {StatusCode::INVALID_ARGUMENT, "action: required"};
+    if (s.ok()) s = CheckCategory("action", r.action());
+    return s;
+  }
+
   // Size and shape limits on a report, naming the field.
   grpc::Status CheckReport(const v1::ContentReport& r) const {
+    grpc::Status ids = CheckId("report.report_id", r.report_id(), true);
+    if (ids.ok()) ids = CheckId("report.service_id", r.service_id(), true);
+    const std::pair<const char*, const std::string*> categories[] = {
+        {"report.surface", &r.surface()},
+        {"report.content_type", &r.content_type()},
+        {"report.reporter_type", &r.reporter_type()},
+        {"report.reason", &r.reason()},
+        {"report.subject_age_band", &r.subject_age_band()}};
+    for (const auto& [name, v] : categories) {
+      if (ids.ok()) ids = CheckCategory(name, *v);
+    }
+    if (ids.ok() && r.attributes_size() > kMaxAttributes) {
+      ids = {StatusCode::INVALID_ARGUMENT,
+             "report.attributes: " + std::to_string(r.attributes_size()) +
+                 " entries exceeds the limit of " + std::to_string(kMaxAttributes)};
+    }
+    for (const auto& [k, v] : r.attributes()) {
+      if (ids.ok()) ids = CheckCategory("report.attributes key", k);
+    }
+    if (!ids.ok()) return ids;
     auto field = [&](const char* name, const std::string& v) -> grpc::Status {
       if (static_cast<int64_t>(v.size()) > config.max_field_bytes) {
         return {StatusCode::INVALID_ARGUMENT,
@@ -228,8 +299,8 @@ class ModerationService final : public v1::Moderation::Service {
     RpcScope scope(s_->metrics, "Moderation/Evaluate");
     Principal p;
     grpc::Status st = s_->Authorize(ctx, {Role::kPlatform, Role::kAdmin}, &p);
-    if (st.ok()) st = s_->CheckTenant(p, req->report().service_id());
     if (st.ok()) st = s_->CheckReport(req->report());
+    if (st.ok()) st = s_->CheckTenant(p, req->report().service_id());
     if (st.ok()) st = Submit(req->report(), resp->mutable_verdict());
     return scope.Done(st);
   }
@@ -347,11 +418,8 @@ class ModerationService final : public v1::Moderation::Service {
     RpcScope scope(s_->metrics, "Moderation/RecordAction");
     Principal p;
     grpc::Status st = s_->Authorize(ctx, {Role::kPlatform, Role::kAdmin}, &p);
+    if (st.ok()) st = Server::State::CheckAction(*req);
     if (st.ok()) st = s_->CheckTenant(p, req->service_id());
-    if (st.ok() && (req->action().size() > 256 || req->actor().size() > 1024 ||
-                    req->report_id().size() > 1024)) {
-      st = grpc::Status(StatusCode::INVALID_ARGUMENT, "action, actor or report_id: too long");
-    }
     if (st.ok()) {
       std::vector<v1::Obligation> obligations;
       duty::ActionInput in{req->service_id(),         req->report_id(), req->action(),
