@@ -1,10 +1,12 @@
 #include "engine/ledger/keys.h"
 
+#include <fcntl.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -25,14 +27,25 @@ Status WritePrivateFile(const std::string& path, const std::string& content) {
   std::error_code ec;
   fs::path p(path);
   if (p.has_parent_path()) fs::create_directories(p.parent_path(), ec);
+  // Created 0600 from the start (never readable by others, whatever the
+  // umask), written whole, synced, then renamed into place.
   std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) return Status::Unavailable("cannot write key file " + tmp);
-    out << content;
-    if (!out) return Status::Unavailable("cannot write key file " + tmp);
+  ::unlink(tmp.c_str());
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return Status::Unavailable("cannot write key file " + tmp);
+  size_t done = 0;
+  while (done < content.size()) {
+    ssize_t n = ::write(fd, content.data() + done, content.size() - done);
+    if (n <= 0) {
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      return Status::Unavailable("cannot write key file " + tmp);
+    }
+    done += static_cast<size_t>(n);
   }
-  ::chmod(tmp.c_str(), 0600);
+  bool synced = ::fsync(fd) == 0;
+  ::close(fd);
+  if (!synced) return Status::Unavailable("cannot write key file " + tmp);
   fs::rename(tmp, path, ec);
   if (ec) return Status::Unavailable("cannot create key file " + path + ": " + ec.message());
   return Status::Ok();

@@ -1,12 +1,17 @@
 // The embedded ledger backend (sqlite_backend.h).
 #include "engine/ledger/sqlite_backend.h"
 
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include <array>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <mutex>
@@ -163,6 +168,36 @@ class SqliteBackend : public LedgerBackend {
       sqlite3_wal_checkpoint_v2(write_db_, nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
       sqlite3_close(write_db_);
     }
+    if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the ledger for the next process
+  }
+
+  // One writer process per ledger file: an exclusive flock on PATH.lock,
+  // held for the life of the backend (the kernel drops it when the process
+  // dies). The holder's pid is written in the file for the message.
+  Status LockLedger(const std::string& path) {
+    std::string lock_path = path + ".lock";
+    lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (lock_fd_ < 0) {
+      return Status::Unavailable("cannot open " + lock_path + ": " + std::strerror(errno));
+    }
+    if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+      char buf[32] = {0};
+      ssize_t n = ::pread(lock_fd_, buf, sizeof buf - 1, 0);
+      std::string holder = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
+      while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
+      ::close(lock_fd_);
+      lock_fd_ = -1;
+      return Status::FailedPrecondition("ledger " + path + " is in use by another process" +
+                                        (holder.empty() ? std::string() : " (pid " + holder + ")") +
+                                        ", which holds " + lock_path +
+                                        ": one carewatchd (or replay) per ledger file");
+    }
+    std::string pid = std::to_string(::getpid()) + "\n";
+    if (::ftruncate(lock_fd_, 0) != 0 ||
+        ::pwrite(lock_fd_, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size())) {
+      // The lock holds even if the pid could not be written.
+    }
+    return Status::Ok();
   }
 
   Status Open(const std::string& url, const std::string& path, bool read_only,
@@ -176,12 +211,26 @@ class SqliteBackend : public LedgerBackend {
     } else if (!fs::exists(path)) {
       return Status::NotFound("no ledger at " + path);
     }
+    if (!read_only) {
+      Status s = LockLedger(path);
+      if (!s.ok()) return s;
+      // A new ledger is created readable by its owner only; SQLite gives its
+      // -wal and -shm files the same permissions.
+      int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+      if (fd >= 0) ::close(fd);
+    }
     int flags = read_only ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
     flags |= SQLITE_OPEN_FULLMUTEX;
     if (sqlite3_open_v2(path.c_str(), &write_db_, flags, nullptr) != SQLITE_OK) {
       return Error(write_db_, "cannot open ledger " + path);
     }
     sqlite3_busy_timeout(write_db_, busy_timeout_ms);
+    if (!read_only && sqlite3_db_readonly(write_db_, "main") == 1) {
+      // SQLite opens a write-protected file read-only without a word; the
+      // first write would fail long after /readyz said ready.
+      return Status::FailedPrecondition(
+          "ledger " + path + " is read-only (file permissions): carewatch must write it");
+    }
     if (!read_only) {
       // Commits fsync the WAL (synchronous=FULL). Copying the WAL back into
       // the database is done by a background checkpointer, not inside a
@@ -1097,6 +1146,7 @@ class SqliteBackend : public LedgerBackend {
   std::mutex read_mu_;
   sqlite3* checkpoint_db_ = nullptr;
   std::thread checkpointer_;
+  int lock_fd_ = -1;  // PATH.lock, flock'ed while open for writing
   std::mutex checkpoint_mu_;
   std::condition_variable checkpoint_cv_;
   bool stop_checkpoints_ = false;

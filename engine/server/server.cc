@@ -940,6 +940,9 @@ Status Server::Start() {
     creds = grpc::SslServerCredentials(ssl);
   }
   builder.AddListeningPort(config_.listen, creds, &grpc_port_);
+  // gRPC sets SO_REUSEPORT by default: a second carewatchd on the same port
+  // would start silently and take half the connections. It fails instead.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.SetMaxReceiveMessageSize(static_cast<int>(config_.max_message_bytes));
   // gRPC's sync server ends a handler thread when more than MAX_POLLERS
   // are idle (default 2) and starts one when none is: with calls that wait

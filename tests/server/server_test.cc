@@ -9,6 +9,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -113,6 +114,8 @@ class Daemon {
     return ss.str();
   }
   std::string Address() const { return "127.0.0.1:" + std::to_string(port_); }
+  int Port() const { return port_; }
+  pid_t Pid() const { return pid_; }
   std::string Metrics() const {
     httplib::Client http("127.0.0.1", metrics_port_);
     auto res = http.Get("/metrics");
@@ -1147,6 +1150,69 @@ TEST_F(ServerTest, AFailingSweeperMakesTheServiceNotReady) {
   now += 7200;
   EXPECT_TRUE(wait_for(true, &body)) << "ready again once a sweep succeeds: " << body;
   server.Shutdown(1000);
+}
+
+TEST_F(ServerTest, OneProcessPerLedgerAndPortAndNoReadOnlySurprises) {
+  StartDaemon();
+  auto run = [&](const std::string& args) {
+    std::string cmd = std::string(CAREWATCHD_PATH) + " " + args + " > " + dir_ + "/out.txt 2>&1";
+    int rc = std::system(cmd.c_str());
+    std::ifstream in(dir_ + "/out.txt");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return std::make_pair(WEXITSTATUS(rc), ss.str());
+  };
+  const std::string common = "--rules " + rules_ + " --tokens " + dir_ +
+                             "/tokens.yaml --metrics '' --cache-dir " + dir_ + "/cache";
+  // A second carewatchd on the same ledger stops at once and names the first.
+  auto [rc1, out1] = run(common + " --listen 127.0.0.1:0 --ledger sqlite://" + dir_ + "/ledger.db");
+  EXPECT_NE(rc1, 0);
+  EXPECT_NE(out1.find("is in use by another process (pid " + std::to_string(daemon_->Pid()) + ")"),
+            std::string::npos)
+      << out1;
+  // On the same port (another ledger) it cannot listen: no SO_REUSEPORT.
+  auto [rc2, out2] = run(common + " --listen 127.0.0.1:" + std::to_string(daemon_->Port()) +
+                         " --ledger sqlite://" + dir_ + "/other.db");
+  EXPECT_NE(rc2, 0);
+  EXPECT_NE(out2.find("cannot listen on 127.0.0.1:" + std::to_string(daemon_->Port())),
+            std::string::npos)
+      << out2;
+  // The first is unharmed.
+  EXPECT_TRUE(Evaluate(platform_a_, Flaggable("still-one", "svc-a")).ok());
+  // Its files are its owner's alone, whatever the umask.
+  struct stat st {};
+  for (const char* f : {"/ledger.db", "/ledger.key", "/hmac.key"}) {
+    ASSERT_EQ(::stat((dir_ + f).c_str(), &st), 0) << f;
+    EXPECT_EQ(st.st_mode & 0777, 0600u) << f;
+  }
+  daemon_->Kill(SIGTERM);
+  // A read-only ledger file is refused at start, not at the first write.
+  // Root writes whatever the mode says, so as root the file is made
+  // immutable instead (ext4's chattr +i).
+  const std::string ledger = dir_ + "/ledger.db";
+  const bool root = ::geteuid() == 0;
+  bool protected_file = root ? std::system(("chattr +i " + ledger + " 2>/dev/null").c_str()) == 0
+                             : ::chmod(ledger.c_str(), 0400) == 0;
+  if (!protected_file) {
+    std::cout << "note: cannot make the ledger read-only here (chattr); that case is not run\n";
+    return;
+  }
+  // `timeout`: a carewatchd that started after all is stopped, and fails the test.
+  int rc = std::system(("timeout 20 " + std::string(CAREWATCHD_PATH) +
+                        " --listen 127.0.0.1:0 --ledger sqlite://" + ledger + " " + common + " > " +
+                        dir_ + "/out.txt 2>&1")
+                           .c_str());
+  std::ifstream in(dir_ + "/out.txt");
+  std::stringstream out3;
+  out3 << in.rdbuf();
+  const int rc3 = WEXITSTATUS(rc);
+  if (root)
+    std::system(("chattr -i " + ledger).c_str());
+  else
+    ::chmod(ledger.c_str(), 0600);
+  EXPECT_NE(rc3, 0);
+  EXPECT_NE(rc3, 124) << "carewatchd started on a read-only ledger";
+  EXPECT_NE(out3.str().find("is read-only (file permissions)"), std::string::npos) << out3.str();
 }
 
 TEST_F(ServerTest, BadSettingsStopTheStartWithAMessage) {
