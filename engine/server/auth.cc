@@ -4,6 +4,8 @@
 #include <openssl/rand.h>
 #include <yaml-cpp/yaml.h>
 
+#include <set>
+
 #include "engine/common/digest.h"
 
 namespace carewatch::server {
@@ -51,10 +53,16 @@ Status TokenStore::Load(const std::string& path, TokenStore* out) {
   for (const auto& t : root["tokens"]) {
     std::string where = path + ":" + std::to_string(t.Mark().line + 1);
     if (!t.IsMap()) return Status::InvalidArgument(where + ": each token is a mapping");
+    std::set<std::string> seen;
     for (const auto& kv : t) {
       std::string k = kv.first.as<std::string>("");
       if (k != "sha256" && k != "principal" && k != "role" && k != "service_id") {
-        return Status::InvalidArgument(where + ": unknown key '" + k + "'");
+        return Status::InvalidArgument(where + ": unknown key '" + k.substr(0, 40) + "'");
+      }
+      // YAML's first-wins reading of a repeated key would let a line say
+      // two roles; a repeated key is refused.
+      if (!seen.insert(k).second) {
+        return Status::InvalidArgument(where + ": key '" + k + "' is given twice");
       }
     }
     auto get = [&](const char* k) {
@@ -69,6 +77,9 @@ Status TokenStore::Load(const std::string& path, TokenStore* out) {
           where + ": sha256 must be 64 lower-case hex digits (the digest, never the token)");
     }
     if (name.empty()) return Status::InvalidArgument(where + ": principal is required");
+    if (name.size() > 256) {
+      return Status::InvalidArgument(where + ": principal is longer than 256 bytes");
+    }
     if (!ParseRole(role, &p.role)) {
       return Status::InvalidArgument(where +
                                      ": role must be platform, regulator, rule_author or admin");
@@ -107,10 +118,16 @@ std::string NewToken() {
 
 std::string TokenLine(const std::string& token, const std::string& principal, Role role,
                       const std::string& service_id) {
-  std::string line = "  - {sha256: " + Sha256Hex(token) + ", principal: " + principal +
-                     ", role: " + RoleName(role);
-  if (!service_id.empty()) line += ", service_id: " + service_id;
-  return line + "}";
+  // Written by a YAML emitter: whatever a principal's name holds, it is one
+  // quoted scalar, never a key of its own.
+  YAML::Emitter out;
+  out << YAML::Flow << YAML::BeginMap << YAML::Key << "sha256" << YAML::Value << Sha256Hex(token)
+      << YAML::Key << "principal" << YAML::Value << YAML::DoubleQuoted << principal << YAML::Key
+      << "role" << YAML::Value << RoleName(role);
+  if (!service_id.empty())
+    out << YAML::Key << "service_id" << YAML::Value << YAML::DoubleQuoted << service_id;
+  out << YAML::EndMap;
+  return std::string("  - ") + out.c_str();
 }
 
 }  // namespace carewatch::server

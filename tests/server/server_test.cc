@@ -1215,6 +1215,32 @@ TEST_F(ServerTest, OneProcessPerLedgerAndPortAndNoReadOnlySurprises) {
   EXPECT_NE(out3.str().find("is read-only (file permissions)"), std::string::npos) << out3.str();
 }
 
+TEST(TokenStore, ALineCannotGrantItselfARoleAndRepeatedKeysAreRefused) {
+  using namespace carewatch::server;
+  std::string dir = ::testing::TempDir() + "/cw-tokens-" + std::to_string(::getpid());
+  std::filesystem::create_directories(dir);
+  // What `carewatch token new --principal "mallory, role: admin" --role
+  // platform` prints: the name stays one value, the role stays platform.
+  std::string token = NewToken();
+  std::string line = TokenLine(token, "mallory, role: admin", Role::kPlatform, "svc-a");
+  std::ofstream(dir + "/t.yaml") << "tokens:\n" << line << "\n";
+  TokenStore store;
+  ASSERT_TRUE(TokenStore::Load(dir + "/t.yaml", &store).ok()) << line;
+  Principal p;
+  ASSERT_TRUE(store.Authenticate("Bearer " + token, &p).ok());
+  EXPECT_EQ(p.role, Role::kPlatform);
+  EXPECT_EQ(p.name, "mallory, role: admin");
+  EXPECT_EQ(p.service_id, "svc-a");
+  // A hand-written line with a repeated key is refused, naming it.
+  std::ofstream(dir + "/dup.yaml") << "tokens:\n  - {sha256: " << std::string(64, 'a')
+                                   << ", principal: m, role: admin, role: platform, "
+                                      "service_id: svc-a}\n";
+  Status s = TokenStore::Load(dir + "/dup.yaml", &store);
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("key 'role' is given twice"), std::string::npos) << s.message();
+  std::filesystem::remove_all(dir);
+}
+
 TEST_F(ServerTest, BadSettingsStopTheStartWithAMessage) {
   auto run = [&](const std::string& args) {
     std::string cmd = std::string(CAREWATCHD_PATH) + " " + args + " > " + dir_ + "/out.txt 2>&1";
