@@ -22,13 +22,16 @@ class CompiledList {
   explicit CompiledList(const rules::ListDef& def);
 
   bool is_url() const { return is_url_; }
-  // True when `value` (a URL or a hex digest) is on the list.
-  bool Contains(std::string_view value) const;
+  // True when `value` (a URL or a hex digest) is on the list. Linear in the
+  // length of `value`: only prefixes and parent domains no longer than the
+  // list's longest entry are looked up (`probes`, when given, counts them).
+  bool Contains(std::string_view value, size_t* probes = nullptr) const;
   size_t size() const { return entries_.size(); }
 
  private:
   bool is_url_;
   std::unordered_set<std::string> entries_;
+  size_t longest_ = 0;  // bytes of the longest entry
 };
 
 }  // namespace carewatch::match

@@ -50,6 +50,26 @@ TEST(UrlList, QueryEntryMatchesExactly) {
   EXPECT_FALSE(list.Contains("http://s.test/view"));
 }
 
+TEST(UrlList, AHugeUrlCostsLookupsBoundedByTheListNotByTheUrl) {
+  CompiledList list(UrlList({"files.test/shared/a1", "bad.test"}));
+  // 1,000 KB of path segments under a listed path, and a host of 100,000
+  // labels under a listed domain: each prefix or parent used to be copied
+  // and hashed (CPU in the square of the length: 11 s for 1,000 KB).
+  std::string path;
+  while (path.size() < 1000000) path += "/x";
+  size_t probes = 0;
+  EXPECT_TRUE(list.Contains("https://files.test/shared/a1" + path, &probes));
+  EXPECT_LE(probes, 4u) << "only prefixes as short as the longest entry are looked up";
+  EXPECT_FALSE(list.Contains("https://files.test/other" + path, &probes));
+  EXPECT_LE(probes, 12u);
+  std::string host;
+  for (int i = 0; i < 100000; ++i) host += "a.";
+  EXPECT_TRUE(list.Contains("https://" + host + "bad.test/", &probes));
+  EXPECT_LE(probes, 12u);
+  EXPECT_FALSE(list.Contains("https://" + host + "good.test/", &probes));
+  EXPECT_LE(probes, 12u);
+}
+
 TEST(HashList, CaseInsensitiveExactMatch) {
   rules::ListDef def;
   def.kind = rules::ListDef::Kind::kHash;
