@@ -39,11 +39,11 @@ Status LoadConfigFile(const std::string& path, ServerConfig* c) {
   if (!root || root.IsNull()) return Status::Ok();
   if (!root.IsMap()) return Status::InvalidArgument(path + ": the config must be a mapping");
   const std::set<std::string> known = {
-      "listen",     "rules",         "accountability",    "ledger",          "tokens",
-      "tls_cert",   "tls_key",       "tls_client_ca",     "metrics",         "signing_key",
-      "hmac_key",   "cache_dir",     "max_message_bytes", "max_field_bytes", "max_urls",
-      "max_hashes", "workers",       "sweep_interval_ms", "max_clock_skew",  "origin",
-      "retention",  "lists_anywhere"};
+      "listen",     "rules",          "accountability",     "ledger",          "tokens",
+      "tls_cert",   "tls_key",        "tls_client_ca",      "metrics",         "signing_key",
+      "hmac_key",   "cache_dir",      "max_message_bytes",  "max_field_bytes", "max_urls",
+      "max_hashes", "workers",        "sweep_interval_ms",  "max_clock_skew",  "origin",
+      "retention",  "lists_anywhere", "insecure_plaintext", "noop_service"};
   try {
     for (const auto& kv : root) {
       std::string key = kv.first.as<std::string>();
@@ -110,10 +110,13 @@ Status LoadConfigFile(const std::string& path, ServerConfig* c) {
           c->sweep_interval_ms = num();
         else if (key == "origin")
           c->origin = str();
-        else if (key == "lists_anywhere") {
+        else if (key == "lists_anywhere" || key == "insecure_plaintext" || key == "noop_service") {
           std::string b = str();
           if (b != "true" && b != "false") throw std::invalid_argument(b);
-          c->lists_anywhere = b == "true";
+          bool* flag = key == "lists_anywhere"       ? &c->lists_anywhere
+                       : key == "insecure_plaintext" ? &c->insecure_plaintext
+                                                     : &c->noop_service;
+          *flag = b == "true";
         } else if (key == "retention") {
           std::string error;
           auto d = rules::ParseDuration(str(), &error);
@@ -133,6 +136,14 @@ Status LoadConfigFile(const std::string& path, ServerConfig* c) {
     return Status::InvalidArgument(path + ":" + std::to_string(e.mark.line + 1) + ": " + e.msg);
   }
   return Status::Ok();
+}
+
+// 127.0.0.0/8, ::1 and localhost.
+static bool IsLoopback(const std::string& host_port) {
+  std::string host = host_port.substr(0, host_port.rfind(':'));
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
+  return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
 }
 
 Status ValidateConfig(const ServerConfig& c) {
@@ -157,6 +168,13 @@ Status ValidateConfig(const ServerConfig& c) {
   }
   if (c.tls_cert.empty() != c.tls_key.empty()) {
     return Status::InvalidArgument("tls_cert and tls_key: give both or neither");
+  }
+  if (c.tls_cert.empty() && !c.insecure_plaintext && !IsLoopback(c.listen)) {
+    return Status::InvalidArgument(
+        "listen: " + c.listen +
+        " is not a loopback address and TLS is off, so bearer tokens would cross the network "
+        "in clear: set tls_cert and tls_key (or, behind a TLS-terminating proxy on a private "
+        "network, insecure_plaintext: true / --insecure-plaintext)");
   }
   for (const auto& f : {c.tls_cert, c.tls_key, c.tls_client_ca}) {
     if (!f.empty() && !std::filesystem::exists(f))

@@ -42,6 +42,11 @@ struct ServerConfig {
   std::string origin;
   // List files named by packs may lie outside their pack's directory.
   bool lists_anywhere = false;
+  // Plaintext gRPC on an address that is not loopback (tokens in clear on
+  // the network): refused unless this is set.
+  bool insecure_plaintext = false;
+  // The benchmark-only Noop service (answers any authenticated caller).
+  bool noop_service = false;
 
   // Not a setting: the server's clock (unix seconds) for in-process tests.
   // Unset: the wall clock.

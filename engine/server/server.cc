@@ -953,7 +953,7 @@ Status Server::Start() {
   services_.push_back(std::make_unique<ModerationService>(state_.get()));
   services_.push_back(std::make_unique<AuditService>(state_.get()));
   services_.push_back(std::make_unique<RulesService>(state_.get(), this));
-  services_.push_back(std::make_unique<NoopService>(state_.get()));
+  if (config_.noop_service) services_.push_back(std::make_unique<NoopService>(state_.get()));
   for (auto& svc : services_) builder.RegisterService(svc.get());
   grpc_ = builder.BuildAndStart();
   if (!grpc_ || grpc_port_ == 0)

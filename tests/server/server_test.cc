@@ -1215,6 +1215,24 @@ TEST_F(ServerTest, OneProcessPerLedgerAndPortAndNoReadOnlySurprises) {
   EXPECT_NE(out3.str().find("is read-only (file permissions)"), std::string::npos) << out3.str();
 }
 
+TEST_F(ServerTest, TheBenchmarkServiceIsOffUnlessAskedFor) {
+  StartDaemon();
+  auto noop = v1::Noop::NewStub(channel_);
+  auto call = [&] {
+    grpc::ClientContext ctx;
+    Auth(&ctx, regulator_);
+    v1::EvaluateRequest req;
+    v1::EvaluateResponse resp;
+    return noop->Evaluate(&ctx, req, &resp);
+  };
+  EXPECT_EQ(call().error_code(), StatusCode::UNIMPLEMENTED);
+  daemon_->Kill(SIGTERM);
+  daemon_->Start(rules_, {"--noop-service"});
+  channel_ = grpc::CreateChannel(daemon_->Address(), grpc::InsecureChannelCredentials());
+  noop = v1::Noop::NewStub(channel_);
+  EXPECT_TRUE(call().ok()) << "--noop-service serves it, for benchmarks";
+}
+
 TEST(TokenStore, ALineCannotGrantItselfARoleAndRepeatedKeysAreRefused) {
   using namespace carewatch::server;
   std::string dir = ::testing::TempDir() + "/cw-tokens-" + std::to_string(::getpid());
@@ -1277,6 +1295,13 @@ TEST_F(ServerTest, BadSettingsStopTheStartWithAMessage) {
   auto [rc6, out6] = run(base + " --max-clock-skew 2d");
   EXPECT_NE(rc6, 0);
   EXPECT_NE(out6.find("max_clock_skew: must be between 0s and 1d"), std::string::npos) << out6;
+  // Plaintext on an address that is not loopback: tokens would cross the
+  // network in clear.
+  auto [rc_open, out_open] = run(base.substr(0, base.find(" --listen")) + " --listen 0.0.0.0:0");
+  EXPECT_NE(rc_open, 0);
+  EXPECT_NE(out_open.find("listen: 0.0.0.0:0 is not a loopback address and TLS is off"),
+            std::string::npos)
+      << out_open;
   auto [rc7, out7] = run(base + " --origin 'two words'");
   EXPECT_NE(rc7, 0);
   EXPECT_NE(out7.find("origin 'two words': must be non-empty, without spaces or '+'"),

@@ -13,7 +13,7 @@ tok=$(echo "$token" | sed -n 's/^token: //p')
 { echo "tokens:"; echo "$token" | tail -n 1; } > "$tmp/tokens.yaml"
 port=$((20000 + RANDOM % 20000))
 "$build/tools/carewatchd" --listen 127.0.0.1:$port --metrics "" --rules rules \
-  --ledger "sqlite://$tmp/ledger.db" --tokens "$tmp/tokens.yaml" --cache-dir "$tmp/cache" 2> "$tmp/log" &
+  --ledger "sqlite://$tmp/ledger.db" --tokens "$tmp/tokens.yaml" --cache-dir "$tmp/cache" --noop-service 2> "$tmp/log" &
 pid=$!
 for _ in $(seq 1 100); do grep -q serving "$tmp/log" && break; sleep 0.1; done
 run() { "$cw" load --server 127.0.0.1:$port --token "$tok" --service example-social --duration ${secs}s --run-id "$1" "${@:2}"; }

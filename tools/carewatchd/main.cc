@@ -40,7 +40,11 @@ int main(int argc, char** argv) {
       app.add_option("--sweep-interval-ms", flags.sweep_interval_ms, "Deadline sweeper period");
   auto* origin = app.add_option("--origin", flags.origin,
                                 "The log's origin: names the deployment in every checkpoint");
-  bool lists_anywhere = false;
+  bool lists_anywhere = false, insecure_plaintext = false, noop_service = false;
+  auto* insecure = app.add_flag("--insecure-plaintext", insecure_plaintext,
+                                "Allow plaintext gRPC on an address that is not loopback");
+  auto* noop = app.add_flag("--noop-service", noop_service,
+                            "Serve the benchmark-only Noop service (the transport's baseline)");
   auto* lists = app.add_flag("--lists-anywhere", lists_anywhere,
                              "Packs' list files may lie outside their pack's directory");
   std::string skew_text;
@@ -72,6 +76,8 @@ int main(int argc, char** argv) {
   if (*hmac) config.hmac_key = flags.hmac_key;
   if (*cache) config.cache_dir = flags.cache_dir;
   if (*lists) config.lists_anywhere = lists_anywhere;
+  if (*insecure) config.insecure_plaintext = insecure_plaintext;
+  if (*noop) config.noop_service = noop_service;
   if (*max_msg) config.max_message_bytes = flags.max_message_bytes;
   if (*max_field) config.max_field_bytes = flags.max_field_bytes;
   if (*workers) config.workers = flags.workers;
