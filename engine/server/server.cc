@@ -42,6 +42,9 @@ struct Server::State {
   std::atomic<int64_t> reload_time{0};
   std::atomic<int64_t> activated_at{0};
   std::atomic<bool> draining{false};
+  // Rule sets being compiled for Validate, RunTests and DryRun: a Hyperscan
+  // compile takes a core for up to seconds, so at most one at a time.
+  std::atomic<int> compiling{0};
   // The sweeper's last error ("" while it succeeds): /readyz fails meanwhile.
   std::mutex sweep_mu;
   std::string sweep_error;
@@ -269,6 +272,36 @@ void ToDiagnostics(const std::vector<rules::Diagnostic>& in,
 }
 
 // Loads posted pack files; list files resolve among the posted files.
+// A compile slot for posted rule sets; `ok` false when all are taken.
+constexpr int kMaxConcurrentCompiles = 1;
+constexpr int kMaxPostedFiles = 64;
+constexpr int kMaxDryRunReports = 1000;
+class CompileSlot {
+ public:
+  explicit CompileSlot(std::atomic<int>& n) : n_(n), ok_(n.fetch_add(1) < kMaxConcurrentCompiles) {}
+  ~CompileSlot() { n_.fetch_sub(1); }
+  CompileSlot(const CompileSlot&) = delete;
+  CompileSlot& operator=(const CompileSlot&) = delete;
+  // OK, or why the posted rules are not taken now.
+  grpc::Status Check(const v1::RulePackSet& set) const {
+    if (set.files_size() > kMaxPostedFiles) {
+      return {StatusCode::INVALID_ARGUMENT, "files: " + std::to_string(set.files_size()) +
+                                                " exceeds the limit of " +
+                                                std::to_string(kMaxPostedFiles)};
+    }
+    if (!ok_) {
+      return {StatusCode::RESOURCE_EXHAUSTED, "another rule set is being compiled (at most " +
+                                                  std::to_string(kMaxConcurrentCompiles) +
+                                                  " at a time); try again shortly"};
+    }
+    return grpc::Status::OK;
+  }
+
+ private:
+  std::atomic<int>& n_;
+  bool ok_;
+};
+
 rules::LoadResult LoadPosted(const v1::RulePackSet& set) {
   std::map<std::string, std::string> files;
   std::vector<rules::SourceFile> packs;
@@ -695,6 +728,8 @@ class RulesService final : public v1::Rules::Service {
     Principal p;
     grpc::Status st = s_->Authorize(ctx, {Role::kRuleAuthor, Role::kAdmin}, &p);
     if (!st.ok()) return scope.Done(st);
+    CompileSlot slot(s_->compiling);
+    if (st = slot.Check(*req); !st.ok()) return scope.Done(st);
     rules::LoadResult r = LoadPosted(*req);
     ToDiagnostics(r.diagnostics, resp->mutable_diagnostics());
     if (r.ruleset) {
@@ -718,6 +753,8 @@ class RulesService final : public v1::Rules::Service {
     Principal p;
     grpc::Status st = s_->Authorize(ctx, {Role::kRuleAuthor, Role::kAdmin}, &p);
     if (!st.ok()) return scope.Done(st);
+    CompileSlot slot(s_->compiling);
+    if (st = slot.Check(*req); !st.ok()) return scope.Done(st);
     rules::LoadResult r = LoadPosted(*req);
     ToDiagnostics(r.diagnostics, resp->mutable_diagnostics());
     if (!r.ruleset) return scope.Done(grpc::Status::OK);
@@ -737,8 +774,15 @@ class RulesService final : public v1::Rules::Service {
     Principal p;
     grpc::Status st = s_->Authorize(ctx, {Role::kRuleAuthor, Role::kAdmin}, &p);
     if (!st.ok()) return scope.Done(st);
+    if (req->reports_size() > kMaxDryRunReports) {
+      return scope.Done({StatusCode::INVALID_ARGUMENT,
+                         "reports: " + std::to_string(req->reports_size()) +
+                             " exceeds the limit of " + std::to_string(kMaxDryRunReports)});
+    }
     std::shared_ptr<const eval::Evaluator> e = s_->engine->evaluator();
     if (req->packs().files_size() > 0) {
+      CompileSlot slot(s_->compiling);
+      if (st = slot.Check(req->packs()); !st.ok()) return scope.Done(st);
       rules::LoadResult r = LoadPosted(req->packs());
       ToDiagnostics(r.diagnostics, resp->mutable_diagnostics());
       if (!r.ruleset) return scope.Done(grpc::Status::OK);

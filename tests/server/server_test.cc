@@ -17,6 +17,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <latch>
 #include <map>
 #include <set>
 #include <thread>
@@ -1213,6 +1214,65 @@ TEST_F(ServerTest, OneProcessPerLedgerAndPortAndNoReadOnlySurprises) {
   EXPECT_NE(rc3, 0);
   EXPECT_NE(rc3, 124) << "carewatchd started on a read-only ledger";
   EXPECT_NE(out3.str().find("is read-only (file permissions)"), std::string::npos) << out3.str();
+}
+
+TEST_F(ServerTest, PostedRuleSetsCompileOneAtATime) {
+  StartDaemon();
+  // A pack slow enough to compile that eight calls released together
+  // overlap: one compiles, the others are told to come back.
+  std::string pack =
+      "pack: big\nversion: \"1\"\nduties:\n  - {id: d, deadline: 24h, actions: "
+      "[remove_content]}\nrules:\n";
+  for (int i = 0; i < 3000; ++i) {
+    pack += "  - {id: r" + std::to_string(i) +
+            ", duty: d, severity: low, when: {field: text, regex: 'w" + std::to_string(i) +
+            "[a-z]{2,9}q(x|y)+z'}}\n";
+  }
+  v1::RulePackSet set;
+  auto* f = set.add_files();
+  f->set_path("big.yaml");
+  f->set_content(pack);
+  std::latch go(8);
+  std::atomic<int> ok{0}, busy{0}, other{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&] {
+      auto stub = v1::Rules::NewStub(channel_);
+      grpc::ClientContext ctx;
+      Auth(&ctx, author_);
+      v1::ValidateResponse resp;
+      go.arrive_and_wait();
+      grpc::Status st = stub->Validate(&ctx, set, &resp);
+      if (st.ok() && resp.ok())
+        ++ok;
+      else if (st.error_code() == StatusCode::RESOURCE_EXHAUSTED &&
+               st.error_message().find("another rule set is being compiled") != std::string::npos)
+        ++busy;
+      else
+        ++other;
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_GE(ok.load(), 1);
+  EXPECT_GE(busy.load(), 1) << "eight compiles at once were all let through";
+  EXPECT_EQ(other.load(), 0);
+  // Bounded lists: too many posted files, too many reports to dry-run.
+  v1::RulePackSet many;
+  for (int i = 0; i < 65; ++i) many.add_files()->set_path("f" + std::to_string(i) + ".yaml");
+  grpc::ClientContext ctx;
+  Auth(&ctx, author_);
+  v1::ValidateResponse resp;
+  grpc::Status st = rules_stub_->Validate(&ctx, many, &resp);
+  EXPECT_EQ(st.error_code(), StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(st.error_message().find("files: 65 exceeds the limit of 64"), std::string::npos);
+  v1::DryRunRequest dry;
+  for (int i = 0; i < 1001; ++i) *dry.add_reports() = Flaggable("d" + std::to_string(i), "svc-a");
+  grpc::ClientContext dctx;
+  Auth(&dctx, author_);
+  v1::DryRunResponse dresp;
+  st = rules_stub_->DryRun(&dctx, dry, &dresp);
+  EXPECT_EQ(st.error_code(), StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(st.error_message().find("reports: 1001 exceeds the limit of 1000"), std::string::npos);
 }
 
 TEST_F(ServerTest, TheBenchmarkServiceIsOffUnlessAskedFor) {
