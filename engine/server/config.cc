@@ -38,12 +38,31 @@ Status LoadConfigFile(const std::string& path, ServerConfig* c) {
   }
   if (!root || root.IsNull()) return Status::Ok();
   if (!root.IsMap()) return Status::InvalidArgument(path + ": the config must be a mapping");
-  const std::set<std::string> known = {
-      "listen",     "rules",          "accountability",     "ledger",          "tokens",
-      "tls_cert",   "tls_key",        "tls_client_ca",      "metrics",         "signing_key",
-      "hmac_key",   "cache_dir",      "max_message_bytes",  "max_field_bytes", "max_urls",
-      "max_hashes", "workers",        "sweep_interval_ms",  "max_clock_skew",  "origin",
-      "retention",  "lists_anywhere", "insecure_plaintext", "noop_service"};
+  const std::set<std::string> known = {"listen",
+                                       "rules",
+                                       "accountability",
+                                       "ledger",
+                                       "tokens",
+                                       "tls_cert",
+                                       "tls_key",
+                                       "tls_client_ca",
+                                       "metrics",
+                                       "signing_key",
+                                       "hmac_key",
+                                       "cache_dir",
+                                       "max_message_bytes",
+                                       "max_field_bytes",
+                                       "max_urls",
+                                       "max_hashes",
+                                       "workers",
+                                       "max_streams",
+                                       "sweep_interval_ms",
+                                       "max_clock_skew",
+                                       "origin",
+                                       "retention",
+                                       "lists_anywhere",
+                                       "insecure_plaintext",
+                                       "noop_service"};
   try {
     for (const auto& kv : root) {
       std::string key = kv.first.as<std::string>();
@@ -106,6 +125,8 @@ Status LoadConfigFile(const std::string& path, ServerConfig* c) {
           c->max_hashes = static_cast<int>(num());
         else if (key == "workers")
           c->workers = static_cast<int>(num());
+        else if (key == "max_streams")
+          c->max_streams = static_cast<int>(num());
         else if (key == "sweep_interval_ms")
           c->sweep_interval_ms = num();
         else if (key == "origin")
@@ -192,6 +213,8 @@ Status ValidateConfig(const ServerConfig& c) {
   }
   if (c.workers < 1 || c.workers > 256)
     return Status::InvalidArgument("workers: must be between 1 and 256");
+  if (c.max_streams < 1 || c.max_streams > 4096)
+    return Status::InvalidArgument("max_streams: must be between 1 and 4096");
   if (c.sweep_interval_ms < 10)
     return Status::InvalidArgument("sweep_interval_ms: must be at least 10");
   if (c.max_clock_skew_seconds < 0 || c.max_clock_skew_seconds > 86400)

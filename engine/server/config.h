@@ -27,7 +27,8 @@ struct ServerConfig {
   int64_t max_field_bytes = 1 << 20;  // any one text field or URL
   int max_urls = 1000;
   int max_hashes = 1000;
-  int workers = 8;  // EvaluateStream worker threads
+  int workers = 8;       // EvaluateStream worker threads, shared by every stream
+  int max_streams = 64;  // EvaluateStream calls open at once
   int64_t sweep_interval_ms = 1000;
   // A claimed time (received_at, taken_at) later than server time + this is
   // refused. Config and flag take a duration ("5m").

@@ -31,8 +31,58 @@ int64_t NowSeconds() {
       .count();
 }
 
+// A fixed set of threads shared by every EvaluateStream: a stream queues
+// its reports here instead of starting threads of its own. Tasks are short
+// (check, evaluate, queue for the ledger; nobody waits for durability here).
+class WorkerPool {
+ public:
+  // Throws std::system_error when a thread cannot be started.
+  explicit WorkerPool(int threads) {
+    for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Run(); });
+  }
+  ~WorkerPool() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : threads_) t.join();
+  }
+  void Submit(std::function<void()> task) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      tasks_.push_back(std::move(task));
+    }
+    cv_.notify_one();
+  }
+  size_t threads() const { return threads_.size(); }
+
+ private:
+  void Run() {
+    for (;;) {
+      std::function<void()> task;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [this] { return stop_ || !tasks_.empty(); });
+        if (tasks_.empty()) return;  // stopping, and every task done
+        task = std::move(tasks_.front());
+        tasks_.pop_front();
+      }
+      task();
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> tasks_;
+  bool stop_ = false;
+  std::vector<std::thread> threads_;
+};
+
 struct Server::State {
   ServerConfig config;
+  // EvaluateStream's shared workers, and how many streams are open.
+  std::unique_ptr<WorkerPool> stream_pool;
+  std::atomic<int> open_streams{0};
   TokenStore tokens;
   std::unique_ptr<ledger::Ledger> ledger;
   std::unique_ptr<duty::DutyEngine> engine;
@@ -345,66 +395,48 @@ class ModerationService final : public v1::Moderation::Service {
     Principal p;
     grpc::Status st = s_->Authorize(ctx, {Role::kPlatform, Role::kAdmin}, &p);
     if (!st.ok()) return scope.Done(st);
-    std::mutex mu;
-    // Each waits for one thing, so a hand-off wakes one thread, not all of
-    // them (wake-ups are most of the cost per report here).
-    std::condition_variable work_cv, answer_cv, space_cv;
-    int in_flight = 0;
-    constexpr int kMaxInFlight = 64;
-    grpc::Status denied = grpc::Status::OK;
-    // Workers evaluate and queue reports for the ledger without waiting for
-    // durability; one responder answers them in the order they were queued,
-    // each once its events are durable. So every report in flight on the
-    // stream (up to kMaxInFlight) can share one group commit.
+    // A bounded number of streams at a time; each holds gRPC's handler
+    // thread and, once it has a report, one responder thread.
+    struct StreamCount {
+      std::atomic<int>& n;
+      ~StreamCount() { n.fetch_sub(1); }
+    } count{s_->open_streams};
+    if (s_->open_streams.fetch_add(1) >= s_->config.max_streams) {
+      return scope.Done({StatusCode::RESOURCE_EXHAUSTED,
+                         "too many open streams (max_streams " +
+                             std::to_string(s_->config.max_streams) + "); try again later"});
+    }
+    // Each condition has one waiter, so a hand-off wakes one thread.
     struct Answer {
       v1::EvaluateResponse resp;
       std::unique_ptr<duty::DutyEngine::Pending> pending;
       bool failed = false;
     };
-    std::deque<v1::EvaluateRequest> queue;
-    std::deque<Answer> answers;
-    bool reading_done = false;
-    int workers_left = std::max(1, std::min(s_->config.workers, kMaxInFlight));
-    std::vector<std::thread> workers;
-    for (int w = workers_left; w > 0; --w) {
-      workers.emplace_back([&] {
-        for (;;) {
-          v1::EvaluateRequest req;
-          {
-            std::unique_lock<std::mutex> lock(mu);
-            work_cv.wait(lock, [&] { return !queue.empty() || reading_done; });
-            if (queue.empty()) {
-              if (--workers_left == 0) answer_cv.notify_one();
-              return;
-            }
-            req = std::move(queue.front());
-            queue.pop_front();
-          }
-          Answer a;
-          a.pending = std::make_unique<duty::DutyEngine::Pending>();
-          grpc::Status rs = s_->CheckReport(req.report());
-          if (rs.ok()) rs = Submit(req.report(), a.resp.mutable_verdict(), a.pending.get());
-          if (!rs.ok()) {
-            a.failed = true;
-            a.resp.Clear();
-            a.resp.mutable_verdict()->set_report_id(req.report().report_id());
-            a.resp.set_error(rs.error_message());
-          }
-          std::lock_guard<std::mutex> lock(mu);
-          answers.push_back(std::move(a));
-          answer_cv.notify_one();
-        }
-      });
-    }
-    std::thread responder([&] {
+    struct StreamState {
+      std::mutex mu;
+      std::condition_variable answer_cv, space_cv;
+      std::deque<Answer> answers;
+      int in_flight = 0;  // read and not yet answered
+      int tasks = 0;      // queued to the pool and not yet done
+      bool reading_done = false;
+    };
+    constexpr int kMaxInFlight = 64;
+    auto state = std::make_shared<StreamState>();
+    // The shared workers evaluate and queue reports for the ledger without
+    // waiting for durability; this stream's responder answers each once its
+    // events are durable, so every report in flight on the stream (up to
+    // kMaxInFlight) can share one group commit.
+    auto respond = [this, state, stream] {
       for (;;) {
         Answer a;
         {
-          std::unique_lock<std::mutex> lock(mu);
-          answer_cv.wait(lock, [&] { return !answers.empty() || workers_left == 0; });
-          if (answers.empty()) return;
-          a = std::move(answers.front());
-          answers.pop_front();
+          std::unique_lock<std::mutex> lock(state->mu);
+          state->answer_cv.wait(lock, [&] {
+            return !state->answers.empty() || (state->reading_done && state->tasks == 0);
+          });
+          if (state->answers.empty()) return;
+          a = std::move(state->answers.front());
+          state->answers.pop_front();
         }
         if (!a.failed) {
           Status durable = a.pending->Wait();
@@ -418,32 +450,67 @@ class ModerationService final : public v1::Moderation::Service {
           }
         }
         stream->Write(a.resp);
-        std::lock_guard<std::mutex> lock(mu);
-        --in_flight;
-        space_cv.notify_one();
+        std::lock_guard<std::mutex> lock(state->mu);
+        --state->in_flight;
+        state->space_cv.notify_one();
       }
-    });
+    };
+    std::thread responder;
+    grpc::Status result = grpc::Status::OK;
     v1::EvaluateRequest req;
     while (stream->Read(&req)) {
       grpc::Status t = s_->CheckTenant(p, req.report().service_id());
-      std::unique_lock<std::mutex> lock(mu);
       if (!t.ok()) {
-        denied = t;
+        result = t;
         break;
       }
-      space_cv.wait(lock, [&] { return in_flight < kMaxInFlight; });
-      ++in_flight;
-      queue.push_back(std::move(req));
-      work_cv.notify_one();
+      if (!responder.joinable()) {
+        // Started with the first report: an idle stream holds no thread of
+        // ours. A thread that cannot be started ends this stream only.
+        try {
+          responder = std::thread(respond);
+        } catch (const std::system_error&) {
+          result = {StatusCode::RESOURCE_EXHAUSTED, "cannot start a thread for this stream"};
+          break;
+        }
+      }
+      {
+        std::unique_lock<std::mutex> lock(state->mu);
+        state->space_cv.wait(lock, [&] { return state->in_flight < kMaxInFlight; });
+        ++state->in_flight;
+        ++state->tasks;
+      }
+      s_->stream_pool->Submit([this, state, r = std::move(req)] {
+        Answer a;
+        a.pending = std::make_unique<duty::DutyEngine::Pending>();
+        grpc::Status rs = s_->CheckReport(r.report());
+        if (rs.ok()) rs = Submit(r.report(), a.resp.mutable_verdict(), a.pending.get());
+        if (!rs.ok()) {
+          a.failed = true;
+          a.resp.Clear();
+          a.resp.mutable_verdict()->set_report_id(r.report().report_id());
+          a.resp.set_error(rs.error_message());
+        }
+        std::lock_guard<std::mutex> lock(state->mu);
+        state->answers.push_back(std::move(a));
+        --state->tasks;
+        state->answer_cv.notify_one();
+      });
+      req.Clear();
     }
     {
-      std::unique_lock<std::mutex> lock(mu);
-      reading_done = true;
-      work_cv.notify_all();
+      std::lock_guard<std::mutex> lock(state->mu);
+      state->reading_done = true;
     }
-    for (auto& w : workers) w.join();
-    responder.join();
-    return scope.Done(denied);
+    state->answer_cv.notify_one();
+    if (responder.joinable()) {
+      responder.join();
+    } else {
+      // No responder (none started, or it could not be): wait for the tasks.
+      std::unique_lock<std::mutex> lock(state->mu);
+      state->answer_cv.wait(lock, [&] { return state->tasks == 0; });
+    }
+    return scope.Done(result);
   }
 
   grpc::Status RecordAction(ServerContext* ctx, const v1::RecordActionRequest* req,
@@ -971,6 +1038,11 @@ Status Server::Start() {
     return Status::InvalidArgument("rules: " + s.message() + all);
   }
 
+  try {
+    state_->stream_pool = std::make_unique<WorkerPool>(config_.workers);
+  } catch (const std::system_error& e) {
+    return Status::Unavailable(std::string("workers: cannot start threads: ") + e.what());
+  }
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -994,6 +1066,12 @@ Status Server::Start() {
   // half of carewatchd's throughput (docs/performance.md). Up to 32 idle
   // threads are kept instead.
   builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, 32);
+  // gRPC's sync server runs a thread per call in progress; past this many
+  // it answers RESOURCE_EXHAUSTED instead of starting more (each open
+  // stream holds one). Streams are also counted (max_streams).
+  grpc::ResourceQuota quota("carewatchd");
+  quota.SetMaxThreads(config_.max_streams + 192);
+  builder.SetResourceQuota(quota);
   services_.push_back(std::make_unique<ModerationService>(state_.get()));
   services_.push_back(std::make_unique<AuditService>(state_.get()));
   services_.push_back(std::make_unique<RulesService>(state_.get(), this));
@@ -1095,6 +1173,7 @@ void Server::Shutdown(int grace_ms) {
   }
   done_cv_.notify_all();
   if (sweeper_thread_.joinable()) sweeper_thread_.join();
+  state_->stream_pool.reset();  // every stream has ended with gRPC's shutdown
   if (state_->ledger) {
     Status s = state_->ledger->Flush();
     Log(s.ok() ? "info" : "error",

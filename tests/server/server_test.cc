@@ -468,6 +468,81 @@ TEST_F(ServerTest, EvaluateStreamAnswersEveryReport) {
   EXPECT_EQ(flagged, kN - kN / 3);
 }
 
+// Threads of a running process, from /proc.
+int ThreadsOf(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("Threads:", 0) == 0) return std::atoi(line.c_str() + 8);
+  }
+  return -1;
+}
+
+TEST_F(ServerTest, IdleStreamsHoldNoWorkersAndAreBounded) {
+  daemon_->Start(rules_, {"--max-streams", "16"});
+  channel_ = grpc::CreateChannel(daemon_->Address(), grpc::InsecureChannelCredentials());
+  moderation_ = v1::Moderation::NewStub(channel_);
+  // One stream that did work, so its responder and the pool exist.
+  {
+    grpc::ClientContext ctx;
+    Auth(&ctx, platform_a_);
+    auto stream = moderation_->EvaluateStream(&ctx);
+    v1::EvaluateRequest req;
+    *req.mutable_report() = Flaggable("warm", "svc-a");
+    ASSERT_TRUE(stream->Write(req));
+    stream->WritesDone();
+    v1::EvaluateResponse resp;
+    while (stream->Read(&resp)) {
+    }
+    ASSERT_TRUE(stream->Finish().ok());
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const int before = ThreadsOf(daemon_->Pid());
+  ASSERT_GT(before, 0);
+  // Sixteen idle streams: each used to start its own workers (8) and a
+  // responder; now each holds gRPC's handler thread only.
+  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+  std::vector<std::unique_ptr<grpc::ClientReaderWriter<v1::EvaluateRequest, v1::EvaluateResponse>>>
+      streams;
+  for (int i = 0; i < 16; ++i) {
+    contexts.push_back(std::make_unique<grpc::ClientContext>());
+    Auth(contexts.back().get(), platform_a_);
+    streams.push_back(moderation_->EvaluateStream(contexts.back().get()));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  const int during = ThreadsOf(daemon_->Pid());
+  EXPECT_LE(during - before, 16 + 4) << "threads went from " << before << " to " << during;
+  // The seventeenth is refused, not given threads.
+  {
+    grpc::ClientContext ctx;
+    Auth(&ctx, platform_a_);
+    auto extra = moderation_->EvaluateStream(&ctx);
+    extra->WritesDone();
+    grpc::Status st = extra->Finish();
+    EXPECT_EQ(st.error_code(), StatusCode::RESOURCE_EXHAUSTED);
+    EXPECT_NE(st.error_message().find("too many open streams (max_streams 16)"), std::string::npos)
+        << st.error_message();
+  }
+  // The open ones still work, and once closed make room again.
+  v1::EvaluateRequest req;
+  *req.mutable_report() = Flaggable("on-an-idle-stream", "svc-a");
+  ASSERT_TRUE(streams[0]->Write(req));
+  v1::EvaluateResponse resp;
+  ASSERT_TRUE(streams[0]->Read(&resp));
+  EXPECT_EQ(resp.verdict().report_id(), "on-an-idle-stream");
+  for (auto& st : streams) {
+    st->WritesDone();
+    while (st->Read(&resp)) {
+    }
+    EXPECT_TRUE(st->Finish().ok());
+  }
+  grpc::ClientContext ctx;
+  Auth(&ctx, platform_a_);
+  auto again = moderation_->EvaluateStream(&ctx);
+  again->WritesDone();
+  EXPECT_TRUE(again->Finish().ok());
+}
+
 // The rules copy with csea.swift-takedown's record_grace set to zero, so
 // overdue reports are breached at the next sweep.
 void ZeroGrace(const std::string& rules_dir) {

@@ -35,7 +35,10 @@ int main(int argc, char** argv) {
   auto* max_msg = app.add_option("--max-message-bytes", flags.max_message_bytes, "Largest request");
   auto* max_field =
       app.add_option("--max-field-bytes", flags.max_field_bytes, "Largest text field or URL");
-  auto* workers = app.add_option("--workers", flags.workers, "EvaluateStream worker threads");
+  auto* workers =
+      app.add_option("--workers", flags.workers, "EvaluateStream worker threads (shared)");
+  auto* max_streams =
+      app.add_option("--max-streams", flags.max_streams, "EvaluateStream calls open at once");
   auto* sweep =
       app.add_option("--sweep-interval-ms", flags.sweep_interval_ms, "Deadline sweeper period");
   auto* origin = app.add_option("--origin", flags.origin,
@@ -76,6 +79,7 @@ int main(int argc, char** argv) {
   if (*hmac) config.hmac_key = flags.hmac_key;
   if (*cache) config.cache_dir = flags.cache_dir;
   if (*lists) config.lists_anywhere = lists_anywhere;
+  if (*max_streams) config.max_streams = flags.max_streams;
   if (*insecure) config.insecure_plaintext = insecure_plaintext;
   if (*noop) config.noop_service = noop_service;
   if (*max_msg) config.max_message_bytes = flags.max_message_bytes;
