@@ -299,7 +299,13 @@ void Ledger::QueueRollupLocked() {
 
 Status Ledger::health() const {
   std::lock_guard<std::mutex> lock(mu_);
+  if (error_.ok() && !degraded_.empty()) return Status::Unavailable(degraded_);
   return error_;
+}
+
+uint64_t Ledger::write_retries() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return write_retries_;
 }
 
 uint64_t Ledger::commits() const {
@@ -452,10 +458,30 @@ Status Ledger::WriteOne(std::deque<std::shared_ptr<Ticket>>& batch, bool force_c
     w.checkpoint = &checkpoint;
   }
   tree_lock.unlock();
-  s = w.events.empty() && !sign && extras.stats.empty() && extras.reports.empty() &&
-              !extras.prune_unflagged_before
-          ? Status::Ok()
-          : backend_->WriteBatch(w);
+  const bool empty = w.events.empty() && !sign && extras.stats.empty() && extras.reports.empty() &&
+                     !extras.prune_unflagged_before;
+  // A fault that may clear by itself (Unavailable: a lock held elsewhere, a
+  // full disk) is retried with the same batch, backing off up to a second,
+  // until it is written or the ledger closes. Meanwhile nothing is
+  // acknowledged and health() says why, so /readyz fails and new commands
+  // are refused; writes and audit reads resume by themselves after.
+  s = Status::Ok();
+  for (int64_t backoff_ms = 10; !empty;) {
+    s = backend_->WriteBatch(w);
+    if (s.ok() || s.code() != Status::Code::kUnavailable) break;
+    std::unique_lock<std::mutex> lock(mu_);
+    if (stop_) break;
+    degraded_ = "ledger write failed, retrying every " + std::to_string(backoff_ms) +
+                " ms (nothing after seq " + std::to_string(before) +
+                " is acknowledged meanwhile): " + s.message();
+    ++write_retries_;
+    cv_.wait_for(lock, std::chrono::milliseconds(backoff_ms), [this] { return stop_; });
+    backoff_ms = std::min<int64_t>(1000, backoff_ms * 2);
+  }
+  if (s.ok()) {
+    std::lock_guard<std::mutex> lock(mu_);
+    degraded_.clear();
+  }
   tree_lock.lock();
   if (s.ok() && extras.prune_unflagged_before) {
     for (const auto& t : batch) {

@@ -263,9 +263,12 @@ class Ledger {
   std::string VerifierKey() const;
   // The signed checkpoint of exactly `tree_size` events.
   Status CheckpointAt(uint64_t tree_size, v1::Checkpoint* out) const;
-  // A failed write makes the ledger unusable until restarted: nothing after
-  // it may be acknowledged. OK while healthy.
+  // OK, or why the ledger cannot write now: a write failing and being
+  // retried (it clears itself when the write succeeds), or a failure that
+  // stops writes until restart.
   Status health() const;
+  // Writes retried after a transient failure, since open.
+  uint64_t write_retries() const;
 
  private:
   Ledger() = default;
@@ -296,6 +299,8 @@ class Ledger {
   int64_t last_rollup_ms_ = 0;
   bool stop_ = false;
   bool flush_requested_ = false;
+  std::string degraded_;  // a transient write failure being retried ("" when none)
+  uint64_t write_retries_ = 0;
   Status error_;
 
   mutable std::mutex tree_mu_;  // tree, durable size, checkpoints

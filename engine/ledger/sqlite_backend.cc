@@ -421,17 +421,24 @@ class SqliteBackend : public LedgerBackend {
     return st.Step() == SQLITE_DONE ? Status::Ok() : Error(write_db_, "writing meta");
   }
 
+  // Unavailable when the failure is one that may clear by itself (another
+  // process holds the lock past the busy timeout, the disk is full, an I/O
+  // error): nothing of the batch was committed and the same batch may be
+  // written again. DataLoss otherwise (a constraint, a corrupt file).
   Status WriteBatch(const WriteSet& w) override {
     Status s = Exec(write_db_, "BEGIN IMMEDIATE");
-    if (!s.ok()) return s;
-    s = WriteRows(w);
+    if (s.ok()) s = WriteRows(w);
     if (s.ok()) s = Exec(write_db_, "COMMIT");
-    if (!s.ok() && !sqlite3_get_autocommit(write_db_)) {
+    if (s.ok()) return s;
+    const int code = sqlite3_extended_errcode(write_db_) & 0xff;
+    if (!sqlite3_get_autocommit(write_db_)) {
       // The transaction is still open: undo it whole. Its error is the one
       // reported; a failed rollback leaves nothing more to say.
       (void)Exec(write_db_, "ROLLBACK");
     }
-    return s;
+    const bool transient = code == SQLITE_BUSY || code == SQLITE_LOCKED || code == SQLITE_FULL ||
+                           code == SQLITE_IOERR || code == SQLITE_CANTOPEN;
+    return transient ? s : Status::DataLoss(s.message());
   }
 
   // Passive checkpoints (the background thread) never let the WAL start

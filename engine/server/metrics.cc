@@ -84,6 +84,11 @@ std::string Metrics::Render(const Gauges& g) const {
   line("# HELP carewatch_ledger_events Events in the ledger.");
   line("# TYPE carewatch_ledger_events gauge");
   line("carewatch_ledger_events " + std::to_string(g.ledger_size));
+  line(
+      "# HELP carewatch_ledger_write_retries_total Ledger writes retried after a transient "
+      "failure.");
+  line("# TYPE carewatch_ledger_write_retries_total counter");
+  line("carewatch_ledger_write_retries_total " + std::to_string(g.ledger_write_retries));
   line("# HELP carewatch_ruleset_info The rule set serving.");
   line("# TYPE carewatch_ruleset_info gauge");
   line("carewatch_ruleset_info{version=\"" + g.ruleset_version + "\"} 1");

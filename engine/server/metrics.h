@@ -22,6 +22,7 @@ class Metrics {
   // Gauges set by the server before rendering.
   struct Gauges {
     uint64_t ledger_size = 0, open = 0, met = 0, discharged = 0, breached = 0, findings_open = 0;
+    uint64_t ledger_write_retries = 0;
     std::string ruleset_version;
     bool last_reload_ok = true;
     int64_t last_reload_time = 0;

@@ -1111,6 +1111,7 @@ Status Server::Start() {
       Metrics::Gauges g;
       auto c = st->engine->counts();
       g.ledger_size = st->ledger->size();
+      g.ledger_write_retries = st->ledger->write_retries();
       g.open = c.open;
       g.met = c.met;
       g.discharged = c.discharged;

@@ -4,8 +4,10 @@
 #include <sqlite3.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "engine/common/digest.h"
 #include "engine/ledger/note.h"
@@ -57,6 +59,12 @@ class LedgerTest : public ::testing::Test {
     EXPECT_EQ(rc, SQLITE_OK) << (err ? err : "");
     sqlite3_free(err);
     sqlite3_close(db);
+  }
+
+  std::unique_ptr<LedgerBackend> OpenReadOnly() {
+    std::unique_ptr<LedgerBackend> b;
+    EXPECT_TRUE(OpenBackend(url_, true, &b).ok());
+    return b;
   }
 
   std::string ReadPayload(uint64_t seq) {
@@ -115,6 +123,52 @@ TEST_F(LedgerTest, AppendAssignsSeqsAndRoundTrips) {
   }
   AppendEvents(*l, 1);
   EXPECT_EQ(l->size(), 11u);
+}
+
+TEST_F(LedgerTest, ALockHeldElsewhereIsRetriedAndNothingIsLost) {
+  LedgerOptions o;
+  o.url = url_;
+  o.busy_timeout_ms = 50;
+  std::unique_ptr<Ledger> l;
+  ASSERT_TRUE(Ledger::Open(o, &l).ok());
+  AppendEvents(*l, 3);
+  // Another process (here another connection) holds the write lock for a
+  // while, far past the busy timeout.
+  sqlite3* other = nullptr;
+  ASSERT_EQ(sqlite3_open((dir_ + "/ledger.db").c_str(), &other), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(other, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
+  std::atomic<bool> appended{false};
+  Status append_status;
+  std::thread writer([&] {
+    std::vector<v1::LedgerEvent> events(1);
+    events[0].set_type(v1::ACTION_RECORDED);
+    events[0].mutable_time()->set_seconds(1767607300);
+    events[0].mutable_action_recorded()->set_report_id("during");
+    append_status = l->Append(&events);
+    appended = true;
+  });
+  Status degraded;
+  for (int i = 0; i < 200 && degraded.ok(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    degraded = l->health();
+  }
+  EXPECT_FALSE(degraded.ok()) << "health() says the ledger cannot write now";
+  EXPECT_NE(degraded.message().find("retrying"), std::string::npos) << degraded.message();
+  EXPECT_FALSE(appended.load()) << "nothing is acknowledged while the write cannot be made";
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  ASSERT_EQ(sqlite3_exec(other, "ROLLBACK", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(other);
+  writer.join();
+  EXPECT_TRUE(append_status.ok()) << "written once the lock is released: "
+                                  << append_status.message();
+  EXPECT_TRUE(l->health().ok()) << "the ledger recovers by itself: " << l->health().message();
+  EXPECT_GT(l->write_retries(), 0u);
+  AppendEvents(*l, 2);
+  EXPECT_EQ(l->size(), 6u);
+  l.reset();
+  VerifyReport r = VerifyLedger(*OpenReadOnly(), "");
+  EXPECT_TRUE(r.ok) << r.message;
+  EXPECT_EQ(r.events, 6u) << "every acknowledged event exactly once";
 }
 
 TEST_F(LedgerTest, CheckpointsAreSignedAndProofsVerify) {
