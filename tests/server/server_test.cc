@@ -172,6 +172,19 @@ class ServerTest : public ::testing::Test {
     rules_stub_ = v1::Rules::NewStub(channel_);
   }
 
+  // Runs carewatchd with `args` to its end (behind `prefix`, e.g. a
+  // timeout); returns its exit status and everything it printed.
+  std::pair<int, std::string> RunCarewatchd(const std::string& args,
+                                            const std::string& prefix = "") {
+    std::string cmd = prefix + (prefix.empty() ? "" : " ") + CAREWATCHD_PATH + " " + args + " > " +
+                      dir_ + "/out.txt 2>&1";
+    int rc = std::system(cmd.c_str());
+    std::ifstream in(dir_ + "/out.txt");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return {WEXITSTATUS(rc), ss.str()};
+  }
+
   static void Auth(grpc::ClientContext* ctx, const std::string& token) {
     if (!token.empty()) ctx->AddMetadata("authorization", "Bearer " + token);
   }
@@ -1230,14 +1243,7 @@ TEST_F(ServerTest, AFailingSweeperMakesTheServiceNotReady) {
 
 TEST_F(ServerTest, OneProcessPerLedgerAndPortAndNoReadOnlySurprises) {
   StartDaemon();
-  auto run = [&](const std::string& args) {
-    std::string cmd = std::string(CAREWATCHD_PATH) + " " + args + " > " + dir_ + "/out.txt 2>&1";
-    int rc = std::system(cmd.c_str());
-    std::ifstream in(dir_ + "/out.txt");
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return std::make_pair(WEXITSTATUS(rc), ss.str());
-  };
+  auto run = [&](const std::string& args) { return RunCarewatchd(args); };
   const std::string common = "--rules " + rules_ + " --tokens " + dir_ +
                              "/tokens.yaml --metrics '' --cache-dir " + dir_ + "/cache";
   // A second carewatchd on the same ledger stops at once and names the first.
@@ -1274,21 +1280,15 @@ TEST_F(ServerTest, OneProcessPerLedgerAndPortAndNoReadOnlySurprises) {
     return;
   }
   // `timeout`: a carewatchd that started after all is stopped, and fails the test.
-  int rc = std::system(("timeout 20 " + std::string(CAREWATCHD_PATH) +
-                        " --listen 127.0.0.1:0 --ledger sqlite://" + ledger + " " + common + " > " +
-                        dir_ + "/out.txt 2>&1")
-                           .c_str());
-  std::ifstream in(dir_ + "/out.txt");
-  std::stringstream out3;
-  out3 << in.rdbuf();
-  const int rc3 = WEXITSTATUS(rc);
+  auto [rc3, out3] = RunCarewatchd(
+      "--listen 127.0.0.1:0 --ledger sqlite://" + ledger + " " + common, "timeout 20");
   if (root)
     std::system(("chattr -i " + ledger).c_str());
   else
     ::chmod(ledger.c_str(), 0600);
   EXPECT_NE(rc3, 0);
   EXPECT_NE(rc3, 124) << "carewatchd started on a read-only ledger";
-  EXPECT_NE(out3.str().find("is read-only (file permissions)"), std::string::npos) << out3.str();
+  EXPECT_NE(out3.find("is read-only (file permissions)"), std::string::npos) << out3;
 }
 
 TEST_F(ServerTest, PostedRuleSetsCompileOneAtATime) {
@@ -1395,14 +1395,7 @@ TEST(TokenStore, ALineCannotGrantItselfARoleAndRepeatedKeysAreRefused) {
 }
 
 TEST_F(ServerTest, BadSettingsStopTheStartWithAMessage) {
-  auto run = [&](const std::string& args) {
-    std::string cmd = std::string(CAREWATCHD_PATH) + " " + args + " > " + dir_ + "/out.txt 2>&1";
-    int rc = std::system(cmd.c_str());
-    std::ifstream in(dir_ + "/out.txt");
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return std::make_pair(WEXITSTATUS(rc), ss.str());
-  };
+  auto run = [&](const std::string& args) { return RunCarewatchd(args); };
   auto [rc1, out1] = run("--listen nonsense --rules " + rules_ + " --tokens " + dir_ +
                          "/tokens.yaml --ledger sqlite://" + dir_ + "/l.db --metrics ''");
   EXPECT_NE(rc1, 0);
