@@ -1425,6 +1425,17 @@ TEST_F(ServerTest, BadSettingsStopTheStartWithAMessage) {
   EXPECT_NE(out6.find("max_clock_skew: must be between 0s and 1d"), std::string::npos) << out6;
   // Plaintext on an address that is not loopback: tokens would cross the
   // network in clear.
+  // The settings added for hostile clients take only what they mean.
+  auto [rc_streams, out_streams] = run(base + " --max-streams 0");
+  EXPECT_NE(rc_streams, 0);
+  EXPECT_NE(out_streams.find("max_streams: must be between 1 and 4096"), std::string::npos)
+      << out_streams;
+  std::ofstream(dir_ + "/flags.yaml") << "insecure_plaintext: maybe\n";
+  auto [rc_flag, out_flag] = run("--config " + dir_ + "/flags.yaml");
+  EXPECT_NE(rc_flag, 0);
+  EXPECT_NE(out_flag.find(dir_ + "/flags.yaml:1:21: bad value for 'insecure_plaintext'"),
+            std::string::npos)
+      << out_flag;
   auto [rc_open, out_open] = run(base.substr(0, base.find(" --listen")) + " --listen 0.0.0.0:0");
   EXPECT_NE(rc_open, 0);
   EXPECT_NE(out_open.find("listen: 0.0.0.0:0 is not a loopback address and TLS is off"),
