@@ -256,6 +256,12 @@ void RenderCover(const ReportData& d, int verified_findings, std::ostringstream&
             " findings: evidence bundle verified as <code>carewatch verify --evidence</code> "
             "does (each event proved against the checkpoint, the finding recomputed from "
             "them)");
+  if (c.findings_after_checkpoint > 0) {
+    check(false, false,
+          std::to_string(c.findings_after_checkpoint) +
+              " findings recorded after this checkpoint are not in this report (a later "
+              "checkpoint covers them)");
+  }
   o << "</ul></section>";
 
   o << "<dl class=\"facts\"><dt>Source</dt><dd>" << Escape(c.source) << "</dd>"

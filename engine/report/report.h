@@ -34,6 +34,8 @@ struct Cover {
   // the report was built offline from one.
   bool ledger_checked = false, ledger_verified = false;
   std::string ledger_message;
+  // Findings listed but recorded after the checkpoint: not in the report.
+  int findings_after_checkpoint = 0;
 };
 
 // One service's statistics: every period from the year before the first

@@ -180,6 +180,12 @@ TEST(ReportHtml, TheCoverSaysWhatWasNotVerified) {
   EXPECT_NE(html.find("data-verified=\"failed\""), std::string::npos);
   EXPECT_NE(html.find("entry seq 7: inclusion proof does not verify"), std::string::npos);
   d.findings[0].verified = true;
+  d.cover.findings_after_checkpoint = 2;
+  html = RenderHtml(d);
+  EXPECT_NE(html.find("data-verified=\"all\""), std::string::npos)
+      << "findings newer than the checkpoint are left out, not failed";
+  EXPECT_NE(html.find("2 findings recorded after this checkpoint are not in this report"),
+            std::string::npos);
   d.cover.checkpoint_verified = false;
   EXPECT_NE(RenderHtml(d).find("data-verified=\"failed\""), std::string::npos)
       << "a checkpoint not signed by the given key";
