@@ -1,6 +1,7 @@
 #include "engine/ledger/audit.h"
 
 #include <algorithm>
+#include <array>
 #include <set>
 
 #include "engine/ledger/evidence.h"
@@ -183,6 +184,24 @@ double Change(int64_t now, int64_t before) {
                      : 100.0 * static_cast<double>(now - before) / static_cast<double>(before);
 }
 
+// The percent changes of reports, flagged, obligations, breaches and
+// findings, against the previous period or the year before.
+using ChangeFields = std::array<double PeriodStats::*, 5>;
+constexpr ChangeFields kPreviousChanges = {
+    &PeriodStats::reports_change, &PeriodStats::flagged_change, &PeriodStats::obligations_change,
+    &PeriodStats::breaches_change, &PeriodStats::findings_change};
+constexpr ChangeFields kYearChanges = {
+    &PeriodStats::reports_year_change, &PeriodStats::flagged_year_change,
+    &PeriodStats::obligations_year_change, &PeriodStats::breaches_year_change,
+    &PeriodStats::findings_year_change};
+
+void SetChanges(const PeriodStats& base, const ChangeFields& fields, PeriodStats* p) {
+  const int64_t now[] = {p->reports, p->flagged, p->obligations, p->breaches, p->findings};
+  const int64_t was[] = {base.reports, base.flagged, base.obligations, base.breaches,
+                         base.findings};
+  for (size_t i = 0; i < fields.size(); ++i) p->*fields[i] = Change(now[i], was[i]);
+}
+
 }  // namespace
 
 void ToProto(const PeriodStats& x, v1::PeriodStats* o) {
@@ -333,33 +352,25 @@ Status ComputeStats(LedgerBackend& backend, const std::string& service_id,
   // Every period from the first to the last, so each has its predecessor.
   std::string key = by_period.begin()->first;
   const std::string last = by_period.rbegin()->first;
-  bool have_previous = false;
-  PeriodStats previous;
-  std::map<std::string, PeriodStats> all;
+  // Periods without data count zero; the year before is looked up among
+  // the counted ones (one without reports has nothing to compare with).
+  const PeriodStats none;
+  const PeriodStats* previous = nullptr;
   for (int guard = 0; guard < 100000; ++guard) {
-    PeriodStats p = by_period.count(key) ? by_period[key] : PeriodStats{};
+    auto it = by_period.find(key);
+    const PeriodStats& counted = it == by_period.end() ? none : it->second;
+    PeriodStats p = counted;
     p.period = key;
-    if (have_previous) {
+    if (previous) {
       p.has_previous = true;
-      p.reports_change = Change(p.reports, previous.reports);
-      p.flagged_change = Change(p.flagged, previous.flagged);
-      p.obligations_change = Change(p.obligations, previous.obligations);
-      p.breaches_change = Change(p.breaches, previous.breaches);
-      p.findings_change = Change(p.findings, previous.findings);
+      SetChanges(*previous, kPreviousChanges, &p);
     }
-    auto year_ago = all.find(YearBefore(key));
-    if (year_ago != all.end() && year_ago->second.reports > 0) {
-      const PeriodStats& y = year_ago->second;
+    auto year_ago = by_period.find(YearBefore(key));
+    if (year_ago != by_period.end() && year_ago->second.reports > 0) {
       p.has_year_ago = true;
-      p.reports_year_change = Change(p.reports, y.reports);
-      p.flagged_year_change = Change(p.flagged, y.flagged);
-      p.obligations_year_change = Change(p.obligations, y.obligations);
-      p.breaches_year_change = Change(p.breaches, y.breaches);
-      p.findings_year_change = Change(p.findings, y.findings);
+      SetChanges(year_ago->second, kYearChanges, &p);
     }
-    previous = p;
-    have_previous = true;
-    all[key] = p;
+    previous = &counted;
     if (key >= first_listed) out->push_back(std::move(p));
     if (key == last) break;
     key = NextPeriod(key, period);
