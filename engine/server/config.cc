@@ -2,7 +2,10 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <CLI/CLI.hpp>
+#include <charconv>
 #include <filesystem>
+#include <iostream>
 #include <set>
 
 #include "engine/rules/duration.h"
@@ -26,6 +29,111 @@ bool ValidHostPort(const std::string& s) {
 
 }  // namespace
 
+std::string Setting::Flag() const {
+  std::string f = std::string("--") + key;
+  for (char& c : f) {
+    if (c == '_') c = '-';
+  }
+  return f;
+}
+
+const std::vector<Setting>& Settings() {
+  using K = Setting::Kind;
+  using C = ServerConfig;
+  static const std::vector<Setting> kSettings = {
+      {"listen", "gRPC HOST:PORT", K::kString, &C::listen},
+      {"rules", "Rule directory or pack (repeatable)", K::kList, &C::rules},
+      {"accountability", "Extra accountability file (repeatable)", K::kList, &C::accountability},
+      {"ledger", "Ledger URL (sqlite:///path/ledger.db)", K::kString, &C::ledger},
+      {"tokens", "Tokens file (digests only)", K::kString, &C::tokens},
+      {"tls_cert", "TLS certificate (PEM)", K::kString, &C::tls_cert},
+      {"tls_key", "TLS private key (PEM)", K::kString, &C::tls_key},
+      {"tls_client_ca", "CA for client certificates (mTLS)", K::kString, &C::tls_client_ca},
+      {"metrics", "HTTP HOST:PORT for /metrics /healthz /readyz ('' = off)", K::kString,
+       &C::metrics},
+      {"signing_key", "Ed25519 key for checkpoints (PEM; default beside the ledger)", K::kString,
+       &C::signing_key},
+      {"hmac_key", "HMAC key file for field digests (default beside the ledger)", K::kString,
+       &C::hmac_key},
+      {"cache_dir", "Compiled Hyperscan database cache", K::kString, &C::cache_dir},
+      {"max_message_bytes", "Largest request in bytes", K::kInt64, &C::max_message_bytes},
+      {"max_field_bytes", "Largest text field or URL in bytes", K::kInt64, &C::max_field_bytes},
+      {"max_urls", "Most URLs in one report", K::kInt, &C::max_urls},
+      {"max_hashes", "Most hashes in one report", K::kInt, &C::max_hashes},
+      {"workers", "EvaluateStream worker threads (shared by every stream)", K::kInt, &C::workers},
+      {"max_streams", "EvaluateStream calls open at once", K::kInt, &C::max_streams},
+      {"sweep_interval_ms", "Deadline sweeper period in milliseconds", K::kInt64,
+       &C::sweep_interval_ms},
+      {"max_clock_skew", "Refuse claimed times later than server time + this (e.g. 5m)",
+       K::kDuration, &C::max_clock_skew_seconds},
+      {"retention", "How long decided obligations and unflagged report ids are kept (e.g. 90d)",
+       K::kDuration, &C::retention_seconds},
+      {"origin", "The log's origin: names the deployment in every checkpoint", K::kString,
+       &C::origin},
+      {"compile_timeout_ms", "Longest wait for a posted rule set to compile (milliseconds)",
+       K::kInt64, &C::compile_timeout_ms},
+      {"lists_anywhere", "Packs' list files may lie outside their pack's directory", K::kBool,
+       &C::lists_anywhere},
+      {"insecure_plaintext", "Allow plaintext gRPC on an address that is not loopback", K::kBool,
+       &C::insecure_plaintext},
+      {"noop_service", "Serve the benchmark-only Noop service (the transport's baseline)", K::kBool,
+       &C::noop_service},
+  };
+  return kSettings;
+}
+
+Status ApplySetting(const Setting& setting, const std::vector<std::string>& values,
+                    ServerConfig* c) {
+  using K = Setting::Kind;
+  if (setting.kind != K::kList && values.size() != 1)
+    return Status::InvalidArgument("takes one value");
+  const std::string& v = values.empty() ? std::string() : values[0];
+  auto integer = [&](int64_t lo, int64_t hi, int64_t* out) -> Status {
+    int64_t n = 0;
+    auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+    if (ec == std::errc::result_out_of_range)
+      return Status::InvalidArgument(v + " is out of range");
+    if (v.empty() || ec != std::errc() || end != v.data() + v.size())
+      return Status::InvalidArgument("'" + v.substr(0, 40) + "' is not a whole number");
+    if (n < lo || n > hi) return Status::InvalidArgument(v + " is out of range");
+    *out = n;
+    return Status::Ok();
+  };
+  switch (setting.kind) {
+    case K::kString:
+      c->*std::get<std::string ServerConfig::*>(setting.field) = v;
+      return Status::Ok();
+    case K::kList:
+      c->*std::get<std::vector<std::string> ServerConfig::*>(setting.field) = values;
+      return Status::Ok();
+    case K::kInt: {
+      int64_t n = 0;
+      Status s = integer(INT32_MIN, INT32_MAX, &n);
+      if (s.ok()) c->*std::get<int ServerConfig::*>(setting.field) = static_cast<int>(n);
+      return s;
+    }
+    case K::kInt64: {
+      int64_t n = 0;
+      Status s = integer(INT64_MIN + 1, INT64_MAX, &n);
+      if (s.ok()) c->*std::get<int64_t ServerConfig::*>(setting.field) = n;
+      return s;
+    }
+    case K::kBool:
+      if (v != "true" && v != "false")
+        return Status::InvalidArgument("'" + v.substr(0, 40) + "' is not true or false");
+      c->*std::get<bool ServerConfig::*>(setting.field) = v == "true";
+      return Status::Ok();
+    case K::kDuration: {
+      std::string error;
+      auto d = rules::ParseDuration(v, &error);
+      if (!d) return Status::InvalidArgument(error);
+      c->*std::get<int64_t ServerConfig::*>(setting.field) = *d;
+      return Status::Ok();
+    }
+  }
+  return Status::InvalidArgument("unknown kind of setting");
+}
+
 Status LoadConfigFile(const std::string& path, ServerConfig* c) {
   YAML::Node root;
   try {
@@ -38,125 +146,92 @@ Status LoadConfigFile(const std::string& path, ServerConfig* c) {
   }
   if (!root || root.IsNull()) return Status::Ok();
   if (!root.IsMap()) return Status::InvalidArgument(path + ": the config must be a mapping");
-  const std::set<std::string> known = {"listen",
-                                       "rules",
-                                       "accountability",
-                                       "ledger",
-                                       "tokens",
-                                       "tls_cert",
-                                       "tls_key",
-                                       "tls_client_ca",
-                                       "metrics",
-                                       "signing_key",
-                                       "hmac_key",
-                                       "cache_dir",
-                                       "max_message_bytes",
-                                       "max_field_bytes",
-                                       "max_urls",
-                                       "max_hashes",
-                                       "workers",
-                                       "max_streams",
-                                       "sweep_interval_ms",
-                                       "max_clock_skew",
-                                       "origin",
-                                       "retention",
-                                       "lists_anywhere",
-                                       "insecure_plaintext",
-                                       "noop_service"};
   try {
+    std::set<std::string> seen;
     for (const auto& kv : root) {
-      std::string key = kv.first.as<std::string>();
+      if (!kv.first.IsScalar())
+        return Status::InvalidArgument(Where(path, kv.first) + ": a setting's name is a word");
+      std::string key = kv.first.Scalar();
       const YAML::Node& v = kv.second;
-      if (!known.count(key))
-        return Status::InvalidArgument(Where(path, kv.first) + ": unknown setting '" + key + "'");
-      auto str = [&]() -> std::string {
-        if (!v.IsScalar()) throw YAML::TypedBadConversion<std::string>(v.Mark());
-        return v.Scalar();
-      };
-      auto list = [&]() {
-        std::vector<std::string> out;
-        if (v.IsScalar())
-          out.push_back(v.Scalar());
-        else if (v.IsSequence())
-          for (const auto& x : v) out.push_back(x.as<std::string>());
-        else
-          throw YAML::TypedBadConversion<std::string>(v.Mark());
-        return out;
-      };
-      auto num = [&]() -> int64_t {
-        std::string s = str();
-        size_t used = 0;
-        int64_t n = std::stoll(s, &used);
-        if (used != s.size()) throw std::invalid_argument(s);
-        return n;
-      };
-      try {
-        if (key == "listen")
-          c->listen = str();
-        else if (key == "rules")
-          c->rules = list();
-        else if (key == "accountability")
-          c->accountability = list();
-        else if (key == "ledger")
-          c->ledger = str();
-        else if (key == "tokens")
-          c->tokens = str();
-        else if (key == "tls_cert")
-          c->tls_cert = str();
-        else if (key == "tls_key")
-          c->tls_key = str();
-        else if (key == "tls_client_ca")
-          c->tls_client_ca = str();
-        else if (key == "metrics")
-          c->metrics = str();
-        else if (key == "signing_key")
-          c->signing_key = str();
-        else if (key == "hmac_key")
-          c->hmac_key = str();
-        else if (key == "cache_dir")
-          c->cache_dir = str();
-        else if (key == "max_message_bytes")
-          c->max_message_bytes = num();
-        else if (key == "max_field_bytes")
-          c->max_field_bytes = num();
-        else if (key == "max_urls")
-          c->max_urls = static_cast<int>(num());
-        else if (key == "max_hashes")
-          c->max_hashes = static_cast<int>(num());
-        else if (key == "workers")
-          c->workers = static_cast<int>(num());
-        else if (key == "max_streams")
-          c->max_streams = static_cast<int>(num());
-        else if (key == "sweep_interval_ms")
-          c->sweep_interval_ms = num();
-        else if (key == "origin")
-          c->origin = str();
-        else if (key == "lists_anywhere" || key == "insecure_plaintext" || key == "noop_service") {
-          std::string b = str();
-          if (b != "true" && b != "false") throw std::invalid_argument(b);
-          bool* flag = key == "lists_anywhere"       ? &c->lists_anywhere
-                       : key == "insecure_plaintext" ? &c->insecure_plaintext
-                                                     : &c->noop_service;
-          *flag = b == "true";
-        } else if (key == "retention") {
-          std::string error;
-          auto d = rules::ParseDuration(str(), &error);
-          if (!d) return Status::InvalidArgument(Where(path, v) + ": retention: " + error);
-          c->retention_seconds = *d;
-        } else if (key == "max_clock_skew") {
-          std::string error;
-          auto d = rules::ParseDuration(str(), &error);
-          if (!d) return Status::InvalidArgument(Where(path, v) + ": max_clock_skew: " + error);
-          c->max_clock_skew_seconds = *d;
+      const Setting* setting = nullptr;
+      for (const auto& s : Settings()) {
+        if (key == s.key) setting = &s;
+      }
+      if (!setting) {
+        return Status::InvalidArgument(Where(path, kv.first) + ": unknown setting '" +
+                                       key.substr(0, 64) + "'");
+      }
+      if (!seen.insert(key).second)
+        return Status::InvalidArgument(Where(path, kv.first) + ": '" + key + "' is given twice");
+      std::vector<std::string> values;
+      if (v.IsScalar()) {
+        values.push_back(v.Scalar());
+      } else if (v.IsSequence() && setting->kind == Setting::Kind::kList) {
+        for (const auto& x : v) {
+          if (!x.IsScalar())
+            return Status::InvalidArgument(Where(path, x) + ": " + key + ": a list of paths");
+          values.push_back(x.Scalar());
         }
-      } catch (const std::exception&) {
+      } else {
         return Status::InvalidArgument(Where(path, v) + ": bad value for '" + key + "'");
       }
+      Status s = ApplySetting(*setting, values, c);
+      if (!s.ok()) return Status::InvalidArgument(Where(path, v) + ": " + key + ": " + s.message());
     }
   } catch (const YAML::Exception& e) {
     return Status::InvalidArgument(path + ":" + std::to_string(e.mark.line + 1) + ": " + e.msg);
   }
   return Status::Ok();
+}
+
+bool ParseCommandLine(int argc, char** argv, ServerConfig* config, int* exit_code) {
+  CLI::App app{"carewatchd: duty-of-care compliance service"};
+  std::string config_file;
+  app.add_option("--config", config_file, "YAML config file; flags override it");
+  // Every setting is a flag too; only flags given override the file.
+  const auto& settings = Settings();
+  std::vector<std::vector<std::string>> given(settings.size());
+  std::vector<CLI::Option*> options(settings.size());
+  for (size_t i = 0; i < settings.size(); ++i) {
+    const Setting& s = settings[i];
+    if (s.kind == Setting::Kind::kBool) {
+      options[i] = app.add_flag(s.Flag(), s.help);
+    } else if (s.kind == Setting::Kind::kList) {
+      options[i] = app.add_option(s.Flag(), given[i], s.help);
+    } else {
+      options[i] = app.add_option(s.Flag(), given[i], s.help)
+                       ->expected(1)
+                       ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+    }
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    *exit_code = app.exit(e) == 0 ? 0 : 2;
+    return false;
+  }
+  ServerConfig c;
+  if (!config_file.empty()) {
+    Status s = LoadConfigFile(config_file, &c);
+    if (!s.ok()) {
+      std::cerr << "carewatchd: config: " << s.message() << "\n";
+      *exit_code = 2;
+      return false;
+    }
+  }
+  for (size_t i = 0; i < settings.size(); ++i) {
+    if (options[i]->count() == 0) continue;
+    std::vector<std::string> values =
+        settings[i].kind == Setting::Kind::kBool ? std::vector<std::string>{"true"} : given[i];
+    Status s = ApplySetting(settings[i], values, &c);
+    if (!s.ok()) {
+      std::cerr << "carewatchd: " << settings[i].Flag() << ": " << s.message() << "\n";
+      *exit_code = 2;
+      return false;
+    }
+  }
+  *config = std::move(c);
+  return true;
 }
 
 // 127.0.0.0/8, ::1 and localhost.
@@ -223,6 +298,8 @@ Status ValidateConfig(const ServerConfig& c) {
     return Status::InvalidArgument("retention: must be between 1d and 3660d");
   if (c.max_urls < 0 || c.max_hashes < 0)
     return Status::InvalidArgument("max_urls/max_hashes: must not be negative");
+  if (c.compile_timeout_ms < 1 || c.compile_timeout_ms > 600000)
+    return Status::InvalidArgument("compile_timeout_ms: must be between 1 and 600000");
   return Status::Ok();
 }
 

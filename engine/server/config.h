@@ -4,14 +4,16 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "engine/common/status.h"
 
 namespace carewatch::server {
 
-// Every setting of carewatchd. Each is also a command-line flag of the same
-// name (--listen, --rules, ...); flags override the config file.
+// Every setting of carewatchd. Settings() lists each once, and that one
+// table drives both the config file (key `max_streams`) and the command
+// line (flag `--max-streams`); flags override the config file.
 struct ServerConfig {
   std::string listen = "127.0.0.1:50051";
   std::vector<std::string> rules = {"rules"};  // directories or pack files
@@ -48,15 +50,43 @@ struct ServerConfig {
   bool insecure_plaintext = false;
   // The benchmark-only Noop service (answers any authenticated caller).
   bool noop_service = false;
+  // Rules.Validate, RunTests and DryRun wait at most this long for a posted
+  // rule set to compile (one compiles at a time).
+  int64_t compile_timeout_ms = 30000;
 
   // Not a setting: the server's clock (unix seconds) for in-process tests.
   // Unset: the wall clock.
   std::function<int64_t()> clock;
 };
 
+// One setting: its config-file key (the flag is "--" + key with '-' for
+// '_'), what it means, and the field it sets. Durations are written "90d",
+// "5m"; booleans true/false (as flags: present or absent).
+struct Setting {
+  enum class Kind { kString, kList, kInt, kInt64, kBool, kDuration };
+  const char* key;
+  const char* help;
+  Kind kind;
+  std::variant<std::string ServerConfig::*, std::vector<std::string> ServerConfig::*,
+               int ServerConfig::*, int64_t ServerConfig::*, bool ServerConfig::*>
+      field;
+  std::string Flag() const;
+};
+const std::vector<Setting>& Settings();
+
+// Sets one setting from its text (one value; several for lists). The error
+// says what was wrong with the value, without naming where it came from.
+Status ApplySetting(const Setting& setting, const std::vector<std::string>& values,
+                    ServerConfig* config);
+
 // Reads a YAML config file; unknown keys and wrong types are errors naming
 // file:line:col.
 Status LoadConfigFile(const std::string& path, ServerConfig* config);
+
+// carewatchd's command line: --config FILE, then every setting as a flag
+// overriding the file. Returns false with `exit_code` set when the process
+// should end (--help: 0; a bad flag or value: 2, message on stderr).
+bool ParseCommandLine(int argc, char** argv, ServerConfig* config, int* exit_code);
 
 // Checks the settings together (addresses, files that must exist, ranges).
 Status ValidateConfig(const ServerConfig& config);

@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
@@ -15,6 +16,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <filesystem>
 #include <fstream>
 #include <latch>
@@ -30,6 +32,7 @@
 #include "engine/ledger/note.h"
 #include "engine/ledger/verify.h"
 #include "engine/server/auth.h"
+#include "engine/server/request.h"
 
 namespace carewatch {
 namespace {
@@ -160,6 +163,7 @@ class ServerTest : public ::testing::Test {
     daemon_ = std::make_unique<Daemon>(dir_);
   }
   void TearDown() override {
+    if (HasFailure()) std::cerr << "carewatchd's log:\n" << daemon_->Log();
     daemon_.reset();
     fs::remove_all(dir_);
   }
@@ -365,7 +369,8 @@ TEST_F(ServerTest, EvaluateIsIdempotentAndActionsMeetObligations) {
     req.mutable_taken_at()->set_seconds(Now());
     grpc::ClientContext ctx;
     Auth(&ctx, platform_a_);
-    ASSERT_TRUE(moderation_->RecordAction(&ctx, req, &resp).ok());
+    grpc::Status rst = moderation_->RecordAction(&ctx, req, &resp);
+    ASSERT_TRUE(rst.ok()) << rst.error_code() << " " << rst.error_message();
   }
   ASSERT_EQ(resp.obligations_size(), 1);
   EXPECT_EQ(resp.obligations(0).status(), v1::OBLIGATION_STATUS_MET);
@@ -1433,8 +1438,9 @@ TEST_F(ServerTest, BadSettingsStopTheStartWithAMessage) {
   std::ofstream(dir_ + "/flags.yaml") << "insecure_plaintext: maybe\n";
   auto [rc_flag, out_flag] = run("--config " + dir_ + "/flags.yaml");
   EXPECT_NE(rc_flag, 0);
-  EXPECT_NE(out_flag.find(dir_ + "/flags.yaml:1:21: bad value for 'insecure_plaintext'"),
-            std::string::npos)
+  EXPECT_NE(
+      out_flag.find(dir_ + "/flags.yaml:1:21: insecure_plaintext: 'maybe' is not true or false"),
+      std::string::npos)
       << out_flag;
   auto [rc_open, out_open] = run(base.substr(0, base.find(" --listen")) + " --listen 0.0.0.0:0");
   EXPECT_NE(rc_open, 0);
@@ -1464,6 +1470,283 @@ TEST_F(ServerTest, BadSettingsStopTheStartWithAMessage) {
   EXPECT_NE(rc10, 0);
   EXPECT_NE(out10.find("systemic window 90d is longer than retention 30d"), std::string::npos)
       << out10;
+}
+
+}  // namespace
+}  // namespace carewatch
+
+namespace carewatch {
+namespace {
+
+// Every RPC in the proto has an access rule, and every rule names an RPC
+// carewatchd serves: a new method cannot be served without one.
+TEST(RequestPath, EveryMethodHasAnAccessRuleAndEveryRuleAMethod) {
+  std::set<std::string> served;
+  for (const auto* svc : {v1::Moderation::service_full_name(), v1::Audit::service_full_name(),
+                          v1::Rules::service_full_name(), v1::Noop::service_full_name()}) {
+    const auto* d = google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(svc);
+    ASSERT_NE(d, nullptr) << svc;
+    for (int i = 0; i < d->method_count(); ++i) {
+      std::string path = "/" + d->full_name() + "/" + d->method(i)->name();
+      served.insert(path);
+      const server::MethodPolicy* p = server::FindPolicy(path);
+      ASSERT_NE(p, nullptr) << path << " has no access rule";
+      EXPECT_NE(p->access, server::Access::kPublic) << path << " would need no token";
+      EXPECT_EQ(std::string(p->name), d->name() + "/" + d->method(i)->name());
+    }
+  }
+  for (const auto& p : server::MethodPolicies()) {
+    std::string path(p.path);
+    if (path.rfind("/carewatch.", 0) == 0) EXPECT_TRUE(served.count(path)) << path;
+  }
+  EXPECT_EQ(server::FindPolicy("/carewatch.v1.Moderation/Nothing"), nullptr);
+}
+
+// Each setting is a config key and a flag, read by the same code: setting
+// it either way gives the same configuration.
+TEST(Settings, EverySettingIsAConfigKeyAndAFlagWithTheSameMeaning) {
+  std::string dir = ::testing::TempDir() + "/cw-settings-" + std::to_string(::getpid());
+  fs::create_directories(dir);
+  std::set<std::string> flags;
+  for (const auto& s : server::Settings()) {
+    using K = server::Setting::Kind;
+    std::string value = s.kind == K::kBool       ? "true"
+                        : s.kind == K::kDuration ? "7h"
+                        : s.kind == K::kInt      ? "17"
+                        : s.kind == K::kInt64    ? "12345"
+                                                 : "some/value:1";
+    EXPECT_TRUE(flags.insert(s.Flag()).second) << s.Flag() << " twice";
+    server::ServerConfig from_file, from_flag, defaults;
+    std::ofstream(dir + "/c.yaml") << s.key << ": \"" << value << "\"\n";
+    carewatch::Status st = server::LoadConfigFile(dir + "/c.yaml", &from_file);
+    ASSERT_TRUE(st.ok()) << s.key << ": " << st.message();
+    std::vector<std::string> args = {"carewatchd", s.Flag()};
+    if (s.kind != K::kBool) args.push_back(value);
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    int exit_code = -1;
+    ASSERT_TRUE(server::ParseCommandLine(static_cast<int>(argv.size()), argv.data(), &from_flag,
+                                         &exit_code))
+        << s.Flag();
+    // Compare through the setting's own field.
+    std::visit(
+        [&](auto field) {
+          EXPECT_EQ(from_file.*field, from_flag.*field) << s.key;
+          EXPECT_NE(from_file.*field, defaults.*field) << s.key << " was not set";
+        },
+        s.field);
+  }
+  // A value of the wrong kind names the setting either way.
+  std::ofstream(dir + "/c.yaml") << "max_urls: many\n";
+  server::ServerConfig c;
+  carewatch::Status st = server::LoadConfigFile(dir + "/c.yaml", &c);
+  EXPECT_NE(st.message().find("c.yaml:1:11: max_urls: 'many' is not a whole number"),
+            std::string::npos)
+      << st.message();
+  std::ofstream(dir + "/c.yaml") << "max_urls: 99999999999999999999\n";
+  st = server::LoadConfigFile(dir + "/c.yaml", &c);
+  EXPECT_NE(st.message().find("out of range"), std::string::npos) << st.message();
+  std::ofstream(dir + "/c.yaml") << "workers: 2\nworkers: 3\n";
+  st = server::LoadConfigFile(dir + "/c.yaml", &c);
+  EXPECT_NE(st.message().find("'workers' is given twice"), std::string::npos) << st.message();
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace carewatch
+
+namespace carewatch {
+namespace {
+
+// The token and the role are checked when a call's headers arrive, before
+// its message is read: a body over max_message_bytes from a caller without
+// a valid token is refused as unauthenticated (not read up to the limit),
+// one from a caller of the wrong role as not permitted.
+TEST_F(ServerTest, TokensAndRolesAreCheckedBeforeTheBodyIsRead) {
+  daemon_->Start(rules_, {"--max-message-bytes", "65536"});
+  channel_ = grpc::CreateChannel(daemon_->Address(), grpc::InsecureChannelCredentials());
+  moderation_ = v1::Moderation::NewStub(channel_);
+  v1::ContentReport big = Flaggable("big", "svc-a");
+  big.set_text(std::string(1 << 20, 'x'));
+  grpc::Status st = Evaluate("", big);
+  EXPECT_EQ(st.error_code(), StatusCode::UNAUTHENTICATED) << st.error_message();
+  st = Evaluate("not-a-token", big);
+  EXPECT_EQ(st.error_code(), StatusCode::UNAUTHENTICATED) << st.error_message();
+  st = Evaluate(regulator_, big);
+  EXPECT_EQ(st.error_code(), StatusCode::PERMISSION_DENIED) << st.error_message();
+  EXPECT_NE(st.error_message().find("role regulator may not call Moderation/Evaluate"),
+            std::string::npos)
+      << st.error_message();
+  // Only a caller allowed to send it meets the size limit.
+  st = Evaluate(platform_a_, big);
+  EXPECT_EQ(st.error_code(), StatusCode::RESOURCE_EXHAUSTED) << st.error_message();
+  // A method carewatchd does not serve, with or without a token.
+  grpc::GenericStub generic(channel_);
+  for (const std::string& token : {std::string(), platform_a_}) {
+    grpc::ClientContext ctx;
+    Auth(&ctx, token);
+    grpc::Slice empty("");
+    grpc::ByteBuffer req(&empty, 1), resp;
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;
+    grpc::StubOptions options;
+    generic.UnaryCall(&ctx, "/carewatch.v1.Moderation/Made" + std::to_string(done), options, &req,
+                      &resp, [&](grpc::Status s) {
+                        std::lock_guard<std::mutex> lock(mu);
+                        st = s;
+                        done = true;
+                        cv.notify_all();
+                      });
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return done; });
+    EXPECT_EQ(st.error_code(), StatusCode::UNIMPLEMENTED);
+  }
+  // Refusals at the gate are counted under the method (made-up paths under
+  // "unknown", so they cannot grow the metrics); the handler never ran.
+  std::string m = daemon_->Metrics();
+  EXPECT_NE(m.find("method=\"Moderation/Evaluate\",code=\"UNAUTHENTICATED\"} 2"), std::string::npos)
+      << m;
+  EXPECT_NE(m.find("method=\"unknown\",code=\"UNIMPLEMENTED\"} 2"), std::string::npos) << m;
+  EXPECT_EQ(m.find("Made"), std::string::npos);
+  // Calls the gate lets through are served as before.
+  EXPECT_TRUE(Evaluate(platform_a_, Flaggable("ok", "svc-a")).ok());
+}
+
+// Audit requests are capped like reports: ids, page sizes, tokens and the
+// period name each refused with the field and the limit.
+TEST_F(ServerTest, AuditRequestsAreCappedAndStatsArePaged) {
+  StartDaemon();
+  auto breaches = [&](const v1::ListBreachesRequest& req) {
+    grpc::ClientContext ctx;
+    Auth(&ctx, regulator_);
+    v1::ListBreachesResponse resp;
+    return audit_->ListBreaches(&ctx, req, &resp);
+  };
+  v1::ListBreachesRequest lb;
+  lb.set_service_id(std::string(100000, 's'));
+  grpc::Status st = breaches(lb);
+  EXPECT_EQ(st.error_code(), StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(st.error_message().find("service_id: 100000 bytes exceeds the limit of 256"),
+            std::string::npos)
+      << st.error_message();
+  lb.Clear();
+  lb.set_page_size(5000);
+  st = breaches(lb);
+  EXPECT_EQ(st.error_code(), StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(st.error_message().find("page_size"), std::string::npos) << st.error_message();
+  lb.Clear();
+  lb.set_page_token("12 34");
+  st = breaches(lb);
+  EXPECT_EQ(st.error_code(), StatusCode::INVALID_ARGUMENT) << st.error_message();
+  {
+    grpc::ClientContext ctx;
+    Auth(&ctx, regulator_);
+    v1::GetStatsRequest req;
+    req.set_period("fortnight");
+    v1::GetStatsResponse resp;
+    st = audit_->GetStats(&ctx, req, &resp);
+    EXPECT_EQ(st.error_code(), StatusCode::INVALID_ARGUMENT);
+    EXPECT_NE(st.error_message().find("period: must be month, quarter, year"), std::string::npos);
+  }
+  {
+    grpc::ClientContext ctx;
+    Auth(&ctx, regulator_);
+    v1::GetEvidenceRequest req;
+    req.set_finding_id(std::string(300, 'f'));
+    v1::GetEvidenceResponse resp;
+    st = audit_->GetEvidence(&ctx, req, &resp);
+    EXPECT_EQ(st.error_code(), StatusCode::INVALID_ARGUMENT);
+    EXPECT_NE(st.error_message().find("finding_id: 300 bytes"), std::string::npos);
+  }
+  // Reports across five months; stats one period a page give what one call
+  // gives, the services on the first page only.
+  const int64_t month = 31 * 86400;
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(
+        Evaluate(platform_a_, Flaggable("p" + std::to_string(i), "svc-a", Now() - i * month)).ok());
+  }
+  auto stats = [&](int page_size, const std::string& token, v1::GetStatsResponse* resp) {
+    grpc::ClientContext ctx;
+    Auth(&ctx, regulator_);
+    v1::GetStatsRequest req;
+    req.set_page_size(page_size);
+    req.set_page_token(token);
+    return audit_->GetStats(&ctx, req, resp);
+  };
+  v1::GetStatsResponse all;
+  ASSERT_TRUE(stats(0, "", &all).ok());
+  ASSERT_GE(all.periods_size(), 5);
+  EXPECT_TRUE(all.next_page_token().empty());
+  EXPECT_EQ(all.services_size(), 1);
+  EXPECT_EQ(all.services_total(), 1);
+  v1::GetStatsResponse paged;
+  std::string token;
+  int pages = 0;
+  do {
+    v1::GetStatsResponse page;
+    ASSERT_TRUE(stats(1, token, &page).ok());
+    EXPECT_LE(page.periods_size(), 1);
+    if (pages > 0) EXPECT_EQ(page.services_size(), 0);
+    for (const auto& p : page.periods()) *paged.add_periods() = p;
+    token = page.next_page_token();
+    ++pages;
+  } while (!token.empty() && pages < 100);
+  EXPECT_EQ(pages, all.periods_size());
+  ASSERT_EQ(paged.periods_size(), all.periods_size());
+  for (int i = 0; i < all.periods_size(); ++i)
+    EXPECT_EQ(paged.periods(i).SerializeAsString(), all.periods(i).SerializeAsString());
+}
+
+// A posted rule set that does not compile within compile_timeout_ms is
+// answered DEADLINE_EXCEEDED; it keeps the one compile slot until it ends,
+// so a second is told to come back rather than taking another core.
+TEST_F(ServerTest, APostedCompileIsBoundedInTime) {
+  daemon_->Start(rules_, {"--compile-timeout-ms", "200"});
+  channel_ = grpc::CreateChannel(daemon_->Address(), grpc::InsecureChannelCredentials());
+  rules_stub_ = v1::Rules::NewStub(channel_);
+  std::string pack =
+      "pack: big\nversion: \"1\"\nduties:\n  - {id: d, deadline: 24h, actions: "
+      "[remove_content]}\nrules:\n";
+  for (int i = 0; i < 3000; ++i) {
+    pack += "  - {id: r" + std::to_string(i) +
+            ", duty: d, severity: low, when: {field: text, regex: 'w" + std::to_string(i) +
+            "[a-z]{2,9}q(x|y)+z'}}\n";
+  }
+  v1::RulePackSet set;
+  set.add_files()->set_path("big.yaml");
+  set.mutable_files(0)->set_content(pack);
+  auto validate = [&](v1::ValidateResponse* resp) {
+    grpc::ClientContext ctx;
+    Auth(&ctx, author_);
+    return rules_stub_->Validate(&ctx, set, resp);
+  };
+  v1::ValidateResponse resp;
+  grpc::Status st = validate(&resp);
+  EXPECT_EQ(st.error_code(), StatusCode::DEADLINE_EXCEEDED) << st.error_message();
+  EXPECT_NE(st.error_message().find("compile_timeout"), std::string::npos) << st.error_message();
+  st = validate(&resp);
+  EXPECT_EQ(st.error_code(), StatusCode::RESOURCE_EXHAUSTED) << st.error_message();
+  // Once the background compile ends, the slot is free again (and a small
+  // set compiles well within the limit).
+  v1::RulePackSet small;
+  small.add_files()->set_path("small.yaml");
+  small.mutable_files(0)->set_content(
+      "pack: small\nversion: \"1\"\nduties:\n  - {id: d, deadline: 24h, actions: "
+      "[remove_content]}\nrules:\n  - {id: r, duty: d, severity: low, when: {field: text, "
+      "phrases: [hello]}}\n");
+  bool compiled = false;
+  for (int i = 0; i < 600 && !compiled; ++i) {
+    grpc::ClientContext ctx;
+    Auth(&ctx, author_);
+    st = rules_stub_->Validate(&ctx, small, &resp);
+    compiled = st.ok() && resp.ok();
+    if (!compiled) {
+      EXPECT_EQ(st.error_code(), StatusCode::RESOURCE_EXHAUSTED) << st.error_message();
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+  EXPECT_TRUE(compiled);
 }
 
 }  // namespace

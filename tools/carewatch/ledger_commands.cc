@@ -417,12 +417,15 @@ int RunAuditOffline(const std::string& what, const std::string& ledger_url, cons
       req.set_service_id(f.service_id);
       req.set_period(f.period);
       range(req.mutable_range(), from, to);
-      v1::GetStatsResponse resp;
-      grpc::ClientContext ctx;
-      Authorize(&ctx, f.token);
-      grpc::Status st = remote->GetStats(&ctx, req, &resp);
-      if (!st.ok()) return rpc_error(st);
-      for (const auto& p : resp.periods()) stats.push_back(ledger::FromProto(p));
+      do {  // every page
+        v1::GetStatsResponse resp;
+        grpc::ClientContext ctx;
+        Authorize(&ctx, f.token);
+        grpc::Status st = remote->GetStats(&ctx, req, &resp);
+        if (!st.ok()) return rpc_error(st);
+        for (const auto& p : resp.periods()) stats.push_back(ledger::FromProto(p));
+        req.set_page_token(resp.next_page_token());
+      } while (!req.page_token().empty());
     } else {
       s = ledger::ComputeStats(*backend, f.service_id, f.period, from.value_or(INT64_MIN),
                                to.value_or(INT64_MAX), &stats);

@@ -146,13 +146,17 @@ class ServerSource : public Source {
     req.set_period(period);
     if (from != INT64_MIN) req.mutable_range()->mutable_from()->set_seconds(from);
     if (to != INT64_MAX) req.mutable_range()->mutable_to()->set_seconds(to);
-    v1::GetStatsResponse resp;
-    grpc::ClientContext ctx;
-    Authorize(&ctx, token_);
-    Status s = FromGrpc(audit_->GetStats(&ctx, req, &resp), "GetStats");
-    if (!s.ok()) return s;
-    for (const auto& p : resp.periods()) out->push_back(ledger::FromProto(p));
-    services->assign(resp.services().begin(), resp.services().end());
+    do {  // every page; the services come on the first
+      v1::GetStatsResponse resp;
+      grpc::ClientContext ctx;
+      Authorize(&ctx, token_);
+      Status s = FromGrpc(audit_->GetStats(&ctx, req, &resp), "GetStats");
+      if (!s.ok()) return s;
+      for (const auto& p : resp.periods()) out->push_back(ledger::FromProto(p));
+      if (req.page_token().empty())
+        services->assign(resp.services().begin(), resp.services().end());
+      req.set_page_token(resp.next_page_token());
+    } while (!req.page_token().empty());
     return Status::Ok();
   }
 

@@ -1,0 +1,194 @@
+// Moderation: what a platform's trust-and-safety systems call.
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+
+#include "engine/server/request.h"
+#include "engine/server/services.h"
+
+namespace carewatch::server {
+namespace {
+
+using grpc::ServerContext;
+using grpc::StatusCode;
+
+class ModerationService final : public v1::Moderation::Service {
+ public:
+  explicit ModerationService(Server::State* s) : s_(s) {}
+
+  grpc::Status Evaluate(ServerContext* ctx, const v1::EvaluateRequest* req,
+                        v1::EvaluateResponse* resp) override {
+    return Serve(*s_, ctx, "Moderation/Evaluate", *req,
+                 [&](const Principal&) { return Submit(req->report(), resp->mutable_verdict()); });
+  }
+
+  grpc::Status EvaluateStream(
+      ServerContext* ctx,
+      grpc::ServerReaderWriter<v1::EvaluateResponse, v1::EvaluateRequest>* stream) override {
+    return ServeStream(
+        *s_, ctx, "Moderation/EvaluateStream",
+        [&](const Principal& p, const MethodPolicy& policy) { return Stream(p, policy, stream); });
+  }
+
+  grpc::Status RecordAction(ServerContext* ctx, const v1::RecordActionRequest* req,
+                            v1::RecordActionResponse* resp) override {
+    return Serve(*s_, ctx, "Moderation/RecordAction", *req, [&](const Principal&) {
+      std::vector<v1::Obligation> obligations;
+      duty::ActionInput in{req->service_id(),         req->report_id(), req->action(),
+                           req->taken_at().seconds(), req->actor(),     req->taken_at().nanos()};
+      if (!req->has_taken_at()) in.taken_at = 0;
+      uint64_t seq = 0;
+      grpc::Status st = ToGrpc(s_->engine->RecordAction(in, &obligations, &seq));
+      for (auto& o : obligations) *resp->add_obligations() = std::move(o);
+      resp->set_ledger_seq(seq);
+      return st;
+    });
+  }
+
+ private:
+  grpc::Status Stream(const Principal& p, const MethodPolicy& policy,
+                      grpc::ServerReaderWriter<v1::EvaluateResponse, v1::EvaluateRequest>* stream) {
+    // A bounded number of streams at a time; each holds gRPC's handler
+    // thread and, once it has a report, one responder thread.
+    struct StreamCount {
+      std::atomic<int>& n;
+      ~StreamCount() { n.fetch_sub(1); }
+    } count{s_->open_streams};
+    if (s_->open_streams.fetch_add(1) >= s_->config.max_streams) {
+      return grpc::Status(StatusCode::RESOURCE_EXHAUSTED,
+                          "too many open streams (max_streams " +
+                              std::to_string(s_->config.max_streams) + "); try again later");
+    }
+    // Each condition has one waiter, so a hand-off wakes one thread.
+    struct Answer {
+      v1::EvaluateResponse resp;
+      std::unique_ptr<duty::DutyEngine::Pending> pending;
+      bool failed = false;
+    };
+    struct StreamState {
+      std::mutex mu;
+      std::condition_variable answer_cv, space_cv;
+      std::deque<Answer> answers;
+      int in_flight = 0;  // read and not yet answered
+      int tasks = 0;      // queued to the pool and not yet done
+      bool reading_done = false;
+    };
+    constexpr int kMaxInFlight = 64;
+    auto state = std::make_shared<StreamState>();
+    // The shared workers evaluate and queue reports for the ledger without
+    // waiting for durability; this stream's responder answers each once its
+    // events are durable, so every report in flight on the stream (up to
+    // kMaxInFlight) can share one group commit.
+    auto respond = [this, state, stream] {
+      for (;;) {
+        Answer a;
+        {
+          std::unique_lock<std::mutex> lock(state->mu);
+          state->answer_cv.wait(lock, [&] {
+            return !state->answers.empty() || (state->reading_done && state->tasks == 0);
+          });
+          if (state->answers.empty()) return;
+          a = std::move(state->answers.front());
+          state->answers.pop_front();
+        }
+        if (!a.failed) {
+          Status durable = a.pending->Wait();
+          if (durable.ok()) {
+            Counted(a.resp.verdict());
+          } else {
+            std::string id = a.resp.verdict().report_id();
+            a.resp.Clear();
+            a.resp.mutable_verdict()->set_report_id(id);
+            a.resp.set_error(ToGrpc(durable).error_message());
+          }
+        }
+        stream->Write(a.resp);
+        std::lock_guard<std::mutex> lock(state->mu);
+        --state->in_flight;
+        state->space_cv.notify_one();
+      }
+    };
+    std::thread responder;
+    grpc::Status result = grpc::Status::OK;
+    v1::EvaluateRequest req;
+    while (stream->Read(&req)) {
+      // Another service's report ends the stream; a malformed one is
+      // answered with its error and the stream goes on.
+      grpc::Status t = CheckTenant(policy, p, TenantOf(req));
+      if (!t.ok()) {
+        result = t;
+        break;
+      }
+      if (!responder.joinable()) {
+        // Started with the first report: an idle stream holds no thread of
+        // ours. A thread that cannot be started ends this stream only.
+        try {
+          responder = std::thread(respond);
+        } catch (const std::system_error&) {
+          result = {StatusCode::RESOURCE_EXHAUSTED, "cannot start a thread for this stream"};
+          break;
+        }
+      }
+      {
+        std::unique_lock<std::mutex> lock(state->mu);
+        state->space_cv.wait(lock, [&] { return state->in_flight < kMaxInFlight; });
+        ++state->in_flight;
+        ++state->tasks;
+      }
+      s_->stream_pool->Submit([this, state, r = std::move(req)] {
+        Answer a;
+        a.pending = std::make_unique<duty::DutyEngine::Pending>();
+        grpc::Status rs = CheckRequest(s_->config, r);
+        if (rs.ok()) rs = Submit(r.report(), a.resp.mutable_verdict(), a.pending.get());
+        if (!rs.ok()) {
+          a.failed = true;
+          a.resp.Clear();
+          a.resp.mutable_verdict()->set_report_id(r.report().report_id());
+          a.resp.set_error(rs.error_message());
+        }
+        std::lock_guard<std::mutex> lock(state->mu);
+        state->answers.push_back(std::move(a));
+        --state->tasks;
+        state->answer_cv.notify_one();
+      });
+      req.Clear();
+    }
+    {
+      std::lock_guard<std::mutex> lock(state->mu);
+      state->reading_done = true;
+    }
+    state->answer_cv.notify_one();
+    if (responder.joinable()) {
+      responder.join();
+    } else {
+      // No responder (none started, or it could not be): wait for the tasks.
+      std::unique_lock<std::mutex> lock(state->mu);
+      state->answer_cv.wait(lock, [&] { return state->tasks == 0; });
+    }
+    return result;
+  }
+
+  // With `pending`, the verdict is answered only once pending->Wait() is OK
+  // (then Counted); without, on return.
+  grpc::Status Submit(const v1::ContentReport& report, v1::Verdict* verdict,
+                      duty::DutyEngine::Pending* pending = nullptr) {
+    Status s = s_->engine->SubmitReport(report, verdict, pending);
+    if (!s.ok()) return ToGrpc(s);
+    if (!pending) Counted(*verdict);
+    return grpc::Status::OK;
+  }
+  void Counted(const v1::Verdict& verdict) {
+    s_->metrics.CountReports(1);
+    for (const auto& f : verdict.flags()) s_->metrics.CountFlag(f.rule_id());
+  }
+  Server::State* s_;
+};
+
+}  // namespace
+
+std::unique_ptr<grpc::Service> NewModerationService(Server::State* s) {
+  return std::make_unique<ModerationService>(s);
+}
+
+}  // namespace carewatch::server

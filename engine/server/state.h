@@ -1,0 +1,75 @@
+#ifndef CAREWATCH_ENGINE_SERVER_STATE_H_
+#define CAREWATCH_ENGINE_SERVER_STATE_H_
+
+// Internal to carewatchd: what the services share. Not an API.
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "engine/duty/duty_engine.h"
+#include "engine/ledger/ledger.h"
+#include "engine/server/auth.h"
+#include "engine/server/config.h"
+#include "engine/server/metrics.h"
+#include "engine/server/server.h"
+
+namespace carewatch::server {
+
+int64_t NowSeconds();
+
+// A fixed set of threads shared by every EvaluateStream: a stream queues
+// its reports here instead of starting threads of its own. Tasks are short
+// (check, evaluate, queue for the ledger; nobody waits for durability here).
+class WorkerPool {
+ public:
+  // Throws std::system_error when a thread cannot be started.
+  explicit WorkerPool(int threads);
+  ~WorkerPool();
+  WorkerPool(const WorkerPool&) = delete;
+  WorkerPool& operator=(const WorkerPool&) = delete;
+  void Submit(std::function<void()> task);
+  size_t threads() const { return threads_.size(); }
+
+ private:
+  void Run();
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> tasks_;
+  bool stop_ = false;
+  std::vector<std::thread> threads_;
+};
+
+struct Server::State {
+  ServerConfig config;
+  // EvaluateStream's shared workers, and how many streams are open.
+  std::unique_ptr<WorkerPool> stream_pool;
+  std::atomic<int> open_streams{0};
+  TokenStore tokens;
+  std::unique_ptr<ledger::Ledger> ledger;
+  std::unique_ptr<duty::DutyEngine> engine;
+  Metrics metrics;
+  std::mutex reload_mu;  // one reload at a time
+  std::atomic<bool> reload_ok{true};
+  std::atomic<int64_t> reload_time{0};
+  std::atomic<int64_t> activated_at{0};
+  std::atomic<bool> draining{false};
+  // Rule sets being compiled for Validate, RunTests and DryRun: a Hyperscan
+  // compile takes a core for up to seconds, so at most one at a time.
+  std::atomic<int> compiling{0};
+  // The sweeper's last error ("" while it succeeds): /readyz fails meanwhile.
+  std::mutex sweep_mu;
+  std::string sweep_error;
+  // Rules.Reload reaches the server through this.
+  std::function<Status(std::vector<std::string>*)> reload;
+};
+
+}  // namespace carewatch::server
+
+#endif  // CAREWATCH_ENGINE_SERVER_STATE_H_
