@@ -204,6 +204,22 @@ void SetChanges(const PeriodStats& base, const ChangeFields& fields, PeriodStats
 
 }  // namespace
 
+void CapBreakdown(std::map<std::string, int64_t>* counts, size_t max_keys) {
+  if (counts->size() <= max_keys || max_keys == 0) return;
+  std::vector<std::pair<std::string, int64_t>> all(counts->begin(), counts->end());
+  std::stable_sort(all.begin(), all.end(),
+                   [](const auto& a, const auto& b) { return a.second > b.second; });
+  int64_t others = 0;
+  counts->clear();
+  for (size_t i = 0; i < all.size(); ++i) {
+    if (i + 1 < max_keys)
+      (*counts)[all[i].first] = all[i].second;
+    else
+      others += all[i].second;
+  }
+  (*counts)["(others)"] += others;
+}
+
 void ToProto(const PeriodStats& x, v1::PeriodStats* o) {
   o->set_period(x.period);
   o->set_reports(x.reports);
@@ -371,6 +387,8 @@ Status ComputeStats(LedgerBackend& backend, const std::string& service_id,
       SetChanges(year_ago->second, kYearChanges, &p);
     }
     previous = &counted;
+    CapBreakdown(&p.by_reason);
+    CapBreakdown(&p.by_surface);
     if (key >= first_listed) out->push_back(std::move(p));
     if (key == last) break;
     key = NextPeriod(key, period);

@@ -64,6 +64,13 @@ Status ComputeStats(LedgerBackend& backend, const std::string& service_id,
                     const std::string& period, int64_t from, int64_t to,
                     std::vector<PeriodStats>* out, std::vector<std::string>* services = nullptr);
 
+// A breakdown (by reason, by surface) keeps at most this many keys: the
+// largest counts (ties by key), the rest summed under "(others)". Platforms
+// may send values beyond the vocabulary, so the number of distinct values
+// is theirs to choose; the size of a statistics answer is not.
+inline constexpr size_t kMaxBreakdownKeys = 50;
+void CapBreakdown(std::map<std::string, int64_t>* counts, size_t max_keys = kMaxBreakdownKeys);
+
 // PeriodStats as GetStats carries it, and back.
 void ToProto(const PeriodStats& in, v1::PeriodStats* out);
 PeriodStats FromProto(const v1::PeriodStats& in);

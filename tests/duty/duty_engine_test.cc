@@ -1265,3 +1265,55 @@ TEST(DutyEngineStats, PeriodsCountObligationsAndCompareWithTheYearBefore) {
 }
 }  // namespace
 }  // namespace carewatch::duty
+
+namespace carewatch::duty {
+namespace {
+
+// A platform chooses how many distinct reasons it sends; the statistics
+// keep the largest kMaxBreakdownKeys - 1 and sum the rest, so the answer's
+// size does not grow with them.
+TEST(DutyEngineStats, BreakdownsAreBoundedWhateverValuesArrive) {
+  std::string dir = TempDir("stats-cap");
+  ledger::LedgerOptions lo;
+  lo.url = "sqlite://" + dir + "/ledger.db";
+  std::unique_ptr<ledger::Ledger> l;
+  ASSERT_TRUE(ledger::Ledger::Open(lo, &l).ok());
+  int64_t now = kT0;
+  DutyEngineOptions options;
+  options.hmac_key = "k";
+  options.now = [&] { return now; };
+  DutyEngine engine(l.get(), options);
+  ASSERT_TRUE(engine.Recover().ok());
+  ASSERT_TRUE(engine.Activate(LoadEvaluator(Pack())).ok());
+  const int kReasons = 120;
+  for (int i = 0; i < kReasons; ++i) {
+    v1::ContentReport r = MakeReport("r" + std::to_string(i), kT0 + i, "svc", "nothing");
+    r.set_reason("reason-" + std::to_string(i));
+    v1::Verdict v;
+    ASSERT_TRUE(engine.SubmitReport(r, &v).ok());
+  }
+  // One reason more often than the rest: it is among those kept.
+  for (int i = 0; i < 3; ++i) {
+    v1::ContentReport r = MakeReport("x" + std::to_string(i), kT0 + 200 + i, "svc", "nothing");
+    r.set_reason("reason-119");
+    v1::Verdict v;
+    ASSERT_TRUE(engine.SubmitReport(r, &v).ok());
+  }
+  ASSERT_TRUE(l->Flush().ok());
+  std::vector<ledger::PeriodStats> stats;
+  ASSERT_TRUE(
+      ledger::ComputeStats(l->backend(), "svc", "month", INT64_MIN, INT64_MAX, &stats).ok());
+  ASSERT_EQ(stats.size(), 1u);
+  const auto& by_reason = stats[0].by_reason;
+  EXPECT_EQ(by_reason.size(), ledger::kMaxBreakdownKeys);
+  ASSERT_TRUE(by_reason.count("(others)"));
+  EXPECT_EQ(by_reason.at("reason-119"), 4);
+  int64_t sum = 0;
+  for (const auto& [k, n] : by_reason) sum += n;
+  EXPECT_EQ(sum, kReasons + 3) << "nothing is lost, only summed";
+  EXPECT_EQ(by_reason.at("(others)"),
+            kReasons + 3 - 4 - static_cast<int64_t>(ledger::kMaxBreakdownKeys - 2));
+}
+
+}  // namespace
+}  // namespace carewatch::duty

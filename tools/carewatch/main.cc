@@ -6,7 +6,8 @@
 #include "engine/rules/duration.h"
 #include "tools/carewatch/common.h"
 
-int main(int argc, char** argv) {
+namespace {
+int Run(int argc, char** argv) {
   using namespace carewatch::cli;
   CLI::App app{"carewatch: duty-of-care rules, evaluation and evidence"};
   app.require_subcommand(1);
@@ -359,4 +360,19 @@ int main(int argc, char** argv) {
   }
   if (*gen) return RunGenCorpus(count, seed, fraction, text_bytes, output);
   return kExitUsage;
+}
+}  // namespace
+
+// Every input is checked where it is read and refused with a message; this
+// is the net under that rule: anything thrown is a message and exit 1, never
+// an abort with a core dump.
+int main(int argc, char** argv) {
+  try {
+    return Run(argc, argv);
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << "\n";
+  } catch (...) {
+    std::cerr << "error: unexpected failure\n";
+  }
+  return 1;
 }
