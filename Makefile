@@ -8,6 +8,7 @@ JOBS         ?= $(shell nproc 2>/dev/null || echo 2)
 FUZZ_SECONDS ?= 20
 SOAK_EVENTS  ?= 3000000
 SOAK_ROUNDS  ?= 6
+HOSTILE_SECONDS ?= 90
 CMAKE_FLAGS  ?=
 
 .PHONY: all deps test-deps build test unit-test tsan-test fuzz-smoke run bench soak clean format
@@ -44,8 +45,8 @@ tsan-test: deps
 fuzz-smoke: deps
 	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	  -DCAREWATCH_FUZZ=ON -DCAREWATCH_TOOLS=OFF -DCAREWATCH_SANITIZE=address,undefined $(CMAKE_FLAGS)
-	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_rule_loader fuzz_report_json
-	@for t in rule_loader report_json; do \
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_rule_loader fuzz_report_json fuzz_grpc_requests
+	@for t in rule_loader report_json grpc_requests; do \
 	  mkdir -p $(FUZZ_BUILD)/corpus/$$t; \
 	  echo "fuzz_$$t: $(FUZZ_SECONDS)s"; \
 	  if ! ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
@@ -70,8 +71,11 @@ bench: build test-deps
 
 # A bounded long run: SOAK_EVENTS scenario lines through a real carewatchd in
 # SOAK_ROUNDS rounds, sampling RSS and restart time after each (docs/performance.md).
+# Then the hostile soak: normal load alone and beside hostile clients,
+# HOSTILE_SECONDS each, with RSS, threads and latency (docs/performance.md).
 soak: build
 	tools/bench/soak.sh $(BUILD) $(SOAK_EVENTS) $(SOAK_ROUNDS)
+	tools/bench/hostile_soak.sh $(BUILD) $(HOSTILE_SECONDS)
 
 format:
 	clang-format -i $$(git ls-files '*.cc' '*.h')

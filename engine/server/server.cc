@@ -106,7 +106,28 @@ Status Server::Reload(std::vector<std::string>* diagnostics) {
   return s;
 }
 
+namespace {
+
+// protobuf logs a line for each malformed message it parses (a client's
+// invalid UTF-8, for one): a hostile client could fill the log with them.
+// They go to carewatchd's log at most once a minute instead.
+void ProtobufLog(google::protobuf::LogLevel level, const char* file, int line,
+                 const std::string& message) {
+  static std::atomic<int64_t> last{0};
+  int64_t now = NowSeconds();
+  int64_t before = last.load();
+  if (level < google::protobuf::LOGLEVEL_FATAL &&
+      (now - before < 60 || !last.compare_exchange_strong(before, now)))
+    return;
+  Log(level >= google::protobuf::LOGLEVEL_ERROR ? "error" : "info",
+      "protobuf: " + message.substr(0, 300) + " (such messages are logged at most once a minute)",
+      {{"at", std::string(file) + ":" + std::to_string(line)}});
+}
+
+}  // namespace
+
 Status Server::Start() {
+  google::protobuf::SetLogHandler(&ProtobufLog);
   Status s = ValidateConfig(config_);
   if (!s.ok()) return s;
   s = TokenStore::Load(config_.tokens, &state_->tokens);
