@@ -53,6 +53,10 @@ struct ServerConfig {
   // Rules.Validate, RunTests and DryRun wait at most this long for a posted
   // rule set to compile (one compiles at a time).
   int64_t compile_timeout_ms = 30000;
+  // A report whose surface, content_type, reporter_type or subject_age_band
+  // is outside the documented vocabulary: refused (INVALID_ARGUMENT) when
+  // set, else evaluated with a warning in its verdict.
+  bool strict_vocabulary = false;
 
   // Not a setting: the server's clock (unix seconds) for in-process tests.
   // Unset: the wall clock.

@@ -36,6 +36,11 @@ void Metrics::ObserveRpc(const std::string& method, const std::string& code, dou
   h.sum += seconds;
 }
 
+void Metrics::CountUnknownValue(const std::string& field) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ++unknown_values_[field];
+}
+
 void Metrics::CountFlag(const std::string& rule_id) {
   std::lock_guard<std::mutex> lock(mu_);
   ++flags_[rule_id];
@@ -96,6 +101,12 @@ std::string Metrics::Render(const Gauges& g) const {
   line("# TYPE carewatch_last_reload_success gauge");
   line(std::string("carewatch_last_reload_success ") + (g.last_reload_ok ? "1" : "0"));
   line("carewatch_last_reload_timestamp_seconds " + std::to_string(g.last_reload_time));
+  line(
+      "# HELP carewatch_unknown_values_total Reports with a categorical value outside the "
+      "vocabulary, by field.");
+  line("# TYPE carewatch_unknown_values_total counter");
+  for (const auto& [f, n] : unknown_values_)
+    line("carewatch_unknown_values_total{field=\"" + f + "\"} " + std::to_string(n));
   line("# HELP carewatch_sweep_errors_total Deadline sweeps that failed (no deadline enforced).");
   line("# TYPE carewatch_sweep_errors_total counter");
   line("carewatch_sweep_errors_total " + std::to_string(sweep_errors_.load()));

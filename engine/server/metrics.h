@@ -19,6 +19,9 @@ class Metrics {
   void CountFlag(const std::string& rule_id);
   void CountReports(uint64_t n) { reports_ += n; }
   void CountSweepError() { sweep_errors_ += 1; }
+  // A categorical value outside the documented vocabulary, by field (one of
+  // a fixed few names).
+  void CountUnknownValue(const std::string& field);
   // Gauges set by the server before rendering.
   struct Gauges {
     uint64_t ledger_size = 0, open = 0, met = 0, discharged = 0, breached = 0, findings_open = 0;
@@ -39,6 +42,7 @@ class Metrics {
   std::map<std::pair<std::string, std::string>, uint64_t> requests_;
   std::map<std::string, Histogram> latency_;
   std::map<std::string, uint64_t> flags_;
+  std::map<std::string, uint64_t> unknown_values_;
   std::atomic<uint64_t> reports_{0};
   std::atomic<uint64_t> sweep_errors_{0};
 };

@@ -175,6 +175,9 @@ class ModerationService final : public v1::Moderation::Service {
                       duty::DutyEngine::Pending* pending = nullptr) {
     Status s = s_->engine->SubmitReport(report, verdict, pending);
     if (!s.ok()) return ToGrpc(s);
+    std::vector<std::string> fields;
+    for (auto& w : VocabularyWarnings(report, "report.", &fields)) verdict->add_warnings(w);
+    for (const auto& f : fields) s_->metrics.CountUnknownValue(f);
     if (!pending) Counted(*verdict);
     return grpc::Status::OK;
   }

@@ -2,13 +2,16 @@
 
 #include <grpc/grpc_security.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <map>
 #include <sstream>
+#include <tuple>
 
 #include "engine/common/digest.h"
 #include "engine/common/utf8.h"
+#include "engine/rules/vocabulary.h"
 
 namespace carewatch::server {
 
@@ -375,8 +378,34 @@ grpc::Status CheckReport(const ServerConfig& c, const v1::ContentReport& r,
   return grpc::Status::OK;
 }
 
+std::vector<std::string> VocabularyWarnings(const v1::ContentReport& r, const std::string& prefix,
+                                            std::vector<std::string>* fields) {
+  const std::tuple<const char*, rules::Field, const std::string*> checked[] = {
+      {"surface", rules::Field::kSurface, &r.surface()},
+      {"content_type", rules::Field::kContentType, &r.content_type()},
+      {"reporter_type", rules::Field::kReporterType, &r.reporter_type()},
+      {"subject_age_band", rules::Field::kSubjectAgeBand, &r.subject_age_band()}};
+  std::vector<std::string> out;
+  for (const auto& [name, field, value] : checked) {
+    if (value->empty()) continue;
+    const auto& known = rules::KnownValues(field);
+    if (std::find(known.begin(), known.end(), *value) != known.end()) continue;
+    std::string list;
+    for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
+    out.push_back(prefix + name + ": '" + *value + "' is not in the vocabulary (" + list +
+                  "); rules written for it will not match");
+    if (fields) fields->push_back(name);
+  }
+  return out;
+}
+
 grpc::Status CheckRequest(const ServerConfig& c, const v1::EvaluateRequest& r) {
-  return CheckReport(c, r.report());
+  grpc::Status s = CheckReport(c, r.report());
+  if (s.ok() && c.strict_vocabulary) {
+    std::vector<std::string> w = VocabularyWarnings(r.report(), "report.");
+    if (!w.empty()) s = {StatusCode::INVALID_ARGUMENT, w[0] + " (strict_vocabulary)"};
+  }
+  return s;
 }
 
 grpc::Status CheckRequest(const ServerConfig&, const v1::RecordActionRequest& r) {

@@ -85,6 +85,13 @@ grpc::Status CheckCategory(const std::string& name, const std::string& v);
 grpc::Status CheckReport(const ServerConfig& c, const v1::ContentReport& r,
                          const std::string& prefix = "report.");
 
+// The report's categorical values outside the documented vocabulary
+// (surface, content_type, reporter_type, subject_age_band), one message
+// each naming the field, the value and the vocabulary; `fields` gets the
+// field names.
+std::vector<std::string> VocabularyWarnings(const v1::ContentReport& r, const std::string& prefix,
+                                            std::vector<std::string>* fields = nullptr);
+
 grpc::Status CheckRequest(const ServerConfig& c, const v1::EvaluateRequest& r);
 grpc::Status CheckRequest(const ServerConfig& c, const v1::RecordActionRequest& r);
 grpc::Status CheckRequest(const ServerConfig& c, const v1::ListBreachesRequest& r);

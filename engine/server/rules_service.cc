@@ -1,4 +1,6 @@
 // Rules: what rule authors call (and Reload, for admins).
+#include <malloc.h>
+
 #include <filesystem>
 #include <future>
 #include <map>
@@ -85,8 +87,12 @@ grpc::Status CompilePosted(Server::State& s, ServerContext* ctx, const v1::RuleP
         c.status = eval::Evaluator::Create(c.loaded.ruleset, {}, &e);
         c.evaluator = std::move(e);
       }
-      s.compiling.fetch_sub(1);
       promise->set_value(std::move(c));
+      // A compile allocates hundreds of MB for a moment, in this thread's
+      // malloc arena; without a trim the arena keeps them from the OS
+      // (measured: RSS grew by ~7 MB per second of repeated compiles).
+      malloc_trim(0);
+      s.compiling.fetch_sub(1);
     }).detach();
   } catch (const std::system_error&) {
     s.compiling.fetch_sub(1);
@@ -161,7 +167,10 @@ class RulesService final : public v1::Rules::Service {
         e = c.evaluator;
       }
       for (int i = 0; i < req->reports_size(); ++i) {
-        Status s = e->Evaluate(req->reports(i), resp->add_verdicts());
+        v1::Verdict* verdict = resp->add_verdicts();
+        Status s = e->Evaluate(req->reports(i), verdict);
+        for (auto& w : VocabularyWarnings(req->reports(i), "reports[" + std::to_string(i) + "]."))
+          verdict->add_warnings(w);
         if (!s.ok()) {
           return {StatusCode::INVALID_ARGUMENT,
                   "reports[" + std::to_string(i) + "]: " + s.message()};

@@ -1751,3 +1751,39 @@ TEST_F(ServerTest, APostedCompileIsBoundedInTime) {
 
 }  // namespace
 }  // namespace carewatch
+
+namespace carewatch {
+namespace {
+
+// A categorical value outside the vocabulary ("dms" for direct_message)
+// matches no rule written for the vocabulary: the verdict says so and a
+// metric counts it; with strict_vocabulary the report is refused.
+TEST_F(ServerTest, ValuesOutsideTheVocabularyAreWarnedOrRefused) {
+  StartDaemon();
+  v1::ContentReport r = Flaggable("v1", "svc-a");
+  r.set_surface("dms");
+  v1::EvaluateResponse resp;
+  ASSERT_TRUE(Evaluate(platform_a_, r, &resp).ok());
+  ASSERT_EQ(resp.verdict().warnings_size(), 1);
+  EXPECT_NE(resp.verdict().warnings(0).find("report.surface: 'dms' is not in the vocabulary"),
+            std::string::npos)
+      << resp.verdict().warnings(0);
+  EXPECT_NE(resp.verdict().warnings(0).find("direct_message"), std::string::npos);
+  ASSERT_TRUE(Evaluate(platform_a_, Flaggable("v2", "svc-a"), &resp).ok());
+  EXPECT_EQ(resp.verdict().warnings_size(), 0) << "the vocabulary's own values pass";
+  EXPECT_NE(daemon_->Metrics().find("carewatch_unknown_values_total{field=\"surface\"} 1"),
+            std::string::npos);
+  daemon_->Kill(SIGTERM);
+  daemon_->Start(rules_, {"--strict-vocabulary"});
+  channel_ = grpc::CreateChannel(daemon_->Address(), grpc::InsecureChannelCredentials());
+  moderation_ = v1::Moderation::NewStub(channel_);
+  r.set_report_id("v3");
+  grpc::Status st = Evaluate(platform_a_, r, &resp);
+  EXPECT_EQ(st.error_code(), StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(st.error_message().find("report.surface: 'dms'"), std::string::npos)
+      << st.error_message();
+  EXPECT_TRUE(Evaluate(platform_a_, Flaggable("v4", "svc-a")).ok());
+}
+
+}  // namespace
+}  // namespace carewatch

@@ -43,6 +43,10 @@ struct Options {
   int seconds = 20;
   int64_t max_rss_mb = 1024;
   int max_threads = 400;
+  std::string attacks = "ids,noauth,streams,urls,compile,reasons";
+  bool On(const std::string& name) const {
+    return ("," + attacks + ",").find("," + name + ",") != std::string::npos;
+  }
 };
 
 int64_t NowSeconds() { return std::time(nullptr); }
@@ -131,68 +135,72 @@ class Run {
       ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
     };
     // Huge ids and categorical values.
-    threads->emplace_back([&, platform] {
-      auto stub = v1::Moderation::NewStub(channel_);
-      for (int i = 0; !stop; ++i) {
-        v1::EvaluateRequest req;
-        *req.mutable_report() = Report(std::string(1 << 20, 'i'), o_.service);
-        if (i % 2) {
-          req.mutable_report()->set_report_id("big-reason-" + std::to_string(i));
-          req.mutable_report()->set_reason(std::string(1 << 20, 'r'));
+    if (o_.On("ids"))
+      threads->emplace_back([&, platform] {
+        auto stub = v1::Moderation::NewStub(channel_);
+        for (int i = 0; !stop; ++i) {
+          v1::EvaluateRequest req;
+          *req.mutable_report() = Report(std::string(1 << 20, 'i'), o_.service);
+          if (i % 2) {
+            req.mutable_report()->set_report_id("big-reason-" + std::to_string(i));
+            req.mutable_report()->set_reason(std::string(1 << 20, 'r'));
+          }
+          grpc::ClientContext ctx;
+          platform(&ctx);
+          v1::EvaluateResponse resp;
+          Count(stub->Evaluate(&ctx, req, &resp), StatusCodeOk(grpc::INVALID_ARGUMENT));
         }
-        grpc::ClientContext ctx;
-        platform(&ctx);
-        v1::EvaluateResponse resp;
-        Count(stub->Evaluate(&ctx, req, &resp), StatusCodeOk(grpc::INVALID_ARGUMENT));
-      }
-    });
+      });
     // Large bodies without a valid token.
-    threads->emplace_back([&] {
-      auto stub = v1::Moderation::NewStub(channel_);
-      v1::EvaluateRequest req;
-      *req.mutable_report() = Report("noauth", o_.service);
-      req.mutable_report()->set_text(std::string(4 << 20, 'x'));
-      while (!stop) {
-        grpc::ClientContext ctx;
-        ctx.AddMetadata("authorization", "Bearer not-a-token");
-        v1::EvaluateResponse resp;
-        Count(stub->Evaluate(&ctx, req, &resp), StatusCodeOk(grpc::UNAUTHENTICATED));
-      }
-    });
-    // Idle streams, opened and held.
-    threads->emplace_back([&] {
-      struct Held {
-        grpc::ClientContext ctx;
-        std::unique_ptr<grpc::ClientReaderWriter<v1::EvaluateRequest, v1::EvaluateResponse>> s;
-      };
-      auto stub = v1::Moderation::NewStub(channel_);
-      std::vector<std::unique_ptr<Held>> held;
-      for (int i = 0; i < 300 && !stop; ++i) {
-        auto h = std::make_unique<Held>();
-        h->ctx.AddMetadata("authorization", "Bearer " + o_.platform);
-        h->s = stub->EvaluateStream(&h->ctx);
-        held.push_back(std::move(h));
-      }
-      while (!stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      for (auto& h : held) h->ctx.TryCancel();
-      for (auto& h : held) h->s->Finish();
-    });
-    // Reports with a 1 MB URL.
-    threads->emplace_back([&, platform] {
-      auto stub = v1::Moderation::NewStub(channel_);
-      for (int i = 0; !stop; ++i) {
+    if (o_.On("noauth"))
+      threads->emplace_back([&] {
+        auto stub = v1::Moderation::NewStub(channel_);
         v1::EvaluateRequest req;
-        *req.mutable_report() = Report("url-" + std::to_string(i), o_.service);
-        req.mutable_report()->add_urls("https://a.example.test/" +
-                                       std::string((1 << 20) - 40, 'p'));
-        grpc::ClientContext ctx;
-        platform(&ctx);
-        v1::EvaluateResponse resp;
-        // Over the default max_field_bytes by a little, or evaluated: both
-        // are answers; what matters is the time it takes.
-        Count(stub->Evaluate(&ctx, req, &resp), [](const grpc::Status&) { return true; });
-      }
-    });
+        *req.mutable_report() = Report("noauth", o_.service);
+        req.mutable_report()->set_text(std::string(4 << 20, 'x'));
+        while (!stop) {
+          grpc::ClientContext ctx;
+          ctx.AddMetadata("authorization", "Bearer not-a-token");
+          v1::EvaluateResponse resp;
+          Count(stub->Evaluate(&ctx, req, &resp), StatusCodeOk(grpc::UNAUTHENTICATED));
+        }
+      });
+    // Idle streams, opened and held.
+    if (o_.On("streams"))
+      threads->emplace_back([&] {
+        struct Held {
+          grpc::ClientContext ctx;
+          std::unique_ptr<grpc::ClientReaderWriter<v1::EvaluateRequest, v1::EvaluateResponse>> s;
+        };
+        auto stub = v1::Moderation::NewStub(channel_);
+        std::vector<std::unique_ptr<Held>> held;
+        for (int i = 0; i < 300 && !stop; ++i) {
+          auto h = std::make_unique<Held>();
+          h->ctx.AddMetadata("authorization", "Bearer " + o_.platform);
+          h->s = stub->EvaluateStream(&h->ctx);
+          held.push_back(std::move(h));
+        }
+        while (!stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        for (auto& h : held) h->ctx.TryCancel();
+        for (auto& h : held) h->s->Finish();
+      });
+    // Reports with a 1 MB URL.
+    if (o_.On("urls"))
+      threads->emplace_back([&, platform] {
+        auto stub = v1::Moderation::NewStub(channel_);
+        for (int i = 0; !stop; ++i) {
+          v1::EvaluateRequest req;
+          *req.mutable_report() = Report("url-" + std::to_string(i), o_.service);
+          req.mutable_report()->add_urls("https://a.example.test/" +
+                                         std::string((1 << 20) - 40, 'p'));
+          grpc::ClientContext ctx;
+          platform(&ctx);
+          v1::EvaluateResponse resp;
+          // Over the default max_field_bytes by a little, or evaluated: both
+          // are answers; what matters is the time it takes.
+          Count(stub->Evaluate(&ctx, req, &resp), [](const grpc::Status&) { return true; });
+        }
+      });
     // A slow pack posted for validation, over and over from two callers.
     std::string pack =
         "pack: slow\nversion: \"1\"\nduties:\n  - {id: d, deadline: 24h, actions: "
@@ -202,7 +210,7 @@ class Run {
               ", duty: d, severity: low, when: {field: text, regex: 'w" + std::to_string(i) +
               "[a-z]{2,9}q(x|y)+z'}}\n";
     }
-    for (int t = 0; t < 2; ++t) {
+    for (int t = 0; t < (o_.On("compile") ? 2 : 0); ++t) {
       threads->emplace_back([&, pack] {
         auto stub = v1::Rules::NewStub(channel_);
         v1::RulePackSet set;
@@ -221,18 +229,19 @@ class Run {
       });
     }
     // A new reason in every report.
-    threads->emplace_back([&, platform] {
-      auto stub = v1::Moderation::NewStub(channel_);
-      for (int i = 0; !stop; ++i) {
-        v1::EvaluateRequest req;
-        *req.mutable_report() = Report("reason-" + std::to_string(i), o_.service);
-        req.mutable_report()->set_reason("r" + std::to_string(i) + std::string(50, 'x'));
-        grpc::ClientContext ctx;
-        platform(&ctx);
-        v1::EvaluateResponse resp;
-        Count(stub->Evaluate(&ctx, req, &resp), StatusCodeOk(grpc::OK));
-      }
-    });
+    if (o_.On("reasons"))
+      threads->emplace_back([&, platform] {
+        auto stub = v1::Moderation::NewStub(channel_);
+        for (int i = 0; !stop; ++i) {
+          v1::EvaluateRequest req;
+          *req.mutable_report() = Report("reason-" + std::to_string(i), o_.service);
+          req.mutable_report()->set_reason("r" + std::to_string(i) + std::string(50, 'x'));
+          grpc::ClientContext ctx;
+          platform(&ctx);
+          v1::EvaluateResponse resp;
+          Count(stub->Evaluate(&ctx, req, &resp), StatusCodeOk(grpc::OK));
+        }
+      });
     // The regulator reads throughout; every read must be answered.
     threads->emplace_back([&] {
       auto stub = v1::Audit::NewStub(channel_);
@@ -288,6 +297,8 @@ int main(int argc, char** argv) {
   app.add_option("--seconds", o.seconds, "Length of each phase");
   app.add_option("--max-rss-mb", o.max_rss_mb, "Fail above this RSS");
   app.add_option("--max-threads", o.max_threads, "Fail above this many threads");
+  app.add_option("--attacks", o.attacks,
+                 "Comma-separated: ids,noauth,streams,urls,compile,reasons");
   CLI11_PARSE(app, argc, argv);
 
   Run run(o);
@@ -296,11 +307,20 @@ int main(int argc, char** argv) {
     std::vector<std::thread> attackers;
     if (attack) run.Attacks(stop, &attackers);
     std::thread normal([&] { run.Normal(stop, lat, attack ? "attack" : "calm"); });
-    auto end = Clock::now() + std::chrono::seconds(o.seconds);
+    auto start = Clock::now(), end = start + std::chrono::seconds(o.seconds);
+    int next_print = 10;
     while (Clock::now() < end) {
       auto [rss, threads] = Sample(o.pid);
       *max_rss = std::max(*max_rss, rss);
       *max_threads = std::max(*max_threads, threads);
+      int elapsed = static_cast<int>(
+          std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - start).count());
+      if (elapsed >= next_print) {  // the curve, not only the peak
+        std::printf("  %s %3d s: RSS %lld MB, threads %d\n", attack ? "attack" : "calm  ", elapsed,
+                    static_cast<long long>(rss / 1024), threads);
+        std::fflush(stdout);
+        next_print += 10;
+      }
       std::this_thread::sleep_for(std::chrono::milliseconds(250));
     }
     stop = true;

@@ -5,10 +5,11 @@
 # reason in every report), sampling its RSS and threads
 # (tools/bench/hostile.cc). Then carewatchd must still be ready, stop
 # cleanly, and `carewatch verify` must pass on its ledger.
-# Usage: tools/bench/hostile_soak.sh [BUILD_DIR] [SECONDS_PER_PHASE]
+# Usage: tools/bench/hostile_soak.sh [BUILD_DIR] [SECONDS_PER_PHASE] [ATTACKS]
 set -euo pipefail
 build=${1:-build}
 secs=${2:-60}
+attacks=${3:-ids,noauth,streams,urls,compile,reasons}
 cw="$build/tools/carewatch"
 tmp=$(mktemp -d)
 pid=""
@@ -41,7 +42,7 @@ done
 rc=0
 "$build/tools/carewatch_hostile" --server "127.0.0.1:$port" --pid "$pid" \
   --platform "$platform" --service example-social --regulator "$regulator" --author "$author" \
-  --seconds "$secs" || rc=1
+  --seconds "$secs" --attacks "$attacks" || rc=1
 if ! curl -sf "http://$metrics/readyz" > /dev/null; then
   echo "FAIL: carewatchd is not ready after the attacks"
   tail -n 20 "$tmp/carewatchd.log"
