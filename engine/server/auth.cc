@@ -98,7 +98,8 @@ Status TokenStore::Load(const std::string& path, TokenStore* out) {
 Status TokenStore::Authenticate(const std::string& authorization, Principal* out) const {
   constexpr std::string_view kBearer = "Bearer ";
   if (authorization.empty())
-    return Status::FailedPrecondition("missing authorization: Bearer TOKEN");
+    return Status::FailedPrecondition(
+        "no token: send the header `authorization: Bearer TOKEN` (the CLI's --token)");
   if (authorization.compare(0, kBearer.size(), kBearer) != 0 ||
       authorization.size() == kBearer.size()) {
     return Status::FailedPrecondition("authorization must be `Bearer TOKEN`");

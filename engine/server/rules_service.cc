@@ -168,7 +168,20 @@ class RulesService final : public v1::Rules::Service {
       }
       for (int i = 0; i < req->reports_size(); ++i) {
         v1::Verdict* verdict = resp->add_verdicts();
-        Status s = e->Evaluate(req->reports(i), verdict);
+        // Without a receipt time the deadlines would count from 1970: a dry
+        // run counts them from now, and says so.
+        const v1::ContentReport* report = &req->reports(i);
+        v1::ContentReport stamped;
+        if (!report->has_received_at()) {
+          stamped = *report;
+          stamped.mutable_received_at()->set_seconds(NowSeconds());
+          report = &stamped;
+        }
+        Status s = e->Evaluate(*report, verdict);
+        if (report == &stamped) {
+          verdict->add_warnings("reports[" + std::to_string(i) +
+                                "].received_at: not given; deadlines count from server time");
+        }
         for (auto& w : VocabularyWarnings(req->reports(i), "reports[" + std::to_string(i) + "]."))
           verdict->add_warnings(w);
         if (!s.ok()) {

@@ -41,6 +41,12 @@ check "carewatchd starts" start
 
 "$cw" push "$tmp/events.jsonl" --server "127.0.0.1:$port" --token "$token" -c 8 > "$tmp/push.out"
 check "push exits 0" test $? -eq 0
+# Errors from the server name the gRPC code, and an empty token says so.
+"$cw" evaluate "$src/examples/report.json" --server "127.0.0.1:$port" --token "" 2> "$tmp/notoken.err"
+check "an empty --token is told it is missing" grep -q "no token: send the header" "$tmp/notoken.err"
+check "the error names its gRPC code" grep -q "(UNAUTHENTICATED)$" "$tmp/notoken.err"
+"$cw" evaluate "$src/examples/report.json" --server "127.0.0.1:$port" --token wrong 2> "$tmp/bad.err"
+check "an unknown token is UNAUTHENTICATED by name" grep -q "^error: unknown token (UNAUTHENTICATED)$" "$tmp/bad.err"
 check "push counts every line it sent" \
   grep -q "^pushed 400 lines ($reports reports, $actions actions) in .* 0 refused, 0 unreadable$" "$tmp/push.out"
 check "every report was evaluated" test "$(metric carewatch_reports_evaluated_total)" = "$reports"

@@ -1787,3 +1787,29 @@ TEST_F(ServerTest, ValuesOutsideTheVocabularyAreWarnedOrRefused) {
 
 }  // namespace
 }  // namespace carewatch
+
+namespace carewatch {
+namespace {
+
+// A dry run of a report without received_at counts its deadlines from
+// server time (not from 1970) and says so in the verdict.
+TEST_F(ServerTest, ADryRunWithoutAReceiptTimeCountsFromNow) {
+  StartDaemon();
+  v1::DryRunRequest req;
+  *req.add_reports() = Flaggable("dry-1", "svc-a");
+  req.mutable_reports(0)->clear_received_at();
+  grpc::ClientContext ctx;
+  Auth(&ctx, author_);
+  v1::DryRunResponse resp;
+  int64_t before = Now();
+  ASSERT_TRUE(rules_stub_->DryRun(&ctx, req, &resp).ok());
+  ASSERT_EQ(resp.verdicts_size(), 1);
+  ASSERT_GE(resp.verdicts(0).obligations_size(), 1);
+  EXPECT_GT(resp.verdicts(0).obligations(0).deadline().seconds(), before);
+  ASSERT_EQ(resp.verdicts(0).warnings_size(), 1);
+  EXPECT_NE(resp.verdicts(0).warnings(0).find("reports[0].received_at: not given"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace carewatch

@@ -23,6 +23,7 @@
 #include "engine/ledger/merkle.h"
 #include "engine/rules/loader.h"
 #include "engine/server/auth.h"
+#include "engine/server/metrics.h"
 #include "tools/carewatch/common.h"
 #include "tools/corpus/corpus.h"
 
@@ -37,7 +38,8 @@ std::shared_ptr<grpc::Channel> Connect(const std::string& server, const std::str
 }
 
 void Authorize(grpc::ClientContext* ctx, const std::string& token) {
-  ctx->AddMetadata("authorization", "Bearer " + token);
+  // No token, no header: the server then says the token is missing.
+  if (!token.empty()) ctx->AddMetadata("authorization", "Bearer " + token);
 }
 
 int RunTokenNew(const std::string& principal, const std::string& role_name,
@@ -205,7 +207,8 @@ int RunEvaluateClient(const std::string& server, const std::string& token,
   v1::EvaluateResponse resp;
   grpc::Status st = stub->Evaluate(&ctx, req, &resp);
   if (!st.ok()) {
-    std::cerr << "error: " << st.error_message() << " (code " << st.error_code() << ")\n";
+    std::cerr << "error: " << st.error_message() << " (" << server::GrpcCodeName(st.error_code())
+              << ")\n";
     return kExitFailure;
   }
   std::cout << eval::ToJson(resp.verdict()) << "\n";
@@ -220,7 +223,8 @@ int RunActionClient(const std::string& server, const std::string& token,
   v1::RecordActionResponse resp;
   grpc::Status st = stub->RecordAction(&ctx, req, &resp);
   if (!st.ok()) {
-    std::cerr << "error: " << st.error_message() << " (code " << st.error_code() << ")\n";
+    std::cerr << "error: " << st.error_message() << " (" << server::GrpcCodeName(st.error_code())
+              << ")\n";
     return kExitFailure;
   }
   std::cout << eval::ToJson(resp) << "\n";
