@@ -1497,7 +1497,9 @@ TEST(RequestPath, EveryMethodHasAnAccessRuleAndEveryRuleAMethod) {
   }
   for (const auto& p : server::MethodPolicies()) {
     std::string path(p.path);
-    if (path.rfind("/carewatch.", 0) == 0) EXPECT_TRUE(served.count(path)) << path;
+    if (path.rfind("/carewatch.", 0) == 0) {
+      EXPECT_TRUE(served.count(path)) << path;
+    }
   }
   EXPECT_EQ(server::FindPolicy("/carewatch.v1.Moderation/Nothing"), nullptr);
 }
@@ -1687,15 +1689,18 @@ TEST_F(ServerTest, AuditRequestsAreCappedAndStatsArePaged) {
     v1::GetStatsResponse page;
     ASSERT_TRUE(stats(1, token, &page).ok());
     EXPECT_LE(page.periods_size(), 1);
-    if (pages > 0) EXPECT_EQ(page.services_size(), 0);
+    if (pages > 0) {
+      EXPECT_EQ(page.services_size(), 0);
+    }
     for (const auto& p : page.periods()) *paged.add_periods() = p;
     token = page.next_page_token();
     ++pages;
   } while (!token.empty() && pages < 100);
   EXPECT_EQ(pages, all.periods_size());
   ASSERT_EQ(paged.periods_size(), all.periods_size());
-  for (int i = 0; i < all.periods_size(); ++i)
+  for (int i = 0; i < all.periods_size(); ++i) {
     EXPECT_EQ(paged.periods(i).SerializeAsString(), all.periods(i).SerializeAsString());
+  }
 }
 
 // A posted rule set that does not compile within compile_timeout_ms is
