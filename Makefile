@@ -58,7 +58,9 @@ fuzz-smoke: deps
 	  grep -E "^Done [0-9]+ runs" $(FUZZ_BUILD)/fuzz_$$t.log; \
 	done
 
-run: build
+# Builds only what it runs (carewatchd and the carewatch CLI), then serves.
+run: deps $(BUILD)/build.ninja
+	cmake --build $(BUILD) -j $(JOBS) --target carewatchd carewatch
 	@bash scripts/run.sh $(BUILD)
 
 bench: build test-deps

@@ -41,12 +41,6 @@ check "carewatchd starts" start
 
 "$cw" push "$tmp/events.jsonl" --server "127.0.0.1:$port" --token "$token" -c 8 > "$tmp/push.out"
 check "push exits 0" test $? -eq 0
-# Errors from the server name the gRPC code, and an empty token says so.
-"$cw" evaluate "$src/examples/report.json" --server "127.0.0.1:$port" --token "" 2> "$tmp/notoken.err"
-check "an empty --token is told it is missing" grep -q "no token: send the header" "$tmp/notoken.err"
-check "the error names its gRPC code" grep -q "(UNAUTHENTICATED)$" "$tmp/notoken.err"
-"$cw" evaluate "$src/examples/report.json" --server "127.0.0.1:$port" --token wrong 2> "$tmp/bad.err"
-check "an unknown token is UNAUTHENTICATED by name" grep -q "^error: unknown token (UNAUTHENTICATED)$" "$tmp/bad.err"
 check "push counts every line it sent" \
   grep -q "^pushed 400 lines ($reports reports, $actions actions) in .* 0 refused, 0 unreadable$" "$tmp/push.out"
 check "every report was evaluated" test "$(metric carewatch_reports_evaluated_total)" = "$reports"
@@ -71,6 +65,16 @@ check "open obligations survive the restart" \
   test "$(metric 'carewatch_obligations{state="open"}')" -le "$open_before"
 check "breaches survive the restart" \
   test "$(metric 'carewatch_obligations{state="breached"}')" -ge "$breached_before"
+"$cw" evaluate "$src/examples/report.json" --server "127.0.0.1:$port" --token "$token" \
+  > "$tmp/example.out" 2> "$tmp/example.err"
+check "the example report is evaluated" grep -q '"report_id":"example-1"' "$tmp/example.out"
+check "the example is sent as received now" grep -q "^received_at not given: sent as $(date -u +%Y-%m-%d)" "$tmp/example.err"
+# Errors from the server name the gRPC code, and an empty token says so.
+"$cw" evaluate "$src/examples/report.json" --server "127.0.0.1:$port" --token "" 2> "$tmp/notoken.err"
+check "an empty --token is told it is missing" grep -q "no token: send the header" "$tmp/notoken.err"
+check "the error names its gRPC code" grep -q "(UNAUTHENTICATED)$" "$tmp/notoken.err"
+"$cw" evaluate "$src/examples/report.json" --server "127.0.0.1:$port" --token wrong 2> "$tmp/bad.err"
+check "an unknown token is UNAUTHENTICATED by name" grep -q "^error: unknown token (UNAUTHENTICATED)$" "$tmp/bad.err"
 stop
 "$cw" verify --ledger "sqlite://$tmp/led/ledger.db" --vkey "$tmp/led/deployment.vkey" > "$tmp/verify.out"
 check "the pushed ledger verifies against its key" grep -q "^OK: ledger verifies" "$tmp/verify.out"
