@@ -189,6 +189,19 @@ class ServerTest : public ::testing::Test {
     return {WEXITSTATUS(rc), ss.str()};
   }
 
+  // A pack of 3,000 regexes: a few seconds to compile.
+  static std::string SlowPack() {
+    std::string pack =
+        "pack: big\nversion: \"1\"\nduties:\n  - {id: d, deadline: 24h, actions: "
+        "[remove_content]}\nrules:\n";
+    for (int i = 0; i < 3000; ++i) {
+      pack += "  - {id: r" + std::to_string(i) +
+              ", duty: d, severity: low, when: {field: text, regex: 'w" + std::to_string(i) +
+              "[a-z]{2,9}q(x|y)+z'}}\n";
+    }
+    return pack;
+  }
+
   static void Auth(grpc::ClientContext* ctx, const std::string& token) {
     if (!token.empty()) ctx->AddMetadata("authorization", "Bearer " + token);
   }
@@ -1300,14 +1313,7 @@ TEST_F(ServerTest, PostedRuleSetsCompileOneAtATime) {
   StartDaemon();
   // A pack slow enough to compile that eight calls released together
   // overlap: one compiles, the others are told to come back.
-  std::string pack =
-      "pack: big\nversion: \"1\"\nduties:\n  - {id: d, deadline: 24h, actions: "
-      "[remove_content]}\nrules:\n";
-  for (int i = 0; i < 3000; ++i) {
-    pack += "  - {id: r" + std::to_string(i) +
-            ", duty: d, severity: low, when: {field: text, regex: 'w" + std::to_string(i) +
-            "[a-z]{2,9}q(x|y)+z'}}\n";
-  }
+  std::string pack = SlowPack();
   v1::RulePackSet set;
   auto* f = set.add_files();
   f->set_path("big.yaml");
@@ -1710,14 +1716,7 @@ TEST_F(ServerTest, APostedCompileIsBoundedInTime) {
   daemon_->Start(rules_, {"--compile-timeout-ms", "200"});
   channel_ = grpc::CreateChannel(daemon_->Address(), grpc::InsecureChannelCredentials());
   rules_stub_ = v1::Rules::NewStub(channel_);
-  std::string pack =
-      "pack: big\nversion: \"1\"\nduties:\n  - {id: d, deadline: 24h, actions: "
-      "[remove_content]}\nrules:\n";
-  for (int i = 0; i < 3000; ++i) {
-    pack += "  - {id: r" + std::to_string(i) +
-            ", duty: d, severity: low, when: {field: text, regex: 'w" + std::to_string(i) +
-            "[a-z]{2,9}q(x|y)+z'}}\n";
-  }
+  std::string pack = SlowPack();
   v1::RulePackSet set;
   set.add_files()->set_path("big.yaml");
   set.mutable_files(0)->set_content(pack);
