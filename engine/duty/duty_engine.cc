@@ -908,7 +908,25 @@ Status DutyEngine::RecordAction(const ActionInput& in, std::vector<v1::Obligatio
   }
   for (const Key& k : touched) Detect(k, now, &events);
   decided_ = std::max(decided_, now);
-  for (const v1::Obligation& o : report->second.verdict.obligations()) out->push_back(o);
+  for (const v1::Obligation& o : report->second.verdict.obligations()) {
+    // What is done and what is still owed, as the caller would ask next.
+    v1::Obligation x = o;
+    auto held = obligations_.find(o.obligation_id());
+    if (held != obligations_.end()) {
+      const int64_t deadline = o.deadline().seconds();
+      for (const std::string& req : o.required_actions()) {
+        bool done = std::any_of(
+            held->second.actions.begin(), held->second.actions.end(),
+            [&](const ActionRecord& r) { return r.action == req && r.taken_at <= deadline; });
+        (done ? x.add_actions_done() : x.add_actions_outstanding())->assign(req);
+      }
+    } else if (o.status() == v1::OBLIGATION_STATUS_MET) {
+      *x.mutable_actions_done() = o.required_actions();
+    } else if (o.status() == v1::OBLIGATION_STATUS_DISCHARGED) {
+      x.add_actions_done(rules::kReviewedNotIllegal);
+    }
+    out->push_back(std::move(x));
+  }
   s = Commit(&events, lock);
   if (s.ok() && seq) *seq = events.front().seq();
   return s;

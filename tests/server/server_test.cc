@@ -384,9 +384,22 @@ TEST_F(ServerTest, EvaluateIsIdempotentAndActionsMeetObligations) {
     Auth(&ctx, platform_a_);
     grpc::Status rst = moderation_->RecordAction(&ctx, req, &resp);
     ASSERT_TRUE(rst.ok()) << rst.error_code() << " " << rst.error_message();
+    if (std::string(a) == "remove_content") {
+      // The answer says what is done and what is still owed.
+      ASSERT_EQ(resp.obligations_size(), 1);
+      EXPECT_EQ(resp.obligations(0).status(), v1::OBLIGATION_STATUS_OPEN);
+      EXPECT_EQ(std::vector<std::string>(resp.obligations(0).actions_done().begin(),
+                                         resp.obligations(0).actions_done().end()),
+                std::vector<std::string>{"remove_content"});
+      EXPECT_EQ(std::vector<std::string>(resp.obligations(0).actions_outstanding().begin(),
+                                         resp.obligations(0).actions_outstanding().end()),
+                std::vector<std::string>{"report_to_nca"});
+    }
   }
   ASSERT_EQ(resp.obligations_size(), 1);
   EXPECT_EQ(resp.obligations(0).status(), v1::OBLIGATION_STATUS_MET);
+  EXPECT_EQ(resp.obligations(0).actions_done_size(), 2);
+  EXPECT_EQ(resp.obligations(0).actions_outstanding_size(), 0);
 }
 
 TEST_F(ServerTest, MalformedAndOversizedRequestsNameTheField) {
