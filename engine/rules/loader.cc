@@ -475,10 +475,14 @@ void Loader::CheckActions(const YAML::Node& at, const std::vector<std::string>& 
     if (a == kReviewedNotIllegal) {
       Error(at, "'reviewed_not_illegal' discharges an obligation; it cannot be a required action");
     } else if (!IsKnownAction(a)) {
-      Warn(at, "unknown action '" + a +
-                   "' (known: remove_content, restrict_account, "
-                   "suspend_account, report_to_nca, report_to_ncmec, escalate_to_specialist, "
-                   "preserve_evidence)");
+      std::string hint = DidYouMean(a, KnownActions());
+      Warn(at, "unknown action '" + Excerpt(a) + "'" +
+                   (hint.empty() ? " (known: remove_content, restrict_account, "
+                                   "suspend_account, report_to_nca, report_to_ncmec, "
+                                   "escalate_to_specialist, preserve_evidence)"
+                                 : hint) +
+                   ": every obligation under it is breached unless the platform records an "
+                   "action of that name");
     }
   }
 }
@@ -888,8 +892,9 @@ bool Loader::ParseLeaf(const YAML::Node& node, Condition* out) {
       if (!known.empty() && std::find(known.begin(), known.end(), v) == known.end()) {
         std::string list;
         for (const auto& k : known) list += (list.empty() ? "" : " ") + k;
-        Warn(value,
-             "unknown " + out->field_name + " value '" + Excerpt(v) + "' (known: " + list + ")");
+        std::string hint = DidYouMean(v, known);
+        Warn(value, "unknown " + out->field_name + " value '" + Excerpt(v) + "'" +
+                        (hint.empty() ? " (known: " + list + ")" : hint));
       }
     }
     return true;
@@ -990,7 +995,8 @@ void Loader::ParseTest(const YAML::Node& node, RuleTest* out) {
       RuleTest::Action act;
       if (!GetString(a, "action", &act.action, true)) return;
       if (!IsKnownAction(act.action))
-        Warn(a["action"], "unknown action '" + Excerpt(act.action) + "'");
+        Warn(a["action"], "unknown action '" + Excerpt(act.action) + "'" +
+                              DidYouMean(act.action, KnownActions()));
       std::string after;
       if (GetString(a, "after", &after, false) && after != "0" && after != "0s") {
         std::string error;

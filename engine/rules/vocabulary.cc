@@ -1,6 +1,7 @@
 #include "engine/rules/vocabulary.h"
 
 #include <algorithm>
+#include <vector>
 
 namespace carewatch::rules {
 
@@ -39,6 +40,36 @@ const std::vector<std::string>& KnownActions() {
       "remove_content",  "restrict_account",       "suspend_account",   "report_to_nca",
       "report_to_ncmec", "escalate_to_specialist", "preserve_evidence", kReviewedNotIllegal};
   return kActions;
+}
+
+std::string DidYouMean(const std::string& value, const std::vector<std::string>& known) {
+  if (value.empty() || value.size() > 64) return "";
+  // Levenshtein distance, one row at a time.
+  auto distance = [](const std::string& a, const std::string& b) {
+    std::vector<size_t> row(b.size() + 1);
+    for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+    for (size_t i = 1; i <= a.size(); ++i) {
+      size_t diagonal = row[0];
+      row[0] = i;
+      for (size_t j = 1; j <= b.size(); ++j) {
+        size_t up = row[j];
+        row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+        diagonal = up;
+      }
+    }
+    return row[b.size()];
+  };
+  std::string best;
+  size_t best_distance = std::max<size_t>(2, value.size() / 4) + 1;
+  for (const std::string& k : known) {
+    if (k.size() > 64) continue;
+    size_t d = distance(value, k);
+    if (d < best_distance) {
+      best = k;
+      best_distance = d;
+    }
+  }
+  return best.empty() ? "" : " (did you mean '" + best + "'?)";
 }
 
 bool IsKnownAction(const std::string& action) {

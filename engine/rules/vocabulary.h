@@ -17,6 +17,11 @@ const std::vector<std::string>& KnownValues(Field field);
 const std::vector<std::string>& KnownActions();
 bool IsKnownAction(const std::string& action);
 
+// " (did you mean 'X'?)" for the known value closest to `value` in edits,
+// when one is close (at most 2 edits, or a quarter of its length); "" when
+// none is, or `value` is longer than 64 bytes.
+std::string DidYouMean(const std::string& value, const std::vector<std::string>& known);
+
 // The action that discharges an obligation (a human found it not illegal).
 inline constexpr const char* kReviewedNotIllegal = "reviewed_not_illegal";
 

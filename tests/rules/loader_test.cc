@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "engine/rules/duration.h"
+#include "engine/rules/vocabulary.h"
 #include "tests/testing.h"
 
 namespace carewatch::rules {
@@ -494,6 +495,34 @@ TEST(Loader, ListFilesStayInThePacksDirectory) {
       LoadRuleSetFromSources({{"pack.yaml", with("/abs/list.txt")}}, files.Reader(), anywhere)
           .ruleset)
       << "an option allows lists elsewhere";
+}
+
+}  // namespace
+}  // namespace carewatch::rules
+
+namespace carewatch::rules {
+namespace {
+
+// A misspelt action or value is named with the one it most likely meant.
+TEST(Loader, UnknownActionsAndValuesSuggestTheClosestKnownOne) {
+  LoadResult r = LoadPack(
+      "pack: test\nversion: \"1\"\nduties:\n"
+      "  - {id: d, deadline: 1h, actions: [preserve_evidnce]}\n");
+  ASSERT_EQ(r.diagnostics.size(), 1u);
+  EXPECT_NE(r.diagnostics[0].message.find(
+                "unknown action 'preserve_evidnce' (did you mean 'preserve_evidence'?)"),
+            std::string::npos)
+      << r.diagnostics[0].message;
+  r = LoadPack(PackWithRules(
+      "  - id: r1\n    duty: d\n    severity: low\n    when: {field: surface, equals: "
+      "direct_mesage}\n"));
+  EXPECT_NE(testing::Describe(r.diagnostics)
+                .find("unknown surface value 'direct_mesage' (did you mean 'direct_message'?)"),
+            std::string::npos)
+      << testing::Describe(r.diagnostics);
+  // Nothing close: the list, not a guess.
+  EXPECT_EQ(DidYouMean("hologram", KnownValues(Field::kSurface)), "");
+  EXPECT_EQ(DidYouMean(std::string(100000, 'a'), KnownActions()), "");
 }
 
 }  // namespace
