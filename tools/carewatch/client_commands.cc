@@ -62,6 +62,13 @@ int RunTokenNew(const std::string& principal, const std::string& role_name,
 }
 
 int RunLoad(const LoadOptions& o) {
+  if (!o.noop) {
+    // Load is real traffic: every report it sends is evaluated and counted,
+    // and those that match are recorded in the server's ledger for good.
+    std::cerr << "load: every report goes into " << o.server
+              << "'s ledger (flagged ones as events, the rest as counts); point it at a "
+                 "throwaway carewatchd, not one whose ledger matters\n";
+  }
   auto channel = Connect(o.server, o.ca_file);
   auto moderation = v1::Moderation::NewStub(channel);
   auto noop = v1::Noop::NewStub(channel);
