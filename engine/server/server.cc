@@ -6,10 +6,7 @@
 #include <httplib.h>
 
 #include <chrono>
-#include <filesystem>
 #include <fstream>
-#include <map>
-#include <sstream>
 
 #include "engine/ledger/keys.h"
 #include "engine/rules/loader.h"
