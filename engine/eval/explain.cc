@@ -1,5 +1,6 @@
 #include "engine/eval/explain.h"
 
+#include "engine/match/normalize.h"
 #include "engine/rules/duration.h"
 
 namespace carewatch::eval {
@@ -32,6 +33,39 @@ std::string FieldValue(const v1::ContentReport& r, const std::string& field) {
     return r.hashes(index).value();
   }
   return "";
+}
+
+// The text a `normalize: true` leaf was matched against, with what it
+// matched in [brackets]: what the rule author needs to see when a spelling
+// does not fold the way they expected. At most about 160 bytes, around the
+// first match.
+std::string FoldedWithMarks(const std::string& value,
+                            const std::vector<v1::Match>& matches) {
+  match::FoldedText folded;
+  match::FoldForMatching(value, &folded);
+  const std::string& t = folded.text;
+  std::vector<bool> marked(t.size(), false);
+  for (const v1::Match& m : matches) {
+    for (size_t i = 0; i < t.size(); ++i) {
+      if (folded.orig_start[i] >= m.start() && folded.orig_end[i] <= m.end()) marked[i] = true;
+    }
+  }
+  size_t first = 0;
+  while (first < t.size() && !marked[first]) ++first;
+  constexpr size_t kWidth = 160;
+  size_t begin = first < t.size() && first > kWidth / 2 ? first - kWidth / 2 : 0;
+  while (begin > 0 && begin < t.size() && (static_cast<unsigned char>(t[begin]) & 0xC0) == 0x80)
+    --begin;
+  size_t end = std::min(t.size(), begin + kWidth);
+  while (end < t.size() && (static_cast<unsigned char>(t[end]) & 0xC0) == 0x80) ++end;
+  std::string out = begin > 0 ? "..." : "";
+  for (size_t i = begin; i < end; ++i) {
+    if (marked[i] && (i == begin || !marked[i - 1])) out += '[';
+    out += t[i];
+    if (marked[i] && (i + 1 == t.size() || !marked[i + 1])) out += ']';
+  }
+  if (end < t.size()) out += "...";
+  return out;
 }
 
 }  // namespace
@@ -77,6 +111,15 @@ std::string FormatExplanation(const v1::ContentReport& report,
       out += std::string(4 + 2 * n.depth, ' ') + (n.value ? "+ " : "- ") +
              DescribeCondition(*n.condition) + "  [line " + std::to_string(n.condition->pos.line) +
              "]\n";
+      const rules::Condition& c = *n.condition;
+      if (c.normalize && (c.kind == rules::Condition::Kind::kRegex ||
+                          c.kind == rules::Condition::Kind::kPhrases)) {
+        std::string value = FieldValue(report, c.field_name);
+        if (!value.empty()) {
+          out += std::string(8 + 2 * n.depth, ' ') + "folded " + c.field_name + ": \"" +
+                 FoldedWithMarks(value, n.matches) + "\"\n";
+        }
+      }
       for (const v1::Match& m : n.matches) {
         std::string value = FieldValue(report, m.field());
         std::string quoted = m.end() <= value.size() && m.start() < m.end()

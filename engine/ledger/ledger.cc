@@ -506,6 +506,8 @@ Status Ledger::WriteOne(std::deque<std::shared_ptr<Ticket>>& batch, bool force_c
   return Status::Ok();
 }
 
+std::string Ledger::PublicKeyPem() const { return key_->PublicPem(); }
+
 std::string Ledger::VerifierKey() const { return VerifierKeyString(origin_, key_->PublicRaw()); }
 
 Status Ledger::CheckpointAt(uint64_t tree_size, v1::Checkpoint* out) const {

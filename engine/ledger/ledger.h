@@ -261,6 +261,8 @@ class Ledger {
   const std::string& origin() const { return origin_; }
   // The verifier key string regulators use: "<origin>+<key id>+<key>".
   std::string VerifierKey() const;
+  // The same key as a PEM public key (for `verify --pubkey` and OpenSSL).
+  std::string PublicKeyPem() const;
   // The signed checkpoint of exactly `tree_size` events.
   Status CheckpointAt(uint64_t tree_size, v1::Checkpoint* out) const;
   // OK, or why the ledger cannot write now: a write failing and being

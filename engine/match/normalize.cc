@@ -184,6 +184,13 @@ struct AsciiTable {
 };
 const AsciiTable kAscii;
 
+// Whether a folded code point is part of a word: a letter, a digit or any
+// non-ASCII character (punctuation left after folding, such as '?' or '(',
+// does not make a one-letter token longer).
+inline bool IsWordChar(UChar32 c) {
+  return c >= 0x80 || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
 class Folder {
  public:
   Folder(FoldedText* out, bool with_map) : out_(out), with_map_(with_map) {}
@@ -195,7 +202,7 @@ class Folder {
       last_space_ = true;
     } else {
       last_space_ = false;
-      ++token_cps_;
+      token_cps_ += IsWordChar(c);
     }
     if (n_ + 4 > out_->text.size()) Grow();
     char* text = out_->text.data();
@@ -319,7 +326,7 @@ class Folder {
           token_cps = 0;
         } else {
           last_space = false;
-          ++token_cps;
+          token_cps += IsWordChar(static_cast<unsigned char>(m));
         }
         text[n] = m;
         if constexpr (kWithMap) {
@@ -372,27 +379,41 @@ class Folder {
     token_cps_ = 0;
   }
 
-  // Removes the spaces inside runs of >= 3 one-character tokens
-  // ("s n a p" -> "snap").
+  // Removes the spaces inside runs of >= 3 one-letter tokens ("s n a p" ->
+  // "snap"). Punctuation beside a letter ("e?", "(s") does not stop it
+  // being one letter, but a run does not continue across it: "a l o n e?
+  // x y z" -> "alone? xyz".
   void JoinSingles() {
     std::string& t = out_->text;
     struct Token {
       size_t start, end;
-      bool single;
+      bool single, punct_before, punct_after;
+    };
+    auto punct = [](char c) {
+      return static_cast<unsigned char>(c) < 0x80 && !IsWordChar(static_cast<unsigned char>(c));
     };
     std::vector<Token> tokens;
     for (size_t i = 0; i < t.size();) {
       size_t j = t.find(' ', i);
       if (j == std::string::npos) j = t.size();
-      size_t cps = 0;
-      for (size_t k = i; k < j; ++k) cps += (static_cast<unsigned char>(t[k]) & 0xC0) != 0x80;
-      tokens.push_back({i, j, cps == 1});
+      size_t letters = 0;
+      for (size_t k = i; k < j; ++k) {
+        unsigned char b = static_cast<unsigned char>(t[k]);
+        letters += (b & 0xC0) != 0x80 && IsWordChar(b);
+      }
+      tokens.push_back({i, j, letters == 1, j > i && punct(t[i]), j > i && punct(t[j - 1])});
       i = j + 1;
     }
     std::vector<bool> drop_space_after(tokens.size(), false);
     for (size_t i = 0; i < tokens.size();) {
       size_t j = i;
-      while (j < tokens.size() && tokens[j].single) ++j;
+      if (tokens[j].single) {
+        ++j;
+        while (j < tokens.size() && tokens[j].single && !tokens[j - 1].punct_after &&
+               !tokens[j].punct_before) {
+          ++j;
+        }
+      }
       if (j - i >= 3) {
         for (size_t k = i; k + 1 < j; ++k) drop_space_after[k] = true;
       }

@@ -228,6 +228,7 @@ class Loader {
   RuleSetBuilder builder_;
   std::string version_input_;
   std::map<std::string, SourcePos> duty_defs_, rule_defs_, list_defs_;
+  std::vector<Rule> unusable_rules_;  // rules with an error in `when`
 };
 
 bool Loader::CheckMap(const YAML::Node& node, const char* what,
@@ -250,8 +251,14 @@ bool Loader::CheckMap(const YAML::Node& node, const char* what,
     for (const char* a : allowed) known = known || key == a;
     if (!known) {
       std::string list;
-      for (const char* a : allowed) list += std::string(list.empty() ? "" : ", ") + a;
-      Error(kv.first, "unknown key '" + Excerpt(key) + "' in " + what + " (allowed: " + list + ")");
+      std::vector<std::string> names;
+      for (const char* a : allowed) {
+        list += std::string(list.empty() ? "" : ", ") + a;
+        names.push_back(a);
+      }
+      std::string hint = DidYouMean(key, names);
+      Error(kv.first, "unknown key '" + Excerpt(key) + "' in " + what +
+                          (hint.empty() ? " (allowed: " + list + ")" : hint));
     }
   }
   return true;
@@ -476,13 +483,13 @@ void Loader::CheckActions(const YAML::Node& at, const std::vector<std::string>& 
       Error(at, "'reviewed_not_illegal' discharges an obligation; it cannot be a required action");
     } else if (!IsKnownAction(a)) {
       std::string hint = DidYouMean(a, KnownActions());
-      Warn(at, "unknown action '" + Excerpt(a) + "'" +
-                   (hint.empty() ? " (known: remove_content, restrict_account, "
-                                   "suspend_account, report_to_nca, report_to_ncmec, "
-                                   "escalate_to_specialist, preserve_evidence)"
-                                 : hint) +
-                   ": every obligation under it is breached unless the platform records an "
-                   "action of that name");
+      Error(at, "unknown action '" + Excerpt(a) + "'" +
+                    (hint.empty() ? " (known: remove_content, restrict_account, "
+                                    "suspend_account, report_to_nca, report_to_ncmec, "
+                                    "escalate_to_specialist, preserve_evidence)"
+                                  : hint) +
+                    ": carewatchd refuses actions of that name, so every obligation under it "
+                    "would be breached");
     }
   }
 }
@@ -696,7 +703,9 @@ void Loader::ParseRule(const YAML::Node& node, const std::string& pack) {
       }
     }
   }
-  if (when_ok) builder_.rules().push_back(std::move(r));
+  // A rule with a broken condition is not built, but its references are
+  // still checked so that one lint run names all of its problems.
+  (when_ok ? builder_.rules() : unusable_rules_).push_back(std::move(r));
 }
 
 bool Loader::ParseCondition(const YAML::Node& node, int depth, Condition* out) {
@@ -750,7 +759,9 @@ bool Loader::ParseCondition(const YAML::Node& node, int depth, Condition* out) {
       Error(node, "missing required key 'of'");
       return false;
     }
-    if (!parse_children(node["of"], "of")) return false;
+    // The count is checked even when a child has an error, so that both
+    // are reported in one lint run.
+    bool children_ok = parse_children(node["of"], "of");
     char* end = nullptr;
     long v = std::strtol(n.c_str(), &end, 10);
     if (n.empty() || *end != '\0' || v < 1 || v > static_cast<long>(out->children.size())) {
@@ -760,7 +771,7 @@ bool Loader::ParseCondition(const YAML::Node& node, int depth, Condition* out) {
       return false;
     }
     out->at_least = static_cast<int>(v);
-    return true;
+    return children_ok;
   }
   if (node["field"]) return ParseLeaf(node, out);
   Error(node, "a condition needs one of all, any, none, at_least or field");
@@ -776,10 +787,16 @@ bool Loader::ParseLeaf(const YAML::Node& node, Condition* out) {
   if (!GetString(node, "field", &out->field_name, true)) return false;
   auto field = ParseField(out->field_name, &out->attribute_key);
   if (!field) {
-    Error(node["field"], "unknown field '" + out->field_name +
-                             "' (fields: text caption username display_name profile_bio url hash "
-                             "service_id surface content_type reporter_type reason "
-                             "subject_age_band attributes.KEY)");
+    std::string hint =
+        DidYouMean(out->field_name, {"text", "caption", "username", "display_name", "profile_bio",
+                                     "url", "hash", "service_id", "surface", "content_type",
+                                     "reporter_type", "reason", "subject_age_band"});
+    Error(node["field"], "unknown field '" + Excerpt(out->field_name) + "'" +
+                             (hint.empty() ? " (fields: text caption username display_name "
+                                             "profile_bio url hash service_id surface "
+                                             "content_type reporter_type reason "
+                                             "subject_age_band attributes.KEY)"
+                                           : hint));
     return false;
   }
   out->field = *field;
@@ -995,8 +1012,9 @@ void Loader::ParseTest(const YAML::Node& node, RuleTest* out) {
       RuleTest::Action act;
       if (!GetString(a, "action", &act.action, true)) return;
       if (!IsKnownAction(act.action))
-        Warn(a["action"], "unknown action '" + Excerpt(act.action) + "'" +
-                              DidYouMean(act.action, KnownActions()));
+        Error(a["action"], "unknown action '" + Excerpt(act.action) + "'" +
+                               DidYouMean(act.action, KnownActions()) +
+                               ": carewatchd refuses actions of that name");
       std::string after;
       if (GetString(a, "after", &after, false) && after != "0" && after != "0s") {
         std::string error;
@@ -1038,7 +1056,9 @@ void Loader::CheckConditionRefs(const Condition& c, const Rule& rule) {
       if (l.name == c.list) list = &l;
     }
     if (!list) {
-      Error(c.pos, "unknown list '" + Excerpt(c.list) + "'");
+      std::vector<std::string> names;
+      for (const ListDef& l : builder_.lists()) names.push_back(l.name);
+      Error(c.pos, "unknown list '" + Excerpt(c.list) + "'" + DidYouMean(c.list, names));
     } else if ((list->kind == ListDef::Kind::kUrl) != (c.field == Field::kUrl)) {
       Error(c.pos, "list '" + Excerpt(c.list) + "' holds " +
                        (list->kind == ListDef::Kind::kUrl ? "URLs" : "hashes") +
@@ -1049,11 +1069,21 @@ void Loader::CheckConditionRefs(const Condition& c, const Rule& rule) {
 }
 
 void Loader::CrossCheck() {
-  for (const Rule& r : builder_.rules()) {
+  std::vector<const Rule*> all;
+  for (const Rule& r : builder_.rules()) all.push_back(&r);
+  for (const Rule& r : unusable_rules_) all.push_back(&r);
+  std::sort(all.begin(), all.end(), [](const Rule* a, const Rule* b) {
+    return std::tie(a->pos.file, a->pos.line) < std::tie(b->pos.file, b->pos.line);
+  });
+  for (const Rule* rule : all) {
+    const Rule& r = *rule;
     rule_id_ = r.id;
     file_ = r.pos.file;
     if (!r.duty.empty() && duty_defs_.find(r.duty) == duty_defs_.end()) {
-      Error(r.duty_pos, "rule refers to undefined duty '" + Excerpt(r.duty) + "'");
+      std::vector<std::string> names;
+      for (const auto& [id, pos] : duty_defs_) names.push_back(id);
+      Error(r.duty_pos, "rule refers to undefined duty '" + Excerpt(r.duty) + "'" +
+                            DidYouMean(r.duty, names));
     }
     CheckConditionRefs(r.when, r);
     if (r.tests.empty()) Warn(r.pos, "rule has no tests");

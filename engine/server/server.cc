@@ -138,8 +138,9 @@ Status Server::Start() {
   {
     // The verifier key is public: written beside the ledger for the
     // deployment to publish.
-    std::string path = ledger::LedgerDirectory(config_.ledger) + "/deployment.vkey";
-    std::ofstream(path, std::ios::trunc) << state_->ledger->VerifierKey() << "\n";
+    std::string dir = ledger::LedgerDirectory(config_.ledger);
+    std::ofstream(dir + "/deployment.vkey", std::ios::trunc) << state_->ledger->VerifierKey() << "\n";
+    std::ofstream(dir + "/deployment.pub", std::ios::trunc) << state_->ledger->PublicKeyPem();
   }
   std::string hmac_path = config_.hmac_key;
   if (hmac_path.empty()) hmac_path = ledger::LedgerDirectory(config_.ledger) + "/hmac.key";

@@ -67,6 +67,10 @@ printf '%s' '{"report_id":"x","surface":"direct_message","subject_age_band":"13_
 "$cw" explain --rules "$src/rules" "$tmp/r.json" > "$tmp/explain.out" 2>&1
 check "explain marks the matching rule" grep -q "^MATCH    csea.grooming.off-platform" "$tmp/explain.out"
 check "explain quotes the span" grep -q 'text\[0:14\] "add me on snap"' "$tmp/explain.out"
+# ...and, for folded conditions, the folded text with the match in brackets.
+printf '%s' '{"report_id":"x","surface":"direct_message","subject_age_band":"13_to_15","text":"4re y0u home a l o n e? l3ts m33t up"}' > "$tmp/r2.json"
+"$cw" explain --rules "$src/rules" "$tmp/r2.json" > "$tmp/explain2.out" 2>&1
+check "explain shows the folded text with the match marked" grep -q 'folded text: "\[are you home alone\]? lets meet up"' "$tmp/explain2.out"
 
 # diff: removing a rule shows as lost flags.
 mkdir -p "$tmp/new"

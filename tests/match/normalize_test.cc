@@ -42,6 +42,15 @@ TEST(Normalize, JoinsSpacedOutLetters) {
   EXPECT_EQ(FoldForMatching("a b"), "a b");  // two single letters are left alone
 }
 
+// Punctuation next to a spaced letter does not stop the letters joining,
+// and a run does not continue across it.
+TEST(Normalize, JoinsSpacedOutLettersNextToPunctuation) {
+  EXPECT_EQ(FoldForMatching("4re y0u a l o n e?"), "are you alone?");
+  EXPECT_EQ(FoldForMatching("(s n a p) later"), "(snap) later");
+  EXPECT_EQ(FoldForMatching("a l o n e? y e s"), "alone? yes");
+  EXPECT_EQ(FoldForMatching("a b? c"), "a b? c");  // still only two before the '?'
+}
+
 TEST(Normalize, CollapsesWhitespace) {
   EXPECT_EQ(FoldForMatching("  add\t\tme \n on  "), "add me on");
 }

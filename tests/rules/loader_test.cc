@@ -148,13 +148,15 @@ TEST(Loader, BadSeverity) {
       8, 15, "severity 'urgent'", "r1");
 }
 
-TEST(Loader, UnknownActionIsAWarning) {
+// carewatchd refuses RecordAction with an unknown action name, so an
+// obligation requiring one could never be met: an error, not a warning.
+TEST(Loader, UnknownRequiredActionIsAnError) {
   LoadResult r = LoadPack(
       "pack: test\nversion: \"1\"\nduties:\n"
       "  - {id: d, deadline: 1h, actions: [notify_moon]}\n");
-  ASSERT_TRUE(r.ruleset) << "unknown actions are warnings, not errors";
+  EXPECT_FALSE(r.ruleset) << "an obligation that can never be met must not load";
   ASSERT_EQ(r.diagnostics.size(), 1u);
-  EXPECT_EQ(r.diagnostics[0].level, Diagnostic::Level::kWarning);
+  EXPECT_EQ(r.diagnostics[0].level, Diagnostic::Level::kError);
   EXPECT_EQ(r.diagnostics[0].pos.line, 4);
   EXPECT_EQ(r.diagnostics[0].pos.col, 36);
   EXPECT_NE(r.diagnostics[0].message.find("unknown action 'notify_moon'"), std::string::npos);
@@ -509,6 +511,7 @@ TEST(Loader, UnknownActionsAndValuesSuggestTheClosestKnownOne) {
       "pack: test\nversion: \"1\"\nduties:\n"
       "  - {id: d, deadline: 1h, actions: [preserve_evidnce]}\n");
   ASSERT_EQ(r.diagnostics.size(), 1u);
+  EXPECT_EQ(r.diagnostics[0].level, Diagnostic::Level::kError);
   EXPECT_NE(r.diagnostics[0].message.find(
                 "unknown action 'preserve_evidnce' (did you mean 'preserve_evidence'?)"),
             std::string::npos)
@@ -523,6 +526,45 @@ TEST(Loader, UnknownActionsAndValuesSuggestTheClosestKnownOne) {
   // Nothing close: the list, not a guess.
   EXPECT_EQ(DidYouMean("hologram", KnownValues(Field::kSurface)), "");
   EXPECT_EQ(DidYouMean(std::string(100000, 'a'), KnownActions()), "");
+}
+
+// One lint run names every problem of a rule, not only the first: a regex
+// error does not hide a bad at_least count beside it, and misspelt keys,
+// duties, lists and fields each get the closest known name.
+TEST(Loader, ReportsEveryErrorOfARuleWithSuggestions) {
+  LoadResult r = LoadPack(
+      "pack: test\nversion: \"1\"\n"
+      "duties:\n  - {id: csea.response, deadline: 1h, actions: [remove_content]}\n"
+      "lists:\n  known: {kind: hash, file: known.txt}\n"
+      "rules:\n"
+      "  - id: r1\n"
+      "    duty: csea.respons\n"
+      "    severity: high\n"
+      "    tittle: misspelt\n"
+      "    when:\n"
+      "      at_least: 4\n"
+      "      of:\n"
+      "        - {field: text, regex: 'a(?<=b)'}\n"
+      "        - {field: txt, phrases: [x]}\n"
+      "        - {field: hash, in_list: knwn}\n"
+      "    tests:\n"
+      "      - name: t\n"
+      "        report: {text: a}\n"
+      "        expect: match\n",
+      FakeFiles{{{"known.txt", "0123456789abcdef0123456789abcdef\n"}}});
+  EXPECT_FALSE(r.ruleset);
+  std::string all = testing::Describe(r.diagnostics);
+  for (const char* expected : {
+           "pack.yaml:9:11: error: rule refers to undefined duty 'csea.respons' (did you mean "
+           "'csea.response'?) [r1]",
+           "pack.yaml:11:5: error: unknown key 'tittle' in a rule (did you mean 'title'?) [r1]",
+           "pack.yaml:13:17: error: at_least must be a whole number from 1 to 3",
+           "bad regex 'a(?<=b)'",
+           "unknown field 'txt' (did you mean 'text'?)",
+           "unknown list 'knwn' (did you mean 'known'?)",
+       }) {
+    EXPECT_NE(all.find(expected), std::string::npos) << "missing: " << expected << "\n" << all;
+  }
 }
 
 }  // namespace
