@@ -734,11 +734,8 @@ Status DutyEngine::SubmitNew(const v1::ContentReport& report, const std::string&
       }
     }
   };
-  add_digest("text", report.text());
-  add_digest("caption", report.caption());
-  add_digest("username", report.username());
-  add_digest("display_name", report.display_name());
-  add_digest("profile_bio", report.profile_bio());
+  for (rules::Field field : rules::kSingleTextFields)
+    add_digest(rules::FieldName(field), *eval::SingleValue(report, field));
   for (int i = 0; i < report.urls_size(); ++i)
     add_digest("urls[" + std::to_string(i) + "]", report.urls(i));
   *f->mutable_hashes() = report.hashes();

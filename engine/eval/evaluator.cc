@@ -11,10 +11,7 @@ namespace carewatch::eval {
 using rules::Condition;
 using rules::Field;
 
-namespace {
-
-// The value of a single-valued field of the report.
-const std::string* TextValue(const v1::ContentReport& r, Field f) {
+const std::string* SingleValue(const v1::ContentReport& r, Field f) {
   switch (f) {
     case Field::kText:
       return &r.text();
@@ -42,6 +39,8 @@ const std::string* TextValue(const v1::ContentReport& r, Field f) {
       return nullptr;
   }
 }
+
+namespace {
 
 bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
@@ -233,7 +232,7 @@ Status Evaluator::Scan(const v1::ContentReport& report, Context& ctx) const {
         if (!s.ok()) return s;
       }
     } else {
-      Status s = scan_value(*TextValue(report, field), &ctx.folded[f]);
+      Status s = scan_value(*SingleValue(report, field), &ctx.folded[f]);
       if (!s.ok()) return s;
     }
   }
@@ -268,7 +267,7 @@ bool Evaluator::EvalLeaf(const Node& n, const v1::ContentReport& report, const C
         auto it = report.attributes().find(c.attribute_key);
         return it != report.attributes().end() && in_values(it->second, false);
       }
-      return in_values(*TextValue(report, c.field), false);
+      return in_values(*SingleValue(report, c.field), false);
     }
     case Condition::Kind::kInList: {
       if (n.list < 0) return false;
@@ -293,7 +292,7 @@ bool Evaluator::EvalLeaf(const Node& n, const v1::ContentReport& report, const C
       else if (c.field == Field::kAttribute)
         present = report.attributes().count(c.attribute_key) > 0;
       else
-        present = !TextValue(report, c.field)->empty();
+        present = !SingleValue(report, c.field)->empty();
       return present == c.exists;
     }
     default:
@@ -365,7 +364,7 @@ void Evaluator::LeafMatches(const Node& n, const v1::ContentReport& report, Cont
         spans_in(report.urls(i), "urls[" + std::to_string(i) + "]", &ctx.folded_url, nullptr);
       }
     } else {
-      const std::string& value = *TextValue(report, c.field);
+      const std::string& value = *SingleValue(report, c.field);
       int f = static_cast<int>(c.field);
       if (!spans_in(value, c.field_name, &ctx.folded[f], &ctx.folded_map_epoch[f]) &&
           out->size() == before) {
@@ -419,7 +418,7 @@ Status Evaluator::Evaluate(const v1::ContentReport& report, Context& ctx,
           return Status::InvalidArgument("urls[" + std::to_string(i) + "]: not valid UTF-8");
         }
       }
-    } else if (!IsValidUtf8(*TextValue(report, field))) {
+    } else if (!IsValidUtf8(*SingleValue(report, field))) {
       return Status::InvalidArgument(std::string(rules::FieldName(field)) + ": not valid UTF-8");
     }
   }

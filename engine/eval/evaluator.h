@@ -35,6 +35,10 @@ struct NodeTrace {
   std::vector<v1::Match> matches;
 };
 
+// The value of a single-valued field of `r` (a text field but url, or a
+// categorical one); nullptr for url, hash and attributes.
+const std::string* SingleValue(const v1::ContentReport& r, rules::Field f);
+
 struct RuleTrace {
   const rules::Rule* rule = nullptr;
   bool matched = false;

@@ -38,6 +38,20 @@ constexpr FieldEntry kFields[] = {
 };
 }  // namespace
 
+std::string FieldNameList(bool text_only) {
+  std::string out;
+  for (const auto& e : kFields) {
+    if (!text_only || IsTextField(e.field)) out += (out.empty() ? "" : " ") + std::string(e.name);
+  }
+  return text_only ? out : out + " attributes.KEY";
+}
+
+std::vector<std::string> FieldNames() {
+  std::vector<std::string> out;
+  for (const auto& e : kFields) out.push_back(e.name);
+  return out;
+}
+
 const char* FieldName(Field f) {
   for (const auto& e : kFields) {
     if (e.field == f) return e.name;

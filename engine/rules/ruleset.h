@@ -15,7 +15,7 @@ namespace carewatch::rules {
 enum class Severity { kLow = 1, kMedium = 2, kHigh = 3, kCritical = 4 };
 const char* SeverityName(Severity s);
 
-// The report fields a condition can name (DESIGN.md "Fields").
+// The report fields a condition can name (docs/design.md "Fields").
 enum class Field {
   // Text fields: scanned by regex and phrase leaves.
   kText,
@@ -36,6 +36,15 @@ enum class Field {
   kAttribute,  // attributes.KEY
 };
 inline constexpr int kNumTextFields = 6;  // kText .. kUrl
+// The report's single-valued text fields, in order: the one list that
+// request checks, scanning, digests and explain all walk.
+inline constexpr Field kSingleTextFields[] = {Field::kText, Field::kCaption, Field::kUsername,
+                                              Field::kDisplayName, Field::kProfileBio};
+// The names of the fields, space-separated, for messages: every field
+// ("text ... subject_age_band attributes.KEY"), or only the text fields.
+std::string FieldNameList(bool text_only);
+// Every field name (for "did you mean").
+std::vector<std::string> FieldNames();
 inline bool IsTextField(Field f) { return static_cast<int>(f) < kNumTextFields; }
 // The name as written in rules and in Match.field ("profile_bio").
 const char* FieldName(Field f);

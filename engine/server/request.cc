@@ -11,6 +11,7 @@
 
 #include "engine/common/digest.h"
 #include "engine/common/utf8.h"
+#include "engine/eval/evaluator.h"
 #include "engine/rules/vocabulary.h"
 
 namespace carewatch::server {
@@ -338,13 +339,8 @@ grpc::Status CheckReport(const ServerConfig& c, const v1::ContentReport& r,
     if (!IsValidUtf8(v)) return {StatusCode::INVALID_ARGUMENT, prefix + name + ": not valid UTF-8"};
     return grpc::Status::OK;
   };
-  const std::pair<const char*, const std::string*> fields[] = {{"text", &r.text()},
-                                                               {"caption", &r.caption()},
-                                                               {"username", &r.username()},
-                                                               {"display_name", &r.display_name()},
-                                                               {"profile_bio", &r.profile_bio()}};
-  for (const auto& [name, v] : fields) {
-    grpc::Status s = field(name, *v);
+  for (rules::Field f : rules::kSingleTextFields) {
+    grpc::Status s = field(rules::FieldName(f), *eval::SingleValue(r, f));
     if (!s.ok()) return s;
   }
   if (r.urls_size() > c.max_urls) {

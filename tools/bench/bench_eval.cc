@@ -63,8 +63,6 @@ Result RunBareScan(const match::Matcher& m, const std::vector<v1::ContentReport>
   };
   std::vector<Job> jobs;
   for (const auto& r : reports) {
-    const std::string* fields[] = {&r.text(), &r.caption(), &r.username(), &r.display_name(),
-                                   &r.profile_bio()};
     auto add = [&](int field, const std::string& value) {
       if (value.empty()) return;
       for (int folded = 0; folded < 2; ++folded) {
@@ -74,7 +72,8 @@ Result RunBareScan(const match::Matcher& m, const std::vector<v1::ContentReport>
         jobs.push_back({db, folded ? match::FoldForMatching(value) : value});
       }
     };
-    for (int f = 0; f < 5; ++f) add(f, *fields[f]);
+    for (rules::Field f : rules::kSingleTextFields)
+      add(static_cast<int>(f), *eval::SingleValue(r, f));
     for (const auto& u : r.urls()) add(static_cast<int>(rules::Field::kUrl), u);
   }
   hs_scratch_t* scratch = nullptr;
