@@ -195,14 +195,33 @@ constexpr ChangeFields kYearChanges = {
     &PeriodStats::obligations_year_change, &PeriodStats::breaches_year_change,
     &PeriodStats::findings_year_change};
 
-void SetChanges(const PeriodStats& base, const ChangeFields& fields, PeriodStats* p) {
+void SetChanges(const PeriodStats& base, const ChangeFields& fields,
+                std::array<int64_t, 5> PeriodStats::*counts, PeriodStats* p) {
   const int64_t now[] = {p->reports, p->flagged, p->obligations, p->breaches, p->findings};
-  const int64_t was[] = {base.reports, base.flagged, base.obligations, base.breaches,
-                         base.findings};
-  for (size_t i = 0; i < fields.size(); ++i) p->*fields[i] = Change(now[i], was[i]);
+  p->*counts = {base.reports, base.flagged, base.obligations, base.breaches, base.findings};
+  for (size_t i = 0; i < fields.size(); ++i) p->*fields[i] = Change(now[i], (p->*counts)[i]);
+}
+
+void CountsToProto(const std::array<int64_t, 5>& c, v1::PeriodCounts* o) {
+  o->set_reports(c[0]);
+  o->set_flagged(c[1]);
+  o->set_obligations(c[2]);
+  o->set_breaches(c[3]);
+  o->set_findings(c[4]);
+}
+
+std::array<int64_t, 5> CountsFromProto(const v1::PeriodCounts& c) {
+  return {c.reports(), c.flagged(), c.obligations(), c.breaches(), c.findings()};
 }
 
 }  // namespace
+
+std::string FormatChange(int64_t now, int64_t before) {
+  if (before == 0) return now == 0 ? "0.0%" : "new";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%+.1f%%", Change(now, before));
+  return buf;
+}
 
 void CapBreakdown(std::map<std::string, int64_t>* counts, size_t max_keys) {
   if (counts->size() <= max_keys || max_keys == 0) return;
@@ -247,6 +266,8 @@ void ToProto(const PeriodStats& x, v1::PeriodStats* o) {
       c->set_count(v);
     }
   };
+  if (x.has_previous) CountsToProto(x.previous, o->mutable_previous_counts());
+  if (x.has_year_ago) CountsToProto(x.year_ago, o->mutable_year_ago_counts());
   counts(x.by_reason, o->mutable_by_reason());
   counts(x.by_surface, o->mutable_by_surface());
   counts(x.breaches_by_kind, o->mutable_breaches_by_kind());
@@ -272,6 +293,8 @@ PeriodStats FromProto(const v1::PeriodStats& p) {
   x.obligations_year_change = p.obligations_year_change_percent();
   x.breaches_year_change = p.breaches_year_change_percent();
   x.findings_year_change = p.findings_year_change_percent();
+  x.previous = CountsFromProto(p.previous_counts());
+  x.year_ago = CountsFromProto(p.year_ago_counts());
   for (const auto& c : p.by_reason()) x.by_reason[c.key()] = c.count();
   for (const auto& c : p.by_surface()) x.by_surface[c.key()] = c.count();
   for (const auto& c : p.breaches_by_kind()) x.breaches_by_kind[c.key()] = c.count();
@@ -379,12 +402,12 @@ Status ComputeStats(LedgerBackend& backend, const std::string& service_id,
     p.period = key;
     if (previous) {
       p.has_previous = true;
-      SetChanges(*previous, kPreviousChanges, &p);
+      SetChanges(*previous, kPreviousChanges, &PeriodStats::previous, &p);
     }
     auto year_ago = by_period.find(YearBefore(key));
     if (year_ago != by_period.end() && year_ago->second.reports > 0) {
       p.has_year_ago = true;
-      SetChanges(year_ago->second, kYearChanges, &p);
+      SetChanges(year_ago->second, kYearChanges, &PeriodStats::year_ago, &p);
     }
     previous = &counted;
     CapBreakdown(&p.by_reason);

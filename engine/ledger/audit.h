@@ -1,6 +1,7 @@
 #ifndef CAREWATCH_ENGINE_LEDGER_AUDIT_H_
 #define CAREWATCH_ENGINE_LEDGER_AUDIT_H_
 
+#include <array>
 #include <functional>
 #include <map>
 #include <string>
@@ -54,7 +55,13 @@ struct PeriodStats {
   bool has_year_ago = false;
   double reports_year_change = 0, flagged_year_change = 0, obligations_year_change = 0,
          breaches_year_change = 0, findings_year_change = 0;
+  // The counts compared against (reports, flagged, obligations, breaches,
+  // findings): a change from 0 is "new", not a percentage.
+  std::array<int64_t, 5> previous{}, year_ago{};
 };
+
+// A change for people: "+12.5%", "-3.0%", "new" (from 0 to more), "0.0%".
+std::string FormatChange(int64_t now, int64_t before);
 
 // `period`: month | quarter | year. Times bound the days (UTC) included;
 // `service_id` empty: every service. Every period from the first with data

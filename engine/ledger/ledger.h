@@ -82,10 +82,14 @@ struct BreachQuery {
 
 struct FindingQuery {
   std::string service_id, duty_id, status;   // empty: any
-  int64_t from = INT64_MIN, to = INT64_MAX;  // opened_at
-  std::string after_id;                      // paging
-  std::string finding_id;                    // exactly this one
-  bool with_obligation_ids = true;           // false: counters and people only
+  int64_t from = INT64_MIN, to = INT64_MAX;  // opened_at, or see `overlap`
+  // True: [from, to] selects the findings open at some moment in it
+  // (opened_at <= to, and still open or closed_at >= from): what a
+  // regulator asking about a period means. False: opened_at in [from, to].
+  bool overlap = false;
+  std::string after_id;             // paging
+  std::string finding_id;           // exactly this one
+  bool with_obligation_ids = true;  // false: counters and people only
   size_t limit = 100;
 };
 

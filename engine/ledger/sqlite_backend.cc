@@ -736,19 +736,26 @@ class SqliteBackend : public LedgerBackend {
 
   Status QueryFindings(const FindingQuery& q, std::vector<v1::Finding>* out) override {
     std::lock_guard<std::mutex> lock(read_mu_);
-    Stmt st(read_db_,
-            "SELECT body FROM findings WHERE finding_id > ?1 AND (?2 = '' OR service_id = ?2) AND "
-            "(?3 = '' OR duty_id = ?3) AND (?4 = '' OR status = ?4) AND opened_at >= ?5 AND "
-            "opened_at <= ?6 AND (?8 = '' OR finding_id = ?8) ORDER BY finding_id LIMIT ?7");
+    Stmt st(
+        read_db_,
+        "SELECT body FROM findings WHERE finding_id > ?1 AND (?2 = '' OR service_id = ?2) AND "
+        "(?3 = '' OR duty_id = ?3) AND (?4 = '' OR status = ?4) AND (?9 = 1 OR opened_at >= ?5) "
+        "AND opened_at <= ?6 AND (?8 = '' OR finding_id = ?8) ORDER BY finding_id LIMIT ?7");
     if (!st.ok()) return Error(read_db_, "querying findings");
     st.Bind(1, q.after_id).Bind(2, q.service_id).Bind(3, q.duty_id).Bind(4, q.status);
-    st.Bind(5, q.from).Bind(6, q.to).Bind(7, static_cast<int64_t>(q.limit)).Bind(8, q.finding_id);
+    // With `overlap`, closed_at (in the body only) is checked here, so the
+    // page ends when `limit` rows passed, not at the SQL LIMIT.
+    st.Bind(5, q.from).Bind(6, q.to).Bind(8, q.finding_id).Bind(9, int64_t{q.overlap ? 1 : 0});
+    st.Bind(7, q.overlap ? int64_t{-1} : static_cast<int64_t>(q.limit));
+    size_t first = out->size();
     int rc;
-    while ((rc = st.Step()) == SQLITE_ROW) {
+    while (out->size() - first < q.limit && (rc = st.Step()) == SQLITE_ROW) {
       v1::Finding f;
       if (!f.ParseFromString(st.Blob(0))) return Status::DataLoss("finding row does not parse");
+      if (q.overlap && f.status() != "open" && f.closed_at().seconds() < q.from) continue;
       out->push_back(std::move(f));
     }
+    if (out->size() - first == q.limit) rc = SQLITE_DONE;
     if (rc != SQLITE_DONE) return Error(read_db_, "querying findings");
     if (!q.with_obligation_ids) return Status::Ok();
     // Reassemble the obligation id lists.

@@ -50,6 +50,7 @@ class AuditService final : public v1::Audit::Service {
       grpc::Status st = ToGrpc(s_->ledger->backend().QueryBreaches(q, &rows));
       size_t bytes = 0;
       for (auto& [seq, b] : rows) {
+        b.set_ledger_seq(seq);
         bytes += b.ByteSizeLong();
         *resp->add_breaches() = std::move(b);
         if (bytes > kMaxPageBytes && resp->breaches_size() < static_cast<int>(rows.size())) {
@@ -69,6 +70,7 @@ class AuditService final : public v1::Audit::Service {
       q.service_id = req->service_id();
       q.duty_id = req->duty_id();
       q.status = req->status();
+      q.overlap = true;  // open at some moment of the range (docs/api.md)
       if (req->range().has_from()) q.from = req->range().from().seconds();
       if (req->range().has_to()) q.to = req->range().to().seconds();
       q.limit = PageSize(req->page_size());

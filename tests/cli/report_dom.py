@@ -86,10 +86,13 @@ def main():
                           (service, sorted(table), [e["period"] for e in expected]))
         for e in expected:
             row = table.get(e["period"], {})
-            kinds = e.get("breaches_by_kind", {})
-            want = {"reports": e["reports"], "flagged": e["flagged"],
-                    "obligations": e["obligations"], "breaches": e["breaches"],
-                    "findings": e["findings"], "missed": kinds.get("missed", 0),
+            # The protobuf JSON mapping: int64 as strings, zeros left out,
+            # breakdowns as [{key, count}].
+            kinds = {k["key"]: int(k["count"]) for k in e.get("breaches_by_kind", [])}
+            n = lambda key: int(e.get(key, 0))
+            want = {"reports": n("reports"), "flagged": n("flagged"),
+                    "obligations": n("obligations"), "breaches": n("breaches"),
+                    "findings": n("findings"), "missed": kinds.get("missed", 0),
                     "late": kinds.get("late", 0), "late_recorded": kinds.get("late_recorded", 0)}
             for metric, value in want.items():
                 if row.get(metric) != value:

@@ -3,6 +3,7 @@
 #include <grpcpp/grpcpp.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -263,240 +264,111 @@ int RunVerify(const std::string& ledger_url, const std::string& trusted_key, boo
   return kExitOk;
 }
 
-int RunAuditOffline(const std::string& what, const std::string& ledger_url, const AuditFilters& f,
-                    bool json) {
-  std::unique_ptr<ledger::LedgerBackend> backend;
-  Status s;
-  std::unique_ptr<v1::Audit::Stub> remote;
-  if (!f.server.empty()) {
-    remote = v1::Audit::NewStub(Connect(f.server, f.ca_file));
-  } else {
-    s = ledger::OpenBackend(ledger_url, true, &backend);
-    if (!s.ok()) {
-      std::cerr << "error: " << s.message() << "\n";
-      return kExitFailure;
-    }
-  }
-  auto rpc_error = [](const grpc::Status& st) {
-    std::cerr << "error: " << st.error_message() << " (" << server::GrpcCodeName(st.error_code())
-              << ")\n";
-    return kExitFailure;
+}  // namespace carewatch::cli
+
+namespace carewatch::cli {
+
+void RegisterLedgerCommands(CommandTable& table) {
+  struct ReplayOptions {
+    std::vector<std::string> rules;
+    std::string input, ledger_url, until, sweep = "1m";
+    bool json = false;
   };
-  auto range = [&](v1::TimeRange* r, std::optional<int64_t> from, std::optional<int64_t> to) {
-    if (from) r->mutable_from()->set_seconds(*from);
-    if (to) r->mutable_to()->set_seconds(*to);
+  auto replay = std::make_shared<ReplayOptions>();
+  CLI::App* replay_cmd =
+      table.Add("replay", "Run reports and actions through the whole duty pipeline", [replay] {
+        std::string error;
+        auto interval = rules::ParseDuration(replay->sweep, &error);
+        if (!interval) {
+          std::cerr << "error: --sweep-interval: " << error << "\n";
+          return kExitUsage;
+        }
+        return RunReplay(replay->rules, replay->input, replay->ledger_url, replay->until, *interval,
+                         replay->json);
+      });
+  AddRulesOption(replay_cmd, &replay->rules);
+  replay_cmd
+      ->add_option("events", replay->input,
+                   "JSONL lines {\"report\":{..}} or {\"action\":{..}}, in time order")
+      ->required();
+  replay_cmd->add_option("--ledger", replay->ledger_url,
+                         "Record into this ledger (sqlite:///path/ledger.db)");
+  replay_cmd->add_option("--until", replay->until,
+                         "End the simulated clock here (default: after the last deadline)");
+  replay_cmd->add_option("--sweep-interval", replay->sweep,
+                         "Deadline sweeper period in simulated time");
+  replay_cmd->add_flag("--json", replay->json, "Print {\"breaches\":[..],\"findings\":[..]}");
+
+  struct VerifyOptions {
+    std::string ledger_url, server, token, ca_file, state_file;
+    std::string pubkey, vkey, evidence_file, watch;
+    bool require_key = false;
+    int rounds = 0;
   };
-  std::string error;
-  auto from = ParseTimeArg(f.from, &error);
-  auto to = ParseTimeArg(f.to, &error);
-  if (!error.empty()) {
-    std::cerr << "error: " << error << "\n";
-    return kExitUsage;
-  }
-  if (what == "breaches") {
-    ledger::BreachQuery q;
-    q.service_id = f.service_id;
-    q.duty_id = f.duty_id;
-    q.rule_id = f.rule_id;
-    q.from = from.value_or(INT64_MIN);
-    q.to = to.value_or(INT64_MAX);
-    q.limit = 1000;
-    std::vector<std::pair<uint64_t, v1::Breach>> all;
-    if (remote) {
-      v1::ListBreachesRequest req;
-      req.set_service_id(f.service_id);
-      req.set_duty_id(f.duty_id);
-      req.set_rule_id(f.rule_id);
-      range(req.mutable_range(), from, to);
-      req.set_page_size(1000);
-      for (;;) {
-        v1::ListBreachesResponse resp;
-        grpc::ClientContext ctx;
-        Authorize(&ctx, f.token);
-        grpc::Status st = remote->ListBreaches(&ctx, req, &resp);
-        if (!st.ok()) return rpc_error(st);
-        for (const auto& b : resp.breaches()) all.emplace_back(0, b);
-        if (resp.next_page_token().empty()) break;
-        req.set_page_token(resp.next_page_token());
-      }
-    }
-    for (; !remote;) {
-      std::vector<std::pair<uint64_t, v1::Breach>> page;
-      s = backend->QueryBreaches(q, &page);
-      if (!s.ok()) break;
-      all.insert(all.end(), page.begin(), page.end());
-      if (page.size() < q.limit) break;
-      q.after_seq = page.back().first;
-    }
-    if (!s.ok()) {
-      std::cerr << "error: " << s.message() << "\n";
-      return kExitFailure;
-    }
-    for (const auto& [seq, b] : all) {
-      if (json) {
-        std::cout << eval::ToJson(b) << "\n";
-      } else {
-        auto join = [](const google::protobuf::RepeatedPtrField<std::string>& list) {
-          std::string out;
-          for (const auto& a : list) out += (out.empty() ? "" : ",") + a;
-          return out.empty() ? std::string("-") : out;
-        };
-        std::printf("%8llu  %s  %-16s %-26s %-36s %-13s %s  missing:%s late:%s\n",
-                    static_cast<unsigned long long>(seq),
-                    rules::FormatDateTime(b.at().seconds()).c_str(), b.service_id().c_str(),
-                    b.duty_id().c_str(), b.rule_id().c_str(), b.kind().c_str(),
-                    b.report_id().c_str(), join(b.missing_actions()).c_str(),
-                    join(b.late_actions()).c_str());
-      }
-    }
-    if (!json) std::cout << all.size() << " breaches\n";
-    return kExitOk;
-  }
-  if (what == "findings") {
-    ledger::FindingQuery q;
-    q.service_id = f.service_id;
-    q.duty_id = f.duty_id;
-    q.from = from.value_or(INT64_MIN);
-    q.to = to.value_or(INT64_MAX);
-    q.limit = 100000;
-    std::vector<v1::Finding> all;
-    if (remote) {
-      v1::ListFindingsRequest req;
-      req.set_service_id(f.service_id);
-      req.set_duty_id(f.duty_id);
-      range(req.mutable_range(), from, to);
-      req.set_page_size(1000);
-      for (;;) {
-        v1::ListFindingsResponse resp;
-        grpc::ClientContext ctx;
-        Authorize(&ctx, f.token);
-        grpc::Status st = remote->ListFindings(&ctx, req, &resp);
-        if (!st.ok()) return rpc_error(st);
-        all.insert(all.end(), resp.findings().begin(), resp.findings().end());
-        if (resp.next_page_token().empty()) break;
-        req.set_page_token(resp.next_page_token());
-      }
-    } else {
-      s = backend->QueryFindings(q, &all);
-    }
-    if (!s.ok()) {
-      std::cerr << "error: " << s.message() << "\n";
-      return kExitFailure;
-    }
-    for (const v1::Finding& x : all) {
-      if (json) {
-        std::cout << eval::ToJson(x) << "\n";
-        continue;
-      }
-      std::cout << x.finding_id() << "  " << x.status() << "  " << x.service_id() << "  "
-                << x.duty_id() << "  opened " << rules::FormatDateTime(x.opened_at().seconds())
-                << (x.status() == "closed"
-                        ? "  closed " + rules::FormatDateTime(x.closed_at().seconds())
-                        : std::string())
-                << "\n    " << ledger::FindingReason(x) << "\n    " << x.breaches()
-                << " breaches in this finding: " << x.breaches_missed() << " missed, "
-                << x.breaches_late() << " late, " << x.breaches_late_recorded()
-                << " late_recorded\n";
-      for (const auto& p : x.accountable()) {
-        std::cout << "    " << p.name() << " (" << p.role() << ", " << ledger::TenureText(p)
-                  << "): " << p.breaches() << " breaches\n";
-      }
-      if (x.unattributed_breaches())
-        std::cout << "    nobody accountable: " << x.unattributed_breaches() << " breaches\n";
-    }
-    if (!json) std::cout << all.size() << " findings\n";
-    return kExitOk;
-  }
-  if (what == "evidence") return RunAuditEvidence(ledger_url, f, json);
-  if (what == "entries") return RunAuditEntries(ledger_url, f, json);
-  if (what == "prove") return RunAuditProve(ledger_url, f, json);
-  if (what == "stats") {
-    std::vector<ledger::PeriodStats> stats;
-    if (remote) {
-      v1::GetStatsRequest req;
-      req.set_service_id(f.service_id);
-      req.set_period(f.period);
-      range(req.mutable_range(), from, to);
-      do {  // every page
-        v1::GetStatsResponse resp;
-        grpc::ClientContext ctx;
-        Authorize(&ctx, f.token);
-        grpc::Status st = remote->GetStats(&ctx, req, &resp);
-        if (!st.ok()) return rpc_error(st);
-        for (const auto& p : resp.periods()) stats.push_back(ledger::FromProto(p));
-        req.set_page_token(resp.next_page_token());
-      } while (!req.page_token().empty());
-    } else {
-      s = ledger::ComputeStats(*backend, f.service_id, f.period, from.value_or(INT64_MIN),
-                               to.value_or(INT64_MAX), &stats);
-    }
-    if (!s.ok()) {
-      std::cerr << "error: " << s.message() << "\n";
-      return kExitFailure;
-    }
-    for (const auto& p : stats) {
-      if (json) {
-        std::cout << "{\"period\":\"" << p.period << "\",\"reports\":" << p.reports
-                  << ",\"flagged\":" << p.flagged << ",\"obligations\":" << p.obligations
-                  << ",\"breaches\":" << p.breaches << ",\"findings\":" << p.findings;
-        if (p.has_previous) {
-          std::cout << ",\"reports_change_pct\":" << p.reports_change
-                    << ",\"flagged_change_pct\":" << p.flagged_change
-                    << ",\"obligations_change_pct\":" << p.obligations_change
-                    << ",\"breaches_change_pct\":" << p.breaches_change
-                    << ",\"findings_change_pct\":" << p.findings_change;
+  auto v = std::make_shared<VerifyOptions>();
+  CLI::App* verify = table.Add(
+      "verify", "Check a ledger or a live server independently; names the first bad seq", [v] {
+        if (!v->vkey.empty() && !v->pubkey.empty()) {
+          std::cerr << "error: give --vkey or --pubkey, not both\n";
+          return kExitUsage;
         }
-        if (p.has_year_ago) {
-          std::cout << ",\"reports_year_change_pct\":" << p.reports_year_change
-                    << ",\"flagged_year_change_pct\":" << p.flagged_year_change
-                    << ",\"obligations_year_change_pct\":" << p.obligations_year_change
-                    << ",\"breaches_year_change_pct\":" << p.breaches_year_change
-                    << ",\"findings_year_change_pct\":" << p.findings_year_change;
+        std::string trusted = v->vkey.empty() ? v->pubkey : v->vkey;
+        if (!v->evidence_file.empty()) {
+          if (trusted.empty()) {
+            std::cerr
+                << "error: verify --evidence needs --vkey (the key the deployment published)\n";
+            return kExitUsage;
+          }
+          return RunVerifyEvidence(v->evidence_file, trusted);
         }
-        std::cout << ",\"by_reason\":{";
-        bool first = true;
-        for (const auto& [k, v] : p.by_reason) {
-          std::cout << (first ? "" : ",") << "\"" << k << "\":" << v;
-          first = false;
+        if (!v->server.empty()) {
+          if (trusted.empty()) {
+            std::cerr << "error: verify --server needs --vkey or --pubkey (the published key, "
+                         "never the server's own word)\n";
+            return kExitUsage;
+          }
+          int64_t every = 0;
+          if (!v->watch.empty()) {
+            std::string error;
+            auto d = rules::ParseDuration(v->watch, &error);
+            if (!d || v->state_file.empty()) {
+              std::cerr << "error: --watch: " << (d ? "needs --state" : error) << "\n";
+              return kExitUsage;
+            }
+            every = *d;
+          }
+          return RunVerifyServer(v->server, v->token, trusted, v->state_file, v->ca_file, every,
+                                 v->rounds);
         }
-        std::cout << "},\"by_surface\":{";
-        first = true;
-        for (const auto& [k, v] : p.by_surface) {
-          std::cout << (first ? "" : ",") << "\"" << k << "\":" << v;
-          first = false;
+        if (v->ledger_url.empty()) {
+          std::cerr << "error: verify needs --ledger, --server or --evidence\n";
+          return kExitUsage;
         }
-        std::cout << "},\"breaches_by_kind\":{";
-        first = true;
-        for (const auto& [k, v] : p.breaches_by_kind) {
-          std::cout << (first ? "" : ",") << "\"" << k << "\":" << v;
-          first = false;
-        }
-        std::cout << "}}\n";
-      } else {
-        std::printf(
-            "%-8s reports %8lld  flagged %7lld  obligations %7lld  breaches %6lld  findings %4lld",
-            p.period.c_str(), static_cast<long long>(p.reports), static_cast<long long>(p.flagged),
-            static_cast<long long>(p.obligations), static_cast<long long>(p.breaches),
-            static_cast<long long>(p.findings));
-        auto kind = [&](const char* k) {
-          auto it = p.breaches_by_kind.find(k);
-          return static_cast<long long>(it == p.breaches_by_kind.end() ? 0 : it->second);
-        };
-        std::printf(" (missed %lld, late %lld, late_recorded %lld)", kind("missed"), kind("late"),
-                    kind("late_recorded"));
-        if (p.has_previous)
-          std::printf("   reports %+.1f%%  breaches %+.1f%%", p.reports_change, p.breaches_change);
-        if (p.has_year_ago)
-          std::printf("   a year before: reports %+.1f%%  breaches %+.1f%%", p.reports_year_change,
-                      p.breaches_year_change);
-        std::printf("\n");
-      }
-    }
-    return kExitOk;
-  }
-  std::cerr << "error: unknown audit query '" << what
-            << "' (breaches, findings, evidence, entries, prove, stats)\n";
-  return kExitUsage;
+        return RunVerify(v->ledger_url, trusted, v->require_key);
+      });
+  AddSourceOptions(verify, &v->ledger_url, &v->server, &v->token, &v->ca_file);
+  verify->add_option("--pubkey", v->pubkey,
+                     "The deployment's published Ed25519 public key (PEM), or a file with it");
+  verify->add_option("--vkey", v->vkey,
+                     "The deployment's published verifier key (NAME+ID+KEY), or a file with it");
+  verify->add_flag("--require-key", v->require_key,
+                   "Fail unless a trusted key (--vkey or --pubkey) was given");
+  auto* evidence = verify->add_option("--evidence", v->evidence_file,
+                                      "An evidence bundle to check offline (with --vkey)");
+  evidence->excludes("--ledger")->excludes("--server");
+  verify->add_option("--watch", v->watch,
+                     "With --server --state: check each new checkpoint every this often");
+  verify->add_option("--rounds", v->rounds, "With --watch: stop after this many checks (0: never)");
+  verify->add_option("--state", v->state_file,
+                     "Remembers the last accepted checkpoint, to check consistency");
+
+  auto key_ledger = std::make_shared<std::string>();
+  CLI::App* key_cmd =
+      table.Add("key", "The deployment's keys", [key_ledger] { return RunKeyVkey(*key_ledger); });
+  auto* key_vkey = key_cmd->add_subcommand(
+      "vkey", "Print the verifier key (NAME+ID+KEY) of a ledger: what a deployment publishes");
+  key_vkey->add_option("--ledger", *key_ledger, "Ledger URL or file")->required();
+  key_cmd->require_subcommand(1);
 }
 
 }  // namespace carewatch::cli
