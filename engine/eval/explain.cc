@@ -19,11 +19,12 @@ std::string JoinQuoted(const std::vector<std::string>& items, size_t max_items =
 
 // The matched bytes of `field` (e.g. "text", "urls[2]") in `report`.
 std::string FieldValue(const v1::ContentReport& r, const std::string& field) {
-  if (field == "text") return r.text();
-  if (field == "caption") return r.caption();
-  if (field == "username") return r.username();
-  if (field == "display_name") return r.display_name();
-  if (field == "profile_bio") return r.profile_bio();
+  std::string key;
+  auto parsed = rules::ParseField(field, &key);
+  if (parsed && *parsed != rules::Field::kUrl && *parsed != rules::Field::kHash &&
+      *parsed != rules::Field::kAttribute) {
+    return *SingleValue(r, *parsed);
+  }
   int index = -1;
   if (std::sscanf(field.c_str(), "urls[%d]", &index) == 1 && index >= 0 && index < r.urls_size()) {
     return r.urls(index);
@@ -39,8 +40,7 @@ std::string FieldValue(const v1::ContentReport& r, const std::string& field) {
 // matched in [brackets]: what the rule author needs to see when a spelling
 // does not fold the way they expected. At most about 160 bytes, around the
 // first match.
-std::string FoldedWithMarks(const std::string& value,
-                            const std::vector<v1::Match>& matches) {
+std::string FoldedWithMarks(const std::string& value, const std::vector<v1::Match>& matches) {
   match::FoldedText folded;
   match::FoldForMatching(value, &folded);
   const std::string& t = folded.text;

@@ -787,16 +787,9 @@ bool Loader::ParseLeaf(const YAML::Node& node, Condition* out) {
   if (!GetString(node, "field", &out->field_name, true)) return false;
   auto field = ParseField(out->field_name, &out->attribute_key);
   if (!field) {
-    std::string hint =
-        DidYouMean(out->field_name, {"text", "caption", "username", "display_name", "profile_bio",
-                                     "url", "hash", "service_id", "surface", "content_type",
-                                     "reporter_type", "reason", "subject_age_band"});
+    std::string hint = DidYouMean(out->field_name, FieldNames());
     Error(node["field"], "unknown field '" + Excerpt(out->field_name) + "'" +
-                             (hint.empty() ? " (fields: text caption username display_name "
-                                             "profile_bio url hash service_id surface "
-                                             "content_type reporter_type reason "
-                                             "subject_age_band attributes.KEY)"
-                                           : hint));
+                             (hint.empty() ? " (fields: " + FieldNameList(false) + ")" : hint));
     return false;
   }
   out->field = *field;
@@ -820,9 +813,7 @@ bool Loader::ParseLeaf(const YAML::Node& node, Condition* out) {
   const YAML::Node value = node[op_name];
   bool scanned = op == "regex" || op == "phrases";
   if (scanned && !IsTextField(out->field)) {
-    Error(node["field"], op +
-                             " applies to text fields (text caption username display_name "
-                             "profile_bio url), not '" +
+    Error(node["field"], op + " applies to text fields (" + FieldNameList(true) + "), not '" +
                              out->field_name + "'");
     return false;
   }
@@ -1082,8 +1073,8 @@ void Loader::CrossCheck() {
     if (!r.duty.empty() && duty_defs_.find(r.duty) == duty_defs_.end()) {
       std::vector<std::string> names;
       for (const auto& [id, pos] : duty_defs_) names.push_back(id);
-      Error(r.duty_pos, "rule refers to undefined duty '" + Excerpt(r.duty) + "'" +
-                            DidYouMean(r.duty, names));
+      Error(r.duty_pos,
+            "rule refers to undefined duty '" + Excerpt(r.duty) + "'" + DidYouMean(r.duty, names));
     }
     CheckConditionRefs(r.when, r);
     if (r.tests.empty()) Warn(r.pos, "rule has no tests");

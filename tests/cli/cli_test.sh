@@ -85,6 +85,65 @@ PY
 "$cw" diff --rules "$src/rules" --rules "$tmp/new" "$tmp/a.jsonl" > "$tmp/diff.out" 2>&1
 check "diff reports lost secrecy flags" grep -q -- "-csea.grooming.secrecy" "$tmp/diff.out"
 check "diff summary" grep -q "^300 reports, [1-9][0-9]* changed" "$tmp/diff.out"
+# ...and against a directory holding only the changed pack: its packs
+# replace the old ones of the same name, the rest (and accountability) stay.
+mkdir -p "$tmp/only"
+cp "$tmp/new/csea-grooming.yaml" "$tmp/only/"
+"$cw" diff --rules "$src/rules" --rules "$tmp/only" "$tmp/a.jsonl" > "$tmp/diff-only.out" 2> "$tmp/diff-only.err"
+check "diff of one changed pack over the old rules equals the hand-merged diff" \
+  bash -c "diff <(grep -v -e '^300 reports' -e '^new rule set' '$tmp/diff.out') <(grep -v '^300 reports' '$tmp/diff-only.out')"
+check "diff says which files make the new rule set" \
+  bash -c "grep -q 'only/csea-grooming.yaml' '$tmp/diff-only.err' && grep -q 'rules/csea-baseline.yaml' '$tmp/diff-only.err' && ! grep -q 'rules/csea-grooming.yaml' '$tmp/diff-only.err'"
+
+# lint and test take --rules as the other rule commands do.
+"$cw" lint --rules "$src/rules" > /dev/null 2>&1
+check "lint --rules" test $? -eq 0
+"$cw" test --rules "$src/rules" > "$tmp/test-rules.out" 2>&1
+check "test --rules" grep -Eq '^[1-9][0-9]* passed, 0 failed$' "$tmp/test-rules.out"
+"$cw" lint > /dev/null 2>&1
+check "lint without packs is a usage error" test $? -eq 2
+
+# Generators plant signals of any pack: a new pack's rules get hits from
+# their own tests, phrases and patterns; the built-in signals give it none.
+mkdir -p "$tmp/fresh"
+cat > "$tmp/fresh/pack.yaml" <<'YAML'
+pack: fresh
+version: "1"
+duties:
+  - {id: fresh.review, deadline: 24h, actions: [escalate_to_specialist]}
+rules:
+  - id: fresh.payment-pressure
+    duty: fresh.review
+    severity: medium
+    when:
+      all:
+        - {field: surface, in: [direct_message, game_chat]}
+        - field: text
+          normalize: true
+          regex: '\b(send|pay) (me )?(\d+|some) (coins|tokens) (now|today)\b'
+  - id: fresh.account-trade
+    duty: fresh.review
+    severity: low
+    when: {field: text, phrases: [sell me your account, trade accounts with me]}
+    tests:
+      - name: a trade offer
+        report: {text: "wanna trade accounts with me"}
+        expect: match
+YAML
+"$cw" gen-corpus --rules "$tmp/fresh" -n 1000 --seed 3 --signal-fraction 0.3 -o "$tmp/fresh.jsonl"
+"$cw" gen-corpus -n 1000 --seed 3 --signal-fraction 0.3 -o "$tmp/plain.jsonl"
+"$cw" scan --rules "$tmp/fresh" "$tmp/fresh.jsonl" > /dev/null 2> "$tmp/fresh.err"
+"$cw" scan --rules "$tmp/fresh" "$tmp/plain.jsonl" > /dev/null 2> "$tmp/plain.err"
+flagged=$(sed -n 's/^1000 reports, \([0-9]*\) flagged.*/\1/p' "$tmp/fresh.err")
+check "gen-corpus --rules plants the new pack's signals ($flagged of 1000 flagged)" \
+  test "${flagged:-0}" -ge 200
+check "both rules of the new pack get hits, the one without tests too" \
+  bash -c "grep -Eq 'fresh.payment-pressure: [1-9]' '$tmp/fresh.err' && grep -Eq 'fresh.account-trade: [1-9]' '$tmp/fresh.err'"
+check "the built-in signals give the new pack nothing" grep -q "^1000 reports, 0 flagged" "$tmp/plain.err"
+# gen-scenario -n counts reports, not lines.
+"$cw" gen-scenario --rules "$tmp/fresh" -n 250 --seed 2 -o "$tmp/fresh-scenario.jsonl"
+check "gen-scenario -n 250 writes 250 reports" test "$(grep -c '^{"report"' "$tmp/fresh-scenario.jsonl")" -eq 250
+check "...and the actions on them besides" test "$(grep -c '^{"action"' "$tmp/fresh-scenario.jsonl")" -gt 0
 
 # replay: a service that misses deadlines gets findings naming the managers
 # in post by tenure; a service that meets them gets none.
@@ -98,9 +157,9 @@ accountability:
   - {service_id: example-social, duty: "csea.*", name: B. Sample, role: Head of Child Safety,
      from: 2026-07-02T00:00:00Z}
 YAML
-"$cw" gen-scenario --rules "$tmp/tenure" -n 6000 --seed 5 --services 2 --start 2026-07-01T00:00:00Z \
+"$cw" gen-scenario --rules "$tmp/tenure" --lines 6000 --seed 5 --services 2 --start 2026-07-01T00:00:00Z \
   --miss-service example-social --miss-rate 0.6 -o "$tmp/miss.jsonl"
-"$cw" gen-scenario --rules "$tmp/tenure" -n 6000 --seed 5 --services 2 --start 2026-07-01T00:00:00Z \
+"$cw" gen-scenario --rules "$tmp/tenure" --lines 6000 --seed 5 --services 2 --start 2026-07-01T00:00:00Z \
   -o "$tmp/met.jsonl"
 "$cw" replay --rules "$tmp/tenure" --json "$tmp/met.jsonl" > "$tmp/met.json" 2> "$tmp/met.err"
 check "replay of a met scenario exits 0" test $? -eq 0
@@ -212,6 +271,39 @@ PY
 check "a bundle whose finding counter was changed fails, naming it" bash -c "test \$? -ne 0; grep -q '^FAIL: finding breaches: the bundle states' '$tmp/bundle-bad.out'"
 "$cw" audit stats --ledger "sqlite://$tmp/led/ledger.db" --period month --json > "$tmp/s.jsonl"
 check "audit stats counts reports per period" grep -q '"period":"2026-07","reports":' "$tmp/s.jsonl"
+# Audit tables: headers, seq, time order, --status, changes from 0 as "new".
+"$cw" audit breaches --ledger "sqlite://$tmp/led/ledger.db" > "$tmp/b.txt"
+check "audit breaches has a header" grep -q '^ *SEQ  AT (UTC) *SERVICE *DUTY *RULE *KIND *REPORT *MISSING *LATE$' "$tmp/b.txt"
+check "audit breaches rows carry their seq and come in time order" python3 - "$tmp/b.txt" "$tmp/b.jsonl" <<'PY'
+import json, sys
+rows = [l.split() for l in open(sys.argv[1]).read().splitlines()[1:-1]]
+assert rows and all(int(r[0]) > 0 for r in rows), "a seq is 0"
+times = [r[1] for r in rows]
+assert times == sorted(times), "not in time order"
+seqs = {json.loads(l)["ledger_seq"] for l in open(sys.argv[2])}
+assert all(str(r[0]) in seqs for r in rows if r[2] == "example-social")
+PY
+"$cw" audit findings --ledger "sqlite://$tmp/led/ledger.db" --status closed --json > "$tmp/fc.jsonl"
+"$cw" audit findings --ledger "sqlite://$tmp/led/ledger.db" --status open --json > "$tmp/fo.jsonl"
+check "audit findings --status splits open from closed" bash -c \
+  "test \$(( \$(wc -l < '$tmp/fc.jsonl') + \$(wc -l < '$tmp/fo.jsonl') )) -eq \$(wc -l < '$tmp/f.jsonl') && ! grep -q '\"status\":\"open\"' '$tmp/fc.jsonl' && ! grep -q '\"status\":\"closed\"' '$tmp/fo.jsonl'"
+"$cw" audit stats --ledger "sqlite://$tmp/led/ledger.db" --period month > "$tmp/s.txt"
+check "audit stats shows the breakdowns" bash -c "grep -q '^ *by reason: ' '$tmp/s.txt' && grep -q '^ *by surface: ' '$tmp/s.txt'"
+check "audit stats --json is the PeriodStats JSON mapping" python3 - "$tmp/s.jsonl" <<'PY'
+import json, sys
+allowed = {"period", "reports", "flagged", "by_reason", "by_surface", "breaches", "findings",
+           "has_previous", "reports_change_percent", "flagged_change_percent",
+           "breaches_change_percent", "findings_change_percent", "breaches_by_kind",
+           "obligations", "obligations_change_percent", "has_year_ago",
+           "reports_year_change_percent", "flagged_year_change_percent",
+           "obligations_year_change_percent", "breaches_year_change_percent",
+           "findings_year_change_percent", "previous_counts", "year_ago_counts"}
+for line in open(sys.argv[1]):
+    d = json.loads(line)
+    assert set(d) <= allowed, set(d) - allowed
+    if d.get("has_previous"):
+        assert "previous_counts" in d
+PY
 
 # bad replay input: skipped and counted, named by line.
 printf '%s\n' '{"report":{"report_id":"x","service_id":"s","received_at":"2026-01-01T00:00:00Z"}}' 'garbage' \

@@ -33,7 +33,7 @@ stop() {
 }
 metric() { curl -s "http://$metrics/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
 
-"$cw" gen-scenario --rules "$src/rules" -n 400 --seed 3 --services 2 \
+"$cw" gen-scenario --rules "$src/rules" --lines 400 --seed 3 --services 2 \
   --miss-service example-social --miss-rate 0.3 -o "$tmp/events.jsonl" > /dev/null
 reports=$(grep -c '^{"report"' "$tmp/events.jsonl")
 actions=$(grep -c '^{"action"' "$tmp/events.jsonl")

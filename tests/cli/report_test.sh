@@ -27,7 +27,7 @@ browse() {
 
 # A year and a half of one service missing half its deadlines, one keeping
 # them: findings open and close, and months have a year before to compare.
-"$cw" gen-scenario --rules "$src/rules" -n 24000 --report-gap 3600 --services 2 --seed 5 \
+"$cw" gen-scenario --rules "$src/rules" -n 18000 --report-gap 3600 --services 2 --seed 5 \
   --miss-service example-social --miss-rate 0.5 --start 2025-01-06 -o "$tmp/events.jsonl" > /dev/null
 "$cw" replay --rules "$src/rules" --ledger "sqlite://$tmp/ledger.db" "$tmp/events.jsonl" > /dev/null
 check "the scenario replays into a ledger" test -s "$tmp/ledger.db"
@@ -76,7 +76,7 @@ check "the screenshot is not blank ($ink of pixels inked)" python3 -c "import sy
 social=$(grep -c '"opened_at":"2026' "$tmp/findings.jsonl")
 "$cw" audit stats --ledger "$tmp/ledger.db" --service example-social --period quarter \
   --from 2026-01-01 --json > "$tmp/stats-q.jsonl"
-python3 "$here/report_dom.py" "$tmp/social.html" "$social" all example-social="$tmp/stats-q.jsonl" > /dev/null
+python3 "$here/report_dom.py" "$tmp/social.html" "$social" all example-social="$tmp/stats-q.jsonl" > "$tmp/dom-q.out"; rc=$?; cat "$tmp/dom-q.out"; (exit $rc)
 check "a report of one service from a date has its findings and its quarters" test $? -eq 0
 
 # PDF through Chromium, and a clear word when there is none.
@@ -94,7 +94,7 @@ check "--pdf without Chromium says so, and that the HTML was written" \
 python3 "$here/report_dom.py" "$tmp/nokey.html" "$findings" partial > /dev/null
 check "without --vkey the report does not claim everything was verified" test $? -eq 0
 # Another key: the checkpoint is not the deployment's; the report says so and fails.
-"$cw" gen-scenario --rules "$src/rules" -n 50 -o "$tmp/other.jsonl" > /dev/null
+"$cw" gen-scenario --rules "$src/rules" --lines 50 -o "$tmp/other.jsonl" > /dev/null
 mkdir "$tmp/other"  # keys live beside the ledger: another directory, another key
 "$cw" replay --rules "$src/rules" --ledger "sqlite://$tmp/other/ledger.db" "$tmp/other.jsonl" > /dev/null
 other=$("$cw" key vkey --ledger "$tmp/other/ledger.db")
@@ -133,7 +133,7 @@ done
 check "carewatchd starts" test $ready -eq 0
 # Received four days ago: every deadline has passed on the server's clock
 # and falls in the systemic windows that clock slides.
-"$cw" gen-scenario --rules "$src/rules" -n 600 --seed 3 --services 2 --miss-service example-social \
+"$cw" gen-scenario --rules "$src/rules" --lines 600 --seed 3 --services 2 --miss-service example-social \
   --miss-rate 0.6 --start "$(date -u -d '-4 days' +%Y-%m-%dT%H:%M:%SZ)" -o "$tmp/live.jsonl" > /dev/null
 "$cw" push "$tmp/live.jsonl" --server "127.0.0.1:$port" --token "$admin" > /dev/null 2>&1
 # The sweeper (every second) decides the breaches and findings: wait until
@@ -147,6 +147,12 @@ for _ in $(seq 1 20); do
   live=$now
 done
 check "the live service has findings" test "$live" -ge 1
+# Over the wire too, each breach carries its seq, which the server proves.
+"$cw" audit breaches --server "127.0.0.1:$port" --token "$regulator" > "$tmp/live-breaches.txt"
+seq=$(sed -n '2p' "$tmp/live-breaches.txt" | awk '{print $1}')
+check "audit breaches --server shows each breach's seq ($seq)" test "${seq:-0}" -gt 0
+"$cw" audit prove "$seq" --server "127.0.0.1:$port" --token "$regulator" > "$tmp/live-prove.out" 2>&1
+check "...and that seq is a DUTY_BREACHED event the server proves" grep -q "DUTY_BREACHED" "$tmp/live-prove.out"
 "$cw" report --server "127.0.0.1:$port" --token "$regulator" --vkey "$tmp/led/deployment.vkey" \
   -o "$tmp/live.html" > "$tmp/live.out"
 check "report --server exits 0" test $? -eq 0

@@ -7,7 +7,7 @@ build=${2:-build}
 cw="$build/tools/carewatch"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-"$cw" gen-scenario --rules rules -n "$events" --seed 11 --services 4 \
+"$cw" gen-scenario --rules rules --lines "$events" --seed 11 --services 4 \
   --miss-service example-social --miss-rate 0.2 -o "$tmp/events.jsonl"
 lines=$(wc -l < "$tmp/events.jsonl")
 t0=$(date +%s.%N)

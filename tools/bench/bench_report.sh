@@ -24,7 +24,7 @@ seconds() { local t0 t1; t0=$(date +%s.%N); "$@" > /dev/null 2>&1; t1=$(date +%s
 ratio() { echo "scale=2; $1 / $2" | bc -l; }
 
 # Fifteen months, three services, two missing half their deadlines: 50 findings.
-"$cw" gen-scenario --rules "$src/rules" -n 31000 --report-gap 3600 --services 3 --seed 7 \
+"$cw" gen-scenario --rules "$src/rules" --lines 31000 --report-gap 3600 --services 3 --seed 7 \
   --miss-service example-social,example-games --miss-rate 0.5 --start 2025-01-06 -o "$tmp/s.jsonl" > /dev/null
 "$cw" replay --rules "$src/rules" --ledger "sqlite://$tmp/ledger.db" "$tmp/s.jsonl" > /dev/null
 vkey=$("$cw" key vkey --ledger "$tmp/ledger.db")

@@ -39,7 +39,7 @@ start() {
 
 declare -A ready rss events
 for n in "${sizes[@]}"; do
-  "$cw" gen-scenario --rules rules -n "$n" --seed 11 --services 4 \
+  "$cw" gen-scenario --rules rules --lines "$n" --seed 11 --services 4 \
     --miss-service example-social --miss-rate 0.2 -o "$tmp/events-$n.jsonl" > /dev/null
   "$cw" replay --rules rules --ledger "sqlite://$tmp/led-$n/ledger.db" "$tmp/events-$n.jsonl" \
     > /dev/null

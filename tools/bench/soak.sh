@@ -47,7 +47,7 @@ stop() {
 metric() { curl -s "http://$metrics/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
 
 echo "generating $events scenario lines..."
-"$cw" gen-scenario --rules rules -n "$events" --seed 7 --services 4 \
+"$cw" gen-scenario --rules rules --lines "$events" --seed 7 --services 4 \
   --miss-service example-social --miss-rate 0.2 -o "$tmp/events.jsonl" > /dev/null
 split -n "l/$rounds" -d "$tmp/events.jsonl" "$tmp/round-"
 rm "$tmp/events.jsonl"

@@ -3,6 +3,7 @@
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -356,6 +357,112 @@ int RunPush(const PushOptions& o) {
             << " s = " << std::setprecision(0) << (secs > 0 ? sent / secs : 0) << " lines/s; "
             << refused << " refused, " << bad << " unreadable\n";
   return failed ? kExitFailure : kExitOk;
+}
+
+}  // namespace carewatch::cli
+
+namespace carewatch::cli {
+
+void RegisterClientCommands(CommandTable& table) {
+  struct TokenOptions {
+    std::string principal, role, service;
+  };
+  auto tok = std::make_shared<TokenOptions>();
+  CLI::App* token_cmd = table.Add("token", "Tokens for carewatchd", [tok] {
+    return RunTokenNew(tok->principal, tok->role, tok->service);
+  });
+  auto* token_new = token_cmd->add_subcommand("new", "Print a new token and its tokens-file line");
+  token_new->add_option("--principal", tok->principal, "Who holds it")->required();
+  token_new->add_option("--role", tok->role, "platform, regulator, rule_author or admin")
+      ->required();
+  token_new->add_option("--service", tok->service, "For platforms: their service_id");
+  token_cmd->require_subcommand(1);
+
+  struct CallOptions {
+    std::string server, token, ca_file, report_file;
+    std::string service, report, action, taken_at;
+  };
+  auto call = std::make_shared<CallOptions>();
+  auto connection = [](CLI::App* cmd, CallOptions* c) {
+    cmd->add_option("--server", c->server, "carewatchd HOST:PORT")->required();
+    cmd->add_option("--token", c->token, "Platform token")->required();
+    cmd->add_option("--ca", c->ca_file, "CA certificate for a TLS server");
+  };
+  CLI::App* evaluate =
+      table.Add("evaluate", "Send one report to a carewatchd (Moderation.Evaluate)", [call] {
+        return RunEvaluateClient(call->server, call->token, call->report_file, call->ca_file);
+      });
+  evaluate->add_option("report", call->report_file, "A JSON ContentReport")->required();
+  connection(evaluate, call.get());
+
+  CLI::App* action =
+      table.Add("action", "Record an action with a carewatchd (Moderation.RecordAction)", [call] {
+        v1::RecordActionRequest req;
+        req.set_service_id(call->service);
+        req.set_report_id(call->report);
+        req.set_action(call->action);
+        int64_t t = std::time(nullptr);
+        if (!call->taken_at.empty()) {
+          auto parsed = rules::ParseDateTime(call->taken_at);
+          if (!parsed) {
+            std::cerr << "error: --taken-at: bad time '" << call->taken_at << "'\n";
+            return kExitUsage;
+          }
+          t = *parsed;
+        }
+        req.mutable_taken_at()->set_seconds(t);
+        return RunActionClient(call->server, call->token, req, call->ca_file);
+      });
+  connection(action, call.get());
+  action->add_option("--service", call->service, "service_id")->required();
+  action->add_option("--report", call->report, "report_id")->required();
+  action->add_option("--action", call->action, "remove_content, report_to_nca, ...")->required();
+  action->add_option("--taken-at", call->taken_at, "When (RFC 3339); default now");
+
+  struct LoadCommand {
+    LoadOptions load;
+    std::string duration = "10s";
+  };
+  auto lo = std::make_shared<LoadCommand>();
+  LoadOptions& load = lo->load;
+  CLI::App* load_cmd = table.Add("load", "Load generator for Evaluate / EvaluateStream", [lo] {
+    std::string error;
+    auto d = rules::ParseDuration(lo->duration, &error);
+    if (!d) {
+      std::cerr << "error: --duration: " << error << "\n";
+      return kExitUsage;
+    }
+    lo->load.duration_ms = *d * 1000;
+    return RunLoad(lo->load);
+  });
+  load_cmd->add_option("--server", load.server, "carewatchd HOST:PORT");
+  load_cmd->add_option("--token", load.token, "Platform token")->required();
+  load_cmd->add_option("--service", load.service, "The token's service_id")->required();
+  load_cmd->add_flag("--stream", load.stream, "EvaluateStream instead of unary Evaluate");
+  load_cmd->add_flag("--noop", load.noop,
+                     "Call the no-op service of the same shape (the transport's limit)");
+  load_cmd->add_option("-c,--concurrency", load.concurrency, "Concurrent calls (or streams)")
+      ->check(CLI::Range(1, 1024));
+  load_cmd->add_option("--window", load.window, "Reports in flight per stream")
+      ->check(CLI::Range(1, 4096));
+  load_cmd->add_option("--rate", load.rate, "Reports per second in all (0: unbounded)");
+  load_cmd->add_option("--duration", lo->duration, "How long (e.g. 10s)");
+  load_cmd->add_option("--run-id", load.run_id,
+                       "Prefix of report ids (distinct runs, distinct reports)");
+  load_cmd->add_option("--ca", load.ca_file, "CA certificate for a TLS server");
+
+  auto push = std::make_shared<PushOptions>();
+  CLI::App* push_cmd =
+      table.Add("push", "Send a gen-scenario stream (reports and actions) to a carewatchd",
+                [push] { return RunPush(*push); });
+  push_cmd->add_option("input", push->input, "JSONL file, or - for stdin")->required();
+  push_cmd->add_option("--server", push->server, "carewatchd HOST:PORT");
+  push_cmd->add_option("--token", push->token, "Admin token (lines name several services)")
+      ->required();
+  push_cmd->add_option("-c,--concurrency", push->concurrency, "Calls in flight")
+      ->check(CLI::Range(1, 1024));
+  push_cmd->add_option("--limit", push->limit, "Lines to send (0: all)");
+  push_cmd->add_option("--ca", push->ca_file, "CA certificate for a TLS server");
 }
 
 }  // namespace carewatch::cli

@@ -1,10 +1,16 @@
 #include <unistd.h>
+#include <yaml-cpp/yaml.h>
 
+#include <CLI/CLI.hpp>
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <optional>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -250,10 +256,60 @@ int RunExplain(const std::vector<std::string>& rules, const std::string& report_
   return kExitOk;
 }
 
+namespace {
+
+// The YAML files a rules path stands for (the loader's rule: a file, or the
+// *.yaml / *.yml directly in a directory, in name order).
+std::vector<std::string> PackFiles(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::is_directory(path, ec)) return {path};
+  std::vector<std::string> files;
+  for (const auto& entry : fs::directory_iterator(path, ec)) {
+    std::string ext = entry.path().extension().string();
+    if (entry.is_regular_file(ec) && (ext == ".yaml" || ext == ".yml"))
+      files.push_back(entry.path().string());
+  }
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+// "pack NAME", "accountability", or "" when the file does not say (the
+// loader reports why when it reads it).
+std::string PackKey(const std::string& file) {
+  try {
+    YAML::Node root = YAML::LoadFile(file);
+    if (root.IsMap() && root["accountability"]) return "accountability";
+    if (root.IsMap() && root["pack"] && root["pack"].IsScalar())
+      return "pack " + root["pack"].Scalar();
+  } catch (const std::exception&) {
+  }
+  return "";
+}
+
+}  // namespace
+
+std::vector<std::string> OverlayRules(const std::string& base, const std::string& candidate) {
+  std::vector<std::string> files = PackFiles(candidate);
+  std::set<std::string> replaced;
+  for (const std::string& f : files) replaced.insert(PackKey(f));
+  for (const std::string& f : PackFiles(base)) {
+    std::string key = PackKey(f);
+    if (key.empty() || !replaced.count(key)) files.push_back(f);
+  }
+  return files;
+}
+
 int RunDiff(const std::string& old_rules, const std::string& new_rules, const std::string& input,
             bool json) {
   auto old_eval = LoadEvaluator({old_rules}, false);
-  auto new_eval = LoadEvaluator({new_rules}, false);
+  std::vector<std::string> new_files = OverlayRules(old_rules, new_rules);
+  auto new_eval = LoadEvaluator(new_files, false);
+  if (!json) {
+    std::cerr << "new rule set:";
+    for (const std::string& f : new_files) std::cerr << " " << f;
+    std::cerr << "\n";
+  }
   if (!old_eval || !new_eval) return kExitFailure;
   LineReader reader(input);
   if (!reader.ok()) {
@@ -326,8 +382,19 @@ int RunDiff(const std::string& old_rules, const std::string& new_rules, const st
   return bad > 0 ? kExitSkipped : kExitOk;
 }
 
-int RunGenCorpus(uint64_t count, uint64_t seed, double signal_fraction, size_t text_bytes,
-                 const std::string& output) {
+int RunGenCorpus(const std::vector<std::string>& rules, uint64_t count, uint64_t seed,
+                 double signal_fraction, size_t text_bytes, const std::string& output) {
+  corpus::CorpusOptions options;
+  if (!rules.empty()) {
+    auto evaluator = LoadEvaluator(rules, false);
+    if (!evaluator) return kExitFailure;
+    options.plants = BuildPlants(*evaluator);
+    if (options.plants.empty()) {
+      std::cerr << "error: no rule yields a signal to plant: give rules tests that expect a "
+                   "match\n";
+      return kExitFailure;
+    }
+  }
   std::ofstream file;
   std::ostream* out = &std::cout;
   if (!output.empty()) {
@@ -338,7 +405,6 @@ int RunGenCorpus(uint64_t count, uint64_t seed, double signal_fraction, size_t t
     }
     out = &file;
   }
-  corpus::CorpusOptions options;
   options.seed = seed;
   options.signal_fraction = signal_fraction;
   options.text_bytes = text_bytes;
@@ -350,6 +416,122 @@ int RunGenCorpus(uint64_t count, uint64_t seed, double signal_fraction, size_t t
   }
   out->flush();
   return *out ? kExitOk : kExitFailure;
+}
+
+}  // namespace carewatch::cli
+
+namespace carewatch::cli {
+
+void RegisterRuleCommands(CommandTable& table) {
+  // lint and test take packs as positional paths or --rules, like the rest.
+  auto packs = [](CLI::App* cmd, std::vector<std::string>* paths, std::vector<std::string>* rules) {
+    cmd->add_option("paths", *paths, "Pack files or directories");
+    AddRulesOption(cmd, rules, false);
+  };
+  auto all_packs = [](std::vector<std::string> paths, const std::vector<std::string>& rules,
+                      const char* command) -> std::optional<std::vector<std::string>> {
+    paths.insert(paths.end(), rules.begin(), rules.end());
+    if (paths.empty()) {
+      std::cerr << "error: " << command << " needs packs: PATH... or --rules PATH\n";
+      return std::nullopt;
+    }
+    return paths;
+  };
+
+  struct LintOptions {
+    std::vector<std::string> paths, rules;
+    bool werror = false, lists_anywhere = false;
+  };
+  auto lint = std::make_shared<LintOptions>();
+  CLI::App* lint_cmd =
+      table.Add("lint", "Check rule packs; prints every problem as file:line:col diagnostics", [=] {
+        auto paths = all_packs(lint->paths, lint->rules, "lint");
+        return paths ? RunLint(*paths, lint->werror, lint->lists_anywhere) : kExitUsage;
+      });
+  packs(lint_cmd, &lint->paths, &lint->rules);
+  lint_cmd->add_flag("--warnings-as-errors", lint->werror, "Exit 1 on warnings too");
+  lint_cmd->add_flag("--lists-anywhere", lint->lists_anywhere,
+                     "List files may lie outside their pack's directory (as carewatchd's setting)");
+
+  struct TestOptions {
+    std::vector<std::string> paths, rules;
+  };
+  auto test = std::make_shared<TestOptions>();
+  CLI::App* test_cmd = table.Add("test", "Run the rules' embedded tests", [=] {
+    auto paths = all_packs(test->paths, test->rules, "test");
+    return paths ? RunTest(*paths) : kExitUsage;
+  });
+  packs(test_cmd, &test->paths, &test->rules);
+
+  struct ScanOptions {
+    std::vector<std::string> rules;
+    std::string input, output;
+    int threads = 2;
+    bool no_progress = false;
+  };
+  auto scan = std::make_shared<ScanOptions>();
+  CLI::App* scan_cmd = table.Add("scan", "Evaluate JSONL reports; writes JSONL verdicts", [=] {
+    return RunScan(scan->rules, scan->input, scan->output, scan->threads, !scan->no_progress);
+  });
+  AddRulesOption(scan_cmd, &scan->rules);
+  scan_cmd
+      ->add_option("input", scan->input, "Reports, one JSON ContentReport a line ('-' for stdin)")
+      ->required();
+  scan_cmd->add_option("-o,--output", scan->output, "Write verdicts here instead of stdout");
+  scan_cmd->add_option("-j,--threads", scan->threads, "Worker threads")->check(CLI::Range(1, 64));
+  scan_cmd->add_flag("--no-progress", scan->no_progress, "No progress bar even on a terminal");
+
+  struct ExplainOptions {
+    std::vector<std::string> rules;
+    std::string report;
+  };
+  auto explain = std::make_shared<ExplainOptions>();
+  CLI::App* explain_cmd =
+      table.Add("explain", "Show how every rule judged one report (and the folded text)",
+                [=] { return RunExplain(explain->rules, explain->report); });
+  AddRulesOption(explain_cmd, &explain->rules);
+  explain_cmd->add_option("report", explain->report, "A JSON ContentReport")->required();
+
+  struct DiffOptions {
+    std::vector<std::string> rules;
+    std::string input;
+    bool json = false;
+  };
+  auto diff = std::make_shared<DiffOptions>();
+  CLI::App* diff_cmd = table.Add("diff", "What a candidate rule set changes on a corpus", [=] {
+    return RunDiff(diff->rules[0], diff->rules[1], diff->input, diff->json);
+  });
+  diff_cmd
+      ->add_option("--rules", diff->rules,
+                   "--rules OLD --rules NEW: directories or pack files. NEW's packs replace "
+                   "OLD's of the same name and are added to the rest of OLD")
+      ->required()
+      ->expected(2);
+  diff_cmd->add_option("input", diff->input, "Reports, JSONL")->required();
+  diff_cmd->add_flag("--json", diff->json,
+                     "One JSON object per changed report, then a summary object");
+
+  struct GenOptions {
+    std::vector<std::string> rules;
+    uint64_t count = 1000, seed = 1;
+    double fraction = 0.05;
+    size_t text_bytes = 300;
+    std::string output;
+  };
+  auto gen = std::make_shared<GenOptions>();
+  CLI::App* gen_cmd = table.Add("gen-corpus", "Write a reproducible synthetic corpus (JSONL)", [=] {
+    return RunGenCorpus(gen->rules, gen->count, gen->seed, gen->fraction, gen->text_bytes,
+                        gen->output);
+  });
+  gen_cmd->add_option("-n,--count", gen->count, "Number of reports");
+  gen_cmd->add_option("--seed", gen->seed, "Random seed; the same seed gives the same corpus");
+  gen_cmd->add_option("--signal-fraction", gen->fraction, "Share of reports carrying a signal")
+      ->check(CLI::Range(0.0, 1.0));
+  gen_cmd->add_option("--text-bytes", gen->text_bytes, "Approximate text size per report");
+  gen_cmd->add_option("-o,--output", gen->output, "Output file (default stdout)");
+  gen_cmd->add_option("--rules", gen->rules,
+                      "Plant signals of these rules (from their tests, phrases and patterns) "
+                      "instead of the built-in ones (repeatable)");
 }
 
 }  // namespace carewatch::cli

@@ -1,14 +1,20 @@
 #ifndef CAREWATCH_TOOLS_CAREWATCH_COMMON_H_
 #define CAREWATCH_TOOLS_CAREWATCH_COMMON_H_
 
+#include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "carewatch/v1/service.grpc.pb.h"
 #include "engine/eval/evaluator.h"
 #include "engine/ledger/audit.h"
 #include "engine/rules/loader.h"
+
+namespace CLI {
+class App;
+}  // namespace CLI
 
 namespace grpc {
 class Channel;
@@ -17,6 +23,35 @@ class Status;
 }  // namespace grpc
 
 namespace carewatch::cli {
+
+// The command line is a table of commands. Each command file registers its
+// own (Register*Commands): name, help, options and what runs once it was
+// chosen; main only parses and runs. A command's options live in state its
+// run function owns (a shared_ptr captured by value).
+class CommandTable {
+ public:
+  explicit CommandTable(CLI::App* root) : root_(root) {}
+  CLI::App* Add(const std::string& name, const std::string& help, std::function<int()> run);
+  // The chosen command's result (after parsing); kExitUsage when none was.
+  int RunChosen() const;
+
+ private:
+  CLI::App* root_;
+  std::vector<std::pair<CLI::App*, std::function<int()>>> commands_;
+};
+void RegisterRuleCommands(CommandTable& table);      // lint test scan explain diff gen-corpus
+void RegisterScenarioCommands(CommandTable& table);  // gen-scenario
+void RegisterLedgerCommands(CommandTable& table);    // replay verify key
+void RegisterAuditCommands(CommandTable& table);     // audit
+void RegisterClientCommands(CommandTable& table);    // token evaluate action load push
+void RegisterReportCommands(CommandTable& table);    // report
+
+// The same --rules on every command that reads rules: repeatable, a pack
+// file or a directory of packs each time.
+void AddRulesOption(CLI::App* cmd, std::vector<std::string>* rules, bool required = true);
+// --ledger URL | --server HOST:PORT (exclusive), --token, --ca.
+void AddSourceOptions(CLI::App* cmd, std::string* ledger_url, std::string* server,
+                      std::string* token, std::string* ca_file);
 
 // Loads and compiles rules, printing diagnostics to stderr (warnings only
 // when `show_warnings`). Returns nullptr when the rules cannot be used.
@@ -39,6 +74,7 @@ int RunDiff(const std::string& old_rules, const std::string& new_rules, const st
             bool json);
 struct AuditFilters {
   std::string service_id, duty_id, rule_id, from, to, finding_id;
+  std::string status;                  // findings: open | closed | empty for both
   std::string server, token, ca_file;  // query a carewatchd instead of a ledger file
   std::string period = "month";
   std::string bundle;                   // evidence: write a bundle file
@@ -81,10 +117,9 @@ int RunReplay(const std::vector<std::string>& rules, const std::string& input,
 // `trusted_key`: a verifier key or PEM public key, or a file with one;
 // empty: integrity only, said loudly (and a failure with `require_key`).
 int RunVerify(const std::string& ledger_url, const std::string& trusted_key, bool require_key);
-int RunAuditOffline(const std::string& what, const std::string& ledger_url, const AuditFilters& f,
-                    bool json);
 struct ScenarioOptions {
-  uint64_t events = 1000;
+  uint64_t reports = 1000;  // reports to write (with their actions)...
+  uint64_t lines = 0;       // ...or, when set, about this many lines in all
   uint64_t seed = 1;
   double signal_fraction = 0.2;
   int services = 2;
@@ -136,8 +171,15 @@ int RunEvaluateClient(const std::string& server, const std::string& token,
 int RunActionClient(const std::string& server, const std::string& token,
                     const v1::RecordActionRequest& req, const std::string& ca_file);
 
-int RunGenCorpus(uint64_t count, uint64_t seed, double signal_fraction, size_t text_bytes,
-                 const std::string& output);
+// `rules` empty: the built-in signals; else signals planted from them.
+int RunGenCorpus(const std::vector<std::string>& rules, uint64_t count, uint64_t seed,
+                 double signal_fraction, size_t text_bytes, const std::string& output);
+// Reports that flag each rule (one list a rule that has any), from its
+// tests and conditions, each checked by evaluation (plants.cc).
+std::vector<std::vector<v1::ContentReport>> BuildPlants(const eval::Evaluator& evaluator);
+// diff's NEW side: `candidate`'s files, and `base`'s packs (and
+// accountability files) that the candidate does not replace by name.
+std::vector<std::string> OverlayRules(const std::string& base, const std::string& candidate);
 
 }  // namespace carewatch::cli
 

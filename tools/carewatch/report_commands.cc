@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -430,6 +431,25 @@ int RunReport(const ReportOptions& opt) {
     return kExitFailure;
   }
   return kExitOk;
+}
+
+void RegisterReportCommands(CommandTable& table) {
+  auto o = std::make_shared<ReportOptions>();
+  CLI::App* cmd =
+      table.Add("report", "Write the evidence report: one self-contained HTML file (and a PDF)",
+                [o] { return RunReport(*o); });
+  AddSourceOptions(cmd, &o->ledger_url, &o->server, &o->token, &o->ca_file);
+  cmd->add_option("--vkey", o->vkey,
+                  "The deployment's published verifier key (NAME+ID+KEY), or a file");
+  cmd->add_option("--service", o->service, "Only this service (default: all)");
+  cmd->add_option("--from", o->from, "From this date or time");
+  cmd->add_option("--to", o->to, "Up to this date (inclusive) or time");
+  cmd->add_option("--period", o->period, "Trends by month, quarter or year")
+      ->check(CLI::IsMember({"month", "quarter", "year"}));
+  cmd->add_option("-o,--output", o->output, "The HTML file (default report.html)");
+  cmd->add_option("--pdf", o->pdf, "Also print it to this PDF (headless Chromium)");
+  cmd->add_option("--bundles", o->bundles,
+                  "Write each finding's evidence bundle into this directory");
 }
 
 }  // namespace carewatch::cli

@@ -1,5 +1,6 @@
 // carewatch gen-scenario: a reproducible stream of reports and the actions a
 // platform takes on them, for replay tests and benchmarks.
+#include <CLI/CLI.hpp>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -9,6 +10,7 @@
 
 #include "carewatch/v1/ledger.pb.h"
 #include "engine/eval/report_json.h"
+#include "engine/rules/duration.h"
 #include "tools/carewatch/common.h"
 #include "tools/corpus/corpus.h"
 
@@ -33,6 +35,11 @@ int RunGenScenario(const std::vector<std::string>& rules, const ScenarioOptions&
   copts.num_services = o.services;
   copts.start_time = o.start_time;
   copts.max_gap_seconds = o.max_gap_seconds;
+  copts.plants = BuildPlants(*evaluator);
+  if (copts.plants.empty()) {
+    std::cerr << "warning: no rule yields a signal to plant (no test expects a match and no "
+                 "report built from the conditions flags); reports carry built-in signals\n";
+  }
   std::set<std::string> missing;
   for (size_t start = 0; start < o.miss_service.size();) {
     size_t end = o.miss_service.find(',', start);
@@ -67,7 +74,9 @@ int RunGenScenario(const std::vector<std::string>& rules, const ScenarioOptions&
   // Reports stop once the lines written and the actions still owed reach
   // the target; every owed action is then written, so no deadline is missed
   // for want of lines.
-  while (written + actions.size() < o.events) {
+  uint64_t reports = 0;
+  while (o.lines ? written + actions.size() < o.lines : reports < o.reports) {
+    ++reports;
     gen.Next(&report);
     int64_t t = report.received_at().seconds();
     while (!actions.empty() && actions.top().first <= t) {
@@ -125,6 +134,49 @@ int RunGenScenario(const std::vector<std::string>& rules, const ScenarioOptions&
   }
   out->flush();
   return *out ? kExitOk : kExitFailure;
+}
+
+void RegisterScenarioCommands(CommandTable& table) {
+  struct Options {
+    std::vector<std::string> rules;
+    ScenarioOptions scenario;
+    std::string start;
+  };
+  auto o = std::make_shared<Options>();
+  ScenarioOptions& s = o->scenario;
+  CLI::App* cmd = table.Add(
+      "gen-scenario",
+      "Write reports and the platform's actions on them (replay input), reproducibly", [o] {
+        if (!o->start.empty()) {
+          auto t = rules::ParseDateTime(o->start);
+          if (!t) {
+            std::cerr << "error: --start: bad time '" << o->start << "'\n";
+            return kExitUsage;
+          }
+          o->scenario.start_time = *t;
+        }
+        return RunGenScenario(o->rules, o->scenario);
+      });
+  AddRulesOption(cmd, &o->rules);
+  auto* n = cmd->add_option("-n,--reports", s.reports,
+                            "Number of reports (each followed by the actions it gets)");
+  cmd->add_option("--lines", s.lines, "Instead of -n: about this many lines, reports and actions")
+      ->excludes(n);
+  cmd->add_option("--seed", s.seed, "Random seed");
+  cmd->add_option("--signal-fraction", s.signal_fraction,
+                  "Share of reports carrying a signal of one of the rules")
+      ->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--services", s.services, "Number of services (example-social, ...)")
+      ->check(CLI::Range(1, 8));
+  cmd->add_option("--miss-service", s.miss_service,
+                  "The services that miss deadlines (comma-separated)");
+  cmd->add_option("--report-gap", s.max_gap_seconds,
+                  "Largest gap between consecutive reports, seconds (uniform from 1)")
+      ->check(CLI::Range(1, 86400));
+  cmd->add_option("--miss-rate", s.miss_rate, "Share of its obligations missed or late")
+      ->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--start", o->start, "Time of the first report (default 2026-01-05T10:00:00Z)");
+  cmd->add_option("-o,--output", s.output, "Output file (default stdout)");
 }
 
 }  // namespace carewatch::cli

@@ -116,6 +116,8 @@ void CorpusGenerator::Next(v1::ContentReport* r) {
   r->set_reason(Pick(kReasons));
   r->set_subject_age_band(Pick(kAgeBands));
   bool signal = Chance(options_.signal_fraction);
+  bool planted = signal && !options_.plants.empty();
+  if (planted) signal = false;  // the plant is the signal
   std::string text;
   size_t signal_at =
       signal ? std::uniform_int_distribution<size_t>(0, options_.text_bytes)(rng_) : SIZE_MAX;
@@ -156,6 +158,31 @@ void CorpusGenerator::Next(v1::ContentReport* r) {
   if (r->surface() == "direct_message") {
     (*r->mutable_attributes())["sender_is_connection"] = Chance(0.6) ? "true" : "false";
   }
+  if (planted) Plant(r);
+}
+
+void CorpusGenerator::Plant(v1::ContentReport* r) {
+  const auto& by_rule = options_.plants;
+  const auto& rule = by_rule[std::uniform_int_distribution<size_t>(0, by_rule.size() - 1)(rng_)];
+  const v1::ContentReport& p =
+      rule[std::uniform_int_distribution<size_t>(0, rule.size() - 1)(rng_)];
+  auto lead = [](const std::string& planted, std::string* field) {
+    if (!planted.empty()) *field = planted + (field->empty() ? "" : " " + *field);
+  };
+  lead(p.text(), r->mutable_text());
+  lead(p.caption(), r->mutable_caption());
+  lead(p.profile_bio(), r->mutable_profile_bio());
+  if (!p.username().empty()) r->set_username(p.username());
+  if (!p.display_name().empty()) r->set_display_name(p.display_name());
+  if (!p.service_id().empty()) r->set_service_id(p.service_id());
+  if (!p.surface().empty()) r->set_surface(p.surface());
+  if (!p.content_type().empty()) r->set_content_type(p.content_type());
+  if (!p.reporter_type().empty()) r->set_reporter_type(p.reporter_type());
+  if (!p.reason().empty()) r->set_reason(p.reason());
+  if (!p.subject_age_band().empty()) r->set_subject_age_band(p.subject_age_band());
+  for (const auto& u : p.urls()) r->add_urls(u);
+  for (const auto& h : p.hashes()) *r->add_hashes() = h;
+  for (const auto& [k, v] : p.attributes()) (*r->mutable_attributes())[k] = v;
 }
 
 std::string GenerateRulePack(int num_rules, uint64_t seed) {

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <random>
 #include <string>
+#include <vector>
 
 #include "carewatch/v1/report.pb.h"
 
@@ -20,6 +21,11 @@ struct CorpusOptions {
   int64_t start_time = 1767607200;  // 2026-01-05T10:00:00Z
   int max_gap_seconds = 20;
   int num_services = 4;
+  // Signals to plant, by rule: each signal report takes a rule at random,
+  // then one of its reports, whose fields are laid over the generated ones
+  // (text fields lead with the plant's text). Empty: the built-in signals
+  // of the shipped rule packs.
+  std::vector<std::vector<v1::ContentReport>> plants;
 };
 
 // Generates a reproducible stream of synthetic, non-graphic report metadata:
@@ -34,6 +40,7 @@ class CorpusGenerator {
   std::string Sentence();
   std::string Signal();
   std::string Evade(const std::string& s);
+  void Plant(v1::ContentReport* r);
   template <typename T, size_t N>
   const T& Pick(const T (&items)[N]) {
     return items[std::uniform_int_distribution<size_t>(0, N - 1)(rng_)];
