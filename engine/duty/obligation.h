@@ -29,7 +29,7 @@ struct ObligationOutcome {
 };
 
 // The state at time `now` of an obligation with `deadline` that requires
-// every action in `required` (DESIGN.md "Duty semantics"):
+// every action in `required` (docs/design.md "Duty semantics"):
 //  - MET: every required action taken at or before the deadline;
 //  - DISCHARGED: reviewed_not_illegal taken at or before the deadline, and
 //    before the obligation was met;

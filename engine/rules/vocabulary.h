@@ -8,7 +8,7 @@
 
 namespace carewatch::rules {
 
-// The documented values of a categorical field (DESIGN.md "Vocabulary").
+// The documented values of a categorical field (docs/design.md "Vocabulary").
 // Platforms may use others; the linter warns on them. Empty for fields
 // without a fixed vocabulary (service_id, reason, attributes).
 const std::vector<std::string>& KnownValues(Field field);
