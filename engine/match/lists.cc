@@ -1,6 +1,12 @@
 #include "engine/match/lists.h"
 
+#include <openssl/evp.h>
+
 #include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <optional>
 
 #include "engine/match/url.h"
 
@@ -15,16 +21,176 @@ std::string Lower(std::string_view s) {
 }  // namespace
 
 CompiledList::CompiledList(const rules::ListDef& def)
-    : is_url_(def.kind == rules::ListDef::Kind::kUrl) {
-  for (const std::string& e : def.entries) {
-    if (is_url_) {
-      auto u = NormalizeUrl(e);
-      if (u) entries_.insert(u->key);
-    } else {
-      entries_.insert(Lower(e));
+    : is_url_(def.kind == rules::ListDef::Kind::kUrl), entries_(&def.entries) {
+  Build(def);
+}
+
+CompiledList::CompiledList(const rules::ListDef& def, const std::string& cache_path)
+    : is_url_(def.kind == rules::ListDef::Kind::kUrl), entries_(&def.entries) {
+  if (cache_path.empty()) {
+    Build(def);
+  } else if (!Load(cache_path)) {
+    Build(def);
+    Store(cache_path);
+  }
+}
+
+namespace {
+// The cached index: a header, the slots, the changed entries, and a
+// SHA-256 of all of it and of the list's entries (so a cache file of other
+// entries, or a damaged one, is rebuilt, never trusted).
+constexpr char kIndexMagic[8] = {'c', 'w', 'l', 'i', 's', 't', '0', '1'};
+struct IndexHeader {
+  char magic[8];
+  uint64_t entries, slots, size, longest, changed_bytes, changed_spans;
+};
+
+std::string IndexDigest(const IndexHeader& h, const std::vector<uint32_t>& slots,
+                        const std::vector<char>& changed,
+                        const std::vector<std::pair<uint32_t, uint32_t>>& spans,
+                        const rules::ListEntries& entries) {
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
+  EVP_DigestUpdate(ctx, &h, sizeof h);
+  EVP_DigestUpdate(ctx, slots.data(), slots.size() * 4);
+  EVP_DigestUpdate(ctx, changed.data(), changed.size());
+  EVP_DigestUpdate(ctx, spans.data(), spans.size() * 8);
+  for (size_t i = 0; i < entries.size(); ++i) {
+    std::string_view e = entries[i];
+    uint32_t length = static_cast<uint32_t>(e.size());
+    EVP_DigestUpdate(ctx, &length, 4);
+    EVP_DigestUpdate(ctx, e.data(), e.size());
+  }
+  std::string out(32, '\0');
+  unsigned int len = 0;
+  EVP_DigestFinal_ex(ctx, reinterpret_cast<unsigned char*>(out.data()), &len);
+  EVP_MD_CTX_free(ctx);
+  return out;
+}
+}  // namespace
+
+bool CompiledList::Load(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  IndexHeader h;
+  if (!in.read(reinterpret_cast<char*>(&h), sizeof h)) return false;
+  if (std::memcmp(h.magic, kIndexMagic, 8) != 0 || h.entries != entries_->size() || h.slots == 0 ||
+      (h.slots & (h.slots - 1)) != 0 || h.slots > (1ull << 32) || h.size > h.entries ||
+      h.changed_spans > h.entries || h.changed_bytes > (1ull << 32)) {
+    return false;
+  }
+  std::vector<uint32_t> slots(h.slots);
+  std::vector<char> changed(h.changed_bytes);
+  std::vector<std::pair<uint32_t, uint32_t>> spans(h.changed_spans);
+  std::string digest(32, '\0');
+  in.read(reinterpret_cast<char*>(slots.data()), static_cast<std::streamsize>(h.slots * 4));
+  in.read(changed.data(), static_cast<std::streamsize>(changed.size()));
+  in.read(reinterpret_cast<char*>(spans.data()), static_cast<std::streamsize>(spans.size() * 8));
+  in.read(digest.data(), 32);
+  if (!in) return false;
+  for (const auto& [offset, length] : spans) {
+    if (uint64_t{offset} + length > changed.size()) return false;
+  }
+  uint64_t limit = 1 + h.entries + h.changed_spans;
+  for (uint32_t v : slots) {
+    if (v >= limit) return false;
+  }
+  if (IndexDigest(h, slots, changed, spans, *entries_) != digest) return false;
+  slots_ = std::move(slots);
+  changed_ = std::move(changed);
+  changed_spans_ = std::move(spans);
+  size_ = h.size;
+  longest_ = h.longest;
+  return true;
+}
+
+void CompiledList::Store(const std::string& path) const {
+  IndexHeader h{};
+  std::memcpy(h.magic, kIndexMagic, 8);
+  h.entries = entries_->size();
+  h.slots = slots_.size();
+  h.size = size_;
+  h.longest = longest_;
+  h.changed_bytes = changed_.size();
+  h.changed_spans = changed_spans_.size();
+  std::string digest = IndexDigest(h, slots_, changed_, changed_spans_, *entries_);
+  std::error_code ec;
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out.write(reinterpret_cast<const char*>(&h), sizeof h);
+    out.write(reinterpret_cast<const char*>(slots_.data()),
+              static_cast<std::streamsize>(slots_.size() * 4));
+    out.write(changed_.data(), static_cast<std::streamsize>(changed_.size()));
+    out.write(reinterpret_cast<const char*>(changed_spans_.data()),
+              static_cast<std::streamsize>(changed_spans_.size() * 8));
+    out.write(digest.data(), 32);
+    if (!out) {
+      std::filesystem::remove(tmp, ec);
+      return;
     }
   }
-  for (const std::string& e : entries_) longest_ = std::max(longest_, e.size());
+  std::filesystem::rename(tmp, path, ec);  // readers see the old file or the new one
+}
+
+void CompiledList::Build(const rules::ListDef& def) {
+  const size_t n = def.entries.size();
+  size_t capacity = 16;
+  while (capacity < 2 * n) capacity *= 2;
+  slots_.assign(capacity, 0);
+  auto insert = [&](std::string_view key, uint32_t value) {
+    size_t mask = slots_.size() - 1;
+    for (size_t i = std::hash<std::string_view>()(key) & mask;; i = (i + 1) & mask) {
+      if (slots_[i] == 0) {
+        slots_[i] = value;
+        ++size_;
+        longest_ = std::max(longest_, key.size());
+        return;
+      }
+      if (KeyAt(slots_[i]) == key) return;  // a duplicate
+    }
+  };
+  std::string lowered;
+  for (size_t i = 0; i < n; ++i) {
+    std::string_view e = def.entries[i];
+    std::string_view key = e;
+    std::optional<NormalizedUrl> u;
+    if (is_url_) {
+      u = NormalizeUrl(e);
+      if (!u) continue;  // not a URL: never matches
+      key = u->key;
+    } else {
+      lowered = Lower(e);
+      key = lowered;
+    }
+    if (key == e) {
+      insert(e, static_cast<uint32_t>(1 + i));
+      continue;
+    }
+    // Copied: the views above must not move, so the buffer grows only here
+    // and KeyAt reads it through offsets.
+    changed_spans_.emplace_back(static_cast<uint32_t>(changed_.size()),
+                                static_cast<uint32_t>(key.size()));
+    changed_.insert(changed_.end(), key.begin(), key.end());
+    insert(key, static_cast<uint32_t>(1 + n + changed_spans_.size() - 1));
+  }
+  changed_.shrink_to_fit();
+  changed_spans_.shrink_to_fit();
+}
+
+std::string_view CompiledList::KeyAt(uint32_t value) const {
+  size_t n = entries_->size();
+  if (value <= n) return (*entries_)[value - 1];
+  auto [offset, length] = changed_spans_[value - 1 - n];
+  return {changed_.data() + offset, length};
+}
+
+bool CompiledList::Has(std::string_view key) const {
+  size_t mask = slots_.size() - 1;
+  for (size_t i = std::hash<std::string_view>()(key) & mask; slots_[i] != 0; i = (i + 1) & mask) {
+    if (KeyAt(slots_[i]) == key) return true;
+  }
+  return false;
 }
 
 bool CompiledList::Contains(std::string_view value, size_t* probes) const {
@@ -32,7 +198,7 @@ bool CompiledList::Contains(std::string_view value, size_t* probes) const {
   size_t looked_up = 0;
   auto lookup = [&](const std::string& key) {
     ++looked_up;
-    return entries_.count(key) > 0;
+    return Has(key);
   };
   auto done = [&](bool found) {
     if (probes) *probes = looked_up;

@@ -119,10 +119,14 @@ Matcher::~Matcher() {
   if (prototype_) hs_free_scratch(prototype_);
 }
 
-Status Matcher::BuildRe2(const std::vector<PatternLeaf>& leaves) {
+Status Matcher::BuildRe2(const std::vector<PatternLeaf>& leaves, bool literal_leaves) {
   RE2::Options options;
   options.set_log_errors(false);
   for (const PatternLeaf& leaf : leaves) {
+    if (!literal_leaves && !leaf.literals.empty()) {
+      re2_.push_back(nullptr);  // spans of literals are found without a regex
+      continue;
+    }
     std::string joined;
     for (const std::string& e : leaf.expressions) {
       joined += (joined.empty() ? "(?:" : "|(?:") + e + ")";
@@ -139,7 +143,7 @@ Status Matcher::BuildRe2(const std::vector<PatternLeaf>& leaves) {
 Status Matcher::BuildWithRe2Set(std::vector<PatternLeaf> leaves, std::unique_ptr<Matcher>* out) {
   std::unique_ptr<Matcher> m(new Matcher());
   m->leaves_ = std::move(leaves);
-  Status s = m->BuildRe2(m->leaves_);
+  Status s = m->BuildRe2(m->leaves_, true);
   if (!s.ok()) return s;
   RE2::Options options;
   options.set_log_errors(false);
@@ -170,8 +174,10 @@ Status Matcher::Build(std::vector<PatternLeaf> leaves, const std::string& cache_
   m->leaves_ = std::move(leaves);
   if (compiled) *compiled = false;
 
-  // One RE2 per leaf, the leaf's expressions as alternatives.
-  Status re2_status = m->BuildRe2(m->leaves_);
+  // One RE2 per regex leaf, the leaf's expressions as alternatives, for
+  // spans (phrase leaves find theirs without one: thousands of phrase rules
+  // would otherwise cost a regex compile each on every start).
+  Status re2_status = m->BuildRe2(m->leaves_, false);
   if (!re2_status.ok()) return re2_status;
 
   for (int slot = 0; slot < kNumDatabaseSlots; ++slot) {

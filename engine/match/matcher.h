@@ -109,7 +109,8 @@ class Matcher {
   Matcher() = default;
   std::vector<PatternLeaf> leaves_;
   std::vector<std::unique_ptr<re2::RE2>> re2_;
-  Status BuildRe2(const std::vector<PatternLeaf>& leaves);
+  // `literal_leaves` false: nullptr for phrase leaves (FindSpans needs none).
+  Status BuildRe2(const std::vector<PatternLeaf>& leaves, bool literal_leaves);
   // One entry per Hyperscan expression id.
   struct Expression {
     uint32_t leaf;

@@ -627,6 +627,7 @@ void Loader::ParseList(const std::string& name, const YAML::Node& key, const YAM
     }
     list.entries.push_back(line);
   }
+  list.entries.shrink_to_fit();
   if (list.entries.empty()) Warn(node["file"], "list '" + Excerpt(name) + "' has no entries");
   builder_.lists().push_back(std::move(list));
 }

@@ -6,6 +6,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "engine/rules/diagnostic.h"
@@ -107,6 +108,44 @@ struct Duty {
   static constexpr int64_t kDefaultRecordGraceSeconds = 3600;
 };
 
+// A list's entries in one buffer: a list of a million entries costs its
+// bytes plus 8 bytes an entry, not a heap string each.
+class ListEntries {
+ public:
+  ListEntries() = default;
+  ListEntries(std::initializer_list<std::string_view> entries) {
+    for (std::string_view e : entries) push_back(e);
+  }
+  ListEntries(const std::vector<std::string>& entries) {  // NOLINT: a list is its entries
+    for (const std::string& e : entries) push_back(e);
+  }
+  void push_back(std::string_view e) {
+    spans_.emplace_back(static_cast<uint32_t>(data_.size()), static_cast<uint32_t>(e.size()));
+    data_.append(e);
+  }
+  void shrink_to_fit() {
+    data_.shrink_to_fit();
+    spans_.shrink_to_fit();
+  }
+  size_t size() const { return spans_.size(); }
+  bool empty() const { return spans_.empty(); }
+  std::string_view operator[](size_t i) const {
+    return {data_.data() + spans_[i].first, spans_[i].second};
+  }
+  size_t bytes() const { return data_.capacity() + spans_.capacity() * sizeof(spans_[0]); }
+  bool operator==(const std::vector<std::string>& other) const {
+    if (other.size() != size()) return false;
+    for (size_t i = 0; i < size(); ++i) {
+      if ((*this)[i] != other[i]) return false;
+    }
+    return true;
+  }
+
+ private:
+  std::string data_;
+  std::vector<std::pair<uint32_t, uint32_t>> spans_;  // offset, length
+};
+
 // An exact-match list (URLs or hex digests). Entries are as written in the
 // list file, comments and blank lines removed.
 struct ListDef {
@@ -114,7 +153,7 @@ struct ListDef {
   std::string name;
   Kind kind = Kind::kUrl;
   std::string path;  // resolved path of the list file
-  std::vector<std::string> entries;
+  ListEntries entries;
   SourcePos pos;
 };
 

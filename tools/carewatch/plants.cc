@@ -237,7 +237,8 @@ void Build(const rules::Condition& c, const rules::RuleSet& rs, uint64_t v, int 
       break;
     case K::kInList:
       for (const rules::ListDef& l : rs.lists()) {
-        if (l.name == c.list && !l.entries.empty()) Put(c, l.entries[v % l.entries.size()], r);
+        if (l.name == c.list && !l.entries.empty())
+          Put(c, std::string(l.entries[v % l.entries.size()]), r);
       }
       break;
     case K::kExists:
