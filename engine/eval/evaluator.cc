@@ -155,7 +155,15 @@ Status Evaluator::Create(std::shared_ptr<const rules::RuleSet> ruleset,
                          const EvaluatorOptions& options, std::unique_ptr<Evaluator>* out) {
   if (!ruleset) return Status::InvalidArgument("no rule set");
   std::unique_ptr<Evaluator> e(new Evaluator(std::move(ruleset), options));
-  for (const rules::ListDef& def : e->ruleset_->lists()) e->lists_.emplace_back(def);
+  // Lists of a million entries take a while to index: the index is cached
+  // beside the compiled databases, by rule-set version and list.
+  for (const rules::ListDef& def : e->ruleset_->lists()) {
+    std::string path = options.cache_dir.empty()
+                           ? ""
+                           : options.cache_dir + "/" + e->ruleset_->version() + "-list-" +
+                                 std::to_string(e->lists_.size()) + ".idx";
+    e->lists_.emplace_back(def, path);
+  }
   std::vector<match::PatternLeaf> leaves;
   for (const rules::Rule& rule : e->ruleset_->rules()) {
     e->rule_root_.push_back(e->Flatten(rule.when, &leaves));

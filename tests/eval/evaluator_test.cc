@@ -216,3 +216,97 @@ TEST(ReportJson, RejectsUnknownFieldsAndBadTypes) {
 
 }  // namespace
 }  // namespace carewatch::eval
+
+#include <filesystem>
+#include <fstream>
+
+#include "engine/match/lists.h"
+#include "tools/corpus/corpus.h"
+
+namespace carewatch::eval {
+namespace {
+
+// On a sample of the realistic pack (phrase rules across the text fields,
+// folded and not, regex rules, URL and hash lists), Hyperscan and RE2::Set
+// give the same verdicts: the same rules, the same spans.
+TEST(Evaluator, HyperscanAndRe2AgreeOnTheRealisticPack) {
+  corpus::RealisticOptions ro;
+  ro.phrase_rules = 400;
+  ro.regex_rules = 40;
+  ro.list_entries = 5000;
+  corpus::RealisticPack pack = corpus::GenerateRealisticPack(ro);
+  testing::FakeFiles files;
+  files.files["lists/urls.txt"] = pack.url_list;
+  files.files["lists/md5.txt"] = pack.hash_list;
+  rules::LoadResult loaded =
+      rules::LoadRuleSetFromSources({{"pack.yaml", pack.yaml}}, files.Reader());
+  ASSERT_TRUE(loaded.ruleset) << testing::Describe(loaded.diagnostics);
+  EvaluatorOptions re2_options;
+  re2_options.use_re2_set = true;
+  std::unique_ptr<Evaluator> hs, re2;
+  ASSERT_TRUE(Evaluator::Create(loaded.ruleset, {}, &hs).ok());
+  ASSERT_TRUE(Evaluator::Create(loaded.ruleset, re2_options, &re2).ok());
+  corpus::CorpusOptions co;
+  co.signal_fraction = 0.3;
+  co.plants = pack.plants;
+  corpus::CorpusGenerator gen(co);
+  auto hs_ctx = hs->NewContext();
+  auto re2_ctx = re2->NewContext();
+  int flagged = 0;
+  for (int i = 0; i < 3000; ++i) {
+    v1::ContentReport report;
+    gen.Next(&report);
+    v1::Verdict a, b;
+    ASSERT_TRUE(hs->Evaluate(report, *hs_ctx, &a).ok());
+    ASSERT_TRUE(re2->Evaluate(report, *re2_ctx, &b).ok());
+    ASSERT_EQ(ToJson(a), ToJson(b)) << ToJson(report);
+    flagged += a.flags_size() > 0;
+  }
+  EXPECT_GT(flagged, 600) << "the sample must exercise the rules";
+}
+
+// A list's index is read back from the cache, equal to the one built; a
+// damaged cache file, or one of other entries, is rebuilt, not trusted.
+TEST(Evaluator, ListIndexesAreCachedAndADamagedCacheIsRebuilt) {
+  namespace fs = std::filesystem;
+  fs::path dir = fs::temp_directory_path() / ("cw-list-cache-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  rules::ListDef def;
+  def.kind = rules::ListDef::Kind::kUrl;
+  std::vector<std::string> entries;
+  for (int i = 0; i < 3000; ++i) entries.push_back("h" + std::to_string(i) + ".list.test/p");
+  entries.push_back("HTTPS://Upper.TEST/Path/");  // changed by normalising
+  def.entries = entries;
+  std::string path = (dir / "list.idx").string();
+  match::CompiledList built(def, path);
+  ASSERT_TRUE(fs::exists(path));
+  auto agrees = [&](const match::CompiledList& list) {
+    for (const char* probe : {"https://h17.list.test/p/x", "http://upper.test/path/y",
+                              "https://h3000.list.test/p", "https://other.test/"}) {
+      if (list.Contains(probe) != built.Contains(probe)) return false;
+    }
+    return list.size() == built.size() && list.Contains("https://h2999.list.test/p");
+  };
+  match::CompiledList cached(def, path);
+  EXPECT_TRUE(agrees(cached));
+  // Damage one slot: the digest no longer matches, so the index is rebuilt.
+  {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(64 + 4 * 100);
+    uint32_t junk = 0x7fffffff;
+    f.write(reinterpret_cast<const char*>(&junk), 4);
+  }
+  match::CompiledList rebuilt(def, path);
+  EXPECT_TRUE(agrees(rebuilt));
+  // Other entries under the same file name: rebuilt for them.
+  rules::ListDef other = def;
+  other.entries = std::vector<std::string>{"only.test"};
+  match::CompiledList for_other(other, path);
+  EXPECT_EQ(for_other.size(), 1u);
+  EXPECT_TRUE(for_other.Contains("https://only.test/a"));
+  EXPECT_FALSE(for_other.Contains("https://h17.list.test/p"));
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace carewatch::eval

@@ -1,7 +1,9 @@
 #include "tools/corpus/corpus.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
+#include <cstring>
 
 namespace carewatch::corpus {
 
@@ -223,6 +225,109 @@ std::string GenerateRulePack(int num_rules, uint64_t seed) {
     }
   }
   return y;
+}
+
+}  // namespace carewatch::corpus
+
+namespace carewatch::corpus {
+
+RealisticPack GenerateRealisticPack(const RealisticOptions& o) {
+  std::mt19937_64 rng(o.seed);
+  const char* const kOnsets[] = {"b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "t", "v", "z"};
+  const char* const kVowels[] = {"a", "e", "i", "o", "u"};
+  auto word = [&] {
+    std::string w;
+    for (int s = 0; s < 3; ++s) w += std::string(kOnsets[rng() % 13]) + kVowels[rng() % 5];
+    return w + "x";  // no English word ends so: the filler never matches
+  };
+  const char* const kTextFields[] = {"text", "text", "text",    "text",        "text",
+                                     "text", "text", "caption", "profile_bio", "display_name"};
+  const char* const kSurfaces[] = {"direct_message", "group_chat",      "game_chat",
+                                   "comment",        "livestream_chat", "public_post"};
+  RealisticPack p;
+  std::string& y = p.yaml;
+  y = "# Generated for benchmarks (corpus::GenerateRealisticPack): made-up words,\n"
+      "# synthetic list entries. Not a policy.\n"
+      "pack: realistic\nversion: \"1\"\nduties:\n"
+      "  - {id: scale.review, deadline: 24h, actions: [remove_content]}\n"
+      "lists:\n  urls: {kind: url, file: lists/urls.txt}\n"
+      "  hashes: {kind: hash, file: lists/md5.txt}\n"
+      "rules:\n";
+  auto rule_head = [&](const std::string& id) {
+    y += "  - id: " + id + "\n    duty: scale.review\n    severity: medium\n    when:\n";
+  };
+  for (int i = 0; i < o.phrase_rules; ++i) {
+    std::string field = kTextFields[rng() % 10];
+    bool fold = field == "text" && rng() % 2;
+    bool surface = rng() % 10 < 3;
+    std::vector<std::string> phrases;
+    for (int k = 0; k < 3; ++k) phrases.push_back(word() + " " + word());
+    rule_head("scale.phrase-" + std::to_string(i));
+    std::string leaf = "{field: " + field + (fold ? ", normalize: true" : "") + ", phrases: [" +
+                       phrases[0] + ", " + phrases[1] + ", " + phrases[2] + "]}";
+    std::string s1 = kSurfaces[rng() % 6], s2 = kSurfaces[rng() % 6];
+    if (surface) {
+      y += "      all:\n        - {field: surface, in: [" + s1 + ", " + s2 + "]}\n        - " +
+           leaf + "\n";
+    } else {
+      y += "      " + leaf + "\n";
+    }
+    std::vector<v1::ContentReport> plants;
+    for (const std::string& ph : phrases) {
+      v1::ContentReport r;
+      std::string value = fold && rng() % 2 ? std::string(ph).insert(2, "\u200B") : ph;
+      if (fold) {  // an evasion the folding undoes: capitals, a digit for a letter
+        for (char& c : value) c = c == 'o' ? '0' : static_cast<char>(std::toupper(c));
+      }
+      if (field == "text") r.set_text(value);
+      if (field == "caption") r.set_caption(value);
+      if (field == "profile_bio") r.set_profile_bio(value);
+      if (field == "display_name") r.set_display_name(value);
+      if (surface) r.set_surface(s1);
+      plants.push_back(std::move(r));
+    }
+    p.plants.push_back(std::move(plants));
+  }
+  for (int i = 0; i < o.regex_rules; ++i) {
+    std::string a = word(), b = word(), c = word(), d = word();
+    bool fold = rng() % 2;
+    rule_head("scale.regex-" + std::to_string(i));
+    y += "      {field: text" + std::string(fold ? ", normalize: true" : "") + ", regex: '\\b(" +
+         a + "|" + b + ")\\s+(\\w+\\s+)?(" + c + "|" + d + ")\\b'}\n";
+    v1::ContentReport r;
+    r.set_text(a + " x " + d);
+    p.plants.push_back({r});
+  }
+  std::vector<v1::ContentReport> url_plants, hash_plants;
+  char buf[96];
+  for (size_t i = 0; i < o.list_entries; ++i) {
+    std::snprintf(buf, sizeof buf, "h%llx.list.test/p/%llu\n",
+                  static_cast<unsigned long long>(rng() % 400000),
+                  static_cast<unsigned long long>(i));
+    p.url_list += buf;
+    if (i % (o.list_entries / 50 + 1) == 0) {
+      v1::ContentReport r;
+      r.add_urls("https://" + std::string(buf, std::strlen(buf) - 1) + "/x");
+      url_plants.push_back(std::move(r));
+    }
+    std::snprintf(buf, sizeof buf, "%016llx%016llx\n", static_cast<unsigned long long>(rng()),
+                  static_cast<unsigned long long>(rng()));
+    p.hash_list += buf;
+    if (i % (o.list_entries / 50 + 1) == 0) {
+      v1::ContentReport r;
+      v1::Hash* h = r.add_hashes();
+      h->set_algorithm("md5");
+      h->set_value(std::string(buf, 32));
+      hash_plants.push_back(std::move(r));
+    }
+  }
+  rule_head("scale.listed-url");
+  y += "      {field: url, in_list: urls}\n";
+  p.plants.push_back(std::move(url_plants));
+  rule_head("scale.listed-hash");
+  y += "      {field: hash, in_list: hashes}\n";
+  p.plants.push_back(std::move(hash_plants));
+  return p;
 }
 
 }  // namespace carewatch::corpus

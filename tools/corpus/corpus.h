@@ -59,6 +59,25 @@ class CorpusGenerator {
 // so a share of a corpus matches.
 std::string GenerateRulePack(int num_rules, uint64_t seed);
 
+// A rule set the size of real ones, for benchmarks and cross-checks:
+// keyword and phrase rules by the thousand across the text fields (half of
+// the text ones folded), regex rules by the hundred, and a URL and a hash
+// list of a million entries each. Words are made-up syllables, so the
+// corpus's own sentences never match; a report flags only when a signal
+// (`plants`, one list a rule) is planted in it.
+struct RealisticOptions {
+  int phrase_rules = 5000;
+  int regex_rules = 300;
+  size_t list_entries = 1000000;  // each of the URL and the hash list
+  uint64_t seed = 11;
+};
+struct RealisticPack {
+  std::string yaml;                                    // pack.yaml
+  std::string url_list, hash_list;                     // lists/urls.txt, lists/md5.txt
+  std::vector<std::vector<v1::ContentReport>> plants;  // what flags each rule
+};
+RealisticPack GenerateRealisticPack(const RealisticOptions& options);
+
 }  // namespace carewatch::corpus
 
 #endif  // CAREWATCH_TOOLS_CORPUS_CORPUS_H_
