@@ -1,6 +1,7 @@
 #include "engine/eval/evaluator.h"
 
 #include <algorithm>
+#include <atomic>
 
 #include "engine/common/digest.h"
 #include "engine/common/utf8.h"
@@ -74,8 +75,12 @@ void OnLeafMatch(uint32_t id, void* c) {
 
 Evaluator::Context::~Context() = default;
 
+namespace {
+std::atomic<uint64_t> next_instance{1};
+}  // namespace
+
 Evaluator::Evaluator(std::shared_ptr<const rules::RuleSet> ruleset, const EvaluatorOptions& options)
-    : ruleset_(std::move(ruleset)), options_(options) {}
+    : ruleset_(std::move(ruleset)), options_(options), instance_(next_instance++) {}
 
 Evaluator::~Evaluator() = default;
 
@@ -480,19 +485,16 @@ Status Evaluator::Evaluate(const v1::ContentReport& report, Context& ctx,
 }
 
 Status Evaluator::Evaluate(const v1::ContentReport& report, v1::Verdict* verdict) const {
-  std::unique_ptr<Context> ctx;
-  {
-    std::lock_guard<std::mutex> lock(pool_mu_);
-    if (!pool_.empty()) {
-      ctx = std::move(pool_.back());
-      pool_.pop_back();
-    }
+  // One Context a thread, for the Evaluator it last used; a reload's new
+  // Evaluator replaces it on the thread's next call. A Context refers to
+  // nothing of its Evaluator, so it may outlive it.
+  thread_local uint64_t owner = 0;
+  thread_local std::unique_ptr<Context> ctx;
+  if (owner != instance_) {
+    ctx = NewContext();
+    owner = instance_;
   }
-  if (!ctx) ctx = NewContext();
-  Status s = Evaluate(report, *ctx, verdict);
-  std::lock_guard<std::mutex> lock(pool_mu_);
-  pool_.push_back(std::move(ctx));
-  return s;
+  return Evaluate(report, *ctx, verdict);
 }
 
 void Evaluator::TraceNode(uint32_t index, int depth, const v1::ContentReport& report, Context& ctx,

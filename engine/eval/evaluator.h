@@ -67,7 +67,8 @@ class Evaluator {
   // Evaluates `report`. InvalidArgument (naming the field) when a text field
   // is not valid UTF-8. `verdict` is overwritten.
   Status Evaluate(const v1::ContentReport& report, Context& context, v1::Verdict* verdict) const;
-  // As above, with a Context borrowed from an internal pool.
+  // As above, with the calling thread's own Context for this Evaluator
+  // (made on its first call): no lock and no allocation on the request path.
   Status Evaluate(const v1::ContentReport& report, v1::Verdict* verdict) const;
 
   // Evaluates every rule fully (no short-circuit) and records each node.
@@ -125,8 +126,9 @@ class Evaluator {
   std::vector<std::vector<uint32_t>> scan_rules_;  // scan id -> rules using it
   std::vector<uint32_t> always_rules_;             // rules that can match without a scan hit
 
-  mutable std::mutex pool_mu_;
-  mutable std::vector<std::unique_ptr<Context>> pool_;
+  // Distinct for every Evaluator ever made in the process (an address may
+  // be reused after a reload): the key of the threads' own Contexts.
+  const uint64_t instance_;
 };
 
 class Evaluator::Context {

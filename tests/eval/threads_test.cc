@@ -99,5 +99,45 @@ TEST(EvaluatorCrossCheck, HyperscanAgreesWithRe2Set) {
   EXPECT_GT(flagged, 100);
 }
 
+// Evaluate without a Context uses the calling thread's own one for each
+// Evaluator: switching between Evaluators (as after a reload) on one thread,
+// even to a new one made where an old one was freed, gives each its own
+// verdicts.
+TEST(EvaluatorThreads, ThreadContextsFollowTheEvaluator) {
+  auto make = [](const std::string& phrase) {
+    rules::LoadResult r = rules::LoadRuleSetFromSources(
+        {{"p.yaml",
+          "pack: p\nversion: \"1\"\nduties:\n"
+          "  - {id: d, deadline: 1h, actions: [remove_content]}\nrules:\n"
+          "  - {id: r, duty: d, severity: low, when: {field: text, phrases: [" +
+              phrase + "]}}\n"}},
+        nullptr);
+    std::unique_ptr<Evaluator> e;
+    EXPECT_TRUE(Evaluator::Create(r.ruleset, {}, &e).ok());
+    return e;
+  };
+  v1::ContentReport alpha, beta;
+  alpha.set_text("say alpha now");
+  beta.set_text("say beta now");
+  auto flags = [](const Evaluator& e, const v1::ContentReport& r) {
+    v1::Verdict v;
+    EXPECT_TRUE(e.Evaluate(r, &v).ok());
+    return v.flags_size();
+  };
+  auto a = make("alpha");
+  auto b = make("beta");
+  for (int round = 0; round < 3; ++round) {
+    EXPECT_EQ(flags(*a, alpha), 1);
+    EXPECT_EQ(flags(*b, alpha), 0);
+    EXPECT_EQ(flags(*b, beta), 1);
+    EXPECT_EQ(flags(*a, beta), 0);
+  }
+  for (int round = 0; round < 5; ++round) {  // freed and made again
+    a = make(round % 2 ? "alpha" : "beta");
+    EXPECT_EQ(flags(*a, alpha), round % 2 ? 1 : 0);
+    EXPECT_EQ(flags(*a, beta), round % 2 ? 0 : 1);
+  }
+}
+
 }  // namespace
 }  // namespace carewatch::eval
