@@ -139,7 +139,8 @@ Status Server::Start() {
     // The verifier key is public: written beside the ledger for the
     // deployment to publish.
     std::string dir = ledger::LedgerDirectory(config_.ledger);
-    std::ofstream(dir + "/deployment.vkey", std::ios::trunc) << state_->ledger->VerifierKey() << "\n";
+    std::ofstream(dir + "/deployment.vkey", std::ios::trunc)
+        << state_->ledger->VerifierKey() << "\n";
     std::ofstream(dir + "/deployment.pub", std::ios::trunc) << state_->ledger->PublicKeyPem();
   }
   std::string hmac_path = config_.hmac_key;
