@@ -577,8 +577,42 @@ Status DutyEngine::Retry(const v1::ContentReport& report, const std::string& dig
   return Status::Ok();
 }
 
+void DutyEngine::FillProgressLocked(v1::Obligation* x) const {
+  x->clear_actions_done();
+  x->clear_actions_outstanding();
+  auto held = obligations_.find(x->obligation_id());
+  if (held != obligations_.end()) {
+    const int64_t deadline = x->deadline().seconds();
+    std::vector<std::string> required(x->required_actions().begin(), x->required_actions().end());
+    for (const std::string& req : required) {
+      bool done = std::any_of(
+          held->second.actions.begin(), held->second.actions.end(),
+          [&](const ActionRecord& r) { return r.action == req && r.taken_at <= deadline; });
+      (done ? x->add_actions_done() : x->add_actions_outstanding())->assign(req);
+    }
+  } else if (x->status() == v1::OBLIGATION_STATUS_MET) {
+    *x->mutable_actions_done() = x->required_actions();
+  } else if (x->status() == v1::OBLIGATION_STATUS_DISCHARGED) {
+    x->add_actions_done(rules::kReviewedNotIllegal);
+  } else if (x->status() != v1::OBLIGATION_STATUS_BREACHED) {
+    *x->mutable_actions_outstanding() = x->required_actions();  // nothing recorded yet
+  }
+}
+
 Status DutyEngine::SubmitReport(const v1::ContentReport& report, v1::Verdict* verdict,
                                 Pending* pending) {
+  Status s = SubmitReportOnce(report, verdict, pending);
+  if (s.ok()) {
+    // Every answer says, per obligation, what is done and what is owed: all
+    // owed for a new report, the current state for a retry.
+    std::lock_guard<std::mutex> lock(mu_);
+    for (v1::Obligation& o : *verdict->mutable_obligations()) FillProgressLocked(&o);
+  }
+  return s;
+}
+
+Status DutyEngine::SubmitReportOnce(const v1::ContentReport& report, v1::Verdict* verdict,
+                                    Pending* pending) {
   if (report.report_id().empty()) return Status::InvalidArgument("report.report_id: required");
   if (report.service_id().empty()) return Status::InvalidArgument("report.service_id: required");
   if (!report.has_received_at()) return Status::InvalidArgument("report.received_at: required");
@@ -908,20 +942,7 @@ Status DutyEngine::RecordAction(const ActionInput& in, std::vector<v1::Obligatio
   for (const v1::Obligation& o : report->second.verdict.obligations()) {
     // What is done and what is still owed, as the caller would ask next.
     v1::Obligation x = o;
-    auto held = obligations_.find(o.obligation_id());
-    if (held != obligations_.end()) {
-      const int64_t deadline = o.deadline().seconds();
-      for (const std::string& req : o.required_actions()) {
-        bool done = std::any_of(
-            held->second.actions.begin(), held->second.actions.end(),
-            [&](const ActionRecord& r) { return r.action == req && r.taken_at <= deadline; });
-        (done ? x.add_actions_done() : x.add_actions_outstanding())->assign(req);
-      }
-    } else if (o.status() == v1::OBLIGATION_STATUS_MET) {
-      *x.mutable_actions_done() = o.required_actions();
-    } else if (o.status() == v1::OBLIGATION_STATUS_DISCHARGED) {
-      x.add_actions_done(rules::kReviewedNotIllegal);
-    }
+    FillProgressLocked(&x);
     out->push_back(std::move(x));
   }
   s = Commit(&events, lock);

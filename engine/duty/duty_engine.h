@@ -219,6 +219,10 @@ class DutyEngine {
   // Applies `e` at once and keeps it for Commit.
   void Emit(std::vector<v1::LedgerEvent>* events, v1::LedgerEvent e);
   // A retry's answer from what the first submission left.
+  Status SubmitReportOnce(const v1::ContentReport& report, v1::Verdict* verdict, Pending* pending);
+  // Sets actions_done and actions_outstanding of `o` from what is recorded.
+  // REQUIRES: mu_ held.
+  void FillProgressLocked(v1::Obligation* o) const;
   Status Retry(const v1::ContentReport& report, const std::string& digest,
                const std::string& first_digest, const v1::Verdict& first, v1::Verdict* verdict,
                const std::string& first_described) const;

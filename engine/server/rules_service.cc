@@ -178,6 +178,9 @@ class RulesService final : public v1::Rules::Service {
           report = &stamped;
         }
         Status s = e->Evaluate(*report, verdict);
+        // A dry run records nothing: every required action is still owed.
+        for (v1::Obligation& o : *verdict->mutable_obligations())
+          *o.mutable_actions_outstanding() = o.required_actions();
         if (report == &stamped) {
           verdict->add_warnings("reports[" + std::to_string(i) +
                                 "].received_at: not given; deadlines count from server time");

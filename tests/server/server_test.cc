@@ -372,6 +372,11 @@ TEST_F(ServerTest, EvaluateIsIdempotentAndActionsMeetObligations) {
   ASSERT_TRUE(Evaluate(platform_a_, Flaggable("r-1", "svc-a"), &again).ok());
   EXPECT_EQ(again.verdict().SerializeAsString(), first.verdict().SerializeAsString());
   EXPECT_EQ(daemon_->LedgerEvents(), events) << "a retried report opens no second obligation";
+  // Evaluate's answer says what is owed too: everything, so far.
+  ASSERT_EQ(first.verdict().obligations_size(), 1);
+  EXPECT_EQ(first.verdict().obligations(0).actions_done_size(), 0);
+  EXPECT_EQ(first.verdict().obligations(0).actions_outstanding_size(),
+            first.verdict().obligations(0).required_actions_size());
   // Acting on it meets the obligation.
   v1::RecordActionResponse resp;
   for (const char* a : {"remove_content", "report_to_nca"}) {
@@ -394,6 +399,13 @@ TEST_F(ServerTest, EvaluateIsIdempotentAndActionsMeetObligations) {
       EXPECT_EQ(std::vector<std::string>(resp.obligations(0).actions_outstanding().begin(),
                                          resp.obligations(0).actions_outstanding().end()),
                 std::vector<std::string>{"report_to_nca"});
+      // A retried Evaluate now says the same.
+      v1::EvaluateResponse retried;
+      ASSERT_TRUE(Evaluate(platform_a_, Flaggable("r-1", "svc-a"), &retried).ok());
+      ASSERT_EQ(retried.verdict().obligations_size(), 1);
+      EXPECT_EQ(std::vector<std::string>(retried.verdict().obligations(0).actions_done().begin(),
+                                         retried.verdict().obligations(0).actions_done().end()),
+                std::vector<std::string>{"remove_content"});
     }
   }
   ASSERT_EQ(resp.obligations_size(), 1);
@@ -1823,6 +1835,10 @@ TEST_F(ServerTest, ADryRunWithoutAReceiptTimeCountsFromNow) {
   ASSERT_EQ(resp.verdicts_size(), 1);
   ASSERT_GE(resp.verdicts(0).obligations_size(), 1);
   EXPECT_GT(resp.verdicts(0).obligations(0).deadline().seconds(), before);
+  // Nothing is recorded by a dry run: every required action is owed.
+  EXPECT_GT(resp.verdicts(0).obligations(0).actions_outstanding_size(), 0);
+  EXPECT_EQ(resp.verdicts(0).obligations(0).actions_outstanding_size(),
+            resp.verdicts(0).obligations(0).required_actions_size());
   ASSERT_EQ(resp.verdicts(0).warnings_size(), 1);
   EXPECT_NE(resp.verdicts(0).warnings(0).find("reports[0].received_at: not given"),
             std::string::npos);
