@@ -1143,26 +1143,29 @@ LoadResult LoadRuleSetFromSources(const std::vector<SourceFile>& files, const Fi
   return loader.Finish();
 }
 
+std::vector<std::string> PackFiles(const std::string& path) {
+  std::error_code ec;
+  if (!fs::is_directory(path, ec)) return {path};
+  std::vector<std::string> names;
+  for (const auto& entry : fs::directory_iterator(path, ec)) {
+    std::string ext = entry.path().extension().string();
+    if (entry.is_regular_file(ec) && (ext == ".yaml" || ext == ".yml")) {
+      names.push_back(entry.path().string());
+    }
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
 LoadResult LoadRuleSet(const std::vector<std::string>& paths, const LoadOptions& options) {
   std::vector<SourceFile> files;
   std::vector<Diagnostic> early;
   for (const std::string& path : paths) {
     std::error_code ec;
-    std::vector<std::string> names;
-    if (fs::is_directory(path, ec)) {
-      for (const auto& entry : fs::directory_iterator(path, ec)) {
-        std::string ext = entry.path().extension().string();
-        if (entry.is_regular_file(ec) && (ext == ".yaml" || ext == ".yml")) {
-          names.push_back(entry.path().string());
-        }
-      }
-      std::sort(names.begin(), names.end());
-      if (names.empty()) {
-        early.push_back(
-            {Diagnostic::Level::kError, {path, 0, 0}, "no *.yaml rule files in directory", ""});
-      }
-    } else {
-      names.push_back(path);
+    std::vector<std::string> names = PackFiles(path);
+    if (names.empty() && fs::is_directory(path, ec)) {
+      early.push_back(
+          {Diagnostic::Level::kError, {path, 0, 0}, "no *.yaml rule files in directory", ""});
     }
     for (const std::string& name : names) {
       std::string error;

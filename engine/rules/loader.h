@@ -47,6 +47,10 @@ struct LoadOptions {
   bool lists_anywhere = false;
 };
 
+// The YAML files a path stands for: the path itself, or for a directory
+// every *.yaml / *.yml directly in it, in name order.
+std::vector<std::string> PackFiles(const std::string& path);
+
 // Loads packs from files and directories (every *.yaml / *.yml directly in a
 // directory, in name order). Files whose top-level key is `accountability`
 // are accountability files. Never throws.

@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -258,22 +257,6 @@ int RunExplain(const std::vector<std::string>& rules, const std::string& report_
 
 namespace {
 
-// The YAML files a rules path stands for (the loader's rule: a file, or the
-// *.yaml / *.yml directly in a directory, in name order).
-std::vector<std::string> PackFiles(const std::string& path) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  if (!fs::is_directory(path, ec)) return {path};
-  std::vector<std::string> files;
-  for (const auto& entry : fs::directory_iterator(path, ec)) {
-    std::string ext = entry.path().extension().string();
-    if (entry.is_regular_file(ec) && (ext == ".yaml" || ext == ".yml"))
-      files.push_back(entry.path().string());
-  }
-  std::sort(files.begin(), files.end());
-  return files;
-}
-
 // "pack NAME", "accountability", or "" when the file does not say (the
 // loader reports why when it reads it).
 std::string PackKey(const std::string& file) {
@@ -290,10 +273,10 @@ std::string PackKey(const std::string& file) {
 }  // namespace
 
 std::vector<std::string> OverlayRules(const std::string& base, const std::string& candidate) {
-  std::vector<std::string> files = PackFiles(candidate);
+  std::vector<std::string> files = rules::PackFiles(candidate);
   std::set<std::string> replaced;
   for (const std::string& f : files) replaced.insert(PackKey(f));
-  for (const std::string& f : PackFiles(base)) {
+  for (const std::string& f : rules::PackFiles(base)) {
     std::string key = PackKey(f);
     if (key.empty() || !replaced.count(key)) files.push_back(f);
   }
