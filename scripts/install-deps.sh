@@ -14,6 +14,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libsqlite3-dev sqlite3 openssl python3
   libssl-dev libicu-dev libcli11-dev libspdlog-dev libfmt-dev libcpp-httplib-dev
+  libsodium-dev
 )
 if [ "${1:-}" = "--test" ]; then
   PACKAGES+=(chromium curl)
