@@ -18,7 +18,8 @@ class [[nodiscard]] Status {
     kInternal,
     kDataLoss,
     kAlreadyExists,
-    kUnavailable
+    kUnavailable,
+    kResourceExhausted
   };
 
   Status() = default;
@@ -34,6 +35,9 @@ class [[nodiscard]] Status {
   static Status DataLoss(std::string m) { return Status(Code::kDataLoss, std::move(m)); }
   static Status AlreadyExists(std::string m) { return Status(Code::kAlreadyExists, std::move(m)); }
   static Status Unavailable(std::string m) { return Status(Code::kUnavailable, std::move(m)); }
+  static Status ResourceExhausted(std::string m) {
+    return Status(Code::kResourceExhausted, std::move(m));
+  }
 
   bool ok() const { return code_ == Code::kOk; }
   Code code() const { return code_; }

@@ -53,7 +53,7 @@ Status EachFinding(ledger::LedgerBackend& store, ledger::FindingQuery q,
 }
 
 bool IsRelevantAction(const v1::Obligation& ob, const std::string& action) {
-  if (action == rules::kReviewedNotIllegal) return true;
+  if (rules::IsDischargeAction(action)) return true;
   return std::find(ob.required_actions().begin(), ob.required_actions().end(), action) !=
          ob.required_actions().end();
 }
@@ -592,8 +592,6 @@ void DutyEngine::FillProgressLocked(v1::Obligation* x) const {
     }
   } else if (x->status() == v1::OBLIGATION_STATUS_MET) {
     *x->mutable_actions_done() = x->required_actions();
-  } else if (x->status() == v1::OBLIGATION_STATUS_DISCHARGED) {
-    x->add_actions_done(rules::kReviewedNotIllegal);
   } else if (x->status() != v1::OBLIGATION_STATUS_BREACHED) {
     *x->mutable_actions_outstanding() = x->required_actions();  // nothing recorded yet
   }

@@ -49,7 +49,7 @@ ObligationOutcome ResolveObligation(int64_t deadline, const std::vector<std::str
   ObligationOutcome out;
   int64_t first_late = 0;
   for (const ActionRecord* a : ordered) {
-    if (a->taken_at <= deadline && a->action == rules::kReviewedNotIllegal) {
+    if (a->taken_at <= deadline && rules::IsDischargeAction(a->action)) {
       out.state = ObligationState::kDischarged;
       out.decided_at = a->taken_at;
       return out;

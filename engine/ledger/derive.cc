@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "engine/ledger/audit.h"
+#include "engine/rules/duration.h"
 
 namespace carewatch::ledger {
 
@@ -18,6 +19,10 @@ int64_t SweepAt(const v1::LedgerEvent& opened) {
   const int64_t from = grace > 0 ? std::max(deadline, recorded) : deadline;
   return from > INT64_MAX - grace ? INT64_MAX : from + grace;
 }
+
+namespace {
+std::string UtcDay(int64_t t) { return rules::FormatDateTime(t).substr(0, 10); }
+}  // namespace
 
 Status Derive(const std::vector<const v1::LedgerEvent*>& events, const FindingReader& read,
               DerivedBatch* out) {
@@ -61,13 +66,53 @@ Status Derive(const std::vector<const v1::LedgerEvent*>& events, const FindingRe
         ++counters["open"];
         break;
       }
-      case v1::LedgerEvent::kActionRecorded:
-        for (const std::string& id : e.action_recorded().obligation_ids()) {
-          out->actions.push_back(
-              {id, {e.action_recorded().action(), e.action_recorded().taken_at().seconds()}});
+      case v1::LedgerEvent::kActionRecorded: {
+        const v1::ActionRecorded& a = e.action_recorded();
+        for (const std::string& id : a.obligation_ids()) {
+          out->actions.push_back({id, {a.action(), a.taken_at().seconds()}});
           out->obligation_events.emplace_back(id, seq);
         }
+        // A linkage alert's review, however it was recorded.
+        if (a.action() == kReviewAction && a.report_id().rfind(kLinkageReportPrefix, 0) == 0) {
+          DerivedBatch::AlertChange u;
+          u.alert_id = a.report_id().substr(std::string(kLinkageReportPrefix).size());
+          u.reviewed_at = std::max<int64_t>(a.taken_at().seconds(), 1);
+          out->alert_changes.push_back(std::move(u));
+        }
         break;
+      }
+      case v1::LedgerEvent::kLinkageAlert: {
+        DerivedBatch::AlertChange a;
+        a.alert_id = e.linkage_alert().alert_id();
+        a.delivered = true;
+        a.alert = e.linkage_alert();
+        a.seq = seq;
+        a.delivered_at = e.recorded_at().seconds();
+        out->alert_changes.push_back(std::move(a));
+        break;
+      }
+      case v1::LedgerEvent::kLinkageFeedback: {
+        DerivedBatch::AlertChange u;
+        u.alert_id = e.linkage_feedback().alert_id();
+        u.seq = seq;
+        u.feedback = e.linkage_feedback().opinion();
+        out->alert_changes.push_back(std::move(u));
+        break;
+      }
+      case v1::LedgerEvent::kLinkageWithdrawn: {
+        DerivedBatch::AlertChange u;
+        u.alert_id = e.linkage_withdrawn().alert_id();
+        u.seq = seq;
+        u.status = "withdrawn";
+        out->alert_changes.push_back(std::move(u));
+        break;
+      }
+      case v1::LedgerEvent::kSignalEvaluation: {
+        const v1::SignalEvaluation& q = e.signal_evaluation();
+        out->signal_quota.emplace_back(q.service_id(), UtcDay(e.recorded_at().seconds()),
+                                       q.elements());
+        break;
+      }
       case v1::LedgerEvent::kObligationClosed:
       case v1::LedgerEvent::kBreach: {
         DerivedBatch::Decision d;
@@ -80,6 +125,12 @@ Status Derive(const std::vector<const v1::LedgerEvent*>& events, const FindingRe
           d.breach_kind = b.kind();
           out->breaches.emplace_back(seq, b);
           ++counters["breached"];
+          if (b.report_id().rfind(kLinkageReportPrefix, 0) == 0) {
+            DerivedBatch::AlertChange u;
+            u.alert_id = b.report_id().substr(std::string(kLinkageReportPrefix).size());
+            u.breached = true;
+            out->alert_changes.push_back(std::move(u));
+          }
         } else {
           d.obligation_id = e.obligation_closed().obligation_id();
           d.status = e.type() == v1::OBLIGATION_MET ? v1::OBLIGATION_STATUS_MET

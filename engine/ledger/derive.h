@@ -95,9 +95,29 @@ struct DerivedBatch {
   // Counts a STATS_ROLLUP put into the log: no longer pending.
   std::vector<std::tuple<std::string, std::string, std::string, std::string, int64_t, int64_t>>
       rolled_up;
-  std::map<std::string, int64_t> counter_deltas;  // kCounterNames
-  int64_t clock = INT64_MIN;                      // the latest server time the engine recorded
+  // Cross-platform signals: alerts as delivered and what later events change
+  // in them, in event order.
+  struct AlertChange {
+    std::string alert_id;
+    bool delivered = false;  // a LINKAGE_DETECTED: `alert` is its payload
+    v1::LinkageAlert alert;
+    int64_t delivered_at = 0;  // server time
+    uint64_t seq = 0;          // 0: the cursor does not move
+    std::string status;        // "" : unchanged
+    std::string feedback;      // "" : unchanged
+    int64_t reviewed_at = 0;   // 0: unchanged; else the earliest review wins
+    bool breached = false;
+  };
+  std::vector<AlertChange> alert_changes;
+  std::vector<std::tuple<std::string, std::string, int64_t>> signal_quota;  // (service, day, n)
+  std::map<std::string, int64_t> counter_deltas;                            // kCounterNames
+  int64_t clock = INT64_MIN;  // the latest server time the engine recorded
 };
+
+// Review obligations of a linkage alert are recorded under this report id
+// prefix, followed by the alert id.
+inline constexpr const char* kLinkageReportPrefix = "linkage:";
+inline constexpr const char* kReviewAction = "review_linked_account";
 
 // The current row of a finding (without id lists), if any.
 using FindingReader =

@@ -404,6 +404,13 @@ Status Ledger::WriteOne(std::deque<std::shared_ptr<Ticket>>& batch, bool force_c
       }
       extras.reports.insert(extras.reports.end(), t->extras.reports.begin(),
                             t->extras.reports.end());
+      const BatchExtras& x = t->extras;
+      extras.signals.insert(extras.signals.end(), x.signals.begin(), x.signals.end());
+      extras.alert_tokens.insert(extras.alert_tokens.end(), x.alert_tokens.begin(),
+                                 x.alert_tokens.end());
+      extras.withdraw_signals.insert(extras.withdraw_signals.end(), x.withdraw_signals.begin(),
+                                     x.withdraw_signals.end());
+      extras.prune_signals_before = std::max(extras.prune_signals_before, x.prune_signals_before);
       if (t->extras.prune_unflagged_before) {
         extras.prune_unflagged_before = t->extras.prune_unflagged_before;
         extras.prune_limit = t->extras.prune_limit;
@@ -459,7 +466,9 @@ Status Ledger::WriteOne(std::deque<std::shared_ptr<Ticket>>& batch, bool force_c
   }
   tree_lock.unlock();
   const bool empty = w.events.empty() && !sign && extras.stats.empty() && extras.reports.empty() &&
-                     !extras.prune_unflagged_before;
+                     !extras.prune_unflagged_before && extras.signals.empty() &&
+                     extras.alert_tokens.empty() && extras.withdraw_signals.empty() &&
+                     !extras.prune_signals_before;
   // A fault that may clear by itself (Unavailable: a lock held elsewhere, a
   // full disk) is retried with the same batch, backing off up to a second,
   // until it is written or the ledger closes. Meanwhile nothing is

@@ -50,9 +50,47 @@ struct ReportIndexRow {
   std::string ruleset_version;  // the rule set that judged it
 };
 
+// A signal token as stored (docs/signals.md): kept until retention or until
+// its service withdraws it, never in the log itself.
+struct SignalRow {
+  std::string kind, token;  // token: the 64-byte OPRF output
+  std::string service_id, report_id, category;
+  int64_t recorded_at = 0;  // server time
+};
+
+// The token an alert was raised for: how a withdrawal finds the alerts it
+// affects. Kept and pruned with the tokens.
+struct AlertTokenRow {
+  std::string alert_id, service_id, kind, token;
+  int64_t recorded_at = 0;
+};
+
+// An alert as the store holds it.
+struct AlertRecord {
+  v1::LinkageAlert alert;    // with status, feedback and cursor current
+  int64_t delivered_at = 0;  // server time of its LINKAGE_DETECTED event
+  int64_t reviewed_at = 0;   // claimed time of the first review (0: none)
+  bool breached = false;     // its review obligation was breached
+};
+
+struct AlertQuery {
+  std::string service_id;  // empty: any
+  std::string alert_id;    // exactly this one
+  std::string status;      // open | withdrawn | empty: any
+  uint64_t after_seq = 0;  // alerts whose latest event is after this seq
+  int64_t delivered_from = INT64_MIN, delivered_to = INT64_MAX;
+  size_t limit = 100;
+};
+
 // What one command adds to the store besides its events; written in the same
 // transaction as them.
 struct BatchExtras {
+  std::vector<SignalRow> signals;
+  std::vector<AlertTokenRow> alert_tokens;
+  // Signals (and alert tokens) of (service_id, report_id) to delete.
+  std::vector<std::pair<std::string, std::string>> withdraw_signals;
+  // Retention: delete signals and alert tokens recorded before this (0: none).
+  int64_t prune_signals_before = 0;
   std::vector<StatsRow> stats;
   std::vector<ReportIndexRow> reports;  // unflagged reports only
   // Retention: delete up to `prune_limit` index rows of unflagged reports
@@ -184,6 +222,20 @@ class LedgerBackend {
   // Seqs of the events of `type` (RULESET_ACTIVATED, ACCOUNTABILITY_CHANGED)
   // before `before_seq`.
   virtual Status EventsOfType(int type, uint64_t before_seq, std::vector<uint64_t>* seqs) = 0;
+
+  // --- Cross-platform signals (docs/signals.md).
+  // Signals of (kind, token) recorded at or after `since` (server time).
+  virtual Status LookupSignals(const std::string& kind, const std::string& token, int64_t since,
+                               std::vector<SignalRow>* out) = 0;
+  virtual Status SignalsOfReport(const std::string& service_id, const std::string& report_id,
+                                 std::vector<SignalRow>* out) = 0;
+  virtual Status AlertsOfToken(const std::string& kind, const std::string& token,
+                               std::vector<AlertTokenRow>* out) = 0;
+  // Alerts by cursor (seq of their latest event) order.
+  virtual Status QueryAlerts(const AlertQuery& q, std::vector<AlertRecord>* out) = 0;
+  // Blinded elements a service had evaluated on a UTC day (YYYY-MM-DD).
+  virtual Status ReadSignalQuota(const std::string& service_id, const std::string& day,
+                                 int64_t* used) = 0;
 };
 
 // The deterministic serialisation of a message: the bytes hashed into a

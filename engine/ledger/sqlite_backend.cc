@@ -52,13 +52,25 @@ CREATE TABLE IF NOT EXISTS stats (
   service_id TEXT NOT NULL, day TEXT NOT NULL, surface TEXT NOT NULL, reason TEXT NOT NULL,
   reports INTEGER NOT NULL, flagged INTEGER NOT NULL,
   PRIMARY KEY (service_id, day, surface, reason));
+CREATE TABLE IF NOT EXISTS signal_tokens (
+  kind TEXT NOT NULL, token BLOB NOT NULL, service_id TEXT NOT NULL, report_id TEXT NOT NULL,
+  category TEXT NOT NULL, recorded_at INTEGER NOT NULL,
+  PRIMARY KEY (kind, token, service_id, report_id, category)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS signal_tokens_report ON signal_tokens (service_id, report_id);
+CREATE INDEX IF NOT EXISTS signal_tokens_time ON signal_tokens (recorded_at);
+CREATE TABLE IF NOT EXISTS signal_alert_tokens (
+  alert_id TEXT PRIMARY KEY, service_id TEXT NOT NULL, kind TEXT NOT NULL, token BLOB NOT NULL,
+  recorded_at INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS signal_alert_tokens_token ON signal_alert_tokens (kind, token);
+CREATE INDEX IF NOT EXISTS signal_alert_tokens_time ON signal_alert_tokens (recorded_at);
 )sql";
 
 // Tables derived from the events alone (DerivedBatch): a migration drops and
 // derives them again.
 const char* kDerivedTables[] = {"breaches",           "findings",          "finding_obligations",
                                 "finding_events",     "obligation_events", "obligations",
-                                "obligation_actions", "key_events",        "counters"};
+                                "obligation_actions", "key_events",        "counters",
+                                "signal_alerts",      "signal_quota"};
 const char* kDerivedSchema = R"sql(
 CREATE TABLE IF NOT EXISTS breaches (
   seq INTEGER PRIMARY KEY, obligation_id TEXT NOT NULL, report_id TEXT NOT NULL,
@@ -96,11 +108,22 @@ CREATE INDEX IF NOT EXISTS obligation_actions_id ON obligation_actions (obligati
 CREATE TABLE IF NOT EXISTS key_events (type INTEGER NOT NULL, seq INTEGER NOT NULL,
   PRIMARY KEY (type, seq));
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS signal_alerts (
+  alert_id TEXT PRIMARY KEY, service_id TEXT NOT NULL, seq INTEGER NOT NULL, status TEXT NOT NULL,
+  feedback TEXT NOT NULL, delivered_at INTEGER NOT NULL, reviewed_at INTEGER NOT NULL,
+  breached INTEGER NOT NULL, body BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS signal_alerts_service ON signal_alerts (service_id, seq);
+CREATE INDEX IF NOT EXISTS signal_alerts_seq ON signal_alerts (seq);
+CREATE INDEX IF NOT EXISTS signal_alerts_delivered ON signal_alerts (delivered_at);
+CREATE TABLE IF NOT EXISTS signal_quota (
+  service_id TEXT NOT NULL, day TEXT NOT NULL, elements INTEGER NOT NULL,
+  PRIMARY KEY (service_id, day)) WITHOUT ROWID;
 )sql";
 
-// 3: the engine's state (obligations with actions, counters) and stored
-// subtrees; 2: evidence indexes.
-constexpr const char* kSchemaVersion = "3";
+// 4: cross-platform signal alerts and quotas; 3: the engine's state
+// (obligations with actions, counters) and stored subtrees; 2: evidence
+// indexes.
+constexpr const char* kSchemaVersion = "4";
 
 class Stmt {
  public:
@@ -839,6 +862,90 @@ class SqliteBackend : public LedgerBackend {
     return rc == SQLITE_DONE ? Status::Ok() : Error(read_db_, "querying obligations");
   }
 
+  Status LookupSignals(const std::string& kind, const std::string& token, int64_t since,
+                       std::vector<SignalRow>* out) override {
+    std::lock_guard<std::mutex> lock(read_mu_);
+    Scoped st = Cached(
+        "SELECT service_id, report_id, category, recorded_at FROM signal_tokens WHERE kind = ? "
+        "AND token = ? AND recorded_at >= ?");
+    (*st).Bind(1, kind).BindBlob(2, token).Bind(3, since);
+    int rc;
+    while ((rc = (*st).Step()) == SQLITE_ROW) {
+      out->push_back({kind, token, (*st).Text(0), (*st).Text(1), (*st).Text(2), (*st).Int(3)});
+    }
+    return rc == SQLITE_DONE ? Status::Ok() : Error(read_db_, "reading signals");
+  }
+
+  Status SignalsOfReport(const std::string& service_id, const std::string& report_id,
+                         std::vector<SignalRow>* out) override {
+    std::lock_guard<std::mutex> lock(read_mu_);
+    Scoped st = Cached(
+        "SELECT kind, token, category, recorded_at FROM signal_tokens WHERE service_id = ? AND "
+        "report_id = ?");
+    (*st).Bind(1, service_id).Bind(2, report_id);
+    int rc;
+    while ((rc = (*st).Step()) == SQLITE_ROW) {
+      out->push_back(
+          {(*st).Text(0), (*st).Blob(1), service_id, report_id, (*st).Text(2), (*st).Int(3)});
+    }
+    return rc == SQLITE_DONE ? Status::Ok() : Error(read_db_, "reading signals");
+  }
+
+  Status AlertsOfToken(const std::string& kind, const std::string& token,
+                       std::vector<AlertTokenRow>* out) override {
+    std::lock_guard<std::mutex> lock(read_mu_);
+    Scoped st = Cached(
+        "SELECT alert_id, service_id, recorded_at FROM signal_alert_tokens WHERE kind = ? AND "
+        "token = ?");
+    (*st).Bind(1, kind).BindBlob(2, token);
+    int rc;
+    while ((rc = (*st).Step()) == SQLITE_ROW)
+      out->push_back({(*st).Text(0), (*st).Text(1), kind, token, (*st).Int(2)});
+    return rc == SQLITE_DONE ? Status::Ok() : Error(read_db_, "reading alert tokens");
+  }
+
+  Status QueryAlerts(const AlertQuery& q, std::vector<AlertRecord>* out) override {
+    std::string sql =
+        "SELECT body, seq, status, feedback, delivered_at, reviewed_at, breached FROM "
+        "signal_alerts WHERE seq > ? AND delivered_at >= ? AND delivered_at <= ?";
+    if (!q.service_id.empty()) sql += " AND service_id = ?4";
+    if (!q.alert_id.empty()) sql += " AND alert_id = ?5";
+    if (!q.status.empty()) sql += " AND status = ?6";
+    sql += " ORDER BY seq LIMIT ?7";
+    std::lock_guard<std::mutex> lock(read_mu_);
+    Scoped st = Cached(sql);
+    (*st).Bind(1, static_cast<int64_t>(q.after_seq)).Bind(2, q.delivered_from);
+    (*st).Bind(3, q.delivered_to);
+    if (!q.service_id.empty()) (*st).Bind(4, q.service_id);
+    if (!q.alert_id.empty()) (*st).Bind(5, q.alert_id);
+    if (!q.status.empty()) (*st).Bind(6, q.status);
+    (*st).Bind(7, static_cast<int64_t>(q.limit));
+    int rc;
+    while ((rc = (*st).Step()) == SQLITE_ROW) {
+      AlertRecord r;
+      if (!r.alert.ParseFromString((*st).Blob(0)))
+        return Status::DataLoss("an alert row does not parse");
+      r.alert.set_cursor(static_cast<uint64_t>((*st).Int(1)));
+      r.alert.set_status((*st).Text(2));
+      r.alert.set_feedback((*st).Text(3));
+      r.delivered_at = (*st).Int(4);
+      r.reviewed_at = (*st).Int(5);
+      r.breached = (*st).Int(6) != 0;
+      out->push_back(std::move(r));
+    }
+    return rc == SQLITE_DONE ? Status::Ok() : Error(read_db_, "reading alerts");
+  }
+
+  Status ReadSignalQuota(const std::string& service_id, const std::string& day,
+                         int64_t* used) override {
+    std::lock_guard<std::mutex> lock(read_mu_);
+    Scoped st = Cached("SELECT elements FROM signal_quota WHERE service_id = ? AND day = ?");
+    (*st).Bind(1, service_id).Bind(2, day);
+    int rc = (*st).Step();
+    *used = rc == SQLITE_ROW ? (*st).Int(0) : 0;
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? Status::Ok() : Error(read_db_, "reading quota");
+  }
+
   Status ReadStatsPending(std::vector<StatsRow>* out) override {
     std::lock_guard<std::mutex> lock(read_mu_);
     Stmt st(read_db_,
@@ -1084,6 +1191,39 @@ class SqliteBackend : public LedgerBackend {
       Stmt clean(write_db_, "DELETE FROM stats_pending WHERE reports = 0 AND flagged = 0");
       if (!Done(clean)) return fail("rolling up counts");
     }
+    if (!d.alert_changes.empty()) {
+      Stmt deliver(write_db_,
+                   "INSERT INTO signal_alerts (alert_id, service_id, seq, status, feedback, "
+                   "delivered_at, reviewed_at, breached, body) VALUES (?, ?, ?, ?, '', ?, 0, 0, ?) "
+                   "ON CONFLICT (alert_id) DO UPDATE SET seq = excluded.seq, status = "
+                   "excluded.status, body = excluded.body");
+      Stmt change(write_db_,
+                  "UPDATE signal_alerts SET seq = CASE WHEN ?1 > 0 THEN ?1 ELSE seq END, "
+                  "status = CASE WHEN ?2 != '' THEN ?2 ELSE status END, "
+                  "feedback = CASE WHEN ?3 != '' THEN ?3 ELSE feedback END, "
+                  "reviewed_at = CASE WHEN ?4 > 0 AND (reviewed_at = 0 OR ?4 < reviewed_at) "
+                  "THEN ?4 ELSE reviewed_at END, breached = max(breached, ?5) WHERE alert_id = ?6");
+      for (const DerivedBatch::AlertChange& c : d.alert_changes) {
+        if (c.delivered) {
+          deliver.Bind(1, c.alert_id).Bind(2, c.alert.service_id());
+          deliver.Bind(3, static_cast<int64_t>(c.seq)).Bind(4, c.alert.status());
+          deliver.Bind(5, c.delivered_at).BindBlob(6, c.alert.SerializeAsString());
+          if (!Done(deliver)) return fail("storing an alert");
+        } else {
+          change.Bind(1, static_cast<int64_t>(c.seq)).Bind(2, c.status).Bind(3, c.feedback);
+          change.Bind(4, c.reviewed_at).Bind(5, static_cast<int64_t>(c.breached ? 1 : 0));
+          change.Bind(6, c.alert_id);
+          if (!Done(change)) return fail("updating an alert");
+        }
+      }
+    }
+    for (const auto& [service, day, n] : d.signal_quota) {
+      Stmt q(write_db_,
+             "INSERT INTO signal_quota (service_id, day, elements) VALUES (?, ?, ?) ON CONFLICT "
+             "(service_id, day) DO UPDATE SET elements = elements + excluded.elements");
+      q.Bind(1, service).Bind(2, day).Bind(3, n);
+      if (!Done(q)) return fail("counting signal evaluations");
+    }
     for (const auto& [name, delta] : d.counter_deltas) {
       if (delta == 0) continue;
       w.counter.Bind(1, name).Bind(2, delta);
@@ -1137,6 +1277,39 @@ class SqliteBackend : public LedgerBackend {
         st.Bind(1, r.service_id).Bind(2, r.day).Bind(3, r.surface).Bind(4, r.reason);
         st.Bind(5, r.reports).Bind(6, r.flagged);
         if (!Done(st)) return Error(write_db_, "writing stats");
+      }
+    }
+    if (!w.extras.signals.empty()) {
+      Stmt st(write_db_,
+              "INSERT OR IGNORE INTO signal_tokens (kind, token, service_id, report_id, category, "
+              "recorded_at) VALUES (?, ?, ?, ?, ?, ?)");
+      for (const SignalRow& r : w.extras.signals) {
+        st.Bind(1, r.kind).BindBlob(2, r.token).Bind(3, r.service_id).Bind(4, r.report_id);
+        st.Bind(5, r.category).Bind(6, r.recorded_at);
+        if (!Done(st)) return Error(write_db_, "storing signals");
+      }
+    }
+    if (!w.extras.alert_tokens.empty()) {
+      Stmt st(write_db_,
+              "INSERT OR IGNORE INTO signal_alert_tokens (alert_id, service_id, kind, token, "
+              "recorded_at) VALUES (?, ?, ?, ?, ?)");
+      for (const AlertTokenRow& r : w.extras.alert_tokens) {
+        st.Bind(1, r.alert_id).Bind(2, r.service_id).Bind(3, r.kind).BindBlob(4, r.token);
+        st.Bind(5, r.recorded_at);
+        if (!Done(st)) return Error(write_db_, "storing alert tokens");
+      }
+    }
+    for (const auto& [service, report] : w.extras.withdraw_signals) {
+      Stmt st(write_db_, "DELETE FROM signal_tokens WHERE service_id = ? AND report_id = ?");
+      st.Bind(1, service).Bind(2, report);
+      if (!Done(st)) return Error(write_db_, "withdrawing signals");
+    }
+    if (w.extras.prune_signals_before) {
+      for (const char* sql : {"DELETE FROM signal_tokens WHERE recorded_at < ?",
+                              "DELETE FROM signal_alert_tokens WHERE recorded_at < ?"}) {
+        Stmt st(write_db_, sql);
+        st.Bind(1, w.extras.prune_signals_before);
+        if (!Done(st)) return Error(write_db_, "pruning signals");
       }
     }
     if (w.extras.prune_unflagged_before) {

@@ -479,14 +479,15 @@ void Loader::CheckActions(const YAML::Node& at, const std::vector<std::string>& 
   std::set<std::string> seen;
   for (const std::string& a : actions) {
     if (!seen.insert(a).second) Error(at, "action '" + Excerpt(a) + "' is listed twice");
-    if (a == kReviewedNotIllegal) {
-      Error(at, "'reviewed_not_illegal' discharges an obligation; it cannot be a required action");
+    if (IsDischargeAction(a)) {
+      Error(at, "'" + a + "' discharges an obligation; it cannot be a required action");
     } else if (!IsKnownAction(a)) {
       std::string hint = DidYouMean(a, KnownActions());
       Error(at, "unknown action '" + Excerpt(a) + "'" +
                     (hint.empty() ? " (known: remove_content, restrict_account, "
                                     "suspend_account, report_to_nca, report_to_ncmec, "
-                                    "escalate_to_specialist, preserve_evidence)"
+                                    "escalate_to_specialist, preserve_evidence, "
+                                    "review_linked_account)"
                                   : hint) +
                     ": carewatchd refuses actions of that name, so every obligation under it "
                     "would be breached");

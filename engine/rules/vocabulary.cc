@@ -7,17 +7,13 @@ namespace carewatch::rules {
 
 const std::vector<std::string>& KnownValues(Field field) {
   static const std::vector<std::string> kSurface = {
-      "public_post", "comment", "direct_message", "group_chat", "livestream", "livestream_chat",
-      "game_chat",   "profile", "search",         "file_share", "other"};
+      "public_post", "comment", "direct_message", "group_chat", "livestream",     "livestream_chat",
+      "game_chat",   "profile", "search",         "file_share", "cross_platform", "other"};
   static const std::vector<std::string> kContentType = {"text", "image",      "video",   "audio",
                                                         "link", "livestream", "account", "other"};
-  static const std::vector<std::string> kReporterType = {"user",
-                                                         "trusted_flagger",
-                                                         "automated_detection",
-                                                         "law_enforcement",
-                                                         "hotline",
-                                                         "parent_or_guardian",
-                                                         "other"};
+  static const std::vector<std::string> kReporterType = {
+      "user",    "trusted_flagger",    "automated_detection", "law_enforcement",
+      "hotline", "parent_or_guardian", "carewatch",           "other"};
   static const std::vector<std::string> kAgeBand = {"unknown", "under_13", "13_to_15", "16_to_17",
                                                     "adult"};
   static const std::vector<std::string> kNone;
@@ -36,9 +32,11 @@ const std::vector<std::string>& KnownValues(Field field) {
 }
 
 const std::vector<std::string>& KnownActions() {
-  static const std::vector<std::string> kActions = {
-      "remove_content",  "restrict_account",       "suspend_account",   "report_to_nca",
-      "report_to_ncmec", "escalate_to_specialist", "preserve_evidence", kReviewedNotIllegal};
+  static const std::vector<std::string> kActions = {"remove_content",    "restrict_account",
+                                                    "suspend_account",   "report_to_nca",
+                                                    "report_to_ncmec",   "escalate_to_specialist",
+                                                    "preserve_evidence", "review_linked_account",
+                                                    kReviewedNotIllegal, kLinkWithdrawn};
   return kActions;
 }
 

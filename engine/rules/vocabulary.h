@@ -24,6 +24,13 @@ std::string DidYouMean(const std::string& value, const std::vector<std::string>&
 
 // The action that discharges an obligation (a human found it not illegal).
 inline constexpr const char* kReviewedNotIllegal = "reviewed_not_illegal";
+// carewatch records it on a linkage alert's review obligation when the
+// other services' signals were withdrawn (docs/signals.md): it discharges.
+inline constexpr const char* kLinkWithdrawn = "link_withdrawn";
+// Actions that discharge an obligation instead of meeting it; never required.
+inline bool IsDischargeAction(const std::string& a) {
+  return a == kReviewedNotIllegal || a == kLinkWithdrawn;
+}
 
 }  // namespace carewatch::rules
 

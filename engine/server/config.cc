@@ -82,6 +82,19 @@ const std::vector<Setting>& Settings() {
        &C::insecure_plaintext},
       {"noop_service", "Serve the benchmark-only Noop service (the transport's baseline)", K::kBool,
        &C::noop_service},
+      {"signals_key", "OPRF key seed for signal tokens (default beside the ledger)", K::kString,
+       &C::signals_key},
+      {"signals_window", "Signal tokens of different services meet within this (e.g. 30d)",
+       K::kDuration, &C::signals_window_seconds},
+      {"signals_min_services", "Services that must hold a token before anyone is alerted", K::kInt,
+       &C::signals_min_services},
+      {"signals_retention", "Signal tokens are deleted this long after they were recorded",
+       K::kDuration, &C::signals_retention_seconds},
+      {"signals_daily_quota", "Blinded elements each service may have evaluated per UTC day",
+       K::kInt64, &C::signals_daily_quota},
+      {"signals_name_sharing",
+       "Service that opted in to being named in other opted-in services' alerts (repeatable)",
+       K::kList, &C::signals_name_sharing},
   };
   return kSettings;
 }
@@ -300,6 +313,16 @@ Status ValidateConfig(const ServerConfig& c) {
     return Status::InvalidArgument("max_clock_skew: must be between 0s and 1d");
   if (c.retention_seconds < 86400 || c.retention_seconds > 10 * 366 * 86400)
     return Status::InvalidArgument("retention: must be between 1d and 3660d");
+  if (c.signals_window_seconds < 60 || c.signals_window_seconds > 366 * 86400)
+    return Status::InvalidArgument("signals_window: must be between 1m and 366d");
+  if (c.signals_retention_seconds < c.signals_window_seconds ||
+      c.signals_retention_seconds > 10 * 366 * 86400)
+    return Status::InvalidArgument(
+        "signals_retention: must be at least signals_window and at most 3660d");
+  if (c.signals_min_services < 2 || c.signals_min_services > 100)
+    return Status::InvalidArgument("signals_min_services: must be between 2 and 100");
+  if (c.signals_daily_quota < 0 || c.signals_daily_quota > 100000000)
+    return Status::InvalidArgument("signals_daily_quota: must be between 0 and 100000000");
   if (c.max_urls < 0 || c.max_hashes < 0)
     return Status::InvalidArgument("max_urls/max_hashes: must not be negative");
   if (c.compile_timeout_ms < 1 || c.compile_timeout_ms > 600000)

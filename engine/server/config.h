@@ -58,6 +58,14 @@ struct ServerConfig {
   // set, else evaluated with a warning in its verdict.
   bool strict_vocabulary = false;
 
+  // Cross-platform signals (docs/signals.md).
+  std::string signals_key;  // OPRF key seed; default beside the ledger (signals.key)
+  int64_t signals_window_seconds = 30 * 86400;      // tokens meet within this
+  int signals_min_services = 2;                     // services before an alert
+  int64_t signals_retention_seconds = 180 * 86400;  // tokens deleted after this
+  int64_t signals_daily_quota = 10000;              // BlindEvaluate elements per service per day
+  std::vector<std::string> signals_name_sharing;    // services named to each other
+
   // Not a setting: the server's clock (unix seconds) for in-process tests.
   // Unset: the wall clock.
   std::function<int64_t()> clock;

@@ -19,8 +19,11 @@ class ModerationService final : public v1::Moderation::Service {
 
   grpc::Status Evaluate(ServerContext* ctx, const v1::EvaluateRequest* req,
                         v1::EvaluateResponse* resp) override {
-    return Serve(*s_, ctx, "Moderation/Evaluate", *req,
-                 [&](const Principal&) { return Submit(req->report(), resp->mutable_verdict()); });
+    return Serve(*s_, ctx, "Moderation/Evaluate", *req, [&](const Principal&) {
+      grpc::Status st = Submit(req->report(), resp->mutable_verdict());
+      if (st.ok()) st = ToGrpc(Link(req->report(), resp->verdict()));
+      return st;
+    });
   }
 
   grpc::Status EvaluateStream(
@@ -64,6 +67,9 @@ class ModerationService final : public v1::Moderation::Service {
     struct Answer {
       v1::EvaluateResponse resp;
       std::unique_ptr<duty::DutyEngine::Pending> pending;
+      // A flagged report naming linked identifiers: turned into signals once
+      // the report is durable, before it is answered.
+      std::unique_ptr<v1::ContentReport> linked;
       bool failed = false;
     };
     struct StreamState {
@@ -94,6 +100,7 @@ class ModerationService final : public v1::Moderation::Service {
         }
         if (!a.failed) {
           Status durable = a.pending->Wait();
+          if (durable.ok() && a.linked) durable = Link(*a.linked, a.resp.verdict());
           if (durable.ok()) {
             Counted(a.resp.verdict());
           } else {
@@ -141,6 +148,9 @@ class ModerationService final : public v1::Moderation::Service {
         a.pending = std::make_unique<duty::DutyEngine::Pending>();
         grpc::Status rs = CheckRequest(s_->config, r);
         if (rs.ok()) rs = Submit(r.report(), a.resp.mutable_verdict(), a.pending.get());
+        if (rs.ok() && r.report().linked_identifiers_size() > 0 &&
+            a.resp.verdict().flags_size() > 0)
+          a.linked = std::make_unique<v1::ContentReport>(r.report());
         if (!rs.ok()) {
           a.failed = true;
           a.resp.Clear();
@@ -180,6 +190,12 @@ class ModerationService final : public v1::Moderation::Service {
     for (const auto& f : fields) s_->metrics.CountUnknownValue(f);
     if (!pending) Counted(*verdict);
     return grpc::Status::OK;
+  }
+  // The report's linked identifiers become signal tokens (flagged reports
+  // only); the identifiers themselves are dropped with the request.
+  Status Link(const v1::ContentReport& report, const v1::Verdict& verdict) {
+    if (report.linked_identifiers_size() == 0) return Status::Ok();
+    return s_->signals->SubmitLinked(report, verdict);
   }
   void Counted(const v1::Verdict& verdict) {
     s_->metrics.CountReports(1);

@@ -12,7 +12,9 @@
 #include "engine/common/digest.h"
 #include "engine/common/utf8.h"
 #include "engine/eval/evaluator.h"
+#include "engine/ledger/derive.h"
 #include "engine/rules/vocabulary.h"
+#include "engine/signals/canonical.h"
 
 namespace carewatch::server {
 
@@ -38,6 +40,13 @@ const std::vector<MethodPolicy>& MethodPolicies() {
       {"Rules/DryRun", "/carewatch.v1.Rules/DryRun", Access::kRuleAuthor},
       {"Rules/GetActiveRuleset", "/carewatch.v1.Rules/GetActiveRuleset", Access::kRuleAuthor},
       {"Rules/Reload", "/carewatch.v1.Rules/Reload", Access::kAdmin},
+      {"Audit/GetLinkageStats", "/carewatch.v1.Audit/GetLinkageStats", Access::kRegulator},
+      {"Signals/BlindEvaluate", "/carewatch.v1.Signals/BlindEvaluate", Access::kPlatform},
+      {"Signals/SubmitSignals", "/carewatch.v1.Signals/SubmitSignals", Access::kPlatform},
+      {"Signals/Subscribe", "/carewatch.v1.Signals/Subscribe", Access::kPlatform},
+      {"Signals/ListAlerts", "/carewatch.v1.Signals/ListAlerts", Access::kPlatform},
+      {"Signals/RecordLinkFeedback", "/carewatch.v1.Signals/RecordLinkFeedback", Access::kPlatform},
+      {"Signals/WithdrawSignals", "/carewatch.v1.Signals/WithdrawSignals", Access::kPlatform},
       {"Noop/Evaluate", "/carewatch.v1.Noop/Evaluate", Access::kBenchmark},
       {"Noop/EvaluateStream", "/carewatch.v1.Noop/EvaluateStream", Access::kBenchmark},
       {"Health/Check", "/grpc.health.v1.Health/Check", Access::kPublic},
@@ -216,6 +225,8 @@ grpc::Status ToGrpc(const Status& s) {
       return {StatusCode::UNAVAILABLE, s.message()};
     case Status::Code::kDataLoss:
       return {StatusCode::DATA_LOSS, s.message()};
+    case Status::Code::kResourceExhausted:
+      return {StatusCode::RESOURCE_EXHAUSTED, s.message()};
     default:
       return {StatusCode::INTERNAL, s.message()};
   }
@@ -368,6 +379,22 @@ grpc::Status CheckReport(const ServerConfig& c, const v1::ContentReport& r,
   for (const auto& [k, v] : r.attributes()) attrs += k.size() + v.size();
   if (attrs > c.max_field_bytes)
     return {StatusCode::INVALID_ARGUMENT, prefix + "attributes: larger than max_field_bytes"};
+  // Review obligations of linkage alerts live under this prefix: carewatch
+  // alone makes such reports.
+  if (r.report_id().rfind(ledger::kLinkageReportPrefix, 0) == 0)
+    return {StatusCode::INVALID_ARGUMENT,
+            prefix + "report_id: ids starting 'linkage:' are carewatch's own (docs/signals.md)"};
+  if (r.linked_identifiers_size() > kMaxLinkedIdentifiers)
+    return TooLarge(prefix + "linked_identifiers", r.linked_identifiers_size(),
+                    kMaxLinkedIdentifiers, "entries");
+  for (int i = 0; i < r.linked_identifiers_size(); ++i) {
+    std::string canonical;
+    Status cs = signals::Canonicalize(r.linked_identifiers(i).kind(),
+                                      r.linked_identifiers(i).value(), &canonical);
+    if (!cs.ok())
+      return {StatusCode::INVALID_ARGUMENT,
+              prefix + "linked_identifiers[" + std::to_string(i) + "]: " + cs.message()};
+  }
   return grpc::Status::OK;
 }
 
@@ -407,7 +434,80 @@ grpc::Status CheckRequest(const ServerConfig&, const v1::RecordActionRequest& r)
   if (s.ok()) s = CheckId("actor", r.actor(), false);
   if (s.ok() && r.action().empty()) s = {StatusCode::INVALID_ARGUMENT, "action: required"};
   if (s.ok()) s = CheckCategory("action", r.action());
+  if (s.ok() && r.action() == rules::kLinkWithdrawn)
+    s = {StatusCode::INVALID_ARGUMENT,
+         "action: link_withdrawn is recorded by carewatch when signals are withdrawn; use "
+         "Signals.WithdrawSignals"};
   return s;
+}
+
+grpc::Status CheckRequest(const ServerConfig&, const v1::GetLinkageStatsRequest& r) {
+  grpc::Status s = CheckId("service_id", r.service_id(), false);
+  if (s.ok() && !r.period().empty() && r.period() != "day" && r.period() != "month")
+    s = {StatusCode::INVALID_ARGUMENT, "period: must be day, month or empty"};
+  return s;
+}
+
+grpc::Status CheckRequest(const ServerConfig&, const v1::BlindEvaluateRequest& r) {
+  grpc::Status s = CheckId("service_id", r.service_id(), true);
+  if (s.ok() && r.blinded_elements_size() == 0)
+    s = {StatusCode::INVALID_ARGUMENT, "blinded_elements: at least one is required"};
+  if (s.ok() && r.blinded_elements_size() > kMaxBlindedElements)
+    s = TooLarge("blinded_elements", r.blinded_elements_size(), kMaxBlindedElements, "elements");
+  for (int i = 0; s.ok() && i < r.blinded_elements_size(); ++i) {
+    if (r.blinded_elements(i).size() != 32)
+      s = {StatusCode::INVALID_ARGUMENT, "blinded_elements[" + std::to_string(i) +
+                                             "]: must be 32 bytes (a ristretto255 element)"};
+  }
+  return s;
+}
+
+grpc::Status CheckRequest(const ServerConfig&, const v1::SubmitSignalsRequest& r) {
+  grpc::Status s = CheckId("service_id", r.service_id(), true);
+  if (s.ok()) s = CheckId("report_id", r.report_id(), true);
+  if (s.ok() && r.signals_size() == 0)
+    s = {StatusCode::INVALID_ARGUMENT, "signals: at least one is required"};
+  if (s.ok() && r.signals_size() > kMaxSignals)
+    s = TooLarge("signals", r.signals_size(), kMaxSignals, "signals");
+  for (int i = 0; s.ok() && i < r.signals_size(); ++i) {
+    const std::string at = "signals[" + std::to_string(i) + "]";
+    if (!signals::IsIdentifierKind(r.signals(i).kind()))
+      s = {StatusCode::INVALID_ARGUMENT, at + ".kind: must be email, phone, handle or profile_url"};
+    else if (r.signals(i).token().size() != 64)
+      s = {StatusCode::INVALID_ARGUMENT, at + ".token: must be the 64-byte OPRF output"};
+    else if (r.signals(i).category().empty())
+      s = {StatusCode::INVALID_ARGUMENT, at + ".category: required (a duty id)"};
+    else
+      s = CheckCategory(at + ".category", r.signals(i).category());
+  }
+  return s;
+}
+
+grpc::Status CheckRequest(const ServerConfig&, const v1::SubscribeAlertsRequest& r) {
+  return CheckId("service_id", r.service_id(), true);
+}
+
+grpc::Status CheckRequest(const ServerConfig&, const v1::ListAlertsRequest& r) {
+  grpc::Status s =
+      First({CheckId("service_id", r.service_id(), true), CheckPageSize(r.page_size())});
+  if (s.ok() && !r.status().empty() && r.status() != "open" && r.status() != "withdrawn")
+    s = {StatusCode::INVALID_ARGUMENT, "status: must be open, withdrawn or empty"};
+  return s;
+}
+
+grpc::Status CheckRequest(const ServerConfig&, const v1::LinkFeedbackRequest& r) {
+  grpc::Status s =
+      First({CheckId("service_id", r.service_id(), true), CheckId("alert_id", r.alert_id(), true),
+             CheckId("actor", r.actor(), false)});
+  if (s.ok() && r.opinion() != "confirmed" && r.opinion() != "not_related" &&
+      r.opinion() != "disputed")
+    s = {StatusCode::INVALID_ARGUMENT, "opinion: must be confirmed, not_related or disputed"};
+  return s;
+}
+
+grpc::Status CheckRequest(const ServerConfig&, const v1::WithdrawSignalsRequest& r) {
+  return First({CheckId("service_id", r.service_id(), true),
+                CheckId("report_id", r.report_id(), true), CheckId("actor", r.actor(), false)});
 }
 
 grpc::Status CheckRequest(const ServerConfig&, const v1::ListBreachesRequest& r) {

@@ -106,6 +106,18 @@ grpc::Status CheckRequest(const ServerConfig& c, const v1::RulePackSet& r);
 grpc::Status CheckRequest(const ServerConfig& c, const v1::DryRunRequest& r);
 grpc::Status CheckRequest(const ServerConfig& c, const v1::GetActiveRulesetRequest& r);
 grpc::Status CheckRequest(const ServerConfig& c, const v1::ReloadRequest& r);
+grpc::Status CheckRequest(const ServerConfig& c, const v1::GetLinkageStatsRequest& r);
+grpc::Status CheckRequest(const ServerConfig& c, const v1::BlindEvaluateRequest& r);
+grpc::Status CheckRequest(const ServerConfig& c, const v1::SubmitSignalsRequest& r);
+grpc::Status CheckRequest(const ServerConfig& c, const v1::SubscribeAlertsRequest& r);
+grpc::Status CheckRequest(const ServerConfig& c, const v1::ListAlertsRequest& r);
+grpc::Status CheckRequest(const ServerConfig& c, const v1::LinkFeedbackRequest& r);
+grpc::Status CheckRequest(const ServerConfig& c, const v1::WithdrawSignalsRequest& r);
+
+// Signals limits.
+inline constexpr int kMaxBlindedElements = 100;
+inline constexpr int kMaxSignals = 32;
+inline constexpr int kMaxLinkedIdentifiers = 16;
 
 // The service a request acts for; nullptr for requests not scoped to one.
 template <typename Request>
@@ -116,6 +128,12 @@ inline const std::string* TenantOf(const v1::EvaluateRequest& r) {
   return &r.report().service_id();
 }
 inline const std::string* TenantOf(const v1::RecordActionRequest& r) { return &r.service_id(); }
+inline const std::string* TenantOf(const v1::BlindEvaluateRequest& r) { return &r.service_id(); }
+inline const std::string* TenantOf(const v1::SubmitSignalsRequest& r) { return &r.service_id(); }
+inline const std::string* TenantOf(const v1::SubscribeAlertsRequest& r) { return &r.service_id(); }
+inline const std::string* TenantOf(const v1::ListAlertsRequest& r) { return &r.service_id(); }
+inline const std::string* TenantOf(const v1::LinkFeedbackRequest& r) { return &r.service_id(); }
+inline const std::string* TenantOf(const v1::WithdrawSignalsRequest& r) { return &r.service_id(); }
 
 // A platform acts only for its own service. A platform method whose request
 // names no service is refused (INTERNAL): the table and TenantOf disagree.

@@ -161,6 +161,23 @@ Status Server::Start() {
     for (const auto& d : diags) all += "\n  " + d;
     return Status::InvalidArgument("rules: " + s.message() + all);
   }
+  {
+    signals::SignalOptions so;
+    so.key_path = config_.signals_key.empty()
+                      ? ledger::LedgerDirectory(config_.ledger) + "/signals.key"
+                      : config_.signals_key;
+    so.window_seconds = config_.signals_window_seconds;
+    so.min_services = config_.signals_min_services;
+    so.retention_seconds = config_.signals_retention_seconds;
+    so.daily_quota = config_.signals_daily_quota;
+    so.name_sharing = config_.signals_name_sharing;
+    so.hmac_key = options.hmac_key;
+    so.now = options.now;
+    state_->signals =
+        std::make_unique<signals::SignalEngine>(state_->ledger.get(), state_->engine.get(), so);
+    s = state_->signals->Open();
+    if (!s.ok()) return s;
+  }
 
   try {
     state_->stream_pool = std::make_unique<WorkerPool>(config_.workers);
@@ -194,6 +211,7 @@ Status Server::Start() {
   services_.push_back(NewModerationService(state_.get()));
   services_.push_back(NewAuditService(state_.get()));
   services_.push_back(NewRulesService(state_.get()));
+  services_.push_back(NewSignalsService(state_.get()));
   if (config_.noop_service) services_.push_back(NewNoopService(state_.get()));
   for (auto& svc : services_) builder.RegisterService(svc.get());
   grpc_ = builder.BuildAndStart();
@@ -202,8 +220,15 @@ Status Server::Start() {
   grpc_->GetHealthCheckService()->SetServingStatus(true);
 
   sweeper_thread_ = std::thread([this] {
+    int64_t last_prune = INT64_MIN;
     while (!stopping_) {
-      Status st = state_->engine->Sweep(config_.clock ? config_.clock() : NowSeconds());
+      const int64_t now = config_.clock ? config_.clock() : NowSeconds();
+      Status st = state_->engine->Sweep(now);
+      // Signal tokens past retention, hourly.
+      if (st.ok() && (last_prune == INT64_MIN || now - last_prune >= 3600)) {
+        st = state_->signals->Prune();
+        if (st.ok()) last_prune = now;
+      }
       {
         // Never ignored: a failed sweep enforces no deadline, so it is logged
         // (once per distinct error), counted and makes /readyz fail.

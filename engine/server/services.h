@@ -16,6 +16,7 @@ std::unique_ptr<grpc::Service> NewModerationService(Server::State* s);
 std::unique_ptr<grpc::Service> NewAuditService(Server::State* s);
 std::unique_ptr<grpc::Service> NewRulesService(Server::State* s);
 std::unique_ptr<grpc::Service> NewNoopService(Server::State* s);
+std::unique_ptr<grpc::Service> NewSignalsService(Server::State* s);
 
 }  // namespace carewatch::server
 

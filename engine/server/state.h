@@ -19,6 +19,7 @@
 #include "engine/server/config.h"
 #include "engine/server/metrics.h"
 #include "engine/server/server.h"
+#include "engine/signals/signals.h"
 
 namespace carewatch::server {
 
@@ -54,6 +55,7 @@ struct Server::State {
   TokenStore tokens;
   std::unique_ptr<ledger::Ledger> ledger;
   std::unique_ptr<duty::DutyEngine> engine;
+  std::unique_ptr<signals::SignalEngine> signals;
   Metrics metrics;
   std::mutex reload_mu;  // one reload at a time
   std::atomic<bool> reload_ok{true};

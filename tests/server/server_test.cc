@@ -33,6 +33,7 @@
 #include "engine/ledger/verify.h"
 #include "engine/server/auth.h"
 #include "engine/server/request.h"
+#include "engine/signals/client.h"
 
 namespace carewatch {
 namespace {
@@ -165,7 +166,7 @@ class ServerTest : public ::testing::Test {
   void TearDown() override {
     if (HasFailure()) std::cerr << "carewatchd's log:\n" << daemon_->Log();
     daemon_.reset();
-    fs::remove_all(dir_);
+    if (!getenv("CW_KEEP")) fs::remove_all(dir_);
   }
 
   void StartDaemon() {
@@ -174,6 +175,7 @@ class ServerTest : public ::testing::Test {
     moderation_ = v1::Moderation::NewStub(channel_);
     audit_ = v1::Audit::NewStub(channel_);
     rules_stub_ = v1::Rules::NewStub(channel_);
+    signals_ = v1::Signals::NewStub(channel_);
   }
 
   // Runs carewatchd with `args` to its end (behind `prefix`, e.g. a
@@ -237,6 +239,7 @@ class ServerTest : public ::testing::Test {
   std::unique_ptr<v1::Moderation::Stub> moderation_;
   std::unique_ptr<v1::Audit::Stub> audit_;
   std::unique_ptr<v1::Rules::Stub> rules_stub_;
+  std::unique_ptr<v1::Signals::Stub> signals_;
 };
 
 TEST_F(ServerTest, RoleRpcTenantMatrix) {
@@ -264,6 +267,25 @@ TEST_F(ServerTest, RoleRpcTenantMatrix) {
   entries.set_end_seq(1);
   v1::GetInclusionProofRequest prove;
   prove.set_seq(1);
+  v1::BlindEvaluateRequest blind;
+  blind.set_service_id("svc-a");
+  blind.add_blinded_elements(std::string(32, '\x01'));  // not an element: refused after auth
+  v1::SubmitSignalsRequest submit;
+  submit.set_service_id("svc-a");
+  submit.set_report_id("m-signals");
+  auto* sig = submit.add_signals();
+  sig->set_kind("handle");
+  sig->set_token(std::string(64, 'x'));
+  sig->set_category("csea.grooming-response");
+  v1::ListAlertsRequest list;
+  list.set_service_id("svc-a");
+  v1::LinkFeedbackRequest feedback;
+  feedback.set_service_id("svc-a");
+  feedback.set_alert_id("none");
+  feedback.set_opinion("confirmed");
+  v1::WithdrawSignalsRequest withdraw;
+  withdraw.set_service_id("svc-a");
+  withdraw.set_report_id("none");
   int counter = 0;
   std::map<std::string, std::pair<Call, std::set<std::string>>> rpcs = {
       {"Evaluate",
@@ -325,6 +347,29 @@ TEST_F(ServerTest, RoleRpcTenantMatrix) {
        {unary(&v1::Rules::Stub::Reload, rules_stub_.get(), v1::ReloadRequest(),
               v1::ReloadResponse()),
         {"admin"}}},
+      {"GetLinkageStats",
+       {unary(&v1::Audit::Stub::GetLinkageStats, audit_.get(), v1::GetLinkageStatsRequest(),
+              v1::GetLinkageStatsResponse()),
+        {"regulator", "admin"}}},
+      {"BlindEvaluate",
+       {unary(&v1::Signals::Stub::BlindEvaluate, signals_.get(), blind,
+              v1::BlindEvaluateResponse()),
+        {"platform_a", "admin"}}},
+      {"SubmitSignals",
+       {unary(&v1::Signals::Stub::SubmitSignals, signals_.get(), submit,
+              v1::SubmitSignalsResponse()),
+        {"platform_a", "admin"}}},
+      {"ListAlerts",
+       {unary(&v1::Signals::Stub::ListAlerts, signals_.get(), list, v1::ListAlertsResponse()),
+        {"platform_a", "admin"}}},
+      {"RecordLinkFeedback",
+       {unary(&v1::Signals::Stub::RecordLinkFeedback, signals_.get(), feedback,
+              v1::LinkFeedbackResponse()),
+        {"platform_a", "admin"}}},
+      {"WithdrawSignals",
+       {unary(&v1::Signals::Stub::WithdrawSignals, signals_.get(), withdraw,
+              v1::WithdrawSignalsResponse()),
+        {"platform_a", "admin"}}},
   };
   std::map<std::string, std::string> who = {{"none", ""},
                                             {"bogus", "cw_not_a_real_token"},
@@ -1511,10 +1556,290 @@ namespace {
 
 // Every RPC in the proto has an access rule, and every rule names an RPC
 // carewatchd serves: a new method cannot be served without one.
+// docs/signals.md: three services; two hold the same account under
+// different spellings, one through the blinded path and one as a flagged
+// report's linked identifier. Alerts reach exactly those two, the third
+// learns nothing, an ignored alert is breached, a withdrawal discharges the
+// other side, quotas hold, and no identifier reaches the database or the log.
+TEST_F(ServerTest, SignalsLinkAccountsAcrossServicesWithoutSharingIdentifiers) {
+  const std::string platform_c = server::NewToken();
+  std::ofstream(dir_ + "/tokens.yaml", std::ios::app)
+      << server::TokenLine(platform_c, "tns-c", server::Role::kPlatform, "svc-c") << "\n";
+  // The review duty's deadline shortened so the test can watch it pass.
+  {
+    std::ifstream in(rules_ + "/csea-grooming.yaml");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    std::string pack = ss.str();
+    const std::string from = "deadline: 48h\n    actions: [review_linked_account]";
+    ASSERT_NE(pack.find(from), std::string::npos);
+    pack.replace(pack.find(from), from.size(),
+                 "deadline: 8s\n    record_grace: 0s\n    actions: [review_linked_account]");
+    std::ofstream(rules_ + "/csea-grooming.yaml", std::ios::trunc) << pack;
+  }
+  daemon_->Start(rules_, {"--signals-daily-quota", "4"});
+  channel_ = grpc::CreateChannel(daemon_->Address(), grpc::InsecureChannelCredentials());
+  moderation_ = v1::Moderation::NewStub(channel_);
+  audit_ = v1::Audit::NewStub(channel_);
+  signals_ = v1::Signals::NewStub(channel_);
+
+  // Synthetic identifiers (example.test; a drama-range phone number).
+  const std::string kHandleA = "OtherApp:@Alice_Example", kHandleB = "otherapp:alice_example";
+  const std::string kEmailB = "Bob.Example@Example.test", kEmailC = "bob.example@example.TEST";
+
+  // svc-a: the blinded path; carewatchd never sees the handle.
+  std::vector<std::string> tokens;
+  int64_t remaining = 0;
+  Status fs = signals::FetchTokens(signals_.get(), platform_a_, "svc-a", {{"handle", kHandleA}},
+                                   &tokens, &remaining);
+  ASSERT_TRUE(fs.ok()) << fs.message();
+  ASSERT_EQ(tokens.size(), 1u);
+  EXPECT_EQ(remaining, 3);
+  auto submit = [&](const std::string& bearer, const std::string& service,
+                    const std::string& report, const std::string& kind, const std::string& token,
+                    v1::SubmitSignalsResponse* resp) {
+    v1::SubmitSignalsRequest req;
+    req.set_service_id(service);
+    req.set_report_id(report);
+    auto* sig = req.add_signals();
+    sig->set_kind(kind);
+    sig->set_token(token);
+    sig->set_category("csea.grooming-response");
+    grpc::ClientContext ctx;
+    Auth(&ctx, bearer);
+    return signals_->SubmitSignals(&ctx, req, resp);
+  };
+  v1::SubmitSignalsResponse sa;
+  ASSERT_TRUE(submit(platform_a_, "svc-a", "a-1", "handle", tokens[0], &sa).ok());
+  EXPECT_EQ(sa.alerts_size(), 0) << "one service alone links nothing";
+
+  // svc-c: an unrelated account.
+  std::vector<std::string> unrelated;
+  ASSERT_TRUE(signals::FetchTokens(signals_.get(), platform_c, "svc-c",
+                                   {{"phone", "+44 7700 900123"}}, &unrelated)
+                  .ok());
+  v1::SubmitSignalsResponse sc;
+  ASSERT_TRUE(submit(platform_c, "svc-c", "c-1", "phone", unrelated[0], &sc).ok());
+
+  // svc-b: the same handle, named by a flagged report.
+  v1::ContentReport rb = Flaggable("b-1", "svc-b");
+  auto* li = rb.add_linked_identifiers();
+  li->set_kind("handle");
+  li->set_value(kHandleB);
+  v1::EvaluateResponse eb;
+  grpc::Status st = Evaluate(platform_b_, rb, &eb);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  ASSERT_GT(eb.verdict().flags_size(), 0);
+
+  auto list = [&](const std::string& bearer, const std::string& service) {
+    v1::ListAlertsRequest req;
+    req.set_service_id(service);
+    v1::ListAlertsResponse resp;
+    grpc::ClientContext ctx;
+    Auth(&ctx, bearer);
+    EXPECT_TRUE(signals_->ListAlerts(&ctx, req, &resp).ok());
+    return std::vector<v1::LinkageAlert>(resp.alerts().begin(), resp.alerts().end());
+  };
+  // Exactly the two services are alerted, each with its own reports only.
+  auto alerts_a = list(platform_a_, "svc-a");
+  auto alerts_b = list(platform_b_, "svc-b");
+  ASSERT_EQ(alerts_a.size(), 1u);
+  ASSERT_EQ(alerts_b.size(), 1u);
+  EXPECT_EQ(
+      std::vector<std::string>(alerts_a[0].report_ids().begin(), alerts_a[0].report_ids().end()),
+      std::vector<std::string>{"a-1"});
+  EXPECT_EQ(
+      std::vector<std::string>(alerts_b[0].report_ids().begin(), alerts_b[0].report_ids().end()),
+      std::vector<std::string>{"b-1"});
+  EXPECT_EQ(alerts_a[0].other_services(), 1);
+  EXPECT_EQ(alerts_a[0].other_service_ids_size(), 0) << "nobody opted in to being named";
+  EXPECT_EQ(alerts_a[0].token_kind(), "handle");
+  EXPECT_NE(alerts_a[0].alert_id(), alerts_b[0].alert_id());
+  EXPECT_TRUE(list(platform_c, "svc-c").empty()) << "the third service learns nothing";
+  // Another service's alert is not the caller's to list or answer.
+  {
+    v1::ListAlertsRequest req;
+    req.set_service_id("svc-a");
+    v1::ListAlertsResponse resp;
+    grpc::ClientContext ctx;
+    Auth(&ctx, platform_c);
+    EXPECT_EQ(signals_->ListAlerts(&ctx, req, &resp).error_code(), StatusCode::PERMISSION_DENIED);
+    v1::LinkFeedbackRequest fr;
+    fr.set_service_id("svc-c");
+    fr.set_alert_id(alerts_a[0].alert_id());
+    fr.set_opinion("confirmed");
+    v1::LinkFeedbackResponse fresp;
+    grpc::ClientContext ctx2;
+    Auth(&ctx2, platform_c);
+    EXPECT_EQ(signals_->RecordLinkFeedback(&ctx2, fr, &fresp).error_code(), StatusCode::NOT_FOUND);
+  }
+  // Subscribe delivers the same alert from cursor 0.
+  {
+    grpc::ClientContext ctx;
+    Auth(&ctx, platform_a_);
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    v1::SubscribeAlertsRequest req;
+    req.set_service_id("svc-a");
+    auto reader = signals_->Subscribe(&ctx, req);
+    v1::LinkageAlert got;
+    ASSERT_TRUE(reader->Read(&got));
+    EXPECT_EQ(got.alert_id(), alerts_a[0].alert_id());
+    ctx.TryCancel();
+  }
+  // svc-b reviews its alert: the review obligation is met.
+  {
+    v1::LinkFeedbackRequest fr;
+    fr.set_service_id("svc-b");
+    fr.set_alert_id(alerts_b[0].alert_id());
+    fr.set_opinion("confirmed");
+    fr.set_actor("mod-7");
+    v1::LinkFeedbackResponse resp;
+    grpc::ClientContext ctx;
+    Auth(&ctx, platform_b_);
+    st = signals_->RecordLinkFeedback(&ctx, fr, &resp);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+    ASSERT_EQ(resp.obligations_size(), 1);
+    EXPECT_EQ(resp.obligations(0).duty_id(), "csea.cross-platform-review");
+    EXPECT_EQ(resp.obligations(0).status(), v1::OBLIGATION_STATUS_MET);
+    EXPECT_EQ(resp.alert().feedback(), "confirmed");
+  }
+
+  // A second link, svc-b and svc-c by email; svc-b withdraws (an appeal
+  // upheld): svc-c's alert is withdrawn and its obligation discharged.
+  std::vector<std::string> eb_tok, ec_tok;
+  ASSERT_TRUE(
+      signals::FetchTokens(signals_.get(), platform_b_, "svc-b", {{"email", kEmailB}}, &eb_tok)
+          .ok());
+  ASSERT_TRUE(
+      signals::FetchTokens(signals_.get(), platform_c, "svc-c", {{"email", kEmailC}}, &ec_tok)
+          .ok());
+  EXPECT_EQ(eb_tok[0], ec_tok[0]) << "one canonical form, one token, whoever asks";
+  v1::SubmitSignalsResponse sb2, sc2;
+  ASSERT_TRUE(submit(platform_b_, "svc-b", "b-2", "email", eb_tok[0], &sb2).ok());
+  ASSERT_TRUE(submit(platform_c, "svc-c", "c-2", "email", ec_tok[0], &sc2).ok());
+  ASSERT_EQ(sc2.alerts_size(), 1) << "the submission that completes a link alerts its caller";
+  const std::string c_alert = sc2.alerts(0).alert_id();
+  {
+    v1::WithdrawSignalsRequest wr;
+    wr.set_service_id("svc-b");
+    wr.set_report_id("b-2");
+    v1::WithdrawSignalsResponse resp;
+    grpc::ClientContext ctx;
+    Auth(&ctx, platform_b_);
+    st = signals_->WithdrawSignals(&ctx, wr, &resp);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+    EXPECT_EQ(resp.signals_withdrawn(), 1);
+    EXPECT_EQ(resp.own_alerts_withdrawn(), 1);
+  }
+  auto alerts_c = list(platform_c, "svc-c");
+  ASSERT_EQ(alerts_c.size(), 1u);
+  EXPECT_EQ(alerts_c[0].alert_id(), c_alert);
+  EXPECT_EQ(alerts_c[0].status(), "withdrawn");
+  {
+    // The review obligation was discharged: a late review changes nothing.
+    v1::RecordActionRequest ar;
+    ar.set_service_id("svc-c");
+    ar.set_report_id(alerts_c[0].review_report_id());
+    ar.set_action("review_linked_account");
+    ar.mutable_taken_at()->set_seconds(Now());
+    v1::RecordActionResponse resp;
+    grpc::ClientContext ctx;
+    Auth(&ctx, platform_c);
+    ASSERT_TRUE(moderation_->RecordAction(&ctx, ar, &resp).ok());
+    ASSERT_EQ(resp.obligations_size(), 1);
+    EXPECT_EQ(resp.obligations(0).status(), v1::OBLIGATION_STATUS_DISCHARGED);
+    // A platform cannot discharge its own review by claiming a withdrawal.
+    ar.set_action("link_withdrawn");
+    grpc::ClientContext ctx2;
+    Auth(&ctx2, platform_c);
+    EXPECT_EQ(moderation_->RecordAction(&ctx2, ar, &resp).error_code(),
+              StatusCode::INVALID_ARGUMENT);
+  }
+
+  // Quotas: svc-c has had 2 of its 4 elements today.
+  {
+    std::vector<std::string> more;
+    Status q = signals::FetchTokens(
+        signals_.get(), platform_c, "svc-c",
+        {{"email", "x1@example.test"}, {"email", "x2@example.test"}, {"email", "x3@example.test"}},
+        &more);
+    EXPECT_EQ(q.code(), Status::Code::kResourceExhausted) << q.message();
+    EXPECT_TRUE(signals::FetchTokens(signals_.get(), platform_c, "svc-c",
+                                     {{"email", "x1@example.test"}, {"email", "x2@example.test"}},
+                                     &more, &remaining)
+                    .ok());
+    EXPECT_EQ(remaining, 0);
+  }
+
+  // svc-a ignores its alert: breached after the (shortened) deadline.
+  v1::ListBreachesResponse breaches;
+  for (int i = 0; i < 150; ++i) {
+    v1::ListBreachesRequest br;
+    br.set_duty_id("csea.cross-platform-review");
+    breaches.Clear();
+    grpc::ClientContext ctx;
+    Auth(&ctx, regulator_);
+    ASSERT_TRUE(audit_->ListBreaches(&ctx, br, &breaches).ok());
+    if (breaches.breaches_size() > 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_EQ(breaches.breaches_size(), 1);
+  EXPECT_EQ(breaches.breaches(0).service_id(), "svc-a");
+  EXPECT_EQ(breaches.breaches(0).report_id(), alerts_a[0].review_report_id());
+
+  // The regulator sees aggregates: per service and category, no tokens.
+  {
+    v1::GetLinkageStatsRequest req;
+    v1::GetLinkageStatsResponse resp;
+    grpc::ClientContext ctx;
+    Auth(&ctx, regulator_);
+    ASSERT_TRUE(audit_->GetLinkageStats(&ctx, req, &resp).ok());
+    // Every alert here carries svc-a's and svc-c's category; svc-b's report
+    // adds its own flag's duty to the first link.
+    std::map<std::string, v1::LinkageStatsRow> by_service;
+    std::set<std::string> categories;
+    for (const auto& r : resp.rows()) {
+      categories.insert(r.category());
+      if (r.category() == "csea.grooming-response") by_service[r.service_id()] = r;
+    }
+    EXPECT_EQ(categories.size(), 2u);
+    ASSERT_EQ(by_service.size(), 3u);
+    EXPECT_EQ(by_service["svc-a"].alerts(), 1);
+    EXPECT_EQ(by_service["svc-a"].breaches(), 1);
+    EXPECT_EQ(by_service["svc-a"].reviewed(), 0);
+    EXPECT_EQ(by_service["svc-b"].alerts(), 2);
+    EXPECT_EQ(by_service["svc-b"].reviewed(), 1);
+    EXPECT_EQ(by_service["svc-b"].withdrawn(), 1);
+    EXPECT_EQ(by_service["svc-c"].withdrawn(), 1);
+    EXPECT_EQ(by_service["svc-a"].category(), "csea.grooming-response");
+  }
+
+  // No identifier, in any spelling, in the database files or the log.
+  daemon_->Kill(SIGTERM);
+  std::string stored;
+  for (const auto& entry : fs::directory_iterator(dir_)) {
+    if (entry.path().filename().string().rfind("ledger.db", 0) != 0 &&
+        entry.path().filename() != "carewatchd.log")
+      continue;
+    std::ifstream in(entry.path(), std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    stored += ss.str();
+  }
+  ASSERT_GT(stored.size(), 10000u);
+  for (const std::string& raw :
+       {kHandleA, kHandleB, std::string("alice_example"), std::string("Alice_Example"), kEmailB,
+        kEmailC, std::string("bob.example"), std::string("7700900123"),
+        std::string("x1@example.test")}) {
+    EXPECT_EQ(stored.find(raw), std::string::npos) << raw << " was stored";
+  }
+}
+
 TEST(RequestPath, EveryMethodHasAnAccessRuleAndEveryRuleAMethod) {
   std::set<std::string> served;
   for (const auto* svc : {v1::Moderation::service_full_name(), v1::Audit::service_full_name(),
-                          v1::Rules::service_full_name(), v1::Noop::service_full_name()}) {
+                          v1::Rules::service_full_name(), v1::Noop::service_full_name(),
+                          v1::Signals::service_full_name()}) {
     const auto* d = google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(svc);
     ASSERT_NE(d, nullptr) << svc;
     for (int i = 0; i < d->method_count(); ++i) {
