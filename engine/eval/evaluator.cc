@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <set>
 
 #include "engine/common/digest.h"
 #include "engine/common/utf8.h"
@@ -186,6 +187,22 @@ Status Evaluator::Create(std::shared_ptr<const rules::RuleSet> ruleset,
     std::vector<uint32_t> ids;
     e->CollectScanLeaves(e->rule_root_[r], &ids);
     for (uint32_t id : ids) e->scan_rules_[id].push_back(r);
+  }
+  // `extract:` leaves keep an RE2 of their own: it finds the capture group
+  // in the rare report whose rule flagged.
+  RE2::Options re2_options;
+  re2_options.set_log_errors(false);
+  for (const rules::Rule& rule : e->ruleset_->rules()) {
+    std::vector<const rules::Condition*> stack = {&rule.when};
+    while (!stack.empty()) {
+      const rules::Condition* c = stack.back();
+      stack.pop_back();
+      for (const auto& child : c->children) stack.push_back(&child);
+      if (c->kind != rules::Condition::Kind::kRegex || c->extract_kind.empty()) continue;
+      auto re = std::make_unique<RE2>(rules::Re2Pattern(c->regex, c->regex_flags), re2_options);
+      if (!re->ok()) return Status::InvalidArgument("rule " + rule.id + ": " + re->error());
+      e->extractors_.push_back({rule.id, c, std::move(re)});
+    }
   }
   Status s = options.use_re2_set
                  ? match::Matcher::BuildWithRe2Set(std::move(leaves), &e->matcher_)
@@ -553,6 +570,51 @@ Status Evaluator::Explain(const v1::ContentReport& report, Context& ctx,
     traces->push_back(std::move(trace));
   }
   return Status::Ok();
+}
+
+}  // namespace carewatch::eval
+
+namespace carewatch::eval {
+
+std::vector<std::pair<std::string, std::string>> Evaluator::ExtractIdentifiers(
+    const v1::ContentReport& report, const v1::Verdict& verdict, size_t limit) const {
+  std::vector<std::pair<std::string, std::string>> out;
+  if (extractors_.empty()) return out;
+  std::set<std::string> flagged;
+  for (const auto& f : verdict.flags()) flagged.insert(f.rule_id());
+  std::set<std::pair<std::string, std::string>> seen;
+  for (const Extractor& x : extractors_) {
+    if (!flagged.count(x.rule_id)) continue;
+    std::vector<const std::string*> values;
+    if (const std::string* v = SingleValue(report, x.leaf->field)) {
+      values.push_back(v);
+    } else if (x.leaf->field == rules::Field::kUrl) {
+      for (const auto& u : report.urls()) values.push_back(&u);
+    }
+    for (const std::string* value : values) {
+      const std::string text =
+          x.leaf->normalize ? match::FoldForMatching(*value) : std::string(*value);
+      re2::StringPiece input(text);
+      const int groups = x.re->NumberOfCapturingGroups();
+      while (out.size() < limit && !input.empty()) {
+        re2::StringPiece submatch[2];
+        size_t at = static_cast<size_t>(input.data() - text.data());
+        if (!x.re->Match(text, at, text.size(), RE2::UNANCHORED, submatch, groups >= 1 ? 2 : 1))
+          break;
+        const re2::StringPiece found = groups >= 1 ? submatch[1] : submatch[0];
+        const size_t end = static_cast<size_t>(submatch[0].data() - text.data()) +
+                           std::max<size_t>(submatch[0].size(), 1);
+        input = re2::StringPiece(text.data() + std::min(end, text.size()),
+                                 text.size() - std::min(end, text.size()));
+        if (found.empty()) continue;
+        std::string v(found.data(), found.size());
+        if (!x.leaf->extract_platform.empty()) v = x.leaf->extract_platform + ":" + v;
+        if (seen.insert({x.leaf->extract_kind, v}).second)
+          out.emplace_back(x.leaf->extract_kind, v);
+      }
+    }
+  }
+  return out;
 }
 
 }  // namespace carewatch::eval

@@ -1,10 +1,13 @@
 #ifndef CAREWATCH_ENGINE_EVAL_EVALUATOR_H_
 #define CAREWATCH_ENGINE_EVAL_EVALUATOR_H_
 
+#include <re2/re2.h>
+
 #include <cstdint>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "carewatch/v1/report.pb.h"
@@ -75,6 +78,15 @@ class Evaluator {
   Status Explain(const v1::ContentReport& report, Context& context,
                  std::vector<RuleTrace>* traces) const;
 
+  // Identifiers that the `extract:` leaves of the rules in `verdict` find in
+  // the report (docs/signals.md), at most `limit`, each once: (kind, value)
+  // with a handle written PLATFORM:HANDLE. Not canonicalised.
+  std::vector<std::pair<std::string, std::string>> ExtractIdentifiers(
+      const v1::ContentReport& report, const v1::Verdict& verdict, size_t limit) const;
+
+  // Whether any rule has an `extract:` leaf.
+  bool extracts() const { return !extractors_.empty(); }
+
   const rules::RuleSet& ruleset() const { return *ruleset_; }
   std::shared_ptr<const rules::RuleSet> shared_ruleset() const { return ruleset_; }
   const match::Matcher& matcher() const { return *matcher_; }
@@ -125,6 +137,12 @@ class Evaluator {
   std::vector<uint32_t> scan_node_;                // scan id -> node
   std::vector<std::vector<uint32_t>> scan_rules_;  // scan id -> rules using it
   std::vector<uint32_t> always_rules_;             // rules that can match without a scan hit
+  struct Extractor {
+    std::string rule_id;
+    const rules::Condition* leaf = nullptr;
+    std::unique_ptr<RE2> re;
+  };
+  std::vector<Extractor> extractors_;  // regex leaves with `extract:`
 
   // Distinct for every Evaluator ever made in the process (an address may
   // be reused after a reload): the key of the threads' own Contexts.

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <set>
+#include <tuple>
 
 #include "engine/ledger/evidence.h"
 #include "engine/rules/duration.h"
@@ -415,6 +416,61 @@ Status ComputeStats(LedgerBackend& backend, const std::string& service_id,
     if (key >= first_listed) out->push_back(std::move(p));
     if (key == last) break;
     key = NextPeriod(key, period);
+  }
+  return Status::Ok();
+}
+
+Status LinkageStats(LedgerBackend& backend, const std::string& service_id, int64_t from, int64_t to,
+                    const std::string& period, std::vector<v1::LinkageStatsRow>* out,
+                    size_t max_rows) {
+  AlertQuery q;
+  q.service_id = service_id;
+  q.delivered_from = from;
+  q.delivered_to = to;
+  q.limit = 10000;
+  const size_t prefix = period == "day" ? 10 : 7;
+  struct Acc {
+    int64_t alerts = 0, reviewed = 0, withdrawn = 0, breaches = 0;
+    double review_seconds = 0;
+  };
+  std::map<std::tuple<std::string, std::string, std::string>, Acc> acc;
+  for (;;) {
+    std::vector<AlertRecord> page;
+    if (Status s = backend.QueryAlerts(q, &page); !s.ok()) return s;
+    for (const AlertRecord& r : page) {
+      q.after_seq = r.alert.cursor();
+      const std::string when = rules::FormatDateTime(r.delivered_at).substr(0, prefix);
+      std::vector<std::string> categories(r.alert.categories().begin(), r.alert.categories().end());
+      if (categories.empty()) categories.push_back("");
+      for (const std::string& c : categories) {
+        auto key = std::make_tuple(when, r.alert.service_id(), c);
+        if (!acc.count(key) && acc.size() >= max_rows)
+          return Status::InvalidArgument("more than " + std::to_string(max_rows) +
+                                         " rows: ask for a shorter range, one service or months");
+        Acc& a = acc[key];
+        ++a.alerts;
+        if (r.reviewed_at > 0) {
+          ++a.reviewed;
+          a.review_seconds +=
+              static_cast<double>(std::max<int64_t>(0, r.reviewed_at - r.delivered_at));
+        }
+        if (r.alert.status() == "withdrawn") ++a.withdrawn;
+        if (r.breached) ++a.breaches;
+      }
+    }
+    if (page.size() < q.limit) break;
+  }
+  for (const auto& [key, a] : acc) {
+    v1::LinkageStatsRow row;
+    row.set_period(std::get<0>(key));
+    row.set_service_id(std::get<1>(key));
+    row.set_category(std::get<2>(key));
+    row.set_alerts(a.alerts);
+    row.set_reviewed(a.reviewed);
+    row.set_withdrawn(a.withdrawn);
+    row.set_breaches(a.breaches);
+    if (a.reviewed > 0) row.set_mean_review_seconds(a.review_seconds / a.reviewed);
+    out->push_back(std::move(row));
   }
   return Status::Ok();
 }

@@ -783,7 +783,7 @@ bool Loader::ParseCondition(const YAML::Node& node, int depth, Condition* out) {
 bool Loader::ParseLeaf(const YAML::Node& node, Condition* out) {
   if (!CheckMap(node, "a condition",
                 {"field", "regex", "phrases", "equals", "in", "in_list", "exists", "flags",
-                 "normalize"})) {
+                 "normalize", "extract"})) {
     return false;
   }
   if (!GetString(node, "field", &out->field_name, true)) return false;
@@ -822,6 +822,37 @@ bool Loader::ParseLeaf(const YAML::Node& node, Condition* out) {
   if (node["flags"] && op != "regex") {
     Error(node["flags"], "'flags' applies only to regex conditions");
     return false;
+  }
+  if (node["extract"]) {
+    const YAML::Node x = node["extract"];
+    if (op != "regex") {
+      Error(x, "'extract' applies only to regex conditions (its capture group names the account)");
+      return false;
+    }
+    if (x.IsMap()) {
+      if (!CheckMap(x, "extract", {"kind", "platform"})) return false;
+      if (!GetString(x, "kind", &out->extract_kind, true)) return false;
+      if (x["platform"] && !GetString(x, "platform", &out->extract_platform, true)) return false;
+    } else if (!AsString(x, "extract", &out->extract_kind)) {
+      return false;
+    }
+    const std::vector<std::string> kinds = {"email", "phone", "handle", "profile_url"};
+    if (std::find(kinds.begin(), kinds.end(), out->extract_kind) == kinds.end()) {
+      Error(x, "extract: unknown identifier kind '" + Excerpt(out->extract_kind) + "'" +
+                   DidYouMean(out->extract_kind, kinds) + " (email, phone, handle, profile_url)");
+      return false;
+    }
+    if ((out->extract_kind == "handle") != !out->extract_platform.empty()) {
+      Error(x, out->extract_kind == "handle"
+                   ? "extract: a handle needs its platform: {kind: handle, platform: NAME}"
+                   : "extract: only a handle has a platform");
+      return false;
+    }
+    if (out->extract_platform.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789._-") !=
+        std::string::npos) {
+      Error(x, "extract: the platform name may hold a-z 0-9 . - _ only");
+      return false;
+    }
   }
   if (node["normalize"]) {
     if (!scanned) {

@@ -80,6 +80,10 @@ struct Condition {
   std::string list;                 // in_list
   bool exists = true;
   bool normalize = false;
+  // `extract:` (regex leaves): what the match names, as a signal identifier
+  // (docs/signals.md): its first capture group, or the whole match.
+  std::string extract_kind;      // email | phone | handle | profile_url; "" : none
+  std::string extract_platform;  // handle only: the platform the handle lives on
 
   bool IsLeaf() const { return kind >= Kind::kRegex; }
   bool IsScanned() const { return kind == Kind::kRegex || kind == Kind::kPhrases; }

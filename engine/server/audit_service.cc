@@ -2,12 +2,9 @@
 // ledger (AUDIT_ACCESS) before it is answered; every answer is paged and
 // bounded in bytes.
 #include <algorithm>
-#include <map>
-#include <tuple>
 
 #include "engine/ledger/audit.h"
 #include "engine/ledger/evidence.h"
-#include "engine/rules/duration.h"
 #include "engine/server/request.h"
 #include "engine/server/services.h"
 
@@ -43,57 +40,15 @@ class AuditService final : public v1::Audit::Service {
   grpc::Status GetLinkageStats(ServerContext* ctx, const v1::GetLinkageStatsRequest* req,
                                v1::GetLinkageStatsResponse* resp) override {
     return Serve(*s_, ctx, "Audit/GetLinkageStats", *req, [&](const Principal&) -> grpc::Status {
-      ledger::AlertQuery q;
-      q.service_id = req->service_id();
-      if (req->range().has_from()) q.delivered_from = req->range().from().seconds();
-      if (req->range().has_to()) q.delivered_to = req->range().to().seconds();
-      q.limit = 10000;
-      const size_t prefix = req->period() == "day" ? 10 : 7;
-      struct Acc {
-        int64_t alerts = 0, reviewed = 0, withdrawn = 0, breaches = 0;
-        double review_seconds = 0;
-      };
-      std::map<std::tuple<std::string, std::string, std::string>, Acc> acc;
-      constexpr size_t kMaxRows = 10000;
-      for (;;) {
-        std::vector<ledger::AlertRecord> page;
-        grpc::Status st = ToGrpc(s_->ledger->backend().QueryAlerts(q, &page));
-        if (!st.ok()) return st;
-        for (const auto& r : page) {
-          q.after_seq = r.alert.cursor();
-          const std::string period = rules::FormatDateTime(r.delivered_at).substr(0, prefix);
-          std::vector<std::string> cats(r.alert.categories().begin(), r.alert.categories().end());
-          if (cats.empty()) cats.push_back("");
-          for (const auto& c : cats) {
-            auto key = std::make_tuple(period, r.alert.service_id(), c);
-            if (!acc.count(key) && acc.size() >= kMaxRows)
-              return {StatusCode::RESOURCE_EXHAUSTED,
-                      "more than 10000 rows: ask for a shorter range, one service or months"};
-            Acc& a = acc[key];
-            ++a.alerts;
-            if (r.reviewed_at > 0) {
-              ++a.reviewed;
-              a.review_seconds +=
-                  static_cast<double>(std::max<int64_t>(0, r.reviewed_at - r.delivered_at));
-            }
-            if (r.alert.status() == "withdrawn") ++a.withdrawn;
-            if (r.breached) ++a.breaches;
-          }
-        }
-        if (page.size() < q.limit) break;
-      }
-      for (const auto& [key, a] : acc) {
-        v1::LinkageStatsRow* row = resp->add_rows();
-        row->set_period(std::get<0>(key));
-        row->set_service_id(std::get<1>(key));
-        row->set_category(std::get<2>(key));
-        row->set_alerts(a.alerts);
-        row->set_reviewed(a.reviewed);
-        row->set_withdrawn(a.withdrawn);
-        row->set_breaches(a.breaches);
-        if (a.reviewed > 0) row->set_mean_review_seconds(a.review_seconds / a.reviewed);
-      }
-      return grpc::Status::OK;
+      std::vector<v1::LinkageStatsRow> rows;
+      Status st = ledger::LinkageStats(
+          s_->ledger->backend(), req->service_id(),
+          req->range().has_from() ? req->range().from().seconds() : INT64_MIN,
+          req->range().has_to() ? req->range().to().seconds() : INT64_MAX, req->period(), &rows);
+      if (st.code() == Status::Code::kInvalidArgument)
+        return {StatusCode::RESOURCE_EXHAUSTED, st.message()};
+      for (auto& r : rows) *resp->add_rows() = std::move(r);
+      return ToGrpc(st);
     });
   }
 

@@ -148,8 +148,9 @@ class ModerationService final : public v1::Moderation::Service {
         a.pending = std::make_unique<duty::DutyEngine::Pending>();
         grpc::Status rs = CheckRequest(s_->config, r);
         if (rs.ok()) rs = Submit(r.report(), a.resp.mutable_verdict(), a.pending.get());
-        if (rs.ok() && r.report().linked_identifiers_size() > 0 &&
-            a.resp.verdict().flags_size() > 0)
+        auto evaluator = s_->engine->evaluator();
+        if (rs.ok() && a.resp.verdict().flags_size() > 0 &&
+            (r.report().linked_identifiers_size() > 0 || (evaluator && evaluator->extracts())))
           a.linked = std::make_unique<v1::ContentReport>(r.report());
         if (!rs.ok()) {
           a.failed = true;
@@ -194,8 +195,11 @@ class ModerationService final : public v1::Moderation::Service {
   // The report's linked identifiers become signal tokens (flagged reports
   // only); the identifiers themselves are dropped with the request.
   Status Link(const v1::ContentReport& report, const v1::Verdict& verdict) {
-    if (report.linked_identifiers_size() == 0) return Status::Ok();
-    return s_->signals->SubmitLinked(report, verdict);
+    if (verdict.flags_size() == 0) return Status::Ok();
+    std::vector<std::pair<std::string, std::string>> extracted;
+    if (auto e = s_->engine->evaluator()) extracted = e->ExtractIdentifiers(report, verdict, 16);
+    if (report.linked_identifiers_size() == 0 && extracted.empty()) return Status::Ok();
+    return s_->signals->SubmitLinked(report, verdict, extracted);
   }
   void Counted(const v1::Verdict& verdict) {
     s_->metrics.CountReports(1);

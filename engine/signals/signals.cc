@@ -312,8 +312,11 @@ Status SignalEngine::OpenReview(const v1::LinkageAlert& alert, int64_t delivered
   return s;
 }
 
-Status SignalEngine::SubmitLinked(const v1::ContentReport& report, const v1::Verdict& verdict) {
-  if (report.linked_identifiers_size() == 0 || verdict.flags_size() == 0) return Status::Ok();
+Status SignalEngine::SubmitLinked(
+    const v1::ContentReport& report, const v1::Verdict& verdict,
+    const std::vector<std::pair<std::string, std::string>>& extracted) {
+  if ((report.linked_identifiers_size() == 0 && extracted.empty()) || verdict.flags_size() == 0)
+    return Status::Ok();
   std::set<std::string> duties;
   for (const auto& f : verdict.flags()) duties.insert(f.duty_id());
   std::vector<SignalInput> signals;
@@ -322,6 +325,12 @@ Status SignalEngine::SubmitLinked(const v1::ContentReport& report, const v1::Ver
     if (Status s = TokenOf(id.kind(), id.value(), &token); !s.ok()) return s;
     for (const auto& d : duties) signals.push_back({id.kind(), token, d});
   }
+  for (const auto& [kind, value] : extracted) {
+    std::string token;
+    if (!TokenOf(kind, value, &token).ok()) continue;
+    for (const auto& d : duties) signals.push_back({kind, token, d});
+  }
+  if (signals.empty()) return Status::Ok();
   return Submit(report.service_id(), report.report_id(), signals, nullptr);
 }
 

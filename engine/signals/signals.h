@@ -88,10 +88,13 @@ class SignalEngine {
   Status Submit(const std::string& service_id, const std::string& report_id,
                 const std::vector<SignalInput>& signals, std::vector<v1::LinkageAlert>* own_alerts);
 
-  // Turns a flagged report's linked_identifiers into tokens (categories: the
-  // flags' duties) and submits them; identifiers of a report that matched
-  // nothing are discarded. The identifiers were checked by CheckIdentifiers.
-  Status SubmitLinked(const v1::ContentReport& report, const v1::Verdict& verdict);
+  // Turns a flagged report's linked_identifiers, and the identifiers its
+  // rules' `extract:` leaves found (`extracted`: (kind, value)), into tokens
+  // (categories: the flags' duties) and submits them. Identifiers of a
+  // report that matched nothing are discarded; an extracted value that is
+  // not a valid identifier of its kind is skipped.
+  Status SubmitLinked(const v1::ContentReport& report, const v1::Verdict& verdict,
+                      const std::vector<std::pair<std::string, std::string>>& extracted = {});
 
   // A service's alerts after `q.after_seq` (q.service_id required).
   Status ListAlerts(const ledger::AlertQuery& q, std::vector<v1::LinkageAlert>* out);

@@ -202,6 +202,30 @@ TEST(Evaluator, ExplainShowsEveryNode) {
   EXPECT_FALSE(traces[0].nodes[2].value);
 }
 
+TEST(Evaluator, ExtractLeavesNameTheAccountsOfFlaggedRulesOnly) {
+  auto e = MakeEvaluator(PackWithRules(
+      Rule("handle",
+           "{field: text, regex: 'my snap is @?([a-z0-9_.]{3,20})', "
+           "extract: {kind: handle, platform: snapchat}}") +
+      Rule("email", "{field: text, regex: '[a-z0-9.]+@[a-z0-9.]+\\.test', extract: email}") +
+      Rule("plain", "{field: text, phrases: [alpha]}")));
+  ASSERT_TRUE(e->extracts());
+  v1::ContentReport r =
+      Report(R"({"text":"My snap is @Kid_One, or my snap is kid.two; mail a.b@example.test"})");
+  v1::Verdict v;
+  ASSERT_TRUE(e->Evaluate(r, &v).ok());
+  using Ids2 = std::vector<std::pair<std::string, std::string>>;
+  // The capture group, each match once, per kind; a handle names its platform.
+  EXPECT_EQ(e->ExtractIdentifiers(r, v, 16), (Ids2{{"handle", "snapchat:Kid_One"},
+                                                   {"handle", "snapchat:kid.two"},
+                                                   {"email", "a.b@example.test"}}));
+  EXPECT_EQ(e->ExtractIdentifiers(r, v, 1).size(), 1u);
+  // Only the rules in the verdict: a verdict without them extracts nothing.
+  v1::Verdict other;
+  other.add_flags()->set_rule_id("plain");
+  EXPECT_TRUE(e->ExtractIdentifiers(r, other, 16).empty());
+}
+
 TEST(ReportJson, RejectsUnknownFieldsAndBadTypes) {
   v1::ContentReport r;
   EXPECT_FALSE(ParseReportJson(R"({"txt":"x"})", &r).ok());

@@ -89,6 +89,24 @@ TEST(Loader, MissingRequiredKey) {
       "missing required key 'duty'", "r1");
 }
 
+TEST(Loader, ExtractNeedsARegexAKnownKindAndAPlatformForHandles) {
+  auto pack = [](const std::string& leaf) {
+    return PackWithRules("  - id: r1\n    duty: d\n    severity: high\n    when: " + leaf + "\n");
+  };
+  LoadResult ok =
+      LoadPack(pack("{field: text, regex: 'x([a-z]+)', extract: {kind: handle, "
+                    "platform: otherapp}}"));
+  EXPECT_TRUE(ok.ruleset) << testing::Describe(ok.diagnostics);
+  ExpectErrorAt(pack("{field: text, phrases: [a], extract: email}"), 9, 48,
+                "'extract' applies only to regex", "r1");
+  ExpectErrorAt(pack("{field: text, regex: 'a', extract: emial}"), 9, 46,
+                "unknown identifier kind 'emial' (did you mean 'email'?)", "r1");
+  ExpectErrorAt(pack("{field: text, regex: 'a', extract: handle}"), 9, 46,
+                "a handle needs its platform", "r1");
+  ExpectErrorAt(pack("{field: text, regex: 'a', extract: {kind: email, platform: x}}"), 9, 46,
+                "only a handle has a platform", "r1");
+}
+
 TEST(Loader, UnknownKeyInRule) {
   ExpectErrorAt(PackWithRules("  - id: r1\n    duty: d\n    severity: high\n    colour: red\n"
                               "    when: {field: text, regex: 'a'}\n"),

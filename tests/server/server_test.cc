@@ -1756,6 +1756,43 @@ TEST_F(ServerTest, SignalsLinkAccountsAcrossServicesWithoutSharingIdentifiers) {
               StatusCode::INVALID_ARGUMENT);
   }
 
+  // A rule's `extract:` leaf names a handle in a report's text: the server
+  // turns it into a token, and the same handle from svc-a links the two.
+  {
+    v1::ContentReport rc = Flaggable("c-3", "svc-c");
+    rc.set_surface("direct_message");
+    rc.set_subject_age_band("13_to_15");
+    rc.set_text("my snap is @Dana_Example see you there");
+    v1::EvaluateResponse ec;
+    st = Evaluate(platform_c, rc, &ec);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+    std::vector<std::string> snap;
+    ASSERT_TRUE(signals::FetchTokens(signals_.get(), platform_a_, "svc-a",
+                                     {{"handle", "snapchat:dana_example"}}, &snap)
+                    .ok());
+    v1::SubmitSignalsResponse sa3;
+    ASSERT_TRUE(submit(platform_a_, "svc-a", "a-3", "handle", snap[0], &sa3).ok());
+    ASSERT_EQ(sa3.alerts_size(), 1) << "the extracted handle links svc-a and svc-c";
+    EXPECT_EQ(sa3.alerts(0).other_services(), 1);
+    // Both review it at once (this test waits for one breach only).
+    for (const auto& [bearer, service] : {std::make_pair(platform_a_, std::string("svc-a")),
+                                          std::make_pair(platform_c, std::string("svc-c"))}) {
+      auto mine = list(bearer, service);
+      ASSERT_FALSE(mine.empty());
+      v1::LinkFeedbackRequest fr;
+      fr.set_service_id(service);
+      fr.set_alert_id(mine.back().alert_id());
+      fr.set_opinion("disputed");
+      v1::LinkFeedbackResponse resp;
+      grpc::ClientContext ctx;
+      Auth(&ctx, bearer);
+      ASSERT_TRUE(signals_->RecordLinkFeedback(&ctx, fr, &resp).ok());
+      EXPECT_EQ(std::vector<std::string>(mine.back().report_ids().begin(),
+                                         mine.back().report_ids().end()),
+                std::vector<std::string>{service == "svc-a" ? "a-3" : "c-3"});
+    }
+  }
+
   // Quotas: svc-c has had 2 of its 4 elements today.
   {
     std::vector<std::string> more;
@@ -1802,11 +1839,11 @@ TEST_F(ServerTest, SignalsLinkAccountsAcrossServicesWithoutSharingIdentifiers) {
       categories.insert(r.category());
       if (r.category() == "csea.grooming-response") by_service[r.service_id()] = r;
     }
-    EXPECT_EQ(categories.size(), 2u);
+    EXPECT_GE(categories.size(), 2u);
     ASSERT_EQ(by_service.size(), 3u);
-    EXPECT_EQ(by_service["svc-a"].alerts(), 1);
+    EXPECT_EQ(by_service["svc-a"].alerts(), 2);
     EXPECT_EQ(by_service["svc-a"].breaches(), 1);
-    EXPECT_EQ(by_service["svc-a"].reviewed(), 0);
+    EXPECT_EQ(by_service["svc-a"].reviewed(), 1);
     EXPECT_EQ(by_service["svc-b"].alerts(), 2);
     EXPECT_EQ(by_service["svc-b"].reviewed(), 1);
     EXPECT_EQ(by_service["svc-b"].withdrawn(), 1);
@@ -1828,9 +1865,9 @@ TEST_F(ServerTest, SignalsLinkAccountsAcrossServicesWithoutSharingIdentifiers) {
   }
   ASSERT_GT(stored.size(), 10000u);
   for (const std::string& raw :
-       {kHandleA, kHandleB, std::string("alice_example"), std::string("Alice_Example"), kEmailB,
-        kEmailC, std::string("bob.example"), std::string("7700900123"),
-        std::string("x1@example.test")}) {
+       {kHandleA, kHandleB, std::string("alice_example"), std::string("Alice_Example"),
+        std::string("ana_Example"), std::string("ana_example"), kEmailB, kEmailC,
+        std::string("bob.example"), std::string("7700900123"), std::string("x1@example.test")}) {
     EXPECT_EQ(stored.find(raw), std::string::npos) << raw << " was stored";
   }
 }

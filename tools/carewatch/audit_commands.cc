@@ -27,6 +27,7 @@ class AuditSource {
   virtual Status Breaches(v1::ListBreachesRequest req, std::vector<v1::Breach>* out) = 0;
   virtual Status Findings(v1::ListFindingsRequest req, std::vector<v1::Finding>* out) = 0;
   virtual Status Stats(v1::GetStatsRequest req, std::vector<v1::PeriodStats>* out) = 0;
+  virtual Status Linkage(v1::GetLinkageStatsRequest req, std::vector<v1::LinkageStatsRow>* out) = 0;
 };
 
 int64_t FromOr(const v1::TimeRange& r, int64_t fallback) {
@@ -89,6 +90,11 @@ class LedgerSource : public AuditSource {
     return s;
   }
 
+  Status Linkage(v1::GetLinkageStatsRequest req, std::vector<v1::LinkageStatsRow>* out) override {
+    return ledger::LinkageStats(*b_, req.service_id(), FromOr(req.range(), INT64_MIN),
+                                ToOr(req.range(), INT64_MAX), req.period(), out);
+  }
+
  private:
   std::unique_ptr<ledger::LedgerBackend> b_;
 };
@@ -121,6 +127,14 @@ class ServerSource : public AuditSource {
                                          for (auto& p : *r.mutable_periods())
                                            out->push_back(std::move(p));
                                        });
+  }
+  Status Linkage(v1::GetLinkageStatsRequest req, std::vector<v1::LinkageStatsRow>* out) override {
+    v1::GetLinkageStatsResponse resp;
+    grpc::ClientContext ctx;
+    Authorize(&ctx, token_);
+    Status s = FromGrpc(stub_->GetLinkageStats(&ctx, req, &resp), "GetLinkageStats");
+    for (auto& r : *resp.mutable_rows()) out->push_back(std::move(r));
+    return s;
   }
 
  private:
@@ -247,6 +261,24 @@ void PrintStats(const std::vector<v1::PeriodStats>& stats, bool json) {
   }
 }
 
+void PrintLinkage(const std::vector<v1::LinkageStatsRow>& rows, bool json) {
+  if (json) {
+    for (const auto& r : rows) std::cout << eval::ToJson(r) << "\n";
+    return;
+  }
+  std::printf("%-10s %-20s %-30s %7s %8s %9s %8s  %s\n", "PERIOD", "SERVICE", "CATEGORY", "ALERTS",
+              "REVIEWED", "WITHDRAWN", "BREACHES", "MEAN REVIEW");
+  for (const auto& r : rows) {
+    std::printf("%-10s %-20s %-30s %7lld %8lld %9lld %8lld  %s\n", r.period().c_str(),
+                r.service_id().c_str(), r.category().empty() ? "-" : r.category().c_str(),
+                static_cast<long long>(r.alerts()), static_cast<long long>(r.reviewed()),
+                static_cast<long long>(r.withdrawn()), static_cast<long long>(r.breaches()),
+                r.reviewed() > 0
+                    ? rules::FormatDuration(static_cast<int64_t>(r.mean_review_seconds())).c_str()
+                    : "-");
+  }
+}
+
 int RunAudit(const std::string& what, const std::string& ledger_url, const AuditFilters& f,
              bool json) {
   if (what == "evidence") return RunAuditEvidence(ledger_url, f, json);
@@ -299,7 +331,23 @@ int RunAudit(const std::string& what, const std::string& ledger_url, const Audit
     std::vector<v1::Finding> all;
     s = source->Findings(req, &all);
     if (s.ok()) PrintFindings(std::move(all), json);
+  } else if (what == "linkage") {
+    if (f.period != "day" && f.period != "month") {
+      std::cerr << "error: audit linkage takes --period day or month\n";
+      return kExitUsage;
+    }
+    v1::GetLinkageStatsRequest req;
+    req.set_service_id(f.service_id);
+    req.set_period(f.period);
+    *req.mutable_range() = range;
+    std::vector<v1::LinkageStatsRow> rows;
+    s = source->Linkage(req, &rows);
+    if (s.ok()) PrintLinkage(rows, json);
   } else {
+    if (f.period == "day") {
+      std::cerr << "error: audit stats takes --period month, quarter or year\n";
+      return kExitUsage;
+    }
     v1::GetStatsRequest req;
     req.set_service_id(f.service_id);
     req.set_period(f.period);
@@ -325,27 +373,32 @@ void RegisterAuditCommands(CommandTable& table) {
   };
   auto o = std::make_shared<Options>();
   AuditFilters& f = o->filters;
-  CLI::App* audit = table.Add(
-      "audit", "Regulator queries: breaches | findings | evidence ID | entries | prove SEQ | stats",
-      [o] {
-        AuditFilters& f = o->filters;
-        if (o->ledger_url.empty() && f.server.empty()) {
-          std::cerr << "error: audit needs --ledger or --server\n";
-          return kExitUsage;
-        }
-        if (o->what == "prove") {
-          char* end = nullptr;
-          f.seq = std::strtoull(f.finding_id.c_str(), &end, 10);
-          if (f.finding_id.empty() || *end != '\0' || f.seq == 0) {
-            std::cerr << "error: audit prove needs a SEQ (a positive number)\n";
-            return kExitUsage;
-          }
-        }
-        return RunAudit(o->what, o->ledger_url, f, o->json);
-      });
-  audit->add_option("query", o->what, "breaches, findings, evidence, entries, prove or stats")
+  CLI::App* audit = table.Add("audit",
+                              "Regulator queries: breaches | findings | evidence ID | entries | "
+                              "prove SEQ | stats | linkage",
+                              [o] {
+                                AuditFilters& f = o->filters;
+                                if (o->ledger_url.empty() && f.server.empty()) {
+                                  std::cerr << "error: audit needs --ledger or --server\n";
+                                  return kExitUsage;
+                                }
+                                if (o->what == "prove") {
+                                  char* end = nullptr;
+                                  f.seq = std::strtoull(f.finding_id.c_str(), &end, 10);
+                                  if (f.finding_id.empty() || *end != '\0' || f.seq == 0) {
+                                    std::cerr
+                                        << "error: audit prove needs a SEQ (a positive number)\n";
+                                    return kExitUsage;
+                                  }
+                                }
+                                return RunAudit(o->what, o->ledger_url, f, o->json);
+                              });
+  audit
+      ->add_option("query", o->what,
+                   "breaches, findings, evidence, entries, prove, stats or linkage")
       ->required()
-      ->check(CLI::IsMember({"breaches", "findings", "evidence", "entries", "prove", "stats"}));
+      ->check(CLI::IsMember(
+          {"breaches", "findings", "evidence", "entries", "prove", "stats", "linkage"}));
   audit->add_option("id", f.finding_id, "evidence: the finding; prove: the seq");
   audit->add_option("--bundle", f.bundle,
                     "evidence: write a self-contained bundle file (check with verify --evidence)");
@@ -363,10 +416,13 @@ void RegisterAuditCommands(CommandTable& table) {
                     "From this date or time (UTC). breaches: the breach's moment; findings: open "
                     "at some moment from here; stats: periods from this day");
   audit->add_option("--to", f.to, "Up to this date (the whole day) or time, as --from");
-  audit->add_option("--period", f.period, "stats: month, quarter or year")
-      ->check(CLI::IsMember({"month", "quarter", "year"}));
+  audit
+      ->add_option("--period", f.period,
+                   "stats: month, quarter or year; linkage: day or month (default month)")
+      ->check(CLI::IsMember({"day", "month", "quarter", "year"}));
   audit->add_flag("--json", o->json,
-                  "One message a line in the protobuf JSON mapping (Breach, Finding, PeriodStats)");
+                  "One message a line in the protobuf JSON mapping (Breach, Finding, PeriodStats, "
+                  "LinkageStatsRow)");
 }
 
 }  // namespace carewatch::cli

@@ -45,6 +45,7 @@ void RegisterLedgerCommands(CommandTable& table);    // replay verify key
 void RegisterAuditCommands(CommandTable& table);     // audit
 void RegisterClientCommands(CommandTable& table);    // token evaluate action load push
 void RegisterReportCommands(CommandTable& table);    // report
+void RegisterSignalCommands(CommandTable& table);    // signal
 
 // The same --rules on every command that reads rules: repeatable, a pack
 // file or a directory of packs each time.

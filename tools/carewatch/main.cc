@@ -49,7 +49,8 @@ int Run(int argc, char** argv) {
   app.set_version_flag("--version", "carewatch 0.1.0");
   CommandTable table(&app);
   for (auto add : {RegisterRuleCommands, RegisterScenarioCommands, RegisterLedgerCommands,
-                   RegisterAuditCommands, RegisterClientCommands, RegisterReportCommands}) {
+                   RegisterAuditCommands, RegisterClientCommands, RegisterReportCommands,
+                   RegisterSignalCommands}) {
     add(table);
   }
   try {
