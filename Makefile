@@ -40,7 +40,7 @@ tsan-test: deps
 	cmake -S . -B $(TSAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCAREWATCH_SANITIZE=thread $(CMAKE_FLAGS)
 	cmake --build $(TSAN_BUILD) -j $(JOBS) --target carewatch_unit_tests
 	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
-	  $(TSAN_BUILD)/tests/carewatch_unit_tests --gtest_filter='EvaluatorThreads.*:Matcher.*:LedgerTest.*:DutyEngine*'
+	  $(TSAN_BUILD)/tests/carewatch_unit_tests --gtest_filter='EvaluatorThreads.*:Matcher.*:LedgerTest.*:DutyEngine*:SignalEngine*'
 
 fuzz-smoke: deps
 	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
@@ -66,6 +66,7 @@ run: deps $(BUILD)/build.ninja
 bench: build test-deps
 	$(BUILD)/tools/carewatch_bench
 	$(BUILD)/tools/carewatch_bench_ledger
+	$(BUILD)/tools/carewatch_bench_signals
 	tools/bench/bench_replay.sh 1000000 $(BUILD)
 	tools/bench/bench_server.sh 10 $(BUILD)
 	tools/bench/bench_state.sh $(BUILD) 100000 1000000

@@ -208,15 +208,15 @@ Status SignalEngine::Submit(const std::string& service_id, const std::string& re
         q.status = "open";
         q.limit = 1;
         if (Status s = ledger_->backend().QueryAlerts(q, &rec); !s.ok()) return s;
-        // An alert still being written (pending) counts as open.
-        const bool pending = std::any_of(pending_alerts_.begin(), pending_alerts_.end(),
-                                         [&](const auto& p) { return p.alert_id == a.alert_id; });
-        if (!rec.empty() || pending) {
+        // An alert still being written (pending) counts as open, as it
+        // will stand once durable.
+        auto held = pending_bodies_.find(a.alert_id);
+        if (held != pending_bodies_.end()) {
           exists = true;
-          if (!rec.empty())
-            previous = rec[0].alert;
-          else
-            previous.set_alert_id(a.alert_id);
+          previous = held->second.second;
+        } else if (!rec.empty()) {
+          exists = true;
+          previous = rec[0].alert;
         }
       }
       v1::LinkageAlert alert;
@@ -241,7 +241,7 @@ Status SignalEngine::Submit(const std::string& service_id, const std::string& re
       alert.set_review_report_id(std::string(ledger::kLinkageReportPrefix) + alert.alert_id());
       // An existing alert is delivered again only when what it says changed
       // beyond its last_seen: a new report of its own, or more services.
-      if (exists && !previous.service_id().empty()) {
+      if (exists) {
         v1::LinkageAlert a = alert, b = previous;
         for (auto* x : {&a, &b}) {
           x->clear_last_seen();
@@ -250,8 +250,6 @@ Status SignalEngine::Submit(const std::string& service_id, const std::string& re
         }
         if (a.SerializeAsString() == b.SerializeAsString()) continue;
         alert.set_feedback(previous.feedback());
-      } else if (exists) {
-        continue;  // being written by a call in flight
       }
       v1::LedgerEvent e = NewEvent(v1::LINKAGE_DETECTED);
       *e.mutable_linkage_alert() = alert;
@@ -264,13 +262,20 @@ Status SignalEngine::Submit(const std::string& service_id, const std::string& re
   std::vector<std::multimap<std::pair<std::string, std::string>, ledger::SignalRow>::iterator> mine;
   for (const auto& r : extras.signals)
     mine.push_back(pending_signals_.emplace(std::make_pair(r.kind, r.token), r));
-  const size_t alerts_before = pending_alerts_.size();
   pending_alerts_.insert(pending_alerts_.end(), extras.alert_tokens.begin(),
                          extras.alert_tokens.end());
   std::vector<ledger::AlertTokenRow> my_alerts = extras.alert_tokens;
+  for (const auto& [alert, is_new] : delivered) {
+    auto& held = pending_bodies_[alert.alert_id()];
+    ++held.first;
+    held.second = alert;
+  }
   Status s = Commit(&events, std::move(extras), lock);
+  for (const auto& [alert, is_new] : delivered) {
+    auto it = pending_bodies_.find(alert.alert_id());
+    if (--it->second.first == 0) pending_bodies_.erase(it);
+  }
   for (auto it : mine) pending_signals_.erase(it);
-  (void)alerts_before;
   for (const auto& a : my_alerts) {
     auto it = std::find_if(pending_alerts_.begin(), pending_alerts_.end(),
                            [&](const auto& p) { return p.alert_id == a.alert_id; });
@@ -282,18 +287,28 @@ Status SignalEngine::Submit(const std::string& service_id, const std::string& re
     alerts_cv_.notify_all();
   }
   lock.unlock();
+  // The review obligations of new alerts, queued together so that they
+  // share a commit; answered once all are durable.
+  std::vector<std::unique_ptr<duty::DutyEngine::Pending>> reviews;
+  Status result;
   for (size_t i = 0; i < delivered.size(); ++i) {
     auto& [alert, is_new] = delivered[i];
     alert.set_cursor(events[i].seq());
-    if (is_new) {
-      if (Status r = OpenReview(alert, now); !r.ok()) return r;
+    if (is_new && result.ok()) {
+      reviews.push_back(std::make_unique<duty::DutyEngine::Pending>());
+      result = OpenReview(alert, now, reviews.back().get());
     }
     if (own_alerts && alert.service_id() == service_id) own_alerts->push_back(alert);
   }
-  return Status::Ok();
+  for (auto& p : reviews) {
+    Status w = p->Wait();
+    if (result.ok()) result = w;
+  }
+  return result;
 }
 
-Status SignalEngine::OpenReview(const v1::LinkageAlert& alert, int64_t delivered_at) {
+Status SignalEngine::OpenReview(const v1::LinkageAlert& alert, int64_t delivered_at,
+                                duty::DutyEngine::Pending* pending) {
   // The review obligation is an ordinary obligation: a report only carewatch
   // makes, which the packs' rules on reason `linkage_alert` flag. Its content
   // is fixed at delivery, so opening it again is an idempotent retry.
@@ -307,7 +322,7 @@ Status SignalEngine::OpenReview(const v1::LinkageAlert& alert, int64_t delivered
   r.set_reason("linkage_alert");
   (*r.mutable_attributes())["linkage.token_kind"] = alert.token_kind();
   v1::Verdict verdict;
-  Status s = duties_->SubmitReport(r, &verdict);
+  Status s = duties_->SubmitReport(r, &verdict, pending);
   if (s.code() == Status::Code::kAlreadyExists) return Status::Ok();
   return s;
 }

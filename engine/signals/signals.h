@@ -128,8 +128,10 @@ class SignalEngine {
   int64_t Now() const;
   std::string AlertId(const std::string& service_id, const std::string& kind,
                       const std::string& token, int64_t first_seen) const;
-  // Opens the review obligation of a delivered alert (idempotent).
-  Status OpenReview(const v1::LinkageAlert& alert, int64_t delivered_at);
+  // Opens the review obligation of a delivered alert (idempotent). With
+  // `pending`, returns once it is queued: pending->Wait() says when durable.
+  Status OpenReview(const v1::LinkageAlert& alert, int64_t delivered_at,
+                    duty::DutyEngine::Pending* pending = nullptr);
   // Commits events and extras, waiting with mu_ released; `pending` rows
   // are visible to linkage meanwhile.
   Status Commit(std::vector<v1::LedgerEvent>* events, ledger::BatchExtras extras,
@@ -144,6 +146,9 @@ class SignalEngine {
   std::mutex mu_;
   std::multimap<std::pair<std::string, std::string>, ledger::SignalRow> pending_signals_;
   std::vector<ledger::AlertTokenRow> pending_alerts_;
+  // Alerts delivered by calls not yet durable, as delivered (with how many
+  // calls hold them): what a concurrent call compares its view against.
+  std::map<std::string, std::pair<int, v1::LinkageAlert>> pending_bodies_;
   std::map<std::pair<std::string, std::string>, int64_t> pending_quota_;  // (service, day)
   std::condition_variable alerts_cv_;
   uint64_t alert_cursor_ = 0;

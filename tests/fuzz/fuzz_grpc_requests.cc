@@ -76,7 +76,9 @@ Fixture* Start() {
   for (const auto& p : server::MethodPolicies()) {
     std::string path(p.path);
     // Streams are driven below; the benchmark service is off.
-    if (path.rfind("/carewatch.v1.", 0) != 0 || path.find("Noop") != std::string::npos) continue;
+    if (path.rfind("/carewatch.v1.", 0) != 0 || path.find("Noop") != std::string::npos ||
+        path == "/carewatch.v1.Signals/Subscribe")
+      continue;
     f->paths.push_back(path);
   }
   return f;
@@ -130,6 +132,22 @@ void Stream(Fixture& f, const std::string& token, const std::string& message) {
   stream->Finish().ok();
 }
 
+// Signals.Subscribe: the message as the request, read for a moment (the
+// stream stays open until the client goes away).
+void Subscribe(Fixture& f, const std::string& token, const std::string& message) {
+  auto stub = v1::Signals::NewStub(f.channel);
+  grpc::ClientContext ctx;
+  if (!token.empty()) ctx.AddMetadata("authorization", "Bearer " + token);
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(300));
+  v1::SubscribeAlertsRequest req;
+  if (!req.ParseFromString(message)) return;
+  auto reader = stub->Subscribe(&ctx, req);
+  v1::LinkageAlert alert;
+  while (reader->Read(&alert)) {
+  }
+  reader->Finish().ok();
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -137,9 +155,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Fixture& f = Shared();
   const std::string& token = f.tokens[data[1] % f.tokens.size()];
   std::string message(reinterpret_cast<const char*>(data + 2), size - 2);
-  size_t pick = data[0] % (f.paths.size() + 1);
+  size_t pick = data[0] % (f.paths.size() + 2);
   if (pick == f.paths.size()) {
     Stream(f, token, message);
+    return 0;
+  }
+  if (pick == f.paths.size() + 1) {
+    Subscribe(f, token, message);
     return 0;
   }
   grpc::Status st = Unary(f, f.paths[pick], token, message);
