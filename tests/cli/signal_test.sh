@@ -75,6 +75,10 @@ check "no file carewatchd wrote holds the identifier" \
   bash -c "! grep -rqai 'carol' '$tmp/led' '$tmp/d.log'"
 "$cw" verify --ledger "sqlite://$tmp/led/ledger.db" --vkey "$tmp/led/deployment.vkey" > "$tmp/verify.out" 2>&1
 check "the ledger verifies" test $? -eq 0
+"$cw" report --ledger "sqlite://$tmp/led/ledger.db" --vkey "$tmp/led/deployment.vkey" \
+  -o "$tmp/report.html" > "$tmp/report.out" 2>&1
+check "the evidence report is written over signal events" test $? -eq 0
+check "... and holds no identifier" bash -c "! grep -qai 'carol' '$tmp/report.html'"
 
 echo "signal: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
