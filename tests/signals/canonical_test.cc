@@ -65,7 +65,9 @@ TEST(Canonical, RefusesWhatIsNotAnIdentifierWithoutRepeatingIt) {
     Status s = Canonicalize(r.kind, r.in, &out);
     ASSERT_EQ(s.code(), Status::Code::kInvalidArgument);
     EXPECT_NE(s.message().find(r.out), std::string::npos) << s.message();
-    if (std::string(r.in).size() > 3) EXPECT_EQ(s.message().find(r.in), std::string::npos);
+    if (std::string(r.in).size() > 3) {
+      EXPECT_EQ(s.message().find(r.in), std::string::npos);
+    }
   }
   std::string out;
   EXPECT_FALSE(Canonicalize("email", std::string(600, 'a') + "@example.test", &out).ok());
