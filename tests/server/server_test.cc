@@ -569,6 +569,59 @@ TEST_F(ServerTest, EvaluateStreamAnswersEveryReport) {
   EXPECT_EQ(flagged, kN - kN / 3);
 }
 
+// A streamed report's linked identifiers become signals before it is
+// answered; an unflagged report's are dropped.
+TEST_F(ServerTest, EvaluateStreamLinksTheIdentifiersOfFlaggedReports) {
+  StartDaemon();
+  signals_ = v1::Signals::NewStub(channel_);
+  {
+    grpc::ClientContext ctx;
+    Auth(&ctx, platform_a_);
+    auto stream = moderation_->EvaluateStream(&ctx);
+    for (int i = 0; i < 2; ++i) {
+      v1::EvaluateRequest req;
+      *req.mutable_report() = Flaggable("s-" + std::to_string(i), "svc-a");
+      if (i == 1) req.mutable_report()->set_reason("spam");  // not flagged
+      auto* li = req.mutable_report()->add_linked_identifiers();
+      li->set_kind("phone");
+      li->set_value(i == 0 ? "+44 7700 900456" : "+44 7700 900789");
+      ASSERT_TRUE(stream->Write(req));
+    }
+    stream->WritesDone();
+    v1::EvaluateResponse resp;
+    while (stream->Read(&resp)) EXPECT_TRUE(resp.error().empty()) << resp.error();
+    ASSERT_TRUE(stream->Finish().ok());
+  }
+  int n = 0;
+  for (const char* phone : {"0044 7700 900456", "0044 7700 900789"}) {
+    v1::ContentReport r = Flaggable("b-" + std::to_string(n++), "svc-b");
+    auto* li = r.add_linked_identifiers();
+    li->set_kind("phone");
+    li->set_value(phone);
+    ASSERT_TRUE(Evaluate(platform_b_, r).ok());
+  }
+  v1::ListAlertsRequest req;
+  req.set_service_id("svc-a");
+  v1::ListAlertsResponse resp;
+  grpc::ClientContext ctx;
+  Auth(&ctx, platform_a_);
+  ASSERT_TRUE(signals_->ListAlerts(&ctx, req, &resp).ok());
+  ASSERT_EQ(resp.alerts_size(), 1) << "only the flagged report's identifier was kept";
+  EXPECT_EQ(resp.alerts(0).report_ids(0), "s-0");
+  // A bad identifier is refused before anything is recorded, naming the
+  // rule, not the value.
+  v1::ContentReport bad = Flaggable("bad-1", "svc-a");
+  auto* li = bad.add_linked_identifiers();
+  li->set_kind("phone");
+  li->set_value("07700 900111");
+  grpc::Status st = Evaluate(platform_a_, bad);
+  EXPECT_EQ(st.error_code(), StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(st.error_message().find("linked_identifiers[0]: phone: needs its country code"),
+            std::string::npos)
+      << st.error_message();
+  EXPECT_EQ(st.error_message().find("900111"), std::string::npos);
+}
+
 // Threads of a running process, from /proc.
 int ThreadsOf(pid_t pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/status");
