@@ -210,37 +210,16 @@ std::shared_ptr<Ledger::Ticket> Ledger::Enqueue(std::vector<v1::LedgerEvent>* ev
                                                 BatchExtras extras) {
   auto ticket = std::make_shared<Ticket>();
   ticket->extras = std::move(extras);
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (!error_.ok()) {
-      ticket->done = true;
-      ticket->status = error_;
-      return ticket;
-    }
-    for (v1::LedgerEvent& e : *events) e.set_seq(next_seq_++);
-    ticket->events = *events;
-    // In the queue from here, so seqs stay in order; the writer takes it
-    // once its rows are ready.
-    ticket->ready = events->empty();
-    queue_.push_back(ticket);
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!error_.ok()) {
+    ticket->done = true;
+    ticket->status = error_;
+    return ticket;
   }
-  if (!events->empty()) {
-    // Serialising and hashing run on the caller's thread, many at once,
-    // not on the one writer thread every commit waits for.
-    ticket->rows.reserve(events->size());
-    for (const v1::LedgerEvent& e : ticket->events) {
-      StoredEvent row;
-      row.seq = e.seq();
-      row.type = e.type();
-      row.time = e.time().seconds();
-      row.payload = SerializeDeterministic(e);
-      row.leaf_hash = LeafHash(row.payload);
-      ticket->rows.push_back(std::move(row));
-    }
-    std::lock_guard<std::mutex> lock(mu_);
-    ticket->ready = true;
-  }
-  cv_.notify_all();
+  for (v1::LedgerEvent& e : *events) e.set_seq(next_seq_++);
+  ticket->events = *events;
+  queue_.push_back(ticket);
+  cv_.notify_one();
   return ticket;
 }
 
@@ -345,9 +324,8 @@ void Ledger::WriterLoop() {
     {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait_for(lock, std::chrono::milliseconds(200),
-                   [this] { return stop_ || (!queue_.empty() && queue_.front()->ready); });
-      if (queue_.empty() || !queue_.front()->ready) {
-        if (!queue_.empty()) continue;  // the front ticket's rows are being made
+                   [this] { return stop_ || !queue_.empty(); });
+      if (queue_.empty()) {
         if (stop_) return;
         // Idle: roll report counts up into the log when it is time...
         if (!unrolled_.empty() &&
@@ -370,11 +348,7 @@ void Ledger::WriterLoop() {
         }
         continue;
       }
-      // The ready prefix of the queue, in seq order.
-      while (!queue_.empty() && queue_.front()->ready) {
-        batch.push_back(std::move(queue_.front()));
-        queue_.pop_front();
-      }
+      batch.swap(queue_);
     }
     bool force = false;
     for (const auto& t : batch) force = force || t->flush;
@@ -405,20 +379,14 @@ Status Ledger::WriteOne(std::deque<std::shared_ptr<Ticket>>& batch, bool force_c
   WriteSet w;
   std::vector<const v1::LedgerEvent*> parsed;
   for (const auto& t : batch) {
-    const bool prepared = t->rows.size() == t->events.size();
-    for (size_t i = 0; i < t->events.size(); ++i) {
-      const v1::LedgerEvent& e = t->events[i];
-      if (prepared) {
-        w.events.push_back(std::move(t->rows[i]));
-      } else {  // queued by the ledger itself (rollups)
-        StoredEvent row;
-        row.seq = e.seq();
-        row.type = e.type();
-        row.time = e.time().seconds();
-        row.payload = SerializeDeterministic(e);
-        row.leaf_hash = LeafHash(row.payload);
-        w.events.push_back(std::move(row));
-      }
+    for (const v1::LedgerEvent& e : t->events) {
+      StoredEvent row;
+      row.seq = e.seq();
+      row.type = e.type();
+      row.time = e.time().seconds();
+      row.payload = SerializeDeterministic(e);
+      row.leaf_hash = LeafHash(row.payload);
+      w.events.push_back(std::move(row));
       parsed.push_back(&e);
     }
   }

@@ -381,10 +381,6 @@ class Ledger::Ticket {
  private:
   friend class Ledger;
   std::vector<v1::LedgerEvent> events;
-  // The events as stored, made by Enqueue's caller; `ready` (under the
-  // ledger's mu_) once they are. Empty for tickets the ledger queues itself.
-  std::vector<StoredEvent> rows;
-  bool ready = true;
   BatchExtras extras;
   bool flush = false;
   size_t pruned = 0;  // a prune's deleted rows, once done
