@@ -598,8 +598,8 @@ void DutyEngine::FillProgressLocked(v1::Obligation* x) const {
 }
 
 Status DutyEngine::SubmitReport(const v1::ContentReport& report, v1::Verdict* verdict,
-                                Pending* pending) {
-  Status s = SubmitReportOnce(report, verdict, pending);
+                                Pending* pending, Identifiers* extracted) {
+  Status s = SubmitReportOnce(report, verdict, pending, extracted);
   if (s.ok()) {
     // Every answer says, per obligation, what is done and what is owed: all
     // owed for a new report, the current state for a retry.
@@ -610,7 +610,7 @@ Status DutyEngine::SubmitReport(const v1::ContentReport& report, v1::Verdict* ve
 }
 
 Status DutyEngine::SubmitReportOnce(const v1::ContentReport& report, v1::Verdict* verdict,
-                                    Pending* pending) {
+                                    Pending* pending, Identifiers* extracted) {
   if (report.report_id().empty()) return Status::InvalidArgument("report.report_id: required");
   if (report.service_id().empty()) return Status::InvalidArgument("report.service_id: required");
   if (!report.has_received_at()) return Status::InvalidArgument("report.received_at: required");
@@ -660,7 +660,7 @@ Status DutyEngine::SubmitReportOnce(const v1::ContentReport& report, v1::Verdict
                      : "it matched no rule");
   }
   std::shared_ptr<ledger::Ledger::Ticket> ticket;
-  s = SubmitNew(report, digest, verdict, pending ? &ticket : nullptr);
+  s = SubmitNew(report, digest, verdict, pending ? &ticket : nullptr, extracted);
   // Retries of this report wait until its outcome is known: durable or not.
   auto finish = [this, mine, key, first = *verdict](const Status& outcome) {
     {
@@ -685,7 +685,8 @@ Status DutyEngine::SubmitReportOnce(const v1::ContentReport& report, v1::Verdict
 
 // REQUIRES: this thread holds the Inflight entry of the report's key.
 Status DutyEngine::SubmitNew(const v1::ContentReport& report, const std::string& digest,
-                             v1::Verdict* verdict, std::shared_ptr<ledger::Ledger::Ticket>* defer) {
+                             v1::Verdict* verdict, std::shared_ptr<ledger::Ledger::Ticket>* defer,
+                             Identifiers* extracted) {
   if (ledger_) {
     // Recorded before, and durable: a retry across a restart.
     ledger::ReportIndexRow row;
@@ -719,6 +720,8 @@ Status DutyEngine::SubmitNew(const v1::ContentReport& report, const std::string&
   // Evaluate outside the lock: it is the expensive part and thread-safe.
   Status s = evaluator->Evaluate(report, verdict);
   if (!s.ok()) return Status::InvalidArgument("report." + s.message());
+  if (extracted && verdict->flags_size() > 0 && evaluator->extracts())
+    *extracted = evaluator->ExtractIdentifiers(report, *verdict, 16);
 
   std::unique_lock<std::mutex> lock(mu_);
   RetireDurable();

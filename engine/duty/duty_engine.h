@@ -111,9 +111,14 @@ class DutyEngine {
   // ledger: the verdict is filled, but it must not be answered before
   // pending->Wait() returns OK (durable). Callers that answer many reports
   // (EvaluateStream) keep more of them in one group commit this way.
+  //
+  // With `extracted`, a flagged new report's identifiers that the rules'
+  // `extract:` leaves found are added to it (kind, value): for signal
+  // tokens, never stored (a retry extracts nothing).
   class Pending;
+  using Identifiers = std::vector<std::pair<std::string, std::string>>;
   Status SubmitReport(const v1::ContentReport& report, v1::Verdict* verdict,
-                      Pending* pending = nullptr);
+                      Pending* pending = nullptr, Identifiers* extracted = nullptr);
 
   // Records an action and the transitions it causes. `obligations` receives
   // the report's obligations after it, `seq` (may be null) the seq of its
@@ -219,7 +224,8 @@ class DutyEngine {
   // Applies `e` at once and keeps it for Commit.
   void Emit(std::vector<v1::LedgerEvent>* events, v1::LedgerEvent e);
   // A retry's answer from what the first submission left.
-  Status SubmitReportOnce(const v1::ContentReport& report, v1::Verdict* verdict, Pending* pending);
+  Status SubmitReportOnce(const v1::ContentReport& report, v1::Verdict* verdict, Pending* pending,
+                          Identifiers* extracted);
   // Sets actions_done and actions_outstanding of `o` from what is recorded.
   // REQUIRES: mu_ held.
   void FillProgressLocked(v1::Obligation* o) const;
@@ -227,7 +233,7 @@ class DutyEngine {
                const std::string& first_digest, const v1::Verdict& first, v1::Verdict* verdict,
                const std::string& first_described) const;
   Status SubmitNew(const v1::ContentReport& report, const std::string& digest, v1::Verdict* verdict,
-                   std::shared_ptr<ledger::Ledger::Ticket>* defer);
+                   std::shared_ptr<ledger::Ledger::Ticket>* defer, Identifiers* extracted);
 
   ledger::Ledger* ledger_;
   DutyEngineOptions options_;

@@ -20,8 +20,9 @@ class ModerationService final : public v1::Moderation::Service {
   grpc::Status Evaluate(ServerContext* ctx, const v1::EvaluateRequest* req,
                         v1::EvaluateResponse* resp) override {
     return Serve(*s_, ctx, "Moderation/Evaluate", *req, [&](const Principal&) {
-      grpc::Status st = Submit(req->report(), resp->mutable_verdict());
-      if (st.ok()) st = ToGrpc(Link(req->report(), resp->verdict()));
+      duty::DutyEngine::Identifiers extracted;
+      grpc::Status st = Submit(req->report(), resp->mutable_verdict(), nullptr, &extracted);
+      if (st.ok()) st = ToGrpc(Link(req->report(), resp->verdict(), extracted));
       return st;
     });
   }
@@ -70,6 +71,7 @@ class ModerationService final : public v1::Moderation::Service {
       // A flagged report naming linked identifiers: turned into signals once
       // the report is durable, before it is answered.
       std::unique_ptr<v1::ContentReport> linked;
+      duty::DutyEngine::Identifiers extracted;
       bool failed = false;
     };
     struct StreamState {
@@ -100,7 +102,7 @@ class ModerationService final : public v1::Moderation::Service {
         }
         if (!a.failed) {
           Status durable = a.pending->Wait();
-          if (durable.ok() && a.linked) durable = Link(*a.linked, a.resp.verdict());
+          if (durable.ok() && a.linked) durable = Link(*a.linked, a.resp.verdict(), a.extracted);
           if (durable.ok()) {
             Counted(a.resp.verdict());
           } else {
@@ -147,10 +149,10 @@ class ModerationService final : public v1::Moderation::Service {
         Answer a;
         a.pending = std::make_unique<duty::DutyEngine::Pending>();
         grpc::Status rs = CheckRequest(s_->config, r);
-        if (rs.ok()) rs = Submit(r.report(), a.resp.mutable_verdict(), a.pending.get());
-        auto evaluator = s_->engine->evaluator();
+        if (rs.ok())
+          rs = Submit(r.report(), a.resp.mutable_verdict(), a.pending.get(), &a.extracted);
         if (rs.ok() && a.resp.verdict().flags_size() > 0 &&
-            (r.report().linked_identifiers_size() > 0 || (evaluator && evaluator->extracts())))
+            (r.report().linked_identifiers_size() > 0 || !a.extracted.empty()))
           a.linked = std::make_unique<v1::ContentReport>(r.report());
         if (!rs.ok()) {
           a.failed = true;
@@ -183,8 +185,9 @@ class ModerationService final : public v1::Moderation::Service {
   // With `pending`, the verdict is answered only once pending->Wait() is OK
   // (then Counted); without, on return.
   grpc::Status Submit(const v1::ContentReport& report, v1::Verdict* verdict,
-                      duty::DutyEngine::Pending* pending = nullptr) {
-    Status s = s_->engine->SubmitReport(report, verdict, pending);
+                      duty::DutyEngine::Pending* pending = nullptr,
+                      duty::DutyEngine::Identifiers* extracted = nullptr) {
+    Status s = s_->engine->SubmitReport(report, verdict, pending, extracted);
     if (!s.ok()) return ToGrpc(s);
     std::vector<std::string> fields;
     for (auto& w : VocabularyWarnings(report, "report.", &fields)) verdict->add_warnings(w);
@@ -194,10 +197,9 @@ class ModerationService final : public v1::Moderation::Service {
   }
   // The report's linked identifiers become signal tokens (flagged reports
   // only); the identifiers themselves are dropped with the request.
-  Status Link(const v1::ContentReport& report, const v1::Verdict& verdict) {
+  Status Link(const v1::ContentReport& report, const v1::Verdict& verdict,
+              const duty::DutyEngine::Identifiers& extracted) {
     if (verdict.flags_size() == 0) return Status::Ok();
-    std::vector<std::pair<std::string, std::string>> extracted;
-    if (auto e = s_->engine->evaluator()) extracted = e->ExtractIdentifiers(report, verdict, 16);
     if (report.linked_identifiers_size() == 0 && extracted.empty()) return Status::Ok();
     return s_->signals->SubmitLinked(report, verdict, extracted);
   }
