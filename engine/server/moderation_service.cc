@@ -55,11 +55,8 @@ class ModerationService final : public v1::Moderation::Service {
                       grpc::ServerReaderWriter<v1::EvaluateResponse, v1::EvaluateRequest>* stream) {
     // A bounded number of streams at a time; each holds gRPC's handler
     // thread and, once it has a report, one responder thread.
-    struct StreamCount {
-      std::atomic<int>& n;
-      ~StreamCount() { n.fetch_sub(1); }
-    } count{s_->open_streams};
-    if (s_->open_streams.fetch_add(1) >= s_->config.max_streams) {
+    StreamSlot slot(s_->open_streams, s_->config.max_streams);
+    if (!slot.ok()) {
       return grpc::Status(StatusCode::RESOURCE_EXHAUSTED,
                           "too many open streams (max_streams " +
                               std::to_string(s_->config.max_streams) + "); try again later");

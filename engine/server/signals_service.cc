@@ -50,11 +50,8 @@ class SignalsService final : public v1::Signals::Service {
                          if (st.ok()) st = CheckTenant(policy, p, TenantOf(*req));
                          if (!st.ok()) return st;
                          // Counted with EvaluateStream: each open stream holds a thread.
-                         struct StreamCount {
-                           std::atomic<int>& n;
-                           ~StreamCount() { n.fetch_sub(1); }
-                         } count{s_->open_streams};
-                         if (s_->open_streams.fetch_add(1) >= s_->config.max_streams)
+                         StreamSlot slot(s_->open_streams, s_->config.max_streams);
+                         if (!slot.ok())
                            return {StatusCode::RESOURCE_EXHAUSTED,
                                    "too many open streams (max_streams " +
                                        std::to_string(s_->config.max_streams) +

@@ -47,6 +47,22 @@ class WorkerPool {
   std::vector<std::thread> threads_;
 };
 
+// One of the `max_streams` stream slots (EvaluateStream, Signals.Subscribe:
+// each open stream holds a thread), held for the stream's life.
+class StreamSlot {
+ public:
+  StreamSlot(std::atomic<int>& open, int max) : open_(open) { ok_ = open_.fetch_add(1) < max; }
+  ~StreamSlot() { open_.fetch_sub(1); }
+  StreamSlot(const StreamSlot&) = delete;
+  StreamSlot& operator=(const StreamSlot&) = delete;
+  // False past max_streams: the stream is refused (RESOURCE_EXHAUSTED).
+  bool ok() const { return ok_; }
+
+ private:
+  std::atomic<int>& open_;
+  bool ok_ = false;
+};
+
 struct Server::State {
   ServerConfig config;
   // EvaluateStream's shared workers, and how many streams are open.

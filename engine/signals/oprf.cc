@@ -45,6 +45,17 @@ Status CheckInput(std::string_view input) {
   return Status::Ok();
 }
 
+// HashToGroup(input), refusing an input too long for I2OSP(len, 2) and one
+// that maps to the identity (RFC 9497's InvalidInputError).
+Status InputElement(std::string_view input, Element* out) {
+  if (Status s = InitSodium(); !s.ok()) return s;
+  if (Status s = CheckInput(input); !s.ok()) return s;
+  if (Status s = HashToGroup(input, out); !s.ok()) return s;
+  if (IsZero(out->data(), out->size()))
+    return Status::InvalidArgument("OPRF input maps to the identity element");
+  return Status::Ok();
+}
+
 // Output = SHA-512(I2OSP(len(input), 2) || input || I2OSP(32, 2) || element
 // || "Finalize").
 std::string FinalizeHash(std::string_view input, const Element& unblinded) {
@@ -129,13 +140,9 @@ Scalar RandomScalar() {
 }
 
 Status Blind(std::string_view input, Scalar* blind, Element* blinded, const Scalar* fixed_blind) {
-  if (Status s = InitSodium(); !s.ok()) return s;
-  if (Status s = CheckInput(input); !s.ok()) return s;
-  *blind = fixed_blind ? *fixed_blind : RandomScalar();
   Element p;
-  if (Status s = HashToGroup(input, &p); !s.ok()) return s;
-  if (IsZero(p.data(), p.size()))
-    return Status::InvalidArgument("OPRF input maps to the identity element");
+  if (Status s = InputElement(input, &p); !s.ok()) return s;
+  *blind = fixed_blind ? *fixed_blind : RandomScalar();
   if (crypto_scalarmult_ristretto255(blinded->data(), blind->data(), p.data()) != 0)
     return Status::InvalidArgument("OPRF blind gives the identity element");
   return Status::Ok();
@@ -172,12 +179,8 @@ Status Finalize(std::string_view input, const Scalar& blind, std::string_view ev
 }
 
 Status Evaluate(const Scalar& sk, std::string_view input, std::string* output) {
-  if (Status s = InitSodium(); !s.ok()) return s;
-  if (Status s = CheckInput(input); !s.ok()) return s;
   Element p;
-  if (Status s = HashToGroup(input, &p); !s.ok()) return s;
-  if (IsZero(p.data(), p.size()))
-    return Status::InvalidArgument("OPRF input maps to the identity element");
+  if (Status s = InputElement(input, &p); !s.ok()) return s;
   Element n;
   if (crypto_scalarmult_ristretto255(n.data(), sk.data(), p.data()) != 0)
     return Status::InvalidArgument("OPRF evaluation gives the identity element");
