@@ -196,29 +196,29 @@ Status SignalEngine::Submit(const std::string& service_id, const std::string& re
     if (Status s = ledger_->backend().AlertsOfToken(kind, token, &alert_rows); !s.ok()) return s;
     for (const auto& a : pending_alerts_)
       if (a.kind == kind && a.token == token) alert_rows.push_back(a);
-    for (const auto& [service, own] : by_service) {
-      v1::LinkageAlert previous;
-      bool exists = false;
-      for (const auto& a : alert_rows) {
-        if (a.service_id != service || a.recorded_at < since) continue;
-        std::vector<ledger::AlertRecord> rec;
-        ledger::AlertQuery q;
-        q.alert_id = a.alert_id;
-        q.service_id = service;
-        q.status = "open";
-        q.limit = 1;
-        if (Status s = ledger_->backend().QueryAlerts(q, &rec); !s.ok()) return s;
-        // An alert still being written (pending) counts as open, as it
-        // will stand once durable.
-        auto held = pending_bodies_.find(a.alert_id);
-        if (held != pending_bodies_.end()) {
-          exists = true;
-          previous = held->second.second;
-        } else if (!rec.empty()) {
-          exists = true;
-          previous = rec[0].alert;
-        }
+    // Each service's open alert for this token, read once: a pending one
+    // (being written by a call in flight) counts, as it will stand.
+    std::map<std::string, v1::LinkageAlert> open_alerts;
+    for (const auto& a : alert_rows) {
+      if (a.recorded_at < since || !by_service.count(a.service_id)) continue;
+      auto held = pending_bodies_.find(a.alert_id);
+      if (held != pending_bodies_.end()) {
+        open_alerts[a.service_id] = held->second.second;
+        continue;
       }
+      std::vector<ledger::AlertRecord> rec;
+      ledger::AlertQuery q;
+      q.alert_id = a.alert_id;
+      q.service_id = a.service_id;
+      q.status = "open";
+      q.limit = 1;
+      if (Status s = ledger_->backend().QueryAlerts(q, &rec); !s.ok()) return s;
+      if (!rec.empty()) open_alerts[a.service_id] = rec[0].alert;
+    }
+    for (const auto& [service, own] : by_service) {
+      auto found = open_alerts.find(service);
+      const bool exists = found != open_alerts.end();
+      const v1::LinkageAlert previous = exists ? found->second : v1::LinkageAlert();
       v1::LinkageAlert alert;
       alert.set_alert_id(exists ? previous.alert_id() : AlertId(service, kind, token, now));
       alert.set_service_id(service);
