@@ -118,6 +118,7 @@ grpc::Status CheckRequest(const ServerConfig& c, const v1::WithdrawSignalsReques
 inline constexpr int kMaxBlindedElements = 100;
 inline constexpr int kMaxSignals = 32;
 inline constexpr int kMaxLinkedIdentifiers = 16;
+inline constexpr int kMaxSubscriptionsPerService = 4;  // Signals.Subscribe streams open at once
 
 // The service a request acts for; nullptr for requests not scoped to one.
 template <typename Request>

@@ -56,6 +56,31 @@ class SignalsService final : public v1::Signals::Service {
                                    "too many open streams (max_streams " +
                                        std::to_string(s_->config.max_streams) +
                                        "); try again later"};
+                         // At most a few subscriptions per service, so that one platform
+                         // cannot hold every stream slot.
+                         struct Subscription {
+                           Server::State* s;
+                           std::string service;
+                           bool ok = false;
+                           ~Subscription() {
+                             if (!ok) return;
+                             std::lock_guard<std::mutex> lock(s->subscriptions_mu);
+                             if (--s->subscriptions[service] == 0) s->subscriptions.erase(service);
+                           }
+                         } sub{s_, req->service_id()};
+                         {
+                           std::lock_guard<std::mutex> lock(s_->subscriptions_mu);
+                           int& n = s_->subscriptions[req->service_id()];
+                           if (n >= kMaxSubscriptionsPerService) {
+                             if (n == 0) s_->subscriptions.erase(req->service_id());
+                             return {StatusCode::RESOURCE_EXHAUSTED,
+                                     "service " + req->service_id() + " already has " +
+                                         std::to_string(kMaxSubscriptionsPerService) +
+                                         " Subscribe streams open; close one first"};
+                           }
+                           ++n;
+                           sub.ok = true;
+                         }
                          uint64_t cursor = req->after_cursor();
                          uint64_t known = 0;  // every alert event up to this seq is readable
                          while (!ctx->IsCancelled() && !s_->draining) {

@@ -7,6 +7,7 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -68,6 +69,10 @@ struct Server::State {
   // EvaluateStream's shared workers, and how many streams are open.
   std::unique_ptr<WorkerPool> stream_pool;
   std::atomic<int> open_streams{0};
+  // Signals.Subscribe streams open per service: one platform cannot take
+  // every stream slot by subscribing (kMaxSubscriptionsPerService).
+  std::mutex subscriptions_mu;
+  std::map<std::string, int> subscriptions;
   TokenStore tokens;
   std::unique_ptr<ledger::Ledger> ledger;
   std::unique_ptr<duty::DutyEngine> engine;

@@ -622,6 +622,51 @@ TEST_F(ServerTest, EvaluateStreamLinksTheIdentifiersOfFlaggedReports) {
   EXPECT_EQ(st.error_message().find("900111"), std::string::npos);
 }
 
+// One platform cannot hold every stream slot by subscribing to its alerts:
+// at most kMaxSubscriptionsPerService at once; a closed one frees its place,
+// and other services keep theirs.
+TEST_F(ServerTest, SubscriptionsArePerServiceBounded) {
+  StartDaemon();
+  signals_ = v1::Signals::NewStub(channel_);
+  struct Sub {
+    grpc::ClientContext ctx;
+    std::unique_ptr<grpc::ClientReader<v1::LinkageAlert>> reader;
+  };
+  auto open = [&](const std::string& token, const std::string& service) {
+    auto sub = std::make_unique<Sub>();
+    Auth(&sub->ctx, token);
+    sub->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+    v1::SubscribeAlertsRequest req;
+    req.set_service_id(service);
+    sub->reader = signals_->Subscribe(&sub->ctx, req);
+    return sub;
+  };
+  std::vector<std::unique_ptr<Sub>> subs;
+  for (int i = 0; i < server::kMaxSubscriptionsPerService; ++i)
+    subs.push_back(open(platform_a_, "svc-a"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // all admitted
+  auto extra = open(platform_a_, "svc-a");
+  v1::LinkageAlert alert;
+  EXPECT_FALSE(extra->reader->Read(&alert));
+  grpc::Status st = extra->reader->Finish();
+  EXPECT_EQ(st.error_code(), StatusCode::RESOURCE_EXHAUSTED) << st.error_message();
+  EXPECT_NE(st.error_message().find("Subscribe streams open"), std::string::npos);
+  // Another service is not affected.
+  auto other = open(platform_b_, "svc-b");
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  other->ctx.TryCancel();
+  EXPECT_EQ(other->reader->Finish().error_code(), StatusCode::CANCELLED);
+  // Closing one frees its place.
+  subs[0]->ctx.TryCancel();
+  subs[0]->reader->Finish().ok();
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));  // the server sees it go
+  auto again = open(platform_a_, "svc-a");
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  again->ctx.TryCancel();
+  EXPECT_EQ(again->reader->Finish().error_code(), StatusCode::CANCELLED);
+  for (auto& sub : subs) sub->ctx.TryCancel();
+}
+
 // Threads of a running process, from /proc.
 int ThreadsOf(pid_t pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/status");
