@@ -12,12 +12,13 @@ PACKAGES=(
   libhyperscan-dev libre2-dev libyaml-cpp-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libgtest-dev libgmock-dev libbenchmark-dev
-  libsqlite3-dev sqlite3 openssl python3
+  libsqlite3-dev sqlite3 libpq-dev openssl python3
   libssl-dev libicu-dev libcli11-dev libspdlog-dev libfmt-dev libcpp-httplib-dev
   libsodium-dev
 )
 if [ "${1:-}" = "--test" ]; then
-  PACKAGES+=(chromium curl)
+  # A throwaway PostgreSQL 15 server for the PostgreSQL ledger's tests.
+  PACKAGES+=(chromium curl postgresql-15)
 fi
 
 missing=()

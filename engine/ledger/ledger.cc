@@ -9,6 +9,7 @@
 
 #include "engine/common/digest.h"
 #include "engine/ledger/note.h"
+#include "engine/ledger/pg_backend.h"
 #include "engine/ledger/sqlite_backend.h"
 
 namespace carewatch::ledger {
@@ -39,18 +40,18 @@ Status OpenBackend(const std::string& url, bool read_only, std::unique_ptr<Ledge
     // sqlite:///abs -> /abs ; sqlite://rel -> rel
     return OpenSqliteBackend(url, url.substr(9), read_only, busy_timeout_ms, out);
   }
-  if (url.rfind("postgresql://", 0) == 0 || url.rfind("postgres://", 0) == 0) {
-    return Status::InvalidArgument(
-        "the PostgreSQL ledger backend is not built into this carewatch");
-  }
+  if (IsPostgresUrl(url)) return OpenPostgresBackend(url, read_only, busy_timeout_ms, out);
   if (url.find("://") != std::string::npos) {
-    return Status::InvalidArgument("unknown ledger URL scheme in '" + url +
-                                   "' (use sqlite:///path/ledger.db)");
+    return Status::InvalidArgument("unknown ledger URL scheme in '" + RedactUrl(url) +
+                                   "' (use sqlite:///path/ledger.db or postgresql://...)");
   }
   return OpenSqliteBackend(url, url, read_only, busy_timeout_ms, out);
 }
 
 std::string LedgerDirectory(const std::string& url) {
+  // A database server's ledger has no directory: keys default to the
+  // working directory (docs/operations.md says to name them).
+  if (IsPostgresUrl(url)) return ".";
   std::string path = url;
   for (const char* prefix : {"sqlite://", "file://"}) {
     if (path.rfind(prefix, 0) == 0) path = path.substr(std::strlen(prefix));

@@ -1,10 +1,10 @@
 #include "engine/ledger/ledger.h"
 
 #include <gtest/gtest.h>
-#include <sqlite3.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -12,6 +12,7 @@
 #include "engine/common/digest.h"
 #include "engine/ledger/note.h"
 #include "engine/ledger/verify.h"
+#include "tests/test_ledger.h"
 
 namespace carewatch::ledger {
 namespace {
@@ -25,13 +26,21 @@ class LedgerTest : public ::testing::Test {
            ::testing::UnitTest::GetInstance()->current_test_info()->name();
     fs::remove_all(dir_);
     fs::create_directories(dir_);
-    url_ = "sqlite://" + dir_ + "/ledger.db";
+    url_ = carewatch::testing::FreshLedgerUrl(dir_);
+  }
+
+  // The ledger's options: its URL, and its key in the test's directory (a
+  // PostgreSQL ledger has no directory of its own).
+  LedgerOptions Options() {
+    LedgerOptions o;
+    o.url = url_;
+    o.signing_key_path = dir_ + "/ledger.key";
+    return o;
   }
   void TearDown() override { fs::remove_all(dir_); }
 
   std::unique_ptr<Ledger> OpenLedger(uint64_t checkpoint_every = 4) {
-    LedgerOptions o;
-    o.url = url_;
+    LedgerOptions o = Options();
     o.checkpoint_every = checkpoint_every;
     std::unique_ptr<Ledger> l;
     Status s = Ledger::Open(o, &l);
@@ -51,14 +60,8 @@ class LedgerTest : public ::testing::Test {
     }
   }
 
-  void Sql(const std::string& sql) {
-    sqlite3* db = nullptr;
-    ASSERT_EQ(sqlite3_open((dir_ + "/ledger.db").c_str(), &db), SQLITE_OK);
-    char* err = nullptr;
-    int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
-    EXPECT_EQ(rc, SQLITE_OK) << (err ? err : "");
-    sqlite3_free(err);
-    sqlite3_close(db);
+  void Sql(const std::string& sql, const std::vector<carewatch::testing::SqlArg>& args = {}) {
+    carewatch::testing::LedgerSql(url_, sql, args);
   }
 
   std::unique_ptr<LedgerBackend> OpenReadOnly() {
@@ -77,20 +80,15 @@ class LedgerTest : public ::testing::Test {
 
   // Overwrites event `seq`'s payload (and, when given, its leaf hash).
   void RewriteEvent(uint64_t seq, const std::string& payload, const std::string& leaf = "") {
-    sqlite3* db = nullptr;
-    ASSERT_EQ(sqlite3_open((dir_ + "/ledger.db").c_str(), &db), SQLITE_OK);
-    sqlite3_stmt* st = nullptr;
-    std::string sql = leaf.empty()
-                          ? "UPDATE events SET payload = ?1 WHERE seq = ?3"
-                          : "UPDATE events SET payload = ?1, leaf_hash = ?2 WHERE seq = ?3";
-    ASSERT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr), SQLITE_OK);
-    sqlite3_bind_blob(st, 1, payload.data(), static_cast<int>(payload.size()), SQLITE_TRANSIENT);
-    if (!leaf.empty())
-      sqlite3_bind_blob(st, 2, leaf.data(), static_cast<int>(leaf.size()), SQLITE_TRANSIENT);
-    sqlite3_bind_int64(st, 3, static_cast<int64_t>(seq));
-    ASSERT_EQ(sqlite3_step(st), SQLITE_DONE);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
+    using carewatch::testing::SqlBytes;
+    using carewatch::testing::SqlInt;
+    if (leaf.empty()) {
+      Sql("UPDATE events SET payload = ?1 WHERE seq = ?2",
+          {SqlBytes(payload), SqlInt(static_cast<int64_t>(seq))});
+    } else {
+      Sql("UPDATE events SET payload = ?1, leaf_hash = ?2 WHERE seq = ?3",
+          {SqlBytes(payload), SqlBytes(leaf), SqlInt(static_cast<int64_t>(seq))});
+    }
   }
 
   VerifyReport Verify(const std::string& pem = "") {
@@ -126,17 +124,14 @@ TEST_F(LedgerTest, AppendAssignsSeqsAndRoundTrips) {
 }
 
 TEST_F(LedgerTest, ALockHeldElsewhereIsRetriedAndNothingIsLost) {
-  LedgerOptions o;
-  o.url = url_;
+  LedgerOptions o = Options();
   o.busy_timeout_ms = 50;
   std::unique_ptr<Ledger> l;
   ASSERT_TRUE(Ledger::Open(o, &l).ok());
   AppendEvents(*l, 3);
   // Another process (here another connection) holds the write lock for a
   // while, far past the busy timeout.
-  sqlite3* other = nullptr;
-  ASSERT_EQ(sqlite3_open((dir_ + "/ledger.db").c_str(), &other), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(other, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
+  carewatch::testing::WriteLockHolder other(url_);
   std::atomic<bool> appended{false};
   Status append_status;
   std::thread writer([&] {
@@ -156,8 +151,7 @@ TEST_F(LedgerTest, ALockHeldElsewhereIsRetriedAndNothingIsLost) {
   EXPECT_NE(degraded.message().find("retrying"), std::string::npos) << degraded.message();
   EXPECT_FALSE(appended.load()) << "nothing is acknowledged while the write cannot be made";
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  ASSERT_EQ(sqlite3_exec(other, "ROLLBACK", nullptr, nullptr, nullptr), SQLITE_OK);
-  sqlite3_close(other);
+  other.Release();
   writer.join();
   EXPECT_TRUE(append_status.ok()) << "written once the lock is released: "
                                   << append_status.message();
@@ -259,7 +253,8 @@ TEST_F(LedgerTest, ReplacedCheckpointSignatureIsNamed) {
     auto l = OpenLedger(4);
     AppendEvents(*l, 10);
   }
-  Sql("UPDATE checkpoints SET signature = zeroblob(64) WHERE tree_size = 8");
+  Sql("UPDATE checkpoints SET signature = ?1 WHERE tree_size = 8",
+      {carewatch::testing::SqlBytes(std::string(64, '\0'))});
   VerifyReport r = Verify();
   EXPECT_FALSE(r.ok);
   EXPECT_EQ(r.first_bad_seq, 8u) << r.message;
@@ -267,8 +262,7 @@ TEST_F(LedgerTest, ReplacedCheckpointSignatureIsNamed) {
 }
 
 TEST_F(LedgerTest, ALedgerKeepsItsOrigin) {
-  LedgerOptions o;
-  o.url = url_;
+  LedgerOptions o = Options();
   o.origin = "a.example/log";
   {
     std::unique_ptr<Ledger> l;
@@ -307,12 +301,14 @@ TEST_F(LedgerTest, CheckpointsSignedBeforeNotesKeepVerifying) {
   std::string sig;
   ASSERT_TRUE(
       key->Sign(CheckpointSignedText(c.tree_size(), c.root_hash(), c.time().seconds()), &sig).ok());
-  Sql("UPDATE checkpoints SET note = NULL, signature = x'" + HexEncode(sig) +
-      "' WHERE tree_size = " + std::to_string(c.tree_size()));
+  Sql("UPDATE checkpoints SET note = NULL, signature = ?1 WHERE tree_size = ?2",
+      {carewatch::testing::SqlBytes(sig),
+       carewatch::testing::SqlInt(static_cast<int64_t>(c.tree_size()))});
   VerifyReport r = Verify(vkey);
   EXPECT_TRUE(r.ok) << r.message;
-  Sql("UPDATE checkpoints SET signature = zeroblob(64) WHERE tree_size = " +
-      std::to_string(c.tree_size()));
+  Sql("UPDATE checkpoints SET signature = ?1 WHERE tree_size = ?2",
+      {carewatch::testing::SqlBytes(std::string(64, '\0')),
+       carewatch::testing::SqlInt(static_cast<int64_t>(c.tree_size()))});
   r = Verify(vkey);
   EXPECT_FALSE(r.ok);
   EXPECT_NE(r.message.find("signature is not valid"), std::string::npos) << r.message;
@@ -324,8 +320,16 @@ TEST_F(LedgerTest, AlteredCheckpointNoteIsNamed) {
     AppendEvents(*l, 10);
   }
   // The note claims another tree size; its signature no longer verifies.
-  Sql("UPDATE checkpoints SET note = replace(note, CHAR(10) || '8' || CHAR(10), CHAR(10) || '9' "
-      "|| CHAR(10)) WHERE tree_size = 8");
+  std::vector<v1::Checkpoint> cps;
+  ASSERT_TRUE(OpenReadOnly()->ReadCheckpoints(&cps).ok());
+  std::string note;
+  for (const auto& c : cps) {
+    if (c.tree_size() == 8) note = c.note();
+  }
+  size_t at = note.find("\n8\n");
+  ASSERT_NE(at, std::string::npos) << note;
+  note[at + 1] = '9';
+  Sql("UPDATE checkpoints SET note = ?1 WHERE tree_size = 8", {carewatch::testing::SqlBytes(note)});
   VerifyReport r = Verify();
   EXPECT_FALSE(r.ok);
   EXPECT_EQ(r.first_bad_seq, 8u) << r.message;
@@ -354,8 +358,7 @@ TEST_F(LedgerTest, AnotherDeploymentsKeyIsRefused) {
     AppendEvents(*l, 2);
   }
   fs::rename(dir_ + "/ledger.key", dir_ + "/ledger.key.orig");
-  LedgerOptions o;
-  o.url = url_;
+  LedgerOptions o = Options();
   std::unique_ptr<Ledger> l;
   Status s = Ledger::Open(o, &l);
   EXPECT_FALSE(s.ok());
@@ -368,15 +371,82 @@ TEST_F(LedgerTest, AnotherDeploymentsKeyIsRefused) {
   EXPECT_NE(r.message.find("another deployment"), std::string::npos) << r.message;
 }
 
+TEST_F(LedgerTest, ASecondWriterIsRefusedUntilTheFirstCloses) {
+  auto first = OpenLedger();
+  AppendEvents(*first, 2);
+  std::unique_ptr<Ledger> second;
+  Status s = Ledger::Open(Options(), &second);
+  EXPECT_EQ(s.code(), Status::Code::kFailedPrecondition) << s.message();
+  EXPECT_NE(s.message().find("in use by another"), std::string::npos) << s.message();
+  first.reset();
+  ASSERT_TRUE(Ledger::Open(Options(), &second).ok()) << "the lock goes with the first writer";
+  EXPECT_EQ(second->size(), 2u);
+}
+
+TEST_F(LedgerTest, ADatabaseServerGoneMidWriteLosesNothing) {
+  if (!carewatch::testing::OnPostgres()) GTEST_SKIP() << "PostgreSQL only: the server goes away";
+  const char* pg_dir = std::getenv("CAREWATCH_TEST_PG_DIR");
+  ASSERT_NE(pg_dir, nullptr) << "tests/with_pg.sh sets CAREWATCH_TEST_PG_DIR";
+  const std::string server = std::string(CAREWATCH_SOURCE_DIR) + "/scripts/pg-test-server.sh ";
+  auto l = OpenLedger(3);
+  AppendEvents(*l, 5);
+  ASSERT_EQ(std::system((server + "stop " + pg_dir).c_str()), 0);
+  std::atomic<bool> appended{false};
+  Status append_status;
+  std::thread writer([&] {
+    std::vector<v1::LedgerEvent> events(2);
+    for (auto& e : events) {
+      e.set_type(v1::ACTION_RECORDED);
+      e.mutable_time()->set_seconds(1767607300);
+      e.mutable_action_recorded()->set_report_id("during");
+    }
+    append_status = l->Append(&events);
+    appended = true;
+  });
+  Status degraded;
+  for (int i = 0; i < 500 && degraded.ok(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    degraded = l->health();
+  }
+  EXPECT_FALSE(degraded.ok()) << "health() says the ledger cannot write while the server is down";
+  EXPECT_FALSE(appended.load()) << "nothing is acknowledged while the server is down";
+  ASSERT_EQ(std::system((server + "restart " + pg_dir).c_str()), 0);
+  writer.join();
+  EXPECT_TRUE(append_status.ok()) << "written once the server is back: " << append_status.message();
+  EXPECT_TRUE(l->health().ok()) << l->health().message();
+  AppendEvents(*l, 1);
+  EXPECT_EQ(l->size(), 8u);
+  l.reset();
+  VerifyReport r = Verify();
+  EXPECT_TRUE(r.ok) << r.message;
+  EXPECT_EQ(r.events, 8u) << "every acknowledged event exactly once";
+}
+
 TEST_F(LedgerTest, CorruptOrForeignFilesGetAPreciseError) {
+  std::unique_ptr<LedgerBackend> b;
+  if (carewatch::testing::OnPostgres()) {
+    // A schema holding someone else's table of that name.
+    Sql("CREATE TABLE events (x INTEGER)");
+    Status s = OpenBackend(url_, true, &b);
+    EXPECT_EQ(s.code(), Status::Code::kDataLoss) << s.message();
+    EXPECT_NE(s.message().find("not a carewatch ledger"), std::string::npos) << s.message();
+    std::unique_ptr<Ledger> l;
+    s = Ledger::Open(Options(), &l);
+    EXPECT_FALSE(s.ok());
+    EXPECT_NE(s.message().find("events"), std::string::npos) << s.message();
+    // No server there; the password is never repeated.
+    s = OpenBackend("postgresql://carewatch:s3cret-pw@127.0.0.1:1/x?connect_timeout=2", false, &b);
+    EXPECT_EQ(s.code(), Status::Code::kUnavailable) << s.message();
+    EXPECT_NE(s.message().find("cannot reach"), std::string::npos) << s.message();
+    EXPECT_EQ(s.message().find("s3cret-pw"), std::string::npos) << s.message();
+    return;
+  }
   std::string path = dir_ + "/ledger.db";
   { std::ofstream(path, std::ios::binary) << std::string(4096, '\x42'); }
-  std::unique_ptr<LedgerBackend> b;
   Status s = OpenBackend(url_, true, &b);
   EXPECT_FALSE(s.ok());
   EXPECT_FALSE(s.message().empty());
-  LedgerOptions o;
-  o.url = url_;
+  LedgerOptions o = Options();
   std::unique_ptr<Ledger> l;
   EXPECT_FALSE(Ledger::Open(o, &l).ok());
   // A truncated ledger: the first half of a real one.
@@ -392,7 +462,7 @@ TEST_F(LedgerTest, CorruptOrForeignFilesGetAPreciseError) {
     VerifyReport r = VerifyLedger(*b, "");
     EXPECT_FALSE(r.ok) << r.message;
   }
-  EXPECT_FALSE(OpenBackend("postgresql://nowhere/db", false, &b).ok());
+  EXPECT_FALSE(OpenBackend("postgresql://nowhere.invalid/db?connect_timeout=2", false, &b).ok());
   EXPECT_FALSE(OpenBackend("ftp://x/y", false, &b).ok());
   EXPECT_FALSE(OpenBackend(dir_ + "/absent.db", true, &b).ok());
 }
