@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <random>
 
@@ -146,6 +147,30 @@ void WriteLockHolder::Release() {
     sqlite3_close(db);
     sqlite_ = nullptr;
   }
+}
+
+std::string LedgerDump(const std::string& url) {
+  std::string out;
+  if (!IsPg(url)) {
+    for (const char* suffix : {"", "-wal"}) {
+      FILE* f = std::fopen((SqlitePath(url) + suffix).c_str(), "rb");
+      if (!f) continue;
+      char buf[65536];
+      size_t n;
+      while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
+      std::fclose(f);
+    }
+    return out;
+  }
+  std::vector<std::string> columns = LedgerQuery(
+      url,
+      "SELECT format(CASE WHEN data_type = 'bytea' THEN 'SELECT string_agg(encode(%I, ''escape''), "
+      "'' '') FROM %I' ELSE 'SELECT string_agg(%I::text, '' '') FROM %I' END, column_name, "
+      "table_name) FROM information_schema.columns WHERE table_schema = current_schema()");
+  for (const std::string& sql : columns) {
+    for (const std::string& v : LedgerQuery(url, sql)) out += v + "\n";
+  }
+  return out;
 }
 
 std::vector<std::string> LedgerQuery(const std::string& url, const std::string& sql) {

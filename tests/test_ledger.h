@@ -48,6 +48,12 @@ class WriteLockHolder {
   void* pg_ = nullptr;      // PGconn*
 };
 
+// Everything a ledger stores, as bytes a search can look through: the
+// SQLite file and its WAL, or every column of every table of the
+// PostgreSQL ledger's schema (byte columns in PostgreSQL's escape format,
+// which keeps printable ASCII as it is).
+std::string LedgerDump(const std::string& url);
+
 // The rows of a one-column query, as text.
 std::vector<std::string> LedgerQuery(const std::string& url, const std::string& sql);
 

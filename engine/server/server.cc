@@ -6,9 +6,11 @@
 #include <httplib.h>
 
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 
 #include "engine/ledger/keys.h"
+#include "engine/ledger/pg_backend.h"
 #include "engine/rules/loader.h"
 #include "engine/server/request.h"
 #include "engine/server/services.h"
@@ -121,6 +123,17 @@ void ProtobufLog(google::protobuf::LogLevel level, const char* file, int line,
       {{"at", std::string(file) + ":" + std::to_string(line)}});
 }
 
+// Where keys live unless named one by one, and where the verifier key is
+// published: beside an SQLite ledger; for a database server's ledger, beside
+// the signing key if one is named, else the working directory.
+std::string KeyHome(const ServerConfig& c) {
+  if (ledger::IsPostgresUrl(c.ledger) && !c.signing_key.empty()) {
+    std::string dir = std::filesystem::path(c.signing_key).parent_path().string();
+    return dir.empty() ? "." : dir;
+  }
+  return ledger::LedgerDirectory(c.ledger);
+}
+
 }  // namespace
 
 Status Server::Start() {
@@ -132,19 +145,20 @@ Status Server::Start() {
   ledger::LedgerOptions lo;
   lo.url = config_.ledger;
   lo.signing_key_path = config_.signing_key;
+  if (lo.signing_key_path.empty()) lo.signing_key_path = KeyHome(config_) + "/ledger.key";
   lo.origin = config_.origin;
   s = ledger::Ledger::Open(lo, &state_->ledger);
   if (!s.ok()) return Status::InvalidArgument("ledger: " + s.message());
   {
     // The verifier key is public: written beside the ledger for the
     // deployment to publish.
-    std::string dir = ledger::LedgerDirectory(config_.ledger);
+    std::string dir = KeyHome(config_);
     std::ofstream(dir + "/deployment.vkey", std::ios::trunc)
         << state_->ledger->VerifierKey() << "\n";
     std::ofstream(dir + "/deployment.pub", std::ios::trunc) << state_->ledger->PublicKeyPem();
   }
   std::string hmac_path = config_.hmac_key;
-  if (hmac_path.empty()) hmac_path = ledger::LedgerDirectory(config_.ledger) + "/hmac.key";
+  if (hmac_path.empty()) hmac_path = KeyHome(config_) + "/hmac.key";
   duty::DutyEngineOptions options;
   options.now = config_.clock ? config_.clock : NowSeconds;
   options.max_clock_skew_seconds = config_.max_clock_skew_seconds;
@@ -163,9 +177,8 @@ Status Server::Start() {
   }
   {
     signals::SignalOptions so;
-    so.key_path = config_.signals_key.empty()
-                      ? ledger::LedgerDirectory(config_.ledger) + "/signals.key"
-                      : config_.signals_key;
+    so.key_path =
+        config_.signals_key.empty() ? KeyHome(config_) + "/signals.key" : config_.signals_key;
     so.window_seconds = config_.signals_window_seconds;
     so.min_services = config_.signals_min_services;
     so.retention_seconds = config_.signals_retention_seconds;

@@ -1,7 +1,6 @@
 #include "engine/duty/duty_engine.h"
 
 #include <gtest/gtest.h>
-#include <sqlite3.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -11,6 +10,7 @@
 #include "engine/ledger/audit.h"
 #include "engine/ledger/verify.h"
 #include "engine/rules/duration.h"
+#include "tests/test_ledger.h"
 #include "tests/testing.h"
 
 namespace carewatch::duty {
@@ -393,7 +393,8 @@ TEST(DutyEngineClock, APoisonedLedgerCannotStopTheSweeperAfterARestart) {
   // restart the sweeper still runs at server time and enforces deadlines.
   std::string dir = TempDir("poison");
   ledger::LedgerOptions lo;
-  lo.url = "sqlite://" + dir + "/ledger.db";
+  lo.url = carewatch::testing::FreshLedgerUrl(dir);
+  lo.signing_key_path = dir + "/ledger.key";
   int64_t now = kT0;
   DutyEngineOptions options;
   options.hmac_key = "k";
@@ -431,7 +432,8 @@ TEST(DutyEngineClock, APoisonedLedgerCannotStopTheSweeperAfterARestart) {
 TEST_F(DutyEngineTest, EveryEventRecordsServerTimeBesideTheClaim) {
   std::string dir = TempDir("recorded");
   ledger::LedgerOptions lo;
-  lo.url = "sqlite://" + dir + "/ledger.db";
+  lo.url = carewatch::testing::FreshLedgerUrl(dir);
+  lo.signing_key_path = dir + "/ledger.key";
   std::unique_ptr<ledger::Ledger> l;
   ASSERT_TRUE(ledger::Ledger::Open(lo, &l).ok());
   Start("", l.get());
@@ -622,7 +624,8 @@ TEST_F(DutyEngineTest, SameReportIdWithOtherContentIsRefused) {
 TEST(DutyEngineDurable, IdempotencySurvivesARestartUnflaggedReportsIncluded) {
   std::string dir = TempDir("idem");
   ledger::LedgerOptions lo;
-  lo.url = "sqlite://" + dir + "/ledger.db";
+  lo.url = carewatch::testing::FreshLedgerUrl(dir);
+  lo.signing_key_path = dir + "/ledger.key";
   DutyEngineOptions options;
   options.hmac_key = "k";
   options.now = [] { return kT0; };
@@ -659,26 +662,7 @@ TEST(DutyEngineDurable, IdempotencySurvivesARestartUnflaggedReportsIncluded) {
   std::filesystem::remove_all(dir);
 }
 
-// Holds the SQLite write lock from another connection, as another process
-// would.
-class WriteLockHolder {
- public:
-  explicit WriteLockHolder(const std::string& path) {
-    EXPECT_EQ(sqlite3_open(path.c_str(), &db_), SQLITE_OK);
-    EXPECT_EQ(sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
-  }
-  void Release() {
-    if (db_) {
-      EXPECT_EQ(sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK);
-      sqlite3_close(db_);
-      db_ = nullptr;
-    }
-  }
-  ~WriteLockHolder() { Release(); }
-
- private:
-  sqlite3* db_ = nullptr;
-};
+using carewatch::testing::WriteLockHolder;
 
 // Submits r1 on one thread and, once it waits for the ledger, its retry on
 // another; returns both outcomes.
@@ -696,7 +680,8 @@ void SubmitAndRetry(DutyEngine& engine, const std::function<void()>& while_waiti
 TEST(DutyEngineDurable, UnderAHeldWriteLockNothingIsAcknowledgedUntilItIsWritten) {
   std::string dir = TempDir("lock-fail");
   ledger::LedgerOptions lo;
-  lo.url = "sqlite://" + dir + "/ledger.db";
+  lo.url = carewatch::testing::FreshLedgerUrl(dir);
+  lo.signing_key_path = dir + "/ledger.key";
   lo.busy_timeout_ms = 50;  // the lock is held far longer: the writer retries
   std::unique_ptr<ledger::Ledger> l;
   ASSERT_TRUE(ledger::Ledger::Open(lo, &l).ok());
@@ -706,7 +691,7 @@ TEST(DutyEngineDurable, UnderAHeldWriteLockNothingIsAcknowledgedUntilItIsWritten
   DutyEngine engine(l.get(), options);
   ASSERT_TRUE(engine.Recover().ok());
   ASSERT_TRUE(engine.Activate(LoadEvaluator(Pack())).ok());
-  WriteLockHolder lock(dir + "/ledger.db");
+  WriteLockHolder lock(lo.url);
   std::atomic<int> answered{0};
   Status first, retry;
   v1::Verdict fv, rv;
@@ -741,7 +726,8 @@ TEST(DutyEngineDurable, UnderAHeldWriteLockNothingIsAcknowledgedUntilItIsWritten
 TEST(DutyEngineDurable, RetryWaitsForTheFirstSubmissionAndNamesItsSeq) {
   std::string dir = TempDir("lock-wait");
   ledger::LedgerOptions lo;
-  lo.url = "sqlite://" + dir + "/ledger.db";
+  lo.url = carewatch::testing::FreshLedgerUrl(dir);
+  lo.signing_key_path = dir + "/ledger.key";
   lo.busy_timeout_ms = 5000;
   std::unique_ptr<ledger::Ledger> l;
   ASSERT_TRUE(ledger::Ledger::Open(lo, &l).ok());
@@ -751,7 +737,7 @@ TEST(DutyEngineDurable, RetryWaitsForTheFirstSubmissionAndNamesItsSeq) {
   DutyEngine engine(l.get(), options);
   ASSERT_TRUE(engine.Recover().ok());
   ASSERT_TRUE(engine.Activate(LoadEvaluator(Pack())).ok());
-  WriteLockHolder lock(dir + "/ledger.db");
+  WriteLockHolder lock(lo.url);
   Status first, retry;
   v1::Verdict fv, rv;
   SubmitAndRetry(
@@ -782,7 +768,8 @@ Outcome RunScenario(uint32_t seed, bool restart, const std::string& dir) {
   std::mt19937 rng(seed);
   auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<uint32_t>(n)); };
   ledger::LedgerOptions lo;
-  lo.url = "sqlite://" + dir + "/ledger.db";
+  lo.url = carewatch::testing::FreshLedgerUrl(dir);
+  lo.signing_key_path = dir + "/ledger.key";
   int64_t now = kT0;
   DutyEngineOptions options;
   options.hmac_key = "k";
@@ -896,7 +883,8 @@ TEST(DutyEngineProperties, FindingsAreCoherentInAnyArrivalOrderAndAcrossRestarts
 TEST(DutyEngineRecovery, StateIsRebuiltFromTheLedger) {
   std::string dir = TempDir("recover");
   ledger::LedgerOptions lo;
-  lo.url = "sqlite://" + dir + "/ledger.db";
+  lo.url = carewatch::testing::FreshLedgerUrl(dir);
+  lo.signing_key_path = dir + "/ledger.key";
   int64_t now = kT0;
   DutyEngineOptions options;
   options.hmac_key = "k";
@@ -942,7 +930,8 @@ class DutyEngineState : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = TempDir(::testing::UnitTest::GetInstance()->current_test_info()->name());
-    lo_.url = "sqlite://" + dir_ + "/ledger.db";
+    lo_.url = carewatch::testing::FreshLedgerUrl(dir_);
+    lo_.signing_key_path = dir_ + "/ledger.key";
   }
   void TearDown() override {
     engine_.reset();
@@ -962,14 +951,7 @@ class DutyEngineState : public ::testing::Test {
     ASSERT_TRUE(s.ok()) << s.message();
     ASSERT_TRUE(engine_->Activate(LoadEvaluator(Pack())).ok());
   }
-  void Exec(const std::string& sql) {
-    sqlite3* db = nullptr;
-    ASSERT_EQ(sqlite3_open((dir_ + "/ledger.db").c_str(), &db), SQLITE_OK);
-    char* err = nullptr;
-    EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err), SQLITE_OK) << (err ? err : "");
-    sqlite3_free(err);
-    sqlite3_close(db);
-  }
+  void Exec(const std::string& sql) { carewatch::testing::LedgerSql(lo_.url, sql); }
   // n reports at kT0 + i, the first `closed` of them met by both actions.
   void Populate(int n, int closed) {
     for (int i = 0; i < n; ++i) {
@@ -1031,7 +1013,9 @@ TEST_F(DutyEngineState, ARestartReadsTheStateNotTheLog) {
   ledger_.reset();
   // Damage the payload of every event of closed work: a restart that replayed
   // the log would stop on them; one that reads the state never reads them.
-  Exec("UPDATE events SET payload = x'00' WHERE type = " + std::to_string(v1::ACTION_RECORDED));
+  carewatch::testing::LedgerSql(lo_.url, "UPDATE events SET payload = ?1 WHERE type = ?2",
+                                {carewatch::testing::SqlBytes(std::string(1, '\0')),
+                                 carewatch::testing::SqlInt(v1::ACTION_RECORDED)});
   Open();
   DutyEngine::Counts after = engine_->counts();
   EXPECT_EQ(after.reports, before.reports);
@@ -1204,7 +1188,8 @@ TEST_F(DutyEngineState, VerifyFindsATamperedCounter) {
 TEST(DutyEngineStats, PeriodsCountObligationsAndCompareWithTheYearBefore) {
   std::string dir = TempDir("stats");
   ledger::LedgerOptions lo;
-  lo.url = "sqlite://" + dir + "/ledger.db";
+  lo.url = carewatch::testing::FreshLedgerUrl(dir);
+  lo.signing_key_path = dir + "/ledger.key";
   std::unique_ptr<ledger::Ledger> l;
   ASSERT_TRUE(ledger::Ledger::Open(lo, &l).ok());
   int64_t now = kT0 - 400 * kDay;
@@ -1275,7 +1260,8 @@ namespace {
 TEST(DutyEngineStats, BreakdownsAreBoundedWhateverValuesArrive) {
   std::string dir = TempDir("stats-cap");
   ledger::LedgerOptions lo;
-  lo.url = "sqlite://" + dir + "/ledger.db";
+  lo.url = carewatch::testing::FreshLedgerUrl(dir);
+  lo.signing_key_path = dir + "/ledger.key";
   std::unique_ptr<ledger::Ledger> l;
   ASSERT_TRUE(ledger::Ledger::Open(lo, &l).ok());
   int64_t now = kT0;

@@ -1,5 +1,6 @@
 // Appends events to a ledger in a loop and prints "ack SEQ ID" after each
 // append is durable, until killed. Used by the SIGKILL crash test.
+//   ledger_crash_child URL TAG [SIGNING_KEY_PATH]
 #include <cstdio>
 #include <string>
 
@@ -10,6 +11,7 @@ int main(int argc, char** argv) {
   if (argc < 3) return 2;
   ledger::LedgerOptions options;
   options.url = argv[1];
+  if (argc > 3) options.signing_key_path = argv[3];
   options.checkpoint_every = 7;
   options.checkpoint_interval_ms = 20;
   std::unique_ptr<ledger::Ledger> l;

@@ -13,6 +13,7 @@
 
 #include "engine/ledger/ledger.h"
 #include "engine/ledger/verify.h"
+#include "tests/test_ledger.h"
 
 namespace carewatch::ledger {
 namespace {
@@ -21,7 +22,8 @@ TEST(LedgerCrash, AcknowledgedEventsSurviveSigkill) {
   std::string dir = ::testing::TempDir() + "/cw-crash-" + std::to_string(::getpid());
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
-  std::string url = "sqlite://" + dir + "/ledger.db";
+  std::string url = carewatch::testing::FreshLedgerUrl(dir);
+  std::string key = dir + "/ledger.key";
   std::map<uint64_t, std::string> acked;
   std::mt19937 rng(42);
   constexpr int kRounds = 12;
@@ -34,7 +36,7 @@ TEST(LedgerCrash, AcknowledgedEventsSurviveSigkill) {
       dup2(pipefd[1], STDOUT_FILENO);
       close(pipefd[0]);
       std::string tag = "round" + std::to_string(round);
-      execl(CRASH_CHILD_PATH, CRASH_CHILD_PATH, url.c_str(), tag.c_str(), nullptr);
+      execl(CRASH_CHILD_PATH, CRASH_CHILD_PATH, url.c_str(), tag.c_str(), key.c_str(), nullptr);
       _exit(127);
     }
     close(pipefd[1]);

@@ -34,6 +34,7 @@
 #include "engine/server/auth.h"
 #include "engine/server/request.h"
 #include "engine/signals/client.h"
+#include "tests/test_ledger.h"
 
 namespace carewatch {
 namespace {
@@ -58,7 +59,7 @@ int64_t Now() { return std::time(nullptr); }
 
 class Daemon {
  public:
-  explicit Daemon(std::string dir) : dir_(std::move(dir)) {}
+  Daemon(std::string dir, std::string ledger) : dir_(std::move(dir)), ledger_(std::move(ledger)) {}
   ~Daemon() { Kill(SIGKILL); }
 
   void Start(const std::string& rules, std::vector<std::string> extra = {}) {
@@ -72,7 +73,7 @@ class Daemon {
                                      "--rules",
                                      rules,
                                      "--ledger",
-                                     "sqlite://" + dir_ + "/ledger.db",
+                                     ledger_,
                                      "--tokens",
                                      dir_ + "/tokens.yaml",
                                      "--cache-dir",
@@ -81,6 +82,15 @@ class Daemon {
                                      "65536",
                                      "--sweep-interval-ms",
                                      "100"};
+    if (carewatch::testing::OnPostgres()) {
+      // A database server's ledger has no directory: the keys are named.
+      for (const auto& [flag, file] :
+           {std::pair{"--signing-key", "/ledger.key"}, std::pair{"--hmac-key", "/hmac.key"},
+            std::pair{"--signals-key", "/signals.key"}}) {
+        args.push_back(flag);
+        args.push_back(dir_ + file);
+      }
+    }
     args.insert(args.end(), extra.begin(), extra.end());
     pid_ = fork();
     if (pid_ == 0) {
@@ -133,7 +143,7 @@ class Daemon {
   }
 
  private:
-  std::string dir_;
+  std::string dir_, ledger_;
   pid_t pid_ = 0;
   int port_ = 0, metrics_port_ = 0;
 };
@@ -161,7 +171,8 @@ class ServerTest : public ::testing::Test {
     // A copy of the shipped rules, so reload tests can break them.
     rules_ = dir_ + "/rules";
     fs::copy(CAREWATCH_SOURCE_DIR "/rules", rules_, fs::copy_options::recursive);
-    daemon_ = std::make_unique<Daemon>(dir_);
+    ledger_url_ = carewatch::testing::FreshLedgerUrl(dir_);
+    daemon_ = std::make_unique<Daemon>(dir_, ledger_url_);
   }
   void TearDown() override {
     if (HasFailure()) std::cerr << "carewatchd's log:\n" << daemon_->Log();
@@ -233,6 +244,7 @@ class ServerTest : public ::testing::Test {
   }
 
   std::string dir_, rules_;
+  std::string ledger_url_;  // SQLite in dir_, or PostgreSQL (tests/test_ledger.h)
   std::string platform_a_, platform_b_, regulator_, author_, admin_;
   std::unique_ptr<Daemon> daemon_;
   std::shared_ptr<grpc::Channel> channel_;
@@ -959,9 +971,9 @@ std::map<std::string, uint64_t> LoadUntil(v1::Moderation::Stub* stub, const std:
   return acked;
 }
 
-void ExpectAllInLedger(const std::string& dir, const std::map<std::string, uint64_t>& acked) {
+void ExpectAllInLedger(const std::string& url, const std::map<std::string, uint64_t>& acked) {
   std::unique_ptr<ledger::LedgerBackend> b;
-  ASSERT_TRUE(ledger::OpenBackend("sqlite://" + dir + "/ledger.db", true, &b).ok());
+  ASSERT_TRUE(ledger::OpenBackend(url, true, &b).ok());
   ledger::VerifyReport vr = ledger::VerifyLedger(*b, "");
   EXPECT_TRUE(vr.ok) << vr.message;
   size_t found = 0;
@@ -1280,7 +1292,7 @@ TEST_F(ServerTest, SigtermUnderLoadLosesNoAcknowledgedReport) {
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "graceful exit; log:\n"
                                                              << daemon_->Log();
   ASSERT_GT(acked.size(), 10u);
-  ExpectAllInLedger(dir_, acked);
+  ExpectAllInLedger(ledger_url_, acked);
 }
 
 TEST_F(ServerTest, SigkillUnderLoadThenRestartVerifies) {
@@ -1293,7 +1305,7 @@ TEST_F(ServerTest, SigkillUnderLoadThenRestartVerifies) {
   stop = true;
   load.join();
   ASSERT_GT(acked.size(), 10u);
-  ExpectAllInLedger(dir_, acked);
+  ExpectAllInLedger(ledger_url_, acked);
   // It restarts on the same ledger, remembers the reports, and keeps serving.
   StartDaemon();
   v1::EvaluateResponse resp;
@@ -1302,7 +1314,7 @@ TEST_F(ServerTest, SigkillUnderLoadThenRestartVerifies) {
   v1::EvaluateRequest first;
   {
     std::unique_ptr<ledger::LedgerBackend> b;
-    ASSERT_TRUE(ledger::OpenBackend("sqlite://" + dir_ + "/ledger.db", true, &b).ok());
+    ASSERT_TRUE(ledger::OpenBackend(ledger_url_, true, &b).ok());
     std::vector<ledger::StoredEvent> rows;
     ASSERT_TRUE(b->ReadEvents(seq, 1, &rows).ok());
     ASSERT_EQ(rows.size(), 1u);
@@ -1951,12 +1963,9 @@ TEST_F(ServerTest, SignalsLinkAccountsAcrossServicesWithoutSharingIdentifiers) {
 
   // No identifier, in any spelling, in the database files or the log.
   daemon_->Kill(SIGTERM);
-  std::string stored;
-  for (const auto& entry : fs::directory_iterator(dir_)) {
-    if (entry.path().filename().string().rfind("ledger.db", 0) != 0 &&
-        entry.path().filename() != "carewatchd.log")
-      continue;
-    std::ifstream in(entry.path(), std::ios::binary);
+  std::string stored = carewatch::testing::LedgerDump(ledger_url_);
+  {
+    std::ifstream in(dir_ + "/carewatchd.log", std::ios::binary);
     std::stringstream ss;
     ss << in.rdbuf();
     stored += ss.str();

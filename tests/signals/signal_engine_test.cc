@@ -1,5 +1,4 @@
 #include <gtest/gtest.h>
-#include <sqlite3.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -8,6 +7,7 @@
 #include "engine/ledger/derive.h"
 #include "engine/ledger/verify.h"
 #include "engine/signals/signals.h"
+#include "tests/test_ledger.h"
 #include "tests/testing.h"
 
 namespace carewatch::signals {
@@ -25,7 +25,8 @@ const char* kPack =
     "    when: {all: [{field: reason, equals: linkage_alert}, {field: reporter_type, equals: "
     "carewatch}]}\n";
 
-// A signal engine on a real SQLite ledger and a simulated clock.
+// A signal engine on a real ledger (SQLite, or PostgreSQL: tests/test_ledger.h)
+// and a simulated clock.
 class SignalEngineTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -33,6 +34,7 @@ class SignalEngineTest : public ::testing::Test {
            ::testing::UnitTest::GetInstance()->current_test_info()->name();
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
+    url_ = carewatch::testing::FreshLedgerUrl(dir_);
   }
   void TearDown() override {
     signals_.reset();
@@ -43,7 +45,8 @@ class SignalEngineTest : public ::testing::Test {
 
   void Open(int min_services = 2, std::vector<std::string> sharing = {}) {
     ledger::LedgerOptions lo;
-    lo.url = "sqlite://" + dir_ + "/ledger.db";
+    lo.url = url_;
+    lo.signing_key_path = dir_ + "/ledger.key";
     lo.now = [this] { return now_ * 1000; };
     ASSERT_TRUE(ledger::Ledger::Open(lo, &ledger_).ok());
     duty::DutyEngineOptions d;
@@ -93,18 +96,12 @@ class SignalEngineTest : public ::testing::Test {
     return out;
   }
   int64_t CountRows(const char* table) {
-    sqlite3* db = nullptr;
-    sqlite3_open_v2((dir_ + "/ledger.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr);
-    sqlite3_stmt* st = nullptr;
-    sqlite3_prepare_v2(db, (std::string("SELECT COUNT(*) FROM ") + table).c_str(), -1, &st,
-                       nullptr);
-    int64_t n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return n;
+    std::vector<std::string> rows =
+        carewatch::testing::LedgerQuery(url_, std::string("SELECT COUNT(*) FROM ") + table);
+    return rows.size() == 1 ? std::stoll(rows[0]) : -1;
   }
 
-  std::string dir_;
+  std::string dir_, url_;
   int64_t now_ = kT0;
   std::unique_ptr<ledger::Ledger> ledger_;
   std::unique_ptr<duty::DutyEngine> engine_;
