@@ -48,6 +48,11 @@ Status OpenBackend(const std::string& url, bool read_only, std::unique_ptr<Ledge
   return OpenSqliteBackend(url, url, read_only, busy_timeout_ms, out);
 }
 
+bool IsLedgerInUse(const Status& s) {
+  return s.code() == Status::Code::kFailedPrecondition &&
+         s.message().find(" is in use by another ") != std::string::npos;
+}
+
 std::string LedgerDirectory(const std::string& url) {
   // A database server's ledger has no directory: keys default to the
   // working directory (docs/operations.md says to name them).

@@ -249,6 +249,10 @@ std::string SerializeDeterministic(const google::protobuf::Message& m);
 Status OpenBackend(const std::string& url, bool read_only, std::unique_ptr<LedgerBackend>* out,
                    int busy_timeout_ms = 10000);
 
+// Whether `s` says another process holds the ledger's writer lock (a
+// second carewatchd on one ledger; a standby waits while it is so).
+bool IsLedgerInUse(const Status& s);
+
 // The directory a ledger URL's file lives in ("." when none): the default home
 // of its signing and HMAC keys.
 std::string LedgerDirectory(const std::string& url);

@@ -366,7 +366,14 @@ class PgBackend : public LedgerBackend {
       write_.Close();  // reads use the pool
       return Status::Ok();
     }
-    return Migrate();
+    s = Migrate();
+    if (!s.ok()) return s;
+    Result n;
+    s = write_.Exec("SELECT COALESCE(MAX(seq), 0) FROM events", "reading the log's size", &n);
+    if (!s.ok()) return s;
+    written_ = static_cast<uint64_t>(n.Int(0, 0));
+    size_known_ = true;
+    return Status::Ok();
   }
 
   // REQUIRES: c.mu held (called from Ensure).
@@ -392,6 +399,23 @@ class PgBackend : public LedgerBackend {
       return Status::FailedPrecondition(
           "ledger " + url_ + " is in use by another carewatchd" + holder +
           ", which holds its writer lock: one writer per ledger database");
+    }
+    if (size_known_) {
+      // The lock was lost with the connection (the server restarted) and
+      // taken again: nobody may have written meanwhile, or this writer's
+      // view of the log is stale and it must stop.
+      Result n;
+      s = c.Exec("SELECT COALESCE(MAX(seq), 0) FROM events", "reading the log's size", &n);
+      if (!s.ok()) return s;
+      const uint64_t now = static_cast<uint64_t>(n.Int(0, 0));
+      if (now != written_ && !(uncertain_ && now == uncertain_last_)) {
+        return Status::FailedPrecondition("ledger " + url_ +
+                                          " was written by another carewatchd while this one was "
+                                          "disconnected (it holds " +
+                                          std::to_string(now) + " events, this one wrote " +
+                                          std::to_string(written_) +
+                                          "): this carewatchd stops writing; restart it");
+      }
     }
     return Status::Ok();
   }
@@ -518,15 +542,24 @@ class PgBackend : public LedgerBackend {
       Status s = AlreadyWritten(w, &done);
       if (!s.ok()) return s;
       uncertain_ = false;
-      if (done) return Status::Ok();
+      if (done) {
+        if (!w.events.empty()) written_ = w.events.back().seq;
+        return Status::Ok();
+      }
     }
     Status s = write_.Exec("BEGIN", "starting a write");
     if (s.ok()) s = WriteRows(w);
     if (s.ok()) {
       s = write_.Exec("COMMIT", "committing");
-      if (!s.ok() && write_.broken()) uncertain_ = true;
+      if (!s.ok() && write_.broken()) {
+        uncertain_ = true;
+        uncertain_last_ = w.events.empty() ? written_ : w.events.back().seq;
+      }
     }
-    if (s.ok()) return s;
+    if (s.ok()) {
+      if (!w.events.empty()) written_ = w.events.back().seq;
+      return s;
+    }
     const bool transient = write_.last_transient();
     if (write_.in_transaction()) (void)write_.Exec("ROLLBACK", "rolling back");
     return transient ? s : Status::DataLoss(s.message());
@@ -1305,8 +1338,13 @@ class PgBackend : public LedgerBackend {
 
   std::string url_;
   bool read_only_ = false;
-  bool uncertain_ = false;  // the last COMMIT's answer was lost (write_.mu)
-  Conn write_;              // the writer thread's; holds the writer lock
+  // The writer's view of the log (write_.mu): the last seq it committed, and
+  // whether the last COMMIT's answer was lost (and that batch's last seq).
+  bool size_known_ = false;
+  uint64_t written_ = 0;
+  bool uncertain_ = false;
+  uint64_t uncertain_last_ = 0;
+  Conn write_;  // the writer thread's; holds the writer lock
   static constexpr size_t kReads = 4;
   std::array<Conn, kReads> reads_;
   std::atomic<size_t> next_read_{0};

@@ -82,6 +82,10 @@ const std::vector<Setting>& Settings() {
        &C::insecure_plaintext},
       {"noop_service", "Serve the benchmark-only Noop service (the transport's baseline)", K::kBool,
        &C::noop_service},
+      {"standby",
+       "If another carewatchd holds the ledger, wait and take over when it goes (else: refuse "
+       "to start)",
+       K::kBool, &C::standby},
       {"signals_key", "OPRF key seed for signal tokens (default beside the ledger)", K::kString,
        &C::signals_key},
       {"signals_window", "Signal tokens of different services meet within this (e.g. 30d)",

@@ -50,6 +50,9 @@ struct ServerConfig {
   bool insecure_plaintext = false;
   // The benchmark-only Noop service (answers any authenticated caller).
   bool noop_service = false;
+  // When another carewatchd holds the ledger's writer lock: wait, and take
+  // over when it goes (a hot standby), instead of refusing to start.
+  bool standby = false;
   // Rules.Validate, RunTests and DryRun wait at most this long for a posted
   // rule set to compile (one compiles at a time).
   int64_t compile_timeout_ms = 30000;

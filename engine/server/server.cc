@@ -148,6 +148,9 @@ Status Server::Start() {
   if (lo.signing_key_path.empty()) lo.signing_key_path = KeyHome(config_) + "/ledger.key";
   lo.origin = config_.origin;
   s = ledger::Ledger::Open(lo, &state_->ledger);
+  if (ledger::IsLedgerInUse(s)) return s;  // a standby waits on this
+  // Unreachable (a database server down): a standby waits on this too.
+  if (s.code() == Status::Code::kUnavailable) return Status::Unavailable("ledger: " + s.message());
   if (!s.ok()) return Status::InvalidArgument("ledger: " + s.message());
   {
     // The verifier key is public: written beside the ledger for the
@@ -324,7 +327,8 @@ void Server::Shutdown(int grace_ms) {
     return;
   }
   state_->draining = true;
-  Log("info", "draining: no new calls; finishing those in flight");
+  // (A start that failed, e.g. a standby's try, served nothing to drain.)
+  if (grpc_) Log("info", "draining: no new calls; finishing those in flight");
   if (grpc_) {
     grpc_->GetHealthCheckService()->SetServingStatus(false);
     grpc_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(grace_ms));

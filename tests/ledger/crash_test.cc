@@ -41,7 +41,9 @@ TEST(LedgerCrash, AcknowledgedEventsSurviveSigkill) {
     }
     close(pipefd[1]);
     // Let it run, then kill it at an arbitrary moment.
-    std::this_thread::sleep_for(std::chrono::milliseconds(150 + rng() % 250));
+    // (Opening a PostgreSQL ledger takes longer: connections, the schema.)
+    const int base_ms = carewatch::testing::OnPostgres() ? 900 : 150;
+    std::this_thread::sleep_for(std::chrono::milliseconds(base_ms + rng() % 250));
     kill(pid, SIGKILL);
     int status = 0;
     waitpid(pid, &status, 0);

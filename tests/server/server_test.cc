@@ -59,10 +59,31 @@ int64_t Now() { return std::time(nullptr); }
 
 class Daemon {
  public:
-  Daemon(std::string dir, std::string ledger) : dir_(std::move(dir)), ledger_(std::move(ledger)) {}
+  // `name` tells replicas sharing `dir` (tokens and keys) apart: their logs
+  // and caches.
+  Daemon(std::string dir, std::string ledger, std::string name = "")
+      : dir_(std::move(dir)), ledger_(std::move(ledger)), name_(std::move(name)) {}
   ~Daemon() { Kill(SIGKILL); }
 
   void Start(const std::string& rules, std::vector<std::string> extra = {}) {
+    Launch(rules, std::move(extra));
+    for (int i = 0; i < 200; ++i) {
+      if (Ready()) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    ADD_FAILURE() << "carewatchd did not become ready; log:\n" << Log();
+  }
+
+  // Whether /readyz answers 200 now.
+  bool Ready() const {
+    httplib::Client http("127.0.0.1", metrics_port_);
+    http.set_connection_timeout(1);
+    auto res = http.Get("/readyz");
+    return res && res->status == 200;
+  }
+
+  // Starts carewatchd without waiting for it to be ready.
+  void Launch(const std::string& rules, std::vector<std::string> extra = {}) {
     port_ = FreePort();
     metrics_port_ = FreePort();
     std::vector<std::string> args = {CAREWATCHD_PATH,
@@ -77,7 +98,7 @@ class Daemon {
                                      "--tokens",
                                      dir_ + "/tokens.yaml",
                                      "--cache-dir",
-                                     dir_ + "/cache",
+                                     dir_ + "/cache" + name_,
                                      "--max-field-bytes",
                                      "65536",
                                      "--sweep-interval-ms",
@@ -94,7 +115,7 @@ class Daemon {
     args.insert(args.end(), extra.begin(), extra.end());
     pid_ = fork();
     if (pid_ == 0) {
-      int log = open((dir_ + "/carewatchd.log").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+      int log = open(LogPath().c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
       dup2(log, STDERR_FILENO);
       std::vector<char*> argv;
       for (auto& a : args) argv.push_back(a.data());
@@ -102,13 +123,6 @@ class Daemon {
       execv(CAREWATCHD_PATH, argv.data());
       _exit(127);
     }
-    httplib::Client http("127.0.0.1", metrics_port_);
-    for (int i = 0; i < 200; ++i) {
-      auto res = http.Get("/readyz");
-      if (res && res->status == 200) return;
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    ADD_FAILURE() << "carewatchd did not become ready; log:\n" << Log();
   }
 
   // Sends `sig` and waits for the process; returns its exit status.
@@ -121,9 +135,17 @@ class Daemon {
     return status;
   }
   void Signal(int sig) { kill(pid_, sig); }
+  // Whether the process is still running (not exited, not a zombie).
+  bool Running() {
+    int status = 0;
+    return pid_ > 0 && waitpid(pid_, &status, WNOHANG) == 0;
+  }
 
+  std::string LogPath() const {
+    return dir_ + "/carewatchd" + (name_.empty() ? "" : "-" + name_) + ".log";
+  }
   std::string Log() const {
-    std::ifstream in(dir_ + "/carewatchd.log");
+    std::ifstream in(LogPath());
     std::stringstream ss;
     ss << in.rdbuf();
     return ss.str();
@@ -143,7 +165,7 @@ class Daemon {
   }
 
  private:
-  std::string dir_, ledger_;
+  std::string dir_, ledger_, name_;
   pid_t pid_ = 0;
   int port_ = 0, metrics_port_ = 0;
 };
@@ -421,12 +443,15 @@ TEST_F(ServerTest, RoleRpcTenantMatrix) {
 
 TEST_F(ServerTest, EvaluateIsIdempotentAndActionsMeetObligations) {
   StartDaemon();
+  // One receipt time for the report and its retries: a retry is the same
+  // report (with Now() each, a second boundary between them made it another).
+  const int64_t at = Now();
   v1::EvaluateResponse first, again;
-  ASSERT_TRUE(Evaluate(platform_a_, Flaggable("r-1", "svc-a"), &first).ok());
+  ASSERT_TRUE(Evaluate(platform_a_, Flaggable("r-1", "svc-a", at), &first).ok());
   ASSERT_GT(first.verdict().flags_size(), 0);
   ASSERT_GT(first.verdict().ledger_seq(), 0u);
   uint64_t events = daemon_->LedgerEvents();
-  ASSERT_TRUE(Evaluate(platform_a_, Flaggable("r-1", "svc-a"), &again).ok());
+  ASSERT_TRUE(Evaluate(platform_a_, Flaggable("r-1", "svc-a", at), &again).ok());
   EXPECT_EQ(again.verdict().SerializeAsString(), first.verdict().SerializeAsString());
   EXPECT_EQ(daemon_->LedgerEvents(), events) << "a retried report opens no second obligation";
   // Evaluate's answer says what is owed too: everything, so far.
@@ -458,7 +483,7 @@ TEST_F(ServerTest, EvaluateIsIdempotentAndActionsMeetObligations) {
                 std::vector<std::string>{"report_to_nca"});
       // A retried Evaluate now says the same.
       v1::EvaluateResponse retried;
-      ASSERT_TRUE(Evaluate(platform_a_, Flaggable("r-1", "svc-a"), &retried).ok());
+      ASSERT_TRUE(Evaluate(platform_a_, Flaggable("r-1", "svc-a", at), &retried).ok());
       ASSERT_EQ(retried.verdict().obligations_size(), 1);
       EXPECT_EQ(std::vector<std::string>(retried.verdict().obligations(0).actions_done().begin(),
                                          retried.verdict().obligations(0).actions_done().end()),
@@ -1326,6 +1351,181 @@ TEST_F(ServerTest, SigkillUnderLoadThenRestartVerifies) {
   EXPECT_EQ(resp.verdict().ledger_seq(), seq)
       << "a retry after the restart returns the first verdict";
   EXPECT_TRUE(Evaluate(platform_a_, Flaggable("after-restart", "svc-a")).ok());
+}
+
+// Three carewatchd on one ledger: one writes, two wait on standby. Clients
+// spread their calls over all three and go to the next on failure, as behind
+// a load balancer. The writer is SIGKILLed mid-load and, on PostgreSQL, the
+// database server is stopped and started again mid-load: calls fail
+// meanwhile, a standby takes over by itself, and afterwards every
+// acknowledged report is in the ledger exactly once and the log verifies.
+TEST_F(ServerTest, ReplicasOnOneLedgerFailOverAndLoseNothing) {
+  std::vector<std::unique_ptr<Daemon>> replicas;
+  for (int i = 0; i < 3; ++i) {
+    replicas.push_back(std::make_unique<Daemon>(dir_, ledger_url_, "r" + std::to_string(i)));
+  }
+  replicas[0]->Start(rules_);
+  ASSERT_TRUE(replicas[0]->Ready());
+  replicas[1]->Launch(rules_, {"--standby"});
+  replicas[2]->Launch(rules_, {"--standby"});
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  EXPECT_FALSE(replicas[1]->Ready()) << "a standby serves nothing while another writes";
+  EXPECT_FALSE(replicas[2]->Ready());
+  EXPECT_NE(replicas[1]->Log().find("standby: waiting"), std::string::npos) << replicas[1]->Log();
+
+  std::vector<std::string> addresses;
+  for (auto& r : replicas) addresses.push_back(r->Address());
+  std::atomic<bool> stop{false};
+  std::atomic<int> phase{0};  // 0: first writer, 1: after the kill, 2: after the database
+  std::mutex mu;
+  std::map<std::string, uint64_t> acked;
+  std::map<int, int> acked_in_phase;
+  std::set<std::string> acted;
+  // Each load thread keeps a channel per replica and makes it again after a
+  // failure, as a client behind a load balancer would reach whichever
+  // replica serves (a channel that failed waits out gRPC's reconnect backoff).
+  using Stubs = std::vector<std::unique_ptr<v1::Moderation::Stub>>;
+  // It starts with the replica that answered it last.
+  auto call = [&](Stubs& stubs, size_t& start, auto&& rpc) {
+    if (stubs.empty()) stubs.resize(addresses.size());
+    for (size_t k = 0; k < addresses.size(); ++k) {
+      const size_t r = (start + k) % addresses.size();
+      if (!stubs[r]) {
+        stubs[r] = v1::Moderation::NewStub(
+            grpc::CreateChannel(addresses[r], grpc::InsecureChannelCredentials()));
+      }
+      grpc::ClientContext ctx;
+      ctx.AddMetadata("authorization", "Bearer " + platform_a_);
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
+      if (rpc(*stubs[r], &ctx).ok()) {
+        start = r;
+        return true;
+      }
+      stubs[r].reset();
+    }
+    return false;
+  };
+  std::vector<std::thread> load;
+  for (int t = 0; t < 4; ++t) {
+    load.emplace_back([&, t] {
+      Stubs stubs;
+      size_t last = static_cast<size_t>(t);
+      for (int i = 0; !stop; ++i) {
+        // One report, retried unchanged until it is acknowledged.
+        v1::EvaluateRequest req =
+            LoadRequest("rep-" + std::to_string(t) + "-" + std::to_string(i), Now());
+        v1::EvaluateResponse resp;
+        bool ok = false;
+        while (!ok && !stop) {
+          ok = call(stubs, last, [&](v1::Moderation::Stub& s, grpc::ClientContext* c) {
+            return s.Evaluate(c, req, &resp);
+          });
+          if (!ok) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
+        if (!ok) break;
+        {
+          std::lock_guard<std::mutex> lock(mu);
+          acked[req.report().report_id()] = resp.verdict().ledger_seq();
+          ++acked_in_phase[phase.load()];
+        }
+        if (i % 2 == 0) {
+          // An action on the report, through any replica.
+          v1::RecordActionRequest a;
+          a.set_service_id("svc-a");
+          a.set_report_id(req.report().report_id());
+          a.set_action("remove_content");
+          a.mutable_taken_at()->set_seconds(Now());
+          a.set_actor("mod-1");
+          v1::RecordActionResponse ar;
+          if (call(stubs, last, [&](v1::Moderation::Stub& s, grpc::ClientContext* c) {
+                return s.RecordAction(c, a, &ar);
+              })) {
+            std::lock_guard<std::mutex> lock(mu);
+            acted.insert(req.report().report_id());
+          }
+        }
+      }
+    });
+  }
+  auto wait_for_writer = [&](int seconds) -> int {
+    for (int i = 0; i < seconds * 10; ++i) {
+      for (size_t k = 0; k < replicas.size(); ++k) {
+        if (replicas[k]->Pid() > 0 && replicas[k]->Ready()) return static_cast<int>(k);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return -1;
+  };
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  replicas[0]->Kill(SIGKILL);
+  phase = 1;
+  int writer = wait_for_writer(20);
+  ASSERT_GT(writer, 0) << "a standby takes over when the writer dies";
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  if (carewatch::testing::OnPostgres()) {
+    const std::string server = std::string(CAREWATCH_SOURCE_DIR) + "/scripts/pg-test-server.sh ";
+    const char* pg_dir = std::getenv("CAREWATCH_TEST_PG_DIR");
+    ASSERT_NE(pg_dir, nullptr);
+    ASSERT_EQ(std::system((server + "stop " + pg_dir).c_str()), 0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    ASSERT_EQ(std::system((server + "restart " + pg_dir).c_str()), 0);
+    phase = 2;
+    // The service resumes by itself: a reconnecting writer, or the other
+    // standby if it took the lock first.
+    std::map<std::string, uint64_t>::size_type before;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      before = acked.size();
+    }
+    bool resumed = false;
+    for (int i = 0; i < 300 && !resumed; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      std::lock_guard<std::mutex> lock(mu);
+      resumed = acked.size() > before + 10;
+    }
+    EXPECT_TRUE(resumed) << "reports are acknowledged again after the database restarts";
+    for (size_t k = 1; k < replicas.size(); ++k) {
+      EXPECT_TRUE(replicas[k]->Running())
+          << "replica " << k << " outlives the database's restart (a standby waits it out)";
+    }
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+  stop = true;
+  for (auto& th : load) th.join();
+  for (auto& r : replicas) r->Kill(SIGTERM);
+  std::cout << "acknowledged: " << acked_in_phase[0] << " by the first writer, "
+            << acked_in_phase[1] << " after it was killed, " << acked_in_phase[2]
+            << " after the database restarted\n";
+  EXPECT_GT(acked_in_phase[0], 10);
+  EXPECT_GT(acked_in_phase[1], 10) << "the standby served after the kill";
+  if (carewatch::testing::OnPostgres()) {
+    EXPECT_GT(acked_in_phase[2], 10);
+  }
+  ExpectAllInLedger(ledger_url_, acked);
+  // Exactly once: every report's REPORT_FLAGGED appears once in the log,
+  // and every acknowledged action was recorded.
+  std::unique_ptr<ledger::LedgerBackend> b;
+  ASSERT_TRUE(ledger::OpenBackend(ledger_url_, true, &b).ok());
+  std::map<std::string, int> flagged;
+  std::set<std::string> actions;
+  for (uint64_t from = 1;;) {
+    std::vector<ledger::StoredEvent> rows;
+    ASSERT_TRUE(b->ReadEvents(from, 5000, &rows).ok());
+    if (rows.empty()) break;
+    for (const auto& row : rows) {
+      v1::LedgerEvent e;
+      ASSERT_TRUE(e.ParseFromString(row.payload));
+      if (e.type() == v1::REPORT_FLAGGED) ++flagged[e.report_flagged().report_id()];
+      if (e.type() == v1::ACTION_RECORDED) actions.insert(e.action_recorded().report_id());
+    }
+    from = rows.back().seq + 1;
+  }
+  for (const auto& [id, seq] : acked) EXPECT_EQ(flagged[id], 1) << id;
+  for (const auto& [id, n] : flagged) EXPECT_EQ(n, 1) << id << " is in the log " << n << " times";
+  for (const auto& id : acted) EXPECT_TRUE(actions.count(id)) << "acknowledged action on " << id;
+  if (HasFailure()) {
+    for (auto& r : replicas) std::cerr << r->LogPath() << ":\n" << r->Log();
+  }
 }
 
 }  // namespace
