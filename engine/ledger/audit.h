@@ -86,8 +86,8 @@ PeriodStats FromProto(const v1::PeriodStats& in);
 // period ("day" or "month", UTC), service and category (docs/signals.md
 // "What the regulator sees"): counts only, never tokens. InvalidArgument
 // past `max_rows` rows.
-Status LinkageStats(LedgerBackend& backend, const std::string& service_id, int64_t from,
-                    int64_t to, const std::string& period, std::vector<v1::LinkageStatsRow>* out,
+Status LinkageStats(LedgerBackend& backend, const std::string& service_id, int64_t from, int64_t to,
+                    const std::string& period, std::vector<v1::LinkageStatsRow>* out,
                     size_t max_rows = 10000);
 
 // The key of the same period a year before ("2026-03" -> "2025-03").

@@ -99,6 +99,24 @@ struct BatchExtras {
   size_t prune_limit = 0;
 };
 
+// The rows a ledger holds that its events alone cannot give: what a copy to
+// another store carries besides the log (`carewatch ledger copy`).
+struct CarriedRows {
+  std::vector<std::pair<std::string, std::string>> meta;  // without schema_version
+  std::vector<ReportIndexRow> unflagged;                  // index rows of unflagged reports
+  std::vector<StatsRow> stats, stats_pending;
+  std::vector<SignalRow> signals;
+  std::vector<AlertTokenRow> alert_tokens;
+};
+
+// One part of a copy: written in one transaction into an empty store.
+struct CopyChunk {
+  std::vector<StoredEvent> events;
+  std::vector<TreeNode> nodes;
+  std::vector<v1::Checkpoint> checkpoints;
+  const CarriedRows* carried = nullptr;
+};
+
 // One transaction of the writer: events, the subtrees they complete, an
 // optional signed checkpoint, the rows derived from the events and the
 // command's extras.
@@ -236,6 +254,17 @@ class LedgerBackend {
   // Blinded elements a service had evaluated on a UTC day (YYYY-MM-DD).
   virtual Status ReadSignalQuota(const std::string& service_id, const std::string& day,
                                  int64_t* used) = 0;
+
+  // --- Copying a ledger to another store (engine/ledger/copy.h).
+  // Every carried row (scans).
+  virtual Status ReadCarried(CarriedRows* out) = 0;
+  // Writes one part of a copy, in one transaction, into a store opened for
+  // writing that held no events when the copy began. The tables derived
+  // from events are derived again from the copied log when the store is
+  // next opened. Unimplemented where a backend cannot be a copy's target.
+  virtual Status WriteCopy(const CopyChunk& chunk) {
+    return Status::FailedPrecondition("this ledger backend cannot be the target of a copy");
+  }
 };
 
 // The deterministic serialisation of a message: the bytes hashed into a

@@ -1012,7 +1012,133 @@ class PgBackend : public LedgerBackend {
     return Status::Ok();
   }
 
+  Status ReadCarried(CarriedRows* out) override {
+    Read r(this);
+    Status s = r.Exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+    if (!s.ok()) return s;
+    s = [&]() -> Status {
+      Status q =
+          r.Run("SELECT key, value FROM meta WHERE key != 'schema_version'", {}, "reading meta");
+      if (!q.ok()) return q;
+      for (int i = 0; i < r.res.rows(); ++i)
+        out->meta.emplace_back(r.res.Text(i, 0), r.res.Bytes(i, 1));
+      q = r.Run(
+          "SELECT service_id, report_id, digest, seq, recorded_at, ruleset_version FROM "
+          "report_index WHERE seq = 0",
+          {}, "reading the report index");
+      if (!q.ok()) return q;
+      for (int i = 0; i < r.res.rows(); ++i) {
+        out->unflagged.push_back({r.res.Text(i, 0), r.res.Text(i, 1), r.res.Text(i, 2),
+                                  static_cast<uint64_t>(r.res.Int(i, 3)), r.res.Int(i, 4),
+                                  r.res.Text(i, 5)});
+      }
+      for (auto [table, rows] :
+           {std::pair{"stats", &out->stats}, std::pair{"stats_pending", &out->stats_pending}}) {
+        q = r.Run(
+            std::string("SELECT service_id, day, surface, reason, reports, flagged FROM ") + table,
+            {}, "reading statistics");
+        if (!q.ok()) return q;
+        StatsRows(r.res, rows);
+      }
+      q = r.Run(
+          "SELECT kind, token, service_id, report_id, category, recorded_at FROM signal_tokens", {},
+          "reading signals");
+      if (!q.ok()) return q;
+      for (int i = 0; i < r.res.rows(); ++i) {
+        out->signals.push_back({r.res.Text(i, 0), r.res.Bytes(i, 1), r.res.Text(i, 2),
+                                r.res.Text(i, 3), r.res.Text(i, 4), r.res.Int(i, 5)});
+      }
+      q = r.Run("SELECT alert_id, service_id, kind, token, recorded_at FROM signal_alert_tokens",
+                {}, "reading alert tokens");
+      if (!q.ok()) return q;
+      for (int i = 0; i < r.res.rows(); ++i) {
+        out->alert_tokens.push_back({r.res.Text(i, 0), r.res.Text(i, 1), r.res.Text(i, 2),
+                                     r.res.Bytes(i, 3), r.res.Int(i, 4)});
+      }
+      return Status::Ok();
+    }();
+    (void)r.Exec(s.ok() ? "COMMIT" : "ROLLBACK");
+    return s;
+  }
+
+  Status WriteCopy(const CopyChunk& chunk) override {
+    std::lock_guard<std::mutex> lock(write_.mu);
+    Status s = write_.Exec("BEGIN", "copying");
+    if (s.ok()) s = CopyRows(chunk);
+    if (s.ok()) s = write_.Exec("COMMIT", "copying");
+    if (!s.ok() && write_.in_transaction()) (void)write_.Exec("ROLLBACK", "rolling back");
+    if (s.ok() && !chunk.events.empty()) written_ = chunk.events.back().seq;
+    return s;
+  }
+
  private:
+  // REQUIRES: write_.mu held, a transaction open.
+  Status CopyRows(const CopyChunk& chunk) {
+    Status s;
+    for (const StoredEvent& e : chunk.events) {
+      s = W("INSERT INTO events (seq, type, time, payload, leaf_hash) VALUES ($1, $2, $3, $4, $5)",
+            {U(e.seq), I(e.type), I(e.time), B(e.payload), B(e.leaf_hash)},
+            "copying event " + std::to_string(e.seq));
+      if (!s.ok()) return s;
+    }
+    s = InsertNodes(chunk.nodes);
+    if (!s.ok()) return s;
+    for (const v1::Checkpoint& c : chunk.checkpoints) {
+      s =
+          W("INSERT INTO checkpoints (tree_size, root_hash, time, signature, note) VALUES ($1, $2, "
+            "$3, $4, $5)",
+            {U(c.tree_size()), B(c.root_hash()), I(c.time().seconds()), B(c.signature()),
+             B(c.note())},
+            "copying a checkpoint");
+      if (!s.ok()) return s;
+    }
+    if (!chunk.carried) return Status::Ok();
+    const CarriedRows& c = *chunk.carried;
+    for (const auto& [key, value] : c.meta) {
+      s =
+          W("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = "
+            "excluded.value",
+            {T(key), B(value)}, "copying meta");
+      if (!s.ok()) return s;
+    }
+    // Without a schema version the next open derives the engine's state
+    // from the copied log.
+    s = W("DELETE FROM meta WHERE key = 'schema_version'", {}, "copying meta");
+    if (!s.ok()) return s;
+    for (const ReportIndexRow& r : c.unflagged) {
+      s = IndexReport(r.service_id, r.report_id, r.digest, r.seq, r.recorded_at, r.ruleset_version);
+      if (!s.ok()) return s;
+    }
+    for (auto [table, rows] :
+         {std::pair{"stats", &c.stats}, std::pair{"stats_pending", &c.stats_pending}}) {
+      for (const StatsRow& r : *rows) {
+        s = W(std::string("INSERT INTO ") + table +
+                  " (service_id, day, surface, reason, reports, flagged) VALUES ($1, $2, $3, $4, "
+                  "$5, $6)",
+              {T(r.service_id), T(r.day), T(r.surface), T(r.reason), I(r.reports), I(r.flagged)},
+              "copying statistics");
+        if (!s.ok()) return s;
+      }
+    }
+    for (const SignalRow& r : c.signals) {
+      s = W(
+          "INSERT INTO signal_tokens (kind, token, service_id, report_id, category, "
+          "recorded_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+          {T(r.kind), B(r.token), T(r.service_id), T(r.report_id), T(r.category), I(r.recorded_at)},
+          "copying signals");
+      if (!s.ok()) return s;
+    }
+    for (const AlertTokenRow& r : c.alert_tokens) {
+      s =
+          W("INSERT INTO signal_alert_tokens (alert_id, service_id, kind, token, recorded_at) "
+            "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            {T(r.alert_id), T(r.service_id), T(r.kind), B(r.token), I(r.recorded_at)},
+            "copying alert tokens");
+      if (!s.ok()) return s;
+    }
+    return Status::Ok();
+  }
+
   // A read on one connection of the pool, held for the object's life.
   struct Read {
     explicit Read(PgBackend* b)

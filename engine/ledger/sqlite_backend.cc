@@ -968,6 +968,72 @@ class SqliteBackend : public LedgerBackend {
     return rc == SQLITE_DONE ? Status::Ok() : Error(read_db_, "querying events");
   }
 
+  Status ReadCarried(CarriedRows* out) override {
+    std::lock_guard<std::mutex> lock(read_mu_);
+    // One read transaction: the rows agree with each other.
+    Status s = Exec(read_db_, "BEGIN");
+    if (!s.ok()) return s;
+    s = [&]() -> Status {
+      int rc;
+      {
+        Stmt st(read_db_, "SELECT key, value FROM meta WHERE key != 'schema_version'");
+        while ((rc = st.Step()) == SQLITE_ROW) out->meta.emplace_back(st.Text(0), st.Blob(1));
+        if (rc != SQLITE_DONE) return Error(read_db_, "reading meta");
+      }
+      {
+        Stmt st(read_db_,
+                "SELECT service_id, report_id, digest, seq, recorded_at, ruleset_version FROM "
+                "report_index WHERE seq = 0");
+        while ((rc = st.Step()) == SQLITE_ROW) {
+          out->unflagged.push_back({st.Text(0), st.Text(1), st.Text(2),
+                                    static_cast<uint64_t>(st.Int(3)), st.Int(4), st.Text(5)});
+        }
+        if (rc != SQLITE_DONE) return Error(read_db_, "reading the report index");
+      }
+      for (auto [table, rows] :
+           {std::pair{"stats", &out->stats}, std::pair{"stats_pending", &out->stats_pending}}) {
+        Stmt st(read_db_, (std::string("SELECT service_id, day, surface, reason, reports, "
+                                       "flagged FROM ") +
+                           table)
+                              .c_str());
+        while ((rc = st.Step()) == SQLITE_ROW) {
+          rows->push_back({st.Text(0), st.Text(1), st.Text(2), st.Text(3), st.Int(4), st.Int(5)});
+        }
+        if (rc != SQLITE_DONE) return Error(read_db_, "reading statistics");
+      }
+      // A ledger of an earlier carewatch, opened read-only, may predate
+      // signals: it has none to carry.
+      bool has_signals = false;
+      {
+        Stmt st(read_db_,
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'signal_tokens'");
+        has_signals = st.ok() && st.Step() == SQLITE_ROW;
+      }
+      if (!has_signals) return Status::Ok();
+      {
+        Stmt st(read_db_,
+                "SELECT kind, token, service_id, report_id, category, recorded_at FROM "
+                "signal_tokens");
+        while ((rc = st.Step()) == SQLITE_ROW) {
+          out->signals.push_back(
+              {st.Text(0), st.Blob(1), st.Text(2), st.Text(3), st.Text(4), st.Int(5)});
+        }
+        if (rc != SQLITE_DONE) return Error(read_db_, "reading signals");
+      }
+      {
+        Stmt st(read_db_,
+                "SELECT alert_id, service_id, kind, token, recorded_at FROM signal_alert_tokens");
+        while ((rc = st.Step()) == SQLITE_ROW) {
+          out->alert_tokens.push_back({st.Text(0), st.Text(1), st.Text(2), st.Blob(3), st.Int(4)});
+        }
+        if (rc != SQLITE_DONE) return Error(read_db_, "reading alert tokens");
+      }
+      return Status::Ok();
+    }();
+    (void)Exec(read_db_, "COMMIT");
+    return s;
+  }
+
  private:
   static Status Error(sqlite3* db, const std::string& what) {
     return Status::Unavailable(what + ": " + (db ? sqlite3_errmsg(db) : "out of memory"));

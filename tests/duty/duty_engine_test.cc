@@ -7,7 +7,9 @@
 #include <random>
 #include <thread>
 
+#include "engine/common/digest.h"
 #include "engine/ledger/audit.h"
+#include "engine/ledger/copy.h"
 #include "engine/ledger/verify.h"
 #include "engine/rules/duration.h"
 #include "tests/test_ledger.h"
@@ -1053,6 +1055,63 @@ TEST_F(DutyEngineState, FindingsAndWindowsSurviveARestart) {
   ASSERT_EQ(found.size(), 1u);
   EXPECT_EQ(found[0].breaches(), 7);
   EXPECT_EQ(found[0].obligation_ids_size(), 7);
+  EXPECT_TRUE(ledger::VerifyLedger(ledger_->backend(), "").ok);
+}
+
+TEST_F(DutyEngineState, ALedgerCopiedToPostgreSQLKeepsItsStateAndItsRoot) {
+  const std::string target = lo_.url;  // PostgreSQL when the suite runs there
+  lo_.url = "sqlite://" + dir_ + "/source.db";
+  Open();
+  Populate(6, 2);
+  v1::Verdict v;
+  ASSERT_TRUE(engine_->SubmitReport(MakeReport("quiet", now_, "svc", "nothing"), &v).ok());
+  now_ = kT0 + 2 * kHour;
+  ASSERT_TRUE(engine_->Sweep(now_).ok());
+  ASSERT_TRUE(ledger_->Flush().ok());
+  const DutyEngine::Counts before = engine_->counts();
+  ASSERT_EQ(before.findings_open, 1u);
+  std::vector<v1::Finding> findings_before;
+  ASSERT_TRUE(ledger_->backend().QueryFindings({}, &findings_before).ok());
+  v1::Checkpoint cp_before;
+  ASSERT_TRUE(ledger_->LatestCheckpoint(&cp_before).ok());
+  engine_.reset();
+  ledger_.reset();
+  ledger::CopyReport report;
+  if (!carewatch::testing::OnPostgres()) {
+    Status s = ledger::CopyLedger(lo_.url, "sqlite://" + dir_ + "/copy.db", &report);
+    EXPECT_EQ(s.code(), Status::Code::kFailedPrecondition) << "SQLite is no copy's target";
+    return;
+  }
+  Status s = ledger::CopyLedger(lo_.url, target, &report);
+  ASSERT_TRUE(s.ok()) << s.message();
+  EXPECT_EQ(report.events, cp_before.tree_size());
+  EXPECT_EQ(report.root_hex, HexEncode(cp_before.root_hash()));
+  // Into a ledger that is not empty: refused.
+  s = ledger::CopyLedger(lo_.url, target, &report);
+  EXPECT_EQ(s.code(), Status::Code::kFailedPrecondition) << s.message();
+  // carewatch on the copy: the same state, the same findings, the same
+  // checkpoint, and the unflagged report's id still known.
+  lo_.url = target;
+  Open();
+  const DutyEngine::Counts after = engine_->counts();
+  EXPECT_EQ(after.reports, before.reports);
+  EXPECT_EQ(after.flagged, before.flagged);
+  EXPECT_EQ(after.open, before.open);
+  EXPECT_EQ(after.met, before.met);
+  EXPECT_EQ(after.breached, before.breached);
+  EXPECT_EQ(after.findings_open, before.findings_open);
+  std::vector<v1::Finding> findings_after;
+  ASSERT_TRUE(ledger_->backend().QueryFindings({}, &findings_after).ok());
+  ASSERT_EQ(findings_after.size(), findings_before.size());
+  for (size_t i = 0; i < findings_after.size(); ++i) {
+    EXPECT_EQ(findings_after[i].SerializeAsString(), findings_before[i].SerializeAsString());
+  }
+  v1::Checkpoint cp_after;
+  ASSERT_TRUE(ledger_->LatestCheckpoint(&cp_after).ok());
+  EXPECT_EQ(cp_after.tree_size(), cp_before.tree_size());
+  EXPECT_EQ(cp_after.root_hash(), cp_before.root_hash());
+  s = engine_->SubmitReport(MakeReport("quiet", now_, "svc", "other words"), &v);
+  EXPECT_EQ(s.code(), Status::Code::kAlreadyExists) << "the unflagged report's index came along";
   EXPECT_TRUE(ledger::VerifyLedger(ledger_->backend(), "").ok);
 }
 

@@ -3,8 +3,14 @@
 //       same sizes, WAL + synchronous=FULL (the limit);
 //   (b) carewatch's Ledger: Merkle leaves, signed checkpoints, group commit
 //       by one writer thread, acknowledged only when durable.
-// Usage: carewatch_bench_ledger [--events N] [--writers N] [--dir DIR]
+// With --pg URL (a PostgreSQL database), the same two on PostgreSQL:
+//   (c) a plain libpq loop inserting the same rows in the same transaction
+//       sizes (prepared statement, synchronous_commit=on);
+//   (d) the Ledger on a postgresql:// ledger (a fresh schema in that database).
+// Usage: carewatch_bench_ledger [--events N] [--writers N] [--dir DIR] [--pg URL]
+#include <libpq-fe.h>
 #include <sqlite3.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -18,25 +24,16 @@
 using namespace carewatch;
 using Clock = std::chrono::steady_clock;
 
-int main(int argc, char** argv) {
-  int events = 20000, writers = 16;
-  std::string dir = "/tmp/carewatch-bench-ledger";
-  for (int i = 1; i + 1 < argc; i += 2) {
-    if (!std::strcmp(argv[i], "--events"))
-      events = std::stoi(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--writers"))
-      writers = std::stoi(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--dir"))
-      dir = argv[i + 1];
-  }
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
+namespace {
 
-  // (b) first: it decides the batch sizes the baseline then uses.
-  ledger::LedgerOptions options;
-  options.url = "sqlite://" + dir + "/ledger.db";
+// Appends `events` events from `writers` threads; returns seconds taken.
+double RunLedger(const ledger::LedgerOptions& options, int events, int writers, uint64_t* commits) {
   std::unique_ptr<ledger::Ledger> l;
-  if (!ledger::Ledger::Open(options, &l).ok()) return 1;
+  Status open = ledger::Ledger::Open(options, &l);
+  if (!open.ok()) {
+    std::fprintf(stderr, "opening %s: %s\n", options.url.c_str(), open.message().c_str());
+    std::exit(1);
+  }
   std::atomic<int> next{0};
   auto start = Clock::now();
   std::vector<std::thread> threads;
@@ -58,10 +55,102 @@ int main(int argc, char** argv) {
     });
   }
   for (auto& t : threads) t.join();
-  double ledger_s = std::chrono::duration<double>(Clock::now() - start).count();
-  uint64_t commits = l->commits();
-  l.reset();
+  double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  *commits = l->commits();
+  return seconds;
+}
 
+std::vector<ledger::StoredEvent> ReadBack(const std::string& url, int events) {
+  std::unique_ptr<ledger::LedgerBackend> b;
+  std::vector<ledger::StoredEvent> rows;
+  Status read = ledger::OpenBackend(url, true, &b);
+  if (read.ok()) read = b->ReadEvents(1, events, &rows);
+  if (!read.ok()) {
+    std::fprintf(stderr, "reading the ledger back: %s\n", read.message().c_str());
+    std::exit(1);
+  }
+  return rows;
+}
+
+PGconn* PgConnect(const std::string& url) {
+  PGconn* c = PQconnectdb(url.c_str());
+  if (PQstatus(c) != CONNECTION_OK) {
+    std::fprintf(stderr, "PostgreSQL: %s\n", PQerrorMessage(c));
+    std::exit(1);
+  }
+  PQsetNoticeProcessor(
+      c, [](void*, const char*) {}, nullptr);
+  return c;
+}
+
+void PgExec(PGconn* c, const std::string& sql) {
+  PGresult* r = PQexec(c, sql.c_str());
+  if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK) {
+    std::fprintf(stderr, "%s: %s\n", sql.c_str(), PQresultErrorMessage(r));
+    std::exit(1);
+  }
+  PQclear(r);
+}
+
+// (c): the same rows, the same transaction sizes, through libpq alone.
+double PlainPostgres(const std::string& url, const std::vector<ledger::StoredEvent>& rows,
+                     int batch) {
+  PGconn* c = PgConnect(url);
+  PgExec(c,
+         "SET synchronous_commit = on; CREATE TABLE plain_events (seq BIGINT PRIMARY KEY, type "
+         "INTEGER NOT NULL, time BIGINT NOT NULL, payload BYTEA NOT NULL, leaf_hash BYTEA NOT "
+         "NULL)");
+  PQclear(PQprepare(c, "ins", "INSERT INTO plain_events VALUES ($1, $2, $3, $4, $5)", 0, nullptr));
+  auto start = Clock::now();
+  for (size_t i = 0; i < rows.size(); i += batch) {
+    PgExec(c, "BEGIN");
+    for (size_t k = i; k < rows.size() && k < i + batch; ++k) {
+      const auto& r = rows[k];
+      std::string seq = std::to_string(r.seq), type = std::to_string(r.type),
+                  time = std::to_string(r.time);
+      const char* values[] = {seq.c_str(), type.c_str(), time.c_str(), r.payload.data(),
+                              r.leaf_hash.data()};
+      int lengths[] = {0, 0, 0, static_cast<int>(r.payload.size()),
+                       static_cast<int>(r.leaf_hash.size())};
+      int formats[] = {0, 0, 0, 1, 1};
+      PGresult* res = PQexecPrepared(c, "ins", 5, values, lengths, formats, 0);
+      if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        std::fprintf(stderr, "insert: %s\n", PQresultErrorMessage(res));
+        std::exit(1);
+      }
+      PQclear(res);
+    }
+    PgExec(c, "COMMIT");
+  }
+  double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  PQfinish(c);
+  return seconds;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int events = 20000, writers = 16;
+  std::string dir = "/tmp/carewatch-bench-ledger", pg;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (!std::strcmp(argv[i], "--events"))
+      events = std::stoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--writers"))
+      writers = std::stoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--dir"))
+      dir = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--pg"))
+      pg = argv[i + 1];
+  }
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+
+  // (b) first: it decides the batch sizes the baseline then uses.
+  ledger::LedgerOptions options;
+  options.url = "sqlite://" + dir + "/ledger.db";
+  options.signing_key_path = dir + "/ledger.key";
+  uint64_t commits = 0;
+  double ledger_s = RunLedger(options, events, writers, &commits);
   sqlite3* db = nullptr;
   sqlite3_open((dir + "/plain.db").c_str(), &db);
   sqlite3_exec(db,
@@ -70,19 +159,12 @@ int main(int argc, char** argv) {
                "BLOB, leaf_hash BLOB);",
                nullptr, nullptr, nullptr);
   // Same rows: read them back from the ledger file.
-  std::unique_ptr<ledger::LedgerBackend> b;
-  std::vector<ledger::StoredEvent> rows;
-  Status read = ledger::OpenBackend(options.url, true, &b);
-  if (read.ok()) read = b->ReadEvents(1, events, &rows);
-  if (!read.ok()) {
-    std::fprintf(stderr, "reading the ledger back: %s\n", read.message().c_str());
-    std::exit(1);
-  }
+  std::vector<ledger::StoredEvent> rows = ReadBack(options.url, events);
   // The same transaction sizes the ledger's group commit formed.
   int batch = std::max<int>(1, static_cast<int>(events / std::max<uint64_t>(commits, 1)));
   sqlite3_stmt* st = nullptr;
   sqlite3_prepare_v2(db, "INSERT INTO events VALUES (?, ?, ?, ?, ?)", -1, &st, nullptr);
-  start = Clock::now();
+  auto start = Clock::now();
   for (size_t i = 0; i < rows.size(); i += batch) {
     sqlite3_exec(db, "BEGIN", nullptr, nullptr, nullptr);
     for (size_t k = i; k < rows.size() && k < i + batch; ++k) {
@@ -109,6 +191,31 @@ int main(int argc, char** argv) {
   std::printf("%-58s %10.0f events/s\n", "(b) Ledger.Append (group commit, Merkle, checkpoints)",
               events / ledger_s);
   std::printf("ratio (b)/(a) = %.2f  [>= 0.5]\n", plain_s / ledger_s);
+  if (!pg.empty()) {
+    // A schema of its own in the database: the ledger's tables and the plain
+    // table side by side, dropped afterwards.
+    const std::string schema = "bench_" + std::to_string(::getpid());
+    PGconn* admin = PgConnect(pg);
+    PgExec(admin, "CREATE SCHEMA " + schema);
+    const std::string url =
+        pg + (pg.find('?') == std::string::npos ? "?" : "&") + "options=-csearch_path%3D" + schema;
+    ledger::LedgerOptions po = options;
+    po.url = url;
+    uint64_t pg_commits = 0;
+    double pg_ledger_s = RunLedger(po, events, writers, &pg_commits);
+    std::vector<ledger::StoredEvent> pg_rows = ReadBack(url, events);
+    int pg_batch = std::max<int>(1, static_cast<int>(events / std::max<uint64_t>(pg_commits, 1)));
+    double pg_plain_s = PlainPostgres(url, pg_rows, pg_batch);
+    PgExec(admin, "DROP SCHEMA " + schema + " CASCADE");
+    PQfinish(admin);
+    std::printf("PostgreSQL: mean group commit %d events per transaction (%llu commits)\n",
+                pg_batch, static_cast<unsigned long long>(pg_commits));
+    std::printf("%-58s %10.0f events/s\n", "(c) plain libpq inserts, same transaction sizes",
+                events / pg_plain_s);
+    std::printf("%-58s %10.0f events/s\n", "(d) Ledger.Append on postgresql://",
+                events / pg_ledger_s);
+    std::printf("ratio (d)/(c) = %.2f  [>= 0.5]\n", pg_plain_s / pg_ledger_s);
+  }
   std::filesystem::remove_all(dir);
   return 0;
 }

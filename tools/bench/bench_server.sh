@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # carewatchd throughput against a no-op gRPC service of the same shape, in
 # one run, server and load generator on this machine.
-# Usage: tools/bench/bench_server.sh [SECONDS] [BUILD_DIR]
+# Usage: tools/bench/bench_server.sh [SECONDS] [BUILD_DIR] [LEDGER_URL]
+# (LEDGER_URL: default an SQLite file in a temporary directory.)
 set -euo pipefail
 secs=${1:-10}
 build=${2:-build}
@@ -12,8 +13,11 @@ token=$("$cw" token new --principal bench --role platform --service example-soci
 tok=$(echo "$token" | sed -n 's/^token: //p')
 { echo "tokens:"; echo "$token" | tail -n 1; } > "$tmp/tokens.yaml"
 port=$((20000 + RANDOM % 20000))
+ledger=${3:-sqlite://$tmp/ledger.db}
 "$build/tools/carewatchd" --listen 127.0.0.1:$port --metrics "" --rules rules \
-  --ledger "sqlite://$tmp/ledger.db" --tokens "$tmp/tokens.yaml" --cache-dir "$tmp/cache" --noop-service 2> "$tmp/log" &
+  --ledger "$ledger" --signing-key "$tmp/ledger.key" --hmac-key "$tmp/hmac.key" \
+  --signals-key "$tmp/signals.key" --tokens "$tmp/tokens.yaml" --cache-dir "$tmp/cache" \
+  --noop-service 2> "$tmp/log" &
 pid=$!
 for _ in $(seq 1 100); do grep -q serving "$tmp/log" && break; sleep 0.1; done
 run() { "$cw" load --server 127.0.0.1:$port --token "$tok" --service example-social --duration ${secs}s --run-id "$1" "${@:2}"; }

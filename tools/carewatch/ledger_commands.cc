@@ -15,6 +15,8 @@
 #include "engine/duty/duty_engine.h"
 #include "engine/eval/report_json.h"
 #include "engine/ledger/audit.h"
+#include "engine/ledger/copy.h"
+#include "engine/ledger/pg_backend.h"
 #include "engine/ledger/verify.h"
 #include "engine/rules/duration.h"
 #include "engine/server/metrics.h"
@@ -369,6 +371,30 @@ void RegisterLedgerCommands(CommandTable& table) {
       "vkey", "Print the verifier key (NAME+ID+KEY) of a ledger: what a deployment publishes");
   key_vkey->add_option("--ledger", *key_ledger, "Ledger URL or file")->required();
   key_cmd->require_subcommand(1);
+
+  struct CopyOptions {
+    std::string from, to;
+  };
+  auto copy = std::make_shared<CopyOptions>();
+  CLI::App* ledger_cmd = table.Add("ledger", "Ledger maintenance", [copy] {
+    ledger::CopyReport report;
+    Status s = ledger::CopyLedger(copy->from, copy->to, &report);
+    if (!s.ok()) {
+      std::cerr << "error: " << s.message() << "\n";
+      return kExitFailure;
+    }
+    std::cout << "copied " << report.events << " events and " << report.checkpoints
+              << " checkpoints to " << ledger::RedactUrl(copy->to) << "; root " << report.root_hex
+              << "; the copy verifies\n";
+    return kExitOk;
+  });
+  auto* copy_cmd = ledger_cmd->add_subcommand(
+      "copy",
+      "Copy a ledger into an empty one, e.g. an SQLite file into PostgreSQL (stop carewatchd "
+      "first); the copy is verified against the source");
+  copy_cmd->add_option("--from", copy->from, "The ledger to copy (URL or file)")->required();
+  copy_cmd->add_option("--to", copy->to, "An empty ledger (postgresql://...)")->required();
+  ledger_cmd->require_subcommand(1);
 }
 
 }  // namespace carewatch::cli

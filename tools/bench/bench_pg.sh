@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The PostgreSQL ledger's figures, each beside its baseline in the same run,
+# on a throwaway PostgreSQL 15 on loopback with fsync on:
+#   1. Ledger.Append on postgresql:// against a plain libpq loop inserting
+#      the same rows in the same transaction sizes (and the SQLite pair);
+#   2. carewatchd's unary and streamed Evaluate on an SQLite ledger and on a
+#      PostgreSQL ledger, each against the no-op service of the same run.
+# Usage: tools/bench/bench_pg.sh [SECONDS] [BUILD_DIR]
+set -euo pipefail
+secs=${1:-10}
+build=${2:-build}
+here=$(cd "$(dirname "$0")/../.." && pwd)
+pgdir=$(mktemp -d /tmp/carewatch-bench-pg.XXXXXX)
+trap '"$here/scripts/pg-test-server.sh" remove "$pgdir" >/dev/null 2>&1 || true' EXIT
+url=$("$here/scripts/pg-test-server.sh" start "$pgdir" --fsync)
+echo "== ledger appends (16 writers)"
+"$build/tools/carewatch_bench_ledger" --events 20000 --writers 16 --pg "$url"
+schema="bench_server_$$"
+psql -q "$url" -c "CREATE SCHEMA $schema"
+pg_ledger="$url?options=-csearch_path%3D$schema"
+echo "== carewatchd on SQLite"
+sq=$("$here/tools/bench/bench_server.sh" "$secs" "$build"); echo "$sq"
+echo "== carewatchd on PostgreSQL"
+pq=$("$here/tools/bench/bench_server.sh" "$secs" "$build" "$pg_ledger"); echo "$pq"
+python3 - "$sq" "$pq" <<'PY'
+import re, sys
+def rates(text):
+    return [float(x) for x in re.findall(r" ([0-9.]+) reports/s", text)]
+s, p = rates(sys.argv[1]), rates(sys.argv[2])
+print(f"stream on PostgreSQL / stream on SQLite = {p[3]/s[3]:.2f}; unary {p[1]/s[1]:.2f}")
+print(f"stream on PostgreSQL / its noop = {p[3]/p[2]:.2f}; unary {p[1]/p[0]:.2f}")
+PY
