@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <iterator>
 #include <map>
 #include <mutex>
@@ -258,19 +259,33 @@ class Conn {
     return Status::Ok();
   }
 
-  // Runs one statement (prepared once per connection) with parameters.
+  // The name of `sql`'s statement, prepared on this connection once.
+  Status Prepared(const std::string& sql, const std::string& what, const std::string** name) {
+    auto it = prepared_.find(sql);
+    if (it == prepared_.end()) {
+      std::string n = "cw" + std::to_string(prepared_.size());
+      Result p(PQprepare(c_, n.c_str(), sql.c_str(), 0, nullptr));
+      if (PQresultStatus(p.get()) != PGRES_COMMAND_OK) return Fail(p.get(), what);
+      it = prepared_.emplace(sql, n).first;
+    }
+    *name = &it->second;
+    return Status::Ok();
+  }
+
+  // Runs one statement (prepared once per connection) with parameters; while
+  // queueing (StartQueue), queues it for SendQueued instead.
   Status Run(const std::string& sql, const std::vector<Param>& params, Result* out,
              const std::string& what) {
+    if (queueing_) {
+      queue_.push_back({sql, params, what, nullptr});
+      return Status::Ok();
+    }
     last_transient_ = true;
     Status s = Ensure();
     if (!s.ok()) return s;
-    auto it = prepared_.find(sql);
-    if (it == prepared_.end()) {
-      std::string name = "cw" + std::to_string(prepared_.size());
-      Result p(PQprepare(c_, name.c_str(), sql.c_str(), 0, nullptr));
-      if (PQresultStatus(p.get()) != PGRES_COMMAND_OK) return Fail(p.get(), what);
-      it = prepared_.emplace(sql, name).first;
-    }
+    const std::string* name = nullptr;
+    s = Prepared(sql, what, &name);
+    if (!s.ok()) return s;
     std::vector<const char*> values(params.size());
     std::vector<int> lengths(params.size()), formats(params.size());
     for (size_t i = 0; i < params.size(); ++i) {
@@ -278,7 +293,7 @@ class Conn {
       lengths[i] = static_cast<int>(params[i].value.size());
       formats[i] = params[i].binary ? 1 : 0;
     }
-    Result r(PQexecPrepared(c_, it->second.c_str(), static_cast<int>(params.size()), values.data(),
+    Result r(PQexecPrepared(c_, name->c_str(), static_cast<int>(params.size()), values.data(),
                             lengths.data(), formats.data(), 0));
     ExecStatusType st = PQresultStatus(r.get());
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) return Fail(r.get(), what);
@@ -296,6 +311,94 @@ class Conn {
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) return Fail(r.get(), what);
     if (out) *out = std::move(r);
     return Status::Ok();
+  }
+
+  // Statements queued by Run (or Queue, with `then` called with their
+  // result) and sent by SendQueued in one transaction through libpq's
+  // pipeline mode: a round trip per kPipelineChunk statements, not one each.
+  struct Queued {
+    std::string sql;
+    std::vector<Param> params;
+    std::string what;
+    std::function<void(const Result&)> then;
+  };
+  void StartQueue() {
+    queue_.clear();
+    queueing_ = true;
+  }
+  void Queue(const std::string& sql, std::vector<Param> params, const std::string& what,
+             std::function<void(const Result&)> then) {
+    queue_.push_back({sql, std::move(params), what, std::move(then)});
+  }
+  void DropQueue() {
+    queueing_ = false;
+    queue_.clear();
+  }
+  // BEGIN, the queued statements, COMMIT. On failure nothing is committed,
+  // unless the connection was lost once COMMIT may have been sent (then
+  // broken() is true and the caller must find out).
+  Status SendQueued(const std::string& what) {
+    queueing_ = false;
+    std::vector<Queued> q = std::move(queue_);
+    queue_.clear();
+    last_transient_ = true;
+    Status s = Ensure();
+    if (!s.ok()) return s;
+    std::vector<const std::string*> names(q.size());
+    for (size_t i = 0; i < q.size(); ++i) {
+      s = Prepared(q[i].sql, q[i].what, &names[i]);
+      if (!s.ok()) return s;
+    }
+    if (PQenterPipelineMode(c_) != 1) return Lost(what);
+    // Chunks, each ended by a sync whose results are read before the next
+    // is sent (so neither side's buffers fill). BEGIN travels with the
+    // first, COMMIT with the last; after an error the server skips the
+    // rest of its chunk and the transaction is rolled back.
+    size_t i = 0;
+    bool begun = false, committed = false;
+    while (s.ok() && !committed) {
+      std::vector<const Queued*> sent;  // null: BEGIN or COMMIT
+      if (!begun) {
+        if (!SendText("BEGIN")) return Lost(what);
+        sent.push_back(nullptr);
+        begun = true;
+      }
+      for (; i < q.size() && sent.size() < kPipelineChunk; ++i) {
+        std::vector<const char*> values(q[i].params.size());
+        std::vector<int> lengths(values.size()), formats(values.size());
+        for (size_t k = 0; k < values.size(); ++k) {
+          values[k] = q[i].params[k].value.data();
+          lengths[k] = static_cast<int>(q[i].params[k].value.size());
+          formats[k] = q[i].params[k].binary ? 1 : 0;
+        }
+        if (PQsendQueryPrepared(c_, names[i]->c_str(), static_cast<int>(values.size()),
+                                values.data(), lengths.data(), formats.data(), 0) != 1)
+          return Lost(what);
+        sent.push_back(&q[i]);
+      }
+      if (i == q.size()) {
+        if (!SendText("COMMIT")) return Lost(what);
+        sent.push_back(nullptr);
+        committed = true;
+      }
+      if (PQpipelineSync(c_) != 1) return Lost(what);
+      for (const Queued* item : sent) {
+        Result r(PQgetResult(c_));
+        if (!r.get()) return Lost(what);
+        ExecStatusType st = PQresultStatus(r.get());
+        if (st == PGRES_FATAL_ERROR && s.ok()) {
+          s = Fail(r.get(), item ? item->what : what);
+          if (!c_) return s;  // Fail closed a lost connection
+        } else if ((st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) && item && item->then) {
+          item->then(r);
+        }
+        while (PGresult* end = PQgetResult(c_)) PQclear(end);  // the statement's end
+      }
+      Result sync(PQgetResult(c_));
+      if (PQresultStatus(sync.get()) != PGRES_PIPELINE_SYNC) return Lost(what);
+    }
+    PQexitPipelineMode(c_);
+    return s;
   }
 
   // Whether the last failure may clear by itself (a lost connection, a
@@ -328,8 +431,23 @@ class Conn {
                                (code.empty() ? "" : " (SQLSTATE " + code + ")"));
   }
 
+  bool SendText(const char* sql) {
+    return PQsendQueryParams(c_, sql, 0, nullptr, nullptr, nullptr, nullptr, 0) == 1;
+  }
+  // A pipeline that cannot go on: the connection is dropped, which rolls
+  // back whatever it had not committed.
+  Status Lost(const std::string& what) {
+    std::string m = c_ ? Trim(PQerrorMessage(c_)) : "";
+    Close();
+    last_transient_ = true;
+    return Status::Unavailable(what + ": " + (m.empty() ? "the connection was lost" : m));
+  }
+
+  static constexpr size_t kPipelineChunk = 256;
   PGconn* c_ = nullptr;
   bool last_transient_ = true;
+  bool queueing_ = false;
+  std::vector<Queued> queue_;
   std::map<std::string, std::string> prepared_;  // SQL -> statement name
 };
 
@@ -547,14 +665,17 @@ class PgBackend : public LedgerBackend {
         return Status::Ok();
       }
     }
-    Status s = write_.Exec("BEGIN", "starting a write");
-    if (s.ok()) s = WriteRows(w);
+    // Every statement of the batch in one pipelined transaction.
+    write_.StartQueue();
+    Status s = WriteRows(w);
     if (s.ok()) {
-      s = write_.Exec("COMMIT", "committing");
+      s = write_.SendQueued("writing a batch");
       if (!s.ok() && write_.broken()) {
         uncertain_ = true;
         uncertain_last_ = w.events.empty() ? written_ : w.events.back().seq;
       }
+    } else {
+      write_.DropQueue();
     }
     if (s.ok()) {
       if (!w.events.empty()) written_ = w.events.back().seq;
@@ -1450,14 +1571,14 @@ class PgBackend : public LedgerBackend {
       }
     }
     if (w.extras.prune_unflagged_before) {
-      Result r;
-      s =
-          W("DELETE FROM report_index WHERE (service_id, report_id) IN (SELECT service_id, "
-            "report_id FROM report_index WHERE seq = 0 AND recorded_at < $1 LIMIT $2)",
-            {I(w.extras.prune_unflagged_before), L(w.extras.prune_limit)},
-            "pruning the report index", &r);
-      if (!s.ok()) return s;
-      if (w.pruned) *w.pruned = static_cast<size_t>(r.Changed());
+      size_t* pruned = w.pruned;
+      write_.Queue(
+          "DELETE FROM report_index WHERE (service_id, report_id) IN (SELECT service_id, "
+          "report_id FROM report_index WHERE seq = 0 AND recorded_at < $1 LIMIT $2)",
+          {I(w.extras.prune_unflagged_before), L(w.extras.prune_limit)}, "pruning the report index",
+          [pruned](const Result& r) {
+            if (pruned) *pruned = static_cast<size_t>(r.Changed());
+          });
     }
     return Status::Ok();
   }

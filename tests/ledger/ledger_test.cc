@@ -383,6 +383,25 @@ TEST_F(LedgerTest, ASecondWriterIsRefusedUntilTheFirstCloses) {
   EXPECT_EQ(second->size(), 2u);
 }
 
+TEST_F(LedgerTest, ABatchThatFailsHalfWayLeavesNothing) {
+  auto l = OpenLedger();
+  AppendEvents(*l, 3);
+  // A row in the way of the second event of the next batch.
+  Sql("INSERT INTO events (seq, type, time, payload, leaf_hash) VALUES (5, 4, 0, ?1, ?2)",
+      {carewatch::testing::SqlBytes("x"), carewatch::testing::SqlBytes(std::string(32, 'h'))});
+  std::vector<v1::LedgerEvent> events(2);
+  for (auto& e : events) {
+    e.set_type(v1::ACTION_RECORDED);
+    e.mutable_time()->set_seconds(1767607300);
+    e.mutable_action_recorded()->set_report_id("blocked");
+  }
+  EXPECT_FALSE(l->Append(&events).ok());
+  EXPECT_EQ(carewatch::testing::LedgerQuery(url_, "SELECT COUNT(*) FROM events WHERE seq = 4"),
+            std::vector<std::string>{"0"})
+      << "the batch's first event was rolled back with the rest";
+  EXPECT_EQ(l->size(), 3u);
+}
+
 TEST_F(LedgerTest, ADatabaseServerGoneMidWriteLosesNothing) {
   if (!carewatch::testing::OnPostgres()) GTEST_SKIP() << "PostgreSQL only: the server goes away";
   const char* pg_dir = std::getenv("CAREWATCH_TEST_PG_DIR");
