@@ -69,6 +69,7 @@ bench: build test-deps
 	$(BUILD)/tools/carewatch_bench_signals
 	tools/bench/bench_replay.sh 1000000 $(BUILD)
 	tools/bench/bench_server.sh 10 $(BUILD)
+	tools/bench/bench_pg.sh 10 $(BUILD)
 	tools/bench/bench_state.sh $(BUILD) 100000 1000000
 	tools/bench/bench_report.sh $(BUILD)
 
