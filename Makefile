@@ -36,11 +36,14 @@ test: unit-test tsan-test fuzz-smoke
 unit-test: build test-deps
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
-tsan-test: deps
+tsan-test: deps test-deps
 	cmake -S . -B $(TSAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCAREWATCH_SANITIZE=thread $(CMAKE_FLAGS)
 	cmake --build $(TSAN_BUILD) -j $(JOBS) --target carewatch_unit_tests
 	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
 	  $(TSAN_BUILD)/tests/carewatch_unit_tests --gtest_filter='EvaluatorThreads.*:Matcher.*:LedgerTest.*:DutyEngine*:SignalEngine*'
+	# and the ledger's writer, readers and failures on PostgreSQL (a throwaway server)
+	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" tests/with_pg.sh \
+	  $(TSAN_BUILD)/tests/carewatch_unit_tests --gtest_filter='LedgerTest.*:DutyEngineDurable*:DutyEngineState*:SignalEngine*'
 
 fuzz-smoke: deps
 	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
