@@ -5,12 +5,14 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <iterator>
 #include <map>
 #include <mutex>
+#include <thread>
 #include <vector>
 
 #include "engine/ledger/derive.h"
@@ -453,7 +455,17 @@ class Conn {
 
 class PgBackend : public LedgerBackend {
  public:
-  ~PgBackend() override = default;
+  ~PgBackend() override {
+    // Let go of the writer lock before the connection closes: PostgreSQL
+    // releases a closed session's locks only when its backend process has
+    // ended, a moment after the socket closes, and a writer started right
+    // after this one (a restart) would find the lock still held.
+    std::lock_guard<std::mutex> lock(write_.mu);
+    if (!read_only_ && !write_.broken()) {
+      (void)write_.Exec(std::string("SELECT pg_advisory_unlock(") + kWriterLock + ")",
+                        "releasing the ledger");
+    }
+  }
 
   Status Open(const std::string& url, bool read_only, int busy_timeout_ms) {
     url_ = RedactUrl(url);
@@ -473,6 +485,13 @@ class PgBackend : public LedgerBackend {
     }
     std::lock_guard<std::mutex> lock(write_.mu);
     Status s = write_.Ensure();
+    // A writer that just died (SIGKILL) holds the lock until PostgreSQL has
+    // ended its session, a moment after its socket closed: a restart waits
+    // up to two seconds for that before it says the ledger is in use.
+    for (int waited_ms = 0; !read_only && IsLedgerInUse(s) && waited_ms < 2000; waited_ms += 100) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      s = write_.Ensure();
+    }
     if (!s.ok()) return s;
     if (read_only) {
       Result r;
