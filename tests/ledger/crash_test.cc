@@ -1,6 +1,7 @@
 // Kills a process appending to the ledger with SIGKILL, many times, and
 // checks that every acknowledged event is present and the log verifies.
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -40,19 +41,26 @@ TEST(LedgerCrash, AcknowledgedEventsSurviveSigkill) {
       _exit(127);
     }
     close(pipefd[1]);
-    // Let it run, then kill it at an arbitrary moment.
-    // (Opening a PostgreSQL ledger takes longer: connections, the schema.)
-    const int base_ms = carewatch::testing::OnPostgres() ? 900 : 150;
-    std::this_thread::sleep_for(std::chrono::milliseconds(base_ms + rng() % 250));
+    // Once it has acknowledged its first append (however long opening the
+    // ledger took), let it run, then kill it at an arbitrary moment.
+    std::string out;
+    char buf[4096];
+    ssize_t n;
+    for (int waited = 0; out.find('\n') == std::string::npos && waited < 200; ++waited) {
+      pollfd p{pipefd[0], POLLIN, 0};
+      if (poll(&p, 1, 100) > 0) {
+        n = read(pipefd[0], buf, sizeof buf);
+        if (n <= 0) break;
+        out.append(buf, static_cast<size_t>(n));
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100 + rng() % 250));
     kill(pid, SIGKILL);
     int status = 0;
     waitpid(pid, &status, 0);
     ASSERT_TRUE(WIFSIGNALED(status)) << "the child must still have been running";
     // Read every acknowledgement it printed before dying.
-    std::string out;
-    char buf[4096];
-    ssize_t n;
-    while ((n = read(pipefd[0], buf, sizeof buf)) > 0) out.append(buf, n);
+    while ((n = read(pipefd[0], buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
     close(pipefd[0]);
     size_t pos = 0;
     int lines = 0;
