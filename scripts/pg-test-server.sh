@@ -20,6 +20,11 @@ PGBIN=/usr/lib/postgresql/15/bin
 cmd=${1:?usage: pg-test-server.sh start|stop|kill|restart|remove DIR}
 dir=${2:?DIR required}
 RUNAS=carewatch-pg
+# Absolute, and run from /: the cluster's owner may not enter the caller's
+# working directory.
+if [ "$cmd" = start ]; then mkdir -p "$dir"; fi
+if [ -d "$dir" ]; then dir=$(cd "$dir" && pwd); fi
+cd /
 
 as_owner() {
   if [ "$(id -u)" -eq 0 ]; then runuser -u "$RUNAS" -- "$@"; else "$@"; fi

@@ -1368,10 +1368,18 @@ TEST_F(ServerTest, ReplicasOnOneLedgerFailOverAndLoseNothing) {
   ASSERT_TRUE(replicas[0]->Ready());
   replicas[1]->Launch(rules_, {"--standby"});
   replicas[2]->Launch(rules_, {"--standby"});
-  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  // Both say they wait (a start first waits up to two seconds for a lock
+  // that a just-ended session may still hold).
+  for (int i = 0; i < 200; ++i) {
+    if (replicas[1]->Log().find("standby: waiting") != std::string::npos &&
+        replicas[2]->Log().find("standby: waiting") != std::string::npos)
+      break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_NE(replicas[1]->Log().find("standby: waiting"), std::string::npos) << replicas[1]->Log();
+  EXPECT_NE(replicas[2]->Log().find("standby: waiting"), std::string::npos) << replicas[2]->Log();
   EXPECT_FALSE(replicas[1]->Ready()) << "a standby serves nothing while another writes";
   EXPECT_FALSE(replicas[2]->Ready());
-  EXPECT_NE(replicas[1]->Log().find("standby: waiting"), std::string::npos) << replicas[1]->Log();
 
   std::vector<std::string> addresses;
   for (auto& r : replicas) addresses.push_back(r->Address());
