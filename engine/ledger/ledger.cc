@@ -35,12 +35,13 @@ std::string SerializeDeterministic(const google::protobuf::Message& m) {
 }
 
 Status OpenBackend(const std::string& url, bool read_only, std::unique_ptr<LedgerBackend>* out,
-                   int busy_timeout_ms) {
+                   int busy_timeout_ms, std::shared_ptr<WriterLock> writer_lock) {
   if (url.rfind("sqlite://", 0) == 0) {
     // sqlite:///abs -> /abs ; sqlite://rel -> rel
     return OpenSqliteBackend(url, url.substr(9), read_only, busy_timeout_ms, out);
   }
-  if (IsPostgresUrl(url)) return OpenPostgresBackend(url, read_only, busy_timeout_ms, out);
+  if (IsPostgresUrl(url))
+    return OpenPostgresBackend(url, read_only, busy_timeout_ms, out, std::move(writer_lock));
   if (url.find("://") != std::string::npos) {
     return Status::InvalidArgument("unknown ledger URL scheme in '" + RedactUrl(url) +
                                    "' (use sqlite:///path/ledger.db or postgresql://...)");
@@ -122,7 +123,8 @@ Status Ledger::Open(const LedgerOptions& options, std::unique_ptr<Ledger>* out) 
   std::unique_ptr<Ledger> l(new Ledger());
   l->options_ = options;
   if (!l->options_.now) l->options_.now = [] { return WallMillis(); };
-  Status s = OpenBackend(options.url, false, &l->backend_, options.busy_timeout_ms);
+  Status s =
+      OpenBackend(options.url, false, &l->backend_, options.busy_timeout_ms, options.writer_lock);
   if (!s.ok()) return s;
   std::string key_path = options.signing_key_path.empty()
                              ? LedgerDirectory(options.url) + "/ledger.key"
@@ -417,6 +419,7 @@ Status Ledger::WriteOne(std::deque<std::shared_ptr<Ticket>>& batch, bool force_c
       extras.withdraw_signals.insert(extras.withdraw_signals.end(), x.withdraw_signals.begin(),
                                      x.withdraw_signals.end());
       extras.prune_signals_before = std::max(extras.prune_signals_before, x.prune_signals_before);
+      extras.dequeue.insert(extras.dequeue.end(), x.dequeue.begin(), x.dequeue.end());
       if (t->extras.prune_unflagged_before) {
         extras.prune_unflagged_before = t->extras.prune_unflagged_before;
         extras.prune_limit = t->extras.prune_limit;
@@ -427,12 +430,27 @@ Status Ledger::WriteOne(std::deque<std::shared_ptr<Ticket>>& batch, bool force_c
                               std::get<3>(key), c.first, c.second});
     }
   }
-  Status s = Derive(
-      parsed,
-      [this](const std::string& id, v1::Finding* f, bool* found) {
-        return backend_->ReadFinding(id, f, found);
-      },
-      &w.derived);
+  // Deriving reads findings from the store: a read that fails for a while
+  // (the database restarting) is retried as a write is, below.
+  Status s;
+  for (int64_t backoff_ms = 10;;) {
+    w.derived = DerivedBatch{};
+    s = Derive(
+        parsed,
+        [this](const std::string& id, v1::Finding* f, bool* found) {
+          return backend_->ReadFinding(id, f, found);
+        },
+        &w.derived);
+    if (s.ok() || s.code() != Status::Code::kUnavailable) break;
+    std::unique_lock<std::mutex> lock(mu_);
+    if (stop_) break;
+    degraded_ = "ledger write failed, retrying every " + std::to_string(backoff_ms) +
+                " ms (nothing after seq " + std::to_string(durable_size_) +
+                " is acknowledged meanwhile): " + s.message();
+    ++write_retries_;
+    cv_.wait_for(lock, std::chrono::milliseconds(backoff_ms), [this] { return stop_; });
+    backoff_ms = std::min<int64_t>(1000, backoff_ms * 2);
+  }
   if (!s.ok()) {
     std::lock_guard<std::mutex> lock(mu_);
     error_ = Status::Unavailable("ledger write failed; nothing after seq " +
@@ -474,7 +492,7 @@ Status Ledger::WriteOne(std::deque<std::shared_ptr<Ticket>>& batch, bool force_c
   const bool empty = w.events.empty() && !sign && extras.stats.empty() && extras.reports.empty() &&
                      !extras.prune_unflagged_before && extras.signals.empty() &&
                      extras.alert_tokens.empty() && extras.withdraw_signals.empty() &&
-                     !extras.prune_signals_before;
+                     !extras.prune_signals_before && extras.dequeue.empty();
   // A fault that may clear by itself (Unavailable: a lock held elsewhere, a
   // full disk) is retried with the same batch, backing off up to a second,
   // until it is written or the ledger closes. Meanwhile nothing is

@@ -21,6 +21,8 @@
 
 namespace carewatch::ledger {
 
+class WriterLock;  // pg_backend.h
+
 // One row of the event log as stored.
 struct StoredEvent {
   uint64_t seq = 0;
@@ -97,6 +99,10 @@ struct BatchExtras {
   // first recorded before this server time (0: none).
   int64_t prune_unflagged_before = 0;
   size_t prune_limit = 0;
+  // Commands of the unsequenced queue this batch sequences (PostgreSQL,
+  // replicas): removed from the queue in the same transaction, so a command
+  // is sequenced exactly once even if the writer dies right after.
+  std::vector<int64_t> dequeue;
 };
 
 // The rows a ledger holds that its events alone cannot give: what a copy to
@@ -276,7 +282,7 @@ std::string SerializeDeterministic(const google::protobuf::Message& m);
 // `busy_timeout_ms`: how long a write waits for a lock another process holds
 // before it fails.
 Status OpenBackend(const std::string& url, bool read_only, std::unique_ptr<LedgerBackend>* out,
-                   int busy_timeout_ms = 10000);
+                   int busy_timeout_ms = 10000, std::shared_ptr<WriterLock> writer_lock = nullptr);
 
 // Whether `s` says another process holds the ledger's writer lock (a
 // second carewatchd on one ledger; a standby waits while it is so).
@@ -304,6 +310,10 @@ struct LedgerOptions {
   // How often report counts are rolled up into a STATS_ROLLUP event (also
   // at every Flush and on close).
   int64_t stats_rollup_interval_ms = 60000;
+  // A PostgreSQL ledger's writer lock already taken (TryWriterLock): the
+  // ledger's writer connection takes it over, so that no other process can
+  // take the lock between the two (a replica taking over).
+  std::shared_ptr<WriterLock> writer_lock;
 };
 
 // The append-only, tamper-evident event log: an RFC 6962 Merkle tree over

@@ -73,6 +73,14 @@ CREATE TABLE signal_alert_tokens (
 CREATE INDEX signal_alert_tokens_token ON signal_alert_tokens (kind, token);
 CREATE INDEX signal_alert_tokens_time ON signal_alert_tokens (recorded_at);
 )sql"},
+    {2, "the unsequenced queue of replicas' commands and the writer's answers", R"sql(
+CREATE TABLE unsequenced (
+  id BIGSERIAL PRIMARY KEY, service_id TEXT NOT NULL, report_key TEXT,
+  digest TEXT NOT NULL, body BYTEA NOT NULL, accepted_at BIGINT NOT NULL);
+CREATE UNIQUE INDEX unsequenced_report ON unsequenced (service_id, report_key);
+CREATE TABLE sequenced (id BIGINT PRIMARY KEY, body BYTEA NOT NULL, answered_at BIGINT NOT NULL);
+CREATE INDEX sequenced_time ON sequenced (answered_at);
+)sql"},
 };
 
 // Tables derived from the events alone (DerivedBatch): dropped and derived
@@ -224,6 +232,14 @@ class Conn {
     if (c_) PQfinish(c_);
     c_ = nullptr;
     prepared_.clear();
+  }
+  // Takes over `other`'s connection (and any session locks it holds).
+  void Adopt(Conn& other) {
+    Close();
+    c_ = other.c_;
+    other.c_ = nullptr;
+    prepared_ = std::move(other.prepared_);
+    other.prepared_.clear();
   }
 
   Status Ensure() {
@@ -453,6 +469,16 @@ class Conn {
   std::map<std::string, std::string> prepared_;  // SQL -> statement name
 };
 
+class PgWriterLock : public WriterLock {
+ public:
+  ~PgWriterLock() override {
+    std::lock_guard<std::mutex> lock(c.mu);
+    if (!c.broken())
+      (void)c.Exec(std::string("SELECT pg_advisory_unlock(") + kWriterLock + ")", "unlocking");
+  }
+  Conn c;
+};
+
 class PgBackend : public LedgerBackend {
  public:
   ~PgBackend() override {
@@ -467,7 +493,8 @@ class PgBackend : public LedgerBackend {
     }
   }
 
-  Status Open(const std::string& url, bool read_only, int busy_timeout_ms) {
+  Status Open(const std::string& url, bool read_only, int busy_timeout_ms,
+              std::shared_ptr<WriterLock> writer_lock) {
     url_ = RedactUrl(url);
     read_only_ = read_only;
     auto setup = [&](Conn& c) {
@@ -484,6 +511,16 @@ class PgBackend : public LedgerBackend {
       write_.on_connect_arg = this;
     }
     std::lock_guard<std::mutex> lock(write_.mu);
+    if (writer_lock && !read_only) {
+      // The lock is held already, by this connection: the writer's now.
+      auto* held = static_cast<PgWriterLock*>(writer_lock.get());
+      std::lock_guard<std::mutex> held_lock(held->c.mu);
+      write_.Adopt(held->c);
+      if (!write_.broken()) {
+        (void)write_.Exec("SET lock_timeout = " + std::to_string(busy_timeout_ms),
+                          "setting the lock timeout");
+      }
+    }
     Status s = write_.Ensure();
     // A writer that just died (SIGKILL) holds the lock until PostgreSQL has
     // ended its session, a moment after its socket closed: a restart waits
@@ -1589,6 +1626,10 @@ class PgBackend : public LedgerBackend {
         if (!s.ok()) return s;
       }
     }
+    for (int64_t id : w.extras.dequeue) {
+      s = W("DELETE FROM unsequenced WHERE id = $1", {I(id)}, "sequencing queued commands");
+      if (!s.ok()) return s;
+    }
     if (w.extras.prune_unflagged_before) {
       size_t* pruned = w.pruned;
       write_.Queue(
@@ -1648,10 +1689,191 @@ std::string RedactUrl(const std::string& url) {
   return out;
 }
 
+namespace {
+
+class PgCommandQueue : public CommandQueue {
+ public:
+  Status Open(const std::string& url, int busy_timeout_ms) {
+    shown_ = RedactUrl(url);
+    for (auto& c : conns_) {
+      c = std::make_unique<Conn>();
+      c->conninfo = url;
+      c->shown = shown_;
+      c->lock_timeout_ms = busy_timeout_ms;
+    }
+    std::lock_guard<std::mutex> lock(conns_[0]->mu);
+    Result r;
+    Status s = conns_[0]->Exec("SELECT 1 FROM schema_migrations WHERE version = 2",
+                               "opening the queue", &r);
+    if (!s.ok()) {
+      if (s.code() == Status::Code::kUnavailable) return s;
+      return Status::FailedPrecondition("ledger " + shown_ + " has no queue: " + s.message());
+    }
+    if (r.rows() != 1) {
+      return Status::FailedPrecondition(
+          "ledger " + shown_ +
+          " has no queue of replicas' commands yet: its writer runs an older carewatchd");
+    }
+    return Status::Ok();
+  }
+
+  Status Push(const std::string& service_id, const std::string& report_id,
+              const std::string& digest, const std::string& body, int64_t accepted_at, int64_t* id,
+              std::string* queued_digest) override {
+    return WithConn([&](Conn& c) -> Status {
+      for (int attempt = 0; attempt < 3; ++attempt) {
+        Result r;
+        Status s = c.Run(
+            "INSERT INTO unsequenced (service_id, report_key, digest, body, accepted_at) VALUES "
+            "($1, NULLIF($2, ''), $3, $4, $5) ON CONFLICT (service_id, report_key) DO NOTHING "
+            "RETURNING id",
+            {T(service_id), T(report_id), T(digest), B(body), I(accepted_at)}, &r,
+            "queueing a command");
+        if (!s.ok()) return s;
+        if (r.rows() == 1) {
+          *id = r.Int(0, 0);
+          if (queued_digest) *queued_digest = digest;
+          return Status::Ok();
+        }
+        // The report is queued already (a retry, perhaps to another replica).
+        s = c.Run("SELECT id, digest FROM unsequenced WHERE service_id = $1 AND report_key = $2",
+                  {T(service_id), T(report_id)}, &r, "reading the queue");
+        if (!s.ok()) return s;
+        if (r.rows() == 1) {
+          *id = r.Int(0, 0);
+          if (queued_digest) *queued_digest = r.Text(0, 1);
+          return Status::Ok();
+        }
+        // Sequenced in between: queue it again (the writer answers a retry).
+      }
+      return Status::Unavailable("report " + report_id + " keeps changing in the queue");
+    });
+  }
+
+  Status Answers(const std::vector<int64_t>& ids, std::vector<QueueAnswer>* out) override {
+    if (ids.empty()) return Status::Ok();
+    return WithConn([&](Conn& c) -> Status {
+      Result r;
+      Status s = c.Run("SELECT id, body FROM sequenced WHERE id = ANY($1::bigint[])",
+                       {T(IdArray(ids))}, &r, "reading answers");
+      if (!s.ok()) return s;
+      for (int i = 0; i < r.rows(); ++i) out->push_back({r.Int(i, 0), r.Bytes(i, 1)});
+      return Status::Ok();
+    });
+  }
+
+  Status Queued(const std::vector<int64_t>& ids, std::vector<int64_t>* out) override {
+    if (ids.empty()) return Status::Ok();
+    return WithConn([&](Conn& c) -> Status {
+      Result r;
+      Status s = c.Run("SELECT id FROM unsequenced WHERE id = ANY($1::bigint[])", {T(IdArray(ids))},
+                       &r, "reading the queue");
+      if (!s.ok()) return s;
+      for (int i = 0; i < r.rows(); ++i) out->push_back(r.Int(i, 0));
+      return Status::Ok();
+    });
+  }
+
+  Status Pull(size_t limit, std::vector<QueuedRow>* out) override {
+    return WithConn([&](Conn& c) -> Status {
+      Result r;
+      Status s = c.Run("SELECT id, body FROM unsequenced ORDER BY id LIMIT $1", {L(limit)}, &r,
+                       "reading the queue");
+      if (!s.ok()) return s;
+      for (int i = 0; i < r.rows(); ++i) out->push_back({r.Int(i, 0), r.Bytes(i, 1)});
+      return Status::Ok();
+    });
+  }
+
+  Status Answer(const std::vector<QueueAnswer>& answers, int64_t now,
+                int64_t prune_before) override {
+    return WithConn([&](Conn& c) -> Status {
+      c.StartQueue();
+      for (const QueueAnswer& a : answers) {
+        c.Queue(
+            "INSERT INTO sequenced (id, body, answered_at) VALUES ($1, $2, $3) ON CONFLICT (id) "
+            "DO NOTHING",
+            {I(a.id), B(a.body), I(now)}, "answering a command", nullptr);
+        c.Queue("DELETE FROM unsequenced WHERE id = $1", {I(a.id)}, "answering a command", nullptr);
+      }
+      if (prune_before > 0) {
+        c.Queue("DELETE FROM sequenced WHERE answered_at < $1", {I(prune_before)},
+                "pruning answers", nullptr);
+      }
+      Status s = c.SendQueued("answering commands");
+      if (!s.ok() && c.broken()) c.Close();  // answers are idempotent: sent again
+      return s;
+    });
+  }
+
+  Status Depth(int64_t* n) override {
+    return WithConn([&](Conn& c) -> Status {
+      Result r;
+      Status s = c.Run("SELECT COUNT(*) FROM unsequenced", {}, &r, "reading the queue");
+      if (s.ok()) *n = r.Int(0, 0);
+      return s;
+    });
+  }
+
+ private:
+  static std::string IdArray(const std::vector<int64_t>& ids) {
+    std::string a = "{";
+    for (size_t i = 0; i < ids.size(); ++i) a += (i ? "," : "") + std::to_string(ids[i]);
+    return a + "}";
+  }
+  // Runs `fn` on a free connection of the pool (or waits for one).
+  template <typename Fn>
+  Status WithConn(Fn&& fn) {
+    size_t start = next_.fetch_add(1) % conns_.size();
+    for (size_t k = 0; k < conns_.size(); ++k) {
+      Conn& c = *conns_[(start + k) % conns_.size()];
+      std::unique_lock<std::mutex> lock(c.mu, std::try_to_lock);
+      if (lock.owns_lock()) return fn(c);
+    }
+    Conn& c = *conns_[start];
+    std::lock_guard<std::mutex> lock(c.mu);
+    return fn(c);
+  }
+  std::string shown_;
+  std::array<std::unique_ptr<Conn>, 8> conns_;
+  std::atomic<size_t> next_{0};
+};
+
+}  // namespace
+
+Status TryWriterLock(const std::string& url, std::unique_ptr<WriterLock>* out) {
+  auto l = std::make_unique<PgWriterLock>();
+  l->c.conninfo = url;
+  l->c.shown = RedactUrl(url);
+  std::lock_guard<std::mutex> lock(l->c.mu);
+  Status s = l->c.Ensure();
+  if (!s.ok()) return s;
+  Result r;
+  s = l->c.Exec(std::string("SELECT pg_try_advisory_lock(") + kWriterLock + ")",
+                "locking the ledger", &r);
+  if (!s.ok()) return s;
+  if (r.rows() != 1 || r.Text(0, 0) != "t") {
+    return Status::FailedPrecondition(
+        "ledger " + l->c.shown + " is in use by another carewatchd, which holds its writer lock");
+  }
+  *out = std::move(l);
+  return Status::Ok();
+}
+
+Status OpenCommandQueue(const std::string& url, int busy_timeout_ms,
+                        std::unique_ptr<CommandQueue>* out) {
+  auto q = std::make_unique<PgCommandQueue>();
+  Status s = q->Open(url, busy_timeout_ms);
+  if (!s.ok()) return s;
+  *out = std::move(q);
+  return Status::Ok();
+}
+
 Status OpenPostgresBackend(const std::string& url, bool read_only, int busy_timeout_ms,
-                           std::unique_ptr<LedgerBackend>* out) {
+                           std::unique_ptr<LedgerBackend>* out,
+                           std::shared_ptr<WriterLock> writer_lock) {
   auto backend = std::make_unique<PgBackend>();
-  Status s = backend->Open(url, read_only, busy_timeout_ms);
+  Status s = backend->Open(url, read_only, busy_timeout_ms, std::move(writer_lock));
   if (!s.ok()) return s;
   *out = std::move(backend);
   return Status::Ok();

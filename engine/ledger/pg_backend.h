@@ -3,11 +3,22 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "engine/common/status.h"
 #include "engine/ledger/ledger.h"
 
 namespace carewatch::ledger {
+
+// Holds a PostgreSQL ledger's writer lock until destroyed.
+class WriterLock {
+ public:
+  virtual ~WriterLock() = default;
+};
+// Takes the writer lock of the ledger at `url` if it is free, without
+// waiting: FailedPrecondition (IsLedgerInUse) while a writer holds it. How
+// a queueing replica learns that the writer is gone.
+Status TryWriterLock(const std::string& url, std::unique_ptr<WriterLock>* out);
 
 // The shared ledger backend (LedgerBackend's contract) on PostgreSQL 15
 // through libpq: the same tables and rows as SQLite (docs/storage.md), in a
@@ -33,8 +44,54 @@ namespace carewatch::ledger {
 // or changing it (`carewatch verify`, audit commands). `busy_timeout_ms`:
 // how long a statement waits for a lock another session holds (lock_timeout)
 // before it fails as Unavailable, which the ledger retries.
+// `writer_lock` (may be null): a lock TryWriterLock took, whose connection
+// becomes the writer connection.
 Status OpenPostgresBackend(const std::string& url, bool read_only, int busy_timeout_ms,
-                           std::unique_ptr<LedgerBackend>* out);
+                           std::unique_ptr<LedgerBackend>* out,
+                           std::shared_ptr<WriterLock> writer_lock = nullptr);
+
+// The unsequenced queue of a PostgreSQL ledger shared by replicas
+// (docs/operations.md "Replicas"). A replica that is not the writer stores
+// the commands it accepts here durably (Push, then it waits for the
+// answer); the writer takes them in queue order (Pull), sequences them into
+// the log, removing each from the queue in the transaction that records it
+// (BatchExtras::dequeue), and stores its answer (Answer).
+struct QueuedRow {
+  int64_t id = 0;
+  std::string body;  // a serialised v1::QueuedCommand
+};
+struct QueueAnswer {
+  int64_t id = 0;
+  std::string body;  // a serialised v1::QueuedResult
+};
+class CommandQueue {
+ public:
+  virtual ~CommandQueue() = default;
+  // Stores a command durably; `id` receives its queue id. A report
+  // (`report_id` not empty) already queued and not yet sequenced is not
+  // stored again: `id` and `queued_digest` receive the queued one's.
+  virtual Status Push(const std::string& service_id, const std::string& report_id,
+                      const std::string& digest, const std::string& body, int64_t accepted_at,
+                      int64_t* id, std::string* queued_digest) = 0;
+  // The answers stored for any of `ids`.
+  virtual Status Answers(const std::vector<int64_t>& ids, std::vector<QueueAnswer>* out) = 0;
+  // Those of `ids` still queued.
+  virtual Status Queued(const std::vector<int64_t>& ids, std::vector<int64_t>* out) = 0;
+  // The writer: up to `limit` of the oldest queued commands.
+  virtual Status Pull(size_t limit, std::vector<QueuedRow>* out) = 0;
+  // The writer: stores answers and removes their commands from the queue,
+  // in one transaction; deletes answers stored before `prune_before`
+  // (0: none). Idempotent.
+  virtual Status Answer(const std::vector<QueueAnswer>& answers, int64_t now,
+                        int64_t prune_before) = 0;
+  // Commands queued and not yet sequenced.
+  virtual Status Depth(int64_t* n) = 0;
+};
+
+// Opens the queue of the ledger at `url` (written by a carewatchd that
+// knows queues: FailedPrecondition otherwise).
+Status OpenCommandQueue(const std::string& url, int busy_timeout_ms,
+                        std::unique_ptr<CommandQueue>* out);
 
 // The URL with any password replaced by "****": what messages and logs show.
 std::string RedactUrl(const std::string& url);

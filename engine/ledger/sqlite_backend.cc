@@ -449,6 +449,8 @@ class SqliteBackend : public LedgerBackend {
   // error): nothing of the batch was committed and the same batch may be
   // written again. DataLoss otherwise (a constraint, a corrupt file).
   Status WriteBatch(const WriteSet& w) override {
+    if (!w.extras.dequeue.empty())
+      return Status::FailedPrecondition("an SQLite ledger has no queue of replicas' commands");
     Status s = Exec(write_db_, "BEGIN IMMEDIATE");
     if (s.ok()) s = WriteRows(w);
     if (s.ok()) s = Exec(write_db_, "COMMIT");

@@ -7,10 +7,12 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <thread>
 
 #include "engine/common/digest.h"
 #include "engine/ledger/note.h"
+#include "engine/ledger/pg_backend.h"
 #include "engine/ledger/verify.h"
 #include "tests/test_ledger.h"
 
@@ -381,6 +383,74 @@ TEST_F(LedgerTest, ASecondWriterIsRefusedUntilTheFirstCloses) {
   first.reset();
   ASSERT_TRUE(Ledger::Open(Options(), &second).ok()) << "the lock goes with the first writer";
   EXPECT_EQ(second->size(), 2u);
+}
+
+TEST_F(LedgerTest, AQueuedCommandLeavesTheQueueWithTheBatchThatRecordsIt) {
+  if (!carewatch::testing::OnPostgres()) GTEST_SKIP() << "PostgreSQL only: the replicas' queue";
+  auto l = OpenLedger();
+  std::unique_ptr<CommandQueue> q;
+  ASSERT_TRUE(OpenCommandQueue(url_, 1000, &q).ok());
+  int64_t a = 0, b = 0, c = 0;
+  std::string digest;
+  ASSERT_TRUE(q->Push("svc", "r1", "d1", "one", 100, &a, &digest).ok());
+  EXPECT_EQ(digest, "d1");
+  // The same report again (a retry to another replica): not queued twice;
+  // its queued command and digest are returned.
+  ASSERT_TRUE(q->Push("svc", "r1", "d2", "other", 101, &b, &digest).ok());
+  EXPECT_EQ(b, a);
+  EXPECT_EQ(digest, "d1") << "the caller compares digests: other content is refused";
+  // Actions are not unique per report.
+  ASSERT_TRUE(q->Push("svc", "", "", "act", 102, &b, nullptr).ok());
+  ASSERT_TRUE(q->Push("svc", "", "", "act", 103, &c, nullptr).ok());
+  EXPECT_NE(b, c);
+  std::vector<QueuedRow> rows;
+  ASSERT_TRUE(q->Pull(10, &rows).ok());
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_EQ(rows[0].id, a) << "queue order";
+  EXPECT_EQ(rows[0].body, "one");
+  // A batch that fails leaves the command queued; the one that commits
+  // takes it out.
+  Sql("INSERT INTO events (seq, type, time, payload, leaf_hash) VALUES (2, 4, 0, ?1, ?2)",
+      {carewatch::testing::SqlBytes("x"), carewatch::testing::SqlBytes(std::string(32, 'h'))});
+  std::vector<v1::LedgerEvent> events(2);
+  for (auto& e : events) {
+    e.set_type(v1::ACTION_RECORDED);
+    e.mutable_time()->set_seconds(1767607300);
+  }
+  BatchExtras x;
+  x.dequeue = {a};
+  EXPECT_FALSE(l->Enqueue(&events, x)->Wait().ok());
+  int64_t depth = 0;
+  ASSERT_TRUE(q->Depth(&depth).ok());
+  EXPECT_EQ(depth, 3);
+  l.reset();
+  Sql("DELETE FROM events WHERE seq = 2");
+  l = OpenLedger();
+  events.assign(1, events[0]);
+  ASSERT_TRUE(l->Enqueue(&events, x)->Wait().ok());
+  std::vector<int64_t> still;
+  ASSERT_TRUE(q->Queued({a, b, c}, &still).ok());
+  EXPECT_EQ(still, (std::vector<int64_t>{b, c}));
+  // Answers: stored once, read by id, pruned by age; answering removes the
+  // command (idempotent).
+  ASSERT_TRUE(q->Answer({{a, "A"}, {b, "B"}}, 1000, 0).ok());
+  ASSERT_TRUE(q->Answer({{b, "B2"}}, 1001, 0).ok());
+  std::vector<QueueAnswer> got;
+  ASSERT_TRUE(q->Answers({a, b, c}, &got).ok());
+  ASSERT_EQ(got.size(), 2u);
+  std::map<int64_t, std::string> by_id;
+  for (auto& g : got) by_id[g.id] = g.body;
+  EXPECT_EQ(by_id[a], "A");
+  EXPECT_EQ(by_id[b], "B") << "the first answer stands";
+  ASSERT_TRUE(q->Depth(&depth).ok());
+  EXPECT_EQ(depth, 1);
+  ASSERT_TRUE(q->Answer({{c, "C"}}, 2000, 1500).ok());
+  got.clear();
+  ASSERT_TRUE(q->Answers({a, b, c}, &got).ok());
+  ASSERT_EQ(got.size(), 1u) << "answers before the prune time are gone";
+  EXPECT_EQ(got[0].id, c);
+  // The queue is not part of the log: it verifies.
+  EXPECT_TRUE(VerifyLedger(l->backend(), "").ok);
 }
 
 TEST_F(LedgerTest, ABatchThatFailsHalfWayLeavesNothing) {
