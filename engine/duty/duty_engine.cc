@@ -52,6 +52,13 @@ Status EachFinding(ledger::LedgerBackend& store, ledger::FindingQuery q,
   }
 }
 
+// Extras that remove queue entry `id` (0: none) with the batch.
+ledger::BatchExtras Dequeue(int64_t id) {
+  ledger::BatchExtras x;
+  if (id) x.dequeue.push_back(id);
+  return x;
+}
+
 bool IsRelevantAction(const v1::Obligation& ob, const std::string& action) {
   if (rules::IsDischargeAction(action)) return true;
   return std::find(ob.required_actions().begin(), ob.required_actions().end(), action) !=
@@ -562,14 +569,13 @@ Status DutyEngine::Activate(std::shared_ptr<const eval::Evaluator> evaluator) {
   return Commit(&events, lock);
 }
 
-Status DutyEngine::Retry(const v1::ContentReport& report, const std::string& digest,
-                         const std::string& first_digest, const v1::Verdict& first,
-                         v1::Verdict* verdict, const std::string& first_described) const {
+Status DutyEngine::Retry(const Key& key, const std::string& digest, const std::string& first_digest,
+                         const v1::Verdict& first, v1::Verdict* verdict,
+                         const std::string& first_described) const {
   // Ledgers written before report digests cannot tell a retry from another
   // report: those are taken for retries.
   if (!first_digest.empty() && first_digest != digest) {
-    return Status::AlreadyExists("report " + report.report_id() + " of service " +
-                                 report.service_id() +
+    return Status::AlreadyExists("report " + key.second + " of service " + key.first +
                                  " was already submitted with other content (" + first_described +
                                  "); a report id names one report");
   }
@@ -611,15 +617,97 @@ Status DutyEngine::SubmitReport(const v1::ContentReport& report, v1::Verdict* ve
 
 Status DutyEngine::SubmitReportOnce(const v1::ContentReport& report, v1::Verdict* verdict,
                                     Pending* pending, Identifiers* extracted) {
+  Status s = CheckReport(report, ServerNow(), options_.max_clock_skew_seconds);
+  if (!s.ok()) return s;
+  const std::string digest = ReportDigest(options_.hmac_key, report);
+  return Once(report.service_id(), report.report_id(), digest, verdict, pending,
+              [&](std::shared_ptr<ledger::Ledger::Ticket>* defer) {
+                return SubmitNew(report, digest, verdict, defer, extracted);
+              });
+}
+
+Status DutyEngine::CheckReport(const v1::ContentReport& report, int64_t now, int64_t max_skew) {
   if (report.report_id().empty()) return Status::InvalidArgument("report.report_id: required");
   if (report.service_id().empty()) return Status::InvalidArgument("report.service_id: required");
   if (!report.has_received_at()) return Status::InvalidArgument("report.received_at: required");
-  Status s =
-      CheckClaimedTime("report.received_at", report.received_at().seconds(),
-                       report.received_at().nanos(), ServerNow(), options_.max_clock_skew_seconds);
-  if (!s.ok()) return s;
-  const std::string digest = ReportDigest(options_.hmac_key, report);
-  const Key key{report.service_id(), report.report_id()};
+  return CheckClaimedTime("report.received_at", report.received_at().seconds(),
+                          report.received_at().nanos(), now, max_skew);
+}
+
+Status DutyEngine::Prepare(const eval::Evaluator& evaluator, const std::string& hmac_key,
+                           const v1::ContentReport& report, v1::ReportFlagged* out,
+                           Identifiers* extracted, const std::string* digest) {
+  v1::Verdict* verdict = out->mutable_verdict();
+  Status s = evaluator.Evaluate(report, verdict);
+  if (!s.ok()) return Status::InvalidArgument("report." + s.message());
+  if (extracted && verdict->flags_size() > 0 && evaluator.extracts())
+    *extracted = evaluator.ExtractIdentifiers(report, *verdict, 16);
+  out->set_report_id(report.report_id());
+  out->set_service_id(report.service_id());
+  *out->mutable_received_at() = report.received_at();
+  out->set_surface(report.surface());
+  out->set_content_type(report.content_type());
+  out->set_reporter_type(report.reporter_type());
+  out->set_reason(report.reason());
+  out->set_subject_age_band(report.subject_age_band());
+  out->set_ruleset_version(verdict->ruleset_version());
+  out->set_report_digest(digest ? *digest : ReportDigest(hmac_key, report));
+  if (verdict->flags_size() == 0) return Status::Ok();  // no event: no digests needed
+  for (const v1::Flag& flag : verdict->flags()) out->add_rule_ids(flag.rule_id());
+  auto add_digest = [&](const std::string& field, const std::string& value) {
+    if (value.empty()) return;
+    v1::FieldDigest* d = out->add_digests();
+    d->set_field(field);
+    d->set_hmac_sha256(ledger::HmacSha256Hex(hmac_key, value));
+    for (const v1::Flag& flag : verdict->flags()) {
+      for (const v1::Match& m : flag.matches()) {
+        if (m.field() == field) *d->add_matches() = m;
+      }
+    }
+  };
+  for (rules::Field field : rules::kSingleTextFields)
+    add_digest(rules::FieldName(field), *eval::SingleValue(report, field));
+  for (int i = 0; i < report.urls_size(); ++i)
+    add_digest("urls[" + std::to_string(i) + "]", report.urls(i));
+  *out->mutable_hashes() = report.hashes();
+  return Status::Ok();
+}
+
+Status DutyEngine::SubmitPrepared(const v1::ReportFlagged& prepared, v1::Verdict* verdict,
+                                  Pending* pending, int64_t queue_id) {
+  if (prepared.report_id().empty()) return Status::InvalidArgument("report.report_id: required");
+  if (prepared.service_id().empty()) return Status::InvalidArgument("report.service_id: required");
+  if (prepared.report_digest().empty())
+    return Status::InvalidArgument("report: queued without its digest");
+  Status s = Once(prepared.service_id(), prepared.report_id(), prepared.report_digest(), verdict,
+                  pending, [&](std::shared_ptr<ledger::Ledger::Ticket>* defer) {
+                    bool found = false;
+                    Status r = Recorded(prepared.service_id(), prepared.report_id(),
+                                        prepared.report_digest(), verdict, &found);
+                    if (!r.ok() || found) return r;
+                    std::shared_ptr<const eval::Evaluator> e = evaluator();
+                    if (!e) return Status::FailedPrecondition("no rule set is active");
+                    if (e->ruleset().version() != prepared.ruleset_version()) {
+                      return Status::FailedPrecondition(
+                          "report " + prepared.report_id() + " was evaluated with rule set " +
+                          prepared.ruleset_version() + ", but the writer serves " +
+                          e->ruleset().version() +
+                          ": every replica must serve the same rules; retry once they do");
+                    }
+                    return Record(prepared, verdict, defer, queue_id);
+                  });
+  if (s.ok()) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (v1::Obligation& o : *verdict->mutable_obligations()) FillProgressLocked(&o);
+  }
+  return s;
+}
+
+Status DutyEngine::Once(
+    const std::string& service_id, const std::string& report_id, const std::string& digest,
+    v1::Verdict* verdict, Pending* pending,
+    const std::function<Status(std::shared_ptr<ledger::Ledger::Ticket>*)>& fresh) {
+  const Key key{service_id, report_id};
   std::shared_ptr<Inflight> mine;
   for (;;) {
     std::shared_ptr<Inflight> other;
@@ -635,14 +723,14 @@ Status DutyEngine::SubmitReportOnce(const v1::ContentReport& report, v1::Verdict
       } else {
         auto it = reports_.find(key);
         if (it != reports_.end()) {
-          return Retry(report, digest, it->second.digest, it->second.verdict, verdict,
+          return Retry(key, digest, it->second.digest, it->second.verdict, verdict,
                        "ledger seq " + std::to_string(it->second.verdict.ledger_seq()));
         }
         auto seen = seen_unflagged_.find(key);
         if (seen != seen_unflagged_.end()) {
           v1::Verdict first;
-          first.set_report_id(report.report_id());
-          return Retry(report, digest, seen->second, first, verdict, "it matched no rule");
+          first.set_report_id(report_id);
+          return Retry(key, digest, seen->second, first, verdict, "it matched no rule");
         }
         mine = std::make_shared<Inflight>();
         mine->digest = digest;
@@ -654,13 +742,13 @@ Status DutyEngine::SubmitReportOnce(const v1::ContentReport& report, v1::Verdict
     std::unique_lock<std::mutex> wait(other->mu);
     other->cv.wait(wait, [&] { return other->done; });
     if (!other->status.ok()) return other->status;
-    return Retry(report, digest, other->digest, other->verdict, verdict,
+    return Retry(key, digest, other->digest, other->verdict, verdict,
                  other->verdict.ledger_seq()
                      ? "ledger seq " + std::to_string(other->verdict.ledger_seq())
                      : "it matched no rule");
   }
   std::shared_ptr<ledger::Ledger::Ticket> ticket;
-  s = SubmitNew(report, digest, verdict, pending ? &ticket : nullptr, extracted);
+  Status s = fresh(pending ? &ticket : nullptr);
   // Retries of this report wait until its outcome is known: durable or not.
   auto finish = [this, mine, key, first = *verdict](const Status& outcome) {
     {
@@ -683,115 +771,99 @@ Status DutyEngine::SubmitReportOnce(const v1::ContentReport& report, v1::Verdict
   return s;
 }
 
+// The answer to a report recorded durably before (a retry across a
+// restart, or to another replica): `found` false when there is none.
+Status DutyEngine::Recorded(const std::string& service_id, const std::string& report_id,
+                            const std::string& digest, v1::Verdict* verdict, bool* found) {
+  *found = false;
+  if (!ledger_) return Status::Ok();
+  ledger::ReportIndexRow row;
+  Status s = ledger_->backend().LookupReport(service_id, report_id, &row, found);
+  if (!s.ok() || !*found) return s;
+  v1::Verdict first;
+  first.set_report_id(report_id);
+  first.set_ruleset_version(row.ruleset_version);
+  first.set_ledger_seq(row.seq);
+  if (row.seq) {
+    // A flagged report whose work is done: its verdict from the log, its
+    // obligations' states from the store.
+    std::lock_guard<std::mutex> lock(mu_);
+    ReportState state;
+    bool have = false;
+    s = LoadReport({service_id, report_id}, &state, &have);
+    if (!s.ok()) return s;
+    if (have) first = state.verdict;
+  }
+  return Retry({service_id, report_id}, digest, row.digest, first, verdict,
+               row.seq
+                   ? "ledger seq " + std::to_string(row.seq)
+                   : "it matched no rule; first counted " + rules::FormatDateTime(row.recorded_at));
+}
+
 // REQUIRES: this thread holds the Inflight entry of the report's key.
 Status DutyEngine::SubmitNew(const v1::ContentReport& report, const std::string& digest,
                              v1::Verdict* verdict, std::shared_ptr<ledger::Ledger::Ticket>* defer,
                              Identifiers* extracted) {
-  if (ledger_) {
-    // Recorded before, and durable: a retry across a restart.
-    ledger::ReportIndexRow row;
-    bool found = false;
-    Status s =
-        ledger_->backend().LookupReport(report.service_id(), report.report_id(), &row, &found);
-    if (!s.ok()) return s;
-    if (found) {
-      v1::Verdict first;
-      first.set_report_id(report.report_id());
-      first.set_ruleset_version(row.ruleset_version);
-      first.set_ledger_seq(row.seq);
-      if (row.seq) {
-        // A flagged report whose work is done: its verdict from the log,
-        // its obligations' states from the store.
-        std::lock_guard<std::mutex> lock(mu_);
-        ReportState state;
-        bool have = false;
-        s = LoadReport({report.service_id(), report.report_id()}, &state, &have);
-        if (!s.ok()) return s;
-        if (have) first = state.verdict;
-      }
-      return Retry(
-          report, digest, row.digest, first, verdict,
-          row.seq ? "ledger seq " + std::to_string(row.seq)
-                  : "it matched no rule; first counted " + rules::FormatDateTime(row.recorded_at));
-    }
-  }
+  bool found = false;
+  Status s = Recorded(report.service_id(), report.report_id(), digest, verdict, &found);
+  if (!s.ok() || found) return s;
   std::shared_ptr<const eval::Evaluator> evaluator = this->evaluator();
   if (!evaluator) return Status::FailedPrecondition("no rule set is active");
   // Evaluate outside the lock: it is the expensive part and thread-safe.
-  Status s = evaluator->Evaluate(report, verdict);
-  if (!s.ok()) return Status::InvalidArgument("report." + s.message());
-  if (extracted && verdict->flags_size() > 0 && evaluator->extracts())
-    *extracted = evaluator->ExtractIdentifiers(report, *verdict, 16);
+  v1::ReportFlagged prepared;
+  s = Prepare(*evaluator, options_.hmac_key, report, &prepared, extracted, &digest);
+  if (!s.ok()) return s;
+  return Record(prepared, verdict, defer, 0);
+}
 
+// REQUIRES: this thread holds the Inflight entry of the report's key.
+Status DutyEngine::Record(const v1::ReportFlagged& prepared, v1::Verdict* verdict,
+                          std::shared_ptr<ledger::Ledger::Ticket>* defer, int64_t queue_id) {
+  *verdict = prepared.verdict();
+  std::shared_ptr<const eval::Evaluator> evaluator = this->evaluator();
   std::unique_lock<std::mutex> lock(mu_);
   RetireDurable();
   const int64_t now = std::max(ServerNow(), decided_);
-  const int64_t received = report.received_at().seconds();
+  const int64_t received = prepared.received_at().seconds();
   const bool flagged = verdict->flags_size() > 0;
   // Batch jobs do not wait for durability, so their index rows may not be
   // readable yet: they remember unflagged ids in memory instead.
   const bool remember_in_memory = !ledger_ || !options_.wait_durable;
   ledger::BatchExtras extras;
-  extras.stats.push_back({report.service_id(), rules::FormatDateTime(received).substr(0, 10),
-                          report.surface(), report.reason(), 1, flagged ? 1 : 0});
+  if (queue_id) extras.dequeue.push_back(queue_id);
+  extras.stats.push_back({prepared.service_id(), rules::FormatDateTime(received).substr(0, 10),
+                          prepared.surface(), prepared.reason(), 1, flagged ? 1 : 0});
   if (!flagged) {
     ++counts_.reports;
-    if (remember_in_memory) seen_unflagged_[{report.service_id(), report.report_id()}] = digest;
+    if (remember_in_memory)
+      seen_unflagged_[{prepared.service_id(), prepared.report_id()}] = prepared.report_digest();
     if (!ledger_) return Status::Ok();
-    extras.reports.push_back(
-        {report.service_id(), report.report_id(), digest, 0, now, verdict->ruleset_version()});
+    extras.reports.push_back({prepared.service_id(), prepared.report_id(), prepared.report_digest(),
+                              0, now, verdict->ruleset_version()});
     std::vector<v1::LedgerEvent> none;
     return Commit(&none, lock, std::move(extras), defer);  // counted, durably, and nothing else
   }
 
   std::vector<v1::LedgerEvent> events;
   v1::LedgerEvent flagged_event = NewEvent(v1::REPORT_FLAGGED, received);
-  auto* f = flagged_event.mutable_report_flagged();
-  f->set_report_id(report.report_id());
-  f->set_service_id(report.service_id());
-  *f->mutable_received_at() = report.received_at();
-  f->set_surface(report.surface());
-  f->set_content_type(report.content_type());
-  f->set_reporter_type(report.reporter_type());
-  f->set_reason(report.reason());
-  f->set_subject_age_band(report.subject_age_band());
-  f->set_ruleset_version(verdict->ruleset_version());
-  f->set_report_digest(digest);
-  for (const v1::Flag& flag : verdict->flags()) f->add_rule_ids(flag.rule_id());
-  auto add_digest = [&](const std::string& field, const std::string& value) {
-    if (value.empty()) return;
-    v1::FieldDigest* d = f->add_digests();
-    d->set_field(field);
-    d->set_hmac_sha256(ledger::HmacSha256Hex(options_.hmac_key, value));
-    for (const v1::Flag& flag : verdict->flags()) {
-      for (const v1::Match& m : flag.matches()) {
-        if (m.field() == field) *d->add_matches() = m;
-      }
-    }
-  };
-  for (rules::Field field : rules::kSingleTextFields)
-    add_digest(rules::FieldName(field), *eval::SingleValue(report, field));
-  for (int i = 0; i < report.urls_size(); ++i)
-    add_digest("urls[" + std::to_string(i) + "]", report.urls(i));
-  *f->mutable_hashes() = report.hashes();
-  *f->mutable_verdict() = *verdict;
+  *flagged_event.mutable_report_flagged() = prepared;
   Emit(&events, std::move(flagged_event));
 
-  const rules::RuleSet& rs = evaluator->ruleset();
+  const rules::Duty* no_duty = nullptr;
   for (const v1::Obligation& ob : verdict->obligations()) {
     v1::LedgerEvent opened = NewEvent(v1::OBLIGATION_OPENED, received);
     auto* o = opened.mutable_obligation_opened();
     *o->mutable_obligation() = ob;
-    o->set_report_id(report.report_id());
-    o->set_service_id(report.service_id());
-    *o->mutable_received_at() = report.received_at();
-    const rules::Duty* duty = rs.FindDuty(ob.duty_id());
+    o->set_report_id(prepared.report_id());
+    o->set_service_id(prepared.service_id());
+    *o->mutable_received_at() = prepared.received_at();
+    const rules::Duty* duty = evaluator ? evaluator->ruleset().FindDuty(ob.duty_id()) : no_duty;
     o->set_record_grace_seconds(duty ? duty->record_grace_seconds
                                      : rules::Duty::kDefaultRecordGraceSeconds);
     Emit(&events, std::move(opened));
   }
   // New obligations change no systemic window until they come due.
-  s = Commit(&events, lock, std::move(extras), defer);
+  Status s = Commit(&events, lock, std::move(extras), defer);
   if (!s.ok()) return s;
   verdict->set_ledger_seq(events.front().seq());
   return Status::Ok();
@@ -885,7 +957,7 @@ Status DutyEngine::RecordAction(const ActionInput& in, std::vector<v1::Obligatio
   if (report == reports_.end()) {
     a->set_note("no flagged report with this id at this service; recorded, nothing owed");
     Emit(&events, std::move(recorded));
-    s = Commit(&events, lock);
+    s = Commit(&events, lock, Dequeue(in.queue_id));
     if (s.ok() && seq) *seq = events.front().seq();
     return s;
   }
@@ -946,7 +1018,7 @@ Status DutyEngine::RecordAction(const ActionInput& in, std::vector<v1::Obligatio
     FillProgressLocked(&x);
     out->push_back(std::move(x));
   }
-  s = Commit(&events, lock);
+  s = Commit(&events, lock, Dequeue(in.queue_id));
   if (s.ok() && seq) *seq = events.front().seq();
   return s;
 }

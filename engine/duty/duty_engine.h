@@ -58,6 +58,9 @@ struct ActionInput {
   int64_t taken_at = 0;  // claimed, unix seconds
   std::string actor;
   int32_t taken_at_nanos = 0;
+  // The queue entry this action came from (a ledger shared by replicas):
+  // removed from the queue in the transaction that records the action.
+  int64_t queue_id = 0;
 };
 
 // Checks a time the platform claims: in [2000-01-01, now + max_skew], nanos
@@ -119,6 +122,21 @@ class DutyEngine {
   using Identifiers = std::vector<std::pair<std::string, std::string>>;
   Status SubmitReport(const v1::ContentReport& report, v1::Verdict* verdict,
                       Pending* pending = nullptr, Identifiers* extracted = nullptr);
+
+  // The two halves of SubmitReport, for a ledger shared by replicas: a
+  // replica that is not the writer checks and prepares a report (evaluates
+  // it and computes its digests: what its REPORT_FLAGGED event holds, no
+  // content) and queues it; the writer records the prepared report with
+  // SubmitPrepared, as SubmitReport would have, removing queue entry
+  // `queue_id` (0: none) in the same transaction. A prepared report
+  // evaluated with another rule set than the active one is refused
+  // (FailedPrecondition).
+  static Status CheckReport(const v1::ContentReport& report, int64_t now, int64_t max_skew);
+  static Status Prepare(const eval::Evaluator& evaluator, const std::string& hmac_key,
+                        const v1::ContentReport& report, v1::ReportFlagged* out,
+                        Identifiers* extracted = nullptr, const std::string* digest = nullptr);
+  Status SubmitPrepared(const v1::ReportFlagged& prepared, v1::Verdict* verdict,
+                        Pending* pending = nullptr, int64_t queue_id = 0);
 
   // Records an action and the transitions it causes. `obligations` receives
   // the report's obligations after it, `seq` (may be null) the seq of its
@@ -229,11 +247,22 @@ class DutyEngine {
   // Sets actions_done and actions_outstanding of `o` from what is recorded.
   // REQUIRES: mu_ held.
   void FillProgressLocked(v1::Obligation* o) const;
-  Status Retry(const v1::ContentReport& report, const std::string& digest,
-               const std::string& first_digest, const v1::Verdict& first, v1::Verdict* verdict,
+  Status Retry(const Key& key, const std::string& digest, const std::string& first_digest,
+               const v1::Verdict& first, v1::Verdict* verdict,
                const std::string& first_described) const;
   Status SubmitNew(const v1::ContentReport& report, const std::string& digest, v1::Verdict* verdict,
                    std::shared_ptr<ledger::Ledger::Ticket>* defer, Identifiers* extracted);
+  // One submission of (service_id, report_id) at a time: a retry waits for
+  // the submission in flight and gets its outcome; `fresh` records a new one.
+  Status Once(const std::string& service_id, const std::string& report_id,
+              const std::string& digest, v1::Verdict* verdict, Pending* pending,
+              const std::function<Status(std::shared_ptr<ledger::Ledger::Ticket>*)>& fresh);
+  // A report recorded durably before: its answer (or AlreadyExists).
+  Status Recorded(const std::string& service_id, const std::string& report_id,
+                  const std::string& digest, v1::Verdict* verdict, bool* found);
+  // Records a prepared report. REQUIRES: the report's Inflight entry held.
+  Status Record(const v1::ReportFlagged& prepared, v1::Verdict* verdict,
+                std::shared_ptr<ledger::Ledger::Ticket>* defer, int64_t queue_id);
 
   ledger::Ledger* ledger_;
   DutyEngineOptions options_;

@@ -145,9 +145,7 @@ Status SignalEngine::BlindEvaluate(const std::string& service_id, const std::str
 
 Status SignalEngine::TokenOf(const std::string& kind, const std::string& value,
                              std::string* token) const {
-  std::string canonical;
-  if (Status s = Canonicalize(kind, value, &canonical); !s.ok()) return s;
-  return Evaluate(key_, TokenInput(kind, canonical), token);
+  return TokenKey(key_).TokenOf(kind, value, token);
 }
 
 Status SignalEngine::Submit(const std::string& service_id, const std::string& report_id,
@@ -327,26 +325,59 @@ Status SignalEngine::OpenReview(const v1::LinkageAlert& alert, int64_t delivered
   return s;
 }
 
+Status TokenKey::Load(const std::string& path) {
+  std::string seed;
+  if (Status s = ledger::LoadOrCreateHmacKey(path, &seed); !s.ok())
+    return Status::InvalidArgument("signals_key: " + s.message());
+  Element pk;
+  return DeriveKeyPair(seed, kKeyInfo, &key_, &pk);
+}
+
+Status TokenKey::TokenOf(const std::string& kind, const std::string& value,
+                         std::string* token) const {
+  std::string canonical;
+  if (Status s = Canonicalize(kind, value, &canonical); !s.ok()) return s;
+  return Evaluate(key_, TokenInput(kind, canonical), token);
+}
+
+Status TokenKey::Linked(const v1::ContentReport& report, const v1::Verdict& verdict,
+                        const std::vector<std::pair<std::string, std::string>>& extracted,
+                        std::vector<std::pair<std::string, std::string>>* out) const {
+  if (verdict.flags_size() == 0) return Status::Ok();
+  for (const auto& id : report.linked_identifiers()) {
+    std::string token;
+    if (Status s = TokenOf(id.kind(), id.value(), &token); !s.ok()) return s;
+    out->emplace_back(id.kind(), std::move(token));
+  }
+  for (const auto& [kind, value] : extracted) {
+    std::string token;
+    if (!TokenOf(kind, value, &token).ok()) continue;
+    out->emplace_back(kind, std::move(token));
+  }
+  return Status::Ok();
+}
+
 Status SignalEngine::SubmitLinked(
     const v1::ContentReport& report, const v1::Verdict& verdict,
     const std::vector<std::pair<std::string, std::string>>& extracted) {
   if ((report.linked_identifiers_size() == 0 && extracted.empty()) || verdict.flags_size() == 0)
     return Status::Ok();
+  std::vector<std::pair<std::string, std::string>> tokens;
+  if (Status s = TokenKey(key_).Linked(report, verdict, extracted, &tokens); !s.ok()) return s;
+  return SubmitLinkedTokens(report.service_id(), report.report_id(), verdict, tokens);
+}
+
+Status SignalEngine::SubmitLinkedTokens(
+    const std::string& service_id, const std::string& report_id, const v1::Verdict& verdict,
+    const std::vector<std::pair<std::string, std::string>>& tokens) {
+  if (tokens.empty() || verdict.flags_size() == 0) return Status::Ok();
   std::set<std::string> duties;
   for (const auto& f : verdict.flags()) duties.insert(f.duty_id());
   std::vector<SignalInput> signals;
-  for (const auto& id : report.linked_identifiers()) {
-    std::string token;
-    if (Status s = TokenOf(id.kind(), id.value(), &token); !s.ok()) return s;
-    for (const auto& d : duties) signals.push_back({id.kind(), token, d});
-  }
-  for (const auto& [kind, value] : extracted) {
-    std::string token;
-    if (!TokenOf(kind, value, &token).ok()) continue;
+  for (const auto& [kind, token] : tokens) {
     for (const auto& d : duties) signals.push_back({kind, token, d});
   }
-  if (signals.empty()) return Status::Ok();
-  return Submit(report.service_id(), report.report_id(), signals, nullptr);
+  return Submit(service_id, report_id, signals, nullptr);
 }
 
 Status SignalEngine::ListAlerts(const ledger::AlertQuery& q, std::vector<v1::LinkageAlert>* out) {

@@ -43,6 +43,28 @@ struct SignalOptions {
   std::function<int64_t()> now;
 };
 
+// Turns identifiers into tokens with the deployment's OPRF key: what a
+// replica that is not the writer needs to queue a report's linked
+// identifiers as tokens (never the identifiers).
+class TokenKey {
+ public:
+  TokenKey() = default;
+  explicit TokenKey(const Scalar& key) : key_(key) {}
+  // Loads (or creates) the seed at `path` and derives the key.
+  Status Load(const std::string& path);
+  Status TokenOf(const std::string& kind, const std::string& value, std::string* token) const;
+  // The (kind, token) pairs of a flagged report's linked_identifiers and of
+  // the identifiers its rules extracted (an extracted value that is not a
+  // valid identifier of its kind is skipped); none for a report that
+  // matched nothing.
+  Status Linked(const v1::ContentReport& report, const v1::Verdict& verdict,
+                const std::vector<std::pair<std::string, std::string>>& extracted,
+                std::vector<std::pair<std::string, std::string>>* out) const;
+
+ private:
+  Scalar key_{};
+};
+
 // One token a platform submits.
 struct SignalInput {
   std::string kind;      // email | phone | handle | profile_url
@@ -95,6 +117,11 @@ class SignalEngine {
   // not a valid identifier of its kind is skipped.
   Status SubmitLinked(const v1::ContentReport& report, const v1::Verdict& verdict,
                       const std::vector<std::pair<std::string, std::string>>& extracted = {});
+  // The same with the tokens already made (TokenKey::Linked, by the
+  // replica that queued the report).
+  Status SubmitLinkedTokens(const std::string& service_id, const std::string& report_id,
+                            const v1::Verdict& verdict,
+                            const std::vector<std::pair<std::string, std::string>>& tokens);
 
   // A service's alerts after `q.after_seq` (q.service_id required).
   Status ListAlerts(const ledger::AlertQuery& q, std::vector<v1::LinkageAlert>* out);

@@ -1036,6 +1036,76 @@ TEST_F(DutyEngineState, ARestartReadsTheStateNotTheLog) {
   EXPECT_FALSE(ledger::VerifyLedger(ledger_->backend(), "").ok);
 }
 
+// A replica prepares a report (evaluation, digests) and the writer records
+// it: the log must be byte for byte what SubmitReport writes.
+TEST_F(DutyEngineState, APreparedReportIsRecordedExactlyAsASubmittedOne) {
+  Open();
+  ledger::LedgerOptions other = lo_;
+  other.url = carewatch::testing::FreshLedgerUrl(dir_, "prepared");
+  other.signing_key_path = lo_.signing_key_path;  // the same key: the same checkpoints
+  std::unique_ptr<ledger::Ledger> ledger2;
+  ASSERT_TRUE(ledger::Ledger::Open(other, &ledger2).ok());
+  DutyEngineOptions options;
+  options.hmac_key = "k";
+  options.now = [this] { return now_; };
+  DutyEngine writer(ledger2.get(), options);
+  ASSERT_TRUE(writer.Recover().ok());
+  auto evaluator = LoadEvaluator(Pack());
+  ASSERT_TRUE(writer.Activate(evaluator).ok());
+  for (int i = 0; i < 20; ++i) {
+    now_ = kT0 + i;
+    // Every third report matches nothing: counted and indexed, no event.
+    v1::ContentReport r = MakeReport("r" + std::to_string(i), kT0 + i, "svc",
+                                     i % 3 == 0 ? "nothing to see" : "a signal here");
+    v1::Verdict direct, queued;
+    ASSERT_TRUE(engine_->SubmitReport(r, &direct).ok());
+    v1::ReportFlagged prepared;
+    ASSERT_TRUE(DutyEngine::Prepare(*evaluator, "k", r, &prepared).ok());
+    Status s = writer.SubmitPrepared(prepared, &queued);
+    ASSERT_TRUE(s.ok()) << s.message();
+    EXPECT_EQ(ledger::SerializeDeterministic(direct), ledger::SerializeDeterministic(queued));
+    if (i % 2 == 0) {
+      std::vector<v1::Obligation> a, b;
+      ASSERT_TRUE(
+          engine_->RecordAction({"svc", r.report_id(), "remove_content", now_, "m"}, &a).ok());
+      ActionInput in{"svc", r.report_id(), "remove_content", now_, "m"};
+      ASSERT_TRUE(writer.RecordAction(in, &b).ok());
+      ASSERT_EQ(a.size(), b.size());
+    }
+  }
+  now_ += 2 * kHour;  // past the deadlines: the sweeps breach the same obligations
+  ASSERT_TRUE(engine_->Sweep(now_).ok());
+  ASSERT_TRUE(writer.Sweep(now_).ok());
+  EXPECT_GT(engine_->counts().breached, 0u);
+  ASSERT_EQ(ledger_->size(), ledger2->size());
+  ledger::Hash a, b;
+  ASSERT_TRUE(ledger_->RootAt(ledger_->size(), &a).ok());
+  ASSERT_TRUE(ledger2->RootAt(ledger2->size(), &b).ok());
+  EXPECT_EQ(a, b) << "the same events in the same order";
+
+  // A retry of a prepared report gets its first verdict and records nothing;
+  // the same id with other content is refused.
+  const uint64_t size = ledger2->size();
+  v1::ReportFlagged again;
+  ASSERT_TRUE(DutyEngine::Prepare(*evaluator, "k", MakeReport("r1", kT0 + 1), &again).ok());
+  v1::Verdict v;
+  ASSERT_TRUE(writer.SubmitPrepared(again, &v).ok());
+  EXPECT_GT(v.ledger_seq(), 0u);
+  v1::ReportFlagged changed;
+  ASSERT_TRUE(
+      DutyEngine::Prepare(*evaluator, "k", MakeReport("r1", kT0 + 1, "svc", "signal two"), &changed)
+          .ok());
+  EXPECT_EQ(writer.SubmitPrepared(changed, &v).code(), Status::Code::kAlreadyExists);
+  // Evaluated with another rule set than the writer's: refused, nothing recorded.
+  auto newer = LoadEvaluator(Pack("1m"));
+  v1::ReportFlagged stale;
+  ASSERT_TRUE(DutyEngine::Prepare(*newer, "k", MakeReport("fresh", now_), &stale).ok());
+  Status s = writer.SubmitPrepared(stale, &v);
+  EXPECT_EQ(s.code(), Status::Code::kFailedPrecondition) << s.message();
+  EXPECT_NE(s.message().find("every replica must serve the same rules"), std::string::npos);
+  EXPECT_EQ(ledger2->size(), size) << "nothing recorded by a retry or a refusal";
+}
+
 TEST_F(DutyEngineState, FindingsAndWindowsSurviveARestart) {
   Open();
   Populate(6, 0);
