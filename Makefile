@@ -43,7 +43,7 @@ tsan-test: deps test-deps
 	  $(TSAN_BUILD)/tests/carewatch_unit_tests --gtest_filter='EvaluatorThreads.*:Matcher.*:LedgerTest.*:DutyEngine*:SignalEngine*'
 	# and the ledger's writer, readers and failures on PostgreSQL (a throwaway server)
 	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" tests/with_pg.sh \
-	  $(TSAN_BUILD)/tests/carewatch_unit_tests --gtest_filter='LedgerTest.*:DutyEngineDurable*:DutyEngineState*:SignalEngine*'
+	  $(TSAN_BUILD)/tests/carewatch_unit_tests --gtest_filter='LedgerTest.*:DutyEngineDurable*:DutyEngineState*:SignalEngine*:ReplicaQueue.*'
 
 fuzz-smoke: deps
 	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \

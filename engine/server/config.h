@@ -53,6 +53,13 @@ struct ServerConfig {
   // When another carewatchd holds the ledger's writer lock: wait, and take
   // over when it goes (a hot standby), instead of refusing to start.
   bool standby = false;
+  // A standby serves nothing until it takes over. Otherwise, on a
+  // PostgreSQL ledger, it serves Moderation calls while it waits, queueing
+  // them for the writer (docs/operations.md "Running N replicas").
+  bool standby_idle = false;
+  // How long a queued call waits for the writer's answer before it fails
+  // (UNAVAILABLE; the command stays queued and a retry is safe).
+  int64_t queue_wait_ms = 10000;
   // Rules.Validate, RunTests and DryRun wait at most this long for a posted
   // rule set to compile (one compiles at a time).
   int64_t compile_timeout_ms = 30000;

@@ -20,6 +20,12 @@ class ModerationService final : public v1::Moderation::Service {
   grpc::Status Evaluate(ServerContext* ctx, const v1::EvaluateRequest* req,
                         v1::EvaluateResponse* resp) override {
     return Serve(*s_, ctx, "Moderation/Evaluate", *req, [&](const Principal&) {
+      if (s_->replica) {
+        int64_t id = 0;
+        grpc::Status st = ToGrpc(s_->replica->PushReport(req->report(), &id));
+        if (st.ok()) st = Answered(id, resp->mutable_verdict(), req->report());
+        return st;
+      }
       duty::DutyEngine::Identifiers extracted;
       grpc::Status st = Submit(req->report(), resp->mutable_verdict(), nullptr, &extracted);
       if (st.ok()) st = ToGrpc(Link(req->report(), resp->verdict(), extracted));
@@ -38,6 +44,16 @@ class ModerationService final : public v1::Moderation::Service {
   grpc::Status RecordAction(ServerContext* ctx, const v1::RecordActionRequest* req,
                             v1::RecordActionResponse* resp) override {
     return Serve(*s_, ctx, "Moderation/RecordAction", *req, [&](const Principal&) {
+      if (s_->replica) {
+        int64_t id = 0;
+        v1::QueuedResult r;
+        Status q = s_->replica->PushAction(*req, &id);
+        if (q.ok()) q = s_->replica->Await(id, &r);
+        if (!q.ok()) return ToGrpc(q);
+        *resp->mutable_obligations() = std::move(*r.mutable_obligations());
+        resp->set_ledger_seq(r.ledger_seq());
+        return grpc::Status::OK;
+      }
       std::vector<v1::Obligation> obligations;
       duty::ActionInput in{req->service_id(),         req->report_id(), req->action(),
                            req->taken_at().seconds(), req->actor(),     req->taken_at().nanos()};
@@ -70,6 +86,10 @@ class ModerationService final : public v1::Moderation::Service {
       std::unique_ptr<v1::ContentReport> linked;
       duty::DutyEngine::Identifiers extracted;
       bool failed = false;
+      // On a queueing replica: the queued command and the report (for the
+      // answer's warnings).
+      int64_t queued = 0;
+      std::unique_ptr<v1::ContentReport> report;
     };
     struct StreamState {
       std::mutex mu;
@@ -97,7 +117,15 @@ class ModerationService final : public v1::Moderation::Service {
           a = std::move(state->answers.front());
           state->answers.pop_front();
         }
-        if (!a.failed) {
+        if (!a.failed && a.queued) {
+          std::string id = a.resp.verdict().report_id();
+          grpc::Status st = Answered(a.queued, a.resp.mutable_verdict(), *a.report);
+          if (!st.ok()) {
+            a.resp.Clear();
+            a.resp.mutable_verdict()->set_report_id(id);
+            a.resp.set_error(st.error_message());
+          }
+        } else if (!a.failed) {
           Status durable = a.pending->Wait();
           if (durable.ok() && a.linked) durable = Link(*a.linked, a.resp.verdict(), a.extracted);
           if (durable.ok()) {
@@ -146,8 +174,13 @@ class ModerationService final : public v1::Moderation::Service {
         Answer a;
         a.pending = std::make_unique<duty::DutyEngine::Pending>();
         grpc::Status rs = CheckRequest(s_->config, r);
-        if (rs.ok())
+        if (rs.ok() && s_->replica) {
+          rs = ToGrpc(s_->replica->PushReport(r.report(), &a.queued));
+          a.resp.mutable_verdict()->set_report_id(r.report().report_id());
+          if (rs.ok()) a.report = std::make_unique<v1::ContentReport>(r.report());
+        } else if (rs.ok()) {
           rs = Submit(r.report(), a.resp.mutable_verdict(), a.pending.get(), &a.extracted);
+        }
         if (rs.ok() && a.resp.verdict().flags_size() > 0 &&
             (r.report().linked_identifiers_size() > 0 || !a.extracted.empty()))
           a.linked = std::make_unique<v1::ContentReport>(r.report());
@@ -177,6 +210,19 @@ class ModerationService final : public v1::Moderation::Service {
       state->answer_cv.wait(lock, [&] { return state->tasks == 0; });
     }
     return result;
+  }
+
+  // A queueing replica's answer to its queued report `id`.
+  grpc::Status Answered(int64_t id, v1::Verdict* verdict, const v1::ContentReport& report) {
+    v1::QueuedResult r;
+    Status q = s_->replica->Await(id, &r);
+    if (!q.ok()) return ToGrpc(q);
+    *verdict = std::move(*r.mutable_verdict());
+    std::vector<std::string> fields;
+    for (auto& w : VocabularyWarnings(report, "report.", &fields)) verdict->add_warnings(w);
+    for (const auto& f : fields) s_->metrics.CountUnknownValue(f);
+    Counted(*verdict);
+    return grpc::Status::OK;
   }
 
   // With `pending`, the verdict is answered only once pending->Wait() is OK

@@ -210,6 +210,14 @@ std::shared_ptr<grpc::ServerCredentials> GatedCredentials(const ServerConfig& co
   return creds;
 }
 
+grpc::Status ServedHere(const Server::State& s, const MethodPolicy& policy) {
+  if (!s.replica || policy.name.substr(0, 11) == "Moderation/") return grpc::Status::OK;
+  return {StatusCode::UNAVAILABLE,
+          "this replica queues Moderation calls for the ledger's writer; " +
+              std::string(policy.name) +
+              " is answered by the writer replica (route it there, or retry)"};
+}
+
 grpc::Status ToGrpc(const Status& s) {
   if (s.ok()) return grpc::Status::OK;
   switch (s.code()) {

@@ -166,6 +166,10 @@ grpc::Status AdmitCall(const Server::State& s, const MethodPolicy& policy, grpc:
 grpc::Status RecordAudit(Server::State& s, const Principal& p, const MethodPolicy& policy,
                          const google::protobuf::Message& req);
 
+// On a queueing replica (state.h): OK for the Moderation methods it queues,
+// else UNAVAILABLE saying the ledger's writer answers the method.
+grpc::Status ServedHere(const Server::State& s, const MethodPolicy& policy);
+
 // One unary call: admission, request checks, tenant, audit record, body.
 template <typename Request, typename Body>
 grpc::Status Serve(Server::State& s, grpc::ServerContext* ctx, std::string_view method,
@@ -174,6 +178,7 @@ grpc::Status Serve(Server::State& s, grpc::ServerContext* ctx, std::string_view 
   RpcScope scope(s.metrics, policy.name);
   Principal p;
   grpc::Status st = AdmitCall(s, policy, ctx, &p);
+  if (st.ok()) st = ServedHere(s, policy);
   // The benchmark baseline measures the transport: its request is not read.
   if (st.ok() && policy.access != Access::kBenchmark) st = CheckRequest(s.config, req);
   if (st.ok()) st = CheckTenant(policy, p, TenantOf(req));
@@ -191,6 +196,7 @@ grpc::Status ServeStream(Server::State& s, grpc::ServerContext* ctx, std::string
   RpcScope scope(s.metrics, policy.name);
   Principal p;
   grpc::Status st = AdmitCall(s, policy, ctx, &p);
+  if (st.ok()) st = ServedHere(s, policy);
   if (st.ok()) st = body(p, policy);
   return scope.Done(st);
 }

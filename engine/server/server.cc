@@ -4,10 +4,12 @@
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <httplib.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <future>
 
 #include "engine/ledger/keys.h"
 #include "engine/ledger/pg_backend.h"
@@ -96,13 +98,27 @@ Status Server::Reload(std::vector<std::string>* diagnostics) {
     return s;
   }
   std::string version = e->ruleset().version();
-  s = state_->engine->Activate(std::move(e));
+  if (state_->replica) {
+    std::lock_guard<std::mutex> lock(state_->replica->mu);
+    state_->replica->evaluator = std::move(e);
+  } else {
+    s = state_->engine->Activate(std::move(e));
+  }
   state_->reload_ok = s.ok();
   if (s.ok()) {
     state_->activated_at = NowSeconds();
     Log("info", "rule set active", {{"version", version}});
   }
   return s;
+}
+
+Status Server::LoadRules() {
+  std::vector<std::string> diags;
+  Status s = Reload(&diags);
+  if (s.ok()) return s;
+  std::string all;
+  for (const auto& d : diags) all += "\n  " + d;
+  return Status::InvalidArgument("rules: " + s.message() + all);
 }
 
 namespace {
@@ -136,7 +152,7 @@ std::string KeyHome(const ServerConfig& c) {
 
 }  // namespace
 
-Status Server::Start() {
+Status Server::Start(std::shared_ptr<ledger::WriterLock> writer_lock) {
   google::protobuf::SetLogHandler(&ProtobufLog);
   Status s = ValidateConfig(config_);
   if (!s.ok()) return s;
@@ -147,6 +163,7 @@ Status Server::Start() {
   lo.signing_key_path = config_.signing_key;
   if (lo.signing_key_path.empty()) lo.signing_key_path = KeyHome(config_) + "/ledger.key";
   lo.origin = config_.origin;
+  lo.writer_lock = std::move(writer_lock);
   s = ledger::Ledger::Open(lo, &state_->ledger);
   if (ledger::IsLedgerInUse(s)) return s;  // a standby waits on this
   // Unreachable (a database server down): a standby waits on this too.
@@ -171,13 +188,8 @@ Status Server::Start() {
   state_->engine = std::make_unique<duty::DutyEngine>(state_->ledger.get(), options);
   s = state_->engine->Recover();
   if (!s.ok()) return Status::DataLoss("ledger: " + s.message());
-  std::vector<std::string> diags;
-  s = Reload(&diags);
-  if (!s.ok()) {
-    std::string all;
-    for (const auto& d : diags) all += "\n  " + d;
-    return Status::InvalidArgument("rules: " + s.message() + all);
-  }
+  s = LoadRules();
+  if (!s.ok()) return s;
   {
     signals::SignalOptions so;
     so.key_path =
@@ -195,6 +207,117 @@ Status Server::Start() {
     if (!s.ok()) return s;
   }
 
+  if (ledger::IsPostgresUrl(config_.ledger)) {
+    // Replicas may queue commands for this writer: sequence them.
+    s = ledger::OpenCommandQueue(config_.ledger, 10000, &state_->queue);
+    if (!s.ok()) return Status::Unavailable("ledger queue: " + s.message());
+    State* st = state_.get();
+    state_->sequencer = std::make_unique<Sequencer>(
+        state_->queue.get(),
+        [st](const std::vector<ledger::QueuedRow>& rows, std::vector<ledger::QueueAnswer>* out) {
+          return SequenceCommands(*st->engine, st->signals.get(), rows, out);
+        },
+        options.now,
+        [](const Status& e) {
+          if (e.ok()) {
+            Log("info", "sequencer: recovered");
+          } else {
+            Log("error", "sequencer: " + e.message());
+          }
+        });
+  }
+  s = Listen();
+  if (!s.ok()) return s;
+  sweeper_thread_ = std::thread([this] {
+    int64_t last_prune = INT64_MIN;
+    while (!stopping_) {
+      const int64_t now = config_.clock ? config_.clock() : NowSeconds();
+      Status st = state_->engine->Sweep(now);
+      // Signal tokens past retention, hourly.
+      if (st.ok() && (last_prune == INT64_MIN || now - last_prune >= 3600)) {
+        st = state_->signals->Prune();
+        if (st.ok()) last_prune = now;
+      }
+      {
+        // Never ignored: a failed sweep enforces no deadline, so it is logged
+        // (once per distinct error), counted and makes /readyz fail.
+        std::lock_guard<std::mutex> lock(state_->sweep_mu);
+        if (!st.ok()) {
+          state_->metrics.CountSweepError();
+          if (state_->sweep_error != st.message()) Log("error", "sweeper: " + st.message());
+          state_->sweep_error = st.message();
+        } else if (!state_->sweep_error.empty()) {
+          Log("info", "sweeper: recovered");
+          state_->sweep_error.clear();
+        }
+      }
+      std::unique_lock<std::mutex> lock(done_mu_);
+      done_cv_.wait_for(lock, std::chrono::milliseconds(config_.sweep_interval_ms),
+                        [this] { return stopping_.load(); });
+    }
+  });
+
+  Log("info", "carewatchd serving",
+      {{"grpc",
+        config_.listen.substr(0, config_.listen.rfind(':')) + ":" + std::to_string(grpc_port_)},
+       {"metrics", config_.metrics},
+       {"ledger", config_.ledger},
+       {"verifier_key", state_->ledger->VerifierKey()},
+       {"ruleset", state_->engine->evaluator()->ruleset().version()},
+       {"tokens", std::to_string(state_->tokens.size())}});
+  return Status::Ok();
+}
+
+Status Server::StartQueueing() {
+  google::protobuf::SetLogHandler(&ProtobufLog);
+  Status s = ValidateConfig(config_);
+  if (!s.ok()) return s;
+  if (!ledger::IsPostgresUrl(config_.ledger))
+    return Status::FailedPrecondition("only a PostgreSQL ledger takes queued commands");
+  s = TokenStore::Load(config_.tokens, &state_->tokens);
+  if (!s.ok()) return s;
+  auto rep = std::make_unique<QueueingReplica>();
+  s = ledger::OpenCommandQueue(config_.ledger, 10000, &rep->queue);
+  if (!s.ok()) return s;
+  rep->answers = std::make_unique<AnswerWaiter>(rep->queue.get());
+  char host[256] = {0};
+  if (gethostname(host, sizeof host - 1) != 0) std::snprintf(host, sizeof host, "unknown");
+  rep->name = std::string(host) + ":" + std::to_string(getpid());
+  rep->now = config_.clock ? config_.clock : NowSeconds;
+  rep->max_clock_skew_seconds = config_.max_clock_skew_seconds;
+  rep->wait_ms = static_cast<int>(config_.queue_wait_ms);
+  std::string hmac_path =
+      config_.hmac_key.empty() ? KeyHome(config_) + "/hmac.key" : config_.hmac_key;
+  s = ledger::LoadOrCreateHmacKey(hmac_path, &rep->hmac_key);
+  if (!s.ok()) return Status::InvalidArgument("hmac_key: " + s.message());
+  s = rep->tokens.Load(config_.signals_key.empty() ? KeyHome(config_) + "/signals.key"
+                                                   : config_.signals_key);
+  if (!s.ok()) return s;
+  state_->replica = std::move(rep);
+  s = LoadRules();
+  if (!s.ok()) return s;
+  s = Listen();
+  if (!s.ok()) return s;
+  Log("info", "carewatchd serving as a queueing replica",
+      {{"grpc",
+        config_.listen.substr(0, config_.listen.rfind(':')) + ":" + std::to_string(grpc_port_)},
+       {"metrics", config_.metrics},
+       {"ledger", ledger::RedactUrl(config_.ledger)},
+       {"replica", state_->replica->name},
+       {"ruleset", state_->replica->Evaluator()->ruleset().version()}});
+  return Status::Ok();
+}
+
+bool Server::queueing() const { return state_->replica != nullptr; }
+
+bool Server::LostLedger() const {
+  if (!state_->ledger) return false;
+  Status h = state_->ledger->health();
+  return !h.ok() && (h.message().find(" is in use by another ") != std::string::npos ||
+                     h.message().find(" was written by another carewatchd") != std::string::npos);
+}
+
+Status Server::Listen() {
   try {
     state_->stream_pool = std::make_unique<WorkerPool>(config_.workers);
   } catch (const std::system_error& e) {
@@ -235,49 +358,25 @@ Status Server::Start() {
     return Status::Unavailable("listen: cannot listen on " + config_.listen);
   grpc_->GetHealthCheckService()->SetServingStatus(true);
 
-  sweeper_thread_ = std::thread([this] {
-    int64_t last_prune = INT64_MIN;
-    while (!stopping_) {
-      const int64_t now = config_.clock ? config_.clock() : NowSeconds();
-      Status st = state_->engine->Sweep(now);
-      // Signal tokens past retention, hourly.
-      if (st.ok() && (last_prune == INT64_MIN || now - last_prune >= 3600)) {
-        st = state_->signals->Prune();
-        if (st.ok()) last_prune = now;
-      }
-      {
-        // Never ignored: a failed sweep enforces no deadline, so it is logged
-        // (once per distinct error), counted and makes /readyz fail.
-        std::lock_guard<std::mutex> lock(state_->sweep_mu);
-        if (!st.ok()) {
-          state_->metrics.CountSweepError();
-          if (state_->sweep_error != st.message()) Log("error", "sweeper: " + st.message());
-          state_->sweep_error = st.message();
-        } else if (!state_->sweep_error.empty()) {
-          Log("info", "sweeper: recovered");
-          state_->sweep_error.clear();
-        }
-      }
-      std::unique_lock<std::mutex> lock(done_mu_);
-      done_cv_.wait_for(lock, std::chrono::milliseconds(config_.sweep_interval_ms),
-                        [this] { return stopping_.load(); });
-    }
-  });
-
   if (!config_.metrics.empty()) {
     http_ = std::make_unique<httplib::Server>();
     State* st = state_.get();
     http_->Get("/metrics", [st](const httplib::Request&, httplib::Response& res) {
       Metrics::Gauges g;
-      auto c = st->engine->counts();
-      g.ledger_size = st->ledger->size();
-      g.ledger_write_retries = st->ledger->write_retries();
-      g.open = c.open;
-      g.met = c.met;
-      g.discharged = c.discharged;
-      g.breached = c.breached;
-      g.findings_open = c.findings_open;
-      auto e = st->engine->evaluator();
+      std::shared_ptr<const eval::Evaluator> e;
+      if (st->replica) {
+        e = st->replica->Evaluator();  // a queueing replica: the writer has the rest
+      } else {
+        auto c = st->engine->counts();
+        g.ledger_size = st->ledger->size();
+        g.ledger_write_retries = st->ledger->write_retries();
+        g.open = c.open;
+        g.met = c.met;
+        g.discharged = c.discharged;
+        g.breached = c.breached;
+        g.findings_open = c.findings_open;
+        e = st->engine->evaluator();
+      }
       g.ruleset_version = e ? e->ruleset().version() : "";
       g.last_reload_ok = st->reload_ok;
       g.last_reload_time = st->reload_time;
@@ -287,17 +386,18 @@ Status Server::Start() {
       res.set_content("ok\n", "text/plain");
     });
     http_->Get("/readyz", [st](const httplib::Request&, httplib::Response& res) {
-      Status h = st->ledger->health();
+      Status h = st->ledger ? st->ledger->health() : Status::Ok();
       std::string sweep_error;
       {
         std::lock_guard<std::mutex> lock(st->sweep_mu);
         sweep_error = st->sweep_error;
       }
-      std::string why = st->draining               ? "draining"
-                        : !h.ok()                  ? "not ready: " + h.message()
-                        : !sweep_error.empty()     ? "not ready: sweeper: " + sweep_error
-                        : !st->engine->evaluator() ? "not ready: no rule set"
-                                                   : "";
+      std::string why = st->draining           ? "draining"
+                        : !h.ok()              ? "not ready: " + h.message()
+                        : !sweep_error.empty() ? "not ready: sweeper: " + sweep_error
+                        : !(st->replica ? st->replica->Evaluator() : st->engine->evaluator())
+                            ? "not ready: no rule set"
+                            : "";
       res.status = why.empty() ? 200 : 503;
       res.set_content((why.empty() ? "ready" : why) + "\n", "text/plain");
     });
@@ -310,14 +410,6 @@ Status Server::Start() {
     }
     http_thread_ = std::thread([this] { http_->listen_after_bind(); });
   }
-  Log("info", "carewatchd serving",
-      {{"grpc",
-        config_.listen.substr(0, config_.listen.rfind(':')) + ":" + std::to_string(grpc_port_)},
-       {"metrics", config_.metrics},
-       {"ledger", config_.ledger},
-       {"verifier_key", state_->ledger->VerifierKey()},
-       {"ruleset", state_->engine->evaluator()->ruleset().version()},
-       {"tokens", std::to_string(state_->tokens.size())}});
   return Status::Ok();
 }
 
@@ -331,10 +423,25 @@ void Server::Shutdown(int grace_ms) {
   if (grpc_) Log("info", "draining: no new calls; finishing those in flight");
   if (grpc_) {
     grpc_->GetHealthCheckService()->SetServingStatus(false);
+    // A queueing replica's calls wait for the writer's answers: past the
+    // grace they are ended (UNAVAILABLE; their commands stay queued), or
+    // gRPC's shutdown would wait for them.
+    std::promise<void> drained;
+    std::thread aborter;
+    if (state_->replica) {
+      aborter = std::thread([this, grace_ms, f = drained.get_future()] {
+        if (f.wait_for(std::chrono::milliseconds(grace_ms)) != std::future_status::ready)
+          state_->replica->answers->Abort("this replica is stopping");
+      });
+    }
     grpc_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(grace_ms));
+    drained.set_value();
+    if (aborter.joinable()) aborter.join();
   }
+  if (state_->replica) state_->replica->answers->Abort("this replica is stopping");
   done_cv_.notify_all();
   if (sweeper_thread_.joinable()) sweeper_thread_.join();
+  state_->sequencer.reset();    // before the ledger's last flush
   state_->stream_pool.reset();  // every stream has ended with gRPC's shutdown
   if (state_->ledger) {
     Status s = state_->ledger->Flush();

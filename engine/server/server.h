@@ -39,7 +39,21 @@ class Server {
 
   // Loads tokens, rules and the ledger (rebuilding state from it) and starts
   // listening. Every bad setting is an error naming it.
-  Status Start();
+  // `writer_lock` (may be null): a PostgreSQL ledger's writer lock this
+  // process took already (a queueing replica taking over); the ledger keeps
+  // it.
+  Status Start(std::shared_ptr<ledger::WriterLock> writer_lock = nullptr);
+
+  // Starts as a replica that is not the ledger's writer (another carewatchd
+  // holds a PostgreSQL ledger): serves Moderation calls by queueing them
+  // for the writer, and answers every other call UNAVAILABLE. To take over
+  // when the writer goes, Shutdown this Server and Start a new one.
+  Status StartQueueing();
+  bool queueing() const;
+  // True when this writer lost the ledger to another writer (its
+  // connection was lost and another process took the lock meanwhile): it
+  // can write no more and should stop.
+  bool LostLedger() const;
 
   // Recompiles the rule directories off the request path and swaps the new
   // rule set in. On failure the last good one keeps serving; `diagnostics`
@@ -59,6 +73,10 @@ class Server {
   struct State;
 
  private:
+  // gRPC, the worker pool and the HTTP endpoints.
+  Status Listen();
+  // The first Reload at start: InvalidArgument listing the loader's errors.
+  Status LoadRules();
   ServerConfig config_;
   std::unique_ptr<State> state_;
   std::unique_ptr<grpc::Server> grpc_;

@@ -19,6 +19,7 @@
 #include "engine/server/auth.h"
 #include "engine/server/config.h"
 #include "engine/server/metrics.h"
+#include "engine/server/replica.h"
 #include "engine/server/server.h"
 #include "engine/signals/signals.h"
 
@@ -77,6 +78,12 @@ struct Server::State {
   std::unique_ptr<ledger::Ledger> ledger;
   std::unique_ptr<duty::DutyEngine> engine;
   std::unique_ptr<signals::SignalEngine> signals;
+  // A ledger shared by replicas (PostgreSQL): the writer sequences the
+  // queue; a replica that is not the writer has no ledger, engine or
+  // signals, and serves Moderation calls through `replica` only.
+  std::unique_ptr<ledger::CommandQueue> queue;
+  std::unique_ptr<Sequencer> sequencer;
+  std::unique_ptr<QueueingReplica> replica;
   Metrics metrics;
   std::mutex reload_mu;  // one reload at a time
   std::atomic<bool> reload_ok{true};

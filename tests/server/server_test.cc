@@ -31,6 +31,7 @@
 #include "engine/ledger/merkle.h"
 #include "engine/ledger/note.h"
 #include "engine/ledger/verify.h"
+#include "engine/rules/loader.h"
 #include "engine/server/auth.h"
 #include "engine/server/request.h"
 #include "engine/signals/client.h"
@@ -1359,6 +1360,203 @@ TEST_F(ServerTest, SigkillUnderLoadThenRestartVerifies) {
 // database server is stopped and started again mid-load: calls fail
 // meanwhile, a standby takes over by itself, and afterwards every
 // acknowledged report is in the ledger exactly once and the log verifies.
+// A standby on a PostgreSQL ledger serves Moderation calls by queueing
+// them for the writer; everything else is the writer's.
+TEST_F(ServerTest, AQueueingReplicaServesModerationAndLeavesTheRestToTheWriter) {
+  if (!carewatch::testing::OnPostgres()) GTEST_SKIP() << "PostgreSQL only: the replicas' queue";
+  StartDaemon();
+  Daemon replica(dir_, ledger_url_, "q");
+  replica.Launch(rules_, {"--standby"});
+  for (int i = 0; i < 200 && replica.Log().find("queueing replica") == std::string::npos; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_NE(replica.Log().find("serving as a queueing replica"), std::string::npos)
+      << replica.Log();
+  ASSERT_TRUE(replica.Ready());
+  auto channel = grpc::CreateChannel(replica.Address(), grpc::InsecureChannelCredentials());
+  auto moderation = v1::Moderation::NewStub(channel);
+  auto audit = v1::Audit::NewStub(channel);
+  auto evaluate = [&](v1::Moderation::Stub* stub, const std::string& token,
+                      const v1::ContentReport& r, v1::EvaluateResponse* resp) {
+    v1::EvaluateRequest req;
+    *req.mutable_report() = r;
+    grpc::ClientContext ctx;
+    Auth(&ctx, token);
+    return stub->Evaluate(&ctx, req, resp);
+  };
+
+  // Evaluated on the replica, recorded by the writer.
+  v1::ContentReport r = Flaggable("q-1", "svc-a");
+  auto* li = r.add_linked_identifiers();
+  li->set_kind("handle");
+  li->set_value("otherapp:queued_account_1");
+  v1::EvaluateResponse via_replica, via_writer;
+  grpc::Status st = evaluate(moderation.get(), platform_a_, r, &via_replica);
+  ASSERT_TRUE(st.ok()) << st.error_message() << "\n" << replica.Log();
+  ASSERT_GT(via_replica.verdict().flags_size(), 0);
+  ASSERT_GT(via_replica.verdict().obligations_size(), 0);
+  EXPECT_GT(via_replica.verdict().ledger_seq(), 0u);
+  // A retry to the writer gets the same verdict: one report, one record.
+  ASSERT_TRUE(evaluate(moderation_.get(), platform_a_, r, &via_writer).ok());
+  EXPECT_EQ(via_writer.verdict().ledger_seq(), via_replica.verdict().ledger_seq());
+  EXPECT_EQ(via_writer.verdict().obligations(0).obligation_id(),
+            via_replica.verdict().obligations(0).obligation_id());
+  // The same id with other content, through the replica: refused.
+  v1::ContentReport changed = r;
+  changed.set_text("other words");
+  EXPECT_EQ(evaluate(moderation.get(), platform_a_, changed, &via_replica).error_code(),
+            StatusCode::ALREADY_EXISTS);
+  // Tenancy and authentication hold on the replica as on the writer.
+  EXPECT_EQ(evaluate(moderation.get(), platform_b_, r, &via_replica).error_code(),
+            StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(evaluate(moderation.get(), "", r, &via_replica).error_code(),
+            StatusCode::UNAUTHENTICATED);
+  // The linked identifier became a token (never the identifier) in the ledger.
+  EXPECT_EQ(carewatch::testing::LedgerQuery(
+                ledger_url_, "SELECT COUNT(*) FROM signal_tokens WHERE report_id = 'q-1'"),
+            std::vector<std::string>{"1"});
+
+  // An action through the replica.
+  v1::RecordActionRequest a;
+  a.set_service_id("svc-a");
+  a.set_report_id("q-1");
+  a.set_action("remove_content");
+  a.mutable_taken_at()->set_seconds(Now());
+  a.set_actor("mod-1");
+  v1::RecordActionResponse ar;
+  {
+    grpc::ClientContext ctx;
+    Auth(&ctx, platform_a_);
+    st = moderation->RecordAction(&ctx, a, &ar);
+  }
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_GT(ar.ledger_seq(), via_writer.verdict().ledger_seq());
+  ASSERT_GT(ar.obligations_size(), 0);
+  EXPECT_GT(ar.obligations(0).actions_done_size(), 0);
+
+  // A stream through the replica: every report answered with its seq.
+  {
+    grpc::ClientContext ctx;
+    Auth(&ctx, platform_a_);
+    auto stream = moderation->EvaluateStream(&ctx);
+    for (int i = 0; i < 20; ++i) {
+      v1::EvaluateRequest req;
+      *req.mutable_report() = Flaggable("qs-" + std::to_string(i), "svc-a");
+      ASSERT_TRUE(stream->Write(req));
+    }
+    stream->WritesDone();
+    v1::EvaluateResponse resp;
+    int answered = 0;
+    while (stream->Read(&resp)) {
+      EXPECT_TRUE(resp.error().empty()) << resp.error();
+      EXPECT_GT(resp.verdict().ledger_seq(), 0u);
+      ++answered;
+    }
+    EXPECT_TRUE(stream->Finish().ok());
+    EXPECT_EQ(answered, 20);
+  }
+
+  // Audit is the writer's: UNAVAILABLE naming the method, after the role check.
+  {
+    v1::GetStatsRequest req;
+    v1::GetStatsResponse resp;
+    grpc::ClientContext ctx;
+    Auth(&ctx, regulator_);
+    st = audit->GetStats(&ctx, req, &resp);
+    EXPECT_EQ(st.error_code(), StatusCode::UNAVAILABLE);
+    EXPECT_NE(st.error_message().find("Audit/GetStats is answered by the writer"),
+              std::string::npos)
+        << st.error_message();
+    grpc::ClientContext ctx2;
+    Auth(&ctx2, platform_a_);
+    EXPECT_EQ(audit->GetStats(&ctx2, req, &resp).error_code(), StatusCode::PERMISSION_DENIED);
+  }
+  EXPECT_EQ(carewatch::testing::LedgerQuery(ledger_url_, "SELECT COUNT(*) FROM unsequenced"),
+            std::vector<std::string>{"0"})
+      << "every command sequenced";
+
+  // A replica whose rules differ from the writer's: its reports are refused
+  // by the writer, nothing recorded.
+  const std::string rules2 = dir_ + "/rules2";
+  fs::copy(rules_, rules2, fs::copy_options::recursive);
+  {
+    std::ifstream in(rules2 + "/csea-baseline.yaml");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    std::string text = ss.str();
+    size_t at = text.find("min_breaches: 5");
+    ASSERT_NE(at, std::string::npos);
+    text.replace(at, 15, "min_breaches: 6");
+    std::ofstream(rules2 + "/csea-baseline.yaml", std::ios::trunc) << text;
+  }
+  Daemon stale(dir_, ledger_url_, "stale");
+  stale.Launch(rules2, {"--standby"});
+  for (int i = 0; i < 200 && stale.Log().find("queueing replica") == std::string::npos; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  auto stale_stub = v1::Moderation::NewStub(
+      grpc::CreateChannel(stale.Address(), grpc::InsecureChannelCredentials()));
+  v1::EvaluateResponse refused;
+  st = evaluate(stale_stub.get(), platform_a_, Flaggable("q-stale", "svc-a"), &refused);
+  EXPECT_EQ(st.error_code(), StatusCode::FAILED_PRECONDITION) << st.error_message();
+  EXPECT_NE(st.error_message().find("every replica must serve the same rules"), std::string::npos);
+  EXPECT_EQ(carewatch::testing::LedgerQuery(
+                ledger_url_, "SELECT COUNT(*) FROM report_index WHERE report_id = 'q-stale'"),
+            std::vector<std::string>{"0"});
+  if (HasFailure()) std::cerr << replica.Log() << stale.Log();
+}
+
+// The findings one process on its own would have reached from the commands
+// a ledger accepted: its reports as recorded and its actions, fed in log
+// order to one fresh engine (its own SQLite ledger in `dir`) on the server
+// clock the log recorded.
+std::vector<v1::Finding> SingleProcessFindings(const std::string& url, const std::string& rules,
+                                               const std::string& dir) {
+  std::vector<v1::Finding> out;
+  std::unique_ptr<ledger::LedgerBackend> b;
+  EXPECT_TRUE(ledger::OpenBackend(url, true, &b).ok());
+  if (!b) return out;
+  ledger::LedgerOptions lo;
+  lo.url = "sqlite://" + dir + "/replay.db";
+  lo.signing_key_path = dir + "/replay.key";
+  std::unique_ptr<ledger::Ledger> l;
+  EXPECT_TRUE(ledger::Ledger::Open(lo, &l).ok());
+  int64_t clock = 0;
+  duty::DutyEngineOptions options;
+  options.hmac_key = "replay";
+  options.now = [&clock] { return clock; };
+  duty::DutyEngine engine(l.get(), options);
+  EXPECT_TRUE(engine.Recover().ok());
+  rules::LoadResult loaded = rules::LoadRuleSet({rules});
+  EXPECT_TRUE(loaded.ruleset);
+  std::unique_ptr<eval::Evaluator> e;
+  EXPECT_TRUE(eval::Evaluator::Create(loaded.ruleset, {}, &e).ok());
+  EXPECT_TRUE(engine.Activate(std::move(e)).ok());
+  for (uint64_t from = 1;;) {
+    std::vector<ledger::StoredEvent> rows;
+    EXPECT_TRUE(b->ReadEvents(from, 5000, &rows).ok());
+    if (rows.empty()) break;
+    for (const auto& row : rows) {
+      v1::LedgerEvent ev;
+      EXPECT_TRUE(ev.ParseFromString(row.payload));
+      clock = std::max(clock, ev.recorded_at().seconds());
+      if (ev.type() == v1::REPORT_FLAGGED) {
+        v1::Verdict v;
+        Status st = engine.SubmitPrepared(ev.report_flagged(), &v);
+        EXPECT_TRUE(st.ok()) << st.message();
+      } else if (ev.type() == v1::ACTION_RECORDED) {
+        const auto& a = ev.action_recorded();
+        std::vector<v1::Obligation> obs;
+        Status st = engine.RecordAction({a.service_id(), a.report_id(), a.action(),
+                                         a.taken_at().seconds(), a.actor(), a.taken_at().nanos()},
+                                        &obs);
+        EXPECT_TRUE(st.ok()) << st.message();
+      }
+    }
+    from = rows.back().seq + 1;
+  }
+  EXPECT_TRUE(l->backend().QueryFindings({}, &out).ok());
+  return out;
+}
+
 TEST_F(ServerTest, ReplicasOnOneLedgerFailOverAndLoseNothing) {
   std::vector<std::unique_ptr<Daemon>> replicas;
   for (int i = 0; i < 3; ++i) {
@@ -1369,17 +1567,25 @@ TEST_F(ServerTest, ReplicasOnOneLedgerFailOverAndLoseNothing) {
   replicas[1]->Launch(rules_, {"--standby"});
   replicas[2]->Launch(rules_, {"--standby"});
   // Both say they wait (a start first waits up to two seconds for a lock
-  // that a just-ended session may still hold).
+  // that a just-ended session may still hold). On PostgreSQL they serve
+  // Moderation calls meanwhile, queueing them for the writer.
+  const bool queueing = carewatch::testing::OnPostgres();
+  const std::string waiting = queueing ? "serving as a queueing replica" : "standby: waiting";
   for (int i = 0; i < 200; ++i) {
-    if (replicas[1]->Log().find("standby: waiting") != std::string::npos &&
-        replicas[2]->Log().find("standby: waiting") != std::string::npos)
+    if (replicas[1]->Log().find(waiting) != std::string::npos &&
+        replicas[2]->Log().find(waiting) != std::string::npos)
       break;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  EXPECT_NE(replicas[1]->Log().find("standby: waiting"), std::string::npos) << replicas[1]->Log();
-  EXPECT_NE(replicas[2]->Log().find("standby: waiting"), std::string::npos) << replicas[2]->Log();
-  EXPECT_FALSE(replicas[1]->Ready()) << "a standby serves nothing while another writes";
-  EXPECT_FALSE(replicas[2]->Ready());
+  EXPECT_NE(replicas[1]->Log().find(waiting), std::string::npos) << replicas[1]->Log();
+  EXPECT_NE(replicas[2]->Log().find(waiting), std::string::npos) << replicas[2]->Log();
+  if (queueing) {
+    EXPECT_TRUE(replicas[1]->Ready()) << "a queueing replica serves while another writes";
+    EXPECT_TRUE(replicas[2]->Ready());
+  } else {
+    EXPECT_FALSE(replicas[1]->Ready()) << "a standby serves nothing while another writes";
+    EXPECT_FALSE(replicas[2]->Ready());
+  }
 
   std::vector<std::string> addresses;
   for (auto& r : replicas) addresses.push_back(r->Address());
@@ -1388,25 +1594,34 @@ TEST_F(ServerTest, ReplicasOnOneLedgerFailOverAndLoseNothing) {
   std::mutex mu;
   std::map<std::string, uint64_t> acked;
   std::map<int, int> acked_in_phase;
+  std::map<size_t, int> acked_by;  // replica -> reports it acknowledged
   std::set<std::string> acted;
   // Each load thread keeps a channel per replica and makes it again after a
   // failure, as a client behind a load balancer would reach whichever
   // replica serves (a channel that failed waits out gRPC's reconnect backoff).
   using Stubs = std::vector<std::unique_ptr<v1::Moderation::Stub>>;
   // It starts with the replica that answered it last.
+  // Queueing replicas take calls too: a client then goes round them all.
   auto call = [&](Stubs& stubs, size_t& start, auto&& rpc) {
     if (stubs.empty()) stubs.resize(addresses.size());
     for (size_t k = 0; k < addresses.size(); ++k) {
       const size_t r = (start + k) % addresses.size();
       if (!stubs[r]) {
+        // Reconnect backoff lowered, as docs/operations.md advises clients of
+        // replicas: gRPC's default waits a second and more before it tries a
+        // replica that failed again.
+        grpc::ChannelArguments args;
+        args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+        args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+        args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 250);
         stubs[r] = v1::Moderation::NewStub(
-            grpc::CreateChannel(addresses[r], grpc::InsecureChannelCredentials()));
+            grpc::CreateCustomChannel(addresses[r], grpc::InsecureChannelCredentials(), args));
       }
       grpc::ClientContext ctx;
       ctx.AddMetadata("authorization", "Bearer " + platform_a_);
       ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
       if (rpc(*stubs[r], &ctx).ok()) {
-        start = r;
+        start = queueing ? r + 1 : r;
         return true;
       }
       stubs[r].reset();
@@ -1420,8 +1635,10 @@ TEST_F(ServerTest, ReplicasOnOneLedgerFailOverAndLoseNothing) {
       size_t last = static_cast<size_t>(t);
       for (int i = 0; !stop; ++i) {
         // One report, retried unchanged until it is acknowledged.
+        // Received two days ago: every action on it is late, so breaches
+        // and findings happen while the replicas change over.
         v1::EvaluateRequest req =
-            LoadRequest("rep-" + std::to_string(t) + "-" + std::to_string(i), Now());
+            LoadRequest("rep-" + std::to_string(t) + "-" + std::to_string(i), Now() - 2 * 86400);
         v1::EvaluateResponse resp;
         bool ok = false;
         while (!ok && !stop) {
@@ -1435,6 +1652,7 @@ TEST_F(ServerTest, ReplicasOnOneLedgerFailOverAndLoseNothing) {
           std::lock_guard<std::mutex> lock(mu);
           acked[req.report().report_id()] = resp.verdict().ledger_seq();
           ++acked_in_phase[phase.load()];
+          ++acked_by[(last + addresses.size() - (queueing ? 1 : 0)) % addresses.size()];
         }
         if (i % 2 == 0) {
           // An action on the report, through any replica.
@@ -1458,7 +1676,10 @@ TEST_F(ServerTest, ReplicasOnOneLedgerFailOverAndLoseNothing) {
   auto wait_for_writer = [&](int seconds) -> int {
     for (int i = 0; i < seconds * 10; ++i) {
       for (size_t k = 0; k < replicas.size(); ++k) {
-        if (replicas[k]->Pid() > 0 && replicas[k]->Ready()) return static_cast<int>(k);
+        if (replicas[k]->Pid() <= 0) continue;
+        if (queueing ? replicas[k]->Log().find("took over the ledger") != std::string::npos
+                     : replicas[k]->Ready())
+          return static_cast<int>(k);
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
@@ -1508,13 +1729,17 @@ TEST_F(ServerTest, ReplicasOnOneLedgerFailOverAndLoseNothing) {
   EXPECT_GT(acked_in_phase[1], 10) << "the standby served after the kill";
   if (carewatch::testing::OnPostgres()) {
     EXPECT_GT(acked_in_phase[2], 10);
+    std::cout << "acknowledged by replica: " << acked_by[0] << ", " << acked_by[1] << ", "
+              << acked_by[2] << "\n";
+    // The load was spread: every replica acknowledged reports.
+    for (size_t k = 0; k < replicas.size(); ++k) EXPECT_GT(acked_by[k], 10) << "replica " << k;
   }
   ExpectAllInLedger(ledger_url_, acked);
   // Exactly once: every report's REPORT_FLAGGED appears once in the log,
   // and every acknowledged action was recorded.
   std::unique_ptr<ledger::LedgerBackend> b;
   ASSERT_TRUE(ledger::OpenBackend(ledger_url_, true, &b).ok());
-  std::map<std::string, int> flagged;
+  std::map<std::string, int> flagged, opened, breached, findings_opened;
   std::set<std::string> actions;
   for (uint64_t from = 1;;) {
     std::vector<ledger::StoredEvent> rows;
@@ -1525,12 +1750,37 @@ TEST_F(ServerTest, ReplicasOnOneLedgerFailOverAndLoseNothing) {
       ASSERT_TRUE(e.ParseFromString(row.payload));
       if (e.type() == v1::REPORT_FLAGGED) ++flagged[e.report_flagged().report_id()];
       if (e.type() == v1::ACTION_RECORDED) actions.insert(e.action_recorded().report_id());
+      if (e.type() == v1::OBLIGATION_OPENED)
+        ++opened[e.obligation_opened().obligation().obligation_id()];
+      if (e.type() == v1::DUTY_BREACHED) ++breached[e.breach().obligation_id()];
+      if (e.type() == v1::FINDING_OPENED) ++findings_opened[e.finding().finding_id()];
     }
     from = rows.back().seq + 1;
   }
+  // Duty state changed once: no obligation opened or breached twice, no
+  // finding opened twice, whichever replica was writing.
+  for (const auto& [id, n] : opened) EXPECT_EQ(n, 1) << "obligation " << id << " opened " << n;
+  for (const auto& [id, n] : breached) EXPECT_EQ(n, 1) << "obligation " << id << " breached " << n;
+  for (const auto& [id, n] : findings_opened) EXPECT_EQ(n, 1) << "finding " << id;
+  EXPECT_FALSE(breached.empty()) << "late actions were breaches";
   for (const auto& [id, seq] : acked) EXPECT_EQ(flagged[id], 1) << id;
   for (const auto& [id, n] : flagged) EXPECT_EQ(n, 1) << id << " is in the log " << n << " times";
   for (const auto& id : acted) EXPECT_TRUE(actions.count(id)) << "acknowledged action on " << id;
+  // The findings equal those of one process that never failed over,
+  // replaying the commands the log accepted.
+  std::vector<v1::Finding> live;
+  ASSERT_TRUE(b->QueryFindings({}, &live).ok());
+  std::vector<v1::Finding> replayed = SingleProcessFindings(ledger_url_, rules_, dir_);
+  EXPECT_FALSE(live.empty()) << "late actions opened findings";
+  ASSERT_EQ(live.size(), replayed.size());
+  for (size_t k = 0; k < live.size(); ++k) {
+    EXPECT_EQ(live[k].finding_id(), replayed[k].finding_id());
+    EXPECT_EQ(live[k].status(), replayed[k].status());
+    EXPECT_EQ(live[k].breaches(), replayed[k].breaches()) << live[k].finding_id();
+    EXPECT_EQ(ledger::SerializeDeterministic(live[k]), ledger::SerializeDeterministic(replayed[k]))
+        << live[k].DebugString() << "\nreplayed:\n"
+        << replayed[k].DebugString();
+  }
   if (HasFailure()) {
     for (auto& r : replicas) std::cerr << r->LogPath() << ":\n" << r->Log();
   }

@@ -4,7 +4,9 @@
 #   1. Ledger.Append on postgresql:// against a plain libpq loop inserting
 #      the same rows in the same transaction sizes (and the SQLite pair);
 #   2. carewatchd's unary and streamed Evaluate on an SQLite ledger and on a
-#      PostgreSQL ledger, each against the no-op service of the same run.
+#      PostgreSQL ledger, each against the no-op service of the same run;
+#   3. streamed Evaluate split across two replicas on one PostgreSQL ledger
+#      (the second queueing for the first), beside the figures of 2.
 # Usage: tools/bench/bench_pg.sh [SECONDS] [BUILD_DIR]
 set -euo pipefail
 secs=${1:-10}
@@ -22,11 +24,17 @@ echo "== carewatchd on SQLite"
 sq=$("$here/tools/bench/bench_server.sh" "$secs" "$build"); echo "$sq"
 echo "== carewatchd on PostgreSQL"
 pq=$("$here/tools/bench/bench_server.sh" "$secs" "$build" "$pg_ledger"); echo "$pq"
-python3 - "$sq" "$pq" <<'PY'
+schema2="bench_replicas_$$"
+psql -q "$url" -c "CREATE SCHEMA $schema2"
+echo "== carewatchd on PostgreSQL, two replicas (the second queues for the first)"
+p2=$("$here/tools/bench/bench_server.sh" "$secs" "$build" "$url?options=-csearch_path%3D$schema2" 2); echo "$p2"
+python3 - "$sq" "$pq" "$p2" <<'PY'
 import re, sys
 def rates(text):
     return [float(x) for x in re.findall(r" ([0-9.]+) reports/s", text)]
 s, p = rates(sys.argv[1]), rates(sys.argv[2])
+two = float(re.search(r"([0-9.]+) reports/s in all", sys.argv[3]).group(1))
 print(f"stream on PostgreSQL / stream on SQLite = {p[3]/s[3]:.2f}; unary {p[1]/s[1]:.2f}")
 print(f"stream on PostgreSQL / its noop = {p[3]/p[2]:.2f}; unary {p[1]/p[0]:.2f}")
+print(f"stream on two PostgreSQL replicas / one = {two/p[3]:.2f}; / its noop = {two/p[2]:.2f}; / SQLite = {two/s[3]:.2f}")
 PY

@@ -1,33 +1,64 @@
 #!/usr/bin/env bash
 # carewatchd throughput against a no-op gRPC service of the same shape, in
 # one run, server and load generator on this machine.
-# Usage: tools/bench/bench_server.sh [SECONDS] [BUILD_DIR] [LEDGER_URL]
-# (LEDGER_URL: default an SQLite file in a temporary directory.)
+# Usage: tools/bench/bench_server.sh [SECONDS] [BUILD_DIR] [LEDGER_URL] [REPLICAS]
+# (LEDGER_URL: default an SQLite file in a temporary directory. REPLICAS 2,
+# PostgreSQL only: a second carewatchd with --standby queues for the first,
+# and the streamed load is split between the two.)
 set -euo pipefail
 secs=${1:-10}
 build=${2:-build}
+replicas=${4:-1}
 cw="$build/tools/carewatch"
 tmp=$(mktemp -d)
-trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$tmp"' EXIT
+pids=()
+trap 'for p in "${pids[@]}"; do kill $p 2>/dev/null || true; wait $p 2>/dev/null || true; done; rm -rf "$tmp"' EXIT
 token=$("$cw" token new --principal bench --role platform --service example-social)
 tok=$(echo "$token" | sed -n 's/^token: //p')
 { echo "tokens:"; echo "$token" | tail -n 1; } > "$tmp/tokens.yaml"
-port=$((20000 + RANDOM % 20000))
 ledger=${3:-sqlite://$tmp/ledger.db}
-"$build/tools/carewatchd" --listen 127.0.0.1:$port --metrics "" --rules rules \
-  --ledger "$ledger" --signing-key "$tmp/ledger.key" --hmac-key "$tmp/hmac.key" \
-  --signals-key "$tmp/signals.key" --tokens "$tmp/tokens.yaml" --cache-dir "$tmp/cache" \
-  --noop-service 2> "$tmp/log" &
-pid=$!
-for _ in $(seq 1 100); do grep -q serving "$tmp/log" && break; sleep 0.1; done
+ports=()
+for i in $(seq 1 "$replicas"); do
+  port=$((20000 + RANDOM % 20000))
+  extra=()
+  [ "$i" -gt 1 ] && extra=(--standby)
+  "$build/tools/carewatchd" --listen 127.0.0.1:$port --metrics "" --rules rules \
+    --ledger "$ledger" --signing-key "$tmp/ledger.key" --hmac-key "$tmp/hmac.key" \
+    --signals-key "$tmp/signals.key" --tokens "$tmp/tokens.yaml" --cache-dir "$tmp/cache$i" \
+    --noop-service "${extra[@]}" 2> "$tmp/log$i" &
+  pids+=($!)
+  ports+=($port)
+  for _ in $(seq 1 100); do grep -q serving "$tmp/log$i" && break; sleep 0.1; done
+done
+port=${ports[0]}
 run() { "$cw" load --server 127.0.0.1:$port --token "$tok" --service example-social --duration ${secs}s --run-id "$1" "${@:2}"; }
+rate() { echo "$1" | sed -n 's/.* \([0-9.]*\) reports\/s.*/\1/p'; }
+if [ "$replicas" -gt 1 ]; then
+  # The same streamed load as one replica gets (4 streams x 64), split
+  # across the replicas; the figure is the sum of what they acknowledged.
+  echo "== EvaluateStream on $replicas replicas, 4 streams x 64 in flight in all"
+  per=$((4 / replicas)); [ "$per" -lt 1 ] && per=1
+  loads=()
+  for i in "${!ports[@]}"; do
+    "$cw" load --server 127.0.0.1:${ports[$i]} --token "$tok" --service example-social \
+      --duration ${secs}s --run-id "r$i" --stream -c $per --window 64 > "$tmp/load$i" &
+    loads+=($!)
+  done
+  for l in "${loads[@]}"; do wait "$l"; done
+  total=0
+  for i in "${!ports[@]}"; do
+    cat "$tmp/load$i"
+    total=$(python3 -c "print($total + float('$(rate "$(cat "$tmp/load$i")")'))")
+  done
+  echo "stream on $replicas replicas: $total reports/s in all"
+  exit 0
+fi
 echo "== unary Evaluate, 32 concurrent calls"
 a=$(run u-noop --noop -c 32); echo "$a"
 b=$(run u-real -c 32); echo "$b"
 echo "== EvaluateStream, 4 streams x 64 in flight"
 c=$(run s-noop --noop --stream -c 4 --window 64); echo "$c"
 d=$(run s-real --stream -c 4 --window 64); echo "$d"
-rate() { echo "$1" | sed -n 's/.* \([0-9.]*\) reports\/s.*/\1/p'; }
 python3 - "$(rate "$a")" "$(rate "$b")" "$(rate "$c")" "$(rate "$d")" <<'PY'
 import sys
 a, b, c, d = map(float, sys.argv[1:])

@@ -1,0 +1,143 @@
+#ifndef CAREWATCH_ENGINE_SERVER_REPLICA_H_
+#define CAREWATCH_ENGINE_SERVER_REPLICA_H_
+
+// Replicas on a PostgreSQL ledger (docs/operations.md "Replicas"). One
+// replica writes the ledger (it holds the writer lock); every other replica
+// serves Moderation calls too, through the ledger's unsequenced queue:
+//
+//  - A queueing replica checks and evaluates a report itself (the
+//    expensive part), computes what its REPORT_FLAGGED event holds (digests,
+//    never content) and its linked identifiers' signal tokens, stores that
+//    durably in the queue, and waits for the writer's answer. An action is
+//    queued as the request.
+//  - The writer's sequencer takes queued commands in queue order, in
+//    batches, and records each as the writer records its own calls (one log,
+//    one tree, one order; duty state changes only in the writer), removing
+//    each from the queue in the transaction that records it, then stores
+//    the answers for the queueing replicas to read.
+//
+// A command is answered only once the writer has made it durable in the
+// log, so an acknowledgement means what it means on the writer.
+
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "carewatch/v1/ledger.pb.h"
+#include "carewatch/v1/report.pb.h"
+#include "engine/common/status.h"
+#include "engine/duty/duty_engine.h"
+#include "engine/eval/evaluator.h"
+#include "engine/ledger/pg_backend.h"
+#include "engine/signals/signals.h"
+
+namespace carewatch::server {
+
+// Waits for the writer's answers to commands this replica queued: one
+// thread polls the answers table for every command waited on at once.
+class AnswerWaiter {
+ public:
+  explicit AnswerWaiter(ledger::CommandQueue* queue);
+  ~AnswerWaiter();
+  AnswerWaiter(const AnswerWaiter&) = delete;
+  AnswerWaiter& operator=(const AnswerWaiter&) = delete;
+  // Blocks until command `id` is answered (OK, `out` filled), `timeout_ms`
+  // passed or Abort was called (Unavailable, saying the command is queued
+  // durably and a retry is safe).
+  Status Wait(int64_t id, int timeout_ms, v1::QueuedResult* out);
+  // Ends every wait now and every later one at once (the replica is
+  // stopping or taking over as the writer).
+  void Abort(const std::string& why);
+
+ private:
+  struct Slot {
+    bool done = false;
+    v1::QueuedResult result;
+  };
+  void Poll();
+  ledger::CommandQueue* queue_;
+  std::mutex mu_;
+  std::condition_variable cv_, poll_cv_;
+  // Callers waiting, by command: a retry to this replica waits for the
+  // same command as the first call.
+  std::multimap<int64_t, std::shared_ptr<Slot>> waiting_;
+  std::string aborted_;
+  bool stop_ = false;
+  std::thread poller_;
+};
+
+// What a replica that is not the writer serves Moderation calls with.
+struct QueueingReplica {
+  std::unique_ptr<ledger::CommandQueue> queue;
+  std::unique_ptr<AnswerWaiter> answers;
+  std::string name;  // "host:pid", recorded with each command
+  std::string hmac_key;
+  signals::TokenKey tokens;
+  int64_t max_clock_skew_seconds = 300;
+  std::function<int64_t()> now;
+  int wait_ms = 10000;  // how long a call waits for the writer's answer
+  mutable std::mutex mu;
+  std::shared_ptr<const eval::Evaluator> evaluator;  // guarded by mu
+
+  std::shared_ptr<const eval::Evaluator> Evaluator() const {
+    std::lock_guard<std::mutex> lock(mu);
+    return evaluator;
+  }
+  // Checks, evaluates and queues a report; `id` receives its queue id.
+  Status PushReport(const v1::ContentReport& report, int64_t* id);
+  // Queues an action.
+  Status PushAction(const v1::RecordActionRequest& req, int64_t* id);
+  // The writer's answer to command `id` as a status (its code and message).
+  Status Await(int64_t id, v1::QueuedResult* out);
+};
+
+// The writer's side: sequences queued commands until destroyed.
+class Sequencer {
+ public:
+  // `record` sequences one batch of commands and returns their answers;
+  // a transient failure (the ledger unreachable) leaves a command queued,
+  // and the rest of its batch with it, for the next round.
+  using Record = std::function<Status(const std::vector<ledger::QueuedRow>& rows,
+                                      std::vector<ledger::QueueAnswer>* answers)>;
+  // `on_error` hears of each failure when it begins, and of the recovery
+  // (OK) when it ends.
+  Sequencer(ledger::CommandQueue* queue, Record record, std::function<int64_t()> now,
+            std::function<void(const Status&)> on_error);
+  ~Sequencer();
+  Sequencer(const Sequencer&) = delete;
+  Sequencer& operator=(const Sequencer&) = delete;
+
+ private:
+  void Run();
+  ledger::CommandQueue* queue_;
+  Record record_;
+  std::function<int64_t()> now_;
+  std::function<void(const Status&)> on_error_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+// A QueuedResult's status (gRPC's code numbers) from a Status, and back.
+void SetResultStatus(const Status& s, v1::QueuedResult* r);
+Status AnswerStatus(const v1::QueuedResult& r);
+
+// The writer records a batch of queued commands as it records the calls it
+// serves itself (reports share group commits; an action waits for its own),
+// and returns their answers. A command the ledger cannot take now
+// (Unavailable) stays queued, with the rest of its batch. `signals` (may be
+// null) records the tokens queued with flagged reports.
+Status SequenceCommands(duty::DutyEngine& engine, signals::SignalEngine* signals,
+                        const std::vector<ledger::QueuedRow>& rows,
+                        std::vector<ledger::QueueAnswer>* answers);
+
+}  // namespace carewatch::server
+
+#endif  // CAREWATCH_ENGINE_SERVER_REPLICA_H_

@@ -1,0 +1,182 @@
+// Queueing replicas and the writer's sequencer on a PostgreSQL ledger,
+// without gRPC: many threads queue reports and actions the way queueing
+// replicas do, and one sequencer records them (also run under
+// ThreadSanitizer by `make tsan-test`).
+#include "engine/server/replica.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "engine/ledger/ledger.h"
+#include "engine/ledger/pg_backend.h"
+#include "engine/rules/loader.h"
+#include "tests/test_ledger.h"
+#include "tests/testing.h"
+
+namespace carewatch::server {
+namespace {
+
+int64_t WallSeconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::shared_ptr<const eval::Evaluator> Evaluator() {
+  const std::string pack =
+      "pack: t\nversion: \"1\"\nduties:\n"
+      "  - {id: d, deadline: 1h, actions: [remove_content, report_to_nca]}\n"
+      "rules:\n"
+      "  - {id: r, duty: d, severity: high, when: {field: text, phrases: [signal]}}\n";
+  rules::LoadResult loaded =
+      rules::LoadRuleSetFromSources({{"pack.yaml", pack}}, testing::FakeFiles{}.Reader());
+  EXPECT_TRUE(loaded.ruleset) << testing::Describe(loaded.diagnostics);
+  std::unique_ptr<eval::Evaluator> e;
+  EXPECT_TRUE(eval::Evaluator::Create(loaded.ruleset, {}, &e).ok());
+  return std::shared_ptr<const eval::Evaluator>(std::move(e));
+}
+
+v1::ContentReport Report(const std::string& id, const std::string& text) {
+  v1::ContentReport r;
+  r.set_report_id(id);
+  r.set_service_id("svc");
+  r.mutable_received_at()->set_seconds(WallSeconds());
+  r.set_text(text);
+  return r;
+}
+
+TEST(ReplicaQueue, CommandsQueuedFromManyThreadsAreRecordedOnceAndAnswered) {
+  if (!carewatch::testing::OnPostgres()) GTEST_SKIP() << "PostgreSQL only: the replicas' queue";
+  const std::string dir = ::testing::TempDir() + "/cw-replica-" + std::to_string(::getpid());
+  std::filesystem::create_directories(dir);
+  ledger::LedgerOptions lo;
+  lo.url = carewatch::testing::FreshLedgerUrl(dir);
+  lo.signing_key_path = dir + "/ledger.key";
+  std::unique_ptr<ledger::Ledger> ledger;
+  ASSERT_TRUE(ledger::Ledger::Open(lo, &ledger).ok());
+  duty::DutyEngineOptions options;
+  options.hmac_key = "k";
+  options.now = WallSeconds;
+  duty::DutyEngine engine(ledger.get(), options);
+  ASSERT_TRUE(engine.Recover().ok());
+  auto evaluator = Evaluator();
+  ASSERT_TRUE(engine.Activate(evaluator).ok());
+
+  // The writer's side.
+  std::unique_ptr<ledger::CommandQueue> writer_queue;
+  ASSERT_TRUE(ledger::OpenCommandQueue(lo.url, 1000, &writer_queue).ok());
+  std::atomic<int> errors{0};
+  auto sequencer = std::make_unique<Sequencer>(
+      writer_queue.get(),
+      [&](const std::vector<ledger::QueuedRow>& rows, std::vector<ledger::QueueAnswer>* out) {
+        return SequenceCommands(engine, nullptr, rows, out);
+      },
+      WallSeconds, [&](const Status& s) { errors += s.ok() ? 0 : 1; });
+
+  // A queueing replica's side.
+  QueueingReplica rep;
+  ASSERT_TRUE(ledger::OpenCommandQueue(lo.url, 1000, &rep.queue).ok());
+  rep.answers = std::make_unique<AnswerWaiter>(rep.queue.get());
+  rep.name = "test:1";
+  rep.hmac_key = "k";
+  ASSERT_TRUE(rep.tokens.Load(dir + "/signals.key").ok());
+  rep.now = WallSeconds;
+  rep.evaluator = evaluator;
+
+  // Threads t and t + 4 submit the same reports at once (retries to two
+  // replicas); every third report matches nothing; every flagged one gets
+  // an action.
+  constexpr int kThreads = 8, kReports = 30;
+  std::mutex mu;
+  std::map<std::string, std::vector<uint64_t>> seqs;
+  std::atomic<int> actions{0}, failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kReports; ++i) {
+        const std::string id = "r" + std::to_string(t % 4) + "-" + std::to_string(i);
+        v1::ContentReport r = Report(id, i % 3 == 0 ? "nothing here" : "a signal here");
+        r.mutable_received_at()->set_seconds(1767607200 + i);
+        int64_t qid = 0;
+        v1::QueuedResult res;
+        Status s = rep.PushReport(r, &qid);
+        if (s.ok()) s = rep.Await(qid, &res);
+        if (!s.ok()) {
+          ++failures;
+          ADD_FAILURE() << id << ": " << s.message();
+          continue;
+        }
+        {
+          std::lock_guard<std::mutex> lock(mu);
+          seqs[id].push_back(res.verdict().ledger_seq());
+        }
+        if (t < 4 && i % 3 != 0) {
+          v1::RecordActionRequest a;
+          a.set_service_id("svc");
+          a.set_report_id(id);
+          a.set_action("remove_content");
+          a.mutable_taken_at()->set_seconds(1767607200 + i + 1);
+          a.set_actor("mod");
+          s = rep.PushAction(a, &qid);
+          if (s.ok()) s = rep.Await(qid, &res);
+          if (s.ok() && res.ledger_seq() > 0 && res.obligations_size() == 1) {
+            ++actions;
+          } else {
+            ADD_FAILURE() << "action on " << id << ": " << s.message();
+          }
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(actions.load(), 4 * (kReports - kReports / 3));
+  for (const auto& [id, got] : seqs) {
+    ASSERT_EQ(got.size(), 2u) << id;
+    EXPECT_EQ(got[0], got[1]) << id << ": both submissions get the one record";
+  }
+
+  // A malformed command is answered with a precise error, and recorded not.
+  int64_t bad = 0;
+  ASSERT_TRUE(
+      rep.queue->Push("svc", "", "", std::string("\xff\xff\xff", 3), 0, &bad, nullptr).ok());
+  v1::QueuedResult res;
+  Status s = rep.Await(bad, &res);
+  EXPECT_EQ(s.code(), Status::Code::kDataLoss) << s.message();
+  EXPECT_NE(s.message().find("is malformed"), std::string::npos) << s.message();
+
+  sequencer.reset();
+  int64_t depth = -1;
+  ASSERT_TRUE(rep.queue->Depth(&depth).ok());
+  EXPECT_EQ(depth, 0);
+  EXPECT_EQ(errors.load(), 0);
+  // The log: each flagged report once, each action once.
+  std::map<std::string, int> flagged;
+  int recorded_actions = 0;
+  for (uint64_t from = 1;;) {
+    std::vector<ledger::StoredEvent> rows;
+    ASSERT_TRUE(ledger->backend().ReadEvents(from, 1000, &rows).ok());
+    if (rows.empty()) break;
+    for (const auto& row : rows) {
+      v1::LedgerEvent e;
+      ASSERT_TRUE(e.ParseFromString(row.payload));
+      if (e.type() == v1::REPORT_FLAGGED) ++flagged[e.report_flagged().report_id()];
+      if (e.type() == v1::ACTION_RECORDED) ++recorded_actions;
+    }
+    from = rows.back().seq + 1;
+  }
+  EXPECT_EQ(flagged.size(), static_cast<size_t>(4 * (kReports - kReports / 3)));
+  for (const auto& [id, n] : flagged) EXPECT_EQ(n, 1) << id;
+  EXPECT_EQ(recorded_actions, actions.load());
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace carewatch::server
