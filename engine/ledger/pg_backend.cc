@@ -6,6 +6,7 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
@@ -1717,37 +1718,39 @@ class PgCommandQueue : public CommandQueue {
     return Status::Ok();
   }
 
+  // Group commit: commands pushed while a transaction is being committed
+  // go together in the next one (one round trip and one WAL flush for all),
+  // committed by the first of their callers.
   Status Push(const std::string& service_id, const std::string& report_id,
               const std::string& digest, const std::string& body, int64_t accepted_at, int64_t* id,
               std::string* queued_digest) override {
-    return WithConn([&](Conn& c) -> Status {
-      for (int attempt = 0; attempt < 3; ++attempt) {
-        Result r;
-        Status s = c.Run(
-            "INSERT INTO unsequenced (service_id, report_key, digest, body, accepted_at) VALUES "
-            "($1, NULLIF($2, ''), $3, $4, $5) ON CONFLICT (service_id, report_key) DO NOTHING "
-            "RETURNING id",
-            {T(service_id), T(report_id), T(digest), B(body), I(accepted_at)}, &r,
-            "queueing a command");
-        if (!s.ok()) return s;
-        if (r.rows() == 1) {
-          *id = r.Int(0, 0);
-          if (queued_digest) *queued_digest = digest;
-          return Status::Ok();
-        }
-        // The report is queued already (a retry, perhaps to another replica).
-        s = c.Run("SELECT id, digest FROM unsequenced WHERE service_id = $1 AND report_key = $2",
-                  {T(service_id), T(report_id)}, &r, "reading the queue");
-        if (!s.ok()) return s;
-        if (r.rows() == 1) {
-          *id = r.Int(0, 0);
-          if (queued_digest) *queued_digest = r.Text(0, 1);
-          return Status::Ok();
-        }
-        // Sequenced in between: queue it again (the writer answers a retry).
+    auto p = std::make_shared<PendingPush>();
+    p->service_id = service_id;
+    p->report_id = report_id;
+    p->digest = digest;
+    p->body = body;
+    p->accepted_at = accepted_at;
+    std::unique_lock<std::mutex> lock(batch_mu_);
+    batch_.push_back(p);
+    while (!p->done) {
+      if (flushing_) {
+        batch_cv_.wait(lock, [&] { return p->done || !flushing_; });
+        continue;
       }
-      return Status::Unavailable("report " + report_id + " keeps changing in the queue");
-    });
+      flushing_ = true;
+      std::vector<std::shared_ptr<PendingPush>> mine;
+      mine.swap(batch_);
+      lock.unlock();
+      PushBatch(mine);
+      lock.lock();
+      for (auto& q : mine) q->done = true;
+      flushing_ = false;
+      batch_cv_.notify_all();
+    }
+    if (!p->status.ok()) return p->status;
+    *id = p->id;
+    if (queued_digest) *queued_digest = p->queued_digest;
+    return Status::Ok();
   }
 
   Status Answers(const std::vector<int64_t>& ids, std::vector<QueueAnswer>* out) override {
@@ -1816,6 +1819,76 @@ class PgCommandQueue : public CommandQueue {
   }
 
  private:
+  struct PendingPush {
+    std::string service_id, report_id, digest, body;
+    int64_t accepted_at = 0;
+    int64_t id = 0;
+    std::string queued_digest;
+    Status status;
+    bool done = false;
+  };
+  static constexpr const char* kInsert =
+      "INSERT INTO unsequenced (service_id, report_key, digest, body, accepted_at) VALUES ($1, "
+      "NULLIF($2, ''), $3, $4, $5) ON CONFLICT (service_id, report_key) DO NOTHING RETURNING id";
+
+  // Inserts `batch` in one transaction; a report queued already gets the
+  // queued command's id and digest.
+  void PushBatch(const std::vector<std::shared_ptr<PendingPush>>& batch) {
+    Status s = WithConn([&](Conn& c) -> Status {
+      c.StartQueue();
+      for (const auto& p : batch) {
+        p->id = 0;
+        PendingPush* raw = p.get();
+        c.Queue(kInsert,
+                {T(p->service_id), T(p->report_id), T(p->digest), B(p->body), I(p->accepted_at)},
+                "queueing a command", [raw](const Result& r) {
+                  if (r.rows() == 1) raw->id = r.Int(0, 0);
+                });
+      }
+      Status st = c.SendQueued("queueing commands");
+      if (!st.ok() && c.broken()) c.Close();
+      if (!st.ok()) return st;
+      for (const auto& p : batch) {
+        if (p->id) {
+          p->queued_digest = p->digest;
+        } else {
+          p->status = PushOne(c, *p);  // a conflict: the report is queued already
+        }
+      }
+      return Status::Ok();
+    });
+    if (!s.ok()) {
+      for (const auto& p : batch) p->status = s;
+    }
+  }
+
+  // One command, outside a batch, for a report found queued already.
+  Status PushOne(Conn& c, PendingPush& p) {
+    for (int attempt = 0; attempt < 3; ++attempt) {
+      Result r;
+      Status s =
+          c.Run("SELECT id, digest FROM unsequenced WHERE service_id = $1 AND report_key = $2",
+                {T(p.service_id), T(p.report_id)}, &r, "reading the queue");
+      if (!s.ok()) return s;
+      if (r.rows() == 1) {
+        p.id = r.Int(0, 0);
+        p.queued_digest = r.Text(0, 1);
+        return Status::Ok();
+      }
+      // Sequenced in between: queue it again (the writer answers a retry).
+      s = c.Run(kInsert,
+                {T(p.service_id), T(p.report_id), T(p.digest), B(p.body), I(p.accepted_at)}, &r,
+                "queueing a command");
+      if (!s.ok()) return s;
+      if (r.rows() == 1) {
+        p.id = r.Int(0, 0);
+        p.queued_digest = p.digest;
+        return Status::Ok();
+      }
+    }
+    return Status::Unavailable("report " + p.report_id + " keeps changing in the queue");
+  }
+
   static std::string IdArray(const std::vector<int64_t>& ids) {
     std::string a = "{";
     for (size_t i = 0; i < ids.size(); ++i) a += (i ? "," : "") + std::to_string(ids[i]);
@@ -1837,6 +1910,10 @@ class PgCommandQueue : public CommandQueue {
   std::string shown_;
   std::array<std::unique_ptr<Conn>, 8> conns_;
   std::atomic<size_t> next_{0};
+  std::mutex batch_mu_;
+  std::condition_variable batch_cv_;
+  std::vector<std::shared_ptr<PendingPush>> batch_;  // waiting for the next transaction
+  bool flushing_ = false;                            // a caller is committing a batch
 };
 
 }  // namespace

@@ -34,7 +34,9 @@ def rates(text):
     return [float(x) for x in re.findall(r" ([0-9.]+) reports/s", text)]
 s, p = rates(sys.argv[1]), rates(sys.argv[2])
 two = float(re.search(r"([0-9.]+) reports/s in all", sys.argv[3]).group(1))
+queued = rates(sys.argv[3])[0]
 print(f"stream on PostgreSQL / stream on SQLite = {p[3]/s[3]:.2f}; unary {p[1]/s[1]:.2f}")
 print(f"stream on PostgreSQL / its noop = {p[3]/p[2]:.2f}; unary {p[1]/p[0]:.2f}")
+print(f"stream through the queueing replica alone / through the writer = {queued/p[3]:.2f}")
 print(f"stream on two PostgreSQL replicas / one = {two/p[3]:.2f}; / its noop = {two/p[2]:.2f}; / SQLite = {two/s[3]:.2f}")
 PY

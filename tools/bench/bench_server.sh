@@ -34,6 +34,10 @@ port=${ports[0]}
 run() { "$cw" load --server 127.0.0.1:$port --token "$tok" --service example-social --duration ${secs}s --run-id "$1" "${@:2}"; }
 rate() { echo "$1" | sed -n 's/.* \([0-9.]*\) reports\/s.*/\1/p'; }
 if [ "$replicas" -gt 1 ]; then
+  last=${ports[$((replicas - 1))]}
+  echo "== EvaluateStream through the queueing replica alone, 4 streams x 64 in flight"
+  "$cw" load --server 127.0.0.1:$last --token "$tok" --service example-social \
+    --duration ${secs}s --run-id q --stream -c 4 --window 64
   # The same streamed load as one replica gets (4 streams x 64), split
   # across the replicas; the figure is the sum of what they acknowledged.
   echo "== EvaluateStream on $replicas replicas, 4 streams x 64 in flight in all"
