@@ -23,7 +23,7 @@ class ModerationService final : public v1::Moderation::Service {
       if (s_->replica) {
         int64_t id = 0;
         grpc::Status st = ToGrpc(s_->replica->PushReport(req->report(), &id));
-        if (st.ok()) st = Answered(id, resp->mutable_verdict(), req->report());
+        if (st.ok()) st = Answered(id, resp->mutable_verdict(), Warnings(req->report()));
         return st;
       }
       duty::DutyEngine::Identifiers extracted;
@@ -86,10 +86,9 @@ class ModerationService final : public v1::Moderation::Service {
       std::unique_ptr<v1::ContentReport> linked;
       duty::DutyEngine::Identifiers extracted;
       bool failed = false;
-      // On a queueing replica: the queued command and the report (for the
-      // answer's warnings).
+      // On a queueing replica: the queued command and the answer's warnings.
       int64_t queued = 0;
-      std::unique_ptr<v1::ContentReport> report;
+      std::vector<std::string> warnings;
     };
     struct StreamState {
       std::mutex mu;
@@ -119,7 +118,7 @@ class ModerationService final : public v1::Moderation::Service {
         }
         if (!a.failed && a.queued) {
           std::string id = a.resp.verdict().report_id();
-          grpc::Status st = Answered(a.queued, a.resp.mutable_verdict(), *a.report);
+          grpc::Status st = Answered(a.queued, a.resp.mutable_verdict(), a.warnings);
           if (!st.ok()) {
             a.resp.Clear();
             a.resp.mutable_verdict()->set_report_id(id);
@@ -177,7 +176,7 @@ class ModerationService final : public v1::Moderation::Service {
         if (rs.ok() && s_->replica) {
           rs = ToGrpc(s_->replica->PushReport(r.report(), &a.queued));
           a.resp.mutable_verdict()->set_report_id(r.report().report_id());
-          if (rs.ok()) a.report = std::make_unique<v1::ContentReport>(r.report());
+          if (rs.ok()) a.warnings = Warnings(r.report());
         } else if (rs.ok()) {
           rs = Submit(r.report(), a.resp.mutable_verdict(), a.pending.get(), &a.extracted);
         }
@@ -212,15 +211,21 @@ class ModerationService final : public v1::Moderation::Service {
     return result;
   }
 
+  // The report's vocabulary warnings, counted.
+  std::vector<std::string> Warnings(const v1::ContentReport& report) {
+    std::vector<std::string> fields;
+    std::vector<std::string> warnings = VocabularyWarnings(report, "report.", &fields);
+    for (const auto& f : fields) s_->metrics.CountUnknownValue(f);
+    return warnings;
+  }
   // A queueing replica's answer to its queued report `id`.
-  grpc::Status Answered(int64_t id, v1::Verdict* verdict, const v1::ContentReport& report) {
+  grpc::Status Answered(int64_t id, v1::Verdict* verdict,
+                        const std::vector<std::string>& warnings) {
     v1::QueuedResult r;
     Status q = s_->replica->Await(id, &r);
     if (!q.ok()) return ToGrpc(q);
     *verdict = std::move(*r.mutable_verdict());
-    std::vector<std::string> fields;
-    for (auto& w : VocabularyWarnings(report, "report.", &fields)) verdict->add_warnings(w);
-    for (const auto& f : fields) s_->metrics.CountUnknownValue(f);
+    for (const auto& w : warnings) verdict->add_warnings(w);
     Counted(*verdict);
     return grpc::Status::OK;
   }
@@ -232,9 +237,7 @@ class ModerationService final : public v1::Moderation::Service {
                       duty::DutyEngine::Identifiers* extracted = nullptr) {
     Status s = s_->engine->SubmitReport(report, verdict, pending, extracted);
     if (!s.ok()) return ToGrpc(s);
-    std::vector<std::string> fields;
-    for (auto& w : VocabularyWarnings(report, "report.", &fields)) verdict->add_warnings(w);
-    for (const auto& f : fields) s_->metrics.CountUnknownValue(f);
+    for (auto& w : Warnings(report)) verdict->add_warnings(std::move(w));
     if (!pending) Counted(*verdict);
     return grpc::Status::OK;
   }

@@ -2079,6 +2079,10 @@ TEST_F(ServerTest, BadSettingsStopTheStartWithAMessage) {
   EXPECT_NE(rc_streams, 0);
   EXPECT_NE(out_streams.find("max_streams: must be between 1 and 4096"), std::string::npos)
       << out_streams;
+  auto [rc_wait, out_wait] = run(base + " --queue-wait-ms 5");
+  EXPECT_NE(rc_wait, 0);
+  EXPECT_NE(out_wait.find("queue_wait_ms: must be between 100 and 600000"), std::string::npos)
+      << out_wait;
   std::ofstream(dir_ + "/flags.yaml") << "insecure_plaintext: maybe\n";
   auto [rc_flag, out_flag] = run("--config " + dir_ + "/flags.yaml");
   EXPECT_NE(rc_flag, 0);
