@@ -92,6 +92,8 @@ const std::vector<Setting>& Settings() {
        K::kBool, &C::standby_idle},
       {"queue_wait_ms", "How long a queued call waits for the writer's answer, in milliseconds",
        K::kInt64, &C::queue_wait_ms},
+      {"max_queued", "Commands waiting for the writer past which a queueing replica refuses more",
+       K::kInt64, &C::max_queued},
       {"signals_key", "OPRF key seed for signal tokens (default beside the ledger)", K::kString,
        &C::signals_key},
       {"signals_window", "Signal tokens of different services meet within this (e.g. 30d)",
@@ -319,6 +321,8 @@ Status ValidateConfig(const ServerConfig& c) {
     return Status::InvalidArgument("max_streams: must be between 1 and 4096");
   if (c.queue_wait_ms < 100 || c.queue_wait_ms > 600000)
     return Status::InvalidArgument("queue_wait_ms: must be between 100 and 600000");
+  if (c.max_queued < 1 || c.max_queued > 100000000)
+    return Status::InvalidArgument("max_queued: must be between 1 and 100000000");
   if (c.sweep_interval_ms < 10)
     return Status::InvalidArgument("sweep_interval_ms: must be at least 10");
   if (c.max_clock_skew_seconds < 0 || c.max_clock_skew_seconds > 86400)

@@ -60,6 +60,9 @@ struct ServerConfig {
   // How long a queued call waits for the writer's answer before it fails
   // (UNAVAILABLE; the command stays queued and a retry is safe).
   int64_t queue_wait_ms = 10000;
+  // Commands waiting for the writer past which a queueing replica refuses
+  // more (RESOURCE_EXHAUSTED) until the writer takes them.
+  int64_t max_queued = 100000;
   // Rules.Validate, RunTests and DryRun wait at most this long for a posted
   // rule set to compile (one compiles at a time).
   int64_t compile_timeout_ms = 30000;

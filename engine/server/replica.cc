@@ -239,8 +239,27 @@ void Stamp(const std::string& replica, v1::QueuedCommand* c) {
 
 }  // namespace
 
+Status QueueingReplica::Room() {
+  std::lock_guard<std::mutex> lock(depth_mu_);
+  const int64_t ms = Millis();
+  if (ms - depth_read_ms_ >= 1000) {
+    int64_t d = 0;
+    Status s = queue->Depth(&d);
+    if (!s.ok()) return s;
+    depth_ = d;
+    depth_read_ms_ = ms;
+  }
+  if (depth_ < max_queued) return Status::Ok();
+  return Status::ResourceExhausted("the queue holds " + std::to_string(depth_) +
+                                   " commands the ledger's writer has not taken (max_queued " +
+                                   std::to_string(max_queued) +
+                                   "): the writer is down or behind; retry later");
+}
+
 Status QueueingReplica::PushReport(const v1::ContentReport& report, int64_t* id) {
   Status s = duty::DutyEngine::CheckReport(report, now(), max_clock_skew_seconds);
+  if (!s.ok()) return s;
+  s = Room();
   if (!s.ok()) return s;
   std::shared_ptr<const eval::Evaluator> e = Evaluator();
   if (!e) return Status::FailedPrecondition("no rule set is active");
@@ -273,6 +292,8 @@ Status QueueingReplica::PushReport(const v1::ContentReport& report, int64_t* id)
 }
 
 Status QueueingReplica::PushAction(const v1::RecordActionRequest& req, int64_t* id) {
+  Status s = Room();
+  if (!s.ok()) return s;
   v1::QueuedCommand c;
   *c.mutable_action() = req;
   Stamp(name, &c);

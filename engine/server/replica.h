@@ -82,6 +82,10 @@ struct QueueingReplica {
   int64_t max_clock_skew_seconds = 300;
   std::function<int64_t()> now;
   int wait_ms = 10000;  // how long a call waits for the writer's answer
+  // Commands waiting in the queue past which this replica queues no more
+  // (RESOURCE_EXHAUSTED): while the writer is down, retried actions would
+  // otherwise grow the queue without end.
+  int64_t max_queued = 100000;
   mutable std::mutex mu;
   std::shared_ptr<const eval::Evaluator> evaluator;  // guarded by mu
 
@@ -95,6 +99,14 @@ struct QueueingReplica {
   Status PushAction(const v1::RecordActionRequest& req, int64_t* id);
   // The writer's answer to command `id` as a status (its code and message).
   Status Await(int64_t id, v1::QueuedResult* out);
+
+ private:
+  // OK while the queue holds fewer than max_queued commands (its depth is
+  // read at most once a second).
+  Status Room();
+  std::mutex depth_mu_;
+  int64_t depth_ = 0;
+  int64_t depth_read_ms_ = 0;
 };
 
 // The writer's side: sequences queued commands until destroyed.

@@ -286,6 +286,7 @@ Status Server::StartQueueing() {
   rep->now = config_.clock ? config_.clock : NowSeconds;
   rep->max_clock_skew_seconds = config_.max_clock_skew_seconds;
   rep->wait_ms = static_cast<int>(config_.queue_wait_ms);
+  rep->max_queued = config_.max_queued;
   std::string hmac_path =
       config_.hmac_key.empty() ? KeyHome(config_) + "/hmac.key" : config_.hmac_key;
   s = ledger::LoadOrCreateHmacKey(hmac_path, &rep->hmac_key);

@@ -1557,6 +1557,60 @@ std::vector<v1::Finding> SingleProcessFindings(const std::string& url, const std
   return out;
 }
 
+// While no writer takes queued commands, a queueing replica's queue stops
+// at max_queued; the commands it took are sequenced once a writer comes.
+TEST_F(ServerTest, AQueueWithoutAWriterIsCappedAndSequencedWhenOneComes) {
+  if (!carewatch::testing::OnPostgres()) GTEST_SKIP() << "PostgreSQL only: the replicas' queue";
+  // This test holds the ledger (created, and its writer lock taken), and
+  // writes nothing: calls queue and wait.
+  std::unique_ptr<ledger::LedgerBackend> holder;
+  ASSERT_TRUE(ledger::OpenBackend(ledger_url_, false, &holder).ok());
+  Daemon replica(dir_, ledger_url_, "q");
+  replica.Launch(rules_, {"--standby", "--max-queued", "3", "--queue-wait-ms", "300"});
+  for (int i = 0; i < 200 && replica.Log().find("queueing replica") == std::string::npos; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_NE(replica.Log().find("serving as a queueing replica"), std::string::npos)
+      << replica.Log();
+  auto stub = v1::Moderation::NewStub(
+      grpc::CreateChannel(replica.Address(), grpc::InsecureChannelCredentials()));
+  const int64_t at = Now();  // a retry is the same report
+  auto evaluate = [&](const std::string& id) {
+    v1::EvaluateRequest req;
+    *req.mutable_report() = Flaggable(id, "svc-a", at);
+    v1::EvaluateResponse resp;
+    grpc::ClientContext ctx;
+    Auth(&ctx, platform_a_);
+    grpc::Status st = stub->Evaluate(&ctx, req, &resp);
+    return std::make_pair(st, resp.verdict().ledger_seq());
+  };
+  for (int i = 0; i < 3; ++i) {
+    auto [st, seq] = evaluate("cap-" + std::to_string(i));
+    EXPECT_EQ(st.error_code(), StatusCode::UNAVAILABLE);
+    EXPECT_NE(st.error_message().find("queued durably as command"), std::string::npos)
+        << st.error_message();
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));  // the depth is read again
+  auto [full, none] = evaluate("cap-3");
+  EXPECT_EQ(full.error_code(), StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_NE(full.error_message().find("max_queued 3"), std::string::npos) << full.error_message();
+  EXPECT_EQ(carewatch::testing::LedgerQuery(ledger_url_, "SELECT COUNT(*) FROM unsequenced"),
+            std::vector<std::string>{"3"});
+  // The holder goes: the replica takes over and sequences what it queued;
+  // a retry gets the verdict of the command queued first.
+  holder.reset();
+  for (int i = 0; i < 100 && replica.Log().find("took over") == std::string::npos; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_NE(replica.Log().find("took over the ledger"), std::string::npos) << replica.Log();
+  for (int i = 0; i < 3; ++i) {
+    auto [st, seq] = evaluate("cap-" + std::to_string(i));
+    ASSERT_TRUE(st.ok()) << st.error_message();
+    EXPECT_GT(seq, 0u);
+  }
+  EXPECT_EQ(carewatch::testing::LedgerQuery(ledger_url_, "SELECT COUNT(*) FROM unsequenced"),
+            std::vector<std::string>{"0"});
+  if (HasFailure()) std::cerr << replica.Log();
+}
+
 TEST_F(ServerTest, ReplicasOnOneLedgerFailOverAndLoseNothing) {
   std::vector<std::unique_ptr<Daemon>> replicas;
   for (int i = 0; i < 3; ++i) {
@@ -2079,6 +2133,10 @@ TEST_F(ServerTest, BadSettingsStopTheStartWithAMessage) {
   EXPECT_NE(rc_streams, 0);
   EXPECT_NE(out_streams.find("max_streams: must be between 1 and 4096"), std::string::npos)
       << out_streams;
+  auto [rc_queued, out_queued] = run(base + " --max-queued 0");
+  EXPECT_NE(rc_queued, 0);
+  EXPECT_NE(out_queued.find("max_queued: must be between 1 and 100000000"), std::string::npos)
+      << out_queued;
   auto [rc_wait, out_wait] = run(base + " --queue-wait-ms 5");
   EXPECT_NE(rc_wait, 0);
   EXPECT_NE(out_wait.find("queue_wait_ms: must be between 100 and 600000"), std::string::npos)
