@@ -378,6 +378,21 @@ void Ledger::WriterLoop() {
   }
 }
 
+Status Ledger::RetryTransient(uint64_t durable, const std::function<Status()>& attempt) {
+  for (int64_t backoff_ms = 10;;) {
+    Status s = attempt();
+    if (s.ok() || s.code() != Status::Code::kUnavailable) return s;
+    std::unique_lock<std::mutex> lock(mu_);
+    if (stop_) return s;
+    degraded_ = "ledger write failed, retrying every " + std::to_string(backoff_ms) +
+                " ms (nothing after seq " + std::to_string(durable) +
+                " is acknowledged meanwhile): " + s.message();
+    ++write_retries_;
+    cv_.wait_for(lock, std::chrono::milliseconds(backoff_ms), [this] { return stop_; });
+    backoff_ms = std::min<int64_t>(1000, backoff_ms * 2);
+  }
+}
+
 Status Ledger::WriteOne(std::deque<std::shared_ptr<Ticket>>& batch, bool force_checkpoint,
                         std::vector<StatsRow>* written) {
   {
@@ -432,25 +447,15 @@ Status Ledger::WriteOne(std::deque<std::shared_ptr<Ticket>>& batch, bool force_c
   }
   // Deriving reads findings from the store: a read that fails for a while
   // (the database restarting) is retried as a write is, below.
-  Status s;
-  for (int64_t backoff_ms = 10;;) {
+  Status s = RetryTransient(durable_size_, [&] {
     w.derived = DerivedBatch{};
-    s = Derive(
+    return Derive(
         parsed,
         [this](const std::string& id, v1::Finding* f, bool* found) {
           return backend_->ReadFinding(id, f, found);
         },
         &w.derived);
-    if (s.ok() || s.code() != Status::Code::kUnavailable) break;
-    std::unique_lock<std::mutex> lock(mu_);
-    if (stop_) break;
-    degraded_ = "ledger write failed, retrying every " + std::to_string(backoff_ms) +
-                " ms (nothing after seq " + std::to_string(durable_size_) +
-                " is acknowledged meanwhile): " + s.message();
-    ++write_retries_;
-    cv_.wait_for(lock, std::chrono::milliseconds(backoff_ms), [this] { return stop_; });
-    backoff_ms = std::min<int64_t>(1000, backoff_ms * 2);
-  }
+  });
   if (!s.ok()) {
     std::lock_guard<std::mutex> lock(mu_);
     error_ = Status::Unavailable("ledger write failed; nothing after seq " +
@@ -498,19 +503,7 @@ Status Ledger::WriteOne(std::deque<std::shared_ptr<Ticket>>& batch, bool force_c
   // until it is written or the ledger closes. Meanwhile nothing is
   // acknowledged and health() says why, so /readyz fails and new commands
   // are refused; writes and audit reads resume by themselves after.
-  s = Status::Ok();
-  for (int64_t backoff_ms = 10; !empty;) {
-    s = backend_->WriteBatch(w);
-    if (s.ok() || s.code() != Status::Code::kUnavailable) break;
-    std::unique_lock<std::mutex> lock(mu_);
-    if (stop_) break;
-    degraded_ = "ledger write failed, retrying every " + std::to_string(backoff_ms) +
-                " ms (nothing after seq " + std::to_string(before) +
-                " is acknowledged meanwhile): " + s.message();
-    ++write_retries_;
-    cv_.wait_for(lock, std::chrono::milliseconds(backoff_ms), [this] { return stop_; });
-    backoff_ms = std::min<int64_t>(1000, backoff_ms * 2);
-  }
+  s = empty ? Status::Ok() : RetryTransient(before, [&] { return backend_->WriteBatch(w); });
   if (s.ok()) {
     std::lock_guard<std::mutex> lock(mu_);
     degraded_.clear();

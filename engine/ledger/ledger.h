@@ -377,6 +377,12 @@ class Ledger {
   // `written` receives the statistics deltas the batch stored.
   Status WriteOne(std::deque<std::shared_ptr<Ticket>>& batch, bool force_checkpoint,
                   std::vector<StatsRow>* written = nullptr);
+  // Runs `attempt` again while it fails Unavailable (a fault that may clear
+  // by itself: the database restarting, a lock held elsewhere, a full
+  // disk), backing off from 10 ms to a second, until it succeeds, fails
+  // otherwise or the ledger closes; health() says why meanwhile.
+  // `durable`: the last seq written, for the message.
+  Status RetryTransient(uint64_t durable, const std::function<Status()>& attempt);
   // Queues a STATS_ROLLUP of the counts written since the last one, if any.
   // REQUIRES: mu_ held.
   void QueueRollupLocked();
