@@ -9,7 +9,13 @@ size_t FindInvalidUtf8(std::string_view s) {
   const auto* p = reinterpret_cast<const unsigned char*>(s.data());
   size_t i = 0;
   while (i < s.size()) {
-    // Fast path: eight ASCII bytes at a time.
+    // Fast path: 32 ASCII bytes at a time, then eight.
+    while (i + 32 <= s.size()) {
+      uint64_t w[4];
+      std::memcpy(w, p + i, 32);
+      if ((w[0] | w[1] | w[2] | w[3]) & 0x8080808080808080ull) break;
+      i += 32;
+    }
     while (i + 8 <= s.size()) {
       uint64_t word;
       std::memcpy(&word, p + i, 8);

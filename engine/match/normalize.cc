@@ -7,6 +7,10 @@
 
 #include <cstring>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 namespace carewatch::match {
 
 namespace {
@@ -283,6 +287,79 @@ class Folder {
       int singles_run = singles_run_;
       bool need_join = need_join_;
       while (i < length) {
+#if defined(__SSE2__)
+        // Fast path, sixteen bytes at a time: the longest prefix made of
+        // letters and single spaces is copied with capitals lower-cased
+        // (which is all the table does to those bytes), and the token
+        // counts are kept over its spaces. The byte that ends the prefix
+        // (punctuation, a digit, a second space, non-ASCII) goes through
+        // the table below.
+        if (i + 16 <= length) {
+          const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i));
+          // Signed compares: bytes >= 0x80 are negative and in no range.
+          const __m128i lower = _mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8('a' - 1)),
+                                              _mm_cmplt_epi8(v, _mm_set1_epi8('z' + 1)));
+          const __m128i upper = _mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8('A' - 1)),
+                                              _mm_cmplt_epi8(v, _mm_set1_epi8('Z' + 1)));
+          const uint32_t spaces =
+              static_cast<uint32_t>(_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(' '))));
+          const uint32_t letters =
+              static_cast<uint32_t>(_mm_movemask_epi8(_mm_or_si128(lower, upper)));
+          const uint32_t after_space = (spaces << 1) | (last_space ? 1u : 0u);
+          const uint32_t simple = letters | (spaces & ~after_space);
+          const int k = __builtin_ctz(~simple | 0x10000u);  // 0..16
+          if (k > 0) {
+            const __m128i folded = _mm_or_si128(v, _mm_and_si128(upper, _mm_set1_epi8(0x20)));
+            // The buffers hold n + (length - i) + kSlack >= n + 16 bytes.
+            _mm_storeu_si128(reinterpret_cast<__m128i*>(text + n), folded);
+            if constexpr (kWithMap) {
+              for (int j = 0; j < k; ++j) {
+                starts[n + j] = static_cast<uint32_t>(i + j);
+                ends[n + j] = static_cast<uint32_t>(i + j + 1);
+              }
+            }
+            // Spaces in the prefix end tokens. A one-letter token between
+            // two of them is rare; without one, only the first token (which
+            // began before this prefix) can be one letter, and any token
+            // between the first and last space resets the run of singles.
+            const uint32_t in_prefix = spaces & ((1u << k) - 1);
+            if (in_prefix == 0) {
+              token_cps += k;
+            } else if ((letters & (in_prefix << 1) & (in_prefix >> 1)) == 0) {
+              const int first = __builtin_ctz(in_prefix);
+              const int last = 31 - __builtin_clz(in_prefix);
+              const int token = token_cps + first;
+              if (token == 1) {
+                if (++singles_run >= 3) need_join = true;
+              } else if (token > 0) {
+                singles_run = 0;
+              }
+              if (first != last) singles_run = 0;
+              token_cps = k - last - 1;
+            } else {
+              uint32_t rest = in_prefix;
+              int token_start = 0;
+              while (rest != 0) {
+                const int p = __builtin_ctz(rest);
+                const int token = token_cps + (p - token_start);
+                if (token == 1) {
+                  if (++singles_run >= 3) need_join = true;
+                } else if (token > 0) {
+                  singles_run = 0;
+                }
+                token_cps = 0;
+                token_start = p + 1;
+                rest &= rest - 1;
+              }
+              token_cps += k - token_start;
+            }
+            last_space = (spaces >> (k - 1)) & 1u;
+            n += static_cast<size_t>(k);
+            i += k;
+            if (k == 16) continue;
+          }
+        }
+#else
         // Fast path: eight lower-case ASCII letters, copied as they are.
         if (i + 8 <= length) {
           uint64_t word;
@@ -305,6 +382,7 @@ class Folder {
             continue;
           }
         }
+#endif
         uint8_t b = s[i];
         if (b >= 0x80) break;
         char m = kAscii.to[b];

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <random>
+#include <string>
+
 namespace carewatch::match {
 namespace {
 
@@ -73,6 +76,55 @@ TEST(Normalize, MapsSpansAcrossRemovedInvisibleCharacters) {
   ASSERT_NE(at, std::string::npos);
   auto [start, end] = folded.MapSpan(at, at + 8);
   EXPECT_EQ(original.substr(start, end - start), "te\u200Blegram");
+}
+
+// Text longer than sixteen bytes is folded sixteen bytes at a time where it
+// is letters and single spaces; the rules are the same at every offset.
+TEST(Normalize, LongTextFoldsByTheSameRules) {
+  EXPECT_EQ(FoldForMatching("Hello There Friend, Add Me On S N A P Right Now Please"),
+            "hello there friend add me on snap right now please");
+  EXPECT_EQ(FoldForMatching("we talked for a while and then x y z was said to me"),
+            "we talked for a while and then xyz was said to me");
+  EXPECT_EQ(FoldForMatching("one a b two c d three e f four g h five i j six"),
+            "one a b two c d three e f four g h five i j six");
+  EXPECT_EQ(FoldForMatching("   leading   and  doubled   spaces are collapsed   "),
+            "leading and doubled spaces are collapsed");
+  EXPECT_EQ(FoldForMatching("ALLCAPSWORDSWITHOUTANYSPACEATALL"),
+            "allcapswordswithoutanyspaceatall");
+}
+
+// Differential check of the sixteen-byte path: a zero-width space after
+// every character is removed by the fold, but leaves at most one ASCII byte
+// in a row, so the same text is then folded one byte at a time.
+TEST(Normalize, SixteenByteRunsFoldAsOneByteAtATime) {
+  const char* separators[] = {" ", " ", " ", " ", "  ", ". ", ", ", "? ", "(", "0", "\t"};
+  std::mt19937 rng(11);
+  FoldedText fast, slow, fast_map;
+  for (int round = 0; round < 4000; ++round) {
+    // Words of one to five letters, one-letter words common, so that runs
+    // of them start and end at every offset of a sixteen-byte block.
+    std::string text;
+    size_t length = 1 + rng() % 90;
+    while (text.size() < length) {
+      size_t letters = rng() % 2 ? 1 : 1 + rng() % 5;
+      for (size_t i = 0; i < letters; ++i) text += "abcdefxyzABCXYZ"[rng() % 15];
+      text += separators[rng() % std::size(separators)];
+    }
+    std::string spaced;
+    for (char c : text) {
+      spaced += c;
+      spaced += "\u200B";
+    }
+    FoldForMatching(text, &fast, /*with_map=*/false);
+    FoldForMatching(spaced, &slow, /*with_map=*/false);
+    ASSERT_EQ(fast.text, slow.text) << "input: \"" << text << "\"";
+    FoldForMatching(text, &fast_map, /*with_map=*/true);
+    ASSERT_EQ(fast_map.text, fast.text);
+    for (size_t i = 0; i < fast_map.text.size(); ++i) {
+      ASSERT_LT(fast_map.orig_start[i], fast_map.orig_end[i]);
+      ASSERT_LE(fast_map.orig_end[i], text.size());
+    }
+  }
 }
 
 }  // namespace
