@@ -180,6 +180,19 @@ Status Evaluator::Create(std::shared_ptr<const rules::RuleSet> ruleset,
   }
   e->scan_rules_.resize(leaves.size());
   for (uint32_t r = 0; r < e->rule_root_.size(); ++r) {
+    std::vector<uint32_t> ids;
+    e->CollectScanLeaves(e->rule_root_[r], &ids);
+    const bool gated = e->HasPrefilterLeaf(e->rule_root_[r]);
+    for (uint32_t id : ids) {
+      int slot = match::DatabaseSlot(leaves[id].field, leaves[id].normalize);
+      if (!gated) {
+        e->slot_always_[slot] = true;
+      } else if (e->slot_gated_[slot].empty() || e->slot_gated_[slot].back() != r) {
+        e->slot_gated_[slot].push_back(r);
+      }
+    }
+  }
+  for (uint32_t r = 0; r < e->rule_root_.size(); ++r) {
     if (!e->NeedsScan(e->rule_root_[r])) {
       e->always_rules_.push_back(r);
       continue;
@@ -220,6 +233,8 @@ std::unique_ptr<Evaluator::Context> Evaluator::NewContext() const {
   c->fired.reserve(scan_node_.size());
   c->rule_epoch.assign(rule_root_.size(), 0);
   c->candidates.reserve(rule_root_.size());
+  c->gate_epoch.assign(rule_root_.size(), 0);
+  c->gate_open.assign(rule_root_.size(), 0);
   return c;
 }
 
@@ -237,22 +252,94 @@ std::string Evaluator::ObligationId(const std::string& service_id, const std::st
   return id;
 }
 
-Status Evaluator::Scan(const v1::ContentReport& report, Context& ctx) const {
+bool Evaluator::HasPrefilterLeaf(uint32_t index) const {
+  const Node& n = nodes_[index];
+  if (n.kind == Condition::Kind::kEquals || n.kind == Condition::Kind::kIn ||
+      n.kind == Condition::Kind::kExists) {
+    return true;
+  }
+  for (uint32_t i = 0; i < n.num_children; ++i) {
+    if (HasPrefilterLeaf(child_ids_[n.first_child + i])) return true;
+  }
+  return false;
+}
+
+Evaluator::Tri Evaluator::Prefilter(uint32_t index, const v1::ContentReport& report,
+                                    const Context& ctx) const {
+  const Node& n = nodes_[index];
+  const uint32_t* child = child_ids_.data() + n.first_child;
+  int true_children = 0, unknown_children = 0;
+  switch (n.kind) {
+    case Condition::Kind::kAll:
+    case Condition::Kind::kAny:
+    case Condition::Kind::kNone:
+    case Condition::Kind::kAtLeast:
+      for (uint32_t i = 0; i < n.num_children; ++i) {
+        Tri v = Prefilter(child[i], report, ctx);
+        if (v == Tri::kFalse && n.kind == Condition::Kind::kAll) return Tri::kFalse;
+        if (v == Tri::kTrue && n.kind == Condition::Kind::kAny) return Tri::kTrue;
+        if (v == Tri::kTrue && n.kind == Condition::Kind::kNone) return Tri::kFalse;
+        true_children += v == Tri::kTrue;
+        unknown_children += v == Tri::kUnknown;
+      }
+      break;
+    case Condition::Kind::kEquals:
+    case Condition::Kind::kIn:
+    case Condition::Kind::kExists:
+      return EvalLeaf(n, report, ctx) ? Tri::kTrue : Tri::kFalse;
+    default:  // scanned leaves, and lists (a lookup costs more than it saves)
+      return Tri::kUnknown;
+  }
+  if (n.kind == Condition::Kind::kAtLeast) {
+    if (true_children >= n.at_least) return Tri::kTrue;
+    if (true_children + unknown_children < n.at_least) return Tri::kFalse;
+    return Tri::kUnknown;
+  }
+  if (unknown_children > 0) return Tri::kUnknown;
+  // kAll: no child false; kAny: no child true; kNone: no child true.
+  return n.kind == Condition::Kind::kAny ? Tri::kFalse : Tri::kTrue;
+}
+
+bool Evaluator::SlotNeeded(int slot, const v1::ContentReport& report, Context& ctx) const {
+  if (!matcher_->HasDatabase(slot)) return false;
+  if (slot_always_[slot]) return true;
+  for (uint32_t r : slot_gated_[slot]) {
+    if (ctx.gate_epoch[r] != ctx.gate_report) {
+      ctx.gate_epoch[r] = ctx.gate_report;
+      ctx.gate_open[r] = Prefilter(rule_root_[r], report, ctx) != Tri::kFalse;
+    }
+    if (ctx.gate_open[r]) return true;
+  }
+  return false;
+}
+
+Status Evaluator::Scan(const v1::ContentReport& report, Context& ctx, bool gate) const {
   for (uint32_t id : ctx.fired) ctx.scan_hit[id] = 0;
   ctx.fired.clear();
+  if (++ctx.gate_report == 0) {  // wrapped: reset the marks
+    std::fill(ctx.gate_epoch.begin(), ctx.gate_epoch.end(), 0);
+    ctx.gate_report = 1;
+  }
   HitContext hits{&ctx.scan_hit, &ctx.fired};
   for (int f = 0; f < rules::kNumTextFields; ++f) {
     Field field = static_cast<Field>(f);
     int raw = match::DatabaseSlot(field, false);
     int folded = match::DatabaseSlot(field, true);
-    if (!matcher_->HasDatabase(raw) && !matcher_->HasDatabase(folded)) continue;
+    const bool scan_raw = gate ? SlotNeeded(raw, report, ctx) : matcher_->HasDatabase(raw);
+    const bool scan_folded = gate ? SlotNeeded(folded, report, ctx) : matcher_->HasDatabase(folded);
+    if (!scan_raw && !scan_folded) continue;
     auto scan_value = [&](const std::string& value, match::FoldedText* fold) -> Status {
       if (value.empty()) return Status::Ok();
-      Status s = matcher_->Scan(raw, value, *ctx.scratch, OnLeafMatch, &hits);
-      if (s.ok() && matcher_->HasDatabase(folded)) {
+      Status s;
+      if (scan_raw) {
+        s = matcher_->Scan(raw, value, *ctx.scratch, OnLeafMatch, &hits);
+        ctx.bytes_scanned_ += value.size();
+      }
+      if (s.ok() && scan_folded) {
         match::FoldForMatching(value, fold, /*with_map=*/false);
         if (field != Field::kUrl) ctx.folded_map_epoch[f] = 0;  // the map is stale now
         s = matcher_->Scan(folded, fold->text, *ctx.scratch, OnLeafMatch, &hits);
+        ctx.bytes_scanned_ += fold->text.size();
       }
       return s;
     };
@@ -439,6 +526,11 @@ void Evaluator::CollectMatches(uint32_t index, const v1::ContentReport& report, 
 
 Status Evaluator::Evaluate(const v1::ContentReport& report, Context& ctx,
                            v1::Verdict* verdict) const {
+  return EvaluateImpl(report, ctx, verdict, options_.gate_scans);
+}
+
+Status Evaluator::EvaluateImpl(const v1::ContentReport& report, Context& ctx, v1::Verdict* verdict,
+                               bool gate) const {
   verdict->Clear();
   for (int f = 0; f < rules::kNumTextFields; ++f) {
     Field field = static_cast<Field>(f);
@@ -452,7 +544,7 @@ Status Evaluator::Evaluate(const v1::ContentReport& report, Context& ctx,
       return Status::InvalidArgument(std::string(rules::FieldName(field)) + ": not valid UTF-8");
     }
   }
-  Status s = Scan(report, ctx);
+  Status s = Scan(report, ctx, gate);
   if (!s.ok()) return s;
 
   if (++ctx.epoch == 0) {  // wrapped: reset the marks
@@ -559,7 +651,8 @@ void Evaluator::TraceNode(uint32_t index, int depth, const v1::ContentReport& re
 Status Evaluator::Explain(const v1::ContentReport& report, Context& ctx,
                           std::vector<RuleTrace>* traces) const {
   v1::Verdict verdict;
-  Status s = Evaluate(report, ctx, &verdict);  // validates and scans
+  // Validates and scans every field: the trace shows every leaf's value.
+  Status s = EvaluateImpl(report, ctx, &verdict, /*gate=*/false);
   if (!s.ok()) return s;
   traces->clear();
   for (uint32_t r = 0; r < rule_root_.size(); ++r) {

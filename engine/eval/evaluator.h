@@ -28,6 +28,11 @@ struct EvaluatorOptions {
   // Match leaves with RE2::Set instead of Hyperscan (benchmarks and
   // cross-checks only).
   bool use_re2_set = false;
+  // Skip scanning a field (raw or folded) when every rule that reads it is
+  // already false on the report's other fields (equals, in, exists), e.g. a
+  // rule for minors on a report about an adult. Verdicts are the same
+  // either way; Explain always scans. Off only to measure the scan.
+  bool gate_scans = true;
 };
 
 // How one condition node of one rule came out, for `carewatch explain`.
@@ -114,7 +119,16 @@ class Evaluator {
   bool NeedsScan(uint32_t node) const;
   void CollectScanLeaves(uint32_t node, std::vector<uint32_t>* out) const;
 
-  Status Scan(const v1::ContentReport& report, Context& ctx) const;
+  enum class Tri : uint8_t { kFalse, kTrue, kUnknown };
+  // A rule's value with its scanned leaves unknown: kFalse when no scan
+  // result could make it true.
+  Tri Prefilter(uint32_t node, const v1::ContentReport& report, const Context& ctx) const;
+  bool HasPrefilterLeaf(uint32_t node) const;
+  // Whether database `slot` must be scanned for `report`.
+  bool SlotNeeded(int slot, const v1::ContentReport& report, Context& ctx) const;
+  Status Scan(const v1::ContentReport& report, Context& ctx, bool gate) const;
+  Status EvaluateImpl(const v1::ContentReport& report, Context& ctx, v1::Verdict* verdict,
+                      bool gate) const;
   bool EvalNode(uint32_t node, const v1::ContentReport& report, const Context& ctx) const;
   bool EvalLeaf(const Node& n, const v1::ContentReport& report, const Context& ctx) const;
   void LeafMatches(const Node& n, const v1::ContentReport& report, Context& ctx,
@@ -137,6 +151,10 @@ class Evaluator {
   std::vector<uint32_t> scan_node_;                // scan id -> node
   std::vector<std::vector<uint32_t>> scan_rules_;  // scan id -> rules using it
   std::vector<uint32_t> always_rules_;             // rules that can match without a scan hit
+  // Per database slot: some rule reads it whatever the report's other
+  // fields; else the rules whose other conditions decide whether it is read.
+  bool slot_always_[match::kNumDatabaseSlots] = {};
+  std::vector<uint32_t> slot_gated_[match::kNumDatabaseSlots];
   struct Extractor {
     std::string rule_id;
     const rules::Condition* leaf = nullptr;
@@ -152,6 +170,8 @@ class Evaluator {
 class Evaluator::Context {
  public:
   ~Context();
+  // Bytes of field values (raw and folded) this Context has scanned.
+  uint64_t bytes_scanned() const { return bytes_scanned_; }
 
  private:
   friend class Evaluator;
@@ -168,6 +188,11 @@ class Evaluator::Context {
   uint32_t folded_map_epoch[rules::kNumTextFields] = {};
   match::FoldedText folded_url;
   std::vector<std::pair<uint32_t, uint32_t>> spans;
+  // Per rule: the report (gate_epoch) whose prefilter gate_open holds.
+  std::vector<uint32_t> gate_epoch;
+  std::vector<uint8_t> gate_open;
+  uint32_t gate_report = 0;
+  uint64_t bytes_scanned_ = 0;
 };
 
 }  // namespace carewatch::eval

@@ -202,6 +202,45 @@ TEST(Evaluator, ExplainShowsEveryNode) {
   EXPECT_FALSE(traces[0].nodes[2].value);
 }
 
+// A rule for minors is not scanned for on a report about an adult (its
+// verdict cannot change), but Explain still shows what its leaves match.
+TEST(Evaluator, FieldsNoRuleCanUseAreNotScannedButAreExplained) {
+  auto e = MakeEvaluator(PackWithRules(
+      Rule("r", std::string("{all: [{field: subject_age_band, in: [under_13]}, ") + kA + "]}")));
+  auto ctx = e->NewContext();
+  v1::Verdict verdict;
+  ASSERT_TRUE(
+      e->Evaluate(Report(R"({"subject_age_band":"adult","text":"alpha"})"), *ctx, &verdict).ok());
+  EXPECT_EQ(verdict.flags_size(), 0);
+  EXPECT_EQ(ctx->bytes_scanned(), 0u);
+  ASSERT_TRUE(
+      e->Evaluate(Report(R"({"subject_age_band":"under_13","text":"alpha"})"), *ctx, &verdict)
+          .ok());
+  EXPECT_EQ(verdict.flags_size(), 1);
+  EXPECT_EQ(ctx->bytes_scanned(), 5u);
+  std::vector<RuleTrace> traces;
+  ASSERT_TRUE(
+      e->Explain(Report(R"({"subject_age_band":"adult","text":"alpha"})"), *ctx, &traces).ok());
+  ASSERT_EQ(traces.size(), 1u);
+  EXPECT_FALSE(traces[0].matched);
+  ASSERT_EQ(traces[0].nodes.size(), 3u);
+  EXPECT_FALSE(traces[0].nodes[1].value);  // the age band
+  EXPECT_TRUE(traces[0].nodes[2].value);   // the phrase, scanned for the trace
+}
+
+// With a rule that reads the field on every report, it is scanned.
+TEST(Evaluator, AFieldOneRuleAlwaysReadsIsScannedForEveryReport) {
+  auto e = MakeEvaluator(PackWithRules(
+      Rule("r", std::string("{all: [{field: subject_age_band, in: [under_13]}, ") + kA + "]}") +
+      Rule("s", std::string("{none: [") + kB + "]}")));
+  auto ctx = e->NewContext();
+  v1::Verdict verdict;
+  ASSERT_TRUE(
+      e->Evaluate(Report(R"({"subject_age_band":"adult","text":"bravo"})"), *ctx, &verdict).ok());
+  EXPECT_EQ(verdict.flags_size(), 0);  // "s" sees bravo
+  EXPECT_EQ(ctx->bytes_scanned(), 5u);
+}
+
 TEST(Evaluator, ExtractLeavesNameTheAccountsOfFlaggedRulesOnly) {
   auto e = MakeEvaluator(PackWithRules(
       Rule("handle",
