@@ -72,9 +72,13 @@ std::string CheckpointSignedText(uint64_t tree_size, const Hash& root, int64_t t
 }
 
 void Ledger::Ticket::Finish(const Status& s) {
-  std::lock_guard<std::mutex> lock(mu);
-  status = s;
-  done = true;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    status = s;
+    done = true;
+  }
+  // Outside the lock, so that the woken waiter does not block on it again.
+  // The writer's batch holds the ticket until this returns.
   cv.notify_all();
 }
 
@@ -196,6 +200,7 @@ Status Ledger::Open(const LedgerOptions& options, std::unique_ptr<Ledger>* out) 
     c.second += r.flagged;
   }
   l->last_rollup_ms_ = l->options_.now();
+  l->finisher_ = std::thread(&Ledger::FinisherLoop, l.get());
   l->writer_ = std::thread(&Ledger::WriterLoop, l.get());
   *out = std::move(l);
   return Status::Ok();
@@ -212,6 +217,27 @@ Ledger::~Ledger() {
   }
   cv_.notify_all();
   if (writer_.joinable()) writer_.join();
+  {
+    std::lock_guard<std::mutex> lock(finish_mu_);
+    finish_stop_ = true;
+  }
+  finish_cv_.notify_all();
+  finisher_.join();  // after the writer: it finishes every batch handed to it
+}
+
+void Ledger::FinisherLoop() {
+  for (;;) {
+    std::deque<std::pair<std::deque<std::shared_ptr<Ticket>>, Status>> done;
+    {
+      std::unique_lock<std::mutex> lock(finish_mu_);
+      finish_cv_.wait(lock, [this] { return finish_stop_ || !to_finish_.empty(); });
+      if (to_finish_.empty()) return;  // stopping, and nothing left
+      done.swap(to_finish_);
+    }
+    for (const auto& [batch, status] : done) {
+      for (const auto& t : batch) t->Finish(status);
+    }
+  }
 }
 
 std::shared_ptr<Ledger::Ticket> Ledger::Enqueue(std::vector<v1::LedgerEvent>* events,
@@ -373,7 +399,13 @@ void Ledger::WriterLoop() {
         QueueRollupLocked();
       }
     }
-    for (const auto& t : batch) t->Finish(s);
+    // Waking the batch's callers (a system call each) is left to the
+    // finisher, so that the next batch is written meanwhile.
+    {
+      std::lock_guard<std::mutex> lock(finish_mu_);
+      to_finish_.emplace_back(std::move(batch), s);
+    }
+    finish_cv_.notify_one();
     if (s.ok()) backend_->Maintain();
   }
 }

@@ -374,6 +374,8 @@ class Ledger {
  private:
   Ledger() = default;
   void WriterLoop();
+  // Finishes the tickets of written batches, in order (see to_finish_).
+  void FinisherLoop();
   // `written` receives the statistics deltas the batch stored.
   Status WriteOne(std::deque<std::shared_ptr<Ticket>>& batch, bool force_checkpoint,
                   std::vector<StatsRow>* written = nullptr);
@@ -418,6 +420,13 @@ class Ledger {
   uint64_t last_checkpoint_size_ = 0;
   int64_t last_checkpoint_ms_ = 0;
 
+  // Batches written (or failed) whose tickets the finisher thread has yet
+  // to finish, with their status, oldest first.
+  std::mutex finish_mu_;
+  std::condition_variable finish_cv_;
+  std::deque<std::pair<std::deque<std::shared_ptr<Ticket>>, Status>> to_finish_;
+  bool finish_stop_ = false;
+  std::thread finisher_;
   std::thread writer_;
 };
 

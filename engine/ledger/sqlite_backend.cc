@@ -34,8 +34,8 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS events (
   seq INTEGER PRIMARY KEY, type INTEGER NOT NULL, time INTEGER NOT NULL,
   payload BLOB NOT NULL, leaf_hash BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS tree_nodes (level INTEGER NOT NULL, idx INTEGER NOT NULL,
-  hash BLOB NOT NULL, PRIMARY KEY (level, idx)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tree_nodes (pos INTEGER NOT NULL, level INTEGER NOT NULL,
+  hash BLOB NOT NULL, PRIMARY KEY (pos, level)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS checkpoints (
   tree_size INTEGER PRIMARY KEY, root_hash BLOB NOT NULL, time INTEGER NOT NULL,
   signature BLOB NOT NULL);
@@ -303,6 +303,8 @@ class SqliteBackend : public LedgerBackend {
       Stmt st(write_db_, "SELECT name FROM pragma_table_info('checkpoints')");
       while (st.ok() && st.Step() == SQLITE_ROW) has_note_ = has_note_ || st.Text(0) == "note";
     }
+    // ...or tree nodes keyed by where they end.
+    nodes_by_pos_ = NodesByPosition(write_db_);
     if (sqlite3_open_v2(path.c_str(), &read_db_, SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX,
                         nullptr) != SQLITE_OK) {
       return Error(read_db_, "cannot open ledger for reading " + path);
@@ -320,6 +322,15 @@ class SqliteBackend : public LedgerBackend {
 
   std::string url() const override { return url_; }
 
+  // Whether tree_nodes is keyed by (pos, level), pos = (idx + 1) << level:
+  // the number of leaves up to the subtree's end.
+  static bool NodesByPosition(sqlite3* db) {
+    Stmt st(db, "SELECT name FROM pragma_table_info('tree_nodes')");
+    bool by_pos = false;
+    while (st.ok() && st.Step() == SQLITE_ROW) by_pos = by_pos || st.Text(0) == "pos";
+    return by_pos;
+  }
+
   // Columns added since the first schema, for ledgers written before them.
   Status Migrate() {
     bool has_note = false;
@@ -331,6 +342,23 @@ class SqliteBackend : public LedgerBackend {
     if (!has_note) {
       Status s = Exec(write_db_, "ALTER TABLE checkpoints ADD COLUMN note BLOB");
       if (!s.ok()) return s;
+    }
+    if (!NodesByPosition(write_db_)) {
+      // Subtrees were keyed by (level, idx): each level's new nodes went to
+      // a page of their own, a dozen or more pages written by every commit.
+      // Keyed by where they end, one batch's nodes are neighbours.
+      Status s = Exec(write_db_,
+                      "BEGIN IMMEDIATE; "
+                      "CREATE TABLE tree_nodes_by_pos (pos INTEGER NOT NULL, level INTEGER NOT "
+                      "NULL, hash BLOB NOT NULL, PRIMARY KEY (pos, level)) WITHOUT ROWID; "
+                      "INSERT INTO tree_nodes_by_pos (pos, level, hash) "
+                      "SELECT (idx + 1) << level, level, hash FROM tree_nodes; "
+                      "DROP TABLE tree_nodes; "
+                      "ALTER TABLE tree_nodes_by_pos RENAME TO tree_nodes; COMMIT;");
+      if (!s.ok()) {
+        if (!sqlite3_get_autocommit(write_db_)) (void)Exec(write_db_, "ROLLBACK");
+        return Status::DataLoss("cannot carry " + path_ + " forward (tree nodes): " + s.message());
+      }
     }
     // Tables derived from events are derived again, by the shared code,
     // whenever the schema version changes (schema 3 added the engine's
@@ -502,7 +530,8 @@ class SqliteBackend : public LedgerBackend {
     std::lock_guard<std::mutex> lock(read_mu_);
     if (!node_stmt_)
       node_stmt_ = std::make_unique<Stmt>(
-          read_db_, "SELECT hash FROM tree_nodes WHERE level = ? AND idx = ?");
+          read_db_, nodes_by_pos_ ? "SELECT hash FROM tree_nodes WHERE pos = ? AND level = ?"
+                                  : "SELECT hash FROM tree_nodes WHERE idx = ? AND level = ?");
     if (!leaf_stmt_)
       leaf_stmt_ = std::make_unique<Stmt>(read_db_, "SELECT leaf_hash FROM events WHERE seq = ?");
     Stmt& st = level == 0 ? *leaf_stmt_ : *node_stmt_;
@@ -510,7 +539,8 @@ class SqliteBackend : public LedgerBackend {
     if (level == 0) {
       st.Bind(1, static_cast<int64_t>(index + 1));
     } else {
-      st.Bind(1, static_cast<int64_t>(level)).Bind(2, static_cast<int64_t>(index));
+      uint64_t key = nodes_by_pos_ ? (index + 1) << level : index;
+      st.Bind(1, static_cast<int64_t>(key)).Bind(2, static_cast<int64_t>(level));
     }
     int rc = st.Step();
     if (rc == SQLITE_ROW) *out = st.Blob(0);
@@ -1096,7 +1126,7 @@ class SqliteBackend : public LedgerBackend {
     explicit WriteStatements(sqlite3* db)
         : ins(db,
               "INSERT INTO events (seq, type, time, payload, leaf_hash) VALUES (?, ?, ?, ?, ?)"),
-          node(db, "INSERT OR REPLACE INTO tree_nodes (level, idx, hash) VALUES (?, ?, ?)"),
+          node(db, "INSERT OR REPLACE INTO tree_nodes (pos, level, hash) VALUES (?, ?, ?)"),
           breach(
               db,
               "INSERT INTO breaches (seq, obligation_id, report_id, service_id, duty_id, rule_id, "
@@ -1167,7 +1197,8 @@ class SqliteBackend : public LedgerBackend {
     if (!s.ok()) return s;
     Stmt& st = write_statements_->node;
     for (const TreeNode& n : nodes) {
-      st.Bind(1, static_cast<int64_t>(n.level)).Bind(2, static_cast<int64_t>(n.index));
+      st.Bind(1, static_cast<int64_t>((n.index + 1) << n.level))
+          .Bind(2, static_cast<int64_t>(n.level));
       st.BindBlob(3, n.hash);
       if (!Done(st)) return Error(write_db_, "storing the tree");
     }
@@ -1406,6 +1437,7 @@ class SqliteBackend : public LedgerBackend {
   std::condition_variable checkpoint_cv_;
   bool stop_checkpoints_ = false;
   bool has_note_ = false;
+  bool nodes_by_pos_ = true;
   struct Lookup {
     sqlite3* db = nullptr;
     std::mutex mu;

@@ -13,9 +13,10 @@
 namespace carewatch::match {
 
 namespace {
+// ASCII only, whatever the locale: hex digests are ASCII.
 std::string Lower(std::string_view s) {
   std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(), ::tolower);
+  for (char& c : out) c = (c >= 'A' && c <= 'Z') ? static_cast<char>(c + ('a' - 'A')) : c;
   return out;
 }
 }  // namespace
@@ -39,7 +40,7 @@ namespace {
 // The cached index: a header, the slots, the changed entries, and a
 // SHA-256 of all of it and of the list's entries (so a cache file of other
 // entries, or a damaged one, is rebuilt, never trusted).
-constexpr char kIndexMagic[8] = {'c', 'w', 'l', 'i', 's', 't', '0', '1'};
+constexpr char kIndexMagic[8] = {'c', 'w', 'l', 'i', 's', 't', '0', '2'};
 struct IndexHeader {
   char magic[8];
   uint64_t entries, slots, size, longest, changed_bytes, changed_spans;
@@ -91,8 +92,10 @@ bool CompiledList::Load(const std::string& path) {
     if (uint64_t{offset} + length > changed.size()) return false;
   }
   uint64_t limit = 1 + h.entries + h.changed_spans;
+  value_bits_ = ValueBits(h.entries);
+  value_mask_ = value_bits_ >= 32 ? ~0u : (1u << value_bits_) - 1;
   for (uint32_t v : slots) {
-    if (v >= limit) return false;
+    if ((v & value_mask_) >= limit || (v != 0 && (v & value_mask_) == 0)) return false;
   }
   if (IndexDigest(h, slots, changed, spans, *entries_) != digest) return false;
   slots_ = std::move(slots);
@@ -133,21 +136,34 @@ void CompiledList::Store(const std::string& path) const {
   std::filesystem::rename(tmp, path, ec);  // readers see the old file or the new one
 }
 
+int CompiledList::ValueBits(size_t entries) {
+  // Values run up to 1 + 2n (every entry changed by normalising).
+  int bits = 1;
+  while (bits < 32 && (uint64_t{1} << bits) <= 1 + 2 * uint64_t{entries}) ++bits;
+  return bits;
+}
+
 void CompiledList::Build(const rules::ListDef& def) {
   const size_t n = def.entries.size();
   size_t capacity = 16;
   while (capacity < 2 * n) capacity *= 2;
   slots_.assign(capacity, 0);
+  value_bits_ = ValueBits(n);
+  value_mask_ = value_bits_ >= 32 ? ~0u : (1u << value_bits_) - 1;
   auto insert = [&](std::string_view key, uint32_t value) {
     size_t mask = slots_.size() - 1;
-    for (size_t i = std::hash<std::string_view>()(key) & mask;; i = (i + 1) & mask) {
+    const size_t hash = std::hash<std::string_view>()(key);
+    const uint32_t tag = TagOf(hash);
+    for (size_t i = hash & mask;; i = (i + 1) & mask) {
       if (slots_[i] == 0) {
-        slots_[i] = value;
+        slots_[i] = value | tag;
         ++size_;
         longest_ = std::max(longest_, key.size());
         return;
       }
-      if (KeyAt(slots_[i]) == key) return;  // a duplicate
+      if ((slots_[i] & ~value_mask_) == tag && KeyAt(slots_[i] & value_mask_) == key) {
+        return;  // a duplicate
+      }
     }
   };
   std::string lowered;
@@ -186,9 +202,12 @@ std::string_view CompiledList::KeyAt(uint32_t value) const {
 }
 
 bool CompiledList::Has(std::string_view key) const {
-  size_t mask = slots_.size() - 1;
-  for (size_t i = std::hash<std::string_view>()(key) & mask; slots_[i] != 0; i = (i + 1) & mask) {
-    if (KeyAt(slots_[i]) == key) return true;
+  const size_t mask = slots_.size() - 1;
+  const size_t hash = std::hash<std::string_view>()(key);
+  const uint32_t tag = TagOf(hash);
+  for (size_t i = hash & mask; slots_[i] != 0; i = (i + 1) & mask) {
+    const uint32_t slot = slots_[i];
+    if ((slot & ~value_mask_) == tag && KeyAt(slot & value_mask_) == key) return true;
   }
   return false;
 }
@@ -206,8 +225,11 @@ bool CompiledList::Contains(std::string_view value, size_t* probes) const {
   };
   if (!is_url_) {
     if (value.size() > longest_) return done(false);
-    probe.assign(value);
-    std::transform(probe.begin(), probe.end(), probe.begin(), ::tolower);
+    probe.resize(value.size());
+    for (size_t i = 0; i < value.size(); ++i) {
+      char c = value[i];
+      probe[i] = (c >= 'A' && c <= 'Z') ? static_cast<char>(c + ('a' - 'A')) : c;
+    }
     return done(lookup(probe));
   }
   thread_local NormalizedUrl u;

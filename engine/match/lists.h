@@ -51,12 +51,21 @@ class CompiledList {
   // The key a slot value names: 1 + i for entry i of the list as it is,
   // 1 + n + j for the j-th changed entry.
   std::string_view KeyAt(uint32_t value) const;
+  // A slot holds the value in its low value_bits_ bits and, above them,
+  // that many top bits of the key's hash: a lookup reads a key only when
+  // the tags agree, so a miss rarely touches the entries.
+  static int ValueBits(size_t entries);
+  uint32_t TagOf(size_t hash) const {
+    return value_bits_ >= 32 ? 0 : static_cast<uint32_t>(hash >> (32 + value_bits_)) << value_bits_;
+  }
 
   bool is_url_;
   const rules::ListEntries* entries_;
   std::vector<char> changed_;  // normalised forms of entries that differ
   std::vector<std::pair<uint32_t, uint32_t>> changed_spans_;
   std::vector<uint32_t> slots_;  // 0: empty; a power of two in size
+  int value_bits_ = 32;
+  uint32_t value_mask_ = ~0u;
   size_t size_ = 0;
   size_t longest_ = 0;  // bytes of the longest entry
 };

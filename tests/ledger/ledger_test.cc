@@ -316,6 +316,57 @@ TEST_F(LedgerTest, CheckpointsSignedBeforeNotesKeepVerifying) {
   EXPECT_NE(r.message.find("signature is not valid"), std::string::npos) << r.message;
 }
 
+// Ledgers written when tree nodes were keyed by (level, idx) are read as
+// they are when opened read-only, and carried forward to nodes keyed by
+// where they end on the first writable open; every proof verifies before
+// and after, and the ledger grows on.
+TEST_F(LedgerTest, TreeNodesKeyedByLevelAreCarriedForward) {
+  if (url_.rfind("sqlite", 0) != 0) GTEST_SKIP() << "the SQLite ledger's own schema";
+  std::map<std::pair<int, uint64_t>, Hash> nodes;
+  auto read_nodes = [&](LedgerBackend& b) {
+    std::map<std::pair<int, uint64_t>, Hash> out;
+    for (int level = 1; level <= 5; ++level) {
+      for (uint64_t idx = 0; ((idx + 1) << level) <= 37; ++idx) {
+        Hash h;
+        EXPECT_TRUE(b.ReadNode(level, idx, &h).ok()) << level << " " << idx;
+        out[{level, idx}] = h;
+      }
+    }
+    return out;
+  };
+  {
+    auto l = OpenLedger(4);
+    AppendEvents(*l, 37);
+    ASSERT_TRUE(l->Flush().ok());
+    nodes = read_nodes(l->backend());
+  }
+  ASSERT_EQ(nodes.size(), 18u + 9 + 4 + 2 + 1);
+  Sql("CREATE TABLE old_nodes (level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL, "
+      "PRIMARY KEY (level, idx)) WITHOUT ROWID; "
+      "INSERT INTO old_nodes SELECT level, (pos >> level) - 1, hash FROM tree_nodes; "
+      "DROP TABLE tree_nodes; ALTER TABLE old_nodes RENAME TO tree_nodes;");
+  EXPECT_EQ(read_nodes(*OpenReadOnly()), nodes);
+  auto l = OpenLedger(4);
+  ASSERT_TRUE(l);
+  EXPECT_EQ(read_nodes(l->backend()), nodes);
+  AppendEvents(*l, 11);
+  ASSERT_TRUE(l->Flush().ok());
+  v1::Checkpoint cp;
+  ASSERT_TRUE(l->LatestCheckpoint(&cp).ok());
+  ASSERT_EQ(cp.tree_size(), 48u);
+  std::vector<StoredEvent> rows;
+  ASSERT_TRUE(l->backend().ReadEvents(1, 100, &rows).ok());
+  for (const auto& row : rows) {
+    std::vector<Hash> proof;
+    ASSERT_TRUE(l->InclusionProof(row.seq, cp.tree_size(), &proof).ok());
+    EXPECT_TRUE(VerifyInclusion(row.leaf_hash, row.seq - 1, cp.tree_size(), proof, cp.root_hash()))
+        << row.seq;
+  }
+  l.reset();
+  VerifyReport r = Verify();
+  EXPECT_TRUE(r.ok) << r.message;
+}
+
 TEST_F(LedgerTest, AlteredCheckpointNoteIsNamed) {
   {
     auto l = OpenLedger(4);
