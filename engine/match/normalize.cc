@@ -288,30 +288,55 @@ class Folder {
       bool need_join = need_join_;
       while (i < length) {
 #if defined(__SSE2__)
-        // Fast path, sixteen bytes at a time: the longest prefix made of
+        // Fast path, 32 bytes at a time: the longest prefix made of
         // letters and single spaces is copied with capitals lower-cased
         // (which is all the table does to those bytes), and the token
         // counts are kept over its spaces. The byte that ends the prefix
         // (punctuation, a digit, a second space, non-ASCII) goes through
         // the table below.
-        if (i + 16 <= length) {
-          const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i));
-          // Signed compares: bytes >= 0x80 are negative and in no range.
-          const __m128i lower = _mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8('a' - 1)),
-                                              _mm_cmplt_epi8(v, _mm_set1_epi8('z' + 1)));
-          const __m128i upper = _mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8('A' - 1)),
-                                              _mm_cmplt_epi8(v, _mm_set1_epi8('Z' + 1)));
-          const uint32_t spaces =
-              static_cast<uint32_t>(_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(' '))));
-          const uint32_t letters =
-              static_cast<uint32_t>(_mm_movemask_epi8(_mm_or_si128(lower, upper)));
-          const uint32_t after_space = (spaces << 1) | (last_space ? 1u : 0u);
-          const uint32_t simple = letters | (spaces & ~after_space);
-          const int k = __builtin_ctz(~simple | 0x10000u);  // 0..16
+        {
+          // The last bytes of the input are read from a copy padded with
+          // bytes that end any run (0x80), so short fields and tails take
+          // this path too.
+          const uint8_t* src = s + i;
+          alignas(16) uint8_t tail[32];
+          if (i + 32 > length) {
+            const size_t left = static_cast<size_t>(length - i);
+            std::memcpy(tail, s + i, left);
+            std::memset(tail + left, 0x80, sizeof tail - left);
+            src = tail;
+          }
+          const __m128i v0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src));
+          const __m128i v1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 16));
+          // A letter is a byte that, with bit 5 set, is in 'a'..'z' (signed
+          // compares: bytes >= 0x80 are negative and in no range).
+          const __m128i bit5 = _mm_set1_epi8(0x20);
+          const __m128i below_a = _mm_set1_epi8('a' - 1);
+          const __m128i above_z = _mm_set1_epi8('z' + 1);
+          const __m128i t0 = _mm_or_si128(v0, bit5), t1 = _mm_or_si128(v1, bit5);
+          const __m128i l0 =
+              _mm_and_si128(_mm_cmpgt_epi8(t0, below_a), _mm_cmplt_epi8(t0, above_z));
+          const __m128i l1 =
+              _mm_and_si128(_mm_cmpgt_epi8(t1, below_a), _mm_cmplt_epi8(t1, above_z));
+          const __m128i space = _mm_set1_epi8(' ');
+          const uint64_t spaces =
+              static_cast<uint32_t>(_mm_movemask_epi8(_mm_cmpeq_epi8(v0, space))) |
+              static_cast<uint64_t>(
+                  static_cast<uint32_t>(_mm_movemask_epi8(_mm_cmpeq_epi8(v1, space))))
+                  << 16;
+          const uint64_t letters =
+              static_cast<uint32_t>(_mm_movemask_epi8(l0)) |
+              static_cast<uint64_t>(static_cast<uint32_t>(_mm_movemask_epi8(l1))) << 16;
+          const uint64_t after_space = (spaces << 1) | (last_space ? 1u : 0u);
+          const uint64_t simple = letters | (spaces & ~after_space);
+          const int k = __builtin_ctzll(~simple | (uint64_t{1} << 32));  // 0..32
           if (k > 0) {
-            const __m128i folded = _mm_or_si128(v, _mm_and_si128(upper, _mm_set1_epi8(0x20)));
-            // The buffers hold n + (length - i) + kSlack >= n + 16 bytes.
-            _mm_storeu_si128(reinterpret_cast<__m128i*>(text + n), folded);
+            // Capitals lower-cased: bit 5 set on letters.
+            // The buffers hold n + (length - i) + kSlack >= n + 32 bytes.
+            _mm_storeu_si128(reinterpret_cast<__m128i*>(text + n),
+                             _mm_or_si128(v0, _mm_and_si128(l0, bit5)));
+            _mm_storeu_si128(reinterpret_cast<__m128i*>(text + n + 16),
+                             _mm_or_si128(v1, _mm_and_si128(l1, bit5)));
             if constexpr (kWithMap) {
               for (int j = 0; j < k; ++j) {
                 starts[n + j] = static_cast<uint32_t>(i + j);
@@ -322,12 +347,12 @@ class Folder {
             // two of them is rare; without one, only the first token (which
             // began before this prefix) can be one letter, and any token
             // between the first and last space resets the run of singles.
-            const uint32_t in_prefix = spaces & ((1u << k) - 1);
+            const uint64_t in_prefix = spaces & ((uint64_t{1} << k) - 1);
             if (in_prefix == 0) {
               token_cps += k;
             } else if ((letters & (in_prefix << 1) & (in_prefix >> 1)) == 0) {
-              const int first = __builtin_ctz(in_prefix);
-              const int last = 31 - __builtin_clz(in_prefix);
+              const int first = __builtin_ctzll(in_prefix);
+              const int last = 63 - __builtin_clzll(in_prefix);
               const int token = token_cps + first;
               if (token == 1) {
                 if (++singles_run >= 3) need_join = true;
@@ -337,10 +362,10 @@ class Folder {
               if (first != last) singles_run = 0;
               token_cps = k - last - 1;
             } else {
-              uint32_t rest = in_prefix;
+              uint64_t rest = in_prefix;
               int token_start = 0;
               while (rest != 0) {
-                const int p = __builtin_ctz(rest);
+                const int p = __builtin_ctzll(rest);
                 const int token = token_cps + (p - token_start);
                 if (token == 1) {
                   if (++singles_run >= 3) need_join = true;
@@ -356,7 +381,8 @@ class Folder {
             last_space = (spaces >> (k - 1)) & 1u;
             n += static_cast<size_t>(k);
             i += k;
-            if (k == 16) continue;
+            if (k == 32) continue;
+            if (i >= length) break;
           }
         }
 #else

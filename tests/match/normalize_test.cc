@@ -78,8 +78,8 @@ TEST(Normalize, MapsSpansAcrossRemovedInvisibleCharacters) {
   EXPECT_EQ(original.substr(start, end - start), "te\u200Blegram");
 }
 
-// Text longer than sixteen bytes is folded sixteen bytes at a time where it
-// is letters and single spaces; the rules are the same at every offset.
+// Text is folded 32 bytes at a time where it is letters and single spaces;
+// the rules are the same at every offset.
 TEST(Normalize, LongTextFoldsByTheSameRules) {
   EXPECT_EQ(FoldForMatching("Hello There Friend, Add Me On S N A P Right Now Please"),
             "hello there friend add me on snap right now please");
@@ -93,16 +93,16 @@ TEST(Normalize, LongTextFoldsByTheSameRules) {
             "allcapswordswithoutanyspaceatall");
 }
 
-// Differential check of the sixteen-byte path: a zero-width space after
+// Differential check of the 32-byte path: a zero-width space after
 // every character is removed by the fold, but leaves at most one ASCII byte
 // in a row, so the same text is then folded one byte at a time.
-TEST(Normalize, SixteenByteRunsFoldAsOneByteAtATime) {
+TEST(Normalize, RunsOfLettersFoldAsOneByteAtATime) {
   const char* separators[] = {" ", " ", " ", " ", "  ", ". ", ", ", "? ", "(", "0", "\t"};
   std::mt19937 rng(11);
   FoldedText fast, slow, fast_map;
   for (int round = 0; round < 4000; ++round) {
     // Words of one to five letters, one-letter words common, so that runs
-    // of them start and end at every offset of a sixteen-byte block.
+    // of them start and end at every offset of a 32-byte block.
     std::string text;
     size_t length = 1 + rng() % 90;
     while (text.size() < length) {
