@@ -1,4 +1,6 @@
 #include <gtest/gtest.h>
+
+#include <atomic>
 #include <unistd.h>
 
 #include <filesystem>
@@ -51,7 +53,7 @@ class SignalEngineTest : public ::testing::Test {
     ASSERT_TRUE(ledger::Ledger::Open(lo, &ledger_).ok());
     duty::DutyEngineOptions d;
     d.hmac_key = "k";
-    d.now = [this] { return now_; };
+    d.now = [this] { return now_.load(); };
     engine_ = std::make_unique<duty::DutyEngine>(ledger_.get(), d);
     ASSERT_TRUE(engine_->Recover().ok());
     auto e = testing::MakeEvaluator(kPack);
@@ -64,7 +66,7 @@ class SignalEngineTest : public ::testing::Test {
     o.min_services = min_services;
     o.name_sharing = std::move(sharing);
     o.hmac_key = "k";
-    o.now = [this] { return now_; };
+    o.now = [this] { return now_.load(); };
     signals_ = std::make_unique<SignalEngine>(ledger_.get(), engine_.get(), o);
     ASSERT_TRUE(signals_->Open().ok());
   }
@@ -102,7 +104,7 @@ class SignalEngineTest : public ::testing::Test {
   }
 
   std::string dir_, url_;
-  int64_t now_ = kT0;
+  std::atomic<int64_t> now_{kT0};  // read by the ledger's writer too
   std::unique_ptr<ledger::Ledger> ledger_;
   std::unique_ptr<duty::DutyEngine> engine_;
   std::unique_ptr<SignalEngine> signals_;
