@@ -97,7 +97,8 @@ TEST(Normalize, LongTextFoldsByTheSameRules) {
 // every character is removed by the fold, but leaves at most one ASCII byte
 // in a row, so the same text is then folded one byte at a time.
 TEST(Normalize, RunsOfLettersFoldAsOneByteAtATime) {
-  const char* separators[] = {" ", " ", " ", " ", "  ", ". ", ", ", "? ", "(", "0", "\t"};
+  const char* separators[] = {" ", " ",  " ", " ", "  ", ". ",  ", ", "? ",  "(",
+                              "0", "\t", ".", ",", "..", " . ", ".,", ", ,", " ,"};
   std::mt19937 rng(11);
   FoldedText fast, slow, fast_map;
   for (int round = 0; round < 4000; ++round) {
