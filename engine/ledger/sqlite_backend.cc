@@ -352,7 +352,7 @@ class SqliteBackend : public LedgerBackend {
                       "CREATE TABLE tree_nodes_by_pos (pos INTEGER NOT NULL, level INTEGER NOT "
                       "NULL, hash BLOB NOT NULL, PRIMARY KEY (pos, level)) WITHOUT ROWID; "
                       "INSERT INTO tree_nodes_by_pos (pos, level, hash) "
-                      "SELECT (idx + 1) << level, level, hash FROM tree_nodes; "
+                      "SELECT (idx + 1) << level, level, hash FROM tree_nodes ORDER BY 1, 2; "
                       "DROP TABLE tree_nodes; "
                       "ALTER TABLE tree_nodes_by_pos RENAME TO tree_nodes; COMMIT;");
       if (!s.ok()) {
