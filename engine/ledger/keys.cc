@@ -1,8 +1,10 @@
 #include "engine/ledger/keys.h"
 
 #include <fcntl.h>
+#include <openssl/core_names.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/params.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <sys/stat.h>
@@ -185,11 +187,62 @@ Status LoadOrCreateHmacKey(const std::string& path, std::string* key) {
   return WritePrivateFile(path, HexEncode(*key) + "\n");
 }
 
+namespace {
+
+// One keyed HMAC-SHA256 context per thread, kept between calls: OpenSSL's
+// one-shot HMAC() looks the algorithm up and builds a context every time,
+// which costs more than hashing a report's fields.
+class ThreadHmac {
+ public:
+  ThreadHmac() {
+    static EVP_MAC* const mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
+    if (mac) ctx_ = EVP_MAC_CTX_new(mac);
+  }
+  ~ThreadHmac() { EVP_MAC_CTX_free(ctx_); }
+  ThreadHmac(const ThreadHmac&) = delete;
+  ThreadHmac& operator=(const ThreadHmac&) = delete;
+
+  // False when OpenSSL cannot compute it (then the caller falls back).
+  bool Compute(std::string_view key, std::string_view data, unsigned char* out, size_t* len) {
+    if (!ctx_) return false;
+    char digest[] = "SHA256";
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string("digest", digest, 0),
+                           OSSL_PARAM_construct_end()};
+    const bool same_key = keyed_ && key == key_;
+    // The same key as the last call: re-initialised with the key it holds.
+    int ok = same_key ? EVP_MAC_init(ctx_, nullptr, 0, nullptr)
+                      : EVP_MAC_init(ctx_, reinterpret_cast<const unsigned char*>(key.data()),
+                                     key.size(), params);
+    if (!ok) {
+      keyed_ = false;
+      return false;
+    }
+    if (!same_key) {
+      key_.assign(key);
+      keyed_ = true;
+    }
+    return EVP_MAC_update(ctx_, reinterpret_cast<const unsigned char*>(data.data()), data.size()) &&
+           EVP_MAC_final(ctx_, out, len, EVP_MAX_MD_SIZE);
+  }
+
+ private:
+  EVP_MAC_CTX* ctx_ = nullptr;
+  std::string key_;
+  bool keyed_ = false;
+};
+
+}  // namespace
+
 std::string HmacSha256Hex(std::string_view key, std::string_view data) {
   unsigned char out[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
-       reinterpret_cast<const unsigned char*>(data.data()), data.size(), out, &len);
+  thread_local ThreadHmac hmac;
+  size_t len = 0;
+  if (!hmac.Compute(key, data, out, &len)) {
+    unsigned int n = 0;
+    HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+         reinterpret_cast<const unsigned char*>(data.data()), data.size(), out, &n);
+    len = n;
+  }
   return HexEncode(std::string_view(reinterpret_cast<char*>(out), len));
 }
 

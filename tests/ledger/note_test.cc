@@ -122,3 +122,18 @@ TEST(Note, OpensslVerifiesACheckpointSignature) {
 
 }  // namespace
 }  // namespace carewatch::ledger
+
+// RFC 4231's test cases 1 and 2, computed in turn on one thread: the
+// thread's kept HMAC context must take each call's key, not the last one.
+TEST(Hmac, MatchesRfc4231WhenTheKeyChangesBetweenCalls) {
+  const std::string key1(20, '\x0b');
+  const std::string want1 = "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7";
+  const std::string want2 = "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843";
+  for (int round = 0; round < 3; ++round) {
+    EXPECT_EQ(carewatch::ledger::HmacSha256Hex(key1, "Hi There"), want1);
+    EXPECT_EQ(carewatch::ledger::HmacSha256Hex(key1, "Hi There"), want1);
+    EXPECT_EQ(carewatch::ledger::HmacSha256Hex("Jefe", "what do ya want for nothing?"), want2);
+  }
+  EXPECT_EQ(carewatch::ledger::HmacSha256Hex("", ""),
+            "b613679a0814d9ec772f95d778c35fc5ff1697c493715653c6c712144292c5ad");
+}
