@@ -16,6 +16,7 @@
 #include <map>
 #include <mutex>
 #include <thread>
+#include <unordered_map>
 
 #include "engine/ledger/derive.h"
 #include "engine/ledger/ledger.h"
@@ -187,6 +188,7 @@ class SqliteBackend : public LedgerBackend {
     if (read_db_) sqlite3_close(read_db_);
     if (checkpoint_db_) sqlite3_close(checkpoint_db_);
     write_statements_.reset();
+    write_cache_.clear();
     if (write_db_) {
       sqlite3_wal_checkpoint_v2(write_db_, nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
       sqlite3_close(write_db_);
@@ -479,9 +481,9 @@ class SqliteBackend : public LedgerBackend {
   Status WriteBatch(const WriteSet& w) override {
     if (!w.extras.dequeue.empty())
       return Status::FailedPrecondition("an SQLite ledger has no queue of replicas' commands");
-    Status s = Exec(write_db_, "BEGIN IMMEDIATE");
+    Status s = Step(Writer("BEGIN IMMEDIATE"));
     if (s.ok()) s = WriteRows(w);
-    if (s.ok()) s = Exec(write_db_, "COMMIT");
+    if (s.ok()) s = Step(Writer("COMMIT"));
     if (s.ok()) return s;
     const int code = sqlite3_extended_errcode(write_db_) & 0xff;
     if (!sqlite3_get_autocommit(write_db_)) {
@@ -1183,7 +1185,29 @@ class SqliteBackend : public LedgerBackend {
     }
     // Any statement left mid-way by a failed batch starts clean.
     for (Stmt* st : write_statements_->all()) st->Reset();
+    for (auto& [sql, st] : write_cache_) st->Reset();
     return Status::Ok();
+  }
+
+  // Any other statement of the writer (write_db_, writer thread only),
+  // prepared on first use and kept: parsing it again for every commit cost
+  // about a sixth of the writer's time under load.
+  Stmt& Writer(const std::string& sql) {
+    std::unique_ptr<Stmt>& slot = write_cache_[sql];
+    if (!slot || !slot->ok()) slot = std::make_unique<Stmt>(write_db_, sql.c_str());
+    return *slot;
+  }
+  // Runs a statement without results (BEGIN, COMMIT) and resets it.
+  Status Step(Stmt& st) {
+    if (!st.ok()) return Error(write_db_, "preparing a ledger write");
+    const int rc = st.Step();
+    if (rc == SQLITE_DONE) {
+      st.Reset();
+      return Status::Ok();
+    }
+    Status s = Error(write_db_, "writing the ledger");
+    st.Reset();
+    return s;
   }
 
   static bool Done(Stmt& st) {
@@ -1279,29 +1303,29 @@ class SqliteBackend : public LedgerBackend {
     }
     if (!d.rolled_up.empty()) {
       // What a rollup put into the log is no longer pending.
-      Stmt sub(write_db_,
-               "UPDATE stats_pending SET reports = reports - ?, flagged = flagged - ? WHERE "
-               "service_id = ? AND day = ? AND surface = ? AND reason = ?");
+      Stmt& sub = Writer(
+          "UPDATE stats_pending SET reports = reports - ?, flagged = flagged - ? WHERE "
+          "service_id = ? AND day = ? AND surface = ? AND reason = ?");
       for (const auto& [service, day, surface, reason, reports, flagged] : d.rolled_up) {
         sub.Bind(1, reports).Bind(2, flagged).Bind(3, service).Bind(4, day);
         sub.Bind(5, surface).Bind(6, reason);
         if (!Done(sub)) return fail("rolling up counts");
       }
-      Stmt clean(write_db_, "DELETE FROM stats_pending WHERE reports = 0 AND flagged = 0");
+      Stmt& clean = Writer("DELETE FROM stats_pending WHERE reports = 0 AND flagged = 0");
       if (!Done(clean)) return fail("rolling up counts");
     }
     if (!d.alert_changes.empty()) {
-      Stmt deliver(write_db_,
-                   "INSERT INTO signal_alerts (alert_id, service_id, seq, status, feedback, "
-                   "delivered_at, reviewed_at, breached, body) VALUES (?, ?, ?, ?, '', ?, 0, 0, ?) "
-                   "ON CONFLICT (alert_id) DO UPDATE SET seq = excluded.seq, status = "
-                   "excluded.status, body = excluded.body");
-      Stmt change(write_db_,
-                  "UPDATE signal_alerts SET seq = CASE WHEN ?1 > 0 THEN ?1 ELSE seq END, "
-                  "status = CASE WHEN ?2 != '' THEN ?2 ELSE status END, "
-                  "feedback = CASE WHEN ?3 != '' THEN ?3 ELSE feedback END, "
-                  "reviewed_at = CASE WHEN ?4 > 0 AND (reviewed_at = 0 OR ?4 < reviewed_at) "
-                  "THEN ?4 ELSE reviewed_at END, breached = max(breached, ?5) WHERE alert_id = ?6");
+      Stmt& deliver = Writer(
+          "INSERT INTO signal_alerts (alert_id, service_id, seq, status, feedback, "
+          "delivered_at, reviewed_at, breached, body) VALUES (?, ?, ?, ?, '', ?, 0, 0, ?) "
+          "ON CONFLICT (alert_id) DO UPDATE SET seq = excluded.seq, status = "
+          "excluded.status, body = excluded.body");
+      Stmt& change = Writer(
+          "UPDATE signal_alerts SET seq = CASE WHEN ?1 > 0 THEN ?1 ELSE seq END, "
+          "status = CASE WHEN ?2 != '' THEN ?2 ELSE status END, "
+          "feedback = CASE WHEN ?3 != '' THEN ?3 ELSE feedback END, "
+          "reviewed_at = CASE WHEN ?4 > 0 AND (reviewed_at = 0 OR ?4 < reviewed_at) "
+          "THEN ?4 ELSE reviewed_at END, breached = max(breached, ?5) WHERE alert_id = ?6");
       for (const DerivedBatch::AlertChange& c : d.alert_changes) {
         if (c.delivered) {
           deliver.Bind(1, c.alert_id).Bind(2, c.alert.service_id());
@@ -1317,9 +1341,9 @@ class SqliteBackend : public LedgerBackend {
       }
     }
     for (const auto& [service, day, n] : d.signal_quota) {
-      Stmt q(write_db_,
-             "INSERT INTO signal_quota (service_id, day, elements) VALUES (?, ?, ?) ON CONFLICT "
-             "(service_id, day) DO UPDATE SET elements = elements + excluded.elements");
+      Stmt& q = Writer(
+          "INSERT INTO signal_quota (service_id, day, elements) VALUES (?, ?, ?) ON CONFLICT "
+          "(service_id, day) DO UPDATE SET elements = elements + excluded.elements");
       q.Bind(1, service).Bind(2, day).Bind(3, n);
       if (!Done(q)) return fail("counting signal evaluations");
     }
@@ -1349,15 +1373,14 @@ class SqliteBackend : public LedgerBackend {
     if (!s.ok()) return s;
     if (w.checkpoint) {
       const v1::Checkpoint* checkpoint = w.checkpoint;
-      Stmt cp(
-          write_db_,
+      Stmt& cp = Writer(
           "INSERT INTO checkpoints (tree_size, root_hash, time, signature, note) VALUES (?, ?, ?, "
           "?, ?)");
       cp.Bind(1, static_cast<int64_t>(checkpoint->tree_size()))
           .BindBlob(2, checkpoint->root_hash());
       cp.Bind(3, checkpoint->time().seconds()).BindBlob(4, checkpoint->signature());
       cp.BindBlob(5, checkpoint->note());
-      if (cp.Step() != SQLITE_DONE) return Error(write_db_, "writing checkpoint");
+      if (!Done(cp)) return Error(write_db_, "writing checkpoint");
     }
     for (const ReportIndexRow& r : w.extras.reports) {
       if (!IndexReport(r.service_id, r.report_id, r.digest, r.seq, r.recorded_at,
@@ -1366,12 +1389,12 @@ class SqliteBackend : public LedgerBackend {
     }
     for (const char* table : {"stats", "stats_pending"}) {
       if (w.extras.stats.empty()) break;
-      Stmt st(write_db_,
-              (std::string("INSERT INTO ") + table +
-               " (service_id, day, surface, reason, reports, flagged) VALUES (?, ?, ?, ?, ?, ?) "
-               "ON CONFLICT (service_id, day, surface, reason) DO UPDATE SET "
-               "reports = reports + excluded.reports, flagged = flagged + excluded.flagged")
-                  .c_str());
+      Stmt& st =
+          Writer((std::string("INSERT INTO ") + table +
+                  " (service_id, day, surface, reason, reports, flagged) VALUES (?, ?, ?, ?, ?, ?) "
+                  "ON CONFLICT (service_id, day, surface, reason) DO UPDATE SET "
+                  "reports = reports + excluded.reports, flagged = flagged + excluded.flagged")
+                     .c_str());
       for (const StatsRow& r : w.extras.stats) {
         st.Bind(1, r.service_id).Bind(2, r.day).Bind(3, r.surface).Bind(4, r.reason);
         st.Bind(5, r.reports).Bind(6, r.flagged);
@@ -1379,9 +1402,9 @@ class SqliteBackend : public LedgerBackend {
       }
     }
     if (!w.extras.signals.empty()) {
-      Stmt st(write_db_,
-              "INSERT OR IGNORE INTO signal_tokens (kind, token, service_id, report_id, category, "
-              "recorded_at) VALUES (?, ?, ?, ?, ?, ?)");
+      Stmt& st = Writer(
+          "INSERT OR IGNORE INTO signal_tokens (kind, token, service_id, report_id, category, "
+          "recorded_at) VALUES (?, ?, ?, ?, ?, ?)");
       for (const SignalRow& r : w.extras.signals) {
         st.Bind(1, r.kind).BindBlob(2, r.token).Bind(3, r.service_id).Bind(4, r.report_id);
         st.Bind(5, r.category).Bind(6, r.recorded_at);
@@ -1389,9 +1412,9 @@ class SqliteBackend : public LedgerBackend {
       }
     }
     if (!w.extras.alert_tokens.empty()) {
-      Stmt st(write_db_,
-              "INSERT OR IGNORE INTO signal_alert_tokens (alert_id, service_id, kind, token, "
-              "recorded_at) VALUES (?, ?, ?, ?, ?)");
+      Stmt& st = Writer(
+          "INSERT OR IGNORE INTO signal_alert_tokens (alert_id, service_id, kind, token, "
+          "recorded_at) VALUES (?, ?, ?, ?, ?)");
       for (const AlertTokenRow& r : w.extras.alert_tokens) {
         st.Bind(1, r.alert_id).Bind(2, r.service_id).Bind(3, r.kind).BindBlob(4, r.token);
         st.Bind(5, r.recorded_at);
@@ -1399,22 +1422,22 @@ class SqliteBackend : public LedgerBackend {
       }
     }
     for (const auto& [service, report] : w.extras.withdraw_signals) {
-      Stmt st(write_db_, "DELETE FROM signal_tokens WHERE service_id = ? AND report_id = ?");
+      Stmt& st = Writer("DELETE FROM signal_tokens WHERE service_id = ? AND report_id = ?");
       st.Bind(1, service).Bind(2, report);
       if (!Done(st)) return Error(write_db_, "withdrawing signals");
     }
     if (w.extras.prune_signals_before) {
       for (const char* sql : {"DELETE FROM signal_tokens WHERE recorded_at < ?",
                               "DELETE FROM signal_alert_tokens WHERE recorded_at < ?"}) {
-        Stmt st(write_db_, sql);
+        Stmt& st = Writer(sql);
         st.Bind(1, w.extras.prune_signals_before);
         if (!Done(st)) return Error(write_db_, "pruning signals");
       }
     }
     if (w.extras.prune_unflagged_before) {
-      Stmt prune(write_db_,
-                 "DELETE FROM report_index WHERE (service_id, report_id) IN (SELECT service_id, "
-                 "report_id FROM report_index WHERE seq = 0 AND recorded_at < ? LIMIT ?)");
+      Stmt& prune = Writer(
+          "DELETE FROM report_index WHERE (service_id, report_id) IN (SELECT service_id, "
+          "report_id FROM report_index WHERE seq = 0 AND recorded_at < ? LIMIT ?)");
       prune.Bind(1, w.extras.prune_unflagged_before)
           .Bind(2, static_cast<int64_t>(w.extras.prune_limit));
       if (!Done(prune)) return Error(write_db_, "pruning the report index");
@@ -1425,8 +1448,9 @@ class SqliteBackend : public LedgerBackend {
 
   std::string url_, path_;
   std::unique_ptr<WriteStatements> write_statements_;
-  std::unique_ptr<Stmt> node_stmt_, leaf_stmt_;              // read_db_, under read_mu_
-  std::map<std::string, std::unique_ptr<Stmt>> read_cache_;  // read_db_, under read_mu_
+  std::unordered_map<std::string, std::unique_ptr<Stmt>> write_cache_;  // writer thread
+  std::unique_ptr<Stmt> node_stmt_, leaf_stmt_;                         // read_db_, under read_mu_
+  std::map<std::string, std::unique_ptr<Stmt>> read_cache_;             // read_db_, under read_mu_
   sqlite3* write_db_ = nullptr;
   sqlite3* read_db_ = nullptr;
   std::mutex read_mu_;
@@ -1447,7 +1471,6 @@ class SqliteBackend : public LedgerBackend {
   static constexpr int kRestartFrames = 16384;  // 64 MiB of 4 KiB pages
   int wal_frames_ = 0;                          // after the last commit (writer thread)
   std::array<Lookup, kLookups> lookups_;
-  std::atomic<size_t> next_lookup_{0};
 };
 
 }  // namespace
