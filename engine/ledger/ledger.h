@@ -217,6 +217,14 @@ class LedgerBackend {
   // durably and, for a report that matched nothing, not yet past retention.
   virtual Status LookupReport(const std::string& service_id, const std::string& report_id,
                               ReportIndexRow* out, bool* found) = 0;
+  // How LookupReport has answered since open: from a filter of the index's
+  // ids held in memory (a report never indexed), or by reading the index.
+  // `filter_ready`: the filter holds every id and answers.
+  struct LookupStats {
+    bool filter_ready = false;
+    uint64_t filtered = 0, read = 0;
+  };
+  virtual LookupStats lookup_stats() const { return {}; }
 
   // --- Queries.
   virtual Status QueryBreaches(const BreachQuery& q,

@@ -20,6 +20,7 @@
 
 #include "engine/ledger/derive.h"
 #include "engine/ledger/ledger.h"
+#include "engine/ledger/report_filter.h"
 
 namespace carewatch::ledger {
 
@@ -168,6 +169,8 @@ class Stmt {
 class SqliteBackend : public LedgerBackend {
  public:
   ~SqliteBackend() override {
+    stop_scan_.store(true, std::memory_order_relaxed);
+    if (filter_scan_.joinable()) filter_scan_.join();
     if (checkpointer_.joinable()) {
       {
         std::lock_guard<std::mutex> lock(checkpoint_mu_);
@@ -319,7 +322,48 @@ class SqliteBackend : public LedgerBackend {
       }
       sqlite3_busy_timeout(l.db, 10000);
     }
+    if (!read_only) StartReportFilter();
     return Status::Ok();
+  }
+
+  // The filter of indexed report ids (report_filter.h): the writer adds
+  // every row it indexes from now on, and a thread adds the rows already
+  // there, reading them with a connection of its own; start-up does not
+  // wait for it, and lookups read the index until it is done.
+  void StartReportFilter() {
+    filter_ = std::make_unique<ReportFilter>();
+    filter_scan_ = std::thread([this] {
+      sqlite3* db = nullptr;
+      bool done = false;
+      if (sqlite3_open_v2(path_.c_str(), &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
+                          nullptr) == SQLITE_OK) {
+        sqlite3_busy_timeout(db, 10000);
+        Stmt st(db, "SELECT service_id, report_id FROM report_index");
+        int rc = SQLITE_ERROR;
+        while (st.ok() && !stop_scan_.load(std::memory_order_relaxed) &&
+               (rc = st.Step()) == SQLITE_ROW) {
+          auto text = [&](int col) {
+            const char* p = reinterpret_cast<const char*>(sqlite3_column_text(st.get(), col));
+            return std::string_view(p ? p : "",
+                                    static_cast<size_t>(sqlite3_column_bytes(st.get(), col)));
+          };
+          filter_->Add(text(0), text(1));
+        }
+        done = rc == SQLITE_DONE;
+      }
+      // Not done (stopped, or the index could not be read): lookups keep
+      // reading the index, as they would without a filter.
+      if (done) filter_->MarkComplete();
+      sqlite3_close(db);
+    });
+  }
+
+  LookupStats lookup_stats() const override {
+    LookupStats s;
+    s.filter_ready = filter_ && filter_->complete();
+    s.filtered = lookups_filtered_.load(std::memory_order_relaxed);
+    s.read = lookups_read_.load(std::memory_order_relaxed);
+    return s;
   }
 
   std::string url() const override { return url_; }
@@ -679,6 +723,12 @@ class SqliteBackend : public LedgerBackend {
   // and never wait for audit queries.
   Status LookupReport(const std::string& service_id, const std::string& report_id,
                       ReportIndexRow* out, bool* found) override {
+    if (filter_ && filter_->complete() && !filter_->MayContain(service_id, report_id)) {
+      lookups_filtered_.fetch_add(1, std::memory_order_relaxed);
+      *found = false;
+      return Status::Ok();
+    }
+    lookups_read_.fetch_add(1, std::memory_order_relaxed);
     Lookup& l = lookups_[next_lookup_.fetch_add(1, std::memory_order_relaxed) % kLookups];
     std::lock_guard<std::mutex> lock(l.mu);
     if (!l.stmt) {
@@ -1232,6 +1282,8 @@ class SqliteBackend : public LedgerBackend {
   bool IndexReport(const std::string& service_id, const std::string& report_id,
                    const std::string& digest, uint64_t seq, int64_t recorded_at,
                    const std::string& ruleset_version) {
+    // Before the row is committed, so before any lookup could need it.
+    if (filter_) filter_->Add(service_id, report_id);
     Stmt& st = write_statements_->report;
     st.Bind(1, service_id).Bind(2, report_id).Bind(3, digest);
     st.Bind(4, static_cast<int64_t>(seq)).Bind(5, recorded_at).Bind(6, ruleset_version);
@@ -1471,6 +1523,11 @@ class SqliteBackend : public LedgerBackend {
   static constexpr int kRestartFrames = 16384;  // 64 MiB of 4 KiB pages
   int wal_frames_ = 0;                          // after the last commit (writer thread)
   std::array<Lookup, kLookups> lookups_;
+  std::unique_ptr<ReportFilter> filter_;  // writable backends only
+  std::thread filter_scan_;
+  std::atomic<bool> stop_scan_{false};
+  std::atomic<uint64_t> lookups_filtered_{0}, lookups_read_{0};
+  std::atomic<size_t> next_lookup_{0};
 };
 
 }  // namespace

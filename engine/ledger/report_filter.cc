@@ -1,0 +1,60 @@
+#include "engine/ledger/report_filter.h"
+
+#include <sodium.h>
+
+#include <cstring>
+#include <string>
+
+namespace carewatch::ledger {
+
+ReportFilter::ReportFilter(size_t bytes)
+    : blocks_(bytes / 64 > 0 ? bytes / 64 : 1), words_(new std::atomic<uint64_t>[blocks_ * 8]) {
+  for (size_t i = 0; i < blocks_ * 8; ++i) words_[i].store(0, std::memory_order_relaxed);
+  static_assert(sizeof(key_) == crypto_shorthash_siphashx24_KEYBYTES);
+  static const int init = sodium_init();  // idempotent; randombytes works either way
+  (void)init;
+  randombytes_buf(key_, sizeof(key_));
+}
+
+ReportFilter::Probe ReportFilter::Locate(std::string_view service_id,
+                                         std::string_view report_id) const {
+  // The id as length-prefixed parts, so that no two ids share an input.
+  unsigned char stack[256];
+  std::string heap;
+  const uint64_t n = service_id.size();
+  const size_t len = sizeof(n) + service_id.size() + report_id.size();
+  unsigned char* in = stack;
+  if (len > sizeof(stack)) {
+    heap.resize(len);
+    in = reinterpret_cast<unsigned char*>(heap.data());
+  }
+  std::memcpy(in, &n, sizeof(n));
+  std::memcpy(in + sizeof(n), service_id.data(), service_id.size());
+  std::memcpy(in + sizeof(n) + service_id.size(), report_id.data(), report_id.size());
+  uint64_t h[2];
+  crypto_shorthash_siphashx24(reinterpret_cast<unsigned char*>(h), in, len,
+                              reinterpret_cast<const unsigned char*>(key_));
+  Probe p;
+  p.block = static_cast<size_t>(h[0] % blocks_);
+  // One bit in each of the block's eight words, six bits of h[1] apiece.
+  for (int i = 0; i < kProbes; ++i) p.bits[i] = uint64_t{1} << ((h[1] >> (6 * i)) & 63);
+  return p;
+}
+
+void ReportFilter::Add(std::string_view service_id, std::string_view report_id) {
+  const Probe p = Locate(service_id, report_id);
+  std::atomic<uint64_t>* w = &words_[p.block * 8];
+  for (int i = 0; i < kProbes; ++i) w[i].fetch_or(p.bits[i], std::memory_order_relaxed);
+  added_.fetch_add(1, std::memory_order_relaxed);
+}
+
+bool ReportFilter::MayContain(std::string_view service_id, std::string_view report_id) const {
+  const Probe p = Locate(service_id, report_id);
+  const std::atomic<uint64_t>* w = &words_[p.block * 8];
+  for (int i = 0; i < kProbes; ++i) {
+    if ((w[i].load(std::memory_order_relaxed) & p.bits[i]) == 0) return false;
+  }
+  return true;
+}
+
+}  // namespace carewatch::ledger
