@@ -45,7 +45,9 @@ CREATE TABLE IF NOT EXISTS report_index (
   service_id TEXT NOT NULL, report_id TEXT NOT NULL, digest TEXT NOT NULL, seq INTEGER NOT NULL,
   recorded_at INTEGER NOT NULL, ruleset_version TEXT NOT NULL,
   PRIMARY KEY (service_id, report_id)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS report_index_unflagged ON report_index (recorded_at) WHERE seq = 0;
+CREATE TABLE IF NOT EXISTS report_index_expiry (
+  n INTEGER PRIMARY KEY, recorded_at INTEGER NOT NULL, service_id TEXT NOT NULL,
+  report_id TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS stats_pending (
   service_id TEXT NOT NULL, day TEXT NOT NULL, surface TEXT NOT NULL, reason TEXT NOT NULL,
   reports INTEGER NOT NULL, flagged INTEGER NOT NULL,
@@ -404,6 +406,31 @@ class SqliteBackend : public LedgerBackend {
       if (!s.ok()) {
         if (!sqlite3_get_autocommit(write_db_)) (void)Exec(write_db_, "ROLLBACK");
         return Status::DataLoss("cannot carry " + path_ + " forward (tree nodes): " + s.message());
+      }
+    }
+    {
+      // Reports that matched nothing were found for retention through a
+      // partial index on report_index (recorded_at): ordered by time, then
+      // by id, so each commit's few rows went to as many pages of it. They
+      // are now listed in the order they were indexed (report_index_expiry,
+      // appended to at its end).
+      Stmt st(write_db_,
+              "SELECT 1 FROM sqlite_schema WHERE type = 'index' AND name = "
+              "'report_index_unflagged'");
+      if (!st.ok()) return Error(write_db_, "reading the schema");
+      if (st.Step() == SQLITE_ROW) {
+        st.Reset();
+        Status s = Exec(write_db_,
+                        "BEGIN IMMEDIATE; DELETE FROM report_index_expiry; "
+                        "INSERT INTO report_index_expiry (recorded_at, service_id, report_id) "
+                        "SELECT recorded_at, service_id, report_id FROM report_index WHERE seq = 0 "
+                        "ORDER BY recorded_at; "
+                        "DROP INDEX report_index_unflagged; COMMIT;");
+        if (!s.ok()) {
+          if (!sqlite3_get_autocommit(write_db_)) (void)Exec(write_db_, "ROLLBACK");
+          return Status::DataLoss("cannot carry " + path_ +
+                                  " forward (report index): " + s.message());
+        }
       }
     }
     // Tables derived from events are derived again, by the shared code,
@@ -1194,6 +1221,9 @@ class SqliteBackend : public LedgerBackend {
           report(db,
                  "INSERT INTO report_index (service_id, report_id, digest, seq, recorded_at, "
                  "ruleset_version) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"),
+          expiry(db,
+                 "INSERT INTO report_index_expiry (recorded_at, service_id, report_id) VALUES "
+                 "(?, ?, ?)"),
           ob_open(db,
                   "INSERT OR IGNORE INTO obligations (obligation_id, service_id, report_id, "
                   "duty_id, rule_id, deadline, received_at, record_grace, sweep_at, opened_seq, "
@@ -1214,16 +1244,16 @@ class SqliteBackend : public LedgerBackend {
                 "INSERT INTO counters (name, value) VALUES ('clock', ?) ON CONFLICT (name) DO "
                 "UPDATE SET value = max(value, excluded.value)") {}
     std::vector<Stmt*> all() {
-      return {&ins,        &node,       &breach,    &finding, &member,
-              &finding_ev, &ob_ev,      &report,    &ob_open, &ob_action,
-              &ob_decide,  &ob_finding, &key_event, &counter, &clock};
+      return {&ins,        &node,      &breach,  &finding, &member,    &finding_ev,
+              &ob_ev,      &report,    &expiry,  &ob_open, &ob_action, &ob_decide,
+              &ob_finding, &key_event, &counter, &clock};
     }
     bool ok() {
       for (Stmt* st : all())
         if (!st->ok()) return false;
       return true;
     }
-    Stmt ins, node, breach, finding, member, finding_ev, ob_ev, report, ob_open, ob_action,
+    Stmt ins, node, breach, finding, member, finding_ev, ob_ev, report, expiry, ob_open, ob_action,
         ob_decide, ob_finding, key_event, counter, clock;
   };
 
@@ -1287,7 +1317,13 @@ class SqliteBackend : public LedgerBackend {
     Stmt& st = write_statements_->report;
     st.Bind(1, service_id).Bind(2, report_id).Bind(3, digest);
     st.Bind(4, static_cast<int64_t>(seq)).Bind(5, recorded_at).Bind(6, ruleset_version);
-    return Done(st);
+    if (!Done(st)) return false;
+    if (seq != 0 || sqlite3_changes(write_db_) != 1) return true;
+    // A report that matched nothing, kept for retention: listed in the
+    // order indexed, so that one commit's rows share a page.
+    Stmt& expiry = write_statements_->expiry;
+    expiry.Bind(1, recorded_at).Bind(2, service_id).Bind(3, report_id);
+    return Done(expiry);
   }
 
   // Stores what Derive computed. REQUIRES: a write transaction is open.
@@ -1487,13 +1523,32 @@ class SqliteBackend : public LedgerBackend {
       }
     }
     if (w.extras.prune_unflagged_before) {
-      Stmt& prune = Writer(
-          "DELETE FROM report_index WHERE (service_id, report_id) IN (SELECT service_id, "
-          "report_id FROM report_index WHERE seq = 0 AND recorded_at < ? LIMIT ?)");
-      prune.Bind(1, w.extras.prune_unflagged_before)
-          .Bind(2, static_cast<int64_t>(w.extras.prune_limit));
-      if (!Done(prune)) return Error(write_db_, "pruning the report index");
-      if (w.pruned) *w.pruned = static_cast<size_t>(sqlite3_changes(write_db_));
+      // The oldest rows, in the order indexed, up to the first one still
+      // within retention (a clock that went back only delays the rest).
+      Stmt& head = Writer(
+          "SELECT n, recorded_at, service_id, report_id FROM report_index_expiry ORDER BY n "
+          "LIMIT ?");
+      head.Bind(1, static_cast<int64_t>(w.extras.prune_limit));
+      std::vector<std::pair<std::string, std::string>> expired;
+      int64_t last = 0;
+      int rc;
+      while ((rc = head.Step()) == SQLITE_ROW && head.Int(1) < w.extras.prune_unflagged_before) {
+        last = head.Int(0);
+        expired.emplace_back(head.Text(2), head.Text(3));
+      }
+      head.Reset();
+      if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return Error(write_db_, "pruning the report index");
+      Stmt& prune =
+          Writer("DELETE FROM report_index WHERE service_id = ? AND report_id = ? AND seq = 0");
+      for (const auto& [service, report] : expired) {
+        prune.Bind(1, service).Bind(2, report);
+        if (!Done(prune)) return Error(write_db_, "pruning the report index");
+      }
+      Stmt& done = Writer("DELETE FROM report_index_expiry WHERE n <= ?");
+      done.Bind(1, last);
+      if (!expired.empty() && !Done(done)) return Error(write_db_, "pruning the report index");
+      if (w.pruned) *w.pruned = expired.size();
     }
     return Status::Ok();
   }

@@ -316,6 +316,63 @@ TEST_F(LedgerTest, CheckpointsSignedBeforeNotesKeepVerifying) {
   EXPECT_NE(r.message.find("signature is not valid"), std::string::npos) << r.message;
 }
 
+// Reports that matched nothing leave the index oldest first, a bounded
+// number at a time, and never before their retention; flagged reports
+// never. A ledger that found them through the older partial index is
+// carried forward on its first writable open.
+TEST_F(LedgerTest, UnflaggedReportsExpireOldestFirstAlsoInALedgerCarriedForward) {
+  if (url_.rfind("sqlite", 0) != 0) GTEST_SKIP() << "the SQLite ledger's own schema";
+  auto index = [](Ledger& l, const std::string& id, int64_t at, uint64_t seq = 0) {
+    BatchExtras extras;
+    extras.reports.push_back({"svc", id, "digest-" + id, seq, at, "v1"});
+    std::vector<v1::LedgerEvent> none;
+    ASSERT_TRUE(l.Enqueue(&none, std::move(extras))->Wait().ok());
+  };
+  auto found = [](Ledger& l, const std::string& id) {
+    ReportIndexRow r;
+    bool f = false;
+    EXPECT_TRUE(l.backend().LookupReport("svc", id, &r, &f).ok());
+    return f;
+  };
+  {
+    auto l = OpenLedger();
+    index(*l, "flagged", 0, 7);
+    for (int i = 0; i < 10; ++i) index(*l, "a" + std::to_string(i), 1000 + i);
+  }
+  Sql("DROP TABLE report_index_expiry; "
+      "CREATE INDEX report_index_unflagged ON report_index (recorded_at) WHERE seq = 0;");
+  auto l = OpenLedger();
+  ASSERT_TRUE(l);
+  using carewatch::testing::LedgerQuery;
+  EXPECT_EQ(LedgerQuery(url_, "SELECT COUNT(*) FROM report_index_expiry"),
+            std::vector<std::string>{"10"});
+  EXPECT_EQ(
+      LedgerQuery(url_, "SELECT COUNT(*) FROM sqlite_schema WHERE name = 'report_index_unflagged'"),
+      std::vector<std::string>{"0"});
+  size_t deleted = 0;
+  ASSERT_TRUE(l->PruneUnflagged(1005, 3, &deleted).ok());
+  EXPECT_EQ(deleted, 3u) << "at most the limit";
+  EXPECT_FALSE(found(*l, "a2"));
+  EXPECT_TRUE(found(*l, "a3"));
+  ASSERT_TRUE(l->PruneUnflagged(1005, 100, &deleted).ok());
+  EXPECT_EQ(deleted, 2u) << "only those recorded before the cut";
+  EXPECT_FALSE(found(*l, "a4"));
+  EXPECT_TRUE(found(*l, "a5"));
+  // Recorded after a5..a9 but with an earlier time (the clock went back):
+  // it waits behind them.
+  index(*l, "b", 999);
+  ASSERT_TRUE(l->PruneUnflagged(1007, 100, &deleted).ok());
+  EXPECT_EQ(deleted, 2u);
+  EXPECT_TRUE(found(*l, "b"));
+  ASSERT_TRUE(l->PruneUnflagged(2000, 100, &deleted).ok());
+  EXPECT_EQ(deleted, 4u);
+  EXPECT_FALSE(found(*l, "a9"));
+  EXPECT_FALSE(found(*l, "b"));
+  EXPECT_TRUE(found(*l, "flagged"));
+  EXPECT_EQ(LedgerQuery(url_, "SELECT COUNT(*) FROM report_index_expiry"),
+            std::vector<std::string>{"0"});
+}
+
 // Reports indexed before a restart are found after it, through the filter
 // of indexed ids the SQLite ledger rebuilds in the background at start; a
 // report never indexed is answered by the filter, without reading the
