@@ -94,6 +94,17 @@ std::string Metrics::Render(const Gauges& g) const {
       "failure.");
   line("# TYPE carewatch_ledger_write_retries_total counter");
   line("carewatch_ledger_write_retries_total " + std::to_string(g.ledger_write_retries));
+  line(
+      "# HELP carewatch_report_lookups_total Idempotency lookups of submitted reports, by what "
+      "answered: the in-memory filter of indexed ids (a report never seen) or the index.");
+  line("# TYPE carewatch_report_lookups_total counter");
+  line("carewatch_report_lookups_total{answer=\"filter\"} " + std::to_string(g.lookups_filtered));
+  line("carewatch_report_lookups_total{answer=\"index\"} " + std::to_string(g.lookups_read));
+  line(
+      "# HELP carewatch_report_filter_ready Whether the filter of indexed report ids holds every "
+      "id and answers lookups (SQLite ledgers, once its scan at start is done).");
+  line("# TYPE carewatch_report_filter_ready gauge");
+  line(std::string("carewatch_report_filter_ready ") + (g.lookup_filter_ready ? "1" : "0"));
   line("# HELP carewatch_ruleset_info The rule set serving.");
   line("# TYPE carewatch_ruleset_info gauge");
   line("carewatch_ruleset_info{version=\"" + g.ruleset_version + "\"} 1");

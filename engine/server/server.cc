@@ -371,6 +371,10 @@ Status Server::Listen() {
         auto c = st->engine->counts();
         g.ledger_size = st->ledger->size();
         g.ledger_write_retries = st->ledger->write_retries();
+        const ledger::LedgerBackend::LookupStats lookups = st->ledger->backend().lookup_stats();
+        g.lookups_filtered = lookups.filtered;
+        g.lookups_read = lookups.read;
+        g.lookup_filter_ready = lookups.filter_ready;
         g.open = c.open;
         g.met = c.met;
         g.discharged = c.discharged;

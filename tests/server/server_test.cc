@@ -497,6 +497,57 @@ TEST_F(ServerTest, EvaluateIsIdempotentAndActionsMeetObligations) {
   EXPECT_EQ(resp.obligations(0).actions_outstanding_size(), 0);
 }
 
+// A report never seen is found new by the filter of indexed ids, without
+// reading the index; a retry after a restart, by the index, once the
+// restarted carewatchd's filter has every id again: the same verdict, and
+// other content under the same id is refused.
+TEST_F(ServerTest, NewReportsSkipTheIndexAndRetriesAcrossARestartAreFoundInIt) {
+  if (carewatch::testing::OnPostgres()) GTEST_SKIP() << "the SQLite ledger's filter of report ids";
+  auto metric = [&](const std::string& name) -> int64_t {
+    std::string m = daemon_->Metrics();
+    size_t at = m.find("\n" + name + " ");
+    return at == std::string::npos ? -1 : std::stoll(m.substr(at + name.size() + 2));
+  };
+  auto wait_ready = [&] {
+    for (int i = 0; i < 500 && metric("carewatch_report_filter_ready") != 1; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    return metric("carewatch_report_filter_ready") == 1;
+  };
+  const std::string filter = "carewatch_report_lookups_total{answer=\"filter\"}";
+  const std::string index = "carewatch_report_lookups_total{answer=\"index\"}";
+  const int64_t at = Now();
+  auto quiet = [&](const std::string& id, const std::string& text = "a question about billing") {
+    v1::ContentReport r = Flaggable(id, "svc-a", at);
+    r.set_reporter_type("user");
+    r.set_reason("spam");
+    r.set_content_type("text");
+    r.set_text(text);
+    return r;
+  };
+  StartDaemon();
+  ASSERT_TRUE(wait_ready());
+  const int64_t filtered = metric(filter), read = metric(index);
+  for (int i = 0; i < 5; ++i) {
+    v1::EvaluateResponse resp;
+    ASSERT_TRUE(Evaluate(platform_a_, quiet("q-" + std::to_string(i)), &resp).ok());
+    ASSERT_EQ(resp.verdict().flags_size(), 0);
+  }
+  EXPECT_EQ(metric(filter), filtered + 5);
+  EXPECT_EQ(metric(index), read);
+  daemon_->Kill(SIGTERM);
+  StartDaemon();
+  ASSERT_TRUE(wait_ready());
+  ASSERT_EQ(metric(index), 0) << "counted since start";
+  v1::EvaluateResponse again;
+  ASSERT_TRUE(Evaluate(platform_a_, quiet("q-0"), &again).ok());
+  EXPECT_EQ(again.verdict().flags_size(), 0);
+  EXPECT_EQ(again.verdict().ledger_seq(), 0u);
+  grpc::Status other = Evaluate(platform_a_, quiet("q-1", "other words"));
+  EXPECT_EQ(other.error_code(), grpc::StatusCode::ALREADY_EXISTS) << other.error_message();
+  EXPECT_EQ(metric(index), 2);
+  EXPECT_EQ(metric(filter), 0);
+}
+
 TEST_F(ServerTest, MalformedAndOversizedRequestsNameTheField) {
   StartDaemon();
   v1::ContentReport r = Flaggable("big", "svc-a");
