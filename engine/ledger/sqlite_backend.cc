@@ -379,6 +379,15 @@ class SqliteBackend : public LedgerBackend {
     return by_pos;
   }
 
+  // Runs `sql` in one write transaction: all of it or, on failure, none
+  // (DataLoss naming `what`).
+  Status CarryForward(const char* what, const std::string& sql) {
+    Status s = Exec(write_db_, ("BEGIN IMMEDIATE; " + sql + " COMMIT;").c_str());
+    if (s.ok()) return s;
+    if (!sqlite3_get_autocommit(write_db_)) (void)Exec(write_db_, "ROLLBACK");
+    return Status::DataLoss("cannot carry " + path_ + " forward (" + what + "): " + s.message());
+  }
+
   // Columns added since the first schema, for ledgers written before them.
   Status Migrate() {
     bool has_note = false;
@@ -395,18 +404,16 @@ class SqliteBackend : public LedgerBackend {
       // Subtrees were keyed by (level, idx): each level's new nodes went to
       // a page of their own, a dozen or more pages written by every commit.
       // Keyed by where they end, one batch's nodes are neighbours.
-      Status s = Exec(write_db_,
-                      "BEGIN IMMEDIATE; "
-                      "CREATE TABLE tree_nodes_by_pos (pos INTEGER NOT NULL, level INTEGER NOT "
-                      "NULL, hash BLOB NOT NULL, PRIMARY KEY (pos, level)) WITHOUT ROWID; "
-                      "INSERT INTO tree_nodes_by_pos (pos, level, hash) "
-                      "SELECT (idx + 1) << level, level, hash FROM tree_nodes ORDER BY 1, 2; "
-                      "DROP TABLE tree_nodes; "
-                      "ALTER TABLE tree_nodes_by_pos RENAME TO tree_nodes; COMMIT;");
-      if (!s.ok()) {
-        if (!sqlite3_get_autocommit(write_db_)) (void)Exec(write_db_, "ROLLBACK");
-        return Status::DataLoss("cannot carry " + path_ + " forward (tree nodes): " + s.message());
-      }
+      Status s = CarryForward("tree nodes",
+                              "CREATE TABLE tree_nodes_by_pos (pos INTEGER NOT NULL, level "
+                              "INTEGER NOT NULL, hash BLOB NOT NULL, PRIMARY KEY (pos, level)) "
+                              "WITHOUT ROWID; "
+                              "INSERT INTO tree_nodes_by_pos (pos, level, hash) "
+                              "SELECT (idx + 1) << level, level, hash FROM tree_nodes "
+                              "ORDER BY 1, 2; "
+                              "DROP TABLE tree_nodes; "
+                              "ALTER TABLE tree_nodes_by_pos RENAME TO tree_nodes;");
+      if (!s.ok()) return s;
     }
     {
       // Reports that matched nothing were found for retention through a
@@ -420,17 +427,14 @@ class SqliteBackend : public LedgerBackend {
       if (!st.ok()) return Error(write_db_, "reading the schema");
       if (st.Step() == SQLITE_ROW) {
         st.Reset();
-        Status s = Exec(write_db_,
-                        "BEGIN IMMEDIATE; DELETE FROM report_index_expiry; "
-                        "INSERT INTO report_index_expiry (recorded_at, service_id, report_id) "
-                        "SELECT recorded_at, service_id, report_id FROM report_index WHERE seq = 0 "
-                        "ORDER BY recorded_at; "
-                        "DROP INDEX report_index_unflagged; COMMIT;");
-        if (!s.ok()) {
-          if (!sqlite3_get_autocommit(write_db_)) (void)Exec(write_db_, "ROLLBACK");
-          return Status::DataLoss("cannot carry " + path_ +
-                                  " forward (report index): " + s.message());
-        }
+        Status s = CarryForward(
+            "report index",
+            "DELETE FROM report_index_expiry; "
+            "INSERT INTO report_index_expiry (recorded_at, service_id, report_id) "
+            "SELECT recorded_at, service_id, report_id FROM report_index WHERE seq = 0 "
+            "ORDER BY recorded_at; "
+            "DROP INDEX report_index_unflagged;");
+        if (!s.ok()) return s;
       }
     }
     // Tables derived from events are derived again, by the shared code,
