@@ -382,6 +382,15 @@ void Ledger::WriterLoop() {
         }
         continue;
       }
+      if (queue_.size() < kGatherBelow) {
+        // A small batch: let the threads that are ready to queue something
+        // (on a busy machine, waiting for a CPU behind this one) do so first,
+        // so that one commit carries their reports too. On an idle machine
+        // the yield returns at once.
+        lock.unlock();
+        std::this_thread::yield();
+        lock.lock();
+      }
       batch.swap(queue_);
     }
     bool force = false;

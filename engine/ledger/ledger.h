@@ -381,6 +381,9 @@ class Ledger {
 
  private:
   Ledger() = default;
+  // Below this many queued tickets the writer yields its CPU once before
+  // taking them (WriterLoop).
+  static constexpr size_t kGatherBelow = 16;
   void WriterLoop();
   // Finishes the tickets of written batches, in order (see to_finish_).
   void FinisherLoop();
