@@ -340,18 +340,35 @@ class SqliteBackend : public LedgerBackend {
       if (sqlite3_open_v2(path_.c_str(), &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
                           nullptr) == SQLITE_OK) {
         sqlite3_busy_timeout(db, 10000);
-        Stmt st(db, "SELECT service_id, report_id FROM report_index");
+        // In key order, kScanChunk rows per statement: each chunk is a read
+        // transaction of its own, so the scan never holds up the writer's
+        // WAL restart (Maintain) for longer than one chunk. A row indexed
+        // meanwhile is added by the writer; one there all along is in the
+        // chunk that covers its key.
+        Stmt st(db,
+                "SELECT service_id, report_id FROM report_index WHERE (service_id, report_id) > "
+                "(?1, ?2) ORDER BY service_id, report_id LIMIT ?3");
+        std::string service, report;
         int rc = SQLITE_ERROR;
-        while (st.ok() && !stop_scan_.load(std::memory_order_relaxed) &&
-               (rc = st.Step()) == SQLITE_ROW) {
-          auto text = [&](int col) {
-            const char* p = reinterpret_cast<const char*>(sqlite3_column_text(st.get(), col));
-            return std::string_view(p ? p : "",
-                                    static_cast<size_t>(sqlite3_column_bytes(st.get(), col)));
-          };
-          filter_->Add(text(0), text(1));
+        for (bool more = st.ok(); more && !stop_scan_.load(std::memory_order_relaxed);) {
+          st.Bind(1, service).Bind(2, report).Bind(3, kScanChunk);
+          int64_t rows = 0;
+          while ((rc = st.Step()) == SQLITE_ROW) {
+            // With their lengths: an id may hold any byte, NUL included.
+            auto text = [&](int col) {
+              const char* p = reinterpret_cast<const char*>(sqlite3_column_text(st.get(), col));
+              return std::string(p ? p : "",
+                                 static_cast<size_t>(sqlite3_column_bytes(st.get(), col)));
+            };
+            service = text(0);
+            report = text(1);
+            filter_->Add(service, report);
+            ++rows;
+          }
+          st.Reset();
+          more = rc == SQLITE_DONE && rows == kScanChunk;
         }
-        done = rc == SQLITE_DONE;
+        done = rc == SQLITE_DONE && !stop_scan_.load(std::memory_order_relaxed);
       }
       // Not done (stopped, or the index could not be read): lookups keep
       // reading the index, as they would without a filter.
@@ -1584,6 +1601,7 @@ class SqliteBackend : public LedgerBackend {
   std::array<Lookup, kLookups> lookups_;
   std::unique_ptr<ReportFilter> filter_;  // writable backends only
   std::thread filter_scan_;
+  static constexpr int64_t kScanChunk = 10000;  // rows per read transaction of the scan
   std::atomic<bool> stop_scan_{false};
   std::atomic<uint64_t> lookups_filtered_{0}, lookups_read_{0};
   std::atomic<size_t> next_lookup_{0};

@@ -397,14 +397,25 @@ TEST_F(LedgerTest, IndexedReportsAreFoundAcrossARestartAndNewOnesWithoutReadingT
     EXPECT_TRUE(b.LookupReport("svc", id, row ? row : &r, &f).ok());
     return f;
   };
+  const std::string nul_id("nul\0id", 6);
   {
     auto l = OpenLedger();
     for (int i = 0; i < 300; ++i) index(*l, "old-" + std::to_string(i));
+    index(*l, nul_id);
+    // More than one of the start-up scan's chunks (10,000 rows each).
+    BatchExtras extras;
+    for (int i = 0; i < 10050; ++i)
+      extras.reports.push_back({"svc", "bulk-" + std::to_string(i), "d", 0, 1767607200, "v1"});
+    std::vector<v1::LedgerEvent> none;
+    ASSERT_TRUE(l->Enqueue(&none, std::move(extras))->Wait().ok());
   }
   auto l = OpenLedger();
   ASSERT_TRUE(l);
   LedgerBackend& b = l->backend();
   ASSERT_TRUE(wait_ready(b));
+  for (int i = 0; i < 10050; ++i) ASSERT_TRUE(found(b, "bulk-" + std::to_string(i))) << i;
+  EXPECT_TRUE(found(b, nul_id)) << "an id is all its bytes";
+  EXPECT_FALSE(found(b, "nul"));
   const LedgerBackend::LookupStats before = b.lookup_stats();
   for (int i = 0; i < 300; ++i) {
     ReportIndexRow row;
