@@ -48,7 +48,6 @@ class ReportFilter {
   void MarkComplete() { complete_.store(true, std::memory_order_release); }
 
   uint64_t added() const { return added_.load(std::memory_order_relaxed); }
-  size_t bytes() const { return blocks_ * 64; }
 
  private:
   struct Probe {

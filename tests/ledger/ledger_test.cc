@@ -62,6 +62,21 @@ class LedgerTest : public ::testing::Test {
     }
   }
 
+  // Indexes report `id` of service "svc" (unflagged unless `seq`), durably.
+  void IndexReport(Ledger& l, const std::string& id, int64_t at = 1767607200, uint64_t seq = 0) {
+    BatchExtras extras;
+    extras.reports.push_back({"svc", id, "digest-" + id, seq, at, "v1"});
+    std::vector<v1::LedgerEvent> none;
+    ASSERT_TRUE(l.Enqueue(&none, std::move(extras))->Wait().ok());
+  }
+  // Whether the index holds report `id` of service "svc" (its row in `row`).
+  static bool Indexed(LedgerBackend& b, const std::string& id, ReportIndexRow* row = nullptr) {
+    ReportIndexRow r;
+    bool f = false;
+    EXPECT_TRUE(b.LookupReport("svc", id, row ? row : &r, &f).ok());
+    return f;
+  }
+
   void Sql(const std::string& sql, const std::vector<carewatch::testing::SqlArg>& args = {}) {
     carewatch::testing::LedgerSql(url_, sql, args);
   }
@@ -322,22 +337,10 @@ TEST_F(LedgerTest, CheckpointsSignedBeforeNotesKeepVerifying) {
 // carried forward on its first writable open.
 TEST_F(LedgerTest, UnflaggedReportsExpireOldestFirstAlsoInALedgerCarriedForward) {
   if (url_.rfind("sqlite", 0) != 0) GTEST_SKIP() << "the SQLite ledger's own schema";
-  auto index = [](Ledger& l, const std::string& id, int64_t at, uint64_t seq = 0) {
-    BatchExtras extras;
-    extras.reports.push_back({"svc", id, "digest-" + id, seq, at, "v1"});
-    std::vector<v1::LedgerEvent> none;
-    ASSERT_TRUE(l.Enqueue(&none, std::move(extras))->Wait().ok());
-  };
-  auto found = [](Ledger& l, const std::string& id) {
-    ReportIndexRow r;
-    bool f = false;
-    EXPECT_TRUE(l.backend().LookupReport("svc", id, &r, &f).ok());
-    return f;
-  };
   {
     auto l = OpenLedger();
-    index(*l, "flagged", 0, 7);
-    for (int i = 0; i < 10; ++i) index(*l, "a" + std::to_string(i), 1000 + i);
+    IndexReport(*l, "flagged", 0, 7);
+    for (int i = 0; i < 10; ++i) IndexReport(*l, "a" + std::to_string(i), 1000 + i);
   }
   Sql("DROP TABLE report_index_expiry; "
       "CREATE INDEX report_index_unflagged ON report_index (recorded_at) WHERE seq = 0;");
@@ -352,23 +355,23 @@ TEST_F(LedgerTest, UnflaggedReportsExpireOldestFirstAlsoInALedgerCarriedForward)
   size_t deleted = 0;
   ASSERT_TRUE(l->PruneUnflagged(1005, 3, &deleted).ok());
   EXPECT_EQ(deleted, 3u) << "at most the limit";
-  EXPECT_FALSE(found(*l, "a2"));
-  EXPECT_TRUE(found(*l, "a3"));
+  EXPECT_FALSE(Indexed(l->backend(), "a2"));
+  EXPECT_TRUE(Indexed(l->backend(), "a3"));
   ASSERT_TRUE(l->PruneUnflagged(1005, 100, &deleted).ok());
   EXPECT_EQ(deleted, 2u) << "only those recorded before the cut";
-  EXPECT_FALSE(found(*l, "a4"));
-  EXPECT_TRUE(found(*l, "a5"));
+  EXPECT_FALSE(Indexed(l->backend(), "a4"));
+  EXPECT_TRUE(Indexed(l->backend(), "a5"));
   // Recorded after a5..a9 but with an earlier time (the clock went back):
   // it waits behind them.
-  index(*l, "b", 999);
+  IndexReport(*l, "b", 999);
   ASSERT_TRUE(l->PruneUnflagged(1007, 100, &deleted).ok());
   EXPECT_EQ(deleted, 2u);
-  EXPECT_TRUE(found(*l, "b"));
+  EXPECT_TRUE(Indexed(l->backend(), "b"));
   ASSERT_TRUE(l->PruneUnflagged(2000, 100, &deleted).ok());
   EXPECT_EQ(deleted, 4u);
-  EXPECT_FALSE(found(*l, "a9"));
-  EXPECT_FALSE(found(*l, "b"));
-  EXPECT_TRUE(found(*l, "flagged"));
+  EXPECT_FALSE(Indexed(l->backend(), "a9"));
+  EXPECT_FALSE(Indexed(l->backend(), "b"));
+  EXPECT_TRUE(Indexed(l->backend(), "flagged"));
   EXPECT_EQ(LedgerQuery(url_, "SELECT COUNT(*) FROM report_index_expiry"),
             std::vector<std::string>{"0"});
 }
@@ -380,28 +383,16 @@ TEST_F(LedgerTest, UnflaggedReportsExpireOldestFirstAlsoInALedgerCarriedForward)
 // found too.
 TEST_F(LedgerTest, IndexedReportsAreFoundAcrossARestartAndNewOnesWithoutReadingTheIndex) {
   if (url_.rfind("sqlite", 0) != 0) GTEST_SKIP() << "the SQLite ledger's filter of report ids";
-  auto index = [](Ledger& l, const std::string& id) {
-    BatchExtras extras;
-    extras.reports.push_back({"svc", id, "digest-" + id, 0, 1767607200, "v1"});
-    std::vector<v1::LedgerEvent> none;
-    ASSERT_TRUE(l.Enqueue(&none, std::move(extras))->Wait().ok());
-  };
   auto wait_ready = [](LedgerBackend& b) {
     for (int i = 0; i < 1000 && !b.lookup_stats().filter_ready; ++i)
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     return b.lookup_stats().filter_ready;
   };
-  auto found = [](LedgerBackend& b, const std::string& id, ReportIndexRow* row = nullptr) {
-    ReportIndexRow r;
-    bool f = false;
-    EXPECT_TRUE(b.LookupReport("svc", id, row ? row : &r, &f).ok());
-    return f;
-  };
   const std::string nul_id("nul\0id", 6);
   {
     auto l = OpenLedger();
-    for (int i = 0; i < 300; ++i) index(*l, "old-" + std::to_string(i));
-    index(*l, nul_id);
+    for (int i = 0; i < 300; ++i) IndexReport(*l, "old-" + std::to_string(i));
+    IndexReport(*l, nul_id);
     // More than one of the start-up scan's chunks (10,000 rows each).
     BatchExtras extras;
     for (int i = 0; i < 10050; ++i)
@@ -413,23 +404,23 @@ TEST_F(LedgerTest, IndexedReportsAreFoundAcrossARestartAndNewOnesWithoutReadingT
   ASSERT_TRUE(l);
   LedgerBackend& b = l->backend();
   ASSERT_TRUE(wait_ready(b));
-  for (int i = 0; i < 10050; ++i) ASSERT_TRUE(found(b, "bulk-" + std::to_string(i))) << i;
-  EXPECT_TRUE(found(b, nul_id)) << "an id is all its bytes";
-  EXPECT_FALSE(found(b, "nul"));
+  for (int i = 0; i < 10050; ++i) ASSERT_TRUE(Indexed(b, "bulk-" + std::to_string(i))) << i;
+  EXPECT_TRUE(Indexed(b, nul_id)) << "an id is all its bytes";
+  EXPECT_FALSE(Indexed(b, "nul"));
   const LedgerBackend::LookupStats before = b.lookup_stats();
   for (int i = 0; i < 300; ++i) {
     ReportIndexRow row;
-    ASSERT_TRUE(found(b, "old-" + std::to_string(i), &row)) << i;
+    ASSERT_TRUE(Indexed(b, "old-" + std::to_string(i), &row)) << i;
     EXPECT_EQ(row.digest, "digest-old-" + std::to_string(i));
   }
-  for (int i = 0; i < 300; ++i) EXPECT_FALSE(found(b, "new-" + std::to_string(i)));
+  for (int i = 0; i < 300; ++i) EXPECT_FALSE(Indexed(b, "new-" + std::to_string(i)));
   const LedgerBackend::LookupStats after = b.lookup_stats();
   // Every indexed id is read from the index; nearly every new one is not
   // (the filter's false positives are about 1 in 10^6 at this size).
   EXPECT_GE(after.read - before.read, 300u);
   EXPECT_GE(after.filtered - before.filtered, 295u);
-  index(*l, "later");
-  EXPECT_TRUE(found(b, "later"));
+  IndexReport(*l, "later");
+  EXPECT_TRUE(Indexed(b, "later"));
   // Another service's report of the same id is another report.
   ReportIndexRow r;
   bool other = true;
