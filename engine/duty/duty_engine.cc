@@ -717,10 +717,12 @@ Status DutyEngine::Once(
         Status h = ledger_->health();
         if (!h.ok()) return h;
       }
-      auto in = inflight_.find(key);
-      if (in != inflight_.end()) {
-        other = in->second;
-      } else {
+      {
+        std::lock_guard<std::mutex> in_lock(inflight_mu_);
+        auto in = inflight_.find(key);
+        if (in != inflight_.end()) other = in->second;
+      }
+      if (!other) {
         auto it = reports_.find(key);
         if (it != reports_.end()) {
           return Retry(key, digest, it->second.digest, it->second.verdict, verdict,
@@ -734,6 +736,7 @@ Status DutyEngine::Once(
         }
         mine = std::make_shared<Inflight>();
         mine->digest = digest;
+        std::lock_guard<std::mutex> in_lock(inflight_mu_);
         inflight_[key] = mine;
       }
     }
@@ -758,7 +761,7 @@ Status DutyEngine::Once(
       mine->done = true;
     }
     mine->cv.notify_all();
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<std::mutex> lock(inflight_mu_);
     inflight_.erase(key);
   };
   if (s.ok() && ticket) {

@@ -276,6 +276,11 @@ class DutyEngine {
   // forgotten once the ledger holds them.
   std::deque<std::pair<uint64_t, Key>> retire_;
   std::vector<Key> to_retire_;  // decided in the command being built
+  // Submissions in flight. Its own lock (taken inside mu_, never the other
+  // way round): a submission's end may run on the ledger's finisher thread
+  // (Pending::Then), which must not wait for mu_, whose holders may be
+  // waiting for the ledger (Activate flushes it).
+  std::mutex inflight_mu_;
   std::map<Key, std::shared_ptr<Inflight>> inflight_;
   // Digests of unflagged reports: without a ledger, or not waiting for
   // durability (batch jobs); otherwise the ledger's report index holds them.
@@ -316,6 +321,22 @@ class DutyEngine::Pending {
       finish_(status_);
     }
     return status_;
+  }
+  // Instead of Wait: runs `then` with the same outcome once the report is
+  // durable, without a thread waiting for it (on the ledger's finisher
+  // thread, or on this one at once if the outcome is known). `then` must
+  // not block (Ledger::Ticket::OnDone). Call at most once, not with Wait.
+  void Then(std::function<void(const Status&)> then) {
+    if (done_) {
+      then(status_);
+      return;
+    }
+    done_ = true;
+    std::shared_ptr<ledger::Ledger::Ticket> ticket = std::move(ticket_);
+    ticket->OnDone([finish = std::move(finish_), then = std::move(then)](const Status& s) {
+      finish(s);
+      then(s);
+    });
   }
 
  private:

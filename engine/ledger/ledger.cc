@@ -72,14 +72,28 @@ std::string CheckpointSignedText(uint64_t tree_size, const Hash& root, int64_t t
 }
 
 void Ledger::Ticket::Finish(const Status& s) {
+  std::vector<std::function<void(const Status&)>> callbacks;
   {
     std::lock_guard<std::mutex> lock(mu);
     status = s;
     done = true;
+    callbacks.swap(then);
   }
   // Outside the lock, so that the woken waiter does not block on it again.
   // The writer's batch holds the ticket until this returns.
   cv.notify_all();
+  for (auto& c : callbacks) c(s);
+}
+
+void Ledger::Ticket::OnDone(std::function<void(const Status&)> callback) {
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    if (!done) {
+      then.push_back(std::move(callback));
+      return;
+    }
+  }
+  callback(status);  // done: status no longer changes
 }
 
 Status Ledger::Ticket::Wait() {

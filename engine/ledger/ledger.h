@@ -446,6 +446,12 @@ class Ledger::Ticket {
   // Blocks until the ticket's batch is durable or failed; any number of
   // threads may wait, any number of times.
   Status Wait();
+  // Runs `then` with the outcome once the batch is durable or failed: at
+  // once on this thread if it already is, else on the ledger's finisher
+  // thread. `then` must not block nor wait for the ledger (a Flush, another
+  // ticket): the finisher finishes every later batch, so waiting there
+  // would wait for itself.
+  void OnDone(std::function<void(const Status&)> then);
 
  private:
   friend class Ledger;
@@ -457,6 +463,7 @@ class Ledger::Ticket {
   std::condition_variable cv;
   bool done = false;
   Status status;
+  std::vector<std::function<void(const Status&)>> then;
   void Finish(const Status& s);
 };
 

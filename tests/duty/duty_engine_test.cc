@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <condition_variable>
 #include <filesystem>
+#include <mutex>
 #include <random>
 #include <thread>
 
@@ -666,6 +668,32 @@ TEST(DutyEngineDurable, IdempotencySurvivesARestartUnflaggedReportsIncluded) {
 
 using carewatch::testing::WriteLockHolder;
 
+// An engine serving Pack() on a fresh durable ledger whose writer waits up
+// to `busy_ms` for a write lock held elsewhere before it retries.
+struct DurableEngine {
+  DurableEngine(const std::string& name, int busy_ms) : dir(TempDir(name)) {
+    lo.url = carewatch::testing::FreshLedgerUrl(dir);
+    lo.signing_key_path = dir + "/ledger.key";
+    lo.busy_timeout_ms = busy_ms;
+    EXPECT_TRUE(ledger::Ledger::Open(lo, &l).ok());
+    DutyEngineOptions options;
+    options.hmac_key = "k";
+    options.now = [] { return kT0; };
+    engine = std::make_unique<DutyEngine>(l.get(), options);
+    EXPECT_TRUE(engine->Recover().ok());
+    EXPECT_TRUE(engine->Activate(LoadEvaluator(Pack())).ok());
+  }
+  ~DurableEngine() {
+    engine.reset();
+    l.reset();
+    std::filesystem::remove_all(dir);
+  }
+  std::string dir;
+  ledger::LedgerOptions lo;
+  std::unique_ptr<ledger::Ledger> l;
+  std::unique_ptr<DutyEngine> engine;
+};
+
 // Submits r1 on one thread and, once it waits for the ledger, its retry on
 // another; returns both outcomes.
 void SubmitAndRetry(DutyEngine& engine, const std::function<void()>& while_waiting, Status* first,
@@ -680,20 +708,11 @@ void SubmitAndRetry(DutyEngine& engine, const std::function<void()>& while_waiti
 }
 
 TEST(DutyEngineDurable, UnderAHeldWriteLockNothingIsAcknowledgedUntilItIsWritten) {
-  std::string dir = TempDir("lock-fail");
-  ledger::LedgerOptions lo;
-  lo.url = carewatch::testing::FreshLedgerUrl(dir);
-  lo.signing_key_path = dir + "/ledger.key";
-  lo.busy_timeout_ms = 50;  // the lock is held far longer: the writer retries
-  std::unique_ptr<ledger::Ledger> l;
-  ASSERT_TRUE(ledger::Ledger::Open(lo, &l).ok());
-  DutyEngineOptions options;
-  options.hmac_key = "k";
-  options.now = [] { return kT0; };
-  DutyEngine engine(l.get(), options);
-  ASSERT_TRUE(engine.Recover().ok());
-  ASSERT_TRUE(engine.Activate(LoadEvaluator(Pack())).ok());
-  WriteLockHolder lock(lo.url);
+  // The lock is held far longer than 50 ms: the writer retries.
+  DurableEngine d("lock-fail", 50);
+  DutyEngine& engine = *d.engine;
+  ledger::Ledger* l = d.l.get();
+  WriteLockHolder lock(d.lo.url);
   std::atomic<int> answered{0};
   Status first, retry;
   v1::Verdict fv, rv;
@@ -722,24 +741,13 @@ TEST(DutyEngineDurable, UnderAHeldWriteLockNothingIsAcknowledgedUntilItIsWritten
   EXPECT_TRUE(l->health().ok()) << "recovered by itself";
   v1::Verdict after;
   EXPECT_TRUE(engine.SubmitReport(MakeReport("r3", kT0), &after).ok());
-  std::filesystem::remove_all(dir);
 }
 
 TEST(DutyEngineDurable, RetryWaitsForTheFirstSubmissionAndNamesItsSeq) {
-  std::string dir = TempDir("lock-wait");
-  ledger::LedgerOptions lo;
-  lo.url = carewatch::testing::FreshLedgerUrl(dir);
-  lo.signing_key_path = dir + "/ledger.key";
-  lo.busy_timeout_ms = 5000;
-  std::unique_ptr<ledger::Ledger> l;
-  ASSERT_TRUE(ledger::Ledger::Open(lo, &l).ok());
-  DutyEngineOptions options;
-  options.hmac_key = "k";
-  options.now = [] { return kT0; };
-  DutyEngine engine(l.get(), options);
-  ASSERT_TRUE(engine.Recover().ok());
-  ASSERT_TRUE(engine.Activate(LoadEvaluator(Pack())).ok());
-  WriteLockHolder lock(lo.url);
+  DurableEngine d("lock-wait", 5000);
+  DutyEngine& engine = *d.engine;
+  ledger::Ledger* l = d.l.get();
+  WriteLockHolder lock(d.lo.url);
   Status first, retry;
   v1::Verdict fv, rv;
   SubmitAndRetry(
@@ -754,7 +762,50 @@ TEST(DutyEngineDurable, RetryWaitsForTheFirstSubmissionAndNamesItsSeq) {
   ASSERT_TRUE(e.ParseFromString(rows[0].payload));
   EXPECT_EQ(e.type(), v1::REPORT_FLAGGED);
   EXPECT_EQ(e.report_flagged().report_id(), "r1");
-  std::filesystem::remove_all(dir);
+}
+
+TEST(DutyEngineDurable, ThenAnswersOnceDurableWithoutAThreadWaiting) {
+  DurableEngine d("then", 5000);
+  DutyEngine& engine = *d.engine;
+  WriteLockHolder lock(d.lo.url);
+  v1::Verdict first;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  Status outcome = Status::Unavailable("not yet");
+  std::thread::id ran_on;
+  {
+    DutyEngine::Pending pending;
+    ASSERT_TRUE(engine.SubmitReport(MakeReport("r1", kT0), &first, &pending).ok());
+    pending.Then([&](const Status& s) {
+      std::lock_guard<std::mutex> g(mu);
+      outcome = s;
+      ran_on = std::this_thread::get_id();
+      done = true;
+      cv.notify_all();
+    });
+  }  // nothing waits for it here
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  {
+    std::lock_guard<std::mutex> g(mu);
+    EXPECT_FALSE(done) << "not answered while its event cannot be written";
+  }
+  // A retry meanwhile waits for the first submission's outcome.
+  Status retry;
+  v1::Verdict again;
+  std::thread b([&] { retry = engine.SubmitReport(MakeReport("r1", kT0), &again); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  lock.Release();
+  b.join();
+  {
+    std::unique_lock<std::mutex> g(mu);
+    ASSERT_TRUE(cv.wait_for(g, std::chrono::seconds(20), [&] { return done; }));
+    EXPECT_TRUE(outcome.ok()) << outcome.message();
+    EXPECT_NE(ran_on, std::this_thread::get_id());
+  }
+  ASSERT_TRUE(retry.ok()) << retry.message();
+  EXPECT_GT(first.ledger_seq(), 0u);
+  EXPECT_EQ(again.ledger_seq(), first.ledger_seq()) << "the retry names the first one's event";
 }
 
 // ---- the invariants of findings, over generated scenarios ----------------

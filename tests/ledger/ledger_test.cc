@@ -4,10 +4,12 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <thread>
 
 #include "engine/common/digest.h"
@@ -180,6 +182,50 @@ TEST_F(LedgerTest, ALockHeldElsewhereIsRetriedAndNothingIsLost) {
   VerifyReport r = VerifyLedger(*OpenReadOnly(), "");
   EXPECT_TRUE(r.ok) << r.message;
   EXPECT_EQ(r.events, 6u) << "every acknowledged event exactly once";
+}
+
+TEST_F(LedgerTest, ATicketsCallbackRunsOnceItsBatchIsDurableOrAtOnceIfItIs) {
+  auto l = OpenLedger();
+  std::vector<v1::LedgerEvent> events(1);
+  events[0].set_type(v1::ACTION_RECORDED);
+  events[0].mutable_time()->set_seconds(1767607200);
+  events[0].mutable_action_recorded()->set_report_id("r");
+  std::mutex mu;
+  std::condition_variable cv;
+  int calls = 0;
+  uint64_t size_then = 0;
+  std::thread::id ran_on;
+  std::shared_ptr<Ledger::Ticket> ticket;
+  {
+    // The batch cannot be written while another connection holds the lock.
+    carewatch::testing::WriteLockHolder other(url_);
+    ticket = l->Enqueue(&events);
+    ticket->OnDone([&](const Status& s) {
+      EXPECT_TRUE(s.ok()) << s.message();
+      std::lock_guard<std::mutex> lock(mu);
+      size_then = l->size();
+      ran_on = std::this_thread::get_id();
+      ++calls;
+      cv.notify_all();
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    std::lock_guard<std::mutex> lock(mu);
+    EXPECT_EQ(calls, 0) << "not before the batch is durable";
+  }
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(20), [&] { return calls > 0; }));
+    EXPECT_EQ(calls, 1);
+    EXPECT_EQ(size_then, 1u) << "the events were durable when it ran";
+    EXPECT_NE(ran_on, std::this_thread::get_id()) << "run by the ledger, nobody waiting";
+  }
+  // Once the outcome is known, a callback runs at once on the caller's thread.
+  std::thread::id later;
+  ticket->OnDone([&](const Status& s) {
+    EXPECT_TRUE(s.ok());
+    later = std::this_thread::get_id();
+  });
+  EXPECT_EQ(later, std::this_thread::get_id());
 }
 
 TEST_F(LedgerTest, CheckpointsAreSignedAndProofsVerify) {
