@@ -13,7 +13,9 @@ namespace {
 using grpc::ServerContext;
 using grpc::StatusCode;
 
-class ModerationService final : public v1::Moderation::Service {
+// As a queueing replica serves it: every call holds gRPC's thread until
+// its answer (the writer's) is known.
+class ModerationService : public v1::Moderation::Service {
  public:
   explicit ModerationService(Server::State* s) : s_(s) {}
 
@@ -66,7 +68,7 @@ class ModerationService final : public v1::Moderation::Service {
     });
   }
 
- private:
+ protected:
   grpc::Status Stream(const Principal& p, const MethodPolicy& policy,
                       grpc::ServerReaderWriter<v1::EvaluateResponse, v1::EvaluateRequest>* stream) {
     // A bounded number of streams at a time; each holds gRPC's handler
@@ -211,6 +213,8 @@ class ModerationService final : public v1::Moderation::Service {
     return result;
   }
 
+  ModerationService() = default;  // for WriterModerationService, which sets s_
+
   // The report's vocabulary warnings, counted.
   std::vector<std::string> Warnings(const v1::ContentReport& report) {
     std::vector<std::string> fields;
@@ -253,13 +257,58 @@ class ModerationService final : public v1::Moderation::Service {
     s_->metrics.CountReports(1);
     for (const auto& f : verdict.flags()) s_->metrics.CountFlag(f.rule_id());
   }
-  Server::State* s_;
+  Server::State* s_ = nullptr;
+};
+
+// As the ledger's writer serves it: unary Evaluate through gRPC's callback
+// API. A report is evaluated and queued for the ledger on gRPC's thread,
+// and answered from the ledger's finisher thread once durable, so no thread
+// waits for the commit (one blocked per call in flight made the sync
+// server's thread hand-offs a large part of a report's cost:
+// docs/performance.md).
+class WriterModerationService final
+    : public v1::Moderation::WithCallbackMethod_Evaluate<ModerationService> {
+ public:
+  explicit WriterModerationService(Server::State* s) { s_ = s; }
+
+  grpc::ServerUnaryReactor* Evaluate(grpc::CallbackServerContext* ctx,
+                                     const v1::EvaluateRequest* req,
+                                     v1::EvaluateResponse* resp) override {
+    return ServeAsync(*s_, ctx, "Moderation/Evaluate", *req,
+                      [&](const Principal&, const UnaryAnswer& answer) {
+                        auto pending = std::make_unique<duty::DutyEngine::Pending>();
+                        duty::DutyEngine::Identifiers extracted;
+                        v1::Verdict* verdict = resp->mutable_verdict();
+                        grpc::Status st = Submit(req->report(), verdict, pending.get(), &extracted);
+                        if (!st.ok()) return answer(st);
+                        if (verdict->flags_size() > 0 &&
+                            (req->report().linked_identifiers_size() > 0 || !extracted.empty())) {
+                          // Linking waits for the signals' own commit: on a worker, never
+                          // on the ledger's finisher (Ledger::Ticket::OnDone).
+                          std::shared_ptr<duty::DutyEngine::Pending> wait = std::move(pending);
+                          s_->stream_pool->Submit(
+                              [this, wait, req, verdict, answer, extracted = std::move(extracted)] {
+                                Status durable = wait->Wait();
+                                if (durable.ok())
+                                  durable = Link(req->report(), *verdict, extracted);
+                                if (durable.ok()) Counted(*verdict);
+                                answer(ToGrpc(durable));
+                              });
+                          return;
+                        }
+                        pending->Then([this, verdict, answer](const Status& durable) {
+                          if (durable.ok()) Counted(*verdict);
+                          answer(ToGrpc(durable));
+                        });
+                      });
+  }
 };
 
 }  // namespace
 
 std::unique_ptr<grpc::Service> NewModerationService(Server::State* s) {
-  return std::make_unique<ModerationService>(s);
+  if (s->replica) return std::make_unique<ModerationService>(s);
+  return std::make_unique<WriterModerationService>(s);
 }
 
 }  // namespace carewatch::server

@@ -102,8 +102,8 @@ grpc::Status Admit(const TokenStore& tokens, const MethodPolicy& policy,
   return grpc::Status::OK;
 }
 
-grpc::Status AdmitCall(const Server::State& s, const MethodPolicy& policy, grpc::ServerContext* ctx,
-                       Principal* p) {
+grpc::Status AdmitCall(const Server::State& s, const MethodPolicy& policy,
+                       grpc::ServerContextBase* ctx, Principal* p) {
   const auto& md = ctx->client_metadata();
   auto it = md.find("authorization");
   std::string_view header =
@@ -240,9 +240,9 @@ grpc::Status ToGrpc(const Status& s) {
   }
 }
 
-grpc::Status RpcScope::Done(grpc::Status s) {
+grpc::Status RpcScope::Done(grpc::Status s) const {
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-  m_.ObserveRpc(method_, GrpcCodeName(static_cast<int>(s.error_code())), secs);
+  m_->ObserveRpc(std::string(method_), GrpcCodeName(static_cast<int>(s.error_code())), secs);
   return s;
 }
 

@@ -143,24 +143,25 @@ grpc::Status CheckTenant(const MethodPolicy& policy, const Principal& p,
 
 // ---- the wrapper -----------------------------------------------------------
 
-// Times an RPC and counts it by status code.
+// Times an RPC and counts it by status code. `method` outlives the scope
+// (the names in MethodPolicies() do).
 class RpcScope {
  public:
   RpcScope(Metrics& m, std::string_view method)
-      : m_(m), method_(method), start_(std::chrono::steady_clock::now()) {}
-  grpc::Status Done(grpc::Status s);
+      : m_(&m), method_(method), start_(std::chrono::steady_clock::now()) {}
+  grpc::Status Done(grpc::Status s) const;
 
  private:
-  Metrics& m_;
-  std::string method_;
+  Metrics* m_;
+  std::string_view method_;
   std::chrono::steady_clock::time_point start_;
 };
 
 // The policy of a method this binary serves, by name ("Audit/GetStats").
 const MethodPolicy& PolicyOf(std::string_view name);
 
-grpc::Status AdmitCall(const Server::State& s, const MethodPolicy& policy, grpc::ServerContext* ctx,
-                       Principal* p);
+grpc::Status AdmitCall(const Server::State& s, const MethodPolicy& policy,
+                       grpc::ServerContextBase* ctx, Principal* p);
 
 // Records a regulator's query (AUDIT_ACCESS) before it is answered.
 grpc::Status RecordAudit(Server::State& s, const Principal& p, const MethodPolicy& policy,
@@ -170,21 +171,64 @@ grpc::Status RecordAudit(Server::State& s, const Principal& p, const MethodPolic
 // else UNAVAILABLE saying the ledger's writer answers the method.
 grpc::Status ServedHere(const Server::State& s, const MethodPolicy& policy);
 
-// One unary call: admission, request checks, tenant, audit record, body.
+// What every unary call passes before its body: admission, request checks,
+// tenant, audit record.
+template <typename Request>
+grpc::Status AdmitUnary(Server::State& s, const MethodPolicy& policy, grpc::ServerContextBase* ctx,
+                        const Request& req, Principal* p) {
+  grpc::Status st = AdmitCall(s, policy, ctx, p);
+  if (st.ok()) st = ServedHere(s, policy);
+  // The benchmark baseline measures the transport: its request is not read.
+  if (st.ok() && policy.access != Access::kBenchmark) st = CheckRequest(s.config, req);
+  if (st.ok()) st = CheckTenant(policy, *p, TenantOf(req));
+  if (st.ok() && policy.access == Access::kRegulator) st = RecordAudit(s, *p, policy, req);
+  return st;
+}
+
+// One unary call: AdmitUnary, then the body, on gRPC's thread for the call.
 template <typename Request, typename Body>
 grpc::Status Serve(Server::State& s, grpc::ServerContext* ctx, std::string_view method,
                    const Request& req, Body&& body) {
   const MethodPolicy& policy = PolicyOf(method);
   RpcScope scope(s.metrics, policy.name);
   Principal p;
-  grpc::Status st = AdmitCall(s, policy, ctx, &p);
-  if (st.ok()) st = ServedHere(s, policy);
-  // The benchmark baseline measures the transport: its request is not read.
-  if (st.ok() && policy.access != Access::kBenchmark) st = CheckRequest(s.config, req);
-  if (st.ok()) st = CheckTenant(policy, p, TenantOf(req));
-  if (st.ok() && policy.access == Access::kRegulator) st = RecordAudit(s, p, policy, req);
+  grpc::Status st = AdmitUnary(s, policy, ctx, req, &p);
   if (st.ok()) st = body(p);
   return scope.Done(st);
+}
+
+// The answer to a unary call served with ServeAsync: call it once, from any
+// thread; it times and counts the call, and sends the response.
+class UnaryAnswer {
+ public:
+  UnaryAnswer(grpc::ServerUnaryReactor* reactor, RpcScope scope)
+      : reactor_(reactor), scope_(scope) {}
+  void operator()(const grpc::Status& s) const { reactor_->Finish(scope_.Done(s)); }
+
+ private:
+  grpc::ServerUnaryReactor* reactor_;
+  RpcScope scope_;
+};
+
+// One unary call served through gRPC's callback API, so that no thread
+// waits while its answer does (for a report, until it is durable): as
+// Serve, but `body(principal, answer)` may return first and answers with
+// `answer` later, exactly once. The request and response stay valid until
+// then.
+template <typename Request, typename Body>
+grpc::ServerUnaryReactor* ServeAsync(Server::State& s, grpc::CallbackServerContext* ctx,
+                                     std::string_view method, const Request& req, Body&& body) {
+  const MethodPolicy& policy = PolicyOf(method);
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  UnaryAnswer answer(reactor, RpcScope(s.metrics, policy.name));
+  Principal p;
+  grpc::Status st = AdmitUnary(s, policy, ctx, req, &p);
+  if (st.ok()) {
+    body(p, answer);
+  } else {
+    answer(st);
+  }
+  return reactor;
 }
 
 // One streaming call: admission, then the body, which checks each message

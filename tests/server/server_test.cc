@@ -831,6 +831,62 @@ TEST_F(ServerTest, IdleStreamsHoldNoWorkersAndAreBounded) {
   EXPECT_TRUE(again->Finish().ok());
 }
 
+// A unary Evaluate waits for its report to be durable without holding a
+// thread: with the ledger unable to write, calls past the sync server's
+// thread quota (max_streams + 192) still wait, and all are answered once it
+// can.
+TEST_F(ServerTest, UnaryCallsWaitingForTheLedgerHoldNoThreadEach) {
+  StartDaemon();
+  ASSERT_TRUE(Evaluate(platform_a_, Flaggable("warm", "svc-a")).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const int before = ThreadsOf(daemon_->Pid());
+  ASSERT_GT(before, 0);
+  constexpr int kCalls = 300;
+  struct Call {
+    grpc::ClientContext ctx;
+    v1::EvaluateRequest req;
+    v1::EvaluateResponse resp;
+    grpc::Status status;
+  };
+  std::vector<std::unique_ptr<Call>> calls;
+  std::mutex mu;
+  std::condition_variable cv;
+  int answered = 0;
+  {
+    carewatch::testing::WriteLockHolder lock(ledger_url_);
+    for (int i = 0; i < kCalls; ++i) {
+      auto c = std::make_unique<Call>();
+      Auth(&c->ctx, platform_a_);
+      c->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+      // Half flagged (events and obligations), half matching nothing (counts).
+      *c->req.mutable_report() = Flaggable("held-" + std::to_string(i), "svc-a");
+      if (i % 2) c->req.mutable_report()->set_reason("spam");
+      Call* raw = c.get();
+      moderation_->async()->Evaluate(&raw->ctx, &raw->req, &raw->resp, [&, raw](grpc::Status st) {
+        std::lock_guard<std::mutex> l(mu);
+        raw->status = std::move(st);
+        ++answered;
+        cv.notify_all();
+      });
+      calls.push_back(std::move(c));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    const int during = ThreadsOf(daemon_->Pid());
+    EXPECT_LE(during - before, 16) << "threads went from " << before << " to " << during;
+    std::lock_guard<std::mutex> l(mu);
+    EXPECT_EQ(answered, 0) << "nothing is answered before it is durable";
+  }
+  std::unique_lock<std::mutex> l(mu);
+  ASSERT_TRUE(cv.wait_for(l, std::chrono::seconds(60), [&] { return answered == kCalls; }))
+      << answered << " of " << kCalls << " answered";
+  int flagged = 0;
+  for (const auto& c : calls) {
+    EXPECT_TRUE(c->status.ok()) << c->req.report().report_id() << ": " << c->status.error_message();
+    if (c->resp.verdict().ledger_seq() > 0) ++flagged;
+  }
+  EXPECT_EQ(flagged, kCalls / 2);
+}
+
 // The rules copy with csea.swift-takedown's record_grace set to zero, so
 // overdue reports are breached at the next sweep.
 void ZeroGrace(const std::string& rules_dir) {
