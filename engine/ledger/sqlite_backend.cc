@@ -21,6 +21,7 @@
 #include "engine/ledger/derive.h"
 #include "engine/ledger/ledger.h"
 #include "engine/ledger/report_filter.h"
+#include "engine/ledger/sqlite_vfs.h"
 
 namespace carewatch::ledger {
 
@@ -251,7 +252,9 @@ class SqliteBackend : public LedgerBackend {
     }
     int flags = read_only ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
     flags |= SQLITE_OPEN_FULLMUTEX;
-    if (sqlite3_open_v2(path.c_str(), &write_db_, flags, nullptr) != SQLITE_OK) {
+    // The writer's commits reach the WAL in one write each (sqlite_vfs.h).
+    const char* vfs = read_only ? nullptr : GatheringVfs();
+    if (sqlite3_open_v2(path.c_str(), &write_db_, flags, vfs) != SQLITE_OK) {
       return Error(write_db_, "cannot open ledger " + path);
     }
     sqlite3_busy_timeout(write_db_, busy_timeout_ms);
