@@ -834,8 +834,8 @@ Status DutyEngine::Record(const v1::ReportFlagged& prepared, v1::Verdict* verdic
   const bool remember_in_memory = !ledger_ || !options_.wait_durable;
   ledger::BatchExtras extras;
   if (queue_id) extras.dequeue.push_back(queue_id);
-  extras.stats.push_back({prepared.service_id(), rules::FormatDateTime(received).substr(0, 10),
-                          prepared.surface(), prepared.reason(), 1, flagged ? 1 : 0});
+  extras.stats.push_back({prepared.service_id(), rules::FormatDate(received), prepared.surface(),
+                          prepared.reason(), 1, flagged ? 1 : 0});
   if (!flagged) {
     ++counts_.reports;
     if (remember_in_memory)

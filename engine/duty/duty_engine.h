@@ -12,6 +12,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "carewatch/v1/ledger.pb.h"
@@ -214,6 +215,12 @@ class DutyEngine {
     v1::Verdict verdict;
   };
   using Key = std::pair<std::string, std::string>;  // (service_id, report_id)
+  struct KeyHash {
+    size_t operator()(const Key& k) const {
+      const size_t a = std::hash<std::string>()(k.first);
+      return a ^ (std::hash<std::string>()(k.second) + 0x9e3779b97f4a7c15ULL + (a << 6) + (a >> 2));
+    }
+  };
 
   v1::LedgerEvent NewEvent(v1::EventType type, int64_t time) const;
   int64_t ServerNow() const;
@@ -271,7 +278,9 @@ class DutyEngine {
   std::string active_version_;
   std::set<std::string> accountability_keys_;
   std::vector<rules::Accountability> accountability_;
-  std::map<Key, ReportState> reports_;  // with open obligations, or not yet durable
+  // Looked up by every report: hashed, not ordered (nothing iterates it in order).
+  std::unordered_map<Key, ReportState, KeyHash>
+      reports_;  // with open obligations, or not yet durable
   // Reports whose last open obligation was decided by events up to seq:
   // forgotten once the ledger holds them.
   std::deque<std::pair<uint64_t, Key>> retire_;
@@ -281,7 +290,7 @@ class DutyEngine {
   // (Pending::Then), which must not wait for mu_, whose holders may be
   // waiting for the ledger (Activate flushes it).
   std::mutex inflight_mu_;
-  std::map<Key, std::shared_ptr<Inflight>> inflight_;
+  std::unordered_map<Key, std::shared_ptr<Inflight>, KeyHash> inflight_;
   // Digests of unflagged reports: without a ledger, or not waiting for
   // durability (batch jobs); otherwise the ledger's report index holds them.
   std::map<Key, std::string> seen_unflagged_;

@@ -113,9 +113,7 @@ rules::Accountability AccountabilityFromEvent(const v1::AccountabilityChanged& a
 }
 
 std::string FindingReason(const v1::Finding& f) {
-  auto day = [](const google::protobuf::Timestamp& t) {
-    return rules::FormatDateTime(t.seconds()).substr(0, 10);
-  };
+  auto day = [](const google::protobuf::Timestamp& t) { return rules::FormatDate(t.seconds()); };
   // Findings recorded before window counts were kept: their breaches are the
   // window's.
   int window_breaches = f.has_thresholds() ? f.window_breaches() : f.breaches();
@@ -135,11 +133,11 @@ std::string FindingReason(const v1::Finding& f) {
 
 std::string TenureText(const v1::AccountablePerson& p) {
   if (!p.has_tenure_from()) return "";
-  std::string out = rules::FormatDateTime(p.tenure_from().seconds()).substr(0, 10) + "..";
+  std::string out = rules::FormatDate(p.tenure_from().seconds()) + "..";
   if (p.has_tenure_to()) {
     // Tenures end at the midnight after their last day: show that day.
     int64_t to = p.tenure_to().seconds();
-    out += rules::FormatDateTime(to % 86400 == 0 ? to - 1 : to).substr(0, 10);
+    out += rules::FormatDate(to % 86400 == 0 ? to - 1 : to);
   } else {
     out += " (in post)";
   }
@@ -322,7 +320,7 @@ Status ComputeStats(LedgerBackend& backend, const std::string& service_id,
   int64_t wide_from = INT64_MIN;
   std::string first_day;  // the first day listed
   if (from != INT64_MIN) {
-    first_day = rules::FormatDateTime(from).substr(0, 10);
+    first_day = rules::FormatDate(from);
     int year = std::atoi(first_day.substr(0, 4).c_str());
     char buf[24];
     std::snprintf(buf, sizeof buf, "%04d-01-01", year - 1);
@@ -331,9 +329,8 @@ Status ComputeStats(LedgerBackend& backend, const std::string& service_id,
   const int64_t to_day_end =
       to == INT64_MAX ? INT64_MAX : (to / kDay - (to % kDay < 0 ? 1 : 0)) * kDay + kDay - 1;
   const std::string first_listed = first_day.empty() ? "" : PeriodOf(first_day, period);
-  std::string from_day =
-      wide_from == INT64_MIN ? "0000-00-00" : rules::FormatDateTime(wide_from).substr(0, 10);
-  std::string to_day = to == INT64_MAX ? "9999-99-99" : rules::FormatDateTime(to).substr(0, 10);
+  std::string from_day = wide_from == INT64_MIN ? "0000-00-00" : rules::FormatDate(wide_from);
+  std::string to_day = to == INT64_MAX ? "9999-99-99" : rules::FormatDate(to);
   std::map<std::string, PeriodStats> by_period;
   std::set<std::string> seen_services;
   std::vector<StatsRow> rows;
@@ -361,8 +358,7 @@ Status ComputeStats(LedgerBackend& backend, const std::string& service_id,
     s = backend.QueryBreaches(bq, &page);
     if (!s.ok()) return s;
     for (const auto& [seq, b] : page) {
-      PeriodStats& p =
-          by_period[PeriodOf(rules::FormatDateTime(b.at().seconds()).substr(0, 10), period)];
+      PeriodStats& p = by_period[PeriodOf(rules::FormatDate(b.at().seconds()), period)];
       p.breaches++;
       p.breaches_by_kind[b.kind()]++;
     }
@@ -380,8 +376,7 @@ Status ComputeStats(LedgerBackend& backend, const std::string& service_id,
     s = backend.QueryFindings(fq, &page);
     if (!s.ok()) return s;
     for (const v1::Finding& f : page) {
-      by_period[PeriodOf(rules::FormatDateTime(f.opened_at().seconds()).substr(0, 10), period)]
-          .findings++;
+      by_period[PeriodOf(rules::FormatDate(f.opened_at().seconds()), period)].findings++;
     }
     if (page.size() < fq.limit) break;
     fq.after_id = page.back().finding_id();

@@ -21,7 +21,7 @@ int64_t SweepAt(const v1::LedgerEvent& opened) {
 }
 
 namespace {
-std::string UtcDay(int64_t t) { return rules::FormatDateTime(t).substr(0, 10); }
+std::string UtcDay(int64_t t) { return rules::FormatDate(t); }
 }  // namespace
 
 Status Derive(const std::vector<const v1::LedgerEvent*>& events, const FindingReader& read,

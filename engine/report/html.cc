@@ -92,7 +92,7 @@ std::string Fixed(double v, int places = 1) {
 
 std::string Pct(double rate) { return Fixed(rate * 100.0, 1) + "%"; }
 
-std::string Day(int64_t t) { return rules::FormatDateTime(t).substr(0, 10); }
+std::string Day(int64_t t) { return rules::FormatDate(t); }
 
 // A date that does not break across lines in a table cell.
 std::string NwDay(int64_t t) { return "<span class=\"nw\">" + Day(t) + "</span>"; }

@@ -143,3 +143,33 @@ std::string FormatDateTime(int64_t unix_seconds) {
 }
 
 }  // namespace carewatch::rules
+
+namespace carewatch::rules {
+
+std::string FormatDate(int64_t unix_seconds) {
+  // Days since 1970-01-01 to a civil date (H. Hinnant's civil_from_days),
+  // for 1000-01-01 (-30610224000) to 9999-12-31 (253402300799); the rest as
+  // FormatDateTime gives them.
+  if (unix_seconds < -30610224000LL || unix_seconds > 253402300799LL)
+    return FormatDateTime(unix_seconds).substr(0, 10);
+  const int64_t days = (unix_seconds >= 0 ? unix_seconds : unix_seconds - 86399) / 86400;
+  const int64_t z = days + 719468;
+  const int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+  const int64_t doe = z - era * 146097;
+  const int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  const int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  const int64_t mp = (5 * doy + 2) / 153;
+  const int64_t d = doy - (153 * mp + 2) / 5 + 1;
+  const int64_t m = mp < 10 ? mp + 3 : mp - 9;
+  const int64_t y = yoe + era * 400 + (m <= 2 ? 1 : 0);
+  std::string out(10, '-');
+  auto put = [&out](size_t at, int64_t v, int digits) {
+    for (int i = digits - 1; i >= 0; --i, v /= 10) out[at + i] = static_cast<char>('0' + v % 10);
+  };
+  put(0, y, 4);
+  put(5, m, 2);
+  put(8, d, 2);
+  return out;
+}
+
+}  // namespace carewatch::rules

@@ -28,5 +28,9 @@ std::optional<int64_t> ParseDateTime(std::string_view text);
 
 // Formats unix seconds as RFC 3339 UTC ("2025-03-17T09:30:00Z").
 std::string FormatDateTime(int64_t unix_seconds);
+// The UTC day of unix seconds ("2025-03-17"): FormatDateTime's first ten
+// characters, without the C library's time conversion for years 1000 to
+// 9999 (every report's statistics are counted by it).
+std::string FormatDate(int64_t unix_seconds);
 
 }  // namespace carewatch::rules

@@ -15,7 +15,7 @@ namespace {
 constexpr const char* kKeyInfo = "carewatch signals v1";
 constexpr size_t kMaxAlertReports = 100;  // an alert names at most this many own reports
 
-std::string UtcDay(int64_t t) { return rules::FormatDateTime(t).substr(0, 10); }
+std::string UtcDay(int64_t t) { return rules::FormatDate(t); }
 
 void SetTime(google::protobuf::Timestamp* ts, int64_t seconds) {
   ts->set_seconds(seconds);

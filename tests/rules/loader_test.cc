@@ -412,6 +412,34 @@ TEST(Loader, AccountabilityBadDate) {
   EXPECT_NE(d.message.find("bad date"), std::string::npos);
 }
 
+TEST(Duration, FormatDateIsTheDayOfFormatDateTime) {
+  std::vector<int64_t> times = {0,
+                                -1,
+                                86399,
+                                86400,
+                                -86400,
+                                -86401,
+                                951782400,   // 2000-02-29
+                                4107542399,  // 2100-02-28T23:59:59Z
+                                -30610224000,
+                                -30610224001,
+                                253402300799,
+                                253402300800,
+                                INT64_MIN,
+                                INT64_MAX};
+  uint64_t x = 0x9e3779b97f4a7c15ULL;
+  for (int i = 0; i < 100000; ++i) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    times.push_back(static_cast<int64_t>(x % 300000000000ULL) - 40000000000LL);
+  }
+  for (int64_t t : times) {
+    ASSERT_EQ(FormatDate(t), FormatDateTime(t).substr(0, 10)) << t;
+  }
+  EXPECT_EQ(FormatDate(951782400), "2000-02-29");
+}
+
 TEST(Duration, ParsesUnitsAndSequences) {
   std::string error;
   EXPECT_EQ(ParseDuration("90s", &error), 90);

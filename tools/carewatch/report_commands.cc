@@ -387,7 +387,7 @@ int RunReport(const ReportOptions& opt) {
   int64_t wide_from = INT64_MIN;
   std::string first_shown;
   if (cover.from != INT64_MIN) {
-    std::string day = rules::FormatDateTime(cover.from).substr(0, 10);
+    std::string day = rules::FormatDate(cover.from);
     first_shown = ledger::PeriodOf(day, opt.period);
     wide_from =
         rules::ParseDateTime(std::to_string(std::atoi(day.substr(0, 4).c_str()) - 1) + "-01-01")
