@@ -95,6 +95,11 @@ std::string Metrics::Render(const Gauges& g) const {
   line("# TYPE carewatch_ledger_write_retries_total counter");
   line("carewatch_ledger_write_retries_total " + std::to_string(g.ledger_write_retries));
   line(
+      "# HELP carewatch_ledger_commits_total Transactions the ledger wrote: reports acknowledged "
+      "divided by this is the mean group commit.");
+  line("# TYPE carewatch_ledger_commits_total counter");
+  line("carewatch_ledger_commits_total " + std::to_string(g.ledger_commits));
+  line(
       "# HELP carewatch_report_lookups_total Idempotency lookups of submitted reports, by what "
       "answered: the in-memory filter of indexed ids (a report never seen) or the index.");
   line("# TYPE carewatch_report_lookups_total counter");

@@ -26,6 +26,7 @@ class Metrics {
   struct Gauges {
     uint64_t ledger_size = 0, open = 0, met = 0, discharged = 0, breached = 0, findings_open = 0;
     uint64_t ledger_write_retries = 0;
+    uint64_t ledger_commits = 0;  // transactions the ledger wrote (Ledger::commits)
     // Idempotency lookups answered by the filter of indexed ids and by the
     // index; whether the filter is complete (ledger.h: lookup_stats).
     uint64_t lookups_filtered = 0, lookups_read = 0;

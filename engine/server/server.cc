@@ -371,6 +371,7 @@ Status Server::Listen() {
         auto c = st->engine->counts();
         g.ledger_size = st->ledger->size();
         g.ledger_write_retries = st->ledger->write_retries();
+        g.ledger_commits = st->ledger->commits();
         const ledger::LedgerBackend::LookupStats lookups = st->ledger->backend().lookup_stats();
         g.lookups_filtered = lookups.filtered;
         g.lookups_read = lookups.read;

@@ -159,10 +159,12 @@ class Daemon {
     auto res = http.Get("/metrics");
     return res ? res->body : "";
   }
-  uint64_t LedgerEvents() const {
+  uint64_t LedgerEvents() const { return Metric("carewatch_ledger_events"); }
+  // A metric without labels; 0 when it is not there.
+  uint64_t Metric(const std::string& name) const {
     std::string m = Metrics();
-    size_t at = m.find("\ncarewatch_ledger_events ");
-    return at == std::string::npos ? 0 : std::stoull(m.substr(at + 25));
+    size_t at = m.find("\n" + name + " ");
+    return at == std::string::npos ? 0 : std::stoull(m.substr(at + name.size() + 2));
   }
 
  private:
@@ -841,6 +843,8 @@ TEST_F(ServerTest, UnaryCallsWaitingForTheLedgerHoldNoThreadEach) {
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   const int before = ThreadsOf(daemon_->Pid());
   ASSERT_GT(before, 0);
+  const uint64_t commits_before = daemon_->Metric("carewatch_ledger_commits_total");
+  ASSERT_GT(commits_before, 0u);
   constexpr int kCalls = 300;
   struct Call {
     grpc::ClientContext ctx;
@@ -885,6 +889,9 @@ TEST_F(ServerTest, UnaryCallsWaitingForTheLedgerHoldNoThreadEach) {
     if (c->resp.verdict().ledger_seq() > 0) ++flagged;
   }
   EXPECT_EQ(flagged, kCalls / 2);
+  // Queued while the ledger could not write, they were written together.
+  const uint64_t commits = daemon_->Metric("carewatch_ledger_commits_total") - commits_before;
+  EXPECT_LE(commits, 10u) << "group commit: " << kCalls << " reports in " << commits << " commits";
 }
 
 // The rules copy with csea.swift-takedown's record_grace set to zero, so
