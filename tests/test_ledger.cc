@@ -123,7 +123,7 @@ WriteLockHolder::WriteLockHolder(const std::string& url) {
     PGconn* c = Connect(url);
     pg_ = c;
     if (!c) return;
-    PGresult* r = PQexec(c, "BEGIN; LOCK TABLE events IN EXCLUSIVE MODE");
+    PGresult* r = PQexec(c, "BEGIN; LOCK TABLE events, report_index IN EXCLUSIVE MODE");
     EXPECT_EQ(PQresultStatus(r), PGRES_COMMAND_OK) << PQresultErrorMessage(r);
     PQclear(r);
     return;

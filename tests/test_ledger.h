@@ -34,7 +34,9 @@ void LedgerSql(const std::string& url, const std::string& sql,
                const std::vector<SqlArg>& args = {});
 
 // Another session holding a ledger's write lock until Release() or
-// destruction: SQLite's BEGIN IMMEDIATE, PostgreSQL's LOCK TABLE events.
+// destruction: SQLite's BEGIN IMMEDIATE; on PostgreSQL, a lock on the
+// tables every batch of events or reports writes (events, report_index),
+// which readers may still read.
 class WriteLockHolder {
  public:
   explicit WriteLockHolder(const std::string& url);
