@@ -31,6 +31,9 @@ struct ServerConfig {
   int max_hashes = 1000;
   int workers = 8;       // EvaluateStream worker threads, shared by every stream
   int max_streams = 64;  // EvaluateStream calls open at once
+  // Unary Evaluate calls waiting for the ledger at once (each holds its
+  // request and answer, no thread); past it a call is refused.
+  int max_waiting_calls = 1024;
   int64_t sweep_interval_ms = 1000;
   // A claimed time (received_at, taken_at) later than server time + this is
   // refused. Config and flag take a duration ("5m").

@@ -274,33 +274,50 @@ class WriterModerationService final
   grpc::ServerUnaryReactor* Evaluate(grpc::CallbackServerContext* ctx,
                                      const v1::EvaluateRequest* req,
                                      v1::EvaluateResponse* resp) override {
-    return ServeAsync(*s_, ctx, "Moderation/Evaluate", *req,
-                      [&](const Principal&, const UnaryAnswer& answer) {
-                        auto pending = std::make_unique<duty::DutyEngine::Pending>();
-                        duty::DutyEngine::Identifiers extracted;
-                        v1::Verdict* verdict = resp->mutable_verdict();
-                        grpc::Status st = Submit(req->report(), verdict, pending.get(), &extracted);
-                        if (!st.ok()) return answer(st);
-                        if (verdict->flags_size() > 0 &&
-                            (req->report().linked_identifiers_size() > 0 || !extracted.empty())) {
-                          // Linking waits for the signals' own commit: on a worker, never
-                          // on the ledger's finisher (Ledger::Ticket::OnDone).
-                          std::shared_ptr<duty::DutyEngine::Pending> wait = std::move(pending);
-                          s_->stream_pool->Submit(
-                              [this, wait, req, verdict, answer, extracted = std::move(extracted)] {
-                                Status durable = wait->Wait();
-                                if (durable.ok())
-                                  durable = Link(req->report(), *verdict, extracted);
-                                if (durable.ok()) Counted(*verdict);
-                                answer(ToGrpc(durable));
-                              });
-                          return;
-                        }
-                        pending->Then([this, verdict, answer](const Status& durable) {
-                          if (durable.ok()) Counted(*verdict);
-                          answer(ToGrpc(durable));
-                        });
-                      });
+    return ServeAsync(
+        *s_, ctx, "Moderation/Evaluate", *req, [&](const Principal&, const UnaryAnswer& answer) {
+          // Each call waiting holds its request and answer: a
+          // bounded number of them.
+          if (s_->waiting_calls.fetch_add(1) >= s_->config.max_waiting_calls) {
+            s_->waiting_calls.fetch_sub(1);
+            return answer(grpc::Status(StatusCode::RESOURCE_EXHAUSTED,
+                                       "too many calls waiting for the ledger (max_waiting_calls " +
+                                           std::to_string(s_->config.max_waiting_calls) +
+                                           "); try again later"));
+          }
+          Admitted(*req, resp->mutable_verdict(), [this, answer](grpc::Status st) {
+            s_->waiting_calls.fetch_sub(1);
+            answer(st);
+          });
+        });
+  }
+
+ private:
+  // Evaluates and queues an admitted report; `answer` once it is durable.
+  void Admitted(const v1::EvaluateRequest& req, v1::Verdict* verdict,
+                std::function<void(grpc::Status)> answer) {
+    auto pending = std::make_unique<duty::DutyEngine::Pending>();
+    duty::DutyEngine::Identifiers extracted;
+    grpc::Status st = Submit(req.report(), verdict, pending.get(), &extracted);
+    if (!st.ok()) return answer(st);
+    if (verdict->flags_size() > 0 &&
+        (req.report().linked_identifiers_size() > 0 || !extracted.empty())) {
+      // Linking waits for the signals' own commit: on a worker, never on the
+      // ledger's finisher (Ledger::Ticket::OnDone).
+      std::shared_ptr<duty::DutyEngine::Pending> wait = std::move(pending);
+      s_->stream_pool->Submit(
+          [this, wait, &req, verdict, answer, extracted = std::move(extracted)] {
+            Status durable = wait->Wait();
+            if (durable.ok()) durable = Link(req.report(), *verdict, extracted);
+            if (durable.ok()) Counted(*verdict);
+            answer(ToGrpc(durable));
+          });
+      return;
+    }
+    pending->Then([this, verdict, answer](const Status& durable) {
+      if (durable.ok()) Counted(*verdict);
+      answer(ToGrpc(durable));
+    });
   }
 };
 

@@ -173,7 +173,11 @@ class Daemon {
   int port_ = 0, metrics_port_ = 0;
 };
 
+class AsyncEvaluations;
+
 class ServerTest : public ::testing::Test {
+  friend class AsyncEvaluations;  // its reports are Flaggable's
+
  protected:
   void SetUp() override {
     dir_ = ::testing::TempDir() + "/cw-server-" + std::to_string(::getpid()) + "-" +
@@ -837,6 +841,67 @@ TEST_F(ServerTest, IdleStreamsHoldNoWorkersAndAreBounded) {
 // thread: with the ledger unable to write, calls past the sync server's
 // thread quota (max_streams + 192) still wait, and all are answered once it
 // can.
+// Unary Evaluate calls sent at once without waiting for their answers:
+// reports "<prefix><i>" of svc-a, half flagged, half matching nothing.
+class AsyncEvaluations {
+ public:
+  AsyncEvaluations(v1::Moderation::Stub* stub, const std::string& token, const std::string& prefix,
+                   int n) {
+    for (int i = 0; i < n; ++i) {
+      auto c = std::make_unique<Call>();
+      c->ctx.AddMetadata("authorization", "Bearer " + token);
+      c->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+      *c->req.mutable_report() = ServerTest::Flaggable(prefix + std::to_string(i), "svc-a");
+      if (i % 2) c->req.mutable_report()->set_reason("spam");  // matches nothing
+      Call* raw = c.get();
+      stub->async()->Evaluate(&raw->ctx, &raw->req, &raw->resp, [this, raw](grpc::Status st) {
+        std::lock_guard<std::mutex> l(mu_);
+        raw->status = std::move(st);
+        raw->done = true;
+        ++answered_;
+        cv_.notify_all();
+      });
+      calls_.push_back(std::move(c));
+    }
+  }
+  ~AsyncEvaluations() { (void)WaitAll(); }
+  int answered() {
+    std::lock_guard<std::mutex> l(mu_);
+    return answered_;
+  }
+  bool WaitAll() {
+    std::unique_lock<std::mutex> l(mu_);
+    return cv_.wait_for(l, std::chrono::seconds(60),
+                        [&] { return answered_ == static_cast<int>(calls_.size()); });
+  }
+  // Answers so far with `code`; `flagged` (may be null) counts the OK ones
+  // that name a ledger seq, `message` gets one of their messages.
+  int WithCode(grpc::StatusCode code, int* flagged = nullptr, std::string* message = nullptr) {
+    std::lock_guard<std::mutex> l(mu_);
+    int n = 0;
+    for (const auto& c : calls_) {
+      if (!c->done || c->status.error_code() != code) continue;
+      ++n;
+      if (flagged && c->resp.verdict().ledger_seq() > 0) ++*flagged;
+      if (message) *message = c->status.error_message();
+    }
+    return n;
+  }
+
+ private:
+  struct Call {
+    grpc::ClientContext ctx;
+    v1::EvaluateRequest req;
+    v1::EvaluateResponse resp;
+    grpc::Status status;
+    bool done = false;
+  };
+  std::vector<std::unique_ptr<Call>> calls_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int answered_ = 0;
+};
+
 TEST_F(ServerTest, UnaryCallsWaitingForTheLedgerHoldNoThreadEach) {
   StartDaemon();
   ASSERT_TRUE(Evaluate(platform_a_, Flaggable("warm", "svc-a")).ok());
@@ -846,52 +911,48 @@ TEST_F(ServerTest, UnaryCallsWaitingForTheLedgerHoldNoThreadEach) {
   const uint64_t commits_before = daemon_->Metric("carewatch_ledger_commits_total");
   ASSERT_GT(commits_before, 0u);
   constexpr int kCalls = 300;
-  struct Call {
-    grpc::ClientContext ctx;
-    v1::EvaluateRequest req;
-    v1::EvaluateResponse resp;
-    grpc::Status status;
-  };
-  std::vector<std::unique_ptr<Call>> calls;
-  std::mutex mu;
-  std::condition_variable cv;
-  int answered = 0;
+  std::unique_ptr<AsyncEvaluations> calls;
   {
     carewatch::testing::WriteLockHolder lock(ledger_url_);
-    for (int i = 0; i < kCalls; ++i) {
-      auto c = std::make_unique<Call>();
-      Auth(&c->ctx, platform_a_);
-      c->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
-      // Half flagged (events and obligations), half matching nothing (counts).
-      *c->req.mutable_report() = Flaggable("held-" + std::to_string(i), "svc-a");
-      if (i % 2) c->req.mutable_report()->set_reason("spam");
-      Call* raw = c.get();
-      moderation_->async()->Evaluate(&raw->ctx, &raw->req, &raw->resp, [&, raw](grpc::Status st) {
-        std::lock_guard<std::mutex> l(mu);
-        raw->status = std::move(st);
-        ++answered;
-        cv.notify_all();
-      });
-      calls.push_back(std::move(c));
-    }
+    calls = std::make_unique<AsyncEvaluations>(moderation_.get(), platform_a_, "held-", kCalls);
     std::this_thread::sleep_for(std::chrono::milliseconds(1500));
     const int during = ThreadsOf(daemon_->Pid());
     EXPECT_LE(during - before, 16) << "threads went from " << before << " to " << during;
-    std::lock_guard<std::mutex> l(mu);
-    EXPECT_EQ(answered, 0) << "nothing is answered before it is durable";
+    EXPECT_EQ(calls->answered(), 0) << "nothing is answered before it is durable";
   }
-  std::unique_lock<std::mutex> l(mu);
-  ASSERT_TRUE(cv.wait_for(l, std::chrono::seconds(60), [&] { return answered == kCalls; }))
-      << answered << " of " << kCalls << " answered";
+  ASSERT_TRUE(calls->WaitAll()) << calls->answered() << " of " << kCalls << " answered";
   int flagged = 0;
-  for (const auto& c : calls) {
-    EXPECT_TRUE(c->status.ok()) << c->req.report().report_id() << ": " << c->status.error_message();
-    if (c->resp.verdict().ledger_seq() > 0) ++flagged;
-  }
+  EXPECT_EQ(calls->WithCode(StatusCode::OK, &flagged), kCalls);
   EXPECT_EQ(flagged, kCalls / 2);
   // Queued while the ledger could not write, they were written together.
   const uint64_t commits = daemon_->Metric("carewatch_ledger_commits_total") - commits_before;
   EXPECT_LE(commits, 10u) << "group commit: " << kCalls << " reports in " << commits << " commits";
+}
+
+// Calls waiting for the ledger hold memory (their request and answer): past
+// max_waiting_calls the next is refused at once.
+TEST_F(ServerTest, UnaryCallsWaitingForTheLedgerAreCapped) {
+  daemon_->Start(rules_, {"--max-waiting-calls", "40"});
+  channel_ = grpc::CreateChannel(daemon_->Address(), grpc::InsecureChannelCredentials());
+  moderation_ = v1::Moderation::NewStub(channel_);
+  ASSERT_TRUE(Evaluate(platform_a_, Flaggable("warm", "svc-a")).ok());
+  std::unique_ptr<AsyncEvaluations> calls;
+  {
+    carewatch::testing::WriteLockHolder lock(ledger_url_);
+    calls = std::make_unique<AsyncEvaluations>(moderation_.get(), platform_a_, "capped-", 100);
+    for (int i = 0; i < 100 && calls->answered() < 60; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    std::string message;
+    EXPECT_EQ(calls->WithCode(StatusCode::RESOURCE_EXHAUSTED, nullptr, &message), 60);
+    EXPECT_NE(message.find("max_waiting_calls 40"), std::string::npos) << message;
+    EXPECT_EQ(calls->answered(), 60) << "the 40 admitted wait for the ledger";
+  }
+  ASSERT_TRUE(calls->WaitAll());
+  EXPECT_EQ(calls->WithCode(StatusCode::OK), 40);
+  // Answered calls no longer count: the next ones are admitted.
+  AsyncEvaluations after(moderation_.get(), platform_a_, "after-", 40);
+  ASSERT_TRUE(after.WaitAll());
+  EXPECT_EQ(after.WithCode(StatusCode::OK), 40);
 }
 
 // The rules copy with csea.swift-takedown's record_grace set to zero, so
