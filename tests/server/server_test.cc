@@ -2308,6 +2308,10 @@ TEST_F(ServerTest, BadSettingsStopTheStartWithAMessage) {
   EXPECT_NE(rc_streams, 0);
   EXPECT_NE(out_streams.find("max_streams: must be between 1 and 4096"), std::string::npos)
       << out_streams;
+  auto [rc_waiting, out_waiting] = run(base + " --max-waiting-calls 0");
+  EXPECT_NE(rc_waiting, 0);
+  EXPECT_NE(out_waiting.find("max_waiting_calls: must be between 1 and 1000000"), std::string::npos)
+      << out_waiting;
   auto [rc_queued, out_queued] = run(base + " --max-queued 0");
   EXPECT_NE(rc_queued, 0);
   EXPECT_NE(out_queued.find("max_queued: must be between 1 and 100000000"), std::string::npos)
