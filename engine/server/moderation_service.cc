@@ -13,8 +13,9 @@ namespace {
 using grpc::ServerContext;
 using grpc::StatusCode;
 
-// As a queueing replica serves it: every call holds gRPC's thread until
-// its answer (the writer's) is known.
+// Every Moderation method, each call on gRPC's thread until it is answered:
+// how a queueing replica serves them (its answers are the writer's). The
+// ledger's writer serves WriterModerationService, which replaces Evaluate.
 class ModerationService : public v1::Moderation::Service {
  public:
   explicit ModerationService(Server::State* s) : s_(s) {}
@@ -276,8 +277,7 @@ class WriterModerationService final
                                      v1::EvaluateResponse* resp) override {
     return ServeAsync(
         *s_, ctx, "Moderation/Evaluate", *req, [&](const Principal&, const UnaryAnswer& answer) {
-          // Each call waiting holds its request and answer: a
-          // bounded number of them.
+          // Each call waiting holds its request and answer: a bounded number.
           if (s_->waiting_calls.fetch_add(1) >= s_->config.max_waiting_calls) {
             s_->waiting_calls.fetch_sub(1);
             return answer(grpc::Status(StatusCode::RESOURCE_EXHAUSTED,
