@@ -2,10 +2,7 @@
 
 #include <sqlite3.h>
 
-#include <algorithm>
 #include <atomic>
-#include <cstring>
-#include <mutex>
 #include <new>
 #include <vector>
 

@@ -49,6 +49,13 @@ void Metrics::CountFlag(const std::string& rule_id) {
 std::string Metrics::Render(const Gauges& g) const {
   std::string out;
   auto line = [&](const std::string& s) { out += s + "\n"; };
+  // A metric without labels: its HELP and TYPE lines, then its one value.
+  auto scalar = [&](const std::string& name, const char* type, const std::string& help,
+                    const std::string& value) {
+    line("# HELP " + name + " " + help);
+    line("# TYPE " + name + " " + type);
+    line(name + " " + value);
+  };
   std::lock_guard<std::mutex> lock(mu_);
   line("# HELP carewatch_rpc_requests_total RPCs handled, by method and status code.");
   line("# TYPE carewatch_rpc_requests_total counter");
@@ -70,9 +77,8 @@ std::string Metrics::Render(const Gauges& g) const {
     line("carewatch_rpc_latency_seconds_sum{method=\"" + m + "\"} " + std::to_string(h.sum));
     line("carewatch_rpc_latency_seconds_count{method=\"" + m + "\"} " + std::to_string(h.count));
   }
-  line("# HELP carewatch_reports_evaluated_total Reports evaluated.");
-  line("# TYPE carewatch_reports_evaluated_total counter");
-  line("carewatch_reports_evaluated_total " + std::to_string(reports_.load()));
+  scalar("carewatch_reports_evaluated_total", "counter", "Reports evaluated.",
+         std::to_string(reports_.load()));
   line("# HELP carewatch_flags_total Flags raised, by rule.");
   line("# TYPE carewatch_flags_total counter");
   for (const auto& [r, v] : flags_)
@@ -83,33 +89,27 @@ std::string Metrics::Render(const Gauges& g) const {
   line("carewatch_obligations{state=\"met\"} " + std::to_string(g.met));
   line("carewatch_obligations{state=\"discharged\"} " + std::to_string(g.discharged));
   line("carewatch_obligations{state=\"breached\"} " + std::to_string(g.breached));
-  line("# HELP carewatch_findings_open Systemic findings open.");
-  line("# TYPE carewatch_findings_open gauge");
-  line("carewatch_findings_open " + std::to_string(g.findings_open));
-  line("# HELP carewatch_ledger_events Events in the ledger.");
-  line("# TYPE carewatch_ledger_events gauge");
-  line("carewatch_ledger_events " + std::to_string(g.ledger_size));
-  line(
-      "# HELP carewatch_ledger_write_retries_total Ledger writes retried after a transient "
-      "failure.");
-  line("# TYPE carewatch_ledger_write_retries_total counter");
-  line("carewatch_ledger_write_retries_total " + std::to_string(g.ledger_write_retries));
-  line(
-      "# HELP carewatch_ledger_commits_total Transactions the ledger wrote: reports acknowledged "
-      "divided by this is the mean group commit.");
-  line("# TYPE carewatch_ledger_commits_total counter");
-  line("carewatch_ledger_commits_total " + std::to_string(g.ledger_commits));
+  scalar("carewatch_findings_open", "gauge", "Systemic findings open.",
+         std::to_string(g.findings_open));
+  scalar("carewatch_ledger_events", "gauge", "Events in the ledger.",
+         std::to_string(g.ledger_size));
+  scalar("carewatch_ledger_write_retries_total", "counter",
+         "Ledger writes retried after a transient failure.",
+         std::to_string(g.ledger_write_retries));
+  scalar("carewatch_ledger_commits_total", "counter",
+         "Transactions the ledger wrote: reports acknowledged divided by this is the mean group "
+         "commit.",
+         std::to_string(g.ledger_commits));
   line(
       "# HELP carewatch_report_lookups_total Idempotency lookups of submitted reports, by what "
       "answered: the in-memory filter of indexed ids (a report never seen) or the index.");
   line("# TYPE carewatch_report_lookups_total counter");
   line("carewatch_report_lookups_total{answer=\"filter\"} " + std::to_string(g.lookups_filtered));
   line("carewatch_report_lookups_total{answer=\"index\"} " + std::to_string(g.lookups_read));
-  line(
-      "# HELP carewatch_report_filter_ready Whether the filter of indexed report ids holds every "
-      "id and answers lookups (SQLite ledgers, once its scan at start is done).");
-  line("# TYPE carewatch_report_filter_ready gauge");
-  line(std::string("carewatch_report_filter_ready ") + (g.lookup_filter_ready ? "1" : "0"));
+  scalar("carewatch_report_filter_ready", "gauge",
+         "Whether the filter of indexed report ids holds every id and answers lookups (SQLite "
+         "ledgers, once its scan at start is done).",
+         g.lookup_filter_ready ? "1" : "0");
   line("# HELP carewatch_ruleset_info The rule set serving.");
   line("# TYPE carewatch_ruleset_info gauge");
   line("carewatch_ruleset_info{version=\"" + g.ruleset_version + "\"} 1");
@@ -123,9 +123,9 @@ std::string Metrics::Render(const Gauges& g) const {
   line("# TYPE carewatch_unknown_values_total counter");
   for (const auto& [f, n] : unknown_values_)
     line("carewatch_unknown_values_total{field=\"" + f + "\"} " + std::to_string(n));
-  line("# HELP carewatch_sweep_errors_total Deadline sweeps that failed (no deadline enforced).");
-  line("# TYPE carewatch_sweep_errors_total counter");
-  line("carewatch_sweep_errors_total " + std::to_string(sweep_errors_.load()));
+  scalar("carewatch_sweep_errors_total", "counter",
+         "Deadline sweeps that failed (no deadline enforced).",
+         std::to_string(sweep_errors_.load()));
   return out;
 }
 
