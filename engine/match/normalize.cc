@@ -10,6 +10,10 @@
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define CAREWATCH_FOLD_AVX2 1
+#endif
 
 namespace carewatch::match {
 
@@ -188,6 +192,213 @@ struct AsciiTable {
 };
 const AsciiTable kAscii;
 
+// The state the fold carries from one byte to the next.
+struct FoldState {
+  bool last_space;  // the last byte written was a space
+  int token_cps;    // word characters in the token being written
+  int singles_run;  // one-letter tokens in a row before it
+  bool need_join;   // a run of three was seen: JoinSingles must run
+};
+
+// Keeps the count of one-letter tokens over `k` bytes just written, all of
+// them word characters except the spaces in `spaces` (bit j: byte j), of
+// which no two are adjacent. A one-letter token between two spaces of the
+// block is rare; without one, only the first token (which began before the
+// block) can be one letter, and any token between the first and last space
+// resets the run of singles.
+inline void CountTokens(uint64_t spaces, uint64_t letters, int k, FoldState* st) {
+  if (spaces == 0) {
+    st->token_cps += k;
+  } else if ((letters & (spaces << 1) & (spaces >> 1)) == 0) {
+    const int first = __builtin_ctzll(spaces);
+    const int last = 63 - __builtin_clzll(spaces);
+    const int token = st->token_cps + first;
+    if (token == 1) {
+      if (++st->singles_run >= 3) st->need_join = true;
+    } else if (token > 0) {
+      st->singles_run = 0;
+    }
+    if (first != last) st->singles_run = 0;
+    st->token_cps = k - last - 1;
+  } else {
+    uint64_t rest = spaces;
+    int token_start = 0;
+    while (rest != 0) {
+      const int p = __builtin_ctzll(rest);
+      const int token = st->token_cps + (p - token_start);
+      if (token == 1) {
+        if (++st->singles_run >= 3) st->need_join = true;
+      } else if (token > 0) {
+        st->singles_run = 0;
+      }
+      st->token_cps = 0;
+      token_start = p + 1;
+      rest &= rest - 1;
+    }
+    st->token_cps += k - token_start;
+  }
+}
+
+#if defined(CAREWATCH_FOLD_AVX2)
+// The whole-block path (AVX2 and BMI2, chosen at run time): 32 bytes at a
+// time, each block of ASCII letters, digits, white space and separator
+// punctuation (nearly all of ordinary text) is folded without a branch on
+// its bytes: mapped by the table's rules (capitals lowered, digits to the
+// letters they stand for, white space to ' '), separators and the second of
+// two spaces dropped, and the rest packed together. A block holding any
+// other byte (non-ASCII, '?', '@', ...) is left to the paths below.
+struct BlockTables {
+  // pshufb tables by low nibble, both lanes alike: bit h of entry l is set
+  // when the byte (h << 4 | l) is in the set.
+  alignas(32) uint8_t fast[32];
+  alignas(32) uint8_t drop[32];
+  alignas(32) uint8_t space[32];
+  alignas(32) uint8_t high_bit[32];  // entry h: 1 << h (ASCII: h < 8)
+  alignas(32) uint8_t digit[32];     // entry d: what digit d folds to
+  // Entry m: the positions of m's set bits, in order (0x80: none); in
+  // pack_high, each plus 8 (the second eight bytes of a 16-byte half).
+  alignas(8) uint8_t pack[256][8];
+  alignas(8) uint8_t pack_high[256][8];
+};
+
+BlockTables MakeBlockTables(const char (&to)[128]) {
+  BlockTables t{};
+  for (int c = 0; c < 128; ++c) {
+    const bool letter = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+    const bool digit = c >= '0' && c <= '9';
+    const uint8_t bit = static_cast<uint8_t>(1u << (c >> 4));
+    auto add = [&](uint8_t* table) {
+      table[c & 15] |= bit;
+      table[16 + (c & 15)] |= bit;
+    };
+    if (letter || digit || to[c] == 0 || to[c] == ' ') add(t.fast);
+    if (to[c] == 0) add(t.drop);
+    if (to[c] == ' ') add(t.space);
+    if (digit) t.digit[c - '0'] = t.digit[16 + c - '0'] = static_cast<uint8_t>(to[c]);
+  }
+  for (int h = 0; h < 8; ++h) t.high_bit[h] = t.high_bit[16 + h] = static_cast<uint8_t>(1u << h);
+  for (int m = 0; m < 256; ++m) {
+    int j = 0;
+    for (int b = 0; b < 8; ++b) {
+      if (m & (1 << b)) t.pack[m][j++] = static_cast<uint8_t>(b);
+    }
+    for (; j < 8; ++j) t.pack[m][j] = 0x80;
+    for (j = 0; j < 8; ++j) {
+      t.pack_high[m][j] = t.pack[m][j] == 0x80 ? 0x80 : static_cast<uint8_t>(t.pack[m][j] + 8);
+    }
+  }
+  return t;
+}
+
+// Folds whole blocks from the start of `s` into `out` while they are of the
+// kinds above; returns the bytes read and sets `*written`. The last block
+// is padded with '.', which the fold drops. `out` must have room for
+// `length` + 32 bytes.
+__attribute__((target("avx2,bmi2,popcnt"))) size_t FoldBlocks(const BlockTables& t,
+                                                              const uint8_t* s, size_t length,
+                                                              char* out, size_t* written,
+                                                              FoldState* state) {
+  // A local copy: stores through `out` could otherwise alias it.
+  FoldState local = *state;
+  FoldState* const st = &local;
+  const __m256i fast_table = _mm256_load_si256(reinterpret_cast<const __m256i*>(t.fast));
+  const __m256i drop_table = _mm256_load_si256(reinterpret_cast<const __m256i*>(t.drop));
+  const __m256i space_table = _mm256_load_si256(reinterpret_cast<const __m256i*>(t.space));
+  const __m256i high_table = _mm256_load_si256(reinterpret_cast<const __m256i*>(t.high_bit));
+  const __m256i digit_table = _mm256_load_si256(reinterpret_cast<const __m256i*>(t.digit));
+  const __m256i nibble = _mm256_set1_epi8(0x0F);
+  const __m256i zero = _mm256_setzero_si256();
+  size_t i = 0;
+  size_t n = 0;
+  while (i < length) {
+    alignas(32) uint8_t tail[32];
+    const uint8_t* src = s + i;
+    size_t take = 32;
+    if (length - i < 32) {
+      take = length - i;
+      std::memcpy(tail, src, take);
+      std::memset(tail + take, '.', 32 - take);
+      src = tail;
+    }
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src));
+    if (_mm256_movemask_epi8(v) != 0) break;  // non-ASCII
+    const __m256i low = _mm256_and_si256(v, nibble);
+    const __m256i high =
+        _mm256_shuffle_epi8(high_table, _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble));
+    // Each: the lanes whose byte is not in the table's set.
+    const __m256i not_fast =
+        _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(fast_table, low), high), zero);
+    if (_mm256_movemask_epi8(not_fast) != 0) break;
+    const __m256i not_drop =
+        _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(drop_table, low), high), zero);
+    const __m256i not_space =
+        _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(space_table, low), high), zero);
+    const uint32_t kept = static_cast<uint32_t>(_mm256_movemask_epi8(not_drop));
+    const uint32_t spaces = ~static_cast<uint32_t>(_mm256_movemask_epi8(not_space));
+    // Capitals lowered, digits mapped, white space made ' '.
+    const __m256i upper = _mm256_and_si256(_mm256_cmpgt_epi8(v, _mm256_set1_epi8('A' - 1)),
+                                           _mm256_cmpgt_epi8(_mm256_set1_epi8('Z' + 1), v));
+    __m256i mapped = _mm256_or_si256(v, _mm256_and_si256(upper, _mm256_set1_epi8(0x20)));
+    const __m256i digit = _mm256_and_si256(_mm256_cmpgt_epi8(v, _mm256_set1_epi8('0' - 1)),
+                                           _mm256_cmpgt_epi8(_mm256_set1_epi8('9' + 1), v));
+    mapped = _mm256_blendv_epi8(mapped, _mm256_shuffle_epi8(digit_table, low), digit);
+    mapped = _mm256_blendv_epi8(_mm256_set1_epi8(' '), mapped, not_space);
+    // A space is written unless the byte written before it (separators in
+    // between being dropped) is a space: found among the kept bytes.
+    const uint32_t packed_spaces = _pext_u32(spaces, kept);
+    const int kept_count = __builtin_popcount(kept);
+    const uint32_t doubled = packed_spaces & ((packed_spaces << 1) | (st->last_space ? 1u : 0u));
+    const uint32_t valid = kept_count == 32 ? ~0u : (1u << kept_count) - 1;
+    const uint32_t keep = _pdep_u32(valid & ~doubled, kept);
+    const int k = __builtin_popcount(keep);
+    char* o = out + n;
+    if (keep == ~0u) {
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(o), mapped);
+    } else {
+      // Each 16-byte half packed by one shuffle: its first eight bytes'
+      // kept ones to the front of the low eight, its last eight's to the
+      // front of the high eight; each eight then stored after the last.
+      const uint32_t m0 = keep & 0xFF, m1 = (keep >> 8) & 0xFF, m2 = (keep >> 16) & 0xFF,
+                     m3 = keep >> 24;
+      const __m128i low_half = _mm_shuffle_epi8(
+          _mm256_castsi256_si128(mapped),
+          _mm_unpacklo_epi64(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(t.pack[m0])),
+                             _mm_loadl_epi64(reinterpret_cast<const __m128i*>(t.pack_high[m1]))));
+      const __m128i high_half = _mm_shuffle_epi8(
+          _mm256_extracti128_si256(mapped, 1),
+          _mm_unpacklo_epi64(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(t.pack[m2])),
+                             _mm_loadl_epi64(reinterpret_cast<const __m128i*>(t.pack_high[m3]))));
+      const int c0 = __builtin_popcount(m0), c1 = __builtin_popcount(m1),
+                c2 = __builtin_popcount(m2);
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(o), low_half);
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(o + c0), _mm_unpackhi_epi64(low_half, low_half));
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(o + c0 + c1), high_half);
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(o + c0 + c1 + c2),
+                       _mm_unpackhi_epi64(high_half, high_half));
+    }
+    if (k > 0) {
+      const uint32_t out_spaces = _pext_u32(spaces, keep);
+      const uint64_t all = k == 32 ? 0xFFFFFFFFull : (uint64_t{1} << k) - 1;
+      CountTokens(out_spaces, all & ~uint64_t{out_spaces}, k, st);
+      st->last_space = (out_spaces >> (k - 1)) & 1u;
+    }
+    n += static_cast<size_t>(k);
+    i += take;
+  }
+  *state = local;
+  *written = n;
+  return i;
+}
+
+bool HaveBlockPath() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi2") &&
+         __builtin_cpu_supports("popcnt");
+}
+const BlockTables kBlocks = MakeBlockTables(kAscii.to);
+const bool kHaveBlockPath = HaveBlockPath();
+#endif
+
 // Whether a folded code point is part of a word: a letter, a digit or any
 // non-ASCII character (punctuation left after folding, such as '?' or '(',
 // does not make a one-letter token longer).
@@ -275,6 +486,7 @@ class Folder {
     constexpr size_t kSlack = 96;  // > the longest expansion of one code point
     Resize(input.size() + kSlack);
     int32_t i = 0;
+    [[maybe_unused]] int32_t blocks_from = 0;  // where the block path may be tried next
     while (i < length) {
       char* text = out_->text.data();
       uint32_t* starts = kWithMap ? out_->orig_start.data() : nullptr;
@@ -282,11 +494,22 @@ class Folder {
       // Locals, not members: stores through `text` would otherwise force
       // the compiler to reload them on every byte.
       size_t n = n_;
-      bool last_space = last_space_;
-      int token_cps = token_cps_;
-      int singles_run = singles_run_;
-      bool need_join = need_join_;
+      FoldState st{last_space_, token_cps_, singles_run_, need_join_};
       while (i < length) {
+#if defined(CAREWATCH_FOLD_AVX2)
+        if constexpr (!kWithMap) {
+          if (kHaveBlockPath && i >= blocks_from) {
+            size_t written = 0;
+            const size_t read = FoldBlocks(kBlocks, s + i, static_cast<size_t>(length - i),
+                                           text + n, &written, &st);
+            i += static_cast<int32_t>(read);
+            n += written;
+            if (i >= length) break;
+            // Not again before the block that stopped it has been passed.
+            blocks_from = i + 32;
+          }
+        }
+#endif
 #if defined(__SSE2__)
         // Fast path, 32 bytes at a time: the longest prefix made of
         // letters and single spaces is copied with capitals lower-cased
@@ -327,7 +550,7 @@ class Folder {
           const uint64_t letters =
               static_cast<uint32_t>(_mm_movemask_epi8(l0)) |
               static_cast<uint64_t>(static_cast<uint32_t>(_mm_movemask_epi8(l1))) << 16;
-          const uint64_t after_space = (spaces << 1) | (last_space ? 1u : 0u);
+          const uint64_t after_space = (spaces << 1) | (st.last_space ? 1u : 0u);
           const uint64_t simple = letters | (spaces & ~after_space);
           const int k = __builtin_ctzll(~simple | (uint64_t{1} << 32));  // 0..32
           if (k > 0) {
@@ -343,42 +566,10 @@ class Folder {
                 ends[n + j] = static_cast<uint32_t>(i + j + 1);
               }
             }
-            // Spaces in the prefix end tokens. A one-letter token between
-            // two of them is rare; without one, only the first token (which
-            // began before this prefix) can be one letter, and any token
-            // between the first and last space resets the run of singles.
+            // Spaces in the prefix end tokens.
             const uint64_t in_prefix = spaces & ((uint64_t{1} << k) - 1);
-            if (in_prefix == 0) {
-              token_cps += k;
-            } else if ((letters & (in_prefix << 1) & (in_prefix >> 1)) == 0) {
-              const int first = __builtin_ctzll(in_prefix);
-              const int last = 63 - __builtin_clzll(in_prefix);
-              const int token = token_cps + first;
-              if (token == 1) {
-                if (++singles_run >= 3) need_join = true;
-              } else if (token > 0) {
-                singles_run = 0;
-              }
-              if (first != last) singles_run = 0;
-              token_cps = k - last - 1;
-            } else {
-              uint64_t rest = in_prefix;
-              int token_start = 0;
-              while (rest != 0) {
-                const int p = __builtin_ctzll(rest);
-                const int token = token_cps + (p - token_start);
-                if (token == 1) {
-                  if (++singles_run >= 3) need_join = true;
-                } else if (token > 0) {
-                  singles_run = 0;
-                }
-                token_cps = 0;
-                token_start = p + 1;
-                rest &= rest - 1;
-              }
-              token_cps += k - token_start;
-            }
-            last_space = (spaces >> (k - 1)) & 1u;
+            CountTokens(in_prefix, letters, k, &st);
+            st.last_space = (spaces >> (k - 1)) & 1u;
             n += static_cast<size_t>(k);
             i += k;
             if (k == 32) continue;
@@ -403,8 +594,8 @@ class Folder {
             }
             n += 8;
             i += 8;
-            token_cps += 8;
-            last_space = false;
+            st.token_cps += 8;
+            st.last_space = false;
             continue;
           }
         }
@@ -417,20 +608,20 @@ class Folder {
           continue;
         }
         if (m == ' ') {
-          if (last_space) {
+          if (st.last_space) {
             ++i;
             continue;
           }
-          last_space = true;
-          if (token_cps == 1) {
-            if (++singles_run >= 3) need_join = true;
-          } else if (token_cps > 0) {
-            singles_run = 0;
+          st.last_space = true;
+          if (st.token_cps == 1) {
+            if (++st.singles_run >= 3) st.need_join = true;
+          } else if (st.token_cps > 0) {
+            st.singles_run = 0;
           }
-          token_cps = 0;
+          st.token_cps = 0;
         } else {
-          last_space = false;
-          token_cps += IsWordChar(static_cast<unsigned char>(m));
+          st.last_space = false;
+          st.token_cps += IsWordChar(static_cast<unsigned char>(m));
         }
         text[n] = m;
         if constexpr (kWithMap) {
@@ -441,10 +632,10 @@ class Folder {
         ++i;
       }
       n_ = n;
-      last_space_ = last_space;
-      token_cps_ = token_cps;
-      singles_run_ = singles_run;
-      need_join_ = need_join;
+      last_space_ = st.last_space;
+      token_cps_ = st.token_cps;
+      singles_run_ = st.singles_run;
+      need_join_ = st.need_join;
       if (i >= length) break;
       if (out_->text.size() < n_ + (length - i) + kSlack) Resize(n_ + (length - i) + 2 * kSlack);
       int32_t start = i;

@@ -93,38 +93,69 @@ TEST(Normalize, LongTextFoldsByTheSameRules) {
             "allcapswordswithoutanyspaceatall");
 }
 
-// Differential check of the 32-byte path: a zero-width space after
-// every character is removed by the fold, but leaves at most one ASCII byte
-// in a row, so the same text is then folded one byte at a time.
+// `text` folded one byte at a time: a zero-width space after every byte is
+// removed by the fold, but leaves at most one ASCII byte in a row, so
+// neither 32-byte path (whole blocks, prefixes of letters) can take it.
+std::string FoldOneByteAtATime(std::string_view text) {
+  std::string spaced;
+  for (char c : text) {
+    spaced += c;
+    spaced += "\u200B";
+  }
+  FoldedText out;
+  FoldForMatching(spaced, &out, /*with_map=*/false);
+  return out.text;
+}
+
+// Differential check of the 32-byte paths against FoldOneByteAtATime.
+// Separators, digits, white space and the bytes that send a block to the
+// slower paths ('?', '@', controls) fall at every offset of a block.
 TEST(Normalize, RunsOfLettersFoldAsOneByteAtATime) {
-  const char* separators[] = {" ", " ",  " ", " ", "  ", ". ",  ", ", "? ",  "(",
-                              "0", "\t", ".", ",", "..", " . ", ".,", ", ,", " ,"};
+  const char* separators[] = {" ",  " ",  " ",   " ",    "  ",  ". ", ", ", "? ", "(",   "0",
+                              "\t", ".",  ",",   "..",   " . ", ".,", ", ,", " ,", "7",   "3 ",
+                              "\n", " -", "\r\n", " \t ", "_",   "'",  "@",   "2",  " 9 ", "\x01"};
   std::mt19937 rng(11);
-  FoldedText fast, slow, fast_map;
+  FoldedText fast, fast_map;
   for (int round = 0; round < 4000; ++round) {
     // Words of one to five letters, one-letter words common, so that runs
     // of them start and end at every offset of a 32-byte block.
     std::string text;
-    size_t length = 1 + rng() % 90;
+    size_t length = 1 + rng() % 200;
     while (text.size() < length) {
       size_t letters = rng() % 2 ? 1 : 1 + rng() % 5;
       for (size_t i = 0; i < letters; ++i) text += "abcdefxyzABCXYZ"[rng() % 15];
       text += separators[rng() % std::size(separators)];
     }
-    std::string spaced;
-    for (char c : text) {
-      spaced += c;
-      spaced += "\u200B";
-    }
     FoldForMatching(text, &fast, /*with_map=*/false);
-    FoldForMatching(spaced, &slow, /*with_map=*/false);
-    ASSERT_EQ(fast.text, slow.text) << "input: \"" << text << "\"";
+    ASSERT_EQ(fast.text, FoldOneByteAtATime(text)) << "input: \"" << text << "\"";
     FoldForMatching(text, &fast_map, /*with_map=*/true);
     ASSERT_EQ(fast_map.text, fast.text);
     for (size_t i = 0; i < fast_map.text.size(); ++i) {
       ASSERT_LT(fast_map.orig_start[i], fast_map.orig_end[i]);
       ASSERT_LE(fast_map.orig_end[i], text.size());
     }
+  }
+}
+
+// The same check over every ASCII byte: each value takes the path its
+// class decides (folded in a block, or by the table one byte at a time),
+// and the results must agree.
+TEST(Normalize, EveryAsciiByteFoldsAlikeInBlocksAndOneAtATime) {
+  std::mt19937 rng(12);
+  FoldedText fast;
+  for (int round = 0; round < 4000; ++round) {
+    std::string text;
+    const size_t length = 1 + rng() % 160;
+    // Mostly letters and spaces, so that whole blocks of ordinary text
+    // occur; any of the 128 values otherwise.
+    while (text.size() < length) {
+      const uint32_t pick = rng() % 8;
+      text += pick < 4   ? "abcdefghijklmnopqrstuvwxyzQZ"[rng() % 28]
+              : pick < 6 ? ' '
+                         : static_cast<char>(rng() % 128);
+    }
+    FoldForMatching(text, &fast, /*with_map=*/false);
+    ASSERT_EQ(fast.text, FoldOneByteAtATime(text)) << "round " << round;
   }
 }
 
