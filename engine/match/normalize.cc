@@ -351,31 +351,27 @@ __attribute__((target("avx2,bmi2,popcnt"))) size_t FoldBlocks(const BlockTables&
     const uint32_t valid = kept_count == 32 ? ~0u : (1u << kept_count) - 1;
     const uint32_t keep = _pdep_u32(valid & ~doubled, kept);
     const int k = __builtin_popcount(keep);
+    // Each 16-byte half packed by one shuffle: its first eight bytes' kept
+    // ones to the front of the low eight, its last eight's to the front of
+    // the high eight; each eight then stored after the last.
     char* o = out + n;
-    if (keep == ~0u) {
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(o), mapped);
-    } else {
-      // Each 16-byte half packed by one shuffle: its first eight bytes'
-      // kept ones to the front of the low eight, its last eight's to the
-      // front of the high eight; each eight then stored after the last.
-      const uint32_t m0 = keep & 0xFF, m1 = (keep >> 8) & 0xFF, m2 = (keep >> 16) & 0xFF,
-                     m3 = keep >> 24;
-      const __m128i low_half = _mm_shuffle_epi8(
-          _mm256_castsi256_si128(mapped),
-          _mm_unpacklo_epi64(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(t.pack[m0])),
-                             _mm_loadl_epi64(reinterpret_cast<const __m128i*>(t.pack_high[m1]))));
-      const __m128i high_half = _mm_shuffle_epi8(
-          _mm256_extracti128_si256(mapped, 1),
-          _mm_unpacklo_epi64(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(t.pack[m2])),
-                             _mm_loadl_epi64(reinterpret_cast<const __m128i*>(t.pack_high[m3]))));
-      const int c0 = __builtin_popcount(m0), c1 = __builtin_popcount(m1),
-                c2 = __builtin_popcount(m2);
-      _mm_storel_epi64(reinterpret_cast<__m128i*>(o), low_half);
-      _mm_storel_epi64(reinterpret_cast<__m128i*>(o + c0), _mm_unpackhi_epi64(low_half, low_half));
-      _mm_storel_epi64(reinterpret_cast<__m128i*>(o + c0 + c1), high_half);
-      _mm_storel_epi64(reinterpret_cast<__m128i*>(o + c0 + c1 + c2),
-                       _mm_unpackhi_epi64(high_half, high_half));
-    }
+    const uint32_t m0 = keep & 0xFF, m1 = (keep >> 8) & 0xFF, m2 = (keep >> 16) & 0xFF,
+                   m3 = keep >> 24;
+    const __m128i low_half = _mm_shuffle_epi8(
+        _mm256_castsi256_si128(mapped),
+        _mm_unpacklo_epi64(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(t.pack[m0])),
+                           _mm_loadl_epi64(reinterpret_cast<const __m128i*>(t.pack_high[m1]))));
+    const __m128i high_half = _mm_shuffle_epi8(
+        _mm256_extracti128_si256(mapped, 1),
+        _mm_unpacklo_epi64(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(t.pack[m2])),
+                           _mm_loadl_epi64(reinterpret_cast<const __m128i*>(t.pack_high[m3]))));
+    const int c0 = __builtin_popcount(m0), c1 = __builtin_popcount(m1),
+              c2 = __builtin_popcount(m2);
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(o), low_half);
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(o + c0), _mm_unpackhi_epi64(low_half, low_half));
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(o + c0 + c1), high_half);
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(o + c0 + c1 + c2),
+                     _mm_unpackhi_epi64(high_half, high_half));
     if (k > 0) {
       const uint32_t out_spaces = _pext_u32(spaces, keep);
       const uint64_t all = k == 32 ? 0xFFFFFFFFull : (uint64_t{1} << k) - 1;
