@@ -40,20 +40,22 @@ namespace {
 // The cached index: a header, the slots, the changed entries, and a
 // SHA-256 of all of it and of the list's entries (so a cache file of other
 // entries, or a damaged one, is rebuilt, never trusted).
-constexpr char kIndexMagic[8] = {'c', 'w', 'l', 'i', 's', 't', '0', '2'};
+constexpr char kIndexMagic[8] = {'c', 'w', 'l', 'i', 's', 't', '0', '3'};
 struct IndexHeader {
   char magic[8];
-  uint64_t entries, slots, size, longest, changed_bytes, changed_spans;
+  uint64_t entries, slots, size, longest, changed_bytes, changed_spans, filter_blocks;
 };
 
+template <typename Block>
 std::string IndexDigest(const IndexHeader& h, const std::vector<uint32_t>& slots,
-                        const std::vector<char>& changed,
+                        const std::vector<Block>& filter, const std::vector<char>& changed,
                         const std::vector<std::pair<uint32_t, uint32_t>>& spans,
                         const rules::ListEntries& entries) {
   EVP_MD_CTX* ctx = EVP_MD_CTX_new();
   EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
   EVP_DigestUpdate(ctx, &h, sizeof h);
   EVP_DigestUpdate(ctx, slots.data(), slots.size() * 4);
+  EVP_DigestUpdate(ctx, filter.data(), filter.size() * sizeof(Block));
   EVP_DigestUpdate(ctx, changed.data(), changed.size());
   EVP_DigestUpdate(ctx, spans.data(), spans.size() * 8);
   for (size_t i = 0; i < entries.size(); ++i) {
@@ -76,14 +78,18 @@ bool CompiledList::Load(const std::string& path) {
   if (!in.read(reinterpret_cast<char*>(&h), sizeof h)) return false;
   if (std::memcmp(h.magic, kIndexMagic, 8) != 0 || h.entries != entries_->size() || h.slots == 0 ||
       (h.slots & (h.slots - 1)) != 0 || h.slots > (1ull << 32) || h.size > h.entries ||
-      h.changed_spans > h.entries || h.changed_bytes > (1ull << 32)) {
+      h.changed_spans > h.entries || h.changed_bytes > (1ull << 32) ||
+      h.filter_blocks != FilterBlocks(h.entries)) {
     return false;
   }
   std::vector<uint32_t> slots(h.slots);
+  std::vector<FilterBlock> filter(h.filter_blocks);
   std::vector<char> changed(h.changed_bytes);
   std::vector<std::pair<uint32_t, uint32_t>> spans(h.changed_spans);
   std::string digest(32, '\0');
   in.read(reinterpret_cast<char*>(slots.data()), static_cast<std::streamsize>(h.slots * 4));
+  in.read(reinterpret_cast<char*>(filter.data()),
+          static_cast<std::streamsize>(filter.size() * sizeof(FilterBlock)));
   in.read(changed.data(), static_cast<std::streamsize>(changed.size()));
   in.read(reinterpret_cast<char*>(spans.data()), static_cast<std::streamsize>(spans.size() * 8));
   in.read(digest.data(), 32);
@@ -97,8 +103,9 @@ bool CompiledList::Load(const std::string& path) {
   for (uint32_t v : slots) {
     if ((v & value_mask_) >= limit || (v != 0 && (v & value_mask_) == 0)) return false;
   }
-  if (IndexDigest(h, slots, changed, spans, *entries_) != digest) return false;
+  if (IndexDigest(h, slots, filter, changed, spans, *entries_) != digest) return false;
   slots_ = std::move(slots);
+  filter_ = std::move(filter);
   changed_ = std::move(changed);
   changed_spans_ = std::move(spans);
   size_ = h.size;
@@ -115,7 +122,8 @@ void CompiledList::Store(const std::string& path) const {
   h.longest = longest_;
   h.changed_bytes = changed_.size();
   h.changed_spans = changed_spans_.size();
-  std::string digest = IndexDigest(h, slots_, changed_, changed_spans_, *entries_);
+  h.filter_blocks = filter_.size();
+  std::string digest = IndexDigest(h, slots_, filter_, changed_, changed_spans_, *entries_);
   std::error_code ec;
   std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
   std::string tmp = path + ".tmp";
@@ -124,6 +132,8 @@ void CompiledList::Store(const std::string& path) const {
     out.write(reinterpret_cast<const char*>(&h), sizeof h);
     out.write(reinterpret_cast<const char*>(slots_.data()),
               static_cast<std::streamsize>(slots_.size() * 4));
+    out.write(reinterpret_cast<const char*>(filter_.data()),
+              static_cast<std::streamsize>(filter_.size() * sizeof(FilterBlock)));
     out.write(changed_.data(), static_cast<std::streamsize>(changed_.size()));
     out.write(reinterpret_cast<const char*>(changed_spans_.data()),
               static_cast<std::streamsize>(changed_spans_.size() * 8));
@@ -143,11 +153,38 @@ int CompiledList::ValueBits(size_t entries) {
   return bits;
 }
 
+size_t CompiledList::FilterBlocks(size_t entries) {
+  // About 8 bits an entry (32 entries a 256-bit block), a power of two.
+  size_t blocks = 1;
+  while (blocks * 32 < entries) blocks *= 2;
+  return blocks;
+}
+
+namespace {
+// The odd constants of Parquet's split-block Bloom filter: word i of a
+// block takes bit (hash * kSalt[i]) >> 27 of the low 32 bits of the hash.
+constexpr uint32_t kSalt[8] = {0x47b6137bU, 0x44974d91U, 0x8824ad5bU, 0xa2b7289dU,
+                               0x705495c7U, 0x2df1424bU, 0x9efc4947U, 0x5c6bfb31U};
+}  // namespace
+
+void CompiledList::FilterAdd(FilterBlock* block, size_t hash) {
+  const uint32_t h = static_cast<uint32_t>(hash);
+  for (int i = 0; i < 8; ++i) block->words[i] |= 1u << ((h * kSalt[i]) >> 27);
+}
+
+bool CompiledList::FilterMayHave(const FilterBlock& block, size_t hash) {
+  const uint32_t h = static_cast<uint32_t>(hash);
+  uint32_t missing = 0;
+  for (int i = 0; i < 8; ++i) missing |= ~block.words[i] & (1u << ((h * kSalt[i]) >> 27));
+  return missing == 0;
+}
+
 void CompiledList::Build(const rules::ListDef& def) {
   const size_t n = def.entries.size();
   size_t capacity = 16;
   while (capacity < 2 * n) capacity *= 2;
   slots_.assign(capacity, 0);
+  filter_.assign(FilterBlocks(n), FilterBlock{});
   value_bits_ = ValueBits(n);
   value_mask_ = value_bits_ >= 32 ? ~0u : (1u << value_bits_) - 1;
   auto insert = [&](std::string_view key, uint32_t value) {
@@ -157,6 +194,7 @@ void CompiledList::Build(const rules::ListDef& def) {
     for (size_t i = hash & mask;; i = (i + 1) & mask) {
       if (slots_[i] == 0) {
         slots_[i] = value | tag;
+        FilterAdd(&filter_[BlockIndex(hash)], hash);
         ++size_;
         longest_ = std::max(longest_, key.size());
         return;
@@ -201,9 +239,15 @@ std::string_view CompiledList::KeyAt(uint32_t value) const {
   return {changed_.data() + offset, length};
 }
 
+bool CompiledList::FilterPasses(std::string_view key) const {
+  const size_t hash = std::hash<std::string_view>()(key);
+  return FilterMayHave(filter_[BlockIndex(hash)], hash);
+}
+
 bool CompiledList::Has(std::string_view key) const {
   const size_t mask = slots_.size() - 1;
   const size_t hash = std::hash<std::string_view>()(key);
+  if (!FilterMayHave(filter_[BlockIndex(hash)], hash)) return false;
   const uint32_t tag = TagOf(hash);
   for (size_t i = hash & mask; slots_[i] != 0; i = (i + 1) & mask) {
     const uint32_t slot = slots_[i];
@@ -213,9 +257,10 @@ bool CompiledList::Has(std::string_view key) const {
 }
 
 bool CompiledList::Contains(std::string_view value, size_t* probes) const {
-  thread_local std::string probe;
   size_t looked_up = 0;
-  auto lookup = [&](const std::string& key) {
+  // Every key looked up is a view of `value` or of its normalised form:
+  // nothing is copied but a hash digest with capitals.
+  auto lookup = [&](std::string_view key) {
     ++looked_up;
     return Has(key);
   };
@@ -225,38 +270,39 @@ bool CompiledList::Contains(std::string_view value, size_t* probes) const {
   };
   if (!is_url_) {
     if (value.size() > longest_) return done(false);
-    probe.resize(value.size());
+    if (std::none_of(value.begin(), value.end(), [](char c) { return c >= 'A' && c <= 'Z'; })) {
+      return done(lookup(value));
+    }
+    thread_local std::string lowered;
+    lowered.resize(value.size());
     for (size_t i = 0; i < value.size(); ++i) {
       char c = value[i];
-      probe[i] = (c >= 'A' && c <= 'Z') ? static_cast<char>(c + ('a' - 'A')) : c;
+      lowered[i] = (c >= 'A' && c <= 'Z') ? static_cast<char>(c + ('a' - 'A')) : c;
     }
-    return done(lookup(probe));
+    return done(lookup(lowered));
   }
   thread_local NormalizedUrl u;
   if (!NormalizeUrl(value, &u)) return done(false);
-  if (u.key.size() <= longest_ && lookup(u.key)) return done(true);
+  const std::string_view key = u.key;
+  if (key.size() <= longest_ && lookup(key)) return done(true);
   // Path prefixes at segment boundaries, longest first, then the host and
-  // its parent domains. Only keys no longer than the longest entry can be
-  // on the list, so only those are copied and hashed: the walk is linear in
-  // the URL's length however many segments or labels it has.
-  size_t host_port_len = u.key.size() - (u.path == "/" ? 0 : u.path.size()) -
+  // its parent domains: each a prefix or a suffix of the key's host and
+  // path. Only keys no longer than the longest entry can be on the list, so
+  // only those are hashed: the walk is linear in the URL's length however
+  // many segments or labels it has.
+  size_t host_port_len = key.size() - (u.path == "/" ? 0 : u.path.size()) -
                          (u.query.empty() ? 0 : u.query.size() + 1);
   size_t path_len = u.path.size();
   while (path_len > 1) {
-    if (host_port_len + path_len <= longest_) {
-      probe.assign(u.key, 0, host_port_len);
-      probe.append(u.path, 0, path_len);
-      if (lookup(probe)) return done(true);
+    if (host_port_len + path_len <= longest_ && lookup(key.substr(0, host_port_len + path_len))) {
+      return done(true);
     }
     size_t slash = u.path.rfind('/', path_len - 1);
     path_len = slash == 0 ? 1 : slash;
   }
-  std::string_view host(u.key.data(), host_port_len);
+  std::string_view host = key.substr(0, host_port_len);
   while (!host.empty()) {
-    if (host.size() <= longest_) {
-      probe.assign(host);
-      if (lookup(probe)) return done(true);
-    }
+    if (host.size() <= longest_ && lookup(host)) return done(true);
     size_t dot = host.find('.');
     if (dot == std::string_view::npos) break;
     host.remove_prefix(dot + 1);

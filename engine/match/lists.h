@@ -22,6 +22,13 @@ namespace carewatch::match {
 // the list's own bytes in `def`, which must outlive it (the Evaluator holds
 // its RuleSet); only entries that normalising changes are copied. Built in
 // one pass, no sort: a million entries take tens of milliseconds.
+//
+// In front of the index, a split-block Bloom filter of about one byte per
+// entry (1 MiB for a million) answers most lookups of keys not on the list,
+// nearly all of them, from one 32-byte block small enough to stay in the
+// CPU's cache, where the index (8 MiB for a million) does not: a miss costs
+// one cache line read instead of a read from memory. About 2% of keys not
+// on the list pass the filter and are looked up in the index.
 class CompiledList {
  public:
   explicit CompiledList(const rules::ListDef& def);
@@ -37,10 +44,13 @@ class CompiledList {
   // list's longest entry are looked up (`probes`, when given, counts them).
   bool Contains(std::string_view value, size_t* probes = nullptr) const;
   size_t size() const { return size_; }
+  // Whether a key as the index holds it (normalised) gets past the filter
+  // in front of the index: true for every entry (tests, benchmarks).
+  bool FilterPasses(std::string_view key) const;
   // Bytes this index holds beyond the list's own entries.
   size_t bytes() const {
-    return slots_.capacity() * sizeof(uint32_t) + changed_.capacity() +
-           changed_spans_.capacity() * sizeof(changed_spans_[0]);
+    return slots_.capacity() * sizeof(uint32_t) + filter_.capacity() * sizeof(filter_[0]) +
+           changed_.capacity() + changed_spans_.capacity() * sizeof(changed_spans_[0]);
   }
 
  private:
@@ -48,6 +58,15 @@ class CompiledList {
   bool Load(const std::string& path);
   void Store(const std::string& path) const;
   bool Has(std::string_view key) const;
+  // The filter: blocks of eight 32-bit words; a key sets one bit in each
+  // word of the block its hash picks (Parquet's split-block Bloom filter).
+  struct alignas(32) FilterBlock {
+    uint32_t words[8];
+  };
+  static size_t FilterBlocks(size_t entries);
+  size_t BlockIndex(size_t hash) const { return (hash >> 32) & (filter_.size() - 1); }
+  static void FilterAdd(FilterBlock* block, size_t hash);
+  static bool FilterMayHave(const FilterBlock& block, size_t hash);
   // The key a slot value names: 1 + i for entry i of the list as it is,
   // 1 + n + j for the j-th changed entry.
   std::string_view KeyAt(uint32_t value) const;
@@ -64,6 +83,7 @@ class CompiledList {
   std::vector<char> changed_;  // normalised forms of entries that differ
   std::vector<std::pair<uint32_t, uint32_t>> changed_spans_;
   std::vector<uint32_t> slots_;  // 0: empty; a power of two in size
+  std::vector<FilterBlock> filter_;  // a power of two in size
   int value_bits_ = 32;
   uint32_t value_mask_ = ~0u;
   size_t size_ = 0;

@@ -18,9 +18,17 @@ bool IsUnreserved(unsigned char c) {
   return std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~';
 }
 
+// ASCII only, whatever the locale (host names are compared as ASCII).
+char LowerAscii(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + ('a' - 'A')) : c; }
+bool IsSpaceAscii(char c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
+
 // Decodes %XX only where it encodes an unreserved character, and upper-cases
 // the hex digits of the rest, so equivalent spellings compare equal.
 void NormalizePercent(std::string_view s, std::string& out) {
+  if (s.find('%') == std::string_view::npos) {  // nearly every path
+    out.assign(s);
+    return;
+  }
   out.clear();
   for (size_t i = 0; i < s.size(); ++i) {
     if (s[i] == '%' && i + 2 < s.size()) {
@@ -53,18 +61,16 @@ std::optional<NormalizedUrl> NormalizeUrl(std::string_view url) {
 
 bool NormalizeUrl(std::string_view url, NormalizedUrl* out) {
   // Trim white space.
-  while (!url.empty() && std::isspace(static_cast<unsigned char>(url.front())))
-    url.remove_prefix(1);
-  while (!url.empty() && std::isspace(static_cast<unsigned char>(url.back()))) url.remove_suffix(1);
+  while (!url.empty() && IsSpaceAscii(url.front())) url.remove_prefix(1);
+  while (!url.empty() && IsSpaceAscii(url.back())) url.remove_suffix(1);
   std::string_view default_port;
   size_t scheme_end = url.find("://");
   if (scheme_end != std::string_view::npos) {
     std::string_view scheme = url.substr(0, scheme_end);
     auto is = [&](std::string_view name) {
       return scheme.size() == name.size() &&
-             std::equal(scheme.begin(), scheme.end(), name.begin(), [](char a, char b) {
-               return std::tolower(static_cast<unsigned char>(a)) == b;
-             });
+             std::equal(scheme.begin(), scheme.end(), name.begin(),
+                        [](char a, char b) { return LowerAscii(a) == b; });
     };
     if (is("http"))
       default_port = "80";
@@ -89,8 +95,8 @@ bool NormalizeUrl(std::string_view url, NormalizedUrl* out) {
   }
   while (!authority.empty() && authority.back() == '.') authority.remove_suffix(1);
   std::string& host = out->host;
-  host.assign(authority);
-  std::transform(host.begin(), host.end(), host.begin(), ::tolower);
+  host.resize(authority.size());
+  std::transform(authority.begin(), authority.end(), host.begin(), LowerAscii);
   if (host.rfind("www.", 0) == 0) host.erase(0, 4);
   if (host.empty()) return false;
   if (port == default_port || port == "80" || port == "443") port = {};

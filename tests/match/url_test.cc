@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
+#include <random>
+
 #include "engine/match/lists.h"
 
 namespace carewatch::match {
@@ -83,6 +86,35 @@ TEST(HashList, CaseInsensitiveExactMatch) {
   EXPECT_TRUE(list.Contains("ABCDEF0123"));
   EXPECT_FALSE(list.Contains("abcdef012"));
   EXPECT_FALSE(list.Contains("abcdef01234"));
+}
+
+// The filter in front of the index must pass every entry (else a listed
+// hash would be missed) and should stop nearly every other key (else it
+// saves nothing): about 2% pass at one byte an entry.
+TEST(HashList, TheFilterPassesEveryEntryAndStopsNearlyAllOthers) {
+  std::mt19937_64 rng(3);
+  auto hex = [&] {
+    char digest[33];
+    std::snprintf(digest, sizeof digest, "%016llx%016llx",
+                  static_cast<unsigned long long>(rng()), static_cast<unsigned long long>(rng()));
+    return std::string(digest);
+  };
+  rules::ListDef def;
+  def.kind = rules::ListDef::Kind::kHash;
+  for (int i = 0; i < 100000; ++i) def.entries.push_back(hex());
+  CompiledList list(def);
+  for (size_t i = 0; i < def.entries.size(); ++i) {
+    ASSERT_TRUE(list.FilterPasses(def.entries[i])) << def.entries[i];
+    ASSERT_TRUE(list.Contains(def.entries[i]));
+  }
+  int passed = 0;
+  const int others = 100000;
+  for (int i = 0; i < others; ++i) {
+    std::string other = hex();
+    passed += list.FilterPasses(other);
+    ASSERT_FALSE(list.Contains(other)) << other;
+  }
+  EXPECT_LT(passed, others / 20) << passed << " of " << others << " keys not on the list passed";
 }
 
 }  // namespace
