@@ -8,6 +8,7 @@
 #include <filesystem>
 
 #include "engine/common/digest.h"
+#include "engine/common/thread_name.h"
 #include "engine/ledger/note.h"
 #include "engine/ledger/pg_backend.h"
 #include "engine/ledger/sqlite_backend.h"
@@ -240,6 +241,7 @@ Ledger::~Ledger() {
 }
 
 void Ledger::FinisherLoop() {
+  NameThisThread("cw-ledger-done");
   for (;;) {
     std::deque<std::pair<std::deque<std::shared_ptr<Ticket>>, Status>> done;
     {
@@ -367,6 +369,7 @@ uint64_t Ledger::size() const {
 }
 
 void Ledger::WriterLoop() {
+  NameThisThread("cw-ledger-write");
   for (;;) {
     std::deque<std::shared_ptr<Ticket>> batch;
     {

@@ -18,6 +18,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "engine/common/thread_name.h"
 #include "engine/ledger/derive.h"
 #include "engine/ledger/ledger.h"
 #include "engine/ledger/report_filter.h"
@@ -292,6 +293,7 @@ class SqliteBackend : public LedgerBackend {
       }
       sqlite3_busy_timeout(checkpoint_db_, 1000);
       checkpointer_ = std::thread([this] {
+        NameThisThread("cw-wal-ckpt");
         std::unique_lock<std::mutex> lock(checkpoint_mu_);
         while (!stop_checkpoints_) {
           checkpoint_cv_.wait_for(lock, std::chrono::milliseconds(500));
@@ -338,6 +340,7 @@ class SqliteBackend : public LedgerBackend {
   void StartReportFilter() {
     filter_ = std::make_unique<ReportFilter>();
     filter_scan_ = std::thread([this] {
+      NameThisThread("cw-filter-scan");
       sqlite3* db = nullptr;
       bool done = false;
       if (sqlite3_open_v2(path_.c_str(), &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,

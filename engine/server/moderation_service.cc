@@ -4,6 +4,7 @@
 #include <mutex>
 #include <thread>
 
+#include "engine/common/thread_name.h"
 #include "engine/server/request.h"
 #include "engine/server/services.h"
 
@@ -108,6 +109,7 @@ class ModerationService : public v1::Moderation::Service {
     // events are durable, so every report in flight on the stream (up to
     // kMaxInFlight) can share one group commit.
     auto respond = [this, state, stream] {
+      NameThisThread("cw-responder");
       for (;;) {
         Answer a;
         {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 
+#include "engine/common/thread_name.h"
 #include "engine/duty/duty_engine.h"
 #include "engine/ledger/ledger.h"
 
@@ -143,7 +144,10 @@ Status SequenceCommands(duty::DutyEngine& engine, signals::SignalEngine* signals
 // ---- AnswerWaiter -----------------------------------------------------------
 
 AnswerWaiter::AnswerWaiter(ledger::CommandQueue* queue) : queue_(queue) {
-  poller_ = std::thread([this] { Poll(); });
+  poller_ = std::thread([this] {
+    NameThisThread("cw-answers");
+    Poll();
+  });
 }
 
 AnswerWaiter::~AnswerWaiter() {
@@ -315,7 +319,10 @@ Sequencer::Sequencer(ledger::CommandQueue* queue, Record record, std::function<i
       record_(std::move(record)),
       now_(std::move(now)),
       on_error_(std::move(on_error)) {
-  thread_ = std::thread([this] { Run(); });
+  thread_ = std::thread([this] {
+    NameThisThread("cw-sequencer");
+    Run();
+  });
 }
 
 Sequencer::~Sequencer() {

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <future>
 
+#include "engine/common/thread_name.h"
 #include "engine/ledger/keys.h"
 #include "engine/ledger/pg_backend.h"
 #include "engine/rules/loader.h"
@@ -27,7 +28,12 @@ int64_t NowSeconds() {
 }
 
 WorkerPool::WorkerPool(int threads) {
-  for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Run(); });
+  for (int i = 0; i < threads; ++i) {
+    threads_.emplace_back([this] {
+      NameThisThread("cw-worker");
+      Run();
+    });
+  }
 }
 
 WorkerPool::~WorkerPool() {
@@ -229,6 +235,7 @@ Status Server::Start(std::shared_ptr<ledger::WriterLock> writer_lock) {
   s = Listen();
   if (!s.ok()) return s;
   sweeper_thread_ = std::thread([this] {
+    NameThisThread("cw-sweeper");
     int64_t last_prune = INT64_MIN;
     while (!stopping_) {
       const int64_t now = config_.clock ? config_.clock() : NowSeconds();
@@ -414,7 +421,10 @@ Status Server::Listen() {
       grpc_->Shutdown();
       return Status::Unavailable("metrics: cannot listen on " + config_.metrics);
     }
-    http_thread_ = std::thread([this] { http_->listen_after_bind(); });
+    http_thread_ = std::thread([this] {
+      NameThisThread("cw-http");
+      http_->listen_after_bind();
+    });
   }
   return Status::Ok();
 }

@@ -772,6 +772,46 @@ int ThreadsOf(pid_t pid) {
   return -1;
 }
 
+// Names of a running process's threads, from /proc.
+std::multiset<std::string> ThreadNamesOf(pid_t pid) {
+  std::multiset<std::string> names;
+  const std::string tasks = "/proc/" + std::to_string(pid) + "/task";
+  for (const auto& task : std::filesystem::directory_iterator(tasks)) {
+    std::ifstream in(task.path() / "comm");
+    std::string name;
+    if (std::getline(in, name)) names.insert(name);
+  }
+  return names;
+}
+
+// Operators tell carewatchd's threads apart in top -H, ps -L and perf by
+// name (docs/operations.md).
+TEST_F(ServerTest, ThreadsAreNamedForWhatTheyDo) {
+  daemon_->Start(rules_, {"--workers", "3"});
+  channel_ = grpc::CreateChannel(daemon_->Address(), grpc::InsecureChannelCredentials());
+  moderation_ = v1::Moderation::NewStub(channel_);
+  {
+    grpc::ClientContext ctx;
+    Auth(&ctx, platform_a_);
+    auto stream = moderation_->EvaluateStream(&ctx);
+    v1::EvaluateRequest req;
+    *req.mutable_report() = Flaggable("named", "svc-a");
+    ASSERT_TRUE(stream->Write(req));
+    v1::EvaluateResponse resp;
+    ASSERT_TRUE(stream->Read(&resp));
+    const std::multiset<std::string> names = ThreadNamesOf(daemon_->Pid());
+    EXPECT_EQ(names.count("cw-ledger-write"), 1u);
+    EXPECT_EQ(names.count("cw-ledger-done"), 1u);
+    EXPECT_EQ(names.count("cw-worker"), 3u);
+    EXPECT_EQ(names.count("cw-responder"), 1u);
+    EXPECT_EQ(names.count("cw-sweeper"), 1u);
+    stream->WritesDone();
+    while (stream->Read(&resp)) {
+    }
+    ASSERT_TRUE(stream->Finish().ok());
+  }
+}
+
 TEST_F(ServerTest, IdleStreamsHoldNoWorkersAndAreBounded) {
   daemon_->Start(rules_, {"--max-streams", "16"});
   channel_ = grpc::CreateChannel(daemon_->Address(), grpc::InsecureChannelCredentials());
