@@ -270,6 +270,12 @@ bool Loader::AsString(const YAML::Node& node, const char* what, std::string* out
     return false;
   }
   *out = node.Scalar();
+  // A "\0" escape: no text of a rule set holds one, and a text column of
+  // the PostgreSQL ledger cannot (the writer would stop on it).
+  if (out->find('\0') != std::string::npos) {
+    Error(node, std::string(what) + " must not contain a NUL character (\\0)");
+    return false;
+  }
   return true;
 }
 

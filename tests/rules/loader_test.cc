@@ -412,6 +412,21 @@ TEST(Loader, AccountabilityBadDate) {
   EXPECT_NE(d.message.find("bad date"), std::string::npos);
 }
 
+// A name with a NUL would reach the ledger's text columns, which on
+// PostgreSQL cannot hold one: refused where it is written.
+TEST(Loader, TextWithANulIsRefusedAtItsPosition) {
+  LoadResult r = rules::LoadRuleSetFromSources(
+      {{"acc.yaml",
+        "accountability:\n  - {service_id: s, duty: x, name: \"A\\0B\", role: R, from: "
+        "2025-03-17}\n"}},
+      FakeFiles{}.Reader());
+  EXPECT_FALSE(r.ruleset);
+  Diagnostic d = FirstError(r);
+  EXPECT_EQ(d.pos.line, 2);
+  EXPECT_EQ(d.pos.col, 36);  // the value
+  EXPECT_NE(d.message.find("name must not contain a NUL"), std::string::npos) << d.message;
+}
+
 TEST(Duration, FormatDateIsTheDayOfFormatDateTime) {
   std::vector<int64_t> times = {0,
                                 -1,
