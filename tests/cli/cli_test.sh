@@ -183,6 +183,24 @@ check "findings only for the missing service, naming both managers by tenure" gr
 check "breaches carry missed or late" grep -q '"kind":"late"' "$tmp/miss.json"
 check "actions claimed on time but recorded after the grace are late_recorded" grep -q '"kind":"late_recorded"' "$tmp/miss.json"
 
+# replay into a ledger with the deployment's keys named: they are used (and
+# created) where given; a database ledger, which has no directory to find
+# them in, needs both.
+mkdir -p "$tmp/keyed" "$tmp/keys"
+head -n 200 "$tmp/miss.jsonl" > "$tmp/few.jsonl"
+"$cw" replay --rules "$tmp/tenure" --ledger "sqlite://$tmp/keyed/ledger.db" \
+  --signing-key "$tmp/keys/signing.key" --hmac-key "$tmp/keys/fields.key" "$tmp/few.jsonl" > /dev/null
+check "replay --signing-key/--hmac-key: exits 0" test $? -eq 0
+check "...the keys are where they were named" test -s "$tmp/keys/signing.key" -a -s "$tmp/keys/fields.key"
+check "...and not beside the ledger" test ! -e "$tmp/keyed/ledger.key" -a ! -e "$tmp/keyed/hmac.key"
+openssl pkey -in "$tmp/keys/signing.key" -pubout -out "$tmp/keys/pub.pem" 2>/dev/null
+"$cw" verify --ledger "sqlite://$tmp/keyed/ledger.db" --pubkey "$tmp/keys/pub.pem" > /dev/null
+check "...and the ledger verifies against the named signing key" test $? -eq 0
+"$cw" replay --rules "$tmp/tenure" --ledger "postgresql://127.0.0.1:1/none" "$tmp/few.jsonl" \
+  > /dev/null 2> "$tmp/pgkeys.err"
+check "replay --ledger postgresql:// without keys is a usage error" test $? -eq 2
+check "...naming both options" grep -q "needs --signing-key and --hmac-key" "$tmp/pgkeys.err"
+
 # verify: passes on the replayed ledger, names the seq on a tampered copy.
 "$cw" verify --ledger "sqlite://$tmp/led/ledger.db" > "$tmp/verify.out"
 check "verify passes" grep -q '^OK: ledger verifies' "$tmp/verify.out"

@@ -40,18 +40,27 @@ std::optional<int64_t> ParseTimeArg(const std::string& text, std::string* error)
   return t;
 }
 
-std::string HmacKeyFor(const std::string& ledger_url) {
-  if (ledger_url.empty()) return "carewatch-replay-without-ledger";
-  std::string key;
-  Status s = ledger::LoadOrCreateHmacKey(ledger::LedgerDirectory(ledger_url) + "/hmac.key", &key);
-  return s.ok() ? key : "";
+// The field-digest key: `path`, else hmac.key beside a file ledger.
+Status HmacKeyFor(const std::string& ledger_url, const std::string& path, std::string* key) {
+  if (ledger_url.empty()) {
+    *key = "carewatch-replay-without-ledger";
+    return Status::Ok();
+  }
+  return ledger::LoadOrCreateHmacKey(
+      path.empty() ? ledger::LedgerDirectory(ledger_url) + "/hmac.key" : path, key);
 }
 
 }  // namespace
 
 int RunReplay(const std::vector<std::string>& rules_paths, const std::string& input,
-              const std::string& ledger_url, const std::string& until_text, int64_t sweep_interval,
+              const std::string& ledger_url, const std::string& signing_key,
+              const std::string& hmac_key, const std::string& until_text, int64_t sweep_interval,
               bool json) {
+  if (ledger::IsPostgresUrl(ledger_url) && (signing_key.empty() || hmac_key.empty())) {
+    std::cerr << "error: replay --ledger postgresql://... needs --signing-key and --hmac-key "
+                 "(the deployment's keys: a database ledger has no directory to find them in)\n";
+    return kExitUsage;
+  }
   auto evaluator = LoadEvaluator(rules_paths, false);
   if (!evaluator) return kExitFailure;
   std::string error;
@@ -64,6 +73,7 @@ int RunReplay(const std::vector<std::string>& rules_paths, const std::string& in
   if (!ledger_url.empty()) {
     ledger::LedgerOptions options;
     options.url = ledger_url;
+    options.signing_key_path = signing_key;
     Status s = ledger::Ledger::Open(options, &ledger);
     if (!s.ok()) {
       std::cerr << "error: " << s.message() << "\n";
@@ -73,7 +83,10 @@ int RunReplay(const std::vector<std::string>& rules_paths, const std::string& in
   // The simulated server clock: when carewatch learned of each line.
   int64_t sim_now = 0;
   duty::DutyEngineOptions options;
-  options.hmac_key = HmacKeyFor(ledger_url);
+  if (Status k = HmacKeyFor(ledger_url, hmac_key, &options.hmac_key); !k.ok()) {
+    std::cerr << "error: " << k.message() << "\n";
+    return kExitFailure;
+  }
   options.keep_history = true;
   options.wait_durable = false;  // durable at the end: ledger->Flush() below
   options.now = [&sim_now] { return sim_now; };
@@ -273,7 +286,7 @@ namespace carewatch::cli {
 void RegisterLedgerCommands(CommandTable& table) {
   struct ReplayOptions {
     std::vector<std::string> rules;
-    std::string input, ledger_url, until, sweep = "1m";
+    std::string input, ledger_url, signing_key, hmac_key, until, sweep = "1m";
     bool json = false;
   };
   auto replay = std::make_shared<ReplayOptions>();
@@ -285,8 +298,8 @@ void RegisterLedgerCommands(CommandTable& table) {
           std::cerr << "error: --sweep-interval: " << error << "\n";
           return kExitUsage;
         }
-        return RunReplay(replay->rules, replay->input, replay->ledger_url, replay->until, *interval,
-                         replay->json);
+        return RunReplay(replay->rules, replay->input, replay->ledger_url, replay->signing_key,
+                         replay->hmac_key, replay->until, *interval, replay->json);
       });
   AddRulesOption(replay_cmd, &replay->rules);
   replay_cmd
@@ -294,7 +307,13 @@ void RegisterLedgerCommands(CommandTable& table) {
                    "JSONL lines {\"report\":{..}} or {\"action\":{..}}, in time order")
       ->required();
   replay_cmd->add_option("--ledger", replay->ledger_url,
-                         "Record into this ledger (sqlite:///path/ledger.db)");
+                         "Record into this ledger (sqlite:///path/ledger.db or postgresql://...)");
+  replay_cmd->add_option("--signing-key", replay->signing_key,
+                         "The ledger's Ed25519 key file (default: ledger.key beside a file "
+                         "ledger; required for postgresql://)");
+  replay_cmd->add_option("--hmac-key", replay->hmac_key,
+                         "The field-digest key file (default: hmac.key beside a file ledger; "
+                         "required for postgresql://)");
   replay_cmd->add_option("--until", replay->until,
                          "End the simulated clock here (default: after the last deadline)");
   replay_cmd->add_option("--sweep-interval", replay->sweep,
