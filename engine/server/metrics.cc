@@ -123,14 +123,6 @@ std::string Metrics::Render(const Gauges& g) const {
   line("# TYPE carewatch_unknown_values_total counter");
   for (const auto& [f, n] : unknown_values_)
     line("carewatch_unknown_values_total{field=\"" + f + "\"} " + std::to_string(n));
-  line(
-      "# HELP carewatch_stream_reports_total EvaluateStream reports, by the thread that evaluated "
-      "them: the stream's own (as many active streams as CPUs, or more) or the shared workers.");
-  line("# TYPE carewatch_stream_reports_total counter");
-  line("carewatch_stream_reports_total{evaluated_on=\"stream\"} " +
-       std::to_string(stream_inline_.load()));
-  line("carewatch_stream_reports_total{evaluated_on=\"workers\"} " +
-       std::to_string(stream_workers_.load()));
   scalar("carewatch_sweep_errors_total", "counter",
          "Deadline sweeps that failed (no deadline enforced).",
          std::to_string(sweep_errors_.load()));

@@ -1,5 +1,4 @@
 // Moderation: what a platform's trust-and-safety systems call.
-#include <algorithm>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -149,14 +148,6 @@ class ModerationService : public v1::Moderation::Service {
       }
     };
     std::thread responder;
-    // Counted in active_streams from its first report to its end.
-    struct Active {
-      std::atomic<int>* count = nullptr;
-      ~Active() {
-        if (count) count->fetch_sub(1);
-      }
-    } active;
-    static const int cpus = std::max(1u, std::thread::hardware_concurrency());
     grpc::Status result = grpc::Status::OK;
     v1::EvaluateRequest req;
     while (stream->Read(&req)) {
@@ -176,8 +167,6 @@ class ModerationService : public v1::Moderation::Service {
           result = {StatusCode::RESOURCE_EXHAUSTED, "cannot start a thread for this stream"};
           break;
         }
-        active.count = &s_->active_streams;
-        active.count->fetch_add(1);
       }
       {
         std::unique_lock<std::mutex> lock(state->mu);
@@ -185,7 +174,7 @@ class ModerationService : public v1::Moderation::Service {
         ++state->in_flight;
         ++state->tasks;
       }
-      auto evaluate = [this, state, r = std::move(req)] {
+      s_->stream_pool->Submit([this, state, r = std::move(req)] {
         Answer a;
         a.pending = std::make_unique<duty::DutyEngine::Pending>();
         grpc::Status rs = CheckRequest(s_->config, r);
@@ -209,21 +198,8 @@ class ModerationService : public v1::Moderation::Service {
         state->answers.push_back(std::move(a));
         --state->tasks;
         state->answer_cv.notify_one();
-      };
-      // Where the report is evaluated. With as many active streams as CPUs
-      // or more, the streams keep the CPUs busy between them: each
-      // evaluates its reports on its own thread, and a hand-off to a worker
-      // would only add a thread switch a report. With fewer, the shared
-      // workers spread one stream's reports over the CPUs. A queueing
-      // replica always hands off: queueing waits for the database.
-      const bool on_stream = !s_->replica && s_->active_streams.load() >= cpus;
-      s_->metrics.CountStreamReport(on_stream);
-      if (on_stream) {
-        evaluate();
-      } else {
-        s_->stream_pool->Submit(std::move(evaluate));
-      }
-      req = v1::EvaluateRequest();
+      });
+      req.Clear();
     }
     {
       std::lock_guard<std::mutex> lock(state->mu);
