@@ -5,8 +5,37 @@
 
 namespace carewatch {
 
+namespace {
+constexpr uint64_t kHighBits = 0x8080808080808080ull;
+
+uint64_t Load8(const unsigned char* p) {
+  uint64_t w;
+  std::memcpy(&w, p, 8);
+  return w;
+}
+
+// Whether every byte is ASCII: the high bits of all of them ORed, without a
+// branch a block (the last eight bytes read overlapping).
+bool AllAscii(const unsigned char* p, size_t n) {
+  if (n < 8) {
+    unsigned char any = 0;
+    for (size_t i = 0; i < n; ++i) any |= p[i];
+    return any < 0x80;
+  }
+  uint64_t any = Load8(p + n - 8);
+  size_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    any |= Load8(p + i) | Load8(p + i + 8) | Load8(p + i + 16) | Load8(p + i + 24);
+  }
+  for (; i + 8 <= n; i += 8) any |= Load8(p + i);
+  return (any & kHighBits) == 0;
+}
+}  // namespace
+
 size_t FindInvalidUtf8(std::string_view s) {
   const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  // Nearly every value is ASCII, and so valid.
+  if (AllAscii(p, s.size())) return std::string_view::npos;
   size_t i = 0;
   while (i < s.size()) {
     // Fast path: 32 ASCII bytes at a time, then eight.
