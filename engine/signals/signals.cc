@@ -220,20 +220,37 @@ Status SignalEngine::Submit(const std::string& service_id, const std::string& re
       v1::LinkageAlert alert;
       alert.set_alert_id(exists ? previous.alert_id() : AlertId(service, kind, token, now));
       alert.set_service_id(service);
-      std::set<std::string> report_ids;
-      for (const auto* r : own) report_ids.insert(r->report_id);
+      // An open alert only grows: what it said stays when the window moves
+      // past the signals that first raised it, so that it is delivered again
+      // only when a report of its own or another service is added
+      // (docs/signals.md).
+      std::set<std::string> report_ids(previous.report_ids().begin(),
+                                        previous.report_ids().end());
+      if (report_ids.size() < kMaxAlertReports) {
+        for (const auto* r : own) report_ids.insert(r->report_id);
+      }
       for (const auto& id : report_ids) {
         if (alert.report_ids_size() >= static_cast<int>(kMaxAlertReports)) break;
         alert.add_report_ids(id);
       }
       alert.set_token_kind(kind);
-      for (const auto& c : categories) alert.add_categories(c);
-      alert.set_other_services(static_cast<int32_t>(by_service.size() - 1));
+      std::set<std::string> all_categories = categories;
+      all_categories.insert(previous.categories().begin(), previous.categories().end());
+      for (const auto& c : all_categories) alert.add_categories(c);
+      alert.set_other_services(
+          std::max(previous.other_services(), static_cast<int32_t>(by_service.size() - 1)));
       if (sharing_.count(service)) {
+        std::set<std::string> names;  // names stay only while both still share them
+        for (const auto& n : previous.other_service_ids())
+          if (sharing_.count(n)) names.insert(n);
         for (const auto& [other, unused] : by_service)
-          if (other != service && sharing_.count(other)) alert.add_other_service_ids(other);
+          if (other != service && sharing_.count(other)) names.insert(other);
+        for (const auto& n : names) alert.add_other_service_ids(n);
       }
-      SetTime(alert.mutable_first_seen(), first_seen);
+      SetTime(alert.mutable_first_seen(),
+              exists && previous.first_seen().seconds() < first_seen
+                  ? previous.first_seen().seconds()
+                  : first_seen);
       SetTime(alert.mutable_last_seen(), now);
       alert.set_status("open");
       alert.set_review_report_id(std::string(ledger::kLinkageReportPrefix) + alert.alert_id());

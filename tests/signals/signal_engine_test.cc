@@ -143,6 +143,36 @@ TEST_F(SignalEngineTest, TokensMeetOnlyWithinTheWindowAndAreDeletedAfterRetentio
   EXPECT_EQ(Alerts("s1").size(), 1u) << "alerts stay in the log";
 }
 
+// The window moving past the signals that raised an alert changes nothing
+// the alert said: it is not delivered again for that (its first_seen and
+// count of services stay), only when something is added.
+TEST_F(SignalEngineTest, AnAlertIsNotDeliveredAgainWhenOnlyTheWindowMoves) {
+  Open();
+  const std::string t = Token("otherapp:dana");
+  Submit("s1", "r1", t);
+  now_ += 1 * kDay;
+  Submit("s2", "r2", t);
+  now_ += 1 * kDay;
+  Submit("s3", "r3", t);
+  ASSERT_EQ(Alerts("s2").size(), 1u);
+  const v1::LinkageAlert before = Alerts("s2")[0];
+  EXPECT_EQ(before.first_seen().seconds(), kT0);
+  EXPECT_EQ(before.other_services(), 2);
+  // s1's signal leaves the 7-day window; s2 submits the same report again.
+  now_ = kT0 + 7 * kDay + kDay / 2;
+  EXPECT_TRUE(Submit("s2", "r2", t).empty()) << "nothing the alert says changed";
+  const v1::LinkageAlert after = Alerts("s2")[0];
+  EXPECT_EQ(after.cursor(), before.cursor()) << "no new event for it";
+  // A new report of s2's is added: delivered again, still saying what it said.
+  auto added = Submit("s2", "r4", t);
+  ASSERT_EQ(added.size(), 1u);
+  EXPECT_EQ(added[0].alert_id(), before.alert_id());
+  EXPECT_EQ(std::vector<std::string>(added[0].report_ids().begin(), added[0].report_ids().end()),
+            (std::vector<std::string>{"r2", "r4"}));
+  EXPECT_EQ(added[0].first_seen().seconds(), kT0);
+  EXPECT_EQ(added[0].other_services(), 2);
+}
+
 TEST_F(SignalEngineTest, NamesAreSharedOnlyBetweenServicesThatBothOptedIn) {
   Open(2, {"s1", "s2"});
   const std::string t = Token("otherapp:carol");
