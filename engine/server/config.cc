@@ -65,6 +65,8 @@ const std::vector<Setting>& Settings() {
       {"max_streams", "EvaluateStream calls open at once", K::kInt, &C::max_streams},
       {"max_waiting_calls", "Unary Evaluate calls waiting for the ledger at once", K::kInt,
        &C::max_waiting_calls},
+      {"max_waiting_bytes", "Bytes of the requests of the calls waiting for the ledger at once",
+       K::kInt64, &C::max_waiting_bytes},
       {"sweep_interval_ms", "Deadline sweeper period in milliseconds", K::kInt64,
        &C::sweep_interval_ms},
       {"max_clock_skew", "Refuse claimed times later than server time + this (e.g. 5m)",
@@ -323,6 +325,11 @@ Status ValidateConfig(const ServerConfig& c) {
     return Status::InvalidArgument("max_streams: must be between 1 and 4096");
   if (c.max_waiting_calls < 1 || c.max_waiting_calls > 1000000)
     return Status::InvalidArgument("max_waiting_calls: must be between 1 and 1000000");
+  if (c.max_waiting_bytes < c.max_message_bytes || c.max_waiting_bytes > (1ll << 40)) {
+    return Status::InvalidArgument(
+        "max_waiting_bytes: must be between max_message_bytes (one largest request) and "
+        "1099511627776");
+  }
   if (c.queue_wait_ms < 100 || c.queue_wait_ms > 600000)
     return Status::InvalidArgument("queue_wait_ms: must be between 100 and 600000");
   if (c.max_queued < 1 || c.max_queued > 100000000)

@@ -34,6 +34,9 @@ struct ServerConfig {
   // Unary Evaluate calls waiting for the ledger at once (each holds its
   // request and answer, no thread); past it a call is refused.
   int max_waiting_calls = 1024;
+  // And the bytes of their requests at once: the worst case of the count
+  // alone (max_waiting_calls x max_message_bytes) is many GB.
+  int64_t max_waiting_bytes = 256 << 20;
   int64_t sweep_interval_ms = 1000;
   // A claimed time (received_at, taken_at) later than server time + this is
   // refused. Config and flag take a duration ("5m").

@@ -279,7 +279,9 @@ class WriterModerationService final
                                      v1::EvaluateResponse* resp) override {
     return ServeAsync(
         *s_, ctx, "Moderation/Evaluate", *req, [&](const Principal&, const UnaryAnswer& answer) {
-          // Each call waiting holds its request and answer: a bounded number.
+          // Each call waiting holds its request and answer: a bounded number
+          // of them, and of their requests' bytes.
+          const int64_t bytes = static_cast<int64_t>(req->ByteSizeLong());
           if (s_->waiting_calls.fetch_add(1) >= s_->config.max_waiting_calls) {
             s_->waiting_calls.fetch_sub(1);
             return answer(grpc::Status(StatusCode::RESOURCE_EXHAUSTED,
@@ -287,7 +289,16 @@ class WriterModerationService final
                                            std::to_string(s_->config.max_waiting_calls) +
                                            "); try again later"));
           }
-          Admitted(*req, resp->mutable_verdict(), [this, answer](grpc::Status st) {
+          if (s_->waiting_bytes.fetch_add(bytes) + bytes > s_->config.max_waiting_bytes) {
+            s_->waiting_bytes.fetch_sub(bytes);
+            s_->waiting_calls.fetch_sub(1);
+            return answer(grpc::Status(
+                StatusCode::RESOURCE_EXHAUSTED,
+                "the calls waiting for the ledger hold too many bytes (max_waiting_bytes " +
+                    std::to_string(s_->config.max_waiting_bytes) + "); try again later"));
+          }
+          Admitted(*req, resp->mutable_verdict(), [this, answer, bytes](grpc::Status st) {
+            s_->waiting_bytes.fetch_sub(bytes);
             s_->waiting_calls.fetch_sub(1);
             answer(st);
           });

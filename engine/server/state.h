@@ -72,6 +72,8 @@ struct Server::State {
   std::atomic<int> open_streams{0};
   // Unary Evaluate calls admitted and not yet answered (max_waiting_calls).
   std::atomic<int> waiting_calls{0};
+  // The bytes of their requests (max_waiting_bytes).
+  std::atomic<int64_t> waiting_bytes{0};
   // Signals.Subscribe streams open per service: one platform cannot take
   // every stream slot by subscribing (kMaxSubscriptionsPerService).
   std::mutex subscriptions_mu;

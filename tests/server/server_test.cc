@@ -885,14 +885,17 @@ TEST_F(ServerTest, IdleStreamsHoldNoWorkersAndAreBounded) {
 // reports "<prefix><i>" of svc-a, half flagged, half matching nothing.
 class AsyncEvaluations {
  public:
+  // `text_bytes` > 0: each report's text padded to about that many bytes.
   AsyncEvaluations(v1::Moderation::Stub* stub, const std::string& token, const std::string& prefix,
-                   int n) {
+                   int n, size_t text_bytes = 0) {
     for (int i = 0; i < n; ++i) {
       auto c = std::make_unique<Call>();
       c->ctx.AddMetadata("authorization", "Bearer " + token);
       c->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
       *c->req.mutable_report() = ServerTest::Flaggable(prefix + std::to_string(i), "svc-a");
       if (i % 2) c->req.mutable_report()->set_reason("spam");  // matches nothing
+      std::string* text = c->req.mutable_report()->mutable_text();
+      while (text->size() + 8 <= text_bytes) text->append(" weather");
       Call* raw = c.get();
       stub->async()->Evaluate(&raw->ctx, &raw->req, &raw->resp, [this, raw](grpc::Status st) {
         std::lock_guard<std::mutex> l(mu_);
@@ -993,6 +996,34 @@ TEST_F(ServerTest, UnaryCallsWaitingForTheLedgerAreCapped) {
   AsyncEvaluations after(moderation_.get(), platform_a_, "after-", 40);
   ASSERT_TRUE(after.WaitAll());
   EXPECT_EQ(after.WithCode(StatusCode::OK), 40);
+}
+
+// A client's claim of size must not grow memory: past max_waiting_bytes of
+// waiting requests, the next call is refused at once, whatever the count.
+TEST_F(ServerTest, BytesOfUnaryCallsWaitingForTheLedgerAreCapped) {
+  daemon_->Start(rules_, {"--max-message-bytes", "1048576", "--max-field-bytes", "200000",
+                          "--max-waiting-bytes", "1048576"});
+  channel_ = grpc::CreateChannel(daemon_->Address(), grpc::InsecureChannelCredentials());
+  moderation_ = v1::Moderation::NewStub(channel_);
+  ASSERT_TRUE(Evaluate(platform_a_, Flaggable("warm", "svc-a")).ok());
+  std::unique_ptr<AsyncEvaluations> calls;
+  {
+    carewatch::testing::WriteLockHolder lock(ledger_url_);
+    // 30 requests of about 100 KB: ten fit in 1 MiB.
+    calls = std::make_unique<AsyncEvaluations>(moderation_.get(), platform_a_, "big-", 30, 100000);
+    for (int i = 0; i < 100 && calls->answered() < 20; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    std::string message;
+    EXPECT_EQ(calls->WithCode(StatusCode::RESOURCE_EXHAUSTED, nullptr, &message), 20);
+    EXPECT_NE(message.find("max_waiting_bytes 1048576"), std::string::npos) << message;
+    EXPECT_EQ(calls->answered(), 20) << "the ten admitted wait for the ledger";
+  }
+  ASSERT_TRUE(calls->WaitAll());
+  EXPECT_EQ(calls->WithCode(StatusCode::OK), 10);
+  // Answered calls no longer count: the next ones are admitted.
+  AsyncEvaluations after(moderation_.get(), platform_a_, "big-after-", 10, 100000);
+  ASSERT_TRUE(after.WaitAll());
+  EXPECT_EQ(after.WithCode(StatusCode::OK), 10);
 }
 
 // The rules copy with csea.swift-takedown's record_grace set to zero, so
@@ -2352,6 +2383,11 @@ TEST_F(ServerTest, BadSettingsStopTheStartWithAMessage) {
   EXPECT_NE(rc_waiting, 0);
   EXPECT_NE(out_waiting.find("max_waiting_calls: must be between 1 and 1000000"), std::string::npos)
       << out_waiting;
+  auto [rc_bytes, out_bytes] = run(base + " --max-waiting-bytes 1000");
+  EXPECT_NE(rc_bytes, 0);
+  EXPECT_NE(out_bytes.find("max_waiting_bytes: must be between max_message_bytes"),
+            std::string::npos)
+      << out_bytes;
   auto [rc_queued, out_queued] = run(base + " --max-queued 0");
   EXPECT_NE(rc_queued, 0);
   EXPECT_NE(out_queued.find("max_queued: must be between 1 and 100000000"), std::string::npos)
