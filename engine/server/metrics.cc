@@ -110,6 +110,12 @@ std::string Metrics::Render(const Gauges& g) const {
          "Whether the filter of indexed report ids holds every id and answers lookups (SQLite "
          "ledgers, once its scan at start is done).",
          g.lookup_filter_ready ? "1" : "0");
+  line(
+      "# HELP carewatch_waiting_bytes Bytes of the requests read and not yet answered, by "
+      "kind of call (max_waiting_bytes).");
+  line("# TYPE carewatch_waiting_bytes gauge");
+  line("carewatch_waiting_bytes{calls=\"unary\"} " + std::to_string(g.waiting_unary_bytes));
+  line("carewatch_waiting_bytes{calls=\"stream\"} " + std::to_string(g.waiting_stream_bytes));
   line("# HELP carewatch_ruleset_info The rule set serving.");
   line("# TYPE carewatch_ruleset_info gauge");
   line("carewatch_ruleset_info{version=\"" + g.ruleset_version + "\"} 1");

@@ -31,6 +31,8 @@ class Metrics {
     // index; whether the filter is complete (ledger.h: lookup_stats).
     uint64_t lookups_filtered = 0, lookups_read = 0;
     bool lookup_filter_ready = false;
+    // Bytes of requests waiting to be answered: unary calls, streams.
+    int64_t waiting_unary_bytes = 0, waiting_stream_bytes = 0;
     std::string ruleset_version;
     bool last_reload_ok = true;
     int64_t last_reload_time = 0;

@@ -92,6 +92,7 @@ class ModerationService : public v1::Moderation::Service {
       bool failed = false;
       // On a queueing replica: the queued command and the answer's warnings.
       int64_t queued = 0;
+      int64_t bytes = 0;  // the request's size, counted until this is answered
       std::vector<std::string> warnings;
     };
     struct StreamState {
@@ -99,10 +100,15 @@ class ModerationService : public v1::Moderation::Service {
       std::condition_variable answer_cv, space_cv;
       std::deque<Answer> answers;
       int in_flight = 0;  // read and not yet answered
+      int64_t bytes = 0;  // their requests' sizes
       int tasks = 0;      // queued to the pool and not yet done
       bool reading_done = false;
     };
     constexpr int kMaxInFlight = 64;
+    // Each stream's share of max_waiting_bytes for the requests of its reports
+    // in flight; one report at a time is read whatever its size.
+    const int64_t max_bytes =
+        std::max<int64_t>(1, s_->config.max_waiting_bytes / s_->config.max_streams);
     auto state = std::make_shared<StreamState>();
     // The shared workers evaluate and queue reports for the ledger without
     // waiting for durability; this stream's responder answers each once its
@@ -144,6 +150,8 @@ class ModerationService : public v1::Moderation::Service {
         stream->Write(a.resp);
         std::lock_guard<std::mutex> lock(state->mu);
         --state->in_flight;
+        state->bytes -= a.bytes;
+        s_->stream_bytes.fetch_sub(a.bytes);
         state->space_cv.notify_one();
       }
     };
@@ -168,14 +176,21 @@ class ModerationService : public v1::Moderation::Service {
           break;
         }
       }
+      const int64_t bytes = static_cast<int64_t>(req.ByteSizeLong());
       {
         std::unique_lock<std::mutex> lock(state->mu);
-        state->space_cv.wait(lock, [&] { return state->in_flight < kMaxInFlight; });
+        state->space_cv.wait(lock, [&] {
+          return state->in_flight == 0 ||
+                 (state->in_flight < kMaxInFlight && state->bytes + bytes <= max_bytes);
+        });
         ++state->in_flight;
         ++state->tasks;
+        state->bytes += bytes;
+        s_->stream_bytes.fetch_add(bytes);
       }
-      s_->stream_pool->Submit([this, state, r = std::move(req)] {
+      s_->stream_pool->Submit([this, state, bytes, r = std::move(req)] {
         Answer a;
+        a.bytes = bytes;
         a.pending = std::make_unique<duty::DutyEngine::Pending>();
         grpc::Status rs = CheckRequest(s_->config, r);
         if (rs.ok() && s_->replica) {

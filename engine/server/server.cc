@@ -390,6 +390,8 @@ Status Server::Listen() {
         g.findings_open = c.findings_open;
         e = st->engine->evaluator();
       }
+      g.waiting_unary_bytes = st->waiting_bytes.load();
+      g.waiting_stream_bytes = st->stream_bytes.load();
       g.ruleset_version = e ? e->ruleset().version() : "";
       g.last_reload_ok = st->reload_ok;
       g.last_reload_time = st->reload_time;

@@ -74,6 +74,9 @@ struct Server::State {
   std::atomic<int> waiting_calls{0};
   // The bytes of their requests (max_waiting_bytes).
   std::atomic<int64_t> waiting_bytes{0};
+  // The bytes of EvaluateStream requests read and not yet answered; each
+  // stream holds at most max_waiting_bytes / max_streams (and one report).
+  std::atomic<int64_t> stream_bytes{0};
   // Signals.Subscribe streams open per service: one platform cannot take
   // every stream slot by subscribing (kMaxSubscriptionsPerService).
   std::mutex subscriptions_mu;

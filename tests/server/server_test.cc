@@ -1026,6 +1026,57 @@ TEST_F(ServerTest, BytesOfUnaryCallsWaitingForTheLedgerAreCapped) {
   EXPECT_EQ(after.WithCode(StatusCode::OK), 10);
 }
 
+// A stream reads no more reports while those it has not answered hold its
+// share of max_waiting_bytes (max_waiting_bytes / max_streams): what a
+// client sends waits in the transport, not in carewatchd's memory.
+TEST_F(ServerTest, BytesOfStreamedReportsInFlightAreCapped) {
+  daemon_->Start(rules_, {"--max-message-bytes", "1048576", "--max-field-bytes", "200000",
+                          "--max-waiting-bytes", "1048576", "--max-streams", "1"});
+  channel_ = grpc::CreateChannel(daemon_->Address(), grpc::InsecureChannelCredentials());
+  moderation_ = v1::Moderation::NewStub(channel_);
+  ASSERT_TRUE(Evaluate(platform_a_, Flaggable("warm", "svc-a")).ok());
+  const std::string gauge = "carewatch_waiting_bytes{calls=\"stream\"}";
+  grpc::ClientContext ctx;
+  Auth(&ctx, platform_a_);
+  auto stream = moderation_->EvaluateStream(&ctx);
+  constexpr int kReports = 30;
+  std::thread writer;
+  {
+    carewatch::testing::WriteLockHolder lock(ledger_url_);
+    // 30 reports of about 100 KB, written on their own thread (the writes
+    // block once carewatchd stops reading).
+    writer = std::thread([&] {
+      for (int i = 0; i < kReports; ++i) {
+        v1::EvaluateRequest req;
+        *req.mutable_report() = Flaggable("streamed-big-" + std::to_string(i), "svc-a");
+        std::string* text = req.mutable_report()->mutable_text();
+        while (text->size() < 100000) text->append(" weather");
+        if (!stream->Write(req)) return;
+      }
+      stream->WritesDone();
+    });
+    uint64_t held = 0;
+    for (int i = 0; i < 40 && held < 900000; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      held = daemon_->Metric(gauge);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    held = daemon_->Metric(gauge);
+    EXPECT_GT(held, 900000u) << "the stream read reports up to its share";
+    EXPECT_LE(held, 1048576u) << "and no further while they wait for the ledger";
+  }
+  int answered = 0;
+  v1::EvaluateResponse resp;
+  while (stream->Read(&resp)) {
+    EXPECT_TRUE(resp.error().empty()) << resp.error();
+    ++answered;
+  }
+  writer.join();
+  EXPECT_TRUE(stream->Finish().ok());
+  EXPECT_EQ(answered, kReports);
+  EXPECT_EQ(daemon_->Metric(gauge), 0u);
+}
+
 // The rules copy with csea.swift-takedown's record_grace set to zero, so
 // overdue reports are breached at the next sweep.
 void ZeroGrace(const std::string& rules_dir) {
