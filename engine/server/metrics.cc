@@ -1,8 +1,10 @@
 #include "engine/server/metrics.h"
 
 #include <chrono>
+#include <initializer_list>
 #include <cstdio>
 #include <ctime>
+#include <utility>
 
 namespace carewatch::server {
 
@@ -56,6 +58,16 @@ std::string Metrics::Render(const Gauges& g) const {
     line("# TYPE " + name + " " + type);
     line(name + " " + value);
   };
+  // A metric with one label: its HELP and TYPE lines, then a value for each
+  // of the label's values.
+  auto labelled = [&](const std::string& name, const char* type, const std::string& help,
+                      const std::string& label,
+                      std::initializer_list<std::pair<const char*, std::string>> values) {
+    line("# HELP " + name + " " + help);
+    line("# TYPE " + name + " " + type);
+    for (const auto& [key, value] : values)
+      line(name + "{" + label + "=\"" + key + "\"} " + value);
+  };
   std::lock_guard<std::mutex> lock(mu_);
   line("# HELP carewatch_rpc_requests_total RPCs handled, by method and status code.");
   line("# TYPE carewatch_rpc_requests_total counter");
@@ -83,12 +95,11 @@ std::string Metrics::Render(const Gauges& g) const {
   line("# TYPE carewatch_flags_total counter");
   for (const auto& [r, v] : flags_)
     line("carewatch_flags_total{rule=\"" + r + "\"} " + std::to_string(v));
-  line("# HELP carewatch_obligations Obligations by state.");
-  line("# TYPE carewatch_obligations gauge");
-  line("carewatch_obligations{state=\"open\"} " + std::to_string(g.open));
-  line("carewatch_obligations{state=\"met\"} " + std::to_string(g.met));
-  line("carewatch_obligations{state=\"discharged\"} " + std::to_string(g.discharged));
-  line("carewatch_obligations{state=\"breached\"} " + std::to_string(g.breached));
+  labelled("carewatch_obligations", "gauge", "Obligations by state.", "state",
+           {{"open", std::to_string(g.open)},
+            {"met", std::to_string(g.met)},
+            {"discharged", std::to_string(g.discharged)},
+            {"breached", std::to_string(g.breached)}});
   scalar("carewatch_findings_open", "gauge", "Systemic findings open.",
          std::to_string(g.findings_open));
   scalar("carewatch_ledger_events", "gauge", "Events in the ledger.",
@@ -100,22 +111,22 @@ std::string Metrics::Render(const Gauges& g) const {
          "Transactions the ledger wrote: reports acknowledged divided by this is the mean group "
          "commit.",
          std::to_string(g.ledger_commits));
-  line(
-      "# HELP carewatch_report_lookups_total Idempotency lookups of submitted reports, by what "
-      "answered: the in-memory filter of indexed ids (a report never seen) or the index.");
-  line("# TYPE carewatch_report_lookups_total counter");
-  line("carewatch_report_lookups_total{answer=\"filter\"} " + std::to_string(g.lookups_filtered));
-  line("carewatch_report_lookups_total{answer=\"index\"} " + std::to_string(g.lookups_read));
+  labelled("carewatch_report_lookups_total", "counter",
+           "Idempotency lookups of submitted reports, by what answered: the in-memory filter of "
+           "indexed ids (a report never seen) or the index.",
+           "answer",
+           {{"filter", std::to_string(g.lookups_filtered)},
+            {"index", std::to_string(g.lookups_read)}});
   scalar("carewatch_report_filter_ready", "gauge",
          "Whether the filter of indexed report ids holds every id and answers lookups (SQLite "
          "ledgers, once its scan at start is done).",
          g.lookup_filter_ready ? "1" : "0");
-  line(
-      "# HELP carewatch_waiting_bytes Bytes of the requests read and not yet answered, by "
-      "kind of call (max_waiting_bytes).");
-  line("# TYPE carewatch_waiting_bytes gauge");
-  line("carewatch_waiting_bytes{calls=\"unary\"} " + std::to_string(g.waiting_unary_bytes));
-  line("carewatch_waiting_bytes{calls=\"stream\"} " + std::to_string(g.waiting_stream_bytes));
+  labelled("carewatch_waiting_bytes", "gauge",
+           "Bytes of the requests read and not yet answered, by kind of call "
+           "(max_waiting_bytes).",
+           "calls",
+           {{"unary", std::to_string(g.waiting_unary_bytes)},
+            {"stream", std::to_string(g.waiting_stream_bytes)}});
   line("# HELP carewatch_ruleset_info The rule set serving.");
   line("# TYPE carewatch_ruleset_info gauge");
   line("carewatch_ruleset_info{version=\"" + g.ruleset_version + "\"} 1");
