@@ -140,6 +140,12 @@ std::string Metrics::Render(const Gauges& g) const {
   line("# TYPE carewatch_unknown_values_total counter");
   for (const auto& [f, n] : unknown_values_)
     line("carewatch_unknown_values_total{field=\"" + f + "\"} " + std::to_string(n));
+  labelled("carewatch_stream_reports_total", "counter",
+           "EvaluateStream reports, by the thread that evaluated them: the stream's own (as many "
+           "active streams as CPUs, or more) or the shared workers.",
+           "evaluated_on",
+           {{"stream", std::to_string(stream_inline_.load())},
+            {"workers", std::to_string(stream_workers_.load())}});
   scalar("carewatch_sweep_errors_total", "counter",
          "Deadline sweeps that failed (no deadline enforced).",
          std::to_string(sweep_errors_.load()));

@@ -19,6 +19,9 @@ class Metrics {
   void CountFlag(const std::string& rule_id);
   void CountReports(uint64_t n) { reports_ += n; }
   void CountSweepError() { sweep_errors_ += 1; }
+  // An EvaluateStream report evaluated on its stream's own thread, or
+  // handed to the shared workers.
+  void CountStreamReport(bool on_stream) { (on_stream ? stream_inline_ : stream_workers_) += 1; }
   // A categorical value outside the documented vocabulary, by field (one of
   // a fixed few names).
   void CountUnknownValue(const std::string& field);
@@ -52,6 +55,7 @@ class Metrics {
   std::map<std::string, uint64_t> unknown_values_;
   std::atomic<uint64_t> reports_{0};
   std::atomic<uint64_t> sweep_errors_{0};
+  std::atomic<uint64_t> stream_inline_{0}, stream_workers_{0};
 };
 
 // "INVALID_ARGUMENT" for 3, and so on ("code N" beyond the known ones).

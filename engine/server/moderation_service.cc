@@ -1,4 +1,5 @@
 // Moderation: what a platform's trust-and-safety systems call.
+#include <algorithm>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -156,6 +157,14 @@ class ModerationService : public v1::Moderation::Service {
       }
     };
     std::thread responder;
+    // Counted in active_streams from its first report to its end.
+    struct Active {
+      std::atomic<int>* count = nullptr;
+      ~Active() {
+        if (count) count->fetch_sub(1);
+      }
+    } active;
+    static const int cpus = std::max(1u, std::thread::hardware_concurrency());
     grpc::Status result = grpc::Status::OK;
     v1::EvaluateRequest req;
     while (stream->Read(&req)) {
@@ -175,6 +184,8 @@ class ModerationService : public v1::Moderation::Service {
           result = {StatusCode::RESOURCE_EXHAUSTED, "cannot start a thread for this stream"};
           break;
         }
+        active.count = &s_->active_streams;
+        active.count->fetch_add(1);
       }
       const int64_t bytes = static_cast<int64_t>(req.ByteSizeLong());
       {
@@ -188,7 +199,7 @@ class ModerationService : public v1::Moderation::Service {
         state->bytes += bytes;
         s_->stream_bytes.fetch_add(bytes);
       }
-      s_->stream_pool->Submit([this, state, bytes, r = std::move(req)] {
+      auto evaluate = [this, state, bytes, r = std::move(req)] {
         Answer a;
         a.bytes = bytes;
         a.pending = std::make_unique<duty::DutyEngine::Pending>();
@@ -213,8 +224,21 @@ class ModerationService : public v1::Moderation::Service {
         state->answers.push_back(std::move(a));
         --state->tasks;
         state->answer_cv.notify_one();
-      });
-      req.Clear();
+      };
+      // Where the report is evaluated. With as many active streams as CPUs
+      // or more, the streams keep the CPUs busy between them: each
+      // evaluates its reports on its own thread, and a hand-off to a worker
+      // would only add a thread switch a report. With fewer, the shared
+      // workers spread one stream's reports over the CPUs. A queueing
+      // replica always hands off: queueing waits for the database.
+      const bool on_stream = !s_->replica && s_->active_streams.load() >= cpus;
+      s_->metrics.CountStreamReport(on_stream);
+      if (on_stream) {
+        evaluate();
+      } else {
+        s_->stream_pool->Submit(std::move(evaluate));
+      }
+      req = v1::EvaluateRequest();
     }
     {
       std::lock_guard<std::mutex> lock(state->mu);

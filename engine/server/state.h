@@ -70,6 +70,8 @@ struct Server::State {
   // EvaluateStream's shared workers, and how many streams are open.
   std::unique_ptr<WorkerPool> stream_pool;
   std::atomic<int> open_streams{0};
+  // EvaluateStream streams that have sent a report and not ended.
+  std::atomic<int> active_streams{0};
   // Unary Evaluate calls admitted and not yet answered (max_waiting_calls).
   std::atomic<int> waiting_calls{0};
   // The bytes of their requests (max_waiting_bytes).

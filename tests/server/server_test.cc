@@ -772,6 +772,62 @@ int ThreadsOf(pid_t pid) {
   return -1;
 }
 
+// With as many active EvaluateStream streams as CPUs, each evaluates its
+// reports on its own thread (no hand-off a report); a stream alone on a
+// machine of several CPUs hands them to the shared workers, which spread
+// them over the CPUs.
+TEST_F(ServerTest, StreamsEvaluateOnTheirOwnThreadsWhenTheyKeepEveryCpuBusy) {
+  StartDaemon();
+  const int cpus = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const std::string on_stream = "carewatch_stream_reports_total{evaluated_on=\"stream\"}";
+  const std::string on_workers = "carewatch_stream_reports_total{evaluated_on=\"workers\"}";
+  struct Open {
+    grpc::ClientContext ctx;
+    std::unique_ptr<grpc::ClientReaderWriter<v1::EvaluateRequest, v1::EvaluateResponse>> stream;
+  };
+  int sent = 0;
+  auto send = [&](Open& o, int n) {
+    for (int i = 0; i < n; ++i) {
+      v1::EvaluateRequest req;
+      *req.mutable_report() = Flaggable("s-" + std::to_string(sent++), "svc-a");
+      ASSERT_TRUE(o.stream->Write(req));
+      v1::EvaluateResponse resp;
+      ASSERT_TRUE(o.stream->Read(&resp));
+      ASSERT_TRUE(resp.error().empty()) << resp.error();
+      ASSERT_EQ(resp.verdict().report_id(), req.report().report_id());
+    }
+  };
+  // One report on each: every stream is active.
+  std::vector<std::unique_ptr<Open>> streams;
+  for (int i = 0; i < cpus; ++i) {
+    streams.push_back(std::make_unique<Open>());
+    Auth(&streams.back()->ctx, platform_a_);
+    streams.back()->stream = moderation_->EvaluateStream(&streams.back()->ctx);
+    send(*streams.back(), 1);
+  }
+  uint64_t inline_before = daemon_->Metric(on_stream);
+  uint64_t workers_before = daemon_->Metric(on_workers);
+  for (auto& o : streams) send(*o, 10);
+  EXPECT_EQ(daemon_->Metric(on_stream) - inline_before, 10u * cpus);
+  EXPECT_EQ(daemon_->Metric(on_workers) - workers_before, 0u);
+  // All but one end: the one left is alone.
+  for (size_t i = 1; i < streams.size(); ++i) {
+    streams[i]->stream->WritesDone();
+    ASSERT_TRUE(streams[i]->stream->Finish().ok());
+  }
+  inline_before = daemon_->Metric(on_stream);
+  workers_before = daemon_->Metric(on_workers);
+  send(*streams[0], 10);
+  if (cpus > 1) {
+    EXPECT_EQ(daemon_->Metric(on_workers) - workers_before, 10u);
+    EXPECT_EQ(daemon_->Metric(on_stream) - inline_before, 0u);
+  } else {
+    EXPECT_EQ(daemon_->Metric(on_stream) - inline_before, 10u);
+  }
+  streams[0]->stream->WritesDone();
+  ASSERT_TRUE(streams[0]->stream->Finish().ok());
+}
+
 // Names of a running process's threads, from /proc.
 std::multiset<std::string> ThreadNamesOf(pid_t pid) {
   std::multiset<std::string> names;
