@@ -19,6 +19,7 @@
 #include <condition_variable>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <latch>
 #include <map>
 #include <set>
@@ -246,6 +247,25 @@ class ServerTest : public ::testing::Test {
 
   static void Auth(grpc::ClientContext* ctx, const std::string& token) {
     if (!token.empty()) ctx->AddMetadata("authorization", "Bearer " + token);
+  }
+
+  // Streams one flaggable report `id` of svc-a (platform A) on an
+  // EvaluateStream and, once it is answered and while the stream is still
+  // open, runs `while_open`; then ends the stream.
+  void StreamOneReport(const std::string& id, const std::function<void()>& while_open = {}) {
+    grpc::ClientContext ctx;
+    Auth(&ctx, platform_a_);
+    auto stream = moderation_->EvaluateStream(&ctx);
+    v1::EvaluateRequest req;
+    *req.mutable_report() = Flaggable(id, "svc-a");
+    ASSERT_TRUE(stream->Write(req));
+    v1::EvaluateResponse resp;
+    ASSERT_TRUE(stream->Read(&resp));
+    if (while_open) while_open();
+    stream->WritesDone();
+    while (stream->Read(&resp)) {
+    }
+    ASSERT_TRUE(stream->Finish().ok());
   }
 
   // A report that the shipped specialist-referral rule flags.
@@ -846,26 +866,14 @@ TEST_F(ServerTest, ThreadsAreNamedForWhatTheyDo) {
   daemon_->Start(rules_, {"--workers", "3"});
   channel_ = grpc::CreateChannel(daemon_->Address(), grpc::InsecureChannelCredentials());
   moderation_ = v1::Moderation::NewStub(channel_);
-  {
-    grpc::ClientContext ctx;
-    Auth(&ctx, platform_a_);
-    auto stream = moderation_->EvaluateStream(&ctx);
-    v1::EvaluateRequest req;
-    *req.mutable_report() = Flaggable("named", "svc-a");
-    ASSERT_TRUE(stream->Write(req));
-    v1::EvaluateResponse resp;
-    ASSERT_TRUE(stream->Read(&resp));
+  StreamOneReport("named", [&] {
     const std::multiset<std::string> names = ThreadNamesOf(daemon_->Pid());
     EXPECT_EQ(names.count("cw-ledger-write"), 1u);
     EXPECT_EQ(names.count("cw-ledger-done"), 1u);
     EXPECT_EQ(names.count("cw-worker"), 3u);
     EXPECT_EQ(names.count("cw-responder"), 1u);
     EXPECT_EQ(names.count("cw-sweeper"), 1u);
-    stream->WritesDone();
-    while (stream->Read(&resp)) {
-    }
-    ASSERT_TRUE(stream->Finish().ok());
-  }
+  });
 }
 
 TEST_F(ServerTest, IdleStreamsHoldNoWorkersAndAreBounded) {
@@ -873,19 +881,7 @@ TEST_F(ServerTest, IdleStreamsHoldNoWorkersAndAreBounded) {
   channel_ = grpc::CreateChannel(daemon_->Address(), grpc::InsecureChannelCredentials());
   moderation_ = v1::Moderation::NewStub(channel_);
   // One stream that did work, so its responder and the pool exist.
-  {
-    grpc::ClientContext ctx;
-    Auth(&ctx, platform_a_);
-    auto stream = moderation_->EvaluateStream(&ctx);
-    v1::EvaluateRequest req;
-    *req.mutable_report() = Flaggable("warm", "svc-a");
-    ASSERT_TRUE(stream->Write(req));
-    stream->WritesDone();
-    v1::EvaluateResponse resp;
-    while (stream->Read(&resp)) {
-    }
-    ASSERT_TRUE(stream->Finish().ok());
-  }
+  StreamOneReport("warm");
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   const int before = ThreadsOf(daemon_->Pid());
   ASSERT_GT(before, 0);
