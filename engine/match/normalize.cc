@@ -5,6 +5,7 @@
 #include <unicode/unistr.h>
 #include <unicode/utf8.h>
 
+#include <atomic>
 #include <cstring>
 
 #if defined(__SSE2__)
@@ -386,14 +387,75 @@ __attribute__((target("avx2,bmi2,popcnt"))) size_t FoldBlocks(const BlockTables&
   return i;
 }
 
-bool HaveBlockPath() {
+// The 64-byte path (AVX-512 with VBMI and VBMI2, chosen at run time): each
+// byte is mapped by one lookup in the 128-byte table, and the dropped bytes
+// and second spaces are removed by one compress. A block holding a
+// non-ASCII byte, or a byte the fold keeps as punctuation ('?', '(', ...),
+// stops it. Same contract as FoldBlocks but `out` must have room for
+// `length` + 64 bytes.
+__attribute__((target("avx512f,avx512bw,avx512vbmi,avx512vbmi2,bmi2,popcnt"))) size_t
+FoldBlocks64(const char (&to)[128], const uint8_t* s, size_t length, char* out, size_t* written,
+             FoldState* state) {
+  FoldState local = *state;
+  FoldState* const st = &local;
+  const __m512i table_low = _mm512_loadu_si512(to);
+  const __m512i table_high = _mm512_loadu_si512(to + 64);
+  const __m512i space = _mm512_set1_epi8(' ');
+  const __m512i letter_a = _mm512_set1_epi8('a');
+  const __m512i digit_0 = _mm512_set1_epi8('0');
+  size_t i = 0;
+  size_t n = 0;
+  while (i < length) {
+    const size_t take = length - i < 64 ? length - i : 64;
+    const __mmask64 valid = take == 64 ? ~__mmask64{0} : (__mmask64{1} << take) - 1;
+    // Bytes past the end are not read; they load as 0, which the fold drops.
+    const __m512i v = _mm512_maskz_loadu_epi8(valid, s + i);
+    if (_mm512_movepi8_mask(v) != 0) break;  // non-ASCII
+    const __m512i mapped = _mm512_permutex2var_epi8(table_low, v, table_high);
+    const uint64_t kept = _mm512_test_epi8_mask(mapped, mapped);
+    const uint64_t spaces = _mm512_cmpeq_epi8_mask(mapped, space);
+    const uint64_t word =
+        _mm512_cmple_epu8_mask(_mm512_sub_epi8(mapped, letter_a), _mm512_set1_epi8(25)) |
+        _mm512_cmple_epu8_mask(_mm512_sub_epi8(mapped, digit_0), _mm512_set1_epi8(9));
+    if ((kept & ~spaces & ~word) != 0) break;  // punctuation the fold keeps
+    // A space is written unless the byte written before it is a space,
+    // which is so exactly when the kept byte before it is one.
+    const uint64_t packed_spaces = _pext_u64(spaces, kept);
+    const uint64_t doubled = packed_spaces & ((packed_spaces << 1) | (st->last_space ? 1u : 0u));
+    const uint64_t keep = kept & ~_pdep_u64(doubled, kept);
+    if (kept != 0) st->last_space = (spaces >> (63 - __builtin_clzll(kept))) & 1u;
+    _mm512_storeu_si512(out + n, _mm512_maskz_compress_epi8(keep, mapped));
+    const int k = __builtin_popcountll(keep);
+    if (k > 0) {
+      const uint64_t out_spaces = _pext_u64(spaces, keep);
+      const uint64_t all = k == 64 ? ~uint64_t{0} : (uint64_t{1} << k) - 1;
+      CountTokens(out_spaces, all & ~out_spaces, k, st);
+    }
+    n += static_cast<size_t>(k);
+    i += take;
+  }
+  *state = local;
+  *written = n;
+  return i;
+}
+
+FoldBlockPath WidestBlockPath() {
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi2") &&
-         __builtin_cpu_supports("popcnt");
+  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("bmi2") ||
+      !__builtin_cpu_supports("popcnt"))
+    return FoldBlockPath::kNone;
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("avx512vbmi2"))
+    return FoldBlockPath::kAvx512;
+  return FoldBlockPath::kAvx2;
 }
 const BlockTables kBlocks = MakeBlockTables(kAscii.to);
-const bool kHaveBlockPath = HaveBlockPath();
+const FoldBlockPath kWidestBlockPath = WidestBlockPath();
+#else
+constexpr FoldBlockPath kWidestBlockPath = FoldBlockPath::kNone;
 #endif
+// Relaxed: set once at start-up, and by tests before they fold.
+std::atomic<FoldBlockPath> g_block_path{kWidestBlockPath};
 
 // Whether a folded code point is part of a word: a letter, a digit or any
 // non-ASCII character (punctuation left after folding, such as '?' or '(',
@@ -483,6 +545,7 @@ class Folder {
     Resize(input.size() + kSlack);
     int32_t i = 0;
     [[maybe_unused]] int32_t blocks_from = 0;  // where the block path may be tried next
+    [[maybe_unused]] const FoldBlockPath path = g_block_path.load(std::memory_order_relaxed);
     while (i < length) {
       char* text = out_->text.data();
       uint32_t* starts = kWithMap ? out_->orig_start.data() : nullptr;
@@ -494,8 +557,17 @@ class Folder {
       while (i < length) {
 #if defined(CAREWATCH_FOLD_AVX2)
         if constexpr (!kWithMap) {
-          if (kHaveBlockPath && i >= blocks_from) {
+          if (path != FoldBlockPath::kNone && i >= blocks_from) {
             size_t written = 0;
+            if (path == FoldBlockPath::kAvx512) {
+              // The buffers hold n + (length - i) + kSlack >= n + 64 bytes.
+              i += static_cast<int32_t>(FoldBlocks64(
+                  kAscii.to, s + i, static_cast<size_t>(length - i), text + n, &written, &st));
+              n += written;
+              if (i >= length) break;
+            }
+            // Also where the 64-byte path stopped: its first 32 bytes may
+            // still be a whole block.
             const size_t read = FoldBlocks(kBlocks, s + i, static_cast<size_t>(length - i),
                                            text + n, &written, &st);
             i += static_cast<int32_t>(read);
@@ -742,6 +814,14 @@ void FoldForMatching(std::string_view input, FoldedText* out, bool with_map) {
   } else {
     folder.Fold<false>(input);
   }
+}
+
+FoldBlockPath FoldBlockPathInUse() { return g_block_path.load(std::memory_order_relaxed); }
+
+bool SetFoldBlockPathForTesting(FoldBlockPath path) {
+  if (static_cast<int>(path) > static_cast<int>(kWidestBlockPath)) return false;
+  g_block_path.store(path, std::memory_order_relaxed);
+  return true;
 }
 
 std::string FoldForMatching(std::string_view input) {

@@ -47,6 +47,16 @@ void FoldForMatching(std::string_view input, FoldedText* out, bool with_map = tr
 // Convenience for patterns and tests: the folded text alone.
 std::string FoldForMatching(std::string_view input);
 
+// The whole-block path that folds ordinary ASCII text, chosen at start-up
+// as the widest this CPU has: 64 bytes at a time (AVX-512 with VBMI2), 32
+// (AVX2 and BMI2), or none (16-byte prefixes of letters, then one byte at a
+// time). All give the same output.
+enum class FoldBlockPath { kNone, kAvx2, kAvx512 };
+FoldBlockPath FoldBlockPathInUse();
+// For tests: makes `path` the one used, if this CPU has it (else returns
+// false and changes nothing). Not to be called while other threads fold.
+bool SetFoldBlockPathForTesting(FoldBlockPath path);
+
 }  // namespace carewatch::match
 
 #endif  // CAREWATCH_ENGINE_MATCH_NORMALIZE_H_

@@ -95,7 +95,7 @@ TEST(Normalize, LongTextFoldsByTheSameRules) {
 
 // `text` folded one byte at a time: a zero-width space after every byte is
 // removed by the fold, but leaves at most one ASCII byte in a row, so
-// neither 32-byte path (whole blocks, prefixes of letters) can take it.
+// no block path (whole blocks, prefixes of letters) can take it.
 std::string FoldOneByteAtATime(std::string_view text) {
   std::string spaced;
   for (char c : text) {
@@ -107,10 +107,43 @@ std::string FoldOneByteAtATime(std::string_view text) {
   return out.text;
 }
 
-// Differential check of the 32-byte paths against FoldOneByteAtATime.
+// Each whole-block path this CPU has, in turn (the widest is left in use).
+class FoldPaths : public ::testing::TestWithParam<FoldBlockPath> {
+ protected:
+  void SetUp() override {
+    if (!SetFoldBlockPathForTesting(GetParam())) GTEST_SKIP() << "this CPU lacks the path";
+  }
+  void TearDown() override {
+    for (FoldBlockPath p : {FoldBlockPath::kAvx512, FoldBlockPath::kAvx2, FoldBlockPath::kNone})
+      if (SetFoldBlockPathForTesting(p)) break;
+  }
+};
+
+INSTANTIATE_TEST_SUITE_P(Normalize, FoldPaths,
+                         ::testing::Values(FoldBlockPath::kNone, FoldBlockPath::kAvx2,
+                                           FoldBlockPath::kAvx512),
+                         [](const ::testing::TestParamInfo<FoldBlockPath>& info) {
+                           switch (info.param) {
+                             case FoldBlockPath::kNone: return std::string("NoBlocks");
+                             case FoldBlockPath::kAvx2: return std::string("Avx2");
+                             case FoldBlockPath::kAvx512: return std::string("Avx512");
+                           }
+                           return std::string("Unknown");
+                         });
+
+TEST(Normalize, TheWidestBlockPathIsInUse) {
+  // No path wider than the one in use can be chosen.
+  const FoldBlockPath in_use = FoldBlockPathInUse();
+  if (in_use != FoldBlockPath::kAvx512) {
+    EXPECT_FALSE(SetFoldBlockPathForTesting(static_cast<FoldBlockPath>(static_cast<int>(in_use) + 1)));
+  }
+  EXPECT_TRUE(SetFoldBlockPathForTesting(in_use));
+}
+
+// Differential check of the block paths against FoldOneByteAtATime.
 // Separators, digits, white space and the bytes that send a block to the
 // slower paths ('?', '@', controls) fall at every offset of a block.
-TEST(Normalize, RunsOfLettersFoldAsOneByteAtATime) {
+TEST_P(FoldPaths, RunsOfLettersFoldAsOneByteAtATime) {
   const char* separators[] = {" ",  " ",  " ",   " ",    "  ",  ". ", ", ", "? ", "(",   "0",
                               "\t", ".",  ",",   "..",   " . ", ".,", ", ,", " ,", "7",   "3 ",
                               "\n", " -", "\r\n", " \t ", "_",   "'",  "@",   "2",  " 9 ", "\x01"};
@@ -140,12 +173,12 @@ TEST(Normalize, RunsOfLettersFoldAsOneByteAtATime) {
 // The same check over every ASCII byte: each value takes the path its
 // class decides (folded in a block, or by the table one byte at a time),
 // and the results must agree.
-TEST(Normalize, EveryAsciiByteFoldsAlikeInBlocksAndOneAtATime) {
+TEST_P(FoldPaths, EveryAsciiByteFoldsAlikeInBlocksAndOneAtATime) {
   std::mt19937 rng(12);
   FoldedText fast;
   for (int round = 0; round < 4000; ++round) {
     std::string text;
-    const size_t length = 1 + rng() % 160;
+    const size_t length = 1 + rng() % 300;
     // Mostly letters and spaces, so that whole blocks of ordinary text
     // occur; any of the 128 values otherwise.
     while (text.size() < length) {
