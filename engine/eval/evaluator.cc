@@ -195,6 +195,20 @@ Status Evaluator::Create(std::shared_ptr<const rules::RuleSet> ruleset,
   for (uint32_t r = 0; r < e->rule_root_.size(); ++r) {
     if (!e->NeedsScan(e->rule_root_[r])) {
       e->always_rules_.push_back(r);
+      std::vector<uint32_t> stack = {e->rule_root_[r]};
+      while (!stack.empty()) {
+        Node& n = e->nodes_[stack.back()];
+        stack.pop_back();
+        for (uint32_t i = 0; i < n.num_children; ++i)
+          stack.push_back(e->child_ids_[n.first_child + i]);
+        if (n.list < 0) continue;
+        const std::pair<int32_t, Field> key(n.list, n.condition->field == Field::kUrl
+                                                        ? Field::kUrl
+                                                        : Field::kHash);
+        auto at = std::find(e->prepared_lists_.begin(), e->prepared_lists_.end(), key);
+        n.probes = static_cast<int32_t>(at - e->prepared_lists_.begin());
+        if (at == e->prepared_lists_.end()) e->prepared_lists_.push_back(key);
+      }
       continue;
     }
     std::vector<uint32_t> ids;
@@ -235,6 +249,8 @@ std::unique_ptr<Evaluator::Context> Evaluator::NewContext() const {
   c->candidates.reserve(rule_root_.size());
   c->gate_epoch.assign(rule_root_.size(), 0);
   c->gate_open.assign(rule_root_.size(), 0);
+  c->probes.resize(prepared_lists_.size());
+  c->probe_counts.assign(prepared_lists_.size(), 0);
   return c;
 }
 
@@ -313,6 +329,24 @@ bool Evaluator::SlotNeeded(int slot, const v1::ContentReport& report, Context& c
   return false;
 }
 
+void Evaluator::PrepareLists(const v1::ContentReport& report, Context& ctx) const {
+  if (prepared_lists_.empty()) return;
+  for (size_t k = 0; k < prepared_lists_.size(); ++k) {
+    const auto& [list, field] = prepared_lists_[k];
+    std::vector<match::CompiledList::Probe>& probes = ctx.probes[k];
+    const int n = field == Field::kUrl ? report.urls_size() : report.hashes_size();
+    // Grown, never shrunk: a probe keeps its storage for the next report.
+    if (probes.size() < static_cast<size_t>(n)) probes.resize(n);
+    ctx.probe_counts[k] = static_cast<size_t>(n);
+    for (int i = 0; i < n; ++i) {
+      lists_[list].Prepare(field == Field::kUrl ? report.urls(i) : report.hashes(i).value(),
+                           &probes[i]);
+    }
+  }
+  // For the scan that follows, which numbers the report (Scan).
+  ctx.probes_report = ctx.gate_report + 1 == 0 ? 1 : ctx.gate_report + 1;
+}
+
 Status Evaluator::Scan(const v1::ContentReport& report, Context& ctx, bool gate) const {
   for (uint32_t id : ctx.fired) ctx.scan_hit[id] = 0;
   ctx.fired.clear();
@@ -389,6 +423,13 @@ bool Evaluator::EvalLeaf(const Node& n, const v1::ContentReport& report, const C
     case Condition::Kind::kInList: {
       if (n.list < 0) return false;
       const match::CompiledList& list = lists_[n.list];
+      if (n.probes >= 0 && ctx.probes_report == ctx.gate_report) {
+        const std::vector<match::CompiledList::Probe>& probes = ctx.probes[n.probes];
+        for (size_t i = 0; i < ctx.probe_counts[n.probes]; ++i) {
+          if (list.Contains(probes[i])) return true;
+        }
+        return false;
+      }
       if (c.field == Field::kUrl) {
         for (const std::string& u : report.urls()) {
           if (list.Contains(u)) return true;
@@ -544,6 +585,7 @@ Status Evaluator::EvaluateImpl(const v1::ContentReport& report, Context& ctx, v1
       return Status::InvalidArgument(std::string(rules::FieldName(field)) + ": not valid UTF-8");
     }
   }
+  PrepareLists(report, ctx);
   Status s = Scan(report, ctx, gate);
   if (!s.ok()) return s;
 

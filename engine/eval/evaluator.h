@@ -110,6 +110,7 @@ class Evaluator {
     int at_least = 0;
     int32_t scan_id = -1;  // scanned leaves: matcher leaf id
     int32_t list = -1;     // in_list leaves: index into lists_
+    int32_t probes = -1;   // in_list leaves of always_rules_: index into prepared_lists_
     const rules::Condition* condition = nullptr;
   };
 
@@ -151,6 +152,11 @@ class Evaluator {
   std::vector<uint32_t> scan_node_;                // scan id -> node
   std::vector<std::vector<uint32_t>> scan_rules_;  // scan id -> rules using it
   std::vector<uint32_t> always_rules_;             // rules that can match without a scan hit
+  // The (list, field) of the in_list leaves of always_rules_: each field
+  // value's keys are prepared before the scan, so that the scan hides the
+  // list filter's reads from memory (CompiledList::Prepare).
+  std::vector<std::pair<int32_t, rules::Field>> prepared_lists_;
+  void PrepareLists(const v1::ContentReport& report, Context& ctx) const;
   // Per database slot: some rule reads it whatever the report's other
   // fields; else the rules whose other conditions decide whether it is read.
   bool slot_always_[match::kNumDatabaseSlots] = {};
@@ -192,6 +198,11 @@ class Evaluator::Context {
   std::vector<uint32_t> gate_epoch;
   std::vector<uint8_t> gate_open;
   uint32_t gate_report = 0;
+  // Per prepared_lists_ entry: a probe per value of the field, valid for
+  // the report whose scan is numbered probes_report (gate_report).
+  std::vector<std::vector<match::CompiledList::Probe>> probes;
+  std::vector<size_t> probe_counts;  // of each, those prepared for the report
+  uint32_t probes_report = 0;
   uint64_t bytes_scanned_ = 0;
 };
 

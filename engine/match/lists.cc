@@ -189,7 +189,7 @@ void CompiledList::Build(const rules::ListDef& def) {
   value_mask_ = value_bits_ >= 32 ? ~0u : (1u << value_bits_) - 1;
   auto insert = [&](std::string_view key, uint32_t value) {
     size_t mask = slots_.size() - 1;
-    const size_t hash = std::hash<std::string_view>()(key);
+    const size_t hash = Hash(key);
     const uint32_t tag = TagOf(hash);
     for (size_t i = hash & mask;; i = (i + 1) & mask) {
       if (slots_[i] == 0) {
@@ -240,13 +240,12 @@ std::string_view CompiledList::KeyAt(uint32_t value) const {
 }
 
 bool CompiledList::FilterPasses(std::string_view key) const {
-  const size_t hash = std::hash<std::string_view>()(key);
+  const size_t hash = Hash(key);
   return FilterMayHave(filter_[BlockIndex(hash)], hash);
 }
 
-bool CompiledList::Has(std::string_view key) const {
+bool CompiledList::Has(std::string_view key, size_t hash) const {
   const size_t mask = slots_.size() - 1;
-  const size_t hash = std::hash<std::string_view>()(key);
   if (!FilterMayHave(filter_[BlockIndex(hash)], hash)) return false;
   const uint32_t tag = TagOf(hash);
   for (size_t i = hash & mask; slots_[i] != 0; i = (i + 1) & mask) {
@@ -256,22 +255,14 @@ bool CompiledList::Has(std::string_view key) const {
   return false;
 }
 
-bool CompiledList::Contains(std::string_view value, size_t* probes) const {
-  size_t looked_up = 0;
-  // Every key looked up is a view of `value` or of its normalised form:
-  // nothing is copied but a hash digest with capitals.
-  auto lookup = [&](std::string_view key) {
-    ++looked_up;
-    return Has(key);
-  };
-  auto done = [&](bool found) {
-    if (probes) *probes = looked_up;
-    return found;
-  };
+template <class Visit>
+bool CompiledList::ForEachKey(std::string_view value, Visit visit) const {
+  // Every key is a view of `value` or of its normalised form: nothing is
+  // copied but a hash digest with capitals.
   if (!is_url_) {
-    if (value.size() > longest_) return done(false);
+    if (value.size() > longest_) return false;
     if (std::none_of(value.begin(), value.end(), [](char c) { return c >= 'A' && c <= 'Z'; })) {
-      return done(lookup(value));
+      return visit(value, value);
     }
     thread_local std::string lowered;
     lowered.resize(value.size());
@@ -279,36 +270,74 @@ bool CompiledList::Contains(std::string_view value, size_t* probes) const {
       char c = value[i];
       lowered[i] = (c >= 'A' && c <= 'Z') ? static_cast<char>(c + ('a' - 'A')) : c;
     }
-    return done(lookup(lowered));
+    return visit(lowered, lowered);
   }
   thread_local NormalizedUrl u;
-  if (!NormalizeUrl(value, &u)) return done(false);
+  if (!NormalizeUrl(value, &u)) return false;
   const std::string_view key = u.key;
-  if (key.size() <= longest_ && lookup(key)) return done(true);
+  if (key.size() <= longest_ && visit(key, key)) return true;
   // Path prefixes at segment boundaries, longest first, then the host and
   // its parent domains: each a prefix or a suffix of the key's host and
   // path. Only keys no longer than the longest entry can be on the list, so
-  // only those are hashed: the walk is linear in the URL's length however
+  // only those are visited: the walk is linear in the URL's length however
   // many segments or labels it has.
   size_t host_port_len = key.size() - (u.path == "/" ? 0 : u.path.size()) -
                          (u.query.empty() ? 0 : u.query.size() + 1);
   size_t path_len = u.path.size();
   while (path_len > 1) {
-    if (host_port_len + path_len <= longest_ && lookup(key.substr(0, host_port_len + path_len))) {
-      return done(true);
+    if (host_port_len + path_len <= longest_ &&
+        visit(key, key.substr(0, host_port_len + path_len))) {
+      return true;
     }
     size_t slash = u.path.rfind('/', path_len - 1);
     path_len = slash == 0 ? 1 : slash;
   }
   std::string_view host = key.substr(0, host_port_len);
   while (!host.empty()) {
-    if (host.size() <= longest_ && lookup(host)) return done(true);
+    if (host.size() <= longest_ && visit(key, host)) return true;
     size_t dot = host.find('.');
     if (dot == std::string_view::npos) break;
     host.remove_prefix(dot + 1);
     if (host.find('.') == std::string_view::npos) break;  // never match a bare TLD
   }
-  return done(false);
+  return false;
+}
+
+bool CompiledList::Contains(std::string_view value, size_t* probes) const {
+  size_t looked_up = 0;
+  const bool found = ForEachKey(value, [&](std::string_view, std::string_view key) {
+    ++looked_up;
+    return Has(key, Hash(key));
+  });
+  if (probes) *probes = looked_up;
+  return found;
+}
+
+void CompiledList::Prepare(std::string_view value, Probe* probe) const {
+  probe->text_.clear();
+  probe->keys_.clear();
+  ForEachKey(value, [&](std::string_view base, std::string_view key) {
+    if (probe->text_.empty()) probe->text_.assign(base);
+    const size_t hash = Hash(key);
+    __builtin_prefetch(&filter_[BlockIndex(hash)]);
+    probe->keys_.push_back({static_cast<uint32_t>(key.data() - base.data()),
+                            static_cast<uint32_t>(key.size()), hash});
+    return false;  // every key
+  });
+}
+
+bool CompiledList::Contains(const Probe& probe, size_t* probes) const {
+  size_t looked_up = 0;
+  bool found = false;
+  for (const Probe::Key& k : probe.keys_) {
+    ++looked_up;
+    if (Has(std::string_view(probe.text_).substr(k.start, k.length), k.hash)) {
+      found = true;
+      break;
+    }
+  }
+  if (probes) *probes = looked_up;
+  return found;
 }
 
 }  // namespace carewatch::match

@@ -1,6 +1,7 @@
 #ifndef CAREWATCH_ENGINE_MATCH_LISTS_H_
 #define CAREWATCH_ENGINE_MATCH_LISTS_H_
 
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -43,6 +44,29 @@ class CompiledList {
   // length of `value`: only prefixes and parent domains no longer than the
   // list's longest entry are looked up (`probes`, when given, counts them).
   bool Contains(std::string_view value, size_t* probes = nullptr) const;
+
+  // The keys a value is looked up by, each with its hash, in the order
+  // Contains looks them up. Prepare also asks memory for the filter blocks
+  // they will read (a prefetch), so that work the caller does before
+  // Contains(probe) hides those reads: a lookup that misses the filter then
+  // costs no wait for memory. Reusable: its storage is kept.
+  class Probe {
+   public:
+    size_t size() const { return keys_.size(); }
+
+   private:
+    friend class CompiledList;
+    struct Key {
+      uint32_t start, length;  // in text_
+      size_t hash;
+    };
+    std::string text_;  // the keys are spans of it
+    std::vector<Key> keys_;
+  };
+  void Prepare(std::string_view value, Probe* probe) const;
+  // The same answer as Contains(value) for the value `probe` was prepared
+  // from, by this list.
+  bool Contains(const Probe& probe, size_t* probes = nullptr) const;
   size_t size() const { return size_; }
   // Whether a key as the index holds it (normalised) gets past the filter
   // in front of the index: true for every entry (tests, benchmarks).
@@ -57,7 +81,14 @@ class CompiledList {
   void Build(const rules::ListDef& def);
   bool Load(const std::string& path);
   void Store(const std::string& path) const;
-  bool Has(std::string_view key) const;
+  bool Has(std::string_view key, size_t hash) const;
+  static size_t Hash(std::string_view key) { return std::hash<std::string_view>()(key); }
+  // Calls visit(base, key) for each key `value` is looked up by, in order,
+  // until one call returns true, and returns whether one did. Every key is
+  // a view of `base`: the value itself or its normalised form (valid until
+  // the thread's next call).
+  template <class Visit>
+  bool ForEachKey(std::string_view value, Visit visit) const;
   // The filter: blocks of eight 32-bit words; a key sets one bit in each
   // word of the block its hash picks (Parquet's split-block Bloom filter).
   struct alignas(32) FilterBlock {

@@ -117,5 +117,46 @@ TEST(HashList, TheFilterPassesEveryEntryAndStopsNearlyAllOthers) {
   EXPECT_LT(passed, others / 20) << passed << " of " << others << " keys not on the list passed";
 }
 
+// A probe prepared from a value gives Contains(value)'s answer after the
+// same lookups, whatever the value: URLs on and off the list, below listed
+// paths, under listed domains, with queries, capitals, no host; hashes with
+// capitals, too long, too short. One probe is reused throughout, as the
+// Evaluator reuses them.
+TEST(Lists, APreparedProbeAnswersAsTheValueDoes) {
+  rules::ListDef urls = UrlList({"files.test/shared/a1", "bad.test", "s.test/view?id=5",
+                                 "deep.test/a/b/c/d", "x.y.z.test"});
+  rules::ListDef hashes;
+  hashes.kind = rules::ListDef::Kind::kHash;
+  hashes.entries = {"abcdef0123", "00FF00FF", "5e0c6b8a"};
+  const CompiledList url_list(urls), hash_list(hashes);
+  const char* hosts[] = {"files.test", "bad.test", "www.BAD.test", "a.b.bad.test", "s.test",
+                         "deep.test", "y.z.test", "q.x.y.z.test", "other.test", ""};
+  const char* paths[] = {"", "/", "/shared", "/shared/a1", "/shared/a1/x/y", "/view?id=5",
+                         "/view?id=6", "/a/b/c/d/e", "/a/b/c", "/A/B/C/D", "/view"};
+  const char* schemes[] = {"https://", "http://", "", "ftp://"};
+  std::mt19937 rng(9);
+  CompiledList::Probe probe;
+  int found = 0;
+  for (int round = 0; round < 3000; ++round) {
+    const std::string url = std::string(schemes[rng() % std::size(schemes)]) +
+                            hosts[rng() % std::size(hosts)] + paths[rng() % std::size(paths)];
+    size_t direct_probes = 0, prepared_probes = 0;
+    const bool direct = url_list.Contains(url, &direct_probes);
+    url_list.Prepare(url, &probe);
+    ASSERT_EQ(url_list.Contains(probe, &prepared_probes), direct) << url;
+    ASSERT_EQ(prepared_probes, direct_probes) << url;
+    found += direct;
+  }
+  EXPECT_GT(found, 300) << "the values reach the list";
+  const char* digests[] = {"abcdef0123", "ABCDEF0123", "00ff00ff", "00FF00FF", "5E0C6B8A",
+                           "abcdef012",  "abcdef01234", "",        "zz"};
+  for (const char* d : digests) {
+    hash_list.Prepare(d, &probe);
+    EXPECT_EQ(hash_list.Contains(probe), hash_list.Contains(d)) << d;
+  }
+  hash_list.Prepare("ABCDEF0123", &probe);
+  EXPECT_TRUE(hash_list.Contains(probe));
+}
+
 }  // namespace
 }  // namespace carewatch::match
