@@ -14,7 +14,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libsqlite3-dev sqlite3 libpq-dev openssl python3
   libssl-dev libicu-dev libcli11-dev libspdlog-dev libfmt-dev libcpp-httplib-dev
-  libsodium-dev
+  libsodium-dev libjemalloc-dev
 )
 if [ "${1:-}" = "--test" ]; then
   # A throwaway PostgreSQL 15 server for the PostgreSQL ledger's tests.
