@@ -8,17 +8,22 @@
 //   (c) a plain libpq loop inserting the same rows in the same transaction
 //       sizes (prepared statement, synchronous_commit=on);
 //   (d) the Ledger on a postgresql:// ledger (a fresh schema in that database).
-// Usage: carewatch_bench_ledger [--events N] [--writers N] [--dir DIR] [--pg URL]
+// The SQLite figures are medians over --rounds rounds (default 5), each a
+// ledger run and then its baselines.
+// Usage: carewatch_bench_ledger [--events N] [--writers N] [--rounds N] [--dir DIR]
+//                               [--pg URL]
 #include <libpq-fe.h>
 #include <sqlite3.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <thread>
+#include <vector>
 
 #include "engine/ledger/ledger.h"
 #include "engine/ledger/sqlite_vfs.h"
@@ -129,6 +134,13 @@ double PlainPostgres(const std::string& url, const std::vector<ledger::StoredEve
   return seconds;
 }
 
+template <typename T>
+double Median(std::vector<T> v) {
+  std::sort(v.begin(), v.end());
+  size_t n = v.size();
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2.0;
+}
+
 }  // namespace
 
 // Inserts `rows` in transactions of `batch` into a fresh SQLite file (WAL,
@@ -166,7 +178,7 @@ double PlainSqlite(const std::string& path, const std::vector<ledger::StoredEven
 }
 
 int main(int argc, char** argv) {
-  int events = 20000, writers = 16;
+  int events = 20000, writers = 16, rounds = 5;
   std::string dir = "/tmp/carewatch-bench-ledger", pg;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--events"))
@@ -177,36 +189,61 @@ int main(int argc, char** argv) {
       dir = argv[i + 1];
     else if (!std::strcmp(argv[i], "--pg"))
       pg = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--rounds"))
+      rounds = std::max(1, std::stoi(argv[i + 1]));
   }
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
 
-  // (b) first: it decides the batch sizes the baseline then uses.
+  // Each round runs (b) first, since it decides the batch sizes the
+  // baselines then use, and the baselines right after it. The figures
+  // printed are the medians over the rounds: on this kind of machine one
+  // round's baseline moves by a quarter from one minute to the next.
   ledger::LedgerOptions options;
-  options.url = "sqlite://" + dir + "/ledger.db";
   options.signing_key_path = dir + "/ledger.key";
+  std::vector<double> plain_rates, ledger_rates, gathered_rates, ratios, like_ratios;
+  std::vector<int> batches;
   uint64_t commits = 0;
-  double ledger_s = RunLedger(options, events, writers, &commits);
-  // Same rows: read them back from the ledger file.
-  std::vector<ledger::StoredEvent> rows = ReadBack(options.url, events);
-  // The same transaction sizes the ledger's group commit formed.
-  int batch = std::max<int>(1, static_cast<int>(events / std::max<uint64_t>(commits, 1)));
-  // (a) with SQLite's default VFS; (a2) with the one the ledger's writer
-  // uses (engine/ledger/sqlite_vfs.h), to compare like with like.
-  double plain_s = PlainSqlite(dir + "/plain.db", rows, batch, nullptr);
-  double gathered_s = PlainSqlite(dir + "/gathered.db", rows, batch, ledger::GatheringVfs());
-
-  std::printf("%d events, %d concurrent writers, WAL + synchronous=FULL\n", events, writers);
-  std::printf("mean group commit: %d events per transaction (%llu commits)\n", batch,
-              static_cast<unsigned long long>(commits));
+  for (int round = 0; round < rounds; ++round) {
+    const std::string round_dir = dir + "/" + std::to_string(round);
+    std::filesystem::create_directories(round_dir);
+    options.url = "sqlite://" + round_dir + "/ledger.db";
+    double ledger_s = RunLedger(options, events, writers, &commits);
+    // Same rows: read them back from the ledger file.
+    std::vector<ledger::StoredEvent> rows = ReadBack(options.url, events);
+    // The same transaction sizes the ledger's group commit formed.
+    int batch = std::max<int>(1, static_cast<int>(events / std::max<uint64_t>(commits, 1)));
+    // (a) with SQLite's default VFS; (a2) with the one the ledger's writer
+    // uses (engine/ledger/sqlite_vfs.h), to compare like with like.
+    double plain_s = PlainSqlite(round_dir + "/plain.db", rows, batch, nullptr);
+    double gathered_s = PlainSqlite(round_dir + "/gathered.db", rows, batch, ledger::GatheringVfs());
+    std::filesystem::remove_all(round_dir);
+    batches.push_back(batch);
+    plain_rates.push_back(events / plain_s);
+    ledger_rates.push_back(events / ledger_s);
+    gathered_rates.push_back(events / gathered_s);
+    ratios.push_back(plain_s / ledger_s);
+    like_ratios.push_back(gathered_s / ledger_s);
+    if (rounds > 1) {
+      std::printf("round %d: %d events a commit; (a) %.0f, (b) %.0f, (a2) %.0f events/s; "
+                  "(b)/(a) %.2f, (b)/(a2) %.2f\n",
+                  round + 1, batch, plain_rates.back(), ledger_rates.back(), gathered_rates.back(),
+                  ratios.back(), like_ratios.back());
+    }
+  }
+  const char* of = rounds > 1 ? ", median of the rounds" : "";
+  std::printf("%d events, %d concurrent writers, WAL + synchronous=FULL, %d round%s\n", events,
+              writers, rounds, rounds > 1 ? "s" : "");
+  std::printf("mean group commit: %.0f events per transaction%s\n", Median(batches), of);
   std::printf("%-58s %10.0f events/s\n", "(a) plain SQLite inserts, same transaction sizes",
-              events / plain_s);
+              Median(plain_rates));
   std::printf("%-58s %10.0f events/s\n", "(b) Ledger.Append (group commit, Merkle, checkpoints)",
-              events / ledger_s);
+              Median(ledger_rates));
   std::printf("%-58s %10.0f events/s\n", "(a2) the same through the ledger's gathering VFS",
-              events / gathered_s);
-  std::printf("ratio (b)/(a) = %.2f  [>= 0.5]\n", plain_s / ledger_s);
-  std::printf("ratio (b)/(a2) = %.2f  (like with like: the same VFS)\n", gathered_s / ledger_s);
+              Median(gathered_rates));
+  std::printf("ratio (b)/(a) = %.2f  [>= 0.5]%s\n", Median(ratios), of);
+  std::printf("ratio (b)/(a2) = %.2f  (like with like: the same VFS)%s\n", Median(like_ratios),
+              of);
   if (!pg.empty()) {
     // A schema of its own in the database: the ledger's tables and the plain
     // table side by side, dropped afterwards.
