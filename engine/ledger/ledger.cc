@@ -189,9 +189,10 @@ Status Ledger::Open(const LedgerOptions& options, std::unique_ptr<Ledger>* out) 
   uint64_t size = 0;
   s = l->backend_->ReadTreeSize(&size);
   if (!s.ok()) return s;
-  const NodeReader read = [b = l->backend_.get()](int level, uint64_t index, Hash* out) {
-    return b->ReadNode(level, index, out);
-  };
+  const NodeReader read =
+      StoredNodeReader([b = l->backend_.get()](int level, uint64_t index, Hash* out) {
+        return b->ReadNode(level, index, out);
+      });
   s = CompactTree::Load(size, read, &l->tree_);
   if (s.code() == Status::Code::kNotFound) {
     // A ledger written before subtrees were stored: store them once.
@@ -617,16 +618,17 @@ Status Ledger::LatestCheckpoint(v1::Checkpoint* out) const {
 }
 
 NodeReader Ledger::Reader() const {
-  return [b = backend_.get()](int level, uint64_t index, Hash* out) {
+  return StoredNodeReader([b = backend_.get()](int level, uint64_t index, Hash* out) {
     return b->ReadNode(level, index, out);
-  };
+  });
 }
 
 Status Ledger::InclusionProof(uint64_t seq, uint64_t tree_size, std::vector<Hash>* proof) const {
   if (tree_size > size()) return Status::InvalidArgument("tree_size beyond the log");
   if (seq == 0 || seq > tree_size) return Status::InvalidArgument("seq outside the tree");
-  // Every subtree inside a durable size is stored: it was written with the
-  // event that completed it.
+  // Every subtree inside a durable size is stored (it was written with the
+  // event that completed it) or, below kLowestStoredLevel, computed from its
+  // leaves.
   return InclusionProofFromNodes(seq - 1, tree_size, Reader(), proof);
 }
 

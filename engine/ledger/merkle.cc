@@ -185,6 +185,28 @@ Status CompactTree::Load(uint64_t size, const NodeReader& read, CompactTree* out
   return Status::Ok();
 }
 
+NodeReader StoredNodeReader(NodeReader read) {
+  return [read = std::move(read)](int level, uint64_t index, Hash* out) -> Status {
+    if (level == 0 || level >= kLowestStoredLevel) return read(level, index, out);
+    if (level < 0) return Status::InvalidArgument("negative tree level");
+    // The subtree's 2^level leaves, hashed pairwise up to its root.
+    const uint64_t width = uint64_t{1} << level;
+    std::vector<Hash> row(width);
+    for (uint64_t i = 0; i < width; ++i) {
+      Status s = read(0, (index << level) + i, &row[i]);
+      if (!s.ok()) return s;
+    }
+    while (row.size() > 1) {
+      std::vector<Hash> up;
+      up.reserve(row.size() / 2);
+      for (size_t i = 0; i + 1 < row.size(); i += 2) up.push_back(NodeHash(row[i], row[i + 1]));
+      row.swap(up);
+    }
+    *out = std::move(row[0]);
+    return Status::Ok();
+  };
+}
+
 void CompactTree::Append(const Hash& leaf_hash, std::vector<TreeNode>* completed) {
   edge_.emplace_back(0, leaf_hash);
   ++size_;
@@ -193,7 +215,9 @@ void CompactTree::Append(const Hash& leaf_hash, std::vector<TreeNode>* completed
     Hash parent = NodeHash(edge_[edge_.size() - 2].second, edge_.back().second);
     edge_.pop_back();
     edge_.back() = {level, parent};
-    if (completed) completed->push_back({level, (size_ >> level) - 1, std::move(parent)});
+    if (completed && level >= kLowestStoredLevel) {
+      completed->push_back({level, (size_ >> level) - 1, std::move(parent)});
+    }
   }
 }
 

@@ -24,6 +24,17 @@ Hash EmptyTreeHash();  // SHA-256 of the empty string
 // when it is not stored.
 using NodeReader = std::function<Status(int level, uint64_t index, Hash* out)>;
 
+// Subtrees below this level are not stored (CompactTree::Append does not
+// report them): StoredNodeReader computes one from its at most four leaves,
+// which are neighbours in the log. They were three stored subtrees in four
+// (about three rows for every four events appended), and storing subtrees
+// about a sixth of the ledger writer's time (docs/performance.md).
+inline constexpr int kLowestStoredLevel = 3;
+
+// `read` (leaves and stored subtrees) completed by computing the subtrees of
+// levels 1 to kLowestStoredLevel - 1 from their leaves.
+NodeReader StoredNodeReader(NodeReader read);
+
 // One complete aligned subtree (see NodeReader).
 struct TreeNode {
   int level = 0;
@@ -48,8 +59,8 @@ class CompactTree {
  public:
   // The edge of a tree of `size` leaves, read from its stored subtrees.
   static Status Load(uint64_t size, const NodeReader& read, CompactTree* out);
-  // Appends a leaf; `completed` (may be null) receives the subtrees of
-  // level >= 1 it completes.
+  // Appends a leaf; `completed` (may be null) receives the subtrees of level
+  // >= kLowestStoredLevel it completes: the ones a store keeps.
   void Append(const Hash& leaf_hash, std::vector<TreeNode>* completed);
   uint64_t size() const { return size_; }
   // MTH of all leaves appended.

@@ -483,10 +483,12 @@ TEST_F(LedgerTest, TreeNodesKeyedByLevelAreCarriedForward) {
   std::map<std::pair<int, uint64_t>, Hash> nodes;
   auto read_nodes = [&](LedgerBackend& b) {
     std::map<std::pair<int, uint64_t>, Hash> out;
+    const NodeReader read = StoredNodeReader(
+        [&b](int level, uint64_t idx, Hash* h) { return b.ReadNode(level, idx, h); });
     for (int level = 1; level <= 5; ++level) {
       for (uint64_t idx = 0; ((idx + 1) << level) <= 37; ++idx) {
         Hash h;
-        EXPECT_TRUE(b.ReadNode(level, idx, &h).ok()) << level << " " << idx;
+        EXPECT_TRUE(read(level, idx, &h).ok()) << level << " " << idx;
         out[{level, idx}] = h;
       }
     }
@@ -520,6 +522,47 @@ TEST_F(LedgerTest, TreeNodesKeyedByLevelAreCarriedForward) {
     EXPECT_TRUE(VerifyInclusion(row.leaf_hash, row.seq - 1, cp.tree_size(), proof, cp.root_hash()))
         << row.seq;
   }
+  l.reset();
+  VerifyReport r = Verify();
+  EXPECT_TRUE(r.ok) << r.message;
+}
+
+TEST_F(LedgerTest, SubtreesBelowTheStoredLevelAreComputedFromTheLeaves) {
+  auto l = OpenLedger(4);
+  AppendEvents(*l, 37);
+  ASSERT_TRUE(l->Flush().ok());
+  // Only the subtrees of 8 leaves and more are rows: 4 + 2 + 1 for 37 events.
+  EXPECT_EQ(carewatch::testing::LedgerQuery(
+                url_, "SELECT COUNT(*) FROM tree_nodes WHERE level < " +
+                          std::to_string(kLowestStoredLevel)),
+            std::vector<std::string>{"0"});
+  EXPECT_EQ(carewatch::testing::LedgerQuery(url_, "SELECT COUNT(*) FROM tree_nodes"),
+            std::vector<std::string>{"7"});
+  // Every proof still holds: the lower levels come from the leaves.
+  v1::Checkpoint cp;
+  ASSERT_TRUE(l->LatestCheckpoint(&cp).ok());
+  ASSERT_EQ(cp.tree_size(), 37u);
+  std::vector<StoredEvent> rows;
+  ASSERT_TRUE(l->backend().ReadEvents(1, 100, &rows).ok());
+  for (const auto& row : rows) {
+    std::vector<Hash> proof;
+    ASSERT_TRUE(l->InclusionProof(row.seq, cp.tree_size(), &proof).ok());
+    EXPECT_TRUE(VerifyInclusion(row.leaf_hash, row.seq - 1, cp.tree_size(), proof, cp.root_hash()))
+        << row.seq;
+  }
+  for (uint64_t size1 = 1; size1 < 37; ++size1) {
+    std::vector<Hash> proof;
+    Hash root1;
+    ASSERT_TRUE(l->RootAt(size1, &root1).ok());
+    ASSERT_TRUE(l->ConsistencyProof(size1, 37, &proof).ok());
+    EXPECT_TRUE(VerifyConsistency(size1, 37, root1, cp.root_hash(), proof)) << size1;
+  }
+  // A restart loads the tree's edge (37 = 32 + 4 + 1: a level-2 subtree
+  // from its leaves) and goes on with the same tree.
+  l.reset();
+  l = OpenLedger(4);
+  AppendEvents(*l, 3);
+  ASSERT_TRUE(l->Flush().ok());
   l.reset();
   VerifyReport r = Verify();
   EXPECT_TRUE(r.ok) << r.message;

@@ -127,21 +127,34 @@ TEST(CompactTree, StoredSubtreesGiveTheFullTreesRootsAndProofs) {
     EXPECT_EQ(compact.size(), static_cast<uint64_t>(i + 1));
     EXPECT_EQ(compact.Root(), full.Root(i + 1)) << "size " << i + 1;
   }
-  // Every complete aligned subtree was reported: n leaves have n - popcount(n).
-  EXPECT_EQ(stored.size() - kLeaves, static_cast<size_t>(kLeaves - __builtin_popcount(kLeaves)));
+  // Every complete aligned subtree of a stored level was reported, and none
+  // below: n leaves have floor(n / 2^level) of each level.
+  size_t expected = 0;
+  for (int level = kLowestStoredLevel; (kLeaves >> level) > 0; ++level) expected += kLeaves >> level;
+  EXPECT_EQ(stored.size() - kLeaves, expected);
+  for (const auto& [key, hash] : stored) {
+    EXPECT_TRUE(key.first == 0 || key.first >= kLowestStoredLevel) << "level " << key.first;
+  }
   int reads = 0;
-  NodeReader read = [&](int level, uint64_t index, Hash* out) {
+  // The store's reader, completed with the levels computed from the leaves.
+  NodeReader read = StoredNodeReader([&](int level, uint64_t index, Hash* out) {
     ++reads;
     auto it = stored.find({level, index});
     if (it == stored.end()) return Status::NotFound("missing");
     *out = it->second;
     return Status::Ok();
-  };
+  });
   for (uint64_t n = 1; n <= kLeaves; ++n) {
     CompactTree loaded;
     reads = 0;
     ASSERT_TRUE(CompactTree::Load(n, read, &loaded).ok());
-    EXPECT_EQ(reads, __builtin_popcountll(n)) << "the edge is one read per set bit";
+    // The edge is one read per set bit: one stored subtree or leaf, or the
+    // 2 or 4 leaves of a subtree of level 1 or 2.
+    int expected_reads = 0;
+    for (int level = 0; level < 64; ++level) {
+      if (n >> level & 1) expected_reads += level > 0 && level < kLowestStoredLevel ? 1 << level : 1;
+    }
+    EXPECT_EQ(reads, expected_reads) << "size " << n;
     EXPECT_EQ(loaded.Root(), full.Root(n));
     Hash root;
     ASSERT_TRUE(RootFromNodes(n, read, &root).ok());
