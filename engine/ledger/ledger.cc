@@ -35,6 +35,22 @@ std::string SerializeDeterministic(const google::protobuf::Message& m) {
   return out;
 }
 
+std::string PayloadWithSeq(uint64_t seq, std::string_view body) {
+  // Tag of field 1 as a varint, then the seq as a varint.
+  std::string out;
+  out.reserve(1 + 10 + body.size());
+  out.push_back(0x08);
+  for (uint64_t v = seq; ; v >>= 7) {
+    if (v < 0x80) {
+      out.push_back(static_cast<char>(v));
+      break;
+    }
+    out.push_back(static_cast<char>((v & 0x7F) | 0x80));
+  }
+  out.append(body);
+  return out;
+}
+
 Status OpenBackend(const std::string& url, bool read_only, std::unique_ptr<LedgerBackend>* out,
                    int busy_timeout_ms, std::shared_ptr<WriterLock> writer_lock) {
   if (url.rfind("sqlite://", 0) == 0) {
@@ -261,6 +277,11 @@ std::shared_ptr<Ledger::Ticket> Ledger::Enqueue(std::vector<v1::LedgerEvent>* ev
                                                 BatchExtras extras) {
   auto ticket = std::make_shared<Ticket>();
   ticket->extras = std::move(extras);
+  return EnqueueTicket(std::move(ticket), events);
+}
+
+std::shared_ptr<Ledger::Ticket> Ledger::EnqueueTicket(std::shared_ptr<Ticket> ticket,
+                                                      std::vector<v1::LedgerEvent>* events) {
   std::lock_guard<std::mutex> lock(mu_);
   if (!error_.ok()) {
     ticket->done = true;
@@ -276,7 +297,15 @@ std::shared_ptr<Ledger::Ticket> Ledger::Enqueue(std::vector<v1::LedgerEvent>* ev
 
 Status Ledger::Append(std::vector<v1::LedgerEvent>* events) {
   if (events->empty()) return health();
-  return Enqueue(events)->Wait();
+  // Serialised here, without a seq, so that the writer thread (which every
+  // caller waits for) does not: it puts the seq in front.
+  auto ticket = std::make_shared<Ticket>();
+  ticket->bodies.reserve(events->size());
+  for (v1::LedgerEvent& e : *events) {
+    e.clear_seq();
+    ticket->bodies.push_back(SerializeDeterministic(e));
+  }
+  return EnqueueTicket(std::move(ticket), events)->Wait();
 }
 
 Status Ledger::Flush() {
@@ -461,12 +490,14 @@ Status Ledger::WriteOne(std::deque<std::shared_ptr<Ticket>>& batch, bool force_c
   WriteSet w;
   std::vector<const v1::LedgerEvent*> parsed;
   for (const auto& t : batch) {
-    for (const v1::LedgerEvent& e : t->events) {
+    for (size_t i = 0; i < t->events.size(); ++i) {
+      const v1::LedgerEvent& e = t->events[i];
       StoredEvent row;
       row.seq = e.seq();
       row.type = e.type();
       row.time = e.time().seconds();
-      row.payload = SerializeDeterministic(e);
+      row.payload = i < t->bodies.size() ? PayloadWithSeq(e.seq(), t->bodies[i])
+                                         : SerializeDeterministic(e);
       row.leaf_hash = LeafHash(row.payload);
       w.events.push_back(std::move(row));
       parsed.push_back(&e);

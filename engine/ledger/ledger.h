@@ -9,6 +9,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <tuple>
 #include <vector>
@@ -285,6 +286,12 @@ class LedgerBackend {
 // leaf (events) and into a report's digest.
 std::string SerializeDeterministic(const google::protobuf::Message& m);
 
+// An event's payload from its serialisation without a seq (`body`, the event
+// serialised with seq 0) and its seq: seq is field 1, so deterministic
+// serialisation writes it first, and the two are the same bytes
+// (test `Ledger.APayloadFromItsBodyIsTheEventsSerialisation`).
+std::string PayloadWithSeq(uint64_t seq, std::string_view body);
+
 // Opens "sqlite:///abs/path.db", "sqlite://rel/path.db" or a plain path.
 // `read_only` opens an existing ledger without creating or changing it.
 // `busy_timeout_ms`: how long a write waits for a lock another process holds
@@ -343,7 +350,9 @@ class Ledger {
   // on the ticket for durability: everything queued with it is stored in one
   // transaction or not at all.
   std::shared_ptr<Ticket> Enqueue(std::vector<v1::LedgerEvent>* events, BatchExtras extras = {});
-  // Enqueue and wait: returns once the events are durable (or failed).
+  // Enqueue and wait: returns once the events are durable (or failed). The
+  // events are serialised on the calling thread, before the queue's lock,
+  // so the writer only puts each seq in front (PayloadWithSeq).
   Status Append(std::vector<v1::LedgerEvent>* events);
   // Writes any pending statistics and signs a checkpoint now; waits.
   Status Flush();
@@ -387,6 +396,8 @@ class Ledger {
   // unary calls and the ledger benchmark unchanged (docs/performance.md).
   static constexpr size_t kGatherBelow = 64;
   void WriterLoop();
+  std::shared_ptr<Ticket> EnqueueTicket(std::shared_ptr<Ticket> ticket,
+                                        std::vector<v1::LedgerEvent>* events);
   // Finishes the tickets of written batches, in order (see to_finish_).
   void FinisherLoop();
   // `written` receives the statistics deltas the batch stored.
@@ -458,6 +469,8 @@ class Ledger::Ticket {
  private:
   friend class Ledger;
   std::vector<v1::LedgerEvent> events;
+  // Empty, or each event serialised without its seq (Append).
+  std::vector<std::string> bodies;
   BatchExtras extras;
   bool flush = false;
   size_t pruned = 0;  // a prune's deleted rows, once done

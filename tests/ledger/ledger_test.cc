@@ -527,6 +527,56 @@ TEST_F(LedgerTest, TreeNodesKeyedByLevelAreCarriedForward) {
   EXPECT_TRUE(r.ok) << r.message;
 }
 
+TEST(Ledger, APayloadFromItsBodyIsTheEventsSerialisation) {
+  std::vector<v1::LedgerEvent> events(4);
+  events[0].set_type(v1::REPORT_FLAGGED);
+  events[0].mutable_time()->set_seconds(1767607200);
+  events[0].mutable_recorded_at()->set_seconds(1767607201);
+  events[0].set_format(2);
+  events[0].mutable_report_flagged()->set_report_id("r-1");
+  events[0].mutable_report_flagged()->set_service_id("example-social");
+  events[1].set_type(v1::ACTION_RECORDED);
+  events[1].mutable_action_recorded()->add_obligation_ids("ob-1");
+  events[1].mutable_action_recorded()->set_action("remove_content");
+  events[2].set_type(v1::STATS_ROLLUP);
+  events[2].mutable_stats_rollup()->add_counts()->set_reports(7);
+  // An event with nothing but its seq.
+  for (uint64_t seq : {uint64_t{1}, uint64_t{127}, uint64_t{128}, uint64_t{300},
+                       uint64_t{1} << 35, ~uint64_t{0}}) {
+    for (v1::LedgerEvent e : events) {
+      e.set_seq(seq);
+      const std::string whole = SerializeDeterministic(e);
+      e.clear_seq();
+      EXPECT_EQ(PayloadWithSeq(seq, SerializeDeterministic(e)), whole)
+          << "seq " << seq << ", type " << e.type();
+    }
+  }
+}
+
+TEST_F(LedgerTest, AppendedEventsAreStoredAsTheirSerialisationWithTheirSeq) {
+  auto l = OpenLedger(4);
+  AppendEvents(*l, 3);
+  std::vector<v1::LedgerEvent> two(2);
+  two[0].set_type(v1::ACTION_RECORDED);
+  two[0].mutable_action_recorded()->set_report_id("r-a");
+  two[1].set_type(v1::ACTION_RECORDED);
+  two[1].mutable_action_recorded()->set_report_id("r-b");
+  ASSERT_TRUE(l->Append(&two).ok());
+  EXPECT_EQ(two[0].seq(), 4u);  // the caller's events get their seqs
+  EXPECT_EQ(two[1].seq(), 5u);
+  std::vector<StoredEvent> rows;
+  ASSERT_TRUE(l->backend().ReadEvents(1, 10, &rows).ok());
+  ASSERT_EQ(rows.size(), 5u);
+  for (const StoredEvent& row : rows) {
+    v1::LedgerEvent e;
+    ASSERT_TRUE(e.ParseFromString(row.payload));
+    EXPECT_EQ(e.seq(), row.seq);
+    EXPECT_EQ(SerializeDeterministic(e), row.payload);
+    EXPECT_EQ(LeafHash(row.payload), row.leaf_hash);
+  }
+  EXPECT_EQ(rows[4].payload, SerializeDeterministic(two[1]));
+}
+
 TEST_F(LedgerTest, SubtreesBelowTheStoredLevelAreComputedFromTheLeaves) {
   auto l = OpenLedger(4);
   AppendEvents(*l, 37);
