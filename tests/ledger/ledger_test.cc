@@ -64,6 +64,21 @@ class LedgerTest : public ::testing::Test {
     }
   }
 
+  // Every event up to checkpoint `cp` (at most 100) has an inclusion proof
+  // that verifies against its root.
+  static void ExpectEveryEventProvable(Ledger& l, const v1::Checkpoint& cp) {
+    std::vector<StoredEvent> rows;
+    ASSERT_TRUE(l.backend().ReadEvents(1, 100, &rows).ok());
+    for (const auto& row : rows) {
+      if (row.seq > cp.tree_size()) break;
+      std::vector<Hash> proof;
+      ASSERT_TRUE(l.InclusionProof(row.seq, cp.tree_size(), &proof).ok()) << row.seq;
+      EXPECT_TRUE(
+          VerifyInclusion(row.leaf_hash, row.seq - 1, cp.tree_size(), proof, cp.root_hash()))
+          << row.seq;
+    }
+  }
+
   // Indexes report `id` of service "svc" (unflagged unless `seq`), durably.
   void IndexReport(Ledger& l, const std::string& id, int64_t at = 1767607200, uint64_t seq = 0) {
     BatchExtras extras;
@@ -243,13 +258,7 @@ TEST_F(LedgerTest, CheckpointsAreSignedAndProofsVerify) {
   EXPECT_EQ(text, l->origin() + "\n9\n" + Base64Encode(cp.root_hash()) + "\ntimestamp " +
                       std::to_string(cp.time().seconds()) + "\n");
   EXPECT_TRUE(trusted->VerifyCheckpoint(cp).ok());
-  std::vector<StoredEvent> rows;
-  ASSERT_TRUE(l->backend().ReadEvents(1, 100, &rows).ok());
-  for (const auto& row : rows) {
-    std::vector<Hash> proof;
-    ASSERT_TRUE(l->InclusionProof(row.seq, cp.tree_size(), &proof).ok());
-    EXPECT_TRUE(VerifyInclusion(row.leaf_hash, row.seq - 1, cp.tree_size(), proof, cp.root_hash()));
-  }
+  ExpectEveryEventProvable(*l, cp);
   std::vector<Hash> consistency;
   Hash root4;
   ASSERT_TRUE(l->RootAt(4, &root4).ok());
@@ -514,14 +523,7 @@ TEST_F(LedgerTest, TreeNodesKeyedByLevelAreCarriedForward) {
   v1::Checkpoint cp;
   ASSERT_TRUE(l->LatestCheckpoint(&cp).ok());
   ASSERT_EQ(cp.tree_size(), 48u);
-  std::vector<StoredEvent> rows;
-  ASSERT_TRUE(l->backend().ReadEvents(1, 100, &rows).ok());
-  for (const auto& row : rows) {
-    std::vector<Hash> proof;
-    ASSERT_TRUE(l->InclusionProof(row.seq, cp.tree_size(), &proof).ok());
-    EXPECT_TRUE(VerifyInclusion(row.leaf_hash, row.seq - 1, cp.tree_size(), proof, cp.root_hash()))
-        << row.seq;
-  }
+  ExpectEveryEventProvable(*l, cp);
   l.reset();
   VerifyReport r = Verify();
   EXPECT_TRUE(r.ok) << r.message;
@@ -592,14 +594,7 @@ TEST_F(LedgerTest, SubtreesBelowTheStoredLevelAreComputedFromTheLeaves) {
   v1::Checkpoint cp;
   ASSERT_TRUE(l->LatestCheckpoint(&cp).ok());
   ASSERT_EQ(cp.tree_size(), 37u);
-  std::vector<StoredEvent> rows;
-  ASSERT_TRUE(l->backend().ReadEvents(1, 100, &rows).ok());
-  for (const auto& row : rows) {
-    std::vector<Hash> proof;
-    ASSERT_TRUE(l->InclusionProof(row.seq, cp.tree_size(), &proof).ok());
-    EXPECT_TRUE(VerifyInclusion(row.leaf_hash, row.seq - 1, cp.tree_size(), proof, cp.root_hash()))
-        << row.seq;
-  }
+  ExpectEveryEventProvable(*l, cp);
   for (uint64_t size1 = 1; size1 < 37; ++size1) {
     std::vector<Hash> proof;
     Hash root1;
