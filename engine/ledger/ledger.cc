@@ -2,6 +2,7 @@
 
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
+#include <google/protobuf/wire_format_lite.h>
 
 #include <chrono>
 #include <cstring>
@@ -36,17 +37,16 @@ std::string SerializeDeterministic(const google::protobuf::Message& m) {
 }
 
 std::string PayloadWithSeq(uint64_t seq, std::string_view body) {
-  // Tag of field 1 as a varint, then the seq as a varint.
+  using google::protobuf::io::CodedOutputStream;
+  using google::protobuf::internal::WireFormatLite;
+  uint8_t head[5 + 10];  // the longest tag and the longest 64-bit varint
+  uint8_t* end = CodedOutputStream::WriteTagToArray(
+      WireFormatLite::MakeTag(v1::LedgerEvent::kSeqFieldNumber, WireFormatLite::WIRETYPE_VARINT),
+      head);
+  end = CodedOutputStream::WriteVarint64ToArray(seq, end);
   std::string out;
-  out.reserve(1 + 10 + body.size());
-  out.push_back(0x08);
-  for (uint64_t v = seq; ; v >>= 7) {
-    if (v < 0x80) {
-      out.push_back(static_cast<char>(v));
-      break;
-    }
-    out.push_back(static_cast<char>((v & 0x7F) | 0x80));
-  }
+  out.reserve(static_cast<size_t>(end - head) + body.size());
+  out.append(reinterpret_cast<const char*>(head), static_cast<size_t>(end - head));
   out.append(body);
   return out;
 }
