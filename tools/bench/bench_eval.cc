@@ -28,6 +28,7 @@
 #include "engine/match/lists.h"
 #include "engine/match/normalize.h"
 #include "engine/rules/loader.h"
+#include "tools/bench/bench_args.h"
 #include "tools/corpus/corpus.h"
 
 namespace {
@@ -336,13 +337,13 @@ int main(int argc, char** argv) {
   int generated = 2000;
   int realistic_rules = 5000;
   for (int i = 1; i + 1 < argc; i += 2) {
-    if (!std::strcmp(argv[i], "--realistic")) realistic_rules = std::stoi(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--realistic")) realistic_rules = static_cast<int>(bench::IntArg("--realistic", argv[i + 1], 0, 1000000));
     if (!std::strcmp(argv[i], "--reports"))
-      n = std::stoul(argv[i + 1]);
+      n = static_cast<size_t>(bench::IntArg("--reports", argv[i + 1], 1, 100000000));
     else if (!std::strcmp(argv[i], "--rules"))
       rules_dir = argv[i + 1];
     else if (!std::strcmp(argv[i], "--generated"))
-      generated = std::stoi(argv[i + 1]);
+      generated = static_cast<int>(bench::IntArg("--generated", argv[i + 1], 0, 1000000));
     else if (!std::strcmp(argv[i], "--profile"))
       g_profile = argv[i + 1];
   }

@@ -27,6 +27,7 @@
 
 #include "engine/ledger/ledger.h"
 #include "engine/ledger/sqlite_vfs.h"
+#include "tools/bench/bench_args.h"
 
 using namespace carewatch;
 using Clock = std::chrono::steady_clock;
@@ -182,15 +183,15 @@ int main(int argc, char** argv) {
   std::string dir = "/tmp/carewatch-bench-ledger", pg;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--events"))
-      events = std::stoi(argv[i + 1]);
+      events = static_cast<int>(bench::IntArg("--events", argv[i + 1], 1, 100000000));
     else if (!std::strcmp(argv[i], "--writers"))
-      writers = std::stoi(argv[i + 1]);
+      writers = static_cast<int>(bench::IntArg("--writers", argv[i + 1], 1, 4096));
     else if (!std::strcmp(argv[i], "--dir"))
       dir = argv[i + 1];
     else if (!std::strcmp(argv[i], "--pg"))
       pg = argv[i + 1];
     else if (!std::strcmp(argv[i], "--rounds"))
-      rounds = std::max(1, std::stoi(argv[i + 1]));
+      rounds = static_cast<int>(bench::IntArg("--rounds", argv[i + 1], 1, 1000));
   }
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);

@@ -25,6 +25,7 @@
 #include "engine/signals/canonical.h"
 #include "engine/signals/oprf.h"
 #include "engine/signals/signals.h"
+#include "tools/bench/bench_args.h"
 
 using namespace carewatch;
 using Clock = std::chrono::steady_clock;
@@ -62,9 +63,9 @@ int main(int argc, char** argv) {
   std::string dir = "/tmp/carewatch-bench-signals";
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--n"))
-      n = std::stoi(argv[i + 1]);
+      n = static_cast<int>(bench::IntArg("--n", argv[i + 1], 1, 10000000));
     else if (!std::strcmp(argv[i], "--threads"))
-      threads = std::stoi(argv[i + 1]);
+      threads = static_cast<int>(bench::IntArg("--threads", argv[i + 1], 1, 4096));
     else if (!std::strcmp(argv[i], "--dir"))
       dir = argv[i + 1];
   }
