@@ -37,8 +37,8 @@ std::string SerializeDeterministic(const google::protobuf::Message& m) {
 }
 
 std::string PayloadWithSeq(uint64_t seq, std::string_view body) {
-  using google::protobuf::io::CodedOutputStream;
   using google::protobuf::internal::WireFormatLite;
+  using google::protobuf::io::CodedOutputStream;
   uint8_t head[5 + 10];  // the longest tag and the longest 64-bit varint
   uint8_t* end = CodedOutputStream::WriteTagToArray(
       WireFormatLite::MakeTag(v1::LedgerEvent::kSeqFieldNumber, WireFormatLite::WIRETYPE_VARINT),
@@ -496,8 +496,8 @@ Status Ledger::WriteOne(std::deque<std::shared_ptr<Ticket>>& batch, bool force_c
       row.seq = e.seq();
       row.type = e.type();
       row.time = e.time().seconds();
-      row.payload = i < t->bodies.size() ? PayloadWithSeq(e.seq(), t->bodies[i])
-                                         : SerializeDeterministic(e);
+      row.payload =
+          i < t->bodies.size() ? PayloadWithSeq(e.seq(), t->bodies[i]) : SerializeDeterministic(e);
       row.leaf_hash = LeafHash(row.payload);
       w.events.push_back(std::move(row));
       parsed.push_back(&e);

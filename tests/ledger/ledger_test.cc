@@ -542,9 +542,9 @@ TEST(Ledger, APayloadFromItsBodyIsTheEventsSerialisation) {
   events[1].mutable_action_recorded()->set_action("remove_content");
   events[2].set_type(v1::STATS_ROLLUP);
   events[2].mutable_stats_rollup()->add_counts()->set_reports(7);
-  // An event with nothing but its seq.
-  for (uint64_t seq : {uint64_t{1}, uint64_t{127}, uint64_t{128}, uint64_t{300},
-                       uint64_t{1} << 35, ~uint64_t{0}}) {
+  // events[3] stays empty: an event with nothing but its seq.
+  for (uint64_t seq : {uint64_t{1}, uint64_t{127}, uint64_t{128}, uint64_t{300}, uint64_t{1} << 35,
+                       ~uint64_t{0}}) {
     for (v1::LedgerEvent e : events) {
       e.set_seq(seq);
       const std::string whole = SerializeDeterministic(e);
@@ -584,9 +584,8 @@ TEST_F(LedgerTest, SubtreesBelowTheStoredLevelAreComputedFromTheLeaves) {
   AppendEvents(*l, 37);
   ASSERT_TRUE(l->Flush().ok());
   // Only the subtrees of 8 leaves and more are rows: 4 + 2 + 1 for 37 events.
-  EXPECT_EQ(carewatch::testing::LedgerQuery(
-                url_, "SELECT COUNT(*) FROM tree_nodes WHERE level < " +
-                          std::to_string(kLowestStoredLevel)),
+  EXPECT_EQ(carewatch::testing::LedgerQuery(url_, "SELECT COUNT(*) FROM tree_nodes WHERE level < " +
+                                                      std::to_string(kLowestStoredLevel)),
             std::vector<std::string>{"0"});
   EXPECT_EQ(carewatch::testing::LedgerQuery(url_, "SELECT COUNT(*) FROM tree_nodes"),
             std::vector<std::string>{"7"});

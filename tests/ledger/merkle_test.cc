@@ -130,7 +130,8 @@ TEST(CompactTree, StoredSubtreesGiveTheFullTreesRootsAndProofs) {
   // Every complete aligned subtree of a stored level was reported, and none
   // below: n leaves have floor(n / 2^level) of each level.
   size_t expected = 0;
-  for (int level = kLowestStoredLevel; (kLeaves >> level) > 0; ++level) expected += kLeaves >> level;
+  for (int level = kLowestStoredLevel; (kLeaves >> level) > 0; ++level)
+    expected += kLeaves >> level;
   EXPECT_EQ(stored.size() - kLeaves, expected);
   for (const auto& [key, hash] : stored) {
     EXPECT_TRUE(key.first == 0 || key.first >= kLowestStoredLevel) << "level " << key.first;
@@ -152,7 +153,8 @@ TEST(CompactTree, StoredSubtreesGiveTheFullTreesRootsAndProofs) {
     // 2 or 4 leaves of a subtree of level 1 or 2.
     int expected_reads = 0;
     for (int level = 0; level < 64; ++level) {
-      if (n >> level & 1) expected_reads += level > 0 && level < kLowestStoredLevel ? 1 << level : 1;
+      if (n >> level & 1)
+        expected_reads += level > 0 && level < kLowestStoredLevel ? 1 << level : 1;
     }
     EXPECT_EQ(reads, expected_reads) << "size " << n;
     EXPECT_EQ(loaded.Root(), full.Root(n));

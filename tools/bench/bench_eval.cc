@@ -337,7 +337,8 @@ int main(int argc, char** argv) {
   int generated = 2000;
   int realistic_rules = 5000;
   for (int i = 1; i + 1 < argc; i += 2) {
-    if (!std::strcmp(argv[i], "--realistic")) realistic_rules = static_cast<int>(bench::IntArg("--realistic", argv[i + 1], 0, 1000000));
+    if (!std::strcmp(argv[i], "--realistic"))
+      realistic_rules = static_cast<int>(bench::IntArg("--realistic", argv[i + 1], 0, 1000000));
     if (!std::strcmp(argv[i], "--reports"))
       n = static_cast<size_t>(bench::IntArg("--reports", argv[i + 1], 1, 100000000));
     else if (!std::strcmp(argv[i], "--rules"))

@@ -217,7 +217,8 @@ int main(int argc, char** argv) {
     // (a) with SQLite's default VFS; (a2) with the one the ledger's writer
     // uses (engine/ledger/sqlite_vfs.h), to compare like with like.
     double plain_s = PlainSqlite(round_dir + "/plain.db", rows, batch, nullptr);
-    double gathered_s = PlainSqlite(round_dir + "/gathered.db", rows, batch, ledger::GatheringVfs());
+    double gathered_s =
+        PlainSqlite(round_dir + "/gathered.db", rows, batch, ledger::GatheringVfs());
     std::filesystem::remove_all(round_dir);
     batches.push_back(batch);
     plain_rates.push_back(events / plain_s);
@@ -226,10 +227,11 @@ int main(int argc, char** argv) {
     ratios.push_back(plain_s / ledger_s);
     like_ratios.push_back(gathered_s / ledger_s);
     if (rounds > 1) {
-      std::printf("round %d: %d events a commit; (a) %.0f, (b) %.0f, (a2) %.0f events/s; "
-                  "(b)/(a) %.2f, (b)/(a2) %.2f\n",
-                  round + 1, batch, plain_rates.back(), ledger_rates.back(), gathered_rates.back(),
-                  ratios.back(), like_ratios.back());
+      std::printf(
+          "round %d: %d events a commit; (a) %.0f, (b) %.0f, (a2) %.0f events/s; "
+          "(b)/(a) %.2f, (b)/(a2) %.2f\n",
+          round + 1, batch, plain_rates.back(), ledger_rates.back(), gathered_rates.back(),
+          ratios.back(), like_ratios.back());
     }
   }
   const char* of = rounds > 1 ? ", median of the rounds" : "";
@@ -243,8 +245,7 @@ int main(int argc, char** argv) {
   std::printf("%-58s %10.0f events/s\n", "(a2) the same through the ledger's gathering VFS",
               Median(gathered_rates));
   std::printf("ratio (b)/(a) = %.2f  [>= 0.5]%s\n", Median(ratios), of);
-  std::printf("ratio (b)/(a2) = %.2f  (like with like: the same VFS)%s\n", Median(like_ratios),
-              of);
+  std::printf("ratio (b)/(a2) = %.2f  (like with like: the same VFS)%s\n", Median(like_ratios), of);
   if (!pg.empty()) {
     // A schema of its own in the database: the ledger's tables and the plain
     // table side by side, dropped afterwards.

@@ -79,10 +79,8 @@ class LedgerSource : public Source {
   Status Evidence(const std::string& finding_id, const v1::Checkpoint& c,
                   ledger::Evidence* out) override {
     ledger::LedgerBackend* b = b_.get();
-    ledger::NodeReader read =
-        ledger::StoredNodeReader([b](int level, uint64_t index, ledger::Hash* h) {
-          return b->ReadNode(level, index, h);
-        });
+    ledger::NodeReader read = ledger::StoredNodeReader(
+        [b](int level, uint64_t index, ledger::Hash* h) { return b->ReadNode(level, index, h); });
     return ledger::BuildEvidence(
         *b_,
         [&](uint64_t seq, uint64_t size, std::vector<ledger::Hash>* proof) {
