@@ -141,11 +141,27 @@ class Stmt {
     sqlite3_bind_int64(stmt_, i, v);
     return *this;
   }
+  // Strings are bound without a copy (SQLITE_STATIC): the caller's string
+  // must live, unchanged, until the statement is reset, which every use
+  // does after its last step (Reset also clears the bindings, so a cached
+  // statement never keeps a pointer past it). A temporary would not live
+  // that long, so binding one does not compile; the Copy variants take a
+  // copy, for temporaries and for strings changed while the statement steps.
   Stmt& Bind(int i, const std::string& v) {
-    sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
     return *this;
   }
   Stmt& BindBlob(int i, const std::string& v) {
+    sqlite3_bind_blob(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
+    return *this;
+  }
+  Stmt& Bind(int i, std::string&& v) = delete;
+  Stmt& BindBlob(int i, std::string&& v) = delete;
+  Stmt& BindCopy(int i, const std::string& v) {
+    sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Stmt& BindBlobCopy(int i, const std::string& v) {
     sqlite3_bind_blob(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
     return *this;
   }
@@ -259,6 +275,7 @@ class SqliteBackend : public LedgerBackend {
     // bind, step and reset: the writer about 10% faster with 64 callers
     // (docs/performance.md).
     flags |= read_only ? SQLITE_OPEN_FULLMUTEX : SQLITE_OPEN_NOMUTEX;
+    ConfigureSqlite();
     // The writer's commits reach the WAL in one write each (sqlite_vfs.h).
     const char* vfs = read_only ? nullptr : GatheringVfs();
     if (sqlite3_open_v2(path.c_str(), &write_db_, flags, vfs) != SQLITE_OK) {
@@ -363,7 +380,8 @@ class SqliteBackend : public LedgerBackend {
         std::string service, report;
         int rc = SQLITE_ERROR;
         for (bool more = st.ok(); more && !stop_scan_.load(std::memory_order_relaxed);) {
-          st.Bind(1, service).Bind(2, report).Bind(3, kScanChunk);
+          // Copies: the loop below overwrites both while the statement steps.
+          st.BindCopy(1, service).BindCopy(2, report).Bind(3, kScanChunk);
           int64_t rows = 0;
           while ((rc = st.Step()) == SQLITE_ROW) {
             // With their lengths: an id may hold any byte, NUL included.
@@ -535,7 +553,7 @@ class SqliteBackend : public LedgerBackend {
              "COALESCE(SUM(reports), 0) FROM stats");
     if (!s.ok()) return s;
     Stmt put(write_db_, "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)");
-    put.BindBlob(1, kSchemaVersion);
+    put.BindBlobCopy(1, kSchemaVersion);
     return put.Step() == SQLITE_DONE ? Status::Ok() : Error(write_db_, "writing meta");
   }
 
@@ -1391,14 +1409,14 @@ class SqliteBackend : public LedgerBackend {
       w.breach.Bind(1, static_cast<int64_t>(seq)).Bind(2, b.obligation_id()).Bind(3, b.report_id());
       w.breach.Bind(4, b.service_id()).Bind(5, b.duty_id()).Bind(6, b.rule_id());
       w.breach.Bind(7, b.deadline().seconds()).Bind(8, b.at().seconds()).Bind(9, b.kind());
-      w.breach.BindBlob(10, b.SerializeAsString());
+      w.breach.BindBlobCopy(10, b.SerializeAsString());
       if (!Done(w.breach)) return fail("storing a breach");
     }
     for (const DerivedBatch::FindingRow& r : d.findings) {
       const v1::Finding& f = r.finding;
       w.finding.Bind(1, f.finding_id()).Bind(2, f.service_id()).Bind(3, f.duty_id());
       w.finding.Bind(4, f.status()).Bind(5, f.opened_at().seconds());
-      w.finding.Bind(6, static_cast<int64_t>(r.seq)).BindBlob(7, f.SerializeAsString());
+      w.finding.Bind(6, static_cast<int64_t>(r.seq)).BindBlobCopy(7, f.SerializeAsString());
       if (!Done(w.finding)) return fail("storing a finding");
     }
     for (const DerivedBatch::FindingMember& m : d.finding_members) {
@@ -1451,7 +1469,7 @@ class SqliteBackend : public LedgerBackend {
         if (c.delivered) {
           deliver.Bind(1, c.alert_id).Bind(2, c.alert.service_id());
           deliver.Bind(3, static_cast<int64_t>(c.seq)).Bind(4, c.alert.status());
-          deliver.Bind(5, c.delivered_at).BindBlob(6, c.alert.SerializeAsString());
+          deliver.Bind(5, c.delivered_at).BindBlobCopy(6, c.alert.SerializeAsString());
           if (!Done(deliver)) return fail("storing an alert");
         } else {
           change.Bind(1, static_cast<int64_t>(c.seq)).Bind(2, c.status).Bind(3, c.feedback);

@@ -204,9 +204,20 @@ int CurrentTimeInt64(sqlite3_vfs* vfs, sqlite3_int64* out) {
 
 }  // namespace
 
+void ConfigureSqlite() {
+  static const bool once = [] {
+    // SQLITE_MISUSE if SQLite has already initialised: it then keeps its
+    // defaults, which are correct, only slower.
+    (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    return true;
+  }();
+  (void)once;
+}
+
 const char* GatheringVfs() {
   static sqlite3_vfs vfs;
   static const char* name = []() -> const char* {
+    ConfigureSqlite();  // before sqlite3_vfs_find initialises SQLite
     sqlite3_vfs* real = sqlite3_vfs_find(nullptr);
     if (!real || real->iVersion < 2) return nullptr;
     vfs.iVersion = 2;

@@ -32,6 +32,14 @@ inline constexpr int64_t kMaxGathered = (128 << 10) - 1;
 // is then used, unchanged).
 const char* GatheringVfs();
 
+// Sets SQLite's process-wide options, once, before SQLite initialises:
+// without memory statistics (SQLITE_CONFIG_MEMSTATUS), which SQLite
+// otherwise keeps under one global mutex taken around every allocation and
+// free, for every connection. carewatch reads none of those statistics.
+// Called before the ledger opens any connection and by GatheringVfs(); a
+// call after SQLite has initialised changes nothing (SQLite refuses it).
+void ConfigureSqlite();
+
 // Counts since the process started: WAL writes SQLite asked for, and
 // writes made to the file. For tests and benchmarks.
 struct GatheringVfsStats {

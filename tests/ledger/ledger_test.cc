@@ -1,6 +1,7 @@
 #include "engine/ledger/ledger.h"
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -384,6 +385,20 @@ TEST_F(LedgerTest, CheckpointsSignedBeforeNotesKeepVerifying) {
   r = Verify(vkey);
   EXPECT_FALSE(r.ok);
   EXPECT_NE(r.message.find("signature is not valid"), std::string::npos) << r.message;
+}
+
+// A ledger's connections allocate without SQLite's memory statistics,
+// which would take one process-wide mutex around every allocation SQLite
+// makes (ConfigureSqlite, sqlite_vfs.h). Each test runs in a process of
+// its own, so opening the ledger is the first thing SQLite sees here.
+TEST_F(LedgerTest, SqliteKeepsNoMemoryStatisticsForTheLedger) {
+  if (url_.rfind("sqlite", 0) != 0) GTEST_SKIP() << "SQLite's own settings";
+  auto l = OpenLedger();
+  AppendEvents(*l, 20);
+  sqlite3_int64 used = -1, highwater = -1;
+  ASSERT_EQ(sqlite3_status64(SQLITE_STATUS_MEMORY_USED, &used, &highwater, 0), SQLITE_OK);
+  EXPECT_EQ(used, 0);
+  EXPECT_EQ(highwater, 0);
 }
 
 // Reports that matched nothing leave the index oldest first, a bounded

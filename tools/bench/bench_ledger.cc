@@ -179,6 +179,9 @@ double PlainSqlite(const std::string& path, const std::vector<ledger::StoredEven
 }
 
 int main(int argc, char** argv) {
+  // SQLite's process-wide settings, as carewatch runs it, for the ledger
+  // and the plain loops alike (sqlite_vfs.h).
+  ledger::ConfigureSqlite();
   int events = 20000, writers = 16, rounds = 5;
   std::string dir = "/tmp/carewatch-bench-ledger", pg;
   for (int i = 1; i + 1 < argc; i += 2) {
