@@ -67,6 +67,10 @@ const std::vector<Setting>& Settings() {
        &C::max_waiting_calls},
       {"max_waiting_bytes", "Bytes of the requests of the calls waiting for the ledger at once",
        K::kInt64, &C::max_waiting_bytes},
+      {"max_share_per_caller",
+       "Percentage of max_streams, max_waiting_calls and max_waiting_bytes one caller (a "
+       "platform's service, or another principal) may hold at once",
+       K::kInt, &C::max_share_per_caller},
       {"sweep_interval_ms", "Deadline sweeper period in milliseconds", K::kInt64,
        &C::sweep_interval_ms},
       {"max_clock_skew", "Refuse claimed times later than server time + this (e.g. 5m)",
@@ -330,6 +334,8 @@ Status ValidateConfig(const ServerConfig& c) {
         "max_waiting_bytes: must be between max_message_bytes (one largest request) and "
         "1099511627776");
   }
+  if (c.max_share_per_caller < 1 || c.max_share_per_caller > 100)
+    return Status::InvalidArgument("max_share_per_caller: must be between 1 and 100 (percent)");
   if (c.queue_wait_ms < 100 || c.queue_wait_ms > 600000)
     return Status::InvalidArgument("queue_wait_ms: must be between 100 and 600000");
   if (c.max_queued < 1 || c.max_queued > 100000000)

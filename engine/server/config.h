@@ -37,6 +37,11 @@ struct ServerConfig {
   // And the bytes of their requests at once: the worst case of the count
   // alone (max_waiting_calls x max_message_bytes) is many GB.
   int64_t max_waiting_bytes = 256 << 20;
+  // No one caller (a platform's service, all its tokens together; any other
+  // principal on its own) holds more than this percentage of max_streams,
+  // max_waiting_calls or max_waiting_bytes at once (at least one stream,
+  // one call and one largest request): the rest stays for other callers.
+  int max_share_per_caller = 50;
   int64_t sweep_interval_ms = 1000;
   // A claimed time (received_at, taken_at) later than server time + this is
   // refused. Config and flag take a duration ("5m").

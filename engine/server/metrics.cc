@@ -1,9 +1,9 @@
 #include "engine/server/metrics.h"
 
 #include <chrono>
-#include <initializer_list>
 #include <cstdio>
 #include <ctime>
+#include <initializer_list>
 #include <utility>
 
 namespace carewatch::server {
@@ -65,8 +65,7 @@ std::string Metrics::Render(const Gauges& g) const {
                       std::initializer_list<std::pair<const char*, std::string>> values) {
     line("# HELP " + name + " " + help);
     line("# TYPE " + name + " " + type);
-    for (const auto& [key, value] : values)
-      line(name + "{" + label + "=\"" + key + "\"} " + value);
+    for (const auto& [key, value] : values) line(name + "{" + label + "=\"" + key + "\"} " + value);
   };
   std::lock_guard<std::mutex> lock(mu_);
   line("# HELP carewatch_rpc_requests_total RPCs handled, by method and status code.");
@@ -111,12 +110,12 @@ std::string Metrics::Render(const Gauges& g) const {
          "Transactions the ledger wrote: reports acknowledged divided by this is the mean group "
          "commit.",
          std::to_string(g.ledger_commits));
-  labelled("carewatch_report_lookups_total", "counter",
-           "Idempotency lookups of submitted reports, by what answered: the in-memory filter of "
-           "indexed ids (a report never seen) or the index.",
-           "answer",
-           {{"filter", std::to_string(g.lookups_filtered)},
-            {"index", std::to_string(g.lookups_read)}});
+  labelled(
+      "carewatch_report_lookups_total", "counter",
+      "Idempotency lookups of submitted reports, by what answered: the in-memory filter of "
+      "indexed ids (a report never seen) or the index.",
+      "answer",
+      {{"filter", std::to_string(g.lookups_filtered)}, {"index", std::to_string(g.lookups_read)}});
   scalar("carewatch_report_filter_ready", "gauge",
          "Whether the filter of indexed report ids holds every id and answers lookups (SQLite "
          "ledgers, once its scan at start is done).",
@@ -127,6 +126,12 @@ std::string Metrics::Render(const Gauges& g) const {
            "calls",
            {{"unary", std::to_string(g.waiting_unary_bytes)},
             {"stream", std::to_string(g.waiting_stream_bytes)}});
+  scalar("carewatch_waiting_calls", "gauge",
+         "Unary Evaluate calls waiting for the ledger (max_waiting_calls).",
+         std::to_string(g.waiting_calls));
+  scalar("carewatch_open_streams", "gauge",
+         "EvaluateStream and Signals.Subscribe streams open (max_streams).",
+         std::to_string(g.open_streams));
   line("# HELP carewatch_ruleset_info The rule set serving.");
   line("# TYPE carewatch_ruleset_info gauge");
   line("carewatch_ruleset_info{version=\"" + g.ruleset_version + "\"} 1");

@@ -36,6 +36,8 @@ class Metrics {
     bool lookup_filter_ready = false;
     // Bytes of requests waiting to be answered: unary calls, streams.
     int64_t waiting_unary_bytes = 0, waiting_stream_bytes = 0;
+    // Unary calls waiting for the ledger, and streams open.
+    int64_t waiting_calls = 0, open_streams = 0;
     std::string ruleset_version;
     bool last_reload_ok = true;
     int64_t last_reload_time = 0;

@@ -82,6 +82,9 @@ class ModerationService : public v1::Moderation::Service {
                           "too many open streams (max_streams " +
                               std::to_string(s_->config.max_streams) + "); try again later");
     }
+    // And at most the caller's share of them (max_share_per_caller).
+    StreamShare share(s_->shares, s_->config, p);
+    if (!share.ok()) return share.Refusal(s_->config);
     // Each condition has one waiter, so a hand-off wakes one thread.
     struct Answer {
       v1::EvaluateResponse resp;
@@ -317,9 +320,10 @@ class WriterModerationService final
                                      const v1::EvaluateRequest* req,
                                      v1::EvaluateResponse* resp) override {
     return ServeAsync(
-        *s_, ctx, "Moderation/Evaluate", *req, [&](const Principal&, const UnaryAnswer& answer) {
+        *s_, ctx, "Moderation/Evaluate", *req, [&](const Principal& p, const UnaryAnswer& answer) {
           // Each call waiting holds its request and answer: a bounded number
-          // of them, and of their requests' bytes.
+          // of them, and of their requests' bytes, and of both at most the
+          // caller's share (max_share_per_caller).
           const int64_t bytes = static_cast<int64_t>(req->ByteSizeLong());
           if (s_->waiting_calls.fetch_add(1) >= s_->config.max_waiting_calls) {
             s_->waiting_calls.fetch_sub(1);
@@ -336,11 +340,23 @@ class WriterModerationService final
                 "the calls waiting for the ledger hold too many bytes (max_waiting_bytes " +
                     std::to_string(s_->config.max_waiting_bytes) + "); try again later"));
           }
-          Admitted(*req, resp->mutable_verdict(), [this, answer, bytes](grpc::Status st) {
+          CallerShares::Amount held;
+          held.calls = 1;
+          held.bytes = bytes;
+          std::string caller = CallerShares::CallerOf(p);
+          const std::string past = s_->shares.Take(caller, held, CallerShares::Limit(s_->config));
+          if (!past.empty()) {
             s_->waiting_bytes.fetch_sub(bytes);
             s_->waiting_calls.fetch_sub(1);
-            answer(st);
-          });
+            return answer(CallerShares::Refusal(caller, past, s_->config));
+          }
+          Admitted(*req, resp->mutable_verdict(),
+                   [this, answer, bytes, held, caller = std::move(caller)](grpc::Status st) {
+                     s_->waiting_bytes.fetch_sub(bytes);
+                     s_->waiting_calls.fetch_sub(1);
+                     s_->shares.Give(caller, held);
+                     answer(st);
+                   });
         });
   }
 

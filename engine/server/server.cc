@@ -392,6 +392,8 @@ Status Server::Listen() {
       }
       g.waiting_unary_bytes = st->waiting_bytes.load();
       g.waiting_stream_bytes = st->stream_bytes.load();
+      g.waiting_calls = st->waiting_calls.load();
+      g.open_streams = st->open_streams.load();
       g.ruleset_version = e ? e->ruleset().version() : "";
       g.last_reload_ok = st->reload_ok;
       g.last_reload_time = st->reload_time;

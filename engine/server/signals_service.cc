@@ -56,6 +56,8 @@ class SignalsService final : public v1::Signals::Service {
                                    "too many open streams (max_streams " +
                                        std::to_string(s_->config.max_streams) +
                                        "); try again later"};
+                         StreamShare share(s_->shares, s_->config, p);
+                         if (!share.ok()) return share.Refusal(s_->config);
                          // At most a few subscriptions per service, so that one platform
                          // cannot hold every stream slot.
                          struct Subscription {

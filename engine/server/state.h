@@ -3,6 +3,9 @@
 
 // Internal to carewatchd: what the services share. Not an API.
 
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -65,6 +68,101 @@ class StreamSlot {
   bool ok_ = false;
 };
 
+// What each caller holds of the caps every caller shares: open streams
+// (max_streams), unary calls waiting for the ledger (max_waiting_calls) and
+// their requests' bytes (max_waiting_bytes). A caller is a platform's
+// service, all its tokens together, or any other principal on its own; one
+// caller holds at most max_share_per_caller percent of each cap, so that it
+// cannot take what every other caller needs (a platform opening every
+// stream, or filling the ledger's queue). Memory: one entry per caller
+// holding something, and callers are the tokens file's principals.
+class CallerShares {
+ public:
+  struct Amount {
+    int streams = 0;
+    int calls = 0;
+    int64_t bytes = 0;
+  };
+  // Each cap's share for one caller: at least one stream, one call and one
+  // largest request.
+  static Amount Limit(const ServerConfig& c) {
+    const int64_t pct = c.max_share_per_caller;
+    return {std::max<int>(1, static_cast<int>(c.max_streams * pct / 100)),
+            std::max<int>(1, static_cast<int>(c.max_waiting_calls * pct / 100)),
+            std::max<int64_t>(c.max_message_bytes, c.max_waiting_bytes / 100 * pct)};
+  }
+  static std::string CallerOf(const Principal& p) {
+    return p.role == Role::kPlatform ? "service " + p.service_id : "principal " + p.name;
+  }
+  // Counts `a` for `caller` and returns "", or returns the setting of the cap
+  // `a` would take the caller past and counts nothing.
+  std::string Take(const std::string& caller, const Amount& a, const Amount& limit) {
+    std::lock_guard<std::mutex> lock(mu_);
+    Amount& h = held_[caller];
+    const char* past = h.streams + a.streams > limit.streams ? "max_streams"
+                       : h.calls + a.calls > limit.calls     ? "max_waiting_calls"
+                       : h.bytes + a.bytes > limit.bytes     ? "max_waiting_bytes"
+                                                             : nullptr;
+    if (past) {
+      if (h.streams == 0 && h.calls == 0 && h.bytes == 0) held_.erase(caller);
+      return past;
+    }
+    h.streams += a.streams;
+    h.calls += a.calls;
+    h.bytes += a.bytes;
+    return "";
+  }
+  void Give(const std::string& caller, const Amount& a) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = held_.find(caller);
+    if (it == held_.end()) return;
+    it->second.streams -= a.streams;
+    it->second.calls -= a.calls;
+    it->second.bytes -= a.bytes;
+    if (it->second.streams <= 0 && it->second.calls <= 0 && it->second.bytes <= 0) held_.erase(it);
+  }
+  // RESOURCE_EXHAUSTED for a caller refused at `cap` (a setting's name).
+  static grpc::Status Refusal(const std::string& caller, const std::string& cap,
+                              const ServerConfig& c) {
+    return {grpc::StatusCode::RESOURCE_EXHAUSTED,
+            caller + " holds its share of " + cap + " (max_share_per_caller " +
+                std::to_string(c.max_share_per_caller) +
+                "%); try again once some of its calls are answered"};
+  }
+
+ private:
+  std::mutex mu_;
+  std::map<std::string, Amount> held_;
+};
+
+// A caller's share of one stream, held for the stream's life.
+class StreamShare {
+ public:
+  StreamShare(CallerShares& shares, const ServerConfig& c, const Principal& p)
+      : shares_(shares), caller_(CallerShares::CallerOf(p)) {
+    CallerShares::Amount one;
+    one.streams = 1;
+    cap_ = shares_.Take(caller_, one, CallerShares::Limit(c));
+  }
+  ~StreamShare() {
+    if (!cap_.empty()) return;
+    CallerShares::Amount one;
+    one.streams = 1;
+    shares_.Give(caller_, one);
+  }
+  StreamShare(const StreamShare&) = delete;
+  StreamShare& operator=(const StreamShare&) = delete;
+  bool ok() const { return cap_.empty(); }
+  grpc::Status Refusal(const ServerConfig& c) const {
+    return CallerShares::Refusal(caller_, cap_, c);
+  }
+
+ private:
+  CallerShares& shares_;
+  std::string caller_;
+  std::string cap_;
+};
+
 struct Server::State {
   ServerConfig config;
   // EvaluateStream's shared workers, and how many streams are open.
@@ -72,6 +170,9 @@ struct Server::State {
   std::atomic<int> open_streams{0};
   // EvaluateStream streams that have sent a report and not ended.
   std::atomic<int> active_streams{0};
+  // What each caller holds of max_streams, max_waiting_calls and
+  // max_waiting_bytes (max_share_per_caller).
+  CallerShares shares;
   // Unary Evaluate calls admitted and not yet answered (max_waiting_calls).
   std::atomic<int> waiting_calls{0};
   // The bytes of their requests (max_waiting_bytes).

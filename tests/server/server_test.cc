@@ -877,7 +877,8 @@ TEST_F(ServerTest, ThreadsAreNamedForWhatTheyDo) {
 }
 
 TEST_F(ServerTest, IdleStreamsHoldNoWorkersAndAreBounded) {
-  daemon_->Start(rules_, {"--max-streams", "16"});
+  // The whole cap to one caller: this test is of the cap itself.
+  daemon_->Start(rules_, {"--max-streams", "16", "--max-share-per-caller", "100"});
   channel_ = grpc::CreateChannel(daemon_->Address(), grpc::InsecureChannelCredentials());
   moderation_ = v1::Moderation::NewStub(channel_);
   // One stream that did work, so its responder and the pool exist.
@@ -929,6 +930,62 @@ TEST_F(ServerTest, IdleStreamsHoldNoWorkersAndAreBounded) {
   EXPECT_TRUE(again->Finish().ok());
 }
 
+// One platform cannot hold every stream: of max_streams (8 here) a service
+// holds at most max_share_per_caller (50%, the default); its next stream is
+// refused, naming the share, while another service still opens one and is
+// served on it; a stream closed frees its place in the share.
+TEST_F(ServerTest, StreamsAreSharedBetweenCallers) {
+  daemon_->Start(rules_, {"--max-streams", "8"});
+  channel_ = grpc::CreateChannel(daemon_->Address(), grpc::InsecureChannelCredentials());
+  moderation_ = v1::Moderation::NewStub(channel_);
+  using Stream = grpc::ClientReaderWriter<v1::EvaluateRequest, v1::EvaluateResponse>;
+  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+  std::vector<std::unique_ptr<Stream>> streams;
+  auto open = [&](const std::string& token) {
+    contexts.push_back(std::make_unique<grpc::ClientContext>());
+    Auth(contexts.back().get(), token);
+    contexts.back()->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    streams.push_back(moderation_->EvaluateStream(contexts.back().get()));
+    return streams.back().get();
+  };
+  auto serves = [&](Stream* s, const std::string& id, const std::string& service) {
+    v1::EvaluateRequest req;
+    *req.mutable_report() = Flaggable(id, service);
+    v1::EvaluateResponse resp;
+    return s->Write(req) && s->Read(&resp) && resp.verdict().report_id() == id;
+  };
+  for (int i = 0; i < 4; ++i)
+    ASSERT_TRUE(serves(open(platform_a_), "a-" + std::to_string(i), "svc-a"));
+  {
+    Stream* extra = open(platform_a_);
+    extra->WritesDone();
+    grpc::Status st = extra->Finish();
+    EXPECT_EQ(st.error_code(), StatusCode::RESOURCE_EXHAUSTED);
+    EXPECT_NE(st.error_message().find(
+                  "service svc-a holds its share of max_streams (max_share_per_caller 50%)"),
+              std::string::npos)
+        << st.error_message();
+  }
+  EXPECT_TRUE(serves(open(platform_b_), "b-0", "svc-b")) << "another service still opens one";
+  EXPECT_EQ(daemon_->Metric("carewatch_open_streams"), 5u);
+  // Closing one of svc-a's makes room in its share.
+  streams[0]->WritesDone();
+  v1::EvaluateResponse resp;
+  while (streams[0]->Read(&resp)) {
+  }
+  EXPECT_TRUE(streams[0]->Finish().ok());
+  bool admitted = false;
+  for (int i = 0; i < 50 && !admitted; ++i) {  // until the server has seen it close
+    admitted = serves(open(platform_a_), "a-again-" + std::to_string(i), "svc-a");
+    if (!admitted) {
+      streams.back()->Finish();
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+  EXPECT_TRUE(admitted);
+  for (size_t i = 1; i < streams.size(); ++i) contexts[i]->TryCancel();
+}
+
 // A unary Evaluate waits for its report to be durable without holding a
 // thread: with the ledger unable to write, calls past the sync server's
 // thread quota (max_streams + 192) still wait, and all are answered once it
@@ -939,12 +996,12 @@ class AsyncEvaluations {
  public:
   // `text_bytes` > 0: each report's text padded to about that many bytes.
   AsyncEvaluations(v1::Moderation::Stub* stub, const std::string& token, const std::string& prefix,
-                   int n, size_t text_bytes = 0) {
+                   int n, size_t text_bytes = 0, const std::string& service = "svc-a") {
     for (int i = 0; i < n; ++i) {
       auto c = std::make_unique<Call>();
       c->ctx.AddMetadata("authorization", "Bearer " + token);
       c->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
-      *c->req.mutable_report() = ServerTest::Flaggable(prefix + std::to_string(i), "svc-a");
+      *c->req.mutable_report() = ServerTest::Flaggable(prefix + std::to_string(i), service);
       if (i % 2) c->req.mutable_report()->set_reason("spam");  // matches nothing
       std::string* text = c->req.mutable_report()->mutable_text();
       while (text->size() + 8 <= text_bytes) text->append(" weather");
@@ -1027,7 +1084,7 @@ TEST_F(ServerTest, UnaryCallsWaitingForTheLedgerHoldNoThreadEach) {
 // Calls waiting for the ledger hold memory (their request and answer): past
 // max_waiting_calls the next is refused at once.
 TEST_F(ServerTest, UnaryCallsWaitingForTheLedgerAreCapped) {
-  daemon_->Start(rules_, {"--max-waiting-calls", "40"});
+  daemon_->Start(rules_, {"--max-waiting-calls", "40", "--max-share-per-caller", "100"});
   channel_ = grpc::CreateChannel(daemon_->Address(), grpc::InsecureChannelCredentials());
   moderation_ = v1::Moderation::NewStub(channel_);
   ASSERT_TRUE(Evaluate(platform_a_, Flaggable("warm", "svc-a")).ok());
@@ -1048,6 +1105,45 @@ TEST_F(ServerTest, UnaryCallsWaitingForTheLedgerAreCapped) {
   AsyncEvaluations after(moderation_.get(), platform_a_, "after-", 40);
   ASSERT_TRUE(after.WaitAll());
   EXPECT_EQ(after.WithCode(StatusCode::OK), 40);
+}
+
+// One platform cannot fill the ledger's queue for every other: of
+// max_waiting_calls (40 here) a service holds at most max_share_per_caller
+// (50%, the default) at once; past it its own calls are refused while
+// another service's are still admitted.
+TEST_F(ServerTest, UnaryCallsWaitingAreSharedBetweenCallers) {
+  daemon_->Start(rules_, {"--max-waiting-calls", "40"});
+  channel_ = grpc::CreateChannel(daemon_->Address(), grpc::InsecureChannelCredentials());
+  moderation_ = v1::Moderation::NewStub(channel_);
+  ASSERT_TRUE(Evaluate(platform_a_, Flaggable("warm", "svc-a")).ok());
+  std::unique_ptr<AsyncEvaluations> a, b;
+  {
+    carewatch::testing::WriteLockHolder lock(ledger_url_);
+    a = std::make_unique<AsyncEvaluations>(moderation_.get(), platform_a_, "a-", 30);
+    for (int i = 0; i < 100 && a->answered() < 10; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    std::string message;
+    EXPECT_EQ(a->WithCode(StatusCode::RESOURCE_EXHAUSTED, nullptr, &message), 10);
+    EXPECT_NE(message.find("service svc-a holds its share of max_waiting_calls "
+                           "(max_share_per_caller 50%)"),
+              std::string::npos)
+        << message;
+    EXPECT_EQ(a->answered(), 10) << "svc-a's 20 admitted wait for the ledger";
+    // The other half is another service's.
+    b = std::make_unique<AsyncEvaluations>(moderation_.get(), platform_b_, "b-", 15, 0, "svc-b");
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    EXPECT_EQ(b->answered(), 0) << "svc-b's calls are admitted and wait too";
+    EXPECT_EQ(daemon_->Metric("carewatch_waiting_calls"), 35u);
+  }
+  ASSERT_TRUE(a->WaitAll());
+  ASSERT_TRUE(b->WaitAll());
+  EXPECT_EQ(a->WithCode(StatusCode::OK), 20);
+  EXPECT_EQ(b->WithCode(StatusCode::OK), 15);
+  EXPECT_EQ(daemon_->Metric("carewatch_waiting_calls"), 0u);
+  // Answered calls no longer count against the service's share.
+  AsyncEvaluations after(moderation_.get(), platform_a_, "a-after-", 20);
+  ASSERT_TRUE(after.WaitAll());
+  EXPECT_EQ(after.WithCode(StatusCode::OK), 20);
 }
 
 // A client's claim of size must not grow memory: past max_waiting_bytes of
@@ -2491,6 +2587,11 @@ TEST_F(ServerTest, BadSettingsStopTheStartWithAMessage) {
   EXPECT_NE(out_bytes.find("max_waiting_bytes: must be between max_message_bytes"),
             std::string::npos)
       << out_bytes;
+  auto [rc_share, out_share] = run(base + " --max-share-per-caller 0");
+  EXPECT_NE(rc_share, 0);
+  EXPECT_NE(out_share.find("max_share_per_caller: must be between 1 and 100 (percent)"),
+            std::string::npos)
+      << out_share;
   auto [rc_queued, out_queued] = run(base + " --max-queued 0");
   EXPECT_NE(rc_queued, 0);
   EXPECT_NE(out_queued.find("max_queued: must be between 1 and 100000000"), std::string::npos)
