@@ -132,6 +132,12 @@ std::string Metrics::Render(const Gauges& g) const {
   scalar("carewatch_open_streams", "gauge",
          "EvaluateStream and Signals.Subscribe streams open (max_streams).",
          std::to_string(g.open_streams));
+  if (g.queue_depth >= 0) {
+    scalar("carewatch_queue_depth", "gauge",
+           "Commands queued by replicas and not yet sequenced by the writer (PostgreSQL ledgers; "
+           "max_queued).",
+           std::to_string(g.queue_depth));
+  }
   line("# HELP carewatch_ruleset_info The rule set serving.");
   line("# TYPE carewatch_ruleset_info gauge");
   line("carewatch_ruleset_info{version=\"" + g.ruleset_version + "\"} 1");

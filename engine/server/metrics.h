@@ -38,6 +38,9 @@ class Metrics {
     int64_t waiting_unary_bytes = 0, waiting_stream_bytes = 0;
     // Unary calls waiting for the ledger, and streams open.
     int64_t waiting_calls = 0, open_streams = 0;
+    // Commands replicas queued and the writer has not yet sequenced
+    // (PostgreSQL ledgers); -1: no queue, or it could not be read.
+    int64_t queue_depth = -1;
     std::string ruleset_version;
     bool last_reload_ok = true;
     int64_t last_reload_time = 0;

@@ -393,6 +393,10 @@ Status Server::Listen() {
       g.waiting_unary_bytes = st->waiting_bytes.load();
       g.waiting_stream_bytes = st->stream_bytes.load();
       g.waiting_calls = st->waiting_calls.load();
+      // The replicas' queue (PostgreSQL): read at each scrape.
+      ledger::CommandQueue* queue = st->replica ? st->replica->queue.get() : st->queue.get();
+      int64_t depth = 0;
+      if (queue && queue->Depth(&depth).ok()) g.queue_depth = depth;
       g.open_streams = st->open_streams.load();
       g.ruleset_version = e ? e->ruleset().version() : "";
       g.last_reload_ok = st->reload_ok;

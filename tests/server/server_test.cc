@@ -968,6 +968,9 @@ TEST_F(ServerTest, StreamsAreSharedBetweenCallers) {
   }
   EXPECT_TRUE(serves(open(platform_b_), "b-0", "svc-b")) << "another service still opens one";
   EXPECT_EQ(daemon_->Metric("carewatch_open_streams"), 5u);
+  // The replicas' queue exists on PostgreSQL only, and so does its gauge.
+  EXPECT_EQ(daemon_->Metrics().find("carewatch_queue_depth") != std::string::npos,
+            carewatch::testing::OnPostgres());
   // Closing one of svc-a's makes room in its share.
   streams[0]->WritesDone();
   v1::EvaluateResponse resp;
@@ -2040,6 +2043,9 @@ TEST_F(ServerTest, AQueueWithoutAWriterIsCappedAndSequencedWhenOneComes) {
   EXPECT_NE(full.error_message().find("max_queued 3"), std::string::npos) << full.error_message();
   EXPECT_EQ(carewatch::testing::LedgerQuery(ledger_url_, "SELECT COUNT(*) FROM unsequenced"),
             std::vector<std::string>{"3"});
+  // An operator sees the queue grow while no writer takes it.
+  EXPECT_NE(replica.Metrics().find("\ncarewatch_queue_depth 3\n"), std::string::npos)
+      << replica.Metrics();
   // The holder goes: the replica takes over and sequences what it queued;
   // a retry gets the verdict of the command queued first.
   holder.reset();
@@ -2053,6 +2059,9 @@ TEST_F(ServerTest, AQueueWithoutAWriterIsCappedAndSequencedWhenOneComes) {
   }
   EXPECT_EQ(carewatch::testing::LedgerQuery(ledger_url_, "SELECT COUNT(*) FROM unsequenced"),
             std::vector<std::string>{"0"});
+  // Now the writer, it shows the queue it sequences.
+  EXPECT_NE(replica.Metrics().find("\ncarewatch_queue_depth 0\n"), std::string::npos)
+      << replica.Metrics();
   if (HasFailure()) std::cerr << replica.Log();
 }
 
