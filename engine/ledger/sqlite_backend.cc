@@ -166,7 +166,11 @@ class Stmt {
     return *this;
   }
   int Step() { return sqlite3_step(stmt_); }
+  // A statement that did not prepare (a damaged or foreign schema: a ledger
+  // file is input) has nothing to reset, and sqlite3_clear_bindings does
+  // not accept a null statement as the other calls do.
   void Reset() {
+    if (!stmt_) return;
     sqlite3_reset(stmt_);
     sqlite3_clear_bindings(stmt_);
   }

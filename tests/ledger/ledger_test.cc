@@ -282,6 +282,20 @@ TEST_F(LedgerTest, VerifyPassesOnAnIntactLedger) {
   EXPECT_EQ(r.unsigned_tail, 0u) << "closing signs a final checkpoint";
 }
 
+TEST_F(LedgerTest, VerifyOfALedgerWhoseEventsTableWasAlteredSaysSo) {
+  // A ledger file is input to the regulator's check: a copy whose schema
+  // was altered (here a column of the events table renamed) gives an error
+  // naming what could not be read, not a crash.
+  {
+    auto l = OpenLedger();
+    AppendEvents(*l, 3);
+  }
+  Sql("ALTER TABLE events RENAME COLUMN leaf_hash TO leaf");
+  VerifyReport r = Verify();
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.message.find("events"), std::string::npos) << r.message;
+}
+
 TEST_F(LedgerTest, FlippedByteInAnEventIsNamed) {
   {
     auto l = OpenLedger();
