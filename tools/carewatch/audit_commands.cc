@@ -111,6 +111,7 @@ class ServerSource : public AuditSource {
                                            [&](v1::ListBreachesResponse& r) {
                                              for (auto& b : *r.mutable_breaches())
                                                out->push_back(std::move(b));
+                                             return r.breaches_size();
                                            });
   }
   Status Findings(v1::ListFindingsRequest req, std::vector<v1::Finding>* out) override {
@@ -119,6 +120,7 @@ class ServerSource : public AuditSource {
                                            [&](v1::ListFindingsResponse& r) {
                                              for (auto& x : *r.mutable_findings())
                                                out->push_back(std::move(x));
+                                             return r.findings_size();
                                            });
   }
   Status Stats(v1::GetStatsRequest req, std::vector<v1::PeriodStats>* out) override {
@@ -126,6 +128,7 @@ class ServerSource : public AuditSource {
                                        [&](v1::GetStatsResponse& r) {
                                          for (auto& p : *r.mutable_periods())
                                            out->push_back(std::move(p));
+                                         return r.periods_size();
                                        });
   }
   Status Linkage(v1::GetLinkageStatsRequest req, std::vector<v1::LinkageStatsRow>* out) override {
@@ -138,16 +141,19 @@ class ServerSource : public AuditSource {
   }
 
  private:
-  // Calls `method` until the last page, handing each answer to `take`.
+  // Calls `method` until the last page, handing each answer to `take`,
+  // which returns the number of items it took.
   template <typename Response, typename Request, typename Method, typename Take>
   Status Pages(Request& req, Method method, const char* what, Take take) {
+    PageCheck pages(what);
     for (;;) {
       Response resp;
       grpc::ClientContext ctx;
       Authorize(&ctx, token_);
       Status s = FromGrpc(((*stub_).*method)(&ctx, req, &resp), what);
       if (!s.ok()) return s;
-      take(resp);
+      s = pages.Page(take(resp), resp.next_page_token());
+      if (!s.ok()) return s;
       if (resp.next_page_token().empty()) return Status::Ok();
       req.set_page_token(resp.next_page_token());
     }

@@ -85,6 +85,26 @@ struct AuditFilters {
 
 // A failed call as a Status: "WHAT: message (CODE_NAME)".
 Status FromGrpc(const grpc::Status& st, const char* what);
+
+// Paging through a carewatchd's answers. The server may be run by the party
+// held to account, so a listing must end, and hold bounded memory, whatever
+// it sends: a page that names a next one must bring something and a token
+// that moves on, and a listing holds at most kMaxListed items. carewatchd's
+// own pages always do (docs/api.md, paging).
+class PageCheck {
+ public:
+  static constexpr size_t kMaxListed = 2'000'000;
+  explicit PageCheck(std::string what) : what_(std::move(what)) {}
+  // After a page of `items` items whose next token is `next` ("" on the
+  // last page): an error naming the call when the pages do not move on or
+  // the listing grew past kMaxListed.
+  Status Page(size_t items, const std::string& next);
+
+ private:
+  std::string what_;
+  std::string last_;
+  size_t listed_ = 0;
+};
 // Every page of a finding's evidence from a carewatchd, all proved against
 // one checkpoint: the one of `tree_size` (a signed checkpoint's size), or
 // with 0 the one the first page signs.

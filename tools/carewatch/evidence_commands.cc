@@ -29,12 +29,35 @@ Status FromGrpc(const grpc::Status& st, const char* what) {
                              server::GrpcCodeName(st.error_code()) + ")");
 }
 
+Status PageCheck::Page(size_t items, const std::string& next) {
+  listed_ += items;
+  if (listed_ > kMaxListed) {
+    return Status::ResourceExhausted(what_ + ": the server's answer runs past " +
+                                     std::to_string(kMaxListed) +
+                                     " items; narrow the query (--service, --from, --to)");
+  }
+  if (next.empty()) return Status::Ok();
+  if (items == 0) {
+    return Status::DataLoss(what_ +
+                            ": the server sent an empty page that names a next one; its pages "
+                            "do not move on, so the listing stops here");
+  }
+  if (next == last_) {
+    return Status::DataLoss(what_ +
+                            ": the server named the same next page twice; its pages "
+                            "do not move on, so the listing stops here");
+  }
+  last_ = next;
+  return Status::Ok();
+}
+
 Status FetchRemote(v1::Audit::Stub& audit, const std::string& token, const std::string& finding_id,
                    ledger::Evidence* out, uint64_t tree_size) {
   v1::GetEvidenceRequest req;
   req.set_finding_id(finding_id);
   req.set_tree_size(tree_size);
   bool first = true;
+  PageCheck pages("GetEvidence");
   for (;;) {
     v1::GetEvidenceResponse resp;
     grpc::ClientContext ctx;
@@ -57,6 +80,13 @@ Status FetchRemote(v1::Audit::Stub& audit, const std::string& token, const std::
       item.proof.assign(e.inclusion_proof().begin(), e.inclusion_proof().end());
       out->items.push_back(std::move(item));
     }
+    // The first page says how many events the evidence holds: no more come.
+    if (out->items.size() > out->total) {
+      return Status::DataLoss("GetEvidence: the server sent more than the " +
+                              std::to_string(out->total) + " events it announced");
+    }
+    s = pages.Page(static_cast<size_t>(resp.events_size()), resp.next_page_token());
+    if (!s.ok()) return s;
     if (resp.next_page_token().empty()) return Status::Ok();
     req.set_page_token(resp.next_page_token());
   }
@@ -231,6 +261,12 @@ int RunAuditEntries(const std::string& ledger_url, const AuditFilters& f, bool j
       }
       for (const auto& e : resp.entries()) print(e.seq(), e.event_bytes(), e.leaf_hash());
       if (resp.next_seq() == 0) break;
+      if (resp.next_seq() <= req.start_seq() || resp.entries_size() == 0) {
+        // A server held to account could otherwise keep this going forever.
+        std::cerr << "error: GetEntries: the server's next page (seq " << resp.next_seq()
+                  << ") does not move on from seq " << req.start_seq() << "\n";
+        return kExitFailure;
+      }
       req.set_start_seq(resp.next_seq());
     }
   } else {
@@ -484,6 +520,7 @@ int RunVerifyServer(const std::string& server, const std::string& token,
   v1::ListFindingsRequest lreq;
   lreq.set_page_size(1000);
   uint64_t findings = 0, events = 0;
+  PageCheck pages("ListFindings");
   for (;;) {
     v1::ListFindingsResponse lresp;
     grpc::ClientContext ctx;
@@ -507,6 +544,11 @@ int RunVerifyServer(const std::string& server, const std::string& token,
       }
       events += r.entries;
       ++findings;
+    }
+    s = pages.Page(static_cast<size_t>(lresp.findings_size()), lresp.next_page_token());
+    if (!s.ok()) {
+      std::cout << "FAIL: " << s.message() << "\n";
+      return kExitFailure;
     }
     if (lresp.next_page_token().empty()) break;
     lreq.set_page_token(lresp.next_page_token());

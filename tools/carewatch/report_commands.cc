@@ -112,6 +112,7 @@ class ServerSource : public Source {
     if (from != INT64_MIN) req.mutable_range()->mutable_from()->set_seconds(from);
     if (to != INT64_MAX) req.mutable_range()->mutable_to()->set_seconds(to);
     req.set_page_size(1000);
+    PageCheck pages("ListFindings");
     for (;;) {
       v1::ListFindingsResponse resp;
       grpc::ClientContext ctx;
@@ -119,6 +120,8 @@ class ServerSource : public Source {
       Status s = FromGrpc(audit_->ListFindings(&ctx, req, &resp), "ListFindings");
       if (!s.ok()) return s;
       out->insert(out->end(), resp.findings().begin(), resp.findings().end());
+      s = pages.Page(static_cast<size_t>(resp.findings_size()), resp.next_page_token());
+      if (!s.ok()) return s;
       if (resp.next_page_token().empty()) return Status::Ok();
       req.set_page_token(resp.next_page_token());
     }
@@ -146,6 +149,7 @@ class ServerSource : public Source {
     req.set_period(period);
     if (from != INT64_MIN) req.mutable_range()->mutable_from()->set_seconds(from);
     if (to != INT64_MAX) req.mutable_range()->mutable_to()->set_seconds(to);
+    PageCheck pages("GetStats");
     do {  // every page; the services come on the first
       v1::GetStatsResponse resp;
       grpc::ClientContext ctx;
@@ -155,6 +159,8 @@ class ServerSource : public Source {
       for (const auto& p : resp.periods()) out->push_back(ledger::FromProto(p));
       if (req.page_token().empty())
         services->assign(resp.services().begin(), resp.services().end());
+      s = pages.Page(static_cast<size_t>(resp.periods_size()), resp.next_page_token());
+      if (!s.ok()) return s;
       req.set_page_token(resp.next_page_token());
     } while (!req.page_token().empty());
     return Status::Ok();
