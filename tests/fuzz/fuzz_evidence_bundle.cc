@@ -15,13 +15,13 @@
 //         the recomputation of the finding, its breaches, rates and
 //         accountability, which is where a hostile event would do harm.
 // The key is a fixed test key, generated for this harness only.
+#include <google/protobuf/stubs/logging.h>
+#include <google/protobuf/util/json_util.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
-
-#include <google/protobuf/stubs/logging.h>
-#include <google/protobuf/util/json_util.h>
 
 #include "carewatch/v1/ledger.pb.h"
 #include "engine/ledger/evidence.h"
