@@ -14,6 +14,7 @@
 //         of that tree with the trusted key. The fuzzed events then reach
 //         the recomputation of the finding, its breaches, rates and
 //         accountability, which is where a hostile event would do harm.
+// Then the evidence report renders the finding from the bundle's events.
 // The key is a fixed test key, generated for this harness only.
 #include <google/protobuf/stubs/logging.h>
 #include <google/protobuf/util/json_util.h>
@@ -28,6 +29,7 @@
 #include "engine/ledger/keys.h"
 #include "engine/ledger/merkle.h"
 #include "engine/ledger/note.h"
+#include "engine/report/report.h"
 
 namespace {
 
@@ -103,5 +105,27 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   ledger::BundleReport r = ledger::VerifyBundle(bundle, *TestKeys().trusted);
   // A failed check names what failed; a passing one says what it checked.
   if (r.ok ? r.checked.empty() : r.message.empty()) __builtin_trap();
+
+  // The evidence report renders a finding's events whatever the check said
+  // (it shows the check's result beside them): its timeline and page must
+  // cope with any times, counts and ids the events hold.
+  report::ReportData page;
+  report::FindingEvidence finding;
+  finding.finding = bundle.finding();
+  for (const v1::BundleEntry& e : bundle.entries()) {
+    ledger::EvidenceItem item;
+    if (!item.parsed.ParseFromString(e.event_bytes())) continue;
+    item.event.seq = e.seq();
+    item.event.type = item.parsed.type();
+    item.event.time = item.parsed.time().seconds();
+    item.event.payload = e.event_bytes();
+    item.event.leaf_hash = ledger::LeafHash(e.event_bytes());
+    finding.items.push_back(std::move(item));
+  }
+  finding.checked = true;
+  finding.verified = r.ok;
+  finding.message = r.message;
+  page.findings.push_back(std::move(finding));
+  if (report::RenderHtml(page).empty()) __builtin_trap();
   return 0;
 }
