@@ -279,6 +279,16 @@ static bool IsLoopback(const std::string& host_port) {
   return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
 }
 
+namespace {
+// Whether `path` names something; "" when it does, else why not. Never
+// throws: a path the system refuses (too long, not a path) is an answer too.
+std::string Missing(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::exists(path, ec)) return "";
+  return ec ? "cannot be checked (" + ec.message() + ")" : "does not exist";
+}
+}  // namespace
+
 Status ValidateConfig(const ServerConfig& c) {
   if (!ValidHostPort(c.listen))
     return Status::InvalidArgument("listen: '" + c.listen + "' is not HOST:PORT");
@@ -288,16 +298,16 @@ Status ValidateConfig(const ServerConfig& c) {
   if (c.rules.empty())
     return Status::InvalidArgument("rules: at least one rule directory is required");
   for (const auto& r : c.rules) {
-    if (!std::filesystem::exists(r))
-      return Status::InvalidArgument("rules: " + r + " does not exist");
+    if (std::string why = Missing(r); !why.empty())
+      return Status::InvalidArgument("rules: " + r + " " + why);
   }
   for (const auto& a : c.accountability) {
-    if (!std::filesystem::exists(a))
-      return Status::InvalidArgument("accountability: " + a + " does not exist");
+    if (std::string why = Missing(a); !why.empty())
+      return Status::InvalidArgument("accountability: " + a + " " + why);
   }
-  if (!std::filesystem::exists(c.tokens)) {
-    return Status::InvalidArgument("tokens: " + c.tokens +
-                                   " does not exist (create one with `carewatch token new`)");
+  if (std::string why = Missing(c.tokens); !why.empty()) {
+    return Status::InvalidArgument("tokens: " + c.tokens + " " + why +
+                                   " (create one with `carewatch token new`)");
   }
   if (c.tls_cert.empty() != c.tls_key.empty()) {
     return Status::InvalidArgument("tls_cert and tls_key: give both or neither");
@@ -310,8 +320,8 @@ Status ValidateConfig(const ServerConfig& c) {
         "network, insecure_plaintext: true / --insecure-plaintext)");
   }
   for (const auto& f : {c.tls_cert, c.tls_key, c.tls_client_ca}) {
-    if (!f.empty() && !std::filesystem::exists(f))
-      return Status::InvalidArgument("TLS file " + f + " does not exist");
+    if (std::string why = f.empty() ? "" : Missing(f); !why.empty())
+      return Status::InvalidArgument("TLS file " + f + " " + why);
   }
   if (!c.tls_client_ca.empty() && c.tls_cert.empty()) {
     return Status::InvalidArgument(

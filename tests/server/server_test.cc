@@ -2561,6 +2561,15 @@ TEST_F(ServerTest, BadSettingsStopTheStartWithAMessage) {
       run("--rules " + dir_ + "/missing --tokens " + dir_ + "/tokens.yaml --metrics ''");
   EXPECT_NE(rc2, 0);
   EXPECT_NE(out2.find("rules: " + dir_ + "/missing does not exist"), std::string::npos) << out2;
+  // A path the system refuses to look up (longer than a name may be) is an
+  // error naming it, not an exception that ends the process.
+  const std::string long_path = dir_ + "/" + std::string(5000, 'x');
+  auto [rc_long, out_long] =
+      run("--rules " + rules_ + " --tokens " + long_path + " --metrics ''");
+  EXPECT_EQ(rc_long, 1) << out_long;
+  EXPECT_NE(out_long.find("tokens: " + long_path + " cannot be checked (File name too long)"),
+            std::string::npos)
+      << out_long;
   std::ofstream(dir_ + "/bad.yaml") << "listen: 127.0.0.1:1\nworkerz: 4\n";
   auto [rc3, out3] = run("--config " + dir_ + "/bad.yaml");
   EXPECT_NE(rc3, 0);
