@@ -2564,8 +2564,7 @@ TEST_F(ServerTest, BadSettingsStopTheStartWithAMessage) {
   // A path the system refuses to look up (longer than a name may be) is an
   // error naming it, not an exception that ends the process.
   const std::string long_path = dir_ + "/" + std::string(5000, 'x');
-  auto [rc_long, out_long] =
-      run("--rules " + rules_ + " --tokens " + long_path + " --metrics ''");
+  auto [rc_long, out_long] = run("--rules " + rules_ + " --tokens " + long_path + " --metrics ''");
   EXPECT_EQ(rc_long, 1) << out_long;
   EXPECT_NE(out_long.find("tokens: " + long_path + " cannot be checked (File name too long)"),
             std::string::npos)
