@@ -179,8 +179,11 @@ std::string NextPeriod(const std::string& key, const std::string& period) {
 }
 
 double Change(int64_t now, int64_t before) {
+  // In doubles: the difference of two counts read from a damaged ledger
+  // copy may not fit an int64_t.
   return before == 0 ? 0.0
-                     : 100.0 * static_cast<double>(now - before) / static_cast<double>(before);
+                     : 100.0 * (static_cast<double>(now) - static_cast<double>(before)) /
+                           static_cast<double>(before);
 }
 
 // The percent changes of reports, flagged, obligations, breaches and

@@ -75,7 +75,9 @@ const char* kDefs =
 const char* kSeriesFill[] = {"#333", "url(#hatch)", "url(#dots)"};
 
 std::string Num(int64_t v) {
-  std::string digits = std::to_string(v < 0 ? -v : v);
+  // The magnitude as unsigned: -INT64_MIN does not fit an int64_t.
+  const uint64_t magnitude = v < 0 ? 0 - static_cast<uint64_t>(v) : static_cast<uint64_t>(v);
+  std::string digits = std::to_string(magnitude);
   std::string out;
   for (size_t i = 0; i < digits.size(); ++i) {
     if (i && (digits.size() - i) % 3 == 0) out += ',';
@@ -104,14 +106,26 @@ std::string When(int64_t t) {
 
 std::string Px(double v) { return Fixed(v, 1); }
 
-// A bound a bar chart's axis ends at: 1, 2 or 5 times a power of ten.
+// A bound a bar chart's axis ends at: 1, 2 or 5 times a power of ten (or
+// the largest int64_t, for counts no such bound can hold: the statistics
+// come from the source the report checks, which may send any number).
 int64_t NiceCeiling(int64_t v) {
   if (v <= 0) return 1;
   int64_t p = 1;
-  while (p * 10 <= v) p *= 10;
-  for (int64_t m : {1, 2, 5, 10})
-    if (m * p >= v) return m * p;
-  return 10 * p;
+  while (p <= v / 10) p *= 10;
+  for (int64_t m : {1, 2, 5, 10}) {
+    int64_t bound = 0;
+    if (__builtin_mul_overflow(m, p, &bound)) return INT64_MAX;
+    if (bound >= v) return bound;
+  }
+  return INT64_MAX;
+}
+
+// a + b, held at the ends of int64_t instead of wrapping.
+int64_t SaturatingAdd(int64_t a, int64_t b) {
+  int64_t sum = 0;
+  if (__builtin_add_overflow(a, b, &sum)) return b > 0 ? INT64_MAX : INT64_MIN;
+  return sum;
 }
 
 struct Series {
@@ -129,7 +143,7 @@ std::string BarChart(const std::string& title, const std::vector<std::string>& l
   int64_t max = 0;
   for (size_t i = 0; i < n; ++i) {
     int64_t sum = 0;
-    for (const auto& s : series) sum += s.values[i];
+    for (const auto& s : series) sum = SaturatingAdd(sum, s.values[i]);
     max = std::max(max, sum);
   }
   const int64_t top_value = NiceCeiling(max);
@@ -145,7 +159,8 @@ std::string BarChart(const std::string& title, const std::vector<std::string>& l
     o << "<line x1=\"" << left << "\" x2=\"" << left + pw << "\" y1=\"" << Px(y) << "\" y2=\""
       << Px(y) << "\" stroke=\"" << (k ? "#ccc" : "#111") << "\"/>";
     o << "<text x=\"" << left - 4 << "\" y=\"" << Px(y + 4)
-      << "\" font-size=\"10\" text-anchor=\"end\">" << Num(top_value * k / 2) << "</text>";
+      << "\" font-size=\"10\" text-anchor=\"end\">" << Num(k == 2 ? top_value : top_value / 2 * k)
+      << "</text>";
   }
   const double slot = n ? pw / static_cast<double>(n) : pw;
   const size_t label_every = n <= 12 ? 1 : (n + 11) / 12;
@@ -156,7 +171,7 @@ std::string BarChart(const std::string& title, const std::vector<std::string>& l
     int64_t sum = 0;
     for (size_t s = 0; s < series.size(); ++s) {
       int64_t v = series[s].values[i];
-      sum += v;
+      sum = SaturatingAdd(sum, v);
       if (v <= 0) continue;
       double bh = ph * static_cast<double>(v) / static_cast<double>(top_value);
       y -= bh;

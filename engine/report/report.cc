@@ -1,6 +1,7 @@
 #include "engine/report/report.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <map>
 #include <set>
@@ -37,10 +38,13 @@ std::string Escape(std::string_view text) {
 
 std::string ChangeText(int64_t now, int64_t before) {
   if (before == 0) return now == 0 ? "" : "new";
-  double pct = 100.0 * static_cast<double>(now - before) / static_cast<double>(before);
   if (now == before) return "0%";
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%+.1f%%", pct);
+  // In doubles: the difference of two counts may not fit an int64_t.
+  double pct = 100.0 * (static_cast<double>(now) - static_cast<double>(before)) /
+               static_cast<double>(before);
+  char buf[48];
+  // Past a trillion percent, in powers of ten rather than 300 digits.
+  std::snprintf(buf, sizeof buf, std::fabs(pct) < 1e12 ? "%+.1f%%" : "%+.3g%%", pct);
   return buf;
 }
 

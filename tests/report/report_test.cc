@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdint>
+
 namespace carewatch::report {
 namespace {
 
@@ -197,6 +199,40 @@ TEST(ReportHtml, ChangesForPeople) {
   EXPECT_EQ(ChangeText(100, 100), "0%");
   EXPECT_EQ(ChangeText(5, 0), "new");
   EXPECT_EQ(ChangeText(0, 0), "");
+  // Counts a server sent, not ones a ledger could hold: no wrapped difference,
+  // no 300-digit percentage.
+  EXPECT_EQ(ChangeText(INT64_MAX, 1), "+9.22e+20%");
+  EXPECT_EQ(ChangeText(INT64_MIN, INT64_MAX), "-200.0%");
+  // The same change as `audit stats` prints it from a ledger copy.
+  EXPECT_EQ(ledger::FormatChange(INT64_MIN, INT64_MAX), "-200.0%");
+}
+
+// The statistics come from the source the report checks (`report --server`:
+// the carewatchd of the party held to account), so any count may arrive.
+// Found by fuzz_report_stats: the axis bound and the stacked sums
+// overflowed, and INT64_MIN printed as "--,...".
+TEST(ReportHtml, StatisticsAtTheEndsOfTheirRangeStillRender) {
+  ReportData d;
+  d.cover.generated_at = kT0;
+  ServiceTrend t;
+  t.service_id = "example-social";
+  ledger::PeriodStats p;
+  p.period = "2026-01";
+  p.reports = INT64_MAX;
+  p.flagged = INT64_MIN;
+  p.breaches_by_kind = {{"missed", INT64_MAX}, {"late", INT64_MAX}, {"late_recorded", 5}};
+  t.periods.push_back(p);
+  p.period = "2026-02";
+  p.reports = 3;
+  p.has_previous = true;
+  p.previous = {INT64_MAX, 0, 0, 0, 0};
+  t.periods.push_back(p);
+  d.trends.push_back(t);
+  std::string html = RenderHtml(d);
+  EXPECT_NE(html.find(">9,223,372,036,854,775,807<"), std::string::npos);
+  EXPECT_NE(html.find(">-9,223,372,036,854,775,808<"), std::string::npos);
+  EXPECT_EQ(html.find(">--"), std::string::npos);
+  EXPECT_EQ(html.find("nan"), std::string::npos);
 }
 
 TEST(ReportHtml, BundleFileNamesStayInTheirDirectory) {
