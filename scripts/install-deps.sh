@@ -15,6 +15,7 @@ PACKAGES=(
   libsqlite3-dev sqlite3 libpq-dev openssl python3
   libssl-dev libicu-dev libcli11-dev libspdlog-dev libfmt-dev libcpp-httplib-dev
   libsodium-dev libjemalloc-dev
+  xz-utils  # the fuzz targets' grown corpora (tests/fuzz/corpus/grown.tar.xz)
 )
 if [ "${1:-}" = "--test" ]; then
   # A throwaway PostgreSQL 15 server for the PostgreSQL ledger's tests.
