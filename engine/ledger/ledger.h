@@ -226,6 +226,9 @@ class LedgerBackend {
     uint64_t filtered = 0, read = 0;
   };
   virtual LookupStats lookup_stats() const { return {}; }
+  // SQLite: the times a WAL restart was put off because a reader held an
+  // old snapshot past a short wait (the WAL grows meanwhile; writes go on).
+  virtual uint64_t wal_restarts_deferred() const { return 0; }
 
   // --- Queries.
   virtual Status QueryBreaches(const BreachQuery& q,

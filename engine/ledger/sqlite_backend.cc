@@ -256,6 +256,7 @@ class SqliteBackend : public LedgerBackend {
               int busy_timeout_ms) {
     url_ = url;
     path_ = path;
+    busy_timeout_ms_ = busy_timeout_ms;
     if (!read_only) {
       std::error_code ec;
       fs::path p(path);
@@ -417,6 +418,10 @@ class SqliteBackend : public LedgerBackend {
     s.filtered = lookups_filtered_.load(std::memory_order_relaxed);
     s.read = lookups_read_.load(std::memory_order_relaxed);
     return s;
+  }
+
+  uint64_t wal_restarts_deferred() const override {
+    return wal_restarts_deferred_.load(std::memory_order_relaxed);
   }
 
   std::string url() const override { return url_; }
@@ -628,12 +633,31 @@ class SqliteBackend : public LedgerBackend {
   // ledger. Past kRestartFrames the writer, between batches, runs a RESTART
   // checkpoint: it waits for readers to move on, so the next commit writes
   // from the start of the file (trimmed to journal_size_limit).
+  //
+  // The wait is short (kRestartWaitMs). carewatch's own readers hold a
+  // snapshot for one page or chunk; a reader of another process may hold
+  // one for minutes (`sqlite3 .backup`, a long query, `ledger backup`), and
+  // waiting the busy timeout for it before every batch held every write
+  // behind it. A restart that could not happen is tried again once the WAL
+  // has grown by kRestartFrames more or a second has passed: meanwhile the
+  // WAL grows (SQLite cannot start it again under a reader's snapshot) and
+  // writes go on.
   void Maintain() override {
     if (wal_frames_ <= kRestartFrames) return;
+    const auto now = std::chrono::steady_clock::now();
+    if (wal_frames_ <= restart_at_frames_ && now < restart_retry_at_) return;
     int log_frames = 0, done_frames = 0;
-    if (sqlite3_wal_checkpoint_v2(write_db_, nullptr, SQLITE_CHECKPOINT_RESTART, &log_frames,
-                                  &done_frames) == SQLITE_OK) {
+    sqlite3_busy_timeout(write_db_, kRestartWaitMs);
+    const int rc = sqlite3_wal_checkpoint_v2(write_db_, nullptr, SQLITE_CHECKPOINT_RESTART,
+                                             &log_frames, &done_frames);
+    sqlite3_busy_timeout(write_db_, busy_timeout_ms_);
+    if (rc == SQLITE_OK) {
       wal_frames_ = 0;
+      restart_at_frames_ = kRestartFrames;
+    } else {
+      restart_at_frames_ = wal_frames_ + kRestartFrames;
+      restart_retry_at_ = now + std::chrono::seconds(1);
+      wal_restarts_deferred_.fetch_add(1, std::memory_order_relaxed);
     }
   }
 
@@ -1631,7 +1655,13 @@ class SqliteBackend : public LedgerBackend {
   };
   static constexpr size_t kLookups = 4;
   static constexpr int kRestartFrames = 16384;  // 64 MiB of 4 KiB pages
+  static constexpr int kRestartWaitMs = 5;      // for readers, at a WAL restart
   int wal_frames_ = 0;                          // after the last commit (writer thread)
+  // After a restart was put off: the WAL size or time to try again at.
+  int restart_at_frames_ = kRestartFrames;
+  std::chrono::steady_clock::time_point restart_retry_at_{};
+  int busy_timeout_ms_ = 10000;
+  std::atomic<uint64_t> wal_restarts_deferred_{0};
   std::array<Lookup, kLookups> lookups_;
   std::unique_ptr<ReportFilter> filter_;  // writable backends only
   std::thread filter_scan_;

@@ -116,6 +116,10 @@ std::string Metrics::Render(const Gauges& g) const {
       "indexed ids (a report never seen) or the index.",
       "answer",
       {{"filter", std::to_string(g.lookups_filtered)}, {"index", std::to_string(g.lookups_read)}});
+  scalar("carewatch_ledger_wal_restarts_deferred_total", "counter",
+         "SQLite WAL restarts put off because another reader held an old snapshot (the WAL "
+         "grows until it lets go; writes go on).",
+         std::to_string(g.wal_restarts_deferred));
   scalar("carewatch_report_filter_ready", "gauge",
          "Whether the filter of indexed report ids holds every id and answers lookups (SQLite "
          "ledgers, once its scan at start is done).",

@@ -34,6 +34,7 @@ class Metrics {
     // index; whether the filter is complete (ledger.h: lookup_stats).
     uint64_t lookups_filtered = 0, lookups_read = 0;
     bool lookup_filter_ready = false;
+    uint64_t wal_restarts_deferred = 0;  // ledger.h: wal_restarts_deferred
     // Bytes of requests waiting to be answered: unary calls, streams.
     int64_t waiting_unary_bytes = 0, waiting_stream_bytes = 0;
     // Unary calls waiting for the ledger, and streams open.

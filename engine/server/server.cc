@@ -383,6 +383,7 @@ Status Server::Listen() {
         g.lookups_filtered = lookups.filtered;
         g.lookups_read = lookups.read;
         g.lookup_filter_ready = lookups.filter_ready;
+        g.wal_restarts_deferred = st->ledger->backend().wal_restarts_deferred();
         g.open = c.open;
         g.met = c.met;
         g.discharged = c.discharged;

@@ -417,6 +417,75 @@ TEST_F(LedgerTest, SqliteKeepsNoMemoryStatisticsForTheLedger) {
   EXPECT_EQ(highwater, 0);
 }
 
+// A reader of another process that holds one snapshot for long (`sqlite3
+// .backup`, `carewatch ledger backup`, a long query) keeps SQLite from
+// starting the WAL again. The writer's restart used to wait the busy timeout
+// for that reader before every batch, holding every append behind it; it
+// now waits briefly, puts the restart off, and appends go on. Once the
+// reader lets go, the WAL starts again.
+TEST_F(LedgerTest, AReaderHoldingOneSnapshotDoesNotHoldUpAppends) {
+  if (url_.rfind("sqlite", 0) != 0) GTEST_SKIP() << "the SQLite WAL";
+  LedgerOptions o = Options();
+  o.busy_timeout_ms = 3600 * 1000;  // what every batch waited for the reader before
+  std::unique_ptr<Ledger> l;
+  ASSERT_TRUE(Ledger::Open(o, &l).ok());
+  AppendEvents(*l, 1);
+  sqlite3* reader = nullptr;
+  ASSERT_EQ(sqlite3_open_v2(url_.substr(9).c_str(), &reader, SQLITE_OPEN_READONLY, nullptr),
+            SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(reader, "BEGIN; SELECT count(*) FROM events;", nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  // Each round writes past 64 MiB of WAL (the restart point): 40 batches of
+  // 20 events of 100 KB.
+  auto append_round = [&l](std::atomic<int>* batches) {
+    for (int b = 0; b < 40; ++b) {
+      std::vector<v1::LedgerEvent> events(20);
+      for (size_t i = 0; i < events.size(); ++i) {
+        events[i].set_type(v1::ACTION_RECORDED);
+        events[i].mutable_time()->set_seconds(1767607200);
+        events[i].mutable_action_recorded()->set_report_id("r" + std::to_string(b * 20 + i));
+        events[i].mutable_action_recorded()->set_action(std::string(100000, 'a'));
+      }
+      if (!l->Append(&events).ok()) return;
+      batches->fetch_add(1);
+    }
+  };
+  std::atomic<int> batches{0};
+  std::thread writer(append_round, &batches);
+  // A bound on the wait, not a measure of speed: before the change the
+  // first batch past the restart point waited an hour.
+  for (int i = 0; i < 3000 && batches.load() < 40; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(batches.load(), 40) << "appends were held behind the reader's snapshot";
+  EXPECT_GT(l->backend().wal_restarts_deferred(), 0u);
+  auto wal_frames = [&] {
+    sqlite3* db = nullptr;
+    int frames = -1;
+    // A passive checkpoint (it waits for nobody) says how many frames the
+    // WAL holds, once the connection has read the file (and so found the WAL).
+    if (sqlite3_open_v2(url_.substr(9).c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) == SQLITE_OK &&
+        sqlite3_exec(db, "PRAGMA schema_version", nullptr, nullptr, nullptr) == SQLITE_OK)
+      sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_PASSIVE, &frames, nullptr);
+    sqlite3_close(db);
+    return frames;
+  };
+  const int held = wal_frames();
+  EXPECT_GT(held, 16384) << "the reader's snapshot kept the WAL from starting again";
+  ASSERT_EQ(sqlite3_exec(reader, "ROLLBACK", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(reader);  // also lets a writer held behind it go on
+  writer.join();
+  // The reader gone, the next restart happens: the WAL starts again.
+  std::atomic<int> more{0};
+  append_round(&more);
+  ASSERT_EQ(more.load(), 40);
+  const int after = wal_frames();
+  EXPECT_GE(after, 0);
+  EXPECT_LT(after, held) << "the WAL did not start again once the reader had gone";
+  std::vector<StoredEvent> rows;
+  ASSERT_TRUE(l->backend().ReadEvents(1, 2000, &rows).ok());
+  EXPECT_EQ(rows.size(), 1u + 2 * 40 * 20);
+}
+
 // Reports that matched nothing leave the index oldest first, a bounded
 // number at a time, and never before their retention; flagged reports
 // never. A ledger that found them through the older partial index is
