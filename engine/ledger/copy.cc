@@ -1,6 +1,14 @@
 // Copying a ledger between stores (copy.h).
 #include "engine/ledger/copy.h"
 
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
 #include <memory>
 #include <vector>
 
@@ -90,6 +98,105 @@ Status CopyLedger(const std::string& from, const std::string& to, CopyReport* re
   if (!v.ok) return Status::DataLoss("the copy does not verify: " + v.message);
   report->events = size;
   report->checkpoints = v.checkpoints;
+  report->root_hex = HexEncode(tree.Root());
+  return Status::Ok();
+}
+
+namespace {
+
+// fsync of a file or directory by path.
+Status SyncPath(const std::string& path, bool directory) {
+  int fd = ::open(path.c_str(), (directory ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
+  if (fd < 0) return Status::Internal("cannot open " + path + ": " + std::strerror(errno));
+  const bool synced = ::fsync(fd) == 0;
+  const int err = errno;
+  ::close(fd);
+  return synced ? Status::Ok()
+                : Status::Internal("cannot sync " + path + ": " + std::strerror(err));
+}
+
+}  // namespace
+
+Status BackupLedgerFile(const std::string& from, const std::string& to, BackupReport* report) {
+  if (IsPostgresUrl(from)) {
+    return Status::InvalidArgument(
+        "ledger backup copies an SQLite ledger file; back up a PostgreSQL ledger with pg_dump "
+        "(docs/operations.md)");
+  }
+  const std::string path = from.rfind("sqlite://", 0) == 0 ? from.substr(9) : from;
+  if (from.find("://") != std::string::npos && from.rfind("sqlite://", 0) != 0)
+    return Status::InvalidArgument("unknown ledger URL scheme in '" + RedactUrl(from) + "'");
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec))
+    return Status::NotFound("no ledger file " + path);
+  if (std::filesystem::exists(to, ec) || ec)
+    return Status::FailedPrecondition(to + " exists: a backup never overwrites a file");
+  const std::string partial = to + ".partial";
+  // Created here, mode 0600 and not there before: SQLite then writes into it.
+  std::filesystem::remove(partial, ec);
+  int fd = ::open(partial.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return Status::Internal("cannot create " + partial + ": " + std::strerror(errno));
+  ::close(fd);
+
+  sqlite3* src = nullptr;
+  sqlite3* dst = nullptr;
+  auto fail = [&](Status s) {
+    if (src) sqlite3_close(src);
+    if (dst) sqlite3_close(dst);
+    std::error_code ignored;
+    std::filesystem::remove(partial, ignored);
+    std::filesystem::remove(partial + "-journal", ignored);
+    return s;
+  };
+  if (sqlite3_open_v2(path.c_str(), &src, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK)
+    return fail(Status::Unavailable("cannot open " + path + ": " + sqlite3_errmsg(src)));
+  sqlite3_busy_timeout(src, 10000);
+  if (sqlite3_open_v2(partial.c_str(), &dst, SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK)
+    return fail(Status::Internal("cannot open " + partial + ": " + sqlite3_errmsg(dst)));
+  sqlite3_backup* b = sqlite3_backup_init(dst, "main", src, "main");
+  if (!b) return fail(Status::Internal(std::string("backup: ") + sqlite3_errmsg(dst)));
+  // All pages in one step: one read transaction of the source, so the copy
+  // is one snapshot. Steps of a few pages would start again whenever the
+  // writer commits, which under load is always.
+  int rc = sqlite3_backup_step(b, -1);
+  for (int tries = 0; (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) && tries < 100; ++tries) {
+    sqlite3_sleep(50);
+    rc = sqlite3_backup_step(b, -1);
+  }
+  sqlite3_backup_finish(b);
+  if (rc != SQLITE_DONE) {
+    return fail(Status::Unavailable(
+        "copying " + path + ": " +
+        (sqlite3_errcode(dst) != SQLITE_OK ? sqlite3_errmsg(dst) : sqlite3_errstr(rc))));
+  }
+  // The copy came with the source's WAL mode: one file, no WAL beside it.
+  if (sqlite3_exec(dst, "PRAGMA journal_mode=DELETE", nullptr, nullptr, nullptr) != SQLITE_OK)
+    return fail(Status::Internal("finishing " + partial + ": " + sqlite3_errmsg(dst)));
+  sqlite3_close(src);
+  src = nullptr;
+  if (sqlite3_close(dst) != SQLITE_OK) return fail(Status::Internal("cannot close " + partial));
+  dst = nullptr;
+  Status s = SyncPath(partial, false);
+  if (!s.ok()) return fail(s);
+  if (std::filesystem::exists(to, ec) || ec)
+    return fail(Status::FailedPrecondition(to + " exists: a backup never overwrites a file"));
+  std::filesystem::rename(partial, to, ec);
+  if (ec) return fail(Status::Internal("cannot rename " + partial + ": " + ec.message()));
+  std::filesystem::path dir = std::filesystem::path(to).parent_path();
+  s = SyncPath(dir.empty() ? "." : dir.string(), true);
+  if (!s.ok()) return s;
+
+  report->bytes = std::filesystem::file_size(to, ec);
+  std::unique_ptr<LedgerBackend> copy;
+  s = OpenBackend(to, true, &copy);
+  if (!s.ok()) return s.WithPrefix("the copy " + to + ": ");
+  s = copy->ReadTreeSize(&report->events);
+  if (!s.ok()) return s;
+  std::vector<Hash> leaves;
+  s = copy->ReadLeafHashes(&leaves);
+  if (!s.ok()) return s;
+  CompactTree tree;
+  for (const Hash& h : leaves) tree.Append(h, nullptr);
   report->root_hex = HexEncode(tree.Root());
   return Status::Ok();
 }

@@ -28,6 +28,23 @@ struct CopyReport {
 // again.
 Status CopyLedger(const std::string& from, const std::string& to, CopyReport* report);
 
+struct BackupReport {
+  uint64_t events = 0;   // in the copy
+  uint64_t bytes = 0;    // the copy's size
+  std::string root_hex;  // the root over the copy's events
+};
+
+// A consistent copy of an SQLite ledger file while carewatchd writes it
+// (`carewatch ledger backup`): SQLite's online backup of the whole file in
+// one read transaction, so the copy is the ledger as one commit left it,
+// never half of a batch. The writer goes on meanwhile (ledger.h: a
+// reader's snapshot puts off the WAL's restart and holds up no write). The
+// copy is written to `to`.partial with mode 0600, synced, made a single
+// file (no WAL beside it) and renamed to `to`, which must not exist. The
+// copy's keys are not copied: it holds the verifier key, not the signing
+// key. A PostgreSQL ledger is refused: pg_dump is its backup.
+Status BackupLedgerFile(const std::string& from, const std::string& to, BackupReport* report);
+
 }  // namespace carewatch::ledger
 
 #endif  // CAREWATCH_ENGINE_LEDGER_COPY_H_

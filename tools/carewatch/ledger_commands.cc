@@ -279,6 +279,22 @@ int RunVerify(const std::string& ledger_url, const std::string& trusted_key, boo
   return kExitOk;
 }
 
+int RunLedgerBackup(const std::string& ledger_url, const std::string& to,
+                    const std::string& trusted_key, bool verify) {
+  ledger::BackupReport report;
+  Status s = ledger::BackupLedgerFile(ledger_url, to, &report);
+  if (!s.ok()) {
+    std::cerr << "error: " << s.message() << "\n";
+    return kExitFailure;
+  }
+  std::cout << "wrote " << to << ": " << report.events << " events, " << report.bytes
+            << " bytes; root " << report.root_hex << "\n";
+  if (!verify) return kExitOk;
+  const int rc = RunVerify(to, trusted_key, /*require_key=*/false);
+  if (rc != kExitOk) std::cout << "the copy is kept: it is what the ledger held\n";
+  return rc;
+}
+
 }  // namespace carewatch::cli
 
 namespace carewatch::cli {
@@ -394,8 +410,18 @@ void RegisterLedgerCommands(CommandTable& table) {
   struct CopyOptions {
     std::string from, to;
   };
+  struct BackupOptions {
+    std::string ledger, to, vkey, pubkey;
+    bool no_verify = false;
+  };
   auto copy = std::make_shared<CopyOptions>();
-  CLI::App* ledger_cmd = table.Add("ledger", "Ledger maintenance", [copy] {
+  auto backup = std::make_shared<BackupOptions>();
+  auto which = std::make_shared<std::string>();
+  CLI::App* ledger_cmd = table.Add("ledger", "Ledger maintenance", [copy, backup, which] {
+    if (*which == "backup")
+      return RunLedgerBackup(backup->ledger, backup->to,
+                             !backup->vkey.empty() ? backup->vkey : backup->pubkey,
+                             !backup->no_verify);
     ledger::CopyReport report;
     Status s = ledger::CopyLedger(copy->from, copy->to, &report);
     if (!s.ok()) {
@@ -413,6 +439,23 @@ void RegisterLedgerCommands(CommandTable& table) {
       "first); the copy is verified against the source");
   copy_cmd->add_option("--from", copy->from, "The ledger to copy (URL or file)")->required();
   copy_cmd->add_option("--to", copy->to, "An empty ledger (postgresql://...)")->required();
+  copy_cmd->callback([which] { *which = "copy"; });
+
+  auto* backup_cmd = ledger_cmd->add_subcommand(
+      "backup",
+      "Copy an SQLite ledger file while carewatchd writes it: one consistent snapshot, written "
+      "to a new file (mode 0600), then verified");
+  backup_cmd->add_option("--ledger", backup->ledger, "The ledger (sqlite:///path or a file)")
+      ->required();
+  backup_cmd->add_option("--to", backup->to, "The copy: a new file (never overwritten)")
+      ->required();
+  auto* backup_vkey = backup_cmd->add_option(
+      "--vkey", backup->vkey, "Check the copy's checkpoints against this verifier key");
+  backup_cmd->add_option("--pubkey", backup->pubkey, "Or against this PEM public key")
+      ->excludes(backup_vkey);
+  backup_cmd->add_flag("--no-verify", backup->no_verify,
+                       "Only copy (a long ledger takes a while to verify: verify --ledger later)");
+  backup_cmd->callback([which] { *which = "backup"; });
   ledger_cmd->require_subcommand(1);
 }
 
