@@ -230,6 +230,18 @@ class LedgerBackend {
   // old snapshot past a short wait (the WAL grows meanwhile; writes go on).
   virtual uint64_t wal_restarts_deferred() const { return 0; }
 
+  // --- One snapshot for a whole check (read-only backends).
+  // Until EndSnapshot, every read of a read-only backend sees the store as
+  // one moment left it, however long the reads take and whatever a writer
+  // of another process commits meanwhile: a check of the log against its
+  // query tables, or a report, of a ledger that carewatchd is writing
+  // (SQLite: one read transaction; PostgreSQL: one REPEATABLE READ
+  // transaction on one connection). Reads then come from one thread. Calls
+  // nest: the outermost pair opens and ends the snapshot. On a writable
+  // backend both are no-ops: its process's own threads read it.
+  virtual Status BeginSnapshot() { return Status::Ok(); }
+  virtual void EndSnapshot() {}
+
   // --- Queries.
   virtual Status QueryBreaches(const BreachQuery& q,
                                std::vector<std::pair<uint64_t, v1::Breach>>* out) = 0;
@@ -309,6 +321,24 @@ bool IsLedgerInUse(const Status& s);
 // The directory a ledger URL's file lives in ("." when none): the default home
 // of its signing and HMAC keys.
 std::string LedgerDirectory(const std::string& url);
+
+// BeginSnapshot for a scope; `status()` says whether it began.
+class ReadSnapshot {
+ public:
+  explicit ReadSnapshot(LedgerBackend& backend) : backend_(backend) {
+    status_ = backend_.BeginSnapshot();
+  }
+  ~ReadSnapshot() {
+    if (status_.ok()) backend_.EndSnapshot();
+  }
+  ReadSnapshot(const ReadSnapshot&) = delete;
+  ReadSnapshot& operator=(const ReadSnapshot&) = delete;
+  const Status& status() const { return status_; }
+
+ private:
+  LedgerBackend& backend_;
+  Status status_;
+};
 
 // The text a checkpoint's Ed25519 signature covers.
 std::string CheckpointSignedText(uint64_t tree_size, const Hash& root, int64_t time);

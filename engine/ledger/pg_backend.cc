@@ -896,10 +896,35 @@ class PgBackend : public LedgerBackend {
     return o;
   }
 
+  Status BeginSnapshot() override {
+    if (!read_only_) return Status::Ok();
+    if (snapshot_depth_++ > 0) return Status::Ok();  // within the open one
+    Read r(this);
+    Status s = r.Exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+    // The snapshot is taken at the transaction's first query: now.
+    if (s.ok()) s = r.Run("SELECT 1", {}, "opening a read snapshot");
+    if (!s.ok()) {
+      (void)r.Exec("ROLLBACK");
+      snapshot_depth_ = 0;
+      return s;
+    }
+    snapshot_ = true;
+    return Status::Ok();
+  }
+
+  void EndSnapshot() override {
+    if (!snapshot_ || --snapshot_depth_ > 0) return;
+    Read r(this);
+    (void)r.Exec("COMMIT");
+    snapshot_ = false;
+  }
+
   Status ReadOpenObligations(std::vector<ObligationRow>* out) override {
     Read r(this);
-    // One snapshot, so the actions agree with the obligations.
-    Status s = r.Exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+    // One snapshot, so the actions agree with the obligations (the open
+    // snapshot's, if there is one).
+    const bool own = !snapshot_;
+    Status s = own ? r.Exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") : Status::Ok();
     if (!s.ok()) return s;
     s = [&]() -> Status {
       Status q = r.Run(std::string("SELECT ") + kObligationColumns +
@@ -924,7 +949,7 @@ class PgBackend : public LedgerBackend {
       }
       return Status::Ok();
     }();
-    (void)r.Exec(s.ok() ? "COMMIT" : "ROLLBACK");
+    if (own) (void)r.Exec(s.ok() ? "COMMIT" : "ROLLBACK");
     return s;
   }
 
@@ -1192,7 +1217,8 @@ class PgBackend : public LedgerBackend {
 
   Status ReadCarried(CarriedRows* out) override {
     Read r(this);
-    Status s = r.Exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+    const bool own = !snapshot_;
+    Status s = own ? r.Exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") : Status::Ok();
     if (!s.ok()) return s;
     s = [&]() -> Status {
       Status q =
@@ -1235,7 +1261,7 @@ class PgBackend : public LedgerBackend {
       }
       return Status::Ok();
     }();
-    (void)r.Exec(s.ok() ? "COMMIT" : "ROLLBACK");
+    if (own) (void)r.Exec(s.ok() ? "COMMIT" : "ROLLBACK");
     return s;
   }
 
@@ -1318,9 +1344,12 @@ class PgBackend : public LedgerBackend {
   }
 
   // A read on one connection of the pool, held for the object's life.
+  // With a snapshot open, every read is on its connection, the first.
   struct Read {
     explicit Read(PgBackend* b)
-        : conn(&b->reads_[b->next_read_.fetch_add(1, std::memory_order_relaxed) % kReads]),
+        : conn(b->snapshot_
+                   ? &b->reads_[0]
+                   : &b->reads_[b->next_read_.fetch_add(1, std::memory_order_relaxed) % kReads]),
           lock(conn->mu) {}
     Status Run(const std::string& sql, const std::vector<Param>& params, const std::string& what) {
       return conn->Run(sql, params, &res, what);
@@ -1646,6 +1675,9 @@ class PgBackend : public LedgerBackend {
 
   std::string url_;
   bool read_only_ = false;
+  // A read snapshot is open on reads_[0] (read-only backends only).
+  std::atomic<bool> snapshot_{false};
+  int snapshot_depth_ = 0;  // BeginSnapshot calls not yet ended (one thread)
   // The writer's view of the log (write_.mu): the last seq it committed, and
   // whether the last COMMIT's answer was lost (and that batch's last seq).
   bool size_known_ = false;

@@ -256,6 +256,7 @@ class SqliteBackend : public LedgerBackend {
               int busy_timeout_ms) {
     url_ = url;
     path_ = path;
+    read_only_ = read_only;
     busy_timeout_ms_ = busy_timeout_ms;
     if (!read_only) {
       std::error_code ec;
@@ -418,6 +419,37 @@ class SqliteBackend : public LedgerBackend {
     s.filtered = lookups_filtered_.load(std::memory_order_relaxed);
     s.read = lookups_read_.load(std::memory_order_relaxed);
     return s;
+  }
+
+  Status BeginSnapshot() override {
+    if (!read_only_) return Status::Ok();
+    std::lock_guard<std::mutex> lock(read_mu_);
+    if (snapshot_depth_++ > 0) return Status::Ok();  // within the open one
+    Status s = Exec(read_db_, "BEGIN");
+    if (!s.ok()) return s;
+    // A deferred transaction takes its snapshot at its first read: now.
+    Stmt st(read_db_, "SELECT count(*) FROM sqlite_schema");
+    if (!st.ok() || st.Step() != SQLITE_ROW) {
+      s = Error(read_db_, "opening a read snapshot");
+      st.Reset();
+      (void)Exec(read_db_, "ROLLBACK");
+      snapshot_depth_ = 0;
+      return s;
+    }
+    snapshot_ = true;
+    return Status::Ok();
+  }
+
+  void EndSnapshot() override {
+    std::lock_guard<std::mutex> lock(read_mu_);
+    if (!snapshot_ || --snapshot_depth_ > 0) return;
+    // Statements still holding rows would keep the transaction open.
+    read_cache_.clear();
+    node_stmt_.reset();
+    leaf_stmt_.reset();
+    snapshot_stmt_.reset();
+    (void)Exec(read_db_, "COMMIT");
+    snapshot_ = false;
   }
 
   uint64_t wal_restarts_deferred() const override {
@@ -752,8 +784,9 @@ class SqliteBackend : public LedgerBackend {
 
   Status ReadOpenObligations(std::vector<ObligationRow>* out) override {
     std::lock_guard<std::mutex> lock(read_mu_);
-    // One read transaction, so the actions agree with the obligations.
-    Status s = Exec(read_db_, "BEGIN");
+    // One read transaction, so the actions agree with the obligations (the
+    // snapshot's, when one is open).
+    Status s = snapshot_ ? Status::Ok() : Exec(read_db_, "BEGIN");
     if (!s.ok()) return s;
     s = [&]() -> Status {
       Stmt st(read_db_, (std::string("SELECT ") + kObligationColumns +
@@ -780,7 +813,7 @@ class SqliteBackend : public LedgerBackend {
       }
       return rc == SQLITE_DONE ? Status::Ok() : Error(read_db_, "reading actions");
     }();
-    (void)Exec(read_db_, "COMMIT");
+    if (!snapshot_) (void)Exec(read_db_, "COMMIT");
     return s;
   }
 
@@ -835,6 +868,20 @@ class SqliteBackend : public LedgerBackend {
       return Status::Ok();
     }
     lookups_read_.fetch_add(1, std::memory_order_relaxed);
+    if (snapshot_) {
+      // In the snapshot's transaction, not on a connection of the pool.
+      std::lock_guard<std::mutex> lock(read_mu_);
+      if (!snapshot_stmt_)
+        snapshot_stmt_ = std::make_unique<Stmt>(
+            read_db_,
+            "SELECT digest, seq, recorded_at, ruleset_version FROM report_index WHERE "
+            "service_id = ? AND report_id = ?");
+      if (!snapshot_stmt_->ok()) {
+        snapshot_stmt_.reset();
+        return Error(read_db_, "looking up a report");
+      }
+      return LookupWith(*snapshot_stmt_, read_db_, service_id, report_id, out, found);
+    }
     Lookup& l = lookups_[next_lookup_.fetch_add(1, std::memory_order_relaxed) % kLookups];
     std::lock_guard<std::mutex> lock(l.mu);
     if (!l.stmt) {
@@ -847,7 +894,11 @@ class SqliteBackend : public LedgerBackend {
         return Error(l.db, "looking up a report");
       }
     }
-    Stmt& st = *l.stmt;
+    return LookupWith(*l.stmt, l.db, service_id, report_id, out, found);
+  }
+
+  Status LookupWith(Stmt& st, sqlite3* db, const std::string& service_id,
+                    const std::string& report_id, ReportIndexRow* out, bool* found) {
     st.Bind(1, service_id).Bind(2, report_id);
     int rc = st.Step();
     *found = rc == SQLITE_ROW;
@@ -860,8 +911,7 @@ class SqliteBackend : public LedgerBackend {
       out->ruleset_version = st.Text(3);
     }
     st.Reset();
-    return rc == SQLITE_ROW || rc == SQLITE_DONE ? Status::Ok()
-                                                 : Error(l.db, "looking up a report");
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? Status::Ok() : Error(db, "looking up a report");
   }
 
   Status ReadEvents(uint64_t from_seq, size_t limit, std::vector<StoredEvent>* out) override {
@@ -1161,7 +1211,7 @@ class SqliteBackend : public LedgerBackend {
   Status ReadCarried(CarriedRows* out) override {
     std::lock_guard<std::mutex> lock(read_mu_);
     // One read transaction: the rows agree with each other.
-    Status s = Exec(read_db_, "BEGIN");
+    Status s = snapshot_ ? Status::Ok() : Exec(read_db_, "BEGIN");
     if (!s.ok()) return s;
     s = [&]() -> Status {
       int rc;
@@ -1220,7 +1270,7 @@ class SqliteBackend : public LedgerBackend {
       }
       return Status::Ok();
     }();
-    (void)Exec(read_db_, "COMMIT");
+    if (!snapshot_) (void)Exec(read_db_, "COMMIT");
     return s;
   }
 
@@ -1661,6 +1711,11 @@ class SqliteBackend : public LedgerBackend {
   int restart_at_frames_ = kRestartFrames;
   std::chrono::steady_clock::time_point restart_retry_at_{};
   int busy_timeout_ms_ = 10000;
+  bool read_only_ = false;
+  // A read snapshot is open on read_db_ (read-only backends; under read_mu_).
+  std::atomic<bool> snapshot_{false};
+  int snapshot_depth_ = 0;               // BeginSnapshot calls not yet ended
+  std::unique_ptr<Stmt> snapshot_stmt_;  // LookupReport in the snapshot
   std::atomic<uint64_t> wal_restarts_deferred_{0};
   std::array<Lookup, kLookups> lookups_;
   std::unique_ptr<ReportFilter> filter_;  // writable backends only

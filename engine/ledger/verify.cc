@@ -348,6 +348,11 @@ VerifyReport Fail(VerifyReport r, uint64_t seq, std::string message) {
 
 VerifyReport VerifyLedger(LedgerBackend& backend, const std::string& trusted_key) {
   VerifyReport r;
+  // The log and the tables as one moment left them: a ledger being written
+  // meanwhile would otherwise show tables ahead of the events read before.
+  ReadSnapshot snapshot(backend);
+  if (!snapshot.status().ok())
+    return Fail(r, 0, "cannot read the ledger: " + snapshot.status().message());
   std::string stored_pem;
   bool found = false;
   Status s = backend.GetMeta("public_key", &stored_pem, &found);

@@ -417,6 +417,44 @@ TEST_F(LedgerTest, SqliteKeepsNoMemoryStatisticsForTheLedger) {
   EXPECT_EQ(highwater, 0);
 }
 
+// A read-only backend's snapshot (verify --ledger, report --ledger, audit)
+// sees the ledger as one moment left it while another writer appends: the
+// tree size, the events and the tables all stay as they were until it ends.
+TEST_F(LedgerTest, AReadSnapshotSeesOneMomentWhileTheWriterAppends) {
+  auto l = OpenLedger();
+  AppendEvents(*l, 10);
+  std::unique_ptr<LedgerBackend> reader;
+  ASSERT_TRUE(OpenBackend(url_, true, &reader).ok());
+  uint64_t size = 0;
+  {
+    ReadSnapshot snapshot(*reader);
+    ASSERT_TRUE(snapshot.status().ok()) << snapshot.status().message();
+    ASSERT_TRUE(reader->ReadTreeSize(&size).ok());
+    EXPECT_EQ(size, 10u);
+    AppendEvents(*l, 5);
+    {
+      ReadSnapshot nested(*reader);  // nests: still the same moment
+      ASSERT_TRUE(nested.status().ok());
+      ASSERT_TRUE(reader->ReadTreeSize(&size).ok());
+      EXPECT_EQ(size, 10u) << "the snapshot saw an append made after it began";
+    }
+    ASSERT_TRUE(reader->ReadTreeSize(&size).ok());
+    EXPECT_EQ(size, 10u) << "a nested snapshot's end ended the outer one";
+    std::vector<StoredEvent> rows;
+    ASSERT_TRUE(reader->ReadEvents(1, 100, &rows).ok());
+    EXPECT_EQ(rows.size(), 10u);
+    ReportIndexRow row;
+    bool found = true;
+    ASSERT_TRUE(reader->LookupReport("svc", "r1", &row, &found).ok());
+    VerifyReport r = VerifyLedger(*reader, "");
+    EXPECT_TRUE(r.ok) << r.message;
+    EXPECT_EQ(r.events, 10u);
+  }
+  ASSERT_TRUE(reader->ReadTreeSize(&size).ok());
+  EXPECT_EQ(size, 15u) << "reads after the snapshot see the appends";
+  EXPECT_TRUE(VerifyLedger(*reader, "").ok);
+}
+
 // A reader of another process that holds one snapshot for long (`sqlite3
 // .backup`, `carewatch ledger backup`, a long query) keeps SQLite from
 // starting the WAL again. The writer's restart used to wait the busy timeout

@@ -40,7 +40,11 @@ int64_t ToOr(const v1::TimeRange& r, int64_t fallback) {
 // A ledger file, read with the same queries carewatchd answers from.
 class LedgerSource : public AuditSource {
  public:
-  explicit LedgerSource(std::unique_ptr<ledger::LedgerBackend> b) : b_(std::move(b)) {}
+  // Every page of a listing from one snapshot of the ledger, even while
+  // carewatchd writes it.
+  explicit LedgerSource(std::unique_ptr<ledger::LedgerBackend> b)
+      : b_(std::move(b)), snapshot_(std::make_unique<ledger::ReadSnapshot>(*b_)) {}
+  const Status& opened() const { return snapshot_->status(); }
 
   Status Breaches(v1::ListBreachesRequest req, std::vector<v1::Breach>* out) override {
     ledger::BreachQuery q;
@@ -97,6 +101,7 @@ class LedgerSource : public AuditSource {
 
  private:
   std::unique_ptr<ledger::LedgerBackend> b_;
+  std::unique_ptr<ledger::ReadSnapshot> snapshot_;  // ended before b_ closes
 };
 
 // A carewatchd's Audit service, with a regulator's token.
@@ -300,7 +305,12 @@ int RunAudit(const std::string& what, const std::string& ledger_url, const Audit
       std::cerr << "error: " << s.message() << "\n";
       return kExitFailure;
     }
-    source = std::make_unique<LedgerSource>(std::move(backend));
+    auto ls = std::make_unique<LedgerSource>(std::move(backend));
+    if (!ls->opened().ok()) {
+      std::cerr << "error: " << ls->opened().message() << "\n";
+      return kExitFailure;
+    }
+    source = std::move(ls);
   }
   v1::TimeRange range;
   for (bool is_to : {false, true}) {

@@ -204,6 +204,12 @@ int RunAuditEvidence(const std::string& ledger_url, const AuditFilters& f, bool 
   } else {
     std::unique_ptr<ledger::LedgerBackend> backend;
     s = ledger::OpenBackend(ledger_url, true, &backend);
+    // The finding, its events, the checkpoint and the proofs from one moment.
+    std::unique_ptr<ledger::ReadSnapshot> snapshot;
+    if (s.ok()) {
+      snapshot = std::make_unique<ledger::ReadSnapshot>(*backend);
+      s = snapshot->status();
+    }
     if (s.ok()) s = FetchLocal(*backend, f.finding_id, &ev);
     if (s.ok() && !f.bundle.empty()) s = LocalVerifierKey(*backend, &vkey);
   }
@@ -314,6 +320,12 @@ int RunAuditProve(const std::string& ledger_url, const AuditFilters& f, bool jso
   } else {
     std::unique_ptr<ledger::LedgerBackend> backend;
     s = ledger::OpenBackend(ledger_url, true, &backend);
+    // The checkpoint, the leaves and the event from one moment.
+    std::unique_ptr<ledger::ReadSnapshot> snapshot;
+    if (s.ok()) {
+      snapshot = std::make_unique<ledger::ReadSnapshot>(*backend);
+      s = snapshot->status();
+    }
     std::vector<v1::Checkpoint> checkpoints;
     if (s.ok()) s = backend->ReadCheckpoints(&checkpoints);
     const v1::Checkpoint* c = nullptr;

@@ -47,7 +47,12 @@ class Source {
 
 class LedgerSource : public Source {
  public:
-  explicit LedgerSource(std::unique_ptr<ledger::LedgerBackend> b) : b_(std::move(b)) {}
+  // The whole report reads one snapshot of the ledger: its findings,
+  // checkpoint, evidence, statistics and check agree with each other even
+  // while carewatchd writes the ledger.
+  explicit LedgerSource(std::unique_ptr<ledger::LedgerBackend> b)
+      : b_(std::move(b)), snapshot_(std::make_unique<ledger::ReadSnapshot>(*b_)) {}
+  const Status& opened() const { return snapshot_->status(); }
   std::string Describe() const override { return "ledger " + b_->url(); }
   ledger::LedgerBackend& backend() { return *b_; }
 
@@ -97,6 +102,7 @@ class LedgerSource : public Source {
 
  private:
   std::unique_ptr<ledger::LedgerBackend> b_;
+  std::unique_ptr<ledger::ReadSnapshot> snapshot_;  // ended before b_ closes
 };
 
 class ServerSource : public Source {
@@ -302,6 +308,7 @@ int RunReport(const ReportOptions& opt) {
     Status s = ledger::OpenBackend(opt.ledger_url, true, &backend);
     if (!s.ok()) return fail(s.message());
     auto ls = std::make_unique<LedgerSource>(std::move(backend));
+    if (!ls->opened().ok()) return fail(ls->opened().message());
     ledger_source = ls.get();
     source = std::move(ls);
   } else {
