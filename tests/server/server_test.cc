@@ -1673,6 +1673,24 @@ TEST_F(ServerTest, VerifyMonitorAcceptsAGrowingLogAndAlertsOnASplitView) {
   std::ofstream(state, std::ios::trunc) << "garbage here\n";
   EXPECT_EQ(RunCli(common, &out), 1) << out;
   EXPECT_NE(out.find("expected 'SIZE HEXROOT'"), std::string::npos) << out;
+  // An empty one (a write lost in a crash) is not a first run: starting
+  // over would accept any log, a rolled-back one too.
+  std::ofstream(state, std::ios::trunc).close();
+  EXPECT_EQ(RunCli(common, &out), 1) << out;
+  EXPECT_NE(out.find("is empty where it should hold 'SIZE HEXROOT'"), std::string::npos) << out;
+  // A state that cannot be saved fails the check rather than report an OK
+  // that the next run would not remember.
+  std::filesystem::remove(state);
+  std::filesystem::create_directories(state + ".tmp");  // where it is written first
+  EXPECT_EQ(RunCli(common, &out), 1) << out;
+  EXPECT_NE(out.find("FAIL: cannot write " + state + ".tmp"), std::string::npos) << out;
+  EXPECT_EQ(out.find("OK: checkpoint"), std::string::npos) << out;
+  std::filesystem::remove(state + ".tmp");
+  ASSERT_EQ(RunCli(common, &out), 0) << out;
+  std::ifstream saved(state);
+  uint64_t saved_size = 0;
+  saved >> saved_size;
+  EXPECT_GE(saved_size, size) << "the state names the checkpoint accepted";
 }
 
 TEST_F(ServerTest, ClaimsCannotBendTheRecord) {

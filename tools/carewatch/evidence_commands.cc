@@ -1,10 +1,15 @@
 // carewatch audit evidence / entries / prove, verify --evidence, key vkey:
 // what a regulator uses to hold evidence that stands without carewatch.
+#include <fcntl.h>
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -408,12 +413,56 @@ struct VerifiedState {
   std::string root;  // raw
 };
 
+// `content` into `path`: written to PATH.tmp, synced, renamed over PATH,
+// and the directory synced, so a crash leaves the old file or the new one.
+Status WriteFileDurably(const std::string& path, const std::string& content) {
+  const std::string tmp = path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return Status::Unavailable("cannot write " + tmp + ": " + std::strerror(errno));
+  size_t done = 0;
+  while (done < content.size()) {
+    ssize_t n = ::write(fd, content.data() + done, content.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int err = errno;
+      ::close(fd);
+      return Status::Unavailable("cannot write " + tmp + ": " + std::strerror(err));
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (::fsync(fd) != 0) {
+    const int err = errno;
+    ::close(fd);
+    return Status::Unavailable("cannot sync " + tmp + ": " + std::strerror(err));
+  }
+  ::close(fd);
+  if (std::rename(tmp.c_str(), path.c_str()) != 0)
+    return Status::Unavailable("cannot rename " + tmp + " to " + path + ": " +
+                               std::strerror(errno));
+  std::filesystem::path dir = std::filesystem::path(path).parent_path();
+  int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    (void)::fsync(dfd);
+    ::close(dfd);
+  }
+  return Status::Ok();
+}
+
 Status ReadState(const std::string& path, VerifiedState* out) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec) && !ec) return Status::Ok();  // none yet: the first run
   std::ifstream in(path);
-  if (!in) return Status::Ok();  // none yet
+  if (!in) return Status::Unavailable("--state " + path + ": cannot be read");
   std::string size_text, root_hex;
   in >> size_text >> root_hex;
-  if (size_text.empty()) return Status::Ok();
+  if (size_text.empty()) {
+    // Not "none yet": the checkpoint accepted last is what a split view is
+    // checked against, and starting over would accept any log.
+    return Status::InvalidArgument(
+        "--state " + path +
+        " is empty where it should hold 'SIZE HEXROOT' (written and then lost, e.g. by a crash); "
+        "restore it, or delete it to trust the server's current checkpoint afresh");
+  }
   char* end = nullptr;
   uint64_t size = std::strtoull(size_text.c_str(), &end, 10);
   if (*end != '\0' || root_hex.size() != 64 ||
@@ -492,12 +541,12 @@ int RunVerifyServer(const std::string& server, const std::string& token,
     }
   }
   auto audit = v1::Audit::NewStub(Connect(server, ca_file));
-  auto save = [&] {
-    if (state_file.empty()) return;
-    std::ofstream out(state_file + ".tmp", std::ios::trunc);
-    out << state.size << " " << HexEncode(state.root) << "\n";
-    out.close();
-    std::rename((state_file + ".tmp").c_str(), state_file.c_str());
+  // The state is written durably before a check is reported OK: a crash
+  // leaves the old state or the new one, never an empty file.
+  auto save = [&]() -> Status {
+    if (state_file.empty()) return Status::Ok();
+    return WriteFileDurably(state_file,
+                            std::to_string(state.size) + " " + HexEncode(state.root) + "\n");
   };
   if (watch_seconds > 0) {
     // Monitor: each new checkpoint must extend the last one accepted.
@@ -512,7 +561,11 @@ int RunVerifyServer(const std::string& server, const std::string& token,
         // The server may be down for a while: say so and keep watching.
         std::cout << "WARN: " << s.message() << "\n" << std::flush;
       } else {
-        save();
+        s = save();
+        if (!s.ok()) {
+          std::cout << "FAIL: " << s.message() << "\n" << std::flush;
+          return kExitFailure;
+        }
         std::cout << "OK: checkpoint at size " << c.tree_size()
                   << " signed and consistent with every one before\n"
                   << std::flush;
@@ -565,7 +618,11 @@ int RunVerifyServer(const std::string& server, const std::string& token,
     if (lresp.next_page_token().empty()) break;
     lreq.set_page_token(lresp.next_page_token());
   }
-  save();
+  s = save();
+  if (!s.ok()) {
+    std::cout << "FAIL: " << s.message() << "\n";
+    return kExitFailure;
+  }
   std::cout << "OK: checkpoint at size " << c.tree_size() << " signed by the published key"
             << (state_file.empty() ? "" : " and consistent with the last one accepted") << "; "
             << findings << " findings recomputed from " << events
