@@ -22,8 +22,11 @@ start() {
   pid=$!
   for _ in $(seq 1 600); do
     curl -sf "http://$metrics/readyz" > /dev/null 2>&1 && return 0
+    kill -0 "$pid" 2> /dev/null || break
     sleep 0.05
   done
+  echo "carewatchd did not become ready; its log:"
+  tail -n 20 "$tmp/d.log"
   return 1
 }
 stop() {
