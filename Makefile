@@ -81,6 +81,7 @@ bench: build test-deps
 	tools/bench/bench_pg.sh 10 $(BUILD)
 	tools/bench/bench_state.sh $(BUILD) 100000 1000000
 	tools/bench/bench_report.sh $(BUILD)
+	tools/bench/bench_live_reader.sh $(BUILD)
 
 # A bounded long run: SOAK_EVENTS scenario lines through a real carewatchd in
 # SOAK_ROUNDS rounds, sampling RSS and restart time after each (docs/performance.md).
