@@ -112,5 +112,26 @@ pid=""
 "$cw" verify --ledger "sqlite://$tmp/led/ledger.db" --vkey "$tmp/led/deployment.vkey" > "$tmp/live.out"
 check "the live ledger verifies after the backups" grep -q "^OK: ledger verifies" "$tmp/live.out"
 
+# Restore (docs/operations.md): the copy in the ledger's place, beside the
+# deployment's keys; carewatchd resumes from it and goes on appending.
+mv "$tmp/led/ledger.db" "$tmp/led/ledger.db.old"
+rm -f "$tmp/led/ledger.db-wal" "$tmp/led/ledger.db-shm"
+cp "$tmp/copy1.db" "$tmp/led/ledger.db"
+chmod 600 "$tmp/led/ledger.db"
+"$cwd" --listen "127.0.0.1:$port" --metrics "$metrics" --rules "$src/rules" \
+  --ledger "sqlite://$tmp/led/ledger.db" --tokens "$tmp/tokens.yaml" \
+  --cache-dir "$tmp/hs" > "$tmp/d.log" 2>&1 &
+pid=$!
+check "carewatchd starts on a restored copy" ready
+check "the restored ledger holds the copy's events" test "$(metric carewatch_ledger_events)" -ge "$events1"
+"$cw" load --server "127.0.0.1:$port" --token "$token" --service example-social \
+  --duration 1s --run-id restored -c 4 > "$tmp/load2.out" 2> /dev/null
+check "the restored ledger takes new reports" grep -q " 0 errors," "$tmp/load2.out"
+kill -TERM "$pid"
+wait "$pid"
+pid=""
+"$cw" verify --ledger "sqlite://$tmp/led/ledger.db" --vkey "$tmp/led/deployment.vkey" > "$tmp/restored.out"
+check "the restored ledger verifies after new appends" grep -q "^OK: ledger verifies" "$tmp/restored.out"
+
 echo "live ledger: $passed passed, $failed failed"
 test "$failed" -eq 0
