@@ -19,6 +19,23 @@
 #include "engine/ledger/verify.h"
 
 namespace carewatch::ledger {
+namespace {
+
+// A ledger's size and the root over its leaves, computed from the stored
+// leaf hashes (not from its stored subtrees).
+Status SizeAndRoot(LedgerBackend& backend, uint64_t* size, Hash* root) {
+  Status s = backend.ReadTreeSize(size);
+  if (!s.ok()) return s;
+  std::vector<Hash> leaves;
+  s = backend.ReadLeafHashes(&leaves);
+  if (!s.ok()) return s;
+  CompactTree tree;
+  for (const Hash& h : leaves) tree.Append(h, nullptr);
+  *root = tree.Root();
+  return Status::Ok();
+}
+
+}  // namespace
 
 Status CopyLedger(const std::string& from, const std::string& to, CopyReport* report) {
   std::unique_ptr<LedgerBackend> src;
@@ -83,14 +100,10 @@ Status CopyLedger(const std::string& from, const std::string& to, CopyReport* re
   s = OpenBackend(to, true, &check);
   if (!s.ok()) return s;
   uint64_t copied = 0;
-  s = check->ReadTreeSize(&copied);
+  Hash copied_root;
+  s = SizeAndRoot(*check, &copied, &copied_root);
   if (!s.ok()) return s;
-  std::vector<Hash> leaves;
-  s = check->ReadLeafHashes(&leaves);
-  if (!s.ok()) return s;
-  CompactTree again;
-  for (const Hash& h : leaves) again.Append(h, nullptr);
-  if (copied != size || again.Root() != tree.Root()) {
+  if (copied != size || copied_root != tree.Root()) {
     return Status::DataLoss("the copy differs from the source: " + std::to_string(copied) +
                             " events against " + std::to_string(size));
   }
@@ -190,14 +203,10 @@ Status BackupLedgerFile(const std::string& from, const std::string& to, BackupRe
   std::unique_ptr<LedgerBackend> copy;
   s = OpenBackend(to, true, &copy);
   if (!s.ok()) return s.WithPrefix("the copy " + to + ": ");
-  s = copy->ReadTreeSize(&report->events);
+  Hash root;
+  s = SizeAndRoot(*copy, &report->events, &root);
   if (!s.ok()) return s;
-  std::vector<Hash> leaves;
-  s = copy->ReadLeafHashes(&leaves);
-  if (!s.ok()) return s;
-  CompactTree tree;
-  for (const Hash& h : leaves) tree.Append(h, nullptr);
-  report->root_hex = HexEncode(tree.Root());
+  report->root_hex = HexEncode(root);
   return Status::Ok();
 }
 
