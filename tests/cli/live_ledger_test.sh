@@ -19,21 +19,14 @@ token=$(echo "$out" | sed -n 's/^token: //p')
 { echo "tokens:"; echo "$out" | tail -n 1; } > "$tmp/tokens.yaml"
 port=$((20000 + RANDOM % 20000))
 metrics="127.0.0.1:$((port + 1))"
-"$cwd" --listen "127.0.0.1:$port" --metrics "$metrics" --rules "$src/rules" \
-  --ledger "sqlite://$tmp/led/ledger.db" --tokens "$tmp/tokens.yaml" \
-  --cache-dir "$tmp/hs" > "$tmp/d.log" 2>&1 &
-pid=$!
-ready() {
-  for _ in $(seq 1 600); do
-    curl -sf "http://$metrics/readyz" > /dev/null 2>&1 && return 0
-    kill -0 "$pid" 2> /dev/null || break
-    sleep 0.05
-  done
-  echo "carewatchd did not become ready; its log:"
-  tail -n 20 "$tmp/d.log"
-  return 1
+start() {
+  "$cwd" --listen "127.0.0.1:$port" --metrics "$metrics" --rules "$src/rules" \
+    --ledger "sqlite://$tmp/led/ledger.db" --tokens "$tmp/tokens.yaml" \
+    --cache-dir "$tmp/hs" > "$tmp/d.log" 2>&1 &
+  pid=$!
+  wait_ready "$pid" "$metrics" "$tmp/d.log"
 }
-check "carewatchd starts" ready
+check "carewatchd starts" start
 metric() { curl -s "http://$metrics/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
 
 # Load for 8 s; checks, a report and two backups of the live file while it runs.
@@ -118,11 +111,7 @@ mv "$tmp/led/ledger.db" "$tmp/led/ledger.db.old"
 rm -f "$tmp/led/ledger.db-wal" "$tmp/led/ledger.db-shm"
 cp "$tmp/copy1.db" "$tmp/led/ledger.db"
 chmod 600 "$tmp/led/ledger.db"
-"$cwd" --listen "127.0.0.1:$port" --metrics "$metrics" --rules "$src/rules" \
-  --ledger "sqlite://$tmp/led/ledger.db" --tokens "$tmp/tokens.yaml" \
-  --cache-dir "$tmp/hs" > "$tmp/d.log" 2>&1 &
-pid=$!
-check "carewatchd starts on a restored copy" ready
+check "carewatchd starts on a restored copy" start
 check "the restored ledger holds the copy's events" test "$(metric carewatch_ledger_events)" -ge "$events1"
 "$cw" load --server "127.0.0.1:$port" --token "$token" --service example-social \
   --duration 1s --run-id restored -c 4 > "$tmp/load2.out" 2> /dev/null

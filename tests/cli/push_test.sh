@@ -20,14 +20,7 @@ start() {
     --ledger "sqlite://$tmp/led/ledger.db" --tokens "$tmp/tokens.yaml" \
     --cache-dir "$tmp/hs" >> "$tmp/d.log" 2>&1 &
   pid=$!
-  for _ in $(seq 1 600); do
-    curl -sf "http://$metrics/readyz" > /dev/null 2>&1 && return 0
-    kill -0 "$pid" 2> /dev/null || break
-    sleep 0.05
-  done
-  echo "carewatchd did not become ready; its log:"
-  tail -n 20 "$tmp/d.log"
-  return 1
+  wait_ready "$pid" "$metrics" "$tmp/d.log"
 }
 stop() {
   kill -TERM "$pid"
