@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "engine/common/digest.h"
+#include "engine/common/files.h"
 #include "engine/ledger/ledger.h"
 #include "engine/ledger/merkle.h"
 #include "engine/ledger/pg_backend.h"
@@ -115,21 +116,6 @@ Status CopyLedger(const std::string& from, const std::string& to, CopyReport* re
   return Status::Ok();
 }
 
-namespace {
-
-// fsync of a file or directory by path.
-Status SyncPath(const std::string& path, bool directory) {
-  int fd = ::open(path.c_str(), (directory ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
-  if (fd < 0) return Status::Internal("cannot open " + path + ": " + std::strerror(errno));
-  const bool synced = ::fsync(fd) == 0;
-  const int err = errno;
-  ::close(fd);
-  return synced ? Status::Ok()
-                : Status::Internal("cannot sync " + path + ": " + std::strerror(err));
-}
-
-}  // namespace
-
 Status BackupLedgerFile(const std::string& from, const std::string& to, BackupReport* report) {
   if (IsPostgresUrl(from)) {
     return Status::InvalidArgument(
@@ -189,14 +175,13 @@ Status BackupLedgerFile(const std::string& from, const std::string& to, BackupRe
   src = nullptr;
   if (sqlite3_close(dst) != SQLITE_OK) return fail(Status::Internal("cannot close " + partial));
   dst = nullptr;
-  Status s = SyncPath(partial, false);
+  Status s = SyncFile(partial);
   if (!s.ok()) return fail(s);
   if (std::filesystem::exists(to, ec) || ec)
     return fail(Status::FailedPrecondition(to + " exists: a backup never overwrites a file"));
   std::filesystem::rename(partial, to, ec);
   if (ec) return fail(Status::Internal("cannot rename " + partial + ": " + ec.message()));
-  std::filesystem::path dir = std::filesystem::path(to).parent_path();
-  s = SyncPath(dir.empty() ? "." : dir.string(), true);
+  s = SyncDirectory(std::filesystem::path(to).parent_path().string());
   if (!s.ok()) return s;
 
   report->bytes = std::filesystem::file_size(to, ec);

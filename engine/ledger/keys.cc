@@ -1,6 +1,5 @@
 #include "engine/ledger/keys.h"
 
-#include <fcntl.h>
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -8,12 +7,12 @@
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 
 #include "engine/common/digest.h"
+#include "engine/common/files.h"
 
 namespace carewatch::ledger {
 
@@ -31,26 +30,8 @@ Status WritePrivateFile(const std::string& path, const std::string& content) {
   if (p.has_parent_path()) fs::create_directories(p.parent_path(), ec);
   // Created 0600 from the start (never readable by others, whatever the
   // umask), written whole, synced, then renamed into place.
-  std::string tmp = path + ".tmp";
-  ::unlink(tmp.c_str());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) return Status::Unavailable("cannot write key file " + tmp);
-  size_t done = 0;
-  while (done < content.size()) {
-    ssize_t n = ::write(fd, content.data() + done, content.size() - done);
-    if (n <= 0) {
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      return Status::Unavailable("cannot write key file " + tmp);
-    }
-    done += static_cast<size_t>(n);
-  }
-  bool synced = ::fsync(fd) == 0;
-  ::close(fd);
-  if (!synced) return Status::Unavailable("cannot write key file " + tmp);
-  fs::rename(tmp, path, ec);
-  if (ec) return Status::Unavailable("cannot create key file " + path + ": " + ec.message());
-  return Status::Ok();
+  Status s = WriteFileDurably(path, content, 0600);
+  return s.ok() ? s : s.WithPrefix("key file: ");
 }
 
 }  // namespace

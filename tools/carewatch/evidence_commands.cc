@@ -1,14 +1,10 @@
 // carewatch audit evidence / entries / prove, verify --evidence, key vkey:
 // what a regulator uses to hold evidence that stands without carewatch.
-#include <fcntl.h>
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
-#include <unistd.h>
 
-#include <cerrno>
 #include <chrono>
 #include <cstdio>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -17,6 +13,7 @@
 
 #include "carewatch/v1/service.grpc.pb.h"
 #include "engine/common/digest.h"
+#include "engine/common/files.h"
 #include "engine/eval/report_json.h"
 #include "engine/ledger/audit.h"
 #include "engine/ledger/evidence.h"
@@ -413,41 +410,6 @@ struct VerifiedState {
   std::string root;  // raw
 };
 
-// `content` into `path`: written to PATH.tmp, synced, renamed over PATH,
-// and the directory synced, so a crash leaves the old file or the new one.
-Status WriteFileDurably(const std::string& path, const std::string& content) {
-  const std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return Status::Unavailable("cannot write " + tmp + ": " + std::strerror(errno));
-  size_t done = 0;
-  while (done < content.size()) {
-    ssize_t n = ::write(fd, content.data() + done, content.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const int err = errno;
-      ::close(fd);
-      return Status::Unavailable("cannot write " + tmp + ": " + std::strerror(err));
-    }
-    done += static_cast<size_t>(n);
-  }
-  if (::fsync(fd) != 0) {
-    const int err = errno;
-    ::close(fd);
-    return Status::Unavailable("cannot sync " + tmp + ": " + std::strerror(err));
-  }
-  ::close(fd);
-  if (std::rename(tmp.c_str(), path.c_str()) != 0)
-    return Status::Unavailable("cannot rename " + tmp + " to " + path + ": " +
-                               std::strerror(errno));
-  std::filesystem::path dir = std::filesystem::path(path).parent_path();
-  int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    (void)::fsync(dfd);
-    ::close(dfd);
-  }
-  return Status::Ok();
-}
-
 Status ReadState(const std::string& path, VerifiedState* out) {
   std::error_code ec;
   if (!std::filesystem::exists(path, ec) && !ec) return Status::Ok();  // none yet: the first run
@@ -546,7 +508,7 @@ int RunVerifyServer(const std::string& server, const std::string& token,
   auto save = [&]() -> Status {
     if (state_file.empty()) return Status::Ok();
     return WriteFileDurably(state_file,
-                            std::to_string(state.size) + " " + HexEncode(state.root) + "\n");
+                            std::to_string(state.size) + " " + HexEncode(state.root) + "\n", 0644);
   };
   if (watch_seconds > 0) {
     // Monitor: each new checkpoint must extend the last one accepted.
