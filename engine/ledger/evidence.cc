@@ -114,12 +114,10 @@ BundleReport VerifyBundle(const v1::EvidenceBundle& bundle, const TrustedKey& ke
                        " is not one this verifier reads (1)");
   }
   // 1. The checkpoint is signed by the trusted key.
-  std::string text;
-  Status s = key.OpenNote(bundle.checkpoint_note(), &text);
-  if (!s.ok()) return Fail(r, "checkpoint " + s.message());
   CheckpointText cp;
-  s = ParseCheckpointBody(text, &cp);
-  if (!s.ok()) return Fail(r, s.message());
+  Status s = key.OpenCheckpoint(bundle.checkpoint_note(), &cp);
+  if (!s.ok()) return Fail(r, s.message().rfind("checkpoint", 0) == 0 ? s.message()
+                                                                      : "checkpoint " + s.message());
   r.checked.push_back("checkpoint note of " + cp.origin + " at size " +
                       std::to_string(cp.tree_size) + " signed by the trusted key");
 

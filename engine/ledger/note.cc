@@ -3,6 +3,7 @@
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 
+#include <cerrno>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -195,6 +196,19 @@ Status TrustedKey::OpenNote(std::string_view note, std::string* text) const {
   return Status::Ok();
 }
 
+Status TrustedKey::OpenCheckpoint(std::string_view note, CheckpointText* out) const {
+  std::string text;
+  Status s = OpenNote(note, &text);
+  if (!s.ok()) return s;
+  s = ParseCheckpointBody(text, out);
+  if (!s.ok()) return s;
+  if (!name_.empty() && out->origin != name_) {
+    return Status::InvalidArgument("checkpoint: its origin '" + out->origin.substr(0, 80) +
+                                   "' is not the log this key names (" + name_ + ")");
+  }
+  return Status::Ok();
+}
+
 Status TrustedKey::VerifyCheckpoint(const v1::Checkpoint& c) const {
   if (c.note().empty()) {
     // Signed before checkpoints were notes.
@@ -205,15 +219,14 @@ Status TrustedKey::VerifyCheckpoint(const v1::Checkpoint& c) const {
     }
     return Status::Ok();
   }
-  std::string text;
-  Status s = OpenNote(c.note(), &text);
+  CheckpointText parsed;
+  Status s = OpenCheckpoint(c.note(), &parsed);
   if (!s.ok()) {
     return Status::InvalidArgument("checkpoint at size " + std::to_string(c.tree_size()) + ": " +
                                    s.message());
   }
-  CheckpointText parsed;
-  s = ParseCheckpointBody(text, &parsed);
-  if (!s.ok()) return s;
+  // The signed text is everything before the signatures.
+  const std::string_view text = std::string_view(c.note()).substr(0, c.note().rfind("\n\n") + 1);
   if (!c.signature().empty() && !key_->Verify(text, c.signature())) {
     return Status::InvalidArgument("checkpoint at size " + std::to_string(c.tree_size()) +
                                    ": its stored signature is not the note's");
@@ -239,18 +252,26 @@ Status ParseCheckpointBody(std::string_view text, CheckpointText* out) {
     size_t end = text.find('\n', start);
     if (end == std::string_view::npos)
       return Status::InvalidArgument("checkpoint: the last line has no newline");
+    if (end == start) {
+      return Status::InvalidArgument("checkpoint: line " + std::to_string(lines.size() + 1) +
+                                     " is empty");
+    }
     lines.emplace_back(text.substr(start, end - start));
     start = end + 1;
   }
   if (lines.size() < 3) return Status::InvalidArgument("checkpoint: fewer than three lines");
   out->origin = lines[0];
-  if (lines[1].empty() || lines[1].size() > 20 ||
-      lines[1].find_first_not_of("0123456789") != std::string::npos ||
-      (lines[1].size() > 1 && lines[1][0] == '0')) {
-    return Status::InvalidArgument("checkpoint: tree size '" + lines[1].substr(0, 32) +
-                                   "' is not a decimal number");
+  // 20 digits can exceed 2^64 - 1 (18446744073709551615): checked below.
+  const std::string& size = lines[1];
+  errno = 0;
+  char* end = nullptr;
+  const unsigned long long n = std::strtoull(size.c_str(), &end, 10);
+  if (size.size() > 20 || size.find_first_not_of("0123456789") != std::string::npos ||
+      (size.size() > 1 && size[0] == '0') || errno == ERANGE || end != size.c_str() + size.size()) {
+    return Status::InvalidArgument("checkpoint: tree size '" + size.substr(0, 32) +
+                                   "' is not a decimal number below 2^64");
   }
-  out->tree_size = std::strtoull(lines[1].c_str(), nullptr, 10);
+  out->tree_size = n;
   if (!Base64Decode(lines[2], &out->root_hash).ok() || out->root_hash.size() != 32) {
     return Status::InvalidArgument("checkpoint: the root hash is not 32 bytes of base64");
   }

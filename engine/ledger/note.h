@@ -41,6 +41,14 @@ bool ValidNoteKeyName(std::string_view name);
 Status SignNote(std::string_view text, std::string_view name, const SigningKey& key,
                 std::string* note, std::string* signature = nullptr);
 
+// A checkpoint note's text, parsed.
+struct CheckpointText {
+  std::string origin;
+  uint64_t tree_size = 0;
+  Hash root_hash;
+  std::vector<std::string> extensions;  // further lines, as given
+};
+
 // What a verifier trusts: the deployment's key, from its verifier key string
 // or (for ledgers and scripts that predate notes) its PEM public key.
 class TrustedKey {
@@ -59,9 +67,15 @@ class TrustedKey {
   // the text. The error says what failed (format, unknown key, signature).
   Status OpenNote(std::string_view note, std::string* text) const;
 
-  // Checks a checkpoint: its note is signed by this key and names its tree
-  // size and root (for checkpoints signed before notes, the legacy signature
-  // over CheckpointSignedText).
+  // Opens a checkpoint note: signed by this key, its text a tlog-checkpoint
+  // (ParseCheckpointBody), and its origin the log this key names (the key
+  // name is the origin; a key loaded from PEM has no name and accepts any
+  // origin). A checkpoint of another log signed with the same key is refused.
+  Status OpenCheckpoint(std::string_view note, CheckpointText* out) const;
+
+  // Checks a checkpoint: its note is opened by OpenCheckpoint and names its
+  // tree size and root (for checkpoints signed before notes, the legacy
+  // signature over CheckpointSignedText).
   Status VerifyCheckpoint(const v1::Checkpoint& c) const;
 
  private:
@@ -71,16 +85,11 @@ class TrustedKey {
   std::unique_ptr<SigningKey> key_;
 };
 
-// A checkpoint note's text, parsed.
-struct CheckpointText {
-  std::string origin;
-  uint64_t tree_size = 0;
-  Hash root_hash;
-  std::vector<std::string> extensions;  // further lines, as given
-};
-
 std::string CheckpointBody(std::string_view origin, uint64_t tree_size, const Hash& root,
                            int64_t time);
+// C2SP tlog-checkpoint: at least three lines, each non-empty and ending in
+// '\n'; the size decimal without leading zeros and at most 2^64 - 1; the
+// root 32 bytes of base64. Anything else is an error naming the line.
 Status ParseCheckpointBody(std::string_view text, CheckpointText* out);
 
 }  // namespace carewatch::ledger

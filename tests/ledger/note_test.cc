@@ -91,6 +91,60 @@ TEST(Note, CheckpointTextIsTheTlogCheckpointFormat) {
   EXPECT_FALSE(ParseCheckpointBody("o\n1\nnot base64\n", &parsed).ok());
 }
 
+// tlog-checkpoint's rules a signed text must also keep: every line
+// non-empty (the origin too), and a size that is a number below 2^64
+// (strtoull would turn 20 nines into 2^64 - 1).
+TEST(Note, CheckpointTextOutsideTheFormatIsRefused) {
+  const std::string root = Base64Encode(LeafHash("x"));
+  CheckpointText parsed;
+  ASSERT_TRUE(ParseCheckpointBody("o\n18446744073709551615\n" + root + "\n", &parsed).ok());
+  EXPECT_EQ(parsed.tree_size, UINT64_MAX);
+  ASSERT_TRUE(ParseCheckpointBody("o\n0\n" + root + "\n", &parsed).ok());
+  EXPECT_EQ(parsed.tree_size, 0u);
+  Status s = ParseCheckpointBody("o\n18446744073709551616\n" + root + "\n", &parsed);
+  EXPECT_NE(s.message().find("not a decimal number below 2^64"), std::string::npos) << s.message();
+  EXPECT_FALSE(ParseCheckpointBody("o\n99999999999999999999\n" + root + "\n", &parsed).ok());
+  s = ParseCheckpointBody("\n5\n" + root + "\n", &parsed);
+  EXPECT_NE(s.message().find("line 1 is empty"), std::string::npos) << s.message();
+  s = ParseCheckpointBody("o\n5\n" + root + "\n\nextension\n", &parsed);
+  EXPECT_NE(s.message().find("line 4 is empty"), std::string::npos) << s.message();
+}
+
+// A key names one log: a checkpoint of another origin, even signed with
+// the same key, is not this log's.
+TEST(Note, ACheckpointOfAnotherOriginIsNotThisLogs) {
+  std::unique_ptr<SigningKey> key;
+  ASSERT_TRUE(SigningKey::FromRawSeed(std::string(32, '\x11'), &key).ok());
+  std::unique_ptr<TrustedKey> trusted;
+  ASSERT_TRUE(
+      TrustedKey::FromVerifierKey(VerifierKeyString("example.org/log", key->PublicRaw()), &trusted)
+          .ok());
+  const Hash root = LeafHash("x");
+  v1::Checkpoint c;
+  c.set_tree_size(7);
+  c.set_root_hash(root);
+  std::string note;
+  ASSERT_TRUE(SignNote(CheckpointBody("example.org/log", 7, root, 1), "example.org/log", *key, &note)
+                  .ok());
+  c.set_note(note);
+  EXPECT_TRUE(trusted->VerifyCheckpoint(c).ok());
+  // The same key, its line under the same name, over another log's text.
+  ASSERT_TRUE(SignNote(CheckpointBody("example.org/other", 7, root, 1), "example.org/log", *key,
+                       &note)
+                  .ok());
+  c.set_note(note);
+  Status s = trusted->VerifyCheckpoint(c);
+  EXPECT_NE(s.message().find("origin 'example.org/other' is not the log this key names"),
+            std::string::npos)
+      << s.message();
+  CheckpointText parsed;
+  EXPECT_FALSE(trusted->OpenCheckpoint(note, &parsed).ok());
+  // A PEM key has no name, so no origin to hold the note to.
+  std::unique_ptr<TrustedKey> pem;
+  ASSERT_TRUE(TrustedKey::FromPem(key->PublicPem(), &pem).ok());
+  EXPECT_TRUE(pem->VerifyCheckpoint(c).ok());
+}
+
 // An independent implementation checks our signature: openssl, over the
 // note's text with the key the verifier key names.
 TEST(Note, OpensslVerifiesACheckpointSignature) {

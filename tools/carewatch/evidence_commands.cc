@@ -17,6 +17,7 @@
 #include "engine/eval/report_json.h"
 #include "engine/ledger/audit.h"
 #include "engine/ledger/evidence.h"
+#include "engine/ledger/monitor.h"
 #include "engine/ledger/note.h"
 #include "engine/rules/duration.h"
 #include "engine/rules/loader.h"
@@ -404,45 +405,24 @@ int RunVerifyEvidence(const std::string& file, const std::string& vkey_text) {
 
 namespace {
 
-// The last checkpoint a verifier accepted: "SIZE HEXROOT" in a file.
-struct VerifiedState {
-  uint64_t size = 0;
-  std::string root;  // raw
-};
-
-Status ReadState(const std::string& path, VerifiedState* out) {
+// The monitor's --state file: absent on a first run.
+Status ReadState(const std::string& path, ledger::MonitorState* out) {
   std::error_code ec;
   if (!std::filesystem::exists(path, ec) && !ec) return Status::Ok();  // none yet: the first run
-  std::ifstream in(path);
-  if (!in) return Status::Unavailable("--state " + path + ": cannot be read");
-  std::string size_text, root_hex;
-  in >> size_text >> root_hex;
-  if (size_text.empty()) {
-    // Not "none yet": the checkpoint accepted last is what a split view is
-    // checked against, and starting over would accept any log.
-    return Status::InvalidArgument(
-        "--state " + path +
-        " is empty where it should hold 'SIZE HEXROOT' (written and then lost, e.g. by a crash); "
-        "restore it, or delete it to trust the server's current checkpoint afresh");
-  }
-  char* end = nullptr;
-  uint64_t size = std::strtoull(size_text.c_str(), &end, 10);
-  if (*end != '\0' || root_hex.size() != 64 ||
-      root_hex.find_first_not_of("0123456789abcdef") != std::string::npos) {
-    return Status::InvalidArgument("--state " + path +
-                                   ": expected 'SIZE HEXROOT' (64 lower-case hex digits)");
-  }
-  out->size = size;
-  out->root.clear();
-  for (size_t i = 0; i < 64; i += 2)
-    out->root.push_back(static_cast<char>(std::strtol(root_hex.substr(i, 2).c_str(), nullptr, 16)));
+  std::string error;
+  auto text = rules::ReadFileToString(path, &error);
+  if (!text) return Status::Unavailable("--state " + path + ": " + error);
+  if (text->size() > 4096) return Status::InvalidArgument("--state " + path + ": too large");
+  Status s = ledger::ParseMonitorState(*text, out);
+  if (!s.ok()) return Status::InvalidArgument("--state " + path + ": " + s.message());
   return Status::Ok();
 }
 
-// One check of the server's current checkpoint: signed by the trusted key,
-// consistent with `state`. On success `state` advances to it.
+// One check of the server's current checkpoint (ledger::MonitorCheck). On
+// success `state` advances to it.
 Status CheckCheckpoint(v1::Audit::Stub& audit, const std::string& token,
-                       const ledger::TrustedKey& key, VerifiedState* state, v1::Checkpoint* out) {
+                       const ledger::TrustedKey& key, ledger::MonitorState* state,
+                       v1::Checkpoint* out) {
   v1::GetCheckpointResponse cp;
   {
     grpc::ClientContext ctx;
@@ -450,37 +430,20 @@ Status CheckCheckpoint(v1::Audit::Stub& audit, const std::string& token,
     Status s = FromGrpc(audit.GetCheckpoint(&ctx, {}, &cp), "GetCheckpoint");
     if (!s.ok()) return s;
   }
-  const v1::Checkpoint& c = cp.checkpoint();
-  Status s = key.VerifyCheckpoint(c);
-  if (!s.ok()) return Status::DataLoss(s.message() + " (not signed by the published key)");
-  if (state->size > c.tree_size()) {
-    return Status::DataLoss("split view: the log shrank from " + std::to_string(state->size) +
-                            " to " + std::to_string(c.tree_size()) + " events");
-  }
-  if (state->size > 0 && state->size < c.tree_size()) {
+  auto fetch = [&](uint64_t first, uint64_t second, std::vector<ledger::Hash>* proof) {
     v1::GetConsistencyProofRequest req;
-    req.set_first_tree_size(state->size);
-    req.set_second_tree_size(c.tree_size());
+    req.set_first_tree_size(first);
+    req.set_second_tree_size(second);
     v1::GetConsistencyProofResponse resp;
     grpc::ClientContext ctx;
     Authorize(&ctx, token);
-    s = FromGrpc(audit.GetConsistencyProof(&ctx, req, &resp), "GetConsistencyProof");
-    if (!s.ok()) return s;
-    std::vector<ledger::Hash> proof(resp.proof().begin(), resp.proof().end());
-    if (!ledger::VerifyConsistency(state->size, c.tree_size(), state->root, c.root_hash(), proof)) {
-      return Status::DataLoss("split view: the checkpoint at size " +
-                              std::to_string(c.tree_size()) +
-                              " is not consistent with the one at size " +
-                              std::to_string(state->size) + " accepted before");
-    }
-  } else if (state->size == c.tree_size() && state->size > 0 && state->root != c.root_hash()) {
-    return Status::DataLoss("split view: two different roots for size " +
-                            std::to_string(state->size));
-  }
-  state->size = c.tree_size();
-  state->root = c.root_hash();
-  *out = c;
-  return Status::Ok();
+    Status s = FromGrpc(audit.GetConsistencyProof(&ctx, req, &resp), "GetConsistencyProof");
+    if (s.ok()) proof->assign(resp.proof().begin(), resp.proof().end());
+    return s;
+  };
+  Status s = ledger::MonitorCheck(key, cp.checkpoint(), fetch, state);
+  if (s.ok()) *out = cp.checkpoint();
+  return s;
 }
 
 }  // namespace
@@ -494,7 +457,7 @@ int RunVerifyServer(const std::string& server, const std::string& token,
     std::cout << "FAIL: trusted key: " << s.message() << "\n";
     return kExitFailure;
   }
-  VerifiedState state;
+  ledger::MonitorState state;
   if (!state_file.empty()) {
     s = ReadState(state_file, &state);
     if (!s.ok()) {
@@ -507,8 +470,7 @@ int RunVerifyServer(const std::string& server, const std::string& token,
   // leaves the old state or the new one, never an empty file.
   auto save = [&]() -> Status {
     if (state_file.empty()) return Status::Ok();
-    return WriteFileDurably(state_file,
-                            std::to_string(state.size) + " " + HexEncode(state.root) + "\n", 0644);
+    return WriteFileDurably(state_file, ledger::FormatMonitorState(state), 0644);
   };
   if (watch_seconds > 0) {
     // Monitor: each new checkpoint must extend the last one accepted.
