@@ -51,10 +51,35 @@ Status Base64Decode(std::string_view text, std::string* out) {
   return Status::Ok();
 }
 
+namespace {
+
+// Unicode's White_Space characters beyond ASCII, as UTF-8 (a key name may
+// hold none of them).
+constexpr std::string_view kUnicodeSpaces[] = {
+    "\xC2\x85",     "\xC2\xA0",     "\xE1\x9A\x80", "\xE2\x80\x80", "\xE2\x80\x81",
+    "\xE2\x80\x82", "\xE2\x80\x83", "\xE2\x80\x84", "\xE2\x80\x85", "\xE2\x80\x86",
+    "\xE2\x80\x87", "\xE2\x80\x88", "\xE2\x80\x89", "\xE2\x80\x8A", "\xE2\x80\xA8",
+    "\xE2\x80\xA9", "\xE2\x80\xAF", "\xE2\x81\x9F", "\xE3\x80\x80"};
+
+// Where `text` holds an ASCII control character other than a newline, or
+// npos: signed notes may hold none.
+size_t FindControlCharacter(std::string_view text) {
+  for (size_t i = 0; i < text.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(text[i]);
+    if (c < 0x20 && c != '\n') return i;
+  }
+  return std::string_view::npos;
+}
+
+}  // namespace
+
 bool ValidNoteKeyName(std::string_view name) {
   if (name.empty() || !IsValidUtf8(name)) return false;
   for (unsigned char c : name) {
     if (c <= 0x20 || c == '+' || c == 0x7f) return false;
+  }
+  for (std::string_view space : kUnicodeSpaces) {
+    if (name.find(space) != std::string_view::npos) return false;
   }
   return true;
 }
@@ -79,8 +104,11 @@ std::string VerifierKeyString(std::string_view name, std::string_view raw_public
 Status SignNote(std::string_view text, std::string_view name, const SigningKey& key,
                 std::string* note, std::string* raw_signature) {
   if (!ValidNoteKeyName(name)) return Status::InvalidArgument("invalid note key name");
-  if (text.empty() || text.back() != '\n' || text.find("\n\n") != std::string_view::npos) {
-    return Status::InvalidArgument("note text must be non-empty lines, each ending in a newline");
+  if (text.empty() || text.back() != '\n' || text.find("\n\n") != std::string_view::npos ||
+      FindControlCharacter(text) != std::string_view::npos || !IsValidUtf8(text)) {
+    return Status::InvalidArgument(
+        "note text must be non-empty lines of UTF-8 without control characters, each ending in a "
+        "newline");
   }
   std::string signature;
   Status s = key.Sign(text, &signature);
@@ -153,6 +181,10 @@ Status TrustedKey::Load(std::string_view text_or_path, std::unique_ptr<TrustedKe
 Status TrustedKey::OpenNote(std::string_view note, std::string* text) const {
   if (note.size() > kMaxNoteBytes) return Status::InvalidArgument("note: larger than 1 MiB");
   if (!IsValidUtf8(note)) return Status::InvalidArgument("note: not valid UTF-8");
+  if (const size_t at = FindControlCharacter(note); at != std::string_view::npos) {
+    return Status::InvalidArgument("note: a control character (byte " + std::to_string(at) +
+                                   ") where only newlines may be");
+  }
   size_t split = note.rfind("\n\n");
   if (split == std::string_view::npos) {
     return Status::InvalidArgument("note: no blank line before the signatures");
@@ -175,18 +207,24 @@ Status TrustedKey::OpenNote(std::string_view note, std::string* text) const {
     size_t space = line.rfind(' ');
     if (space == std::string_view::npos) return Status::InvalidArgument("note: bad signature line");
     std::string_view name = line.substr(0, space);
+    if (!ValidNoteKeyName(name)) {
+      return Status::InvalidArgument("note: signature line " + std::to_string(lines) +
+                                     ": the key name is empty or holds a space or '+'");
+    }
     std::string blob;
     if (!Base64Decode(line.substr(space + 1), &blob).ok() || blob.size() < 5) {
       return Status::InvalidArgument("note: bad signature line");
     }
     bool ours =
         (name_.empty() || name == name_) && blob.substr(0, 4) == NoteKeyId(name, key_->PublicRaw());
-    if (!ours || found) continue;  // other keys' lines are ignored
-    found = true;
+    if (!ours) continue;  // other keys' lines are ignored
+    // Every line of this key is verified (the signed-note rule), not only
+    // the first: one that fails means the note was altered.
     if (!key_->Verify(body, blob.substr(4))) {
       return Status::InvalidArgument("note: the signature of " + std::string(name) +
                                      " does not verify: the note was altered");
     }
+    found = true;
   }
   if (!found) {
     return Status::InvalidArgument("note: no signature by the trusted key" +

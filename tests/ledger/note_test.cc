@@ -66,6 +66,43 @@ TEST(Note, OpensThePublishedExampleAndRefusesAlterations) {
   EXPECT_NE(s.message().find("no signature by the trusted key"), std::string::npos) << s.message();
 }
 
+// The signed-note rules a verifier must keep beyond one good signature:
+// no control characters but newlines, valid key names on every line, and
+// every signature line of the trusted key verified, not only the first.
+TEST(Note, NotesOutsideTheSignedNoteRulesAreRefused) {
+  std::unique_ptr<TrustedKey> trusted;
+  ASSERT_TRUE(TrustedKey::FromVerifierKey(kGoVerifier, &trusted).ok());
+  std::string text;
+  std::string with_cr = kGoNote;
+  with_cr.insert(with_cr.find('\n'), "\r");
+  Status s = trusted->OpenNote(with_cr, &text);
+  EXPECT_NE(s.message().find("a control character (byte 56)"), std::string::npos) << s.message();
+  // The good line, then a second line of the same key over other bytes.
+  const std::string good_line = std::string(kGoNote).substr(std::string(kGoNote).rfind("\n\n") + 2);
+  std::string sig = good_line.substr(good_line.rfind(' ') + 1);
+  sig.pop_back();  // the newline
+  std::string blob;
+  ASSERT_TRUE(Base64Decode(sig, &blob).ok());
+  blob[10] ^= 1;
+  const std::string bad_line = "\xE2\x80\x94 PeterNeumann " + Base64Encode(blob) + "\n";
+  s = trusted->OpenNote(std::string(kGoNote) + bad_line, &text);
+  EXPECT_NE(s.message().find("does not verify"), std::string::npos) << s.message();
+  // A line whose key name holds a space is not a signature line.
+  s = trusted->OpenNote(std::string(kGoNote) + "\xE2\x80\x94 Peter Neumann " + sig + "\n", &text);
+  EXPECT_NE(s.message().find("signature line 2: the key name"), std::string::npos) << s.message();
+  // Another key's line is still ignored, whatever it signs.
+  EXPECT_TRUE(
+      trusted->OpenNote(std::string(kGoNote) + "\xE2\x80\x94 EnochRoot " + Base64Encode(blob) + "\n",
+                        &text)
+          .ok());
+  EXPECT_FALSE(ValidNoteKeyName("example.org/\xC2\xA0log")) << "a no-break space";
+  EXPECT_FALSE(ValidNoteKeyName("example.org/\xE3\x80\x80log")) << "an ideographic space";
+  EXPECT_TRUE(ValidNoteKeyName("example.org/l\xC3\xB6g"));
+  auto key = GoKey();
+  std::string note;
+  EXPECT_FALSE(SignNote("a\tb\n", "PeterNeumann", *key, &note).ok()) << "nor is one signed";
+}
+
 TEST(Note, VerifierKeysWithAWrongIdOrTypeAreRefused) {
   std::unique_ptr<TrustedKey> k;
   EXPECT_NE(TrustedKey::FromVerifierKey(
