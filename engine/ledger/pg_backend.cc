@@ -2,8 +2,10 @@
 #include "engine/ledger/pg_backend.h"
 
 #include <libpq-fe.h>
+#include <poll.h>
 
 #include <array>
+#include <cerrno>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -234,6 +236,9 @@ class Conn {
     c_ = nullptr;
     prepared_.clear();
   }
+  // The libpq connection (null when closed), for what this class does not
+  // wrap (a listener's notifications).
+  PGconn* raw() { return c_; }
   // Takes over `other`'s connection (and any session locks it holds).
   void Adopt(Conn& other) {
     Close();
@@ -1734,6 +1739,10 @@ class PgCommandQueue : public CommandQueue {
       c->shown = shown_;
       c->lock_timeout_ms = busy_timeout_ms;
     }
+    for (Listener& l : listeners_) {
+      l.conn.conninfo = url;
+      l.conn.shown = shown_;
+    }
     std::lock_guard<std::mutex> lock(conns_[0]->mu);
     Result r;
     Status s = conns_[0]->Exec("SELECT 1 FROM schema_migrations WHERE version = 2",
@@ -1835,6 +1844,8 @@ class PgCommandQueue : public CommandQueue {
         c.Queue("DELETE FROM sequenced WHERE answered_at < $1", {I(prune_before)},
                 "pruning answers", nullptr);
       }
+      // Wakes the queueing replicas' pollers that wait (SetWaiting).
+      c.Queue(kAnnounceAnswered, {}, "announcing answers", nullptr);
       Status s = c.SendQueued("answering commands");
       if (!s.ok() && c.broken()) c.Close();  // answers are idempotent: sent again
       return s;
@@ -1850,6 +1861,72 @@ class PgCommandQueue : public CommandQueue {
     });
   }
 
+  Status SetWaiting(Event event, bool waiting) override {
+    Listener& l = listeners_[event == Event::kQueued ? 0 : 1];
+    std::lock_guard<std::mutex> lock(l.conn.mu);
+    if (waiting == l.waiting && (!waiting || l.conn.raw())) return Status::Ok();
+    if (!waiting) {
+      l.waiting = false;
+      if (!l.conn.raw()) return Status::Ok();  // the lock went with the session
+      Status s = l.conn.Exec(std::string("SELECT ") +
+                                 (event == Event::kQueued ? "pg_advisory_unlock(" : "pg_advisory_unlock_shared(") +
+                                 kWaitLock[event == Event::kQueued ? 0 : 1] + ")",
+                             "leaving the queue's waiters");
+      if (!s.ok()) l.conn.Close();  // the lock goes with the session
+      return s;
+    }
+    // A new session (the lock and LISTEN go with the old one): listen,
+    // then take the lock, which waits for the transactions that did not
+    // announce (they hold the other side of it) to end.
+    if (!l.conn.raw() || PQstatus(l.conn.raw()) != CONNECTION_OK) l.conn.Close();
+    Status s = l.conn.Exec(std::string("LISTEN ") +
+                               (event == Event::kQueued ? kQueuedChannel : kAnsweredChannel) +
+                               "; SELECT " +
+                               (event == Event::kQueued ? "pg_advisory_lock(" : "pg_advisory_lock_shared(") +
+                               kWaitLock[event == Event::kQueued ? 0 : 1] + ")",
+                           "joining the queue's waiters");
+    if (!s.ok()) {
+      l.conn.Close();
+      return s;
+    }
+    l.waiting = true;
+    return Status::Ok();
+  }
+
+  Status WaitFor(Event event, int timeout_ms, int wake_fd, bool* happened) override {
+    Listener& l = listeners_[event == Event::kQueued ? 0 : 1];
+    std::lock_guard<std::mutex> lock(l.conn.mu);
+    *happened = false;
+    if (!l.conn.raw()) {
+      l.waiting = false;
+      return Status::Unavailable("not listening for the queue of " + shown_);
+    }
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    for (;;) {
+      PGconn* c = l.conn.raw();
+      if (!c || PQconsumeInput(c) != 1) break;
+      // Every notification that came is taken: one wake-up answers them all.
+      while (PGnotify* n = PQnotifies(c)) {
+        PQfreemem(n);
+        *happened = true;
+      }
+      if (*happened) return Status::Ok();
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            deadline - std::chrono::steady_clock::now())
+                            .count();
+      if (left <= 0) return Status::Ok();
+      pollfd fds[2] = {{PQsocket(c), POLLIN, 0}, {wake_fd, POLLIN, 0}};
+      if (fds[0].fd < 0) break;
+      const int r = ::poll(fds, wake_fd < 0 ? 1 : 2, static_cast<int>(left));
+      if (r < 0 && errno != EINTR) break;
+      if (r > 0 && (fds[1].revents & POLLIN)) return Status::Ok();  // the caller's wake-up
+    }
+    const std::string m = l.conn.raw() ? PQerrorMessage(l.conn.raw()) : "no connection";
+    l.conn.Close();
+    l.waiting = false;
+    return Status::Unavailable("listening for the queue of " + shown_ + ": " + m);
+  }
+
  private:
   struct PendingPush {
     std::string service_id, report_id, digest, body;
@@ -1858,6 +1935,33 @@ class PgCommandQueue : public CommandQueue {
     std::string queued_digest;
     Status status;
     bool done = false;
+  };
+  // The channels Push and Answer announce on (PostgreSQL's NOTIFY: sent
+  // when the transaction commits, to every session LISTENing, once per
+  // transaction however many times it is sent).
+  static constexpr const char* kQueuedChannel = "carewatch_queued";
+  static constexpr const char* kAnsweredChannel = "carewatch_answered";
+  // Who is told (pg_notify, sent when the transaction commits): only a
+  // waiter that waits. A waiter holds its wait lock (kWaitLock) for as long
+  // as it waits: the sequencer exclusively, queueing replicas shared. A
+  // push (an answer) that can take the other side of that lock for its
+  // transaction is not announced, and a waiter that starts waiting takes
+  // the lock only once that transaction has ended, then reads the table:
+  // every command (answer) is announced or read. Under load no waiter
+  // waits, and the transactions send no NOTIFY (PostgreSQL serialises the
+  // commits of transactions that notify, WAL flush included).
+  static constexpr const char* kAnnounceQueued =
+      "SELECT pg_notify('carewatch_queued', '') WHERE NOT "
+      "pg_try_advisory_xact_lock_shared(1667330662, hashtext(current_schema()))";
+  static constexpr const char* kAnnounceAnswered =
+      "SELECT pg_notify('carewatch_answered', '') WHERE NOT "
+      "pg_try_advisory_xact_lock(1667330663, hashtext(current_schema()))";
+  static constexpr const char* kWaitLock[2] = {"1667330662, hashtext(current_schema())",
+                                               "1667330663, hashtext(current_schema())"};
+  // A waiter's own session: its LISTEN and its wait lock go with it.
+  struct Listener {
+    Conn conn;
+    bool waiting = false;
   };
   static constexpr const char* kInsert =
       "INSERT INTO unsequenced (service_id, report_key, digest, body, accepted_at) VALUES ($1, "
@@ -1877,6 +1981,8 @@ class PgCommandQueue : public CommandQueue {
                   if (r.rows() == 1) raw->id = r.Int(0, 0);
                 });
       }
+      // Wakes the writer's sequencer if it waits (CommandQueue::SetWaiting).
+      c.Queue(kAnnounceQueued, {}, "announcing queued commands", nullptr);
       Status st = c.SendQueued("queueing commands");
       if (!st.ok() && c.broken()) c.Close();
       if (!st.ok()) return st;
@@ -1940,6 +2046,7 @@ class PgCommandQueue : public CommandQueue {
     return fn(c);
   }
   std::string shown_;
+  std::array<Listener, 2> listeners_;  // kQueued, kAnswered
   std::array<std::unique_ptr<Conn>, 8> conns_;
   std::atomic<size_t> next_{0};
   std::mutex batch_mu_;

@@ -86,6 +86,26 @@ class CommandQueue {
                         int64_t prune_before) = 0;
   // Commands queued and not yet sequenced.
   virtual Status Depth(int64_t* n) = 0;
+
+  // What a wait is for: commands pushed (the writer's sequencer waits for
+  // these) or answers stored (queueing replicas wait for these).
+  enum class Event { kQueued, kAnswered };
+  // Whether this process waits for `event`'s announcements. Once
+  // SetWaiting(event, true) has returned, every Push (kQueued) or Answer
+  // (kAnswered) that commits is announced to it (PostgreSQL's NOTIFY), and
+  // every one that committed before without being announced is visible to
+  // its next read of the table: read the table once more, then WaitFor.
+  // While no one waits, nothing is announced (a busy reader reads anyway),
+  // which spares the database a NOTIFY per transaction under load. One
+  // thread per event, the writer's sequencer alone for kQueued.
+  virtual Status SetWaiting(Event event, bool waiting) = 0;
+  // Waits at most `timeout_ms` for an announcement of `event` since the
+  // previous wait returned; `*happened` says whether one came (all that
+  // came are taken). The wait also ends when `wake_fd` (if not -1) becomes
+  // readable, which the caller then drains. With timeout 0 it only takes
+  // what came. A lost connection is an error: the waiter no longer waits
+  // (SetWaiting again) and polls meanwhile.
+  virtual Status WaitFor(Event event, int timeout_ms, int wake_fd, bool* happened) = 0;
 };
 
 // Opens the queue of the ledger at `url` (written by a carewatchd that

@@ -1,5 +1,8 @@
 #include "engine/server/replica.h"
 
+#include <sys/eventfd.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 
@@ -141,6 +144,25 @@ Status SequenceCommands(duty::DutyEngine& engine, signals::SignalEngine* signals
   return transient;
 }
 
+// ---- Waking a thread that waits for the queue -------------------------------
+
+WakeFd::WakeFd() : fd_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {}
+WakeFd::~WakeFd() {
+  if (fd_ >= 0) ::close(fd_);
+}
+void WakeFd::Wake() {
+  const uint64_t one = 1;
+  if (fd_ >= 0 && ::write(fd_, &one, sizeof one) < 0) {
+    // Already readable (the counter is far from full): the waiter wakes.
+  }
+}
+void WakeFd::Drain() {
+  uint64_t n;
+  if (fd_ >= 0 && ::read(fd_, &n, sizeof n) < 0) {
+    // Nothing to drain (EAGAIN).
+  }
+}
+
 // ---- AnswerWaiter -----------------------------------------------------------
 
 AnswerWaiter::AnswerWaiter(ledger::CommandQueue* queue) : queue_(queue) {
@@ -157,6 +179,7 @@ AnswerWaiter::~AnswerWaiter() {
     stop_ = true;
   }
   poll_cv_.notify_all();
+  wake_.Wake();
   poller_.join();
 }
 
@@ -171,6 +194,7 @@ Status AnswerWaiter::Wait(int64_t id, int timeout_ms, v1::QueuedResult* out) {
   std::unique_lock<std::mutex> lock(mu_);
   auto mine = waiting_.emplace(id, slot);
   poll_cv_.notify_one();
+  wake_.Wake();  // the poller may be waiting for the database, not on poll_cv_
   const bool answered = cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms),
                                      [&] { return slot->done || !aborted_.empty(); });
   waiting_.erase(mine);
@@ -188,12 +212,35 @@ Status AnswerWaiter::Wait(int64_t id, int timeout_ms, v1::QueuedResult* out) {
 }
 
 void AnswerWaiter::Poll() {
+  using Event = ledger::CommandQueue::Event;
+  constexpr size_t kBusyWaiters = 16;
+  constexpr int kGatherMs = 3;
   std::unique_lock<std::mutex> lock(mu_);
+  // Whether this replica waits for the writer's announcements
+  // (CommandQueue::SetWaiting): while few callers wait. With many, answers
+  // are read every kGatherMs instead, and the writer need not announce.
+  bool waiting = false;
+  auto set_waiting = [&](bool w) {
+    lock.unlock();
+    Status s = queue_->SetWaiting(Event::kAnswered, w);
+    lock.lock();
+    waiting = w && s.ok();
+    return s.ok();
+  };
   while (!stop_) {
     if (waiting_.empty()) {
-      poll_cv_.wait(lock, [&] { return stop_ || !waiting_.empty(); });
+      // Nobody waits. The announcements that come meanwhile are read once a
+      // second, so that they do not pile up behind this listener; after a
+      // second with no caller the replica stops waiting for them.
+      const bool caller = poll_cv_.wait_for(lock, std::chrono::seconds(1),
+                                            [&] { return stop_ || !waiting_.empty(); });
+      if (!caller && waiting) set_waiting(false);
+      TakeAnnouncements(lock);
       continue;
     }
+    // Drained before the ids are read: a caller registering after this
+    // leaves the wake-up set, and the wait below returns at once for it.
+    wake_.Drain();
     std::vector<int64_t> ids;
     ids.reserve(waiting_.size());
     for (const auto& [id, slot] : waiting_) {
@@ -219,9 +266,42 @@ void AnswerWaiter::Poll() {
       }
     }
     if (any) cv_.notify_all();
-    // Every few milliseconds while anyone waits: answers come in batches.
-    poll_cv_.wait_for(lock, std::chrono::milliseconds(s.ok() ? 3 : 200));
+    if (!s.ok() || stop_) {
+      poll_cv_.wait_for(lock, std::chrono::milliseconds(200));
+      continue;
+    }
+    if (waiting_.size() >= kBusyWaiters) {
+      // Many callers wait: answers are read every kGatherMs, not on every
+      // announcement (each read wakes every caller to look at its slot).
+      if (waiting) set_waiting(false);
+      poll_cv_.wait_for(lock, std::chrono::milliseconds(kGatherMs), [&] { return stop_; });
+      TakeAnnouncements(lock);
+      continue;
+    }
+    if (!waiting) {
+      // Read once more once waiting: answers stored before were not
+      // announced. Without a listening session: every few milliseconds.
+      if (!set_waiting(true)) poll_cv_.wait_for(lock, std::chrono::milliseconds(kGatherMs));
+      continue;
+    }
+    // Until the writer announces answers, a caller registers, or
+    // kSafetyPollMs pass (a writer of an older carewatchd does not
+    // announce).
+    lock.unlock();
+    bool happened = false;
+    Status w = queue_->WaitFor(Event::kAnswered, kSafetyPollMs, wake_.fd(), &happened);
+    lock.lock();
+    if (!w.ok()) waiting = false;
   }
+  if (waiting) set_waiting(false);
+}
+
+void AnswerWaiter::TakeAnnouncements(std::unique_lock<std::mutex>& lock) {
+  lock.unlock();
+  bool happened = false;
+  // A failure closes the listener; the next wait listens again.
+  (void)queue_->WaitFor(ledger::CommandQueue::Event::kAnswered, 0, -1, &happened);
+  lock.lock();
 }
 
 // ---- QueueingReplica --------------------------------------------------------
@@ -331,11 +411,16 @@ Sequencer::~Sequencer() {
     stop_ = true;
   }
   cv_.notify_all();
+  wake_.Wake();
   thread_.join();
 }
 
 void Sequencer::Run() {
   constexpr size_t kBatch = 256;
+  using Event = ledger::CommandQueue::Event;
+  constexpr int kGatherMs = 2;
+  constexpr size_t kBusyRows = 16;
+  bool waiting = false;  // for the replicas' announcements (CommandQueue::SetWaiting)
   int64_t last_prune = 0;
   std::string last_error;
   int64_t idle_ms = 2;
@@ -361,11 +446,40 @@ void Sequencer::Run() {
     if (!s.ok() && s.message() != last_error) on_error_(s);
     if (s.ok() && !last_error.empty()) on_error_(Status::Ok());
     last_error = s.ok() ? "" : s.message();
-    // A full batch: more is waiting. Otherwise poll again shortly: every
-    // 2 ms while commands come, backing off to every 50 ms while none do
-    // (a writer without queueing replicas asks the database 20 times a
-    // second, not 500).
-    if (s.ok() && rows.size() == kBatch) continue;
+    if (s.ok() && rows.size() >= kBusyRows) {
+      // Commands are coming fast: they are read without waiting for
+      // announcements, and replicas need not announce them.
+      if (waiting) {
+        waiting = false;
+        (void)queue_->SetWaiting(Event::kQueued, false);
+      }
+      if (rows.size() == kBatch) continue;  // more is waiting
+      // Gather for a moment, as a round of the writer's costs about the
+      // same for one command as for many. The announcements that came
+      // (other ledgers' on this database) are taken, not left to pile up.
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait_for(lock, std::chrono::milliseconds(kGatherMs), [&] { return stop_; });
+      }
+      bool happened = false;
+      (void)queue_->WaitFor(Event::kQueued, 0, -1, &happened);
+      continue;
+    }
+    if (s.ok() && !waiting) {
+      // Read once more once waiting: commands queued before were not
+      // announced.
+      waiting = queue_->SetWaiting(Event::kQueued, true).ok();
+      if (waiting) continue;
+    } else if (s.ok()) {
+      // Until a queueing replica announces commands (sent when they are
+      // committed), the sequencer stops, or kSafetyPollMs pass (a replica
+      // of an older carewatchd does not announce).
+      bool happened = false;
+      waiting = queue_->WaitFor(Event::kQueued, kSafetyPollMs, wake_.fd(), &happened).ok();
+      if (waiting) continue;
+    }
+    // Without a listening connection, poll: every 2 ms while commands
+    // come, backing off to every 50 ms while none do.
     idle_ms = !s.ok() ? 200 : rows.empty() ? std::min<int64_t>(50, idle_ms * 2) : 2;
     std::unique_lock<std::mutex> lock(mu_);
     cv_.wait_for(lock, std::chrono::milliseconds(idle_ms), [&] { return stop_; });

@@ -39,8 +39,30 @@
 
 namespace carewatch::server {
 
+// An eventfd that ends a CommandQueue::WaitFor early (a new waiter, or
+// stopping).
+class WakeFd {
+ public:
+  WakeFd();
+  ~WakeFd();
+  WakeFd(const WakeFd&) = delete;
+  WakeFd& operator=(const WakeFd&) = delete;
+  int fd() const { return fd_; }
+  void Wake();
+  void Drain();
+
+ private:
+  int fd_;
+};
+
+// How long a thread waiting for the queue's announcements waits before it
+// reads the table anyway.
+constexpr int kSafetyPollMs = 50;
+
 // Waits for the writer's answers to commands this replica queued: one
-// thread polls the answers table for every command waited on at once.
+// thread reads the answers table for every command waited on at once, each
+// time the writer announces answers (PostgreSQL's LISTEN/NOTIFY) or a
+// caller starts waiting, and every kSafetyPollMs.
 class AnswerWaiter {
  public:
   explicit AnswerWaiter(ledger::CommandQueue* queue);
@@ -61,6 +83,9 @@ class AnswerWaiter {
     v1::QueuedResult result;
   };
   void Poll();
+  // Reads the writer's announcements that came, without waiting (with
+  // `lock` released meanwhile).
+  void TakeAnnouncements(std::unique_lock<std::mutex>& lock);
   ledger::CommandQueue* queue_;
   std::mutex mu_;
   std::condition_variable cv_, poll_cv_;
@@ -69,6 +94,7 @@ class AnswerWaiter {
   std::multimap<int64_t, std::shared_ptr<Slot>> waiting_;
   std::string aborted_;
   bool stop_ = false;
+  WakeFd wake_;
   std::thread poller_;
 };
 
@@ -109,7 +135,8 @@ struct QueueingReplica {
   int64_t depth_read_ms_ = 0;
 };
 
-// The writer's side: sequences queued commands until destroyed.
+// The writer's side: sequences queued commands until destroyed, woken by
+// the queueing replicas' announcements (CommandQueue::WaitFor).
 class Sequencer {
  public:
   // `record` sequences one batch of commands and returns their answers;
@@ -134,6 +161,7 @@ class Sequencer {
   std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;
+  WakeFd wake_;
   std::thread thread_;
 };
 

@@ -3,6 +3,7 @@
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <gtest/gtest.h>
+#include <libpq-fe.h>
 #include <sqlite3.h>
 #include <unistd.h>
 
@@ -930,6 +931,109 @@ TEST_F(LedgerTest, AQueuedCommandLeavesTheQueueWithTheBatchThatRecordsIt) {
   EXPECT_EQ(got[0].id, c);
   // The queue is not part of the log: it verifies.
   EXPECT_TRUE(VerifyLedger(l->backend(), "").ok);
+}
+
+// Pushes and answers are announced (LISTEN/NOTIFY) to a waiter that waits,
+// so that the writer's sequencer and the queueing replicas need not poll the
+// tables; to no one while no one waits. Separate handles: a replica's and the
+// writer's, as two processes have.
+TEST_F(LedgerTest, TheQueueAnnouncesPushesAndAnswersToThoseWaiting) {
+  if (!carewatch::testing::OnPostgres()) GTEST_SKIP() << "PostgreSQL only: the replicas' queue";
+  auto l = OpenLedger();
+  std::unique_ptr<CommandQueue> replica, other_replica, writer;
+  ASSERT_TRUE(OpenCommandQueue(url_, 1000, &replica).ok());
+  ASSERT_TRUE(OpenCommandQueue(url_, 1000, &other_replica).ok());
+  ASSERT_TRUE(OpenCommandQueue(url_, 1000, &writer).ok());
+  using Event = CommandQueue::Event;
+  bool happened = false;
+  int64_t id = 0, id2 = 0;
+  // No one waits: a push is not announced, and a waiter that starts after
+  // it finds nothing announced (it reads the table instead).
+  ASSERT_TRUE(replica->Push("svc", "r0", "d0", "zero", 99, &id, nullptr).ok());
+  ASSERT_TRUE(writer->SetWaiting(Event::kQueued, true).ok());
+  ASSERT_TRUE(writer->WaitFor(Event::kQueued, 50, -1, &happened).ok());
+  EXPECT_FALSE(happened);
+  // Waiting: each push is announced. Without the announcement the wait
+  // would time out (30 s), not return.
+  ASSERT_TRUE(replica->Push("svc", "r1", "d1", "one", 100, &id, nullptr).ok());
+  ASSERT_TRUE(writer->WaitFor(Event::kQueued, 30 * 1000, -1, &happened).ok());
+  EXPECT_TRUE(happened);
+  ASSERT_TRUE(writer->WaitFor(Event::kQueued, 0, -1, &happened).ok());
+  EXPECT_FALSE(happened) << "one announcement, taken by the wait it ended";
+  // Answers, to every replica that waits.
+  ASSERT_TRUE(replica->SetWaiting(Event::kAnswered, true).ok());
+  ASSERT_TRUE(other_replica->SetWaiting(Event::kAnswered, true).ok());
+  ASSERT_TRUE(writer->Answer({{id, "A"}}, 1000, 0).ok());
+  ASSERT_TRUE(replica->WaitFor(Event::kAnswered, 30 * 1000, -1, &happened).ok());
+  EXPECT_TRUE(happened);
+  ASSERT_TRUE(other_replica->WaitFor(Event::kAnswered, 30 * 1000, -1, &happened).ok());
+  EXPECT_TRUE(happened);
+  // Announcements of one kind do not end a wait for the other.
+  ASSERT_TRUE(writer->WaitFor(Event::kQueued, 50, -1, &happened).ok());
+  EXPECT_FALSE(happened);
+  // A writer that stops waiting is told nothing more (a busy sequencer
+  // reads the table anyway).
+  ASSERT_TRUE(writer->SetWaiting(Event::kQueued, false).ok());
+  ASSERT_TRUE(replica->Push("svc", "r2", "d2", "two", 101, &id2, nullptr).ok());
+  ASSERT_TRUE(writer->WaitFor(Event::kQueued, 50, -1, &happened).ok());
+  EXPECT_FALSE(happened);
+  // Answers go on being announced while one replica still waits.
+  ASSERT_TRUE(other_replica->SetWaiting(Event::kAnswered, false).ok());
+  ASSERT_TRUE(writer->Answer({{id2, "B"}}, 1001, 0).ok());
+  ASSERT_TRUE(replica->WaitFor(Event::kAnswered, 30 * 1000, -1, &happened).ok());
+  EXPECT_TRUE(happened);
+  // The caller's descriptor ends a wait early (a new waiter, or stopping).
+  ASSERT_TRUE(writer->SetWaiting(Event::kQueued, true).ok());
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  ASSERT_EQ(::write(fds[1], "x", 1), 1);
+  ASSERT_TRUE(writer->WaitFor(Event::kQueued, 30 * 1000, fds[0], &happened).ok());
+  EXPECT_FALSE(happened);
+  ::close(fds[0]);
+  ::close(fds[1]);
+}
+
+// What makes the announcements complete: a push still in flight when the
+// sequencer starts waiting is not announced to it (it took the push side of
+// the wait lock), so SetWaiting returns only once that push has committed,
+// and the read after it finds the command.
+TEST_F(LedgerTest, AWaiterStartsWaitingOnlyOnceUnannouncedPushesHaveCommitted) {
+  if (!carewatch::testing::OnPostgres()) GTEST_SKIP() << "PostgreSQL only: the replicas' queue";
+  auto l = OpenLedger();
+  std::unique_ptr<CommandQueue> writer;
+  ASSERT_TRUE(OpenCommandQueue(url_, 1000, &writer).ok());
+  PGconn* push = PQconnectdb(url_.c_str());
+  ASSERT_EQ(PQstatus(push), CONNECTION_OK) << PQerrorMessage(push);
+  auto exec = [&](const char* sql) {
+    PGresult* r = PQexec(push, sql);
+    const ExecStatusType st = PQresultStatus(r);
+    EXPECT_TRUE(st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) << sql << ": "
+                                                                  << PQerrorMessage(push);
+    std::string first = st == PGRES_TUPLES_OK && PQntuples(r) > 0 ? PQgetvalue(r, 0, 0) : "";
+    PQclear(r);
+    return first;
+  };
+  // As a replica's push does while no one waits: the lock's push side,
+  // the row, and no announcement.
+  exec("BEGIN");
+  EXPECT_EQ(exec("SELECT pg_try_advisory_xact_lock_shared(1667330662, hashtext(current_schema()))"),
+            "t");
+  exec("INSERT INTO unsequenced (service_id, report_key, digest, body, accepted_at) VALUES "
+       "('svc', 'in-flight', 'd', 'b', 1)");
+  std::atomic<bool> returned{false};
+  std::thread starts([&] {
+    EXPECT_TRUE(writer->SetWaiting(CommandQueue::Event::kQueued, true).ok());
+    returned = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_FALSE(returned) << "waiting began while an unannounced push could still commit";
+  exec("COMMIT");
+  starts.join();
+  std::vector<QueuedRow> rows;
+  ASSERT_TRUE(writer->Pull(10, &rows).ok());
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].body, "b");
+  PQfinish(push);
 }
 
 TEST_F(LedgerTest, ABatchThatFailsHalfWayLeavesNothing) {

@@ -35,6 +35,14 @@ run() { "$cw" load --server 127.0.0.1:$port --token "$tok" --service example-soc
 rate() { echo "$1" | sed -n 's/.* \([0-9.]*\) reports\/s.*/\1/p'; }
 if [ "$replicas" -gt 1 ]; then
   last=${ports[$((replicas - 1))]}
+  # One call at a time: what a queued report adds to a call's latency (its
+  # push, the writer's sequencer, its answer) beside the writer's own.
+  p50() { echo "$1" | sed -n 's/.* p50 \([0-9.]*\) .*/\1/p'; }
+  echo "== unary Evaluate, one call at a time, through the writer, then the queueing replica"
+  w1=$(run w1 -c 1); echo "$w1"
+  q1=$("$cw" load --server 127.0.0.1:$last --token "$tok" --service example-social \
+    --duration ${secs}s --run-id q1 -c 1); echo "$q1"
+  python3 -c "print(f'one call at a time: p50 through the queueing replica / through the writer = {float(\"$(p50 "$q1")\") / float(\"$(p50 "$w1")\"):.2f}')"
   echo "== EvaluateStream through the queueing replica alone, 4 streams x 64 in flight"
   "$cw" load --server 127.0.0.1:$last --token "$tok" --service example-social \
     --duration ${secs}s --run-id q --stream -c 4 --window 64
