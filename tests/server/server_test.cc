@@ -22,6 +22,7 @@
 #include <functional>
 #include <latch>
 #include <map>
+#include <regex>
 #include <set>
 #include <thread>
 
@@ -2421,6 +2422,33 @@ TEST_F(ServerTest, AFailingSweeperMakesTheServiceNotReady) {
   now += 7200;
   EXPECT_TRUE(wait_for(true, &body)) << "ready again once a sweep succeeds: " << body;
   server.Shutdown(1000);
+}
+
+// docs/operations.md's list of metrics is the one operators read: every
+// metric carewatchd serves is in it, and every one in it is served (the
+// PostgreSQL-only queue depth aside, on this SQLite ledger).
+TEST_F(ServerTest, EveryMetricServedIsDocumentedAndEveryDocumentedOneIsServed) {
+  StartDaemon();
+  ASSERT_TRUE(Evaluate(platform_a_, Flaggable("metric-1", "svc-a")).ok());
+  std::ifstream in(std::string(CAREWATCH_SOURCE_DIR) + "/docs/operations.md");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const std::string doc = ss.str();
+  const size_t from = doc.find("## Metrics");
+  ASSERT_NE(from, std::string::npos);
+  const std::string section = doc.substr(from, doc.find("\n## ", from + 1) - from);
+  std::set<std::string> documented, served;
+  const std::regex name("carewatch_[a-z_]+");
+  for (std::sregex_iterator it(section.begin(), section.end(), name), end; it != end; ++it)
+    documented.insert(it->str());
+  const std::string metrics = daemon_->Metrics();
+  const std::regex type_line("# TYPE (carewatch_[a-z_]+) ");
+  for (std::sregex_iterator it(metrics.begin(), metrics.end(), type_line), end; it != end; ++it)
+    served.insert((*it)[1].str());
+  ASSERT_FALSE(served.empty()) << metrics;
+  for (const std::string& m : served) EXPECT_TRUE(documented.count(m)) << m << " is not documented";
+  documented.erase("carewatch_queue_depth");
+  for (const std::string& m : documented) EXPECT_TRUE(served.count(m)) << m << " is not served";
 }
 
 TEST_F(ServerTest, OneProcessPerLedgerAndPortAndNoReadOnlySurprises) {
