@@ -1875,16 +1875,21 @@ class PgCommandQueue : public CommandQueue {
       if (!s.ok()) l.conn.Close();  // the lock goes with the session
       return s;
     }
-    // A new session (the lock and LISTEN go with the old one): listen,
-    // then take the lock, which waits for the transactions that did not
-    // announce (they hold the other side of it) to end.
+    // Listen first (LISTEN takes effect when its transaction commits, so in
+    // a statement of its own), then take the lock, which waits for the
+    // transactions that did not announce (they hold the other side of it)
+    // to end; every one that cannot take it from then on announces to a
+    // session already listening. A new session loses both: listen again.
     if (!l.conn.raw() || PQstatus(l.conn.raw()) != CONNECTION_OK) l.conn.Close();
     Status s = l.conn.Exec(std::string("LISTEN ") +
-                               (event == Event::kQueued ? kQueuedChannel : kAnsweredChannel) +
-                               "; SELECT " +
-                               (event == Event::kQueued ? "pg_advisory_lock(" : "pg_advisory_lock_shared(") +
-                               kWaitLock[event == Event::kQueued ? 0 : 1] + ")",
-                           "joining the queue's waiters");
+                               (event == Event::kQueued ? kQueuedChannel : kAnsweredChannel),
+                           "listening for the queue");
+    if (s.ok()) {
+      s = l.conn.Exec(std::string("SELECT ") +
+                          (event == Event::kQueued ? "pg_advisory_lock(" : "pg_advisory_lock_shared(") +
+                          kWaitLock[event == Event::kQueued ? 0 : 1] + ")",
+                      "joining the queue's waiters");
+    }
     if (!s.ok()) {
       l.conn.Close();
       return s;
