@@ -116,8 +116,10 @@ BundleReport VerifyBundle(const v1::EvidenceBundle& bundle, const TrustedKey& ke
   // 1. The checkpoint is signed by the trusted key.
   CheckpointText cp;
   Status s = key.OpenCheckpoint(bundle.checkpoint_note(), &cp);
-  if (!s.ok()) return Fail(r, s.message().rfind("checkpoint", 0) == 0 ? s.message()
-                                                                      : "checkpoint " + s.message());
+  if (!s.ok()) {
+    const std::string& m = s.message();
+    return Fail(r, m.rfind("checkpoint", 0) == 0 ? m : "checkpoint " + m);
+  }
   r.checked.push_back("checkpoint note of " + cp.origin + " at size " +
                       std::to_string(cp.tree_size) + " signed by the trusted key");
 

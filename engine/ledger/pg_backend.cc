@@ -5,8 +5,8 @@
 #include <poll.h>
 
 #include <array>
-#include <cerrno>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
@@ -1868,10 +1868,11 @@ class PgCommandQueue : public CommandQueue {
     if (!waiting) {
       l.waiting = false;
       if (!l.conn.raw()) return Status::Ok();  // the lock went with the session
-      Status s = l.conn.Exec(std::string("SELECT ") +
-                                 (event == Event::kQueued ? "pg_advisory_unlock(" : "pg_advisory_unlock_shared(") +
-                                 kWaitLock[event == Event::kQueued ? 0 : 1] + ")",
-                             "leaving the queue's waiters");
+      Status s = l.conn.Exec(
+          std::string("SELECT ") +
+              (event == Event::kQueued ? "pg_advisory_unlock(" : "pg_advisory_unlock_shared(") +
+              kWaitLock[event == Event::kQueued ? 0 : 1] + ")",
+          "leaving the queue's waiters");
       if (!s.ok()) l.conn.Close();  // the lock goes with the session
       return s;
     }
@@ -1881,14 +1882,15 @@ class PgCommandQueue : public CommandQueue {
     // to end; every one that cannot take it from then on announces to a
     // session already listening. A new session loses both: listen again.
     if (!l.conn.raw() || PQstatus(l.conn.raw()) != CONNECTION_OK) l.conn.Close();
-    Status s = l.conn.Exec(std::string("LISTEN ") +
-                               (event == Event::kQueued ? kQueuedChannel : kAnsweredChannel),
-                           "listening for the queue");
+    Status s = l.conn.Exec(
+        std::string("LISTEN ") + (event == Event::kQueued ? kQueuedChannel : kAnsweredChannel),
+        "listening for the queue");
     if (s.ok()) {
-      s = l.conn.Exec(std::string("SELECT ") +
-                          (event == Event::kQueued ? "pg_advisory_lock(" : "pg_advisory_lock_shared(") +
-                          kWaitLock[event == Event::kQueued ? 0 : 1] + ")",
-                      "joining the queue's waiters");
+      s = l.conn.Exec(
+          std::string("SELECT ") +
+              (event == Event::kQueued ? "pg_advisory_lock(" : "pg_advisory_lock_shared(") +
+              kWaitLock[event == Event::kQueued ? 0 : 1] + ")",
+          "joining the queue's waiters");
     }
     if (!s.ok()) {
       l.conn.Close();

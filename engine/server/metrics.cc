@@ -148,8 +148,9 @@ std::string Metrics::Render(const Gauges& g) const {
   line("# HELP carewatch_last_reload_success Whether the last reload succeeded.");
   line("# TYPE carewatch_last_reload_success gauge");
   line(std::string("carewatch_last_reload_success ") + (g.last_reload_ok ? "1" : "0"));
-  line("# HELP carewatch_last_reload_timestamp_seconds When the rules were last loaded (unix "
-       "seconds).");
+  line(
+      "# HELP carewatch_last_reload_timestamp_seconds When the rules were last loaded (unix "
+      "seconds).");
   line("# TYPE carewatch_last_reload_timestamp_seconds gauge");
   line("carewatch_last_reload_timestamp_seconds " + std::to_string(g.last_reload_time));
   line(

@@ -115,9 +115,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       case 1: {  // a signed size and root of the input's choosing
         const uint64_t n = in.ConsumeBool() ? in.ConsumeIntegral<uint64_t>()
                                             : in.ConsumeIntegralInRange<uint64_t>(0, events + 8);
-        const ledger::Hash root = in.ConsumeBool() && n <= events
-                                      ? tree.Root(n)
-                                      : in.ConsumeBytesAsString(32);
+        const ledger::Hash root =
+            in.ConsumeBool() && n <= events ? tree.Root(n) : in.ConsumeBytesAsString(32);
         c = SignedText(ledger::CheckpointBody(kOrigin, n, root, 0), n, root);
         if (in.ConsumeBool()) c.set_tree_size(in.ConsumeIntegral<uint64_t>());
         break;
@@ -155,8 +154,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (s.message().empty() || state.size != before.size || state.root != before.root)
         __builtin_trap();
       // No false alarm: the true log's checkpoint and proof, after only true ones.
-      if (honest && true_checkpoint && answer == 0 && fetched_true &&
-          c.tree_size() >= before.size)
+      if (honest && true_checkpoint && answer == 0 && fetched_true && c.tree_size() >= before.size)
         __builtin_trap();
       continue;
     }

@@ -1007,8 +1007,8 @@ TEST_F(LedgerTest, AWaiterStartsWaitingOnlyOnceUnannouncedPushesHaveCommitted) {
   auto exec = [&](const char* sql) {
     PGresult* r = PQexec(push, sql);
     const ExecStatusType st = PQresultStatus(r);
-    EXPECT_TRUE(st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) << sql << ": "
-                                                                  << PQerrorMessage(push);
+    EXPECT_TRUE(st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
+        << sql << ": " << PQerrorMessage(push);
     std::string first = st == PGRES_TUPLES_OK && PQntuples(r) > 0 ? PQgetvalue(r, 0, 0) : "";
     PQclear(r);
     return first;
@@ -1018,8 +1018,9 @@ TEST_F(LedgerTest, AWaiterStartsWaitingOnlyOnceUnannouncedPushesHaveCommitted) {
   exec("BEGIN");
   EXPECT_EQ(exec("SELECT pg_try_advisory_xact_lock_shared(1667330662, hashtext(current_schema()))"),
             "t");
-  exec("INSERT INTO unsequenced (service_id, report_key, digest, body, accepted_at) VALUES "
-       "('svc', 'in-flight', 'd', 'b', 1)");
+  exec(
+      "INSERT INTO unsequenced (service_id, report_key, digest, body, accepted_at) VALUES "
+      "('svc', 'in-flight', 'd', 'b', 1)");
   std::atomic<bool> returned{false};
   std::thread starts([&] {
     EXPECT_TRUE(writer->SetWaiting(CommandQueue::Event::kQueued, true).ok());

@@ -153,8 +153,8 @@ TEST(MonitorState, ItsFileRoundTripsAndAnythingElseIsAnError) {
   EXPECT_NE(ParseMonitorState("\n \n", &back).message().find("is empty"), std::string::npos);
   for (const std::string& bad : std::vector<std::string>{
            "18446744073709551616 " + hex, "-1 " + hex, "+5 " + hex, "5", "5 " + hex.substr(1),
-        "5 " + hex + "00", "5  " + hex, "5 " + std::string(64, 'A'), "5 " + std::string(64, 'g'),
-        "garbage here\n"}) {
+           "5 " + hex + "00", "5  " + hex, "5 " + std::string(64, 'A'), "5 " + std::string(64, 'g'),
+           "garbage here\n"}) {
     Status s = ParseMonitorState(bad, &back);
     EXPECT_NE(s.message().find("expected 'SIZE HEXROOT'"), std::string::npos)
         << "'" << bad << "': " << s.message();

@@ -92,8 +92,9 @@ TEST(Note, NotesOutsideTheSignedNoteRulesAreRefused) {
   EXPECT_NE(s.message().find("signature line 2: the key name"), std::string::npos) << s.message();
   // Another key's line is still ignored, whatever it signs.
   EXPECT_TRUE(
-      trusted->OpenNote(std::string(kGoNote) + "\xE2\x80\x94 EnochRoot " + Base64Encode(blob) + "\n",
-                        &text)
+      trusted
+          ->OpenNote(std::string(kGoNote) + "\xE2\x80\x94 EnochRoot " + Base64Encode(blob) + "\n",
+                     &text)
           .ok());
   EXPECT_FALSE(ValidNoteKeyName("example.org/\xC2\xA0log")) << "a no-break space";
   EXPECT_FALSE(ValidNoteKeyName("example.org/\xE3\x80\x80log")) << "an ideographic space";
@@ -161,14 +162,14 @@ TEST(Note, ACheckpointOfAnotherOriginIsNotThisLogs) {
   c.set_tree_size(7);
   c.set_root_hash(root);
   std::string note;
-  ASSERT_TRUE(SignNote(CheckpointBody("example.org/log", 7, root, 1), "example.org/log", *key, &note)
-                  .ok());
+  ASSERT_TRUE(
+      SignNote(CheckpointBody("example.org/log", 7, root, 1), "example.org/log", *key, &note).ok());
   c.set_note(note);
   EXPECT_TRUE(trusted->VerifyCheckpoint(c).ok());
   // The same key, its line under the same name, over another log's text.
-  ASSERT_TRUE(SignNote(CheckpointBody("example.org/other", 7, root, 1), "example.org/log", *key,
-                       &note)
-                  .ok());
+  ASSERT_TRUE(
+      SignNote(CheckpointBody("example.org/other", 7, root, 1), "example.org/log", *key, &note)
+          .ok());
   c.set_note(note);
   Status s = trusted->VerifyCheckpoint(c);
   EXPECT_NE(s.message().find("origin 'example.org/other' is not the log this key names"),
