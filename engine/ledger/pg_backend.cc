@@ -18,7 +18,9 @@
 #include <thread>
 #include <vector>
 
+#include "engine/common/thread_name.h"
 #include "engine/ledger/derive.h"
+#include "engine/ledger/report_filter.h"
 
 namespace carewatch::ledger {
 
@@ -488,6 +490,8 @@ class PgWriterLock : public WriterLock {
 class PgBackend : public LedgerBackend {
  public:
   ~PgBackend() override {
+    stop_scan_.store(true, std::memory_order_relaxed);
+    if (filter_scan_.joinable()) filter_scan_.join();
     // Let go of the writer lock before the connection closes: PostgreSQL
     // releases a closed session's locks only when its backend process has
     // ended, a moment after the socket closes, and a writer started right
@@ -553,7 +557,60 @@ class PgBackend : public LedgerBackend {
     if (!s.ok()) return s;
     written_ = static_cast<uint64_t>(n.Int(0, 0));
     size_known_ = true;
+    StartReportFilter(url);
     return Status::Ok();
+  }
+
+  // The filter of indexed report ids (report_filter.h), as on SQLite: only
+  // the holder of the writer lock indexes reports (queueing replicas queue
+  // them for it), so while it holds the lock its filter sees every id. The
+  // writer adds every row it indexes from now on; a thread adds the rows
+  // already there, in key order, kScanChunk rows a statement, on a
+  // connection of its own; lookups read the index until it is done. A
+  // writer that loses the lock and takes it again (PostgreSQL restarted)
+  // stops trusting the filter: another writer may have indexed reports
+  // meanwhile. Its lookups read the index until it restarts.
+  void StartReportFilter(const std::string& url) {
+    filter_ = std::make_unique<ReportFilter>();
+    filter_scan_ = std::thread([this, url] {
+      NameThisThread("cw-filter-scan");
+      Conn c;
+      c.conninfo = url;
+      c.shown = url_;
+      std::lock_guard<std::mutex> lock(c.mu);
+      std::string service, report;
+      bool done = false;
+      while (!stop_scan_.load(std::memory_order_relaxed)) {
+        Result r;
+        Status s = c.Run(
+            "SELECT service_id, report_id FROM report_index WHERE (service_id, report_id) > ($1, "
+            "$2) ORDER BY service_id, report_id LIMIT $3",
+            {T(service), T(report), L(kScanChunk)}, &r, "reading the report index");
+        if (!s.ok()) break;  // lookups go on reading the index
+        for (int i = 0; i < r.rows(); ++i) {
+          service = r.Text(i, 0);
+          report = r.Text(i, 1);
+          filter_->Add(service, report);
+        }
+        if (static_cast<size_t>(r.rows()) < kScanChunk) {
+          done = true;
+          break;
+        }
+      }
+      if (done) filter_->MarkComplete();
+    });
+  }
+
+  LookupStats lookup_stats() const override {
+    LookupStats s;
+    s.filter_ready = FilterAnswers();
+    s.filtered = lookups_filtered_.load(std::memory_order_relaxed);
+    s.read = lookups_read_.load(std::memory_order_relaxed);
+    return s;
+  }
+
+  bool FilterAnswers() const {
+    return filter_ && filter_->complete() && !filter_lost_.load(std::memory_order_acquire);
   }
 
   // REQUIRES: c.mu held (called from Ensure).
@@ -581,6 +638,9 @@ class PgBackend : public LedgerBackend {
           ", which holds its writer lock: one writer per ledger database");
     }
     if (size_known_) {
+      // Another writer may have indexed reports while this one did not
+      // hold the lock (report_filter.h): lookups read the index from now.
+      filter_lost_.store(true, std::memory_order_release);
       // The lock was lost with the connection (the server restarted) and
       // taken again: nobody may have written meanwhile, or this writer's
       // view of the log is stale and it must stop.
@@ -996,6 +1056,12 @@ class PgBackend : public LedgerBackend {
 
   Status LookupReport(const std::string& service_id, const std::string& report_id,
                       ReportIndexRow* out, bool* found) override {
+    if (FilterAnswers() && !filter_->MayContain(service_id, report_id)) {
+      lookups_filtered_.fetch_add(1, std::memory_order_relaxed);
+      *found = false;
+      return Status::Ok();
+    }
+    lookups_read_.fetch_add(1, std::memory_order_relaxed);
     Read r(this);
     Status s = r.Run(
         "SELECT digest, seq, recorded_at, ruleset_version FROM report_index WHERE service_id = $1 "
@@ -1442,6 +1508,8 @@ class PgBackend : public LedgerBackend {
   Status IndexReport(const std::string& service_id, const std::string& report_id,
                      const std::string& digest, uint64_t seq, int64_t recorded_at,
                      const std::string& ruleset_version) {
+    // Before the row is committed, so before any lookup could need it.
+    if (filter_) filter_->Add(service_id, report_id);
     return W(
         "INSERT INTO report_index (service_id, report_id, digest, seq, recorded_at, "
         "ruleset_version) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
@@ -1690,6 +1758,13 @@ class PgBackend : public LedgerBackend {
   bool uncertain_ = false;
   uint64_t uncertain_last_ = 0;
   Conn write_;  // the writer thread's; holds the writer lock
+  // The filter of indexed report ids (writable backends only).
+  static constexpr size_t kScanChunk = 10000;
+  std::unique_ptr<ReportFilter> filter_;
+  std::thread filter_scan_;
+  std::atomic<bool> stop_scan_{false};
+  std::atomic<bool> filter_lost_{false};  // the writer lock was lost and taken again
+  std::atomic<uint64_t> lookups_filtered_{0}, lookups_read_{0};
   static constexpr size_t kReads = 4;
   std::array<Conn, kReads> reads_;
   std::atomic<size_t> next_read_{0};
