@@ -1817,6 +1817,11 @@ class PgCommandQueue : public CommandQueue {
     for (Listener& l : listeners_) {
       l.conn.conninfo = url;
       l.conn.shown = shown_;
+      // The wait lock is held against it only by transactions of the
+      // queue (short) or by a waiter of a process that is going away (a
+      // writer whose session has not ended yet): past a second the waiter
+      // polls instead (SetWaiting fails) and tries again later.
+      l.conn.lock_timeout_ms = 1000;
     }
     std::lock_guard<std::mutex> lock(conns_[0]->mu);
     Result r;

@@ -220,6 +220,7 @@ void AnswerWaiter::Poll() {
   // (CommandQueue::SetWaiting): while few callers wait. With many, answers
   // are read every kGatherMs instead, and the writer need not announce.
   bool waiting = false;
+  auto retry_waiting = std::chrono::steady_clock::now();  // when SetWaiting may be tried
   auto set_waiting = [&](bool w) {
     lock.unlock();
     Status s = queue_->SetWaiting(Event::kAnswered, w);
@@ -280,8 +281,13 @@ void AnswerWaiter::Poll() {
     }
     if (!waiting) {
       // Read once more once waiting: answers stored before were not
-      // announced. Without a listening session: every few milliseconds.
-      if (!set_waiting(true)) poll_cv_.wait_for(lock, std::chrono::milliseconds(kGatherMs));
+      // announced. If it cannot wait, it reads every few milliseconds and
+      // tries again in a few seconds.
+      if (std::chrono::steady_clock::now() >= retry_waiting) {
+        if (set_waiting(true)) continue;
+        retry_waiting = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+      }
+      poll_cv_.wait_for(lock, std::chrono::milliseconds(kGatherMs));
       continue;
     }
     // Until the writer announces answers, a caller registers, or
@@ -421,6 +427,7 @@ void Sequencer::Run() {
   constexpr int kGatherMs = 2;
   constexpr size_t kBusyRows = 16;
   bool waiting = false;  // for the replicas' announcements (CommandQueue::SetWaiting)
+  auto retry_waiting = std::chrono::steady_clock::now();  // when SetWaiting may be tried
   int64_t last_prune = 0;
   std::string last_error;
   int64_t idle_ms = 2;
@@ -465,12 +472,15 @@ void Sequencer::Run() {
       (void)queue_->WaitFor(Event::kQueued, 0, -1, &happened);
       continue;
     }
-    if (s.ok() && !waiting) {
+    if (s.ok() && !waiting && std::chrono::steady_clock::now() >= retry_waiting) {
       // Read once more once waiting: commands queued before were not
-      // announced.
+      // announced. If it cannot wait (its session lost, or the wait lock
+      // still held by a writer going away), it polls and tries again in
+      // a few seconds.
       waiting = queue_->SetWaiting(Event::kQueued, true).ok();
       if (waiting) continue;
-    } else if (s.ok()) {
+      retry_waiting = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    } else if (s.ok() && waiting) {
       // Until a queueing replica announces commands (sent when they are
       // committed), the sequencer stops, or kSafetyPollMs pass (a replica
       // of an older carewatchd does not announce).
