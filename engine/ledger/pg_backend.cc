@@ -1418,13 +1418,21 @@ class PgBackend : public LedgerBackend {
   // With a snapshot open, every read is on its connection, the first.
   struct Read {
     explicit Read(PgBackend* b)
-        : conn(b->snapshot_
+        : in_snapshot(b->snapshot_),
+          conn(in_snapshot
                    ? &b->reads_[0]
                    : &b->reads_[b->next_read_.fetch_add(1, std::memory_order_relaxed) % kReads]),
           lock(conn->mu) {}
     Status Run(const std::string& sql, const std::vector<Param>& params, const std::string& what) {
-      return conn->Run(sql, params, &res, what);
+      Status s = conn->Run(sql, params, &res, what);
+      // A session the database ended (it restarted) is found out by the
+      // first statement sent on it, which closes it: a read is sent once
+      // more, on a new session. Not in a snapshot, whose transaction ended
+      // with the old one.
+      if (!s.ok() && !conn->raw() && !in_snapshot) s = conn->Run(sql, params, &res, what);
+      return s;
     }
+    const bool in_snapshot;
     Status Exec(const std::string& sql) { return conn->Exec(sql, "reading"); }
     Conn* conn;
     std::lock_guard<std::mutex> lock;
