@@ -17,6 +17,24 @@ std::string HexEncode(std::string_view bytes) {
   return out;
 }
 
+bool HexDecode(std::string_view hex, std::string* out) {
+  auto value = [](char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+  };
+  if (hex.size() % 2 != 0) return false;
+  std::string bytes;
+  bytes.reserve(hex.size() / 2);
+  for (size_t i = 0; i < hex.size(); i += 2) {
+    const int hi = value(hex[i]), lo = value(hex[i + 1]);
+    if (hi < 0 || lo < 0) return false;
+    bytes.push_back(static_cast<char>(hi << 4 | lo));
+  }
+  *out = std::move(bytes);
+  return true;
+}
+
 namespace {
 
 // OpenSSL 3 looks an algorithm up on every implicit use; fetch SHA-256 once

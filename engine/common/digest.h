@@ -12,6 +12,10 @@ std::string Sha256Hex(std::string_view data);
 // Lower-case hex of arbitrary bytes.
 std::string HexEncode(std::string_view bytes);
 
+// The bytes HexEncode wrote: false (and `out` untouched) unless `hex` is an
+// even number of lower-case hex digits.
+bool HexDecode(std::string_view hex, std::string* out);
+
 }  // namespace carewatch
 
 #endif  // CAREWATCH_ENGINE_COMMON_DIGEST_H_

@@ -154,12 +154,9 @@ Status LoadOrCreateHmacKey(const std::string& path, std::string* key) {
     std::ifstream in(path);
     std::string hex;
     in >> hex;
-    if (hex.size() != 64 || hex.find_first_not_of("0123456789abcdef") != std::string::npos) {
+    if (hex.size() != 64 || !HexDecode(hex, key)) {
       return Status::InvalidArgument("HMAC key " + path + " must hold 64 lower-case hex digits");
     }
-    key->clear();
-    for (size_t i = 0; i < 64; i += 2)
-      key->push_back(static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16)));
     return Status::Ok();
   }
   unsigned char raw[32];

@@ -13,12 +13,6 @@ namespace {
 // per level of the larger tree, and one more.
 constexpr size_t kMaxProofHashes = 65;
 
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  return -1;
-}
-
 }  // namespace
 
 std::string FormatMonitorState(const MonitorState& state) {
@@ -45,11 +39,7 @@ Status ParseMonitorState(std::string_view text, MonitorState* out) {
   const unsigned long long size = std::strtoull(size_text.c_str(), nullptr, 10);
   if (errno == ERANGE) return Status::InvalidArgument(kExpected);
   Hash root;
-  for (size_t i = 0; i < 64; i += 2) {
-    const int hi = HexValue(root_hex[i]), lo = HexValue(root_hex[i + 1]);
-    if (hi < 0 || lo < 0) return Status::InvalidArgument(kExpected);
-    root.push_back(static_cast<char>(hi << 4 | lo));
-  }
+  if (!HexDecode(root_hex, &root)) return Status::InvalidArgument(kExpected);
   out->size = size;
   out->root = std::move(root);
   return Status::Ok();
