@@ -137,6 +137,10 @@ class ListEntries {
     return {data_.data() + spans_[i].first, spans_[i].second};
   }
   size_t bytes() const { return data_.capacity() + spans_.capacity() * sizeof(spans_[0]); }
+  // The entries end to end, and each one's (offset, length) in it: together
+  // they are the list, for digests that read it in two pieces.
+  std::string_view joined() const { return data_; }
+  const std::vector<std::pair<uint32_t, uint32_t>>& spans() const { return spans_; }
   bool operator==(const std::vector<std::string>& other) const {
     if (other.size() != size()) return false;
     for (size_t i = 0; i < size(); ++i) {
