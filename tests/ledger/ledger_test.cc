@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -1038,6 +1039,47 @@ TEST_F(LedgerTest, AWaiterStartsWaitingOnlyOnceUnannouncedPushesHaveCommitted) {
   ASSERT_EQ(rows.size(), 1u);
   EXPECT_EQ(rows[0].body, "b");
   PQfinish(push);
+}
+
+// A wait lock held by a waiter that is going away (a writer whose session
+// has not ended yet) does not hold up a new sequencer: joining the waiters
+// gives up after the listener's lock timeout, so the caller polls, and it
+// joins once the old session has gone. Without the timeout SetWaiting would
+// wait for as long as the old session lives (here: the test's timeout).
+TEST_F(LedgerTest, AWaitLockHeldByASessionGoingAwayIsGivenUpOn) {
+  if (!carewatch::testing::OnPostgres()) GTEST_SKIP() << "PostgreSQL only: the replicas' queue";
+  auto l = OpenLedger();
+  std::unique_ptr<CommandQueue> writer, replica;
+  ASSERT_TRUE(OpenCommandQueue(url_, 1000, &writer).ok());
+  ASSERT_TRUE(OpenCommandQueue(url_, 1000, &replica).ok());
+  PGconn* old_waiter = PQconnectdb(url_.c_str());
+  ASSERT_EQ(PQstatus(old_waiter), CONNECTION_OK) << PQerrorMessage(old_waiter);
+  PGresult* r =
+      PQexec(old_waiter, "SELECT pg_advisory_lock(1667330662, hashtext(current_schema()))");
+  ASSERT_EQ(PQresultStatus(r), PGRES_TUPLES_OK) << PQerrorMessage(old_waiter);
+  PQclear(r);
+  std::promise<Status> joined;
+  std::future<Status> result = joined.get_future();
+  std::thread starts(
+      [&] { joined.set_value(writer->SetWaiting(CommandQueue::Event::kQueued, true)); });
+  const bool returned = result.wait_for(std::chrono::seconds(60)) == std::future_status::ready;
+  if (!returned) PQfinish(old_waiter);  // let the thread go, then fail
+  starts.join();
+  ASSERT_TRUE(returned) << "joining the waiters waited on a lock held elsewhere";
+  EXPECT_FALSE(result.get().ok()) << "the lock is held: the caller must poll instead";
+  // Polling finds what is pushed meanwhile.
+  int64_t id = 0;
+  ASSERT_TRUE(replica->Push("svc", "r1", "d1", "one", 100, &id, nullptr).ok());
+  std::vector<QueuedRow> rows;
+  ASSERT_TRUE(writer->Pull(10, &rows).ok());
+  ASSERT_EQ(rows.size(), 1u);
+  // The old session gone, the next try joins, and pushes are announced again.
+  PQfinish(old_waiter);
+  ASSERT_TRUE(writer->SetWaiting(CommandQueue::Event::kQueued, true).ok());
+  ASSERT_TRUE(replica->Push("svc", "r2", "d2", "two", 101, &id, nullptr).ok());
+  bool happened = false;
+  ASSERT_TRUE(writer->WaitFor(CommandQueue::Event::kQueued, 30 * 1000, -1, &happened).ok());
+  EXPECT_TRUE(happened);
 }
 
 TEST_F(LedgerTest, ABatchThatFailsHalfWayLeavesNothing) {
