@@ -203,41 +203,46 @@ struct FoldState {
 
 // Keeps the count of one-letter tokens over `k` bytes just written, all of
 // them word characters except the spaces in `spaces` (bit j: byte j), of
-// which no two are adjacent. A one-letter token between two spaces of the
-// block is rare; without one, only the first token (which began before the
-// block) can be one letter, and any token between the first and last space
-// resets the run of singles.
+// which no two are adjacent. Only the first token (which began before the
+// block) and the last (which goes on after it) cross the block's edges; the
+// tokens between the first and the last space are found with bit
+// operations: a one-letter one is a letter with a space on each side, and
+// one-letter tokens in a row are such letters two bytes apart.
 inline void CountTokens(uint64_t spaces, uint64_t letters, int k, FoldState* st) {
   if (spaces == 0) {
     st->token_cps += k;
-  } else if ((letters & (spaces << 1) & (spaces >> 1)) == 0) {
-    const int first = __builtin_ctzll(spaces);
-    const int last = 63 - __builtin_clzll(spaces);
-    const int token = st->token_cps + first;
-    if (token == 1) {
-      if (++st->singles_run >= 3) st->need_join = true;
-    } else if (token > 0) {
-      st->singles_run = 0;
-    }
-    if (first != last) st->singles_run = 0;
-    st->token_cps = k - last - 1;
-  } else {
-    uint64_t rest = spaces;
-    int token_start = 0;
-    while (rest != 0) {
-      const int p = __builtin_ctzll(rest);
-      const int token = st->token_cps + (p - token_start);
-      if (token == 1) {
-        if (++st->singles_run >= 3) st->need_join = true;
-      } else if (token > 0) {
-        st->singles_run = 0;
-      }
-      st->token_cps = 0;
-      token_start = p + 1;
-      rest &= rest - 1;
-    }
-    st->token_cps += k - token_start;
+    return;
   }
+  const int first = __builtin_ctzll(spaces);
+  const int last = 63 - __builtin_clzll(spaces);
+  const int token = st->token_cps + first;
+  int run = st->singles_run;
+  if (token == 1) {
+    if (++run >= 3) st->need_join = true;
+  } else if (token > 0) {
+    run = 0;
+  }
+  if (first != last) {
+    const uint64_t inner = letters & (spaces << 1) & (spaces >> 1);
+    if (inner == 0) {
+      run = 0;  // the tokens between are longer
+    } else {
+      // One-letter tokens right after the first space: bits first + 1,
+      // first + 3, ... (bit 63 of `inner` is never set, so neither mask
+      // below is empty).
+      const uint64_t even = 0x5555555555555555ull;
+      const int lead = __builtin_ctzll(~(inner >> (first + 1)) & even) / 2;
+      if (run + lead >= 3 || (inner & (inner >> 2) & (inner >> 4)) != 0) st->need_join = true;
+      if (2 * lead == last - first) {
+        run += lead;  // every token between is one letter
+      } else {
+        // Those right before the last space: bits last - 1, last - 3, ...
+        run = __builtin_clzll(~(inner << (64 - last)) & ~even) / 2;
+      }
+    }
+  }
+  st->singles_run = run;
+  st->token_cps = k - last - 1;
 }
 
 #if defined(CAREWATCH_FOLD_AVX2)
