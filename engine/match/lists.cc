@@ -99,9 +99,15 @@ bool CompiledList::Load(const std::string& path) {
   uint64_t limit = 1 + h.entries + h.changed_spans;
   value_bits_ = ValueBits(h.entries);
   value_mask_ = value_bits_ >= 32 ? ~0u : (1u << value_bits_) - 1;
+  // Every slot checked, without a branch a slot (so the loop vectorises):
+  // the digest below is no key, so a slot is only trusted in bounds.
+  const uint32_t mask = value_mask_;
+  bool bad = false;
   for (uint32_t v : slots) {
-    if ((v & value_mask_) >= limit || (v != 0 && (v & value_mask_) == 0)) return false;
+    const uint32_t value = v & mask;
+    bad |= (value >= limit) | ((v != 0) & (value == 0));
   }
+  if (bad) return false;
   if (IndexDigest(h, slots, filter, changed, spans, *entries_) != digest) return false;
   slots_ = std::move(slots);
   filter_ = std::move(filter);

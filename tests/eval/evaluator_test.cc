@@ -283,6 +283,7 @@ TEST(ReportJson, RejectsUnknownFieldsAndBadTypes) {
 #include <filesystem>
 #include <fstream>
 
+#include "engine/common/digest.h"
 #include "engine/match/lists.h"
 #include "tools/corpus/corpus.h"
 
@@ -361,6 +362,32 @@ TEST(Evaluator, ListIndexesAreCachedAndADamagedCacheIsRebuilt) {
   }
   match::CompiledList rebuilt(def, path);
   EXPECT_TRUE(agrees(rebuilt));
+  // A slot out of bounds under a digest that matches (SHA-256 is no key:
+  // anyone who can write the file can compute it) is refused too, and the
+  // file is written again from the index built.
+  auto read_file = [&] {
+    std::ifstream in(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  const std::string good = read_file();
+  {
+    std::string forged = good;
+    const uint32_t out_of_bounds = 0xFFFFFFFF;
+    std::memcpy(forged.data() + 64 + 4 * 100, &out_of_bounds, 4);
+    std::string input = forged.substr(0, forged.size() - 32);
+    // What the digest covers past the file: each entry's offset and
+    // length, then the entries end to end.
+    rules::ListEntries joined(entries);
+    input.append(reinterpret_cast<const char*>(joined.spans().data()), joined.spans().size() * 8);
+    input.append(joined.joined());
+    std::string digest;
+    ASSERT_TRUE(HexDecode(Sha256Hex(input), &digest));
+    forged.replace(forged.size() - 32, 32, digest);
+    std::ofstream(path, std::ios::binary | std::ios::trunc) << forged;
+  }
+  match::CompiledList not_forged(def, path);
+  EXPECT_TRUE(agrees(not_forged));
+  EXPECT_EQ(read_file(), good) << "the forged index was trusted, not rebuilt";
   // Other entries under the same file name: rebuilt for them.
   rules::ListDef other = def;
   other.entries = std::vector<std::string>{"only.test"};
