@@ -24,8 +24,14 @@ class ModerationService : public v1::Moderation::Service {
 
   grpc::Status Evaluate(ServerContext* ctx, const v1::EvaluateRequest* req,
                         v1::EvaluateResponse* resp) override {
-    return Serve(*s_, ctx, "Moderation/Evaluate", *req, [&](const Principal&) {
+    return Serve(*s_, ctx, "Moderation/Evaluate", *req, [&](const Principal& p) {
       if (s_->replica) {
+        // Waiting for the writer's answer holds this thread: counted as a
+        // waiting call, of at most kReplicaWaitingCalls and the caller's
+        // share of them.
+        WaitingCall waiting(*s_, p, static_cast<int64_t>(req->ByteSizeLong()),
+                            kReplicaWaitingCalls);
+        if (!waiting.ok()) return waiting.refusal();
         int64_t id = 0;
         grpc::Status st = ToGrpc(s_->replica->PushReport(req->report(), &id));
         if (st.ok()) st = Answered(id, resp->mutable_verdict(), Warnings(req->report()));
@@ -48,8 +54,11 @@ class ModerationService : public v1::Moderation::Service {
 
   grpc::Status RecordAction(ServerContext* ctx, const v1::RecordActionRequest* req,
                             v1::RecordActionResponse* resp) override {
-    return Serve(*s_, ctx, "Moderation/RecordAction", *req, [&](const Principal&) {
+    return Serve(*s_, ctx, "Moderation/RecordAction", *req, [&](const Principal& p) {
       if (s_->replica) {
+        WaitingCall waiting(*s_, p, static_cast<int64_t>(req->ByteSizeLong()),
+                            kReplicaWaitingCalls);
+        if (!waiting.ok()) return waiting.refusal();
         int64_t id = 0;
         v1::QueuedResult r;
         Status q = s_->replica->PushAction(*req, &id);
@@ -324,39 +333,13 @@ class WriterModerationService final
           // Each call waiting holds its request and answer: a bounded number
           // of them, and of their requests' bytes, and of both at most the
           // caller's share (max_share_per_caller).
-          const int64_t bytes = static_cast<int64_t>(req->ByteSizeLong());
-          if (s_->waiting_calls.fetch_add(1) >= s_->config.max_waiting_calls) {
-            s_->waiting_calls.fetch_sub(1);
-            return answer(grpc::Status(StatusCode::RESOURCE_EXHAUSTED,
-                                       "too many calls waiting for the ledger (max_waiting_calls " +
-                                           std::to_string(s_->config.max_waiting_calls) +
-                                           "); try again later"));
-          }
-          if (s_->waiting_bytes.fetch_add(bytes) + bytes > s_->config.max_waiting_bytes) {
-            s_->waiting_bytes.fetch_sub(bytes);
-            s_->waiting_calls.fetch_sub(1);
-            return answer(grpc::Status(
-                StatusCode::RESOURCE_EXHAUSTED,
-                "the calls waiting for the ledger hold too many bytes (max_waiting_bytes " +
-                    std::to_string(s_->config.max_waiting_bytes) + "); try again later"));
-          }
-          CallerShares::Amount held;
-          held.calls = 1;
-          held.bytes = bytes;
-          std::string caller = CallerShares::CallerOf(p);
-          const std::string past = s_->shares.Take(caller, held, CallerShares::Limit(s_->config));
-          if (!past.empty()) {
-            s_->waiting_bytes.fetch_sub(bytes);
-            s_->waiting_calls.fetch_sub(1);
-            return answer(CallerShares::Refusal(caller, past, s_->config));
-          }
-          Admitted(*req, resp->mutable_verdict(),
-                   [this, answer, bytes, held, caller = std::move(caller)](grpc::Status st) {
-                     s_->waiting_bytes.fetch_sub(bytes);
-                     s_->waiting_calls.fetch_sub(1);
-                     s_->shares.Give(caller, held);
-                     answer(st);
-                   });
+          auto waiting = std::make_shared<WaitingCall>(
+              *s_, p, static_cast<int64_t>(req->ByteSizeLong()), s_->config.max_waiting_calls);
+          if (!waiting->ok()) return answer(waiting->refusal());
+          Admitted(*req, resp->mutable_verdict(), [answer, waiting](grpc::Status st) {
+            waiting->Release();
+            answer(st);
+          });
         });
   }
 

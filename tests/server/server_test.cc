@@ -2084,6 +2084,52 @@ TEST_F(ServerTest, AQueueWithoutAWriterIsCappedAndSequencedWhenOneComes) {
   if (HasFailure()) std::cerr << replica.Log();
 }
 
+// On a queueing replica each call waiting for the writer's answer holds one
+// of gRPC's threads: one platform's calls cannot hold them all. At most
+// kReplicaWaitingCalls (128) wait at once, a service at most its share
+// (50%: 64); its next calls are refused while another service's are still
+// admitted, and nothing stays counted once the waits end.
+TEST_F(ServerTest, CallsWaitingOnAQueueingReplicaAreSharedBetweenCallers) {
+  if (!carewatch::testing::OnPostgres()) GTEST_SKIP() << "PostgreSQL only: the replicas' queue";
+  std::unique_ptr<ledger::LedgerBackend> holder;  // no writer: every call waits
+  ASSERT_TRUE(ledger::OpenBackend(ledger_url_, false, &holder).ok());
+  Daemon replica(dir_, ledger_url_, "q");
+  replica.Launch(rules_, {"--standby", "--queue-wait-ms", "4000"});
+  for (int i = 0; i < 200 && replica.Log().find("queueing replica") == std::string::npos; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_NE(replica.Log().find("serving as a queueing replica"), std::string::npos)
+      << replica.Log();
+  auto stub = v1::Moderation::NewStub(
+      grpc::CreateChannel(replica.Address(), grpc::InsecureChannelCredentials()));
+  auto a = std::make_unique<AsyncEvaluations>(stub.get(), platform_a_, "a-", 100);
+  for (int i = 0; i < 200 && a->answered() < 36; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  std::string message;
+  EXPECT_EQ(a->WithCode(StatusCode::RESOURCE_EXHAUSTED, nullptr, &message), 36);
+  EXPECT_NE(message.find("service svc-a holds its share of max_waiting_calls"), std::string::npos)
+      << message;
+  auto b = std::make_unique<AsyncEvaluations>(stub.get(), platform_b_, "b-", 10, 0, "svc-b");
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_EQ(b->answered(), 0) << "svc-b's calls are admitted and wait";
+  EXPECT_EQ(a->answered(), 36) << "svc-a's 64 admitted wait";
+  EXPECT_NE(replica.Metrics().find("\ncarewatch_waiting_calls 74\n"), std::string::npos)
+      << replica.Metrics();
+  // The waits end (the calls were queued durably; a retry is safe), and
+  // then nothing is counted: svc-a's share is whole again.
+  ASSERT_TRUE(a->WaitAll());
+  ASSERT_TRUE(b->WaitAll());
+  EXPECT_EQ(a->WithCode(StatusCode::UNAVAILABLE), 64);
+  EXPECT_EQ(b->WithCode(StatusCode::UNAVAILABLE), 10);
+  EXPECT_NE(replica.Metrics().find("\ncarewatch_waiting_calls 0\n"), std::string::npos)
+      << replica.Metrics();
+  AsyncEvaluations again(stub.get(), platform_a_, "a-again-", 64);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_EQ(again.answered(), 0) << "svc-a's 64 are admitted again";
+  ASSERT_TRUE(again.WaitAll());
+  EXPECT_EQ(again.WithCode(StatusCode::UNAVAILABLE), 64);
+  if (HasFailure()) std::cerr << replica.Log();
+}
+
 TEST_F(ServerTest, ReplicasOnOneLedgerFailOverAndLoseNothing) {
   std::vector<std::unique_ptr<Daemon>> replicas;
   for (int i = 0; i < 3; ++i) {
