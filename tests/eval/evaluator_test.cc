@@ -281,6 +281,7 @@ TEST(ReportJson, RejectsUnknownFieldsAndBadTypes) {
 }  // namespace carewatch::eval
 
 #include <filesystem>
+#include <functional>
 #include <fstream>
 
 #include "engine/common/digest.h"
@@ -395,26 +396,28 @@ TEST(Evaluator, ListIndexesAreCachedAndADamagedCacheIsRebuilt) {
   EXPECT_EQ(for_other.size(), 1u);
   EXPECT_TRUE(for_other.Contains("https://only.test/a"));
   EXPECT_FALSE(for_other.Contains("https://h17.list.test/p"));
-  // As many entries, the same bytes end to end, one boundary moved: another
-  // list, so the index is rebuilt for it.
-  match::CompiledList again(def, path);  // the cache holds def's index again
-  std::vector<std::string> split = entries;
-  split[0] = "h0.list.test/ph1";
-  split[1] = ".list.test/p";
-  rules::ListDef moved = def;
-  moved.entries = split;
-  match::CompiledList for_moved(moved, path);
-  EXPECT_TRUE(for_moved.Contains("https://h0.list.test/ph1"));
-  EXPECT_FALSE(for_moved.Contains("https://h1.list.test/p"));
-  // And one entry changed in place, lengths kept.
-  match::CompiledList once_more(def, path);
-  std::vector<std::string> changed = entries;
-  changed[7] = "x7.list.test/p";
-  rules::ListDef edited = def;
-  edited.entries = changed;
-  match::CompiledList for_edited(edited, path);
-  EXPECT_TRUE(for_edited.Contains("https://x7.list.test/p"));
-  EXPECT_FALSE(for_edited.Contains("https://h7.list.test/p"));
+  // A list of as many entries, `change` made to def's, under the file that
+  // holds def's index: rebuilt for it, so it holds `now` and not `gone`.
+  auto rebuilt_for = [&](const std::function<void(std::vector<std::string>*)>& change,
+                         const char* now, const char* gone) {
+    match::CompiledList refill(def, path);  // the file holds def's index again
+    std::vector<std::string> changed = entries;
+    change(&changed);
+    rules::ListDef other_def = def;
+    other_def.entries = changed;
+    match::CompiledList list(other_def, path);
+    return list.Contains(now) && !list.Contains(gone);
+  };
+  // The same bytes end to end, one boundary moved.
+  EXPECT_TRUE(rebuilt_for(
+      [](std::vector<std::string>* e) {
+        (*e)[0] = "h0.list.test/ph1";
+        (*e)[1] = ".list.test/p";
+      },
+      "https://h0.list.test/ph1", "https://h1.list.test/p"));
+  // One entry changed in place, lengths kept.
+  EXPECT_TRUE(rebuilt_for([](std::vector<std::string>* e) { (*e)[7] = "x7.list.test/p"; },
+                          "https://x7.list.test/p", "https://h7.list.test/p"));
   fs::remove_all(dir);
 }
 

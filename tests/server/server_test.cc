@@ -220,6 +220,14 @@ class ServerTest : public ::testing::Test {
     signals_ = v1::Signals::NewStub(channel_);
   }
 
+  // Waits (up to 10 s) for a replica started with --standby to say it
+  // serves as a queueing replica.
+  static bool ServesAsAQueueingReplica(Daemon& replica) {
+    for (int i = 0; i < 200 && replica.Log().find("queueing replica") == std::string::npos; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    return replica.Log().find("serving as a queueing replica") != std::string::npos;
+  }
+
   // Runs carewatchd with `args` to its end (behind `prefix`, e.g. a
   // timeout); returns its exit status and everything it printed.
   std::pair<int, std::string> RunCarewatchd(const std::string& args,
@@ -1834,10 +1842,7 @@ TEST_F(ServerTest, AQueueingReplicaServesModerationAndLeavesTheRestToTheWriter) 
   StartDaemon();
   Daemon replica(dir_, ledger_url_, "q");
   replica.Launch(rules_, {"--standby"});
-  for (int i = 0; i < 200 && replica.Log().find("queueing replica") == std::string::npos; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  ASSERT_NE(replica.Log().find("serving as a queueing replica"), std::string::npos)
-      << replica.Log();
+  ASSERT_TRUE(ServesAsAQueueingReplica(replica)) << replica.Log();
   ASSERT_TRUE(replica.Ready());
   auto channel = grpc::CreateChannel(replica.Address(), grpc::InsecureChannelCredentials());
   auto moderation = v1::Moderation::NewStub(channel);
@@ -2034,10 +2039,7 @@ TEST_F(ServerTest, AQueueWithoutAWriterIsCappedAndSequencedWhenOneComes) {
   ASSERT_TRUE(ledger::OpenBackend(ledger_url_, false, &holder).ok());
   Daemon replica(dir_, ledger_url_, "q");
   replica.Launch(rules_, {"--standby", "--max-queued", "3", "--queue-wait-ms", "300"});
-  for (int i = 0; i < 200 && replica.Log().find("queueing replica") == std::string::npos; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  ASSERT_NE(replica.Log().find("serving as a queueing replica"), std::string::npos)
-      << replica.Log();
+  ASSERT_TRUE(ServesAsAQueueingReplica(replica)) << replica.Log();
   auto stub = v1::Moderation::NewStub(
       grpc::CreateChannel(replica.Address(), grpc::InsecureChannelCredentials()));
   const int64_t at = Now();  // a retry is the same report
@@ -2095,10 +2097,7 @@ TEST_F(ServerTest, CallsWaitingOnAQueueingReplicaAreSharedBetweenCallers) {
   ASSERT_TRUE(ledger::OpenBackend(ledger_url_, false, &holder).ok());
   Daemon replica(dir_, ledger_url_, "q");
   replica.Launch(rules_, {"--standby", "--queue-wait-ms", "4000"});
-  for (int i = 0; i < 200 && replica.Log().find("queueing replica") == std::string::npos; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  ASSERT_NE(replica.Log().find("serving as a queueing replica"), std::string::npos)
-      << replica.Log();
+  ASSERT_TRUE(ServesAsAQueueingReplica(replica)) << replica.Log();
   auto stub = v1::Moderation::NewStub(
       grpc::CreateChannel(replica.Address(), grpc::InsecureChannelCredentials()));
   auto a = std::make_unique<AsyncEvaluations>(stub.get(), platform_a_, "a-", 100);
