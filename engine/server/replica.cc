@@ -1,13 +1,16 @@
 #include "engine/server/replica.h"
 
+#include <openssl/crypto.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 
+#include "engine/common/digest.h"
 #include "engine/common/thread_name.h"
 #include "engine/duty/duty_engine.h"
+#include "engine/ledger/keys.h"
 #include "engine/ledger/ledger.h"
 
 namespace carewatch::server {
@@ -66,8 +69,38 @@ Status AnswerStatus(const v1::QueuedResult& r) {
   }
 }
 
+std::string QueueKey(std::string_view hmac_key) {
+  std::string key;
+  (void)HexDecode(ledger::HmacSha256Hex(hmac_key, "carewatch queued command key v1"), &key);
+  return key;
+}
+
+namespace {
+// QueuedCommand field 5 (`mac`), 32 bytes: its tag and length.
+constexpr char kSealPrefix[2] = {(5 << 3) | 2, 32};
+constexpr size_t kSealBytes = 2 + 32;
+}  // namespace
+
+std::string SealCommand(std::string_view queue_key, std::string body) {
+  std::string mac;
+  (void)HexDecode(ledger::HmacSha256Hex(queue_key, body), &mac);
+  body.append(kSealPrefix, 2);
+  body += mac;
+  return body;
+}
+
+bool SealedUnder(std::string_view queue_key, std::string_view body) {
+  if (body.size() < kSealBytes) return false;
+  const std::string_view sealed = body.substr(0, body.size() - kSealBytes);
+  const std::string_view seal = body.substr(body.size() - kSealBytes);
+  if (seal.substr(0, 2) != std::string_view(kSealPrefix, 2)) return false;
+  std::string mac;
+  if (!HexDecode(ledger::HmacSha256Hex(queue_key, sealed), &mac) || mac.size() != 32) return false;
+  return CRYPTO_memcmp(mac.data(), seal.data() + 2, 32) == 0;
+}
+
 Status SequenceCommands(duty::DutyEngine& engine, signals::SignalEngine* signals,
-                        const std::vector<ledger::QueuedRow>& rows,
+                        const std::string& queue_key, const std::vector<ledger::QueuedRow>& rows,
                         std::vector<ledger::QueueAnswer>* answers) {
   struct Item {
     int64_t id = 0;
@@ -85,6 +118,13 @@ Status SequenceCommands(duty::DutyEngine& engine, signals::SignalEngine* signals
   for (; n < rows.size(); ++n) {
     Item& it = items[n];
     it.id = rows[n].id;
+    if (!SealedUnder(queue_key, rows[n].body)) {
+      fail(&it.result, Status::FailedPrecondition(
+                           "queued command " + std::to_string(it.id) +
+                           " is not sealed by a carewatchd of this deployment (its queue key, "
+                           "from hmac_key); it was not recorded"));
+      continue;
+    }
     if (!it.cmd.ParseFromString(rows[n].body) ||
         it.cmd.command_case() == v1::QueuedCommand::COMMAND_NOT_SET) {
       fail(&it.result, Status::DataLoss("queued command " + std::to_string(it.id) +
@@ -370,7 +410,8 @@ Status QueueingReplica::PushReport(const v1::ContentReport& report, int64_t* id)
   const std::string& digest = q->prepared().report_digest();
   std::string queued_digest;
   s = queue->Push(report.service_id(), report.report_id(), digest,
-                  ledger::SerializeDeterministic(c), c.accepted_at().seconds(), id, &queued_digest);
+                  SealCommand(QueueKey(hmac_key), ledger::SerializeDeterministic(c)),
+                  c.accepted_at().seconds(), id, &queued_digest);
   if (!s.ok()) return s;
   if (queued_digest != digest) {
     return Status::AlreadyExists("report " + report.report_id() + " of service " +
@@ -387,7 +428,8 @@ Status QueueingReplica::PushAction(const v1::RecordActionRequest& req, int64_t* 
   v1::QueuedCommand c;
   *c.mutable_action() = req;
   Stamp(name, &c);
-  return queue->Push(req.service_id(), "", "", ledger::SerializeDeterministic(c),
+  return queue->Push(req.service_id(), "", "",
+                     SealCommand(QueueKey(hmac_key), ledger::SerializeDeterministic(c)),
                      c.accepted_at().seconds(), id, nullptr);
 }
 

@@ -174,9 +174,27 @@ Status AnswerStatus(const v1::QueuedResult& r);
 // and returns their answers. A command the ledger cannot take now
 // (Unavailable) stays queued, with the rest of its batch. `signals` (may be
 // null) records the tokens queued with flagged reports.
+// Only commands sealed under `queue_key` (SealCommand) are recorded; any
+// other is answered FAILED_PRECONDITION and recorded nowhere.
 Status SequenceCommands(duty::DutyEngine& engine, signals::SignalEngine* signals,
-                        const std::vector<ledger::QueuedRow>& rows,
+                        const std::string& queue_key, const std::vector<ledger::QueuedRow>& rows,
                         std::vector<ledger::QueueAnswer>* answers);
+
+// Queued commands are sealed by the replica that queues them: the writer
+// records only what a carewatchd of this deployment queued, not rows that
+// anyone with the database's credentials inserted (the platform runs the
+// database; a queued report carries its verdict, which the writer cannot
+// compute again without the content). The seal is an HMAC-SHA256 of the
+// serialised command under the queue key, appended to it as QueuedCommand
+// field 5 (`mac`), so that a writer of an older carewatchd still parses it.
+//
+// The queue key, derived from the deployment's HMAC key (hmac_key: every
+// replica has the same file).
+std::string QueueKey(std::string_view hmac_key);
+// `body` (a serialised QueuedCommand without `mac`) with its seal.
+std::string SealCommand(std::string_view queue_key, std::string body);
+// Whether `body` ends in a seal of the rest under `queue_key`.
+bool SealedUnder(std::string_view queue_key, std::string_view body);
 
 }  // namespace carewatch::server
 

@@ -220,8 +220,9 @@ Status Server::Start(std::shared_ptr<ledger::WriterLock> writer_lock) {
     State* st = state_.get();
     state_->sequencer = std::make_unique<Sequencer>(
         state_->queue.get(),
-        [st](const std::vector<ledger::QueuedRow>& rows, std::vector<ledger::QueueAnswer>* out) {
-          return SequenceCommands(*st->engine, st->signals.get(), rows, out);
+        [st, queue_key = QueueKey(options.hmac_key)](const std::vector<ledger::QueuedRow>& rows,
+                                                     std::vector<ledger::QueueAnswer>* out) {
+          return SequenceCommands(*st->engine, st->signals.get(), queue_key, rows, out);
         },
         options.now,
         [](const Status& e) {

@@ -217,7 +217,8 @@ struct Server::State {
 // holds one of gRPC's handler threads (ResourceQuota: max_streams + 192)
 // while it waits: at most this many wait at once, whatever
 // max_waiting_calls says, so that 64 threads are left for every other call
-// (a regulator's query among them).
+// (another platform's, health checks, and the answers that send other
+// services' calls to the writer).
 constexpr int kReplicaWaitingCalls = 128;
 
 // One unary call admitted to wait for the ledger (the writer's durable

@@ -76,7 +76,7 @@ TEST(ReplicaQueue, CommandsQueuedFromManyThreadsAreRecordedOnceAndAnswered) {
   auto sequencer = std::make_unique<Sequencer>(
       writer_queue.get(),
       [&](const std::vector<ledger::QueuedRow>& rows, std::vector<ledger::QueueAnswer>* out) {
-        return SequenceCommands(engine, nullptr, rows, out);
+        return SequenceCommands(engine, nullptr, QueueKey("k"), rows, out);
       },
       WallSeconds, [&](const Status& s) { errors += s.ok() ? 0 : 1; });
 
@@ -145,12 +145,40 @@ TEST(ReplicaQueue, CommandsQueuedFromManyThreadsAreRecordedOnceAndAnswered) {
 
   // A malformed command is answered with a precise error, and recorded not.
   int64_t bad = 0;
-  ASSERT_TRUE(
-      rep.queue->Push("svc", "", "", std::string("\xff\xff\xff", 3), 0, &bad, nullptr).ok());
+  ASSERT_TRUE(rep.queue
+                  ->Push("svc", "", "", SealCommand(QueueKey("k"), std::string("\xff\xff\xff", 3)),
+                         0, &bad, nullptr)
+                  .ok());
   v1::QueuedResult res;
   Status s = rep.Await(bad, &res);
   EXPECT_EQ(s.code(), Status::Code::kDataLoss) << s.message();
   EXPECT_NE(s.message().find("is malformed"), std::string::npos) << s.message();
+  // A well-formed command that no carewatchd of this deployment sealed (a
+  // row inserted with the database's credentials), unsealed or sealed
+  // under another key, is refused, and recorded not (the count of actions
+  // below).
+  v1::QueuedCommand forged;
+  v1::RecordActionRequest* a = forged.mutable_action();
+  a->set_service_id("svc");
+  a->set_report_id("r0-1");
+  a->set_action("report_to_nca");
+  a->mutable_taken_at()->set_seconds(1767607300);
+  a->set_actor("mod");
+  const std::string body = ledger::SerializeDeterministic(forged);
+  for (const std::string& queued : {body, SealCommand(QueueKey("other"), body)}) {
+    ASSERT_TRUE(rep.queue->Push("svc", "", "", queued, 0, &bad, nullptr).ok());
+    s = rep.Await(bad, &res);
+    EXPECT_EQ(s.code(), Status::Code::kFailedPrecondition) << s.message();
+    EXPECT_NE(s.message().find("is not sealed by a carewatchd of this deployment"),
+              std::string::npos)
+        << s.message();
+  }
+  EXPECT_TRUE(SealedUnder(QueueKey("k"), SealCommand(QueueKey("k"), body)));
+  // A writer of an older carewatchd reads a sealed command as before.
+  v1::QueuedCommand read;
+  ASSERT_TRUE(read.ParseFromString(SealCommand(QueueKey("k"), body)));
+  EXPECT_EQ(read.action().report_id(), "r0-1");
+  EXPECT_EQ(read.mac().size(), 32u);
 
   sequencer.reset();
   int64_t depth = -1;
