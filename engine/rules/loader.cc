@@ -794,13 +794,17 @@ bool Loader::ParseLeaf(const YAML::Node& node, Condition* out) {
   }
   if (!GetString(node, "field", &out->field_name, true)) return false;
   auto field = ParseField(out->field_name, &out->attribute_key);
-  if (!field) {
+  // An unknown field is an error, and the rest of the condition is still
+  // checked (its regex, its phrases...), so that one run names every
+  // problem; only the checks that need the field are left out.
+  const bool field_known = field.has_value();
+  if (!field_known) {
     std::string hint = DidYouMean(out->field_name, FieldNames());
     Error(node["field"], "unknown field '" + Excerpt(out->field_name) + "'" +
                              (hint.empty() ? " (fields: " + FieldNameList(false) + ")" : hint));
-    return false;
+  } else {
+    out->field = *field;
   }
-  out->field = *field;
   int ops = 0;
   const char* op_name = nullptr;
   for (const char* key : {"regex", "phrases", "equals", "in", "in_list", "exists"}) {
@@ -820,7 +824,7 @@ bool Loader::ParseLeaf(const YAML::Node& node, Condition* out) {
   const std::string op = op_name;
   const YAML::Node value = node[op_name];
   bool scanned = op == "regex" || op == "phrases";
-  if (scanned && !IsTextField(out->field)) {
+  if (scanned && field_known && !IsTextField(out->field)) {
     Error(node["field"], op + " applies to text fields (" + FieldNameList(true) + "), not '" +
                              out->field_name + "'");
     return false;
@@ -904,7 +908,7 @@ bool Loader::ParseLeaf(const YAML::Node& node, Condition* out) {
       Error(value, "bad regex '" + Excerpt(out->regex) + "': " + problem);
       return false;
     }
-    return true;
+    return field_known;
   }
   if (op == "phrases") {
     out->kind = Condition::Kind::kPhrases;
@@ -919,7 +923,7 @@ bool Loader::ParseLeaf(const YAML::Node& node, Condition* out) {
         return false;
       }
     }
-    return true;
+    return field_known;
   }
   if (op == "equals" || op == "in") {
     out->kind = op == "equals" ? Condition::Kind::kEquals : Condition::Kind::kIn;
@@ -934,6 +938,7 @@ bool Loader::ParseLeaf(const YAML::Node& node, Condition* out) {
         return false;
       }
     }
+    if (!field_known) return false;
     const auto& known = KnownValues(out->field);
     for (const std::string& v : out->values) {
       if (!known.empty() && std::find(known.begin(), known.end(), v) == known.end()) {
@@ -944,16 +949,16 @@ bool Loader::ParseLeaf(const YAML::Node& node, Condition* out) {
                         (hint.empty() ? " (known: " + list + ")" : hint));
       }
     }
-    return true;
+    return field_known;
   }
   if (op == "in_list") {
     out->kind = Condition::Kind::kInList;
-    if (out->field != Field::kUrl && out->field != Field::kHash) {
+    if (field_known && out->field != Field::kUrl && out->field != Field::kHash) {
       Error(node["field"],
             "in_list applies to the url and hash fields, not '" + Excerpt(out->field_name) + "'");
       return false;
     }
-    return AsString(value, "in_list", &out->list);
+    return AsString(value, "in_list", &out->list) && field_known;
   }
   out->kind = Condition::Kind::kExists;
   std::string v;
@@ -963,7 +968,7 @@ bool Loader::ParseLeaf(const YAML::Node& node, Condition* out) {
     return false;
   }
   out->exists = v == "true";
-  return true;
+  return field_known;
 }
 
 bool Loader::YamlToJson(const YAML::Node& node, const YAML::Node& report, int depth,

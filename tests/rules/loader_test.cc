@@ -241,6 +241,24 @@ TEST(Loader, UnknownField) {
       9, 19, "unknown field 'body'", "r1");
 }
 
+// An unknown field does not hide the rest of its condition's problems: one
+// run names them all, each where it is.
+TEST(Loader, AnUnknownFieldStillHasItsConditionChecked) {
+  LoadResult r = LoadPack(
+      PackWithRules("  - id: r1\n    duty: d\n    severity: low\n"
+                    "    when: {any: [{field: txt, regex: '(unclosed'}, {field: bdy, phrases: []}]}\n"));
+  EXPECT_FALSE(r.ruleset);
+  const std::string all = testing::Describe(r.diagnostics);
+  for (const char* expected : {
+           "pack.yaml:9:26: error: unknown field 'txt' (did you mean 'text'?) [r1]",
+           "pack.yaml:9:38: error: bad regex '(unclosed'",
+           "pack.yaml:9:60: error: unknown field 'bdy'",
+           "pack.yaml:9:74: error: phrases must list at least one phrase",
+       }) {
+    EXPECT_NE(all.find(expected), std::string::npos) << "missing: " << expected << "\n" << all;
+  }
+}
+
 TEST(Loader, RegexOnCategoricalField) {
   ExpectErrorAt(
       PackWithRules(
