@@ -805,6 +805,8 @@ bool Loader::ParseLeaf(const YAML::Node& node, Condition* out) {
   } else {
     out->field = *field;
   }
+  // Errors past here that leave the rest checkable clear `ok` and go on.
+  bool ok = field_known;
   int ops = 0;
   const char* op_name = nullptr;
   for (const char* key : {"regex", "phrases", "equals", "in", "in_list", "exists"}) {
@@ -827,13 +829,13 @@ bool Loader::ParseLeaf(const YAML::Node& node, Condition* out) {
   if (scanned && field_known && !IsTextField(out->field)) {
     Error(node["field"], op + " applies to text fields (" + FieldNameList(true) + "), not '" +
                              out->field_name + "'");
-    return false;
+    ok = false;
   }
   if (node["flags"] && op != "regex") {
     Error(node["flags"], "'flags' applies only to regex conditions");
-    return false;
+    ok = false;
   }
-  if (node["extract"]) {
+  auto check_extract = [&] {
     const YAML::Node x = node["extract"];
     if (op != "regex") {
       Error(x, "'extract' applies only to regex conditions (its capture group names the account)");
@@ -863,8 +865,10 @@ bool Loader::ParseLeaf(const YAML::Node& node, Condition* out) {
       Error(x, "extract: the platform name may hold a-z 0-9 . - _ only");
       return false;
     }
-  }
-  if (node["normalize"]) {
+    return true;
+  };
+  if (node["extract"] && !check_extract()) ok = false;
+  auto check_normalize = [&] {
     if (!scanned) {
       Error(node["normalize"], "'normalize' applies only to regex and phrases conditions");
       return false;
@@ -876,7 +880,9 @@ bool Loader::ParseLeaf(const YAML::Node& node, Condition* out) {
       return false;
     }
     out->normalize = v == "true";
-  }
+    return true;
+  };
+  if (node["normalize"] && !check_normalize()) ok = false;
   if (op == "regex") {
     out->kind = Condition::Kind::kRegex;
     if (!AsString(value, "regex", &out->regex)) return false;
@@ -895,7 +901,7 @@ bool Loader::ParseLeaf(const YAML::Node& node, Condition* out) {
         else {
           Error(node["flags"], "unknown flag '" + Excerpt(f) +
                                    "' (flags: case_sensitive, dotall, multiline, ucp)");
-          return false;
+          ok = false;
         }
       }
     }
@@ -908,7 +914,7 @@ bool Loader::ParseLeaf(const YAML::Node& node, Condition* out) {
       Error(value, "bad regex '" + Excerpt(out->regex) + "': " + problem);
       return false;
     }
-    return field_known;
+    return ok;
   }
   if (op == "phrases") {
     out->kind = Condition::Kind::kPhrases;
@@ -923,7 +929,7 @@ bool Loader::ParseLeaf(const YAML::Node& node, Condition* out) {
         return false;
       }
     }
-    return field_known;
+    return ok;
   }
   if (op == "equals" || op == "in") {
     out->kind = op == "equals" ? Condition::Kind::kEquals : Condition::Kind::kIn;
@@ -949,16 +955,16 @@ bool Loader::ParseLeaf(const YAML::Node& node, Condition* out) {
                         (hint.empty() ? " (known: " + list + ")" : hint));
       }
     }
-    return field_known;
+    return ok;
   }
   if (op == "in_list") {
     out->kind = Condition::Kind::kInList;
     if (field_known && out->field != Field::kUrl && out->field != Field::kHash) {
       Error(node["field"],
             "in_list applies to the url and hash fields, not '" + Excerpt(out->field_name) + "'");
-      return false;
+      ok = false;
     }
-    return AsString(value, "in_list", &out->list) && field_known;
+    return AsString(value, "in_list", &out->list) && ok;
   }
   out->kind = Condition::Kind::kExists;
   std::string v;
@@ -968,7 +974,7 @@ bool Loader::ParseLeaf(const YAML::Node& node, Condition* out) {
     return false;
   }
   out->exists = v == "true";
-  return field_known;
+  return ok;
 }
 
 bool Loader::YamlToJson(const YAML::Node& node, const YAML::Node& report, int depth,

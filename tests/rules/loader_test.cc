@@ -241,12 +241,14 @@ TEST(Loader, UnknownField) {
       9, 19, "unknown field 'body'", "r1");
 }
 
-// An unknown field does not hide the rest of its condition's problems: one
-// run names them all, each where it is.
+// An unknown field, a bad flag or a bad setting does not hide the rest of
+// its condition's problems: one run names them all, each where it is.
 TEST(Loader, AnUnknownFieldStillHasItsConditionChecked) {
-  LoadResult r = LoadPack(
-      PackWithRules("  - id: r1\n    duty: d\n    severity: low\n"
-                    "    when: {any: [{field: txt, regex: '(unclosed'}, {field: bdy, phrases: []}]}\n"));
+  LoadResult r = LoadPack(PackWithRules(
+      "  - id: r1\n    duty: d\n    severity: low\n"
+      "    when: {any: [{field: txt, regex: '(unclosed'}, {field: bdy, phrases: []}]}\n"
+      "  - id: r2\n    duty: d\n    severity: low\n"
+      "    when: {field: text, regex: '(x', flags: [dotal], normalize: maybe}\n"));
   EXPECT_FALSE(r.ruleset);
   const std::string all = testing::Describe(r.diagnostics);
   for (const char* expected : {
@@ -254,6 +256,9 @@ TEST(Loader, AnUnknownFieldStillHasItsConditionChecked) {
            "pack.yaml:9:38: error: bad regex '(unclosed'",
            "pack.yaml:9:60: error: unknown field 'bdy'",
            "pack.yaml:9:74: error: phrases must list at least one phrase",
+           "pack.yaml:13:45: error: unknown flag 'dotal'",
+           "pack.yaml:13:65: error: normalize must be true or false [r2]",
+           "pack.yaml:13:32: error: bad regex '(x'",
        }) {
     EXPECT_NE(all.find(expected), std::string::npos) << "missing: " << expected << "\n" << all;
   }
