@@ -13,7 +13,7 @@ trap 'if [ -n "$pid" ]; then kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; f
 
 serve() {
   if [ -n "$pid" ]; then kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; fi
-  port=$((20000 + RANDOM % 20000))
+  port=$(free_ports)
   "$liar" --listen "127.0.0.1:$port" --mode "$1" 2> "$tmp/liar.log" &
   pid=$!
   for _ in $(seq 1 100); do grep -q serving "$tmp/liar.log" && return 0; sleep 0.05; done

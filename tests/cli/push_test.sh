@@ -13,7 +13,7 @@ trap 'if [ -n "$pid" ]; then kill -TERM "$pid" 2>/dev/null; wait "$pid" 2>/dev/n
 out=$("$cw" token new --principal pusher --role admin)
 token=$(echo "$out" | sed -n 's/^token: //p')
 { echo "tokens:"; echo "$out" | tail -n 1; } > "$tmp/tokens.yaml"
-port=$((20000 + RANDOM % 20000))
+port=$(free_ports)
 metrics="127.0.0.1:$((port + 1))"
 start() {
   "$cwd" --listen "127.0.0.1:$port" --metrics "$metrics" --rules "$src/rules" \

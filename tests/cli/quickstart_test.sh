@@ -11,7 +11,7 @@ tmp=$(mktemp -d)
 cp -r "$src/rules" "$src/examples" "$tmp/"
 mkdir -p "$tmp/build/tools"
 ln -s "$build/tools/carewatch" "$build/tools/carewatchd" "$tmp/build/tools/"
-port=$((20000 + RANDOM % 20000))
+port=$(free_ports)
 cd "$tmp"
 CAREWATCH_GRPC_PORT=$port CAREWATCH_METRICS_PORT=$((port + 1)) \
   bash "$src/scripts/run.sh" build > run.out 2>&1 &

@@ -119,7 +119,7 @@ regulator=$(echo "$reg" | sed -n 's/^token: //p')
 pl=$("$cw" token new --principal platform --role platform --service example-social)
 platform=$(echo "$pl" | sed -n 's/^token: //p')
 { echo "tokens:"; echo "$out" | tail -n 1; echo "$reg" | tail -n 1; echo "$pl" | tail -n 1; } > "$tmp/tokens.yaml"
-port=$((20000 + RANDOM % 20000))
+port=$(free_ports)
 metrics="127.0.0.1:$((port + 1))"
 "$cwd" --listen "127.0.0.1:$port" --metrics "$metrics" --rules "$src/rules" \
   --ledger "sqlite://$tmp/led/ledger.db" --tokens "$tmp/tokens.yaml" --cache-dir "$tmp/hs" \

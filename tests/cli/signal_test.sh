@@ -20,7 +20,7 @@ r=$(tok auditor regulator)
 ta=$(echo "$a" | sed -n 's/^token: //p')
 tb=$(echo "$b" | sed -n 's/^token: //p')
 tr=$(echo "$r" | sed -n 's/^token: //p')
-port=$((20000 + RANDOM % 20000))
+port=$(free_ports)
 metrics="127.0.0.1:$((port + 1))"
 "$cwd" --listen "127.0.0.1:$port" --metrics "$metrics" --rules "$src/rules" \
   --ledger "sqlite://$tmp/led/ledger.db" --tokens "$tmp/tokens.yaml" \
