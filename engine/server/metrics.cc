@@ -131,7 +131,8 @@ std::string Metrics::Render(const Gauges& g) const {
            {{"unary", std::to_string(g.waiting_unary_bytes)},
             {"stream", std::to_string(g.waiting_stream_bytes)}});
   scalar("carewatch_waiting_calls", "gauge",
-         "Unary Evaluate calls waiting for the ledger (max_waiting_calls).",
+         "Unary calls waiting for the ledger, or on a queueing replica for the writer's answer "
+         "(max_waiting_calls).",
          std::to_string(g.waiting_calls));
   scalar("carewatch_open_streams", "gauge",
          "EvaluateStream and Signals.Subscribe streams open (max_streams).",
