@@ -338,6 +338,7 @@ Status DutyEngine::Recover() {
   std::vector<ledger::ObligationRow> open;
   s = store.ReadOpenObligations(&open);
   if (!s.ok()) return s;
+  obligations_.reserve(open.size());
   for (ledger::ObligationRow& row : open) {
     TrackedObligation& ob = obligations_[row.obligation_id];
     if (!ob.obligation.ParseFromString(row.body)) {
@@ -351,21 +352,12 @@ Status DutyEngine::Recover() {
     ob.record_grace = row.record_grace;
     ob.sweep_at = row.sweep_at;
     for (const auto& a : row.actions) ob.actions.push_back({a.action, a.taken_at});
-    sweep_due_.emplace(ob.sweep_at, row.obligation_id);
+    // The rows come by sweep time: each goes at the end.
+    sweep_due_.emplace_hint(sweep_due_.end(), ob.sweep_at, row.obligation_id);
   }
-  for (const auto& [id, ob] : obligations_) {
-    Key key{ob.service_id, ob.report_id};
-    if (reports_.count(key)) continue;
-    ReportState state;
-    bool found = false;
-    s = LoadReport(key, &state, &found);
-    if (!s.ok()) return s;
-    if (!found) {
-      return Status::DataLoss("open obligation " + id + " belongs to report " + ob.report_id +
-                              ", which the ledger does not index; run `carewatch verify`");
-    }
-    reports_[key] = std::move(state);
-  }
+  // Their reports are not read here: a command that needs one (an action,
+  // a retry) reads it from the store then (LoadReport), so a restart costs
+  // one row per open obligation, not a report's event and index row too.
   counts_.open = obligations_.size();
   // The systemic windows: what came due within retention.
   std::vector<ledger::ObligationRow> decided;

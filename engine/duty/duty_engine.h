@@ -294,7 +294,8 @@ class DutyEngine {
   // Digests of unflagged reports: without a ledger, or not waiting for
   // durability (batch jobs); otherwise the ledger's report index holds them.
   std::map<Key, std::string> seen_unflagged_;
-  std::map<std::string, TrackedObligation> obligations_;  // open only
+  // Open only; looked up by id, never iterated in order.
+  std::unordered_map<std::string, TrackedObligation> obligations_;
   std::multimap<int64_t, std::string> sweep_due_;         // open obligations by deadline + grace
   std::map<Key, Window> windows_;
   // How far back (seconds of deadline before the clock) memory holds each

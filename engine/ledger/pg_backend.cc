@@ -15,7 +15,9 @@
 #include <iterator>
 #include <map>
 #include <mutex>
+#include <string_view>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "engine/common/thread_name.h"
@@ -996,11 +998,11 @@ class PgBackend : public LedgerBackend {
                            " FROM obligations WHERE decided_seq = 0 ORDER BY sweep_at",
                        {}, "reading open obligations");
       if (!q.ok()) return q;
-      std::map<std::string, size_t> at;
-      for (int i = 0; i < r.res.rows(); ++i) {
-        out->push_back(ObligationFrom(r.res, i));
-        at[out->back().obligation_id] = out->size() - 1;
-      }
+      for (int i = 0; i < r.res.rows(); ++i) out->push_back(ObligationFrom(r.res, i));
+      // Built once `out` is complete: the views stay valid.
+      std::unordered_map<std::string_view, size_t> at;
+      at.reserve(out->size());
+      for (size_t i = 0; i < out->size(); ++i) at.emplace((*out)[i].obligation_id, i);
       q = r.Run(
           "SELECT a.obligation_id, a.action, a.taken_at FROM obligations o JOIN "
           "obligation_actions a ON a.obligation_id = o.obligation_id WHERE o.decided_seq = 0 "

@@ -16,6 +16,7 @@
 #include <map>
 #include <mutex>
 #include <thread>
+#include <string_view>
 #include <unordered_map>
 
 #include "engine/common/thread_name.h"
@@ -793,13 +794,13 @@ class SqliteBackend : public LedgerBackend {
                          " FROM obligations WHERE decided_seq = 0 ORDER BY sweep_at")
                             .c_str());
       if (!st.ok()) return Error(read_db_, "reading open obligations");
-      std::map<std::string, size_t> at;
       int rc;
-      while ((rc = st.Step()) == SQLITE_ROW) {
-        out->push_back(ObligationFrom(st));
-        at[out->back().obligation_id] = out->size() - 1;
-      }
+      while ((rc = st.Step()) == SQLITE_ROW) out->push_back(ObligationFrom(st));
       if (rc != SQLITE_DONE) return Error(read_db_, "reading open obligations");
+      // Built once `out` is complete: the views stay valid.
+      std::unordered_map<std::string_view, size_t> at;
+      at.reserve(out->size());
+      for (size_t i = 0; i < out->size(); ++i) at.emplace((*out)[i].obligation_id, i);
       Stmt acts(read_db_,
                 // CROSS JOIN keeps the open obligations (a partial index) as
                 // the outer loop: O(open), not a scan of every action.

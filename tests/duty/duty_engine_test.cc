@@ -1087,6 +1087,49 @@ TEST_F(DutyEngineState, ARestartReadsTheStateNotTheLog) {
   EXPECT_FALSE(ledger::VerifyLedger(ledger_->backend(), "").ok);
 }
 
+// A restart costs one row per open obligation: the reports they belong to
+// are read from the store only when a command needs one.
+TEST_F(DutyEngineState, ARestartDoesNotReadTheReportsOfOpenWork) {
+  Open();
+  Populate(50, 40);
+  now_ = kT0 + 49;
+  engine_.reset();
+  ledger_.reset();
+  // Damage the REPORT_FLAGGED events of five of the ten open reports: a
+  // restart that read them would stop there.
+  carewatch::testing::LedgerSql(
+      lo_.url,
+      "UPDATE events SET payload = ?1 WHERE seq IN (SELECT seq FROM report_index WHERE "
+      "report_id IN ('r45', 'r46', 'r47', 'r48', 'r49'))",
+      {carewatch::testing::SqlBytes(std::string(1, '\0'))});
+  Open();
+  EXPECT_EQ(engine_->counts().open, 10u);
+  EXPECT_EQ(engine_->obligations_in_memory(), 10u);
+  EXPECT_EQ(engine_->reports_in_memory(), 0u) << "no report is read at start-up";
+  // An action on an open report reads it then, and meets its obligation.
+  std::vector<v1::Obligation> obs;
+  for (const char* a : {"remove_content", "report_to_nca"}) {
+    ASSERT_TRUE(engine_->RecordAction({"svc", "r41", a, now_, "m"}, &obs).ok());
+  }
+  ASSERT_EQ(obs.size(), 1u);
+  EXPECT_EQ(obs[0].status(), v1::OBLIGATION_STATUS_MET);
+  // A retry of an open report gets its first verdict back from the store.
+  v1::Verdict v;
+  ASSERT_TRUE(engine_->SubmitReport(MakeReport("r42", kT0 + 42), &v).ok());
+  ASSERT_EQ(v.obligations_size(), 1);
+  EXPECT_EQ(v.obligations(0).status(), v1::OBLIGATION_STATUS_OPEN);
+  EXPECT_GT(v.ledger_seq(), 0u);
+  // An action on a damaged report is refused, naming what to run.
+  Status s = engine_->RecordAction({"svc", "r45", "remove_content", now_, "m"}, &obs);
+  EXPECT_EQ(s.code(), Status::Code::kDataLoss);
+  EXPECT_NE(s.message().find("carewatch verify"), std::string::npos) << s.message();
+  // The sweep needs no report: the rest are breached on time.
+  now_ = kT0 + 3 * kHour;
+  ASSERT_TRUE(engine_->Sweep(now_).ok());
+  EXPECT_EQ(engine_->counts().breached, 9u);
+  EXPECT_EQ(engine_->counts().met, 41u);
+}
+
 // A replica prepares a report (evaluation, digests) and the writer records
 // it: the log must be byte for byte what SubmitReport writes.
 TEST_F(DutyEngineState, APreparedReportIsRecordedExactlyAsASubmittedOne) {
