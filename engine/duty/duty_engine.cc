@@ -133,7 +133,7 @@ Status DutyEngine::Commit(std::vector<v1::LedgerEvent>* events, std::unique_lock
   for (const v1::LedgerEvent& e : *events) {
     if (e.type() == v1::REPORT_FLAGGED) {
       auto it = reports_.find({e.report_flagged().service_id(), e.report_flagged().report_id()});
-      if (it != reports_.end()) it->second.verdict.set_ledger_seq(e.seq());
+      if (it != reports_.end()) it->second.ledger_seq = e.seq();
     }
   }
   lock.unlock();
@@ -164,8 +164,8 @@ void DutyEngine::Apply(const v1::LedgerEvent& e) {
     case v1::REPORT_FLAGGED: {
       const auto& r = e.report_flagged();
       ReportState& state = reports_[{r.service_id(), r.report_id()}];
-      state.verdict = r.verdict();
-      state.verdict.set_ledger_seq(e.seq());
+      state.SetVerdict(r.verdict());
+      state.ledger_seq = e.seq();
       state.received_at = r.received_at().seconds();
       state.digest = r.report_digest();
       state.open = 0;
@@ -236,9 +236,11 @@ void DutyEngine::Apply(const v1::LedgerEvent& e) {
       }
       auto report = reports_.find({ob.service_id, ob.report_id});
       if (report != reports_.end()) {
-        for (v1::Obligation& o : *report->second.verdict.mutable_obligations()) {
+        v1::Verdict v = report->second.Verdict();
+        for (v1::Obligation& o : *v.mutable_obligations()) {
           if (o.obligation_id() == id) o.set_status(status);
         }
+        report->second.SetVerdict(v);
         if (--report->second.open == 0) to_retire_.push_back(report->first);
       }
       obligations_.erase(it);
@@ -403,6 +405,20 @@ Status DutyEngine::Recover() {
   return Status::Ok();
 }
 
+v1::Verdict DutyEngine::ReportState::Verdict() const {
+  v1::Verdict v;
+  // Bytes this process serialised itself: they parse.
+  (void)v.ParseFromString(verdict);
+  v.set_ledger_seq(ledger_seq);
+  return v;
+}
+
+void DutyEngine::ReportState::SetVerdict(const v1::Verdict& v) {
+  verdict.clear();
+  (void)v.SerializeToString(&verdict);
+  ledger_seq = v.ledger_seq();
+}
+
 Status DutyEngine::LoadReport(const Key& key, ReportState* out, bool* found) const {
   *found = false;
   if (!ledger_) return Status::Ok();
@@ -420,13 +436,12 @@ Status DutyEngine::LoadReport(const Key& key, ReportState* out, bool* found) con
                             std::to_string(row.seq) +
                             " is missing or corrupt; run `carewatch verify`");
   }
-  const v1::ReportFlagged& r = e.report_flagged();
-  out->verdict = r.verdict();
-  out->verdict.set_ledger_seq(row.seq);
-  out->received_at = r.received_at().seconds();
-  out->digest = r.report_digest();
+  v1::ReportFlagged* r = e.mutable_report_flagged();
+  v1::Verdict& verdict = *r->mutable_verdict();
+  out->received_at = r->received_at().seconds();
+  out->digest = r->report_digest();
   out->open = 0;
-  for (v1::Obligation& o : *out->verdict.mutable_obligations()) {
+  for (v1::Obligation& o : *verdict.mutable_obligations()) {
     if (obligations_.count(o.obligation_id())) {
       o.set_status(v1::OBLIGATION_STATUS_OPEN);
       ++out->open;
@@ -438,6 +453,8 @@ Status DutyEngine::LoadReport(const Key& key, ReportState* out, bool* found) con
     if (!s.ok()) return s;
     if (have) o.set_status(static_cast<v1::ObligationStatus>(ob.status));
   }
+  out->SetVerdict(verdict);
+  out->ledger_seq = row.seq;
   *found = true;
   return Status::Ok();
 }
@@ -717,8 +734,8 @@ Status DutyEngine::Once(
       if (!other) {
         auto it = reports_.find(key);
         if (it != reports_.end()) {
-          return Retry(key, digest, it->second.digest, it->second.verdict, verdict,
-                       "ledger seq " + std::to_string(it->second.verdict.ledger_seq()));
+          return Retry(key, digest, it->second.digest, it->second.Verdict(), verdict,
+                       "ledger seq " + std::to_string(it->second.ledger_seq));
         }
         auto seen = seen_unflagged_.find(key);
         if (seen != seen_unflagged_.end()) {
@@ -787,7 +804,7 @@ Status DutyEngine::Recorded(const std::string& service_id, const std::string& re
     bool have = false;
     s = LoadReport({service_id, report_id}, &state, &have);
     if (!s.ok()) return s;
-    if (have) first = state.verdict;
+    if (have) first = state.Verdict();
   }
   return Retry({service_id, report_id}, digest, row.digest, first, verdict,
                row.seq
@@ -962,7 +979,8 @@ Status DutyEngine::RecordAction(const ActionInput& in, std::vector<v1::Obligatio
                                    rules::FormatDateTime(report->second.received_at) + ")");
   }
   std::vector<std::string> applies;
-  for (const v1::Obligation& o : report->second.verdict.obligations()) {
+  const v1::Verdict first = report->second.Verdict();
+  for (const v1::Obligation& o : first.obligations()) {
     auto held = obligations_.find(o.obligation_id());
     if (held == obligations_.end()) continue;  // decided
     const TrackedObligation& ob = held->second;
@@ -1007,7 +1025,9 @@ Status DutyEngine::RecordAction(const ActionInput& in, std::vector<v1::Obligatio
   }
   for (const Key& k : touched) Detect(k, now, &events);
   decided_ = std::max(decided_, now);
-  for (const v1::Obligation& o : report->second.verdict.obligations()) {
+  // The statuses as the events above left them.
+  const v1::Verdict after = report->second.Verdict();
+  for (const v1::Obligation& o : after.obligations()) {
     // What is done and what is still owed, as the caller would ask next.
     v1::Obligation x = o;
     FillProgressLocked(&x);

@@ -182,11 +182,17 @@ class DutyEngine {
     int64_t sweep_at = 0;  // when the sweeper breaches it if still open
     std::vector<ActionRecord> actions;
   };
+  // A report in memory (open work, or not yet durable). Its verdict is kept
+  // serialised: a parsed one costs several times its bytes in memory, and it
+  // is read only by actions on the report and retries of it.
   struct ReportState {
-    v1::Verdict verdict;
+    std::string verdict;  // v1::Verdict, obligation statuses as last applied
+    uint64_t ledger_seq = 0;
     int64_t received_at = 0;
     std::string digest;
     int open = 0;  // obligations still open
+    v1::Verdict Verdict() const;
+    void SetVerdict(const v1::Verdict& v);
   };
   // A breach inside a systemic window.
   struct WindowBreach {
