@@ -3,17 +3,23 @@
 # For each size: a generated scenario replayed into a SQLite ledger, then
 # carewatchd started on it (same rules, same warm Hyperscan cache): time to
 # /readyz and RSS when ready. Figures are printed beside the smallest size's.
-# Usage: tools/bench/bench_state.sh [BUILD_DIR] [SIZES...]
+# Then open work: a fresh ledger loaded for OPEN_SECONDS (default 20; 0 skips)
+# with reports received now (`carewatch load`), so that their obligations are
+# still open, restarted beside an empty ledger in the same run.
+# Usage: [OPEN_SECONDS=20] tools/bench/bench_state.sh [BUILD_DIR] [SIZES...]
 set -euo pipefail
 build=${1:-build}
 shift || true
 sizes=("${@:-100000 1000000}")
+open_seconds=${OPEN_SECONDS:-20}
 [ $# -eq 0 ] && sizes=(100000 1000000)
 cw="$build/tools/carewatch"
 tmp=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$tmp"' EXIT
 "$cw" token new --principal bench --role admin | tail -n 1 > "$tmp/tok.line"
-{ echo "tokens:"; cat "$tmp/tok.line"; } > "$tmp/tokens.yaml"
+plat=$("$cw" token new --principal bench-platform --role platform --service example-social)
+{ echo "tokens:"; cat "$tmp/tok.line"; echo "$plat" | tail -n 1; } > "$tmp/tokens.yaml"
+plat_token=$(echo "$plat" | sed -n 's/^token: //p')
 port=$((20000 + RANDOM % 20000))
 
 # Starts carewatchd on ledger $1; prints "seconds_to_ready rss_kb".
@@ -64,3 +70,45 @@ n, ev, t, r, bt, br = sys.argv[1:]
 print(f"{int(n):<14,} {int(ev):<14,} {float(t):<16.3f} {int(r)/1024:<12.1f} {float(t)/float(bt):<10.2f} {int(r)/int(br):<10.2f}")
 PY
 done
+
+[ "$open_seconds" -gt 0 ] || exit 0
+# Open work: obligations whose deadlines have not passed when carewatchd restarts.
+best() {  # best time and lowest RSS of three starts on ledger $1
+  local bt="" br="" t r
+  for run in 1 2 3; do
+    read -r t r < <(start "$1")
+    if [ -z "$bt" ] || python3 -c "import sys; sys.exit(0 if $t < $bt else 1)"; then bt=$t; fi
+    if [ -z "$br" ] || [ "$r" -lt "$br" ]; then br=$r; fi
+  done
+  echo "$bt $br"
+}
+mkdir -p "$tmp/empty" "$tmp/open"
+start "$tmp/empty/ledger.db" > /dev/null
+read -r empty_t empty_r < <(best "$tmp/empty/ledger.db")
+"$build/tools/carewatchd" --listen "127.0.0.1:$port" --metrics "127.0.0.1:$((port + 1))" \
+  --rules rules --ledger "sqlite://$tmp/open/ledger.db" --tokens "$tmp/tokens.yaml" \
+  --cache-dir "$tmp/hs-cache" > "$tmp/d.log" 2>&1 &
+pid=$!
+for _ in $(seq 1 6000); do
+  curl -sf "http://127.0.0.1:$((port + 1))/readyz" > /dev/null 2>&1 && break
+  sleep 0.01
+done
+"$cw" load --server "127.0.0.1:$port" --token "$plat_token" --service example-social --stream \
+  -c 4 --window 64 --duration "${open_seconds}s" --run-id open > /dev/null 2>&1
+open=$(curl -s "http://127.0.0.1:$((port + 1))/metrics" |
+  awk '$1 == "carewatch_obligations{state=\"open\"}" {print $2}')
+kill -TERM "$pid"
+wait "$pid" || true
+read -r open_t open_r < <(best "$tmp/open/ledger.db")
+python3 - "$open" "$empty_t" "$empty_r" "$open_t" "$open_r" <<'PY'
+import sys
+n, et, er, ot, orr = sys.argv[1:]
+n = int(float(n))
+print()
+print(f"{'open obligations':<18} {'time to /readyz':<16} {'RSS (MB)':<10}")
+print(f"{0:<18,} {float(et):<16.3f} {int(er)/1024:<10.1f}")
+print(f"{n:<18,} {float(ot):<16.3f} {int(orr)/1024:<10.1f}")
+if n:
+    print(f"per open obligation: {(float(ot) - float(et)) / n * 1e6:.1f} us and "
+          f"{(int(orr) - int(er)) * 1024 / n:.0f} bytes more than an empty ledger")
+PY
