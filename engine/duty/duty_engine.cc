@@ -59,10 +59,9 @@ ledger::BatchExtras Dequeue(int64_t id) {
   return x;
 }
 
-bool IsRelevantAction(const v1::Obligation& ob, const std::string& action) {
+bool IsRelevantAction(const std::vector<std::string>& required, const std::string& action) {
   if (rules::IsDischargeAction(action)) return true;
-  return std::find(ob.required_actions().begin(), ob.required_actions().end(), action) !=
-         ob.required_actions().end();
+  return std::find(required.begin(), required.end(), action) != required.end();
 }
 
 }  // namespace
@@ -178,14 +177,13 @@ void DutyEngine::Apply(const v1::LedgerEvent& e) {
     case v1::OBLIGATION_OPENED: {
       const auto& o = e.obligation_opened();
       TrackedObligation& ob = obligations_[o.obligation().obligation_id()];
-      ob.obligation = o.obligation();
-      ob.obligation.set_status(v1::OBLIGATION_STATUS_OPEN);
+      Track(o.obligation(), &ob);
       ob.service_id = o.service_id();
       ob.report_id = o.report_id();
       ob.received_at = o.received_at().seconds();
       ob.record_grace = ledger::RecordGraceOf(e);
       ob.sweep_at = ledger::SweepAt(e);
-      sweep_due_.emplace(ob.sweep_at, ob.obligation.obligation_id());
+      sweep_due_.emplace(ob.sweep_at, ob.id);
       auto report = reports_.find({ob.service_id, ob.report_id});
       if (report != reports_.end()) ++report->second.open;
       ++counts_.open;
@@ -209,7 +207,7 @@ void DutyEngine::Apply(const v1::LedgerEvent& e) {
       if (it == obligations_.end()) break;  // decided once: only open ones are held
       TrackedObligation& ob = it->second;
       --counts_.open;
-      int64_t deadline = ob.obligation.deadline().seconds();
+      int64_t deadline = ob.deadline;
       auto range = sweep_due_.equal_range(ob.sweep_at);
       for (auto d = range.first; d != range.second; ++d) {
         if (d->second == id) {
@@ -223,7 +221,7 @@ void DutyEngine::Apply(const v1::LedgerEvent& e) {
                                         : v1::OBLIGATION_STATUS_BREACHED;
       // Every decided obligation has come due at its deadline: the window's
       // denominator counts it once its deadline is inside the window.
-      Window& w = windows_[{ob.service_id, ob.obligation.duty_id()}];
+      Window& w = windows_[{ob.service_id, ob.duty_id()}];
       w.due.insert(std::upper_bound(w.due.begin(), w.due.end(), deadline), deadline);
       if (status == v1::OBLIGATION_STATUS_MET) ++counts_.met;
       if (status == v1::OBLIGATION_STATUS_DISCHARGED) ++counts_.discharged;
@@ -278,6 +276,31 @@ void DutyEngine::Apply(const v1::LedgerEvent& e) {
     default:
       break;
   }
+}
+
+void DutyEngine::Track(const v1::Obligation& o, TrackedObligation* ob) {
+  ob->id = o.obligation_id();
+  ob->deadline = o.deadline().seconds();
+  ob->deadline_nanos = o.deadline().nanos();
+  // Length-prefixed: no two different terms share a key.
+  std::string key;
+  auto add = [&key](const std::string& part) {
+    key += std::to_string(part.size());
+    key += ':';
+    key += part;
+  };
+  add(o.rule_id());
+  add(o.duty_id());
+  for (const std::string& a : o.required_actions()) add(a);
+  auto& terms = terms_[key];
+  if (!terms) {
+    auto t = std::make_shared<ObligationTerms>();
+    t->rule_id = o.rule_id();
+    t->duty_id = o.duty_id();
+    t->required_actions.assign(o.required_actions().begin(), o.required_actions().end());
+    terms = std::move(t);
+  }
+  ob->terms = terms;
 }
 
 void DutyEngine::AddDecided(const ledger::ObligationRow& row) {
@@ -342,12 +365,13 @@ Status DutyEngine::Recover() {
   if (!s.ok()) return s;
   obligations_.reserve(open.size());
   for (ledger::ObligationRow& row : open) {
-    TrackedObligation& ob = obligations_[row.obligation_id];
-    if (!ob.obligation.ParseFromString(row.body)) {
+    v1::Obligation body;
+    if (!body.ParseFromString(row.body)) {
       return Status::DataLoss("the stored obligation " + row.obligation_id +
                               " does not parse; run `carewatch verify`");
     }
-    ob.obligation.set_status(v1::OBLIGATION_STATUS_OPEN);
+    TrackedObligation& ob = obligations_[row.obligation_id];
+    Track(body, &ob);
     ob.service_id = row.service_id;
     ob.report_id = row.report_id;
     ob.received_at = row.received_at;
@@ -885,17 +909,18 @@ void DutyEngine::BreachEvent(const TrackedObligation& ob, BreachKind kind, int64
                              std::vector<v1::LedgerEvent>* events) {
   v1::LedgerEvent e = NewEvent(v1::DUTY_BREACHED, at);
   v1::Breach* b = e.mutable_breach();
-  b->set_obligation_id(ob.obligation.obligation_id());
+  b->set_obligation_id(ob.id);
   b->set_report_id(ob.report_id);
   b->set_service_id(ob.service_id);
-  b->set_duty_id(ob.obligation.duty_id());
-  b->set_rule_id(ob.obligation.rule_id());
-  *b->mutable_deadline() = ob.obligation.deadline();
+  b->set_duty_id(ob.duty_id());
+  b->set_rule_id(ob.rule_id());
+  b->mutable_deadline()->set_seconds(ob.deadline);
+  b->mutable_deadline()->set_nanos(ob.deadline_nanos);
   b->set_kind(BreachKindName(kind));
   SetTime(b->mutable_at(), at);
   SetTime(b->mutable_recorded_at(), now);
-  int64_t deadline = ob.obligation.deadline().seconds();
-  for (const std::string& req : ob.obligation.required_actions()) {
+  const int64_t deadline = ob.deadline;
+  for (const std::string& req : ob.required_actions()) {
     bool recorded = false, on_time = false;
     for (const ActionRecord& a : ob.actions) {
       if (a.action != req) continue;
@@ -916,11 +941,11 @@ void DutyEngine::CloseEvent(const TrackedObligation& ob, ObligationState state, 
   v1::LedgerEvent closed =
       NewEvent(state == ObligationState::kMet ? v1::OBLIGATION_MET : v1::OBLIGATION_DISCHARGED, at);
   auto* c = closed.mutable_obligation_closed();
-  c->set_obligation_id(ob.obligation.obligation_id());
+  c->set_obligation_id(ob.id);
   c->set_report_id(ob.report_id);
   c->set_service_id(ob.service_id);
-  c->set_duty_id(ob.obligation.duty_id());
-  c->set_rule_id(ob.obligation.rule_id());
+  c->set_duty_id(ob.duty_id());
+  c->set_rule_id(ob.rule_id());
   SetTime(c->mutable_at(), at);
   Emit(events, std::move(closed));
 }
@@ -998,27 +1023,26 @@ Status DutyEngine::RecordAction(const ActionInput& in, std::vector<v1::Obligatio
     if (held == obligations_.end()) continue;
     // A copy: deciding it removes it from obligations_.
     const TrackedObligation ob = held->second;
-    const int64_t deadline = ob.obligation.deadline().seconds();
-    if (in.taken_at > deadline && IsRelevantAction(ob.obligation, in.action)) {
+    const int64_t deadline = ob.deadline;
+    if (in.taken_at > deadline && IsRelevantAction(ob.required_actions(), in.action)) {
       // The platform's own claim is after the deadline: late, attributed to
       // the claimed time.
       BreachEvent(ob, BreachKind::kLate, in.taken_at, now, &events);
-      touched.insert({ob.service_id, ob.obligation.duty_id()});
+      touched.insert({ob.service_id, ob.duty_id()});
       continue;
     }
     if (now - ob.record_grace > deadline) {
       // carewatch learns of this only now, past deadline + record_grace:
       // whatever taken_at claims, it cannot make the obligation on time.
       BreachEvent(ob, BreachKind::kLateRecorded, deadline, now, &events);
-      touched.insert({ob.service_id, ob.obligation.duty_id()});
+      touched.insert({ob.service_id, ob.duty_id()});
       continue;
     }
     // An action the obligation does not ask for, claimed after the deadline,
     // changes nothing: the sweeper breaches the obligation as missed.
     if (in.taken_at > deadline) continue;
-    std::vector<std::string> required(ob.obligation.required_actions().begin(),
-                                      ob.obligation.required_actions().end());
-    ObligationOutcome outcome = ResolveObligation(deadline, required, ob.actions, in.taken_at);
+    ObligationOutcome outcome =
+        ResolveObligation(deadline, ob.required_actions(), ob.actions, in.taken_at);
     if (outcome.state == ObligationState::kMet || outcome.state == ObligationState::kDischarged) {
       CloseEvent(ob, outcome.state, in.taken_at, &events);
     }
@@ -1054,12 +1078,12 @@ Status DutyEngine::Sweep(int64_t now) {
   while (!sweep_due_.empty() && sweep_due_.begin()->first < t) {
     auto first = sweep_due_.begin();
     auto ob = obligations_.find(first->second);
-    if (ob == obligations_.end() || ob->second.obligation.status() != v1::OBLIGATION_STATUS_OPEN) {
+    if (ob == obligations_.end()) {
       sweep_due_.erase(first);  // decided already (a duplicate entry)
       continue;
     }
     // Applying the breach removes it from sweep_due_.
-    BreachEvent(ob->second, BreachKind::kMissed, ob->second.obligation.deadline().seconds(), t,
+    BreachEvent(ob->second, BreachKind::kMissed, ob->second.deadline, t,
                 &events);
   }
   // Every window that holds breaches or an open finding is evaluated at the

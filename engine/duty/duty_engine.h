@@ -174,14 +174,28 @@ class DutyEngine {
   Counts counts() const;
 
  private:
+  // What every obligation of one rule owes alike: shared by them all, not
+  // held once per open obligation.
+  struct ObligationTerms {
+    std::string rule_id, duty_id;
+    std::vector<std::string> required_actions;
+  };
   struct TrackedObligation {
-    v1::Obligation obligation;
+    std::string id;
+    std::shared_ptr<const ObligationTerms> terms;
+    int64_t deadline = 0;  // seconds, and its nanos
+    int32_t deadline_nanos = 0;
     std::string service_id, report_id;
     int64_t received_at = 0;
     int64_t record_grace = 0;
     int64_t sweep_at = 0;  // when the sweeper breaches it if still open
     std::vector<ActionRecord> actions;
+    const std::string& duty_id() const { return terms->duty_id; }
+    const std::string& rule_id() const { return terms->rule_id; }
+    const std::vector<std::string>& required_actions() const { return terms->required_actions; }
   };
+  // `ob` tracked from the obligation it was opened with (status open).
+  void Track(const v1::Obligation& o, TrackedObligation* ob);
   // A report in memory (open work, or not yet durable). Its verdict is kept
   // serialised: a parsed one costs several times its bytes in memory, and it
   // is read only by actions on the report and retries of it.
@@ -302,6 +316,9 @@ class DutyEngine {
   std::map<Key, std::string> seen_unflagged_;
   // Open only; looked up by id, never iterated in order.
   std::unordered_map<std::string, TrackedObligation> obligations_;
+  // The terms tracked obligations share, by rule, duty and actions: as many
+  // as the rules ever active in this process.
+  std::map<std::string, std::shared_ptr<const ObligationTerms>> terms_;
   std::multimap<int64_t, std::string> sweep_due_;         // open obligations by deadline + grace
   std::map<Key, Window> windows_;
   // How far back (seconds of deadline before the clock) memory holds each
