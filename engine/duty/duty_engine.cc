@@ -303,12 +303,28 @@ void DutyEngine::Track(const v1::Obligation& o, TrackedObligation* ob) {
   ob->terms = terms;
 }
 
-void DutyEngine::AddDecided(const ledger::ObligationRow& row) {
-  Window& w = windows_[{row.service_id, row.duty_id}];
-  w.due.insert(std::upper_bound(w.due.begin(), w.due.end(), row.deadline), row.deadline);
-  if (row.status == v1::OBLIGATION_STATUS_BREACHED) {
-    w.breached.push_back(
-        {row.deadline, row.obligation_id, row.breach_kind, row.breach_at, row.finding_id});
+void DutyEngine::WindowAdder::Add(const ledger::LedgerBackend::WindowRow& row) {
+  Window* w = nullptr;
+  for (auto& [service, duty, window] : seen_) {
+    if (service == row.service_id && duty == row.duty_id) {
+      w = window;
+      break;
+    }
+  }
+  if (!w) {
+    std::string service(row.service_id), duty(row.duty_id);
+    w = &engine_->windows_[{service, duty}];
+    seen_.emplace_back(std::move(service), std::move(duty), w);
+  }
+  // Rows come by deadline: nearly always at the end.
+  if (w->due.empty() || w->due.back() <= row.deadline)
+    w->due.push_back(row.deadline);
+  else
+    w->due.insert(std::upper_bound(w->due.begin(), w->due.end(), row.deadline), row.deadline);
+  if (row.breached) {
+    w->breached.push_back({row.deadline, std::string(row.obligation_id),
+                           std::string(row.breach_kind), row.breach_at,
+                           std::string(row.finding_id)});
   }
 }
 
@@ -386,13 +402,13 @@ Status DutyEngine::Recover() {
   // one row per open obligation, not a report's event and index row too.
   counts_.open = obligations_.size();
   // The systemic windows: what came due within retention.
-  std::vector<ledger::ObligationRow> decided;
   const int64_t horizon = decided_ > INT64_MIN + options_.retention_seconds
                               ? decided_ - options_.retention_seconds
                               : INT64_MIN;
-  s = store.ReadDecidedObligations(horizon, &decided);
+  WindowAdder adder(this);
+  s = store.EachWindowRow(horizon,
+                          [&](const ledger::LedgerBackend::WindowRow& row) { adder.Add(row); });
   if (!s.ok()) return s;
-  for (const ledger::ObligationRow& row : decided) AddDecided(row);
   default_covered_ = options_.retention_seconds;
   SortWindows();
   // Open findings.
@@ -574,24 +590,26 @@ Status DutyEngine::Activate(std::shared_ptr<const eval::Evaluator> evaluator) {
   if (!reload.empty() && ledger_) {
     Status f = ledger_->Flush();
     if (!f.ok()) return f;
-    std::vector<ledger::ObligationRow> rows;
     int64_t longest = 0;
-    for (const rules::Duty* d : reload) longest = std::max(longest, d->systemic->window_seconds);
-    f = ledger_->backend().ReadDecidedObligations(
-        now > INT64_MIN + longest ? now - longest : INT64_MIN, &rows);
-    if (!f.ok()) return f;
+    std::map<std::string, int64_t, std::less<>> window_of;  // the reloaded duties
     for (const rules::Duty* d : reload) {
+      longest = std::max(longest, d->systemic->window_seconds);
+      window_of[d->id] = d->systemic->window_seconds;
       for (auto& [key, w] : windows_) {
         if (key.second != d->id) continue;
         w.due.clear();
         w.breached.clear();
       }
-      for (const ledger::ObligationRow& row : rows) {
-        if (row.duty_id == d->id && row.deadline > now - d->systemic->window_seconds)
-          AddDecided(row);
-      }
-      covered_[d->id] = d->systemic->window_seconds;
     }
+    WindowAdder adder(this);
+    f = ledger_->backend().EachWindowRow(
+        now > INT64_MIN + longest ? now - longest : INT64_MIN,
+        [&](const ledger::LedgerBackend::WindowRow& row) {
+          auto d = window_of.find(row.duty_id);
+          if (d != window_of.end() && row.deadline > now - d->second) adder.Add(row);
+        });
+    if (!f.ok()) return f;
+    for (const auto& [duty, seconds] : window_of) covered_[duty] = seconds;
     SortWindows();
   }
   extra_actions_.clear();
@@ -1083,8 +1101,7 @@ Status DutyEngine::Sweep(int64_t now) {
       continue;
     }
     // Applying the breach removes it from sweep_due_.
-    BreachEvent(ob->second, BreachKind::kMissed, ob->second.deadline, t,
-                &events);
+    BreachEvent(ob->second, BreachKind::kMissed, ob->second.deadline, t, &events);
   }
   // Every window that holds breaches or an open finding is evaluated at the
   // sweep's time: breaches came due, or the window slid.

@@ -12,6 +12,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <tuple>
 #include <unordered_map>
 #include <vector>
 
@@ -262,9 +263,18 @@ class DutyEngine {
   Status LoadReport(const Key& key, ReportState* out, bool* found) const;
   // Forgets reports whose obligations are all decided, once durable.
   void RetireDurable();
-  // Adds a decided obligation read from the store to its window (then
-  // SortWindows orders the breaches).
-  void AddDecided(const ledger::ObligationRow& row);
+  // Adds decided obligations read from the store to their windows (then
+  // SortWindows orders the breaches), finding each row's window among those
+  // it found before.
+  class WindowAdder {
+   public:
+    explicit WindowAdder(DutyEngine* engine) : engine_(engine) {}
+    void Add(const ledger::LedgerBackend::WindowRow& row);
+
+   private:
+    DutyEngine* engine_;
+    std::vector<std::tuple<std::string, std::string, Window*>> seen_;
+  };
   void SortWindows();
   // Applies `e` at once and keeps it for Commit.
   void Emit(std::vector<v1::LedgerEvent>* events, v1::LedgerEvent e);
@@ -319,7 +329,7 @@ class DutyEngine {
   // The terms tracked obligations share, by rule, duty and actions: as many
   // as the rules ever active in this process.
   std::map<std::string, std::shared_ptr<const ObligationTerms>> terms_;
-  std::multimap<int64_t, std::string> sweep_due_;         // open obligations by deadline + grace
+  std::multimap<int64_t, std::string> sweep_due_;  // open obligations by deadline + grace
   std::map<Key, Window> windows_;
   // How far back (seconds of deadline before the clock) memory holds each
   // duty's decided obligations; default_covered_ for duties not listed

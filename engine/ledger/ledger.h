@@ -210,6 +210,22 @@ class LedgerBackend {
   // body or actions (O(rows returned)).
   virtual Status ReadDecidedObligations(int64_t deadline_after,
                                         std::vector<ObligationRow>* out) = 0;
+  // A decided obligation as a systemic window counts it. The views are
+  // valid during the callback only.
+  struct WindowRow {
+    std::string_view service_id, duty_id;
+    int64_t deadline = 0;
+    bool breached = false;
+    // Breached only (empty otherwise):
+    std::string_view obligation_id, breach_kind, finding_id;
+    int64_t breach_at = 0;
+  };
+  // Calls `each` for every decided obligation whose deadline is after
+  // `deadline_after`, by deadline, reading only what the windows need and
+  // holding no more than one row (a restart reads every obligation that came
+  // due within retention).
+  virtual Status EachWindowRow(int64_t deadline_after,
+                               const std::function<void(const WindowRow&)>& each) = 0;
   virtual Status ReadObligation(const std::string& obligation_id, ObligationRow* out,
                                 bool* found) = 0;
   // The current row of a finding (FindingReader).

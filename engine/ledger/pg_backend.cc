@@ -192,6 +192,11 @@ class Result {
   std::string Text(int row, int col) const {
     return std::string(PQgetvalue(r_, row, col), static_cast<size_t>(PQgetlength(r_, row, col)));
   }
+  // Valid while the result is.
+  std::string_view View(int row, int col) const {
+    return std::string_view(PQgetvalue(r_, row, col),
+                            static_cast<size_t>(PQgetlength(r_, row, col)));
+  }
   int64_t Int(int row, int col) const {
     return std::strtoll(PQgetvalue(r_, row, col), nullptr, 10);
   }
@@ -1030,6 +1035,29 @@ class PgBackend : public LedgerBackend {
         {I(deadline_after)}, "reading decided obligations");
     if (!s.ok()) return s;
     for (int i = 0; i < r.res.rows(); ++i) out->push_back(ObligationFrom(r.res, i));
+    return Status::Ok();
+  }
+
+  Status EachWindowRow(int64_t deadline_after,
+                       const std::function<void(const WindowRow&)>& each) override {
+    Read r(this);
+    Status s = r.Run(
+        "SELECT service_id, duty_id, deadline, status, obligation_id, breach_kind, breach_at, "
+        "finding_id FROM obligations WHERE decided_seq > 0 AND deadline > $1 ORDER BY deadline",
+        {I(deadline_after)}, "reading decided obligations");
+    if (!s.ok()) return s;
+    WindowRow row;
+    for (int i = 0; i < r.res.rows(); ++i) {
+      row.service_id = r.res.View(i, 0);
+      row.duty_id = r.res.View(i, 1);
+      row.deadline = r.res.Int(i, 2);
+      row.breached = r.res.Int(i, 3) == v1::OBLIGATION_STATUS_BREACHED;
+      row.obligation_id = row.breached ? r.res.View(i, 4) : std::string_view();
+      row.breach_kind = row.breached ? r.res.View(i, 5) : std::string_view();
+      row.breach_at = row.breached ? r.res.Int(i, 6) : 0;
+      row.finding_id = row.breached ? r.res.View(i, 7) : std::string_view();
+      each(row);
+    }
     return Status::Ok();
   }
 

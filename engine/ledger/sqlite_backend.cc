@@ -15,8 +15,8 @@
 #include <filesystem>
 #include <map>
 #include <mutex>
-#include <thread>
 #include <string_view>
+#include <thread>
 #include <unordered_map>
 
 #include "engine/common/thread_name.h"
@@ -184,6 +184,13 @@ class Stmt {
   std::string Text(int col) {
     const unsigned char* p = sqlite3_column_text(stmt_, col);
     return p ? std::string(reinterpret_cast<const char*>(p)) : std::string();
+  }
+  // Valid until the statement steps, resets or ends.
+  std::string_view View(int col) {
+    const unsigned char* p = sqlite3_column_text(stmt_, col);
+    if (!p) return {};
+    return std::string_view(reinterpret_cast<const char*>(p),
+                            static_cast<size_t>(sqlite3_column_bytes(stmt_, col)));
   }
 
  private:
@@ -829,6 +836,31 @@ class SqliteBackend : public LedgerBackend {
     st.Bind(1, deadline_after);
     int rc;
     while ((rc = st.Step()) == SQLITE_ROW) out->push_back(ObligationFrom(st));
+    return rc == SQLITE_DONE ? Status::Ok() : Error(read_db_, "reading decided obligations");
+  }
+
+  Status EachWindowRow(int64_t deadline_after,
+                       const std::function<void(const WindowRow&)>& each) override {
+    std::lock_guard<std::mutex> lock(read_mu_);
+    Stmt st(read_db_,
+            "SELECT service_id, duty_id, deadline, status, obligation_id, breach_kind, breach_at, "
+            "finding_id FROM obligations WHERE decided_seq > 0 AND deadline > ? ORDER BY deadline");
+    if (!st.ok()) return Error(read_db_, "reading decided obligations");
+    st.Bind(1, deadline_after);
+    int rc;
+    WindowRow row;
+    while ((rc = st.Step()) == SQLITE_ROW) {
+      row.service_id = st.View(0);
+      row.duty_id = st.View(1);
+      row.deadline = st.Int(2);
+      row.breached = st.Int(3) == v1::OBLIGATION_STATUS_BREACHED;
+      // Columns a row does not need are never read from it.
+      row.obligation_id = row.breached ? st.View(4) : std::string_view();
+      row.breach_kind = row.breached ? st.View(5) : std::string_view();
+      row.breach_at = row.breached ? st.Int(6) : 0;
+      row.finding_id = row.breached ? st.View(7) : std::string_view();
+      each(row);
+    }
     return rc == SQLITE_DONE ? Status::Ok() : Error(read_db_, "reading decided obligations");
   }
 

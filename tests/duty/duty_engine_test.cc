@@ -1130,6 +1130,66 @@ TEST_F(DutyEngineState, ARestartDoesNotReadTheReportsOfOpenWork) {
   EXPECT_EQ(engine_->counts().met, 41u);
 }
 
+// The systemic windows a restart reads back (rows of several services, by
+// deadline, interleaved) decide later findings exactly as the windows of an
+// engine that never restarted.
+TEST_F(DutyEngineState, WindowsReadByARestartDecideAsThoseNeverRestarted) {
+  Open();
+  ledger::LedgerOptions other = lo_;
+  other.url = carewatch::testing::FreshLedgerUrl(dir_, "twin");
+  std::unique_ptr<ledger::Ledger> ledger2;
+  ASSERT_TRUE(ledger::Ledger::Open(other, &ledger2).ok());
+  DutyEngineOptions options;
+  options.hmac_key = "k";
+  options.now = [this] { return now_; };
+  DutyEngine twin(ledger2.get(), options);
+  ASSERT_TRUE(twin.Recover().ok());
+  ASSERT_TRUE(twin.Activate(LoadEvaluator(Pack())).ok());
+  // Each service's share of breaches: none, 4 of 10 (below the 50% rate),
+  // 6 of 10 (a finding).
+  const std::vector<std::pair<std::string, int>> services = {{"a", 0}, {"b", 4}, {"c", 6}};
+  auto submit = [&](const std::string& id, const std::string& service, bool act) {
+    for (DutyEngine* e : {engine_.get(), &twin}) {
+      v1::Verdict v;
+      ASSERT_TRUE(e->SubmitReport(MakeReport(id, now_, service), &v).ok());
+      if (!act) continue;
+      std::vector<v1::Obligation> obs;
+      for (const char* a : {"remove_content", "report_to_nca"})
+        ASSERT_TRUE(e->RecordAction({service, id, a, now_, "m"}, &obs).ok());
+    }
+  };
+  for (int i = 0; i < 10; ++i) {
+    for (const auto& [service, missed] : services) {
+      now_ = kT0 + i * 60;
+      submit(service + std::to_string(i), service, i >= missed);
+    }
+  }
+  now_ = kT0 + 2 * kHour;
+  ASSERT_TRUE(engine_->Sweep(now_).ok());
+  ASSERT_TRUE(twin.Sweep(now_).ok());
+  Open();  // only engine_ restarts
+  // Two more breaches each: b reaches 6 of 12, the rate.
+  for (int i = 0; i < 2; ++i) {
+    for (const auto& [service, missed] : services)
+      submit(service + "-late" + std::to_string(i), service, false);
+  }
+  now_ += 2 * kHour;
+  ASSERT_TRUE(engine_->Sweep(now_).ok());
+  ASSERT_TRUE(twin.Sweep(now_).ok());
+  std::vector<v1::Finding> restarted, never;
+  ASSERT_TRUE(ledger_->backend().QueryFindings({}, &restarted).ok());
+  ASSERT_TRUE(ledger2->backend().QueryFindings({}, &never).ok());
+  ASSERT_EQ(restarted.size(), 2u) << "b and c";
+  ASSERT_EQ(restarted.size(), never.size());
+  for (size_t i = 0; i < never.size(); ++i) {
+    EXPECT_EQ(restarted[i].service_id(), never[i].service_id());
+    EXPECT_EQ(restarted[i].obligations(), never[i].obligations()) << never[i].service_id();
+    EXPECT_EQ(restarted[i].window_breaches(), never[i].window_breaches());
+    EXPECT_EQ(restarted[i].breaches(), never[i].breaches());
+    EXPECT_EQ(restarted[i].obligation_ids_size(), never[i].obligation_ids_size());
+  }
+}
+
 // A replica prepares a report (evaluation, digests) and the writer records
 // it: the log must be byte for byte what SubmitReport writes.
 TEST_F(DutyEngineState, APreparedReportIsRecordedExactlyAsASubmittedOne) {
