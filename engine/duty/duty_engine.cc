@@ -375,28 +375,32 @@ Status DutyEngine::Recover() {
       Apply(e);
     }
   }
-  // Open obligations, and the reports they belong to.
-  std::vector<ledger::ObligationRow> open;
-  s = store.ReadOpenObligations(&open);
+  // Open obligations, one row at a time, then their actions.
+  s = store.EachOpenObligation(
+      [&](ledger::ObligationRow& row) {
+        v1::Obligation body;
+        if (!body.ParseFromString(row.body)) {
+          return Status::DataLoss("the stored obligation " + row.obligation_id +
+                                  " does not parse; run `carewatch verify`");
+        }
+        TrackedObligation& ob = obligations_[row.obligation_id];
+        Track(body, &ob);
+        ob.service_id = std::move(row.service_id);
+        ob.report_id = std::move(row.report_id);
+        ob.received_at = row.received_at;
+        ob.record_grace = row.record_grace;
+        ob.sweep_at = row.sweep_at;
+        ob.actions.clear();
+        // The rows come by sweep time: each goes at the end.
+        sweep_due_.emplace_hint(sweep_due_.end(), ob.sweep_at, ob.id);
+        return Status::Ok();
+      },
+      [&](std::string_view id, ledger::ObligationActionRow&& a) {
+        auto it = obligations_.find(std::string(id));
+        if (it != obligations_.end())
+          it->second.actions.push_back({std::move(a.action), a.taken_at});
+      });
   if (!s.ok()) return s;
-  obligations_.reserve(open.size());
-  for (ledger::ObligationRow& row : open) {
-    v1::Obligation body;
-    if (!body.ParseFromString(row.body)) {
-      return Status::DataLoss("the stored obligation " + row.obligation_id +
-                              " does not parse; run `carewatch verify`");
-    }
-    TrackedObligation& ob = obligations_[row.obligation_id];
-    Track(body, &ob);
-    ob.service_id = row.service_id;
-    ob.report_id = row.report_id;
-    ob.received_at = row.received_at;
-    ob.record_grace = row.record_grace;
-    ob.sweep_at = row.sweep_at;
-    for (const auto& a : row.actions) ob.actions.push_back({a.action, a.taken_at});
-    // The rows come by sweep time: each goes at the end.
-    sweep_due_.emplace_hint(sweep_due_.end(), ob.sweep_at, row.obligation_id);
-  }
   // Their reports are not read here: a command that needs one (an action,
   // a retry) reads it from the store then (LoadReport), so a restart costs
   // one row per open obligation, not a report's event and index row too.

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <unordered_map>
 
 #include "engine/common/digest.h"
 #include "engine/common/thread_name.h"
@@ -274,6 +275,22 @@ void Ledger::FinisherLoop() {
       for (const auto& t : batch) t->Finish(status);
     }
   }
+}
+
+Status LedgerBackend::ReadOpenObligations(std::vector<ObligationRow>* out) {
+  const size_t first = out->size();
+  std::unordered_map<std::string, size_t> at;
+  return EachOpenObligation(
+      [&](ObligationRow& row) {
+        at.emplace(row.obligation_id, out->size());
+        out->push_back(std::move(row));
+        return Status::Ok();
+      },
+      [&](std::string_view id, ObligationActionRow&& a) {
+        auto it = at.find(std::string(id));
+        if (it != at.end() && it->second >= first)
+          (*out)[it->second].actions.push_back(std::move(a));
+      });
 }
 
 std::shared_ptr<Ledger::Ticket> Ledger::Enqueue(std::vector<v1::LedgerEvent>* events,

@@ -204,8 +204,16 @@ class LedgerBackend {
   // --- The engine's state.
   // The counters (kCounterNames) and the latest server time recorded.
   virtual Status ReadCounters(std::map<std::string, int64_t>* counters, int64_t* clock) = 0;
-  // Open obligations with their actions (O(open)).
-  virtual Status ReadOpenObligations(std::vector<ObligationRow>* out) = 0;
+  // Open obligations (O(open)), from one snapshot: `row` hears each one,
+  // without its actions, by sweep time; then `action` each action recorded
+  // on an open obligation, in the order recorded. Nothing is gathered: a
+  // restart holds one row at a time. A failure `row` returns ends the read.
+  virtual Status EachOpenObligation(
+      const std::function<Status(ObligationRow& row)>& row,
+      const std::function<void(std::string_view obligation_id, ObligationActionRow&& action)>&
+          action) = 0;
+  // Open obligations with their actions, gathered (verifiers).
+  Status ReadOpenObligations(std::vector<ObligationRow>* out);
   // Decided obligations whose deadline is after `deadline_after`, without
   // body or actions (O(rows returned)).
   virtual Status ReadDecidedObligations(int64_t deadline_after,

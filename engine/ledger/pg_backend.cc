@@ -991,7 +991,9 @@ class PgBackend : public LedgerBackend {
     snapshot_ = false;
   }
 
-  Status ReadOpenObligations(std::vector<ObligationRow>* out) override {
+  Status EachOpenObligation(
+      const std::function<Status(ObligationRow& row)>& row,
+      const std::function<void(std::string_view, ObligationActionRow&&)>& action) override {
     Read r(this);
     // One snapshot, so the actions agree with the obligations (the open
     // snapshot's, if there is one).
@@ -1003,22 +1005,19 @@ class PgBackend : public LedgerBackend {
                            " FROM obligations WHERE decided_seq = 0 ORDER BY sweep_at",
                        {}, "reading open obligations");
       if (!q.ok()) return q;
-      for (int i = 0; i < r.res.rows(); ++i) out->push_back(ObligationFrom(r.res, i));
-      // Built once `out` is complete: the views stay valid.
-      std::unordered_map<std::string_view, size_t> at;
-      at.reserve(out->size());
-      for (size_t i = 0; i < out->size(); ++i) at.emplace((*out)[i].obligation_id, i);
+      for (int i = 0; i < r.res.rows(); ++i) {
+        ObligationRow o = ObligationFrom(r.res, i);
+        Status each = row(o);
+        if (!each.ok()) return each;
+      }
       q = r.Run(
           "SELECT a.obligation_id, a.action, a.taken_at FROM obligations o JOIN "
           "obligation_actions a ON a.obligation_id = o.obligation_id WHERE o.decided_seq = 0 "
           "ORDER BY a.id",
           {}, "reading actions");
       if (!q.ok()) return q;
-      for (int i = 0; i < r.res.rows(); ++i) {
-        auto it = at.find(r.res.Text(i, 0));
-        if (it != at.end())
-          (*out)[it->second].actions.push_back({r.res.Text(i, 1), r.res.Int(i, 2)});
-      }
+      for (int i = 0; i < r.res.rows(); ++i)
+        action(r.res.View(i, 0), {r.res.Text(i, 1), r.res.Int(i, 2)});
       return Status::Ok();
     }();
     if (own) (void)r.Exec(s.ok() ? "COMMIT" : "ROLLBACK");

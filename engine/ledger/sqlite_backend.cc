@@ -790,7 +790,9 @@ class SqliteBackend : public LedgerBackend {
     return r;
   }
 
-  Status ReadOpenObligations(std::vector<ObligationRow>* out) override {
+  Status EachOpenObligation(
+      const std::function<Status(ObligationRow& row)>& row,
+      const std::function<void(std::string_view, ObligationActionRow&&)>& action) override {
     std::lock_guard<std::mutex> lock(read_mu_);
     // One read transaction, so the actions agree with the obligations (the
     // snapshot's, when one is open).
@@ -802,12 +804,12 @@ class SqliteBackend : public LedgerBackend {
                             .c_str());
       if (!st.ok()) return Error(read_db_, "reading open obligations");
       int rc;
-      while ((rc = st.Step()) == SQLITE_ROW) out->push_back(ObligationFrom(st));
+      while ((rc = st.Step()) == SQLITE_ROW) {
+        ObligationRow r = ObligationFrom(st);
+        Status each = row(r);
+        if (!each.ok()) return each;
+      }
       if (rc != SQLITE_DONE) return Error(read_db_, "reading open obligations");
-      // Built once `out` is complete: the views stay valid.
-      std::unordered_map<std::string_view, size_t> at;
-      at.reserve(out->size());
-      for (size_t i = 0; i < out->size(); ++i) at.emplace((*out)[i].obligation_id, i);
       Stmt acts(read_db_,
                 // CROSS JOIN keeps the open obligations (a partial index) as
                 // the outer loop: O(open), not a scan of every action.
@@ -815,10 +817,7 @@ class SqliteBackend : public LedgerBackend {
                 "obligation_actions a ON a.obligation_id = o.obligation_id WHERE "
                 "o.decided_seq = 0 ORDER BY a.rowid");
       if (!acts.ok()) return Error(read_db_, "reading actions");
-      while ((rc = acts.Step()) == SQLITE_ROW) {
-        auto it = at.find(acts.Text(0));
-        if (it != at.end()) (*out)[it->second].actions.push_back({acts.Text(1), acts.Int(2)});
-      }
+      while ((rc = acts.Step()) == SQLITE_ROW) action(acts.View(0), {acts.Text(1), acts.Int(2)});
       return rc == SQLITE_DONE ? Status::Ok() : Error(read_db_, "reading actions");
     }();
     if (!snapshot_) (void)Exec(read_db_, "COMMIT");
