@@ -278,8 +278,7 @@ void Ledger::FinisherLoop() {
 }
 
 Status LedgerBackend::ReadOpenObligations(std::vector<ObligationRow>* out) {
-  const size_t first = out->size();
-  std::unordered_map<std::string, size_t> at;
+  std::unordered_map<std::string, size_t> at;  // where each row went in `out`
   return EachOpenObligation(
       [&](ObligationRow& row) {
         at.emplace(row.obligation_id, out->size());
@@ -288,8 +287,7 @@ Status LedgerBackend::ReadOpenObligations(std::vector<ObligationRow>* out) {
       },
       [&](std::string_view id, ObligationActionRow&& a) {
         auto it = at.find(std::string(id));
-        if (it != at.end() && it->second >= first)
-          (*out)[it->second].actions.push_back(std::move(a));
+        if (it != at.end()) (*out)[it->second].actions.push_back(std::move(a));
       });
 }
 

@@ -208,6 +208,7 @@ class LedgerBackend {
   // without its actions, by sweep time; then `action` each action recorded
   // on an open obligation, in the order recorded. Nothing is gathered: a
   // restart holds one row at a time. A failure `row` returns ends the read.
+  // The callbacks run inside the read: they must not call the backend.
   virtual Status EachOpenObligation(
       const std::function<Status(ObligationRow& row)>& row,
       const std::function<void(std::string_view obligation_id, ObligationActionRow&& action)>&
@@ -231,7 +232,8 @@ class LedgerBackend {
   // Calls `each` for every decided obligation whose deadline is after
   // `deadline_after`, by deadline, reading only what the windows need and
   // holding no more than one row (a restart reads every obligation that came
-  // due within retention).
+  // due within retention). `each` runs inside the read: it must not call the
+  // backend.
   virtual Status EachWindowRow(int64_t deadline_after,
                                const std::function<void(const WindowRow&)>& each) = 0;
   virtual Status ReadObligation(const std::string& obligation_id, ObligationRow* out,
