@@ -971,7 +971,9 @@ class PgBackend : public LedgerBackend {
   Status BeginSnapshot() override {
     if (!read_only_) return Status::Ok();
     if (snapshot_depth_++ > 0) return Status::Ok();  // within the open one
-    Read r(this);
+    // On the connection every read in the snapshot uses (Read), whichever
+    // the round robin would give next.
+    Read r(this, &reads_[0]);
     Status s = r.Exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
     // The snapshot is taken at the transaction's first query: now.
     if (s.ok()) s = r.Run("SELECT 1", {}, "opening a read snapshot");
@@ -1452,6 +1454,7 @@ class PgBackend : public LedgerBackend {
                    ? &b->reads_[0]
                    : &b->reads_[b->next_read_.fetch_add(1, std::memory_order_relaxed) % kReads]),
           lock(conn->mu) {}
+    Read(PgBackend* b, Conn* c) : in_snapshot(b->snapshot_), conn(c), lock(conn->mu) {}
     Status Run(const std::string& sql, const std::vector<Param>& params, const std::string& what) {
       Status s = conn->Run(sql, params, &res, what);
       // A session the database ended (it restarted) is found out by the

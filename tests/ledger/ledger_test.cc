@@ -455,6 +455,16 @@ TEST_F(LedgerTest, AReadSnapshotSeesOneMomentWhileTheWriterAppends) {
   ASSERT_TRUE(reader->ReadTreeSize(&size).ok());
   EXPECT_EQ(size, 15u) << "reads after the snapshot see the appends";
   EXPECT_TRUE(VerifyLedger(*reader, "").ok);
+  // A snapshot begun after other reads (which a backend may spread over
+  // several connections) is still one moment for every read inside it.
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(reader->ReadTreeSize(&size).ok());
+  {
+    ReadSnapshot snapshot(*reader);
+    ASSERT_TRUE(snapshot.status().ok()) << snapshot.status().message();
+    AppendEvents(*l, 5);
+    ASSERT_TRUE(reader->ReadTreeSize(&size).ok());
+    EXPECT_EQ(size, 15u) << "a later snapshot saw an append made after it began";
+  }
 }
 
 // A reader of another process that holds one snapshot for long (`sqlite3
