@@ -4,6 +4,7 @@
 #include <libpq-fe.h>
 #include <poll.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cerrno>
@@ -168,6 +169,9 @@ int HexValue(char c) {
   if (c >= 'A' && c <= 'F') return c - 'A' + 10;
   return -1;
 }
+
+// SetPostgresReadChunk.
+std::atomic<int> g_read_chunk{4096};
 
 class Result {
  public:
@@ -1003,24 +1007,21 @@ class PgBackend : public LedgerBackend {
     Status s = own ? r.Exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") : Status::Ok();
     if (!s.ok()) return s;
     s = [&]() -> Status {
-      Status q = r.Run(std::string("SELECT ") + kObligationColumns +
-                           " FROM obligations WHERE decided_seq = 0 ORDER BY sweep_at",
-                       {}, "reading open obligations");
+      Status q = r.Each(std::string("SELECT ") + kObligationColumns +
+                            " FROM obligations WHERE decided_seq = 0 ORDER BY sweep_at",
+                        {}, "reading open obligations", [&](const Result& res, int i) {
+                          ObligationRow o = ObligationFrom(res, i);
+                          return row(o);
+                        });
       if (!q.ok()) return q;
-      for (int i = 0; i < r.res.rows(); ++i) {
-        ObligationRow o = ObligationFrom(r.res, i);
-        Status each = row(o);
-        if (!each.ok()) return each;
-      }
-      q = r.Run(
+      return r.Each(
           "SELECT a.obligation_id, a.action, a.taken_at FROM obligations o JOIN "
           "obligation_actions a ON a.obligation_id = o.obligation_id WHERE o.decided_seq = 0 "
           "ORDER BY a.id",
-          {}, "reading actions");
-      if (!q.ok()) return q;
-      for (int i = 0; i < r.res.rows(); ++i)
-        action(r.res.View(i, 0), {r.res.Text(i, 1), r.res.Int(i, 2)});
-      return Status::Ok();
+          {}, "reading actions", [&](const Result& res, int i) {
+            action(res.View(i, 0), {res.Text(i, 1), res.Int(i, 2)});
+            return Status::Ok();
+          });
     }();
     if (own) (void)r.Exec(s.ok() ? "COMMIT" : "ROLLBACK");
     return s;
@@ -1042,24 +1043,27 @@ class PgBackend : public LedgerBackend {
   Status EachWindowRow(int64_t deadline_after,
                        const std::function<void(const WindowRow&)>& each) override {
     Read r(this);
-    Status s = r.Run(
-        "SELECT service_id, duty_id, deadline, status, obligation_id, breach_kind, breach_at, "
-        "finding_id FROM obligations WHERE decided_seq > 0 AND deadline > $1 ORDER BY deadline",
-        {I(deadline_after)}, "reading decided obligations");
+    const bool own = !snapshot_;
+    Status s = own ? r.Exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") : Status::Ok();
     if (!s.ok()) return s;
     WindowRow row;
-    for (int i = 0; i < r.res.rows(); ++i) {
-      row.service_id = r.res.View(i, 0);
-      row.duty_id = r.res.View(i, 1);
-      row.deadline = r.res.Int(i, 2);
-      row.breached = r.res.Int(i, 3) == v1::OBLIGATION_STATUS_BREACHED;
-      row.obligation_id = row.breached ? r.res.View(i, 4) : std::string_view();
-      row.breach_kind = row.breached ? r.res.View(i, 5) : std::string_view();
-      row.breach_at = row.breached ? r.res.Int(i, 6) : 0;
-      row.finding_id = row.breached ? r.res.View(i, 7) : std::string_view();
-      each(row);
-    }
-    return Status::Ok();
+    s = r.Each(
+        "SELECT service_id, duty_id, deadline, status, obligation_id, breach_kind, breach_at, "
+        "finding_id FROM obligations WHERE decided_seq > 0 AND deadline > $1 ORDER BY deadline",
+        {I(deadline_after)}, "reading decided obligations", [&](const Result& res, int i) {
+          row.service_id = res.View(i, 0);
+          row.duty_id = res.View(i, 1);
+          row.deadline = res.Int(i, 2);
+          row.breached = res.Int(i, 3) == v1::OBLIGATION_STATUS_BREACHED;
+          row.obligation_id = row.breached ? res.View(i, 4) : std::string_view();
+          row.breach_kind = row.breached ? res.View(i, 5) : std::string_view();
+          row.breach_at = row.breached ? res.Int(i, 6) : 0;
+          row.finding_id = row.breached ? res.View(i, 7) : std::string_view();
+          each(row);
+          return Status::Ok();
+        });
+    if (own) (void)r.Exec(s.ok() ? "COMMIT" : "ROLLBACK");
+    return s;
   }
 
   Status ReadObligation(const std::string& id, ObligationRow* out, bool* found) override {
@@ -1463,6 +1467,32 @@ class PgBackend : public LedgerBackend {
       // with the old one.
       if (!s.ok() && !conn->raw() && !in_snapshot) s = conn->Run(sql, params, &res, what);
       return s;
+    }
+    // Streams the rows of `sql` through a cursor, a chunk at a time, so
+    // that a result as long as the ledger's history (every decided
+    // obligation within retention) is never held whole in memory.
+    // REQUIRES: inside a transaction; `row` must not use this Read.
+    Status Each(const std::string& sql, const std::vector<Param>& params, const std::string& what,
+                const std::function<Status(const Result&, int)>& row) {
+      Status s = conn->Run("DECLARE cw_each NO SCROLL CURSOR FOR " + sql, params, nullptr, what);
+      if (!s.ok()) return s;
+      const int chunk = g_read_chunk.load(std::memory_order_relaxed);
+      const std::string fetch = "FETCH " + std::to_string(chunk) + " FROM cw_each";
+      s = [&]() -> Status {
+        for (;;) {
+          Status f = conn->Run(fetch, {}, &res, what);
+          if (!f.ok()) return f;
+          for (int i = 0; i < res.rows(); ++i) {
+            f = row(res, i);
+            if (!f.ok()) return f;
+          }
+          if (res.rows() < chunk) return Status::Ok();
+        }
+      }();
+      res = Result();
+      // Closed on every path: a snapshot's transaction outlives this read.
+      Status closed = conn->Run("CLOSE cw_each", {}, nullptr, what);
+      return s.ok() ? closed : s;
     }
     const bool in_snapshot;
     Status Exec(const std::string& sql) { return conn->Exec(sql, "reading"); }
@@ -2211,6 +2241,8 @@ Status OpenCommandQueue(const std::string& url, int busy_timeout_ms,
   *out = std::move(q);
   return Status::Ok();
 }
+
+void SetPostgresReadChunk(int rows) { g_read_chunk.store(std::max(rows, 1)); }
 
 Status OpenPostgresBackend(const std::string& url, bool read_only, int busy_timeout_ms,
                            std::unique_ptr<LedgerBackend>* out,

@@ -46,6 +46,11 @@ Status TryWriterLock(const std::string& url, std::unique_ptr<WriterLock>* out);
 // before it fails as Unavailable, which the ledger retries.
 // `writer_lock` (may be null): a lock TryWriterLock took, whose connection
 // becomes the writer connection.
+// Rows a streamed read (a restart's open obligations and window rows)
+// fetches from its cursor at once: 4096 unless set. Tests set a few, so
+// that their reads cross many chunk boundaries.
+void SetPostgresReadChunk(int rows);
+
 Status OpenPostgresBackend(const std::string& url, bool read_only, int busy_timeout_ms,
                            std::unique_ptr<LedgerBackend>* out,
                            std::shared_ptr<WriterLock> writer_lock = nullptr);

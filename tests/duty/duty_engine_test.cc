@@ -12,6 +12,7 @@
 #include "engine/common/digest.h"
 #include "engine/ledger/audit.h"
 #include "engine/ledger/copy.h"
+#include "engine/ledger/pg_backend.h"
 #include "engine/ledger/verify.h"
 #include "engine/rules/duration.h"
 #include "tests/test_ledger.h"
@@ -985,10 +986,14 @@ class DutyEngineState : public ::testing::Test {
     dir_ = TempDir(::testing::UnitTest::GetInstance()->current_test_info()->name());
     lo_.url = carewatch::testing::FreshLedgerUrl(dir_);
     lo_.signing_key_path = dir_ + "/ledger.key";
+    // A restart on PostgreSQL reads its rows a chunk at a time: three here,
+    // so that every restart below crosses chunk boundaries.
+    ledger::SetPostgresReadChunk(3);
   }
   void TearDown() override {
     engine_.reset();
     ledger_.reset();
+    ledger::SetPostgresReadChunk(4096);
     std::filesystem::remove_all(dir_);
   }
   void Open(int64_t retention = 90 * kDay) {

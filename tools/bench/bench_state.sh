@@ -6,7 +6,9 @@
 # Then open work: a fresh ledger loaded for OPEN_SECONDS (default 20; 0 skips)
 # with reports received now (`carewatch load`), so that their obligations are
 # still open, restarted beside an empty ledger in the same run.
-# Usage: [OPEN_SECONDS=20] tools/bench/bench_state.sh [BUILD_DIR] [SIZES...]
+# With LEDGER=postgresql, only the open work is measured, on ledgers in two
+# throwaway PostgreSQL servers (scripts/pg-test-server.sh, with fsync).
+# Usage: [OPEN_SECONDS=20] [LEDGER=postgresql] tools/bench/bench_state.sh [BUILD_DIR] [SIZES...]
 set -euo pipefail
 build=${1:-build}
 shift || true
@@ -22,13 +24,18 @@ plat=$("$cw" token new --principal bench-platform --role platform --service exam
 plat_token=$(echo "$plat" | sed -n 's/^token: //p')
 port=$((20000 + RANDOM % 20000))
 
+# The URL of ledger $1: an SQLite file, or a PostgreSQL server's URL.
+url_of() { case $1 in postgresql://*) echo "$1" ;; *) echo "sqlite://$1" ;; esac; }
+# Keys beside an SQLite ledger; in the temporary directory for PostgreSQL.
+keys=(--signing-key "$tmp/ledger.key" --hmac-key "$tmp/hmac.key" --signals-key "$tmp/signals.key")
+[ "${LEDGER:-sqlite}" = postgresql ] || keys=()
 # Starts carewatchd on ledger $1; prints "seconds_to_ready rss_kb".
 start() {
   local ledger=$1
   local t0 t1 pid rss
   t0=$(date +%s.%N)
   "$build/tools/carewatchd" --listen "127.0.0.1:$port" --metrics "127.0.0.1:$((port + 1))" \
-    --rules rules --ledger "sqlite://$ledger" --tokens "$tmp/tokens.yaml" \
+    --rules rules --ledger "$(url_of "$ledger")" --tokens "$tmp/tokens.yaml" "${keys[@]}" \
     --cache-dir "$tmp/hs-cache" > "$tmp/d.log" 2>&1 &
   pid=$!
   for _ in $(seq 1 6000); do
@@ -44,6 +51,7 @@ start() {
 }
 
 declare -A ready rss events
+[ "${LEDGER:-sqlite}" = postgresql ] && sizes=()
 for n in "${sizes[@]}"; do
   "$cw" gen-scenario --rules rules --lines "$n" --seed 11 --services 4 \
     --miss-service example-social --miss-rate 0.2 -o "$tmp/events-$n.jsonl" > /dev/null
@@ -61,7 +69,7 @@ for n in "${sizes[@]}"; do
   ready[$n]=$best_t
   rss[$n]=$best_r
 done
-base=${sizes[0]}
+[ ${#sizes[@]} -gt 0 ] && base=${sizes[0]} &&
 printf "%-14s %-14s %-16s %-12s %-10s %-10s\n" "input events" "ledger events" "time to /readyz" "RSS (MB)" "time/base" "RSS/base"
 for n in "${sizes[@]}"; do
   python3 - "$n" "${events[$n]}" "${ready[$n]}" "${rss[$n]}" "${ready[$base]}" "${rss[$base]}" <<'PY'
@@ -83,10 +91,20 @@ best() {  # best time and lowest RSS of three starts on ledger $1
   echo "$bt $br"
 }
 mkdir -p "$tmp/empty" "$tmp/open"
-start "$tmp/empty/ledger.db" > /dev/null
-read -r empty_t empty_r < <(best "$tmp/empty/ledger.db")
+empty="$tmp/empty/ledger.db" opened="$tmp/open/ledger.db"
+if [ "${LEDGER:-sqlite}" = postgresql ]; then
+  pg_dirs=()
+  for which in empty opened; do
+    d=$(mktemp -d /tmp/carewatch-pg.XXXXXX)
+    pg_dirs+=("$d")
+    printf -v "$which" '%s' "$(scripts/pg-test-server.sh start "$d" --fsync)"
+  done
+  trap 'kill $(jobs -p) 2>/dev/null || true; for d in "${pg_dirs[@]}"; do scripts/pg-test-server.sh remove "$d" > /dev/null 2>&1 || true; done; rm -rf "$tmp"' EXIT
+fi
+start "$empty" > /dev/null
+read -r empty_t empty_r < <(best "$empty")
 "$build/tools/carewatchd" --listen "127.0.0.1:$port" --metrics "127.0.0.1:$((port + 1))" \
-  --rules rules --ledger "sqlite://$tmp/open/ledger.db" --tokens "$tmp/tokens.yaml" \
+  --rules rules --ledger "$(url_of "$opened")" --tokens "$tmp/tokens.yaml" "${keys[@]}" \
   --cache-dir "$tmp/hs-cache" > "$tmp/d.log" 2>&1 &
 pid=$!
 for _ in $(seq 1 6000); do
@@ -99,7 +117,7 @@ open=$(curl -s "http://127.0.0.1:$((port + 1))/metrics" |
   awk '$1 == "carewatch_obligations{state=\"open\"}" {print $2}')
 kill -TERM "$pid"
 wait "$pid" || true
-read -r open_t open_r < <(best "$tmp/open/ledger.db")
+read -r open_t open_r < <(best "$opened")
 python3 - "$open" "$empty_t" "$empty_r" "$open_t" "$open_r" <<'PY'
 import sys
 n, et, er, ot, orr = sys.argv[1:]
