@@ -107,7 +107,8 @@ CREATE TABLE IF NOT EXISTS obligations (
   body BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS obligations_window ON obligations (service_id, duty_id, deadline);
 CREATE INDEX IF NOT EXISTS obligations_open ON obligations (sweep_at) WHERE decided_seq = 0;
-CREATE INDEX IF NOT EXISTS obligations_decided ON obligations (deadline) WHERE decided_seq > 0;
+CREATE INDEX IF NOT EXISTS obligations_decided_window ON obligations (deadline, service_id, duty_id,
+  status) WHERE decided_seq > 0;
 CREATE INDEX IF NOT EXISTS obligations_received ON obligations (received_at, service_id);
 CREATE TABLE IF NOT EXISTS obligation_actions (obligation_id TEXT NOT NULL, action TEXT NOT NULL,
   taken_at INTEGER NOT NULL);
@@ -533,6 +534,25 @@ class SqliteBackend : public LedgerBackend {
         if (!s.ok()) return s;
       }
     }
+    {
+      // A restart reads every decided obligation within retention for the
+      // systemic windows: its service, duty, deadline and status. Indexed
+      // by deadline alone, each such row was a seek into the table; the
+      // index now holds them, and only a breached row's other columns are
+      // read from the table (SQLite defers the seek until they are).
+      Stmt st(write_db_,
+              "SELECT 1 FROM sqlite_schema WHERE type = 'index' AND name = "
+              "'obligations_decided'");
+      if (!st.ok()) return Error(write_db_, "reading the schema");
+      if (st.Step() == SQLITE_ROW) {
+        st.Reset();
+        Status s = CarryForward("decided obligations' index",
+                                "CREATE INDEX IF NOT EXISTS obligations_decided_window ON "
+                                "obligations (deadline, service_id, duty_id, status) WHERE "
+                                "decided_seq > 0; DROP INDEX obligations_decided;");
+        if (!s.ok()) return s;
+      }
+    }
     // Tables derived from events are derived again, by the shared code,
     // whenever the schema version changes (schema 3 added the engine's
     // state): one pass over the log, once.
@@ -841,9 +861,17 @@ class SqliteBackend : public LedgerBackend {
   Status EachWindowRow(int64_t deadline_after,
                        const std::function<void(const WindowRow&)>& each) override {
     std::lock_guard<std::mutex> lock(read_mu_);
-    Stmt st(read_db_,
-            "SELECT service_id, duty_id, deadline, status, obligation_id, breach_kind, breach_at, "
-            "finding_id FROM obligations WHERE decided_seq > 0 AND deadline > ? ORDER BY deadline");
+    // A row's columns are all computed when it is stepped to: those that only
+    // a breached row needs are asked for under CASE, so that the rest are
+    // read from obligations_decided_window alone, without a seek into the
+    // table.
+    static const std::string breached =
+        "CASE WHEN status = " + std::to_string(v1::OBLIGATION_STATUS_BREACHED) + " THEN ";
+    static const std::string sql =
+        "SELECT service_id, duty_id, deadline, status, " + breached + "obligation_id END, " +
+        breached + "breach_kind END, " + breached + "breach_at END, " + breached +
+        "finding_id END FROM obligations WHERE decided_seq > 0 AND deadline > ? ORDER BY deadline";
+    Stmt st(read_db_, sql.c_str());
     if (!st.ok()) return Error(read_db_, "reading decided obligations");
     st.Bind(1, deadline_after);
     int rc;

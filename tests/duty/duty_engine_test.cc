@@ -1287,6 +1287,45 @@ TEST_F(DutyEngineState, FindingsAndWindowsSurviveARestart) {
   EXPECT_TRUE(ledger::VerifyLedger(ledger_->backend(), "").ok);
 }
 
+// A ledger written before the windows' index held service, duty and status
+// (obligations_decided, on deadline alone) is carried forward at its first
+// writable open, and its windows are read back whole: the breaches' ids and
+// findings too, which a restart reads from the table.
+TEST_F(DutyEngineState, TheDecidedObligationsIndexOfAnEarlierLedgerIsCarriedForward) {
+  if (lo_.url.rfind("sqlite", 0) != 0) GTEST_SKIP() << "the SQLite ledger's own schema";
+  Open();
+  Populate(6, 0);
+  now_ = kT0 + 2 * kHour;
+  ASSERT_TRUE(engine_->Sweep(now_).ok());
+  ASSERT_EQ(engine_->counts().findings_open, 1u);
+  engine_.reset();
+  ledger_.reset();
+  const std::string indexes =
+      "SELECT group_concat(name, ' ') FROM (SELECT name FROM sqlite_schema WHERE type = 'index' "
+      "AND name LIKE 'obligations_decided%' ORDER BY name)";
+  ASSERT_EQ(carewatch::testing::LedgerQuery(lo_.url, indexes),
+            std::vector<std::string>{"obligations_decided_window"});
+  Exec(
+      "DROP INDEX obligations_decided_window; CREATE INDEX obligations_decided ON obligations "
+      "(deadline) WHERE decided_seq > 0;");
+  Open();
+  EXPECT_EQ(carewatch::testing::LedgerQuery(lo_.url, indexes),
+            std::vector<std::string>{"obligations_decided_window"});
+  EXPECT_EQ(engine_->counts().findings_open, 1u);
+  // A later breach grows the same finding by one: the six read back are
+  // known to be in it already.
+  v1::Verdict v;
+  ASSERT_TRUE(engine_->SubmitReport(MakeReport("late", now_), &v).ok());
+  now_ += 2 * kHour;
+  ASSERT_TRUE(engine_->Sweep(now_).ok());
+  std::vector<v1::Finding> found;
+  ASSERT_TRUE(ledger_->backend().QueryFindings({}, &found).ok());
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_EQ(found[0].breaches(), 7);
+  EXPECT_EQ(found[0].obligation_ids_size(), 7);
+  EXPECT_TRUE(ledger::VerifyLedger(ledger_->backend(), "").ok);
+}
+
 TEST_F(DutyEngineState, ALedgerCopiedToPostgreSQLKeepsItsStateAndItsRoot) {
   const std::string target = lo_.url;  // PostgreSQL when the suite runs there
   lo_.url = "sqlite://" + dir_ + "/source.db";
