@@ -249,6 +249,7 @@ class LedgerBackend {
   // `filter_ready`: the filter holds every id and answers.
   struct LookupStats {
     bool filter_ready = false;
+    bool filter_restored = false;  // left by the last clean stop, not scanned
     uint64_t filtered = 0, read = 0;
   };
   virtual LookupStats lookup_stats() const { return {}; }

@@ -3,6 +3,7 @@
 #include <sodium.h>
 
 #include <cstring>
+#include <memory>
 #include <string>
 
 namespace carewatch::ledger {
@@ -14,6 +15,57 @@ ReportFilter::ReportFilter(size_t bytes)
   static const int init = sodium_init();  // idempotent; randombytes works either way
   (void)init;
   randombytes_buf(key_, sizeof(key_));
+}
+
+ReportFilter::ReportFilter(size_t blocks, const uint64_t key[2])
+    : blocks_(blocks), words_(new std::atomic<uint64_t>[blocks_ * 8]) {
+  key_[0] = key[0];
+  key_[1] = key[1];
+}
+
+namespace {
+constexpr char kMagic[8] = {'c', 'w', 'f', 'i', 'l', 't', '0', '1'};
+void PutU64(std::string* out, uint64_t v) {
+  for (int i = 0; i < 8; ++i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+uint64_t GetU64(const char* p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v |= uint64_t{static_cast<unsigned char>(p[i])} << (8 * i);
+  return v;
+}
+}  // namespace
+
+std::string ReportFilter::Save() const {
+  std::string out;
+  out.reserve(sizeof(kMagic) + 32 + blocks_ * 64);
+  out.append(kMagic, sizeof(kMagic));
+  PutU64(&out, blocks_);
+  PutU64(&out, key_[0]);
+  PutU64(&out, key_[1]);
+  PutU64(&out, added_.load(std::memory_order_relaxed));
+  for (size_t i = 0; i < blocks_ * 8; ++i) PutU64(&out, words_[i].load(std::memory_order_relaxed));
+  return out;
+}
+
+std::unique_ptr<ReportFilter> ReportFilter::Restore(std::string_view bytes, std::string* error) {
+  constexpr size_t kHeader = sizeof(kMagic) + 32;
+  if (bytes.size() < kHeader || std::memcmp(bytes.data(), kMagic, sizeof(kMagic)) != 0) {
+    *error = "not a saved report filter";
+    return nullptr;
+  }
+  const char* p = bytes.data() + sizeof(kMagic);
+  const uint64_t blocks = GetU64(p);
+  if (blocks == 0 || blocks > (uint64_t{1} << 32) || bytes.size() != kHeader + blocks * 64) {
+    *error = "a saved report filter of " + std::to_string(bytes.size()) +
+             " bytes does not hold the blocks it names";
+    return nullptr;
+  }
+  const uint64_t key[2] = {GetU64(p + 8), GetU64(p + 16)};
+  std::unique_ptr<ReportFilter> f(new ReportFilter(static_cast<size_t>(blocks), key));
+  f->added_.store(GetU64(p + 24), std::memory_order_relaxed);
+  const char* w = bytes.data() + kHeader;
+  for (size_t i = 0; i < blocks * 8; ++i) f->words_[i].store(GetU64(w + 8 * i));
+  return f;
 }
 
 ReportFilter::Probe ReportFilter::Locate(std::string_view service_id,

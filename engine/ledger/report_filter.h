@@ -7,11 +7,12 @@
 // collide on purpose; if it could, it would only cost it lookups). "No"
 // is exact once the filter is complete: every id of the index was added,
 // by the scan at start (ScanComplete) and by the writer for every row it
-// indexes since. "Maybe" is answered by the index itself. Ids deleted from
-// the index (retention) stay in the filter as false positives until the
-// next start; past its capacity more answers are "maybe", never a wrong
-// "no". Memory is fixed at construction (kBytes), whatever the ledger's
-// length.
+// indexes since (or by the last writer, whose filter a clean stop saved:
+// Save, Restore). "Maybe" is answered by the index itself. Ids deleted from
+// the index (retention) stay in the filter as false positives until a
+// start that scans; past its capacity more answers are "maybe", never a
+// wrong "no". Memory is fixed at construction (kBytes), whatever the
+// ledger's length.
 //
 // Thread-safety: Add (the writer), MayContain (any thread) and
 // MarkComplete may run concurrently; bits are set with atomic ORs. An id
@@ -24,6 +25,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <string_view>
 
 namespace carewatch::ledger {
@@ -49,7 +51,16 @@ class ReportFilter {
 
   uint64_t added() const { return added_.load(std::memory_order_relaxed); }
 
+  // The filter as bytes (its size, key, count and bits), which a writer
+  // that stops cleanly leaves for the next start instead of a scan of the
+  // index. REQUIRES: no Add runs meanwhile.
+  std::string Save() const;
+  // A filter that Save wrote, not yet complete; nullptr, with `error` set,
+  // when `bytes` is not one (another format, another size, cut short).
+  static std::unique_ptr<ReportFilter> Restore(std::string_view bytes, std::string* error);
+
  private:
+  ReportFilter(size_t blocks, const uint64_t key[2]);
   struct Probe {
     size_t block;
     uint64_t bits[8];

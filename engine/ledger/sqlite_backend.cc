@@ -13,12 +13,14 @@
 #include <condition_variable>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <string_view>
 #include <thread>
 #include <unordered_map>
 
+#include "engine/common/files.h"
 #include "engine/common/thread_name.h"
 #include "engine/ledger/derive.h"
 #include "engine/ledger/ledger.h"
@@ -204,6 +206,7 @@ class SqliteBackend : public LedgerBackend {
   ~SqliteBackend() override {
     stop_scan_.store(true, std::memory_order_relaxed);
     if (filter_scan_.joinable()) filter_scan_.join();
+    SaveReportFilter();
     if (checkpointer_.joinable()) {
       {
         std::lock_guard<std::mutex> lock(checkpoint_mu_);
@@ -376,6 +379,7 @@ class SqliteBackend : public LedgerBackend {
   // there, reading them with a connection of its own; start-up does not
   // wait for it, and lookups read the index until it is done.
   void StartReportFilter() {
+    if (RestoreReportFilter()) return;
     filter_ = std::make_unique<ReportFilter>();
     filter_scan_ = std::thread([this] {
       NameThisThread("cw-filter-scan");
@@ -422,9 +426,69 @@ class SqliteBackend : public LedgerBackend {
     });
   }
 
+  // A writer that stops cleanly leaves its filter beside the ledger
+  // (PATH.filter, 0600), with what the ledger was then (FilterStamp), for
+  // the next start instead of the scan. The next writable open takes the
+  // file away at once, whatever it finds, so it is only ever there between
+  // a clean stop and the next open: a writer that crashed, or a carewatch
+  // that does not know it, leaves none, or one whose stamp no longer
+  // matches. Ids deleted by retention stay in a saved filter; past
+  // kMaxSavedIds ids (where about 1% of new ids pass it) it is not saved,
+  // and the next start scans the index again.
+  static constexpr uint64_t kMaxSavedIds = 5000000;
+  std::string FilterPath() const { return path_ + ".filter"; }
+  // Every report indexed moves the log's size (a flagged report) or the
+  // unflagged ids' expiry list and counters.reports (one that matched
+  // nothing), in the transaction that indexes it.
+  std::string FilterStamp() {
+    Stmt st(write_db_,
+            "SELECT (SELECT ifnull(max(seq), 0) FROM events) || ':' || (SELECT ifnull(max(n), 0) "
+            "FROM report_index_expiry) || ':' || (SELECT ifnull(max(value), 0) FROM counters "
+            "WHERE name = 'reports')");
+    return st.ok() && st.Step() == SQLITE_ROW ? "cwledger " + st.Text(0) : std::string();
+  }
+  void SaveReportFilter() {
+    if (read_only_ || !write_db_ || !filter_ || !filter_->complete() ||
+        filter_->added() > kMaxSavedIds)
+      return;
+    const std::string stamp = FilterStamp();
+    if (stamp.empty()) return;
+    // Not saved (a full disk): the next start scans, as after a crash.
+    (void)WriteFileDurably(FilterPath(), stamp + '\n' + filter_->Save(), 0600);
+  }
+  bool RestoreReportFilter() {
+    std::string blob;
+    {
+      std::ifstream in(FilterPath(), std::ios::binary | std::ios::ate);
+      if (!in) return false;
+      const std::streamoff size = in.tellg();
+      // The filter's own size and a stamp: anything larger is not one.
+      if (size <= 0 || size > static_cast<std::streamoff>(ReportFilter::kBytes + 4096)) {
+        (void)::unlink(FilterPath().c_str());
+        return false;
+      }
+      blob.resize(static_cast<size_t>(size));
+      in.seekg(0);
+      if (!in.read(blob.data(), size)) blob.clear();
+    }
+    // Taken away before it is used: never read twice.
+    if (::unlink(FilterPath().c_str()) != 0) return false;
+    const size_t nl = blob.find('\n');
+    if (nl == std::string::npos || blob.compare(0, nl, FilterStamp()) != 0) return false;
+    std::string error;
+    std::unique_ptr<ReportFilter> f =
+        ReportFilter::Restore(std::string_view(blob).substr(nl + 1), &error);
+    if (!f) return false;
+    f->MarkComplete();
+    filter_ = std::move(f);
+    filter_restored_ = true;
+    return true;
+  }
+
   LookupStats lookup_stats() const override {
     LookupStats s;
     s.filter_ready = filter_ && filter_->complete();
+    s.filter_restored = filter_restored_;
     s.filtered = lookups_filtered_.load(std::memory_order_relaxed);
     s.read = lookups_read_.load(std::memory_order_relaxed);
     return s;
@@ -1779,6 +1843,7 @@ class SqliteBackend : public LedgerBackend {
   std::atomic<uint64_t> wal_restarts_deferred_{0};
   std::array<Lookup, kLookups> lookups_;
   std::unique_ptr<ReportFilter> filter_;  // writable backends only
+  bool filter_restored_ = false;          // left by the last clean stop
   std::thread filter_scan_;
   static constexpr int64_t kScanChunk = 10000;  // rows per read transaction of the scan
   std::atomic<bool> stop_scan_{false};

@@ -606,9 +606,13 @@ TEST_F(LedgerTest, IndexedReportsAreFoundAcrossARestartAndNewOnesWithoutReadingT
     std::vector<v1::LedgerEvent> none;
     ASSERT_TRUE(l->Enqueue(&none, std::move(extras))->Wait().ok());
   }
+  // As after a crash: no filter left by a clean stop, so the start scans.
+  if (!carewatch::testing::OnPostgres())
+    std::filesystem::remove(url_.substr(std::string("sqlite://").size()) + ".filter");
   auto l = OpenLedger();
   ASSERT_TRUE(l);
   LedgerBackend& b = l->backend();
+  EXPECT_FALSE(b.lookup_stats().filter_restored);
   ASSERT_TRUE(wait_ready(b));
   for (int i = 0; i < 10050; ++i) ASSERT_TRUE(Indexed(b, "bulk-" + std::to_string(i))) << i;
   if (nul_ids) {
@@ -634,6 +638,71 @@ TEST_F(LedgerTest, IndexedReportsAreFoundAcrossARestartAndNewOnesWithoutReadingT
   bool other = true;
   ASSERT_TRUE(b.LookupReport("other-svc", "later", &r, &other).ok());
   EXPECT_FALSE(other);
+}
+
+// A writer that stops cleanly leaves its filter of indexed ids for the next
+// start, which then answers from it at once instead of scanning the index.
+// The next open takes it out whatever it finds; one that no longer matches
+// the ledger (another writer indexed reports since) is not used.
+TEST_F(LedgerTest, ACleanStopLeavesTheFilterOfIndexedIdsForTheNextStart) {
+  if (url_.rfind("sqlite", 0) != 0) GTEST_SKIP() << "the SQLite ledger's filter";
+  const std::string path = url_.substr(std::string("sqlite://").size()) + ".filter";
+  auto saved = [&] { return std::filesystem::exists(path); };
+  auto wait_ready = [](LedgerBackend& b) {
+    for (int i = 0; i < 1000 && !b.lookup_stats().filter_ready; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    return b.lookup_stats().filter_ready;
+  };
+  {
+    auto l = OpenLedger();
+    for (int i = 0; i < 50; ++i) IndexReport(*l, "old-" + std::to_string(i));
+    ASSERT_TRUE(wait_ready(l->backend()));
+    EXPECT_FALSE(l->backend().lookup_stats().filter_restored) << "a new ledger has none saved";
+  }
+  EXPECT_TRUE(saved());
+  EXPECT_EQ(std::filesystem::status(path).permissions() & std::filesystem::perms::all,
+            std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  {
+    auto l = OpenLedger();
+    LedgerBackend& b = l->backend();
+    EXPECT_FALSE(saved()) << "taken away at once";
+    ASSERT_TRUE(b.lookup_stats().filter_restored);
+    ASSERT_TRUE(b.lookup_stats().filter_ready) << "complete from the start, with no scan";
+    for (int i = 0; i < 50; ++i) EXPECT_TRUE(Indexed(b, "old-" + std::to_string(i))) << i;
+    const LedgerBackend::LookupStats before = b.lookup_stats();
+    for (int i = 0; i < 50; ++i) EXPECT_FALSE(Indexed(b, "new-" + std::to_string(i)));
+    EXPECT_GE(b.lookup_stats().filtered - before.filtered, 48u) << "answered by the filter";
+    IndexReport(*l, "during");
+  }
+  {
+    // Saved again, with what was indexed since.
+    auto l = OpenLedger();
+    ASSERT_TRUE(l->backend().lookup_stats().filter_restored);
+    EXPECT_TRUE(Indexed(l->backend(), "during"));
+    EXPECT_TRUE(Indexed(l->backend(), "old-7"));
+  }
+  // A writer that does not know the saved filter (an older carewatch)
+  // indexes a report: the filter left is stale, and the next start scans.
+  EXPECT_TRUE(saved());
+  Sql("INSERT INTO report_index (service_id, report_id, digest, seq, recorded_at, "
+      "ruleset_version) VALUES ('svc', 'behind', 'd', 0, 1767607200, 'v1'); "
+      "INSERT INTO report_index_expiry (recorded_at, service_id, report_id) VALUES (1767607200, "
+      "'svc', 'behind'); UPDATE counters SET value = value + 1 WHERE name = 'reports'");
+  auto l = OpenLedger();
+  EXPECT_FALSE(l->backend().lookup_stats().filter_restored);
+  EXPECT_FALSE(saved());
+  ASSERT_TRUE(wait_ready(l->backend()));
+  EXPECT_TRUE(Indexed(l->backend(), "behind"));
+  EXPECT_TRUE(Indexed(l->backend(), "during"));
+  // A saved filter cut short (its stamp still right) is not used either.
+  l.reset();
+  ASSERT_TRUE(saved());
+  std::filesystem::resize_file(path, std::filesystem::file_size(path) - 1);
+  l = OpenLedger();
+  EXPECT_FALSE(l->backend().lookup_stats().filter_restored);
+  EXPECT_FALSE(saved());
+  ASSERT_TRUE(wait_ready(l->backend()));
+  EXPECT_TRUE(Indexed(l->backend(), "behind"));
 }
 
 // Ledgers written when tree nodes were keyed by (level, idx) are read as

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <memory>
 #include <string>
 #include <thread>
 
@@ -38,6 +39,32 @@ TEST(ReportFilter, OverfullItStillNeverDeniesAnAddedId) {
   const std::string long_id(1000, 'x');
   f.Add("svc", long_id);
   EXPECT_TRUE(f.MayContain("svc", long_id));
+}
+
+// A saved filter answers as the one saved (its key and bits, its count);
+// bytes that are not a whole saved filter are refused, never half used.
+TEST(ReportFilter, ASavedFilterAnswersAsTheOneSavedAndDamagedBytesAreRefused) {
+  ReportFilter f(1 << 16);
+  for (int i = 0; i < 3000; ++i) f.Add("svc", "report-" + std::to_string(i));
+  const std::string bytes = f.Save();
+  std::string error;
+  std::unique_ptr<ReportFilter> g = ReportFilter::Restore(bytes, &error);
+  ASSERT_TRUE(g) << error;
+  EXPECT_EQ(g->added(), 3000u);
+  EXPECT_FALSE(g->complete()) << "complete only once its owner says so";
+  for (int i = 0; i < 3000; ++i) ASSERT_TRUE(g->MayContain("svc", "report-" + std::to_string(i)));
+  for (int i = 0; i < 3000; ++i) {
+    const std::string id = "other-" + std::to_string(i);
+    ASSERT_EQ(g->MayContain("svc", id), f.MayContain("svc", id)) << id;
+  }
+  EXPECT_EQ(g->Save(), bytes);
+  for (const std::string& bad :
+       {std::string(), bytes.substr(0, 20), bytes.substr(0, bytes.size() - 1), bytes + "x",
+        "cwfilt02" + bytes.substr(8)}) {
+    error.clear();
+    EXPECT_FALSE(ReportFilter::Restore(bad, &error)) << bad.size();
+    EXPECT_FALSE(error.empty());
+  }
 }
 
 // The writer adds while lookups read; every id added before a reader
