@@ -509,6 +509,7 @@ class PgBackend : public LedgerBackend {
     // after this one (a restart) would find the lock still held.
     std::lock_guard<std::mutex> lock(write_.mu);
     if (!read_only_ && !write_.broken()) {
+      SaveReportFilter();
       (void)write_.Exec(std::string("SELECT pg_advisory_unlock(") + kWriterLock + ")",
                         "releasing the ledger");
     }
@@ -582,6 +583,7 @@ class PgBackend : public LedgerBackend {
   // stops trusting the filter: another writer may have indexed reports
   // meanwhile. Its lookups read the index until it restarts.
   void StartReportFilter(const std::string& url) {
+    if (RestoreReportFilter()) return;
     filter_ = std::make_unique<ReportFilter>();
     filter_scan_ = std::thread([this, url] {
       NameThisThread("cw-filter-scan");
@@ -612,9 +614,63 @@ class PgBackend : public LedgerBackend {
     });
   }
 
+  // As on SQLite, a writer that stops cleanly (still holding the writer
+  // lock, its filter trusted) leaves its filter for the next writer, here
+  // in `meta` (key report_filter), with a stamp of the ledger then: every
+  // report indexed moves the log's size or counters.reports in the
+  // transaction that indexes it. The next writer removes it before it uses
+  // it, so it is only there between a clean stop and the next writer's
+  // start: after a crash there is none, and a stale or damaged one is not
+  // used (the start scans). Not saved past kMaxSavedIds ids.
+  static constexpr uint64_t kMaxSavedIds = 5000000;
+  // REQUIRES: write_.mu held.
+  std::string FilterStamp() {
+    Result r;
+    Status s = write_.Run(
+        "SELECT (SELECT COALESCE(MAX(seq), 0) FROM events)::text || ':' || (SELECT "
+        "COALESCE(MAX(value), 0) FROM counters WHERE name = 'reports')::text",
+        {}, &r, "reading the ledger's size");
+    return s.ok() && r.rows() == 1 ? "cwledger " + r.Text(0, 0) : std::string();
+  }
+  // REQUIRES: write_.mu held.
+  void SaveReportFilter() {
+    if (!filter_ || !filter_->complete() || filter_lost_.load(std::memory_order_acquire) ||
+        filter_->added() > kMaxSavedIds)
+      return;
+    const std::string stamp = FilterStamp();
+    if (stamp.empty()) return;
+    (void)write_.Run(
+        "INSERT INTO meta (key, value) VALUES ('report_filter', $1) ON CONFLICT (key) DO UPDATE "
+        "SET value = excluded.value",
+        {B(stamp + '\n' + filter_->Save())}, nullptr, "saving the report filter");
+  }
+  // REQUIRES: write_.mu held.
+  bool RestoreReportFilter() {
+    Result r;
+    if (!write_
+             .Run("DELETE FROM meta WHERE key = 'report_filter' RETURNING value", {}, &r,
+                  "reading the saved report filter")
+             .ok() ||
+        r.rows() != 1)
+      return false;
+    const std::string blob = r.Bytes(0, 0);
+    r = Result();
+    const size_t nl = blob.find('\n');
+    if (nl == std::string::npos || blob.compare(0, nl, FilterStamp()) != 0) return false;
+    std::string error;
+    std::unique_ptr<ReportFilter> f =
+        ReportFilter::Restore(std::string_view(blob).substr(nl + 1), &error);
+    if (!f) return false;
+    f->MarkComplete();
+    filter_ = std::move(f);
+    filter_restored_ = true;
+    return true;
+  }
+
   LookupStats lookup_stats() const override {
     LookupStats s;
     s.filter_ready = FilterAnswers();
+    s.filter_restored = filter_restored_;
     s.filtered = lookups_filtered_.load(std::memory_order_relaxed);
     s.read = lookups_read_.load(std::memory_order_relaxed);
     return s;
@@ -1834,6 +1890,7 @@ class PgBackend : public LedgerBackend {
   std::thread filter_scan_;
   std::atomic<bool> stop_scan_{false};
   std::atomic<bool> filter_lost_{false};  // the writer lock was lost and taken again
+  bool filter_restored_ = false;          // left by the last writer's clean stop
   std::atomic<uint64_t> lookups_filtered_{0}, lookups_read_{0};
   static constexpr size_t kReads = 4;
   std::array<Conn, kReads> reads_;
