@@ -642,7 +642,7 @@ class PgBackend : public LedgerBackend {
     (void)write_.Run(
         "INSERT INTO meta (key, value) VALUES ('report_filter', $1) ON CONFLICT (key) DO UPDATE "
         "SET value = excluded.value",
-        {B(stamp + '\n' + filter_->Save())}, nullptr, "saving the report filter");
+        {B(filter_->SaveStamped(stamp))}, nullptr, "saving the report filter");
   }
   // REQUIRES: write_.mu held.
   bool RestoreReportFilter() {
@@ -655,16 +655,9 @@ class PgBackend : public LedgerBackend {
       return false;
     const std::string blob = r.Bytes(0, 0);
     r = Result();
-    const size_t nl = blob.find('\n');
-    if (nl == std::string::npos || blob.compare(0, nl, FilterStamp()) != 0) return false;
-    std::string error;
-    std::unique_ptr<ReportFilter> f =
-        ReportFilter::Restore(std::string_view(blob).substr(nl + 1), &error);
-    if (!f) return false;
-    f->MarkComplete();
-    filter_ = std::move(f);
-    filter_restored_ = true;
-    return true;
+    filter_ = ReportFilter::RestoreStamped(blob, FilterStamp());
+    filter_restored_ = filter_ != nullptr;
+    return filter_restored_;
   }
 
   LookupStats lookup_stats() const override {

@@ -68,6 +68,20 @@ std::unique_ptr<ReportFilter> ReportFilter::Restore(std::string_view bytes, std:
   return f;
 }
 
+std::string ReportFilter::SaveStamped(const std::string& stamp) const {
+  return stamp + '\n' + Save();
+}
+
+std::unique_ptr<ReportFilter> ReportFilter::RestoreStamped(std::string_view bytes,
+                                                           std::string_view stamp) {
+  const size_t nl = bytes.find('\n');
+  if (stamp.empty() || nl == std::string_view::npos || bytes.substr(0, nl) != stamp) return nullptr;
+  std::string error;
+  std::unique_ptr<ReportFilter> f = Restore(bytes.substr(nl + 1), &error);
+  if (f) f->MarkComplete();
+  return f;
+}
+
 ReportFilter::Probe ReportFilter::Locate(std::string_view service_id,
                                          std::string_view report_id) const {
   // The id as length-prefixed parts, so that no two ids share an input.

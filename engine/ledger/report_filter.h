@@ -58,6 +58,13 @@ class ReportFilter {
   // A filter that Save wrote, not yet complete; nullptr, with `error` set,
   // when `bytes` is not one (another format, another size, cut short).
   static std::unique_ptr<ReportFilter> Restore(std::string_view bytes, std::string* error);
+  // Save, after a line naming what the ledger was when it was saved (its
+  // stamp, without a newline); RestoreStamped gives the filter back, marked
+  // complete, only if the ledger is still what `stamp` names and the bytes
+  // are a whole saved filter (else nullptr: scan the index instead).
+  std::string SaveStamped(const std::string& stamp) const;
+  static std::unique_ptr<ReportFilter> RestoreStamped(std::string_view bytes,
+                                                      std::string_view stamp);
 
  private:
   ReportFilter(size_t blocks, const uint64_t key[2]);

@@ -454,7 +454,7 @@ class SqliteBackend : public LedgerBackend {
     const std::string stamp = FilterStamp();
     if (stamp.empty()) return;
     // Not saved (a full disk): the next start scans, as after a crash.
-    (void)WriteFileDurably(FilterPath(), stamp + '\n' + filter_->Save(), 0600);
+    (void)WriteFileDurably(FilterPath(), filter_->SaveStamped(stamp), 0600);
   }
   bool RestoreReportFilter() {
     std::string blob;
@@ -473,16 +473,9 @@ class SqliteBackend : public LedgerBackend {
     }
     // Taken away before it is used: never read twice.
     if (::unlink(FilterPath().c_str()) != 0) return false;
-    const size_t nl = blob.find('\n');
-    if (nl == std::string::npos || blob.compare(0, nl, FilterStamp()) != 0) return false;
-    std::string error;
-    std::unique_ptr<ReportFilter> f =
-        ReportFilter::Restore(std::string_view(blob).substr(nl + 1), &error);
-    if (!f) return false;
-    f->MarkComplete();
-    filter_ = std::move(f);
-    filter_restored_ = true;
-    return true;
+    filter_ = ReportFilter::RestoreStamped(blob, FilterStamp());
+    filter_restored_ = filter_ != nullptr;
+    return filter_restored_;
   }
 
   LookupStats lookup_stats() const override {

@@ -1010,6 +1010,20 @@ class DutyEngineState : public ::testing::Test {
     ASSERT_TRUE(engine_->Activate(LoadEvaluator(Pack())).ok());
   }
   void Exec(const std::string& sql) { carewatch::testing::LedgerSql(lo_.url, sql); }
+  // A report received now and breached two hours later joins the one open
+  // finding (a delta, not a new finding), which then holds `breaches`.
+  void ExpectALaterBreachGrowsTheOneFindingTo(int breaches) {
+    v1::Verdict v;
+    ASSERT_TRUE(engine_->SubmitReport(MakeReport("late", now_), &v).ok());
+    now_ += 2 * kHour;
+    ASSERT_TRUE(engine_->Sweep(now_).ok());
+    std::vector<v1::Finding> found;
+    ASSERT_TRUE(ledger_->backend().QueryFindings({}, &found).ok());
+    ASSERT_EQ(found.size(), 1u);
+    EXPECT_EQ(found[0].breaches(), breaches);
+    EXPECT_EQ(found[0].obligation_ids_size(), breaches);
+    EXPECT_TRUE(ledger::VerifyLedger(ledger_->backend(), "").ok);
+  }
   // n reports at kT0 + i, the first `closed` of them met by both actions.
   void Populate(int n, int closed) {
     for (int i = 0; i < n; ++i) {
@@ -1275,16 +1289,7 @@ TEST_F(DutyEngineState, FindingsAndWindowsSurviveARestart) {
   EXPECT_EQ(engine_->counts().findings_open, 1u);
   EXPECT_EQ(engine_->counts().breached, 6u);
   // A later breach in the window grows the same finding (a delta), not a new one.
-  v1::Verdict v;
-  ASSERT_TRUE(engine_->SubmitReport(MakeReport("late", now_), &v).ok());
-  now_ += 2 * kHour;
-  ASSERT_TRUE(engine_->Sweep(now_).ok());
-  std::vector<v1::Finding> found;
-  ASSERT_TRUE(ledger_->backend().QueryFindings({}, &found).ok());
-  ASSERT_EQ(found.size(), 1u);
-  EXPECT_EQ(found[0].breaches(), 7);
-  EXPECT_EQ(found[0].obligation_ids_size(), 7);
-  EXPECT_TRUE(ledger::VerifyLedger(ledger_->backend(), "").ok);
+  ExpectALaterBreachGrowsTheOneFindingTo(7);
 }
 
 // A ledger written before the windows' index held service, duty and status
@@ -1314,16 +1319,7 @@ TEST_F(DutyEngineState, TheDecidedObligationsIndexOfAnEarlierLedgerIsCarriedForw
   EXPECT_EQ(engine_->counts().findings_open, 1u);
   // A later breach grows the same finding by one: the six read back are
   // known to be in it already.
-  v1::Verdict v;
-  ASSERT_TRUE(engine_->SubmitReport(MakeReport("late", now_), &v).ok());
-  now_ += 2 * kHour;
-  ASSERT_TRUE(engine_->Sweep(now_).ok());
-  std::vector<v1::Finding> found;
-  ASSERT_TRUE(ledger_->backend().QueryFindings({}, &found).ok());
-  ASSERT_EQ(found.size(), 1u);
-  EXPECT_EQ(found[0].breaches(), 7);
-  EXPECT_EQ(found[0].obligation_ids_size(), 7);
-  EXPECT_TRUE(ledger::VerifyLedger(ledger_->backend(), "").ok);
+  ExpectALaterBreachGrowsTheOneFindingTo(7);
 }
 
 TEST_F(DutyEngineState, ALedgerCopiedToPostgreSQLKeepsItsStateAndItsRoot) {

@@ -65,6 +65,16 @@ TEST(ReportFilter, ASavedFilterAnswersAsTheOneSavedAndDamagedBytesAreRefused) {
     EXPECT_FALSE(ReportFilter::Restore(bad, &error)) << bad.size();
     EXPECT_FALSE(error.empty());
   }
+  // Stamped: given back, complete, only for the ledger it was saved from.
+  const std::string stamped = f.SaveStamped("cwledger 12:3:40");
+  std::unique_ptr<ReportFilter> h = ReportFilter::RestoreStamped(stamped, "cwledger 12:3:40");
+  ASSERT_TRUE(h);
+  EXPECT_TRUE(h->complete());
+  EXPECT_TRUE(h->MayContain("svc", "report-7"));
+  EXPECT_FALSE(ReportFilter::RestoreStamped(stamped, "cwledger 13:3:40"));
+  EXPECT_FALSE(ReportFilter::RestoreStamped(stamped, "cwledger 12:3:4"));
+  EXPECT_FALSE(ReportFilter::RestoreStamped(stamped, ""));
+  EXPECT_FALSE(ReportFilter::RestoreStamped(bytes, "cwledger 12:3:40"));
 }
 
 // The writer adds while lookups read; every id added before a reader
