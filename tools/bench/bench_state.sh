@@ -8,7 +8,9 @@
 # still open, restarted beside an empty ledger in the same run.
 # With LEDGER=postgresql, only the open work is measured, on ledgers in two
 # throwaway PostgreSQL servers (scripts/pg-test-server.sh, with fsync).
-# Usage: [OPEN_SECONDS=20] [LEDGER=postgresql] tools/bench/bench_state.sh [BUILD_DIR] [SIZES...]
+# With RETAINED_LINES=N, also decided obligations within retention (below).
+# Usage: [OPEN_SECONDS=20] [RETAINED_LINES=0] [LEDGER=postgresql]
+#   tools/bench/bench_state.sh [BUILD_DIR] [SIZES...]
 set -euo pipefail
 build=${1:-build}
 shift || true
@@ -79,8 +81,6 @@ print(f"{int(n):<14,} {int(ev):<14,} {float(t):<16.3f} {int(r)/1024:<12.1f} {flo
 PY
 done
 
-[ "$open_seconds" -gt 0 ] || exit 0
-# Open work: obligations whose deadlines have not passed when carewatchd restarts.
 best() {  # best time and lowest RSS of three starts on ledger $1
   local bt="" br="" t r
   for run in 1 2 3; do
@@ -90,6 +90,44 @@ best() {  # best time and lowest RSS of three starts on ledger $1
   done
   echo "$bt $br"
 }
+
+# Decided obligations within retention (what the systemic windows read at
+# start): RETAINED_LINES scenario lines (default 0: skipped) whose first
+# report was RETAINED_DAYS ago (default 85; a million lines span about 82
+# days), so that their decided obligations are within the 90-day retention
+# when carewatchd starts; restarted beside an empty ledger in the same run.
+retained_lines=${RETAINED_LINES:-0}
+if [ "$retained_lines" -gt 0 ] && [ "${LEDGER:-sqlite}" != postgresql ]; then
+  since=$(date -u -d "-${RETAINED_DAYS:-85} days" +%Y-%m-%dT%H:%M:%SZ)
+  "$cw" gen-scenario --rules rules --lines "$retained_lines" --seed 11 --services 4 \
+    --miss-service example-social --miss-rate 0.2 --start "$since" \
+    -o "$tmp/retained.jsonl" > /dev/null
+  "$cw" replay --rules rules --ledger "sqlite://$tmp/retained/ledger.db" "$tmp/retained.jsonl" \
+    > /dev/null
+  rm -f "$tmp/retained.jsonl"
+  mkdir -p "$tmp/retained-empty"
+  start "$tmp/retained-empty/ledger.db" > /dev/null
+  start "$tmp/retained/ledger.db" > /dev/null  # carries the ledger forward once
+  read -r re_t re_r < <(best "$tmp/retained-empty/ledger.db")
+  read -r rd_t rd_r < <(best "$tmp/retained/ledger.db")
+  decided=$(sqlite3 "$tmp/retained/ledger.db" "SELECT count(*) FROM obligations WHERE \
+    decided_seq > 0 AND deadline > CAST(strftime('%s', 'now') AS INTEGER) - 90 * 86400")
+  python3 - "$decided" "$re_t" "$re_r" "$rd_t" "$rd_r" <<'PY'
+import sys
+n, et, er, dt, dr = sys.argv[1:]
+n = int(n)
+print()
+print(f"{'decided, retained':<18} {'time to /readyz':<16} {'RSS (MB)':<10}")
+print(f"{0:<18,} {float(et):<16.3f} {int(er)/1024:<10.1f}")
+print(f"{n:<18,} {float(dt):<16.3f} {int(dr)/1024:<10.1f}")
+if n:
+    print(f"per decided obligation within retention: {(float(dt) - float(et)) / n * 1e6:.2f} us "
+          f"and {(int(dr) - int(er)) * 1024 / n:.0f} bytes more than an empty ledger")
+PY
+fi
+
+[ "$open_seconds" -gt 0 ] || exit 0
+# Open work: obligations whose deadlines have not passed when carewatchd restarts.
 mkdir -p "$tmp/empty" "$tmp/open"
 empty="$tmp/empty/ledger.db" opened="$tmp/open/ledger.db"
 if [ "${LEDGER:-sqlite}" = postgresql ]; then
