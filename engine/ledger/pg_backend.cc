@@ -618,7 +618,8 @@ class PgBackend : public LedgerBackend {
   // lock, its filter trusted) leaves its filter for the next writer, here
   // in `meta` (key report_filter), with a stamp of the ledger then: every
   // report indexed moves the log's size or counters.reports in the
-  // transaction that indexes it. The next writer removes it before it uses
+  // transaction that indexes it, and the last checkpoint's root tells one
+  // log from another of the same size. The next writer removes it before it uses
   // it, so it is only there between a clean stop and the next writer's
   // start: after a crash there is none, and a stale or damaged one is not
   // used (the start scans). Not saved past kMaxSavedIds ids.
@@ -628,7 +629,9 @@ class PgBackend : public LedgerBackend {
     Result r;
     Status s = write_.Run(
         "SELECT (SELECT COALESCE(MAX(seq), 0) FROM events)::text || ':' || (SELECT "
-        "COALESCE(MAX(value), 0) FROM counters WHERE name = 'reports')::text",
+        "COALESCE(MAX(value), 0) FROM counters WHERE name = 'reports')::text || ':' || "
+        "COALESCE((SELECT encode(root_hash, 'hex') FROM checkpoints ORDER BY tree_size DESC "
+        "LIMIT 1), '')",
         {}, &r, "reading the ledger's size");
     return s.ok() && r.rows() == 1 ? "cwledger " + r.Text(0, 0) : std::string();
   }

@@ -439,12 +439,14 @@ class SqliteBackend : public LedgerBackend {
   std::string FilterPath() const { return path_ + ".filter"; }
   // Every report indexed moves the log's size (a flagged report) or the
   // unflagged ids' expiry list and counters.reports (one that matched
-  // nothing), in the transaction that indexes it.
+  // nothing), in the transaction that indexes it; the last checkpoint's
+  // root tells one log from another of the same size.
   std::string FilterStamp() {
     Stmt st(write_db_,
             "SELECT (SELECT ifnull(max(seq), 0) FROM events) || ':' || (SELECT ifnull(max(n), 0) "
             "FROM report_index_expiry) || ':' || (SELECT ifnull(max(value), 0) FROM counters "
-            "WHERE name = 'reports')");
+            "WHERE name = 'reports') || ':' || ifnull((SELECT hex(root_hash) FROM checkpoints "
+            "ORDER BY tree_size DESC LIMIT 1), '')");
     return st.ok() && st.Step() == SQLITE_ROW ? "cwledger " + st.Text(0) : std::string();
   }
   void SaveReportFilter() {
