@@ -56,7 +56,7 @@ const Paths& TestPaths() {
 }
 
 void WriteFile(const std::string& path, const uint8_t* data, size_t size) {
-  for (const char* suffix : {"", "-wal", "-shm", "-journal"}) {
+  for (const char* suffix : {"", "-wal", "-shm", "-journal", ".filter"}) {
     std::error_code ec;
     fs::remove(path + suffix, ec);
   }
