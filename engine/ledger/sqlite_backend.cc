@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <sqlite3.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <array>
@@ -13,7 +14,6 @@
 #include <condition_variable>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <mutex>
 #include <string_view>
@@ -459,22 +459,28 @@ class SqliteBackend : public LedgerBackend {
     (void)WriteFileDurably(FilterPath(), filter_->SaveStamped(stamp), 0600);
   }
   bool RestoreReportFilter() {
+    const std::string path = FilterPath();
+    const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return false;
     std::string blob;
-    {
-      std::ifstream in(FilterPath(), std::ios::binary | std::ios::ate);
-      if (!in) return false;
-      const std::streamoff size = in.tellg();
-      // The filter's own size and a stamp: anything larger is not one.
-      if (size <= 0 || size > static_cast<std::streamoff>(ReportFilter::kBytes + 4096)) {
-        (void)::unlink(FilterPath().c_str());
-        return false;
+    struct stat st {};
+    // Only a regular file of this process's user that no one else may
+    // write, as SaveReportFilter leaves it, and of a saved filter's size.
+    if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == ::geteuid() &&
+        (st.st_mode & 077) == 0 && st.st_size > 0 &&
+        static_cast<uint64_t>(st.st_size) <= ReportFilter::kBytes + 4096) {
+      blob.resize(static_cast<size_t>(st.st_size));
+      size_t got = 0;
+      while (got < blob.size()) {
+        const ssize_t n = ::read(fd, blob.data() + got, blob.size() - got);
+        if (n <= 0) break;
+        got += static_cast<size_t>(n);
       }
-      blob.resize(static_cast<size_t>(size));
-      in.seekg(0);
-      if (!in.read(blob.data(), size)) blob.clear();
+      blob.resize(got);
     }
+    ::close(fd);
     // Taken away before it is used: never read twice.
-    if (::unlink(FilterPath().c_str()) != 0) return false;
+    if (::unlink(path.c_str()) != 0) return false;
     filter_ = ReportFilter::RestoreStamped(blob, FilterStamp());
     filter_restored_ = filter_ != nullptr;
     return filter_restored_;

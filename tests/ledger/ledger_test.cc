@@ -707,6 +707,17 @@ TEST_F(LedgerTest, ACleanStopLeavesTheFilterOfIndexedIdsForTheNextStart) {
   ASSERT_TRUE(wait_ready(l->backend()));
   EXPECT_TRUE(Indexed(l->backend(), "behind"));
   EXPECT_TRUE(Indexed(l->backend(), "during"));
+  // Nor one that others may write (not as a clean stop leaves it).
+  if (!pg) {
+    l.reset();
+    ASSERT_TRUE(saved());
+    std::filesystem::permissions(path, std::filesystem::perms::group_write,
+                                 std::filesystem::perm_options::add);
+    l = OpenLedger();
+    EXPECT_FALSE(l->backend().lookup_stats().filter_restored);
+    EXPECT_FALSE(saved());
+    ASSERT_TRUE(wait_ready(l->backend()));
+  }
   // A saved filter cut short (its stamp still right) is not used either.
   l.reset();
   ASSERT_TRUE(saved());
