@@ -2,6 +2,7 @@
 
 #include <sodium.h>
 
+#include <bit>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -43,7 +44,14 @@ std::string ReportFilter::Save() const {
   PutU64(&out, key_[0]);
   PutU64(&out, key_[1]);
   PutU64(&out, added_.load(std::memory_order_relaxed));
-  for (size_t i = 0; i < blocks_ * 8; ++i) PutU64(&out, words_[i].load(std::memory_order_relaxed));
+  // The words little-endian, as PutU64 writes them, a word at a time.
+  const size_t at = out.size();
+  out.resize(at + blocks_ * 64);
+  for (size_t i = 0; i < blocks_ * 8; ++i) {
+    uint64_t w = words_[i].load(std::memory_order_relaxed);
+    if constexpr (std::endian::native == std::endian::big) w = __builtin_bswap64(w);
+    std::memcpy(out.data() + at + 8 * i, &w, 8);
+  }
   return out;
 }
 
@@ -64,7 +72,12 @@ std::unique_ptr<ReportFilter> ReportFilter::Restore(std::string_view bytes, std:
   std::unique_ptr<ReportFilter> f(new ReportFilter(static_cast<size_t>(blocks), key));
   f->added_.store(GetU64(p + 24), std::memory_order_relaxed);
   const char* w = bytes.data() + kHeader;
-  for (size_t i = 0; i < blocks * 8; ++i) f->words_[i].store(GetU64(w + 8 * i));
+  for (size_t i = 0; i < blocks * 8; ++i) {
+    uint64_t v;
+    std::memcpy(&v, w + 8 * i, 8);
+    if constexpr (std::endian::native == std::endian::big) v = __builtin_bswap64(v);
+    f->words_[i].store(v, std::memory_order_relaxed);
+  }
   return f;
 }
 

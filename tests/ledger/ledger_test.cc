@@ -662,10 +662,22 @@ TEST_F(LedgerTest, ACleanStopLeavesTheFilterOfIndexedIdsForTheNextStart) {
     return b.lookup_stats().filter_ready;
   };
   {
+    // Below 65,536 ids a scan costs less than the saved filter: none saved.
     auto l = OpenLedger();
     for (int i = 0; i < 50; ++i) IndexReport(*l, "old-" + std::to_string(i));
     ASSERT_TRUE(wait_ready(l->backend()));
     EXPECT_FALSE(l->backend().lookup_stats().filter_restored) << "a new ledger has none saved";
+  }
+  EXPECT_FALSE(saved());
+  {
+    auto l = OpenLedger();
+    EXPECT_FALSE(l->backend().lookup_stats().filter_restored);
+    BatchExtras extras;
+    for (int i = 0; i < 66000; ++i)
+      extras.reports.push_back({"svc", "bulk-" + std::to_string(i), "d", 0, 1767607200, "v1"});
+    std::vector<v1::LedgerEvent> none;
+    ASSERT_TRUE(l->Enqueue(&none, std::move(extras))->Wait().ok());
+    ASSERT_TRUE(wait_ready(l->backend()));
   }
   EXPECT_TRUE(saved());
   if (!pg) {
@@ -679,6 +691,7 @@ TEST_F(LedgerTest, ACleanStopLeavesTheFilterOfIndexedIdsForTheNextStart) {
     ASSERT_TRUE(b.lookup_stats().filter_restored);
     ASSERT_TRUE(b.lookup_stats().filter_ready) << "complete from the start, with no scan";
     for (int i = 0; i < 50; ++i) EXPECT_TRUE(Indexed(b, "old-" + std::to_string(i))) << i;
+    for (int i = 0; i < 66000; i += 997) EXPECT_TRUE(Indexed(b, "bulk-" + std::to_string(i))) << i;
     const LedgerBackend::LookupStats before = b.lookup_stats();
     for (int i = 0; i < 50; ++i) EXPECT_FALSE(Indexed(b, "new-" + std::to_string(i)));
     EXPECT_GE(b.lookup_stats().filtered - before.filtered, 48u) << "answered by the filter";
