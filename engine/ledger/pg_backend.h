@@ -38,7 +38,8 @@ Status TryWriterLock(const std::string& url, std::unique_ptr<WriterLock>* out);
 //   WriteSet is never written twice.
 // - Reads come from a pool of four connections; a read that spans tables
 //   (open obligations with their actions) runs in one REPEATABLE READ
-//   snapshot.
+//   snapshot, and a restart's reads go through a cursor, a chunk of rows
+//   at a time.
 //
 // `read_only` opens an existing ledger without creating, migrating, locking
 // or changing it (`carewatch verify`, audit commands). `busy_timeout_ms`:
@@ -46,14 +47,14 @@ Status TryWriterLock(const std::string& url, std::unique_ptr<WriterLock>* out);
 // before it fails as Unavailable, which the ledger retries.
 // `writer_lock` (may be null): a lock TryWriterLock took, whose connection
 // becomes the writer connection.
+Status OpenPostgresBackend(const std::string& url, bool read_only, int busy_timeout_ms,
+                           std::unique_ptr<LedgerBackend>* out,
+                           std::shared_ptr<WriterLock> writer_lock = nullptr);
+
 // Rows a streamed read (a restart's open obligations and window rows)
 // fetches from its cursor at once: 4096 unless set. Tests set a few, so
 // that their reads cross many chunk boundaries.
 void SetPostgresReadChunk(int rows);
-
-Status OpenPostgresBackend(const std::string& url, bool read_only, int busy_timeout_ms,
-                           std::unique_ptr<LedgerBackend>* out,
-                           std::shared_ptr<WriterLock> writer_lock = nullptr);
 
 // The unsequenced queue of a PostgreSQL ledger shared by replicas
 // (docs/operations.md "Replicas"). A replica that is not the writer stores
