@@ -10,12 +10,13 @@ std::string Describe(const std::vector<rules::Diagnostic>& diagnostics) {
   return out;
 }
 
-std::unique_ptr<eval::Evaluator> MakeEvaluator(const std::string& yaml, const FakeFiles& files) {
+std::unique_ptr<eval::Evaluator> MakeEvaluator(const std::string& yaml, const FakeFiles& files,
+                                               const eval::EvaluatorOptions& options) {
   rules::LoadResult loaded = LoadPack(yaml, files);
   EXPECT_TRUE(loaded.ruleset) << Describe(loaded.diagnostics);
   if (!loaded.ruleset) return nullptr;
   std::unique_ptr<eval::Evaluator> e;
-  Status s = eval::Evaluator::Create(loaded.ruleset, {}, &e);
+  Status s = eval::Evaluator::Create(loaded.ruleset, options, &e);
   EXPECT_TRUE(s.ok()) << s.message();
   return e;
 }

@@ -39,8 +39,8 @@ inline std::string PackWithRules(const std::string& rules_yaml) {
 }
 
 // Builds an Evaluator from pack text; fails the test if it does not load.
-std::unique_ptr<eval::Evaluator> MakeEvaluator(const std::string& yaml,
-                                               const FakeFiles& files = {});
+std::unique_ptr<eval::Evaluator> MakeEvaluator(const std::string& yaml, const FakeFiles& files = {},
+                                               const eval::EvaluatorOptions& options = {});
 
 // The ids of the rules that flag `report`.
 std::vector<std::string> FlaggedRules(const eval::Evaluator& e, const v1::ContentReport& report);

@@ -62,10 +62,19 @@ void AddMatch(const std::string& field, uint32_t start, uint32_t end,
 struct HitContext {
   std::vector<uint8_t>* hit;
   std::vector<uint32_t>* fired;
+  std::vector<Evaluator::Context::ScanSpan>* spans;
+  bool* spans_full;
+  uint32_t value = 0;  // the URL being scanned; 0 for other fields
 };
 
-void OnLeafMatch(uint32_t id, void* c) {
+void OnLeafMatch(uint32_t id, uint32_t start, uint32_t end, void* c) {
   auto* h = static_cast<HitContext*>(c);
+  if (start != match::Matcher::kNoSpan) {
+    if (h->spans->size() < Evaluator::Context::kMaxScanSpans)
+      h->spans->push_back({id, h->value, start, end});
+    else
+      *h->spans_full = true;
+  }
   if (!(*h->hit)[id]) {
     (*h->hit)[id] = 1;
     h->fired->push_back(id);
@@ -202,9 +211,8 @@ Status Evaluator::Create(std::shared_ptr<const rules::RuleSet> ruleset,
         for (uint32_t i = 0; i < n.num_children; ++i)
           stack.push_back(e->child_ids_[n.first_child + i]);
         if (n.list < 0) continue;
-        const std::pair<int32_t, Field> key(n.list, n.condition->field == Field::kUrl
-                                                        ? Field::kUrl
-                                                        : Field::kHash);
+        const std::pair<int32_t, Field> key(
+            n.list, n.condition->field == Field::kUrl ? Field::kUrl : Field::kHash);
         auto at = std::find(e->prepared_lists_.begin(), e->prepared_lists_.end(), key);
         n.probes = static_cast<int32_t>(at - e->prepared_lists_.begin());
         if (at == e->prepared_lists_.end()) e->prepared_lists_.push_back(key);
@@ -245,6 +253,7 @@ std::unique_ptr<Evaluator::Context> Evaluator::NewContext() const {
   c->scratch = matcher_->NewScratch();
   c->scan_hit.assign(scan_node_.size(), 0);
   c->fired.reserve(scan_node_.size());
+  c->scan_spans.reserve(Context::kMaxScanSpans);
   c->rule_epoch.assign(rule_root_.size(), 0);
   c->candidates.reserve(rule_root_.size());
   c->gate_epoch.assign(rule_root_.size(), 0);
@@ -354,7 +363,9 @@ Status Evaluator::Scan(const v1::ContentReport& report, Context& ctx, bool gate)
     std::fill(ctx.gate_epoch.begin(), ctx.gate_epoch.end(), 0);
     ctx.gate_report = 1;
   }
-  HitContext hits{&ctx.scan_hit, &ctx.fired};
+  ctx.scan_spans.clear();
+  ctx.scan_spans_full = false;
+  HitContext hits{&ctx.scan_hit, &ctx.fired, &ctx.scan_spans, &ctx.scan_spans_full};
   for (int f = 0; f < rules::kNumTextFields; ++f) {
     Field field = static_cast<Field>(f);
     int raw = match::DatabaseSlot(field, false);
@@ -378,10 +389,12 @@ Status Evaluator::Scan(const v1::ContentReport& report, Context& ctx, bool gate)
       return s;
     };
     if (field == Field::kUrl) {
-      for (const std::string& url : report.urls()) {
-        Status s = scan_value(url, &ctx.folded_url);
+      for (int i = 0; i < report.urls_size(); ++i) {
+        hits.value = static_cast<uint32_t>(i);
+        Status s = scan_value(report.urls(i), &ctx.folded_url);
         if (!s.ok()) return s;
       }
+      hits.value = 0;
     } else {
       Status s = scan_value(*SingleValue(report, field), &ctx.folded[f]);
       if (!s.ok()) return s;
@@ -495,15 +508,33 @@ void Evaluator::LeafMatches(const Node& n, const v1::ContentReport& report, Cont
                             google::protobuf::RepeatedPtrField<v1::Match>* out) const {
   const Condition& c = *n.condition;
   if (n.scan_id >= 0) {
-    auto spans_in = [&](const std::string& value, const std::string& name, match::FoldedText* fold,
-                        uint32_t* map_epoch) {
+    const uint32_t leaf = static_cast<uint32_t>(n.scan_id);
+    // A phrase leaf's spans are the occurrences the scan itself found, when
+    // it kept them all; otherwise (and for regex leaves) the value is
+    // searched again.
+    const bool from_scan =
+        matcher_->is_phrase_leaf(leaf) && matcher_->spans_from_scan() && !ctx.scan_spans_full;
+    auto find_spans = [&](std::string_view text, uint32_t value) {
+      if (!from_scan) {
+        if (matcher_->is_phrase_leaf(leaf)) ++ctx.spans_searched_;
+        matcher_->FindSpans(leaf, text, options_.max_spans_per_leaf, &ctx.spans);
+        return;
+      }
+      ctx.found.clear();
+      for (const Context::ScanSpan& s : ctx.scan_spans) {
+        if (s.leaf == leaf && s.value == value) ctx.found.emplace_back(s.start, s.end);
+      }
+      match::Matcher::SelectSpans(&ctx.found, options_.max_spans_per_leaf, &ctx.spans);
+    };
+    auto spans_in = [&](const std::string& value, uint32_t index, const std::string& name,
+                        match::FoldedText* fold, uint32_t* map_epoch) {
       ctx.spans.clear();
       if (c.normalize) {
         if (!map_epoch || *map_epoch != ctx.epoch) {
           match::FoldForMatching(value, fold);
           if (map_epoch) *map_epoch = ctx.epoch;
         }
-        matcher_->FindSpans(n.scan_id, fold->text, options_.max_spans_per_leaf, &ctx.spans);
+        find_spans(fold->text, index);
         for (auto& [s, e] : ctx.spans) {
           if (s < e) {
             auto [os, oe] = fold->MapSpan(s, e);
@@ -511,7 +542,7 @@ void Evaluator::LeafMatches(const Node& n, const v1::ContentReport& report, Cont
           }
         }
       } else {
-        matcher_->FindSpans(n.scan_id, value, options_.max_spans_per_leaf, &ctx.spans);
+        find_spans(value, index);
         for (auto& [s, e] : ctx.spans) AddMatch(name, s, e, out);
       }
       return !ctx.spans.empty();
@@ -519,12 +550,13 @@ void Evaluator::LeafMatches(const Node& n, const v1::ContentReport& report, Cont
     int before = out->size();
     if (c.field == Field::kUrl) {
       for (int i = 0; i < report.urls_size(); ++i) {
-        spans_in(report.urls(i), "urls[" + std::to_string(i) + "]", &ctx.folded_url, nullptr);
+        spans_in(report.urls(i), static_cast<uint32_t>(i), "urls[" + std::to_string(i) + "]",
+                 &ctx.folded_url, nullptr);
       }
     } else {
       const std::string& value = *SingleValue(report, c.field);
       int f = static_cast<int>(c.field);
-      if (!spans_in(value, c.field_name, &ctx.folded[f], &ctx.folded_map_epoch[f]) &&
+      if (!spans_in(value, 0, c.field_name, &ctx.folded[f], &ctx.folded_map_epoch[f]) &&
           out->size() == before) {
         // Hyperscan and RE2 disagreed on a corner of syntax: name the field.
         AddMatch(c.field_name, 0, static_cast<uint32_t>(value.size()), out);

@@ -178,6 +178,19 @@ class Evaluator::Context {
   ~Context();
   // Bytes of field values (raw and folded) this Context has scanned.
   uint64_t bytes_scanned() const { return bytes_scanned_; }
+  // Field values whose phrase spans were found by searching the value again
+  // after the scan, not from the scan's own matches (RE2::Set, or more
+  // occurrences in one report than kMaxScanSpans).
+  uint64_t spans_searched() const { return spans_searched_; }
+  // Occurrences of phrases one report's scan keeps for its spans; past
+  // this, spans are found by searching again.
+  static constexpr size_t kMaxScanSpans = 4096;
+  // An occurrence of a phrase leaf's phrase the scan found in the report:
+  // where the spans of a flagged phrase leaf come from. `value` is the
+  // index of the URL scanned (0 for other fields).
+  struct ScanSpan {
+    uint32_t leaf, value, start, end;
+  };
 
  private:
   friend class Evaluator;
@@ -194,6 +207,9 @@ class Evaluator::Context {
   uint32_t folded_map_epoch[rules::kNumTextFields] = {};
   match::FoldedText folded_url;
   std::vector<std::pair<uint32_t, uint32_t>> spans;
+  std::vector<ScanSpan> scan_spans;
+  bool scan_spans_full = false;                      // more than kMaxScanSpans: not all kept
+  std::vector<std::pair<uint32_t, uint32_t>> found;  // SelectSpans' input
   // Per rule: the report (gate_epoch) whose prefilter gate_open holds.
   std::vector<uint32_t> gate_epoch;
   std::vector<uint8_t> gate_open;
@@ -204,6 +220,7 @@ class Evaluator::Context {
   std::vector<size_t> probe_counts;  // of each, those prepared for the report
   uint32_t probes_report = 0;
   uint64_t bytes_scanned_ = 0;
+  uint64_t spans_searched_ = 0;
 };
 
 }  // namespace carewatch::eval

@@ -64,8 +64,10 @@ int OnHyperscanMatch(unsigned int id, unsigned long long, unsigned long long to,
     }
     if (IsWordChar(lit.front()) && start > 0 && IsWordChar(c->data[start - 1])) return 0;
     if (IsWordChar(lit.back()) && to < c->data.size() && IsWordChar(c->data[to])) return 0;
+    c->fn(e.leaf, static_cast<uint32_t>(start), static_cast<uint32_t>(to), c->context);
+    return 0;
   }
-  c->fn(e.leaf, c->context);
+  c->fn(e.leaf, Matcher::kNoSpan, Matcher::kNoSpan, c->context);
   return 0;
 }
 
@@ -143,6 +145,7 @@ Status Matcher::BuildRe2(const std::vector<PatternLeaf>& leaves, bool literal_le
 Status Matcher::BuildWithRe2Set(std::vector<PatternLeaf> leaves, std::unique_ptr<Matcher>* out) {
   std::unique_ptr<Matcher> m(new Matcher());
   m->leaves_ = std::move(leaves);
+  m->re2_sets_ = true;
   Status s = m->BuildRe2(m->leaves_, true);
   if (!s.ok()) return s;
   RE2::Options options;
@@ -248,7 +251,7 @@ Status Matcher::Scan(int slot, std::string_view data, Scratch& scratch, MatchFn 
     thread_local std::vector<int> matched;
     matched.clear();
     sets_[slot]->Match(re2::StringPiece(data.data(), data.size()), &matched);
-    for (int i : matched) on_match(set_leaf_[slot][i], context);
+    for (int i : matched) on_match(set_leaf_[slot][i], kNoSpan, kNoSpan, context);
     return Status::Ok();
   }
   const hs_database_t* db = dbs_[slot];
@@ -289,12 +292,19 @@ void FindLiteralSpans(const std::vector<std::string>& literals, std::string_view
       found.emplace_back(static_cast<uint32_t>(at), static_cast<uint32_t>(end));
     }
   }
-  std::sort(found.begin(), found.end(), [](const auto& a, const auto& b) {
+  Matcher::SelectSpans(&found, max_spans, spans);
+}
+
+}  // namespace
+
+void Matcher::SelectSpans(std::vector<std::pair<uint32_t, uint32_t>>* found, size_t max_spans,
+                          std::vector<std::pair<uint32_t, uint32_t>>* spans) {
+  std::sort(found->begin(), found->end(), [](const auto& a, const auto& b) {
     return a.first != b.first ? a.first < b.first : a.second > b.second;
   });
   uint32_t next = 0;
   size_t count = 0;
-  for (const auto& span : found) {
+  for (const auto& span : *found) {
     if (count >= max_spans) break;
     if (span.first < next) continue;
     spans->push_back(span);
@@ -302,8 +312,6 @@ void FindLiteralSpans(const std::vector<std::string>& literals, std::string_view
     ++count;
   }
 }
-
-}  // namespace
 
 void Matcher::FindSpans(uint32_t leaf_id, std::string_view data, size_t max_spans,
                         std::vector<std::pair<uint32_t, uint32_t>>* spans) const {

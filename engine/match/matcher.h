@@ -87,17 +87,32 @@ class Matcher {
 
   bool HasDatabase(int slot) const { return dbs_[slot] != nullptr || sets_[slot] != nullptr; }
 
-  // Calls on_match(leaf_id) for each leaf that matches `data` in `slot`'s
-  // database (at most once per leaf per call). REQUIRES: `data` is valid
-  // UTF-8. Never allocates.
-  using MatchFn = void (*)(uint32_t leaf_id, void* context);
+  // Calls on_match for each leaf that matches `data` in `slot`'s database.
+  // A regex leaf is reported at most once per call, with start == end ==
+  // kNoSpan. A phrase leaf is reported once for every occurrence of one of
+  // its phrases as a whole word, with the occurrence's bytes [start, end),
+  // in the order of their ends (when spans_from_scan(); else like a regex
+  // leaf). REQUIRES: `data` is valid UTF-8. Never allocates.
+  static constexpr uint32_t kNoSpan = UINT32_MAX;
+  using MatchFn = void (*)(uint32_t leaf_id, uint32_t start, uint32_t end, void* context);
   Status Scan(int slot, std::string_view data, Scratch& scratch, MatchFn on_match,
               void* context) const;
+  // Whether Scan reports every occurrence of a phrase leaf's phrases with
+  // its bytes (Hyperscan: yes; the RE2::Set variant: no).
+  bool spans_from_scan() const { return !re2_sets_; }
+  // Whether leaf `leaf_id` is a phrase leaf.
+  bool is_phrase_leaf(uint32_t leaf_id) const { return !leaves_[leaf_id].literals.empty(); }
 
   // Appends up to `max_spans` non-overlapping byte spans of leaf `leaf_id` in
   // `data` (RE2 semantics, leftmost first).
   void FindSpans(uint32_t leaf_id, std::string_view data, size_t max_spans,
                  std::vector<std::pair<uint32_t, uint32_t>>* spans) const;
+  // What FindSpans answers for a phrase leaf, from every occurrence of its
+  // phrases in the data (`found`, in any order; reordered here): the
+  // leftmost, then the longest at the same start, never overlapping, at
+  // most `max_spans`, appended to `spans`.
+  static void SelectSpans(std::vector<std::pair<uint32_t, uint32_t>>* found, size_t max_spans,
+                          std::vector<std::pair<uint32_t, uint32_t>>* spans);
 
   size_t num_leaves() const { return leaves_.size(); }
   // Total bytes of the compiled databases, for metrics and benchmarks.
@@ -122,6 +137,7 @@ class Matcher {
   // RE2::Set alternative (BuildWithRe2Set): per slot, set index -> leaf id.
   std::unique_ptr<re2::RE2::Set> sets_[kNumDatabaseSlots];
   std::vector<uint32_t> set_leaf_[kNumDatabaseSlots];
+  bool re2_sets_ = false;
   hs_scratch* prototype_ = nullptr;
 };
 

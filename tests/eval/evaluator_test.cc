@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <random>
+
 #include "engine/eval/report_json.h"
 #include "tests/testing.h"
 
@@ -281,8 +283,8 @@ TEST(ReportJson, RejectsUnknownFieldsAndBadTypes) {
 }  // namespace carewatch::eval
 
 #include <filesystem>
-#include <functional>
 #include <fstream>
+#include <functional>
 
 #include "engine/common/digest.h"
 #include "engine/match/lists.h"
@@ -328,6 +330,68 @@ TEST(Evaluator, HyperscanAndRe2AgreeOnTheRealisticPack) {
     flagged += a.flags_size() > 0;
   }
   EXPECT_GT(flagged, 600) << "the sample must exercise the rules";
+  // Hyperscan's phrase spans came from the scan; RE2::Set's were searched.
+  EXPECT_EQ(hs_ctx->spans_searched(), 0u);
+  EXPECT_GT(re2_ctx->spans_searched(), 0u);
+}
+
+// A flagged phrase leaf's spans are the occurrences its scan found, not a
+// second search of the value: the same spans as the search finds
+// (overlapping phrases, word boundaries, folded text, each URL), and a
+// search again only when one report holds more occurrences than the scan
+// keeps.
+TEST(Evaluator, PhraseSpansComeFromTheScanAndAgreeWithASearch) {
+  const std::string rules = Rule("plain", "{field: text, phrases: [ab, ab cd, b cd, cd ab cd]}") +
+                            Rule("folded", "{field: text, normalize: true, phrases: [cd ef, ab]}") +
+                            Rule("caption", "{field: caption, phrases: [ef, ef ef]}") +
+                            Rule("url", "{field: url, phrases: [ab, cd]}") +
+                            Rule("url_folded", "{field: url, normalize: true, phrases: [ef]}");
+  auto hs = MakeEvaluator(PackWithRules(rules));
+  EvaluatorOptions re2_options;
+  re2_options.use_re2_set = true;
+  auto re2 = MakeEvaluator(PackWithRules(rules), {}, re2_options);
+  auto hs_ctx = hs->NewContext();
+  auto re2_ctx = re2->NewContext();
+  std::mt19937 rng(5);
+  const char* words[] = {"ab", "AB", "cd", "ef", "E.F", "abcd", "b", "xab", "c\u200bd", "3F"};
+  const char* separators[] = {" ", " ", "  ", ", ", "-", "/", "\u00e9"};
+  auto sentence = [&](size_t n) {
+    std::string out;
+    for (size_t i = 0; i < n; ++i) {
+      out += words[rng() % std::size(words)];
+      out += separators[rng() % std::size(separators)];
+    }
+    return out;
+  };
+  int flagged = 0;
+  for (int round = 0; round < 2000; ++round) {
+    const std::string json = R"({"text":")" + sentence(rng() % 24) + R"(","caption":")" +
+                             sentence(rng() % 6) + R"(","urls":["https://a.test/)" +
+                             sentence(rng() % 4) + R"(","https://b.test/)" + sentence(rng() % 4) +
+                             R"("]})";
+    v1::ContentReport report = Report(json);
+    v1::Verdict a, b;
+    ASSERT_TRUE(hs->Evaluate(report, *hs_ctx, &a).ok());
+    ASSERT_TRUE(re2->Evaluate(report, *re2_ctx, &b).ok());
+    ASSERT_EQ(ToJson(a), ToJson(b)) << json;
+    flagged += a.flags_size() > 0;
+  }
+  EXPECT_GT(flagged, 1500);
+  EXPECT_EQ(hs_ctx->spans_searched(), 0u);
+  EXPECT_GT(re2_ctx->spans_searched(), 0u);
+
+  // More occurrences than one scan keeps: the spans are searched for.
+  std::string many;
+  for (size_t i = 0; i < Evaluator::Context::kMaxScanSpans; ++i) many += "ab ";
+  many += "ab cd";
+  v1::ContentReport report = Report(R"({"text":")" + many + R"("})");
+  v1::Verdict a, b;
+  ASSERT_TRUE(hs->Evaluate(report, *hs_ctx, &a).ok());
+  ASSERT_TRUE(re2->Evaluate(report, *re2_ctx, &b).ok());
+  EXPECT_EQ(ToJson(a), ToJson(b));
+  EXPECT_GT(hs_ctx->spans_searched(), 0u);
+  ASSERT_GE(a.flags_size(), 1);
+  EXPECT_EQ(a.flags(0).matches_size(), 8) << "max_spans_per_leaf";
 }
 
 // A list's index is read back from the cache, equal to the one built; a

@@ -46,7 +46,10 @@ std::set<uint32_t> Hits(const Matcher& m, std::string_view text, Field field = F
   auto scratch = m.NewScratch();
   Status s = m.Scan(
       DatabaseSlot(field, false), text, *scratch,
-      [](uint32_t id, void* c) { static_cast<std::set<uint32_t>*>(c)->insert(id); }, &hits);
+      [](uint32_t id, uint32_t, uint32_t, void* c) {
+        static_cast<std::set<uint32_t>*>(c)->insert(id);
+      },
+      &hits);
   EXPECT_TRUE(s.ok()) << s.message();
   return hits;
 }
@@ -155,7 +158,7 @@ TEST(Matcher, EachLeafReportedOncePerScan) {
   auto scratch = m->NewScratch();
   ASSERT_TRUE(m->Scan(
                    DatabaseSlot(Field::kText, false), "aaaa", *scratch,
-                   [](uint32_t, void* c) { ++*static_cast<int*>(c); }, &calls)
+                   [](uint32_t, uint32_t, uint32_t, void* c) { ++*static_cast<int*>(c); }, &calls)
                   .ok());
   EXPECT_EQ(calls, 1);
 }
