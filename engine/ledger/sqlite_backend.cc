@@ -544,6 +544,19 @@ class SqliteBackend : public LedgerBackend {
     return by_pos;
   }
 
+  // Runs `sql` in one write transaction (CarryForward) when the ledger's
+  // schema still holds the index `old_index`, which `sql` replaces.
+  Status CarryForwardIndex(const std::string& old_index, const char* what, const std::string& sql) {
+    bool has = false;
+    {
+      Stmt st(write_db_, "SELECT 1 FROM sqlite_schema WHERE type = 'index' AND name = ?");
+      if (!st.ok()) return Error(write_db_, "reading the schema");
+      st.Bind(1, old_index);
+      has = st.Step() == SQLITE_ROW;
+    }
+    return has ? CarryForward(what, sql) : Status::Ok();
+  }
+
   // Runs `sql` in one write transaction: all of it or, on failure, none
   // (DataLoss naming `what`).
   Status CarryForward(const char* what, const std::string& sql) {
@@ -580,47 +593,29 @@ class SqliteBackend : public LedgerBackend {
                               "ALTER TABLE tree_nodes_by_pos RENAME TO tree_nodes;");
       if (!s.ok()) return s;
     }
-    {
-      // Reports that matched nothing were found for retention through a
-      // partial index on report_index (recorded_at): ordered by time, then
-      // by id, so each commit's few rows went to as many pages of it. They
-      // are now listed in the order they were indexed (report_index_expiry,
-      // appended to at its end).
-      Stmt st(write_db_,
-              "SELECT 1 FROM sqlite_schema WHERE type = 'index' AND name = "
-              "'report_index_unflagged'");
-      if (!st.ok()) return Error(write_db_, "reading the schema");
-      if (st.Step() == SQLITE_ROW) {
-        st.Reset();
-        Status s = CarryForward(
-            "report index",
-            "DELETE FROM report_index_expiry; "
-            "INSERT INTO report_index_expiry (recorded_at, service_id, report_id) "
-            "SELECT recorded_at, service_id, report_id FROM report_index WHERE seq = 0 "
-            "ORDER BY recorded_at; "
-            "DROP INDEX report_index_unflagged;");
-        if (!s.ok()) return s;
-      }
-    }
-    {
-      // A restart reads every decided obligation within retention for the
-      // systemic windows: its service, duty, deadline and status. Indexed
-      // by deadline alone, each such row was a seek into the table; the
-      // index now holds them, and only a breached row's other columns are
-      // read from the table (SQLite defers the seek until they are).
-      Stmt st(write_db_,
-              "SELECT 1 FROM sqlite_schema WHERE type = 'index' AND name = "
-              "'obligations_decided'");
-      if (!st.ok()) return Error(write_db_, "reading the schema");
-      if (st.Step() == SQLITE_ROW) {
-        st.Reset();
-        Status s = CarryForward("decided obligations' index",
+    // Reports that matched nothing were found for retention through a
+    // partial index on report_index (recorded_at): ordered by time, then by
+    // id, so each commit's few rows went to as many pages of it. They are
+    // now listed in the order they were indexed (report_index_expiry,
+    // appended to at its end).
+    Status carried = CarryForwardIndex(
+        "report_index_unflagged", "report index",
+        "DELETE FROM report_index_expiry; "
+        "INSERT INTO report_index_expiry (recorded_at, service_id, report_id) "
+        "SELECT recorded_at, service_id, report_id FROM report_index WHERE seq = 0 "
+        "ORDER BY recorded_at; "
+        "DROP INDEX report_index_unflagged;");
+    if (!carried.ok()) return carried;
+    // A restart reads every decided obligation within retention for the
+    // systemic windows: its service, duty, deadline and status. Indexed by
+    // deadline alone, each such row was a seek into the table; the index
+    // now holds them, and only a breached row's other columns are read from
+    // the table (SQLite defers the seek until they are).
+    carried = CarryForwardIndex("obligations_decided", "decided obligations' index",
                                 "CREATE INDEX IF NOT EXISTS obligations_decided_window ON "
                                 "obligations (deadline, service_id, duty_id, status) WHERE "
                                 "decided_seq > 0; DROP INDEX obligations_decided;");
-        if (!s.ok()) return s;
-      }
-    }
+    if (!carried.ok()) return carried;
     // Tables derived from events are derived again, by the shared code,
     // whenever the schema version changes (schema 3 added the engine's
     // state): one pass over the log, once.
