@@ -123,6 +123,7 @@ Status DutyEngine::Commit(std::vector<v1::LedgerEvent>* events, std::unique_lock
   } else {
     for (v1::LedgerEvent& e : *events) e.set_seq(++local_seq_);
   }
+  decided_now_.clear();  // handed to the ledger: a read after a flush sees them
   // Reports whose work this command finished are forgotten once durable.
   if (ledger_ && !events->empty()) {
     for (Key& k : to_retire_) retire_.emplace_back(events->back().seq(), std::move(k));
@@ -221,8 +222,9 @@ void DutyEngine::Apply(const v1::LedgerEvent& e) {
                                         : v1::OBLIGATION_STATUS_BREACHED;
       // Every decided obligation has come due at its deadline: the window's
       // denominator counts it once its deadline is inside the window.
-      Window& w = windows_[{ob.service_id, ob.duty_id()}];
-      w.due.insert(std::upper_bound(w.due.begin(), w.due.end(), deadline), deadline);
+      const Key window{ob.service_id, ob.duty_id()};
+      Window& w = windows_[window];
+      AddDue(window, w, deadline);
       if (status == v1::OBLIGATION_STATUS_MET) ++counts_.met;
       if (status == v1::OBLIGATION_STATUS_DISCHARGED) ++counts_.discharged;
       if (status == v1::OBLIGATION_STATUS_BREACHED) {
@@ -303,29 +305,112 @@ void DutyEngine::Track(const v1::Obligation& o, TrackedObligation* ob) {
   ob->terms = terms;
 }
 
-void DutyEngine::WindowAdder::Add(const ledger::LedgerBackend::WindowRow& row) {
-  Window* w = nullptr;
+DutyEngine::Window& DutyEngine::WindowAdder::Of(std::string_view service_id,
+                                                std::string_view duty_id) {
   for (auto& [service, duty, window] : seen_) {
-    if (service == row.service_id && duty == row.duty_id) {
-      w = window;
-      break;
+    if (service == service_id && duty == duty_id) return *window;
+  }
+  std::string service(service_id), duty(duty_id);
+  Window* w = &engine_->windows_[{service, duty}];
+  seen_.emplace_back(std::move(service), std::move(duty), w);
+  return *w;
+}
+
+void DutyEngine::AddDue(const Key& window, Window& w, int64_t deadline) {
+  const int64_t hour = HourOf(deadline);
+  ++w.hours[hour];
+  auto insert = [deadline](std::deque<int64_t>& q) {
+    q.insert(std::upper_bound(q.begin(), q.end(), deadline), deadline);
+  };
+  if (hour >= w.recent_from) {
+    insert(w.recent);
+  } else if (hour == w.edge_hour) {
+    insert(w.edge);
+  }
+  // Until this command reaches the ledger, a read of the store does not
+  // see it (DueIn).
+  if (ledger_) decided_now_.emplace_back(window, deadline);
+}
+
+void DutyEngine::TrimRecent(Window& w, int64_t t) const {
+  if (!ledger_ || t == INT64_MIN) return;
+  const int64_t from = HourOf(t) - 1;
+  if (from <= w.recent_from) return;
+  while (!w.recent.empty() && HourOf(w.recent.front()) < from) w.recent.pop_front();
+  w.recent_from = from;
+}
+
+bool DutyEngine::DueIn(const Key& window, Window& w, int64_t start, int64_t t, int64_t* due) {
+  auto up_to = [](const std::deque<int64_t>& q, int64_t x) {
+    return static_cast<int64_t>(std::upper_bound(q.begin(), q.end(), x) - q.begin());
+  };
+  const int64_t first = HourOf(start);
+  if (first >= w.recent_from) {  // every deadline after start is held
+    *due = up_to(w.recent, t) - up_to(w.recent, start);
+    return true;
+  }
+  constexpr int64_t kHour = ledger::LedgerBackend::kWindowHour;
+  if (w.edge_hour != first) {
+    // The window's start entered an hour memory holds as a count: its
+    // deadlines are read from the store, once everything handed to the
+    // ledger is durable, with those this command decided (not yet handed).
+    if (!ledger_ || !ledger_->Flush().ok()) return false;
+    std::vector<int64_t> deadlines;
+    if (!ledger_->backend()
+             .ReadWindowDeadlines(window.first, window.second, first * kHour, (first + 1) * kHour,
+                                  &deadlines)
+             .ok()) {
+      return false;
     }
+    for (const auto& [key, deadline] : decided_now_) {
+      if (key == window && HourOf(deadline) == first) deadlines.push_back(deadline);
+    }
+    std::sort(deadlines.begin(), deadlines.end());
+    w.edge.assign(deadlines.begin(), deadlines.end());
+    w.edge_hour = first;
   }
-  if (!w) {
-    std::string service(row.service_id), duty(row.duty_id);
-    w = &engine_->windows_[{service, duty}];
-    seen_.emplace_back(std::move(service), std::move(duty), w);
-  }
-  // Rows come by deadline: nearly always at the end.
-  if (w->due.empty() || w->due.back() <= row.deadline)
-    w->due.push_back(row.deadline);
-  else
-    w->due.insert(std::upper_bound(w->due.begin(), w->due.end(), row.deadline), row.deadline);
-  if (row.breached) {
-    w->breached.push_back({row.deadline, std::string(row.obligation_id),
-                           std::string(row.breach_kind), row.breach_at,
-                           std::string(row.finding_id)});
-  }
+  // The start's hour (all of it before t: recent_from is the hour before
+  // t's), the whole hours after it, then what memory holds one by one.
+  int64_t n = static_cast<int64_t>(w.edge.size()) - up_to(w.edge, start);
+  for (auto it = w.hours.upper_bound(first); it != w.hours.end() && it->first < w.recent_from; ++it)
+    n += it->second;
+  *due = n + up_to(w.recent, t);
+  return true;
+}
+
+Status DutyEngine::LoadWindows(int64_t horizon, int64_t now,
+                               const std::function<bool(std::string_view duty)>& want) {
+  ledger::LedgerBackend& store = ledger_->backend();
+  constexpr int64_t kHour = ledger::LedgerBackend::kWindowHour;
+  // Deadlines from the hour before `now` on are held one by one.
+  const int64_t from = now == INT64_MIN || now < INT64_MIN / 2 ? INT64_MIN : HourOf(now) - 1;
+  const int64_t held_after = from == INT64_MIN ? horizon : std::max(horizon, from * kHour - 1);
+  WindowAdder adder(this);
+  auto window = [&](std::string_view service, std::string_view duty) -> Window& {
+    Window& w = adder.Of(service, duty);
+    w.recent_from = from;
+    return w;
+  };
+  Status s = store.EachWindowHour(
+      horizon, [&](std::string_view service, std::string_view duty, int64_t hour, int64_t n) {
+        if (want(duty)) window(service, duty).hours[hour] += n;
+      });
+  if (!s.ok()) return s;
+  s = store.EachWindowRow(held_after, false, [&](const ledger::LedgerBackend::WindowRow& row) {
+    // Rows come by deadline: each goes at the end.
+    if (want(row.duty_id)) window(row.service_id, row.duty_id).recent.push_back(row.deadline);
+  });
+  if (!s.ok()) return s;
+  s = store.EachWindowRow(horizon, true, [&](const ledger::LedgerBackend::WindowRow& row) {
+    if (!want(row.duty_id)) return;
+    window(row.service_id, row.duty_id)
+        .breached.push_back({row.deadline, std::string(row.obligation_id),
+                             std::string(row.breach_kind), row.breach_at,
+                             std::string(row.finding_id)});
+  });
+  if (!s.ok()) return s;
+  SortWindows();
+  return Status::Ok();
 }
 
 void DutyEngine::SortWindows() {
@@ -409,12 +494,9 @@ Status DutyEngine::Recover() {
   const int64_t horizon = decided_ > INT64_MIN + options_.retention_seconds
                               ? decided_ - options_.retention_seconds
                               : INT64_MIN;
-  WindowAdder adder(this);
-  s = store.EachWindowRow(horizon,
-                          [&](const ledger::LedgerBackend::WindowRow& row) { adder.Add(row); });
+  s = LoadWindows(horizon, decided_, [](std::string_view) { return true; });
   if (!s.ok()) return s;
   default_covered_ = options_.retention_seconds;
-  SortWindows();
   // Open findings.
   ledger::FindingQuery q;
   q.status = "open";
@@ -523,6 +605,13 @@ size_t DutyEngine::obligations_in_memory() const {
   return obligations_.size();
 }
 
+size_t DutyEngine::window_deadlines_in_memory() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  size_t n = 0;
+  for (const auto& [key, w] : windows_) n += w.recent.size() + w.edge.size() + w.breached.size();
+  return n;
+}
+
 std::shared_ptr<const eval::Evaluator> DutyEngine::evaluator() const {
   std::lock_guard<std::mutex> lock(mu_);
   return evaluator_;
@@ -601,20 +690,17 @@ Status DutyEngine::Activate(std::shared_ptr<const eval::Evaluator> evaluator) {
       window_of[d->id] = d->systemic->window_seconds;
       for (auto& [key, w] : windows_) {
         if (key.second != d->id) continue;
-        w.due.clear();
+        w.hours.clear();
+        w.recent.clear();
+        w.edge.clear();
+        w.edge_hour = INT64_MIN;
         w.breached.clear();
       }
     }
-    WindowAdder adder(this);
-    f = ledger_->backend().EachWindowRow(
-        now > INT64_MIN + longest ? now - longest : INT64_MIN,
-        [&](const ledger::LedgerBackend::WindowRow& row) {
-          auto d = window_of.find(row.duty_id);
-          if (d != window_of.end() && row.deadline > now - d->second) adder.Add(row);
-        });
+    f = LoadWindows(now > INT64_MIN + longest ? now - longest : INT64_MIN, now,
+                    [&](std::string_view duty) { return window_of.count(duty) > 0; });
     if (!f.ok()) return f;
     for (const auto& [duty, seconds] : window_of) covered_[duty] = seconds;
-    SortWindows();
   }
   extra_actions_.clear();
   for (const rules::Rule& r : rs.rules()) {
@@ -1126,13 +1212,19 @@ Status DutyEngine::Sweep(int64_t now) {
       if (duty && !duty->systemic) {
         // No systemic test: nothing to count (Activate reads the store again
         // if a reload adds one).
-        w.due.clear();
+        w.hours.clear();
+        w.recent.clear();
+        w.edge.clear();
+        w.edge_hour = INT64_MIN;
         w.breached.clear();
         covered_[it->first.second] = 0;
       }
-      while (!w.due.empty() && w.due.front() <= horizon) w.due.pop_front();
+      TrimRecent(w, t);
+      w.hours.erase(w.hours.begin(), w.hours.lower_bound(HourOf(horizon)));
+      while (!w.recent.empty() && w.recent.front() <= horizon) w.recent.pop_front();
+      while (!w.edge.empty() && w.edge.front() <= horizon) w.edge.pop_front();
       while (!w.breached.empty() && w.breached.front().deadline <= horizon) w.breached.pop_front();
-      it = w.due.empty() && w.breached.empty() && !w.open ? windows_.erase(it) : std::next(it);
+      it = w.hours.empty() && w.breached.empty() && !w.open ? windows_.erase(it) : std::next(it);
     }
   }
   RetireDurable();
@@ -1160,9 +1252,12 @@ void DutyEngine::Detect(const Key& key, int64_t t, std::vector<v1::LedgerEvent>*
   Window& w = windows_[key];
   const int64_t start = t - sys.window_seconds;
   // Server time only moves forward here, so what slid out never comes back.
-  while (!w.due.empty() && w.due.front() <= start) w.due.pop_front();
+  TrimRecent(w, t);
+  while (!w.recent.empty() && w.recent.front() <= start) w.recent.pop_front();
   while (!w.breached.empty() && w.breached.front().deadline <= start) w.breached.pop_front();
-  const int64_t due = std::upper_bound(w.due.begin(), w.due.end(), t) - w.due.begin();
+  int64_t due = 0;
+  // A failed read of the store: evaluated again at the next sweep.
+  if (!DueIn(key, w, start, t, &due)) return;
   auto end_b = std::find_if(w.breached.begin(), w.breached.end(),
                             [t](const WindowBreach& b) { return b.deadline > t; });
   const int64_t breached = end_b - w.breached.begin();

@@ -163,6 +163,9 @@ class DutyEngine {
   // yet durable): for tests of bounded memory.
   size_t reports_in_memory() const;
   size_t obligations_in_memory() const;
+  // Deadlines of decided obligations the systemic windows hold one by one
+  // (the rest are counts by hour), and their breaches.
+  size_t window_deadlines_in_memory() const;
 
   // History (keep_history only).
   std::vector<v1::Breach> Breaches() const;
@@ -220,12 +223,27 @@ class DutyEngine {
       return x.deadline != y.deadline ? x.deadline < y.deadline : x.obligation_id < y.obligation_id;
     }
   };
-  // One (service, duty)'s systemic window: what came due, by deadline.
+  // One (service, duty)'s systemic window: its decided obligations by
+  // deadline, and its breaches. Memory does not hold every decided
+  // obligation's deadline: with a ledger, only those of the hour before the
+  // clock and later (`recent`) and of the hour the window starts in
+  // (`edge`, read from the store when the window's start enters it); the
+  // hours between are counts. Without a ledger every deadline stays in
+  // `recent`. docs/duties.md: the window is exact to the second either way.
   struct Window {
-    std::deque<int64_t> due;            // decided obligations' deadlines
+    std::map<int64_t, int64_t> hours;   // deadline hour -> decided obligations
+    std::deque<int64_t> recent;         // deadlines of hours >= recent_from, sorted
+    int64_t recent_from = INT64_MIN;    // an hour
+    std::deque<int64_t> edge;           // deadlines of hour edge_hour, sorted
+    int64_t edge_hour = INT64_MIN;      // INT64_MIN: none held
     std::deque<WindowBreach> breached;  // by deadline
     std::optional<v1::Finding> open;    // the open finding's counters (no id lists)
   };
+  // The hour a deadline falls in (floor(deadline / 3600)).
+  static int64_t HourOf(int64_t t) {
+    constexpr int64_t h = ledger::LedgerBackend::kWindowHour;
+    return t >= 0 ? t / h : -((-(t + 1)) / h) - 1;
+  }
   // A submission in progress; retries of the same report wait on it.
   struct Inflight {
     std::string digest;
@@ -242,6 +260,20 @@ class DutyEngine {
       return a ^ (std::hash<std::string>()(k.second) + 0x9e3779b97f4a7c15ULL + (a << 6) + (a >> 2));
     }
   };
+  // Adds a decided obligation's deadline to its window.
+  void AddDue(const Key& window, Window& w, int64_t deadline);
+  // Decided obligations of `w` whose deadline is in (start, t], reading
+  // the start's hour from the store when memory does not hold it. False
+  // when that read fails.
+  bool DueIn(const Key& window, Window& w, int64_t start, int64_t t, int64_t* due);
+  // With a ledger: forgets the deadlines of hours before the one before
+  // `t` (their counts stay).
+  void TrimRecent(Window& w, int64_t t) const;
+  // Reads the windows of the duties `want` accepts from the store: counts
+  // by hour and breaches of deadlines after `horizon`, and the deadlines of
+  // the hour before `now` and later.
+  Status LoadWindows(int64_t horizon, int64_t now,
+                     const std::function<bool(std::string_view duty)>& want);
 
   v1::LedgerEvent NewEvent(v1::EventType type, int64_t time) const;
   int64_t ServerNow() const;
@@ -269,7 +301,8 @@ class DutyEngine {
   class WindowAdder {
    public:
     explicit WindowAdder(DutyEngine* engine) : engine_(engine) {}
-    void Add(const ledger::LedgerBackend::WindowRow& row);
+    // The window of (service_id, duty_id), made if new.
+    Window& Of(std::string_view service_id, std::string_view duty_id);
 
    private:
     DutyEngine* engine_;
@@ -331,6 +364,9 @@ class DutyEngine {
   std::map<std::string, std::shared_ptr<const ObligationTerms>> terms_;
   std::multimap<int64_t, std::string> sweep_due_;  // open obligations by deadline + grace
   std::map<Key, Window> windows_;
+  // Deadlines decided by the command being built (applied, not yet handed
+  // to the ledger): a window's start hour read from the store adds them.
+  std::vector<std::pair<Key, int64_t>> decided_now_;
   // How far back (seconds of deadline before the clock) memory holds each
   // duty's decided obligations; default_covered_ for duties not listed
   // (everything, without a ledger to read from; retention after Recover).

@@ -818,7 +818,9 @@ struct Outcome {
   std::vector<v1::Finding> findings;
 };
 
-Outcome RunScenario(uint32_t seed, bool restart, const std::string& dir) {
+// `ledger` false: the engine keeps everything in memory, the windows'
+// every deadline among it (the reference the stored windows must match).
+Outcome RunScenario(uint32_t seed, bool restart, const std::string& dir, bool ledger = true) {
   std::mt19937 rng(seed);
   auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<uint32_t>(n)); };
   ledger::LedgerOptions lo;
@@ -835,7 +837,9 @@ Outcome RunScenario(uint32_t seed, bool restart, const std::string& dir) {
   auto open = [&] {
     engine.reset();
     l.reset();
-    EXPECT_TRUE(ledger::Ledger::Open(lo, &l).ok());
+    if (ledger) {
+      EXPECT_TRUE(ledger::Ledger::Open(lo, &l).ok());
+    }
     engine = std::make_unique<DutyEngine>(l.get(), options);
     EXPECT_TRUE(engine->Recover().ok());
     EXPECT_TRUE(engine->Activate(evaluator).ok());
@@ -925,6 +929,14 @@ TEST(DutyEngineProperties, FindingsAreCoherentInAnyArrivalOrderAndAcrossRestarts
           << "a restart changes no finding (seed " << seed << ")";
     }
     EXPECT_EQ(straight.breaches.size(), restarted.breaches.size());
+    // The stored windows (counts by hour, the start's hour read from the
+    // store as it moves) decide exactly as windows holding every deadline.
+    Outcome in_memory = RunScenario(seed, false, dir_a + "-memory", /*ledger=*/false);
+    ASSERT_EQ(in_memory.findings.size(), straight.findings.size()) << "seed " << seed;
+    for (size_t i = 0; i < straight.findings.size(); ++i) {
+      EXPECT_EQ(in_memory.findings[i].SerializeAsString(), straight.findings[i].SerializeAsString())
+          << "seed " << seed;
+    }
     findings += straight.findings.size();
     for (const auto& b : straight.breaches) late_recorded += b.kind() == "late_recorded";
     std::filesystem::remove_all(dir_a);
@@ -1207,6 +1219,64 @@ TEST_F(DutyEngineState, WindowsReadByARestartDecideAsThoseNeverRestarted) {
     EXPECT_EQ(restarted[i].breaches(), never[i].breaches());
     EXPECT_EQ(restarted[i].obligation_ids_size(), never[i].obligation_ids_size());
   }
+}
+
+// The windows hold their decided obligations as counts by hour: only the
+// deadlines of the last two hours (and, for a window with breaches, of the
+// hour it starts in) one by one, before and after a restart.
+TEST_F(DutyEngineState, WindowsHoldCountsByHourNotEveryDeadline) {
+  Open();
+  for (int i = 0; i < 100; ++i) {
+    now_ = kT0 + i * kHour;
+    const std::string id = "r" + std::to_string(i);
+    v1::Verdict v;
+    ASSERT_TRUE(engine_->SubmitReport(MakeReport(id, now_), &v).ok());
+    std::vector<v1::Obligation> obs;
+    for (const char* a : {"remove_content", "report_to_nca"})
+      ASSERT_TRUE(engine_->RecordAction({"svc", id, a, now_, "m"}, &obs).ok());
+    ASSERT_TRUE(engine_->Sweep(now_).ok());
+  }
+  EXPECT_EQ(engine_->counts().met, 100u);
+  EXPECT_LE(engine_->window_deadlines_in_memory(), 3u);
+  Open();
+  EXPECT_LE(engine_->window_deadlines_in_memory(), 3u);
+  // Two breaches count against the met obligations that came due in the
+  // day's window, read back as counts: below the rate, no finding.
+  for (const char* id : {"x1", "x2"}) {
+    v1::Verdict v;
+    ASSERT_TRUE(engine_->SubmitReport(MakeReport(id, now_), &v).ok());
+  }
+  now_ += 2 * kHour;
+  ASSERT_TRUE(engine_->Sweep(now_).ok());
+  std::vector<v1::Finding> found;
+  ASSERT_TRUE(ledger_->backend().QueryFindings({}, &found).ok());
+  EXPECT_TRUE(found.empty());
+}
+
+// A sweep that breaches obligations whose deadlines lie in the hour its
+// window starts in, and reads that hour from the store in the same
+// command: the breaches it has not yet written count too.
+TEST_F(DutyEngineState, TheWindowsStartHourCountsWhatTheSameSweepDecided) {
+  Open();
+  const int64_t sweep = kT0 + 2 * kDay + 30 * 60;  // 10:30, two days on
+  const int64_t start = sweep - kDay;              // the window's start
+  now_ = sweep - 600;
+  for (int64_t after : {600, 1200}) {
+    // Received a day before the sweep: due within the window's first hour.
+    v1::Verdict v;
+    ASSERT_TRUE(
+        engine_->SubmitReport(MakeReport("old" + std::to_string(after), start + after - kHour), &v)
+            .ok());
+  }
+  now_ = sweep;
+  ASSERT_TRUE(engine_->Sweep(now_).ok());
+  EXPECT_EQ(engine_->counts().breached, 2u);
+  std::vector<v1::Finding> found;
+  ASSERT_TRUE(ledger_->backend().QueryFindings({}, &found).ok());
+  ASSERT_EQ(found.size(), 1u) << "2 of 2 breached";
+  EXPECT_EQ(found[0].obligations(), 2);
+  EXPECT_EQ(found[0].window_breaches(), 2);
+  EXPECT_TRUE(ledger::VerifyLedger(ledger_->backend(), "").ok);
 }
 
 // A replica prepares a report (evaluation, digests) and the writer records
