@@ -316,9 +316,33 @@ DutyEngine::Window& DutyEngine::WindowAdder::Of(std::string_view service_id,
   return *w;
 }
 
+void DutyEngine::Window::CountHour(int64_t hour) {
+  // Nearly always the last hour, or a new one after it.
+  if (hours.empty() || hours.back().hour < hour) {
+    hours.push_back({hour, 1});
+    return;
+  }
+  if (hours.back().hour == hour) {
+    ++hours.back().count;
+    return;
+  }
+  auto at = std::lower_bound(hours.begin(), hours.end(), hour,
+                             [](const HourCount& h, int64_t x) { return h.hour < x; });
+  if (at != hours.end() && at->hour == hour)
+    ++at->count;
+  else
+    hours.insert(at, {hour, 1});
+}
+
+std::deque<DutyEngine::Window::HourCount>::const_iterator DutyEngine::Window::HoursAfter(
+    int64_t hour) const {
+  return std::upper_bound(hours.begin(), hours.end(), hour,
+                          [](int64_t x, const HourCount& h) { return x < h.hour; });
+}
+
 void DutyEngine::AddDue(const Key& window, Window& w, int64_t deadline) {
   const int64_t hour = HourOf(deadline);
-  ++w.hours[hour];
+  w.CountHour(hour);
   auto insert = [deadline](std::deque<int64_t>& q) {
     q.insert(std::upper_bound(q.begin(), q.end(), deadline), deadline);
   };
@@ -372,45 +396,35 @@ bool DutyEngine::DueIn(const Key& window, Window& w, int64_t start, int64_t t, i
   // The start's hour (all of it before t: recent_from is the hour before
   // t's), the whole hours after it, then what memory holds one by one.
   int64_t n = static_cast<int64_t>(w.edge.size()) - up_to(w.edge, start);
-  for (auto it = w.hours.upper_bound(first); it != w.hours.end() && it->first < w.recent_from; ++it)
-    n += it->second;
+  for (auto it = w.HoursAfter(first); it != w.hours.end() && it->hour < w.recent_from; ++it)
+    n += it->count;
   *due = n + up_to(w.recent, t);
   return true;
 }
 
 Status DutyEngine::LoadWindows(int64_t horizon, int64_t now,
                                const std::function<bool(std::string_view duty)>& want) {
-  ledger::LedgerBackend& store = ledger_->backend();
   constexpr int64_t kHour = ledger::LedgerBackend::kWindowHour;
   // Deadlines from the hour before `now` on are held one by one.
   const int64_t from = now == INT64_MIN || now < INT64_MIN / 2 ? INT64_MIN : HourOf(now) - 1;
-  const int64_t held_after = from == INT64_MIN ? horizon : std::max(horizon, from * kHour - 1);
+  const int64_t held_from = from == INT64_MIN ? INT64_MIN : from * kHour;
   WindowAdder adder(this);
-  auto window = [&](std::string_view service, std::string_view duty) -> Window& {
-    Window& w = adder.Of(service, duty);
-    w.recent_from = from;
-    return w;
-  };
-  Status s = store.EachWindowHour(
-      horizon, [&](std::string_view service, std::string_view duty, int64_t hour, int64_t n) {
-        if (want(duty)) window(service, duty).hours[hour] += n;
+  // One pass over the decided obligations, by deadline: each is counted in
+  // its hour, and only those the windows hold one by one are kept.
+  return ledger_->backend().EachWindowRow(
+      horizon, [&](const ledger::LedgerBackend::WindowRow& row) {
+        if (!want(row.duty_id)) return;
+        Window& w = adder.Of(row.service_id, row.duty_id);
+        w.recent_from = from;
+        const int64_t hour = HourOf(row.deadline);
+        w.CountHour(hour);  // rows come by deadline: at the end
+        if (row.deadline >= held_from) w.recent.push_back(row.deadline);
+        if (row.breached) {
+          w.breached.push_back({row.deadline, std::string(row.obligation_id),
+                                std::string(row.breach_kind), row.breach_at,
+                                std::string(row.finding_id)});
+        }
       });
-  if (!s.ok()) return s;
-  s = store.EachWindowRow(held_after, false, [&](const ledger::LedgerBackend::WindowRow& row) {
-    // Rows come by deadline: each goes at the end.
-    if (want(row.duty_id)) window(row.service_id, row.duty_id).recent.push_back(row.deadline);
-  });
-  if (!s.ok()) return s;
-  s = store.EachWindowRow(horizon, true, [&](const ledger::LedgerBackend::WindowRow& row) {
-    if (!want(row.duty_id)) return;
-    window(row.service_id, row.duty_id)
-        .breached.push_back({row.deadline, std::string(row.obligation_id),
-                             std::string(row.breach_kind), row.breach_at,
-                             std::string(row.finding_id)});
-  });
-  if (!s.ok()) return s;
-  SortWindows();
-  return Status::Ok();
 }
 
 void DutyEngine::SortWindows() {
@@ -496,6 +510,7 @@ Status DutyEngine::Recover() {
                               : INT64_MIN;
   s = LoadWindows(horizon, decided_, [](std::string_view) { return true; });
   if (!s.ok()) return s;
+  SortWindows();
   default_covered_ = options_.retention_seconds;
   // Open findings.
   ledger::FindingQuery q;
@@ -700,6 +715,7 @@ Status DutyEngine::Activate(std::shared_ptr<const eval::Evaluator> evaluator) {
     f = LoadWindows(now > INT64_MIN + longest ? now - longest : INT64_MIN, now,
                     [&](std::string_view duty) { return window_of.count(duty) > 0; });
     if (!f.ok()) return f;
+    SortWindows();
     for (const auto& [duty, seconds] : window_of) covered_[duty] = seconds;
   }
   extra_actions_.clear();
@@ -1220,7 +1236,7 @@ Status DutyEngine::Sweep(int64_t now) {
         covered_[it->first.second] = 0;
       }
       TrimRecent(w, t);
-      w.hours.erase(w.hours.begin(), w.hours.lower_bound(HourOf(horizon)));
+      while (!w.hours.empty() && w.hours.front().hour < HourOf(horizon)) w.hours.pop_front();
       while (!w.recent.empty() && w.recent.front() <= horizon) w.recent.pop_front();
       while (!w.edge.empty() && w.edge.front() <= horizon) w.edge.pop_front();
       while (!w.breached.empty() && w.breached.front().deadline <= horizon) w.breached.pop_front();

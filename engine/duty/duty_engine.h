@@ -231,7 +231,17 @@ class DutyEngine {
   // hours between are counts. Without a ledger every deadline stays in
   // `recent`. docs/duties.md: the window is exact to the second either way.
   struct Window {
-    std::map<int64_t, int64_t> hours;   // deadline hour -> decided obligations
+    // Decided obligations by hour of deadline, in order of hour: only hours
+    // that have some, 16 bytes each.
+    struct HourCount {
+      int64_t hour = 0;
+      int64_t count = 0;
+    };
+    std::deque<HourCount> hours;
+    // Counts one more decided obligation in `hour`.
+    void CountHour(int64_t hour);
+    // The first hour after `hour` (hours.end() if none).
+    std::deque<HourCount>::const_iterator HoursAfter(int64_t hour) const;
     std::deque<int64_t> recent;         // deadlines of hours >= recent_from, sorted
     int64_t recent_from = INT64_MIN;    // an hour
     std::deque<int64_t> edge;           // deadlines of hour edge_hour, sorted
@@ -269,9 +279,10 @@ class DutyEngine {
   // With a ledger: forgets the deadlines of hours before the one before
   // `t` (their counts stay).
   void TrimRecent(Window& w, int64_t t) const;
-  // Reads the windows of the duties `want` accepts from the store: counts
-  // by hour and breaches of deadlines after `horizon`, and the deadlines of
-  // the hour before `now` and later.
+  // Reads the windows of the duties `want` accepts from the store, in one
+  // pass over the decided obligations whose deadline is after `horizon`:
+  // counts by hour, the breaches, and the deadlines of the hour before
+  // `now` and later. Then SortWindows.
   Status LoadWindows(int64_t horizon, int64_t now,
                      const std::function<bool(std::string_view duty)>& want);
 

@@ -230,21 +230,14 @@ class LedgerBackend {
     int64_t breach_at = 0;
   };
   // Calls `each` for every decided obligation whose deadline is after
-  // `deadline_after` (with `breached_only`, every breached one), by
-  // deadline, reading only what the windows need and holding no more than
-  // one row. `each` runs inside the read: it must not call the backend.
-  virtual Status EachWindowRow(int64_t deadline_after, bool breached_only,
+  // `deadline_after`, by deadline, reading only what the windows need and
+  // holding no more than one row (a restart reads every obligation that came
+  // due within retention). `each` runs inside the read: it must not call the
+  // backend.
+  virtual Status EachWindowRow(int64_t deadline_after,
                                const std::function<void(const WindowRow&)>& each) = 0;
-  // Decided obligations whose deadline is after `deadline_after`, counted
-  // by (service, duty, hour of the deadline): `each` hears one count per
-  // hour, hour = floor(deadline / kWindowHour). What a restart reads for
-  // the systemic windows instead of every decided obligation in them.
-  // `each` runs inside the read: it must not call the backend.
+  // The length of a systemic window's hour, in seconds: what it counts by.
   static constexpr int64_t kWindowHour = 3600;
-  virtual Status EachWindowHour(
-      int64_t deadline_after,
-      const std::function<void(std::string_view service_id, std::string_view duty_id, int64_t hour,
-                               int64_t count)>& each) = 0;
   // The deadlines of the decided obligations of (service_id, duty_id)
   // with from <= deadline < to, in any order.
   virtual Status ReadWindowDeadlines(const std::string& service_id, const std::string& duty_id,

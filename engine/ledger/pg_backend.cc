@@ -1095,7 +1095,7 @@ class PgBackend : public LedgerBackend {
     return Status::Ok();
   }
 
-  Status EachWindowRow(int64_t deadline_after, bool breached_only,
+  Status EachWindowRow(int64_t deadline_after,
                        const std::function<void(const WindowRow&)>& each) override {
     Read r(this);
     const bool own = !snapshot_;
@@ -1104,11 +1104,8 @@ class PgBackend : public LedgerBackend {
     WindowRow row;
     s = r.Each(
         "SELECT service_id, duty_id, deadline, status, obligation_id, breach_kind, breach_at, "
-        "finding_id FROM obligations WHERE decided_seq > 0 AND deadline > $1 AND ($2 = 0 OR "
-        "status = " +
-            std::to_string(v1::OBLIGATION_STATUS_BREACHED) + ") ORDER BY deadline",
-        {I(deadline_after), I(breached_only ? 1 : 0)}, "reading decided obligations",
-        [&](const Result& res, int i) {
+        "finding_id FROM obligations WHERE decided_seq > 0 AND deadline > $1 ORDER BY deadline",
+        {I(deadline_after)}, "reading decided obligations", [&](const Result& res, int i) {
           row.service_id = res.View(i, 0);
           row.duty_id = res.View(i, 1);
           row.deadline = res.Int(i, 2);
@@ -1120,26 +1117,6 @@ class PgBackend : public LedgerBackend {
           each(row);
           return Status::Ok();
         });
-    if (own) (void)r.Exec(s.ok() ? "COMMIT" : "ROLLBACK");
-    return s;
-  }
-
-  Status EachWindowHour(int64_t deadline_after,
-                        const std::function<void(std::string_view, std::string_view, int64_t,
-                                                 int64_t)>& each) override {
-    Read r(this);
-    const bool own = !snapshot_;
-    Status s = own ? r.Exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") : Status::Ok();
-    if (!s.ok()) return s;
-    const std::string hour = std::to_string(kWindowHour);
-    s = r.Each("SELECT service_id, duty_id, (deadline - ((deadline % " + hour + ") + " + hour +
-                   ") % " + hour + ") / " + hour +
-                   ", count(*) FROM obligations WHERE decided_seq > 0 AND deadline > $1 GROUP BY "
-                   "1, 2, 3",
-               {I(deadline_after)}, "counting decided obligations", [&](const Result& res, int i) {
-                 each(res.View(i, 0), res.View(i, 1), res.Int(i, 2), res.Int(i, 3));
-                 return Status::Ok();
-               });
     if (own) (void)r.Exec(s.ok() ? "COMMIT" : "ROLLBACK");
     return s;
   }

@@ -921,7 +921,7 @@ class SqliteBackend : public LedgerBackend {
     return rc == SQLITE_DONE ? Status::Ok() : Error(read_db_, "reading decided obligations");
   }
 
-  Status EachWindowRow(int64_t deadline_after, bool breached_only,
+  Status EachWindowRow(int64_t deadline_after,
                        const std::function<void(const WindowRow&)>& each) override {
     std::lock_guard<std::mutex> lock(read_mu_);
     // A row's columns are all computed when it is stepped to: those that only
@@ -933,13 +933,10 @@ class SqliteBackend : public LedgerBackend {
     static const std::string sql =
         "SELECT service_id, duty_id, deadline, status, " + breached + "obligation_id END, " +
         breached + "breach_kind END, " + breached + "breach_at END, " + breached +
-        "finding_id END FROM obligations WHERE decided_seq > 0 AND deadline > ? AND (? = 0 OR "
-        "status = " +
-        std::to_string(v1::OBLIGATION_STATUS_BREACHED) + ") ORDER BY deadline";
+        "finding_id END FROM obligations WHERE decided_seq > 0 AND deadline > ? ORDER BY deadline";
     Stmt st(read_db_, sql.c_str());
     if (!st.ok()) return Error(read_db_, "reading decided obligations");
     st.Bind(1, deadline_after);
-    st.Bind(2, int64_t{breached_only});
     int rc;
     WindowRow row;
     while ((rc = st.Step()) == SQLITE_ROW) {
@@ -955,25 +952,6 @@ class SqliteBackend : public LedgerBackend {
       each(row);
     }
     return rc == SQLITE_DONE ? Status::Ok() : Error(read_db_, "reading decided obligations");
-  }
-
-  Status EachWindowHour(int64_t deadline_after,
-                        const std::function<void(std::string_view, std::string_view, int64_t,
-                                                 int64_t)>& each) override {
-    std::lock_guard<std::mutex> lock(read_mu_);
-    // Counted inside SQLite from obligations_decided_window alone: no row
-    // of the table is read, and only one row an hour is handed out.
-    static const std::string hour = std::to_string(kWindowHour);
-    static const std::string sql = "SELECT service_id, duty_id, (deadline - ((deadline % " + hour +
-                                   ") + " + hour + ") % " + hour + ") / " + hour +
-                                   ", count(*) FROM obligations WHERE decided_seq > 0 AND "
-                                   "deadline > ? GROUP BY 1, 2, 3";
-    Stmt st(read_db_, sql.c_str());
-    if (!st.ok()) return Error(read_db_, "counting decided obligations");
-    st.Bind(1, deadline_after);
-    int rc;
-    while ((rc = st.Step()) == SQLITE_ROW) each(st.View(0), st.View(1), st.Int(2), st.Int(3));
-    return rc == SQLITE_DONE ? Status::Ok() : Error(read_db_, "counting decided obligations");
   }
 
   Status ReadWindowDeadlines(const std::string& service_id, const std::string& duty_id,
