@@ -123,7 +123,12 @@ Status DutyEngine::Commit(std::vector<v1::LedgerEvent>* events, std::unique_lock
   } else {
     for (v1::LedgerEvent& e : *events) e.set_seq(++local_seq_);
   }
-  decided_now_.clear();  // handed to the ledger: a read after a flush sees them
+  // Decisions handed to the ledger: in the store once it holds their seq.
+  for (Decided& d : decided_now_) {
+    d.seq = events->empty() ? 0 : events->back().seq();
+    undurable_.push_back(std::move(d));
+  }
+  decided_now_.clear();
   // Reports whose work this command finished are forgotten once durable.
   if (ledger_ && !events->empty()) {
     for (Key& k : to_retire_) retire_.emplace_back(events->back().seq(), std::move(k));
@@ -224,7 +229,7 @@ void DutyEngine::Apply(const v1::LedgerEvent& e) {
       // denominator counts it once its deadline is inside the window.
       const Key window{ob.service_id, ob.duty_id()};
       Window& w = windows_[window];
-      AddDue(window, w, deadline);
+      AddDue(window, w, deadline, id);
       if (status == v1::OBLIGATION_STATUS_MET) ++counts_.met;
       if (status == v1::OBLIGATION_STATUS_DISCHARGED) ++counts_.discharged;
       if (status == v1::OBLIGATION_STATUS_BREACHED) {
@@ -340,7 +345,8 @@ std::deque<DutyEngine::Window::HourCount>::const_iterator DutyEngine::Window::Ho
                           [](int64_t x, const HourCount& h) { return x < h.hour; });
 }
 
-void DutyEngine::AddDue(const Key& window, Window& w, int64_t deadline) {
+void DutyEngine::AddDue(const Key& window, Window& w, int64_t deadline,
+                        const std::string& obligation_id) {
   const int64_t hour = HourOf(deadline);
   w.CountHour(hour);
   auto insert = [deadline](std::deque<int64_t>& q) {
@@ -351,9 +357,8 @@ void DutyEngine::AddDue(const Key& window, Window& w, int64_t deadline) {
   } else if (hour == w.edge_hour) {
     insert(w.edge);
   }
-  // Until this command reaches the ledger, a read of the store does not
-  // see it (DueIn).
-  if (ledger_) decided_now_.emplace_back(window, deadline);
+  // Until the ledger holds it, a read of the store may not see it (DueIn).
+  if (ledger_) decided_now_.push_back({window, obligation_id, deadline, 0});
 }
 
 void DutyEngine::TrimRecent(Window& w, int64_t t) const {
@@ -376,19 +381,30 @@ bool DutyEngine::DueIn(const Key& window, Window& w, int64_t start, int64_t t, i
   constexpr int64_t kHour = ledger::LedgerBackend::kWindowHour;
   if (w.edge_hour != first) {
     // The window's start entered an hour memory holds as a count: its
-    // deadlines are read from the store, once everything handed to the
-    // ledger is durable, with those this command decided (not yet handed).
-    if (!ledger_ || !ledger_->Flush().ok()) return false;
-    std::vector<int64_t> deadlines;
+    // deadlines are read from the store, with the decisions it may not
+    // hold yet (this command's, and those the ledger has not yet written),
+    // each once: by obligation id. No wait for the ledger, so a store that
+    // is slow or away holds up no other command.
+    if (!ledger_) return false;
+    std::vector<std::pair<int64_t, std::string>> stored;
     if (!ledger_->backend()
              .ReadWindowDeadlines(window.first, window.second, first * kHour, (first + 1) * kHour,
-                                  &deadlines)
+                                  &stored)
              .ok()) {
       return false;
     }
-    for (const auto& [key, deadline] : decided_now_) {
-      if (key == window && HourOf(deadline) == first) deadlines.push_back(deadline);
+    std::vector<int64_t> deadlines;
+    std::set<std::string_view> ids;
+    for (const auto& [deadline, id] : stored) {
+      deadlines.push_back(deadline);
+      ids.insert(id);
     }
+    auto add = [&](const Decided& d) {
+      if (d.window == window && HourOf(d.deadline) == first && !ids.count(d.obligation_id))
+        deadlines.push_back(d.deadline);
+    };
+    for (const Decided& d : undurable_) add(d);
+    for (const Decided& d : decided_now_) add(d);
     std::sort(deadlines.begin(), deadlines.end());
     w.edge.assign(deadlines.begin(), deadlines.end());
     w.edge_hour = first;
@@ -601,8 +617,9 @@ Status DutyEngine::LoadReport(const Key& key, ReportState* out, bool* found) con
 }
 
 void DutyEngine::RetireDurable() {
-  if (!ledger_ || retire_.empty()) return;
+  if (!ledger_) return;
   const uint64_t durable = ledger_->size();
+  while (!undurable_.empty() && undurable_.front().seq <= durable) undurable_.pop_front();
   while (!retire_.empty() && retire_.front().first <= durable) {
     auto it = reports_.find(retire_.front().second);
     if (it != reports_.end() && it->second.open == 0) reports_.erase(it);

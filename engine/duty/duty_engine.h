@@ -271,7 +271,7 @@ class DutyEngine {
     }
   };
   // Adds a decided obligation's deadline to its window.
-  void AddDue(const Key& window, Window& w, int64_t deadline);
+  void AddDue(const Key& window, Window& w, int64_t deadline, const std::string& obligation_id);
   // Decided obligations of `w` whose deadline is in (start, t], reading
   // the start's hour from the store when memory does not hold it. False
   // when that read fails.
@@ -375,9 +375,19 @@ class DutyEngine {
   std::map<std::string, std::shared_ptr<const ObligationTerms>> terms_;
   std::multimap<int64_t, std::string> sweep_due_;  // open obligations by deadline + grace
   std::map<Key, Window> windows_;
-  // Deadlines decided by the command being built (applied, not yet handed
-  // to the ledger): a window's start hour read from the store adds them.
-  std::vector<std::pair<Key, int64_t>> decided_now_;
+  // Decisions applied but perhaps not yet in the store: a window's start
+  // hour read from the store adds those it does not hold (by obligation
+  // id). decided_now_: the command being built's; undurable_: handed to
+  // the ledger in the command that ended with event `seq`, forgotten once
+  // the ledger holds it (RetireDurable).
+  struct Decided {
+    Key window;
+    std::string obligation_id;
+    int64_t deadline = 0;
+    uint64_t seq = 0;
+  };
+  std::vector<Decided> decided_now_;
+  std::deque<Decided> undurable_;
   // How far back (seconds of deadline before the clock) memory holds each
   // duty's decided obligations; default_covered_ for duties not listed
   // (everything, without a ledger to read from; retention after Recover).

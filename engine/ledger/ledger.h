@@ -238,10 +238,11 @@ class LedgerBackend {
                                const std::function<void(const WindowRow&)>& each) = 0;
   // The length of a systemic window's hour, in seconds: what it counts by.
   static constexpr int64_t kWindowHour = 3600;
-  // The deadlines of the decided obligations of (service_id, duty_id)
-  // with from <= deadline < to, in any order.
+  // The decided obligations of (service_id, duty_id) with from <= deadline
+  // < to: (deadline, obligation_id), in any order.
   virtual Status ReadWindowDeadlines(const std::string& service_id, const std::string& duty_id,
-                                     int64_t from, int64_t to, std::vector<int64_t>* out) = 0;
+                                     int64_t from, int64_t to,
+                                     std::vector<std::pair<int64_t, std::string>>* out) = 0;
   virtual Status ReadObligation(const std::string& obligation_id, ObligationRow* out,
                                 bool* found) = 0;
   // The current row of a finding (FindingReader).

@@ -1122,14 +1122,15 @@ class PgBackend : public LedgerBackend {
   }
 
   Status ReadWindowDeadlines(const std::string& service_id, const std::string& duty_id,
-                             int64_t from, int64_t to, std::vector<int64_t>* out) override {
+                             int64_t from, int64_t to,
+                             std::vector<std::pair<int64_t, std::string>>* out) override {
     Read r(this);
     Status s = r.Run(
-        "SELECT deadline FROM obligations WHERE service_id = $1 AND duty_id = $2 AND deadline >= "
-        "$3 AND deadline < $4 AND decided_seq > 0",
+        "SELECT deadline, obligation_id FROM obligations WHERE service_id = $1 AND duty_id = $2 "
+        "AND deadline >= $3 AND deadline < $4 AND decided_seq > 0",
         {T(service_id), T(duty_id), I(from), I(to)}, "reading decided obligations");
     if (!s.ok()) return s;
-    for (int i = 0; i < r.res.rows(); ++i) out->push_back(r.res.Int(i, 0));
+    for (int i = 0; i < r.res.rows(); ++i) out->emplace_back(r.res.Int(i, 0), r.res.Text(i, 1));
     return Status::Ok();
   }
 

@@ -955,15 +955,16 @@ class SqliteBackend : public LedgerBackend {
   }
 
   Status ReadWindowDeadlines(const std::string& service_id, const std::string& duty_id,
-                             int64_t from, int64_t to, std::vector<int64_t>* out) override {
+                             int64_t from, int64_t to,
+                             std::vector<std::pair<int64_t, std::string>>* out) override {
     std::lock_guard<std::mutex> lock(read_mu_);
     Stmt st(read_db_,
-            "SELECT deadline FROM obligations WHERE service_id = ? AND duty_id = ? AND deadline "
-            ">= ? AND deadline < ? AND decided_seq > 0");
+            "SELECT deadline, obligation_id FROM obligations WHERE service_id = ? AND duty_id = ? "
+            "AND deadline >= ? AND deadline < ? AND decided_seq > 0");
     if (!st.ok()) return Error(read_db_, "reading decided obligations");
     st.Bind(1, service_id).Bind(2, duty_id).Bind(3, from).Bind(4, to);
     int rc;
-    while ((rc = st.Step()) == SQLITE_ROW) out->push_back(st.Int(0));
+    while ((rc = st.Step()) == SQLITE_ROW) out->emplace_back(st.Int(0), st.Text(1));
     return rc == SQLITE_DONE ? Status::Ok() : Error(read_db_, "reading decided obligations");
   }
 

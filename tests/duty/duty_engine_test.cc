@@ -1279,6 +1279,33 @@ TEST_F(DutyEngineState, TheWindowsStartHourCountsWhatTheSameSweepDecided) {
   EXPECT_TRUE(ledger::VerifyLedger(ledger_->backend(), "").ok);
 }
 
+// A decision an earlier command wrote, which the engine has not yet seen
+// reach the store, is in both the store and the engine's list of
+// decisions not yet known durable when the sweep reads the window's start
+// hour: it counts once.
+TEST_F(DutyEngineState, TheWindowsStartHourCountsEachDecisionOnce) {
+  Open();
+  const int64_t sweep = kT0 + 2 * kDay + 30 * 60;  // 10:30, two days on
+  const int64_t start = sweep - kDay;              // the window's start
+  now_ = sweep - 50 * 60;
+  v1::Verdict v;
+  // a: due 10 minutes into the window's first hour; c: due at 10:00 today.
+  ASSERT_TRUE(engine_->SubmitReport(MakeReport("a", start + 600 - kHour), &v).ok());
+  ASSERT_TRUE(engine_->SubmitReport(MakeReport("c", sweep - 90 * 60), &v).ok());
+  now_ = sweep - 40 * 60;  // the window then starts in the hour before a's
+  std::vector<v1::Obligation> obs;
+  ASSERT_TRUE(engine_->RecordAction({"svc", "a", "remove_content", now_, "m"}, &obs).ok());
+  ASSERT_EQ(engine_->counts().breached, 1u) << "a, late";
+  now_ = sweep;
+  ASSERT_TRUE(engine_->Sweep(now_).ok());
+  ASSERT_EQ(engine_->counts().breached, 2u) << "c, missed";
+  std::vector<v1::Finding> found;
+  ASSERT_TRUE(ledger_->backend().QueryFindings({}, &found).ok());
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_EQ(found[0].obligations(), 2) << "a and c, each once";
+  EXPECT_EQ(found[0].window_breaches(), 2);
+}
+
 // A replica prepares a report (evaluation, digests) and the writer records
 // it: the log must be byte for byte what SubmitReport writes.
 TEST_F(DutyEngineState, APreparedReportIsRecordedExactlyAsASubmittedOne) {
