@@ -229,7 +229,7 @@ class DutyEngine {
   // clock and later (`recent`) and of the hour the window starts in
   // (`edge`, read from the store when the window's start enters it); the
   // hours between are counts. Without a ledger every deadline stays in
-  // `recent`. docs/duties.md: the window is exact to the second either way.
+  // `recent`. Either way a window counts to the second (docs/storage.md).
   struct Window {
     // Decided obligations by hour of deadline, in order of hour: only hours
     // that have some, 16 bytes each.
