@@ -321,22 +321,22 @@ DutyEngine::Window& DutyEngine::WindowAdder::Of(std::string_view service_id,
   return *w;
 }
 
-void DutyEngine::Window::CountHour(int64_t hour) {
+void DutyEngine::Window::CountHour(int64_t hour, int64_t n) {
   // Nearly always the last hour, or a new one after it.
   if (hours.empty() || hours.back().hour < hour) {
-    hours.push_back({hour, 1});
+    hours.push_back({hour, n});
     return;
   }
   if (hours.back().hour == hour) {
-    ++hours.back().count;
+    hours.back().count += n;
     return;
   }
   auto at = std::lower_bound(hours.begin(), hours.end(), hour,
                              [](const HourCount& h, int64_t x) { return h.hour < x; });
   if (at != hours.end() && at->hour == hour)
-    ++at->count;
+    at->count += n;
   else
-    hours.insert(at, {hour, 1});
+    hours.insert(at, {hour, n});
 }
 
 std::deque<DutyEngine::Window::HourCount>::const_iterator DutyEngine::Window::HoursAfter(
@@ -424,23 +424,35 @@ Status DutyEngine::LoadWindows(int64_t horizon, int64_t now,
   // Deadlines from the hour before `now` on are held one by one.
   const int64_t from = now == INT64_MIN || now < INT64_MIN / 2 ? INT64_MIN : HourOf(now) - 1;
   const int64_t held_from = from == INT64_MIN ? INT64_MIN : from * kHour;
+  ledger::LedgerBackend& store = ledger_->backend();
   WindowAdder adder(this);
-  // One pass over the decided obligations, by deadline: each is counted in
-  // its hour, and only those the windows hold one by one are kept.
-  return ledger_->backend().EachWindowRow(
-      horizon, [&](const ledger::LedgerBackend::WindowRow& row) {
-        if (!want(row.duty_id)) return;
-        Window& w = adder.Of(row.service_id, row.duty_id);
-        w.recent_from = from;
-        const int64_t hour = HourOf(row.deadline);
-        w.CountHour(hour);  // rows come by deadline: at the end
-        if (row.deadline >= held_from) w.recent.push_back(row.deadline);
-        if (row.breached) {
-          w.breached.push_back({row.deadline, std::string(row.obligation_id),
-                                std::string(row.breach_kind), row.breach_at,
-                                std::string(row.finding_id)});
-        }
-      });
+  window_rows_loaded_ = 0;
+  // The counts by hour, a row an hour (window_hours, written with the
+  // decisions): a restart reads the hours within retention, not every
+  // obligation decided in them.
+  Status s =
+      store.EachWindowHour(horizon == INT64_MIN ? INT64_MIN : HourOf(horizon),
+                           [&](const ledger::LedgerBackend::WindowHourRow& row) {
+                             if (!want(row.duty_id)) return;
+                             ++window_rows_loaded_;
+                             Window& w = adder.Of(row.service_id, row.duty_id);
+                             w.recent_from = from;
+                             w.CountHour(row.hour, row.decided);  // rows come by hour: at the end
+                           });
+  if (!s.ok()) return s;
+  // Then, by deadline, the deadlines held one by one and every breach.
+  return store.EachWindowRow(horizon, held_from, [&](const ledger::LedgerBackend::WindowRow& row) {
+    if (!want(row.duty_id)) return;
+    ++window_rows_loaded_;
+    Window& w = adder.Of(row.service_id, row.duty_id);
+    w.recent_from = from;
+    if (row.deadline >= held_from) w.recent.push_back(row.deadline);
+    if (row.breached) {
+      w.breached.push_back({row.deadline, std::string(row.obligation_id),
+                            std::string(row.breach_kind), row.breach_at,
+                            std::string(row.finding_id)});
+    }
+  });
 }
 
 void DutyEngine::SortWindows() {
@@ -642,6 +654,11 @@ size_t DutyEngine::window_deadlines_in_memory() const {
   size_t n = 0;
   for (const auto& [key, w] : windows_) n += w.recent.size() + w.edge.size() + w.breached.size();
   return n;
+}
+
+uint64_t DutyEngine::window_rows_loaded() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return window_rows_loaded_;
 }
 
 std::shared_ptr<const eval::Evaluator> DutyEngine::evaluator() const {

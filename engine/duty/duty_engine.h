@@ -166,6 +166,9 @@ class DutyEngine {
   // Deadlines of decided obligations the systemic windows hold one by one
   // (the rest are counts by hour), and their breaches.
   size_t window_deadlines_in_memory() const;
+  // Rows the last read of the windows from the store returned (a restart's:
+  // an hour's count is one row, as is each deadline held one by one).
+  uint64_t window_rows_loaded() const;
 
   // History (keep_history only).
   std::vector<v1::Breach> Breaches() const;
@@ -238,8 +241,8 @@ class DutyEngine {
       int64_t count = 0;
     };
     std::deque<HourCount> hours;
-    // Counts one more decided obligation in `hour`.
-    void CountHour(int64_t hour);
+    // Counts `n` more decided obligations in `hour`.
+    void CountHour(int64_t hour, int64_t n = 1);
     // The first hour after `hour` (hours.end() if none).
     std::deque<HourCount>::const_iterator HoursAfter(int64_t hour) const;
     std::deque<int64_t> recent;         // deadlines of hours >= recent_from, sorted
@@ -250,10 +253,7 @@ class DutyEngine {
     std::optional<v1::Finding> open;    // the open finding's counters (no id lists)
   };
   // The hour a deadline falls in (floor(deadline / 3600)).
-  static int64_t HourOf(int64_t t) {
-    constexpr int64_t h = ledger::LedgerBackend::kWindowHour;
-    return t >= 0 ? t / h : -((-(t + 1)) / h) - 1;
-  }
+  static int64_t HourOf(int64_t t) { return ledger::LedgerBackend::WindowHourOf(t); }
   // A submission in progress; retries of the same report wait on it.
   struct Inflight {
     std::string digest;
@@ -279,10 +279,10 @@ class DutyEngine {
   // With a ledger: forgets the deadlines of hours before the one before
   // `t` (their counts stay).
   void TrimRecent(Window& w, int64_t t) const;
-  // Reads the windows of the duties `want` accepts from the store, in one
-  // pass over the decided obligations whose deadline is after `horizon`:
-  // counts by hour, the breaches, and the deadlines of the hour before
-  // `now` and later. Then SortWindows.
+  // Reads the windows of the duties `want` accepts from the store: their
+  // counts by hour from `horizon`'s hour on (window_hours), then the
+  // breaches due after `horizon` and the deadlines of the hour before `now`
+  // and later. Then SortWindows.
   Status LoadWindows(int64_t horizon, int64_t now,
                      const std::function<bool(std::string_view duty)>& want);
 
@@ -388,6 +388,7 @@ class DutyEngine {
   };
   std::vector<Decided> decided_now_;
   std::deque<Decided> undurable_;
+  uint64_t window_rows_loaded_ = 0;  // LoadWindows
   // How far back (seconds of deadline before the clock) memory holds each
   // duty's decided obligations; default_covered_ for duties not listed
   // (everything, without a ledger to read from; retention after Recover).

@@ -229,15 +229,38 @@ class LedgerBackend {
     std::string_view obligation_id, breach_kind, finding_id;
     int64_t breach_at = 0;
   };
-  // Calls `each` for every decided obligation whose deadline is after
-  // `deadline_after`, by deadline, reading only what the windows need and
-  // holding no more than one row (a restart reads every obligation that came
-  // due within retention). `each` runs inside the read: it must not call the
-  // backend.
-  virtual Status EachWindowRow(int64_t deadline_after,
+  // Calls `each`, by deadline, for every decided obligation whose deadline
+  // is after `deadline_after` and that was breached or is due at
+  // `held_from` or later: what a systemic window holds one by one. Reads
+  // only what the windows need and holds no more than one row; the rest of
+  // the decided obligations are counted by hour (EachWindowHour). `each`
+  // runs inside the read: it must not call the backend.
+  virtual Status EachWindowRow(int64_t deadline_after, int64_t held_from,
                                const std::function<void(const WindowRow&)>& each) = 0;
   // The length of a systemic window's hour, in seconds: what it counts by.
   static constexpr int64_t kWindowHour = 3600;
+  // The hour a deadline falls in: floor(deadline / kWindowHour).
+  static constexpr int64_t WindowHourOf(int64_t deadline) {
+    return deadline / kWindowHour - (deadline % kWindowHour < 0 ? 1 : 0);
+  }
+  // The same in SQL, of a column `deadline` (both backends' integer
+  // division truncates, as C++'s does); used to carry a ledger forward.
+  static constexpr const char* kWindowHourSql =
+      "(deadline / 3600 - CASE WHEN deadline % 3600 < 0 THEN 1 ELSE 0 END)";
+  // The decided obligations of one (service, duty) whose deadlines fall in
+  // one hour: a table written in the same transaction as the decisions
+  // (window_hours), so that a restart reads a row an hour, not one an
+  // obligation.
+  struct WindowHourRow {
+    std::string_view service_id, duty_id;
+    int64_t hour = 0;
+    int64_t decided = 0;
+  };
+  // Calls `each` for every row of window_hours with hour >= `from_hour`, by
+  // hour (O(rows returned)). The views are valid during the callback only;
+  // `each` must not call the backend.
+  virtual Status EachWindowHour(int64_t from_hour,
+                                const std::function<void(const WindowHourRow&)>& each) = 0;
   // The decided obligations of (service_id, duty_id) with from <= deadline
   // < to: (deadline, obligation_id), in any order.
   virtual Status ReadWindowDeadlines(const std::string& service_id, const std::string& duty_id,

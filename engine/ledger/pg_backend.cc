@@ -96,7 +96,7 @@ CREATE INDEX sequenced_time ON sequenced (answered_at);
 const char* kDerivedTables[] = {"breaches",           "findings",          "finding_obligations",
                                 "finding_events",     "obligation_events", "obligations",
                                 "obligation_actions", "key_events",        "counters",
-                                "signal_alerts",      "signal_quota"};
+                                "signal_alerts",      "signal_quota",      "window_hours"};
 const char* kDerivedSchema = R"sql(
 CREATE TABLE IF NOT EXISTS breaches (
   seq BIGINT PRIMARY KEY, obligation_id TEXT NOT NULL, report_id TEXT NOT NULL,
@@ -128,6 +128,11 @@ CREATE INDEX IF NOT EXISTS obligations_window ON obligations (service_id, duty_i
 CREATE INDEX IF NOT EXISTS obligations_open ON obligations (sweep_at) WHERE decided_seq = 0;
 CREATE INDEX IF NOT EXISTS obligations_decided ON obligations (deadline) WHERE decided_seq > 0;
 CREATE INDEX IF NOT EXISTS obligations_received ON obligations (received_at, service_id);
+CREATE INDEX IF NOT EXISTS obligations_breached ON obligations (deadline) WHERE status = 4 AND
+  decided_seq > 0;
+CREATE TABLE IF NOT EXISTS window_hours (
+  hour BIGINT NOT NULL, service_id TEXT NOT NULL, duty_id TEXT NOT NULL, decided BIGINT NOT NULL,
+  PRIMARY KEY (hour, service_id, duty_id));
 CREATE TABLE IF NOT EXISTS obligation_actions (id BIGSERIAL PRIMARY KEY,
   obligation_id TEXT NOT NULL, action TEXT NOT NULL, taken_at BIGINT NOT NULL);
 CREATE INDEX IF NOT EXISTS obligation_actions_id ON obligation_actions (obligation_id);
@@ -145,6 +150,9 @@ CREATE TABLE IF NOT EXISTS signal_quota (
   service_id TEXT NOT NULL, day TEXT NOT NULL, elements BIGINT NOT NULL,
   PRIMARY KEY (service_id, day));
 )sql";
+
+// The partial index obligations_breached and its queries name the status.
+static_assert(v1::OBLIGATION_STATUS_BREACHED == 4);
 
 // The version of the derived tables (the same numbering as SQLite's).
 constexpr const char* kSchemaVersion = "4";
@@ -762,7 +770,25 @@ class PgBackend : public LedgerBackend {
       m = write_.Run("SELECT value FROM meta WHERE key = 'schema_version'", {}, &r, "reading meta");
       if (!m.ok()) return m;
       std::string version = r.rows() ? r.Bytes(0, 0) : "";
-      if (version == kSchemaVersion) return write_.Exec(kDerivedSchema, "creating tables");
+      if (version == kSchemaVersion) {
+        // A restart counted every decided obligation within retention into
+        // its window's hours; the counts are now stored (window_hours),
+        // written with the decisions. A ledger written before them gets
+        // them from its decided obligations, in this transaction.
+        m = write_.Run(
+            "SELECT to_regclass('obligations') IS NOT NULL, to_regclass('window_hours') IS NULL",
+            {}, &r, "reading the schema");
+        if (!m.ok()) return m;
+        const bool carry = r.rows() && r.Text(0, 0) == "t" && r.Text(0, 1) == "t";
+        m = write_.Exec(kDerivedSchema, "creating tables");
+        if (!m.ok() || !carry) return m;
+        return write_.Exec(std::string("INSERT INTO window_hours (hour, service_id, duty_id, "
+                                       "decided) SELECT ") +
+                               LedgerBackend::kWindowHourSql +
+                               ", service_id, duty_id, count(*) FROM obligations WHERE "
+                               "decided_seq > 0 GROUP BY 1, 2, 3",
+                           "carrying the systemic windows' hours forward");
+      }
       return Rederive();
     }();
     if (s.ok()) s = write_.Exec("COMMIT", "migrating");
@@ -1095,28 +1121,73 @@ class PgBackend : public LedgerBackend {
     return Status::Ok();
   }
 
-  Status EachWindowRow(int64_t deadline_after,
+  Status EachWindowRow(int64_t deadline_after, int64_t held_from,
                        const std::function<void(const WindowRow&)>& each) override {
     Read r(this);
     const bool own = !snapshot_;
     Status s = own ? r.Exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") : Status::Ok();
     if (!s.ok()) return s;
     WindowRow row;
+    auto one = [&](const Result& res, int i) {
+      row.service_id = res.View(i, 0);
+      row.duty_id = res.View(i, 1);
+      row.deadline = res.Int(i, 2);
+      row.breached = res.Int(i, 3) == v1::OBLIGATION_STATUS_BREACHED;
+      row.obligation_id = row.breached ? res.View(i, 4) : std::string_view();
+      row.breach_kind = row.breached ? res.View(i, 5) : std::string_view();
+      row.breach_at = row.breached ? res.Int(i, 6) : 0;
+      row.finding_id = row.breached ? res.View(i, 7) : std::string_view();
+      each(row);
+      return Status::Ok();
+    };
+    // Breaches due before `held_from` (their partial index), then every
+    // decided obligation due from `held_from` on; one snapshot for both.
     s = r.Each(
         "SELECT service_id, duty_id, deadline, status, obligation_id, breach_kind, breach_at, "
-        "finding_id FROM obligations WHERE decided_seq > 0 AND deadline > $1 ORDER BY deadline",
-        {I(deadline_after)}, "reading decided obligations", [&](const Result& res, int i) {
-          row.service_id = res.View(i, 0);
-          row.duty_id = res.View(i, 1);
-          row.deadline = res.Int(i, 2);
-          row.breached = res.Int(i, 3) == v1::OBLIGATION_STATUS_BREACHED;
-          row.obligation_id = row.breached ? res.View(i, 4) : std::string_view();
-          row.breach_kind = row.breached ? res.View(i, 5) : std::string_view();
-          row.breach_at = row.breached ? res.Int(i, 6) : 0;
-          row.finding_id = row.breached ? res.View(i, 7) : std::string_view();
-          each(row);
-          return Status::Ok();
-        });
+        "finding_id FROM obligations WHERE status = 4 AND decided_seq > 0 AND deadline > $1 AND "
+        "deadline < $2 ORDER BY deadline",
+        {I(deadline_after), I(held_from)}, "reading decided obligations", one);
+    if (s.ok()) {
+      s = r.Each(
+          "SELECT service_id, duty_id, deadline, status, obligation_id, breach_kind, breach_at, "
+          "finding_id FROM obligations WHERE decided_seq > 0 AND deadline > $1 AND deadline >= $2 "
+          "ORDER BY deadline",
+          {I(deadline_after), I(held_from)}, "reading decided obligations", one);
+    }
+    if (own) (void)r.Exec(s.ok() ? "COMMIT" : "ROLLBACK");
+    return s;
+  }
+
+  Status EachWindowHour(int64_t from_hour,
+                        const std::function<void(const WindowHourRow&)>& each) override {
+    Read r(this);
+    const bool own = !snapshot_;
+    Status s = own ? r.Exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") : Status::Ok();
+    if (!s.ok()) return s;
+    // A read-only look at a ledger no writer has carried forward yet has no
+    // window_hours: its counts are those a carry-forward would write.
+    bool stored = true;
+    if (s.ok() && read_only_) {
+      s = r.Run("SELECT to_regclass('window_hours') IS NOT NULL", {}, "reading the schema");
+      stored = s.ok() && r.res.rows() && r.res.Text(0, 0) == "t";
+    }
+    const std::string sql =
+        stored ? "SELECT service_id, duty_id, hour, decided FROM window_hours WHERE hour >= $1 "
+                 "ORDER BY hour"
+               : std::string("SELECT service_id, duty_id, hour, count(*) FROM (SELECT ") +
+                     LedgerBackend::kWindowHourSql +
+                     " AS hour, service_id, duty_id FROM obligations WHERE decided_seq > 0) h "
+                     "WHERE hour >= $1 GROUP BY hour, service_id, duty_id ORDER BY hour";
+    WindowHourRow row;
+    if (s.ok())
+      s = r.Each(sql, {I(from_hour)}, "reading the windows' hours", [&](const Result& res, int i) {
+        row.service_id = res.View(i, 0);
+        row.duty_id = res.View(i, 1);
+        row.hour = res.Int(i, 2);
+        row.decided = res.Int(i, 3);
+        each(row);
+        return Status::Ok();
+      });
     if (own) (void)r.Exec(s.ok() ? "COMMIT" : "ROLLBACK");
     return s;
   }
@@ -1676,6 +1747,16 @@ class PgBackend : public LedgerBackend {
       if (!s.ok()) return s;
     }
     for (const DerivedBatch::Decision& x : d.decided) {
+      // Counted in its window's hour first, while it still reads undecided
+      // (a second decision of it changes neither).
+      static const std::string count_hour =
+          std::string("INSERT INTO window_hours (hour, service_id, duty_id, decided) SELECT ") +
+          LedgerBackend::kWindowHourSql +
+          ", service_id, duty_id, 1 FROM obligations WHERE obligation_id = $1 AND decided_seq = 0 "
+          "ON CONFLICT (hour, service_id, duty_id) DO UPDATE SET decided = window_hours.decided + "
+          "1";
+      s = W(count_hour, {T(x.obligation_id)}, "counting a decision in its hour");
+      if (!s.ok()) return s;
       s =
           W("UPDATE obligations SET decided_seq = $1, status = $2, breach_at = $3, breach_kind = "
             "$4 WHERE obligation_id = $5 AND decided_seq = 0",

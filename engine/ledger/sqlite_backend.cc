@@ -79,7 +79,7 @@ CREATE INDEX IF NOT EXISTS signal_alert_tokens_time ON signal_alert_tokens (reco
 const char* kDerivedTables[] = {"breaches",           "findings",          "finding_obligations",
                                 "finding_events",     "obligation_events", "obligations",
                                 "obligation_actions", "key_events",        "counters",
-                                "signal_alerts",      "signal_quota"};
+                                "signal_alerts",      "signal_quota",      "window_hours"};
 const char* kDerivedSchema = R"sql(
 CREATE TABLE IF NOT EXISTS breaches (
   seq INTEGER PRIMARY KEY, obligation_id TEXT NOT NULL, report_id TEXT NOT NULL,
@@ -112,6 +112,11 @@ CREATE INDEX IF NOT EXISTS obligations_open ON obligations (sweep_at) WHERE deci
 CREATE INDEX IF NOT EXISTS obligations_decided_window ON obligations (deadline, service_id, duty_id,
   status) WHERE decided_seq > 0;
 CREATE INDEX IF NOT EXISTS obligations_received ON obligations (received_at, service_id);
+CREATE INDEX IF NOT EXISTS obligations_breached ON obligations (deadline) WHERE status = 4 AND
+  decided_seq > 0;
+CREATE TABLE IF NOT EXISTS window_hours (
+  hour INTEGER NOT NULL, service_id TEXT NOT NULL, duty_id TEXT NOT NULL, decided INTEGER NOT NULL,
+  PRIMARY KEY (hour, service_id, duty_id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS obligation_actions (obligation_id TEXT NOT NULL, action TEXT NOT NULL,
   taken_at INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS obligation_actions_id ON obligation_actions (obligation_id);
@@ -129,6 +134,9 @@ CREATE TABLE IF NOT EXISTS signal_quota (
   service_id TEXT NOT NULL, day TEXT NOT NULL, elements INTEGER NOT NULL,
   PRIMARY KEY (service_id, day)) WITHOUT ROWID;
 )sql";
+
+// The partial index obligations_breached and its queries name the status.
+static_assert(v1::OBLIGATION_STATUS_BREACHED == 4);
 
 // 4: cross-platform signal alerts and quotas; 3: the engine's state
 // (obligations with actions, counters) and stored subtrees; 2: evidence
@@ -544,17 +552,22 @@ class SqliteBackend : public LedgerBackend {
     return by_pos;
   }
 
+  // Whether the ledger's schema holds the table or index `name`.
+  Status HasSchemaObject(const std::string& type, const std::string& name, bool* has) {
+    Stmt st(write_db_, "SELECT 1 FROM sqlite_schema WHERE type = ? AND name = ?");
+    if (!st.ok()) return Error(write_db_, "reading the schema");
+    st.Bind(1, type).Bind(2, name);
+    *has = st.Step() == SQLITE_ROW;
+    return Status::Ok();
+  }
+
   // Runs `sql` in one write transaction (CarryForward) when the ledger's
   // schema still holds the index `old_index`, which `sql` replaces.
   Status CarryForwardIndex(const std::string& old_index, const char* what, const std::string& sql) {
     bool has = false;
-    {
-      Stmt st(write_db_, "SELECT 1 FROM sqlite_schema WHERE type = 'index' AND name = ?");
-      if (!st.ok()) return Error(write_db_, "reading the schema");
-      st.Bind(1, old_index);
-      has = st.Step() == SQLITE_ROW;
-    }
-    return has ? CarryForward(what, sql) : Status::Ok();
+    Status s = HasSchemaObject("index", old_index, &has);
+    if (!s.ok() || !has) return s;
+    return CarryForward(what, sql);
   }
 
   // Runs `sql` in one write transaction: all of it or, on failure, none
@@ -616,6 +629,26 @@ class SqliteBackend : public LedgerBackend {
                                 "obligations (deadline, service_id, duty_id, status) WHERE "
                                 "decided_seq > 0; DROP INDEX obligations_decided;");
     if (!carried.ok()) return carried;
+    // A restart counted every decided obligation within retention into its
+    // window's hours; the counts are now stored (window_hours), written
+    // with the decisions. A ledger written before them gets them from its
+    // decided obligations, in one transaction.
+    bool has_obligations = false, has_hours = false;
+    carried = HasSchemaObject("table", "obligations", &has_obligations);
+    if (carried.ok()) carried = HasSchemaObject("table", "window_hours", &has_hours);
+    if (!carried.ok()) return carried;
+    if (has_obligations && !has_hours) {
+      carried = CarryForward(
+          "systemic windows' hours",
+          std::string("CREATE TABLE window_hours (hour INTEGER NOT NULL, service_id TEXT NOT NULL, "
+                      "duty_id TEXT NOT NULL, decided INTEGER NOT NULL, PRIMARY KEY (hour, "
+                      "service_id, duty_id)) WITHOUT ROWID; "
+                      "INSERT INTO window_hours (hour, service_id, duty_id, decided) SELECT ") +
+              LedgerBackend::kWindowHourSql +
+              ", service_id, duty_id, count(*) FROM obligations WHERE decided_seq > 0 GROUP BY "
+              "1, 2, 3;");
+      if (!carried.ok()) return carried;
+    }
     // Tables derived from events are derived again, by the shared code,
     // whenever the schema version changes (schema 3 added the engine's
     // state): one pass over the log, once.
@@ -921,37 +954,80 @@ class SqliteBackend : public LedgerBackend {
     return rc == SQLITE_DONE ? Status::Ok() : Error(read_db_, "reading decided obligations");
   }
 
-  Status EachWindowRow(int64_t deadline_after,
+  Status EachWindowRow(int64_t deadline_after, int64_t held_from,
                        const std::function<void(const WindowRow&)>& each) override {
     std::lock_guard<std::mutex> lock(read_mu_);
-    // A row's columns are all computed when it is stepped to: those that only
-    // a breached row needs are asked for under CASE, so that the rest are
-    // read from obligations_decided_window alone, without a seek into the
-    // table.
+    // Breaches due before `held_from`, from their partial index; then every
+    // decided obligation due from `held_from` on. For those, the columns
+    // only a breached row needs are asked for under CASE, so that the rest
+    // are read from obligations_decided_window alone, without a seek into
+    // the table (a row's columns are computed when it is stepped to).
     static const std::string breached =
         "CASE WHEN status = " + std::to_string(v1::OBLIGATION_STATUS_BREACHED) + " THEN ";
-    static const std::string sql =
+    static const std::string before =
+        "SELECT service_id, duty_id, deadline, status, obligation_id, breach_kind, breach_at, "
+        "finding_id FROM obligations WHERE status = 4 AND decided_seq > 0 AND deadline > ? AND "
+        "deadline < ? ORDER BY deadline";
+    static const std::string from =
         "SELECT service_id, duty_id, deadline, status, " + breached + "obligation_id END, " +
         breached + "breach_kind END, " + breached + "breach_at END, " + breached +
-        "finding_id END FROM obligations WHERE decided_seq > 0 AND deadline > ? ORDER BY deadline";
-    Stmt st(read_db_, sql.c_str());
-    if (!st.ok()) return Error(read_db_, "reading decided obligations");
-    st.Bind(1, deadline_after);
-    int rc;
+        "finding_id END FROM obligations WHERE decided_seq > 0 AND deadline > ? AND deadline >= ? "
+        "ORDER BY deadline";
     WindowRow row;
+    for (const std::string* sql : {&before, &from}) {
+      Stmt st(read_db_, sql->c_str());
+      if (!st.ok()) return Error(read_db_, "reading decided obligations");
+      st.Bind(1, deadline_after).Bind(2, held_from);
+      int rc;
+      while ((rc = st.Step()) == SQLITE_ROW) {
+        row.service_id = st.View(0);
+        row.duty_id = st.View(1);
+        row.deadline = st.Int(2);
+        row.breached = st.Int(3) == v1::OBLIGATION_STATUS_BREACHED;
+        // Columns a row does not need are never read from it.
+        row.obligation_id = row.breached ? st.View(4) : std::string_view();
+        row.breach_kind = row.breached ? st.View(5) : std::string_view();
+        row.breach_at = row.breached ? st.Int(6) : 0;
+        row.finding_id = row.breached ? st.View(7) : std::string_view();
+        each(row);
+      }
+      if (rc != SQLITE_DONE) return Error(read_db_, "reading decided obligations");
+    }
+    return Status::Ok();
+  }
+
+  Status EachWindowHour(int64_t from_hour,
+                        const std::function<void(const WindowHourRow&)>& each) override {
+    std::lock_guard<std::mutex> lock(read_mu_);
+    // A read-only look at a ledger no writer has carried forward yet has no
+    // window_hours: its counts are those a carry-forward would write.
+    static const std::string derived =
+        std::string("SELECT service_id, duty_id, hour, count(*) FROM (SELECT ") +
+        LedgerBackend::kWindowHourSql +
+        " AS hour, service_id, duty_id FROM obligations WHERE decided_seq > 0) WHERE hour >= ? "
+        "GROUP BY hour, service_id, duty_id ORDER BY hour";
+    bool stored = true;
+    if (read_only_) {
+      Stmt has(read_db_,
+               "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'window_hours'");
+      if (!has.ok()) return Error(read_db_, "reading the schema");
+      stored = has.Step() == SQLITE_ROW;
+    }
+    Stmt st(read_db_, stored ? "SELECT service_id, duty_id, hour, decided FROM window_hours WHERE "
+                               "hour >= ? ORDER BY hour"
+                             : derived.c_str());
+    if (!st.ok()) return Error(read_db_, "reading the windows' hours");
+    st.Bind(1, from_hour);
+    int rc;
+    WindowHourRow row;
     while ((rc = st.Step()) == SQLITE_ROW) {
       row.service_id = st.View(0);
       row.duty_id = st.View(1);
-      row.deadline = st.Int(2);
-      row.breached = st.Int(3) == v1::OBLIGATION_STATUS_BREACHED;
-      // Columns a row does not need are never read from it.
-      row.obligation_id = row.breached ? st.View(4) : std::string_view();
-      row.breach_kind = row.breached ? st.View(5) : std::string_view();
-      row.breach_at = row.breached ? st.Int(6) : 0;
-      row.finding_id = row.breached ? st.View(7) : std::string_view();
+      row.hour = st.Int(2);
+      row.decided = st.Int(3);
       each(row);
     }
-    return rc == SQLITE_DONE ? Status::Ok() : Error(read_db_, "reading decided obligations");
+    return rc == SQLITE_DONE ? Status::Ok() : Error(read_db_, "reading the windows' hours");
   }
 
   Status ReadWindowDeadlines(const std::string& service_id, const std::string& duty_id,
@@ -1498,6 +1574,13 @@ class SqliteBackend : public LedgerBackend {
           ob_action(db,
                     "INSERT INTO obligation_actions (obligation_id, action, taken_at) VALUES (?, "
                     "?, ?)"),
+          ob_hour(db, (std::string("INSERT INTO window_hours (hour, service_id, duty_id, decided) "
+                                   "SELECT ") +
+                       LedgerBackend::kWindowHourSql +
+                       ", service_id, duty_id, 1 FROM obligations WHERE obligation_id = ? AND "
+                       "decided_seq = 0 ON CONFLICT (hour, service_id, duty_id) DO UPDATE SET "
+                       "decided = decided + 1")
+                          .c_str()),
           ob_decide(db,
                     "UPDATE obligations SET decided_seq = ?, status = ?, breach_at = ?, "
                     "breach_kind = ? WHERE obligation_id = ? AND decided_seq = 0"),
@@ -1510,9 +1593,9 @@ class SqliteBackend : public LedgerBackend {
                 "INSERT INTO counters (name, value) VALUES ('clock', ?) ON CONFLICT (name) DO "
                 "UPDATE SET value = max(value, excluded.value)") {}
     std::vector<Stmt*> all() {
-      return {&ins,        &node,      &breach,  &finding, &member,    &finding_ev,
-              &ob_ev,      &report,    &expiry,  &ob_open, &ob_action, &ob_decide,
-              &ob_finding, &key_event, &counter, &clock};
+      return {&ins,       &node,       &breach,    &finding, &member,    &finding_ev,
+              &ob_ev,     &report,     &expiry,    &ob_open, &ob_action, &ob_hour,
+              &ob_decide, &ob_finding, &key_event, &counter, &clock};
     }
     bool ok() {
       for (Stmt* st : all())
@@ -1520,7 +1603,7 @@ class SqliteBackend : public LedgerBackend {
       return true;
     }
     Stmt ins, node, breach, finding, member, finding_ev, ob_ev, report, expiry, ob_open, ob_action,
-        ob_decide, ob_finding, key_event, counter, clock;
+        ob_hour, ob_decide, ob_finding, key_event, counter, clock;
   };
 
   Status PrepareWrites() {
@@ -1612,6 +1695,10 @@ class SqliteBackend : public LedgerBackend {
       if (!Done(w.ob_action)) return fail("storing an action");
     }
     for (const DerivedBatch::Decision& x : d.decided) {
+      // Counted in its window's hour first, while it still reads undecided
+      // (a second decision of it changes neither).
+      w.ob_hour.Bind(1, x.obligation_id);
+      if (!Done(w.ob_hour)) return fail("counting a decision in its hour");
       w.ob_decide.Bind(1, static_cast<int64_t>(x.seq)).Bind(2, static_cast<int64_t>(x.status));
       w.ob_decide.Bind(3, x.breach_at).Bind(4, x.breach_kind).Bind(5, x.obligation_id);
       if (!Done(w.ob_decide)) return fail("deciding an obligation");

@@ -41,6 +41,8 @@ class DerivedRows {
         o.opened_seq = e.seq();
         o.deadline = e.obligation_opened().obligation().deadline().seconds();
         o.sweep_at = SweepAt(e);
+        o.service_id = e.obligation_opened().service_id();
+        o.duty_id = e.obligation_opened().obligation().duty_id();
         ++counters_["open"];
         break;
       }
@@ -100,6 +102,7 @@ class DerivedRows {
     int64_t deadline = 0, sweep_at = 0;
     int status = v1::OBLIGATION_STATUS_OPEN;
     std::string breach_kind, finding_id;
+    std::string service_id, duty_id;
     size_t actions = 0;
   };
 
@@ -132,6 +135,32 @@ class DerivedRows {
                " has no OBLIGATION_OPENED event (inserted)";
         return Status::Ok();
       }
+    }
+    // The systemic windows' counts by hour, which a restart reads instead
+    // of the decided obligations.
+    std::map<std::tuple<int64_t, std::string, std::string>, int64_t> hours, stored;
+    for (const auto& [id, o] : obligations_) {
+      if (o.decided_seq)
+        ++hours[{LedgerBackend::WindowHourOf(o.deadline), o.service_id, o.duty_id}];
+    }
+    s = b.EachWindowHour(INT64_MIN, [&](const LedgerBackend::WindowHourRow& r) {
+      stored[{r.hour, std::string(r.service_id), std::string(r.duty_id)}] += r.decided;
+    });
+    if (!s.ok()) return s;
+    if (hours != stored) {
+      auto a = hours.begin();
+      auto z = stored.begin();
+      while (a != hours.end() && z != stored.end() && *a == *z) ++a, ++z;
+      const auto& [hour, service, duty] =
+          a != hours.end() && (z == stored.end() || a->first <= z->first) ? a->first : z->first;
+      auto count = [&](const auto& m) {
+        auto it = m.find({hour, service, duty});
+        return it == m.end() ? int64_t{0} : it->second;
+      };
+      *why = "table window_hours: the hour " + std::to_string(hour) + " of service " + service +
+             ", duty " + duty + " counts " + std::to_string(count(stored)) +
+             " decided obligations; the log gives " + std::to_string(count(hours));
+      return Status::Ok();
     }
     std::map<std::string, int64_t> counters;
     int64_t clock = INT64_MIN;

@@ -1306,6 +1306,88 @@ TEST_F(DutyEngineState, TheWindowsStartHourCountsEachDecisionOnce) {
   EXPECT_EQ(found[0].window_breaches(), 2);
 }
 
+// A restart reads a window's decided obligations as one row an hour
+// (window_hours, written with the decisions), not one row an obligation;
+// the counts it reads back decide as those of an engine that never
+// restarted.
+TEST_F(DutyEngineState, ARestartReadsTheWindowsByHourNotByObligation) {
+  Open();
+  // 20 hours of 10 met obligations each, then 2 breaches in the last hour.
+  std::vector<v1::Obligation> obs;
+  for (int h = 0; h < 20; ++h) {
+    for (int i = 0; i < 10; ++i) {
+      now_ = kT0 + h * kHour + i * 60;
+      const std::string id = "r" + std::to_string(h) + "-" + std::to_string(i);
+      v1::Verdict v;
+      ASSERT_TRUE(engine_->SubmitReport(MakeReport(id, now_), &v).ok());
+      for (const char* a : {"remove_content", "report_to_nca"})
+        ASSERT_TRUE(engine_->RecordAction({"svc", id, a, now_, "m"}, &obs).ok());
+    }
+  }
+  ASSERT_EQ(engine_->counts().met, 200u);
+  now_ += 6 * kHour;  // every deadline is hours behind the clock
+  ASSERT_TRUE(engine_->Sweep(now_).ok());
+  Open();
+  // 20 rows of counts, and the 30 deadlines of the hour before the clock
+  // and later (the clock is the last action's time: a sweep that decides
+  // nothing records none) one by one. A restart that read every decided
+  // obligation read 200 rows.
+  EXPECT_EQ(engine_->window_rows_loaded(), 20u + 30u);
+  EXPECT_EQ(engine_->window_deadlines_in_memory(), 30u);
+  // The counts decide: 200 met in the day's window against breaches that
+  // reach the rate only when the met ones are not counted.
+  for (int i = 0; i < 3; ++i) {
+    v1::Verdict v;
+    ASSERT_TRUE(engine_->SubmitReport(MakeReport("x" + std::to_string(i), now_), &v).ok());
+  }
+  now_ += 2 * kHour;
+  ASSERT_TRUE(engine_->Sweep(now_).ok());
+  EXPECT_EQ(engine_->counts().breached, 3u);
+  std::vector<v1::Finding> found;
+  ASSERT_TRUE(ledger_->backend().QueryFindings({}, &found).ok());
+  EXPECT_TRUE(found.empty()) << "3 breaches of 203 is below the rate";
+  EXPECT_TRUE(ledger::VerifyLedger(ledger_->backend(), "").ok);
+}
+
+// A ledger written before window_hours: the table is built from its
+// decided obligations when a writer opens it, with the counts the writes
+// would have made; a read-only look before that derives the same counts.
+TEST_F(DutyEngineState, TheWindowsHoursAreCarriedForwardFromTheDecidedObligations) {
+  Open();
+  Populate(30, 12);
+  now_ = kT0 + 5 * kHour;
+  ASSERT_TRUE(engine_->Sweep(now_).ok());  // the other 18 breached
+  using Hours = std::map<std::tuple<int64_t, std::string, std::string>, int64_t>;
+  auto read = [](ledger::LedgerBackend& b, Hours* out) {
+    out->clear();
+    return b.EachWindowHour(INT64_MIN, [&](const ledger::LedgerBackend::WindowHourRow& r) {
+      (*out)[{r.hour, std::string(r.service_id), std::string(r.duty_id)}] += r.decided;
+    });
+  };
+  Hours written;
+  ASSERT_TRUE(read(ledger_->backend(), &written).ok());
+  int64_t total = 0;
+  for (const auto& [key, n] : written) total += n;
+  EXPECT_EQ(total, 30) << "every decision counted once";
+  engine_.reset();
+  ledger_.reset();
+  Exec("DROP TABLE window_hours");
+  {
+    std::unique_ptr<ledger::LedgerBackend> ro;
+    ASSERT_TRUE(ledger::OpenBackend(lo_.url, /*read_only=*/true, &ro).ok());
+    Hours derived;
+    Status s = read(*ro, &derived);
+    ASSERT_TRUE(s.ok()) << s.message();
+    EXPECT_EQ(derived, written);
+    EXPECT_TRUE(ledger::VerifyLedger(*ro, "").ok);
+  }
+  Open();
+  Hours carried;
+  ASSERT_TRUE(read(ledger_->backend(), &carried).ok());
+  EXPECT_EQ(carried, written);
+  EXPECT_TRUE(ledger::VerifyLedger(ledger_->backend(), "").ok);
+}
+
 // A replica prepares a report (evaluation, digests) and the writer records
 // it: the log must be byte for byte what SubmitReport writes.
 TEST_F(DutyEngineState, APreparedReportIsRecordedExactlyAsASubmittedOne) {
@@ -1600,6 +1682,21 @@ TEST_F(DutyEngineState, VerifyFindsATamperedCounter) {
   EXPECT_FALSE(r.ok);
   EXPECT_NE(r.message.find("table counters: 'met' is 0, the log and the statistics give 1"),
             std::string::npos)
+      << r.message;
+}
+
+TEST_F(DutyEngineState, VerifyFindsATamperedWindowHour) {
+  // A restart trusts the windows' counts by hour: `verify` checks them.
+  Open();
+  Populate(3, 2);
+  engine_.reset();
+  ledger_.reset();
+  Exec("UPDATE window_hours SET decided = decided + 5");
+  ASSERT_TRUE(ledger::Ledger::Open(lo_, &ledger_).ok());
+  ledger::VerifyReport r = ledger::VerifyLedger(ledger_->backend(), "");
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.message.find("table window_hours: the hour "), std::string::npos) << r.message;
+  EXPECT_NE(r.message.find("counts 7 decided obligations; the log gives 2"), std::string::npos)
       << r.message;
 }
 
