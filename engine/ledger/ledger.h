@@ -1,6 +1,7 @@
 #ifndef CAREWATCH_ENGINE_LEDGER_LEDGER_H_
 #define CAREWATCH_ENGINE_LEDGER_LEDGER_H_
 
+#include <algorithm>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -237,6 +238,14 @@ class LedgerBackend {
   // runs inside the read: it must not call the backend.
   virtual Status EachWindowRow(int64_t deadline_after, int64_t held_from,
                                const std::function<void(const WindowRow&)>& each) = 0;
+  // The first deadline EachWindowRow reads every decided obligation from:
+  // after `deadline_after` and at `held_from` or later, as one bound (with
+  // two, SQLite ranges over one and filters by the other, reading every
+  // decided obligation after `deadline_after`).
+  // REQUIRES: deadline_after < INT64_MAX (nothing is after INT64_MAX).
+  static constexpr int64_t HeldFrom(int64_t deadline_after, int64_t held_from) {
+    return std::max(deadline_after + 1, held_from);
+  }
   // The length of a systemic window's hour, in seconds: what it counts by.
   static constexpr int64_t kWindowHour = 3600;
   // The hour a deadline falls in: floor(deadline / kWindowHour).

@@ -1147,12 +1147,11 @@ class PgBackend : public LedgerBackend {
         "finding_id FROM obligations WHERE status = 4 AND decided_seq > 0 AND deadline > $1 AND "
         "deadline < $2 ORDER BY deadline",
         {I(deadline_after), I(held_from)}, "reading decided obligations", one);
-    if (s.ok()) {
+    if (s.ok() && deadline_after < INT64_MAX) {
       s = r.Each(
           "SELECT service_id, duty_id, deadline, status, obligation_id, breach_kind, breach_at, "
-          "finding_id FROM obligations WHERE decided_seq > 0 AND deadline > $1 AND deadline >= $2 "
-          "ORDER BY deadline",
-          {I(deadline_after), I(held_from)}, "reading decided obligations", one);
+          "finding_id FROM obligations WHERE decided_seq > 0 AND deadline >= $1 ORDER BY deadline",
+          {I(HeldFrom(deadline_after, held_from))}, "reading decided obligations", one);
     }
     if (own) (void)r.Exec(s.ok() ? "COMMIT" : "ROLLBACK");
     return s;

@@ -971,13 +971,16 @@ class SqliteBackend : public LedgerBackend {
     static const std::string from =
         "SELECT service_id, duty_id, deadline, status, " + breached + "obligation_id END, " +
         breached + "breach_kind END, " + breached + "breach_at END, " + breached +
-        "finding_id END FROM obligations WHERE decided_seq > 0 AND deadline > ? AND deadline >= ? "
-        "ORDER BY deadline";
+        "finding_id END FROM obligations WHERE decided_seq > 0 AND deadline >= ? ORDER BY deadline";
     WindowRow row;
     for (const std::string* sql : {&before, &from}) {
+      if (sql == &from && deadline_after == INT64_MAX) break;
       Stmt st(read_db_, sql->c_str());
       if (!st.ok()) return Error(read_db_, "reading decided obligations");
-      st.Bind(1, deadline_after).Bind(2, held_from);
+      if (sql == &before)
+        st.Bind(1, deadline_after).Bind(2, held_from);
+      else
+        st.Bind(1, HeldFrom(deadline_after, held_from));
       int rc;
       while ((rc = st.Step()) == SQLITE_ROW) {
         row.service_id = st.View(0);

@@ -9,7 +9,9 @@
 # With LEDGER=postgresql, only the open work is measured, on ledgers in two
 # throwaway PostgreSQL servers (scripts/pg-test-server.sh, with fsync).
 # With RETAINED_LINES=N, also decided obligations within retention (below).
-# Usage: [OPEN_SECONDS=20] [RETAINED_LINES=0] [LEDGER=postgresql]
+# RETAINED_ARGS: more gen-scenario options for that ledger (e.g. a denser
+# one: "--report-gap 2 --signal-fraction 0.5").
+# Usage: [OPEN_SECONDS=20] [RETAINED_LINES=0] [RETAINED_ARGS=] [LEDGER=postgresql]
 #   tools/bench/bench_state.sh [BUILD_DIR] [SIZES...]
 set -euo pipefail
 build=${1:-build}
@@ -100,7 +102,7 @@ retained_lines=${RETAINED_LINES:-0}
 if [ "$retained_lines" -gt 0 ] && [ "${LEDGER:-sqlite}" != postgresql ]; then
   since=$(date -u -d "-${RETAINED_DAYS:-85} days" +%Y-%m-%dT%H:%M:%SZ)
   "$cw" gen-scenario --rules rules --lines "$retained_lines" --seed 11 --services 4 \
-    --miss-service example-social --miss-rate 0.2 --start "$since" \
+    --miss-service example-social --miss-rate 0.2 --start "$since" ${RETAINED_ARGS:-} \
     -o "$tmp/retained.jsonl" > /dev/null
   "$cw" replay --rules rules --ledger "sqlite://$tmp/retained/ledger.db" "$tmp/retained.jsonl" \
     > /dev/null
@@ -112,6 +114,9 @@ if [ "$retained_lines" -gt 0 ] && [ "${LEDGER:-sqlite}" != postgresql ]; then
   read -r rd_t rd_r < <(best "$tmp/retained/ledger.db")
   decided=$(sqlite3 "$tmp/retained/ledger.db" "SELECT count(*) FROM obligations WHERE \
     decided_seq > 0 AND deadline > CAST(strftime('%s', 'now') AS INTEGER) - 90 * 86400")
+  hours=$(sqlite3 "$tmp/retained/ledger.db" "SELECT count(*) FROM window_hours" 2>/dev/null || echo "-")
+  breached=$(sqlite3 "$tmp/retained/ledger.db" "SELECT count(*) FROM obligations WHERE status = 4")
+  echo "window_hours rows: $hours; breached obligations: $breached"
   python3 - "$decided" "$re_t" "$re_r" "$rd_t" "$rd_r" <<'PY'
 import sys
 n, et, er, dt, dr = sys.argv[1:]
