@@ -138,6 +138,7 @@ Status Derive(const std::vector<const v1::LedgerEvent*>& events, const FindingRe
           ++counters[e.type() == v1::OBLIGATION_MET ? "met" : "discharged"];
         }
         --counters["open"];
+        ++counters[kWindowHoursCounter];
         out->obligation_events.emplace_back(d.obligation_id, seq);
         out->decided.push_back(std::move(d));
         break;

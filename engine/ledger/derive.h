@@ -52,6 +52,11 @@ int64_t RecordGraceOf(const v1::LedgerEvent& opened);
 // Counter names of the engine's running totals (the counters table).
 inline constexpr const char* kCounterNames[] = {"reports",    "flagged",  "open",         "met",
                                                 "discharged", "breached", "findings_open"};
+// A counter beside them: the decisions counted in window_hours, one a
+// decision, as met + discharged + breached are. The two sums differ only
+// when a carewatch from before window_hours decided obligations in the
+// ledger; its next writable open counts the hours again (docs/storage.md).
+inline constexpr const char* kWindowHoursCounter = "window_hours";
 
 // Everything one batch of events changes in the store besides the events
 // themselves: query rows, evidence indexes and the engine's state. Derived by

@@ -277,6 +277,26 @@ void Ledger::FinisherLoop() {
   }
 }
 
+std::string LedgerBackend::WindowHoursCountersSql() {
+  return std::string(
+             "SELECT (SELECT coalesce(sum(value), 0) FROM counters WHERE name IN ('met', "
+             "'discharged', 'breached')), (SELECT coalesce(max(value), 0) FROM counters WHERE "
+             "name = '") +
+         kWindowHoursCounter + "')";
+}
+
+std::string LedgerBackend::CountWindowHoursSql() {
+  return std::string(
+             "DELETE FROM window_hours; INSERT INTO window_hours (hour, service_id, duty_id, "
+             "decided) SELECT ") +
+         kWindowHourSql +
+         ", service_id, duty_id, count(*) FROM obligations WHERE decided_seq > 0 GROUP BY 1, 2, "
+         "3; INSERT INTO counters (name, value) SELECT '" +
+         kWindowHoursCounter +
+         "', coalesce(sum(value), 0) FROM counters WHERE name IN ('met', 'discharged', "
+         "'breached') ON CONFLICT (name) DO UPDATE SET value = excluded.value;";
+}
+
 Status LedgerBackend::ReadOpenObligations(std::vector<ObligationRow>* out) {
   std::unordered_map<std::string, size_t> at;  // where each row went in `out`
   return EachOpenObligation(

@@ -256,6 +256,13 @@ class LedgerBackend {
   // division truncates, as C++'s does); used to carry a ledger forward.
   static constexpr const char* kWindowHourSql =
       "(deadline / 3600 - CASE WHEN deadline % 3600 < 0 THEN 1 ELSE 0 END)";
+  // SQL that counts window_hours again from the decided obligations, and
+  // sets the counter of decisions it holds (kWindowHoursCounter) to met +
+  // discharged + breached: for a ledger written before the table, or that
+  // a carewatch from before it went on deciding in. Both backends.
+  static std::string CountWindowHoursSql();
+  // SQL of one row: (met + discharged + breached, kWindowHoursCounter).
+  static std::string WindowHoursCountersSql();
   // The decided obligations of one (service, duty) whose deadlines fall in
   // one hour: a table written in the same transaction as the decisions
   // (window_hours), so that a restart reads a row an hour, not one an

@@ -773,21 +773,22 @@ class PgBackend : public LedgerBackend {
       if (version == kSchemaVersion) {
         // A restart counted every decided obligation within retention into
         // its window's hours; the counts are now stored (window_hours),
-        // written with the decisions. A ledger written before them gets
-        // them from its decided obligations, in this transaction.
-        m = write_.Run(
-            "SELECT to_regclass('obligations') IS NOT NULL, to_regclass('window_hours') IS NULL",
-            {}, &r, "reading the schema");
+        // written with the decisions. A ledger written before the table
+        // (created empty by the schema), or in which a carewatch from
+        // before it went on deciding, holds fewer decisions there than its
+        // counters: its hours are counted again from its decided
+        // obligations, in this transaction (as they are when the table
+        // was only now created).
+        m = write_.Run("SELECT to_regclass('window_hours') IS NULL", {}, &r, "reading the schema");
         if (!m.ok()) return m;
-        const bool carry = r.rows() && r.Text(0, 0) == "t" && r.Text(0, 1) == "t";
+        const bool created = r.rows() == 1 && r.Text(0, 0) == "t";
         m = write_.Exec(kDerivedSchema, "creating tables");
-        if (!m.ok() || !carry) return m;
-        return write_.Exec(std::string("INSERT INTO window_hours (hour, service_id, duty_id, "
-                                       "decided) SELECT ") +
-                               LedgerBackend::kWindowHourSql +
-                               ", service_id, duty_id, count(*) FROM obligations WHERE "
-                               "decided_seq > 0 GROUP BY 1, 2, 3",
-                           "carrying the systemic windows' hours forward");
+        if (!m.ok()) return m;
+        m = write_.Run(LedgerBackend::WindowHoursCountersSql(), {}, &r, "reading the counters");
+        if (!m.ok()) return m;
+        if (!created && r.rows() == 1 && r.Int(0, 0) == r.Int(0, 1)) return Status::Ok();
+        return write_.Exec(LedgerBackend::CountWindowHoursSql(),
+                           "counting the systemic windows' hours again");
       }
       return Rederive();
     }();

@@ -629,26 +629,6 @@ class SqliteBackend : public LedgerBackend {
                                 "obligations (deadline, service_id, duty_id, status) WHERE "
                                 "decided_seq > 0; DROP INDEX obligations_decided;");
     if (!carried.ok()) return carried;
-    // A restart counted every decided obligation within retention into its
-    // window's hours; the counts are now stored (window_hours), written
-    // with the decisions. A ledger written before them gets them from its
-    // decided obligations, in one transaction.
-    bool has_obligations = false, has_hours = false;
-    carried = HasSchemaObject("table", "obligations", &has_obligations);
-    if (carried.ok()) carried = HasSchemaObject("table", "window_hours", &has_hours);
-    if (!carried.ok()) return carried;
-    if (has_obligations && !has_hours) {
-      carried = CarryForward(
-          "systemic windows' hours",
-          std::string("CREATE TABLE window_hours (hour INTEGER NOT NULL, service_id TEXT NOT NULL, "
-                      "duty_id TEXT NOT NULL, decided INTEGER NOT NULL, PRIMARY KEY (hour, "
-                      "service_id, duty_id)) WITHOUT ROWID; "
-                      "INSERT INTO window_hours (hour, service_id, duty_id, decided) SELECT ") +
-              LedgerBackend::kWindowHourSql +
-              ", service_id, duty_id, count(*) FROM obligations WHERE decided_seq > 0 GROUP BY "
-              "1, 2, 3;");
-      if (!carried.ok()) return carried;
-    }
     // Tables derived from events are derived again, by the shared code,
     // whenever the schema version changes (schema 3 added the engine's
     // state): one pass over the log, once.
@@ -657,7 +637,12 @@ class SqliteBackend : public LedgerBackend {
       Stmt st(write_db_, "SELECT value FROM meta WHERE key = 'schema_version'");
       if (st.ok() && st.Step() == SQLITE_ROW) version = st.Blob(0);
     }
-    if (version == kSchemaVersion) return Exec(write_db_, kDerivedSchema);
+    if (version == kSchemaVersion) {
+      bool had_hours = false;
+      Status s = HasSchemaObject("table", "window_hours", &had_hours);
+      if (s.ok()) s = Exec(write_db_, kDerivedSchema);
+      return s.ok() ? CountWindowHoursIfShort(!had_hours) : s;
+    }
     Status s = Exec(write_db_, "BEGIN IMMEDIATE");
     if (!s.ok()) return s;
     s = Rederive(version);
@@ -665,6 +650,25 @@ class SqliteBackend : public LedgerBackend {
     (void)Exec(write_db_, "ROLLBACK");
     return Status::DataLoss("cannot carry " + path_ + " forward to ledger schema " +
                             kSchemaVersion + ": " + s.message() + "; run `carewatch verify` on it");
+  }
+
+  // A restart counted every decided obligation within retention into its
+  // window's hours; the counts are now stored (window_hours), written with
+  // the decisions. A ledger written before the table (created empty by the
+  // schema), or in which a carewatch from before it went on deciding, holds
+  // fewer decisions there than its counters: its hours are counted again
+  // from its decided obligations, in one transaction; as they are when
+  // the table was only now `created`.
+  Status CountWindowHoursIfShort(bool created) {
+    int64_t decided = 0, counted = 0;
+    {
+      Stmt st(write_db_, LedgerBackend::WindowHoursCountersSql().c_str());
+      if (!st.ok() || st.Step() != SQLITE_ROW) return Error(write_db_, "reading the counters");
+      decided = st.Int(0);
+      counted = st.Int(1);
+    }
+    if (decided == counted && !created) return Status::Ok();
+    return CarryForward("systemic windows' hours", LedgerBackend::CountWindowHoursSql());
   }
 
   // REQUIRES: a write transaction is open.

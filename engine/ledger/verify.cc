@@ -136,18 +136,29 @@ class DerivedRows {
         return Status::Ok();
       }
     }
+    std::map<std::string, int64_t> counters;
+    int64_t clock = INT64_MIN;
+    s = b.ReadCounters(&counters, &clock);
+    if (!s.ok()) return s;
     // The systemic windows' counts by hour, which a restart reads instead
-    // of the decided obligations.
+    // of the decided obligations. A ledger in which a carewatch from before
+    // the table decided obligations holds fewer there, and says so in its
+    // counters: its next writable open counts them again, so they are not
+    // what a restart reads, and are not checked.
+    const bool hours_current = counters[kWindowHoursCounter] ==
+                               counters["met"] + counters["discharged"] + counters["breached"];
     std::map<std::tuple<int64_t, std::string, std::string>, int64_t> hours, stored;
     for (const auto& [id, o] : obligations_) {
       if (o.decided_seq)
         ++hours[{LedgerBackend::WindowHourOf(o.deadline), o.service_id, o.duty_id}];
     }
-    s = b.EachWindowHour(INT64_MIN, [&](const LedgerBackend::WindowHourRow& r) {
-      stored[{r.hour, std::string(r.service_id), std::string(r.duty_id)}] += r.decided;
-    });
-    if (!s.ok()) return s;
-    if (hours != stored) {
+    if (hours_current) {
+      s = b.EachWindowHour(INT64_MIN, [&](const LedgerBackend::WindowHourRow& r) {
+        stored[{r.hour, std::string(r.service_id), std::string(r.duty_id)}] += r.decided;
+      });
+      if (!s.ok()) return s;
+    }
+    if (hours_current && hours != stored) {
       auto a = hours.begin();
       auto z = stored.begin();
       while (a != hours.end() && z != stored.end() && *a == *z) ++a, ++z;
@@ -162,10 +173,6 @@ class DerivedRows {
              " decided obligations; the log gives " + std::to_string(count(hours));
       return Status::Ok();
     }
-    std::map<std::string, int64_t> counters;
-    int64_t clock = INT64_MIN;
-    s = b.ReadCounters(&counters, &clock);
-    if (!s.ok()) return s;
     std::map<std::string, int64_t> expected = counters_;
     for (const auto& [id, f] : findings_) expected["findings_open"] += f.status() == "open";
     // Every report, flagged or not, is counted once in the statistics too.

@@ -1685,6 +1685,44 @@ TEST_F(DutyEngineState, VerifyFindsATamperedCounter) {
       << r.message;
 }
 
+// A carewatch from before window_hours that went on deciding in a ledger
+// this one had written (a rolling upgrade's older writer, or a step back)
+// leaves the hours short, and the counters say by how much: `verify` does
+// not check them, and the next writable open counts them again.
+TEST_F(DutyEngineState, HoursAnEarlierCarewatchLeftShortAreCountedAgain) {
+  Open();
+  Populate(6, 4);
+  now_ = kT0 + 5 * kHour;
+  ASSERT_TRUE(engine_->Sweep(now_).ok());  // the other 2 breached
+  using Hours = std::map<std::tuple<int64_t, std::string, std::string>, int64_t>;
+  auto read = [this](Hours* out) {
+    out->clear();
+    return ledger_->backend().EachWindowHour(
+        INT64_MIN, [&](const ledger::LedgerBackend::WindowHourRow& r) {
+          (*out)[{r.hour, std::string(r.service_id), std::string(r.duty_id)}] += r.decided;
+        });
+  };
+  Hours before;
+  ASSERT_TRUE(read(&before).ok());
+  engine_.reset();
+  ledger_.reset();
+  // Two decisions the earlier carewatch recorded without counting them.
+  Exec("UPDATE window_hours SET decided = decided - 2");
+  Exec("UPDATE counters SET value = value - 2 WHERE name = 'window_hours'");
+  {
+    std::unique_ptr<ledger::LedgerBackend> ro;
+    ASSERT_TRUE(ledger::OpenBackend(lo_.url, /*read_only=*/true, &ro).ok());
+    ledger::VerifyReport r = ledger::VerifyLedger(*ro, "");
+    EXPECT_TRUE(r.ok) << r.message;
+  }
+  Open();
+  Hours after;
+  ASSERT_TRUE(read(&after).ok());
+  EXPECT_EQ(after, before);
+  ledger::VerifyReport r = ledger::VerifyLedger(ledger_->backend(), "");
+  EXPECT_TRUE(r.ok) << r.message;
+}
+
 TEST_F(DutyEngineState, VerifyFindsATamperedWindowHour) {
   // A restart trusts the windows' counts by hour: `verify` checks them.
   Open();
