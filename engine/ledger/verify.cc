@@ -162,15 +162,16 @@ class DerivedRows {
       auto a = hours.begin();
       auto z = stored.begin();
       while (a != hours.end() && z != stored.end() && *a == *z) ++a, ++z;
-      const auto& [hour, service, duty] =
+      const auto& key =
           a != hours.end() && (z == stored.end() || a->first <= z->first) ? a->first : z->first;
-      auto count = [&](const auto& m) {
-        auto it = m.find({hour, service, duty});
+      auto count = [&key](const auto& m) {
+        auto it = m.find(key);
         return it == m.end() ? int64_t{0} : it->second;
       };
-      *why = "table window_hours: the hour " + std::to_string(hour) + " of service " + service +
-             ", duty " + duty + " counts " + std::to_string(count(stored)) +
-             " decided obligations; the log gives " + std::to_string(count(hours));
+      *why = "table window_hours: the hour " + std::to_string(std::get<0>(key)) + " of service " +
+             std::get<1>(key) + ", duty " + std::get<2>(key) + " counts " +
+             std::to_string(count(stored)) + " decided obligations; the log gives " +
+             std::to_string(count(hours));
       return Status::Ok();
     }
     std::map<std::string, int64_t> expected = counters_;
