@@ -1022,6 +1022,14 @@ class DutyEngineState : public ::testing::Test {
     ASSERT_TRUE(engine_->Activate(LoadEvaluator(Pack())).ok());
   }
   void Exec(const std::string& sql) { carewatch::testing::LedgerSql(lo_.url, sql); }
+  // The rows of window_hours, by (hour, service, duty).
+  using Hours = std::map<std::tuple<int64_t, std::string, std::string>, int64_t>;
+  static Status ReadHours(ledger::LedgerBackend& b, Hours* out) {
+    out->clear();
+    return b.EachWindowHour(INT64_MIN, [&](const ledger::LedgerBackend::WindowHourRow& r) {
+      (*out)[{r.hour, std::string(r.service_id), std::string(r.duty_id)}] += r.decided;
+    });
+  }
   // A report received now and breached two hours later joins the one open
   // finding (a delta, not a new finding), which then holds `breaches`.
   void ExpectALaterBreachGrowsTheOneFindingTo(int breaches) {
@@ -1357,15 +1365,8 @@ TEST_F(DutyEngineState, TheWindowsHoursAreCarriedForwardFromTheDecidedObligation
   Populate(30, 12);
   now_ = kT0 + 5 * kHour;
   ASSERT_TRUE(engine_->Sweep(now_).ok());  // the other 18 breached
-  using Hours = std::map<std::tuple<int64_t, std::string, std::string>, int64_t>;
-  auto read = [](ledger::LedgerBackend& b, Hours* out) {
-    out->clear();
-    return b.EachWindowHour(INT64_MIN, [&](const ledger::LedgerBackend::WindowHourRow& r) {
-      (*out)[{r.hour, std::string(r.service_id), std::string(r.duty_id)}] += r.decided;
-    });
-  };
   Hours written;
-  ASSERT_TRUE(read(ledger_->backend(), &written).ok());
+  ASSERT_TRUE(ReadHours(ledger_->backend(), &written).ok());
   int64_t total = 0;
   for (const auto& [key, n] : written) total += n;
   EXPECT_EQ(total, 30) << "every decision counted once";
@@ -1376,14 +1377,14 @@ TEST_F(DutyEngineState, TheWindowsHoursAreCarriedForwardFromTheDecidedObligation
     std::unique_ptr<ledger::LedgerBackend> ro;
     ASSERT_TRUE(ledger::OpenBackend(lo_.url, /*read_only=*/true, &ro).ok());
     Hours derived;
-    Status s = read(*ro, &derived);
+    Status s = ReadHours(*ro, &derived);
     ASSERT_TRUE(s.ok()) << s.message();
     EXPECT_EQ(derived, written);
     EXPECT_TRUE(ledger::VerifyLedger(*ro, "").ok);
   }
   Open();
   Hours carried;
-  ASSERT_TRUE(read(ledger_->backend(), &carried).ok());
+  ASSERT_TRUE(ReadHours(ledger_->backend(), &carried).ok());
   EXPECT_EQ(carried, written);
   EXPECT_TRUE(ledger::VerifyLedger(ledger_->backend(), "").ok);
 }
@@ -1694,16 +1695,8 @@ TEST_F(DutyEngineState, HoursAnEarlierCarewatchLeftShortAreCountedAgain) {
   Populate(6, 4);
   now_ = kT0 + 5 * kHour;
   ASSERT_TRUE(engine_->Sweep(now_).ok());  // the other 2 breached
-  using Hours = std::map<std::tuple<int64_t, std::string, std::string>, int64_t>;
-  auto read = [this](Hours* out) {
-    out->clear();
-    return ledger_->backend().EachWindowHour(
-        INT64_MIN, [&](const ledger::LedgerBackend::WindowHourRow& r) {
-          (*out)[{r.hour, std::string(r.service_id), std::string(r.duty_id)}] += r.decided;
-        });
-  };
   Hours before;
-  ASSERT_TRUE(read(&before).ok());
+  ASSERT_TRUE(ReadHours(ledger_->backend(), &before).ok());
   engine_.reset();
   ledger_.reset();
   // Two decisions the earlier carewatch recorded without counting them.
@@ -1717,7 +1710,7 @@ TEST_F(DutyEngineState, HoursAnEarlierCarewatchLeftShortAreCountedAgain) {
   }
   Open();
   Hours after;
-  ASSERT_TRUE(read(&after).ok());
+  ASSERT_TRUE(ReadHours(ledger_->backend(), &after).ok());
   EXPECT_EQ(after, before);
   ledger::VerifyReport r = ledger::VerifyLedger(ledger_->backend(), "");
   EXPECT_TRUE(r.ok) << r.message;
