@@ -4,6 +4,7 @@
 BUILD        ?= build
 TSAN_BUILD   ?= build-tsan
 FUZZ_BUILD   ?= build-fuzz
+ASAN_BUILD   ?= build-asan
 JOBS         ?= $(shell nproc 2>/dev/null || echo 2)
 FUZZ_SECONDS ?= 20
 SOAK_EVENTS  ?= 3000000
@@ -11,7 +12,7 @@ SOAK_ROUNDS  ?= 6
 HOSTILE_SECONDS ?= 90
 CMAKE_FLAGS  ?=
 
-.PHONY: all deps test-deps build test unit-test tsan-test fuzz-smoke run bench soak clean format
+.PHONY: all deps test-deps build test unit-test tsan-test asan-test fuzz-smoke run bench soak clean format
 
 all: build
 
@@ -44,6 +45,16 @@ tsan-test: deps test-deps
 	# and the ledger's writer, readers and failures on PostgreSQL (a throwaway server)
 	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" tests/with_pg.sh \
 	  $(TSAN_BUILD)/tests/carewatch_unit_tests --gtest_filter='LedgerTest.*:DutyEngineDurable*:DutyEngineState*:SignalEngine*:ReplicaQueue.*'
+
+# Not part of `make test` (a second full build and run: about 35 minutes here):
+# every ctest suite, and the unit tests on PostgreSQL, under ASan and UBSan.
+asan-test: deps test-deps
+	cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCAREWATCH_SANITIZE=address,undefined $(CMAKE_FLAGS)
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  ctest --output-on-failure -j $(JOBS)
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 tests/with_pg.sh \
+	  $(ASAN_BUILD)/tests/carewatch_unit_tests
 
 fuzz-smoke: deps
 	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
@@ -95,4 +106,4 @@ format:
 	clang-format -i $$(git ls-files '*.cc' '*.h')
 
 clean:
-	rm -rf $(BUILD) $(TSAN_BUILD) $(FUZZ_BUILD)
+	rm -rf $(BUILD) $(TSAN_BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
