@@ -40,7 +40,10 @@ namespace {
 // The cached index: a header, the slots, the changed entries, and a
 // SHA-256 of all of it and of the list's entries (so a cache file of other
 // entries, or a damaged one, is rebuilt, never trusted).
-constexpr char kIndexMagic[8] = {'c', 'w', 'l', 'i', 's', 't', '0', '4'};
+// Its last two characters number both the layout and the URL normalisation
+// (url.h) the index was built with: an index of keys normalised otherwise
+// is rebuilt.
+constexpr char kIndexMagic[8] = {'c', 'w', 'l', 'i', 's', 't', '0', '5'};
 struct IndexHeader {
   char magic[8];
   uint64_t entries, slots, size, longest, changed_bytes, changed_spans, filter_blocks;
@@ -286,15 +289,15 @@ bool CompiledList::ForEachKey(std::string_view value, Visit visit) const {
   // path. Only keys no longer than the longest entry can be on the list, so
   // only those are visited: the walk is linear in the URL's length however
   // many segments or labels it has.
-  size_t host_port_len = key.size() - (u.path == "/" ? 0 : u.path.size()) -
-                         (u.query.empty() ? 0 : u.query.size() + 1);
-  size_t path_len = u.path.size();
+  const size_t host_port_len = u.authority_size;
+  const std::string_view path = u.path();
+  size_t path_len = path.size();
   while (path_len > 1) {
     if (host_port_len + path_len <= longest_ &&
         visit(key, key.substr(0, host_port_len + path_len))) {
       return true;
     }
-    size_t slash = u.path.rfind('/', path_len - 1);
+    size_t slash = path.rfind('/', path_len - 1);
     path_len = slash == 0 ? 1 : slash;
   }
   std::string_view host = key.substr(0, host_port_len);
@@ -325,8 +328,8 @@ void CompiledList::Prepare(std::string_view value, Probe* probe) const {
     if (probe->text_.empty()) probe->text_.assign(base);
     const size_t hash = Hash(key);
     __builtin_prefetch(&filter_[BlockIndex(hash)]);
-    probe->keys_.push_back({static_cast<uint32_t>(key.data() - base.data()),
-                            static_cast<uint32_t>(key.size()), hash});
+    probe->keys_.push_back(
+        {static_cast<uint32_t>(key.data() - base.data()), static_cast<uint32_t>(key.size()), hash});
     return false;  // every key
   });
 }

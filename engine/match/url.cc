@@ -1,7 +1,10 @@
 #include "engine/match/url.h"
 
-#include <algorithm>
-#include <cctype>
+#include <unicode/bytestream.h>
+#include <unicode/idna.h>
+
+#include <cstdint>
+#include <memory>
 
 namespace carewatch::match {
 
@@ -14,41 +17,235 @@ int HexValue(char c) {
   return -1;
 }
 
+char UpperHex(char c) { return (c >= 'a' && c <= 'f') ? static_cast<char>(c - ('a' - 'A')) : c; }
+
+// Bytes a browser escapes in a path or query (WHATWG's percent-encode sets,
+// less '#' and '?', which end them): controls, space, non-ASCII bytes and
+// a few delimiters. Appended as %XX, so both spellings are one key.
+constexpr bool NeedsEscape(unsigned char c) {
+  return c <= 0x20 || c >= 0x7f || c == '"' || c == '<' || c == '>' || c == '`' || c == '{' ||
+         c == '}';
+}
+
+// Byte classes, one table lookup a byte on the common paths below.
+enum : uint8_t {
+  kHostPlain = 1,   // a-z, 0-9, '-' and '.': kept as it is in a host
+  kPathPlain = 2,   // kept as it is in a path (not '\\', '%' or escaped)
+  kQueryPlain = 4,  // kept as it is in a query
+  kForbiddenInHost = 8,
+};
+struct ByteClasses {
+  uint8_t of[256];
+  constexpr ByteClasses() : of{} {
+    for (int c = 0; c < 256; ++c) {
+      const auto b = static_cast<unsigned char>(c);
+      uint8_t k = 0;
+      if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.') k |= kHostPlain;
+      if (!NeedsEscape(b) && c != '\\' && c != '%') k |= kPathPlain;
+      if (!NeedsEscape(b)) k |= kQueryPlain;
+      if (c <= 0x20 || c == 0x7f || c == '#' || c == '%' || c == '/' || c == ':' || c == '<' ||
+          c == '>' || c == '?' || c == '@' || c == '[' || c == '\\' || c == ']' || c == '^' ||
+          c == '|')
+        k |= kForbiddenInHost;
+      of[c] = k;
+    }
+  }
+};
+constexpr ByteClasses kClasses;
+
+// Whether every byte of `s` is of class `k`.
+bool AllOf(std::string_view s, uint8_t k) {
+  uint8_t all = k;
+  for (unsigned char c : s) all &= kClasses.of[c];
+  return all != 0;
+}
+
+void AppendEscaped(unsigned char c, std::string& key) {
+  if (!NeedsEscape(c)) {
+    key += static_cast<char>(c);
+    return;
+  }
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  key += '%';
+  key += kHex[c >> 4];
+  key += kHex[c & 15];
+}
+
+bool IsAlnumAscii(unsigned char c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
 bool IsUnreserved(unsigned char c) {
-  return std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~';
+  return IsAlnumAscii(c) || c == '-' || c == '.' || c == '_' || c == '~';
 }
 
 // ASCII only, whatever the locale (host names are compared as ASCII).
 char LowerAscii(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + ('a' - 'A')) : c; }
 bool IsSpaceAscii(char c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
 
-// Decodes %XX only where it encodes an unreserved character, and upper-cases
-// the hex digits of the rest, so equivalent spellings compare equal.
-void NormalizePercent(std::string_view s, std::string& out) {
-  if (s.find('%') == std::string_view::npos) {  // nearly every path
-    out.assign(s);
+bool EqualsLower(std::string_view s, std::string_view lower) {
+  if (s.size() != lower.size()) return false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (LowerAscii(s[i]) != lower[i]) return false;
+  }
+  return true;
+}
+
+// The length of a scheme and its ':' at the start of `url` (RFC 3986:
+// ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) ":"), or 0.
+size_t SchemeLength(std::string_view url) {
+  if (url.empty() || !((url[0] >= 'a' && url[0] <= 'z') || (url[0] >= 'A' && url[0] <= 'Z')))
+    return 0;
+  for (size_t i = 1; i < url.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(url[i]);
+    if (c == ':') return i + 1;
+    if (!IsAlnumAscii(c) && c != '+' && c != '-' && c != '.') return 0;
+  }
+  return 0;
+}
+
+// The host in UTS #46 IDNA ASCII, for a host with a non-ASCII byte; false
+// when IDNA refuses it.
+bool IdnaAscii(std::string_view host, std::string* out) {
+  static const std::unique_ptr<icu::IDNA> idna = [] {
+    UErrorCode err = U_ZERO_ERROR;
+    std::unique_ptr<icu::IDNA> p(
+        icu::IDNA::createUTS46Instance(UIDNA_NONTRANSITIONAL_TO_ASCII, err));
+    return U_SUCCESS(err) ? std::move(p) : nullptr;
+  }();
+  if (!idna) return false;
+  UErrorCode err = U_ZERO_ERROR;
+  out->clear();
+  icu::StringByteSink<std::string> sink(out);
+  icu::IDNAInfo info;
+  idna->nameToASCII_UTF8(icu::StringPiece(host.data(), static_cast<int32_t>(host.size())), sink,
+                         info, err);
+  return U_SUCCESS(err) && !info.hasErrors() && !out->empty();
+}
+
+// Whether a host holds a byte no host name may (WHATWG's forbidden host
+// code points, and '%' left undecoded); an IPv6 literal keeps its brackets
+// and colons.
+bool HasForbiddenHostByte(std::string_view host) {
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+    return host.substr(1, host.size() - 2).find_first_not_of("0123456789abcdef:.") !=
+           std::string_view::npos;
+  }
+  for (unsigned char c : host) {
+    if (kClasses.of[c] & kForbiddenInHost) return true;
+  }
+  return false;
+}
+
+// Appends `host` to `key`, percent-decoded, lower-cased and in IDNA ASCII,
+// without trailing dots or a leading "www."; false (and `key` as it was)
+// when it is no host name.
+bool AppendHost(std::string_view host, std::string& key) {
+  const size_t start = key.size();
+  // Nearly every host: lower-case letters, digits, '-' and '.', already
+  // as the key holds it but for a trailing dot or "www.".
+  const bool plain = AllOf(host, kHostPlain);
+  if (plain) {
+    key.append(host);
+    host = {};
+  }
+  bool ascii = true;
+  for (size_t i = 0; i < host.size(); ++i) {
+    char c = host[i];
+    // Escapes of what a host name may hold (and of UTF-8 bytes, for IDNA);
+    // an escaped '/', ':' or '@' stays escaped.
+    if (c == '%' && i + 2 < host.size()) {
+      const int hi = HexValue(host[i + 1]), lo = HexValue(host[i + 2]);
+      const unsigned char decoded = static_cast<unsigned char>(hi * 16 + lo);
+      if (hi >= 0 && lo >= 0 && (IsUnreserved(decoded) || decoded >= 0x80)) {
+        c = static_cast<char>(decoded);
+        i += 2;
+      }
+    }
+    ascii &= static_cast<unsigned char>(c) < 0x80;
+    key += LowerAscii(c);
+  }
+  while (key.size() > start && key.back() == '.') key.pop_back();
+  if (!ascii) {
+    thread_local std::string converted;
+    if (IdnaAscii(std::string_view(key).substr(start), &converted)) {
+      key.resize(start);
+      key += converted;
+    }
+  }
+  while (key.size() > start && key.back() == '.') key.pop_back();
+  size_t www = start;  // "www.www.a.test" is a.test too
+  while (key.compare(www, 4, "www.") == 0) www += 4;
+  key.erase(start, www - start);
+  // A host "http" or "https" would read back as a scheme: no host a URL
+  // names (only user info can leave one: "x@https:80").
+  const std::string_view name = std::string_view(key).substr(start);
+  if (name.empty() || name == "http" || name == "https" || (!plain && HasForbiddenHostByte(name))) {
+    key.resize(start);
+    return false;
+  }
+  return true;
+}
+
+// Appends the path to `key`: backslashes as slashes, percent-encoded
+// unreserved characters decoded and the other escapes' hex digits
+// upper-cased, "." and ".." segments resolved (RFC 3986 5.2.4; ".." never
+// goes above the root), a trailing slash dropped. Appends nothing for "/".
+void AppendPath(std::string_view path, std::string& key) {
+  const size_t root = key.size();
+  // Nearly every path: from '/', nothing to decode, escape or resolve.
+  bool dot_segment = false;  // a segment starting with '.'
+  for (size_t i = 1; i < path.size(); ++i) dot_segment |= path[i] == '.' && path[i - 1] == '/';
+  if (!path.empty() && path.front() == '/' && AllOf(path, kPathPlain) && !dot_segment) {
+    key.append(path);
+    while (key.size() > root && key.back() == '/') key.pop_back();
     return;
   }
-  out.clear();
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size()) {
-      int hi = HexValue(s[i + 1]);
-      int lo = HexValue(s[i + 2]);
+  // The segment being written starts after key[segment - 1], a '/'.
+  size_t segment = std::string::npos;
+  auto end_segment = [&]() {
+    if (segment == std::string::npos) return;
+    const std::string_view name = std::string_view(key).substr(segment);
+    if (name == ".") {
+      key.resize(segment - 1);
+    } else if (name == "..") {
+      key.resize(segment - 1);
+      const size_t slash = key.rfind('/');
+      key.resize(slash == std::string::npos || slash < root ? root : slash);
+    }
+  };
+  for (size_t i = 0; i < path.size(); ++i) {
+    char c = path[i];
+    if (c == '\\') c = '/';
+    if (c == '/') {
+      end_segment();
+      key += '/';
+      segment = key.size();
+      continue;
+    }
+    if (c == '%' && i + 2 < path.size()) {
+      const int hi = HexValue(path[i + 1]), lo = HexValue(path[i + 2]);
       if (hi >= 0 && lo >= 0) {
-        unsigned char c = static_cast<unsigned char>(hi * 16 + lo);
-        if (IsUnreserved(c)) {
-          out += static_cast<char>(c);
+        const unsigned char decoded = static_cast<unsigned char>(hi * 16 + lo);
+        if (IsUnreserved(decoded)) {
+          key += static_cast<char>(decoded);
         } else {
-          out += '%';
-          out += static_cast<char>(std::toupper(static_cast<unsigned char>(s[i + 1])));
-          out += static_cast<char>(std::toupper(static_cast<unsigned char>(s[i + 2])));
+          key += '%';
+          key += UpperHex(path[i + 1]);
+          key += UpperHex(path[i + 2]);
         }
         i += 2;
         continue;
       }
     }
-    out += s[i];
+    if (segment == std::string::npos) {  // a path that does not start with '/'
+      key += '/';
+      segment = key.size();
+    }
+    AppendEscaped(static_cast<unsigned char>(c), key);
   }
+  end_segment();
+  while (key.size() > root && key.back() == '/') key.pop_back();
 }
 
 }  // namespace
@@ -60,67 +257,77 @@ std::optional<NormalizedUrl> NormalizeUrl(std::string_view url) {
 }
 
 bool NormalizeUrl(std::string_view url, NormalizedUrl* out) {
-  // Trim white space.
   while (!url.empty() && IsSpaceAscii(url.front())) url.remove_prefix(1);
   while (!url.empty() && IsSpaceAscii(url.back())) url.remove_suffix(1);
-  std::string_view default_port;
-  size_t scheme_end = url.find("://");
-  if (scheme_end != std::string_view::npos) {
-    std::string_view scheme = url.substr(0, scheme_end);
-    auto is = [&](std::string_view name) {
-      return scheme.size() == name.size() &&
-             std::equal(scheme.begin(), scheme.end(), name.begin(),
-                        [](char a, char b) { return LowerAscii(a) == b; });
-    };
-    if (is("http"))
-      default_port = "80";
-    else if (is("https"))
-      default_port = "443";
-    url.remove_prefix(scheme_end + 3);
+  const size_t fragment = url.find('#');
+  if (fragment != std::string_view::npos) url = url.substr(0, fragment);
+
+  // A scheme only at the start. http and https (and no scheme, read as
+  // http) take any slashes and backslashes after it, as browsers do; other
+  // schemes need "//" for an authority.
+  bool special = true;
+  if (const size_t scheme = SchemeLength(url); scheme > 0) {
+    const std::string_view name = url.substr(0, scheme - 1);
+    if (EqualsLower(name, "http") || EqualsLower(name, "https")) {
+      url.remove_prefix(scheme);
+      while (!url.empty() && (url.front() == '/' || url.front() == '\\')) url.remove_prefix(1);
+    } else if (url.substr(scheme, 2) == "//") {
+      url.remove_prefix(scheme + 2);
+      special = false;
+    }
+    // Else not a scheme but a host and port ("a.test:8080/x"), or a
+    // scheme with no authority ("mailto:..."): read as it is.
   } else if (url.substr(0, 2) == "//") {
     url.remove_prefix(2);
   }
-  size_t fragment = url.find('#');
-  if (fragment != std::string_view::npos) url = url.substr(0, fragment);
-  size_t authority_end = url.find_first_of("/?");
+
+  // (A loop: find_first_of calls memchr over the set for every byte.)
+  size_t authority_end = 0;
+  while (authority_end < url.size() && url[authority_end] != '/' && url[authority_end] != '?' &&
+         !(special && url[authority_end] == '\\'))
+    ++authority_end;
   std::string_view authority = url.substr(0, authority_end);
-  std::string_view rest = authority_end == std::string_view::npos ? "" : url.substr(authority_end);
-  size_t at = authority.rfind('@');
+  std::string_view rest = url.substr(authority_end);
+  const size_t at = authority.rfind('@');
   if (at != std::string_view::npos) authority.remove_prefix(at + 1);  // drop user info
   std::string_view port;
-  size_t colon = authority.rfind(':');
-  if (colon != std::string_view::npos && authority.find(']') == std::string_view::npos) {
+  const size_t bracket = authority.rfind(']');
+  const size_t colon = authority.rfind(':');
+  if (colon != std::string_view::npos && (bracket == std::string_view::npos || colon > bracket)) {
     port = authority.substr(colon + 1);
     authority = authority.substr(0, colon);
   }
-  while (!authority.empty() && authority.back() == '.') authority.remove_suffix(1);
-  std::string& host = out->host;
-  host.resize(authority.size());
-  std::transform(authority.begin(), authority.end(), host.begin(), LowerAscii);
-  if (host.rfind("www.", 0) == 0) host.erase(0, 4);
-  if (host.empty()) return false;
-  if (port == default_port || port == "80" || port == "443") port = {};
-
-  size_t q = rest.find('?');
-  std::string_view path = rest.substr(0, q);
-  if (q != std::string_view::npos) {
-    out->query.assign(rest.substr(q + 1));
-  } else {
-    out->query.clear();
+  // A port is a number up to 65535; leading zeros dropped ("0443" is 443).
+  for (char c : port) {
+    if (c < '0' || c > '9') return false;
   }
-  NormalizePercent(path, out->path);
-  if (out->path.empty()) out->path = "/";
-  while (out->path.size() > 1 && out->path.back() == '/') out->path.pop_back();
+  if (!port.empty()) {
+    const size_t nonzero = port.find_first_not_of('0');
+    port = nonzero == std::string_view::npos ? port.substr(port.size() - 1) : port.substr(nonzero);
+    if (port.size() > 5 || (port.size() == 5 && port > "65535")) return false;
+  }
+  if (port == "80" || port == "443") port = {};
+
   std::string& key = out->key;
-  key.assign(host);
+  key.clear();
+  if (!AppendHost(authority, key)) return false;
+  out->host_size = key.size();
   if (!port.empty()) {
     key += ':';
     key.append(port);
   }
-  if (out->path != "/") key += out->path;
-  if (!out->query.empty()) {
+  out->authority_size = key.size();
+  const size_t q = rest.find('?');
+  AppendPath(rest.substr(0, q), key);
+  out->path_size = key.size() - out->authority_size;
+  if (q != std::string_view::npos && q + 1 < rest.size()) {
     key += '?';
-    key += out->query;
+    const std::string_view query = rest.substr(q + 1);
+    if (AllOf(query, kQueryPlain)) {
+      key.append(query);
+    } else {
+      for (char c : query) AppendEscaped(static_cast<unsigned char>(c), key);
+    }
   }
   return true;
 }

@@ -1,25 +1,54 @@
 #ifndef CAREWATCH_ENGINE_MATCH_URL_H_
 #define CAREWATCH_ENGINE_MATCH_URL_H_
 
+#include <cstddef>
 #include <optional>
 #include <string>
 #include <string_view>
 
 namespace carewatch::match {
 
-// A URL reduced to what identifies the resource for list matching.
+// A URL reduced to what identifies the resource for list matching: one
+// string, `key`, and where its parts are in it.
 struct NormalizedUrl {
-  std::string host;   // lower case, no "www.", no trailing dot
-  std::string path;   // starts with '/', no trailing slash (except "/")
-  std::string query;  // without '?', empty if none
-  // host + non-default port + path + ("?" query), e.g. "example.test/a/b?x=1"
+  // host + non-default port + path (none when it is "/") + ("?" query),
+  // e.g. "example.test/a/b?x=1"
   std::string key;
+  size_t host_size = 0;       // key[0, host_size): the host
+  size_t authority_size = 0;  // the host and ":port"
+  size_t path_size = 0;       // after the authority; 0 when the path is "/"
+
+  // Lower case, IDNA ASCII, no "www.", no trailing dot.
+  std::string_view host() const { return std::string_view(key).substr(0, host_size); }
+  // Starts with '/', no trailing slash (except "/"), no dot segments.
+  std::string_view path() const {
+    return path_size == 0 ? std::string_view("/")
+                          : std::string_view(key).substr(authority_size, path_size);
+  }
+  // Without '?'; empty if none.
+  std::string_view query() const {
+    const size_t q = authority_size + path_size;
+    return q < key.size() ? std::string_view(key).substr(q + 1) : std::string_view();
+  }
 };
 
-// Normalises scheme (http, https or none), case of host, a leading "www.",
-// default ports (80, 443), a trailing slash, a fragment, and percent-encoded
-// unreserved characters in the path. Returns nullopt for strings that have
-// no host.
+// Normalises the spellings a browser takes to the same place:
+// - a scheme only at the start ("://" in a query is not one); http and
+//   https also without slashes or with backslashes ("https:\\a.test");
+//   no scheme is read as http;
+// - the host percent-decoded, lower-cased, in IDNA ASCII (UTS #46: "bücher"
+//   and "xn--bcher-kva" alike; a host IDNA refuses is kept as it is), a
+//   leading "www." and trailing dots dropped; user info dropped;
+// - the default ports (80, 443) dropped, leading zeros of a port dropped;
+// - in the path, backslashes as slashes, percent-encoded unreserved
+//   characters decoded (other escapes upper-cased), "." and ".." segments
+//   resolved, a trailing slash dropped;
+// - in the path and the query, spaces, controls, non-ASCII bytes and
+//   " < > ` { } percent-encoded, as browsers send them;
+// - a fragment dropped; the query otherwise kept as it is.
+// A host with a byte no host name may hold (space, '%', ':', '@', ...),
+// or a port that is not a number up to 65535, is no URL.
+// Returns nullopt for strings that have no host.
 std::optional<NormalizedUrl> NormalizeUrl(std::string_view url);
 // The same into `out`, reusing its storage; false when there is no host.
 bool NormalizeUrl(std::string_view url, NormalizedUrl* out);

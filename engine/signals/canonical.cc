@@ -140,10 +140,10 @@ Status ProfileUrl(std::string_view v, std::string* out) {
   auto n = match::NormalizeUrl(v);
   if (!n) return Status::InvalidArgument("profile_url: has no host");
   std::string ascii;
-  if (!HostToAscii(n->host, &ascii))
+  if (!HostToAscii(n->host(), &ascii))
     return Status::InvalidArgument("profile_url: the host is not a valid host name");
   if (ascii.rfind("www.", 0) == 0) ascii.erase(0, 4);
-  *out = ascii + n->key.substr(n->host.size());
+  *out = ascii + n->key.substr(n->host_size);
   return Status::Ok();
 }
 

@@ -17,7 +17,9 @@ TEST(Url, NormalisesSchemeHostPortAndSlash) {
   EXPECT_EQ(NormalizeUrl("http://example.test:8080/x")->key, "example.test:8080/x");
   EXPECT_EQ(NormalizeUrl("http://user@example.test/%7Ea")->key, "example.test/~a");
   EXPECT_EQ(NormalizeUrl("http://example.test/q?id=1")->key, "example.test/q?id=1");
-  EXPECT_FALSE(NormalizeUrl("http:///nohost"));
+  EXPECT_FALSE(NormalizeUrl("http:///"));
+  EXPECT_FALSE(NormalizeUrl("https://user@/x"));
+  EXPECT_FALSE(NormalizeUrl("  "));
 }
 
 rules::ListDef UrlList(std::vector<std::string> entries) {
@@ -25,6 +27,123 @@ rules::ListDef UrlList(std::vector<std::string> entries) {
   def.kind = rules::ListDef::Kind::kUrl;
   def.entries = std::move(entries);
   return def;
+}
+
+// Spellings a browser takes to the same place are one key, so that a URL
+// written another way is not off the list.
+TEST(Url, ASchemeIsOnlyAtTheStart) {
+  // "://" in the query is not a scheme: the host is the one before it.
+  EXPECT_EQ(NormalizeUrl("evil.test/r?u=http://good.test")->key, "evil.test/r?u=http://good.test");
+  EXPECT_EQ(NormalizeUrl("evil.test?next=https://good.test/x")->host(), "evil.test");
+  EXPECT_EQ(NormalizeUrl("HTTPS://evil.test/x?u=ftp://good.test")->host(), "evil.test");
+  // http and https need no slashes, or take backslashes, as browsers do.
+  EXPECT_EQ(NormalizeUrl("http:evil.test/x")->key, "evil.test/x");
+  EXPECT_EQ(NormalizeUrl("https:/\\evil.test/x")->key, "evil.test/x");
+  EXPECT_EQ(NormalizeUrl("http:///evil.test")->key, "evil.test");
+  // A host and port is not a scheme.
+  EXPECT_EQ(NormalizeUrl("evil.test:8080/x")->key, "evil.test:8080/x");
+}
+
+TEST(Url, AHostIsDecodedAndInIdnaAscii) {
+  EXPECT_EQ(NormalizeUrl("http://%65vil.%74est/x")->key, "evil.test/x");
+  EXPECT_EQ(NormalizeUrl("http://WWW.%45VIL.test/")->key, "evil.test");
+  EXPECT_EQ(NormalizeUrl("https://b\xC3\xBC"
+                         "cher.test/x")
+                ->key,
+            "xn--bcher-kva.test/x");
+  EXPECT_EQ(NormalizeUrl("https://xn--bcher-kva.test/x")->key, "xn--bcher-kva.test/x");
+  // Full-width letters and the ideographic full stop.
+  EXPECT_EQ(NormalizeUrl("https://\xEF\xBD\x85vil\xE3\x80\x82test/x")->key, "evil.test/x");
+  // Not a valid host name in IDNA: left as it is, lower-cased.
+  EXPECT_EQ(NormalizeUrl("https://A\xC3\x9F--.test/")->host(), "a\xC3\x9F--.test");
+  // Ports with leading zeros are the same port.
+  EXPECT_EQ(NormalizeUrl("http://evil.test:0443/x")->key, "evil.test/x");
+  EXPECT_EQ(NormalizeUrl("http://evil.test:08080/x")->key, "evil.test:8080/x");
+}
+
+TEST(Url, DotSegmentsAndBackslashesInThePathAreResolved) {
+  EXPECT_EQ(NormalizeUrl("https://files.test/shared/x/../a1")->key, "files.test/shared/a1");
+  EXPECT_EQ(NormalizeUrl("https://files.test/./shared/./a1/.")->key, "files.test/shared/a1");
+  EXPECT_EQ(NormalizeUrl("https://files.test/shared/%2E%2e/shared/a1")->key,
+            "files.test/shared/a1");
+  EXPECT_EQ(NormalizeUrl("https://files.test/../../shared/a1")->key, "files.test/shared/a1");
+  EXPECT_EQ(NormalizeUrl("https://files.test/shared\\a1")->key, "files.test/shared/a1");
+  EXPECT_EQ(NormalizeUrl("https://files.test/a/..")->key, "files.test");
+  // Only whole segments: "..." and "a.." are names.
+  EXPECT_EQ(NormalizeUrl("https://files.test/.../a../b")->key, "files.test/.../a../b");
+  // The query is not a path.
+  EXPECT_EQ(NormalizeUrl("https://files.test/a?p=/../b")->key, "files.test/a?p=/../b");
+  EXPECT_EQ(NormalizeUrl("https://files.test/a/b/c/")->path(), "/a/b/c");
+  EXPECT_EQ(NormalizeUrl("https://files.test/a?x=1")->query(), "x=1");
+  EXPECT_EQ(NormalizeUrl("https://files.test")->path(), "/");
+}
+
+// A key is its own normal form: a list entry written as a key matches the
+// URLs that normalise to it. Random URL-like strings, key of key == key.
+TEST(Url, AKeyNormalisesToItself) {
+  const std::vector<std::string> parts = {"a",
+                                          "B",
+                                          ".",
+                                          "/",
+                                          "\\",
+                                          "%",
+                                          "2e",
+                                          "2E",
+                                          "41",
+                                          "%2F",
+                                          ":",
+                                          "@",
+                                          "?",
+                                          "#",
+                                          "www.",
+                                          "..",
+                                          "8",
+                                          "0",
+                                          "http://",
+                                          "HTTPS:",
+                                          "//",
+                                          "\xC3\xBC",
+                                          "\xE3\x80\x82",
+                                          "-",
+                                          "[",
+                                          "]",
+                                          " ",
+                                          "~",
+                                          "x.test",
+                                          "=",
+                                          "&"};
+  std::mt19937 rng(7);
+  int normalised = 0;
+  for (int round = 0; round < 100000; ++round) {
+    std::string url;
+    const int n = 1 + static_cast<int>(rng() % 12);
+    for (int i = 0; i < n; ++i) url += parts[rng() % parts.size()];
+    std::optional<NormalizedUrl> u = NormalizeUrl(url);
+    if (!u) continue;
+    ++normalised;
+    std::optional<NormalizedUrl> again = NormalizeUrl(u->key);
+    ASSERT_TRUE(again) << "url '" << url << "' key '" << u->key << "'";
+    ASSERT_EQ(again->key, u->key) << "url '" << url << "'";
+    ASSERT_EQ(again->host(), u->host()) << "url '" << url << "'";
+    ASSERT_EQ(again->path(), u->path()) << "url '" << url << "'";
+    ASSERT_EQ(again->query(), u->query()) << "url '" << url << "'";
+  }
+  EXPECT_GT(normalised, 30000);
+}
+
+TEST(UrlList, AListedUrlWrittenAnotherWayIsStillOnTheList) {
+  rules::ListDef def = UrlList({"evil.test", "files.test/shared/a1", "xn--bcher-kva.test"});
+  CompiledList list(def);
+  EXPECT_TRUE(list.Contains("evil.test/r?u=http://good.test"));
+  EXPECT_TRUE(list.Contains("http://%65vil.test/"));
+  EXPECT_TRUE(list.Contains("https:evil.test"));
+  EXPECT_TRUE(list.Contains("https://files.test/other/../shared/a1/b"));
+  EXPECT_TRUE(list.Contains("https://files.test/shared\\a1"));
+  EXPECT_TRUE(
+      list.Contains("https://cdn.b\xC3\xBC"
+                    "cher.test/x"));
+  EXPECT_FALSE(list.Contains("good.test/r?u=http://evil.test"));
+  EXPECT_FALSE(list.Contains("https://files.test/shared/a1/../a2"));
 }
 
 TEST(UrlList, HostEntryMatchesHostAndSubdomains) {
@@ -95,8 +214,8 @@ TEST(HashList, TheFilterPassesEveryEntryAndStopsNearlyAllOthers) {
   std::mt19937_64 rng(3);
   auto hex = [&] {
     char digest[33];
-    std::snprintf(digest, sizeof digest, "%016llx%016llx",
-                  static_cast<unsigned long long>(rng()), static_cast<unsigned long long>(rng()));
+    std::snprintf(digest, sizeof digest, "%016llx%016llx", static_cast<unsigned long long>(rng()),
+                  static_cast<unsigned long long>(rng()));
     return std::string(digest);
   };
   rules::ListDef def;
@@ -123,16 +242,17 @@ TEST(HashList, TheFilterPassesEveryEntryAndStopsNearlyAllOthers) {
 // capitals, too long, too short. One probe is reused throughout, as the
 // Evaluator reuses them.
 TEST(Lists, APreparedProbeAnswersAsTheValueDoes) {
-  rules::ListDef urls = UrlList({"files.test/shared/a1", "bad.test", "s.test/view?id=5",
-                                 "deep.test/a/b/c/d", "x.y.z.test"});
+  rules::ListDef urls = UrlList(
+      {"files.test/shared/a1", "bad.test", "s.test/view?id=5", "deep.test/a/b/c/d", "x.y.z.test"});
   rules::ListDef hashes;
   hashes.kind = rules::ListDef::Kind::kHash;
   hashes.entries = {"abcdef0123", "00FF00FF", "5e0c6b8a"};
   const CompiledList url_list(urls), hash_list(hashes);
   const char* hosts[] = {"files.test", "bad.test", "www.BAD.test", "a.b.bad.test", "s.test",
-                         "deep.test", "y.z.test", "q.x.y.z.test", "other.test", ""};
-  const char* paths[] = {"", "/", "/shared", "/shared/a1", "/shared/a1/x/y", "/view?id=5",
-                         "/view?id=6", "/a/b/c/d/e", "/a/b/c", "/A/B/C/D", "/view"};
+                         "deep.test",  "y.z.test", "q.x.y.z.test", "other.test",   ""};
+  const char* paths[] = {"",           "/",          "/shared",    "/shared/a1", "/shared/a1/x/y",
+                         "/view?id=5", "/view?id=6", "/a/b/c/d/e", "/a/b/c",     "/A/B/C/D",
+                         "/view"};
   const char* schemes[] = {"https://", "http://", "", "ftp://"};
   std::mt19937 rng(9);
   CompiledList::Probe probe;
@@ -148,8 +268,8 @@ TEST(Lists, APreparedProbeAnswersAsTheValueDoes) {
     found += direct;
   }
   EXPECT_GT(found, 300) << "the values reach the list";
-  const char* digests[] = {"abcdef0123", "ABCDEF0123", "00ff00ff", "00FF00FF", "5E0C6B8A",
-                           "abcdef012",  "abcdef01234", "",        "zz"};
+  const char* digests[] = {"abcdef0123", "ABCDEF0123",  "00ff00ff", "00FF00FF", "5E0C6B8A",
+                           "abcdef012",  "abcdef01234", "",         "zz"};
   for (const char* d : digests) {
     hash_list.Prepare(d, &probe);
     EXPECT_EQ(hash_list.Contains(probe), hash_list.Contains(d)) << d;
