@@ -29,6 +29,8 @@ constexpr Row kCanonical[] = {
     {"profile_url", "http://otherapp.test:80/u/Alice#top", "otherapp.test/u/Alice"},
     {"profile_url", "otherapp.test/profile?id=42", "otherapp.test/profile?id=42"},
     {"profile_url", "https://bücher.example/u/x", "xn--bcher-kva.example/u/x"},
+    {"profile_url", "https://%6Ftherapp.test/u/../u/alice", "otherapp.test/u/alice"},
+    {"profile_url", "https:otherapp.test/u/zoë", "otherapp.test/u/zo%C3%AB"},
 };
 
 TEST(Canonical, TableOfCanonicalForms) {
