@@ -8,7 +8,7 @@
 #include <fstream>
 #include <optional>
 
-#include "engine/match/url.h"
+#include "engine/common/url.h"
 
 namespace carewatch::match {
 

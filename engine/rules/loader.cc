@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "engine/common/digest.h"
+#include "engine/common/url.h"
 #include "engine/common/utf8.h"
 #include "engine/rules/duration.h"
 #include "engine/rules/pattern.h"
@@ -618,6 +619,9 @@ void Loader::ParseList(const std::string& name, const YAML::Node& key, const YAM
   std::istringstream in(*content);
   std::string line;
   int lineno = 0;
+  constexpr int kNotUrlWarnings = 10;
+  int not_urls = 0;
+  NormalizedUrl url;
   while (std::getline(in, line)) {
     ++lineno;
     size_t hash = line.find('#');
@@ -632,7 +636,21 @@ void Loader::ParseList(const std::string& name, const YAML::Node& key, const YAM
             "hash list entry '" + Excerpt(line) + "' is not a hex digest");
       continue;
     }
+    // A URL entry carewatch cannot read as a URL never matches: said at its
+    // line (the first few of a list, then how many more).
+    if (list.kind == ListDef::Kind::kUrl && !NormalizeUrl(line, &url)) {
+      if (++not_urls <= kNotUrlWarnings) {
+        Warn(SourcePos{list.path, lineno, 1},
+             "url list entry '" + Excerpt(line) +
+                 "' is not a URL (no host name, or a port that is not a number up to 65535): "
+                 "it matches nothing");
+      }
+    }
     list.entries.push_back(line);
+  }
+  if (not_urls > kNotUrlWarnings) {
+    Warn(node["file"], std::to_string(not_urls - kNotUrlWarnings) + " more entries of list '" +
+                           Excerpt(name) + "' are not URLs");
   }
   list.entries.shrink_to_fit();
   if (list.entries.empty()) Warn(node["file"], "list '" + Excerpt(name) + "' has no entries");

@@ -7,7 +7,7 @@
 
 #include <memory>
 
-#include "engine/match/url.h"
+#include "engine/common/url.h"
 
 namespace carewatch::signals {
 namespace {
@@ -137,7 +137,7 @@ Status Handle(std::string_view v, std::string* out) {
 
 Status ProfileUrl(std::string_view v, std::string* out) {
   if (HasSpaceOrControl(v)) return Status::InvalidArgument("profile_url: contains a space");
-  auto n = match::NormalizeUrl(v);
+  auto n = NormalizeUrl(v);
   if (!n) return Status::InvalidArgument("profile_url: has no host");
   std::string ascii;
   if (!HostToAscii(n->host(), &ascii))

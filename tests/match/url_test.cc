@@ -1,4 +1,4 @@
-#include "engine/match/url.h"
+#include "engine/common/url.h"
 
 #include <gtest/gtest.h>
 

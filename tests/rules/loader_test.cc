@@ -306,6 +306,31 @@ TEST(Loader, BadHashListEntryNamesTheListLine) {
   EXPECT_EQ(d.pos.line, 2);
 }
 
+TEST(Loader, UrlListEntriesThatAreNotUrlsAreWarnedOfAtTheirLines) {
+  FakeFiles files;
+  std::string entries = "listed.test\nhttp://bad host.test/\nfiles.test/a\nlisted.test:99999\n";
+  for (int i = 0; i < 12; ++i) entries += "http://@/" + std::to_string(i) + "\n";
+  files.files["u.txt"] = entries;
+  LoadResult r =
+      LoadPack("pack: test\nversion: \"1\"\nlists:\n  u: {kind: url, file: u.txt}\n", files);
+  ASSERT_TRUE(r.ruleset) << "a warning, not an error: the pack still loads";
+  std::vector<int> lines;
+  std::string more;
+  for (const Diagnostic& d : r.diagnostics) {
+    ASSERT_EQ(d.level, Diagnostic::Level::kWarning) << d.message;
+    if (d.pos.file == "u.txt") {
+      lines.push_back(d.pos.line);
+      EXPECT_NE(d.message.find("is not a URL"), std::string::npos) << d.message;
+    } else if (d.message.find("more entries") != std::string::npos) {
+      more = d.message;
+    }
+  }
+  // Lines 2 and 4, then the first eight of the twelve hostless ones.
+  EXPECT_EQ(lines, (std::vector<int>{2, 4, 5, 6, 7, 8, 9, 10, 11, 12}));
+  EXPECT_EQ(more, "4 more entries of list 'u' are not URLs");
+  EXPECT_EQ(r.ruleset->FindList("u")->entries.size(), 16u) << "entries are kept as written";
+}
+
 TEST(Loader, UnknownList) {
   ExpectErrorAt(
       PackWithRules(

@@ -1,4 +1,4 @@
-#include "engine/match/url.h"
+#include "engine/common/url.h"
 
 #include <unicode/bytestream.h>
 #include <unicode/idna.h>
@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <memory>
 
-namespace carewatch::match {
+namespace carewatch {
 
 namespace {
 
@@ -332,4 +332,4 @@ bool NormalizeUrl(std::string_view url, NormalizedUrl* out) {
   return true;
 }
 
-}  // namespace carewatch::match
+}  // namespace carewatch

@@ -1,12 +1,12 @@
-#ifndef CAREWATCH_ENGINE_MATCH_URL_H_
-#define CAREWATCH_ENGINE_MATCH_URL_H_
+#ifndef CAREWATCH_ENGINE_COMMON_URL_H_
+#define CAREWATCH_ENGINE_COMMON_URL_H_
 
 #include <cstddef>
 #include <optional>
 #include <string>
 #include <string_view>
 
-namespace carewatch::match {
+namespace carewatch {
 
 // A URL reduced to what identifies the resource for list matching: one
 // string, `key`, and where its parts are in it.
@@ -53,6 +53,6 @@ std::optional<NormalizedUrl> NormalizeUrl(std::string_view url);
 // The same into `out`, reusing its storage; false when there is no host.
 bool NormalizeUrl(std::string_view url, NormalizedUrl* out);
 
-}  // namespace carewatch::match
+}  // namespace carewatch
 
-#endif  // CAREWATCH_ENGINE_MATCH_URL_H_
+#endif  // CAREWATCH_ENGINE_COMMON_URL_H_
