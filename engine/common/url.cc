@@ -104,25 +104,6 @@ size_t SchemeLength(std::string_view url) {
   return 0;
 }
 
-// The host in UTS #46 IDNA ASCII, for a host with a non-ASCII byte; false
-// when IDNA refuses it.
-bool IdnaAscii(std::string_view host, std::string* out) {
-  static const std::unique_ptr<icu::IDNA> idna = [] {
-    UErrorCode err = U_ZERO_ERROR;
-    std::unique_ptr<icu::IDNA> p(
-        icu::IDNA::createUTS46Instance(UIDNA_NONTRANSITIONAL_TO_ASCII, err));
-    return U_SUCCESS(err) ? std::move(p) : nullptr;
-  }();
-  if (!idna) return false;
-  UErrorCode err = U_ZERO_ERROR;
-  out->clear();
-  icu::StringByteSink<std::string> sink(out);
-  icu::IDNAInfo info;
-  idna->nameToASCII_UTF8(icu::StringPiece(host.data(), static_cast<int32_t>(host.size())), sink,
-                         info, err);
-  return U_SUCCESS(err) && !info.hasErrors() && !out->empty();
-}
-
 // Whether a host holds a byte no host name may (WHATWG's forbidden host
 // code points, and '%' left undecoded); an IPv6 literal keeps its brackets
 // and colons.
@@ -168,7 +149,7 @@ bool AppendHost(std::string_view host, std::string& key) {
   while (key.size() > start && key.back() == '.') key.pop_back();
   if (!ascii) {
     thread_local std::string converted;
-    if (IdnaAscii(std::string_view(key).substr(start), &converted)) {
+    if (HostToAscii(std::string_view(key).substr(start), &converted)) {
       key.resize(start);
       key += converted;
     }
@@ -249,6 +230,25 @@ void AppendPath(std::string_view path, std::string& key) {
 }
 
 }  // namespace
+
+bool HostToAscii(std::string_view host, std::string* out) {
+  static const std::unique_ptr<icu::IDNA> idna = [] {
+    UErrorCode err = U_ZERO_ERROR;
+    std::unique_ptr<icu::IDNA> p(
+        icu::IDNA::createUTS46Instance(UIDNA_NONTRANSITIONAL_TO_ASCII | UIDNA_CHECK_BIDI, err));
+    return U_SUCCESS(err) ? std::move(p) : nullptr;
+  }();
+  if (!idna) return false;
+  while (!host.empty() && host.back() == '.') host.remove_suffix(1);
+  if (host.empty()) return false;
+  UErrorCode err = U_ZERO_ERROR;
+  out->clear();
+  icu::StringByteSink<std::string> sink(out);
+  icu::IDNAInfo info;
+  idna->nameToASCII_UTF8(icu::StringPiece(host.data(), static_cast<int32_t>(host.size())), sink,
+                         info, err);
+  return U_SUCCESS(err) && !info.hasErrors() && !out->empty();
+}
 
 std::optional<NormalizedUrl> NormalizeUrl(std::string_view url) {
   NormalizedUrl out;

@@ -32,6 +32,11 @@ struct NormalizedUrl {
   }
 };
 
+// A host name in its ASCII (punycode) form, lower case, without a trailing
+// dot (UTS #46, nontransitional, with the Bidi rule); false when IDNA
+// refuses it. Also the check of an email's domain and a profile URL's host.
+bool HostToAscii(std::string_view host, std::string* out);
+
 // Normalises the spellings a browser takes to the same place:
 // - a scheme only at the start ("://" in a query is not one); http and
 //   https also without slashes or with backslashes ("https:\\a.test");

@@ -1,7 +1,6 @@
 #include "engine/signals/canonical.h"
 
 #include <unicode/bytestream.h>
-#include <unicode/idna.h>
 #include <unicode/normalizer2.h>
 #include <unicode/unistr.h>
 
@@ -38,22 +37,6 @@ bool FoldCase(std::string_view in, std::string* out) {
   out->clear();
   folded.toUTF8String(*out);
   return true;
-}
-
-// A host name in its ASCII (punycode) form, lower case, without a trailing
-// dot (UTS 46, nontransitional).
-bool HostToAscii(std::string_view host, std::string* out) {
-  UErrorCode err = U_ZERO_ERROR;
-  static std::unique_ptr<icu::IDNA> idna(
-      icu::IDNA::createUTS46Instance(UIDNA_NONTRANSITIONAL_TO_ASCII | UIDNA_CHECK_BIDI, err));
-  if (U_FAILURE(err) || !idna) return false;
-  while (!host.empty() && host.back() == '.') host.remove_suffix(1);
-  if (host.empty()) return false;
-  out->clear();
-  icu::StringByteSink<std::string> sink(out);
-  icu::IDNAInfo info;
-  idna->nameToASCII_UTF8(icu::StringPiece(host.data(), host.size()), sink, info, err);
-  return U_SUCCESS(err) && !info.hasErrors() && !out->empty();
 }
 
 bool HasSpaceOrControl(std::string_view s) {
