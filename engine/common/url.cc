@@ -3,6 +3,7 @@
 #include <unicode/bytestream.h>
 #include <unicode/idna.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 
@@ -118,6 +119,60 @@ bool HasForbiddenHostByte(std::string_view host) {
   return false;
 }
 
+// WHATWG's "ends in a number": the last label is decimal digits or 0x hex.
+bool EndsInNumber(std::string_view host) {
+  const size_t dot = host.rfind('.');
+  const std::string_view last = dot == std::string_view::npos ? host : host.substr(dot + 1);
+  if (last.empty()) return false;
+  if (std::all_of(last.begin(), last.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    return true;
+  return last.size() >= 2 && last[0] == '0' && last[1] == 'x' &&
+         std::all_of(last.begin() + 2, last.end(), [](char c) { return HexValue(c) >= 0; });
+}
+
+// WHATWG's IPv4 parser: one to four parts, each decimal, 0x hex or
+// 0-led octal; the last fills the bytes the others leave. false when a part
+// is no number or a value does not fit.
+bool ParseIpv4(std::string_view host, std::string* dotted) {
+  uint64_t parts[4];
+  int n = 0;
+  while (true) {
+    const size_t dot = host.find('.');
+    std::string_view part = host.substr(0, dot);
+    if (n == 4 || part.empty()) return false;
+    int base = 10;
+    if (part.size() >= 2 && part[0] == '0' && part[1] == 'x') {
+      base = 16;
+      part.remove_prefix(2);
+    } else if (part.size() >= 2 && part[0] == '0') {
+      base = 8;
+      part.remove_prefix(1);
+    }
+    uint64_t value = 0;
+    for (char c : part) {
+      const int digit = HexValue(c);
+      if (digit < 0 || digit >= base) return false;
+      value = value * base + digit;
+      if (value > 0xFFFFFFFFull) return false;
+    }
+    parts[n++] = value;
+    if (dot == std::string_view::npos) break;
+    host.remove_prefix(dot + 1);
+  }
+  uint64_t address = parts[n - 1];
+  if (address >= (uint64_t{1} << (8 * (5 - n)))) return false;
+  for (int i = 0; i < n - 1; ++i) {
+    if (parts[i] > 255) return false;
+    address += parts[i] << (8 * (3 - i));
+  }
+  dotted->clear();
+  for (int shift = 24; shift >= 0; shift -= 8) {
+    if (shift != 24) *dotted += '.';
+    *dotted += std::to_string((address >> shift) & 0xFF);
+  }
+  return true;
+}
+
 // Appends `host` to `key`, percent-decoded, lower-cased and in IDNA ASCII,
 // without trailing dots or a leading "www."; false (and `key` as it was)
 // when it is no host name.
@@ -155,6 +210,19 @@ bool AppendHost(std::string_view host, std::string& key) {
     }
   }
   while (key.size() > start && key.back() == '.') key.pop_back();
+  // A host whose last label is a number is an IPv4 address, in any of the
+  // forms browsers take ("3232235777", "0xc0.0250.1.1", "192.168.257" are
+  // all 192.168.1.1): written dotted-decimal, or no host when invalid.
+  if (EndsInNumber(std::string_view(key).substr(start))) {
+    std::string dotted;
+    if (!ParseIpv4(std::string_view(key).substr(start), &dotted)) {
+      key.resize(start);
+      return false;
+    }
+    key.resize(start);
+    key += dotted;
+    return true;
+  }
   size_t www = start;  // "www.www.a.test" is a.test too
   while (key.compare(www, 4, "www.") == 0) www += 4;
   key.erase(start, www - start);

@@ -43,7 +43,10 @@ bool HostToAscii(std::string_view host, std::string* out);
 //   no scheme is read as http;
 // - the host percent-decoded, lower-cased, in IDNA ASCII (UTS #46: "bücher"
 //   and "xn--bcher-kva" alike; a host IDNA refuses is kept as it is), a
-//   leading "www." and trailing dots dropped; user info dropped;
+//   leading "www." and trailing dots dropped; user info dropped; a host
+//   whose last label is a number read as an IPv4 address in any form
+//   browsers take ("3232235777", "0xc0.0250.1.1") and written dotted, or
+//   no host when it is not a valid one;
 // - the default ports (80, 443) dropped, leading zeros of a port dropped;
 // - in the path, backslashes as slashes, percent-encoded unreserved
 //   characters decoded (other escapes upper-cased), "." and ".." segments

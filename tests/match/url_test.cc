@@ -61,6 +61,25 @@ TEST(Url, AHostIsDecodedAndInIdnaAscii) {
   EXPECT_EQ(NormalizeUrl("http://evil.test:08080/x")->key, "evil.test:8080/x");
 }
 
+TEST(Url, AnIpv4AddressInAnyFormIsDottedDecimal) {
+  EXPECT_EQ(NormalizeUrl("http://3232235777/x")->key, "192.168.1.1/x");
+  EXPECT_EQ(NormalizeUrl("http://0xC0.0250.1.1/x")->key, "192.168.1.1/x");
+  EXPECT_EQ(NormalizeUrl("http://192.168.257/x")->key, "192.168.1.1/x");
+  EXPECT_EQ(NormalizeUrl("http://192.0x00A80101/")->key, "192.168.1.1");
+  EXPECT_EQ(NormalizeUrl("192.168.1.1.:8080")->key, "192.168.1.1:8080");
+  EXPECT_EQ(NormalizeUrl("http://%31%39%32.168.1.1/")->key, "192.168.1.1");
+  // Invalid addresses are no host, as browsers refuse them.
+  EXPECT_FALSE(NormalizeUrl("http://256.1.1.1/"));
+  EXPECT_FALSE(NormalizeUrl("http://1.2.3.4.5/"));
+  EXPECT_FALSE(NormalizeUrl("http://1.2.3.256/"));
+  EXPECT_FALSE(NormalizeUrl("http://4294967296/"));
+  EXPECT_FALSE(NormalizeUrl("http://09.1.1.1/"));  // 9 is no octal digit
+  EXPECT_FALSE(NormalizeUrl("http://a.test.123/"));
+  // A name ending in letters is a name.
+  EXPECT_EQ(NormalizeUrl("http://1.2.3.test/")->key, "1.2.3.test");
+  EXPECT_EQ(NormalizeUrl("http://0x1g.test/")->key, "0x1g.test");
+}
+
 TEST(Url, DotSegmentsAndBackslashesInThePathAreResolved) {
   EXPECT_EQ(NormalizeUrl("https://files.test/shared/x/../a1")->key, "files.test/shared/a1");
   EXPECT_EQ(NormalizeUrl("https://files.test/./shared/./a1/.")->key, "files.test/shared/a1");
@@ -132,7 +151,8 @@ TEST(Url, AKeyNormalisesToItself) {
 }
 
 TEST(UrlList, AListedUrlWrittenAnotherWayIsStillOnTheList) {
-  rules::ListDef def = UrlList({"evil.test", "files.test/shared/a1", "xn--bcher-kva.test"});
+  rules::ListDef def =
+      UrlList({"evil.test", "files.test/shared/a1", "xn--bcher-kva.test", "192.168.1.1/x"});
   CompiledList list(def);
   EXPECT_TRUE(list.Contains("evil.test/r?u=http://good.test"));
   EXPECT_TRUE(list.Contains("http://%65vil.test/"));
@@ -142,6 +162,7 @@ TEST(UrlList, AListedUrlWrittenAnotherWayIsStillOnTheList) {
   EXPECT_TRUE(
       list.Contains("https://cdn.b\xC3\xBC"
                     "cher.test/x"));
+  EXPECT_TRUE(list.Contains("http://3232235777/x/y"));
   EXPECT_FALSE(list.Contains("good.test/r?u=http://evil.test"));
   EXPECT_FALSE(list.Contains("https://files.test/shared/a1/../a2"));
 }
