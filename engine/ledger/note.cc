@@ -103,6 +103,12 @@ std::string VerifierKeyString(std::string_view name, std::string_view raw_public
 
 Status SignNote(std::string_view text, std::string_view name, const SigningKey& key,
                 std::string* note, std::string* raw_signature) {
+  return SignNote(text, name, std::vector<const SigningKey*>{&key}, note, raw_signature);
+}
+
+Status SignNote(std::string_view text, std::string_view name,
+                const std::vector<const SigningKey*>& keys, std::string* note,
+                std::string* raw_signature) {
   if (!ValidNoteKeyName(name)) return Status::InvalidArgument("invalid note key name");
   if (text.empty() || text.back() != '\n' || text.find("\n\n") != std::string_view::npos ||
       FindControlCharacter(text) != std::string_view::npos || !IsValidUtf8(text)) {
@@ -110,12 +116,17 @@ Status SignNote(std::string_view text, std::string_view name, const SigningKey& 
         "note text must be non-empty lines of UTF-8 without control characters, each ending in a "
         "newline");
   }
-  std::string signature;
-  Status s = key.Sign(text, &signature);
-  if (!s.ok()) return s;
-  if (raw_signature) *raw_signature = signature;
-  *note = std::string(text) + "\n" + kSigPrefix + std::string(name) + " " +
-          Base64Encode(NoteKeyId(name, key.PublicRaw()) + signature) + "\n";
+  if (keys.empty()) return Status::InvalidArgument("a note needs a key to sign it");
+  std::string signed_note = std::string(text) + "\n";
+  for (size_t i = 0; i < keys.size(); ++i) {
+    std::string signature;
+    Status s = keys[i]->Sign(text, &signature);
+    if (!s.ok()) return s;
+    if (i == 0 && raw_signature) *raw_signature = signature;
+    signed_note += kSigPrefix + std::string(name) + " " +
+                   Base64Encode(NoteKeyId(name, keys[i]->PublicRaw()) + signature) + "\n";
+  }
+  *note = std::move(signed_note);
   return Status::Ok();
 }
 
@@ -142,18 +153,46 @@ Status TrustedKey::FromVerifierKey(std::string_view vkey, std::unique_ptr<Truste
   }
   std::unique_ptr<TrustedKey> k(new TrustedKey());
   k->name_ = std::string(name);
-  k->key_id_ = NoteKeyId(name, raw);
-  Status s = SigningKey::FromRawPublic(raw, &k->key_);
+  Entry e;
+  e.key_id = NoteKeyId(name, raw);
+  Status s = SigningKey::FromRawPublic(raw, &e.key);
   if (!s.ok()) return Status::InvalidArgument("verifier key: " + s.message());
+  k->keys_.push_back(std::move(e));
   *out = std::move(k);
   return Status::Ok();
 }
 
 Status TrustedKey::FromPem(std::string_view pem, std::unique_ptr<TrustedKey>* out) {
   std::unique_ptr<TrustedKey> k(new TrustedKey());
-  Status s = SigningKey::FromPublicPem(pem, &k->key_);
+  Entry e;
+  Status s = SigningKey::FromPublicPem(pem, &e.key);
   if (!s.ok()) return s;
+  k->keys_.push_back(std::move(e));
   *out = std::move(k);
+  return Status::Ok();
+}
+
+bool TrustedKey::Trusts(std::string_view raw_public_key) const {
+  for (const Entry& e : keys_) {
+    if (e.key->PublicRaw() == raw_public_key) return true;
+  }
+  return false;
+}
+
+Status TrustedKey::Merge(std::unique_ptr<TrustedKey> other) {
+  if (name_.empty() || other->name_ != name_) {
+    return Status::InvalidArgument(
+        "verifier keys: a keyring holds keys of one log (" +
+        (name_.empty() ? std::string("a PEM key names none") : name_) + ", " +
+        (other->name_.empty() ? std::string("a PEM key") : other->name_.substr(0, 80)) + ")");
+  }
+  for (Entry& e : other->keys_) {
+    if (Trusts(e.key->PublicRaw())) continue;
+    if (keys_.size() >= kMaxKeys) {
+      return Status::InvalidArgument("verifier keys: more than " + std::to_string(kMaxKeys));
+    }
+    keys_.push_back(std::move(e));
+  }
   return Status::Ok();
 }
 
@@ -174,8 +213,27 @@ Status TrustedKey::Load(std::string_view text_or_path, std::unique_ptr<TrustedKe
     }
   }
   if (text.find("-----BEGIN") != std::string::npos) return FromPem(text, out);
-  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
-  return FromVerifierKey(text, out);
+  // One verifier key, or several separated by commas or white space.
+  std::unique_ptr<TrustedKey> ring;
+  size_t at = 0;
+  const char* kSeparators = ", \t\r\n";
+  while ((at = text.find_first_not_of(kSeparators, at)) != std::string::npos) {
+    size_t end = text.find_first_of(kSeparators, at);
+    if (end == std::string::npos) end = text.size();
+    std::unique_ptr<TrustedKey> one;
+    Status s = FromVerifierKey(std::string_view(text).substr(at, end - at), &one);
+    if (!s.ok()) return s;
+    if (!ring) {
+      ring = std::move(one);
+    } else {
+      s = ring->Merge(std::move(one));
+      if (!s.ok()) return s;
+    }
+    at = end;
+  }
+  if (!ring) return Status::InvalidArgument("verifier key: empty");
+  *out = std::move(ring);
+  return Status::Ok();
 }
 
 Status TrustedKey::OpenNote(std::string_view note, std::string* text) const {
@@ -215,12 +273,18 @@ Status TrustedKey::OpenNote(std::string_view note, std::string* text) const {
     if (!Base64Decode(line.substr(space + 1), &blob).ok() || blob.size() < 5) {
       return Status::InvalidArgument("note: bad signature line");
     }
-    bool ours =
-        (name_.empty() || name == name_) && blob.substr(0, 4) == NoteKeyId(name, key_->PublicRaw());
-    if (!ours) continue;  // other keys' lines are ignored
-    // Every line of this key is verified (the signed-note rule), not only
-    // the first: one that fails means the note was altered.
-    if (!key_->Verify(body, blob.substr(4))) {
+    if (!name_.empty() && name != name_) continue;  // other keys' lines are ignored
+    const std::string_view id = std::string_view(blob).substr(0, 4);
+    bool ours = false, verified = false;
+    for (const Entry& e : keys_) {
+      if (id != (e.key_id.empty() ? NoteKeyId(name, e.key->PublicRaw()) : e.key_id)) continue;
+      ours = true;
+      verified = verified || e.key->Verify(body, std::string_view(blob).substr(4));
+    }
+    if (!ours) continue;
+    // Every line of a trusted key is verified (the signed-note rule), not
+    // only the first: one that fails means the note was altered.
+    if (!verified) {
       return Status::InvalidArgument("note: the signature of " + std::string(name) +
                                      " does not verify: the note was altered");
     }
@@ -250,8 +314,11 @@ Status TrustedKey::OpenCheckpoint(std::string_view note, CheckpointText* out) co
 Status TrustedKey::VerifyCheckpoint(const v1::Checkpoint& c) const {
   if (c.note().empty()) {
     // Signed before checkpoints were notes.
-    if (!key_->Verify(CheckpointSignedText(c.tree_size(), c.root_hash(), c.time().seconds()),
-                      c.signature())) {
+    const std::string signed_text =
+        CheckpointSignedText(c.tree_size(), c.root_hash(), c.time().seconds());
+    bool verified = false;
+    for (const Entry& e : keys_) verified = verified || e.key->Verify(signed_text, c.signature());
+    if (!verified) {
       return Status::InvalidArgument("checkpoint at size " + std::to_string(c.tree_size()) +
                                      ": signature is not valid for the deployment's key");
     }
@@ -265,7 +332,25 @@ Status TrustedKey::VerifyCheckpoint(const v1::Checkpoint& c) const {
   }
   // The signed text is everything before the signatures.
   const std::string_view text = std::string_view(c.note()).substr(0, c.note().rfind("\n\n") + 1);
-  if (!c.signature().empty() && !key_->Verify(text, c.signature())) {
+  // The stored signature is one of the note's: a trusted key's, or (after a
+  // rotation, for a keyring holding only one of the two) the other's line.
+  bool stored_ok = c.signature().empty();
+  for (const Entry& e : keys_) stored_ok = stored_ok || e.key->Verify(text, c.signature());
+  if (!stored_ok) {
+    for (size_t at = c.note().rfind("\n\n") + 2; at < c.note().size();) {
+      size_t end = c.note().find('\n', at);
+      if (end == std::string::npos) break;
+      std::string_view line = std::string_view(c.note()).substr(at, end - at);
+      std::string blob;
+      if (line.rfind(' ') != std::string_view::npos &&
+          Base64Decode(line.substr(line.rfind(' ') + 1), &blob).ok() && blob.size() > 4 &&
+          std::string_view(blob).substr(4) == c.signature()) {
+        stored_ok = true;
+      }
+      at = end + 1;
+    }
+  }
+  if (!stored_ok) {
     return Status::InvalidArgument("checkpoint at size " + std::to_string(c.tree_size()) +
                                    ": its stored signature is not the note's");
   }

@@ -40,6 +40,11 @@ bool ValidNoteKeyName(std::string_view name);
 // `signature` (optional) receives the raw 64-byte signature.
 Status SignNote(std::string_view text, std::string_view name, const SigningKey& key,
                 std::string* note, std::string* signature = nullptr);
+// The same note signed by every key of `keys` (at least one), a signature
+// line each in that order; `signature` receives the first key's.
+Status SignNote(std::string_view text, std::string_view name,
+                const std::vector<const SigningKey*>& keys, std::string* note,
+                std::string* signature = nullptr);
 
 // A checkpoint note's text, parsed.
 struct CheckpointText {
@@ -50,21 +55,34 @@ struct CheckpointText {
 };
 
 // What a verifier trusts: the deployment's key, from its verifier key string
-// or (for ledgers and scripts that predate notes) its PEM public key.
+// or (for ledgers and scripts that predate notes) its PEM public key; or
+// several verifier keys of one log (a keyring: the keys before and after a
+// rotation, docs/operations.md "Keys"), any of which may sign.
 class TrustedKey {
  public:
-  // Text holding a verifier key string, or a PEM public key, or a path to a
-  // file holding either.
+  // At most this many keys in a keyring.
+  static constexpr size_t kMaxKeys = 16;
+
+  // Text holding verifier key strings (one, or several separated by commas
+  // or white space, all naming one log), or a PEM public key, or a path to
+  // a file holding either.
   static Status Load(std::string_view text_or_path, std::unique_ptr<TrustedKey>* out);
   static Status FromVerifierKey(std::string_view vkey, std::unique_ptr<TrustedKey>* out);
   static Status FromPem(std::string_view pem, std::unique_ptr<TrustedKey>* out);
 
   // The key name ("" when loaded from PEM: any name is accepted then).
   const std::string& name() const { return name_; }
-  const SigningKey& key() const { return *key_; }
+  // The first key given.
+  const SigningKey& key() const { return *keys_.front().key; }
+  size_t size() const { return keys_.size(); }
+  // Whether the key whose raw public half is `raw_public_key` is trusted.
+  bool Trusts(std::string_view raw_public_key) const;
+  // Adds the keys of `other` (the same log's) to this keyring.
+  Status Merge(std::unique_ptr<TrustedKey> other);
 
-  // Opens a signed note: the signature line of this key must verify. Returns
-  // the text. The error says what failed (format, unknown key, signature).
+  // Opens a signed note: a signature line of a trusted key must be there,
+  // and every such line must verify. Returns the text. The error says what
+  // failed (format, unknown key, signature).
   Status OpenNote(std::string_view note, std::string* text) const;
 
   // Opens a checkpoint note: signed by this key, its text a tlog-checkpoint
@@ -80,9 +98,12 @@ class TrustedKey {
 
  private:
   TrustedKey() = default;
+  struct Entry {
+    std::string key_id;  // empty for a PEM key
+    std::unique_ptr<SigningKey> key;
+  };
   std::string name_;
-  std::string key_id_;
-  std::unique_ptr<SigningKey> key_;
+  std::vector<Entry> keys_;
 };
 
 std::string CheckpointBody(std::string_view origin, uint64_t tree_size, const Hash& root,

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -181,6 +182,75 @@ TEST(Note, ACheckpointOfAnotherOriginIsNotThisLogs) {
   std::unique_ptr<TrustedKey> pem;
   ASSERT_TRUE(TrustedKey::FromPem(key->PublicPem(), &pem).ok());
   EXPECT_TRUE(pem->VerifyCheckpoint(c).ok());
+}
+
+// Keys before and after a rotation: a note signed by both opens with
+// either alone or with a keyring of both; one signed by the new key alone
+// needs the new key in the keyring; a keyring holds keys of one log only.
+TEST(Note, AKeyringOpensANoteSignedByAnyOfItsKeys) {
+  std::unique_ptr<SigningKey> old_key, new_key, stranger;
+  ASSERT_TRUE(SigningKey::FromRawSeed(std::string(32, '\x21'), &old_key).ok());
+  ASSERT_TRUE(SigningKey::FromRawSeed(std::string(32, '\x22'), &new_key).ok());
+  ASSERT_TRUE(SigningKey::FromRawSeed(std::string(32, '\x23'), &stranger).ok());
+  const std::string log = "example.org/log";
+  const std::string old_vkey = VerifierKeyString(log, old_key->PublicRaw());
+  const std::string new_vkey = VerifierKeyString(log, new_key->PublicRaw());
+  const Hash root = LeafHash("x");
+  const std::string body = CheckpointBody(log, 9, root, 1);
+  std::string both, new_only, signature;
+  ASSERT_TRUE(SignNote(body, log, {new_key.get(), old_key.get()}, &both, &signature).ok());
+  ASSERT_TRUE(SignNote(body, log, *new_key, &new_only).ok());
+  EXPECT_EQ(std::count(both.begin(), both.end(), '\n'), 7) << both;
+  EXPECT_TRUE(new_key->Verify(body, signature)) << "the first key's signature is returned";
+
+  std::unique_ptr<TrustedKey> old_trust, ring;
+  ASSERT_TRUE(TrustedKey::Load(old_vkey, &old_trust).ok());
+  ASSERT_TRUE(TrustedKey::Load(old_vkey + ",\n " + new_vkey + "\n", &ring).ok());
+  EXPECT_EQ(ring->size(), 2u);
+  EXPECT_TRUE(ring->Trusts(new_key->PublicRaw()));
+  EXPECT_FALSE(old_trust->Trusts(new_key->PublicRaw()));
+  std::string text;
+  EXPECT_TRUE(old_trust->OpenNote(both, &text).ok());
+  EXPECT_EQ(text, body);
+  EXPECT_TRUE(ring->OpenNote(both, &text).ok());
+  EXPECT_TRUE(ring->OpenNote(new_only, &text).ok());
+  Status s = old_trust->OpenNote(new_only, &text);
+  EXPECT_NE(s.message().find("no signature by the trusted key"), std::string::npos) << s.message();
+
+  // The stored signature of a handover checkpoint is the new key's: a
+  // verifier holding the old key alone still finds it among the note's.
+  v1::Checkpoint c;
+  c.set_tree_size(9);
+  c.set_root_hash(root);
+  c.set_note(both);
+  c.set_signature(signature);
+  EXPECT_TRUE(old_trust->VerifyCheckpoint(c).ok());
+  std::string forged;
+  ASSERT_TRUE(stranger->Sign(body, &forged).ok());
+  c.set_signature(forged);
+  s = old_trust->VerifyCheckpoint(c);
+  EXPECT_NE(s.message().find("its stored signature is not the note's"), std::string::npos)
+      << s.message();
+
+  // A line of a trusted key that does not verify fails the note, whichever
+  // key of the keyring it is.
+  std::string altered = both;
+  altered.replace(altered.find("\n9\n"), 3, "\n8\n");
+  EXPECT_FALSE(ring->OpenNote(altered, &text).ok());
+
+  std::unique_ptr<TrustedKey> mixed;
+  s = TrustedKey::Load(
+      old_vkey + " " + VerifierKeyString("example.org/other", stranger->PublicRaw()), &mixed);
+  EXPECT_NE(s.message().find("a keyring holds keys of one log"), std::string::npos) << s.message();
+  EXPECT_FALSE(TrustedKey::Load(old_vkey + ", not-a-key", &mixed).ok());
+  std::string many;
+  for (int i = 0; i < 17; ++i) {
+    std::unique_ptr<SigningKey> k;
+    ASSERT_TRUE(SigningKey::FromRawSeed(std::string(31, '\x30') + static_cast<char>(i), &k).ok());
+    many += VerifierKeyString(log, k->PublicRaw()) + "\n";
+  }
+  s = TrustedKey::Load(many, &mixed);
+  EXPECT_NE(s.message().find("more than 16"), std::string::npos) << s.message();
 }
 
 // An independent implementation checks our signature: openssl, over the
