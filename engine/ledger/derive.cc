@@ -145,6 +145,7 @@ Status Derive(const std::vector<const v1::LedgerEvent*>& events, const FindingRe
       }
       case v1::LedgerEvent::kRulesetActivated:
       case v1::LedgerEvent::kAccountabilityChanged:
+      case v1::LedgerEvent::kKeyRotated:
         out->key_events.emplace_back(e.type(), seq);
         break;
       case v1::LedgerEvent::kStatsRollup:

@@ -95,7 +95,7 @@ struct DerivedBatch {
   std::vector<FindingRow> findings;  // in event order; the last row of an id is current
   std::vector<FindingMember> finding_members;
   std::vector<std::pair<std::string, uint64_t>> obligation_events, finding_events;
-  std::vector<std::pair<int, uint64_t>> key_events;  // (type, seq): rulesets, accountability
+  std::vector<std::pair<int, uint64_t>> key_events;  // (type, seq): rulesets, accountability, keys
   std::vector<Flagged> flagged;
   // Counts a STATS_ROLLUP put into the log: no longer pending.
   std::vector<std::tuple<std::string, std::string, std::string, std::string, int64_t, int64_t>>

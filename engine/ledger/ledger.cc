@@ -179,9 +179,28 @@ Status Ledger::Open(const LedgerOptions& options, std::unique_ptr<Ledger>* out) 
     s = l->backend_->PutMeta("public_key", l->key_->PublicPem());
     if (!s.ok()) return s;
   } else if (stored_key != l->key_->PublicPem()) {
+    // A key rotated out of this ledger is named as such.
+    std::vector<uint64_t> rotations;
+    std::string handed_to;
+    if (l->backend_->EventsOfType(v1::KEY_ROTATED, INT64_MAX, &rotations).ok()) {
+      for (uint64_t seq : rotations) {
+        std::vector<StoredEvent> rows;
+        v1::LedgerEvent e;
+        if (!l->backend_->ReadEvents(seq, 1, &rows).ok() || rows.empty() ||
+            !e.ParseFromString(rows[0].payload))
+          continue;
+        std::unique_ptr<TrustedKey> from;
+        if (TrustedKey::FromVerifierKey(e.key_rotated().previous_verifier_key(), &from).ok() &&
+            from->key().PublicRaw() == l->key_->PublicRaw()) {
+          handed_to = " it was rotated out at event " + std::to_string(seq) + " (KEY_ROTATED) to " +
+                      e.key_rotated().verifier_key() + "; configure signing_key to that key";
+        }
+      }
+    }
     return Status::FailedPrecondition(
         "ledger " + options.url + " was signed by another deployment's key; signing key " +
-        key_path + " (public " + l->key_->PublicHex().substr(0, 16) + "...) does not match");
+        key_path + " (public " + l->key_->PublicHex().substr(0, 16) + "...) does not match" +
+        (handed_to.empty() ? "" : ":" + handed_to));
   }
   // The origin names the log in every checkpoint; it never changes.
   std::string stored_origin;
@@ -344,6 +363,39 @@ Status Ledger::Append(std::vector<v1::LedgerEvent>* events) {
     ticket->bodies.push_back(SerializeDeterministic(e));
   }
   return EnqueueTicket(std::move(ticket), events)->Wait();
+}
+
+Status Ledger::RotateKey(std::unique_ptr<SigningKey> next, const std::string& reason) {
+  if (!next) return Status::InvalidArgument("no key to rotate to");
+  if (next->PublicRaw() == key_->PublicRaw()) {
+    return Status::InvalidArgument("the new key is the ledger's key already");
+  }
+  if (reason.size() > 1024) return Status::InvalidArgument("reason: longer than 1024 bytes");
+  // What the old key alone signs ends with a checkpoint of its own.
+  Status s = Flush();
+  if (!s.ok()) return s;
+  v1::LedgerEvent e;
+  e.set_type(v1::KEY_ROTATED);
+  const int64_t now = options_.now() / 1000;
+  e.mutable_time()->set_seconds(now);
+  e.mutable_recorded_at()->set_seconds(now);
+  e.set_format(2);
+  v1::KeyRotated* k = e.mutable_key_rotated();
+  k->set_previous_verifier_key(VerifierKeyString(origin_, key_->PublicRaw()));
+  k->set_verifier_key(VerifierKeyString(origin_, next->PublicRaw()));
+  k->set_reason(reason);
+  auto ticket = std::make_shared<Ticket>();
+  ticket->flush = true;
+  ticket->extras.meta.emplace_back("public_key", next->PublicPem());
+  {
+    std::lock_guard<std::mutex> lock(tree_mu_);
+    next_key_ = std::move(next);
+  }
+  std::vector<v1::LedgerEvent> events(1, std::move(e));
+  s = EnqueueTicket(std::move(ticket), &events)->Wait();
+  std::lock_guard<std::mutex> lock(tree_mu_);
+  next_key_.reset();  // kept by the writer on success
+  return s;
 }
 
 Status Ledger::Flush() {
@@ -563,6 +615,7 @@ Status Ledger::WriteOne(std::deque<std::shared_ptr<Ticket>>& batch, bool force_c
                                      x.withdraw_signals.end());
       extras.prune_signals_before = std::max(extras.prune_signals_before, x.prune_signals_before);
       extras.dequeue.insert(extras.dequeue.end(), x.dequeue.begin(), x.dequeue.end());
+      extras.meta.insert(extras.meta.end(), x.meta.begin(), x.meta.end());
       if (t->extras.prune_unflagged_before) {
         extras.prune_unflagged_before = t->extras.prune_unflagged_before;
         extras.prune_limit = t->extras.prune_limit;
@@ -603,16 +656,28 @@ Status Ledger::WriteOne(std::deque<std::shared_ptr<Ticket>>& batch, bool force_c
   uint64_t after = tree_.size();
   int64_t now_ms = options_.now();
   v1::Checkpoint checkpoint;
-  bool sign = after > last_checkpoint_size_ &&
-              (force_checkpoint || after - last_checkpoint_size_ >= options_.checkpoint_every ||
-               now_ms - last_checkpoint_ms_ >= options_.checkpoint_interval_ms);
+  // A handover (RotateKey): the checkpoint that covers the KEY_ROTATED event
+  // is signed now, by the new key and the old.
+  bool handover = false;
+  for (const v1::LedgerEvent* e : parsed) handover = handover || e->type() == v1::KEY_ROTATED;
+  if (handover && !next_key_) {
+    tree_ = before_tree;
+    return Status::FailedPrecondition("a KEY_ROTATED event is written only by RotateKey");
+  }
+  bool sign =
+      after > last_checkpoint_size_ &&
+      (force_checkpoint || handover || after - last_checkpoint_size_ >= options_.checkpoint_every ||
+       now_ms - last_checkpoint_ms_ >= options_.checkpoint_interval_ms);
   if (sign) {
     checkpoint.set_tree_size(after);
     checkpoint.set_root_hash(tree_.Root());
     checkpoint.mutable_time()->set_seconds(now_ms / 1000);
     std::string note, signature;
+    std::vector<const SigningKey*> signers;
+    if (handover) signers.push_back(next_key_.get());
+    signers.push_back(key_.get());
     s = SignNote(CheckpointBody(origin_, after, checkpoint.root_hash(), now_ms / 1000), origin_,
-                 *key_, &note, &signature);
+                 signers, &note, &signature);
     if (!s.ok()) {
       tree_ = before_tree;
       return s;
@@ -625,7 +690,7 @@ Status Ledger::WriteOne(std::deque<std::shared_ptr<Ticket>>& batch, bool force_c
   const bool empty = w.events.empty() && !sign && extras.stats.empty() && extras.reports.empty() &&
                      !extras.prune_unflagged_before && extras.signals.empty() &&
                      extras.alert_tokens.empty() && extras.withdraw_signals.empty() &&
-                     !extras.prune_signals_before && extras.dequeue.empty();
+                     !extras.prune_signals_before && extras.dequeue.empty() && extras.meta.empty();
   // A fault that may clear by itself (Unavailable: a lock held elsewhere, a
   // full disk) is retried with the same batch, backing off up to a second,
   // until it is written or the ledger closes. Meanwhile nothing is
@@ -657,6 +722,7 @@ Status Ledger::WriteOne(std::deque<std::shared_ptr<Ticket>>& batch, bool force_c
     last_checkpoint_size_ = after;
     last_checkpoint_ms_ = now_ms;
   }
+  if (handover) key_ = std::move(next_key_);
   return Status::Ok();
 }
 

@@ -101,6 +101,9 @@ struct BatchExtras {
   // first recorded before this server time (0: none).
   int64_t prune_unflagged_before = 0;
   size_t prune_limit = 0;
+  // Rows of `meta` to set in the same transaction (a key rotation's new
+  // public key).
+  std::vector<std::pair<std::string, std::string>> meta;
   // Commands of the unsequenced queue this batch sequences (PostgreSQL,
   // replicas): removed from the queue in the same transaction, so a command
   // is sequenced exactly once even if the writer dies right after.
@@ -340,8 +343,8 @@ class LedgerBackend {
   virtual Status DenominatorEvents(const std::string& service_id, const std::string& duty_id,
                                    int64_t start, int64_t end, uint64_t before_seq,
                                    std::vector<uint64_t>* seqs) = 0;
-  // Seqs of the events of `type` (RULESET_ACTIVATED, ACCOUNTABILITY_CHANGED)
-  // before `before_seq`.
+  // Seqs of the events of `type` (RULESET_ACTIVATED, ACCOUNTABILITY_CHANGED,
+  // KEY_ROTATED) before `before_seq` (at most INT64_MAX).
   virtual Status EventsOfType(int type, uint64_t before_seq, std::vector<uint64_t>* seqs) = 0;
 
   // --- Cross-platform signals (docs/signals.md).
@@ -462,6 +465,15 @@ class Ledger {
   Status Append(std::vector<v1::LedgerEvent>* events);
   // Writes any pending statistics and signs a checkpoint now; waits.
   Status Flush();
+  // Hands the log over to `next`: appends a KEY_ROTATED event naming the
+  // verifier keys before and after (and `reason`), signs the checkpoint
+  // that covers it with both keys, and records `next` as the ledger's key,
+  // all in one transaction. Every later checkpoint is signed by `next`
+  // alone, and the ledger opens with `next` only. Whoever trusts either key
+  // can follow the log across the handover (VerifyLedger).
+  // REQUIRES: nothing else reads key() meanwhile (`carewatch key rotate`
+  // holds the ledger to itself).
+  Status RotateKey(std::unique_ptr<SigningKey> next, const std::string& reason);
   // Deletes up to `limit` index rows of unflagged reports first recorded
   // before `before` (server time); waits. `deleted` (may be null) receives
   // how many were.
@@ -524,6 +536,9 @@ class Ledger {
   LedgerOptions options_;
   std::unique_ptr<LedgerBackend> backend_;
   std::unique_ptr<SigningKey> key_;
+  // The key a KEY_ROTATED event being written hands over to (RotateKey);
+  // the writer signs that batch's checkpoint with both, then keeps it.
+  std::unique_ptr<SigningKey> next_key_;
   std::string origin_;
 
   mutable std::mutex mu_;  // queue, seq counter, stats, error

@@ -1936,6 +1936,13 @@ class PgBackend : public LedgerBackend {
             "storing alert tokens");
       if (!s.ok()) return s;
     }
+    for (const auto& [key, value] : w.extras.meta) {
+      s =
+          W("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = "
+            "excluded.value",
+            {T(key), B(value)}, "writing meta");
+      if (!s.ok()) return s;
+    }
     for (const auto& [service, report] : w.extras.withdraw_signals) {
       s = W("DELETE FROM signal_tokens WHERE service_id = $1 AND report_id = $2",
             {T(service), T(report)}, "withdrawing signals");

@@ -1869,6 +1869,11 @@ class SqliteBackend : public LedgerBackend {
         if (!Done(st)) return Error(write_db_, "storing alert tokens");
       }
     }
+    for (const auto& [key, value] : w.extras.meta) {
+      Stmt& st = Writer("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)");
+      st.Bind(1, key).BindBlob(2, value);
+      if (!Done(st)) return Error(write_db_, "writing meta");
+    }
     for (const auto& [service, report] : w.extras.withdraw_signals) {
       Stmt& st = Writer("DELETE FROM signal_tokens WHERE service_id = ? AND report_id = ?");
       st.Bind(1, service).Bind(2, report);

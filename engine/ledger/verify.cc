@@ -394,21 +394,25 @@ VerifyReport VerifyLedger(LedgerBackend& backend, const std::string& trusted_key
   bool found = false;
   Status s = backend.GetMeta("public_key", &stored_pem, &found);
   if (!s.ok()) return Fail(r, 0, "cannot read the ledger: " + s.message());
-  std::unique_ptr<TrustedKey> key;
+  std::unique_ptr<TrustedKey> trusted;  // the caller's, when given
   if (!trusted_key.empty()) {
-    s = TrustedKey::Load(trusted_key, &key);
+    s = TrustedKey::Load(trusted_key, &trusted);
     if (!s.ok()) return Fail(r, 0, "trusted key: " + s.message());
     r.authenticated = true;
-    std::unique_ptr<SigningKey> stored;
-    if (found && SigningKey::FromPublicPem(stored_pem, &stored).ok() &&
-        stored->PublicRaw() != key->key().PublicRaw()) {
-      return Fail(r, 0, "the ledger names another deployment's key than the trusted one");
-    }
-  } else {
-    if (!found) return Fail(r, 0, "the ledger names no public key; pass --vkey");
-    s = TrustedKey::FromPem(stored_pem, &key);
-    if (!s.ok()) return Fail(r, 0, "stored public key: " + s.message());
+  } else if (!found) {
+    return Fail(r, 0, "the ledger names no public key; pass --vkey");
   }
+  std::unique_ptr<SigningKey> stored;
+  if (found && !SigningKey::FromPublicPem(stored_pem, &stored).ok()) {
+    if (!trusted) return Fail(r, 0, "stored public key: not an Ed25519 public key");
+    stored.reset();
+  }
+  // The key handovers the log records (KEY_ROTATED), in order.
+  struct Rotation {
+    uint64_t seq;
+    std::unique_ptr<TrustedKey> previous, next;
+  };
+  std::vector<Rotation> rotations;
 
   MerkleTree tree;
   DerivedRows derived;
@@ -448,12 +452,71 @@ VerifyReport VerifyLedger(LedgerBackend& backend, const std::string& trusted_key
             r, e.seq,
             "event " + std::to_string(e.seq) + ": indexed type or time differ from the event");
       }
+      if (parsed.type() == v1::KEY_ROTATED) {
+        Rotation rot{e.seq, nullptr, nullptr};
+        s = TrustedKey::FromVerifierKey(parsed.key_rotated().previous_verifier_key(),
+                                        &rot.previous);
+        if (s.ok()) s = TrustedKey::FromVerifierKey(parsed.key_rotated().verifier_key(), &rot.next);
+        if (!s.ok())
+          return Fail(r, e.seq,
+                      "event " + std::to_string(e.seq) + " (KEY_ROTATED): " + s.message());
+        if (!rotations.empty() &&
+            rotations.back().next->key().PublicRaw() != rot.previous->key().PublicRaw()) {
+          return Fail(r, e.seq,
+                      "event " + std::to_string(e.seq) +
+                          " (KEY_ROTATED) hands over from a key the log was not signed by "
+                          "then: the key rotations do not chain");
+        }
+        rotations.push_back(std::move(rot));
+      }
       derived.Add(parsed);
       tree.Append(leaf);
       ++expect;
     }
   }
   r.events = tree.size();
+
+  // The key each stretch of the log was signed by: before the first
+  // handover, between two, after the last. Without handovers, the trusted
+  // key (or the one the ledger stores) signed it all, as before rotation
+  // existed.
+  const SigningKey* current = stored.get();
+  if (!rotations.empty()) current = &rotations.back().next->key();
+  if (stored && current && stored->PublicRaw() != current->PublicRaw()) {
+    return Fail(r, 0,
+                rotations.empty()
+                    ? "the ledger names another deployment's key than the trusted one"
+                    : "the ledger's key is not the one its last KEY_ROTATED event (seq " +
+                          std::to_string(rotations.back().seq) + ") handed over to");
+  }
+  if (trusted) {
+    bool any = false;
+    if (rotations.empty()) {
+      any = !stored || trusted->Trusts(stored->PublicRaw());
+    } else {
+      any = trusted->Trusts(rotations.front().previous->key().PublicRaw());
+      for (const Rotation& rot : rotations)
+        any = any || trusted->Trusts(rot.next->key().PublicRaw());
+    }
+    if (!any) {
+      return Fail(r, 0,
+                  rotations.empty()
+                      ? "the ledger names another deployment's key than the trusted one"
+                      : "none of the " + std::to_string(rotations.size() + 1) +
+                            " keys that signed this ledger is trusted");
+    }
+  }
+  std::unique_ptr<TrustedKey> own;  // no rotation and no trusted key: the stored one
+  if (rotations.empty() && !trusted) {
+    s = TrustedKey::FromPem(stored_pem, &own);
+    if (!s.ok()) return Fail(r, 0, "stored public key: " + s.message());
+  }
+  auto key_at = [&](size_t epoch) -> const TrustedKey& {
+    if (rotations.empty()) return trusted ? *trusted : *own;
+    return epoch == 0 ? *rotations[0].previous : *rotations[epoch - 1].next;
+  };
+  size_t epoch = 0;        // handovers at or before the checkpoint being checked
+  size_t handed_over = 0;  // handovers whose first covering checkpoint was checked
 
   std::vector<v1::Checkpoint> checkpoints;
   s = backend.ReadCheckpoints(&checkpoints);
@@ -468,7 +531,20 @@ VerifyReport VerifyLedger(LedgerBackend& backend, const std::string& trusted_key
                       std::to_string(tree.size() + 1) + ".." + std::to_string(n) +
                       ", which are missing");
     }
-    s = key->VerifyCheckpoint(c);
+    while (epoch < rotations.size() && rotations[epoch].seq <= n) ++epoch;
+    s = key_at(epoch).VerifyCheckpoint(c);
+    // The first checkpoint after a handover is signed by the key before it
+    // too: the link whoever trusts that key follows.
+    for (; s.ok() && handed_over < epoch; ++handed_over) {
+      s = key_at(handed_over).VerifyCheckpoint(c);
+      if (!s.ok()) {
+        s = Status::InvalidArgument(s.message() +
+                                    ": the first checkpoint after the KEY_ROTATED "
+                                    "event at seq " +
+                                    std::to_string(rotations[handed_over].seq) +
+                                    " is not signed by the key it hands over from");
+      }
+    }
     if (!s.ok()) return Fail(r, n, s.message() + " (seq " + std::to_string(n) + ")");
     Hash root = tree.Root(n);
     if (root != c.root_hash()) {
@@ -496,6 +572,9 @@ VerifyReport VerifyLedger(LedgerBackend& backend, const std::string& trusted_key
   r.ok = true;
   r.message = "ledger verifies: " + std::to_string(r.events) + " events, " +
               std::to_string(r.checkpoints) + " signed checkpoints" +
+              (rotations.empty() ? ""
+                                 : " (" + std::to_string(rotations.size()) + " key rotation" +
+                                       (rotations.size() == 1 ? "" : "s") + ")") +
               (r.unsigned_tail
                    ? ", " + std::to_string(r.unsigned_tail) + " events after the last checkpoint"
                    : "") +

@@ -239,6 +239,29 @@ cp "$tmp/led/ledger.db" "$tmp/t3.db"
 sqlite3 "$tmp/t3.db" "UPDATE findings SET status = 'closed'"
 "$cw" verify --ledger "sqlite://$tmp/t3.db" --vkey "$vkey" > "$tmp/t3.out"
 check "an altered finding row is named" grep -q "^FAIL: table findings: finding fd-.* is not found by its own" "$tmp/t3.out"
+# A key rotation: the log handed over to a new key, announced beforehand by
+# --dry-run, and verifiable from then on with the old key, the new or both.
+cp -r "$tmp/led" "$tmp/rot"
+rot="sqlite://$tmp/rot/ledger.db"
+next=$("$cw" key rotate --ledger "$rot" --dry-run | tail -1)
+check "key rotate --dry-run rotates nothing" test "$("$cw" key vkey --ledger "$rot")" = "$vkey"
+"$cw" key rotate --ledger "$rot" --reason scheduled > "$tmp/rot.out"
+check "key rotate hands the ledger to the key --dry-run announced" bash -c "grep -qF 'OK: the ledger is signed by $next' '$tmp/rot.out' && test \"\$('$cw' key vkey --ledger '$rot')\" = '$next'"
+check "the old key is moved aside and the new one installed" bash -c "ls '$tmp/rot/'ledger.key.retired-* > /dev/null && test ! -e '$tmp/rot/ledger.key.next'"
+ok=0
+for k in "$vkey" "$next" "$vkey,$next"; do
+  "$cw" verify --ledger "$rot" --vkey "$k" | grep -q "^OK: .*(1 key rotation)" || ok=1
+done
+check "verify follows the rotation from either key" test $ok -eq 0
+stranger=$("$cw" key rotate --ledger "$rot" --new-key "$tmp/stranger.key" --dry-run | tail -1)
+"$cw" verify --ledger "$rot" --vkey "$stranger" > "$tmp/rot2.out"
+rc=$?
+check "verify with a key that never signed the log fails" bash -c "test $rc -ne 0 && grep -q 'none of the 2 keys that signed this ledger is trusted' '$tmp/rot2.out'"
+"$cw" key rotate --ledger "$rot" --signing-key "$tmp/rot/"ledger.key.retired-* --new-key "$tmp/stranger.key" > "$tmp/rot3.out" 2>&1
+rc=$?
+check "the retired key no longer opens the ledger" bash -c "test $rc -ne 0 && grep -qF 'rotated out at event' '$tmp/rot3.out'"
+n=$("$cw" audit entries --start 1 --end 100000 --ledger "$rot" | grep -c 'KEY_ROTATED')
+check "the rotation is an event of the log" test "$n" -eq 1
 
 # audit from the ledger file.
 "$cw" audit breaches --ledger "sqlite://$tmp/led/ledger.db" --service example-social --json > "$tmp/b.jsonl"

@@ -978,6 +978,118 @@ TEST_F(LedgerTest, AnotherDeploymentsKeyIsRefused) {
   EXPECT_NE(r.message.find("another deployment"), std::string::npos) << r.message;
 }
 
+// A key rotation: the checkpoint covering KEY_ROTATED is signed by both
+// keys, later ones by the new key alone; the ledger then opens with the new
+// key only, and the whole log verifies against either key (the chain of
+// handovers), but not against a key that never signed it.
+TEST_F(LedgerTest, ARotatedKeySignsFromItsHandoverAndEitherKeyVerifiesTheLog) {
+  std::string old_vkey, new_vkey;
+  {
+    auto l = OpenLedger();
+    AppendEvents(*l, 5);
+    old_vkey = l->VerifierKey();
+    std::unique_ptr<SigningKey> same;
+    ASSERT_TRUE(SigningKey::LoadOrCreate(dir_ + "/ledger.key", &same).ok());
+    EXPECT_FALSE(l->RotateKey(std::move(same), "").ok()) << "to the key it has";
+    std::unique_ptr<SigningKey> next;
+    ASSERT_TRUE(SigningKey::LoadOrCreate(dir_ + "/next.key", &next).ok());
+    new_vkey = VerifierKeyString(l->origin(), next->PublicRaw());
+    const uint64_t before = l->size();
+    ASSERT_TRUE(l->RotateKey(std::move(next), "scheduled").ok());
+    EXPECT_EQ(l->VerifierKey(), new_vkey);
+    v1::Checkpoint handover;
+    ASSERT_TRUE(l->LatestCheckpoint(&handover).ok());
+    EXPECT_EQ(handover.tree_size(), before + 1) << "signed as soon as the event is written";
+    std::vector<StoredEvent> rows;
+    ASSERT_TRUE(l->backend().ReadEvents(before + 1, 1, &rows).ok());
+    ASSERT_EQ(rows.size(), 1u);
+    v1::LedgerEvent e;
+    ASSERT_TRUE(e.ParseFromString(rows[0].payload));
+    EXPECT_EQ(e.type(), v1::KEY_ROTATED);
+    EXPECT_EQ(e.key_rotated().previous_verifier_key(), old_vkey);
+    EXPECT_EQ(e.key_rotated().verifier_key(), new_vkey);
+    EXPECT_EQ(e.key_rotated().reason(), "scheduled");
+    std::unique_ptr<TrustedKey> old_key, new_key;
+    ASSERT_TRUE(TrustedKey::Load(old_vkey, &old_key).ok());
+    ASSERT_TRUE(TrustedKey::Load(new_vkey, &new_key).ok());
+    EXPECT_TRUE(old_key->VerifyCheckpoint(handover).ok());
+    EXPECT_TRUE(new_key->VerifyCheckpoint(handover).ok());
+    AppendEvents(*l, 5);
+    ASSERT_TRUE(l->Flush().ok());
+    v1::Checkpoint after;
+    ASSERT_TRUE(l->LatestCheckpoint(&after).ok());
+    EXPECT_GT(after.tree_size(), handover.tree_size());
+    EXPECT_TRUE(new_key->VerifyCheckpoint(after).ok());
+    EXPECT_FALSE(old_key->VerifyCheckpoint(after).ok()) << "the old key signs no more";
+    ExpectEveryEventProvable(*l, after);
+  }
+  // The old key no longer opens the ledger, and says where the log went.
+  std::unique_ptr<Ledger> l;
+  Status s = Ledger::Open(Options(), &l);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("rotated out at event 6 (KEY_ROTATED) to " + new_vkey),
+            std::string::npos)
+      << s.message();
+  LedgerOptions o = Options();
+  o.signing_key_path = dir_ + "/next.key";
+  s = Ledger::Open(o, &l);
+  ASSERT_TRUE(s.ok()) << s.message();
+  AppendEvents(*l, 1);
+  l.reset();
+
+  for (const std::string& trusted : {old_vkey, new_vkey, old_vkey + "," + new_vkey}) {
+    VerifyReport r = Verify(trusted);
+    EXPECT_TRUE(r.ok) << trusted << ": " << r.message;
+    EXPECT_TRUE(r.authenticated);
+    EXPECT_NE(r.message.find("(1 key rotation)"), std::string::npos) << r.message;
+  }
+  EXPECT_TRUE(Verify().ok) << "with the keys the log names";
+  std::unique_ptr<SigningKey> stranger;
+  ASSERT_TRUE(SigningKey::LoadOrCreate(dir_ + "/stranger.key", &stranger).ok());
+  VerifyReport r = Verify(stranger->PublicPem());
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.message.find("none of the 2 keys that signed this ledger is trusted"),
+            std::string::npos)
+      << r.message;
+  // The stored key put back to the old one is not where the log went.
+  std::unique_ptr<SigningKey> old_signing;
+  ASSERT_TRUE(SigningKey::LoadOrCreate(dir_ + "/ledger.key", &old_signing).ok());
+  Sql("UPDATE meta SET value = ?1 WHERE key = 'public_key'",
+      {carewatch::testing::SqlBytes(old_signing->PublicPem())});
+  r = Verify(old_vkey);
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.message.find("is not the one its last KEY_ROTATED event (seq 6) handed over to"),
+            std::string::npos)
+      << r.message;
+  std::unique_ptr<SigningKey> new_signing;
+  ASSERT_TRUE(SigningKey::LoadOrCreate(dir_ + "/next.key", &new_signing).ok());
+  Sql("UPDATE meta SET value = ?1 WHERE key = 'public_key'",
+      {carewatch::testing::SqlBytes(new_signing->PublicPem())});
+  ASSERT_TRUE(Verify(new_vkey).ok);
+  // A handover checkpoint the old key did not sign breaks the chain, for
+  // whoever trusts either key.
+  std::vector<v1::Checkpoint> cps;
+  ASSERT_TRUE(OpenReadOnly()->ReadCheckpoints(&cps).ok());
+  const v1::Checkpoint* handover = nullptr;
+  for (const auto& c : cps) {
+    if (c.tree_size() == 6) handover = &c;
+  }
+  ASSERT_NE(handover, nullptr);
+  const std::string note = handover->note();
+  const std::string body = note.substr(0, note.rfind("\n\n") + 1);
+  std::string new_only;
+  ASSERT_TRUE(SignNote(body, body.substr(0, body.find('\n')), *new_signing, &new_only).ok());
+  Sql("UPDATE checkpoints SET note = ?1 WHERE tree_size = 6",
+      {carewatch::testing::SqlBytes(new_only)});
+  for (const std::string& trusted : {old_vkey, new_vkey}) {
+    r = Verify(trusted);
+    EXPECT_FALSE(r.ok);
+    EXPECT_EQ(r.first_bad_seq, 6u) << r.message;
+    EXPECT_NE(r.message.find("not signed by the key it hands over from"), std::string::npos)
+        << r.message;
+  }
+}
+
 TEST_F(LedgerTest, ASecondWriterIsRefusedUntilTheFirstCloses) {
   auto first = OpenLedger();
   AppendEvents(*first, 2);

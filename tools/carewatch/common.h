@@ -131,6 +131,11 @@ int RunAuditEntries(const std::string& ledger_url, const AuditFilters& f, bool j
 int RunAuditProve(const std::string& ledger_url, const AuditFilters& f, bool json);
 int RunVerifyEvidence(const std::string& file, const std::string& vkey);
 int RunKeyVkey(const std::string& ledger_url);
+struct KeyRotateOptions {
+  std::string ledger, signing_key, new_key, reason;
+  bool dry_run = false;
+};
+int RunKeyRotate(const KeyRotateOptions& options);
 
 int RunReplay(const std::vector<std::string>& rules, const std::string& input,
               const std::string& ledger_url, const std::string& until, int64_t sweep_interval,

@@ -19,6 +19,7 @@
 #include "engine/ledger/evidence.h"
 #include "engine/ledger/monitor.h"
 #include "engine/ledger/note.h"
+#include "engine/ledger/pg_backend.h"
 #include "engine/rules/duration.h"
 #include "engine/rules/loader.h"
 #include "engine/server/metrics.h"
@@ -564,6 +565,86 @@ int RunKeyVkey(const std::string& ledger_url) {
     return kExitFailure;
   }
   std::cout << vkey << "\n";
+  return kExitOk;
+}
+
+int RunKeyRotate(const KeyRotateOptions& o) {
+  namespace fs = std::filesystem;
+  const bool postgres = ledger::IsPostgresUrl(o.ledger);
+  if (postgres && (o.signing_key.empty() || o.new_key.empty())) {
+    std::cerr << "error: key rotate --ledger postgresql://... needs --signing-key and --new-key "
+                 "(a database ledger has no directory to keep keys in)\n";
+    return kExitUsage;
+  }
+  // By default the keys beside the ledger: the new one is made as
+  // ledger.key.next and, once the ledger has it, moved to ledger.key.
+  const std::string dir = postgres ? "" : ledger::LedgerDirectory(o.ledger);
+  const std::string old_path = o.signing_key.empty() ? dir + "/ledger.key" : o.signing_key;
+  const bool install = o.new_key.empty();
+  const std::string new_path = install ? dir + "/ledger.key.next" : o.new_key;
+  auto fail = [](const Status& s) {
+    std::cerr << "error: " << s.message() << "\n";
+    return kExitFailure;
+  };
+  std::unique_ptr<ledger::LedgerBackend> backend;
+  Status s = ledger::OpenBackend(o.ledger, true, &backend);
+  std::string origin;
+  bool found = false;
+  if (s.ok()) s = backend->GetMeta("origin", &origin, &found);
+  if (!s.ok()) return fail(s);
+  if (!found)
+    return fail(Status::NotFound("the ledger records no origin (open it with carewatchd once)"));
+  backend.reset();
+  if (!fs::exists(old_path))
+    return fail(Status::NotFound("signing key " + old_path + " does not exist"));
+  std::unique_ptr<ledger::SigningKey> next;
+  s = ledger::SigningKey::LoadOrCreate(new_path, &next);
+  if (!s.ok()) return fail(s);
+  const std::string new_vkey = ledger::VerifierKeyString(origin, next->PublicRaw());
+  if (o.dry_run) {
+    std::cout << "the new verifier key (nothing rotated yet; publish it, then run without "
+                 "--dry-run):\n"
+              << new_vkey << "\n";
+    return kExitOk;
+  }
+  ledger::LedgerOptions options;
+  options.url = o.ledger;
+  options.signing_key_path = old_path;
+  std::unique_ptr<ledger::Ledger> l;
+  s = ledger::Ledger::Open(options, &l);
+  if (!s.ok()) return fail(s);
+  const std::string old_vkey = l->VerifierKey();
+  s = l->RotateKey(std::move(next), o.reason);
+  v1::Checkpoint handover;
+  if (s.ok()) s = l->LatestCheckpoint(&handover);
+  l.reset();  // closes the ledger (a final checkpoint by the new key)
+  if (!s.ok()) return fail(s);
+  std::string moved;
+  if (install) {
+    const std::string id = old_vkey.substr(origin.size() + 1, 8);
+    const std::string retired = dir + "/ledger.key.retired-" + id;
+    std::error_code ec;
+    fs::rename(old_path, retired, ec);
+    if (!ec) fs::rename(new_path, old_path, ec);
+    if (ec) {
+      return fail(Status::Unavailable(
+          "the ledger was rotated to " + new_path + " but moving the key files failed (" +
+          ec.message() + "): move " + new_path + " to " + old_path + " before carewatchd starts"));
+    }
+    moved = "The new key is now " + old_path + "; the old one was moved to " + retired +
+            ": keep it offline or destroy it, it signs nothing more.\n";
+  } else {
+    moved = "Restart carewatchd with signing_key: " + new_path + " (the old key " + old_path +
+            " no longer opens the ledger: keep it offline or destroy it).\n";
+  }
+  std::cout << "OK: the ledger is signed by " << new_vkey << "\n"
+            << "  from the KEY_ROTATED event at seq " << handover.tree_size()
+            << "; the checkpoint at size " << handover.tree_size()
+            << " is signed by both keys, so whoever trusts " << old_vkey
+            << " can follow the log across.\n"
+            << moved
+            << "Publish the new verifier key; verifiers may hold both keys meanwhile "
+               "(--vkey 'OLD,NEW').\n";
   return kExitOk;
 }
 

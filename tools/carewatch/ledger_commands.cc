@@ -400,11 +400,28 @@ void RegisterLedgerCommands(CommandTable& table) {
                      "Remembers the last accepted checkpoint, to check consistency");
 
   auto key_ledger = std::make_shared<std::string>();
-  CLI::App* key_cmd =
-      table.Add("key", "The deployment's keys", [key_ledger] { return RunKeyVkey(*key_ledger); });
+  auto rotate = std::make_shared<KeyRotateOptions>();
+  auto key_which = std::make_shared<std::string>();
+  CLI::App* key_cmd = table.Add("key", "The deployment's keys", [key_ledger, rotate, key_which] {
+    return *key_which == "rotate" ? RunKeyRotate(*rotate) : RunKeyVkey(*key_ledger);
+  });
   auto* key_vkey = key_cmd->add_subcommand(
       "vkey", "Print the verifier key (NAME+ID+KEY) of a ledger: what a deployment publishes");
   key_vkey->add_option("--ledger", *key_ledger, "Ledger URL or file")->required();
+  auto* key_rotate = key_cmd->add_subcommand("rotate",
+                                             "Hand the ledger over to a new signing key "
+                                             "(carewatchd stopped; docs/operations.md \"Keys\")");
+  key_rotate->add_option("--ledger", rotate->ledger, "Ledger URL or file")->required();
+  key_rotate->add_option("--signing-key", rotate->signing_key,
+                         "The ledger's key now (default: ledger.key beside the ledger)");
+  key_rotate->add_option("--new-key", rotate->new_key,
+                         "The key to hand over to, created if missing (default: a new key, "
+                         "installed as ledger.key once the ledger has it)");
+  key_rotate->add_option("--reason", rotate->reason,
+                         "Recorded in the KEY_ROTATED event (\"scheduled\", ...)");
+  key_rotate->add_flag("--dry-run", rotate->dry_run,
+                       "Create the new key and print its verifier key; rotate nothing");
+  key_rotate->callback([key_which] { *key_which = "rotate"; });
   key_cmd->require_subcommand(1);
 
   struct CopyOptions {
