@@ -1702,6 +1702,84 @@ TEST_F(ServerTest, VerifyMonitorAcceptsAGrowingLogAndAlertsOnASplitView) {
   EXPECT_GE(saved_size, size) << "the state names the checkpoint accepted";
 }
 
+// A key rotation as an operator runs it: carewatchd stopped, `carewatch key
+// rotate`, carewatchd started with the new key. A monitor that holds the
+// old key alone alerts once checkpoints carry only the new key's
+// signature; one holding both follows the log across, consistent with what
+// it accepted before, and the findings' evidence still verifies.
+TEST_F(ServerTest, AMonitorHoldingBothKeysFollowsAKeyRotation) {
+  StartDaemon();
+  for (int i = 0; i < 3; ++i)
+    ASSERT_TRUE(Evaluate(platform_a_, Flaggable("k" + std::to_string(i), "svc-a")).ok());
+  auto published = [&] {
+    std::ifstream in(dir_ + "/deployment.vkey");
+    std::string line;
+    std::getline(in, line);
+    return line;
+  };
+  const std::string old_vkey = published();
+  const std::string state = dir_ + "/verify.state";
+  auto monitor = [&](const std::string& vkey, std::string* out) {
+    return RunCli("verify --server " + daemon_->Address() + " --token " + regulator_ + " --vkey '" +
+                      vkey + "' --state " + state + " --watch 1s --rounds 1",
+                  out);
+  };
+  std::string out;
+  ASSERT_EQ(monitor(old_vkey, &out), 0) << out;
+  daemon_->Kill(SIGTERM);
+
+  ASSERT_EQ(RunCli("key rotate --ledger '" + ledger_url_ + "' --signing-key " + dir_ +
+                       "/ledger.key --new-key " + dir_ + "/next.key --reason scheduled",
+                   &out),
+            0)
+      << out;
+  std::filesystem::rename(dir_ + "/ledger.key", dir_ + "/ledger.key.retired");
+  std::filesystem::rename(dir_ + "/next.key", dir_ + "/ledger.key");
+  StartDaemon();
+  for (int i = 3; i < 6; ++i)
+    ASSERT_TRUE(Evaluate(platform_a_, Flaggable("k" + std::to_string(i), "svc-a")).ok());
+  const std::string new_vkey = published();
+  ASSERT_NE(new_vkey, old_vkey) << "carewatchd publishes the key it signs with";
+  ASSERT_NE(out.find("OK: the ledger is signed by " + new_vkey), std::string::npos) << out;
+
+  // Wait for a checkpoint past the handover, signed by the new key alone.
+  uint64_t size = 0;
+  for (int i = 0; i < 100; ++i) {
+    grpc::ClientContext ctx;
+    Auth(&ctx, regulator_);
+    v1::GetCheckpointResponse cp;
+    ASSERT_TRUE(audit_->GetCheckpoint(&ctx, {}, &cp).ok());
+    std::unique_ptr<ledger::TrustedKey> old_key;
+    ASSERT_TRUE(ledger::TrustedKey::Load(old_vkey, &old_key).ok());
+    size = cp.checkpoint().tree_size();
+    if (!old_key->VerifyCheckpoint(cp.checkpoint()).ok()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(monitor(old_vkey, &out), 1) << out;
+  EXPECT_NE(out.find("ALERT: "), std::string::npos) << out;
+  EXPECT_NE(out.find("not signed by the published key"), std::string::npos) << out;
+  ASSERT_EQ(monitor(old_vkey + "," + new_vkey, &out), 0) << out;
+  EXPECT_NE(out.find("signed and consistent with every one before"), std::string::npos) << out;
+  std::ifstream saved(state);
+  uint64_t saved_size = 0;
+  saved >> saved_size;
+  EXPECT_GE(saved_size, size);
+  // The whole check: the checkpoint and every finding's evidence.
+  ASSERT_EQ(RunCli("verify --server " + daemon_->Address() + " --token " + regulator_ +
+                       " --vkey '" + new_vkey + "'",
+                   &out),
+            0)
+      << out;
+  // The retired key does not open the ledger again.
+  daemon_->Kill(SIGTERM);
+  ASSERT_EQ(RunCli("key rotate --ledger '" + ledger_url_ + "' --signing-key " + dir_ +
+                       "/ledger.key.retired --new-key " + dir_ + "/other.key",
+                   &out),
+            1)
+      << out;
+  EXPECT_NE(out.find("rotated out at event"), std::string::npos) << out;
+}
+
 TEST_F(ServerTest, ClaimsCannotBendTheRecord) {
   StartDaemon();
   uint64_t events = daemon_->LedgerEvents();
