@@ -1051,20 +1051,21 @@ TEST_F(LedgerTest, ARotatedKeySignsFromItsHandoverAndEitherKeyVerifiesTheLog) {
   EXPECT_NE(r.message.find("none of the 2 keys that signed this ledger is trusted"),
             std::string::npos)
       << r.message;
-  // The stored key put back to the old one is not where the log went.
-  std::unique_ptr<SigningKey> old_signing;
+  std::unique_ptr<SigningKey> old_signing, new_signing;
   ASSERT_TRUE(SigningKey::LoadOrCreate(dir_ + "/ledger.key", &old_signing).ok());
-  Sql("UPDATE meta SET value = ?1 WHERE key = 'public_key'",
-      {carewatch::testing::SqlBytes(old_signing->PublicPem())});
+  ASSERT_TRUE(SigningKey::LoadOrCreate(dir_ + "/next.key", &new_signing).ok());
+  auto record_key = [&](const SigningKey& key) {
+    Sql("UPDATE meta SET value = ?1 WHERE key = 'public_key'",
+        {carewatch::testing::SqlBytes(key.PublicPem())});
+  };
+  // The stored key put back to the old one is not where the log went.
+  record_key(*old_signing);
   r = Verify(old_vkey);
   EXPECT_FALSE(r.ok);
   EXPECT_NE(r.message.find("is not the one its last KEY_ROTATED event (seq 6) handed over to"),
             std::string::npos)
       << r.message;
-  std::unique_ptr<SigningKey> new_signing;
-  ASSERT_TRUE(SigningKey::LoadOrCreate(dir_ + "/next.key", &new_signing).ok());
-  Sql("UPDATE meta SET value = ?1 WHERE key = 'public_key'",
-      {carewatch::testing::SqlBytes(new_signing->PublicPem())});
+  record_key(*new_signing);
   ASSERT_TRUE(Verify(new_vkey).ok);
   // A handover checkpoint the old key did not sign breaks the chain, for
   // whoever trusts either key.
