@@ -336,7 +336,13 @@ int RunReport(const ReportOptions& opt) {
   }
   const ledger::TrustedKey& checker = key ? *key : *stated_key;
   cover.key_given = key != nullptr;
-  cover.verifier_key = key && !key->name().empty()
+  // The key given, or of a keyring given (a rotation) the one the source
+  // signs with now, if the keyring holds it.
+  std::unique_ptr<ledger::TrustedKey> stated_parsed;
+  const bool stated_trusted =
+      key && ledger::TrustedKey::FromVerifierKey(stated_vkey, &stated_parsed).ok() &&
+      key->Trusts(stated_parsed->key().PublicRaw());
+  cover.verifier_key = key && !key->name().empty() && !stated_trusted
                            ? ledger::VerifierKeyString(key->name(), key->key().PublicRaw())
                            : stated_vkey;
   cover.origin = cover.checkpoint.note().substr(0, cover.checkpoint.note().find('\n'));
