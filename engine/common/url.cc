@@ -106,13 +106,8 @@ size_t SchemeLength(std::string_view url) {
 }
 
 // Whether a host holds a byte no host name may (WHATWG's forbidden host
-// code points, and '%' left undecoded); an IPv6 literal keeps its brackets
-// and colons.
+// code points, and '%' left undecoded). IPv6 addresses are parsed apart.
 bool HasForbiddenHostByte(std::string_view host) {
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
-    return host.substr(1, host.size() - 2).find_first_not_of("0123456789abcdef:.") !=
-           std::string_view::npos;
-  }
   for (unsigned char c : host) {
     if (kClasses.of[c] & kForbiddenInHost) return true;
   }
@@ -173,11 +168,120 @@ bool ParseIpv4(std::string_view host, std::string* dotted) {
   return true;
 }
 
+// WHATWG's IPv6 parser, on what is between the brackets: eight 16-bit
+// pieces, "::" for one run of zeros, the last 32 bits in dotted decimal if
+// wished. false when it is no IPv6 address.
+bool ParseIpv6(std::string_view in, uint16_t address[8]) {
+  std::fill(address, address + 8, 0);
+  size_t p = 0;
+  int piece = 0, compress = -1;
+  auto at = [&](size_t i) { return i < in.size() ? in[i] : '\0'; };
+  if (at(0) == ':') {
+    if (at(1) != ':') return false;
+    p = 2;
+    compress = ++piece;
+  }
+  while (p < in.size()) {
+    if (piece == 8) return false;
+    if (in[p] == ':') {
+      if (compress != -1) return false;
+      ++p;
+      compress = ++piece;
+      continue;
+    }
+    int value = 0, length = 0;
+    while (length < 4 && HexValue(at(p)) >= 0) {
+      value = value * 16 + HexValue(at(p));
+      ++p;
+      ++length;
+    }
+    if (at(p) == '.') {  // the last two pieces as an IPv4 address
+      if (length == 0 || piece > 6) return false;
+      p -= length;
+      int numbers = 0;
+      while (p < in.size()) {
+        if (numbers > 0) {
+          if (in[p] != '.' || numbers >= 4) return false;
+          ++p;
+        }
+        if (at(p) < '0' || at(p) > '9') return false;
+        int part = -1;
+        while (at(p) >= '0' && at(p) <= '9') {
+          if (part == 0) return false;  // no leading zero
+          part = (part < 0 ? 0 : part * 10) + (at(p) - '0');
+          if (part > 255) return false;
+          ++p;
+        }
+        address[piece] = static_cast<uint16_t>(address[piece] * 0x100 + part);
+        if (++numbers == 2 || numbers == 4) ++piece;
+      }
+      if (numbers != 4) return false;
+      break;
+    }
+    if (at(p) == ':') {
+      if (++p == in.size()) return false;
+    } else if (p < in.size()) {
+      return false;
+    }
+    address[piece++] = static_cast<uint16_t>(value);
+  }
+  if (compress != -1) {
+    for (int swaps = piece - compress, i = 7; i != 0 && swaps > 0; --i, --swaps)
+      std::swap(address[i], address[compress + swaps - 1]);
+  } else if (piece != 8) {
+    return false;
+  }
+  return true;
+}
+
+// WHATWG's IPv6 serialiser: lower-case hex without leading zeros, the first
+// longest run of two or more zero pieces as "::", in brackets.
+void AppendIpv6(const uint16_t address[8], std::string& key) {
+  int compress = -1, best = 1;
+  for (int i = 0; i < 8;) {
+    int j = i;
+    while (j < 8 && address[j] == 0) ++j;
+    if (j - i > best) {
+      best = j - i;
+      compress = i;
+    }
+    i = j == i ? i + 1 : j;
+  }
+  static constexpr char kHex[] = "0123456789abcdef";
+  key += '[';
+  for (int i = 0; i < 8; ++i) {
+    if (i == compress) {
+      key += i == 0 ? "::" : ":";
+      i += best - 1;
+      continue;
+    }
+    bool digits = false;
+    for (int shift = 12; shift >= 0; shift -= 4) {
+      const int d = (address[i] >> shift) & 15;
+      if (d == 0 && !digits && shift > 0) continue;
+      digits = true;
+      key += kHex[d];
+    }
+    if (i != 7) key += ':';
+  }
+  key += ']';
+}
+
 // Appends `host` to `key`, percent-decoded, lower-cased and in IDNA ASCII,
 // without trailing dots or a leading "www."; false (and `key` as it was)
 // when it is no host name.
 bool AppendHost(std::string_view host, std::string& key) {
   const size_t start = key.size();
+  // An IPv6 address in brackets, in its one serialisation ("[0:0::1]" and
+  // "[::0001]" are "[::1]"); nothing in it is decoded.
+  if (!host.empty() && host.front() == '[') {
+    uint16_t address[8];
+    if (host.size() < 2 || host.back() != ']' ||
+        !ParseIpv6(host.substr(1, host.size() - 2), address))
+      return false;
+    AppendIpv6(address, key);
+    return true;
+  }
   // Nearly every host: lower-case letters, digits, '-' and '.', already
   // as the key holds it but for a trailing dot or "www.".
   const bool plain = AllOf(host, kHostPlain);
