@@ -4,6 +4,7 @@
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <google/protobuf/wire_format_lite.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
@@ -11,6 +12,7 @@
 
 #include "engine/common/digest.h"
 #include "engine/common/thread_name.h"
+#include "engine/common/utf8.h"
 #include "engine/ledger/note.h"
 #include "engine/ledger/pg_backend.h"
 #include "engine/ledger/sqlite_backend.h"
@@ -158,6 +160,31 @@ Status StoreSubtrees(LedgerBackend& backend, uint64_t size, CompactTree* tree) {
 
 }  // namespace
 
+Status ReadKeyRotations(LedgerBackend& backend, size_t limit,
+                        std::vector<v1::KeyRotationEntry>* out) {
+  out->clear();
+  std::vector<uint64_t> seqs;
+  Status s = backend.EventsOfType(v1::KEY_ROTATED, INT64_MAX, &seqs);
+  if (!s.ok()) return s;
+  if (seqs.size() > limit) seqs.erase(seqs.begin(), seqs.end() - static_cast<ptrdiff_t>(limit));
+  for (uint64_t seq : seqs) {
+    std::vector<StoredEvent> rows;
+    s = backend.ReadEvents(seq, 1, &rows);
+    if (!s.ok()) return s;
+    v1::LedgerEvent e;
+    if (rows.empty() || rows[0].seq != seq || !e.ParseFromString(rows[0].payload) ||
+        e.type() != v1::KEY_ROTATED) {
+      return Status::DataLoss("the KEY_ROTATED event " + std::to_string(seq) +
+                              " is missing or malformed; run `carewatch verify` on the ledger");
+    }
+    v1::KeyRotationEntry* entry = &out->emplace_back();
+    entry->set_seq(seq);
+    *entry->mutable_rotated() = e.key_rotated();
+    *entry->mutable_recorded_at() = e.recorded_at();
+  }
+  return Status::Ok();
+}
+
 Status Ledger::Open(const LedgerOptions& options, std::unique_ptr<Ledger>* out) {
   std::unique_ptr<Ledger> l(new Ledger());
   l->options_ = options;
@@ -180,20 +207,16 @@ Status Ledger::Open(const LedgerOptions& options, std::unique_ptr<Ledger>* out) 
     if (!s.ok()) return s;
   } else if (stored_key != l->key_->PublicPem()) {
     // A key rotated out of this ledger is named as such.
-    std::vector<uint64_t> rotations;
+    std::vector<v1::KeyRotationEntry> rotations;
     std::string handed_to;
-    if (l->backend_->EventsOfType(v1::KEY_ROTATED, INT64_MAX, &rotations).ok()) {
-      for (uint64_t seq : rotations) {
-        std::vector<StoredEvent> rows;
-        v1::LedgerEvent e;
-        if (!l->backend_->ReadEvents(seq, 1, &rows).ok() || rows.empty() ||
-            !e.ParseFromString(rows[0].payload))
-          continue;
+    if (ReadKeyRotations(*l->backend_, 1000, &rotations).ok()) {
+      for (const v1::KeyRotationEntry& r : rotations) {
         std::unique_ptr<TrustedKey> from;
-        if (TrustedKey::FromVerifierKey(e.key_rotated().previous_verifier_key(), &from).ok() &&
+        if (TrustedKey::FromVerifierKey(r.rotated().previous_verifier_key(), &from).ok() &&
             from->key().PublicRaw() == l->key_->PublicRaw()) {
-          handed_to = " it was rotated out at event " + std::to_string(seq) + " (KEY_ROTATED) to " +
-                      e.key_rotated().verifier_key() + "; configure signing_key to that key";
+          handed_to = " it was rotated out at event " + std::to_string(r.seq()) +
+                      " (KEY_ROTATED) to " + r.rotated().verifier_key() +
+                      "; configure signing_key to that key";
         }
       }
     }
@@ -371,6 +394,9 @@ Status Ledger::RotateKey(std::unique_ptr<SigningKey> next, const std::string& re
     return Status::InvalidArgument("the new key is the ledger's key already");
   }
   if (reason.size() > 1024) return Status::InvalidArgument("reason: longer than 1024 bytes");
+  if (!IsValidUtf8(reason) ||
+      std::any_of(reason.begin(), reason.end(), [](char c) { return c >= 0 && c < 0x20; }))
+    return Status::InvalidArgument("reason: not one line of UTF-8 text");
   // What the old key alone signs ends with a checkpoint of its own.
   Status s = Flush();
   if (!s.ok()) return s;

@@ -416,6 +416,10 @@ class ReadSnapshot {
   Status status_;
 };
 
+// The log's KEY_ROTATED events, oldest first: the last `limit` of them.
+Status ReadKeyRotations(LedgerBackend& backend, size_t limit,
+                        std::vector<v1::KeyRotationEntry>* out);
+
 // The text a checkpoint's Ed25519 signature covers.
 std::string CheckpointSignedText(uint64_t tree_size, const Hash& root, int64_t time);
 

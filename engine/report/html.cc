@@ -287,7 +287,26 @@ void RenderCover(const ReportData& d, int verified_findings, std::ostringstream&
     << HexEncode(c.checkpoint.root_hash()) << "</dd>"
     << "<dt>Verifier key</dt><dd class=\"hash\">" << Escape(c.verifier_key)
     << (c.key_given ? "" : " <span class=\"bad\">(stated by the source, not given)</span>")
-    << "</dd></dl>";
+    << "</dd>";
+  if (!c.key_rotations.empty()) {
+    // A key id is the second field of a verifier key.
+    auto key_id = [](const std::string& vkey) {
+      const size_t a = vkey.find('+');
+      return a == std::string::npos ? vkey : vkey.substr(a + 1, vkey.find('+', a + 1) - a - 1);
+    };
+    o << "<dt>Signing key changes</dt><dd><ul id=\"key-rotations\">";
+    for (const v1::KeyRotationEntry& r : c.key_rotations) {
+      o << "<li>event " << r.seq() << ", " << When(r.recorded_at().seconds()) << ": key "
+        << Escape(key_id(r.rotated().previous_verifier_key())) << " handed over to "
+        << Escape(key_id(r.rotated().verifier_key()))
+        << (r.rotated().reason().empty()
+                ? ""
+                : " (" + Escape(r.rotated().reason().substr(0, 200)) + ")")
+        << "; the checkpoint after it is signed by both</li>";
+    }
+    o << "</ul></dd>";
+  }
+  o << "</dl>";
   if (!c.checkpoint.note().empty()) {
     o << "<details open><summary>Signed checkpoint (C2SP signed note)</summary><pre>"
       << Escape(c.checkpoint.note()) << "</pre></details>";

@@ -36,6 +36,8 @@ struct Cover {
   std::string ledger_message;
   // Findings listed but recorded after the checkpoint: not in the report.
   int findings_after_checkpoint = 0;
+  // The log's key handovers (KEY_ROTATED events), oldest first.
+  std::vector<v1::KeyRotationEntry> key_rotations;
 };
 
 // One service's statistics: every period from the year before the first

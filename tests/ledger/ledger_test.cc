@@ -991,6 +991,12 @@ TEST_F(LedgerTest, ARotatedKeySignsFromItsHandoverAndEitherKeyVerifiesTheLog) {
     std::unique_ptr<SigningKey> same;
     ASSERT_TRUE(SigningKey::LoadOrCreate(dir_ + "/ledger.key", &same).ok());
     EXPECT_FALSE(l->RotateKey(std::move(same), "").ok()) << "to the key it has";
+    std::unique_ptr<SigningKey> bad_reason;
+    ASSERT_TRUE(SigningKey::LoadOrCreate(dir_ + "/bad.key", &bad_reason).ok());
+    Status refused = l->RotateKey(std::move(bad_reason), "two\nlines");
+    EXPECT_NE(refused.message().find("reason: not one line"), std::string::npos)
+        << refused.message();
+    EXPECT_EQ(l->size(), 5u) << "nothing written";
     std::unique_ptr<SigningKey> next;
     ASSERT_TRUE(SigningKey::LoadOrCreate(dir_ + "/next.key", &next).ok());
     new_vkey = VerifierKeyString(l->origin(), next->PublicRaw());

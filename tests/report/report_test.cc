@@ -193,6 +193,26 @@ TEST(ReportHtml, TheCoverSaysWhatWasNotVerified) {
       << "a checkpoint not signed by the given key";
 }
 
+// A log whose signing key changed says so on the cover, in the source's
+// words escaped.
+TEST(ReportHtml, TheCoverListsTheLogsKeyChanges) {
+  ReportData d;
+  EXPECT_EQ(RenderHtml(d).find("key-rotations"), std::string::npos) << "none, no list";
+  v1::KeyRotationEntry r;
+  r.set_seq(379);
+  r.mutable_recorded_at()->set_seconds(1796144760);
+  r.mutable_rotated()->set_previous_verifier_key("carewatch/x+dd46487a+AAAA");
+  r.mutable_rotated()->set_verifier_key("carewatch/x+bf329a76+BBBB");
+  r.mutable_rotated()->set_reason("<b>scheduled</b>");
+  d.cover.key_rotations.push_back(r);
+  const std::string html = RenderHtml(d);
+  EXPECT_NE(html.find("<li>event 379, 2026-12-01 17:06 UTC: key dd46487a handed over to "
+                      "bf329a76 (&lt;b&gt;scheduled&lt;/b&gt;)"),
+            std::string::npos)
+      << html.substr(
+             html.find("key-rotations") == std::string::npos ? 0 : html.find("key-rotations"), 400);
+}
+
 TEST(ReportHtml, ChangesForPeople) {
   EXPECT_EQ(ChangeText(160, 100), "+60.0%");
   EXPECT_EQ(ChangeText(50, 100), "-50.0%");

@@ -1758,6 +1758,33 @@ TEST_F(ServerTest, AMonitorHoldingBothKeysFollowsAKeyRotation) {
   EXPECT_EQ(monitor(old_vkey, &out), 1) << out;
   EXPECT_NE(out.find("ALERT: "), std::string::npos) << out;
   EXPECT_NE(out.find("not signed by the published key"), std::string::npos) << out;
+  // ...and says what the server says: the handover, and to which key.
+  EXPECT_NE(out.find("the server says the log's key was handed over at event"), std::string::npos)
+      << out;
+  EXPECT_NE(out.find(", scheduled) to " + new_vkey), std::string::npos) << out;
+  {
+    grpc::ClientContext ctx;
+    Auth(&ctx, regulator_);
+    v1::GetCheckpointResponse cp;
+    ASSERT_TRUE(audit_->GetCheckpoint(&ctx, {}, &cp).ok());
+    ASSERT_EQ(cp.key_rotations_size(), 1);
+    EXPECT_EQ(cp.key_rotations(0).rotated().previous_verifier_key(), old_vkey);
+    EXPECT_EQ(cp.key_rotations(0).rotated().verifier_key(), new_vkey);
+    // The event it names is the log's, proved under a checkpoint of the old key.
+    grpc::ClientContext pctx;
+    Auth(&pctx, regulator_);
+    v1::GetInclusionProofRequest preq;
+    preq.set_seq(cp.key_rotations(0).seq());
+    preq.set_tree_size(cp.key_rotations(0).seq());
+    v1::GetInclusionProofResponse proof;
+    ASSERT_TRUE(audit_->GetInclusionProof(&pctx, preq, &proof).ok());
+    std::unique_ptr<ledger::TrustedKey> old_key;
+    ASSERT_TRUE(ledger::TrustedKey::Load(old_vkey, &old_key).ok());
+    EXPECT_TRUE(old_key->VerifyCheckpoint(proof.checkpoint()).ok());
+    v1::LedgerEvent e;
+    ASSERT_TRUE(e.ParseFromString(proof.entry().event_bytes()));
+    EXPECT_EQ(e.type(), v1::KEY_ROTATED);
+  }
   ASSERT_EQ(monitor(old_vkey + "," + new_vkey, &out), 0) << out;
   EXPECT_NE(out.find("signed and consistent with every one before"), std::string::npos) << out;
   std::ifstream saved(state);

@@ -444,6 +444,24 @@ Status CheckCheckpoint(v1::Audit::Stub& audit, const std::string& token,
   };
   Status s = ledger::MonitorCheck(key, cp.checkpoint(), fetch, state);
   if (s.ok()) *out = cp.checkpoint();
+  // Not signed by a key held: if the server says the log was handed over
+  // to a key not held, say so (its word; the deployment publishes keys).
+  if (s.code() == Status::Code::kDataLoss && !cp.key_rotations().empty()) {
+    const v1::KeyRotationEntry& last = *cp.key_rotations().rbegin();
+    std::unique_ptr<ledger::TrustedKey> next;
+    if (ledger::TrustedKey::FromVerifierKey(last.rotated().verifier_key(), &next).ok() &&
+        !key.Trusts(next->key().PublicRaw())) {
+      std::string reason = last.rotated().reason().substr(0, 200);
+      for (char& c : reason) {
+        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+      }
+      return Status::DataLoss(
+          s.message() + "; the server says the log's key was handed over at event " +
+          std::to_string(last.seq()) + " (" + rules::FormatDateTime(last.recorded_at().seconds()) +
+          (reason.empty() ? "" : ", " + reason) + ") to " + last.rotated().verifier_key() +
+          ": if the deployment published that key, add it to --vkey");
+    }
+  }
   return s;
 }
 

@@ -34,9 +34,10 @@ class Source {
   virtual std::string Describe() const = 0;
   virtual Status Findings(const std::string& service, int64_t from, int64_t to,
                           std::vector<v1::Finding>* out) = 0;
-  // A signed checkpoint covering every finding listed before the call, and
-  // the verifier key the source states.
-  virtual Status Checkpoint(v1::Checkpoint* out, std::string* vkey) = 0;
+  // A signed checkpoint covering every finding listed before the call, the
+  // verifier key the source states, and the log's key handovers.
+  virtual Status Checkpoint(v1::Checkpoint* out, std::string* vkey,
+                            std::vector<v1::KeyRotationEntry>* rotations) = 0;
   virtual Status Evidence(const std::string& finding_id, const v1::Checkpoint& c,
                           ledger::Evidence* out) = 0;
   // Statistics for `service` (empty: every service), and the services seen.
@@ -73,11 +74,13 @@ class LedgerSource : public Source {
     }
   }
 
-  Status Checkpoint(v1::Checkpoint* out, std::string* vkey) override {
+  Status Checkpoint(v1::Checkpoint* out, std::string* vkey,
+                    std::vector<v1::KeyRotationEntry>* rotations) override {
     bool found = false;
     Status s = b_->ReadCheckpoint(0, out, &found);
     if (s.ok() && !found) return Status::NotFound("the ledger has no signed checkpoint yet");
     if (s.ok()) s = LocalVerifierKey(*b_, vkey);
+    if (s.ok()) s = ledger::ReadKeyRotations(*b_, 16, rotations);
     return s;
   }
 
@@ -133,13 +136,17 @@ class ServerSource : public Source {
     }
   }
 
-  Status Checkpoint(v1::Checkpoint* out, std::string* vkey) override {
+  Status Checkpoint(v1::Checkpoint* out, std::string* vkey,
+                    std::vector<v1::KeyRotationEntry>* rotations) override {
     v1::GetCheckpointResponse resp;
     grpc::ClientContext ctx;
     Authorize(&ctx, token_);
     Status s = FromGrpc(audit_->GetCheckpoint(&ctx, {}, &resp), "GetCheckpoint");
     *out = resp.checkpoint();
     *vkey = resp.verifier_key();
+    // The server's word, as the cover says; a few at most.
+    for (int i = std::max(0, resp.key_rotations_size() - 16); i < resp.key_rotations_size(); ++i)
+      rotations->push_back(resp.key_rotations(i));
     return s;
   }
 
@@ -327,7 +334,7 @@ int RunReport(const ReportOptions& opt) {
                std::make_tuple(b.service_id(), b.opened_at().seconds(), b.finding_id());
       });
   std::string stated_vkey;
-  s = source->Checkpoint(&cover.checkpoint, &stated_vkey);
+  s = source->Checkpoint(&cover.checkpoint, &stated_vkey, &cover.key_rotations);
   if (!s.ok()) return fail(s.message());
   std::unique_ptr<ledger::TrustedKey> stated_key;
   if (!key) {
