@@ -687,8 +687,15 @@ Status Ledger::WriteOne(std::deque<std::shared_ptr<Ticket>>& batch, bool force_c
   bool handover = false;
   for (const v1::LedgerEvent* e : parsed) handover = handover || e->type() == v1::KEY_ROTATED;
   if (handover && !next_key_) {
+    // Its seqs are taken: stop, as any failed write does, rather than leave
+    // a gap in the log.
     tree_ = before_tree;
-    return Status::FailedPrecondition("a KEY_ROTATED event is written only by RotateKey");
+    std::lock_guard<std::mutex> lock(mu_);
+    error_ = Status::FailedPrecondition("ledger write refused; nothing after seq " +
+                                        std::to_string(before) +
+                                        " was recorded: a KEY_ROTATED event is written only by "
+                                        "RotateKey");
+    return error_;
   }
   bool sign =
       after > last_checkpoint_size_ &&

@@ -1097,6 +1097,29 @@ TEST_F(LedgerTest, ARotatedKeySignsFromItsHandoverAndEitherKeyVerifiesTheLog) {
   }
 }
 
+// Only RotateKey writes KEY_ROTATED (it holds the key handed over to): one
+// appended otherwise is refused, and the ledger stops rather than leave a
+// gap where its seq was.
+TEST_F(LedgerTest, AKeyRotatedEventAppendedOtherwiseIsRefusedAndLeavesNoGap) {
+  auto l = OpenLedger();
+  AppendEvents(*l, 2);
+  std::vector<v1::LedgerEvent> events(1);
+  events[0].set_type(v1::KEY_ROTATED);
+  events[0].mutable_time()->set_seconds(1767607200);
+  events[0].mutable_key_rotated()->set_verifier_key("x");
+  Status s = l->Append(&events);
+  EXPECT_NE(s.message().find("a KEY_ROTATED event is written only by RotateKey"), std::string::npos)
+      << s.message();
+  std::vector<v1::LedgerEvent> more(1);
+  more[0].set_type(v1::ACTION_RECORDED);
+  more[0].mutable_time()->set_seconds(1767607200);
+  EXPECT_FALSE(l->Append(&more).ok()) << "nothing after it";
+  l.reset();
+  VerifyReport r = Verify();
+  EXPECT_TRUE(r.ok) << r.message;
+  EXPECT_EQ(r.events, 2u);
+}
+
 TEST_F(LedgerTest, ASecondWriterIsRefusedUntilTheFirstCloses) {
   auto first = OpenLedger();
   AppendEvents(*first, 2);
