@@ -594,12 +594,13 @@ int RunKeyRotate(const KeyRotateOptions& o) {
                  "(a database ledger has no directory to keep keys in)\n";
     return kExitUsage;
   }
-  // By default the keys beside the ledger: the new one is made as
-  // ledger.key.next and, once the ledger has it, moved to ledger.key.
-  const std::string dir = postgres ? "" : ledger::LedgerDirectory(o.ledger);
-  const std::string old_path = o.signing_key.empty() ? dir + "/ledger.key" : o.signing_key;
+  // By default the key beside the ledger. Without --new-key the new one is
+  // made beside the old (KEY.next) and, once the ledger has it, takes the
+  // old one's name; the old one is kept as KEY.retired-<key id>.
+  const std::string old_path =
+      o.signing_key.empty() ? ledger::LedgerDirectory(o.ledger) + "/ledger.key" : o.signing_key;
   const bool install = o.new_key.empty();
-  const std::string new_path = install ? dir + "/ledger.key.next" : o.new_key;
+  const std::string new_path = install ? old_path + ".next" : o.new_key;
   auto fail = [](const Status& s) {
     std::cerr << "error: " << s.message() << "\n";
     return kExitFailure;
@@ -635,12 +636,12 @@ int RunKeyRotate(const KeyRotateOptions& o) {
   s = l->RotateKey(std::move(next), o.reason);
   v1::Checkpoint handover;
   if (s.ok()) s = l->LatestCheckpoint(&handover);
-  l.reset();  // closes the ledger (a final checkpoint by the new key)
+  l.reset();  // closes the ledger
   if (!s.ok()) return fail(s);
   std::string moved;
   if (install) {
     const std::string id = old_vkey.substr(origin.size() + 1, 8);
-    const std::string retired = dir + "/ledger.key.retired-" + id;
+    const std::string retired = old_path + ".retired-" + id;
     std::error_code ec;
     fs::rename(old_path, retired, ec);
     if (!ec) fs::rename(new_path, old_path, ec);
