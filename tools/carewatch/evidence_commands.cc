@@ -449,7 +449,8 @@ Status CheckCheckpoint(v1::Audit::Stub& audit, const std::string& token,
   if (s.code() == Status::Code::kDataLoss && !cp.key_rotations().empty()) {
     const v1::KeyRotationEntry& last = *cp.key_rotations().rbegin();
     std::unique_ptr<ledger::TrustedKey> next;
-    if (ledger::TrustedKey::FromVerifierKey(last.rotated().verifier_key(), &next).ok() &&
+    if (last.rotated().verifier_key().size() <= 512 &&
+        ledger::TrustedKey::FromVerifierKey(last.rotated().verifier_key(), &next).ok() &&
         !key.Trusts(next->key().PublicRaw())) {
       std::string reason = last.rotated().reason().substr(0, 200);
       for (char& c : reason) {
