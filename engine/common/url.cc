@@ -391,6 +391,17 @@ void AppendPath(std::string_view path, std::string& key) {
         continue;
       }
     }
+    if (c == '%') {
+      // A '%' that starts no escape is written as one ("%25"): kept bare,
+      // an escape decoded after it could make a new one ("%%66" would be
+      // "%f6" read again), and the key would not be its own key.
+      if (segment == std::string::npos) {
+        key += '/';
+        segment = key.size();
+      }
+      key += "%25";
+      continue;
+    }
     if (segment == std::string::npos) {  // a path that does not start with '/'
       key += '/';
       segment = key.size();

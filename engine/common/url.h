@@ -49,8 +49,9 @@ bool HostToAscii(std::string_view host, std::string* out);
 //   no host when it is not a valid one;
 // - the default ports (80, 443) dropped, leading zeros of a port dropped;
 // - in the path, backslashes as slashes, percent-encoded unreserved
-//   characters decoded (other escapes upper-cased), "." and ".." segments
-//   resolved, a trailing slash dropped;
+//   characters decoded (other escapes upper-cased, a '%' that starts no
+//   escape written "%25"), "." and ".." segments resolved, a trailing
+//   slash dropped;
 // - in the path and the query, spaces, controls, non-ASCII bytes and
 //   " < > ` { } percent-encoded, as browsers send them;
 // - a fragment dropped; the query otherwise kept as it is.

@@ -187,6 +187,23 @@ TEST(Url, DotSegmentsAndBackslashesInThePathAreResolved) {
   EXPECT_EQ(NormalizeUrl("https://files.test")->path(), "/");
 }
 
+// A '%' that starts no escape is written as the escape of '%': kept bare,
+// an unreserved character decoded after it made a new escape, which the
+// key read again decoded ("%%66" was "%f6", then "%F6"; "%%34%31" was
+// "%41", then "A"). Found by fuzz_match_text.
+TEST(Url, APercentThatStartsNoEscapeIsWrittenAsOne) {
+  EXPECT_EQ(NormalizeUrl("a.test/66%%6666")->key, "a.test/66%25f66");
+  EXPECT_EQ(NormalizeUrl("a.test/x%%34%31")->key, "a.test/x%2541");
+  EXPECT_EQ(NormalizeUrl("a.test/100%")->key, "a.test/100%25");
+  EXPECT_EQ(NormalizeUrl("a.test/%zz")->key, "a.test/%25zz");
+  // The bare spelling and the escaped one are one resource.
+  EXPECT_EQ(NormalizeUrl("a.test/%25zz")->key, "a.test/%25zz");
+  for (const char* url : {"a.test/66%%6666", "a.test/x%%34%31", "a.test/%%2e%2e/b", "a.test/%"}) {
+    const std::string key = NormalizeUrl(url)->key;
+    EXPECT_EQ(NormalizeUrl("http://" + key)->key, key) << url;
+  }
+}
+
 // A key is its own normal form: a list entry written as a key matches the
 // URLs that normalise to it. Random URL-like strings, key of key == key.
 TEST(Url, AKeyNormalisesToItself) {
