@@ -44,8 +44,83 @@ std::string Re2Pattern(const std::string& pattern, uint32_t regex_flags) {
   if (!(regex_flags & kCaseSensitive)) inline_flags += 'i';
   if (regex_flags & kDotAll) inline_flags += 's';
   if (regex_flags & kMultiline) inline_flags += 'm';
-  if (inline_flags.empty()) return pattern;
-  return "(?" + inline_flags + ")" + pattern;
+  std::string translated = TranslateForRe2(pattern, regex_flags & kMultiline);
+  if (inline_flags.empty()) return translated;
+  return "(?" + inline_flags + ")" + translated;
+}
+
+std::string TranslateForRe2(const std::string& pattern, bool multiline) {
+  // A pattern that sets `m` itself ("(?m)", "(?im:...)") keeps its '$'s.
+  for (size_t at = pattern.find("(?"); at != std::string::npos && !multiline;
+       at = pattern.find("(?", at + 2)) {
+    for (size_t k = at + 2; k < pattern.size(); ++k) {
+      const char f = pattern[k];
+      if (f == 'm') multiline = true;
+      if (!((f >= 'a' && f <= 'z') || (f >= 'A' && f <= 'Z') || f == '-')) break;
+    }
+  }
+  std::string out;
+  out.reserve(pattern.size() + 16);
+  bool in_class = false;  // inside [...]
+  bool quoted = false;    // inside \Q...\E
+  const size_t n = pattern.size();
+  for (size_t i = 0; i < n; ++i) {
+    const char c = pattern[i];
+    if (quoted) {
+      if (c == '\\' && i + 1 < n && pattern[i + 1] == 'E') {
+        quoted = false;
+        out += "\\E";
+        ++i;
+      } else {
+        out += c;
+      }
+      continue;
+    }
+    if (c == '\\' && i + 1 < n) {
+      const char e = pattern[i + 1];
+      ++i;
+      if (e == 'Q') {
+        quoted = true;
+        out += "\\Q";
+      } else if (e == 's') {
+        out += in_class ? "[:space:]" : "[[:space:]]";
+      } else if (e == 'S') {
+        out += in_class ? "[:^space:]" : "[[:^space:]]";
+      } else {
+        out += c;
+        out += e;
+      }
+      continue;
+    }
+    if (in_class) {
+      if (c == '[' && i + 1 < n && pattern[i + 1] == ':') {
+        // A POSIX class ("[:alpha:]") is copied whole: its ']' ends nothing.
+        const size_t end = pattern.find(":]", i + 2);
+        if (end != std::string::npos) {
+          out.append(pattern, i, end + 2 - i);
+          i = end + 1;
+          continue;
+        }
+      }
+      if (c == ']') in_class = false;
+      out += c;
+      continue;
+    }
+    if (c == '[') {
+      // A ']' first in a class (after any '^') is a member, not its end.
+      in_class = true;
+      out += c;
+      if (i + 1 < n && pattern[i + 1] == '^') out += pattern[++i];
+      if (i + 1 < n && pattern[i + 1] == ']') out += pattern[++i];
+      continue;
+    }
+    if (c == '$' && !multiline) {
+      out += "(?:\\n?\\z)";
+      continue;
+    }
+    out += c;
+  }
+  return out;
 }
 
 std::string CheckPattern(const std::string& pattern, uint32_t regex_flags) {

@@ -19,8 +19,23 @@ std::string PhrasePattern(const std::string& phrase);
 // Hyperscan compile flags for a leaf's pattern (HS_FLAG_*).
 unsigned HyperscanFlags(uint32_t regex_flags);
 
-// The same pattern as RE2 syntax with the flags inlined, e.g. "(?i)abc".
+// The same pattern as RE2 syntax with the flags inlined, e.g. "(?i)abc",
+// and translated where the two engines read the same text differently
+// (TranslateForRe2).
 std::string Re2Pattern(const std::string& pattern, uint32_t regex_flags);
+
+// `pattern` rewritten so that RE2 matches what Hyperscan (which follows
+// PCRE) matches, where their syntax agrees but their meaning does not:
+//  - \s and \S: PCRE's white space includes the vertical tab, RE2's does
+//    not; both become RE2's [[:space:]] ([:space:] in a class), which is
+//    PCRE's set;
+//  - $ without `multiline`: PCRE's also matches before a newline that ends
+//    the value, RE2's only at the end; it becomes (?:\n?\z), so that RE2
+//    finds the same matches (a span then also covers that newline); a
+//    pattern that sets `m` itself keeps its '$'s.
+// Escapes, classes and \Q...\E quoting are read, so that "\$", "[$]" and
+// "\Q\s\E" keep their meaning.
+std::string TranslateForRe2(const std::string& pattern, bool multiline);
 
 // Checks that both engines accept `pattern` with `regex_flags`. Returns an
 // empty string when they do, else the engine's own message.

@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <set>
 
 #include "engine/rules/pattern.h"
@@ -89,6 +90,60 @@ TEST(Matcher, MultilineFlag) {
   EXPECT_TRUE(Hits(*plain, "one\ntwo").empty());
   EXPECT_EQ(Hits(*multi, "one\ntwo"), std::set<uint32_t>{0});
   EXPECT_EQ(SpansOf(*multi, 0, "one\ntwo"), (Spans{{4, 7}}));
+}
+
+// Where PCRE's syntax and RE2's agree but their meanings do not, RE2 is
+// given a translation (rules::TranslateForRe2): white space includes the
+// vertical tab, and '$' also matches before a newline that ends the value.
+// Without it Hyperscan flagged such a match and RE2 found no span for it.
+TEST(Matcher, RegexesMatchWhatTheirSpansShow) {
+  struct Case {
+    const char* re;
+    uint32_t flags;
+    const char* text;
+    Spans spans;  // empty: no match
+  };
+  const Case cases[] = {
+      {"a\\sb", 0, "a\vb", {{0, 3}}},
+      {"a[\\s]b", 0, "a\vb", {{0, 3}}},
+      {"a\\Sb", 0, "a\vb", {}},
+      {"a[^\\S]b", 0, "a\vb", {{0, 3}}},
+      {"a$", 0, "xa\n", {{1, 3}}},
+      {"a$", 0, "xa", {{1, 2}}},
+      {"a$", 0, "a\nb", {}},
+      {"a$", rules::kMultiline, "a\nb", {{0, 1}}},
+      {"(?m)a$", 0, "a\nb", {{0, 1}}},
+      {"a\\$", 0, "a$", {{0, 2}}},
+      {"a[$]", 0, "a$", {{0, 2}}},
+      {"\\Q\\s$\\E", 0, "\\s$", {{0, 3}}},
+      {"[]\\s]x", 0, "]x \vx", {{0, 2}, {3, 5}}},
+  };
+  for (const Case& c : cases) {
+    auto m = Build({Regex(c.re, c.flags)});
+    EXPECT_EQ(Hits(*m, c.text).empty(), c.spans.empty()) << c.re;
+    EXPECT_EQ(SpansOf(*m, 0, c.text), c.spans) << c.re;
+  }
+  // Random patterns of these pieces on random texts: Hyperscan reports a
+  // match exactly when RE2 finds a span.
+  const char* pieces[] = {"a", "b", "\\s", "\\S", "[\\s]", "[^\\s]", "[a\\s]", "\\s+", "."};
+  const char texts[] = {'a', 'b', '\v', '\n', ' ', '\t', '\f', '\r', 'x'};
+  std::mt19937 rng(3);
+  int matched = 0;
+  for (int round = 0; round < 150; ++round) {
+    std::string re;
+    for (int i = 0, n = 1 + static_cast<int>(rng() % 3); i < n; ++i) re += pieces[rng() % 9];
+    if (rng() % 2) re += "$";
+    const uint32_t flags = rng() % 2 ? rules::kMultiline : 0;
+    auto m = Build({Regex(re, flags)});
+    for (int t = 0; t < 40; ++t) {
+      std::string text;
+      for (int i = 0, n = static_cast<int>(rng() % 6); i < n; ++i) text += texts[rng() % 9];
+      const bool hit = !Hits(*m, text).empty();
+      ASSERT_EQ(hit, !SpansOf(*m, 0, text).empty()) << "'" << re << "' flags " << flags;
+      matched += hit;
+    }
+  }
+  EXPECT_GT(matched, 1000) << "the patterns must match often";
 }
 
 TEST(Matcher, UcpFlagMakesClassesUnicodeAware) {
