@@ -1,8 +1,12 @@
 // libFuzzer target: arbitrary bytes as one JSON ContentReport line, as
 // `carewatch scan` and the gRPC JSON paths read them; parsed reports are
 // evaluated against a small pack that uses every kind of condition, by the
-// Hyperscan Evaluator and by the RE2::Set one, which must give the same
-// verdict (the same rules, the same spans, the same status).
+// Hyperscan Evaluator, by the same with every field scanned (no gate) and
+// by the RE2::Set one, which must give the same verdict (the same rules,
+// the same spans, the same status). A parsed report printed as JSON must
+// parse back to the same report.
+#include <google/protobuf/util/message_differencer.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -14,13 +18,17 @@
 
 namespace {
 
-// The pack below compiled with Hyperscan (re2 false) or with RE2::Set.
-const carewatch::eval::Evaluator& SharedEvaluator(bool re2) {
+enum Variant { kHyperscan, kUngated, kRe2Set, kVariants };
+const char* const kVariantNames[kVariants] = {"Hyperscan", "Hyperscan without the gate",
+                                              "RE2::Set"};
+
+// The pack below compiled as `variant` says.
+const carewatch::eval::Evaluator& SharedEvaluator(Variant variant) {
   using namespace carewatch;
-  static std::unique_ptr<eval::Evaluator> evaluators[2];
-  std::unique_ptr<eval::Evaluator>& evaluator = evaluators[re2];
+  static std::unique_ptr<eval::Evaluator> evaluators[kVariants];
+  std::unique_ptr<eval::Evaluator>& evaluator = evaluators[variant];
   if (!evaluator)
-    evaluator = [re2] {
+    evaluator = [variant] {
       const char* pack = R"(pack: fuzz
 version: "1"
 duties: [{id: d, deadline: 1h, actions: [remove_content]}]
@@ -35,6 +43,9 @@ rules:
   - {id: f, duty: d, severity: low, when: {field: caption, phrases: [ab, ab cd, b c]}}
   - {id: g, duty: d, severity: low, when: {field: text, regex: '[a-c]{2,}\s?\d|\bzz$|\S\s$'}}
   - {id: h, duty: d, severity: low, when: {field: url, normalize: true, phrases: [ef]}}
+  - {id: i, duty: d, severity: low, when: {all: [{field: surface, equals: dm}, {field: text, normalize: true, phrases: [meet up]}]}}
+  - {id: j, duty: d, severity: low, when: {any: [{field: content_type, in: [image]}, {all: [{field: reason, equals: x}, {field: username, regex: 'q\d'}]}]}}
+  - {id: k, duty: d, severity: low, when: {all: [{field: subject_age_band, in: [13_to_15]}, {field: profile_bio, normalize: true, phrases: [ab c]}]}}
 )";
       rules::FileReader reader = [](const std::string& path,
                                     std::string*) -> std::optional<std::string> {
@@ -43,7 +54,8 @@ rules:
       auto loaded = rules::LoadRuleSetFromSources({{"fuzz.yaml", pack}}, reader);
       std::unique_ptr<eval::Evaluator> e;
       eval::EvaluatorOptions options;
-      options.use_re2_set = re2;
+      options.use_re2_set = variant == kRe2Set;
+      options.gate_scans = variant != kUngated;
       if (loaded.ruleset) (void)eval::Evaluator::Create(loaded.ruleset, options, &e);
       if (!e) __builtin_trap();
       return e;
@@ -59,15 +71,26 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Status s =
       eval::ParseReportJson(std::string_view(reinterpret_cast<const char*>(data), size), &report);
   if (!s.ok()) return 0;
-  v1::Verdict hs, re2;
-  const Status hs_status = SharedEvaluator(false).Evaluate(report, &hs);
-  const Status re2_status = SharedEvaluator(true).Evaluate(report, &re2);
-  const std::string hs_json = eval::ToJson(hs), re2_json = eval::ToJson(re2);
-  if (hs_status.ok() != re2_status.ok() || hs_json != re2_json) {
-    std::fprintf(stderr,
-                 "Hyperscan and RE2::Set disagree on %s\nHyperscan (%s): %s\nRE2 (%s): %s\n",
-                 eval::ToJson(report).c_str(), hs_status.message().c_str(), hs_json.c_str(),
-                 re2_status.message().c_str(), re2_json.c_str());
+  const std::string report_json = eval::ToJson(report);
+  v1::ContentReport again;
+  if (!eval::ParseReportJson(report_json, &again).ok() ||
+      !google::protobuf::util::MessageDifferencer::Equals(again, report)) {
+    std::fprintf(stderr, "a report printed as JSON does not parse back to itself: %s\n",
+                 report_json.c_str());
+    __builtin_trap();
+  }
+  v1::Verdict verdicts[kVariants];
+  Status statuses[kVariants];
+  for (int v = 0; v < kVariants; ++v)
+    statuses[v] = SharedEvaluator(static_cast<Variant>(v)).Evaluate(report, &verdicts[v]);
+  const std::string first = eval::ToJson(verdicts[0]);
+  for (int v = 1; v < kVariants; ++v) {
+    const std::string json = eval::ToJson(verdicts[v]);
+    if (statuses[v].ok() == statuses[0].ok() && json == first) continue;
+    std::fprintf(stderr, "%s and %s disagree on %s\n%s (%s): %s\n%s (%s): %s\n", kVariantNames[0],
+                 kVariantNames[v], report_json.c_str(), kVariantNames[0],
+                 statuses[0].message().c_str(), first.c_str(), kVariantNames[v],
+                 statuses[v].message().c_str(), json.c_str());
     __builtin_trap();
   }
   return 0;
