@@ -3,14 +3,17 @@
 // evaluated against a small pack that uses every kind of condition, by the
 // Hyperscan Evaluator, by the same with every field scanned (no gate) and
 // by the RE2::Set one, which must give the same verdict (the same rules,
-// the same spans, the same status). A parsed report printed as JSON must
-// parse back to the same report.
+// the same spans, the same status); `Explain` must show the rules matched
+// that the verdict flags. A parsed report printed as JSON must parse back
+// to the same report.
 #include <google/protobuf/util/message_differencer.h>
 
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <set>
 #include <string>
+#include <vector>
 
 #include "engine/eval/evaluator.h"
 #include "engine/eval/report_json.h"
@@ -92,6 +95,30 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                  statuses[0].message().c_str(), first.c_str(), kVariantNames[v],
                  statuses[v].message().c_str(), json.c_str());
     __builtin_trap();
+  }
+  // `carewatch explain` shows a rule author the same rules as matched.
+  if (statuses[0].ok()) {
+    static auto context = SharedEvaluator(kHyperscan).NewContext();
+    std::vector<eval::RuleTrace> traces;
+    if (!SharedEvaluator(kHyperscan).Explain(report, *context, &traces).ok()) {
+      std::fprintf(stderr, "Explain fails where Evaluate did not on %s\n", report_json.c_str());
+      __builtin_trap();
+    }
+    std::set<std::string> explained, flagged;
+    for (const eval::RuleTrace& t : traces) {
+      if (t.matched) explained.insert(t.rule->id);
+      if (!t.nodes.empty() && t.nodes[0].value != t.matched) {
+        std::fprintf(stderr, "rule %s: Explain's root node disagrees with its rule on %s\n",
+                     t.rule->id.c_str(), report_json.c_str());
+        __builtin_trap();
+      }
+    }
+    for (const v1::Flag& f : verdicts[0].flags()) flagged.insert(f.rule_id());
+    if (explained != flagged) {
+      std::fprintf(stderr, "Explain matched %zu rules where Evaluate flagged %zu on %s\n",
+                   explained.size(), flagged.size(), report_json.c_str());
+      __builtin_trap();
+    }
   }
   return 0;
 }
