@@ -412,6 +412,40 @@ void AppendPath(std::string_view path, std::string& key) {
   while (key.size() > root && key.back() == '/') key.pop_back();
 }
 
+// Appends the query to `key` as RFC 3986 (2.1, 2.3, 6.2.2) holds it
+// equivalent: percent-encoded unreserved characters decoded, the other
+// escapes' hex digits upper-cased, a '%' that starts no escape written
+// "%25", the bytes browsers escape escaped; nothing else changed (not '+',
+// not the order of parameters, not an escaped delimiter such as "%26").
+void AppendQuery(std::string_view query, std::string& key) {
+  if (query.find('%') == std::string_view::npos && AllOf(query, kQueryPlain)) {
+    key.append(query);
+    return;
+  }
+  for (size_t i = 0; i < query.size(); ++i) {
+    const char c = query[i];
+    if (c != '%') {
+      AppendEscaped(static_cast<unsigned char>(c), key);
+      continue;
+    }
+    const int hi = i + 2 < query.size() ? HexValue(query[i + 1]) : -1;
+    const int lo = i + 2 < query.size() ? HexValue(query[i + 2]) : -1;
+    if (hi < 0 || lo < 0) {
+      key += "%25";
+      continue;
+    }
+    const unsigned char decoded = static_cast<unsigned char>(hi * 16 + lo);
+    if (IsUnreserved(decoded)) {
+      key += static_cast<char>(decoded);
+    } else {
+      key += '%';
+      key += UpperHex(query[i + 1]);
+      key += UpperHex(query[i + 2]);
+    }
+    i += 2;
+  }
+}
+
 }  // namespace
 
 bool HostToAscii(std::string_view host, std::string* out) {
@@ -505,12 +539,7 @@ bool NormalizeUrl(std::string_view url, NormalizedUrl* out) {
   out->path_size = key.size() - out->authority_size;
   if (q != std::string_view::npos && q + 1 < rest.size()) {
     key += '?';
-    const std::string_view query = rest.substr(q + 1);
-    if (AllOf(query, kQueryPlain)) {
-      key.append(query);
-    } else {
-      for (char c : query) AppendEscaped(static_cast<unsigned char>(c), key);
-    }
+    AppendQuery(rest.substr(q + 1), key);
   }
   return true;
 }

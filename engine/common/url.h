@@ -54,7 +54,10 @@ bool HostToAscii(std::string_view host, std::string* out);
 //   slash dropped;
 // - in the path and the query, spaces, controls, non-ASCII bytes and
 //   " < > ` { } percent-encoded, as browsers send them;
-// - a fragment dropped; the query otherwise kept as it is.
+// - in the query, escapes as in the path (unreserved characters decoded,
+//   other escapes upper-cased, a stray '%' written "%25"), nothing else
+//   changed ('+', the order of parameters and escaped delimiters kept);
+// - a fragment dropped.
 // A host with a byte no host name may hold (space, '%', ':', '@', ...),
 // or a port that is not a number up to 65535, is no URL.
 // Returns nullopt for strings that have no host.

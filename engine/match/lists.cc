@@ -43,7 +43,7 @@ namespace {
 // Its last two characters number both the layout and the URL normalisation
 // (url.h) the index was built with: an index of keys normalised otherwise
 // is rebuilt.
-constexpr char kIndexMagic[8] = {'c', 'w', 'l', 'i', 's', 't', '0', '7'};
+constexpr char kIndexMagic[8] = {'c', 'w', 'l', 'i', 's', 't', '0', '8'};
 struct IndexHeader {
   char magic[8];
   uint64_t entries, slots, size, longest, changed_bytes, changed_spans, filter_blocks;

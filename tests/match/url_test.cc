@@ -309,6 +309,21 @@ TEST(UrlList, QueryEntryMatchesExactly) {
   EXPECT_FALSE(list.Contains("http://s.test/view"));
 }
 
+// A query's escapes are read as RFC 3986 holds them equivalent, so that
+// an escaped digit or letter does not take a listed URL off its list; what
+// a server may read otherwise ('+', the order, an escaped '&') is kept.
+TEST(UrlList, AQueryEntryMatchesItsEscapedSpellings) {
+  rules::ListDef def = UrlList({"https://s.test/view?id=5&k=a%2fb"});
+  CompiledList list(def);
+  EXPECT_TRUE(list.Contains("http://s.test/view?id=5&k=a%2Fb"));
+  EXPECT_TRUE(list.Contains("http://s.test/view?%69d=%35&k=a%2fb"));
+  EXPECT_FALSE(list.Contains("http://s.test/view?id=5&k=a/b"));
+  EXPECT_FALSE(list.Contains("http://s.test/view?k=a%2Fb&id=5"));
+  EXPECT_FALSE(list.Contains("http://s.test/view?id=5%26k=a%2Fb"));
+  EXPECT_EQ(NormalizeUrl("a.test/?q=a+b%20c%7e%zz%")->query(), "q=a+b%20c~%25zz%25");
+  EXPECT_EQ(NormalizeUrl("a.test/?q=%c3%a9 \xC3\xA9")->query(), "q=%C3%A9%20%C3%A9");
+}
+
 TEST(UrlList, AHugeUrlCostsLookupsBoundedByTheListNotByTheUrl) {
   rules::ListDef def = UrlList({"files.test/shared/a1", "bad.test"});
   CompiledList list(def);
