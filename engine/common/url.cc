@@ -340,6 +340,30 @@ bool AppendHost(std::string_view host, std::string& key) {
   return true;
 }
 
+// Appends the '%' at s[i] and what it starts to `key` as a key holds
+// them: an escaped unreserved character decoded, another escape's hex
+// digits upper-cased, a '%' that starts no escape written "%25" (kept bare,
+// an escape decoded after it could make a new one: "%%66" would be "%f6",
+// read again "%F6", and the key would not be its own key). Returns the
+// bytes read.
+size_t AppendPercent(std::string_view s, size_t i, std::string& key) {
+  const int hi = i + 2 < s.size() ? HexValue(s[i + 1]) : -1;
+  const int lo = i + 2 < s.size() ? HexValue(s[i + 2]) : -1;
+  if (hi < 0 || lo < 0) {
+    key += "%25";
+    return 1;
+  }
+  const unsigned char decoded = static_cast<unsigned char>(hi * 16 + lo);
+  if (IsUnreserved(decoded)) {
+    key += static_cast<char>(decoded);
+  } else {
+    key += '%';
+    key += UpperHex(s[i + 1]);
+    key += UpperHex(s[i + 2]);
+  }
+  return 3;
+}
+
 // Appends the path to `key`: backslashes as slashes, percent-encoded
 // unreserved characters decoded and the other escapes' hex digits
 // upper-cased, "." and ".." segments resolved (RFC 3986 5.2.4; ".." never
@@ -376,35 +400,13 @@ void AppendPath(std::string_view path, std::string& key) {
       segment = key.size();
       continue;
     }
-    if (c == '%' && i + 2 < path.size()) {
-      const int hi = HexValue(path[i + 1]), lo = HexValue(path[i + 2]);
-      if (hi >= 0 && lo >= 0) {
-        const unsigned char decoded = static_cast<unsigned char>(hi * 16 + lo);
-        if (IsUnreserved(decoded)) {
-          key += static_cast<char>(decoded);
-        } else {
-          key += '%';
-          key += UpperHex(path[i + 1]);
-          key += UpperHex(path[i + 2]);
-        }
-        i += 2;
-        continue;
-      }
-    }
-    if (c == '%') {
-      // A '%' that starts no escape is written as one ("%25"): kept bare,
-      // an escape decoded after it could make a new one ("%%66" would be
-      // "%f6" read again), and the key would not be its own key.
-      if (segment == std::string::npos) {
-        key += '/';
-        segment = key.size();
-      }
-      key += "%25";
-      continue;
-    }
     if (segment == std::string::npos) {  // a path that does not start with '/'
       key += '/';
       segment = key.size();
+    }
+    if (c == '%') {
+      i += AppendPercent(path, i, key) - 1;
+      continue;
     }
     AppendEscaped(static_cast<unsigned char>(c), key);
   }
@@ -413,36 +415,20 @@ void AppendPath(std::string_view path, std::string& key) {
 }
 
 // Appends the query to `key` as RFC 3986 (2.1, 2.3, 6.2.2) holds it
-// equivalent: percent-encoded unreserved characters decoded, the other
-// escapes' hex digits upper-cased, a '%' that starts no escape written
-// "%25", the bytes browsers escape escaped; nothing else changed (not '+',
-// not the order of parameters, not an escaped delimiter such as "%26").
+// equivalent: its escapes as AppendPercent writes them, the bytes browsers
+// escape escaped; nothing else changed (not '+', not the order of
+// parameters, not an escaped delimiter such as "%26").
 void AppendQuery(std::string_view query, std::string& key) {
   if (query.find('%') == std::string_view::npos && AllOf(query, kQueryPlain)) {
     key.append(query);
     return;
   }
   for (size_t i = 0; i < query.size(); ++i) {
-    const char c = query[i];
-    if (c != '%') {
-      AppendEscaped(static_cast<unsigned char>(c), key);
-      continue;
-    }
-    const int hi = i + 2 < query.size() ? HexValue(query[i + 1]) : -1;
-    const int lo = i + 2 < query.size() ? HexValue(query[i + 2]) : -1;
-    if (hi < 0 || lo < 0) {
-      key += "%25";
-      continue;
-    }
-    const unsigned char decoded = static_cast<unsigned char>(hi * 16 + lo);
-    if (IsUnreserved(decoded)) {
-      key += static_cast<char>(decoded);
+    if (query[i] == '%') {
+      i += AppendPercent(query, i, key) - 1;
     } else {
-      key += '%';
-      key += UpperHex(query[i + 1]);
-      key += UpperHex(query[i + 2]);
+      AppendEscaped(static_cast<unsigned char>(query[i]), key);
     }
-    i += 2;
   }
 }
 
