@@ -3,9 +3,9 @@
 // evaluated against a small pack that uses every kind of condition, by the
 // Hyperscan Evaluator, by the same with every field scanned (no gate) and
 // by the RE2::Set one, which must give the same verdict (the same rules,
-// the same spans, the same status); `Explain` must show the rules matched
-// that the verdict flags. A parsed report printed as JSON must parse back
-// to the same report.
+// the same spans, the same status, the same identifiers extracted);
+// `Explain` must show the rules matched that the verdict flags. A parsed report printed as JSON
+// must parse back to the same report.
 #include <google/protobuf/util/message_differencer.h>
 
 #include <cstddef>
@@ -49,6 +49,8 @@ rules:
   - {id: i, duty: d, severity: low, when: {all: [{field: surface, equals: dm}, {field: text, normalize: true, phrases: [meet up]}]}}
   - {id: j, duty: d, severity: low, when: {any: [{field: content_type, in: [image]}, {all: [{field: reason, equals: x}, {field: username, regex: 'q\d'}]}]}}
   - {id: k, duty: d, severity: low, when: {all: [{field: subject_age_band, in: [13_to_15]}, {field: profile_bio, normalize: true, phrases: [ab c]}]}}
+  - {id: x, duty: d, severity: low, when: {field: text, regex: '([a-z0-9._]+@[a-z0-9.-]+)\s*$', extract: email}}
+  - {id: y, duty: d, severity: low, when: {field: text, normalize: true, regex: '\bsnap ([a-z0-9]{3,})', extract: {kind: handle, platform: snapchat}}}
 )";
       rules::FileReader reader = [](const std::string& path,
                                     std::string*) -> std::optional<std::string> {
@@ -96,6 +98,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                  statuses[v].message().c_str(), json.c_str());
     __builtin_trap();
   }
+  // The identifiers the `extract:` leaves take are the same for each.
+  const auto identifiers = SharedEvaluator(kHyperscan).ExtractIdentifiers(report, verdicts[0], 16);
+  for (int v = 1; v < kVariants; ++v) {
+    if (SharedEvaluator(static_cast<Variant>(v)).ExtractIdentifiers(report, verdicts[v], 16) !=
+        identifiers) {
+      std::fprintf(stderr, "%s and %s extract different identifiers from %s\n", kVariantNames[0],
+                   kVariantNames[v], report_json.c_str());
+      __builtin_trap();
+    }
+  }
+  if (identifiers.size() > 16) {
+    std::fprintf(stderr, "more than 16 identifiers from %s\n", report_json.c_str());
+    __builtin_trap();
+  }
+
   // `carewatch explain` shows a rule author the same rules as matched.
   if (statuses[0].ok()) {
     static auto context = SharedEvaluator(kHyperscan).NewContext();
