@@ -49,6 +49,13 @@ std::string Re2Pattern(const std::string& pattern, uint32_t regex_flags) {
   return "(?" + inline_flags + ")" + translated;
 }
 
+namespace {
+// PCRE's \v and \h in UTF-8 (with or without ucp), as RE2 class members.
+constexpr const char* kVerticalSpace = "\\n\\x0B\\f\\r\\x{85}\\x{2028}\\x{2029}";
+constexpr const char* kHorizontalSpace =
+    "\\t \\x{A0}\\x{1680}\\x{180E}\\x{2000}-\\x{200A}\\x{202F}\\x{205F}\\x{3000}";
+}  // namespace
+
 std::string TranslateForRe2(const std::string& pattern, bool multiline) {
   // A pattern that sets `m` itself ("(?m)", "(?im:...)") keeps its '$'s.
   for (size_t at = pattern.find("(?"); at != std::string::npos && !multiline;
@@ -86,6 +93,23 @@ std::string TranslateForRe2(const std::string& pattern, bool multiline) {
         out += in_class ? "[:space:]" : "[[:space:]]";
       } else if (e == 'S') {
         out += in_class ? "[:^space:]" : "[[:^space:]]";
+      } else if (e == 'v' || e == 'h') {
+        const char* set = e == 'v' ? kVerticalSpace : kHorizontalSpace;
+        if (in_class) {
+          out += set;
+        } else {
+          out += '[';
+          out += set;
+          out += ']';
+        }
+      } else if ((e == 'V' || e == 'H') && !in_class) {
+        out += "[^";
+        out += e == 'V' ? kVerticalSpace : kHorizontalSpace;
+        out += ']';
+      } else if (e == 'Z' && !in_class) {
+        out += "(?:\\n?\\z)";
+      } else if (e == 'e') {
+        out += "\\x1B";
       } else {
         out += c;
         out += e;

@@ -29,10 +29,15 @@ std::string Re2Pattern(const std::string& pattern, uint32_t regex_flags);
 //  - \s and \S: PCRE's white space includes the vertical tab, RE2's does
 //    not; both become RE2's [[:space:]] ([:space:] in a class), which is
 //    PCRE's set;
+//  - \v: PCRE's is any vertical white space (line feed to carriage
+//    return, U+0085, U+2028, U+2029), RE2's the vertical tab alone; it
+//    becomes that set;
 //  - $ without `multiline`: PCRE's also matches before a newline that ends
 //    the value, RE2's only at the end; it becomes (?:\n?\z), so that RE2
 //    finds the same matches (a span then also covers that newline); a
 //    pattern that sets `m` itself keeps its '$'s.
+// And PCRE escapes RE2 lacks, which it would refuse: \h (horizontal white
+// space) and \V, \H (outside a class), \Z (as (?:\n?\z)), \e (escape).
 // Escapes, classes and \Q...\E quoting are read, so that "\$", "[$]" and
 // "\Q\s\E" keep their meaning.
 std::string TranslateForRe2(const std::string& pattern, bool multiline);

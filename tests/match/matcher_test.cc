@@ -94,7 +94,9 @@ TEST(Matcher, MultilineFlag) {
 
 // Where PCRE's syntax and RE2's agree but their meanings do not, RE2 is
 // given a translation (rules::TranslateForRe2): white space includes the
-// vertical tab, and '$' also matches before a newline that ends the value.
+// vertical tab, \v is any vertical white space, and '$' also matches
+// before a newline that ends the value; \h, \H, \V, \Z and \e, which RE2
+// lacks, are written as RE2 can read them.
 // Without it Hyperscan flagged such a match and RE2 found no span for it.
 TEST(Matcher, RegexesMatchWhatTheirSpansShow) {
   struct Case {
@@ -117,6 +119,29 @@ TEST(Matcher, RegexesMatchWhatTheirSpansShow) {
       {"a[$]", 0, "a$", {{0, 2}}},
       {"\\Q\\s$\\E", 0, "\\s$", {{0, 3}}},
       {"[]\\s]x", 0, "]x \vx", {{0, 2}, {3, 5}}},
+      {"a\\vb",
+       0,
+       "a\nb a\xE2\x80\xA8"
+       "b",
+       {{0, 3}, {4, 9}}},
+      {"a[\\v]b",
+       0,
+       "a\xC2\x85"
+       "b",
+       {{0, 4}}},
+      {"a\\Vb", 0, "a\nb a b", {{4, 7}}},
+      {"a\\hb",
+       0,
+       "a\xC2\xA0"
+       "b",
+       {{0, 4}}},
+      {"a\\Hb", 0, "a\tb axb", {{4, 7}}},
+      {"a\\Z", 0, "a\n", {{0, 2}}},
+      {"a\\eb",
+       0,
+       "a\x1B"
+       "b",
+       {{0, 3}}},
   };
   for (const Case& c : cases) {
     auto m = Build({Regex(c.re, c.flags)});
@@ -125,19 +150,39 @@ TEST(Matcher, RegexesMatchWhatTheirSpansShow) {
   }
   // Random patterns of these pieces on random texts: Hyperscan reports a
   // match exactly when RE2 finds a span.
-  const char* pieces[] = {"a", "b", "\\s", "\\S", "[\\s]", "[^\\s]", "[a\\s]", "\\s+", "."};
-  const char texts[] = {'a', 'b', '\v', '\n', ' ', '\t', '\f', '\r', 'x'};
+  const char* pieces[] = {"a",   "b",   "\\s",   "\\S", "[\\s]", "[^\\s]", "[a\\s]", "\\s+", ".",
+                          "\\v", "\\V", "[\\v]", "\\h", "\\H",   "[\\h]",  "[a\\v]", "\\e"};
+  const char* texts[] = {"a",
+                         "b",
+                         "\v",
+                         "\n",
+                         " ",
+                         "\t",
+                         "\f",
+                         "\r",
+                         "x",
+                         "\xC2\x85",
+                         "\xC2\xA0",
+                         "\x1B",
+                         "\xE2\x80\xA8",
+                         "\xE3\x80\x80",
+                         "\xE1\x9A\x80",
+                         "\xE2\x80\x89"};
   std::mt19937 rng(3);
   int matched = 0;
-  for (int round = 0; round < 150; ++round) {
+  for (int round = 0; round < 300; ++round) {
     std::string re;
-    for (int i = 0, n = 1 + static_cast<int>(rng() % 3); i < n; ++i) re += pieces[rng() % 9];
-    if (rng() % 2) re += "$";
+    for (int i = 0, n = 1 + static_cast<int>(rng() % 3); i < n; ++i)
+      re += pieces[rng() % std::size(pieces)];
+    const uint32_t end = rng() % 4;
+    if (end == 1) re += "$";
+    if (end == 2) re += "\\Z";
     const uint32_t flags = rng() % 2 ? rules::kMultiline : 0;
     auto m = Build({Regex(re, flags)});
     for (int t = 0; t < 40; ++t) {
       std::string text;
-      for (int i = 0, n = static_cast<int>(rng() % 6); i < n; ++i) text += texts[rng() % 9];
+      for (int i = 0, n = static_cast<int>(rng() % 6); i < n; ++i)
+        text += texts[rng() % std::size(texts)];
       const bool hit = !Hits(*m, text).empty();
       ASSERT_EQ(hit, !SpansOf(*m, 0, text).empty()) << "'" << re << "' flags " << flags;
       matched += hit;
