@@ -44,7 +44,7 @@ rules:
   - {id: c, duty: d, severity: low, when: {any: [{field: url, in_list: u}, {field: hash, in_list: h}, {field: username, regex: '^adm', flags: [case_sensitive]}]}}
   - {id: e, duty: d, severity: low, when: {none: [{field: profile_bio, regex: 'ok', flags: [ucp]}]}}
   - {id: f, duty: d, severity: low, when: {field: caption, phrases: [ab, ab cd, b c]}}
-  - {id: g, duty: d, severity: low, when: {field: text, regex: '[a-c]{2,}\s?\d|\bzz$|\S\s$'}}
+  - {id: g, duty: d, severity: low, when: {field: text, regex: '[a-c]{2,}\s?\d|\bzz$|\S\s$|x\vy|q\h+r\Z'}}
   - {id: h, duty: d, severity: low, when: {field: url, normalize: true, phrases: [ef]}}
   - {id: i, duty: d, severity: low, when: {all: [{field: surface, equals: dm}, {field: text, normalize: true, phrases: [meet up]}]}}
   - {id: j, duty: d, severity: low, when: {any: [{field: content_type, in: [image]}, {all: [{field: reason, equals: x}, {field: username, regex: 'q\d'}]}]}}
