@@ -177,7 +177,7 @@ TEST(Matcher, RegexesMatchWhatTheirSpansShow) {
     const uint32_t end = rng() % 4;
     if (end == 1) re += "$";
     if (end == 2) re += "\\Z";
-    const uint32_t flags = rng() % 2 ? rules::kMultiline : 0;
+    const uint32_t flags = rng() % 2 ? static_cast<uint32_t>(rules::kMultiline) : 0u;
     auto m = Build({Regex(re, flags)});
     for (int t = 0; t < 40; ++t) {
       std::string text;
