@@ -31,6 +31,8 @@ constexpr Row kCanonical[] = {
     {"profile_url", "https://bücher.example/u/x", "xn--bcher-kva.example/u/x"},
     {"profile_url", "https://%6Ftherapp.test/u/../u/alice", "otherapp.test/u/alice"},
     {"profile_url", "https:otherapp.test/u/zoë", "otherapp.test/u/zo%C3%AB"},
+    {"profile_url", "otherapp.test/profile?id=%34%32&n=%2f", "otherapp.test/profile?id=42&n=%2F"},
+    {"profile_url", "otherapp.test/u/100%", "otherapp.test/u/100%25"},
 };
 
 TEST(Canonical, TableOfCanonicalForms) {
