@@ -44,7 +44,7 @@ std::string Re2Pattern(const std::string& pattern, uint32_t regex_flags) {
   if (!(regex_flags & kCaseSensitive)) inline_flags += 'i';
   if (regex_flags & kDotAll) inline_flags += 's';
   if (regex_flags & kMultiline) inline_flags += 'm';
-  std::string translated = TranslateForRe2(pattern, regex_flags & kMultiline);
+  std::string translated = TranslateForRe2(pattern, regex_flags);
   if (inline_flags.empty()) return translated;
   return "(?" + inline_flags + ")" + translated;
 }
@@ -54,9 +54,15 @@ namespace {
 constexpr const char* kVerticalSpace = "\\n\\x0B\\f\\r\\x{85}\\x{2028}\\x{2029}";
 constexpr const char* kHorizontalSpace =
     "\\t \\x{A0}\\x{1680}\\x{180E}\\x{2000}-\\x{200A}\\x{202F}\\x{205F}\\x{3000}";
+// With `ucp`, PCRE's \w (letters, numbers, '_') and \s (separators, \h
+// and \v), as RE2 class members.
+constexpr const char* kUcpWord = "\\p{L}\\p{N}_";
+constexpr const char* kUcpSpace = "\\p{Z}\\t\\n\\x0B\\f\\r\\x{85}\\x{180E}";
 }  // namespace
 
-std::string TranslateForRe2(const std::string& pattern, bool multiline) {
+std::string TranslateForRe2(const std::string& pattern, uint32_t regex_flags) {
+  bool multiline = regex_flags & kMultiline;
+  const bool ucp = regex_flags & kUcp;
   // A pattern that sets `m` itself ("(?m)", "(?im:...)") keeps its '$'s.
   for (size_t at = pattern.find("(?"); at != std::string::npos && !multiline;
        at = pattern.find("(?", at + 2)) {
@@ -89,6 +95,21 @@ std::string TranslateForRe2(const std::string& pattern, bool multiline) {
       if (e == 'Q') {
         quoted = true;
         out += "\\Q";
+      } else if (ucp && (e == 'd' || e == 'D')) {
+        out += e == 'd' ? "\\p{Nd}" : "\\P{Nd}";
+      } else if (ucp && (e == 'w' || e == 's')) {
+        const char* set = e == 'w' ? kUcpWord : kUcpSpace;
+        if (in_class) {
+          out += set;
+        } else {
+          out += '[';
+          out += set;
+          out += ']';
+        }
+      } else if (ucp && (e == 'W' || e == 'S') && !in_class) {
+        out += "[^";
+        out += e == 'W' ? kUcpWord : kUcpSpace;
+        out += ']';
       } else if (e == 's') {
         out += in_class ? "[:space:]" : "[[:space:]]";
       } else if (e == 'S') {

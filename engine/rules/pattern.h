@@ -1,6 +1,7 @@
 #ifndef CAREWATCH_ENGINE_RULES_PATTERN_H_
 #define CAREWATCH_ENGINE_RULES_PATTERN_H_
 
+#include <cstdint>
 #include <string>
 
 #include "engine/rules/ruleset.h"
@@ -36,11 +37,15 @@ std::string Re2Pattern(const std::string& pattern, uint32_t regex_flags);
 //    the value, RE2's only at the end; it becomes (?:\n?\z), so that RE2
 //    finds the same matches (a span then also covers that newline); a
 //    pattern that sets `m` itself keeps its '$'s.
+//  - with `ucp`, \d, \w and \s: PCRE's are Unicode's decimal digits, its
+//    letters, numbers and '_', and its separators with \h and \v; RE2's
+//    are ASCII; they become those sets (\W and \S outside a class only);
+//    \b, which RE2 keeps to ASCII, stays as it is.
 // And PCRE escapes RE2 lacks, which it would refuse: \h (horizontal white
 // space) and \V, \H (outside a class), \Z (as (?:\n?\z)), \e (escape).
 // Escapes, classes and \Q...\E quoting are read, so that "\$", "[$]" and
 // "\Q\s\E" keep their meaning.
-std::string TranslateForRe2(const std::string& pattern, bool multiline);
+std::string TranslateForRe2(const std::string& pattern, uint32_t regex_flags);
 
 // Checks that both engines accept `pattern` with `regex_flags`. Returns an
 // empty string when they do, else the engine's own message.

@@ -42,7 +42,7 @@ rules:
   - {id: a, duty: d, severity: low, when: {field: text, normalize: true, phrases: [add me on snap]}}
   - {id: b, duty: d, severity: low, when: {at_least: 2, of: [{field: caption, regex: 'x\d+'}, {field: surface, in: [comment]}, {field: attributes.k, exists: true}]}}
   - {id: c, duty: d, severity: low, when: {any: [{field: url, in_list: u}, {field: hash, in_list: h}, {field: username, regex: '^adm', flags: [case_sensitive]}]}}
-  - {id: e, duty: d, severity: low, when: {none: [{field: profile_bio, regex: 'ok', flags: [ucp]}]}}
+  - {id: e, duty: d, severity: low, when: {none: [{field: profile_bio, regex: 'ok|\d\w\s\W\D', flags: [ucp]}]}}
   - {id: f, duty: d, severity: low, when: {field: caption, phrases: [ab, ab cd, b c]}}
   - {id: g, duty: d, severity: low, when: {field: text, regex: '[a-c]{2,}\s?\d|\bzz$|\S\s$|x\vy|q\h+r\Z'}}
   - {id: h, duty: d, severity: low, when: {field: url, normalize: true, phrases: [ef]}}

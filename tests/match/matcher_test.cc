@@ -150,8 +150,9 @@ TEST(Matcher, RegexesMatchWhatTheirSpansShow) {
   }
   // Random patterns of these pieces on random texts: Hyperscan reports a
   // match exactly when RE2 finds a span.
-  const char* pieces[] = {"a",   "b",   "\\s",   "\\S", "[\\s]", "[^\\s]", "[a\\s]", "\\s+", ".",
-                          "\\v", "\\V", "[\\v]", "\\h", "\\H",   "[\\h]",  "[a\\v]", "\\e"};
+  const char* pieces[] = {"a",   "b",   "\\s", "\\S",   "[\\s]", "[^\\s]", "[a\\s]", "\\s+",
+                          ".",   "\\v", "\\V", "[\\v]", "\\h",   "\\H",    "[\\h]",  "[a\\v]",
+                          "\\e", "\\d", "\\D", "\\w",   "\\W",   "[\\w]",  "[a\\d]", "\\w+"};
   const char* texts[] = {"a",
                          "b",
                          "\v",
@@ -167,19 +168,26 @@ TEST(Matcher, RegexesMatchWhatTheirSpansShow) {
                          "\xE2\x80\xA8",
                          "\xE3\x80\x80",
                          "\xE1\x9A\x80",
-                         "\xE2\x80\x89"};
+                         "\xE2\x80\x89",
+                         "7",
+                         "_",
+                         "\xC3\xA9",      // e with an acute accent: a letter
+                         "\xD9\xA3",      // an Arabic-Indic digit: a decimal digit
+                         "\xE2\x85\xAB",  // a Roman numeral: a number, not a digit
+                         "\xCE\xB6"};     // a Greek letter
   std::mt19937 rng(3);
   int matched = 0;
-  for (int round = 0; round < 300; ++round) {
+  for (int round = 0; round < 200; ++round) {
     std::string re;
     for (int i = 0, n = 1 + static_cast<int>(rng() % 3); i < n; ++i)
       re += pieces[rng() % std::size(pieces)];
     const uint32_t end = rng() % 4;
     if (end == 1) re += "$";
     if (end == 2) re += "\\Z";
-    const uint32_t flags = rng() % 2 ? static_cast<uint32_t>(rules::kMultiline) : 0u;
+    const uint32_t flags = (rng() % 2 ? static_cast<uint32_t>(rules::kMultiline) : 0u) |
+                           (rng() % 2 ? static_cast<uint32_t>(rules::kUcp) : 0u);
     auto m = Build({Regex(re, flags)});
-    for (int t = 0; t < 40; ++t) {
+    for (int t = 0; t < 60; ++t) {
       std::string text;
       for (int i = 0, n = static_cast<int>(rng() % 6); i < n; ++i)
         text += texts[rng() % std::size(texts)];
