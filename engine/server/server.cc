@@ -235,6 +235,10 @@ Status Server::Start(std::shared_ptr<ledger::WriterLock> writer_lock) {
   }
   s = Listen();
   if (!s.ok()) return s;
+  {
+    std::lock_guard<std::mutex> lock(state_->sweep_mu);
+    state_->first_sweep_pending = true;
+  }
   sweeper_thread_ = std::thread([this] {
     NameThisThread("cw-sweeper");
     int64_t last_prune = INT64_MIN;
@@ -258,6 +262,7 @@ Status Server::Start(std::shared_ptr<ledger::WriterLock> writer_lock) {
           Log("info", "sweeper: recovered");
           state_->sweep_error.clear();
         }
+        if (st.ok()) state_->first_sweep_pending = false;
       }
       std::unique_lock<std::mutex> lock(done_mu_);
       done_cv_.wait_for(lock, std::chrono::milliseconds(config_.sweep_interval_ms),
@@ -414,6 +419,8 @@ Status Server::Listen() {
       {
         std::lock_guard<std::mutex> lock(st->sweep_mu);
         sweep_error = st->sweep_error;
+        if (sweep_error.empty() && st->first_sweep_pending)
+          sweep_error = "the first deadline sweep since the start has not finished";
       }
       std::string why = st->draining           ? "draining"
                         : !h.ok()              ? "not ready: " + h.message()

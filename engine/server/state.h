@@ -209,6 +209,9 @@ struct Server::State {
   // The sweeper's last error ("" while it succeeds): /readyz fails meanwhile.
   std::mutex sweep_mu;
   std::string sweep_error;
+  // Whether a server with a sweeper has yet to finish its first sweep: until
+  // then no deadline has been enforced since the start, and /readyz fails.
+  bool first_sweep_pending = false;
   // Rules.Reload reaches the server through this.
   std::function<Status(std::vector<std::string>*)> reload;
 };
@@ -239,17 +242,17 @@ class WaitingCall {
               ? "too many calls waiting for the writer's answer on this queueing replica (" +
                     std::to_string(cap) + ", each holding a thread; max_waiting_calls " +
                     std::to_string(s.config.max_waiting_calls) + "); try again later"
-              : "too many calls waiting for the ledger (max_waiting_calls " +
-                    std::to_string(cap) + "); try again later");
+              : "too many calls waiting for the ledger (max_waiting_calls " + std::to_string(cap) +
+                    "); try again later");
       return;
     }
     if (s.waiting_bytes.fetch_add(bytes) + bytes > s.config.max_waiting_bytes) {
       s.waiting_bytes.fetch_sub(bytes);
       s.waiting_calls.fetch_sub(1);
-      refusal_ = grpc::Status(
-          grpc::StatusCode::RESOURCE_EXHAUSTED,
-          "the calls waiting for the ledger hold too many bytes (max_waiting_bytes " +
-              std::to_string(s.config.max_waiting_bytes) + "); try again later");
+      refusal_ =
+          grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                       "the calls waiting for the ledger hold too many bytes (max_waiting_bytes " +
+                           std::to_string(s.config.max_waiting_bytes) + "); try again later");
       return;
     }
     held_.calls = 1;

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -22,6 +23,7 @@
 #include <functional>
 #include <latch>
 #include <map>
+#include <mutex>
 #include <regex>
 #include <set>
 #include <thread>
@@ -2533,6 +2535,60 @@ TEST_F(ServerTest, TlsAndMutualTls) {
 
 // The sweeper's errors are never ignored: with the server's clock stepped
 // back, /readyz fails and the error is counted, until the clock catches up.
+// /readyz waits for the first deadline sweep: until it has run, nothing
+// overdue since the last stop has been marked, and a caller told "ready"
+// would read open obligations that are past their deadlines. The sweeper
+// is held at its first reading of the clock until the test has seen 503.
+TEST_F(ServerTest, ReadinessWaitsForTheFirstDeadlineSweep) {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool release = false;
+  server::ServerConfig config;
+  config.listen = "127.0.0.1:0";
+  int metrics_port = FreePort();
+  config.metrics = "127.0.0.1:" + std::to_string(metrics_port);
+  config.rules = {rules_};
+  config.ledger = "sqlite://" + dir_ + "/ledger.db";
+  config.tokens = dir_ + "/tokens.yaml";
+  config.cache_dir = dir_ + "/cache";
+  config.sweep_interval_ms = 20;
+  config.clock = [&] {
+    char name[16] = {};
+    pthread_getname_np(pthread_self(), name, sizeof name);
+    if (std::string(name) == "cw-sweeper") {
+      std::unique_lock<std::mutex> lock(mu);
+      cv.wait(lock, [&] { return release; });
+    }
+    return Now();
+  };
+  auto let_go = [&] {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      release = true;
+    }
+    cv.notify_all();
+  };
+  server::Server server(config);
+  // Declared after the server, so destroyed before it: a failed assertion
+  // still lets the sweeper go, and the server's stop does not wait forever.
+  std::shared_ptr<void> guard(nullptr, [&](void*) { let_go(); });
+  ASSERT_TRUE(server.Start().ok());
+  httplib::Client http("127.0.0.1", metrics_port);
+  auto res = http.Get("/readyz");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 503);
+  EXPECT_NE(res->body.find("first deadline sweep"), std::string::npos) << res->body;
+  let_go();
+  bool ready = false;
+  for (int i = 0; i < 500 && !ready; ++i) {
+    res = http.Get("/readyz");
+    ready = res && res->status == 200;
+    if (!ready) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(ready) << (res ? res->body : "no answer");
+  server.Shutdown(1000);
+}
+
 TEST_F(ServerTest, AFailingSweeperMakesTheServiceNotReady) {
   std::atomic<int64_t> now{Now()};
   server::ServerConfig config;
