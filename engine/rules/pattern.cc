@@ -76,6 +76,17 @@ std::string TranslateForRe2(const std::string& pattern, uint32_t regex_flags) {
   out.reserve(pattern.size() + 16);
   bool in_class = false;  // inside [...]
   bool quoted = false;    // inside \Q...\E
+  // A set of class members: as they are inside a class, bracketed outside.
+  auto append_set = [&](const char* members) {
+    if (!in_class) out += '[';
+    out += members;
+    if (!in_class) out += ']';
+  };
+  auto append_negated = [&](const char* members) {  // outside a class only
+    out += "[^";
+    out += members;
+    out += ']';
+  };
   const size_t n = pattern.size();
   for (size_t i = 0; i < n; ++i) {
     const char c = pattern[i];
@@ -98,35 +109,17 @@ std::string TranslateForRe2(const std::string& pattern, uint32_t regex_flags) {
       } else if (ucp && (e == 'd' || e == 'D')) {
         out += e == 'd' ? "\\p{Nd}" : "\\P{Nd}";
       } else if (ucp && (e == 'w' || e == 's')) {
-        const char* set = e == 'w' ? kUcpWord : kUcpSpace;
-        if (in_class) {
-          out += set;
-        } else {
-          out += '[';
-          out += set;
-          out += ']';
-        }
+        append_set(e == 'w' ? kUcpWord : kUcpSpace);
       } else if (ucp && (e == 'W' || e == 'S') && !in_class) {
-        out += "[^";
-        out += e == 'W' ? kUcpWord : kUcpSpace;
-        out += ']';
+        append_negated(e == 'W' ? kUcpWord : kUcpSpace);
       } else if (e == 's') {
         out += in_class ? "[:space:]" : "[[:space:]]";
       } else if (e == 'S') {
         out += in_class ? "[:^space:]" : "[[:^space:]]";
       } else if (e == 'v' || e == 'h') {
-        const char* set = e == 'v' ? kVerticalSpace : kHorizontalSpace;
-        if (in_class) {
-          out += set;
-        } else {
-          out += '[';
-          out += set;
-          out += ']';
-        }
+        append_set(e == 'v' ? kVerticalSpace : kHorizontalSpace);
       } else if ((e == 'V' || e == 'H') && !in_class) {
-        out += "[^";
-        out += e == 'V' ? kVerticalSpace : kHorizontalSpace;
-        out += ']';
+        append_negated(e == 'V' ? kVerticalSpace : kHorizontalSpace);
       } else if (e == 'Z' && !in_class) {
         out += "(?:\\n?\\z)";
       } else if (e == 'e') {
