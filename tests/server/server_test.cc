@@ -183,6 +183,21 @@ class ServerTest : public ::testing::Test {
   friend class AsyncEvaluations;  // its reports are Flaggable's
 
  protected:
+  // A carewatchd in this process on the fixture's ledger, rules and
+  // tokens, serving /readyz and /metrics on `metrics_port`, sweeping every
+  // 20 ms.
+  server::ServerConfig InProcessConfig(int metrics_port) const {
+    server::ServerConfig config;
+    config.listen = "127.0.0.1:0";
+    config.metrics = "127.0.0.1:" + std::to_string(metrics_port);
+    config.rules = {rules_};
+    config.ledger = "sqlite://" + dir_ + "/ledger.db";
+    config.tokens = dir_ + "/tokens.yaml";
+    config.cache_dir = dir_ + "/cache";
+    config.sweep_interval_ms = 20;
+    return config;
+  }
+
   void SetUp() override {
     dir_ = ::testing::TempDir() + "/cw-server-" + std::to_string(::getpid()) + "-" +
            ::testing::UnitTest::GetInstance()->current_test_info()->name();
@@ -2533,8 +2548,6 @@ TEST_F(ServerTest, TlsAndMutualTls) {
   EXPECT_FALSE(evaluate(grpc::InsecureChannelCredentials()).ok()) << "plaintext is refused";
 }
 
-// The sweeper's errors are never ignored: with the server's clock stepped
-// back, /readyz fails and the error is counted, until the clock catches up.
 // /readyz waits for the first deadline sweep: until it has run, nothing
 // overdue since the last stop has been marked, and a caller told "ready"
 // would read open obligations that are past their deadlines. The sweeper
@@ -2543,15 +2556,8 @@ TEST_F(ServerTest, ReadinessWaitsForTheFirstDeadlineSweep) {
   std::mutex mu;
   std::condition_variable cv;
   bool release = false;
-  server::ServerConfig config;
-  config.listen = "127.0.0.1:0";
-  int metrics_port = FreePort();
-  config.metrics = "127.0.0.1:" + std::to_string(metrics_port);
-  config.rules = {rules_};
-  config.ledger = "sqlite://" + dir_ + "/ledger.db";
-  config.tokens = dir_ + "/tokens.yaml";
-  config.cache_dir = dir_ + "/cache";
-  config.sweep_interval_ms = 20;
+  const int metrics_port = FreePort();
+  server::ServerConfig config = InProcessConfig(metrics_port);
   config.clock = [&] {
     char name[16] = {};
     pthread_getname_np(pthread_self(), name, sizeof name);
@@ -2589,17 +2595,12 @@ TEST_F(ServerTest, ReadinessWaitsForTheFirstDeadlineSweep) {
   server.Shutdown(1000);
 }
 
+// The sweeper's errors are never ignored: with the server's clock stepped
+// back, /readyz fails and the error is counted, until the clock catches up.
 TEST_F(ServerTest, AFailingSweeperMakesTheServiceNotReady) {
   std::atomic<int64_t> now{Now()};
-  server::ServerConfig config;
-  config.listen = "127.0.0.1:0";
-  int metrics_port = FreePort();
-  config.metrics = "127.0.0.1:" + std::to_string(metrics_port);
-  config.rules = {rules_};
-  config.ledger = "sqlite://" + dir_ + "/ledger.db";
-  config.tokens = dir_ + "/tokens.yaml";
-  config.cache_dir = dir_ + "/cache";
-  config.sweep_interval_ms = 20;
+  const int metrics_port = FreePort();
+  server::ServerConfig config = InProcessConfig(metrics_port);
   config.clock = [&now] { return now.load(); };
   server::Server server(config);
   ASSERT_TRUE(server.Start().ok());
