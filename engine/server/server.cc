@@ -233,12 +233,13 @@ Status Server::Start(std::shared_ptr<ledger::WriterLock> writer_lock) {
           }
         });
   }
-  s = Listen();
-  if (!s.ok()) return s;
   {
+    // Before /readyz can be asked (Listen), so that it is never ready first.
     std::lock_guard<std::mutex> lock(state_->sweep_mu);
     state_->first_sweep_pending = true;
   }
+  s = Listen();
+  if (!s.ok()) return s;
   sweeper_thread_ = std::thread([this] {
     NameThisThread("cw-sweeper");
     int64_t last_prune = INT64_MIN;
