@@ -129,12 +129,10 @@ Status Matcher::BuildRe2(const std::vector<PatternLeaf>& leaves, bool literal_le
       re2_.push_back(nullptr);  // spans of literals are found without a regex
       continue;
     }
-    std::string joined;
-    for (const std::string& e : leaf.expressions) {
-      joined += (joined.empty() ? "(?:" : "|(?:") + e + ")";
-    }
-    auto re = std::make_unique<RE2>(rules::Re2Pattern(joined, leaf.regex_flags), options);
+    auto re = std::make_unique<RE2>(rules::Re2Pattern(leaf.expressions, leaf.regex_flags), options);
     if (!re->ok()) {
+      std::string joined;
+      for (const std::string& e : leaf.expressions) joined += (joined.empty() ? "" : "|") + e;
       return Status::InvalidArgument("pattern '" + joined + "' rejected by RE2: " + re->error());
     }
     re2_.push_back(std::move(re));

@@ -5,6 +5,8 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <string_view>
+#include <vector>
 
 namespace carewatch::rules {
 
@@ -40,13 +42,23 @@ unsigned HyperscanFlags(uint32_t regex_flags) {
 }
 
 std::string Re2Pattern(const std::string& pattern, uint32_t regex_flags) {
-  std::string inline_flags;
-  if (!(regex_flags & kCaseSensitive)) inline_flags += 'i';
-  if (regex_flags & kDotAll) inline_flags += 's';
-  if (regex_flags & kMultiline) inline_flags += 'm';
-  std::string translated = TranslateForRe2(pattern, regex_flags);
-  if (inline_flags.empty()) return translated;
-  return "(?" + inline_flags + ")" + translated;
+  return Re2Pattern(std::vector<std::string>{pattern}, regex_flags);
+}
+
+std::string Re2Pattern(const std::vector<std::string>& alternatives, uint32_t regex_flags) {
+  std::string out;
+  if (!(regex_flags & kCaseSensitive)) out += 'i';
+  if (regex_flags & kDotAll) out += 's';
+  if (regex_flags & kMultiline) out += 'm';
+  if (!out.empty()) out = "(?" + out + ")";
+  if (alternatives.size() == 1) return out + TranslateForRe2(alternatives[0], regex_flags);
+  for (size_t i = 0; i < alternatives.size(); ++i) {
+    // Each translated alone: an option or comment in one ends with it.
+    out += i == 0 ? "(?:" : "|(?:";
+    out += TranslateForRe2(alternatives[i], regex_flags);
+    out += ')';
+  }
+  return out;
 }
 
 namespace {
@@ -60,18 +72,56 @@ constexpr const char* kUcpWord = "\\p{L}\\p{N}_";
 constexpr const char* kUcpSpace = "\\p{Z}\\t\\n\\x0B\\f\\r\\x{85}\\x{180E}";
 }  // namespace
 
-std::string TranslateForRe2(const std::string& pattern, uint32_t regex_flags) {
-  bool multiline = regex_flags & kMultiline;
-  const bool ucp = regex_flags & kUcp;
-  // A pattern that sets `m` itself ("(?m)", "(?im:...)") keeps its '$'s.
-  for (size_t at = pattern.find("(?"); at != std::string::npos && !multiline;
-       at = pattern.find("(?", at + 2)) {
-    for (size_t k = at + 2; k < pattern.size(); ++k) {
-      const char f = pattern[k];
-      if (f == 'm') multiline = true;
-      if (!((f >= 'a' && f <= 'z') || (f >= 'A' && f <= 'Z') || f == '-')) break;
+namespace {
+// The verbs Hyperscan accepts at the start of a pattern: (*UTF8) and (*UTF)
+// (carewatch always matches UTF-8) and (*UCP). Returns how many bytes they
+// take; sets *ucp for (*UCP).
+size_t LeadingVerbs(const std::string& pattern, bool* ucp) {
+  size_t at = 0;
+  for (;;) {
+    if (pattern.compare(at, 7, "(*UTF8)") == 0) {
+      at += 7;
+    } else if (pattern.compare(at, 6, "(*UTF)") == 0) {
+      at += 6;
+    } else if (pattern.compare(at, 6, "(*UCP)") == 0) {
+      *ucp = true;
+      at += 6;
+    } else {
+      return at;
     }
   }
+}
+
+bool IsPatternSpace(char c) {  // what `x` ignores outside a class
+  return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
+}
+
+void AppendCodePoint(uint32_t value, std::string* out) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "\\x{%X}", value);
+  *out += buf;
+}
+
+// PCRE's own Unicode properties, which RE2 lacks, as RE2 class members.
+const char* PcreProperty(std::string_view name) {
+  if (name == "L&") return "\\p{Lu}\\p{Ll}\\p{Lt}";
+  if (name == "Xan") return "\\p{L}\\p{N}";
+  if (name == "Xwd") return "\\p{L}\\p{N}_";
+  if (name == "Xsp" || name == "Xps") return "\\p{Z}\\t\\n\\x0B\\f\\r";
+  return nullptr;
+}
+}  // namespace
+
+std::string TranslateForRe2(const std::string& pattern, uint32_t regex_flags) {
+  bool ucp = regex_flags & kUcp;
+  // The options in force: the rule's, then what a group sets ("(?m)",
+  // "(?x:...)", "(?-m)") until the group ends, as PCRE and RE2 scope them.
+  struct Options {
+    bool multiline;
+    bool extended;  // `x`: white space and #-comments outside a class ignored
+  };
+  Options options{(regex_flags & kMultiline) != 0, false};
+  std::vector<Options> groups;
   std::string out;
   out.reserve(pattern.size() + 16);
   bool in_class = false;  // inside [...]
@@ -88,7 +138,7 @@ std::string TranslateForRe2(const std::string& pattern, uint32_t regex_flags) {
     out += ']';
   };
   const size_t n = pattern.size();
-  for (size_t i = 0; i < n; ++i) {
+  for (size_t i = LeadingVerbs(pattern, &ucp); i < n; ++i) {
     const char c = pattern[i];
     if (quoted) {
       if (c == '\\' && i + 1 < n && pattern[i + 1] == 'E') {
@@ -106,6 +156,8 @@ std::string TranslateForRe2(const std::string& pattern, uint32_t regex_flags) {
       if (e == 'Q') {
         quoted = true;
         out += "\\Q";
+      } else if (e == 'E') {
+        // An \E that ends no \Q...\E: PCRE ignores it.
       } else if (ucp && (e == 'd' || e == 'D')) {
         out += e == 'd' ? "\\p{Nd}" : "\\P{Nd}";
       } else if (ucp && (e == 'w' || e == 's')) {
@@ -124,6 +176,52 @@ std::string TranslateForRe2(const std::string& pattern, uint32_t regex_flags) {
         out += "(?:\\n?\\z)";
       } else if (e == 'e') {
         out += "\\x1B";
+      } else if (e == 'b' && in_class) {
+        out += "\\x08";  // in a class, PCRE's \b is the backspace
+      } else if (e == 'c' && i + 1 < n && static_cast<unsigned char>(pattern[i + 1]) < 0x80) {
+        // \cX: the control character of X (lower case as upper case).
+        char x = pattern[++i];
+        if (x >= 'a' && x <= 'z') x = static_cast<char>(x - 32);
+        AppendCodePoint(static_cast<unsigned char>(x) ^ 0x40u, &out);
+      } else if (e == 'o' && i + 1 < n && pattern[i + 1] == '{') {
+        // \o{...}: a code point in octal.
+        const size_t close = pattern.find('}', i + 2);
+        uint32_t value = 0;
+        bool octal = close != std::string::npos && close > i + 2;
+        for (size_t k = i + 2; octal && k < close; ++k) {
+          octal = pattern[k] >= '0' && pattern[k] <= '7' && value < 0x110000;
+          value = value * 8 + static_cast<uint32_t>(pattern[k] - '0');
+        }
+        if (octal) {
+          AppendCodePoint(value, &out);
+          i = close;
+        } else {
+          out += c;
+          out += e;
+        }
+      } else if ((e == 'p' || e == 'P') && i + 1 < n && pattern[i + 1] == '{') {
+        // PCRE's properties L&, Xan, Xwd, Xsp and Xps; RE2's pass as they are.
+        const size_t close = pattern.find('}', i + 2);
+        std::string_view name;
+        if (close != std::string::npos)
+          name = std::string_view(pattern).substr(i + 2, close - i - 2);
+        bool negated = e == 'P';
+        if (!name.empty() && name.front() == '^') {
+          negated = !negated;
+          name.remove_prefix(1);
+        }
+        const char* members = PcreProperty(name);
+        if (members && !(negated && in_class)) {
+          if (negated) {
+            append_negated(members);
+          } else {
+            append_set(members);
+          }
+          i = close;
+        } else {
+          out += c;
+          out += e;
+        }
       } else {
         out += c;
         out += e;
@@ -144,6 +242,12 @@ std::string TranslateForRe2(const std::string& pattern, uint32_t regex_flags) {
       out += c;
       continue;
     }
+    if (options.extended && IsPatternSpace(c)) continue;
+    if (options.extended && c == '#') {  // a comment to the end of the line
+      const size_t eol = pattern.find('\n', i);
+      i = eol == std::string::npos ? n : eol;
+      continue;
+    }
     if (c == '[') {
       // A ']' first in a class (after any '^') is a member, not its end.
       in_class = true;
@@ -152,11 +256,80 @@ std::string TranslateForRe2(const std::string& pattern, uint32_t regex_flags) {
       if (i + 1 < n && pattern[i + 1] == ']') out += pattern[++i];
       continue;
     }
-    if (c == '$' && !multiline) {
+    if (c == '$' && !options.multiline) {
       out += "(?:\\n?\\z)";
       continue;
     }
-    out += c;
+    if (c == ')') {
+      if (!groups.empty()) {
+        options = groups.back();
+        groups.pop_back();
+      }
+      out += c;
+      continue;
+    }
+    if (c != '(') {
+      out += c;
+      continue;
+    }
+    // A group. Its options are the enclosing ones until it sets its own.
+    if (pattern.compare(i, 3, "(?#") == 0) {  // a comment, to the first ')'
+      const size_t close = pattern.find(')', i);
+      i = close == std::string::npos ? n : close;
+      continue;
+    }
+    groups.push_back(options);
+    if (pattern.compare(i, 3, "(?<") == 0 && i + 3 < n && pattern[i + 3] != '=' &&
+        pattern[i + 3] != '!') {
+      out += "(?P<";  // a named group, as RE2 writes it
+      i += 2;
+      continue;
+    }
+    if (pattern.compare(i, 3, "(?'") == 0) {
+      const size_t close = pattern.find('\'', i + 3);
+      if (close != std::string::npos) {
+        out += "(?P<";
+        out.append(pattern, i + 3, close - i - 3);
+        out += '>';
+        i = close;
+        continue;
+      }
+    }
+    // Options: "(?im-sx)" for the rest of the enclosing group, "(?x:...)"
+    // for a group of its own. RE2 has no `x`: it is applied here and dropped.
+    size_t k = i + 2;
+    std::string on, off;
+    bool negate = false;
+    if (pattern.compare(i, 2, "(?") == 0) {
+      for (; k < n && ((pattern[k] >= 'a' && pattern[k] <= 'z') ||
+                       (pattern[k] >= 'A' && pattern[k] <= 'Z') || pattern[k] == '-');
+           ++k) {
+        if (pattern[k] == '-') {
+          negate = true;
+          continue;
+        }
+        if (pattern[k] != 'x') (negate ? off : on) += pattern[k];
+      }
+    }
+    if (k == i + 2 || k >= n || (pattern[k] != ')' && pattern[k] != ':')) {
+      out += c;  // a plain group, or one RE2 reads as it is
+      continue;
+    }
+    Options set = options;
+    for (size_t f = i + 2, minus = 0; f < k; ++f) {
+      if (pattern[f] == '-') minus = 1;
+      if (pattern[f] == 'm') set.multiline = !minus;
+      if (pattern[f] == 'x') set.extended = !minus;
+    }
+    if (pattern[k] == ')') {  // applies to the enclosing group: no group of its own
+      groups.pop_back();
+      options = set;
+      if (!on.empty() || !off.empty()) out += "(?" + on + (off.empty() ? "" : "-" + off) + ")";
+    } else {
+      options = set;
+      out += "(?" + on + (off.empty() ? "" : "-" + off) + ":";
+    }
+    i = k;
   }
   return out;
 }

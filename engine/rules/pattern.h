@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "engine/rules/ruleset.h"
 
@@ -24,6 +25,9 @@ unsigned HyperscanFlags(uint32_t regex_flags);
 // and translated where the two engines read the same text differently
 // (TranslateForRe2).
 std::string Re2Pattern(const std::string& pattern, uint32_t regex_flags);
+// Alternatives as one RE2 pattern, each translated on its own, so that an
+// option or a comment in one does not reach the next.
+std::string Re2Pattern(const std::vector<std::string>& alternatives, uint32_t regex_flags);
 
 // `pattern` rewritten so that RE2 matches what Hyperscan (which follows
 // PCRE) matches, where their syntax agrees but their meaning does not:
@@ -35,14 +39,22 @@ std::string Re2Pattern(const std::string& pattern, uint32_t regex_flags);
 //    becomes that set;
 //  - $ without `multiline`: PCRE's also matches before a newline that ends
 //    the value, RE2's only at the end; it becomes (?:\n?\z), so that RE2
-//    finds the same matches (a span then also covers that newline); a
-//    pattern that sets `m` itself keeps its '$'s.
-//  - with `ucp`, \d, \w and \s: PCRE's are Unicode's decimal digits, its
-//    letters, numbers and '_', and its separators with \h and \v; RE2's
-//    are ASCII; they become those sets (\W and \S outside a class only);
-//    \b, which RE2 keeps to ASCII, stays as it is.
-// And PCRE escapes RE2 lacks, which it would refuse: \h (horizontal white
-// space) and \V, \H (outside a class), \Z (as (?:\n?\z)), \e (escape).
+//    finds the same matches (a span then also covers that newline).
+//    `multiline` is read as PCRE scopes it: the rule's flag, then what an
+//    option group sets ("(?m)", "(?-m)", "(?m:...)") until its group ends;
+//  - with `ucp` (the flag or a leading (*UCP)), \d, \w and \s: PCRE's
+//    are Unicode's decimal digits, its letters, numbers and '_', and its
+//    separators with \h and \v; RE2's are ASCII; they become those sets
+//    (\W and \S outside a class only); \b, which RE2 keeps to ASCII,
+//    stays as it is.
+// And PCRE syntax RE2 lacks, which it would refuse, written as RE2 reads
+// it: \h (horizontal white space) and \V, \H (outside a class), \Z (as
+// (?:\n?\z)), \e (escape), \cX (a control character), \o{...} (octal),
+// \b in a class (backspace), an \E that ends nothing (ignored), the
+// properties L&, Xan, Xwd, Xsp and Xps (negated outside a class only),
+// named groups (?<name>...) and (?'name'...), comments (?#...), the `x`
+// option (white space and #-comments outside a class dropped here), and
+// the leading verbs (*UTF8), (*UTF) and (*UCP).
 // Escapes, classes and \Q...\E quoting are read, so that "\$", "[$]" and
 // "\Q\s\E" keep their meaning.
 std::string TranslateForRe2(const std::string& pattern, uint32_t regex_flags);

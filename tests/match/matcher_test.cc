@@ -142,6 +142,46 @@ TEST(Matcher, RegexesMatchWhatTheirSpansShow) {
        "a\x1B"
        "b",
        {{0, 3}}},
+      // Options as PCRE scopes them: clearing `m` is not setting it, and a
+      // group's `m` ends with the group.
+      {"(?-m)a$", rules::kMultiline, "a\n", {{0, 2}}},
+      {"(?-m)a$", rules::kMultiline, "a\nb", {}},
+      {"(?m:a$)|b$", 0, "b\n", {{0, 2}}},
+      {"(?m:a$)|b$", 0, "a\nb", {{0, 1}, {2, 3}}},
+      {"(a(?m))b$|c$", 0, "c\n", {{0, 2}}},
+      // Syntax RE2 lacks: `x`, comments, named groups, \c, \o{}, [\b], a
+      // stray \E, PCRE's properties and leading verbs.
+      {"(?x) a b  # a comment\n c", 0, "abc", {{0, 3}}},
+      {"(?x) a\\ b[ ]c", 0, "a b c", {{0, 5}}},
+      {"(?x:a b) c", 0, "ab c", {{0, 4}}},
+      {"(?ix-m) a b", rules::kCaseSensitive, "AB", {{0, 2}}},
+      {"a(?x) b|c d", 0, "c d cd", {{4, 6}}},
+      {"(a(?x) b)c d", 0, "abc d", {{0, 5}}},
+      {"a(?#comment (with a paren)b", 0, "a b ab", {{4, 6}}},
+      {"a(?#comment)b", 0, "x ab", {{2, 4}}},
+      {"(?<first>a)(?'second'b)", 0, "ab", {{0, 2}}},
+      {"a\\cAb",
+       0,
+       "a\x01"
+       "b",
+       {{0, 3}}},
+      {"a\\c[b",
+       0,
+       "a\x1B"
+       "b",
+       {{0, 3}}},
+      {"a\\o{101}", rules::kCaseSensitive, "aA", {{0, 2}}},
+      {"a[\\b]", 0, "a\b", {{0, 2}}},
+      {"a\\Eb", 0, "ab", {{0, 2}}},
+      {"\\p{Xan}+",
+       0,
+       "-\xC3\xA9"
+       "7-",
+       {{1, 4}}},
+      {"\\P{Xan}", 0, "a-", {{1, 2}}},
+      {"\\p{L&}", 0, "1a", {{1, 2}}},
+      {"\\p{Xwd}\\p{Xsp}", 0, "a_\v", {{1, 3}}},
+      {"(*UTF8)(*UCP)a\\w", 0, "a\xC3\xA9", {{0, 3}}},
   };
   for (const Case& c : cases) {
     auto m = Build({Regex(c.re, c.flags)});
