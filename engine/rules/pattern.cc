@@ -110,32 +110,80 @@ const char* PcreProperty(std::string_view name) {
   if (name == "Xsp" || name == "Xps") return "\\p{Z}\\t\\n\\x0B\\f\\r";
   return nullptr;
 }
+
+// With `ucp`, a POSIX class ("alpha", from "[:alpha:]") as PCRE reads it,
+// as RE2 class members; null where RE2's ASCII class is PCRE's or where
+// RE2 cannot write it (graph, print, and the negations of sets).
+const char* UcpPosixClass(std::string_view name, bool caseless) {
+  if (name == "alpha") return "\\p{L}";
+  if (name == "^alpha") return "\\P{L}";
+  if (name == "alnum") return "\\p{L}\\p{N}";
+  if (name == "word") return "\\p{L}\\p{N}_";
+  if (name == "digit") return "\\p{Nd}";
+  if (name == "^digit") return "\\P{Nd}";
+  if (name == "lower" || name == "upper") {  // caseless: either case, so any letter
+    if (caseless) return "\\p{L}";
+    return name == "lower" ? "\\p{Ll}" : "\\p{Lu}";
+  }
+  if (name == "^lower" || name == "^upper") {
+    if (caseless) return "\\P{L}";
+    return name == "^lower" ? "\\P{Ll}" : "\\P{Lu}";
+  }
+  if (name == "blank") return kHorizontalSpace;
+  if (name == "space") return kUcpSpace;
+  if (name == "punct") return "\\p{P}$+<=>^`|~";
+  return nullptr;
+}
 }  // namespace
 
 std::string TranslateForRe2(const std::string& pattern, uint32_t regex_flags) {
   bool ucp = regex_flags & kUcp;
   // The options in force: the rule's, then what a group sets ("(?m)",
-  // "(?x:...)", "(?-m)") until the group ends, as PCRE and RE2 scope them.
+  // "(?x:...)", "(?-i)") until the group ends, as PCRE and RE2 scope them.
   struct Options {
     bool multiline;
+    bool caseless;
     bool extended;  // `x`: white space and #-comments outside a class ignored
   };
-  Options options{(regex_flags & kMultiline) != 0, false};
+  Options options{(regex_flags & kMultiline) != 0, (regex_flags & kCaseSensitive) == 0, false};
   std::vector<Options> groups;
   std::string out;
   out.reserve(pattern.size() + 16);
   bool in_class = false;  // inside [...]
   bool quoted = false;    // inside \Q...\E
-  // A set of class members: as they are inside a class, bracketed outside.
-  auto append_set = [&](const char* members) {
-    if (!in_class) out += '[';
-    out += members;
-    if (!in_class) out += ']';
+  // PCRE does not fold the case of \w, \W, \p{..} and POSIX classes (\w
+  // caseless is [A-Za-z0-9_]); RE2 does (it adds U+017F and U+212A, and
+  // \p{Lu} caseless is any cased letter). Such a set is given to RE2 under
+  // (?-i:...); in a class, the class's sets are kept apart until it ends
+  // and then given so, the class's other members folded as before.
+  size_t class_start = 0;      // where the class began in `out`
+  std::string class_sets;      // its sets, given at its end
+  bool class_letters = false;  // it holds a letter, or any non-ASCII or escaped character
+  auto append_unfolded = [&](std::string_view piece) {
+    if (in_class) {
+      class_sets += piece;
+    } else if (options.caseless) {
+      out += "(?-i:";
+      out += piece;
+      out += ')';
+    } else {
+      out += piece;
+    }
   };
-  auto append_negated = [&](const char* members) {  // outside a class only
-    out += "[^";
-    out += members;
-    out += ']';
+  // A set of class members: as they are inside a class, bracketed outside.
+  auto append_set = [&](std::string_view members, bool unfolded = false) {
+    std::string piece;
+    if (!in_class) piece += '[';
+    piece += members;
+    if (!in_class) piece += ']';
+    if (unfolded) {
+      append_unfolded(piece);
+    } else {
+      out += piece;
+    }
+  };
+  auto append_negated = [&](std::string_view members, bool unfolded = false) {  // not in a class
+    append_set("^" + std::string(members), unfolded);
   };
   const size_t n = pattern.size();
   for (size_t i = LeadingVerbs(pattern, &ucp); i < n; ++i) {
@@ -146,6 +194,9 @@ std::string TranslateForRe2(const std::string& pattern, uint32_t regex_flags) {
         out += "\\E";
         ++i;
       } else {
+        if (in_class && (IsWordByte(c) || static_cast<unsigned char>(c) >= 0x80)) {
+          class_letters = true;
+        }
         out += c;
       }
       continue;
@@ -161,9 +212,11 @@ std::string TranslateForRe2(const std::string& pattern, uint32_t regex_flags) {
       } else if (ucp && (e == 'd' || e == 'D')) {
         out += e == 'd' ? "\\p{Nd}" : "\\P{Nd}";
       } else if (ucp && (e == 'w' || e == 's')) {
-        append_set(e == 'w' ? kUcpWord : kUcpSpace);
+        append_set(e == 'w' ? kUcpWord : kUcpSpace, e == 'w');
       } else if (ucp && (e == 'W' || e == 'S') && !in_class) {
-        append_negated(e == 'W' ? kUcpWord : kUcpSpace);
+        append_negated(e == 'W' ? kUcpWord : kUcpSpace, e == 'W');
+      } else if (e == 'w' || e == 'W') {
+        append_unfolded(e == 'w' ? "\\w" : "\\W");
       } else if (e == 's') {
         out += in_class ? "[:space:]" : "[[:space:]]";
       } else if (e == 'S') {
@@ -193,18 +246,23 @@ std::string TranslateForRe2(const std::string& pattern, uint32_t regex_flags) {
           value = value * 8 + static_cast<uint32_t>(pattern[k] - '0');
         }
         if (octal) {
+          class_letters = true;
           AppendCodePoint(value, &out);
           i = close;
         } else {
           out += c;
           out += e;
         }
-      } else if ((e == 'p' || e == 'P') && i + 1 < n && pattern[i + 1] == '{') {
-        // PCRE's properties L&, Xan, Xwd, Xsp and Xps; RE2's pass as they are.
-        const size_t close = pattern.find('}', i + 2);
-        std::string_view name;
-        if (close != std::string::npos)
+      } else if ((e == 'p' || e == 'P') && i + 1 < n) {
+        // A property: PCRE's L&, Xan, Xwd, Xsp and Xps written as RE2's;
+        // RE2's as they are ("\pL", "\p{Greek}", "\p{^L}").
+        size_t close = i + 1;
+        std::string_view name = std::string_view(pattern).substr(i + 1, 1);
+        if (pattern[i + 1] == '{') {
+          close = pattern.find('}', i + 2);
+          if (close == std::string::npos) close = n - 1;
           name = std::string_view(pattern).substr(i + 2, close - i - 2);
+        }
         bool negated = e == 'P';
         if (!name.empty() && name.front() == '^') {
           negated = !negated;
@@ -213,16 +271,19 @@ std::string TranslateForRe2(const std::string& pattern, uint32_t regex_flags) {
         const char* members = PcreProperty(name);
         if (members && !(negated && in_class)) {
           if (negated) {
-            append_negated(members);
+            append_negated(members, true);
           } else {
-            append_set(members);
+            append_set(members, true);
           }
-          i = close;
         } else {
-          out += c;
-          out += e;
+          append_unfolded(std::string_view(pattern).substr(i - 1, close - i + 2));
         }
+        i = close;
       } else {
+        if (in_class && (e == 'x' || e == 'N' || (e >= '0' && e <= '9') ||
+                         static_cast<unsigned char>(e) >= 0x80)) {
+          class_letters = true;  // a character written by its code
+        }
         out += c;
         out += e;
       }
@@ -230,15 +291,57 @@ std::string TranslateForRe2(const std::string& pattern, uint32_t regex_flags) {
     }
     if (in_class) {
       if (c == '[' && i + 1 < n && pattern[i + 1] == ':') {
-        // A POSIX class ("[:alpha:]") is copied whole: its ']' ends nothing.
+        // A POSIX class ("[:alpha:]") is read whole: its ']' ends nothing.
         const size_t end = pattern.find(":]", i + 2);
         if (end != std::string::npos) {
-          out.append(pattern, i, end + 2 - i);
+          const char* members =
+              ucp ? UcpPosixClass(std::string_view(pattern).substr(i + 2, end - i - 2),
+                                  options.caseless)
+                  : nullptr;
+          const std::string_view name = std::string_view(pattern).substr(i + 2, end - i - 2);
+          if (members) {
+            class_sets += members;
+          } else if (options.caseless && (name == "upper" || name == "lower")) {
+            class_sets += "[:alpha:]";  // caseless: either case
+          } else if (options.caseless && (name == "^upper" || name == "^lower")) {
+            class_sets += "[:^alpha:]";
+          } else {
+            class_sets.append(pattern, i, end + 2 - i);
+          }
           i = end + 1;
           continue;
         }
       }
-      if (c == ']') in_class = false;
+      if (c == ']') {
+        in_class = false;
+        const bool negated = out.size() > class_start + 1 && out[class_start + 1] == '^';
+        const bool others = out.size() > class_start + (negated ? 2 : 1);
+        if (!options.caseless || class_sets.empty() || (negated && class_letters)) {
+          // Nothing to keep from folding, or a negated class whose letters
+          // RE2 must fold: as it was written (the sets then folded too).
+          out += class_sets;
+          out += ']';
+        } else if (!class_letters) {  // no member has a case: none is folded
+          out.insert(class_start, "(?-i:");
+          out += class_sets;
+          out += "])";
+        } else {  // [\p{Lu}a] is (?-i:[\p{Lu}]) or [a], folded
+          std::string folded = out.substr(class_start);
+          out.resize(class_start);
+          out += "(?:(?-i:[";
+          out += class_sets;
+          out += "])";
+          if (others) {
+            out += '|';
+            out += folded;
+            out += ']';
+          }
+          out += ')';
+        }
+        class_sets.clear();
+        continue;
+      }
+      if (IsWordByte(c) || static_cast<unsigned char>(c) >= 0x80) class_letters = true;
       out += c;
       continue;
     }
@@ -251,6 +354,8 @@ std::string TranslateForRe2(const std::string& pattern, uint32_t regex_flags) {
     if (c == '[') {
       // A ']' first in a class (after any '^') is a member, not its end.
       in_class = true;
+      class_start = out.size();
+      class_letters = false;
       out += c;
       if (i + 1 < n && pattern[i + 1] == '^') out += pattern[++i];
       if (i + 1 < n && pattern[i + 1] == ']') out += pattern[++i];
@@ -319,6 +424,7 @@ std::string TranslateForRe2(const std::string& pattern, uint32_t regex_flags) {
     for (size_t f = i + 2, minus = 0; f < k; ++f) {
       if (pattern[f] == '-') minus = 1;
       if (pattern[f] == 'm') set.multiline = !minus;
+      if (pattern[f] == 'i') set.caseless = !minus;
       if (pattern[f] == 'x') set.extended = !minus;
     }
     if (pattern[k] == ')') {  // applies to the enclosing group: no group of its own

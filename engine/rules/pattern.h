@@ -42,11 +42,17 @@ std::string Re2Pattern(const std::vector<std::string>& alternatives, uint32_t re
 //    finds the same matches (a span then also covers that newline).
 //    `multiline` is read as PCRE scopes it: the rule's flag, then what an
 //    option group sets ("(?m)", "(?-m)", "(?m:...)") until its group ends;
+//  - where the case is ignored (the rule's flag, (?i), (?-i)), PCRE folds
+//    letters but not \w, \W, \p{..} or POSIX classes, which RE2 folds (\w
+//    would take U+017F and U+212A, \p{Lu} every cased letter): they are
+//    given under (?-i:...), a class's sets apart from its other members;
+//    [:upper:] and [:lower:] become [:alpha:], which is what PCRE reads;
 //  - with `ucp` (the flag or a leading (*UCP)), \d, \w and \s: PCRE's
 //    are Unicode's decimal digits, its letters, numbers and '_', and its
 //    separators with \h and \v; RE2's are ASCII; they become those sets
-//    (\W and \S outside a class only); \b, which RE2 keeps to ASCII,
-//    stays as it is.
+//    (\W and \S outside a class only), and so do the POSIX classes but
+//    [:graph:] and [:print:] (not negated ones, but for alpha, digit,
+//    lower and upper); \b, which RE2 keeps to ASCII, stays as it is.
 // And PCRE syntax RE2 lacks, which it would refuse, written as RE2 reads
 // it: \h (horizontal white space) and \V, \H (outside a class), \Z (as
 // (?:\n?\z)), \e (escape), \cX (a control character), \o{...} (octal),

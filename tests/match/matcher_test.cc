@@ -182,6 +182,25 @@ TEST(Matcher, RegexesMatchWhatTheirSpansShow) {
       {"\\p{L&}", 0, "1a", {{1, 2}}},
       {"\\p{Xwd}\\p{Xsp}", 0, "a_\v", {{1, 3}}},
       {"(*UTF8)(*UCP)a\\w", 0, "a\xC3\xA9", {{0, 3}}},
+      // Where the case is ignored, PCRE folds letters but not \w, \p{..}
+      // or POSIX classes: the long s and the Kelvin sign are not word
+      // characters, \p{Lu} is upper case only, and [:upper:] (like
+      // [:lower:]) is either case of an ASCII letter.
+      {"a\\W", 0, "a\xC5\xBF a\xE2\x84\xAA", {{0, 3}, {4, 8}}},
+      {"a\\w", 0, "a\xC5\xBF", {}},
+      {"x[^\\w]", 0, "x\xE2\x84\xAA", {{0, 4}}},
+      {"x\\p{Lu}", 0, "xa xA", {{3, 5}}},
+      {"x[\\p{Lu}b]", 0, "xa xb xB xA", {{3, 5}, {6, 8}, {9, 11}}},
+      {"x[[:upper:]]", 0, "xa x\xC5\xBF", {{0, 2}}},
+      {"x[[:upper:]]", rules::kCaseSensitive, "xa xA", {{3, 5}}},
+      {"(?-i)x\\w(?i)y\\w", 0, "x\xC5\xBFya xaY\xE2\x84\xAA xaYb", {{13, 17}}},
+      // With ucp, POSIX classes are Unicode's sets.
+      {"x[[:alpha:]]", rules::kUcp, "x1 x\xC3\xA9", {{3, 6}}},
+      {"x[[:digit:]]", rules::kUcp, "x\xD9\xA3", {{0, 3}}},
+      {"x[[:space:]]", rules::kUcp, "x\xC2\xA0", {{0, 3}}},
+      {"x[[:punct:]]", rules::kUcp, "x\xC2\xBF", {{0, 3}}},
+      {"x[[:upper:]]", rules::kUcp | rules::kCaseSensitive, "x\xC3\xA9 x\xC3\x89", {{4, 7}}},
+      {"x[[:upper:]]", rules::kUcp, "x\xC3\xA9", {{0, 3}}},
   };
   for (const Case& c : cases) {
     auto m = Build({Regex(c.re, c.flags)});
