@@ -60,12 +60,13 @@ fuzz-smoke: deps
 	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	  -DCAREWATCH_FUZZ=ON -DCAREWATCH_TOOLS=OFF -DCAREWATCH_SANITIZE=address,undefined $(CMAKE_FLAGS)
 	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_rule_loader fuzz_report_json fuzz_grpc_requests \
-	  fuzz_evidence_bundle fuzz_ledger_file fuzz_config fuzz_report_stats fuzz_monitor fuzz_match_text
+	  fuzz_evidence_bundle fuzz_ledger_file fuzz_config fuzz_report_stats fuzz_monitor fuzz_match_text \
+	  fuzz_regex
 	@# The corpora earlier long runs grew (tests/fuzz/corpus/README.md): each
 	@# target first runs every input in them, then mutates for the rest.
 	rm -rf $(FUZZ_BUILD)/corpus-grown && mkdir -p $(FUZZ_BUILD)/corpus-grown
 	tar -xJf tests/fuzz/corpus/grown.tar.xz -C $(FUZZ_BUILD)/corpus-grown
-	@for t in rule_loader report_json grpc_requests evidence_bundle ledger_file config report_stats monitor match_text; do \
+	@for t in rule_loader report_json grpc_requests evidence_bundle ledger_file config report_stats monitor match_text regex; do \
 	  mkdir -p $(FUZZ_BUILD)/corpus/$$t $(FUZZ_BUILD)/corpus-grown/$$t; \
 	  echo "fuzz_$$t: $(FUZZ_SECONDS)s"; \
 	  if ! ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
