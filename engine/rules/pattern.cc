@@ -111,28 +111,41 @@ const char* PcreProperty(std::string_view name) {
   return nullptr;
 }
 
-// With `ucp`, a POSIX class ("alpha", from "[:alpha:]") as PCRE reads it,
-// as RE2 class members; null where RE2's ASCII class is PCRE's or where
-// RE2 cannot write it (graph, print, and the negations of sets).
-const char* UcpPosixClass(std::string_view name, bool caseless) {
-  if (name == "alpha") return "\\p{L}";
-  if (name == "^alpha") return "\\P{L}";
-  if (name == "alnum") return "\\p{L}\\p{N}";
-  if (name == "word") return "\\p{L}\\p{N}_";
-  if (name == "digit") return "\\p{Nd}";
-  if (name == "^digit") return "\\P{Nd}";
-  if (name == "lower" || name == "upper") {  // caseless: either case, so any letter
-    if (caseless) return "\\p{L}";
-    return name == "lower" ? "\\p{Ll}" : "\\p{Lu}";
-  }
-  if (name == "^lower" || name == "^upper") {
-    if (caseless) return "\\P{L}";
-    return name == "^lower" ? "\\P{Ll}" : "\\P{Lu}";
-  }
-  if (name == "blank") return kHorizontalSpace;
-  if (name == "space") return kUcpSpace;
-  if (name == "punct") return "\\p{P}$+<=>^`|~";
-  return nullptr;
+// PCRE's [:graph:] with `ucp`: letters, marks, numbers, punctuation,
+// symbols and format characters but U+061C, U+180E and U+2066-U+2069 (the
+// format characters written out: RE2 cannot take some out of \p{Cf}), and
+// [:print:]: those and the space separators (U+180E was one).
+constexpr const char* kUcpGraph =
+    "\\p{L}\\p{M}\\p{N}\\p{P}\\p{S}\\x{AD}\\x{600}-\\x{605}\\x{6DD}\\x{70F}\\x{890}-\\x{891}"
+    "\\x{8E2}\\x{200B}-\\x{200F}\\x{202A}-\\x{202E}\\x{2060}-\\x{2064}\\x{206A}-\\x{206F}"
+    "\\x{FEFF}\\x{FFF9}-\\x{FFFB}\\x{110BD}\\x{110CD}\\x{13430}-\\x{13438}\\x{1BCA0}-\\x{1BCA3}"
+    "\\x{1D173}-\\x{1D17A}\\x{E0001}\\x{E0020}-\\x{E007F}";
+constexpr const char* kUcpPrintExtra = "\\p{Zs}\\x{180E}";
+
+// With `ucp`, a POSIX class ("alpha", or "^alpha" from "[:^alpha:]") as
+// PCRE reads it, as RE2 class members; *negated when they are the members
+// of what it does not match (RE2 cannot negate several members inside a
+// class). Empty where RE2's ASCII class is PCRE's.
+std::string UcpPosixClass(std::string_view name, bool caseless, bool* negated) {
+  const bool not_in = !name.empty() && name.front() == '^';
+  if (not_in) name.remove_prefix(1);
+  if (caseless && (name == "lower" || name == "upper")) name = "alpha";  // either case
+  *negated = false;
+  // A single property is negated as itself.
+  if (name == "alpha") return not_in ? "\\P{L}" : "\\p{L}";
+  if (name == "digit") return not_in ? "\\P{Nd}" : "\\p{Nd}";
+  if (name == "lower") return not_in ? "\\P{Ll}" : "\\p{Ll}";
+  if (name == "upper") return not_in ? "\\P{Lu}" : "\\p{Lu}";
+  std::string members;
+  if (name == "alnum") members = "\\p{L}\\p{N}";
+  if (name == "word") members = kUcpWord;
+  if (name == "blank") members = kHorizontalSpace;
+  if (name == "space") members = kUcpSpace;
+  if (name == "punct") members = "\\p{P}$+<=>^`|~";
+  if (name == "graph") members = kUcpGraph;
+  if (name == "print") members = std::string(kUcpGraph) + kUcpPrintExtra;
+  *negated = not_in && !members.empty();
+  return members;
 }
 }  // namespace
 
@@ -156,8 +169,13 @@ std::string TranslateForRe2(const std::string& pattern, uint32_t regex_flags) {
   // \p{Lu} caseless is any cased letter). Such a set is given to RE2 under
   // (?-i:...); in a class, the class's sets are kept apart until it ends
   // and then given so, the class's other members folded as before.
-  size_t class_start = 0;      // where the class began in `out`
-  std::string class_sets;      // its sets, given at its end
+  size_t class_start = 0;  // where the class began in `out`
+  std::string class_sets;  // its sets, given at its end
+  // Its negated sets (\W with ucp: [^\p{L}\p{N}_]), each the members of what
+  // it does not match, which RE2 cannot write inside a class; and, for a
+  // class that cannot be written without them, the pattern's own text.
+  std::vector<std::string> class_negated;
+  std::string class_negated_text;
   bool class_letters = false;  // it holds a letter, or any non-ASCII or escaped character
   auto append_unfolded = [&](std::string_view piece) {
     if (in_class) {
@@ -182,8 +200,14 @@ std::string TranslateForRe2(const std::string& pattern, uint32_t regex_flags) {
       out += piece;
     }
   };
-  auto append_negated = [&](std::string_view members, bool unfolded = false) {  // not in a class
-    append_set("^" + std::string(members), unfolded);
+  // A negated set; `text` is how the pattern wrote it.
+  auto append_negated = [&](std::string_view members, bool unfolded, std::string_view text) {
+    if (in_class) {
+      class_negated.emplace_back(members);
+      class_negated_text += text;
+    } else {
+      append_set("^" + std::string(members), unfolded);
+    }
   };
   const size_t n = pattern.size();
   for (size_t i = LeadingVerbs(pattern, &ucp); i < n; ++i) {
@@ -213,8 +237,8 @@ std::string TranslateForRe2(const std::string& pattern, uint32_t regex_flags) {
         out += e == 'd' ? "\\p{Nd}" : "\\P{Nd}";
       } else if (ucp && (e == 'w' || e == 's')) {
         append_set(e == 'w' ? kUcpWord : kUcpSpace, e == 'w');
-      } else if (ucp && (e == 'W' || e == 'S') && !in_class) {
-        append_negated(e == 'W' ? kUcpWord : kUcpSpace, e == 'W');
+      } else if (ucp && (e == 'W' || e == 'S')) {
+        append_negated(e == 'W' ? kUcpWord : kUcpSpace, e == 'W', e == 'W' ? "\\W" : "[:^space:]");
       } else if (e == 'w' || e == 'W') {
         append_unfolded(e == 'w' ? "\\w" : "\\W");
       } else if (e == 's') {
@@ -223,8 +247,9 @@ std::string TranslateForRe2(const std::string& pattern, uint32_t regex_flags) {
         out += in_class ? "[:^space:]" : "[[:^space:]]";
       } else if (e == 'v' || e == 'h') {
         append_set(e == 'v' ? kVerticalSpace : kHorizontalSpace);
-      } else if ((e == 'V' || e == 'H') && !in_class) {
-        append_negated(e == 'V' ? kVerticalSpace : kHorizontalSpace);
+      } else if (e == 'V' || e == 'H') {
+        append_negated(e == 'V' ? kVerticalSpace : kHorizontalSpace, false,
+                       e == 'V' ? "\\V" : "\\H");
       } else if (e == 'Z' && !in_class) {
         out += "(?:\\n?\\z)";
       } else if (e == 'e') {
@@ -269,14 +294,15 @@ std::string TranslateForRe2(const std::string& pattern, uint32_t regex_flags) {
           name.remove_prefix(1);
         }
         const char* members = PcreProperty(name);
-        if (members && !(negated && in_class)) {
+        const std::string_view text = std::string_view(pattern).substr(i - 1, close - i + 2);
+        if (members) {
           if (negated) {
-            append_negated(members, true);
+            append_negated(members, true, text);
           } else {
             append_set(members, true);
           }
         } else {
-          append_unfolded(std::string_view(pattern).substr(i - 1, close - i + 2));
+          append_unfolded(text);
         }
         i = close;
       } else {
@@ -294,19 +320,21 @@ std::string TranslateForRe2(const std::string& pattern, uint32_t regex_flags) {
         // A POSIX class ("[:alpha:]") is read whole: its ']' ends nothing.
         const size_t end = pattern.find(":]", i + 2);
         if (end != std::string::npos) {
-          const char* members =
-              ucp ? UcpPosixClass(std::string_view(pattern).substr(i + 2, end - i - 2),
-                                  options.caseless)
-                  : nullptr;
           const std::string_view name = std::string_view(pattern).substr(i + 2, end - i - 2);
-          if (members) {
+          const std::string_view text = std::string_view(pattern).substr(i, end + 2 - i);
+          bool negated = false;
+          const std::string members =
+              ucp ? UcpPosixClass(name, options.caseless, &negated) : std::string();
+          if (negated) {
+            append_negated(members, true, text);
+          } else if (!members.empty()) {
             class_sets += members;
           } else if (options.caseless && (name == "upper" || name == "lower")) {
             class_sets += "[:alpha:]";  // caseless: either case
           } else if (options.caseless && (name == "^upper" || name == "^lower")) {
             class_sets += "[:^alpha:]";
           } else {
-            class_sets.append(pattern, i, end + 2 - i);
+            class_sets += text;
           }
           i = end + 1;
           continue;
@@ -316,7 +344,31 @@ std::string TranslateForRe2(const std::string& pattern, uint32_t regex_flags) {
         in_class = false;
         const bool negated = out.size() > class_start + 1 && out[class_start + 1] == '^';
         const bool others = out.size() > class_start + (negated ? 2 : 1);
-        if (!options.caseless || class_sets.empty() || (negated && class_letters)) {
+        auto unfold = [&](const std::string& piece) {
+          return options.caseless ? "(?-i:" + piece + ")" : piece;
+        };
+        if (!class_negated.empty() && !negated) {
+          // [a\W] is [a] or [^\W's members]: each part as the rest are.
+          std::string parts;
+          if (others) parts = out.substr(class_start) + "]";
+          if (!class_sets.empty()) {
+            parts += (parts.empty() ? "" : "|") + unfold("[" + class_sets + "]");
+          }
+          for (const std::string& members : class_negated) {
+            parts += (parts.empty() ? "" : "|") + unfold("[^" + members + "]");
+          }
+          out.resize(class_start);
+          out += "(?:" + parts + ")";
+        } else if (!class_negated.empty() && !others && class_sets.empty() &&
+                   class_negated.size() == 1) {
+          out.resize(class_start);  // [^\W] is \W's members
+          out += unfold("[" + class_negated[0] + "]");
+        } else if (!class_negated.empty()) {
+          // [^a\W] would be an intersection, which RE2 has not: as written.
+          out += class_sets;
+          out += class_negated_text;
+          out += ']';
+        } else if (!options.caseless || class_sets.empty() || (negated && class_letters)) {
           // Nothing to keep from folding, or a negated class whose letters
           // RE2 must fold: as it was written (the sets then folded too).
           out += class_sets;
@@ -339,6 +391,8 @@ std::string TranslateForRe2(const std::string& pattern, uint32_t regex_flags) {
           out += ')';
         }
         class_sets.clear();
+        class_negated.clear();
+        class_negated_text.clear();
         continue;
       }
       if (IsWordByte(c) || static_cast<unsigned char>(c) >= 0x80) class_letters = true;

@@ -50,14 +50,17 @@ std::string Re2Pattern(const std::vector<std::string>& alternatives, uint32_t re
 //  - with `ucp` (the flag or a leading (*UCP)), \d, \w and \s: PCRE's
 //    are Unicode's decimal digits, its letters, numbers and '_', and its
 //    separators with \h and \v; RE2's are ASCII; they become those sets
-//    (\W and \S outside a class only), and so do the POSIX classes but
-//    [:graph:] and [:print:] (not negated ones, but for alpha, digit,
-//    lower and upper); \b, which RE2 keeps to ASCII, stays as it is.
+//    and so do the POSIX classes; \b, which RE2 keeps to ASCII, stays as
+//    it is;
+//  - a negated set inside a class (\W with ucp, \V, \H, [:^word:]),
+//    which RE2 cannot write there, becomes an alternative: [a\W] is
+//    (?:[a]|[^\W's members]), [^\W] is [\W's members]; a negated class
+//    holding one and anything else (an intersection) stays as written.
 // And PCRE syntax RE2 lacks, which it would refuse, written as RE2 reads
-// it: \h (horizontal white space) and \V, \H (outside a class), \Z (as
+// it: \h (horizontal white space) and \V, \H, \Z (as
 // (?:\n?\z)), \e (escape), \cX (a control character), \o{...} (octal),
 // \b in a class (backspace), an \E that ends nothing (ignored), the
-// properties L&, Xan, Xwd, Xsp and Xps (negated outside a class only),
+// properties L&, Xan, Xwd, Xsp and Xps,
 // named groups (?<name>...) and (?'name'...), comments (?#...), the `x`
 // option (white space and #-comments outside a class dropped here), and
 // the leading verbs (*UTF8), (*UTF) and (*UCP).

@@ -18,9 +18,9 @@
 //   - the RE2::Set variant reports a match exactly when Hyperscan does;
 //   - spans lie in the text, in order, without overlapping.
 // Differences docs/rules.md names are not checked (KnownDifference): \b
-// and \B with `ucp`, which RE2 keeps to ASCII; with `ucp`, [:graph:],
-// [:print:] and negated sets inside a class; and a negated class holding
-// letters and a set where the case is ignored. Nor are characters that
+// and \B with `ucp`, which RE2 keeps to ASCII; a negated class holding a
+// negated set (an intersection); and a negated class holding letters and
+// a set where the case is ignored. Nor are characters that
 // Hyperscan's Unicode tables (older than RE2's) read differently, which
 // is why the texts hold none.
 #include <cstddef>
@@ -65,13 +65,13 @@ bool Matches(const match::Matcher& m, std::string_view text) {
 bool KnownDifference(std::string_view pattern, uint32_t flags) {
   auto has = [&](std::string_view what) { return pattern.find(what) != std::string_view::npos; };
   const bool ucp = (flags & rules::kUcp) || has("(*UCP)");
-  if (ucp && (has("\\b") || has("\\B") || has("[:graph:]") || has("[:print:]") || has("[:^") ||
-              has("\\W") || has("\\S") || has("\\P") || has("\\p{^"))) {
-    return true;
-  }
+  if (ucp && (has("\\b") || has("\\B"))) return true;
+  if (!has("[^")) return false;
+  const bool negated_set = has("\\V") || has("\\H") || has("\\P") || has("\\p{^") || has("[:^") ||
+                           (ucp && (has("\\W") || has("\\S")));
   const bool caseless = !(flags & rules::kCaseSensitive) || has("(?i") || has("i)") || has("i:");
-  return caseless && has("[^") &&
-         (has("\\w") || has("\\W") || has("\\p") || has("\\P") || has("[:"));
+  const bool set = has("\\w") || has("\\W") || has("\\p") || has("\\P") || has("[:");
+  return negated_set || (caseless && set);
 }
 
 // What a text's bytes from 0x80 stand for (UTF-8).

@@ -201,6 +201,16 @@ TEST(Matcher, RegexesMatchWhatTheirSpansShow) {
       {"x[[:punct:]]", rules::kUcp, "x\xC2\xBF", {{0, 3}}},
       {"x[[:upper:]]", rules::kUcp | rules::kCaseSensitive, "x\xC3\xA9 x\xC3\x89", {{4, 7}}},
       {"x[[:upper:]]", rules::kUcp, "x\xC3\xA9", {{0, 3}}},
+      {"x[[:graph:]]", rules::kUcp, "x\xC2\xA0 x\xE2\x82\xAC", {{4, 8}}},
+      {"x[[:print:]]", rules::kUcp, "x\x01 x\xC2\xA0", {{3, 6}}},
+      // Negated sets in a class, which RE2 cannot write there: [a\W] is
+      // [a] or [^\W's members], [^\W] is \W's members.
+      {"x[\\W]", rules::kUcp, "x\xC3\xA9 x-", {{4, 6}}},
+      {"x[a\\W]", rules::kUcp, "x\xC3\xA9 xA x-", {{4, 6}, {7, 9}}},
+      {"x[^\\W]", rules::kUcp, "x- x\xC3\xA9", {{3, 6}}},
+      {"x[[:^word:]]", rules::kUcp, "x\xC3\xA9 x-", {{4, 6}}},
+      {"x[\\S]", rules::kUcp, "x\xC2\xA0 xa", {{4, 6}}},
+      {"x[a\\V]", 0, "x\n xb", {{3, 5}}},
   };
   for (const Case& c : cases) {
     auto m = Build({Regex(c.re, c.flags)});
