@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -136,12 +137,33 @@ bool IsAlnum(char c) {
 }
 
 // What a diagnostic shows of a value: at most 40 bytes of it (cut on a
-// character boundary) and its length when longer.
+// character boundary) and its length when longer, with control characters
+// escaped (\n, \t, \x1B), so that a diagnostic stays one line and a pack
+// cannot write to the terminal of whoever lints it.
 std::string Excerpt(const std::string& s) {
-  if (s.size() <= 40) return s;
-  size_t cut = 40;
-  while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;
-  return s.substr(0, cut) + "... (" + std::to_string(s.size()) + " bytes)";
+  size_t cut = s.size();
+  if (cut > 40) {
+    cut = 40;
+    while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;
+  }
+  std::string out;
+  out.reserve(cut + 8);
+  for (size_t i = 0; i < cut; ++i) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (c < 0x20 || c == 0x7F) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02X", c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  if (cut < s.size()) out += "... (" + std::to_string(s.size()) + " bytes)";
+  return out;
 }
 
 // Empty when `id` is a valid rule or duty id, else why not.
@@ -154,6 +176,67 @@ std::string IdProblem(const std::string& what, const std::string& id) {
   if (ok) return "";
   return what + " '" + Excerpt(id) +
          "' may use letters, digits, '.', '_' and '-', and starts with a letter or digit";
+}
+
+// The 1-based column of byte `index` of the string that a scalar starting
+// at `line` and `column` (0-based, as yaml-cpp marks them) of `content`
+// spells, when the scalar lies on that line: plain, single-quoted ('' is
+// one quote) or double-quoted (each escape is what it stands for). 0 when
+// it cannot tell (a block or folded scalar, a scalar over several lines).
+int ScalarColumn(std::string_view content, int line, int column, size_t index) {
+  if (line < 0 || column < 0) return 0;
+  size_t at = 0;
+  for (int l = 0; l < line; ++l) {
+    at = content.find('\n', at);
+    if (at == std::string_view::npos) return 0;
+    ++at;
+  }
+  const size_t eol = std::min(content.find('\n', at), content.size());
+  const size_t line_start = at;
+  at += static_cast<size_t>(column);
+  if (at >= eol) return 0;
+  const char style = content[at];
+  if (style == '|' || style == '>') return 0;
+  size_t i = style == '\'' || style == '"' ? at + 1 : at;
+  for (size_t produced = 0; i < eol; ++i) {
+    if (produced == index) return static_cast<int>(i - line_start) + 1;
+    if (style == '\'') {
+      if (content[i] == '\'' && (i + 1 >= eol || content[i + 1] != '\'')) return 0;  // its end
+      if (content[i] == '\'') ++i;
+      ++produced;
+    } else if (style == '"' && content[i] == '"') {
+      return 0;  // its end
+    } else if (style == '"' && content[i] == '\\' && i + 1 < eol) {
+      const char e = content[++i];
+      size_t digits = e == 'x' ? 2 : e == 'u' ? 4 : e == 'U' ? 8 : 0;
+      uint32_t cp = 0;
+      for (size_t k = 0; k < digits && i + 1 < eol; ++k) {
+        const char h = content[++i];
+        cp = cp * 16 + static_cast<uint32_t>(h <= '9' ? h - '0' : (h | 0x20) - 'a' + 10);
+      }
+      if (digits == 0) {  // the escapes that stand for a character beyond ASCII
+        cp = e == 'N' ? 0x85 : e == '_' ? 0xA0 : (e == 'L' || e == 'P') ? 0x2028 : 0;
+      }
+      produced += cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
+    } else {
+      ++produced;
+    }
+  }
+  return 0;
+}
+
+// The byte of a pattern Hyperscan names in its message ("... at index 3."),
+// or npos.
+size_t HyperscanErrorIndex(const std::string& message) {
+  const size_t at = message.rfind(" at index ");
+  if (at == std::string::npos) return std::string::npos;
+  size_t index = 0;
+  size_t i = at + 10;
+  if (i >= message.size() || message[i] < '0' || message[i] > '9') return std::string::npos;
+  for (; i < message.size() && message[i] >= '0' && message[i] <= '9' && index < (1u << 24); ++i) {
+    index = index * 10 + static_cast<size_t>(message[i] - '0');
+  }
+  return index;
 }
 
 std::string PackNameProblem(const std::string& name) {
@@ -223,6 +306,7 @@ class Loader {
   const FileReader& reader_;
   const LoadOptions options_;
   std::string file_;
+  std::string_view content_;  // the file being parsed
   std::string rule_id_;
   size_t condition_nodes_ = 0;
   std::vector<Diagnostic> diagnostics_;
@@ -329,6 +413,7 @@ bool Loader::GetDuration(const YAML::Node& map, const char* key, int64_t* out, b
 
 void Loader::AddFile(const SourceFile& file) {
   file_ = file.path;
+  content_ = file.content;
   rule_id_.clear();
   version_input_ +=
       "file\n" + file.path + "\n" + std::to_string(file.content.size()) + "\n" + file.content;
@@ -929,7 +1014,14 @@ bool Loader::ParseLeaf(const YAML::Node& node, Condition* out) {
     }
     std::string problem = CheckPattern(out->regex, out->regex_flags);
     if (!problem.empty()) {
-      Error(value, "bad regex '" + Excerpt(out->regex) + "': " + problem);
+      // Where Hyperscan names a byte of the pattern, point at it.
+      SourcePos pos = PosOf(value);
+      const size_t index = HyperscanErrorIndex(problem);
+      if (index < out->regex.size()) {
+        const int col = ScalarColumn(content_, value.Mark().line, value.Mark().column, index);
+        if (col > 0) pos.col = col;
+      }
+      Error(pos, "bad regex '" + Excerpt(out->regex) + "': " + problem);
       return false;
     }
     return ok;

@@ -203,6 +203,31 @@ TEST(Loader, RegexRejectedByHyperscanPassesItsMessageOn) {
       << FirstError(r).message;
 }
 
+// Where Hyperscan names the byte of a pattern it refuses ("\k at index 4"),
+// the diagnostic's column is that byte's in the file, through the
+// scalar's quoting: '' is one quote, "\u00e9" two bytes, "\t" one.
+TEST(Loader, ARefusedRegexIsPointedAtWhereHyperscanSays) {
+  const std::string rule = "  - id: r1\n    duty: d\n    severity: low\n    when: {field: text, ";
+  ExpectErrorAt(PackWithRules(rule + "regex: 'it''s\\kx'}\n"), 9, 38, "at index 4", "r1");
+  ExpectErrorAt(PackWithRules(rule + "regex: \"\\u00e9\\t\\\\kx\"}\n"), 9, 41, "at index 3", "r1");
+  ExpectErrorAt(PackWithRules(rule + "regex: ab\\kx}\n"), 9, 34, "at index 2", "r1");
+  // A block scalar: the value's own position.
+  ExpectErrorAt(PackWithRules("  - id: r1\n    duty: d\n    severity: low\n    when:\n"
+                              "      field: text\n      regex: |\n        ab\\kx\n"),
+                11, 14, "at index 2", "r1");
+}
+
+// A value shown in a diagnostic keeps it on one line and writes no control
+// character to the terminal.
+TEST(Loader, ControlCharactersInADiagnosticAreEscaped) {
+  LoadResult r =
+      LoadPack(PackWithRules("  - id: r1\n    duty: d\n    severity: low\n"
+                             "    when: {field: text, regex: \"a\\x1B[2J\\n(\"}\n"));
+  const Diagnostic d = FirstError(r);
+  EXPECT_NE(d.message.find("bad regex 'a\\x1B[2J\\n('"), std::string::npos) << d.message;
+  EXPECT_EQ(d.ToString().find_first_of("\n\x1B"), std::string::npos) << d.ToString();
+}
+
 TEST(Loader, RegexThatMatchesEmpty) {
   ExpectErrorAt(
       PackWithRules(
@@ -253,12 +278,12 @@ TEST(Loader, AnUnknownFieldStillHasItsConditionChecked) {
   const std::string all = testing::Describe(r.diagnostics);
   for (const char* expected : {
            "pack.yaml:9:26: error: unknown field 'txt' (did you mean 'text'?) [r1]",
-           "pack.yaml:9:38: error: bad regex '(unclosed'",
+           "pack.yaml:9:39: error: bad regex '(unclosed'",
            "pack.yaml:9:60: error: unknown field 'bdy'",
            "pack.yaml:9:74: error: phrases must list at least one phrase",
            "pack.yaml:13:45: error: unknown flag 'dotal'",
            "pack.yaml:13:65: error: normalize must be true or false [r2]",
-           "pack.yaml:13:32: error: bad regex '(x'",
+           "pack.yaml:13:33: error: bad regex '(x'",
        }) {
     EXPECT_NE(all.find(expected), std::string::npos) << "missing: " << expected << "\n" << all;
   }
