@@ -107,6 +107,7 @@ uint32_t Evaluator::Flatten(const Condition& c, std::vector<match::PatternLeaf>*
       leaf.expressions.push_back(c.regex);
       leaf.regex_flags = c.regex_flags;
     } else {
+      leaf.regex_flags = rules::kCaseSensitive;  // PhrasePattern spells the cases out
       for (const std::string& p : c.phrases) {
         std::string phrase = c.normalize ? match::FoldForMatching(p) : p;
         leaf.expressions.push_back(rules::PhrasePattern(phrase));

@@ -13,9 +13,13 @@ namespace carewatch::rules {
 // RE2 see the same pattern text: Hyperscan decides whether a leaf matched,
 // RE2 then locates the span. Both run in UTF-8 mode.
 
-// The pattern for one phrase: a literal (ASCII punctuation escaped as \xHH,
-// UTF-8 left as is) with \b at each end that is a word character, so
-// "snap" matches "add me on snap!" but not "snapshot".
+// The pattern for one phrase, to be matched case-sensitively: each letter
+// as the class of its case variants ([sS]; for a letter beyond ASCII,
+// Unicode's case closure: [\x{C9}\x{E9}]), ASCII punctuation as \xHH, with
+// \b at each end that is a word character, so "snap" matches "add me on
+// SNAP!" but not "snapshot". An ASCII letter's variants are its ASCII
+// pair only: the long s and the Kelvin sign, which Unicode's closure adds
+// to s and k, are look-alikes, which `normalize` folds.
 std::string PhrasePattern(const std::string& phrase);
 
 // Hyperscan compile flags for a leaf's pattern (HS_FLAG_*).

@@ -29,6 +29,7 @@ PatternLeaf Phrase(const std::string& phrase) {
   PatternLeaf leaf;
   leaf.field = Field::kText;
   leaf.expressions = {rules::PhrasePattern(phrase)};
+  leaf.regex_flags = rules::kCaseSensitive;
   std::string lower = phrase;
   for (char& c : lower) c = (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
   leaf.literals = {lower};
@@ -315,6 +316,53 @@ TEST(Matcher, PhraseBoundaryCheckedAtEveryOccurrence) {
 TEST(Matcher, PhrasesAreCaseInsensitive) {
   auto m = Build({Phrase("Our Secret")});
   EXPECT_EQ(Hits(*m, "this is OUR SECRET"), std::set<uint32_t>{0});
+}
+
+// Case is ignored in every script, not only for ASCII letters: a phrase
+// beyond ASCII is matched as its case closure, with its bytes, by the scan
+// (whose occurrences give the spans), by FindSpans and by the RE2::Set
+// variant alike. An ASCII letter's only variant is its ASCII pair: the
+// long s and the Kelvin sign are look-alikes, which `normalize` folds.
+TEST(Matcher, PhrasesIgnoreCaseInEveryScript) {
+  struct Case {
+    const char* phrase;
+    const char* text;
+    Spans spans;
+  };
+  const Case cases[] = {
+      {"caf\xC3\xA9 meet", "CAF\xC3\x89 MEET later", {{0, 10}}},
+      {"caf\xC3\xA9 meet", "Caf\xC3\xA9 meet, caf\xC3\x89 Meet", {{0, 10}, {12, 22}}},
+      {"\xD0\x9C\xD0\xBE\xD1\x81\xD0\xBA\xD0\xB2\xD0\xB0",
+       "in \xD0\xBC\xD0\xBE\xD1\x81\xD0\xBA\xD0\xB2\xD0\xB0!",
+       {{3, 15}}},
+      {"\xCF\x83\xCE\xB1", "\xCE\xA3\xCE\x91 \xCF\x82\xCE\xB1", {{0, 4}, {5, 9}}},
+      {"x\xC3\xA9y", "ax\xC3\x89y x\xC3\x89yb X\xC3\x89Y", {{12, 16}}},  // whole words
+      {"snap", "\xC5\xBFnap snap", {{6, 10}}},
+      {"kik", "\xE2\x84\xAAik KIK", {{6, 9}}},
+      {"\xC3\xA9t\xC3\xA9", "\xC3\x89T\xC3\x89", {{0, 5}}},
+  };
+  for (const Case& c : cases) {
+    auto hs = Build({Phrase(c.phrase)});
+    std::unique_ptr<Matcher> set;
+    ASSERT_TRUE(Matcher::BuildWithRe2Set({Phrase(c.phrase)}, &set).ok());
+    EXPECT_EQ(Hits(*hs, c.text).empty(), c.spans.empty()) << c.phrase << " in " << c.text;
+    EXPECT_EQ(Hits(*set, c.text).empty(), c.spans.empty()) << c.phrase << " in " << c.text;
+    EXPECT_EQ(SpansOf(*hs, 0, c.text), c.spans) << c.phrase << " in " << c.text;
+    // The scan's occurrences, selected as the Evaluator selects them.
+    std::vector<std::pair<uint32_t, uint32_t>> found;
+    auto scratch = hs->NewScratch();
+    ASSERT_TRUE(hs->Scan(
+                      DatabaseSlot(Field::kText, false), c.text, *scratch,
+                      [](uint32_t, uint32_t start, uint32_t end, void* f) {
+                        static_cast<std::vector<std::pair<uint32_t, uint32_t>>*>(f)->emplace_back(
+                            start, end);
+                      },
+                      &found)
+                    .ok());
+    Spans selected;
+    Matcher::SelectSpans(&found, 8, &selected);
+    EXPECT_EQ(selected, c.spans) << c.phrase << " in " << c.text;
+  }
 }
 
 TEST(Matcher, ManySpansAreReportedLeftToRight) {
