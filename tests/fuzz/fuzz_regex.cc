@@ -6,8 +6,9 @@
 // variant would flag is missed. Neither would crash.
 //
 // Input: the first byte is the rule's flags (bit 0 case_sensitive, 1
-// dotall, 2 multiline, 3 ucp); then the pattern, up to the first NUL (at
-// most 96 bytes of UTF-8); then texts separated by NULs (at most 8, each
+// dotall, 2 multiline, 3 ucp; bit 4: a phrase, not a regex); then the
+// pattern, up to the first NUL (at most 96 bytes of UTF-8; a phrase at
+// most 32 bytes, written as a text is); then texts separated by NULs (at most 8, each
 // at most 128 bytes). In a text a byte below 0x80 is itself and one above
 // stands for one of the characters in kCharacters: letters with special
 // case folding, white space, digits and numbers, punctuation, symbols and
@@ -16,13 +17,16 @@
 // done with; for one it accepts, on every text:
 //   - Hyperscan reports a match exactly when RE2 finds a span;
 //   - the RE2::Set variant reports a match exactly when Hyperscan does;
-//   - spans lie in the text, in order, without overlapping.
+//   - spans lie in the text, in order, without overlapping;
+//   - for a phrase, the occurrences the scan reports, selected as the
+//     Evaluator selects them, are FindSpans' spans.
 // Differences docs/rules.md names are not checked (KnownDifference): \b
 // and \B with `ucp`, which RE2 keeps to ASCII; a negated class holding a
 // negated set (an intersection); and a negated class holding letters and
 // a set where the case is ignored. Nor are characters that
 // Hyperscan's Unicode tables (older than RE2's) read differently, which
 // is why the texts hold none.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -159,17 +163,28 @@ std::string Text(std::string_view bytes) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 2) return 0;
-  const uint32_t flags = data[0] & 0x0F;  // the four flags
+  const bool phrase = data[0] & 0x10;
+  const uint32_t flags = phrase ? rules::kCaseSensitive : data[0] & 0x0F;  // the four flags
   std::string_view rest(reinterpret_cast<const char*>(data) + 1, size - 1);
   const size_t end = rest.find('\0');
-  const std::string pattern(rest.substr(0, end));
-  if (pattern.empty() || pattern.size() > 96) return 0;
-  if (!rules::CheckPattern(pattern, flags).empty()) return 0;  // refused at load
-
   match::PatternLeaf leaf;
   leaf.field = rules::Field::kText;
-  leaf.expressions = {pattern};
   leaf.regex_flags = flags;
+  std::string pattern;
+  if (phrase) {
+    // A phrases leaf as the Evaluator builds one: its pattern for RE2, its
+    // literal (ASCII letters lower-case) for the scan.
+    std::string literal = Text(rest.substr(0, std::min<size_t>(end, 32)));
+    if (literal.empty()) return 0;
+    pattern = rules::PhrasePattern(literal);
+    for (char& c : literal) c = (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
+    leaf.literals = {literal};
+  } else {
+    pattern = std::string(rest.substr(0, end));
+    if (pattern.empty() || pattern.size() > 96) return 0;
+    if (!rules::CheckPattern(pattern, flags).empty()) return 0;  // refused at load
+  }
+  leaf.expressions = {pattern};
   std::unique_ptr<match::Matcher> hs, set;
   // Hyperscan may still refuse a database past its limits: an error at
   // load, not a difference.
@@ -177,7 +192,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!match::Matcher::BuildWithRe2Set({leaf}, &set).ok()) {
     Fail("RE2::Set refuses a pattern the loader accepted", pattern, flags, "");
   }
-  const bool check_spans = !KnownDifference(pattern, flags);
+  const bool check_spans = phrase || !KnownDifference(pattern, flags);
 
   std::string_view texts = end == std::string_view::npos ? "" : rest.substr(end + 1);
   for (int t = 0; t < 8; ++t) {
@@ -202,6 +217,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       }
       if (check_spans && Matches(*set, text) != hit) {
         Fail("the RE2::Set variant and Hyperscan disagree", pattern, flags, text);
+      }
+      if (phrase) {  // the scan's occurrences, selected, are FindSpans' spans
+        std::vector<std::pair<uint32_t, uint32_t>> found, selected, searched;
+        auto scratch = hs->NewScratch();
+        (void)hs->Scan(
+            match::DatabaseSlot(rules::Field::kText, false), text, *scratch,
+            [](uint32_t, uint32_t from, uint32_t to, void* f) {
+              static_cast<std::vector<std::pair<uint32_t, uint32_t>>*>(f)->emplace_back(from, to);
+            },
+            &found);
+        match::Matcher::SelectSpans(&found, 16, &selected);
+        if (selected != spans)
+          Fail("the scan's phrase spans are not FindSpans'", pattern, flags, text);
       }
     }
     if (next == std::string_view::npos) break;
