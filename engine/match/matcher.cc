@@ -17,7 +17,7 @@ namespace fs = std::filesystem;
 namespace {
 
 // Bump when the leaf -> expression layout changes, so old caches are ignored.
-constexpr const char* kCacheFormat = "v3";
+constexpr const char* kCacheFormat = "v2";
 
 struct ScanContext {
   const Matcher* matcher;
@@ -28,13 +28,6 @@ struct ScanContext {
 
 bool IsWordChar(unsigned char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
-}
-
-bool IsAscii(std::string_view s) {
-  for (unsigned char c : s) {
-    if (c >= 0x80) return false;
-  }
-  return true;
 }
 
 // Hyperscan literal for a phrase: every byte that is not an ASCII letter or
@@ -55,14 +48,10 @@ std::string LiteralExpression(const std::string& literal) {
 
 }  // namespace
 
-int OnHyperscanMatch(unsigned int id, unsigned long long from, unsigned long long to, unsigned int,
+int OnHyperscanMatch(unsigned int id, unsigned long long, unsigned long long to, unsigned int,
                      void* ctx) {
   auto* c = static_cast<ScanContext*>(ctx);
   const Matcher::Expression& e = c->matcher->expressions_[id];
-  if (e.unicode) {  // its pattern checked the bytes and boundaries; `from` is its start
-    c->fn(e.leaf, static_cast<uint32_t>(from), static_cast<uint32_t>(to), c->context);
-    return 0;
-  }
   if (e.literal) {
     // Verify the literal and its word boundaries (ASCII case-insensitive).
     const std::string& lit = *e.literal;
@@ -136,21 +125,6 @@ Status Matcher::BuildRe2(const std::vector<PatternLeaf>& leaves, bool literal_le
   RE2::Options options;
   options.set_log_errors(false);
   for (const PatternLeaf& leaf : leaves) {
-    std::vector<std::string> unicode;
-    for (const std::string& lit : leaf.literals) {
-      if (!IsAscii(lit)) unicode.push_back(rules::PhrasePattern(lit));
-    }
-    unicode_phrases_.push_back(nullptr);
-    if (!unicode.empty()) {
-      RE2::Options longest = options;
-      longest.set_longest_match(true);
-      unicode_phrases_.back() =
-          std::make_unique<RE2>(rules::Re2Pattern(unicode, rules::kCaseSensitive), longest);
-      if (!unicode_phrases_.back()->ok()) {
-        return Status::InvalidArgument("phrase pattern rejected by RE2: " +
-                                       unicode_phrases_.back()->error());
-      }
-    }
     if (!literal_leaves && !leaf.literals.empty()) {
       re2_.push_back(nullptr);  // spans of literals are found without a regex
       continue;
@@ -216,11 +190,10 @@ Status Matcher::Build(std::vector<PatternLeaf> leaves, const std::string& cache_
       if (DatabaseSlot(leaf.field, leaf.normalize) != slot) continue;
       if (!leaf.literals.empty()) {
         for (const std::string& lit : leaf.literals) {
-          const bool unicode = !IsAscii(lit);
-          owned.push_back(unicode ? rules::PhrasePattern(lit) : LiteralExpression(lit));
-          flags.push_back(unicode ? HS_FLAG_UTF8 | HS_FLAG_SOM_LEFTMOST : HS_FLAG_CASELESS);
+          owned.push_back(LiteralExpression(lit));
+          flags.push_back(HS_FLAG_CASELESS);
           ids.push_back(static_cast<unsigned>(m->expressions_.size()));
-          m->expressions_.push_back({id, &lit, unicode});
+          m->expressions_.push_back({id, &lit});
         }
         continue;
       }
@@ -297,29 +270,16 @@ namespace {
 char LowerAscii(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
 
 // Leftmost, non-overlapping occurrences of any literal as whole words,
-// ignoring case: the semantics of rules::PhrasePattern. ASCII literals are
-// searched for in the text lowered; the others (`unicode`) with RE2.
-void FindLiteralSpans(const std::vector<std::string>& literals, const RE2* unicode,
-                      std::string_view data, size_t max_spans,
-                      std::vector<std::pair<uint32_t, uint32_t>>* spans) {
+// ASCII case-insensitively: the semantics of rules::PhrasePattern.
+void FindLiteralSpans(const std::vector<std::string>& literals, std::string_view data,
+                      size_t max_spans, std::vector<std::pair<uint32_t, uint32_t>>* spans) {
   thread_local std::string lowered;
   thread_local std::vector<std::pair<uint32_t, uint32_t>> found;
   lowered.resize(data.size());
   std::transform(data.begin(), data.end(), lowered.begin(), LowerAscii);
   found.clear();
-  if (unicode) {  // the phrases beyond ASCII: RE2's leftmost-longest, in turn
-    re2::StringPiece input(data.data(), data.size());
-    re2::StringPiece match;
-    for (size_t pos = 0; pos < data.size() &&
-                         unicode->Match(input, pos, data.size(), RE2::UNANCHORED, &match, 1);) {
-      const auto start = static_cast<uint32_t>(match.data() - data.data());
-      const auto end = static_cast<uint32_t>(start + match.size());
-      found.emplace_back(start, end);
-      pos = end > pos ? end : pos + 1;
-    }
-  }
   for (const std::string& literal : literals) {
-    if (literal.empty() || !IsAscii(literal)) continue;
+    if (literal.empty()) continue;
     bool word_start = IsWordChar(literal.front());
     bool word_end = IsWordChar(literal.back());
     for (size_t at = lowered.find(literal); at != std::string::npos;
@@ -354,8 +314,7 @@ void Matcher::SelectSpans(std::vector<std::pair<uint32_t, uint32_t>>* found, siz
 void Matcher::FindSpans(uint32_t leaf_id, std::string_view data, size_t max_spans,
                         std::vector<std::pair<uint32_t, uint32_t>>* spans) const {
   if (!leaves_[leaf_id].literals.empty()) {
-    FindLiteralSpans(leaves_[leaf_id].literals, unicode_phrases_[leaf_id].get(), data, max_spans,
-                     spans);
+    FindLiteralSpans(leaves_[leaf_id].literals, data, max_spans, spans);
     return;
   }
   const RE2& re = *re2_[leaf_id];

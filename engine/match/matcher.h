@@ -29,15 +29,12 @@ struct PatternLeaf {
   // leaf's id.
   std::vector<std::string> expressions;
   uint32_t regex_flags = 0;
-  // For phrases leaves: the phrases as literals, ASCII letters lower-case.
-  // Hyperscan matches an ASCII one as a plain literal (no UTF-8 mode, no
-  // \b, which would slow every scan) and the match callback checks the
-  // word boundaries and the bytes; FindSpans locates it without a regex
-  // engine. One with a character beyond ASCII, whose case variants may
-  // differ in length, is matched as its rules::PhrasePattern (UTF-8, with
-  // its start). Same semantics as `expressions`, which must then be the
-  // phrases' rules::PhrasePattern with kCaseSensitive (the RE2::Set
-  // variant uses them).
+  // For phrases leaves: the phrases as lower-case literals. Hyperscan then
+  // matches them as plain literals (no UTF-8 mode, no \b, which would slow
+  // every scan) and the match callback checks the word boundaries and the
+  // bytes; FindSpans locates them without a regex engine. Same semantics as
+  // rules::PhrasePattern matched case-sensitively, which the RE2::Set
+  // variant uses (`expressions`, with kCaseSensitive).
   std::vector<std::string> literals;
 };
 
@@ -128,16 +125,12 @@ class Matcher {
   Matcher() = default;
   std::vector<PatternLeaf> leaves_;
   std::vector<std::unique_ptr<re2::RE2>> re2_;
-  // Per phrase leaf with phrases beyond ASCII: those phrases' patterns, for
-  // FindSpans (null for the others).
-  std::vector<std::unique_ptr<re2::RE2>> unicode_phrases_;
   // `literal_leaves` false: nullptr for phrase leaves (FindSpans needs none).
   Status BuildRe2(const std::vector<PatternLeaf>& leaves, bool literal_leaves);
   // One entry per Hyperscan expression id.
   struct Expression {
     uint32_t leaf;
     const std::string* literal;  // phrases: the literal to verify; else null
-    bool unicode = false;        // a phrase beyond ASCII: its pattern checked it all
   };
   std::vector<Expression> expressions_;
   friend int OnHyperscanMatch(unsigned, unsigned long long, unsigned long long, unsigned, void*);

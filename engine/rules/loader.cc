@@ -1,5 +1,7 @@
 #include "engine/rules/loader.h"
 
+#include <unicode/uchar.h>
+#include <unicode/utf8.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -223,6 +225,19 @@ int ScalarColumn(std::string_view content, int line, int column, size_t index) {
     }
   }
   return 0;
+}
+
+// The first letter beyond ASCII in `s` that has another case (e acute,
+// capital sigma), or -1.
+UChar32 FirstCasedBeyondAscii(const std::string& s) {
+  const auto* p = reinterpret_cast<const uint8_t*>(s.data());
+  const auto n = static_cast<int32_t>(s.size());
+  for (int32_t i = 0; i < n;) {
+    UChar32 c;
+    U8_NEXT(p, i, n, c);
+    if (c >= 0x80 && (u_tolower(c) != c || u_toupper(c) != c || u_totitle(c) != c)) return c;
+  }
+  return -1;
 }
 
 // The byte of a pattern Hyperscan names in its message ("... at index 3."),
@@ -1033,10 +1048,21 @@ bool Loader::ParseLeaf(const YAML::Node& node, Condition* out) {
       Error(value, "phrases must list at least one phrase");
       return false;
     }
-    for (const std::string& p : out->phrases) {
+    for (size_t i = 0; i < out->phrases.size(); ++i) {
+      const std::string& p = out->phrases[i];
       if (p.find_first_not_of(" \t") == std::string::npos) {
         Error(value, "phrases must not be empty or blank");
         return false;
+      }
+      // Without normalize, case is ignored for ASCII letters only.
+      const UChar32 cased = out->normalize ? -1 : FirstCasedBeyondAscii(p);
+      if (cased >= 0) {
+        char cp[16];
+        std::snprintf(cp, sizeof cp, "U+%04X", static_cast<unsigned>(cased));
+        Warn(value.IsSequence() && i < value.size() ? value[i] : value,
+             "phrase '" + Excerpt(p) + "' has a letter beyond ASCII (" + cp +
+                 ") that matches only in the case written; normalize: true ignores case in "
+                 "every script");
       }
     }
     return ok;

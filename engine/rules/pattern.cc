@@ -2,8 +2,6 @@
 
 #include <hs/hs.h>
 #include <re2/re2.h>
-#include <unicode/uniset.h>
-#include <unicode/utf8.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -21,41 +19,18 @@ bool IsWordByte(unsigned char c) {
 std::string PhrasePattern(const std::string& phrase) {
   std::string out;
   if (!phrase.empty() && IsWordByte(phrase.front())) out += "\\b";
-  const auto* p = reinterpret_cast<const uint8_t*>(phrase.data());
-  const int32_t n = static_cast<int32_t>(phrase.size());
-  char buf[32];
-  for (int32_t i = 0; i < n;) {
-    UChar32 c;
-    U8_NEXT(p, i, n, c);
-    if (c < 0) continue;  // not UTF-8: the loader refuses such a phrase
+  for (unsigned char c : phrase) {
     if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) {
       out += '[';
       out += static_cast<char>(c | 0x20);
       out += static_cast<char>(c & ~0x20);
       out += ']';
-    } else if (c < 0x80 && IsWordByte(static_cast<unsigned char>(c))) {
+    } else if (c >= 0x80 || IsWordByte(c)) {
       out += static_cast<char>(c);
-    } else if (c < 0x80) {
-      std::snprintf(buf, sizeof buf, "\\x%02x", static_cast<unsigned>(c));
-      out += buf;
     } else {
-      // Every character the same but for case (Unicode's case closure:
-      // e acute, E acute; sigma, final sigma, capital sigma).
-      icu::UnicodeSet variants(c, c);
-      variants.closeOver(USET_CASE_INSENSITIVE);
-      variants.removeAllStrings();
-      const bool one = variants.size() == 1;
-      if (!one) out += '[';
-      for (int32_t r = 0; r < variants.getRangeCount(); ++r) {
-        const UChar32 from = variants.getRangeStart(r), to = variants.getRangeEnd(r);
-        std::snprintf(buf, sizeof buf, "\\x{%X}", static_cast<unsigned>(from));
-        out += buf;
-        if (to != from) {
-          std::snprintf(buf, sizeof buf, "-\\x{%X}", static_cast<unsigned>(to));
-          out += buf;
-        }
-      }
-      if (!one) out += ']';
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
     }
   }
   if (!phrase.empty() && IsWordByte(phrase.back())) out += "\\b";

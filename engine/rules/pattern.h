@@ -13,13 +13,14 @@ namespace carewatch::rules {
 // RE2 see the same pattern text: Hyperscan decides whether a leaf matched,
 // RE2 then locates the span. Both run in UTF-8 mode.
 
-// The pattern for one phrase, to be matched case-sensitively: each letter
-// as the class of its case variants ([sS]; for a letter beyond ASCII,
-// Unicode's case closure: [\x{C9}\x{E9}]), ASCII punctuation as \xHH, with
-// \b at each end that is a word character, so "snap" matches "add me on
-// SNAP!" but not "snapshot". An ASCII letter's variants are its ASCII
-// pair only: the long s and the Kelvin sign, which Unicode's closure adds
-// to s and k, are look-alikes, which `normalize` folds.
+// The pattern for one phrase, to be matched case-sensitively: each ASCII
+// letter as the class of its two cases ([sS]), every other character as
+// written (a letter beyond ASCII matches in its own case only: `normalize`
+// folds case in every script), ASCII punctuation as \xHH, with \b at each
+// end that is a word character, so "snap" matches "add me on SNAP!" but
+// not "snapshot". What the Matcher's literal path matches, exactly: RE2's
+// (?i) would also take the long s for s and the Kelvin sign for k, and
+// fold letters beyond ASCII.
 std::string PhrasePattern(const std::string& phrase);
 
 // Hyperscan compile flags for a leaf's pattern (HS_FLAG_*).

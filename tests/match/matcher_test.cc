@@ -318,28 +318,28 @@ TEST(Matcher, PhrasesAreCaseInsensitive) {
   EXPECT_EQ(Hits(*m, "this is OUR SECRET"), std::set<uint32_t>{0});
 }
 
-// Case is ignored in every script, not only for ASCII letters: a phrase
-// beyond ASCII is matched as its case closure, with its bytes, by the scan
-// (whose occurrences give the spans), by FindSpans and by the RE2::Set
-// variant alike. An ASCII letter's only variant is its ASCII pair: the
-// long s and the Kelvin sign are look-alikes, which `normalize` folds.
-TEST(Matcher, PhrasesIgnoreCaseInEveryScript) {
+// A phrase ignores the case of ASCII letters and matches other characters
+// as written (normalize folds case in every script). The scan, the spans
+// from its occurrences, FindSpans and the RE2::Set variant agree: RE2's
+// (?i) took E acute for e acute, the long s for s and the Kelvin sign for
+// k, where the scan did not.
+TEST(Matcher, PhrasesIgnoreTheCaseOfAsciiLettersOnlyOnEveryPath) {
   struct Case {
     const char* phrase;
     const char* text;
     Spans spans;
   };
   const Case cases[] = {
-      {"caf\xC3\xA9 meet", "CAF\xC3\x89 MEET later", {{0, 10}}},
-      {"caf\xC3\xA9 meet", "Caf\xC3\xA9 meet, caf\xC3\x89 Meet", {{0, 10}, {12, 22}}},
+      {"caf\xC3\xA9 meet", "CAF\xC3\xA9 MEET later", {{0, 10}}},
+      {"caf\xC3\xA9 meet", "CAF\xC3\x89 MEET later", {}},
       {"\xD0\x9C\xD0\xBE\xD1\x81\xD0\xBA\xD0\xB2\xD0\xB0",
-       "in \xD0\xBC\xD0\xBE\xD1\x81\xD0\xBA\xD0\xB2\xD0\xB0!",
-       {{3, 15}}},
-      {"\xCF\x83\xCE\xB1", "\xCE\xA3\xCE\x91 \xCF\x82\xCE\xB1", {{0, 4}, {5, 9}}},
-      {"x\xC3\xA9y", "ax\xC3\x89y x\xC3\x89yb X\xC3\x89Y", {{12, 16}}},  // whole words
+       "in \xD0\xBC\xD0\xBE\xD1\x81\xD0\xBA\xD0\xB2\xD0\xB0 "
+       "\xD0\x9C\xD0\xBE\xD1\x81\xD0\xBA\xD0\xB2"
+       "\xD0\xB0!",
+       {{16, 28}}},
+      {"x\xC3\xA9y", "ax\xC3\xA9y x\xC3\xA9yb X\xC3\xA9Y", {{12, 16}}},  // whole words
       {"snap", "\xC5\xBFnap snap", {{6, 10}}},
       {"kik", "\xE2\x84\xAAik KIK", {{6, 9}}},
-      {"\xC3\xA9t\xC3\xA9", "\xC3\x89T\xC3\x89", {{0, 5}}},
   };
   for (const Case& c : cases) {
     auto hs = Build({Phrase(c.phrase)});

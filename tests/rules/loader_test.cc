@@ -228,6 +228,25 @@ TEST(Loader, ControlCharactersInADiagnosticAreEscaped) {
   EXPECT_EQ(d.ToString().find_first_of("\n\x1B"), std::string::npos) << d.ToString();
 }
 
+// Without normalize a phrase's letters beyond ASCII match in the case
+// written: the loader says so where such a phrase is, and not for one
+// under normalize or without such a letter.
+TEST(Loader, APhraseWhoseCaseMattersIsWarnedAbout) {
+  LoadResult r = LoadPack(PackWithRules(
+      "  - id: r1\n    duty: d\n    severity: low\n"
+      "    when: {field: text, phrases: [snap, \"caf\xC3\xA9 meet\", \"\xE4\xB8\xAD\"]}\n"
+      "    tests: [{name: t, report: {text: snap}, expect: match}]\n"
+      "  - id: r2\n    duty: d\n    severity: low\n"
+      "    when: {field: text, normalize: true, phrases: [\"caf\xC3\xA9\"]}\n"
+      "    tests: [{name: t, report: {text: CAFE}, expect: match}]\n"));
+  ASSERT_TRUE(r.ruleset) << testing::Describe(r.diagnostics);
+  ASSERT_EQ(r.diagnostics.size(), 1u) << testing::Describe(r.diagnostics);
+  EXPECT_EQ(r.diagnostics[0].level, Diagnostic::Level::kWarning);
+  EXPECT_EQ(r.diagnostics[0].pos.line, 9);
+  EXPECT_EQ(r.diagnostics[0].pos.col, 41);
+  EXPECT_NE(r.diagnostics[0].message.find("U+00E9"), std::string::npos) << r.diagnostics[0].message;
+}
+
 TEST(Loader, RegexThatMatchesEmpty) {
   ExpectErrorAt(
       PackWithRules(
