@@ -75,9 +75,7 @@ constexpr const char* kHorizontalSpace =
 // and \v), as RE2 class members.
 constexpr const char* kUcpWord = "\\p{L}\\p{N}_";
 constexpr const char* kUcpSpace = "\\p{Z}\\t\\n\\x0B\\f\\r\\x{85}\\x{180E}";
-}  // namespace
 
-namespace {
 // The verbs Hyperscan accepts at the start of a pattern: (*UTF8) and (*UTF)
 // (carewatch always matches UTF-8) and (*UCP). Returns how many bytes they
 // take; sets *ucp for (*UCP).
@@ -112,7 +110,7 @@ const char* PcreProperty(std::string_view name) {
   if (name == "L&") return "\\p{Lu}\\p{Ll}\\p{Lt}";
   if (name == "Xan") return "\\p{L}\\p{N}";
   if (name == "Xwd") return "\\p{L}\\p{N}_";
-  if (name == "Xsp" || name == "Xps") return "\\p{Z}\\t\\n\\x0B\\f\\r";
+  if (name == "Xsp" || name == "Xps") return kUcpSpace;  // as Hyperscan reads them
   return nullptr;
 }
 

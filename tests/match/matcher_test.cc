@@ -182,6 +182,11 @@ TEST(Matcher, RegexesMatchWhatTheirSpansShow) {
       {"\\P{Xan}", 0, "a-", {{1, 2}}},
       {"\\p{L&}", 0, "1a", {{1, 2}}},
       {"\\p{Xwd}\\p{Xsp}", 0, "a_\v", {{1, 3}}},
+      {"a\\p{Xsp}b\\p{Xps}",
+       0,
+       "a\xC2\x85"
+       "b\xE1\xA0\x8E",
+       {{0, 7}}},
       {"(*UTF8)(*UCP)a\\w", 0, "a\xC3\xA9", {{0, 3}}},
       // Where the case is ignored, PCRE folds letters but not \w, \p{..}
       // or POSIX classes: the long s and the Kelvin sign are not word
