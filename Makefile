@@ -70,7 +70,8 @@ fuzz-smoke: deps
 	  mkdir -p $(FUZZ_BUILD)/corpus/$$t $(FUZZ_BUILD)/corpus-grown/$$t; \
 	  echo "fuzz_$$t: $(FUZZ_SECONDS)s"; \
 	  if ! ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-	    $(FUZZ_BUILD)/tests/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 \
+	    $(FUZZ_BUILD)/tests/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
+	      -timeout=$$(if [ $$t = regex ]; then echo 60; else echo 10; fi) \
 	      -rss_limit_mb=2048 -artifact_prefix=$(FUZZ_BUILD)/ \
 	      $(FUZZ_BUILD)/corpus/$$t tests/fuzz/corpus/$$t $(FUZZ_BUILD)/corpus-grown/$$t \
 	      > $(FUZZ_BUILD)/fuzz_$$t.log 2>&1; then \

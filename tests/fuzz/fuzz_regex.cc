@@ -30,6 +30,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <iterator>
 #include <memory>
 #include <string>
@@ -76,6 +77,41 @@ bool KnownDifference(std::string_view pattern, uint32_t flags) {
   const bool caseless = !(flags & rules::kCaseSensitive) || has("(?i") || has("i)") || has("i:");
   const bool set = has("\\w") || has("\\W") || has("\\p") || has("\\P") || has("[:");
   return negated_set || (caseless && set);
+}
+
+// Whether Hyperscan may take seconds to compile `pattern`: Unicode sets
+// (\p{..} always; \w, \d, \s and POSIX classes with `ucp`) compile into
+// large automata, repeated ones larger still ('\w{24}' with ucp takes
+// seconds, '(\w+\W+){24}' tens of seconds). Such a pattern is a load-time
+// cost a rule author sees, not a difference between the engines; the
+// fuzzer skips it so that inputs run in milliseconds, a few in a second or
+// two (make fuzz-smoke gives this target a longer -timeout).
+bool SlowToCompile(std::string_view pattern, bool ucp) {
+  int sets = 0;
+  int repeat = 0;  // the largest {m,n} bound
+  for (size_t i = 0; i < pattern.size(); ++i) {
+    const char c = pattern[i];
+    if (c == '\\' && i + 1 < pattern.size()) {
+      const char e = pattern[++i];
+      if (e == 'p' || e == 'P' || (ucp && std::strchr("wWdDsShHvV", e) != nullptr)) ++sets;
+    } else if (c == '[' && i + 1 < pattern.size() && pattern[i + 1] == ':') {
+      if (ucp) ++sets;
+    } else if (c == '{') {
+      int bound = 0;
+      for (size_t k = i + 1; k < pattern.size() && bound < 1000; ++k) {
+        if (pattern[k] >= '0' && pattern[k] <= '9') {
+          bound = bound * 10 + (pattern[k] - '0');
+        } else if (pattern[k] == ',') {
+          bound = 0;
+        } else {
+          break;
+        }
+      }
+      repeat = std::max(repeat, bound == 0 ? 8 : bound);
+    }
+  }
+  if (ucp) return sets > 2 || (sets > 0 && repeat > 0);
+  return sets > 3 || repeat > 32 || (sets > 0 && repeat > 4);
 }
 
 // What a text's bytes from 0x80 stand for (UTF-8).
@@ -182,6 +218,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   } else {
     pattern = std::string(rest.substr(0, end));
     if (pattern.empty() || pattern.size() > 96) return 0;
+    const bool ucp = (flags & rules::kUcp) || pattern.find("(*UCP)") != std::string::npos;
+    if (SlowToCompile(pattern, ucp)) return 0;
     if (!rules::CheckPattern(pattern, flags).empty()) return 0;  // refused at load
   }
   leaf.expressions = {pattern};
