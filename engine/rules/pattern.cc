@@ -179,7 +179,8 @@ std::string TranslateForRe2(const std::string& pattern, uint32_t regex_flags) {
   // class that cannot be written without them, the pattern's own text.
   std::vector<std::string> class_negated;
   std::string class_negated_text;
-  bool class_letters = false;  // it holds a letter, or any non-ASCII or escaped character
+  bool class_letters = false;       // it holds a letter, or any non-ASCII or escaped character
+  bool class_negated_open = false;  // it began "[^"
   auto append_unfolded = [&](std::string_view piece) {
     if (in_class) {
       class_sets += piece;
@@ -345,7 +346,7 @@ std::string TranslateForRe2(const std::string& pattern, uint32_t regex_flags) {
       }
       if (c == ']') {
         in_class = false;
-        const bool negated = out.size() > class_start + 1 && out[class_start + 1] == '^';
+        const bool negated = class_negated_open;
         const bool others = out.size() > class_start + (negated ? 2 : 1);
         auto unfold = [&](const std::string& piece) {
           return options.caseless ? "(?-i:" + piece + ")" : piece;
@@ -399,7 +400,9 @@ std::string TranslateForRe2(const std::string& pattern, uint32_t regex_flags) {
         continue;
       }
       if (IsWordByte(c) || static_cast<unsigned char>(c) >= 0x80) class_letters = true;
-      out += c;
+      // A '^' here is a member; with the class's sets moved to its end it
+      // could come first, where RE2 would read it as negating the class.
+      out += c == '^' ? "\\^" : std::string(1, c);
       continue;
     }
     if (options.extended && IsPatternSpace(c)) continue;
@@ -413,8 +416,9 @@ std::string TranslateForRe2(const std::string& pattern, uint32_t regex_flags) {
       in_class = true;
       class_start = out.size();
       class_letters = false;
+      class_negated_open = i + 1 < n && pattern[i + 1] == '^';
       out += c;
-      if (i + 1 < n && pattern[i + 1] == '^') out += pattern[++i];
+      if (class_negated_open) out += pattern[++i];
       if (i + 1 < n && pattern[i + 1] == ']') out += pattern[++i];
       continue;
     }

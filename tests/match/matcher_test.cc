@@ -217,6 +217,8 @@ TEST(Matcher, RegexesMatchWhatTheirSpansShow) {
       {"x[[:^word:]]", rules::kUcp, "x\xC3\xA9 x-", {{4, 6}}},
       {"x[\\S]", rules::kUcp, "x\xC2\xA0 xa", {{4, 6}}},
       {"x[a\\V]", 0, "x\n xb", {{3, 5}}},
+      // A member '^' that the class's sets, moved to its end, leave first.
+      {"x[[:alpha:]^[[:punct:]]", rules::kUcp, "x\xC3\xA9 x^ x1", {{0, 3}, {4, 6}}},
   };
   for (const Case& c : cases) {
     auto m = Build({Regex(c.re, c.flags)});
