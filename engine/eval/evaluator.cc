@@ -168,7 +168,8 @@ void Evaluator::CollectScanLeaves(uint32_t index, std::vector<uint32_t>* out) co
 }
 
 Status Evaluator::Create(std::shared_ptr<const rules::RuleSet> ruleset,
-                         const EvaluatorOptions& options, std::unique_ptr<Evaluator>* out) {
+                         const EvaluatorOptions& options, std::unique_ptr<Evaluator>* out,
+                         std::vector<rules::Diagnostic>* diagnostics) {
   if (!ruleset) return Status::InvalidArgument("no rule set");
   std::unique_ptr<Evaluator> e(new Evaluator(std::move(ruleset), options));
   // Lists of a million entries take a while to index: the index is cached
@@ -240,13 +241,42 @@ Status Evaluator::Create(std::shared_ptr<const rules::RuleSet> ruleset,
       e->extractors_.push_back({rule.id, c, std::move(re)});
     }
   }
+  std::vector<match::Matcher::Refusal> refusals;
   Status s = options.use_re2_set
                  ? match::Matcher::BuildWithRe2Set(std::move(leaves), &e->matcher_)
                  : match::Matcher::Build(std::move(leaves), options.cache_dir,
-                                         e->ruleset_->version(), &e->matcher_, &e->compiled_);
-  if (!s.ok()) return s;
+                                         e->ruleset_->version(), &e->matcher_, &e->compiled_,
+                                         &refusals, /*every_refusal=*/diagnostics != nullptr);
+  if (!s.ok()) {
+    if (refusals.empty()) return s;
+    // Named where the rule author wrote the pattern, as the loader names
+    // what it refuses.
+    std::vector<rules::Diagnostic> refused;
+    for (const match::Matcher::Refusal& r : refusals) refused.push_back(e->RefusalDiagnostic(r));
+    Status first = Status::InvalidArgument(refused.front().ToString());
+    if (diagnostics) diagnostics->insert(diagnostics->end(), refused.begin(), refused.end());
+    return first;
+  }
   *out = std::move(e);
   return Status::Ok();
+}
+
+rules::Diagnostic Evaluator::RefusalDiagnostic(const match::Matcher::Refusal& refusal) const {
+  const uint32_t node = scan_node_[refusal.leaf];
+  const Condition& c = *nodes_[node].condition;
+  // Rules are flattened in order: the rule is the last one whose root is at
+  // or before the node.
+  const size_t rule =
+      static_cast<size_t>(std::upper_bound(rule_root_.begin(), rule_root_.end(), node) -
+                          rule_root_.begin()) -
+      1;
+  rules::Diagnostic d;
+  d.pos = c.value_pos.line > 0 ? c.value_pos : c.pos;
+  d.rule_id = ruleset_->rules()[rule].id;
+  d.message = std::string("Hyperscan cannot build ") +
+              (c.kind == Condition::Kind::kPhrases ? "phrase '" : "regex '") +
+              rules::Excerpt(refusal.pattern) + "': " + refusal.message;
+  return d;
 }
 
 std::unique_ptr<Evaluator::Context> Evaluator::NewContext() const {

@@ -62,9 +62,14 @@ class Evaluator {
   class Context;
 
   // Compiles `ruleset`. Fails (InvalidArgument) only on a pattern the engines
-  // reject, which the loader normally catches first.
+  // reject, which the loader normally catches first; a pattern Hyperscan
+  // accepts alone but cannot build (it is too large) is caught here, and the
+  // message is a diagnostic at the pattern ("file:line:col: error: ...
+  // [rule]"). With `diagnostics`, every such pattern is appended there as an
+  // error, not only the first (each costs a compile of its database again).
   static Status Create(std::shared_ptr<const rules::RuleSet> ruleset,
-                       const EvaluatorOptions& options, std::unique_ptr<Evaluator>* out);
+                       const EvaluatorOptions& options, std::unique_ptr<Evaluator>* out,
+                       std::vector<rules::Diagnostic>* diagnostics = nullptr);
   ~Evaluator();
   Evaluator(const Evaluator&) = delete;
   Evaluator& operator=(const Evaluator&) = delete;
@@ -118,6 +123,7 @@ class Evaluator {
                      const EvaluatorOptions& options);
   uint32_t Flatten(const rules::Condition& c, std::vector<match::PatternLeaf>* leaves);
   bool NeedsScan(uint32_t node) const;
+  rules::Diagnostic RefusalDiagnostic(const match::Matcher::Refusal& refusal) const;
   void CollectScanLeaves(uint32_t node, std::vector<uint32_t>* out) const;
 
   enum class Tri : uint8_t { kFalse, kTrue, kUnknown };

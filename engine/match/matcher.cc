@@ -170,10 +170,12 @@ Status Matcher::BuildWithRe2Set(std::vector<PatternLeaf> leaves, std::unique_ptr
 }
 
 Status Matcher::Build(std::vector<PatternLeaf> leaves, const std::string& cache_dir,
-                      const std::string& cache_key, std::unique_ptr<Matcher>* out, bool* compiled) {
+                      const std::string& cache_key, std::unique_ptr<Matcher>* out, bool* compiled,
+                      std::vector<Refusal>* refusals, bool every_refusal) {
   std::unique_ptr<Matcher> m(new Matcher());
   m->leaves_ = std::move(leaves);
   if (compiled) *compiled = false;
+  const size_t refusals_before = refusals ? refusals->size() : 0;
 
   // One RE2 per regex leaf, the leaf's expressions as alternatives, for
   // spans (phrase leaves find theirs without one: thousands of phrase rules
@@ -210,19 +212,60 @@ Status Matcher::Build(std::vector<PatternLeaf> leaves, const std::string& cache_
     std::string path = cache_dir.empty() ? "" : CachePath(cache_dir, cache_key, slot);
     if (!path.empty()) m->dbs_[slot] = LoadCached(path);
     if (m->dbs_[slot] == nullptr) {
-      hs_compile_error_t* error = nullptr;
-      if (hs_compile_multi(exprs.data(), flags.data(), ids.data(),
-                           static_cast<unsigned>(exprs.size()), HS_MODE_BLOCK, nullptr,
-                           &m->dbs_[slot], &error) != HS_SUCCESS) {
-        std::string message = "Hyperscan compile failed";
-        if (error) {
-          if (error->expression >= 0 && static_cast<size_t>(error->expression) < exprs.size()) {
-            message += " on pattern '" + std::string(exprs[error->expression]) + "'";
-          }
-          message += std::string(": ") + (error->message ? error->message : "unknown error");
-          hs_free_compile_error(error);
+      // A pattern Hyperscan refuses is named; with `every_refusal`, it is
+      // left out and the rest compiled again, so that every refused pattern
+      // is named in one run (up to kMaxRefusals).
+      bool refused_here = false;
+      for (;;) {
+        hs_compile_error_t* error = nullptr;
+        if (hs_compile_multi(exprs.data(), flags.data(), ids.data(),
+                             static_cast<unsigned>(exprs.size()), HS_MODE_BLOCK, nullptr,
+                             &m->dbs_[slot], &error) == HS_SUCCESS) {
+          break;
         }
-        return Status::InvalidArgument(message);
+        std::string reason = error && error->message ? error->message : "unknown error";
+        int at = error ? error->expression : -1;
+        if (error) hs_free_compile_error(error);
+        if (at < 0 || static_cast<size_t>(at) >= exprs.size()) {
+          // Hyperscan names no pattern (e.g. "Resource limit exceeded"):
+          // the first that it refuses alone is the one, if any is.
+          at = -1;
+          for (size_t i = 0; i < exprs.size() && at < 0; ++i) {
+            hs_database_t* alone = nullptr;
+            hs_compile_error_t* alone_error = nullptr;
+            if (hs_compile(exprs[i], flags[i], HS_MODE_BLOCK, nullptr, &alone, &alone_error) ==
+                HS_SUCCESS) {
+              hs_free_database(alone);
+              continue;
+            }
+            at = static_cast<int>(i);
+            if (alone_error && alone_error->message) reason = alone_error->message;
+            if (alone_error) hs_free_compile_error(alone_error);
+          }
+          if (at < 0) {
+            return Status::InvalidArgument("Hyperscan compile failed: " + reason + " (the " +
+                                           std::to_string(exprs.size()) + " patterns of field " +
+                                           rules::FieldName(static_cast<rules::Field>(slot / 2)) +
+                                           (slot % 2 ? ", folded," : "") + " together)");
+          }
+        }
+        const Expression& refused = m->expressions_[ids[at]];
+        Refusal r{refused.leaf, refused.literal ? *refused.literal : owned[at], reason};
+        const std::string message =
+            "Hyperscan compile failed on pattern '" + r.pattern + "': " + r.message;
+        if (refusals) refusals->push_back(std::move(r));
+        if (!refusals || !every_refusal) return Status::InvalidArgument(message);
+        refused_here = true;
+        owned.erase(owned.begin() + at);
+        flags.erase(flags.begin() + at);
+        ids.erase(ids.begin() + at);
+        exprs.clear();
+        for (const std::string& e : owned) exprs.push_back(e.c_str());
+        if (exprs.empty() || refusals->size() - refusals_before >= kMaxRefusals) break;
+      }
+      if (refused_here) {
+        if (refusals->size() - refusals_before >= kMaxRefusals) break;
+        continue;  // never cached or used: the build fails below
       }
       if (compiled) *compiled = true;
       if (!path.empty()) StoreCached(cache_dir, path, m->dbs_[slot]);
@@ -230,6 +273,11 @@ Status Matcher::Build(std::vector<PatternLeaf> leaves, const std::string& cache_
     if (hs_alloc_scratch(m->dbs_[slot], &m->prototype_) != HS_SUCCESS) {
       return Status::Internal("Hyperscan could not allocate scratch space");
     }
+  }
+  if (refusals && refusals->size() > refusals_before) {
+    const Refusal& r = (*refusals)[refusals_before];
+    return Status::InvalidArgument("Hyperscan compile failed on pattern '" + r.pattern +
+                                   "': " + r.message);
   }
   *out = std::move(m);
   return Status::Ok();

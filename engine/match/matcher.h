@@ -67,13 +67,29 @@ class Matcher {
     hs_scratch* scratch_ = nullptr;
   };
 
+  // A pattern Hyperscan refused when it compiled a leaf with the others of
+  // its database (a pattern it accepts alone may still be too large to
+  // build, e.g. a long counted repeat of a Unicode class under ucp).
+  struct Refusal {
+    uint32_t leaf = 0;    // the leaf's id
+    std::string pattern;  // the expression as Hyperscan was given it
+    std::string message;  // Hyperscan's reason
+  };
+  static constexpr size_t kMaxRefusals = 32;
+
   // Compiles `leaves` (leaf id == index). When `cache_dir` is not empty the
   // serialised databases are read from / written to
   // cache_dir/<cache_key>-<slot>.hsdb, so a restart with the same rules does
   // not recompile. `*compiled` tells whether anything was compiled.
+  // A refused pattern fails the build with a message naming it, and is
+  // appended to `refusals` when given. With `every_refusal` too, each refused
+  // pattern is left out and the rest compiled again, so that every one is
+  // appended (up to kMaxRefusals), and the build still fails: what
+  // `carewatch lint` uses to name them all in one run.
   static Status Build(std::vector<PatternLeaf> leaves, const std::string& cache_dir,
                       const std::string& cache_key, std::unique_ptr<Matcher>* out,
-                      bool* compiled = nullptr);
+                      bool* compiled = nullptr, std::vector<Refusal>* refusals = nullptr,
+                      bool every_refusal = false);
 
   // The same leaves matched with one RE2::Set per slot instead of Hyperscan:
   // what one would build without Hyperscan. For benchmarks and as a

@@ -28,6 +28,12 @@ struct Diagnostic {
   std::string ToString() const;
 };
 
+// What a diagnostic shows of a value: at most 40 bytes of it (cut on a
+// character boundary) and its length when longer, with control characters
+// escaped (\n, \t, \x1B), so that a diagnostic stays one line and a pack
+// cannot write to the terminal of whoever lints it.
+std::string Excerpt(const std::string& s);
+
 // True when any diagnostic is an error.
 bool HasErrors(const std::vector<Diagnostic>& diagnostics);
 

@@ -138,36 +138,6 @@ bool IsAlnum(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
 }
 
-// What a diagnostic shows of a value: at most 40 bytes of it (cut on a
-// character boundary) and its length when longer, with control characters
-// escaped (\n, \t, \x1B), so that a diagnostic stays one line and a pack
-// cannot write to the terminal of whoever lints it.
-std::string Excerpt(const std::string& s) {
-  size_t cut = s.size();
-  if (cut > 40) {
-    cut = 40;
-    while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;
-  }
-  std::string out;
-  out.reserve(cut + 8);
-  for (size_t i = 0; i < cut; ++i) {
-    const unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c == '\n') {
-      out += "\\n";
-    } else if (c == '\t') {
-      out += "\\t";
-    } else if (c < 0x20 || c == 0x7F) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02X", c);
-      out += buf;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  if (cut < s.size()) out += "... (" + std::to_string(s.size()) + " bytes)";
-  return out;
-}
-
 // Empty when `id` is a valid rule or duty id, else why not.
 std::string IdProblem(const std::string& what, const std::string& id) {
   if (id.size() > kMaxIdBytes) {
@@ -1003,6 +973,7 @@ bool Loader::ParseLeaf(const YAML::Node& node, Condition* out) {
   if (node["normalize"] && !check_normalize()) ok = false;
   if (op == "regex") {
     out->kind = Condition::Kind::kRegex;
+    out->value_pos = PosOf(value);
     if (!AsString(value, "regex", &out->regex)) return false;
     std::vector<std::string> flags;
     if (node["flags"]) {
@@ -1043,6 +1014,7 @@ bool Loader::ParseLeaf(const YAML::Node& node, Condition* out) {
   }
   if (op == "phrases") {
     out->kind = Condition::Kind::kPhrases;
+    out->value_pos = PosOf(value);
     if (!GetStringList(node, "phrases", &out->phrases)) return false;
     if (out->phrases.empty()) {
       Error(value, "phrases must list at least one phrase");

@@ -66,6 +66,7 @@ struct Condition {
 
   Kind kind = Kind::kAll;
   SourcePos pos;
+  SourcePos value_pos;  // regex and phrases: where the pattern or the list is written
   // Combinators.
   std::vector<Condition> children;
   int at_least = 0;

@@ -84,7 +84,9 @@ grpc::Status CompilePosted(Server::State& s, ServerContext* ctx, const v1::RuleP
       c.loaded = LoadPosted(set);
       if (c.loaded.ruleset) {
         std::unique_ptr<eval::Evaluator> e;
-        c.status = eval::Evaluator::Create(c.loaded.ruleset, {}, &e);
+        // A pattern Hyperscan cannot build joins the loader's diagnostics,
+        // at its position, every one of them (as `carewatch lint` lists them).
+        c.status = eval::Evaluator::Create(c.loaded.ruleset, {}, &e, &c.loaded.diagnostics);
         c.evaluator = std::move(e);
       }
       promise->set_value(std::move(c));
@@ -125,9 +127,11 @@ class RulesService final : public v1::Rules::Service {
       ToDiagnostics(c.loaded.diagnostics, resp->mutable_diagnostics());
       if (!c.loaded.ruleset) return grpc::Status::OK;
       if (!c.status.ok()) {
-        auto* d = resp->add_diagnostics();
-        d->set_severity("error");
-        d->set_message(c.status.message());
+        if (!rules::HasErrors(c.loaded.diagnostics)) {
+          auto* d = resp->add_diagnostics();
+          d->set_severity("error");
+          d->set_message(c.status.message());
+        }
       } else {
         resp->set_ok(true);
         resp->set_version(c.loaded.ruleset->version());
@@ -213,15 +217,11 @@ class RulesService final : public v1::Rules::Service {
   grpc::Status Reload(ServerContext* ctx, const v1::ReloadRequest* req,
                       v1::ReloadResponse* resp) override {
     return Serve(*s_, ctx, "Rules/Reload", *req, [&](const Principal&) {
-      std::vector<std::string> diags;
+      std::vector<rules::Diagnostic> diags;
       Status s = s_->reload(&diags);
       resp->set_ok(s.ok());
       resp->set_version(s_->engine->evaluator()->ruleset().version());
-      for (const auto& d : diags) {
-        auto* x = resp->add_diagnostics();
-        x->set_severity("error");
-        x->set_message(d);
-      }
+      ToDiagnostics(diags, resp->mutable_diagnostics());
       if (!s.ok() && diags.empty()) {
         auto* x = resp->add_diagnostics();
         x->set_severity("error");

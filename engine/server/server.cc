@@ -76,7 +76,7 @@ Server::~Server() {
   if (!done_) Shutdown(1000);
 }
 
-Status Server::Reload(std::vector<std::string>* diagnostics) {
+Status Server::Reload(std::vector<rules::Diagnostic>* diagnostics) {
   std::lock_guard<std::mutex> lock(state_->reload_mu);
   std::vector<std::string> paths = config_.rules;
   paths.insert(paths.end(), config_.accountability.begin(), config_.accountability.end());
@@ -84,8 +84,7 @@ Status Server::Reload(std::vector<std::string>* diagnostics) {
   load_options.lists_anywhere = config_.lists_anywhere;
   rules::LoadResult loaded = rules::LoadRuleSet(paths, load_options);
   for (const auto& d : loaded.diagnostics) {
-    if (d.level == rules::Diagnostic::Level::kError && diagnostics)
-      diagnostics->push_back(d.ToString());
+    if (d.level == rules::Diagnostic::Level::kError && diagnostics) diagnostics->push_back(d);
   }
   state_->reload_time = NowSeconds();
   if (!loaded.ruleset) {
@@ -97,11 +96,19 @@ Status Server::Reload(std::vector<std::string>* diagnostics) {
   eval::EvaluatorOptions options;
   options.cache_dir = config_.cache_dir;
   std::unique_ptr<eval::Evaluator> e;
-  Status s = eval::Evaluator::Create(loaded.ruleset, options, &e);
+  std::vector<rules::Diagnostic> refused;
+  Status s = eval::Evaluator::Create(loaded.ruleset, options, &e, &refused);
   if (!s.ok()) {
     state_->reload_ok = false;
-    if (diagnostics) diagnostics->push_back(s.message());
-    return s;
+    if (refused.empty()) {
+      rules::Diagnostic d;
+      d.message = s.message();
+      refused.push_back(std::move(d));
+    }
+    if (diagnostics) diagnostics->insert(diagnostics->end(), refused.begin(), refused.end());
+    Log("error", "reload failed; the previous rule set keeps serving",
+        {{"errors", std::to_string(refused.size())}});
+    return Status::InvalidArgument("rule set did not compile");
   }
   std::string version = e->ruleset().version();
   if (state_->replica) {
@@ -119,11 +126,11 @@ Status Server::Reload(std::vector<std::string>* diagnostics) {
 }
 
 Status Server::LoadRules() {
-  std::vector<std::string> diags;
+  std::vector<rules::Diagnostic> diags;
   Status s = Reload(&diags);
   if (s.ok()) return s;
   std::string all;
-  for (const auto& d : diags) all += "\n  " + d;
+  for (const auto& d : diags) all += "\n  " + d.ToString();
   return Status::InvalidArgument("rules: " + s.message() + all);
 }
 
@@ -361,7 +368,7 @@ Status Server::Listen() {
   grpc::ResourceQuota quota("carewatchd");
   quota.SetMaxThreads(config_.max_streams + 192);
   builder.SetResourceQuota(quota);
-  state_->reload = [this](std::vector<std::string>* diags) { return Reload(diags); };
+  state_->reload = [this](std::vector<rules::Diagnostic>* diags) { return Reload(diags); };
   services_.push_back(NewModerationService(state_.get()));
   services_.push_back(NewAuditService(state_.get()));
   services_.push_back(NewRulesService(state_.get()));

@@ -13,6 +13,7 @@
 #include "engine/common/status.h"
 #include "engine/duty/duty_engine.h"
 #include "engine/ledger/ledger.h"
+#include "engine/rules/diagnostic.h"
 #include "engine/server/auth.h"
 #include "engine/server/config.h"
 #include "engine/server/metrics.h"
@@ -57,8 +58,9 @@ class Server {
 
   // Recompiles the rule directories off the request path and swaps the new
   // rule set in. On failure the last good one keeps serving; `diagnostics`
-  // receives the loader's messages.
-  Status Reload(std::vector<std::string>* diagnostics);
+  // receives the errors, each at its file, line and column where it has
+  // one (the loader's, and a pattern Hyperscan cannot build).
+  Status Reload(std::vector<rules::Diagnostic>* diagnostics);
 
   // Graceful stop: refuses new calls, lets in-flight calls finish (up to
   // `grace_ms`), stops the sweeper and flushes the ledger.

@@ -213,7 +213,7 @@ struct Server::State {
   // then no deadline has been enforced since the start, and /readyz fails.
   bool first_sweep_pending = false;
   // Rules.Reload reaches the server through this.
-  std::function<Status(std::vector<std::string>*)> reload;
+  std::function<Status(std::vector<rules::Diagnostic>*)> reload;
 };
 
 // On a queueing replica a unary call that waits for the writer's answer

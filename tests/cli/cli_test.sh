@@ -28,6 +28,26 @@ rc=$?
 check "lint exits 1 on error" test "$rc" -eq 1
 check "lint names file:line:col and rule" grep -q "broken.yaml:12:32: error: bad regex 'a(?<=b)'.*\[r1\]" "$tmp/lint.out"
 
+# A pattern Hyperscan accepts alone but cannot build (too large: a literal
+# run of 16,000 bytes written in 128) is named at its line and column, and
+# so is a second one: lint builds the databases as carewatchd does.
+big=$(printf 'a{1000}b%.0s' $(seq 16))
+cat > "$tmp/toobig.yaml" <<YAML
+pack: toobig
+version: "1"
+duties:
+  - {id: d, deadline: 24h, actions: [remove_content]}
+rules:
+  - {id: fine, duty: d, severity: high, when: {field: text, regex: 'fine'}}
+  - {id: big1, duty: d, severity: high, when: {field: text, regex: '$big'}}
+  - {id: big2, duty: d, severity: high, when: {field: caption, regex: 'x$big'}}
+YAML
+"$cw" lint "$tmp/toobig.yaml" > "$tmp/toobig.out" 2>&1
+rc=$?
+check "lint exits 1 on a pattern Hyperscan cannot build" test "$rc" -eq 1
+check "lint names the first at file:line:col" grep -q "toobig.yaml:7:68: error: Hyperscan cannot build regex 'a{1000}b.*\[big1\]" "$tmp/toobig.out"
+check "lint names the second too" grep -q "toobig.yaml:8:71: error: Hyperscan cannot build regex 'xa{1000}b.*\[big2\]" "$tmp/toobig.out"
+
 # lint of the shipped packs is clean.
 "$cw" lint "$src/rules" > "$tmp/lint2.out" 2>&1
 check "shipped packs lint clean" test $? -eq 0

@@ -190,6 +190,60 @@ TEST(Evaluator, InvalidUtf8IsRejectedNamingTheField) {
   EXPECT_NE(s.message().find("caption"), std::string::npos);
 }
 
+// Hyperscan accepts some patterns when the loader asks about each alone
+// but cannot build them ("Resource limit exceeded"): a literal run of
+// 16,000 bytes here, 128 bytes as written. Each is named where it is
+// written, with its rule, as the loader names what it refuses; the
+// patterns beside it in its database still compile.
+TEST(Evaluator, APatternHyperscanCannotBuildIsNamedWhereItIsWritten) {
+  std::string big;
+  for (int i = 0; i < 16; ++i) big += "a{1000}b";
+  const std::string pack = PackWithRules(
+      Rule("fine", "{field: text, regex: 'fine'}") +                          // line 6
+      "  - id: r1\n    duty: d\n    severity: high\n    when:\n      all:\n"  // 7..11
+      "        - {field: caption, exists: true}\n"                            // 12
+      "        - field: text\n          regex: '" +
+      big + "'\n" +                                                                      // 13, 14
+      Rule("r2", "{field: username, regex: 'x" + big + "', flags: [case_sensitive]}") +  // 15
+      Rule("r3", "{field: text, phrases: [fine]}"));                                     // 16
+  rules::LoadResult loaded = testing::LoadPack(pack);
+  ASSERT_TRUE(loaded.ruleset) << testing::Describe(loaded.diagnostics);
+
+  std::unique_ptr<Evaluator> e;
+  Status s = Evaluator::Create(loaded.ruleset, {}, &e);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(e, nullptr);
+  EXPECT_EQ(s.message().rfind("pack.yaml:14:18: error: Hyperscan cannot build regex 'a{1000}b", 0),
+            0u)
+      << s.message();
+  EXPECT_NE(s.message().find("Resource limit exceeded"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("[r1]"), std::string::npos) << s.message();
+
+  // Every refused pattern, each at its own position and rule.
+  std::vector<rules::Diagnostic> refused;
+  s = Evaluator::Create(loaded.ruleset, {}, &e, &refused);
+  ASSERT_FALSE(s.ok());
+  ASSERT_EQ(refused.size(), 2u) << testing::Describe(refused);
+  EXPECT_EQ(refused[0].pos.line, 14);
+  EXPECT_EQ(refused[0].pos.col, 18);
+  EXPECT_EQ(refused[0].rule_id, "r1");
+  EXPECT_EQ(refused[1].pos.line, 15);
+  EXPECT_EQ(refused[1].pos.col, 70);
+  EXPECT_EQ(refused[1].rule_id, "r2");
+  for (const rules::Diagnostic& d : refused) {
+    EXPECT_EQ(d.level, rules::Diagnostic::Level::kError);
+    EXPECT_EQ(d.pos.file, "pack.yaml");
+  }
+
+  // Without them the same pack builds.
+  rules::LoadResult good = testing::LoadPack(PackWithRules(
+      Rule("fine", "{field: text, regex: 'fine'}") + Rule("r3", "{field: text, phrases: [fine]}")));
+  ASSERT_TRUE(good.ruleset);
+  refused.clear();
+  EXPECT_TRUE(Evaluator::Create(good.ruleset, {}, &e, &refused).ok());
+  EXPECT_TRUE(refused.empty());
+}
+
 TEST(Evaluator, ExplainShowsEveryNode) {
   auto e = MakeEvaluator(PackWithRules(Rule("r", std::string("{all: [") + kA + ", " + kB + "]}")));
   auto ctx = e->NewContext();

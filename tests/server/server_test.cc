@@ -1390,6 +1390,59 @@ TEST_F(ServerTest, AuditQueriesEvidenceAndProofs) {
   EXPECT_EQ(breached, 6);
 }
 
+// A pattern the loader accepts but Hyperscan cannot build (too large) is
+// an error at its file, line and column, with its rule, from Validate and
+// from Reload alike; the old rule set keeps serving.
+TEST_F(ServerTest, APatternHyperscanCannotBuildIsADiagnosticWhereItIsWritten) {
+  StartDaemon();
+  std::string big;
+  for (int i = 0; i < 16; ++i) big += "a{1000}b";
+  const std::string rule =
+      "  - {id: too-big, duty: d, severity: low, when: {field: text, regex: '" + big +
+      "'}}\n";  // the pattern at column 70
+  v1::RulePackSet set;
+  set.add_files()->set_path("big.yaml");
+  set.mutable_files(0)->set_content(
+      "pack: big\nversion: \"1\"\nduties:\n  - {id: d, deadline: 24h, actions: "
+      "[remove_content]}\nrules:\n" +
+      rule);
+  {
+    grpc::ClientContext ctx;
+    Auth(&ctx, author_);
+    v1::ValidateResponse resp;
+    ASSERT_TRUE(rules_stub_->Validate(&ctx, set, &resp).ok());
+    EXPECT_FALSE(resp.ok());
+    int errors = 0;
+    for (const v1::Diagnostic& d : resp.diagnostics()) {
+      if (d.severity() != "error") continue;
+      ++errors;
+      EXPECT_EQ(d.file(), "big.yaml");
+      EXPECT_EQ(d.line(), 6);
+      EXPECT_EQ(d.column(), 70);
+      EXPECT_EQ(d.rule_id(), "too-big");
+      EXPECT_NE(d.message().find("Hyperscan cannot build regex"), std::string::npos) << d.message();
+    }
+    EXPECT_EQ(errors, 1);
+  }
+  grpc::ClientContext active_ctx;
+  Auth(&active_ctx, author_);
+  v1::GetActiveRulesetResponse active;
+  ASSERT_TRUE(rules_stub_->GetActiveRuleset(&active_ctx, {}, &active).ok());
+  std::ofstream(rules_ + "/big.yaml") << set.files(0).content();
+  grpc::ClientContext ctx;
+  Auth(&ctx, admin_);
+  v1::ReloadResponse resp;
+  ASSERT_TRUE(rules_stub_->Reload(&ctx, {}, &resp).ok());
+  EXPECT_FALSE(resp.ok());
+  EXPECT_EQ(resp.version(), active.version());
+  ASSERT_EQ(resp.diagnostics_size(), 1);
+  EXPECT_EQ(resp.diagnostics(0).file(), rules_ + "/big.yaml");
+  EXPECT_EQ(resp.diagnostics(0).line(), 6);
+  EXPECT_EQ(resp.diagnostics(0).column(), 70);
+  EXPECT_EQ(resp.diagnostics(0).rule_id(), "too-big");
+  EXPECT_TRUE(Evaluate(platform_a_, Flaggable("after", "svc-a")).ok()) << "still serving";
+}
+
 TEST_F(ServerTest, ReloadWithABrokenPackKeepsServingTheOldVersion) {
   StartDaemon();
   auto active = [&] {

@@ -31,9 +31,11 @@ std::unique_ptr<eval::Evaluator> LoadEvaluator(const std::vector<std::string>& p
   }
   if (!loaded.ruleset) return nullptr;
   std::unique_ptr<eval::Evaluator> evaluator;
-  Status s = eval::Evaluator::Create(loaded.ruleset, {}, &evaluator);
+  std::vector<rules::Diagnostic> refused;
+  Status s = eval::Evaluator::Create(loaded.ruleset, {}, &evaluator, &refused);
+  for (const rules::Diagnostic& d : refused) std::cerr << d.ToString() << "\n";
   if (!s.ok()) {
-    std::cerr << "error: cannot compile rules: " << s.message() << "\n";
+    if (refused.empty()) std::cerr << "error: cannot compile rules: " << s.message() << "\n";
     return nullptr;
   }
   return evaluator;
@@ -49,10 +51,15 @@ int RunLint(const std::vector<std::string>& paths, bool warnings_as_errors, bool
     (d.level == rules::Diagnostic::Level::kError ? errors : warnings)++;
   }
   if (loaded.ruleset) {
-    // The loader checked each pattern alone; compile them together too.
+    // The loader checked each pattern alone; build the databases too, as
+    // carewatchd does: Hyperscan refuses some patterns only then (too
+    // large), and each is named where it is written.
     std::unique_ptr<eval::Evaluator> evaluator;
-    Status s = eval::Evaluator::Create(loaded.ruleset, {}, &evaluator);
-    if (!s.ok()) {
+    std::vector<rules::Diagnostic> refused;
+    Status s = eval::Evaluator::Create(loaded.ruleset, {}, &evaluator, &refused);
+    for (const rules::Diagnostic& d : refused) std::cout << d.ToString() << "\n";
+    errors += static_cast<int>(refused.size());
+    if (!s.ok() && refused.empty()) {
       std::cout << "error: " << s.message() << "\n";
       ++errors;
     }

@@ -101,9 +101,9 @@ int main(int argc, char** argv) {
         return 0;
       }
       if (sig == SIGHUP && server) {
-        std::vector<std::string> diags;
+        std::vector<cw::rules::Diagnostic> diags;
         (void)server->Reload(&diags);
-        for (const auto& d : diags) cw::server::Log("error", d);
+        for (const auto& d : diags) cw::server::Log("error", d.ToString());
       }
     }
     wait = true;
