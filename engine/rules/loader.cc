@@ -18,6 +18,7 @@
 #include "engine/common/digest.h"
 #include "engine/common/url.h"
 #include "engine/common/utf8.h"
+#include "engine/match/normalize.h"
 #include "engine/rules/duration.h"
 #include "engine/rules/pattern.h"
 #include "engine/rules/vocabulary.h"
@@ -1024,6 +1025,13 @@ bool Loader::ParseLeaf(const YAML::Node& node, Condition* out) {
       const std::string& p = out->phrases[i];
       if (p.find_first_not_of(" \t") == std::string::npos) {
         Error(value, "phrases must not be empty or blank");
+        return false;
+      }
+      if (out->normalize && match::FoldForMatching(p).empty()) {
+        Error(value.IsSequence() && i < value.size() ? value[i] : value,
+              "phrase '" + Excerpt(p) +
+                  "' is nothing once normalized (normalize: true drops separators and most "
+                  "punctuation); it would match every report");
         return false;
       }
       // Without normalize, case is ignored for ASCII letters only.

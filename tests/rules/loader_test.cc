@@ -217,6 +217,23 @@ TEST(Loader, ARefusedRegexIsPointedAtWhereHyperscanSays) {
                 11, 14, "at index 2", "r1");
 }
 
+// Under normalize a phrase of separators and punctuation folds to nothing:
+// an error at that phrase (the databases could not be built from it, and it
+// would match every report), not at a phrase that keeps a character.
+TEST(Loader, APhraseThatNormalizesToNothingIsAnError) {
+  ExpectErrorAt(PackWithRules("  - id: r1\n    duty: d\n    severity: low\n"
+                              "    when: {field: text, normalize: true, phrases: [snap, '- -']}\n"),
+                9, 58, "'- -' is nothing once normalized", "r1");
+  LoadResult r = LoadPack(
+      PackWithRules("  - id: r1\n    duty: d\n    severity: low\n"
+                    "    when: {field: text, normalize: true, phrases: ['!!!', 'a-b', '#']}\n"
+                    "    tests: [{name: t, report: {text: a b}, expect: match}]\n"
+                    "  - id: r2\n    duty: d\n    severity: low\n"
+                    "    when: {field: text, phrases: ['- -']}\n"
+                    "    tests: [{name: t, report: {text: x - - y}, expect: match}]\n"));
+  EXPECT_TRUE(r.ruleset) << testing::Describe(r.diagnostics);
+}
+
 // A value shown in a diagnostic keeps it on one line and writes no control
 // character to the terminal.
 TEST(Loader, ControlCharactersInADiagnosticAreEscaped) {
