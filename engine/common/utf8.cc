@@ -1,5 +1,9 @@
 #include "engine/common/utf8.h"
 
+#include <unicode/uchar.h>
+#include <unicode/utf8.h>
+
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 
@@ -83,6 +87,43 @@ size_t FindInvalidUtf8(std::string_view s) {
     i += len;
   }
   return std::string_view::npos;
+}
+
+namespace {
+bool IsAsciiWord(unsigned char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+}
+}  // namespace
+
+bool IsWordCodePoint(int32_t c) {
+  if (c < 0) return false;
+  if (c < 0x80) return IsAsciiWord(static_cast<unsigned char>(c));
+  return (U_GET_GC_MASK(c) & (U_GC_L_MASK | U_GC_M_MASK | U_GC_N_MASK | U_GC_PC_MASK)) != 0;
+}
+
+bool WordCharAt(std::string_view s, size_t at) {
+  if (at >= s.size()) return false;
+  const auto c0 = static_cast<unsigned char>(s[at]);
+  if (c0 < 0x80) return IsAsciiWord(c0);
+  const auto* p = reinterpret_cast<const uint8_t*>(s.data());
+  const int32_t length = static_cast<int32_t>(std::min<size_t>(s.size(), at + 4));
+  int32_t i = static_cast<int32_t>(at);
+  UChar32 c;
+  U8_NEXT(p, i, length, c);
+  return IsWordCodePoint(c);
+}
+
+bool WordCharBefore(std::string_view s, size_t at) {
+  if (at == 0 || at > s.size()) return false;
+  const auto c0 = static_cast<unsigned char>(s[at - 1]);
+  if (c0 < 0x80) return IsAsciiWord(c0);
+  // Only the last four bytes before `at` can hold its character.
+  const size_t from = at > 4 ? at - 4 : 0;
+  const auto* p = reinterpret_cast<const uint8_t*>(s.data() + from);
+  int32_t i = static_cast<int32_t>(at - from);
+  UChar32 c;
+  U8_PREV(p, 0, i, c);
+  return IsWordCodePoint(c);
 }
 
 }  // namespace carewatch

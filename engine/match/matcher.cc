@@ -8,6 +8,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "engine/common/utf8.h"
 #include "engine/rules/pattern.h"
 
 namespace carewatch::match {
@@ -25,10 +26,6 @@ struct ScanContext {
   Matcher::MatchFn fn;
   void* context;
 };
-
-bool IsWordChar(unsigned char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
-}
 
 // Hyperscan literal for a phrase: every byte that is not an ASCII letter or
 // digit written as \xHH, so no byte has a regex meaning.
@@ -53,7 +50,9 @@ int OnHyperscanMatch(unsigned int id, unsigned long long, unsigned long long to,
   auto* c = static_cast<ScanContext*>(ctx);
   const Matcher::Expression& e = c->matcher->expressions_[id];
   if (e.literal) {
-    // Verify the literal and its word boundaries (ASCII case-insensitive).
+    // Verify the literal (ASCII case-insensitive) and its word boundaries:
+    // a phrase that starts (ends) with a word character is not preceded
+    // (followed) by one, in any script.
     const std::string& lit = *e.literal;
     if (to < lit.size() || to > c->data.size()) return 0;
     size_t start = to - lit.size();
@@ -62,8 +61,8 @@ int OnHyperscanMatch(unsigned int id, unsigned long long, unsigned long long to,
       if (b >= 'A' && b <= 'Z') b = static_cast<char>(b + 32);
       if (b != lit[k]) return 0;
     }
-    if (IsWordChar(lit.front()) && start > 0 && IsWordChar(c->data[start - 1])) return 0;
-    if (IsWordChar(lit.back()) && to < c->data.size() && IsWordChar(c->data[to])) return 0;
+    if (e.word_start && WordCharBefore(c->data, start)) return 0;
+    if (e.word_end && WordCharAt(c->data, to)) return 0;
     c->fn(e.leaf, static_cast<uint32_t>(start), static_cast<uint32_t>(to), c->context);
     return 0;
   }
@@ -195,7 +194,8 @@ Status Matcher::Build(std::vector<PatternLeaf> leaves, const std::string& cache_
           owned.push_back(LiteralExpression(lit));
           flags.push_back(HS_FLAG_CASELESS);
           ids.push_back(static_cast<unsigned>(m->expressions_.size()));
-          m->expressions_.push_back({id, &lit});
+          m->expressions_.push_back(
+              {id, &lit, WordCharAt(lit, 0), WordCharBefore(lit, lit.size())});
         }
         continue;
       }
@@ -203,7 +203,7 @@ Status Matcher::Build(std::vector<PatternLeaf> leaves, const std::string& cache_
         owned.push_back(e);
         flags.push_back(rules::HyperscanFlags(leaf.regex_flags));
         ids.push_back(static_cast<unsigned>(m->expressions_.size()));
-        m->expressions_.push_back({id, nullptr});
+        m->expressions_.push_back({id, nullptr, false, false});
       }
     }
     std::vector<const char*> exprs;
@@ -328,13 +328,13 @@ void FindLiteralSpans(const std::vector<std::string>& literals, std::string_view
   found.clear();
   for (const std::string& literal : literals) {
     if (literal.empty()) continue;
-    bool word_start = IsWordChar(literal.front());
-    bool word_end = IsWordChar(literal.back());
+    const bool word_start = WordCharAt(literal, 0);
+    const bool word_end = WordCharBefore(literal, literal.size());
     for (size_t at = lowered.find(literal); at != std::string::npos;
          at = lowered.find(literal, at + 1)) {
       size_t end = at + literal.size();
-      if (word_start && at > 0 && IsWordChar(lowered[at - 1])) continue;
-      if (word_end && end < lowered.size() && IsWordChar(lowered[end])) continue;
+      if (word_start && WordCharBefore(lowered, at)) continue;
+      if (word_end && WordCharAt(lowered, end)) continue;
       found.emplace_back(static_cast<uint32_t>(at), static_cast<uint32_t>(end));
     }
   }

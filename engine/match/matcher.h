@@ -147,6 +147,7 @@ class Matcher {
   struct Expression {
     uint32_t leaf;
     const std::string* literal;  // phrases: the literal to verify; else null
+    bool word_start, word_end;   // the literal starts, ends with a word character
   };
   std::vector<Expression> expressions_;
   friend int OnHyperscanMatch(unsigned, unsigned long long, unsigned long long, unsigned, void*);

@@ -8,6 +8,8 @@
 #include <string_view>
 #include <vector>
 
+#include "engine/common/utf8.h"
+
 namespace carewatch::rules {
 
 namespace {
@@ -16,9 +18,15 @@ bool IsWordByte(unsigned char c) {
 }
 }  // namespace
 
+// The boundary of a phrase that starts or ends with a word character: any
+// character that is not one, or the end of the text (IsWordCodePoint). RE2
+// has no Unicode \b, and the RE2::Set that uses this pattern only asks
+// whether it matches, so the boundary may take its character.
+constexpr const char* kNotWord = "[^\\p{L}\\p{M}\\p{N}\\p{Pc}]";
+
 std::string PhrasePattern(const std::string& phrase) {
   std::string out;
-  if (!phrase.empty() && IsWordByte(phrase.front())) out += "\\b";
+  if (WordCharAt(phrase, 0)) out += std::string("(?:\\A|") + kNotWord + ")";
   for (unsigned char c : phrase) {
     if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) {
       out += '[';
@@ -33,7 +41,7 @@ std::string PhrasePattern(const std::string& phrase) {
       out += buf;
     }
   }
-  if (!phrase.empty() && IsWordByte(phrase.back())) out += "\\b";
+  if (WordCharBefore(phrase, phrase.size())) out += std::string("(?:") + kNotWord + "|\\z)";
   return out;
 }
 

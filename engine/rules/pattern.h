@@ -16,9 +16,12 @@ namespace carewatch::rules {
 // The pattern for one phrase, to be matched case-sensitively: each ASCII
 // letter as the class of its two cases ([sS]), every other character as
 // written (a letter beyond ASCII matches in its own case only: `normalize`
-// folds case in every script), ASCII punctuation as \xHH, with \b at each
-// end that is a word character, so "snap" matches "add me on SNAP!" but
-// not "snapshot". What the Matcher's literal path matches, exactly: RE2's
+// folds case in every script), ASCII punctuation as \xHH, and at each end
+// that is a word character (IsWordCodePoint: a letter, mark or number in
+// any script) a boundary: the text's end or a character that is not one,
+// so "snap" matches "add me on SNAP!" but not "snapshot" or "snapé". The
+// boundary takes its character: for matching only, not for spans. What
+// the Matcher's literal path matches, exactly: RE2's
 // (?i) would also take the long s for s and the Kelvin sign for k, and
 // fold letters beyond ASCII.
 std::string PhrasePattern(const std::string& phrase);

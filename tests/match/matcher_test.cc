@@ -330,13 +330,39 @@ TEST(Matcher, PhrasesAreCaseInsensitive) {
 // from its occurrences, FindSpans and the RE2::Set variant agree: RE2's
 // (?i) took E acute for e acute, the long s for s and the Kelvin sign for
 // k, where the scan did not.
+// A phrase and a text, and the spans every path finds: the scan (and its
+// occurrences, selected as the Evaluator selects them), FindSpans and the
+// RE2::Set variant.
+struct PhraseCase {
+  const char* phrase;
+  const char* text;
+  Spans spans;
+};
+
+void ExpectOnEveryPath(const PhraseCase& c) {
+  auto hs = Build({Phrase(c.phrase)});
+  std::unique_ptr<Matcher> set;
+  ASSERT_TRUE(Matcher::BuildWithRe2Set({Phrase(c.phrase)}, &set).ok());
+  EXPECT_EQ(Hits(*hs, c.text).empty(), c.spans.empty()) << c.phrase << " in " << c.text;
+  EXPECT_EQ(Hits(*set, c.text).empty(), c.spans.empty()) << c.phrase << " in " << c.text;
+  EXPECT_EQ(SpansOf(*hs, 0, c.text), c.spans) << c.phrase << " in " << c.text;
+  std::vector<std::pair<uint32_t, uint32_t>> found;
+  auto scratch = hs->NewScratch();
+  ASSERT_TRUE(hs->Scan(
+                    DatabaseSlot(Field::kText, false), c.text, *scratch,
+                    [](uint32_t, uint32_t start, uint32_t end, void* f) {
+                      static_cast<std::vector<std::pair<uint32_t, uint32_t>>*>(f)->emplace_back(
+                          start, end);
+                    },
+                    &found)
+                  .ok());
+  Spans selected;
+  Matcher::SelectSpans(&found, 8, &selected);
+  EXPECT_EQ(selected, c.spans) << c.phrase << " in " << c.text;
+}
+
 TEST(Matcher, PhrasesIgnoreTheCaseOfAsciiLettersOnlyOnEveryPath) {
-  struct Case {
-    const char* phrase;
-    const char* text;
-    Spans spans;
-  };
-  const Case cases[] = {
+  const PhraseCase cases[] = {
       {"caf\xC3\xA9 meet", "CAF\xC3\xA9 MEET later", {{0, 10}}},
       {"caf\xC3\xA9 meet", "CAF\xC3\x89 MEET later", {}},
       {"\xD0\x9C\xD0\xBE\xD1\x81\xD0\xBA\xD0\xB2\xD0\xB0",
@@ -348,28 +374,35 @@ TEST(Matcher, PhrasesIgnoreTheCaseOfAsciiLettersOnlyOnEveryPath) {
       {"snap", "\xC5\xBFnap snap", {{6, 10}}},
       {"kik", "\xE2\x84\xAAik KIK", {{6, 9}}},
   };
-  for (const Case& c : cases) {
-    auto hs = Build({Phrase(c.phrase)});
-    std::unique_ptr<Matcher> set;
-    ASSERT_TRUE(Matcher::BuildWithRe2Set({Phrase(c.phrase)}, &set).ok());
-    EXPECT_EQ(Hits(*hs, c.text).empty(), c.spans.empty()) << c.phrase << " in " << c.text;
-    EXPECT_EQ(Hits(*set, c.text).empty(), c.spans.empty()) << c.phrase << " in " << c.text;
-    EXPECT_EQ(SpansOf(*hs, 0, c.text), c.spans) << c.phrase << " in " << c.text;
-    // The scan's occurrences, selected as the Evaluator selects them.
-    std::vector<std::pair<uint32_t, uint32_t>> found;
-    auto scratch = hs->NewScratch();
-    ASSERT_TRUE(hs->Scan(
-                      DatabaseSlot(Field::kText, false), c.text, *scratch,
-                      [](uint32_t, uint32_t start, uint32_t end, void* f) {
-                        static_cast<std::vector<std::pair<uint32_t, uint32_t>>*>(f)->emplace_back(
-                            start, end);
-                      },
-                      &found)
-                    .ok());
-    Spans selected;
-    Matcher::SelectSpans(&found, 8, &selected);
-    EXPECT_EQ(selected, c.spans) << c.phrase << " in " << c.text;
-  }
+  for (const PhraseCase& c : cases) ExpectOnEveryPath(c);
+}
+
+// A phrase's edges are word boundaries in every script: a letter, mark or
+// number beside a phrase that starts or ends with one makes it part of a
+// longer word ("snap" is not in "snapé", nor a Polish word in a longer
+// one, nor a Cyrillic word inside another); punctuation, symbols and
+// spaces beyond ASCII (curly quotes, an ellipsis, an emoji, a no-break
+// space) are not word characters.
+TEST(Matcher, PhraseBoundariesAreWordsInEveryScript) {
+  const PhraseCase cases[] = {
+      {"snap", "snap\xC3\xA9 snap", {{7, 11}}},                     // é after
+      {"snap", "\xC3\xA9snap snap", {{7, 11}}},                     // é before
+      {"snap", "snap\xCC\x81 snap", {{7, 11}}},                     // a combining mark after
+      {"snap", "snap\xD9\xA1 snap", {{7, 11}}},                     // an Arabic-Indic digit after
+      {"snap", "snap\xE2\x80\xBF snap", {{8, 12}}},                 // connector punctuation
+      {"snap", "\xE2\x80\x9Csnap\xE2\x80\x9D", {{3, 7}}},           // curly quotes
+      {"snap", "on snap\xE2\x80\xA6", {{3, 7}}},                    // an ellipsis
+      {"snap", "snap\xF0\x9F\x98\x80", {{0, 4}}},                   // an emoji
+      {"snap", "snap\xC2\xA0me", {{0, 4}}},                         // a no-break space
+      {"dziecko", "dziecko\xC5\x9B\xC4\x87 dziecko.", {{12, 19}}},  // ść
+      {"\xD0\xBF\xD1\x80\xD0\xB8\xD0\xB2\xD0\xB5\xD1\x82",          // a Cyrillic word
+       "\xD0\xBF\xD1\x80\xD0\xB8\xD0\xB2\xD0\xB5\xD1\x82\xD1\x81\xD1\x82\xD0\xB2"
+       " \xD0\xBA\xD0\xB0\xD0\xBF\xD1\x80\xD0\xB8\xD0\xB2\xD0\xB5\xD1\x82"
+       " \xD0\xBF\xD1\x80\xD0\xB8\xD0\xB2\xD0\xB5\xD1\x82!",
+       {{36, 48}}},
+      {"- -", "a- -b", {{1, 4}}},  // no word character at its edges: no boundary
+  };
+  for (const PhraseCase& c : cases) ExpectOnEveryPath(c);
 }
 
 TEST(Matcher, ManySpansAreReportedLeftToRight) {
