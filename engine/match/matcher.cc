@@ -128,7 +128,17 @@ Status Matcher::BuildRe2(const std::vector<PatternLeaf>& leaves, bool literal_le
       re2_.push_back(nullptr);  // spans of literals are found without a regex
       continue;
     }
-    auto re = std::make_unique<RE2>(rules::Re2Pattern(leaf.expressions, leaf.regex_flags), options);
+    std::unique_ptr<RE2> re;
+    if (!leaf.literals.empty()) {
+      // The RE2::Set variant: the phrases with boundaries that take more
+      // than they should, which Scan then checks as the literal path does.
+      std::vector<std::string> bodies;
+      for (const std::string& lit : leaf.literals)
+        bodies.push_back(rules::PhrasePattern(lit, rules::PhraseEdges::kAsciiPrefilter));
+      re = std::make_unique<RE2>(rules::Re2Pattern(bodies, rules::kCaseSensitive), options);
+    } else {
+      re = std::make_unique<RE2>(rules::Re2Pattern(leaf.expressions, leaf.regex_flags), options);
+    }
     if (!re->ok()) {
       std::string joined;
       for (const std::string& e : leaf.expressions) joined += (joined.empty() ? "" : "|") + e;
@@ -291,13 +301,28 @@ std::unique_ptr<Matcher::Scratch> Matcher::NewScratch() const {
   return s;
 }
 
+namespace {
+void FindLiteralSpans(const std::vector<std::string>& literals, std::string_view data,
+                      size_t max_spans, std::vector<std::pair<uint32_t, uint32_t>>* spans);
+}  // namespace
+
 Status Matcher::Scan(int slot, std::string_view data, Scratch& scratch, MatchFn on_match,
                      void* context) const {
   if (sets_[slot]) {
     thread_local std::vector<int> matched;
     matched.clear();
     sets_[slot]->Match(re2::StringPiece(data.data(), data.size()), &matched);
-    for (int i : matched) on_match(set_leaf_[slot][i], kNoSpan, kNoSpan, context);
+    for (int i : matched) {
+      const uint32_t leaf = set_leaf_[slot][i];
+      if (!leaves_[leaf].literals.empty()) {
+        // A phrase matched with approximate boundaries: checked here.
+        thread_local std::vector<std::pair<uint32_t, uint32_t>> spans;
+        spans.clear();
+        FindLiteralSpans(leaves_[leaf].literals, data, 1, &spans);
+        if (spans.empty()) continue;
+      }
+      on_match(leaf, kNoSpan, kNoSpan, context);
+    }
     return Status::Ok();
   }
   const hs_database_t* db = dbs_[slot];

@@ -18,15 +18,17 @@ bool IsWordByte(unsigned char c) {
 }
 }  // namespace
 
-// The boundary of a phrase that starts or ends with a word character: any
-// character that is not one, or the end of the text (IsWordCodePoint). RE2
-// has no Unicode \b, and the RE2::Set that uses this pattern only asks
-// whether it matches, so the boundary may take its character.
-constexpr const char* kNotWord = "[^\\p{L}\\p{M}\\p{N}\\p{Pc}]";
-
-std::string PhrasePattern(const std::string& phrase) {
+std::string PhrasePattern(const std::string& phrase, PhraseEdges edges) {
+  // The boundary of a phrase that starts or ends with a word character: a
+  // character that is not one (IsWordCodePoint), or the text's end. RE2 has
+  // no Unicode \b; the boundary takes its character. The prefilter's is
+  // ASCII \b, and only at an edge that is an ASCII word character: it holds
+  // wherever the exact boundary does.
+  constexpr const char* kNotWord = "[^\\p{L}\\p{M}\\p{N}\\p{Pc}]";
+  const bool exact = edges == PhraseEdges::kWords;
   std::string out;
-  if (WordCharAt(phrase, 0)) out += std::string("(?:\\A|") + kNotWord + ")";
+  if (exact ? WordCharAt(phrase, 0) : !phrase.empty() && IsWordByte(phrase.front()))
+    out += exact ? std::string("(?:\\A|") + kNotWord + ")" : "\\b";
   for (unsigned char c : phrase) {
     if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) {
       out += '[';
@@ -41,7 +43,8 @@ std::string PhrasePattern(const std::string& phrase) {
       out += buf;
     }
   }
-  if (WordCharBefore(phrase, phrase.size())) out += std::string("(?:") + kNotWord + "|\\z)";
+  if (exact ? WordCharBefore(phrase, phrase.size()) : !phrase.empty() && IsWordByte(phrase.back()))
+    out += exact ? std::string("(?:") + kNotWord + "|\\z)" : "\\b";
   return out;
 }
 

@@ -20,11 +20,17 @@ namespace carewatch::rules {
 // that is a word character (IsWordCodePoint: a letter, mark or number in
 // any script) a boundary: the text's end or a character that is not one,
 // so "snap" matches "add me on SNAP!" but not "snapshot" or "snapé". The
-// boundary takes its character: for matching only, not for spans. What
-// the Matcher's literal path matches, exactly: RE2's
+// boundary takes its character: for matching only, not for spans. With
+// PhraseEdges::kAsciiPrefilter the boundary is ASCII \b, at an edge that is
+// an ASCII word character only: it matches wherever the exact pattern does,
+// and sometimes where it does not (the Matcher's RE2::Set variant uses it
+// and then checks the boundaries as the scan does: an exact boundary is a
+// class of thousands of RE2 instructions, too many for thousands of
+// phrases in one set). What the Matcher's literal path matches, exactly: RE2's
 // (?i) would also take the long s for s and the Kelvin sign for k, and
 // fold letters beyond ASCII.
-std::string PhrasePattern(const std::string& phrase);
+enum class PhraseEdges { kWords, kAsciiPrefilter };
+std::string PhrasePattern(const std::string& phrase, PhraseEdges edges = PhraseEdges::kWords);
 
 // Hyperscan compile flags for a leaf's pattern (HS_FLAG_*).
 unsigned HyperscanFlags(uint32_t regex_flags);

@@ -26,6 +26,8 @@
 // a set where the case is ignored. Nor are characters that
 // Hyperscan's Unicode tables (older than RE2's) read differently, which
 // is why the texts hold none.
+#include <re2/re2.h>
+
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -231,6 +233,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     Fail("RE2::Set refuses a pattern the loader accepted", pattern, flags, "");
   }
   const bool check_spans = phrase || !KnownDifference(pattern, flags);
+  // A phrase's pattern with its boundaries, as one RE2: the boundaries'
+  // Unicode classes checked against the scan's (the RE2::Set variant checks
+  // boundaries as the scan does).
+  std::unique_ptr<RE2> phrase_re;
+  if (phrase) {
+    phrase_re = std::make_unique<RE2>(rules::Re2Pattern(pattern, flags));
+    if (!phrase_re->ok()) Fail("RE2 refuses a phrase's pattern", pattern, flags, "");
+  }
 
   std::string_view texts = end == std::string_view::npos ? "" : rest.substr(end + 1);
   for (int t = 0; t < 8; ++t) {
@@ -255,6 +265,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       }
       if (check_spans && Matches(*set, text) != hit) {
         Fail("the RE2::Set variant and Hyperscan disagree", pattern, flags, text);
+      }
+      if (phrase && RE2::PartialMatch(text, *phrase_re) != hit) {
+        Fail("the phrase's pattern in RE2 and the scan disagree", pattern, flags, text);
       }
       if (phrase) {  // the scan's occurrences, selected, are FindSpans' spans
         std::vector<std::pair<uint32_t, uint32_t>> found, selected, searched;

@@ -1,6 +1,7 @@
 #include "engine/match/matcher.h"
 
 #include <gtest/gtest.h>
+#include <re2/re2.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -332,7 +333,8 @@ TEST(Matcher, PhrasesAreCaseInsensitive) {
 // k, where the scan did not.
 // A phrase and a text, and the spans every path finds: the scan (and its
 // occurrences, selected as the Evaluator selects them), FindSpans and the
-// RE2::Set variant.
+// RE2::Set variant; and whether rules::PhrasePattern, the phrase as one
+// regex with its boundaries, matches in RE2.
 struct PhraseCase {
   const char* phrase;
   const char* text;
@@ -346,6 +348,9 @@ void ExpectOnEveryPath(const PhraseCase& c) {
   EXPECT_EQ(Hits(*hs, c.text).empty(), c.spans.empty()) << c.phrase << " in " << c.text;
   EXPECT_EQ(Hits(*set, c.text).empty(), c.spans.empty()) << c.phrase << " in " << c.text;
   EXPECT_EQ(SpansOf(*hs, 0, c.text), c.spans) << c.phrase << " in " << c.text;
+  const RE2 re(rules::Re2Pattern(rules::PhrasePattern(c.phrase), rules::kCaseSensitive));
+  ASSERT_TRUE(re.ok()) << re.error();
+  EXPECT_EQ(RE2::PartialMatch(c.text, re), !c.spans.empty()) << c.phrase << " in " << c.text;
   std::vector<std::pair<uint32_t, uint32_t>> found;
   auto scratch = hs->NewScratch();
   ASSERT_TRUE(hs->Scan(

@@ -260,18 +260,29 @@ void RunRealistic(int phrase_rules, size_t n, double shipped_rate) {
   // Compile: cold, then a restart from the cache.
   rules::LoadResult loaded = rules::LoadRuleSet({(dir / "pack.yaml").string()});
   if (!loaded.ruleset) {
-    std::fprintf(stderr, "realistic pack did not load\n");
+    std::fprintf(stderr, "realistic pack did not load:\n");
+    for (const rules::Diagnostic& d : loaded.diagnostics) {
+      if (d.level == rules::Diagnostic::Level::kError)
+        std::fprintf(stderr, "  %s\n", d.ToString().c_str());
+    }
     std::exit(1);
   }
   eval::EvaluatorOptions cached;
   cached.cache_dir = (dir / "cache").string();
   std::unique_ptr<eval::Evaluator> cold, warm;
+  auto create = [&](std::unique_ptr<eval::Evaluator>* e) {
+    Status s = eval::Evaluator::Create(loaded.ruleset, cached, e);
+    if (!s.ok()) {
+      std::fprintf(stderr, "realistic pack did not compile: %s\n", s.message().c_str());
+      std::exit(1);
+    }
+  };
   start = Clock::now();
-  if (!eval::Evaluator::Create(loaded.ruleset, cached, &cold).ok()) std::exit(1);
+  create(&cold);
   double cold_s = Seconds(start);
   cold.reset();
   start = Clock::now();
-  if (!eval::Evaluator::Create(loaded.ruleset, cached, &warm).ok()) std::exit(1);
+  create(&warm);
   double warm_s = Seconds(start);
   auto hs = std::move(warm);
   start = Clock::now();
