@@ -89,12 +89,14 @@ grpc::Status CompilePosted(Server::State& s, ServerContext* ctx, const v1::RuleP
         c.status = eval::Evaluator::Create(c.loaded.ruleset, {}, &e, &c.loaded.diagnostics);
         c.evaluator = std::move(e);
       }
-      promise->set_value(std::move(c));
       // A compile allocates hundreds of MB for a moment, in this thread's
       // malloc arena; without a trim the arena keeps them from the OS
       // (measured: RSS grew by ~7 MB per second of repeated compiles).
       malloc_trim(0);
+      // The slot is free before the answer goes: a caller's next call
+      // (Validate, then RunTests) is not told to come back.
       s.compiling.fetch_sub(1);
+      promise->set_value(std::move(c));
     }).detach();
   } catch (const std::system_error&) {
     s.compiling.fetch_sub(1);

@@ -3505,6 +3505,26 @@ TEST_F(ServerTest, AuditRequestsAreCappedAndStatsArePaged) {
   }
 }
 
+// One compile at a time, but a caller who waits for each answer is never
+// told to come back: the slot is free before the answer is sent.
+TEST_F(ServerTest, PostedCompilesOneAfterAnotherAreEachServed) {
+  StartDaemon();
+  v1::RulePackSet set;
+  set.add_files()->set_path("small.yaml");
+  set.mutable_files(0)->set_content(
+      "pack: small\nversion: \"1\"\nduties:\n  - {id: d, deadline: 24h, actions: "
+      "[remove_content]}\nrules:\n  - {id: r, duty: d, severity: low, when: {field: text, "
+      "phrases: [hello]}}\n");
+  for (int i = 0; i < 30; ++i) {
+    grpc::ClientContext ctx;
+    Auth(&ctx, author_);
+    v1::ValidateResponse resp;
+    grpc::Status st = rules_stub_->Validate(&ctx, set, &resp);
+    ASSERT_TRUE(st.ok()) << "call " << i << ": " << st.error_message();
+    EXPECT_TRUE(resp.ok());
+  }
+}
+
 // A posted rule set that does not compile within compile_timeout_ms is
 // answered DEADLINE_EXCEEDED; it keeps the one compile slot until it ends,
 // so a second is told to come back rather than taking another core.
