@@ -1424,6 +1424,33 @@ TEST_F(ServerTest, APatternHyperscanCannotBuildIsADiagnosticWhereItIsWritten) {
     }
     EXPECT_EQ(errors, 1);
   }
+  {  // RunTests and DryRun: the same diagnostic, no test run, no verdict
+    grpc::ClientContext ctx;
+    Auth(&ctx, author_);
+    v1::RunTestsResponse resp;
+    ASSERT_TRUE(rules_stub_->RunTests(&ctx, set, &resp).ok());
+    EXPECT_EQ(resp.passed() + resp.failed(), 0);
+    std::vector<v1::Diagnostic> errors;
+    for (const v1::Diagnostic& d : resp.diagnostics())
+      if (d.severity() == "error") errors.push_back(d);
+    ASSERT_EQ(errors.size(), 1u);
+    EXPECT_EQ(errors[0].line(), 6);
+    EXPECT_EQ(errors[0].column(), 70);
+    grpc::ClientContext dctx;
+    Auth(&dctx, author_);
+    v1::DryRunRequest dry;
+    *dry.mutable_packs() = set;
+    *dry.add_reports() = Flaggable("dry", "svc-a");
+    v1::DryRunResponse dresp;
+    grpc::Status st = rules_stub_->DryRun(&dctx, dry, &dresp);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+    EXPECT_EQ(dresp.verdicts_size(), 0);
+    errors.clear();
+    for (const v1::Diagnostic& d : dresp.diagnostics())
+      if (d.severity() == "error") errors.push_back(d);
+    ASSERT_EQ(errors.size(), 1u);
+    EXPECT_EQ(errors[0].rule_id(), "too-big");
+  }
   grpc::ClientContext active_ctx;
   Auth(&active_ctx, author_);
   v1::GetActiveRulesetResponse active;
