@@ -107,10 +107,8 @@ uint32_t Evaluator::Flatten(const Condition& c, std::vector<match::PatternLeaf>*
       leaf.expressions.push_back(c.regex);
       leaf.regex_flags = c.regex_flags;
     } else {
-      leaf.regex_flags = rules::kCaseSensitive;  // PhrasePattern spells the cases out
       for (const std::string& p : c.phrases) {
         std::string phrase = c.normalize ? match::FoldForMatching(p) : p;
-        leaf.expressions.push_back(rules::PhrasePattern(phrase));
         for (char& ch : phrase) ch = (ch >= 'A' && ch <= 'Z') ? static_cast<char>(ch + 32) : ch;
         leaf.literals.push_back(std::move(phrase));
       }

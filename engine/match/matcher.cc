@@ -128,20 +128,18 @@ Status Matcher::BuildRe2(const std::vector<PatternLeaf>& leaves, bool literal_le
       re2_.push_back(nullptr);  // spans of literals are found without a regex
       continue;
     }
-    std::unique_ptr<RE2> re;
-    if (!leaf.literals.empty()) {
-      // The RE2::Set variant: the phrases with boundaries that take more
-      // than they should, which Scan then checks as the literal path does.
-      std::vector<std::string> bodies;
-      for (const std::string& lit : leaf.literals)
-        bodies.push_back(rules::PhrasePattern(lit, rules::PhraseEdges::kAsciiPrefilter));
-      re = std::make_unique<RE2>(rules::Re2Pattern(bodies, rules::kCaseSensitive), options);
-    } else {
-      re = std::make_unique<RE2>(rules::Re2Pattern(leaf.expressions, leaf.regex_flags), options);
-    }
+    // The RE2::Set variant matches phrases with boundaries that take more
+    // than they should, which Scan then checks as the literal path does.
+    std::vector<std::string> prefilters;
+    for (const std::string& lit : leaf.literals)
+      prefilters.push_back(rules::PhrasePattern(lit, rules::PhraseEdges::kAsciiPrefilter));
+    const bool phrases = !leaf.literals.empty();
+    const std::vector<std::string>& patterns = phrases ? prefilters : leaf.expressions;
+    auto re = std::make_unique<RE2>(
+        rules::Re2Pattern(patterns, phrases ? rules::kCaseSensitive : leaf.regex_flags), options);
     if (!re->ok()) {
       std::string joined;
-      for (const std::string& e : leaf.expressions) joined += (joined.empty() ? "" : "|") + e;
+      for (const std::string& e : patterns) joined += (joined.empty() ? "" : "|") + e;
       return Status::InvalidArgument("pattern '" + joined + "' rejected by RE2: " + re->error());
     }
     re2_.push_back(std::move(re));

@@ -25,16 +25,17 @@ namespace carewatch::match {
 struct PatternLeaf {
   rules::Field field;      // a text field
   bool normalize = false;  // scan the evasion-folded copy of the field
-  // Hyperscan expressions; a phrases leaf has one per phrase. All share the
-  // leaf's id.
+  // A regex leaf's expression and flags (all a leaf's expressions share its
+  // id). A phrases leaf has none: `literals` alone describe it.
   std::vector<std::string> expressions;
   uint32_t regex_flags = 0;
   // For phrases leaves: the phrases as lower-case literals. Hyperscan then
   // matches them as plain literals (no UTF-8 mode, no \b, which would slow
   // every scan) and the match callback checks the word boundaries and the
   // bytes; FindSpans locates them without a regex engine. Same semantics as
-  // rules::PhrasePattern matched case-sensitively, which the RE2::Set
-  // variant uses (`expressions`, with kCaseSensitive).
+  // rules::PhrasePattern matched case-sensitively; the RE2::Set variant
+  // matches rules::PhrasePattern(literal, kAsciiPrefilter) and then checks
+  // the boundaries as the callback does.
   std::vector<std::string> literals;
 };
 
