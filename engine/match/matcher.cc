@@ -192,6 +192,7 @@ Status Matcher::Build(std::vector<PatternLeaf> leaves, const std::string& cache_
 
   for (int slot = 0; slot < kNumDatabaseSlots; ++slot) {
     std::vector<std::string> owned;
+    std::vector<const std::string*> written;  // each pattern as the rule wrote it
     std::vector<unsigned> flags;
     std::vector<unsigned> ids;
     for (uint32_t id = 0; id < m->leaves_.size(); ++id) {
@@ -200,6 +201,7 @@ Status Matcher::Build(std::vector<PatternLeaf> leaves, const std::string& cache_
       if (!leaf.literals.empty()) {
         for (const std::string& lit : leaf.literals) {
           owned.push_back(LiteralExpression(lit));
+          written.push_back(&lit);
           flags.push_back(HS_FLAG_CASELESS);
           ids.push_back(static_cast<unsigned>(m->expressions_.size()));
           m->expressions_.push_back(
@@ -208,7 +210,8 @@ Status Matcher::Build(std::vector<PatternLeaf> leaves, const std::string& cache_
         continue;
       }
       for (const std::string& e : leaf.expressions) {
-        owned.push_back(e);
+        owned.push_back(rules::HyperscanPattern(e, leaf.regex_flags));
+        written.push_back(&e);
         flags.push_back(rules::HyperscanFlags(leaf.regex_flags));
         ids.push_back(static_cast<unsigned>(m->expressions_.size()));
         m->expressions_.push_back({id, nullptr, false, false});
@@ -257,14 +260,14 @@ Status Matcher::Build(std::vector<PatternLeaf> leaves, const std::string& cache_
                                            (slot % 2 ? ", folded," : "") + " together)");
           }
         }
-        const Expression& refused = m->expressions_[ids[at]];
-        Refusal r{refused.leaf, refused.literal ? *refused.literal : owned[at], reason};
+        Refusal r{m->expressions_[ids[at]].leaf, *written[at], reason};
         const std::string message =
             "Hyperscan compile failed on pattern '" + r.pattern + "': " + r.message;
         if (refusals) refusals->push_back(std::move(r));
         if (!refusals || !every_refusal) return Status::InvalidArgument(message);
         refused_here = true;
         owned.erase(owned.begin() + at);
+        written.erase(written.begin() + at);
         flags.erase(flags.begin() + at);
         ids.erase(ids.begin() + at);
         exprs.clear();

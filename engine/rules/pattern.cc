@@ -161,9 +161,10 @@ std::string UcpPosixClass(std::string_view name, bool caseless, bool* negated) {
   *negated = not_in && !members.empty();
   return members;
 }
-}  // namespace
 
-std::string TranslateForRe2(const std::string& pattern, uint32_t regex_flags) {
+// TranslateForRe2's work; `open_comment` (may be null) is set when the
+// pattern ends inside a #-comment of the `x` option.
+std::string Translate(const std::string& pattern, uint32_t regex_flags, bool* open_comment) {
   bool ucp = regex_flags & kUcp;
   // The options in force: the rule's, then what a group sets ("(?m)",
   // "(?x:...)", "(?-i)") until the group ends, as PCRE and RE2 scope them.
@@ -419,6 +420,7 @@ std::string TranslateForRe2(const std::string& pattern, uint32_t regex_flags) {
     if (options.extended && IsPatternSpace(c)) continue;
     if (options.extended && c == '#') {  // a comment to the end of the line
       const size_t eol = pattern.find('\n', i);
+      if (eol == std::string::npos && open_comment) *open_comment = true;
       i = eol == std::string::npos ? n : eol;
       continue;
     }
@@ -512,11 +514,24 @@ std::string TranslateForRe2(const std::string& pattern, uint32_t regex_flags) {
   return out;
 }
 
+}  // namespace
+
+std::string TranslateForRe2(const std::string& pattern, uint32_t regex_flags) {
+  return Translate(pattern, regex_flags, nullptr);
+}
+
+std::string HyperscanPattern(const std::string& pattern, uint32_t regex_flags) {
+  if (pattern.find('#') == std::string::npos) return pattern;
+  bool open_comment = false;
+  Translate(pattern, regex_flags, &open_comment);
+  return open_comment ? pattern + "\n" : pattern;
+}
+
 std::string CheckPattern(const std::string& pattern, uint32_t regex_flags) {
   hs_expr_info_t* info = nullptr;
   hs_compile_error_t* error = nullptr;
-  if (hs_expression_info(pattern.c_str(), HyperscanFlags(regex_flags), &info, &error) !=
-      HS_SUCCESS) {
+  if (hs_expression_info(HyperscanPattern(pattern, regex_flags).c_str(),
+                         HyperscanFlags(regex_flags), &info, &error) != HS_SUCCESS) {
     std::string message = "Hyperscan rejects the pattern: ";
     message += error && error->message ? error->message : "unknown error";
     hs_free_compile_error(error);

@@ -82,6 +82,13 @@ std::string Re2Pattern(const std::vector<std::string>& alternatives, uint32_t re
 // "\Q\s\E" keep their meaning.
 std::string TranslateForRe2(const std::string& pattern, uint32_t regex_flags);
 
+// The pattern as Hyperscan is given it: as written, and a line feed after
+// it when it ends inside a #-comment of the `x` option. PCRE ends such a
+// comment at the pattern's end; Hyperscan refuses it ("Unterminated
+// comment"). Under `x` the line feed is white space, so the pattern means
+// what PCRE reads.
+std::string HyperscanPattern(const std::string& pattern, uint32_t regex_flags);
+
 // Checks that both engines accept `pattern` with `regex_flags`. Returns an
 // empty string when they do, else the engine's own message.
 std::string CheckPattern(const std::string& pattern, uint32_t regex_flags);

@@ -155,6 +155,14 @@ TEST(Matcher, RegexesMatchWhatTheirSpansShow) {
       // stray \E, PCRE's properties and leading verbs.
       {"(?x) a b  # a comment\n c", 0, "abc", {{0, 3}}},
       {"(?x) a\\ b[ ]c", 0, "a b c", {{0, 5}}},
+      // A comment may run to the pattern's end, as PCRE reads it (Hyperscan
+      // is given a line feed after it); a '#' that starts no comment (in a
+      // class, escaped, or where `x` is no longer in force) stays a '#'.
+      {"(?x) a b  # a comment to the end", 0, "ab", {{0, 2}}},
+      {"(?x)a[#]b # c", 0, "a#b", {{0, 3}}},
+      {"(?x)a\\#b", 0, "a#b", {{0, 3}}},
+      {"(?x:a) b#c", 0, "a b#c ab#c", {{0, 5}}},
+      {"(?x)a(?-x) b#c", 0, "a b#c", {{0, 5}}},
       {"(?x:a b) c", 0, "ab c", {{0, 4}}},
       {"(?ix-m) a b", rules::kCaseSensitive, "AB", {{0, 2}}},
       {"a(?x) b|c d", 0, "c d cd", {{4, 6}}},

@@ -264,6 +264,18 @@ TEST(Loader, APhraseWhoseCaseMattersIsWarnedAbout) {
   EXPECT_NE(r.diagnostics[0].message.find("U+00E9"), std::string::npos) << r.diagnostics[0].message;
 }
 
+// Under the `x` option a #-comment may end the pattern, as PCRE reads it
+// (Hyperscan alone refuses it: "Unterminated comment"), here a block
+// scalar without a final line feed.
+TEST(Loader, ACommentMayEndAnExtendedRegex) {
+  LoadResult r = LoadPack(
+      PackWithRules("  - id: r1\n    duty: d\n    severity: low\n    when:\n      field: text\n"
+                    "      regex: |-\n        (?x) snap \\s+ chat   # the app's name\n"
+                    "    tests: [{name: t, report: {text: snap chat}, expect: match}]\n"));
+  EXPECT_TRUE(r.ruleset) << testing::Describe(r.diagnostics);
+  EXPECT_TRUE(r.diagnostics.empty()) << testing::Describe(r.diagnostics);
+}
+
 TEST(Loader, RegexThatMatchesEmpty) {
   ExpectErrorAt(
       PackWithRules(
