@@ -6,6 +6,7 @@
 # its snapshot after BEFORE slices and holds it for HOLD seconds.
 # Usage: tools/bench/bench_live_reader.sh [BUILD_DIR] [HOLD] [BEFORE] [AFTER]
 set -euo pipefail
+source "$(dirname "$0")/ports.sh"
 build=${1:-build}
 hold=${2:-8}
 before=${3:-4}
@@ -17,7 +18,7 @@ trap 'if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev
 out=$("$cw" token new --principal bench --role platform --service example-social)
 tok=$(echo "$out" | sed -n 's/^token: //p')
 { echo "tokens:"; echo "$out" | tail -n 1; } > "$tmp/tokens.yaml"
-port=$((20000 + RANDOM % 20000))
+port=$(free_ports)
 "$build/tools/carewatchd" --listen "127.0.0.1:$port" --metrics "" --rules rules \
   --ledger "sqlite://$tmp/ledger.db" --tokens "$tmp/tokens.yaml" --cache-dir "$tmp/cache" \
   2> "$tmp/log" &

@@ -6,6 +6,7 @@
 # PostgreSQL only: a second carewatchd with --standby queues for the first,
 # and the streamed load is split between the two.)
 set -euo pipefail
+source "$(dirname "$0")/ports.sh"
 secs=${1:-10}
 build=${2:-build}
 replicas=${4:-1}
@@ -19,7 +20,7 @@ tok=$(echo "$token" | sed -n 's/^token: //p')
 ledger=${3:-sqlite://$tmp/ledger.db}
 ports=()
 for i in $(seq 1 "$replicas"); do
-  port=$((20000 + RANDOM % 20000))
+  port=$(free_ports)
   extra=()
   [ "$i" -gt 1 ] && extra=(--standby)
   "$build/tools/carewatchd" --listen 127.0.0.1:$port --metrics "" --rules rules \

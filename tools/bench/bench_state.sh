@@ -14,6 +14,7 @@
 # Usage: [OPEN_SECONDS=20] [RETAINED_LINES=0] [RETAINED_ARGS=] [LEDGER=postgresql]
 #   tools/bench/bench_state.sh [BUILD_DIR] [SIZES...]
 set -euo pipefail
+source "$(dirname "$0")/ports.sh"
 build=${1:-build}
 shift || true
 sizes=("${@:-100000 1000000}")
@@ -26,7 +27,7 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$tmp"' EXIT
 plat=$("$cw" token new --principal bench-platform --role platform --service example-social)
 { echo "tokens:"; cat "$tmp/tok.line"; echo "$plat" | tail -n 1; } > "$tmp/tokens.yaml"
 plat_token=$(echo "$plat" | sed -n 's/^token: //p')
-port=$((20000 + RANDOM % 20000))
+port=$(free_ports)
 
 # The URL of ledger $1: an SQLite file, or a PostgreSQL server's URL.
 url_of() { case $1 in postgresql://*) echo "$1" ;; *) echo "sqlite://$1" ;; esac; }

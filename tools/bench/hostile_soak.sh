@@ -7,6 +7,7 @@
 # cleanly, and `carewatch verify` must pass on its ledger.
 # Usage: tools/bench/hostile_soak.sh [BUILD_DIR] [SECONDS_PER_PHASE] [ATTACKS]
 set -euo pipefail
+source "$(dirname "$0")/ports.sh"
 build=${1:-build}
 secs=${2:-60}
 attacks=${3:-ids,noauth,streams,urls,compile,reasons}
@@ -28,7 +29,7 @@ echo "tokens:" > "$tmp/tokens.yaml"
 platform=$(token soak-platform platform example-social)
 regulator=$(token soak-regulator regulator)
 author=$(token soak-author rule_author)
-port=$((20000 + RANDOM % 20000))
+port=$(free_ports)
 metrics="127.0.0.1:$((port + 1))"
 "$build/tools/carewatchd" --listen "127.0.0.1:$port" --metrics "$metrics" --rules rules \
   --ledger "sqlite://$tmp/ledger.db" --tokens "$tmp/tokens.yaml" \

@@ -6,6 +6,7 @@
 # ready). Ends with an offline `carewatch verify` of the ledger.
 # Usage: tools/bench/soak.sh [BUILD_DIR] [EVENTS] [ROUNDS]
 set -euo pipefail
+source "$(dirname "$0")/ports.sh"
 build=${1:-build}
 events=${2:-3000000}
 rounds=${3:-6}
@@ -20,7 +21,7 @@ trap cleanup EXIT
 out=$("$cw" token new --principal soak --role admin)
 token=$(echo "$out" | sed -n 's/^token: //p')
 { echo "tokens:"; echo "$out" | tail -n 1; } > "$tmp/tokens.yaml"
-port=$((20000 + RANDOM % 20000))
+port=$(free_ports)
 metrics="127.0.0.1:$((port + 1))"
 
 start() {  # sets ready (seconds to /readyz) and rss_ready (kB)
