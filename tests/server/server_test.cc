@@ -24,6 +24,7 @@
 #include <latch>
 #include <map>
 #include <mutex>
+#include <random>
 #include <regex>
 #include <set>
 #include <thread>
@@ -47,17 +48,24 @@ namespace {
 namespace fs = std::filesystem;
 using grpc::StatusCode;
 
+// A port nothing listens on now, below the kernel's ephemeral ports
+// (32768-60999 by default): outgoing connections (other tests' clients)
+// and listeners on port 0 take those, so a port from there can be taken
+// between this check and carewatchd's bind.
 int FreePort() {
-  int s = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
-  int port = ntohs(a.sin_port);
-  close(s);
-  return port;
+  thread_local std::mt19937 pick(std::random_device{}());
+  std::uniform_int_distribution<int> port(20000, 31999);
+  for (int tries = 0;; ++tries) {
+    const int p = port(pick);
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(static_cast<uint16_t>(p));
+    const bool free = bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+    close(s);
+    if (free || tries == 100) return p;
+  }
 }
 
 int64_t Now() { return std::time(nullptr); }
