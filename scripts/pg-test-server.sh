@@ -20,6 +20,7 @@ PGBIN=/usr/lib/postgresql/15/bin
 cmd=${1:?usage: pg-test-server.sh start|stop|kill|restart|remove DIR}
 dir=${2:?DIR required}
 RUNAS=carewatch-pg
+source "$(cd "$(dirname "$0")/.." && pwd)/tools/bench/ports.sh"
 # Absolute, and run from /: the cluster's owner may not enter the caller's
 # working directory.
 if [ "$cmd" = start ]; then mkdir -p "$dir"; fi
@@ -53,8 +54,10 @@ case "$cmd" in
       as_owner "$PGBIN/initdb" -D "$dir/data" -U carewatch --auth=trust -E UTF8 --no-locale \
         >"$dir/initdb.log" 2>&1 || { cat "$dir/initdb.log" >&2; exit 1; }
     fi
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' \
-      >"$dir/port"
+    # A port below the kernel's ephemeral range (32768-60999 by default),
+    # which outgoing connections take: `restart` needs the same port free
+    # again after the server has been stopped in the middle of a test.
+    free_ports >"$dir/port"
     options="-c max_connections=300 -c shared_buffers=128MB"
     if [ "${3:-}" != "--fsync" ]; then options="$options -c fsync=off -c full_page_writes=off"; fi
     echo "$options" >"$dir/options"
