@@ -178,6 +178,16 @@ class Daemon {
     size_t at = m.find("\n" + name + " ");
     return at == std::string::npos ? 0 : std::stoull(m.substr(at + name.size() + 2));
   }
+  // Waits (10 s at most) for a metric without labels to read `value`;
+  // whether it did. For what a test cannot see from its side (calls
+  // admitted and waiting, streams open), instead of a guessed sleep.
+  bool AwaitMetric(const std::string& name, uint64_t value) const {
+    for (int i = 0; i < 500; ++i) {
+      if (Metric(name) == value) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return Metric(name) == value;
+  }
 
  private:
   std::string dir_, ledger_, name_;
@@ -791,9 +801,9 @@ TEST_F(ServerTest, SubscriptionsArePerServiceBounded) {
     return sub;
   };
   std::vector<std::unique_ptr<Sub>> subs;
-  for (int i = 0; i < server::kMaxSubscriptionsPerService; ++i)
-    subs.push_back(open(platform_a_, "svc-a"));
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // all admitted
+  constexpr int kMax = server::kMaxSubscriptionsPerService;
+  for (int i = 0; i < kMax; ++i) subs.push_back(open(platform_a_, "svc-a"));
+  ASSERT_TRUE(daemon_->AwaitMetric("carewatch_open_streams", kMax)) << "all admitted";
   auto extra = open(platform_a_, "svc-a");
   v1::LinkageAlert alert;
   EXPECT_FALSE(extra->reader->Read(&alert));
@@ -802,15 +812,15 @@ TEST_F(ServerTest, SubscriptionsArePerServiceBounded) {
   EXPECT_NE(st.error_message().find("Subscribe streams open"), std::string::npos);
   // Another service is not affected.
   auto other = open(platform_b_, "svc-b");
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_TRUE(daemon_->AwaitMetric("carewatch_open_streams", kMax + 1)) << "svc-b's is admitted";
   other->ctx.TryCancel();
   EXPECT_EQ(other->reader->Finish().error_code(), StatusCode::CANCELLED);
-  // Closing one frees its place.
+  // Closing one frees its place (its slot goes after its subscription).
   subs[0]->ctx.TryCancel();
   subs[0]->reader->Finish().ok();
-  std::this_thread::sleep_for(std::chrono::milliseconds(1000));  // the server sees it go
+  ASSERT_TRUE(daemon_->AwaitMetric("carewatch_open_streams", kMax - 1)) << "the server sees it go";
   auto again = open(platform_a_, "svc-a");
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_TRUE(daemon_->AwaitMetric("carewatch_open_streams", kMax)) << "svc-a's next is admitted";
   again->ctx.TryCancel();
   EXPECT_EQ(again->reader->Finish().error_code(), StatusCode::CANCELLED);
   for (auto& sub : subs) sub->ctx.TryCancel();
@@ -1168,9 +1178,9 @@ TEST_F(ServerTest, UnaryCallsWaitingAreSharedBetweenCallers) {
     EXPECT_EQ(a->answered(), 10) << "svc-a's 20 admitted wait for the ledger";
     // The other half is another service's.
     b = std::make_unique<AsyncEvaluations>(moderation_.get(), platform_b_, "b-", 15, 0, "svc-b");
-    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    EXPECT_TRUE(daemon_->AwaitMetric("carewatch_waiting_calls", 35))
+        << daemon_->Metric("carewatch_waiting_calls");
     EXPECT_EQ(b->answered(), 0) << "svc-b's calls are admitted and wait too";
-    EXPECT_EQ(daemon_->Metric("carewatch_waiting_calls"), 35u);
   }
   ASSERT_TRUE(a->WaitAll());
   ASSERT_TRUE(b->WaitAll());
@@ -2323,11 +2333,9 @@ TEST_F(ServerTest, CallsWaitingOnAQueueingReplicaAreSharedBetweenCallers) {
   EXPECT_NE(message.find("service svc-a holds its share of max_waiting_calls"), std::string::npos)
       << message;
   auto b = std::make_unique<AsyncEvaluations>(stub.get(), platform_b_, "b-", 10, 0, "svc-b");
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_TRUE(replica.AwaitMetric("carewatch_waiting_calls", 74)) << replica.Metrics();
   EXPECT_EQ(b->answered(), 0) << "svc-b's calls are admitted and wait";
   EXPECT_EQ(a->answered(), 36) << "svc-a's 64 admitted wait";
-  EXPECT_NE(replica.Metrics().find("\ncarewatch_waiting_calls 74\n"), std::string::npos)
-      << replica.Metrics();
   // The waits end (the calls were queued durably; a retry is safe), and
   // then nothing is counted: svc-a's share is whole again.
   ASSERT_TRUE(a->WaitAll());
