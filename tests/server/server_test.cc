@@ -2761,7 +2761,8 @@ TEST_F(ServerTest, EveryMetricServedIsDocumentedAndEveryDocumentedOneIsServed) {
 
 TEST_F(ServerTest, OneProcessPerLedgerAndPortAndNoReadOnlySurprises) {
   StartDaemon();
-  auto run = [&](const std::string& args) { return RunCarewatchd(args); };
+  // `timeout`: a carewatchd that starts after all fails the test, not hangs it.
+  auto run = [&](const std::string& args) { return RunCarewatchd(args, "timeout 60"); };
   const std::string common = "--rules " + rules_ + " --tokens " + dir_ +
                              "/tokens.yaml --metrics '' --cache-dir " + dir_ + "/cache";
   // A second carewatchd on the same ledger stops at once and names the first.
@@ -2906,7 +2907,8 @@ TEST(TokenStore, ALineCannotGrantItselfARoleAndRepeatedKeysAreRefused) {
 }
 
 TEST_F(ServerTest, BadSettingsStopTheStartWithAMessage) {
-  auto run = [&](const std::string& args) { return RunCarewatchd(args); };
+  // `timeout`: a carewatchd that starts after all fails the test, not hangs it.
+  auto run = [&](const std::string& args) { return RunCarewatchd(args, "timeout 60"); };
   auto [rc1, out1] = run("--listen nonsense --rules " + rules_ + " --tokens " + dir_ +
                          "/tokens.yaml --ledger sqlite://" + dir_ + "/l.db --metrics ''");
   EXPECT_NE(rc1, 0);
