@@ -263,12 +263,12 @@ class ServerTest : public ::testing::Test {
     return replica.Log().find("serving as a queueing replica") != std::string::npos;
   }
 
-  // Runs carewatchd with `args` to its end (behind `prefix`, e.g. a
-  // timeout); returns its exit status and everything it printed.
-  std::pair<int, std::string> RunCarewatchd(const std::string& args,
-                                            const std::string& prefix = "") {
-    std::string cmd = prefix + (prefix.empty() ? "" : " ") + CAREWATCHD_PATH + " " + args + " > " +
-                      dir_ + "/out.txt 2>&1";
+  // Runs carewatchd with `args` to its end, stopped after `timeout_seconds`
+  // (exit status 124): a carewatchd that starts after all fails the test
+  // instead of hanging it. Returns its exit status and everything it printed.
+  std::pair<int, std::string> RunCarewatchd(const std::string& args, int timeout_seconds = 60) {
+    std::string cmd = "timeout " + std::to_string(timeout_seconds) + " " + CAREWATCHD_PATH + " " +
+                      args + " > " + dir_ + "/out.txt 2>&1";
     int rc = std::system(cmd.c_str());
     std::ifstream in(dir_ + "/out.txt");
     std::stringstream ss;
@@ -2761,8 +2761,7 @@ TEST_F(ServerTest, EveryMetricServedIsDocumentedAndEveryDocumentedOneIsServed) {
 
 TEST_F(ServerTest, OneProcessPerLedgerAndPortAndNoReadOnlySurprises) {
   StartDaemon();
-  // `timeout`: a carewatchd that starts after all fails the test, not hangs it.
-  auto run = [&](const std::string& args) { return RunCarewatchd(args, "timeout 60"); };
+  auto run = [&](const std::string& args) { return RunCarewatchd(args); };
   const std::string common = "--rules " + rules_ + " --tokens " + dir_ +
                              "/tokens.yaml --metrics '' --cache-dir " + dir_ + "/cache";
   // A second carewatchd on the same ledger stops at once and names the first.
@@ -2798,9 +2797,9 @@ TEST_F(ServerTest, OneProcessPerLedgerAndPortAndNoReadOnlySurprises) {
     std::cout << "note: cannot make the ledger read-only here (chattr); that case is not run\n";
     return;
   }
-  // `timeout`: a carewatchd that started after all is stopped, and fails the test.
-  auto [rc3, out3] = RunCarewatchd(
-      "--listen 127.0.0.1:0 --ledger sqlite://" + ledger + " " + common, "timeout 20");
+  // A carewatchd that started after all is stopped (124), and fails the test.
+  auto [rc3, out3] =
+      RunCarewatchd("--listen 127.0.0.1:0 --ledger sqlite://" + ledger + " " + common, 20);
   if (root)
     std::system(("chattr -i " + ledger).c_str());
   else
@@ -2907,8 +2906,7 @@ TEST(TokenStore, ALineCannotGrantItselfARoleAndRepeatedKeysAreRefused) {
 }
 
 TEST_F(ServerTest, BadSettingsStopTheStartWithAMessage) {
-  // `timeout`: a carewatchd that starts after all fails the test, not hangs it.
-  auto run = [&](const std::string& args) { return RunCarewatchd(args, "timeout 60"); };
+  auto run = [&](const std::string& args) { return RunCarewatchd(args); };
   auto [rc1, out1] = run("--listen nonsense --rules " + rules_ + " --tokens " + dir_ +
                          "/tokens.yaml --ledger sqlite://" + dir_ + "/l.db --metrics ''");
   EXPECT_NE(rc1, 0);
