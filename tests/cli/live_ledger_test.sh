@@ -116,6 +116,24 @@ check "the restored ledger holds the copy's events" test "$(metric carewatch_led
 "$cw" load --server "127.0.0.1:$port" --token "$token" --service example-social \
   --duration 1s --run-id restored -c 4 > "$tmp/load2.out" 2> /dev/null
 check "the restored ledger takes new reports" grep -q " 0 errors," "$tmp/load2.out"
+# The load from gRPC's callback API (no thread per call) waits for every
+# call in flight before it counts: the server evaluated exactly what it
+# counts as acknowledged.
+before=$(metric carewatch_reports_evaluated_total)
+"$cw" load --server "127.0.0.1:$port" --token "$token" --service example-social \
+  --duration 1s --run-id callback -c 8 --callback > "$tmp/load3.out" 2> /dev/null
+acked=$(sed -n 's/.*: \([0-9]*\) ok, 0 errors,.*/\1/p' "$tmp/load3.out")
+check "a callback-API load is served without errors" test -n "$acked" -a "${acked:-0}" -gt 0
+check "the server evaluated exactly the callback load's acknowledged reports" \
+  test "$(($(metric carewatch_reports_evaluated_total) - before))" -eq "${acked:-0}"
+# Against a port nothing listens on, every call fails at once: the load
+# says so and ends when its time is up.
+dead=$(free_ports)
+timeout 30 "$cw" load --server "127.0.0.1:$dead" --token "$token" --service example-social \
+  --duration 1s --run-id dead -c 8 --callback > "$tmp/load4.out" 2> "$tmp/load4.err"
+check "a callback-API load against no server exits 1" test $? -eq 1
+check "and says why" grep -q "^error: " "$tmp/load4.err"
+check "and counts its failures" grep -Eq ": 0 ok, [1-9][0-9]* errors," "$tmp/load4.out"
 kill -TERM "$pid"
 wait "$pid"
 pid=""

@@ -80,13 +80,20 @@ abba() {
 echo "== unary Evaluate, 32 concurrent calls (noop, carewatchd, carewatchd, noop)"
 abba u -c 32 2>&1
 ua1=$a1 ub1=$b1 ub2=$b2 ua2=$a2
+# The same calls from gRPC's callback API, no client thread per call: not a
+# target, but it shows how much of the noop figure is the client's cost.
+echo "== unary Evaluate, 32 concurrent calls from the callback API (--callback)"
+abba y -c 32 --callback 2>&1
+ya1=$a1 yb1=$b1 yb2=$b2 ya2=$a2
 echo "== EvaluateStream, 4 streams x 64 in flight (noop, carewatchd, carewatchd, noop)"
 abba s --stream -c 4 --window 64 2>&1
-python3 - "$ua1" "$ub1" "$ub2" "$ua2" "$a1" "$b1" "$b2" "$a2" <<'PY'
+python3 - "$ua1" "$ub1" "$ub2" "$ua2" "$a1" "$b1" "$b2" "$a2" "$ya1" "$yb1" "$yb2" "$ya2" <<'PY'
 import sys
-ua1, ub1, ub2, ua2, sa1, sb1, sb2, sa2 = map(float, sys.argv[1:])
+ua1, ub1, ub2, ua2, sa1, sb1, sb2, sa2, ya1, yb1, yb2, ya2 = map(float, sys.argv[1:])
 print(f"unary: carewatchd / noop = {(ub1 + ub2) / (ua1 + ua2):.2f}  [target >= 0.61]"
       f"  (carewatchd {(ub1 + ub2) / 2:.0f} /s, noop {(ua1 + ua2) / 2:.0f} /s)")
+print(f"unary, callback client: carewatchd / noop = {(yb1 + yb2) / (ya1 + ya2):.2f}"
+      f"  (carewatchd {(yb1 + yb2) / 2:.0f} /s, noop {(ya1 + ya2) / 2:.0f} /s)")
 print(f"stream: carewatchd / noop = {(sb1 + sb2) / (sa1 + sa2):.2f}  [target >= 0.54]"
       f"  (carewatchd {(sb1 + sb2) / 2:.0f} /s, noop {(sa1 + sa2) / 2:.0f} /s)")
 PY

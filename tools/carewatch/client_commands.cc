@@ -11,6 +11,7 @@
 #include <ctime>
 #include <deque>
 #include <fstream>
+#include <functional>
 #include <iomanip>
 #include <iostream>
 #include <mutex>
@@ -93,8 +94,96 @@ int RunLoad(const LoadOptions& o) {
     auto due = start + std::chrono::duration<double>(sent / o.rate);
     std::this_thread::sleep_until(due);
   };
+  // --callback: unary calls from gRPC's callback API. Each of --concurrency
+  // slots sends its next report from the callback of the last, on gRPC's own
+  // threads, so the load holds no thread of its own per call. Without it, a
+  // thread per call, blocked in the call (as docs/performance.md's figures
+  // are measured).
+  if (!o.stream && o.callback) {
+    struct Slot {
+      int worker;
+      std::unique_ptr<corpus::CorpusGenerator> gen;
+      std::unique_ptr<grpc::ClientContext> ctx;
+      v1::EvaluateRequest req;
+      v1::EvaluateResponse resp;
+      std::chrono::steady_clock::time_point t0;
+      std::vector<double> latencies;
+    };
+    std::vector<std::unique_ptr<Slot>> slots;
+    std::mutex done_mu;
+    std::condition_variable done_cv;
+    int active = o.concurrency;
+    std::function<void(Slot*)> send;
+    // A slot whose call failed is sent again from this thread, not from its
+    // callback: a call can fail inside the call that starts it, and a dead
+    // server must not turn into unbounded recursion.
+    std::deque<Slot*> failed;
+    auto finished = [&](Slot* s, const grpc::Status& st) {
+      if (st.ok()) {
+        ++ok;
+        s->latencies.push_back(
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - s->t0).count());
+        if (!stop) {
+          send(s);
+          return;
+        }
+      } else if (errors++ < 3) {
+        std::lock_guard<std::mutex> lock(mu);
+        std::cerr << "error: " << st.error_message() << "\n";
+      }
+      std::lock_guard<std::mutex> lock(done_mu);
+      if (!st.ok() && !stop) {
+        failed.push_back(s);
+      } else {
+        --active;
+      }
+      done_cv.notify_all();
+    };
+    send = [&](Slot* s) {
+      s->req.Clear();
+      s->resp.Clear();
+      make_report(*s->gen, &s->req, s->worker);
+      pace(ok + errors);
+      s->ctx = std::make_unique<grpc::ClientContext>();
+      Authorize(s->ctx.get(), o.token);
+      s->t0 = std::chrono::steady_clock::now();
+      auto callback = [&finished, s](grpc::Status st) { finished(s, st); };
+      if (o.noop) {
+        noop->async()->Evaluate(s->ctx.get(), &s->req, &s->resp, std::move(callback));
+      } else {
+        moderation->async()->Evaluate(s->ctx.get(), &s->req, &s->resp, std::move(callback));
+      }
+    };
+    for (int w = 0; w < o.concurrency; ++w) {
+      auto s = std::make_unique<Slot>();
+      s->worker = w;
+      corpus::CorpusOptions copts;
+      copts.seed = o.seed + w;
+      s->gen = std::make_unique<corpus::CorpusGenerator>(copts);
+      slots.push_back(std::move(s));
+    }
+    for (auto& s : slots) send(s.get());
+    const auto deadline = start + std::chrono::milliseconds(o.duration_ms);
+    std::unique_lock<std::mutex> lock(done_mu);
+    // (wait_until is true whenever a slot has failed, even past the deadline.)
+    while (done_cv.wait_until(lock, deadline, [&] { return !failed.empty(); }) &&
+           std::chrono::steady_clock::now() < deadline) {
+      Slot* s = failed.front();
+      failed.pop_front();
+      lock.unlock();
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      send(s);
+      lock.lock();
+    }
+    stop = true;
+    active -= static_cast<int>(failed.size());
+    failed.clear();
+    done_cv.wait(lock, [&] { return active == 0; });
+    lock.unlock();
+    for (auto& s : slots) latencies.insert(latencies.end(), s->latencies.begin(), s->latencies.end());
+  }
   std::vector<std::thread> threads;
-  for (int w = 0; w < o.concurrency; ++w) {
+  for (int w = 0; w < (o.stream || !o.callback ? o.concurrency : 0); ++w) {
     threads.emplace_back([&, w] {
       corpus::CorpusOptions copts;
       copts.seed = o.seed + w;
@@ -172,9 +261,11 @@ int RunLoad(const LoadOptions& o) {
       latencies.insert(latencies.end(), local.begin(), local.end());
     });
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(o.duration_ms));
-  stop = true;
-  for (auto& t : threads) t.join();
+  if (!threads.empty()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(o.duration_ms));
+    stop = true;
+    for (auto& t : threads) t.join();
+  }
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::sort(latencies.begin(), latencies.end());
   auto pct = [&](double p) {
@@ -183,9 +274,10 @@ int RunLoad(const LoadOptions& o) {
            1000;
   };
   std::printf(
-      "%s %s, concurrency %d%s, %.1fs: %llu ok, %llu errors, %.0f reports/s, "
+      "%s %s%s, concurrency %d%s, %.1fs: %llu ok, %llu errors, %.0f reports/s, "
       "latency ms p50 %.2f p90 %.2f p99 %.2f\n",
-      o.noop ? "noop" : "carewatchd", o.stream ? "EvaluateStream" : "Evaluate", o.concurrency,
+      o.noop ? "noop" : "carewatchd", o.stream ? "EvaluateStream" : "Evaluate",
+      !o.stream && o.callback ? " (callback)" : "", o.concurrency,
       o.stream ? (" window " + std::to_string(o.window)).c_str() : "", secs,
       static_cast<unsigned long long>(ok.load()), static_cast<unsigned long long>(errors.load()),
       ok / secs, pct(0.5), pct(0.9), pct(0.99));
@@ -439,6 +531,9 @@ void RegisterClientCommands(CommandTable& table) {
   load_cmd->add_option("--token", load.token, "Platform token")->required();
   load_cmd->add_option("--service", load.service, "The token's service_id")->required();
   load_cmd->add_flag("--stream", load.stream, "EvaluateStream instead of unary Evaluate");
+  load_cmd->add_flag("--callback", load.callback,
+                     "Unary calls from gRPC's callback API, no thread per call (default: a "
+                     "thread per call, blocked in it)");
   load_cmd->add_flag("--noop", load.noop,
                      "Call the no-op service of the same shape (the transport's limit)");
   load_cmd->add_option("-c,--concurrency", load.concurrency, "Concurrent calls (or streams)")

@@ -162,6 +162,7 @@ struct LoadOptions {
   std::string token, service, ca_file;
   std::string run_id = "load";
   bool stream = false, noop = false;
+  bool callback = false;  // unary calls from gRPC's callback API
   int concurrency = 32;
   int window = 64;  // reports in flight per stream
   double rate = 0;  // reports/s in all, 0 = unbounded
