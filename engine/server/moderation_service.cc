@@ -15,28 +15,18 @@ namespace {
 using grpc::ServerContext;
 using grpc::StatusCode;
 
-// Every Moderation method, each call on gRPC's thread until it is answered:
-// how a queueing replica serves them (its answers are the writer's). The
-// ledger's writer serves WriterModerationService, which replaces Evaluate.
+// Every Moderation method, each call on gRPC's thread until it is answered.
+// The ledger's writer serves WriterModerationService, which replaces
+// Evaluate with one that holds no thread while it waits for the commit; a
+// queueing replica serves ReplicaModerationService, which replaces Evaluate
+// and RecordAction so (their answers are the writer's).
 class ModerationService : public v1::Moderation::Service {
  public:
   explicit ModerationService(Server::State* s) : s_(s) {}
 
   grpc::Status Evaluate(ServerContext* ctx, const v1::EvaluateRequest* req,
                         v1::EvaluateResponse* resp) override {
-    return Serve(*s_, ctx, "Moderation/Evaluate", *req, [&](const Principal& p) {
-      if (s_->replica) {
-        // Waiting for the writer's answer holds this thread: counted as a
-        // waiting call, of at most kReplicaWaitingCalls and the caller's
-        // share of them.
-        WaitingCall waiting(*s_, p, static_cast<int64_t>(req->ByteSizeLong()),
-                            kReplicaWaitingCalls);
-        if (!waiting.ok()) return waiting.refusal();
-        int64_t id = 0;
-        grpc::Status st = ToGrpc(s_->replica->PushReport(req->report(), &id));
-        if (st.ok()) st = Answered(id, resp->mutable_verdict(), Warnings(req->report()));
-        return st;
-      }
+    return Serve(*s_, ctx, "Moderation/Evaluate", *req, [&](const Principal&) {
       duty::DutyEngine::Identifiers extracted;
       grpc::Status st = Submit(req->report(), resp->mutable_verdict(), nullptr, &extracted);
       if (st.ok()) st = ToGrpc(Link(req->report(), resp->verdict(), extracted));
@@ -54,20 +44,7 @@ class ModerationService : public v1::Moderation::Service {
 
   grpc::Status RecordAction(ServerContext* ctx, const v1::RecordActionRequest* req,
                             v1::RecordActionResponse* resp) override {
-    return Serve(*s_, ctx, "Moderation/RecordAction", *req, [&](const Principal& p) {
-      if (s_->replica) {
-        WaitingCall waiting(*s_, p, static_cast<int64_t>(req->ByteSizeLong()),
-                            kReplicaWaitingCalls);
-        if (!waiting.ok()) return waiting.refusal();
-        int64_t id = 0;
-        v1::QueuedResult r;
-        Status q = s_->replica->PushAction(*req, &id);
-        if (q.ok()) q = s_->replica->Await(id, &r);
-        if (!q.ok()) return ToGrpc(q);
-        *resp->mutable_obligations() = std::move(*r.mutable_obligations());
-        resp->set_ledger_seq(r.ledger_seq());
-        return grpc::Status::OK;
-      }
+    return Serve(*s_, ctx, "Moderation/RecordAction", *req, [&](const Principal&) {
       std::vector<v1::Obligation> obligations;
       duty::ActionInput in{req->service_id(),         req->report_id(), req->action(),
                            req->taken_at().seconds(), req->actor(),     req->taken_at().nanos()};
@@ -334,7 +311,7 @@ class WriterModerationService final
           // of them, and of their requests' bytes, and of both at most the
           // caller's share (max_share_per_caller).
           auto waiting = std::make_shared<WaitingCall>(
-              *s_, p, static_cast<int64_t>(req->ByteSizeLong()), s_->config.max_waiting_calls);
+              *s_, p, static_cast<int64_t>(req->ByteSizeLong()));
           if (!waiting->ok()) return answer(waiting->refusal());
           Admitted(*req, resp->mutable_verdict(), [answer, waiting](grpc::Status st) {
             waiting->Release();
@@ -372,10 +349,80 @@ class WriterModerationService final
   }
 };
 
+// As a queueing replica serves them: unary Evaluate and RecordAction through
+// gRPC's callback API too. A shared worker checks, evaluates and queues the
+// report or action (queueing waits for the database), and the replica's
+// answers thread sends the writer's answer, so no thread waits for it: the
+// calls waiting are bounded by max_waiting_calls, as on the writer, not by
+// gRPC's threads.
+class ReplicaModerationService final
+    : public v1::Moderation::WithCallbackMethod_RecordAction<
+          v1::Moderation::WithCallbackMethod_Evaluate<ModerationService>> {
+ public:
+  explicit ReplicaModerationService(Server::State* s) { s_ = s; }
+
+  // An action is queued as the request and answered as Evaluate is.
+  grpc::ServerUnaryReactor* RecordAction(grpc::CallbackServerContext* ctx,
+                                         const v1::RecordActionRequest* req,
+                                         v1::RecordActionResponse* resp) override {
+    return ServeAsync(
+        *s_, ctx, "Moderation/RecordAction", *req,
+        [&](const Principal& p, const UnaryAnswer& answer) {
+          auto waiting = std::make_shared<WaitingCall>(
+              *s_, p, static_cast<int64_t>(req->ByteSizeLong()));
+          if (!waiting->ok()) return answer(waiting->refusal());
+          auto done = [answer, waiting](const grpc::Status& st) {
+            waiting->Release();
+            answer(st);
+          };
+          s_->stream_pool->Submit([this, req, resp, done] {
+            int64_t id = 0;
+            Status pushed = s_->replica->PushAction(*req, &id);
+            if (!pushed.ok()) return done(ToGrpc(pushed));
+            s_->replica->AwaitAsync(id, [resp, done](const Status& q, v1::QueuedResult r) {
+              if (!q.ok()) return done(ToGrpc(q));
+              *resp->mutable_obligations() = std::move(*r.mutable_obligations());
+              resp->set_ledger_seq(r.ledger_seq());
+              done(grpc::Status::OK);
+            });
+          });
+        });
+  }
+
+  grpc::ServerUnaryReactor* Evaluate(grpc::CallbackServerContext* ctx,
+                                     const v1::EvaluateRequest* req,
+                                     v1::EvaluateResponse* resp) override {
+    return ServeAsync(
+        *s_, ctx, "Moderation/Evaluate", *req, [&](const Principal& p, const UnaryAnswer& answer) {
+          auto waiting = std::make_shared<WaitingCall>(
+              *s_, p, static_cast<int64_t>(req->ByteSizeLong()));
+          if (!waiting->ok()) return answer(waiting->refusal());
+          auto done = [answer, waiting](const grpc::Status& st) {
+            waiting->Release();
+            answer(st);
+          };
+          s_->stream_pool->Submit([this, req, verdict = resp->mutable_verdict(), done] {
+            int64_t id = 0;
+            Status pushed = s_->replica->PushReport(req->report(), &id);
+            if (!pushed.ok()) return done(ToGrpc(pushed));
+            s_->replica->AwaitAsync(
+                id, [this, verdict, done, warnings = Warnings(req->report())](
+                        const Status& q, v1::QueuedResult r) {
+                  if (!q.ok()) return done(ToGrpc(q));
+                  *verdict = std::move(*r.mutable_verdict());
+                  for (const auto& w : warnings) verdict->add_warnings(w);
+                  Counted(*verdict);
+                  done(grpc::Status::OK);
+                });
+          });
+        });
+  }
+};
+
 }  // namespace
 
 std::unique_ptr<grpc::Service> NewModerationService(Server::State* s) {
-  if (s->replica) return std::make_unique<ModerationService>(s);
+  if (s->replica) return std::make_unique<ReplicaModerationService>(s);
   return std::make_unique<WriterModerationService>(s);
 }
 

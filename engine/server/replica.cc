@@ -224,9 +224,63 @@ AnswerWaiter::~AnswerWaiter() {
 }
 
 void AnswerWaiter::Abort(const std::string& why) {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (aborted_.empty()) aborted_ = why;
-  cv_.notify_all();
+  std::vector<std::pair<std::shared_ptr<Slot>, Status>> ready;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (aborted_.empty()) aborted_ = why;
+    cv_.notify_all();
+    TakeAsync(&ready);
+  }
+  Dispatch(&ready);
+}
+
+Status AnswerWaiter::Unanswered(int64_t id, const std::string& aborted, int timeout_ms) {
+  const std::string why = !aborted.empty()
+                              ? aborted
+                              : "the ledger's writer did not answer within " +
+                                    std::to_string(timeout_ms) + " ms (it may be changing over)";
+  return Status::Unavailable("queued durably as command " + std::to_string(id) +
+                             ", not answered: " + why +
+                             "; a retry is safe (a report is answered with its verdict)");
+}
+
+void AnswerWaiter::WaitAsync(int64_t id, int timeout_ms, Done done) {
+  auto slot = std::make_shared<Slot>();
+  slot->callback = std::move(done);
+  slot->id = id;
+  slot->timeout_ms = timeout_ms;
+  slot->deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  std::string aborted;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    aborted = aborted_;
+    if (aborted.empty()) {
+      waiting_.emplace(id, slot);
+      poll_cv_.notify_one();
+      wake_.Wake();
+      return;
+    }
+  }
+  slot->callback(Unanswered(id, aborted, timeout_ms), {});
+}
+
+void AnswerWaiter::TakeAsync(std::vector<std::pair<std::shared_ptr<Slot>, Status>>* ready) {
+  const auto now = std::chrono::steady_clock::now();
+  for (auto it = waiting_.begin(); it != waiting_.end();) {
+    Slot& slot = *it->second;
+    if (!slot.callback || (!slot.done && aborted_.empty() && now < slot.deadline)) {
+      ++it;
+      continue;
+    }
+    ready->emplace_back(it->second, slot.done ? Status::Ok()
+                                              : Unanswered(slot.id, aborted_, slot.timeout_ms));
+    it = waiting_.erase(it);
+  }
+}
+
+void AnswerWaiter::Dispatch(std::vector<std::pair<std::shared_ptr<Slot>, Status>>* ready) {
+  for (auto& [slot, status] : *ready) slot->callback(status, std::move(slot->result));
+  ready->clear();
 }
 
 Status AnswerWaiter::Wait(int64_t id, int timeout_ms, v1::QueuedResult* out) {
@@ -242,13 +296,7 @@ Status AnswerWaiter::Wait(int64_t id, int timeout_ms, v1::QueuedResult* out) {
     *out = std::move(slot->result);
     return Status::Ok();
   }
-  const std::string why = answered
-                              ? aborted_
-                              : "the ledger's writer did not answer within " +
-                                    std::to_string(timeout_ms) + " ms (it may be changing over)";
-  return Status::Unavailable("queued durably as command " + std::to_string(id) +
-                             ", not answered: " + why +
-                             "; a retry is safe (a report is answered with its verdict)");
+  return Unanswered(id, answered ? aborted_ : std::string(), timeout_ms);
 }
 
 void AnswerWaiter::Poll() {
@@ -307,6 +355,14 @@ void AnswerWaiter::Poll() {
       }
     }
     if (any) cv_.notify_all();
+    // Answered and expired WaitAsync calls are answered from here, unlocked.
+    std::vector<std::pair<std::shared_ptr<Slot>, Status>> ready;
+    TakeAsync(&ready);
+    if (!ready.empty()) {
+      lock.unlock();
+      Dispatch(&ready);
+      lock.lock();
+    }
     if (!s.ok() || stop_) {
       poll_cv_.wait_for(lock, std::chrono::milliseconds(200));
       continue;
@@ -437,6 +493,14 @@ Status QueueingReplica::Await(int64_t id, v1::QueuedResult* out) {
   Status s = answers->Wait(id, wait_ms, out);
   if (!s.ok()) return s;
   return AnswerStatus(*out);
+}
+
+void QueueingReplica::AwaitAsync(int64_t id, AnswerWaiter::Done done) {
+  answers->WaitAsync(id, wait_ms, [done = std::move(done)](const Status& s, v1::QueuedResult r) {
+    if (!s.ok()) return done(s, std::move(r));
+    Status answered = AnswerStatus(r);
+    done(answered, std::move(r));
+  });
 }
 
 // ---- Sequencer --------------------------------------------------------------

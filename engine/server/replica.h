@@ -19,6 +19,7 @@
 // A command is answered only once the writer has made it durable in the
 // log, so an acknowledgement means what it means on the writer.
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -73,6 +74,11 @@ class AnswerWaiter {
   // passed or Abort was called (Unavailable, saying the command is queued
   // durably and a retry is safe).
   Status Wait(int64_t id, int timeout_ms, v1::QueuedResult* out);
+  // Wait without a thread: `done` is called once, with what Wait would
+  // return and fill, from the waiter's own thread (or from this call, when
+  // the waits were aborted). It must not block.
+  using Done = std::function<void(const Status&, v1::QueuedResult)>;
+  void WaitAsync(int64_t id, int timeout_ms, Done done);
   // Ends every wait now and every later one at once (the replica is
   // stopping or taking over as the writer).
   void Abort(const std::string& why);
@@ -81,7 +87,18 @@ class AnswerWaiter {
   struct Slot {
     bool done = false;
     v1::QueuedResult result;
+    Done callback;  // WaitAsync's; the waiter's thread removes the slot
+    int64_t id = 0;
+    int timeout_ms = 0;
+    std::chrono::steady_clock::time_point deadline;
   };
+  // Removes the answered, expired (and, once aborted, every) WaitAsync
+  // slot into `*ready` with the status each is answered with.
+  void TakeAsync(std::vector<std::pair<std::shared_ptr<Slot>, Status>>* ready);
+  static void Dispatch(std::vector<std::pair<std::shared_ptr<Slot>, Status>>* ready);
+  // Why command `id` was not answered: `aborted` (the reason), or not
+  // within `timeout_ms`.
+  static Status Unanswered(int64_t id, const std::string& aborted, int timeout_ms);
   void Poll();
   // Reads the writer's announcements that came, without waiting (with
   // `lock` released meanwhile).
@@ -125,6 +142,9 @@ struct QueueingReplica {
   Status PushAction(const v1::RecordActionRequest& req, int64_t* id);
   // The writer's answer to command `id` as a status (its code and message).
   Status Await(int64_t id, v1::QueuedResult* out);
+  // The same without a thread: `done` once, from the answers' thread (it
+  // must not block).
+  void AwaitAsync(int64_t id, AnswerWaiter::Done done);
 
  private:
   // OK while the queue holds fewer than max_queued commands (its depth is

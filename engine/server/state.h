@@ -85,13 +85,10 @@ class CallerShares {
   };
   // Each cap's share for one caller: at least one stream, one call and one
   // largest request.
-  // `max_calls`: the cap on waiting calls where it is lower than
-  // max_waiting_calls (a queueing replica's, kReplicaWaitingCalls).
-  static Amount Limit(const ServerConfig& c, int max_calls = 0) {
+  static Amount Limit(const ServerConfig& c) {
     const int64_t pct = c.max_share_per_caller;
-    const int64_t calls = max_calls > 0 ? max_calls : c.max_waiting_calls;
     return {std::max<int>(1, static_cast<int>(c.max_streams * pct / 100)),
-            std::max<int>(1, static_cast<int>(calls * pct / 100)),
+            std::max<int>(1, static_cast<int>(int64_t{c.max_waiting_calls} * pct / 100)),
             std::max<int64_t>(c.max_message_bytes, c.max_waiting_bytes / 100 * pct)};
   }
   static std::string CallerOf(const Principal& p) {
@@ -216,34 +213,20 @@ struct Server::State {
   std::function<Status(std::vector<rules::Diagnostic>*)> reload;
 };
 
-// On a queueing replica a unary call that waits for the writer's answer
-// holds one of gRPC's handler threads (ResourceQuota: max_streams + 192)
-// while it waits: at most this many wait at once, whatever
-// max_waiting_calls says, so that 64 threads are left for every other call
-// (another platform's, health checks, and the answers that send other
-// services' calls to the writer).
-constexpr int kReplicaWaitingCalls = 128;
-
 // One unary call admitted to wait for the ledger (the writer's durable
 // commit, or on a queueing replica the writer's answer): counted against
-// max_waiting_calls (or the lower `max_calls`), against max_waiting_bytes
+// max_waiting_calls, against max_waiting_bytes
 // with its request's bytes, and against the caller's share of both, until
 // Release or destruction. Refused past any of them, counting nothing.
 class WaitingCall {
  public:
-  WaitingCall(Server::State& s, const Principal& p, int64_t bytes, int max_calls)
-      : s_(s), bytes_(bytes) {
-    const int cap = std::min(max_calls, s.config.max_waiting_calls);
+  WaitingCall(Server::State& s, const Principal& p, int64_t bytes) : s_(s), bytes_(bytes) {
+    const int cap = s.config.max_waiting_calls;
     if (s.waiting_calls.fetch_add(1) >= cap) {
       s.waiting_calls.fetch_sub(1);
-      refusal_ = grpc::Status(
-          grpc::StatusCode::RESOURCE_EXHAUSTED,
-          cap < s.config.max_waiting_calls
-              ? "too many calls waiting for the writer's answer on this queueing replica (" +
-                    std::to_string(cap) + ", each holding a thread; max_waiting_calls " +
-                    std::to_string(s.config.max_waiting_calls) + "); try again later"
-              : "too many calls waiting for the ledger (max_waiting_calls " + std::to_string(cap) +
-                    "); try again later");
+      refusal_ = grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                              "too many calls waiting for the ledger (max_waiting_calls " +
+                                  std::to_string(cap) + "); try again later");
       return;
     }
     if (s.waiting_bytes.fetch_add(bytes) + bytes > s.config.max_waiting_bytes) {
@@ -258,7 +241,7 @@ class WaitingCall {
     held_.calls = 1;
     held_.bytes = bytes;
     caller_ = CallerShares::CallerOf(p);
-    const std::string past = s.shares.Take(caller_, held_, CallerShares::Limit(s.config, cap));
+    const std::string past = s.shares.Take(caller_, held_, CallerShares::Limit(s.config));
     if (!past.empty()) {
       s.waiting_bytes.fetch_sub(bytes);
       s.waiting_calls.fetch_sub(1);

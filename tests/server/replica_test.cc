@@ -10,6 +10,8 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <future>
+#include <tuple>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -107,7 +109,17 @@ TEST(ReplicaQueue, CommandsQueuedFromManyThreadsAreRecordedOnceAndAnswered) {
         int64_t qid = 0;
         v1::QueuedResult res;
         Status s = rep.PushReport(r, &qid);
-        if (s.ok()) s = rep.Await(qid, &res);
+        if (s.ok() && t % 2 == 1) {
+          // Half the threads wait as the replica's unary Evaluate does,
+          // without a thread (the answer comes on the waiter's thread).
+          std::promise<std::pair<Status, v1::QueuedResult>> answered;
+          rep.AwaitAsync(qid, [&answered](const Status& st, v1::QueuedResult got) {
+            answered.set_value({st, std::move(got)});
+          });
+          std::tie(s, res) = answered.get_future().get();
+        } else if (s.ok()) {
+          s = rep.Await(qid, &res);
+        }
         if (!s.ok()) {
           ++failures;
           ADD_FAILURE() << id << ": " << s.message();
@@ -203,6 +215,65 @@ TEST(ReplicaQueue, CommandsQueuedFromManyThreadsAreRecordedOnceAndAnswered) {
   EXPECT_EQ(flagged.size(), static_cast<size_t>(4 * (kReports - kReports / 3)));
   for (const auto& [id, n] : flagged) EXPECT_EQ(n, 1) << id;
   EXPECT_EQ(recorded_actions, actions.load());
+  std::filesystem::remove_all(dir);
+}
+
+// A wait without a thread ends as Wait does: not answered within its time
+// (a retry is safe), or at once when the waits are aborted, and so does
+// every later one; each callback is called once.
+TEST(ReplicaQueue, WaitsWithoutAThreadEndUnansweredOrAborted) {
+  if (!carewatch::testing::OnPostgres()) GTEST_SKIP() << "PostgreSQL only: the replicas' queue";
+  const std::string dir = ::testing::TempDir() + "/cw-replica-async-" + std::to_string(::getpid());
+  std::filesystem::create_directories(dir);
+  ledger::LedgerOptions lo;
+  lo.url = carewatch::testing::FreshLedgerUrl(dir);
+  lo.signing_key_path = dir + "/ledger.key";
+  std::unique_ptr<ledger::Ledger> ledger;
+  ASSERT_TRUE(ledger::Ledger::Open(lo, &ledger).ok());
+  std::unique_ptr<ledger::CommandQueue> queue;
+  ASSERT_TRUE(ledger::OpenCommandQueue(lo.url, 1000, &queue).ok());
+  AnswerWaiter answers(queue.get());
+  int64_t id = 0;  // no sequencer: nobody answers it
+  ASSERT_TRUE(queue->Push("svc", "", "", SealCommand(QueueKey("k"), "x"), 0, &id, nullptr).ok());
+
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<Status> ended;
+  auto wait = [&](int timeout_ms) {
+    answers.WaitAsync(id, timeout_ms, [&](const Status& s, v1::QueuedResult) {
+      std::lock_guard<std::mutex> lock(mu);
+      ended.push_back(s);
+      cv.notify_all();
+    });
+  };
+  auto await_ended = [&](size_t n) {
+    std::unique_lock<std::mutex> lock(mu);
+    return cv.wait_for(lock, std::chrono::seconds(10), [&] { return ended.size() >= n; });
+  };
+  wait(200);
+  wait(60000);
+  ASSERT_TRUE(await_ended(1));
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    ASSERT_EQ(ended.size(), 1u) << "the longer wait goes on";
+    EXPECT_EQ(ended[0].code(), Status::Code::kUnavailable);
+    EXPECT_NE(ended[0].message().find("did not answer within 200 ms"), std::string::npos)
+        << ended[0].message();
+    EXPECT_NE(ended[0].message().find("a retry is safe"), std::string::npos);
+  }
+  answers.Abort("this replica is stopping");
+  ASSERT_TRUE(await_ended(2));
+  wait(60000);  // after the abort: ended at once
+  ASSERT_TRUE(await_ended(3));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  std::lock_guard<std::mutex> lock(mu);
+  ASSERT_EQ(ended.size(), 3u) << "each callback once";
+  for (size_t i = 1; i < 3; ++i) {
+    EXPECT_EQ(ended[i].code(), Status::Code::kUnavailable);
+    EXPECT_NE(ended[i].message().find("not answered: this replica is stopping"),
+              std::string::npos)
+        << ended[i].message();
+  }
   std::filesystem::remove_all(dir);
 }
 

@@ -2311,17 +2311,17 @@ TEST_F(ServerTest, AQueueWithoutAWriterIsCappedAndSequencedWhenOneComes) {
   if (HasFailure()) std::cerr << replica.Log();
 }
 
-// On a queueing replica each call waiting for the writer's answer holds one
-// of gRPC's threads: one platform's calls cannot hold them all. At most
-// kReplicaWaitingCalls (128) wait at once, a service at most its share
-// (50%: 64); its next calls are refused while another service's are still
-// admitted, and nothing stays counted once the waits end.
+// On a queueing replica too, one platform's calls cannot fill the calls
+// waiting for the writer's answer: of max_waiting_calls (128 here) a service
+// holds at most its share (50%: 64); its next calls are refused while
+// another service's are still admitted, and nothing stays counted once the
+// waits end.
 TEST_F(ServerTest, CallsWaitingOnAQueueingReplicaAreSharedBetweenCallers) {
   if (!carewatch::testing::OnPostgres()) GTEST_SKIP() << "PostgreSQL only: the replicas' queue";
   std::unique_ptr<ledger::LedgerBackend> holder;  // no writer: every call waits
   ASSERT_TRUE(ledger::OpenBackend(ledger_url_, false, &holder).ok());
   Daemon replica(dir_, ledger_url_, "q");
-  replica.Launch(rules_, {"--standby", "--queue-wait-ms", "4000"});
+  replica.Launch(rules_, {"--standby", "--queue-wait-ms", "4000", "--max-waiting-calls", "128"});
   ASSERT_TRUE(ServesAsAQueueingReplica(replica)) << replica.Log();
   auto stub = v1::Moderation::NewStub(
       grpc::CreateChannel(replica.Address(), grpc::InsecureChannelCredentials()));
@@ -2349,6 +2349,96 @@ TEST_F(ServerTest, CallsWaitingOnAQueueingReplicaAreSharedBetweenCallers) {
   EXPECT_EQ(again.answered(), 0) << "svc-a's 64 are admitted again";
   ASSERT_TRUE(again.WaitAll());
   EXPECT_EQ(again.WithCode(StatusCode::UNAVAILABLE), 64);
+  if (HasFailure()) std::cerr << replica.Log();
+}
+
+// A queueing replica's unary Evaluate and RecordAction calls hold no thread
+// while they wait for the writer's answer: with the writer's ledger locked,
+// 300 calls wait on the replica (more than the 128 it once allowed, one
+// thread each) with hardly a thread more, none is answered before the
+// writer has made it durable, and each is answered with its verdict once
+// the lock goes; then 150 actions on the flagged ones, the same way.
+TEST_F(ServerTest, UnaryCallsWaitingOnAQueueingReplicaHoldNoThreadEach) {
+  if (!carewatch::testing::OnPostgres()) GTEST_SKIP() << "PostgreSQL only: the replicas' queue";
+  StartDaemon();
+  Daemon replica(dir_, ledger_url_, "q");
+  replica.Launch(rules_, {"--standby", "--queue-wait-ms", "30000", "--max-waiting-calls", "400",
+                          "--max-share-per-caller", "100"});
+  ASSERT_TRUE(ServesAsAQueueingReplica(replica)) << replica.Log();
+  auto stub = v1::Moderation::NewStub(
+      grpc::CreateChannel(replica.Address(), grpc::InsecureChannelCredentials()));
+  {
+    AsyncEvaluations warm(stub.get(), platform_a_, "warm-", 8);
+    ASSERT_TRUE(warm.WaitAll());
+    ASSERT_EQ(warm.WithCode(StatusCode::OK), 8);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const int before = ThreadsOf(replica.Pid());
+  ASSERT_GT(before, 0);
+  constexpr int kCalls = 300;
+  std::unique_ptr<AsyncEvaluations> calls;
+  {
+    carewatch::testing::WriteLockHolder lock(ledger_url_);
+    calls = std::make_unique<AsyncEvaluations>(stub.get(), platform_a_, "held-", kCalls);
+    EXPECT_TRUE(replica.AwaitMetric("carewatch_waiting_calls", kCalls)) << replica.Metrics();
+    const int during = ThreadsOf(replica.Pid());
+    EXPECT_LE(during - before, 16) << "threads went from " << before << " to " << during;
+    EXPECT_EQ(calls->answered(), 0) << "nothing is answered before the writer has it durably";
+  }
+  ASSERT_TRUE(calls->WaitAll()) << calls->answered() << " of " << kCalls << " answered";
+  int flagged = 0;
+  std::string message;
+  EXPECT_EQ(calls->WithCode(StatusCode::OK, &flagged, &message), kCalls) << message;
+  EXPECT_EQ(flagged, kCalls / 2);
+  EXPECT_NE(replica.Metrics().find("\ncarewatch_waiting_calls 0\n"), std::string::npos)
+      << replica.Metrics();
+
+  // Actions on the flagged reports wait the same way.
+  struct Action {
+    grpc::ClientContext ctx;
+    v1::RecordActionRequest req;
+    v1::RecordActionResponse resp;
+    grpc::Status status;
+  };
+  std::vector<std::unique_ptr<Action>> actions;
+  std::mutex mu;
+  std::condition_variable cv;
+  int acted = 0;
+  {
+    carewatch::testing::WriteLockHolder lock(ledger_url_);
+    for (int i = 0; i < kCalls; i += 2) {
+      auto a = std::make_unique<Action>();
+      a->ctx.AddMetadata("authorization", "Bearer " + platform_a_);
+      a->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+      a->req.set_service_id("svc-a");
+      a->req.set_report_id("held-" + std::to_string(i));
+      a->req.set_action("remove_content");
+      a->req.mutable_taken_at()->set_seconds(Now());
+      Action* raw = a.get();
+      stub->async()->RecordAction(&raw->ctx, &raw->req, &raw->resp, [&, raw](grpc::Status st) {
+        std::lock_guard<std::mutex> l(mu);
+        raw->status = std::move(st);
+        ++acted;
+        cv.notify_all();
+      });
+      actions.push_back(std::move(a));
+    }
+    EXPECT_TRUE(replica.AwaitMetric("carewatch_waiting_calls", kCalls / 2)) << replica.Metrics();
+    const int during = ThreadsOf(replica.Pid());
+    EXPECT_LE(during - before, 16) << "threads went from " << before << " to " << during;
+    std::lock_guard<std::mutex> l(mu);
+    EXPECT_EQ(acted, 0) << "no action is answered before the writer has it durably";
+  }
+  {
+    std::unique_lock<std::mutex> l(mu);
+    ASSERT_TRUE(cv.wait_for(l, std::chrono::seconds(60), [&] { return acted == kCalls / 2; }))
+        << acted << " of " << kCalls / 2 << " actions answered";
+  }
+  for (const auto& a : actions) {
+    EXPECT_TRUE(a->status.ok()) << a->req.report_id() << ": " << a->status.error_message();
+    EXPECT_GT(a->resp.ledger_seq(), 0u) << a->req.report_id();
+    EXPECT_EQ(a->resp.obligations_size(), 1) << a->req.report_id();
+  }
   if (HasFailure()) std::cerr << replica.Log();
 }
 
