@@ -30,13 +30,19 @@ echo "== carewatchd on PostgreSQL, two replicas (the second queues for the first
 p2=$("$here/tools/bench/bench_server.sh" "$secs" "$build" "$url?options=-csearch_path%3D$schema2" 2); echo "$p2"
 python3 - "$sq" "$pq" "$p2" <<'PY'
 import re, sys
-def rates(text):
-    return [float(x) for x in re.findall(r" ([0-9.]+) reports/s", text)]
-s, p = rates(sys.argv[1]), rates(sys.argv[2])
+# bench_server.sh's summary lines: "unary: carewatchd / noop = R ...
+# (carewatchd N /s, noop M /s)" and the same for "stream:".
+def summary(text, load):
+    m = re.search(r"^" + load + r": carewatchd / noop = [0-9.]+.*\(carewatchd ([0-9.]+) /s, noop ([0-9.]+) /s\)",
+                  text, re.M)
+    return float(m.group(1)), float(m.group(2))
+(s_unary, _), (s_stream, _) = summary(sys.argv[1], "unary"), summary(sys.argv[1], "stream")
+(p_unary, p_unary_noop), (p_stream, p_stream_noop) = summary(sys.argv[2], "unary"), summary(sys.argv[2], "stream")
 two = float(re.search(r"([0-9.]+) reports/s in all", sys.argv[3]).group(1))
-queued = rates(sys.argv[3])[0]
-print(f"stream on PostgreSQL / stream on SQLite = {p[3]/s[3]:.2f}; unary {p[1]/s[1]:.2f}")
-print(f"stream on PostgreSQL / its noop = {p[3]/p[2]:.2f}; unary {p[1]/p[0]:.2f}")
-print(f"stream through the queueing replica alone / through the writer = {queued/p[3]:.2f}")
-print(f"stream on two PostgreSQL replicas / one = {two/p[3]:.2f}; / its noop = {two/p[2]:.2f}; / SQLite = {two/s[3]:.2f}")
+alone = sys.argv[3].split("through the queueing replica alone", 1)[1]
+queued = float(re.search(r" ([0-9.]+) reports/s", alone).group(1))
+print(f"stream on PostgreSQL / stream on SQLite = {p_stream/s_stream:.2f}; unary {p_unary/s_unary:.2f}")
+print(f"stream on PostgreSQL / its noop = {p_stream/p_stream_noop:.2f}; unary {p_unary/p_unary_noop:.2f}")
+print(f"stream through the queueing replica alone / through the writer = {queued/p_stream:.2f}")
+print(f"stream on two PostgreSQL replicas / one = {two/p_stream:.2f}; / its noop = {two/p_stream_noop:.2f}; / SQLite = {two/s_stream:.2f}")
 PY

@@ -44,6 +44,12 @@ if [ "$replicas" -gt 1 ]; then
   q1=$("$cw" load --server 127.0.0.1:$last --token "$tok" --service example-social \
     --duration ${secs}s --run-id q1 -c 1); echo "$q1"
   python3 -c "print(f'one call at a time: p50 through the queueing replica / through the writer = {float(\"$(p50 "$q1")\") / float(\"$(p50 "$w1")\"):.2f}')"
+  # 32 unary calls in flight through each (none holds a thread on either).
+  echo "== unary Evaluate, 32 concurrent calls, through the writer, then the queueing replica"
+  w32=$(run w32 -c 32); echo "$w32"
+  q32=$("$cw" load --server 127.0.0.1:$last --token "$tok" --service example-social \
+    --duration ${secs}s --run-id q32 -c 32); echo "$q32"
+  python3 -c "print(f'32 calls in flight: through the queueing replica / through the writer = {float(\"$(rate "$q32")\") / float(\"$(rate "$w32")\"):.2f}')"
   echo "== EvaluateStream through the queueing replica alone, 4 streams x 64 in flight"
   "$cw" load --server 127.0.0.1:$last --token "$tok" --service example-social \
     --duration ${secs}s --run-id q --stream -c 4 --window 64
