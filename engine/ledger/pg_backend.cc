@@ -2085,21 +2085,58 @@ class PgCommandQueue : public CommandQueue {
         batch_cv_.wait(lock, [&] { return p->done || !flushing_; });
         continue;
       }
-      flushing_ = true;
-      std::vector<std::shared_ptr<PendingPush>> mine;
-      mine.swap(batch_);
-      lock.unlock();
-      PushBatch(mine);
-      lock.lock();
-      for (auto& q : mine) q->done = true;
-      flushing_ = false;
-      batch_cv_.notify_all();
+      FlushBatch(lock);
     }
     if (!p->status.ok()) return p->status;
     *id = p->id;
     if (queued_digest) *queued_digest = p->queued_digest;
     return Status::Ok();
   }
+
+  // An asynchronous push joins the next batch like any other; the queue's
+  // pusher thread commits a batch that holds one when no Push caller does.
+  void PushAsync(const std::string& service_id, const std::string& report_id,
+                 const std::string& digest, const std::string& body, int64_t accepted_at,
+                 PushDone done) override {
+    auto p = std::make_shared<PendingPush>();
+    p->service_id = service_id;
+    p->report_id = report_id;
+    p->digest = digest;
+    p->body = body;
+    p->accepted_at = accepted_at;
+    p->callback = std::move(done);
+    std::unique_lock<std::mutex> lock(batch_mu_);
+    if (stop_pusher_) {
+      lock.unlock();
+      p->callback(Status::Unavailable("the queue of " + shown_ + " is closing"), 0, "");
+      return;
+    }
+    if (!pusher_.joinable()) {
+      pusher_ = std::thread([this] {
+        NameThisThread("cw-queue-push");
+        std::unique_lock<std::mutex> l(batch_mu_);
+        while (true) {
+          batch_cv_.wait(l, [&] { return stop_pusher_ || (async_queued_ > 0 && !flushing_); });
+          if (async_queued_ == 0) break;  // stopping, and nothing left to push
+          FlushBatch(l);
+        }
+      });
+    }
+    batch_.push_back(p);
+    ++async_queued_;
+    batch_cv_.notify_all();
+  }
+
+  void StopPushes() override {
+    {
+      std::lock_guard<std::mutex> lock(batch_mu_);
+      stop_pusher_ = true;
+    }
+    batch_cv_.notify_all();
+    if (pusher_.joinable()) pusher_.join();
+  }
+
+  ~PgCommandQueue() override { StopPushes(); }
 
   Status Answers(const std::vector<int64_t>& ids, std::vector<QueueAnswer>* out) override {
     if (ids.empty()) return Status::Ok();
@@ -2249,7 +2286,27 @@ class PgCommandQueue : public CommandQueue {
     std::string queued_digest;
     Status status;
     bool done = false;
+    PushDone callback;  // PushAsync's
   };
+  // Commits every push waiting (with `lock` held on entry and on return,
+  // released meanwhile) and calls the asynchronous ones' callbacks.
+  void FlushBatch(std::unique_lock<std::mutex>& lock) {
+    flushing_ = true;
+    std::vector<std::shared_ptr<PendingPush>> mine;
+    mine.swap(batch_);
+    async_queued_ = 0;
+    lock.unlock();
+    PushBatch(mine);
+    lock.lock();
+    for (auto& q : mine) q->done = true;
+    flushing_ = false;
+    batch_cv_.notify_all();
+    lock.unlock();
+    for (auto& q : mine) {
+      if (q->callback) q->callback(q->status, q->id, q->queued_digest);
+    }
+    lock.lock();
+  }
   // The channels Push and Answer announce on (PostgreSQL's NOTIFY: sent
   // when the transaction commits, to every session LISTENing, once per
   // transaction however many times it is sent).
@@ -2367,6 +2424,9 @@ class PgCommandQueue : public CommandQueue {
   std::condition_variable batch_cv_;
   std::vector<std::shared_ptr<PendingPush>> batch_;  // waiting for the next transaction
   bool flushing_ = false;                            // a caller is committing a batch
+  int async_queued_ = 0;                             // PushAsync's in batch_
+  bool stop_pusher_ = false;
+  std::thread pusher_;  // commits batches holding PushAsync's (started by the first)
 };
 
 }  // namespace

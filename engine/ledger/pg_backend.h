@@ -1,6 +1,7 @@
 #ifndef CAREWATCH_ENGINE_LEDGER_PG_BACKEND_H_
 #define CAREWATCH_ENGINE_LEDGER_PG_BACKEND_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -79,6 +80,17 @@ class CommandQueue {
   virtual Status Push(const std::string& service_id, const std::string& report_id,
                       const std::string& digest, const std::string& body, int64_t accepted_at,
                       int64_t* id, std::string* queued_digest) = 0;
+  // Push without waiting: `done` is called once with what Push returns and
+  // fills, from the thread that committed it (it must not block). Pushes
+  // of both kinds share group commits.
+  using PushDone =
+      std::function<void(const Status& s, int64_t id, const std::string& queued_digest)>;
+  virtual void PushAsync(const std::string& service_id, const std::string& report_id,
+                         const std::string& digest, const std::string& body,
+                         int64_t accepted_at, PushDone done) = 0;
+  // Commits what PushAsync queued (its callbacks called) and takes no more:
+  // a later PushAsync is answered Unavailable at once.
+  virtual void StopPushes() = 0;
   // The answers stored for any of `ids`.
   virtual Status Answers(const std::vector<int64_t>& ids, std::vector<QueueAnswer>* out) = 0;
   // Those of `ids` still queued.

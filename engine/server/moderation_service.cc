@@ -351,10 +351,11 @@ class WriterModerationService final
 
 // As a queueing replica serves them: unary Evaluate and RecordAction through
 // gRPC's callback API too. A shared worker checks, evaluates and queues the
-// report or action (queueing waits for the database), and the replica's
-// answers thread sends the writer's answer, so no thread waits for it: the
-// calls waiting are bounded by max_waiting_calls, as on the writer, not by
-// gRPC's threads.
+// report or action without waiting for the queue's commit (the queue's
+// pusher commits it with whatever else is queued), and the replica's
+// answers thread sends the writer's answer, so no thread waits for either:
+// the calls waiting are bounded by max_waiting_calls, as on the writer, not
+// by gRPC's threads or the workers.
 class ReplicaModerationService final
     : public v1::Moderation::WithCallbackMethod_RecordAction<
           v1::Moderation::WithCallbackMethod_Evaluate<ModerationService>> {
@@ -376,14 +377,14 @@ class ReplicaModerationService final
             answer(st);
           };
           s_->stream_pool->Submit([this, req, resp, done] {
-            int64_t id = 0;
-            Status pushed = s_->replica->PushAction(*req, &id);
-            if (!pushed.ok()) return done(ToGrpc(pushed));
-            s_->replica->AwaitAsync(id, [resp, done](const Status& q, v1::QueuedResult r) {
-              if (!q.ok()) return done(ToGrpc(q));
-              *resp->mutable_obligations() = std::move(*r.mutable_obligations());
-              resp->set_ledger_seq(r.ledger_seq());
-              done(grpc::Status::OK);
+            s_->replica->PushActionAsync(*req, [this, resp, done](const Status& pushed, int64_t id) {
+              if (!pushed.ok()) return done(ToGrpc(pushed));
+              s_->replica->AwaitAsync(id, [resp, done](const Status& q, v1::QueuedResult r) {
+                if (!q.ok()) return done(ToGrpc(q));
+                *resp->mutable_obligations() = std::move(*r.mutable_obligations());
+                resp->set_ledger_seq(r.ledger_seq());
+                done(grpc::Status::OK);
+              });
             });
           });
         });
@@ -402,18 +403,19 @@ class ReplicaModerationService final
             answer(st);
           };
           s_->stream_pool->Submit([this, req, verdict = resp->mutable_verdict(), done] {
-            int64_t id = 0;
-            Status pushed = s_->replica->PushReport(req->report(), &id);
-            if (!pushed.ok()) return done(ToGrpc(pushed));
-            s_->replica->AwaitAsync(
-                id, [this, verdict, done, warnings = Warnings(req->report())](
-                        const Status& q, v1::QueuedResult r) {
-                  if (!q.ok()) return done(ToGrpc(q));
-                  *verdict = std::move(*r.mutable_verdict());
-                  for (const auto& w : warnings) verdict->add_warnings(w);
-                  Counted(*verdict);
-                  done(grpc::Status::OK);
-                });
+            s_->replica->PushReportAsync(req->report(), [this, req, verdict, done](
+                                                            const Status& pushed, int64_t id) {
+              if (!pushed.ok()) return done(ToGrpc(pushed));
+              s_->replica->AwaitAsync(
+                  id, [this, verdict, done, warnings = Warnings(req->report())](
+                          const Status& q, v1::QueuedResult r) {
+                    if (!q.ok()) return done(ToGrpc(q));
+                    *verdict = std::move(*r.mutable_verdict());
+                    for (const auto& w : warnings) verdict->add_warnings(w);
+                    Counted(*verdict);
+                    done(grpc::Status::OK);
+                  });
+            });
           });
         });
   }

@@ -442,7 +442,8 @@ Status QueueingReplica::Room() {
                                    "): the writer is down or behind; retry later");
 }
 
-Status QueueingReplica::PushReport(const v1::ContentReport& report, int64_t* id) {
+Status QueueingReplica::PrepareReport(const v1::ContentReport& report, std::string* sealed,
+                                      std::string* digest, int64_t* accepted_at) {
   Status s = duty::DutyEngine::CheckReport(report, now(), max_clock_skew_seconds);
   if (!s.ok()) return s;
   s = Room();
@@ -463,30 +464,85 @@ Status QueueingReplica::PushReport(const v1::ContentReport& report, int64_t* id)
     t->set_token(token);
   }
   Stamp(name, &c);
-  const std::string& digest = q->prepared().report_digest();
-  std::string queued_digest;
-  s = queue->Push(report.service_id(), report.report_id(), digest,
-                  SealCommand(QueueKey(hmac_key), ledger::SerializeDeterministic(c)),
-                  c.accepted_at().seconds(), id, &queued_digest);
-  if (!s.ok()) return s;
-  if (queued_digest != digest) {
-    return Status::AlreadyExists("report " + report.report_id() + " of service " +
-                                 report.service_id() +
-                                 " was already submitted with other content (queued as command " +
-                                 std::to_string(*id) + "); a report id names one report");
-  }
+  *digest = q->prepared().report_digest();
+  *accepted_at = c.accepted_at().seconds();
+  *sealed = SealCommand(QueueKey(hmac_key), ledger::SerializeDeterministic(c));
   return Status::Ok();
 }
 
-Status QueueingReplica::PushAction(const v1::RecordActionRequest& req, int64_t* id) {
+namespace {
+
+// A report queued under its id with other content than this one's.
+Status OtherContent(const v1::ContentReport& report, int64_t id) {
+  return Status::AlreadyExists("report " + report.report_id() + " of service " +
+                               report.service_id() +
+                               " was already submitted with other content (queued as command " +
+                               std::to_string(id) + "); a report id names one report");
+}
+
+}  // namespace
+
+Status QueueingReplica::PushReport(const v1::ContentReport& report, int64_t* id) {
+  std::string sealed, digest, queued_digest;
+  int64_t accepted_at = 0;
+  Status s = PrepareReport(report, &sealed, &digest, &accepted_at);
+  if (!s.ok()) return s;
+  s = queue->Push(report.service_id(), report.report_id(), digest, sealed, accepted_at, id,
+                  &queued_digest);
+  if (!s.ok()) return s;
+  if (queued_digest != digest) return OtherContent(report, *id);
+  return Status::Ok();
+}
+
+void QueueingReplica::PushReportAsync(const v1::ContentReport& report, Pushed done) {
+  std::string sealed, digest;
+  int64_t accepted_at = 0;
+  Status s = PrepareReport(report, &sealed, &digest, &accepted_at);
+  if (!s.ok()) return done(s, 0);
+  queue->PushAsync(report.service_id(), report.report_id(), digest, sealed, accepted_at,
+                   [done = std::move(done), digest, service_id = report.service_id(),
+                    report_id = report.report_id()](const Status& st, int64_t id,
+                                                    const std::string& queued_digest) {
+                     if (!st.ok()) return done(st, id);
+                     if (queued_digest != digest) {
+                       v1::ContentReport r;
+                       r.set_service_id(service_id);
+                       r.set_report_id(report_id);
+                       return done(OtherContent(r, id), id);
+                     }
+                     done(Status::Ok(), id);
+                   });
+}
+
+Status QueueingReplica::PrepareAction(const v1::RecordActionRequest& req, std::string* sealed,
+                                      int64_t* accepted_at) {
   Status s = Room();
   if (!s.ok()) return s;
   v1::QueuedCommand c;
   *c.mutable_action() = req;
   Stamp(name, &c);
-  return queue->Push(req.service_id(), "", "",
-                     SealCommand(QueueKey(hmac_key), ledger::SerializeDeterministic(c)),
-                     c.accepted_at().seconds(), id, nullptr);
+  *accepted_at = c.accepted_at().seconds();
+  *sealed = SealCommand(QueueKey(hmac_key), ledger::SerializeDeterministic(c));
+  return Status::Ok();
+}
+
+Status QueueingReplica::PushAction(const v1::RecordActionRequest& req, int64_t* id) {
+  std::string sealed;
+  int64_t accepted_at = 0;
+  Status s = PrepareAction(req, &sealed, &accepted_at);
+  if (!s.ok()) return s;
+  return queue->Push(req.service_id(), "", "", sealed, accepted_at, id, nullptr);
+}
+
+void QueueingReplica::PushActionAsync(const v1::RecordActionRequest& req, Pushed done) {
+  std::string sealed;
+  int64_t accepted_at = 0;
+  Status s = PrepareAction(req, &sealed, &accepted_at);
+  if (!s.ok()) return done(s, 0);
+  queue->PushAsync(req.service_id(), "", "", sealed, accepted_at,
+                   [done = std::move(done)](const Status& st, int64_t id, const std::string&) {
+                     done(st, id);
+                   });
 }
 
 Status QueueingReplica::Await(int64_t id, v1::QueuedResult* out) {

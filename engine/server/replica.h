@@ -117,6 +117,15 @@ class AnswerWaiter {
 
 // What a replica that is not the writer serves Moderation calls with.
 struct QueueingReplica {
+  QueueingReplica() = default;
+  QueueingReplica(const QueueingReplica&) = delete;
+  QueueingReplica& operator=(const QueueingReplica&) = delete;
+  // Every wait ends (aborted), then every asynchronous push is committed and
+  // its callback (which finds the waits aborted) called, before either goes.
+  ~QueueingReplica() {
+    if (answers) answers->Abort("this replica is stopping");
+    if (queue) queue->StopPushes();
+  }
   std::unique_ptr<ledger::CommandQueue> queue;
   std::unique_ptr<AnswerWaiter> answers;
   std::string name;  // "host:pid", recorded with each command
@@ -140,6 +149,12 @@ struct QueueingReplica {
   Status PushReport(const v1::ContentReport& report, int64_t* id);
   // Queues an action.
   Status PushAction(const v1::RecordActionRequest& req, int64_t* id);
+  // The same without waiting for the queue's commit: `done` once, with
+  // what they return and the queue id, from the thread that committed it or
+  // (on a refusal) from this call. It must not block.
+  using Pushed = std::function<void(const Status&, int64_t id)>;
+  void PushReportAsync(const v1::ContentReport& report, Pushed done);
+  void PushActionAsync(const v1::RecordActionRequest& req, Pushed done);
   // The writer's answer to command `id` as a status (its code and message).
   Status Await(int64_t id, v1::QueuedResult* out);
   // The same without a thread: `done` once, from the answers' thread (it
@@ -150,6 +165,12 @@ struct QueueingReplica {
   // OK while the queue holds fewer than max_queued commands (its depth is
   // read at most once a second).
   Status Room();
+  // A report checked, evaluated and sealed as a queued command; an action
+  // sealed.
+  Status PrepareReport(const v1::ContentReport& report, std::string* sealed, std::string* digest,
+                       int64_t* accepted_at);
+  Status PrepareAction(const v1::RecordActionRequest& req, std::string* sealed,
+                       int64_t* accepted_at);
   std::mutex depth_mu_;
   int64_t depth_ = 0;
   int64_t depth_read_ms_ = 0;

@@ -108,17 +108,29 @@ TEST(ReplicaQueue, CommandsQueuedFromManyThreadsAreRecordedOnceAndAnswered) {
         r.mutable_received_at()->set_seconds(1767607200 + i);
         int64_t qid = 0;
         v1::QueuedResult res;
-        Status s = rep.PushReport(r, &qid);
-        if (s.ok() && t % 2 == 1) {
-          // Half the threads wait as the replica's unary Evaluate does,
-          // without a thread (the answer comes on the waiter's thread).
+        Status s;
+        if (t % 2 == 1) {
+          // Half the threads wait as the replica's unary calls do, without a
+          // thread (the answer comes on the waiter's thread); two of them
+          // (1 and 3, each beside a thread that pushes and waits for the
+          // commit) also push so, the commit on the queue's thread.
           std::promise<std::pair<Status, v1::QueuedResult>> answered;
-          rep.AwaitAsync(qid, [&answered](const Status& st, v1::QueuedResult got) {
-            answered.set_value({st, std::move(got)});
-          });
+          auto await = [&rep, &answered](const Status& pushed, int64_t id) {
+            if (!pushed.ok()) return answered.set_value({pushed, {}});
+            rep.AwaitAsync(id, [&answered](const Status& st, v1::QueuedResult got) {
+              answered.set_value({st, std::move(got)});
+            });
+          };
+          if (t < 4) {
+            rep.PushReportAsync(r, await);
+          } else {
+            s = rep.PushReport(r, &qid);
+            await(s, qid);
+          }
           std::tie(s, res) = answered.get_future().get();
-        } else if (s.ok()) {
-          s = rep.Await(qid, &res);
+        } else {
+          s = rep.PushReport(r, &qid);
+          if (s.ok()) s = rep.Await(qid, &res);
         }
         if (!s.ok()) {
           ++failures;
@@ -136,8 +148,19 @@ TEST(ReplicaQueue, CommandsQueuedFromManyThreadsAreRecordedOnceAndAnswered) {
           a.set_action("remove_content");
           a.mutable_taken_at()->set_seconds(1767607200 + i + 1);
           a.set_actor("mod");
-          s = rep.PushAction(a, &qid);
-          if (s.ok()) s = rep.Await(qid, &res);
+          if (t % 2 == 1) {
+            std::promise<std::pair<Status, v1::QueuedResult>> answered;
+            rep.PushActionAsync(a, [&rep, &answered](const Status& pushed, int64_t id) {
+              if (!pushed.ok()) return answered.set_value({pushed, {}});
+              rep.AwaitAsync(id, [&answered](const Status& st, v1::QueuedResult got) {
+                answered.set_value({st, std::move(got)});
+              });
+            });
+            std::tie(s, res) = answered.get_future().get();
+          } else {
+            s = rep.PushAction(a, &qid);
+            if (s.ok()) s = rep.Await(qid, &res);
+          }
           if (s.ok() && res.ledger_seq() > 0 && res.obligations_size() == 1) {
             ++actions;
           } else {
@@ -218,10 +241,11 @@ TEST(ReplicaQueue, CommandsQueuedFromManyThreadsAreRecordedOnceAndAnswered) {
   std::filesystem::remove_all(dir);
 }
 
-// A wait without a thread ends as Wait does: not answered within its time
-// (a retry is safe), or at once when the waits are aborted, and so does
-// every later one; each callback is called once.
-TEST(ReplicaQueue, WaitsWithoutAThreadEndUnansweredOrAborted) {
+// A push without a thread is committed like any other, and refused once
+// the queue stops pushing. A wait without a thread ends as Wait does: not
+// answered within its time (a retry is safe), or at once when the waits are
+// aborted, and so does every later one; each callback is called once.
+TEST(ReplicaQueue, PushesAndWaitsWithoutAThread) {
   if (!carewatch::testing::OnPostgres()) GTEST_SKIP() << "PostgreSQL only: the replicas' queue";
   const std::string dir = ::testing::TempDir() + "/cw-replica-async-" + std::to_string(::getpid());
   std::filesystem::create_directories(dir);
@@ -235,6 +259,18 @@ TEST(ReplicaQueue, WaitsWithoutAThreadEndUnansweredOrAborted) {
   AnswerWaiter answers(queue.get());
   int64_t id = 0;  // no sequencer: nobody answers it
   ASSERT_TRUE(queue->Push("svc", "", "", SealCommand(QueueKey("k"), "x"), 0, &id, nullptr).ok());
+  // An asynchronous push is committed and numbered after it.
+  std::promise<std::pair<Status, int64_t>> pushed;
+  queue->PushAsync("svc", "", "", SealCommand(QueueKey("k"), "y"), 0,
+                   [&pushed](const Status& s, int64_t got, const std::string&) {
+                     pushed.set_value({s, got});
+                   });
+  auto [push_status, next] = pushed.get_future().get();
+  ASSERT_TRUE(push_status.ok()) << push_status.message();
+  EXPECT_GT(next, id);
+  int64_t depth = 0;
+  ASSERT_TRUE(queue->Depth(&depth).ok());
+  EXPECT_EQ(depth, 2);
 
   std::mutex mu;
   std::condition_variable cv;
@@ -274,6 +310,14 @@ TEST(ReplicaQueue, WaitsWithoutAThreadEndUnansweredOrAborted) {
               std::string::npos)
         << ended[i].message();
   }
+  // A queue that stopped pushing refuses the next at once, storing nothing.
+  queue->StopPushes();
+  Status refused;
+  queue->PushAsync("svc", "", "", SealCommand(QueueKey("k"), "z"), 0,
+                   [&refused](const Status& s, int64_t, const std::string&) { refused = s; });
+  EXPECT_EQ(refused.code(), Status::Code::kUnavailable) << refused.message();
+  ASSERT_TRUE(queue->Depth(&depth).ok());
+  EXPECT_EQ(depth, 2);
   std::filesystem::remove_all(dir);
 }
 

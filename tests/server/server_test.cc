@@ -2373,6 +2373,10 @@ TEST_F(ServerTest, UnaryCallsWaitingOnAQueueingReplicaHoldNoThreadEach) {
     ASSERT_EQ(warm.WithCode(StatusCode::OK), 8);
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  // One thread commits what the calls queue, one reads the answers.
+  const std::multiset<std::string> names = ThreadNamesOf(replica.Pid());
+  EXPECT_EQ(names.count("cw-queue-push"), 1u);
+  EXPECT_EQ(names.count("cw-answers"), 1u);
   const int before = ThreadsOf(replica.Pid());
   ASSERT_GT(before, 0);
   constexpr int kCalls = 300;
