@@ -2072,12 +2072,8 @@ class PgCommandQueue : public CommandQueue {
   Status Push(const std::string& service_id, const std::string& report_id,
               const std::string& digest, const std::string& body, int64_t accepted_at, int64_t* id,
               std::string* queued_digest) override {
-    auto p = std::make_shared<PendingPush>();
-    p->service_id = service_id;
-    p->report_id = report_id;
-    p->digest = digest;
-    p->body = body;
-    p->accepted_at = accepted_at;
+    auto p = std::make_shared<PendingPush>(
+        PendingPush{service_id, report_id, digest, body, accepted_at});
     std::unique_lock<std::mutex> lock(batch_mu_);
     batch_.push_back(p);
     while (!p->done) {
@@ -2098,12 +2094,8 @@ class PgCommandQueue : public CommandQueue {
   void PushAsync(const std::string& service_id, const std::string& report_id,
                  const std::string& digest, const std::string& body, int64_t accepted_at,
                  PushDone done) override {
-    auto p = std::make_shared<PendingPush>();
-    p->service_id = service_id;
-    p->report_id = report_id;
-    p->digest = digest;
-    p->body = body;
-    p->accepted_at = accepted_at;
+    auto p = std::make_shared<PendingPush>(
+        PendingPush{service_id, report_id, digest, body, accepted_at});
     p->callback = std::move(done);
     std::unique_lock<std::mutex> lock(batch_mu_);
     if (stop_pusher_) {

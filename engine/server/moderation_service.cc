@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <thread>
 
@@ -14,6 +15,25 @@ namespace {
 
 using grpc::ServerContext;
 using grpc::StatusCode;
+
+// Admits a unary call to wait for the ledger (a WaitingCall: each call
+// waiting holds its request and answer, so a bounded number of them, and of
+// their requests' bytes, and of both at most the caller's share). Returns
+// what answers the call and gives its place back; refused, answers it and
+// returns an empty function.
+std::function<void(const grpc::Status&)> AdmitWaiting(Server::State& s, const Principal& p,
+                                                      size_t request_bytes,
+                                                      const UnaryAnswer& answer) {
+  auto waiting = std::make_shared<WaitingCall>(s, p, static_cast<int64_t>(request_bytes));
+  if (!waiting->ok()) {
+    answer(waiting->refusal());
+    return nullptr;
+  }
+  return [answer, waiting](const grpc::Status& st) {
+    waiting->Release();
+    answer(st);
+  };
+}
 
 // Every Moderation method, each call on gRPC's thread until it is answered.
 // The ledger's writer serves WriterModerationService, which replaces
@@ -307,23 +327,15 @@ class WriterModerationService final
                                      v1::EvaluateResponse* resp) override {
     return ServeAsync(
         *s_, ctx, "Moderation/Evaluate", *req, [&](const Principal& p, const UnaryAnswer& answer) {
-          // Each call waiting holds its request and answer: a bounded number
-          // of them, and of their requests' bytes, and of both at most the
-          // caller's share (max_share_per_caller).
-          auto waiting = std::make_shared<WaitingCall>(
-              *s_, p, static_cast<int64_t>(req->ByteSizeLong()));
-          if (!waiting->ok()) return answer(waiting->refusal());
-          Admitted(*req, resp->mutable_verdict(), [answer, waiting](grpc::Status st) {
-            waiting->Release();
-            answer(st);
-          });
+          auto done = AdmitWaiting(*s_, p, req->ByteSizeLong(), answer);
+          if (done) Admitted(*req, resp->mutable_verdict(), std::move(done));
         });
   }
 
  private:
   // Evaluates and queues an admitted report; `answer` once it is durable.
   void Admitted(const v1::EvaluateRequest& req, v1::Verdict* verdict,
-                std::function<void(grpc::Status)> answer) {
+                std::function<void(const grpc::Status&)> answer) {
     auto pending = std::make_unique<duty::DutyEngine::Pending>();
     duty::DutyEngine::Identifiers extracted;
     grpc::Status st = Submit(req.report(), verdict, pending.get(), &extracted);
@@ -369,13 +381,8 @@ class ReplicaModerationService final
     return ServeAsync(
         *s_, ctx, "Moderation/RecordAction", *req,
         [&](const Principal& p, const UnaryAnswer& answer) {
-          auto waiting = std::make_shared<WaitingCall>(
-              *s_, p, static_cast<int64_t>(req->ByteSizeLong()));
-          if (!waiting->ok()) return answer(waiting->refusal());
-          auto done = [answer, waiting](const grpc::Status& st) {
-            waiting->Release();
-            answer(st);
-          };
+          auto done = AdmitWaiting(*s_, p, req->ByteSizeLong(), answer);
+          if (!done) return;
           s_->stream_pool->Submit([this, req, resp, done] {
             s_->replica->PushActionAsync(*req, [this, resp, done](const Status& pushed, int64_t id) {
               if (!pushed.ok()) return done(ToGrpc(pushed));
@@ -395,13 +402,8 @@ class ReplicaModerationService final
                                      v1::EvaluateResponse* resp) override {
     return ServeAsync(
         *s_, ctx, "Moderation/Evaluate", *req, [&](const Principal& p, const UnaryAnswer& answer) {
-          auto waiting = std::make_shared<WaitingCall>(
-              *s_, p, static_cast<int64_t>(req->ByteSizeLong()));
-          if (!waiting->ok()) return answer(waiting->refusal());
-          auto done = [answer, waiting](const grpc::Status& st) {
-            waiting->Release();
-            answer(st);
-          };
+          auto done = AdmitWaiting(*s_, p, req->ByteSizeLong(), answer);
+          if (!done) return;
           s_->stream_pool->Submit([this, req, verdict = resp->mutable_verdict(), done] {
             s_->replica->PushReportAsync(req->report(), [this, req, verdict, done](
                                                             const Status& pushed, int64_t id) {
