@@ -86,8 +86,8 @@ class CommandQueue {
   using PushDone =
       std::function<void(const Status& s, int64_t id, const std::string& queued_digest)>;
   virtual void PushAsync(const std::string& service_id, const std::string& report_id,
-                         const std::string& digest, const std::string& body,
-                         int64_t accepted_at, PushDone done) = 0;
+                         const std::string& digest, const std::string& body, int64_t accepted_at,
+                         PushDone done) = 0;
   // Commits what PushAsync queued (its callbacks called) and takes no more:
   // a later PushAsync is answered Unavailable at once.
   virtual void StopPushes() = 0;

@@ -325,11 +325,11 @@ class WriterModerationService final
   grpc::ServerUnaryReactor* Evaluate(grpc::CallbackServerContext* ctx,
                                      const v1::EvaluateRequest* req,
                                      v1::EvaluateResponse* resp) override {
-    return ServeAsync(
-        *s_, ctx, "Moderation/Evaluate", *req, [&](const Principal& p, const UnaryAnswer& answer) {
-          auto done = AdmitWaiting(*s_, p, req->ByteSizeLong(), answer);
-          if (done) Admitted(*req, resp->mutable_verdict(), std::move(done));
-        });
+    return ServeAsync(*s_, ctx, "Moderation/Evaluate", *req,
+                      [&](const Principal& p, const UnaryAnswer& answer) {
+                        auto done = AdmitWaiting(*s_, p, req->ByteSizeLong(), answer);
+                        if (done) Admitted(*req, resp->mutable_verdict(), std::move(done));
+                      });
   }
 
  private:
@@ -384,15 +384,16 @@ class ReplicaModerationService final
           auto done = AdmitWaiting(*s_, p, req->ByteSizeLong(), answer);
           if (!done) return;
           s_->stream_pool->Submit([this, req, resp, done] {
-            s_->replica->PushActionAsync(*req, [this, resp, done](const Status& pushed, int64_t id) {
-              if (!pushed.ok()) return done(ToGrpc(pushed));
-              s_->replica->AwaitAsync(id, [resp, done](const Status& q, v1::QueuedResult r) {
-                if (!q.ok()) return done(ToGrpc(q));
-                *resp->mutable_obligations() = std::move(*r.mutable_obligations());
-                resp->set_ledger_seq(r.ledger_seq());
-                done(grpc::Status::OK);
-              });
-            });
+            s_->replica->PushActionAsync(
+                *req, [this, resp, done](const Status& pushed, int64_t id) {
+                  if (!pushed.ok()) return done(ToGrpc(pushed));
+                  s_->replica->AwaitAsync(id, [resp, done](const Status& q, v1::QueuedResult r) {
+                    if (!q.ok()) return done(ToGrpc(q));
+                    *resp->mutable_obligations() = std::move(*r.mutable_obligations());
+                    resp->set_ledger_seq(r.ledger_seq());
+                    done(grpc::Status::OK);
+                  });
+                });
           });
         });
   }
@@ -408,15 +409,14 @@ class ReplicaModerationService final
             s_->replica->PushReportAsync(req->report(), [this, req, verdict, done](
                                                             const Status& pushed, int64_t id) {
               if (!pushed.ok()) return done(ToGrpc(pushed));
-              s_->replica->AwaitAsync(
-                  id, [this, verdict, done, warnings = Warnings(req->report())](
-                          const Status& q, v1::QueuedResult r) {
-                    if (!q.ok()) return done(ToGrpc(q));
-                    *verdict = std::move(*r.mutable_verdict());
-                    for (const auto& w : warnings) verdict->add_warnings(w);
-                    Counted(*verdict);
-                    done(grpc::Status::OK);
-                  });
+              s_->replica->AwaitAsync(id, [this, verdict, done, warnings = Warnings(req->report())](
+                                              const Status& q, v1::QueuedResult r) {
+                if (!q.ok()) return done(ToGrpc(q));
+                *verdict = std::move(*r.mutable_verdict());
+                for (const auto& w : warnings) verdict->add_warnings(w);
+                Counted(*verdict);
+                done(grpc::Status::OK);
+              });
             });
           });
         });

@@ -272,8 +272,8 @@ void AnswerWaiter::TakeAsync(std::vector<std::pair<std::shared_ptr<Slot>, Status
       ++it;
       continue;
     }
-    ready->emplace_back(it->second, slot.done ? Status::Ok()
-                                              : Unanswered(slot.id, aborted_, slot.timeout_ms));
+    ready->emplace_back(it->second,
+                        slot.done ? Status::Ok() : Unanswered(slot.id, aborted_, slot.timeout_ms));
     it = waiting_.erase(it);
   }
 }
@@ -539,10 +539,9 @@ void QueueingReplica::PushActionAsync(const v1::RecordActionRequest& req, Pushed
   int64_t accepted_at = 0;
   Status s = PrepareAction(req, &sealed, &accepted_at);
   if (!s.ok()) return done(s, 0);
-  queue->PushAsync(req.service_id(), "", "", sealed, accepted_at,
-                   [done = std::move(done)](const Status& st, int64_t id, const std::string&) {
-                     done(st, id);
-                   });
+  queue->PushAsync(
+      req.service_id(), "", "", sealed, accepted_at,
+      [done = std::move(done)](const Status& st, int64_t id, const std::string&) { done(st, id); });
 }
 
 Status QueueingReplica::Await(int64_t id, v1::QueuedResult* out) {

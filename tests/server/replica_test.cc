@@ -11,10 +11,10 @@
 #include <chrono>
 #include <filesystem>
 #include <future>
-#include <tuple>
 #include <map>
 #include <mutex>
 #include <thread>
+#include <tuple>
 
 #include "engine/ledger/ledger.h"
 #include "engine/ledger/pg_backend.h"
@@ -54,13 +54,20 @@ v1::ContentReport Report(const std::string& id, const std::string& text) {
   return r;
 }
 
+// A fresh ledger in a new directory `*dir` named after `name`.
+ledger::LedgerOptions FreshLedger(const std::string& name, std::string* dir) {
+  *dir = ::testing::TempDir() + "/cw-" + name + "-" + std::to_string(::getpid());
+  std::filesystem::create_directories(*dir);
+  ledger::LedgerOptions lo;
+  lo.url = carewatch::testing::FreshLedgerUrl(*dir);
+  lo.signing_key_path = *dir + "/ledger.key";
+  return lo;
+}
+
 TEST(ReplicaQueue, CommandsQueuedFromManyThreadsAreRecordedOnceAndAnswered) {
   if (!carewatch::testing::OnPostgres()) GTEST_SKIP() << "PostgreSQL only: the replicas' queue";
-  const std::string dir = ::testing::TempDir() + "/cw-replica-" + std::to_string(::getpid());
-  std::filesystem::create_directories(dir);
-  ledger::LedgerOptions lo;
-  lo.url = carewatch::testing::FreshLedgerUrl(dir);
-  lo.signing_key_path = dir + "/ledger.key";
+  std::string dir;
+  const ledger::LedgerOptions lo = FreshLedger("replica", &dir);
   std::unique_ptr<ledger::Ledger> ledger;
   ASSERT_TRUE(ledger::Ledger::Open(lo, &ledger).ok());
   duty::DutyEngineOptions options;
@@ -247,11 +254,8 @@ TEST(ReplicaQueue, CommandsQueuedFromManyThreadsAreRecordedOnceAndAnswered) {
 // aborted, and so does every later one; each callback is called once.
 TEST(ReplicaQueue, PushesAndWaitsWithoutAThread) {
   if (!carewatch::testing::OnPostgres()) GTEST_SKIP() << "PostgreSQL only: the replicas' queue";
-  const std::string dir = ::testing::TempDir() + "/cw-replica-async-" + std::to_string(::getpid());
-  std::filesystem::create_directories(dir);
-  ledger::LedgerOptions lo;
-  lo.url = carewatch::testing::FreshLedgerUrl(dir);
-  lo.signing_key_path = dir + "/ledger.key";
+  std::string dir;
+  const ledger::LedgerOptions lo = FreshLedger("replica-async", &dir);
   std::unique_ptr<ledger::Ledger> ledger;
   ASSERT_TRUE(ledger::Ledger::Open(lo, &ledger).ok());
   std::unique_ptr<ledger::CommandQueue> queue;
@@ -306,8 +310,7 @@ TEST(ReplicaQueue, PushesAndWaitsWithoutAThread) {
   ASSERT_EQ(ended.size(), 3u) << "each callback once";
   for (size_t i = 1; i < 3; ++i) {
     EXPECT_EQ(ended[i].code(), Status::Code::kUnavailable);
-    EXPECT_NE(ended[i].message().find("not answered: this replica is stopping"),
-              std::string::npos)
+    EXPECT_NE(ended[i].message().find("not answered: this replica is stopping"), std::string::npos)
         << ended[i].message();
   }
   // A queue that stopped pushing refuses the next at once, storing nothing.

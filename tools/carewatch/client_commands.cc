@@ -180,7 +180,8 @@ int RunLoad(const LoadOptions& o) {
     failed.clear();
     done_cv.wait(lock, [&] { return active == 0; });
     lock.unlock();
-    for (auto& s : slots) latencies.insert(latencies.end(), s->latencies.begin(), s->latencies.end());
+    for (auto& s : slots)
+      latencies.insert(latencies.end(), s->latencies.begin(), s->latencies.end());
   }
   std::vector<std::thread> threads;
   for (int w = 0; w < (o.stream || !o.callback ? o.concurrency : 0); ++w) {
