@@ -473,9 +473,8 @@ Status QueueingReplica::PrepareReport(const v1::ContentReport& report, std::stri
 namespace {
 
 // A report queued under its id with other content than this one's.
-Status OtherContent(const v1::ContentReport& report, int64_t id) {
-  return Status::AlreadyExists("report " + report.report_id() + " of service " +
-                               report.service_id() +
+Status OtherContent(const std::string& service_id, const std::string& report_id, int64_t id) {
+  return Status::AlreadyExists("report " + report_id + " of service " + service_id +
                                " was already submitted with other content (queued as command " +
                                std::to_string(id) + "); a report id names one report");
 }
@@ -490,7 +489,7 @@ Status QueueingReplica::PushReport(const v1::ContentReport& report, int64_t* id)
   s = queue->Push(report.service_id(), report.report_id(), digest, sealed, accepted_at, id,
                   &queued_digest);
   if (!s.ok()) return s;
-  if (queued_digest != digest) return OtherContent(report, *id);
+  if (queued_digest != digest) return OtherContent(report.service_id(), report.report_id(), *id);
   return Status::Ok();
 }
 
@@ -505,10 +504,7 @@ void QueueingReplica::PushReportAsync(const v1::ContentReport& report, Pushed do
                                                     const std::string& queued_digest) {
                      if (!st.ok()) return done(st, id);
                      if (queued_digest != digest) {
-                       v1::ContentReport r;
-                       r.set_service_id(service_id);
-                       r.set_report_id(report_id);
-                       return done(OtherContent(r, id), id);
+                       return done(OtherContent(service_id, report_id, id), id);
                      }
                      done(Status::Ok(), id);
                    });

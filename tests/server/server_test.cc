@@ -2388,6 +2388,25 @@ TEST_F(ServerTest, UnaryCallsWaitingOnAQueueingReplicaHoldNoThreadEach) {
     const int during = ThreadsOf(replica.Pid());
     EXPECT_LE(during - before, 16) << "threads went from " << before << " to " << during;
     EXPECT_EQ(calls->answered(), 0) << "nothing is answered before the writer has it durably";
+    // Queued and not yet sequenced, a report's id with other content is
+    // refused at once, by the queue.
+    const std::vector<std::string> all_queued{std::to_string(kCalls)};
+    for (int i = 0; i < 200 && carewatch::testing::LedgerQuery(
+                                   ledger_url_, "SELECT COUNT(*) FROM unsequenced") != all_queued;
+         ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    v1::EvaluateRequest changed;
+    *changed.mutable_report() = Flaggable("held-0", "svc-a");
+    changed.mutable_report()->set_text("other words");
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", "Bearer " + platform_a_);
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    v1::EvaluateResponse refused;
+    grpc::Status st = stub->Evaluate(&ctx, changed, &refused);
+    EXPECT_EQ(st.error_code(), StatusCode::ALREADY_EXISTS) << st.error_message();
+    EXPECT_NE(st.error_message().find("already submitted with other content (queued as command "),
+              std::string::npos)
+        << st.error_message();
   }
   ASSERT_TRUE(calls->WaitAll()) << calls->answered() << " of " << kCalls << " answered";
   int flagged = 0;
