@@ -2072,8 +2072,7 @@ class PgCommandQueue : public CommandQueue {
   Status Push(const std::string& service_id, const std::string& report_id,
               const std::string& digest, const std::string& body, int64_t accepted_at, int64_t* id,
               std::string* queued_digest) override {
-    auto p = std::make_shared<PendingPush>(
-        PendingPush{service_id, report_id, digest, body, accepted_at});
+    auto p = NewPush(service_id, report_id, digest, body, accepted_at);
     std::unique_lock<std::mutex> lock(batch_mu_);
     batch_.push_back(p);
     while (!p->done) {
@@ -2094,8 +2093,7 @@ class PgCommandQueue : public CommandQueue {
   void PushAsync(const std::string& service_id, const std::string& report_id,
                  const std::string& digest, const std::string& body, int64_t accepted_at,
                  PushDone done) override {
-    auto p = std::make_shared<PendingPush>(
-        PendingPush{service_id, report_id, digest, body, accepted_at});
+    auto p = NewPush(service_id, report_id, digest, body, accepted_at);
     p->callback = std::move(done);
     std::unique_lock<std::mutex> lock(batch_mu_);
     if (stop_pusher_) {
@@ -2280,6 +2278,18 @@ class PgCommandQueue : public CommandQueue {
     bool done = false;
     PushDone callback;  // PushAsync's
   };
+  static std::shared_ptr<PendingPush> NewPush(const std::string& service_id,
+                                              const std::string& report_id,
+                                              const std::string& digest, const std::string& body,
+                                              int64_t accepted_at) {
+    auto p = std::make_shared<PendingPush>();
+    p->service_id = service_id;
+    p->report_id = report_id;
+    p->digest = digest;
+    p->body = body;
+    p->accepted_at = accepted_at;
+    return p;
+  }
   // Commits every push waiting (with `lock` held on entry and on return,
   // released meanwhile) and calls the asynchronous ones' callbacks.
   void FlushBatch(std::unique_lock<std::mutex>& lock) {
