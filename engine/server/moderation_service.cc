@@ -100,10 +100,9 @@ class ModerationService : public v1::Moderation::Service {
       std::unique_ptr<v1::ContentReport> linked;
       duty::DutyEngine::Identifiers extracted;
       bool failed = false;
-      // On a queueing replica: the queued command and the answer's warnings.
-      int64_t queued = 0;
+      // On a queueing replica: the writer's answer, complete (or failed).
+      bool answered = false;
       int64_t bytes = 0;  // the request's size, counted until this is answered
-      std::vector<std::string> warnings;
     };
     struct StreamState {
       std::mutex mu;
@@ -137,15 +136,7 @@ class ModerationService : public v1::Moderation::Service {
           a = std::move(state->answers.front());
           state->answers.pop_front();
         }
-        if (!a.failed && a.queued) {
-          std::string id = a.resp.verdict().report_id();
-          grpc::Status st = Answered(a.queued, a.resp.mutable_verdict(), a.warnings);
-          if (!st.ok()) {
-            a.resp.Clear();
-            a.resp.mutable_verdict()->set_report_id(id);
-            a.resp.set_error(st.error_message());
-          }
-        } else if (!a.failed) {
+        if (!a.failed && !a.answered) {
           Status durable = a.pending->Wait();
           if (durable.ok() && a.linked) durable = Link(*a.linked, a.resp.verdict(), a.extracted);
           if (durable.ok()) {
@@ -208,31 +199,57 @@ class ModerationService : public v1::Moderation::Service {
         state->bytes += bytes;
         s_->stream_bytes.fetch_add(bytes);
       }
-      auto evaluate = [this, state, bytes, r = std::move(req)] {
-        Answer a;
-        a.bytes = bytes;
-        a.pending = std::make_unique<duty::DutyEngine::Pending>();
-        grpc::Status rs = CheckRequest(s_->config, r);
-        if (rs.ok() && s_->replica) {
-          rs = ToGrpc(s_->replica->PushReport(r.report(), &a.queued));
-          a.resp.mutable_verdict()->set_report_id(r.report().report_id());
-          if (rs.ok()) a.warnings = Warnings(r.report());
-        } else if (rs.ok()) {
-          rs = Submit(r.report(), a.resp.mutable_verdict(), a.pending.get(), &a.extracted);
-        }
-        if (rs.ok() && a.resp.verdict().flags_size() > 0 &&
-            (r.report().linked_identifiers_size() > 0 || !a.extracted.empty()))
-          a.linked = std::make_unique<v1::ContentReport>(r.report());
-        if (!rs.ok()) {
-          a.failed = true;
-          a.resp.Clear();
-          a.resp.mutable_verdict()->set_report_id(r.report().report_id());
-          a.resp.set_error(rs.error_message());
-        }
+      // A report's answer, or its error, for the responder to write.
+      auto deliver = [state](Answer a) {
         std::lock_guard<std::mutex> lock(state->mu);
         state->answers.push_back(std::move(a));
         --state->tasks;
         state->answer_cv.notify_one();
+      };
+      auto failed = [bytes](const std::string& report_id, const grpc::Status& why) {
+        Answer a;
+        a.bytes = bytes;
+        a.failed = true;
+        a.resp.mutable_verdict()->set_report_id(report_id);
+        a.resp.set_error(why.error_message());
+        return a;
+      };
+      auto evaluate = [this, state, bytes, deliver, failed, r = std::move(req)] {
+        grpc::Status rs = CheckRequest(s_->config, r);
+        if (!rs.ok()) return deliver(failed(r.report().report_id(), rs));
+        if (s_->replica) {
+          // Queued without waiting for the queue's commit, and answered
+          // when the writer's answer comes: no thread waits for either, so
+          // every report in flight waits for the writer at once (each for
+          // queue_wait_ms at most), and the responder writes the answers
+          // in the order they come.
+          s_->replica->PushReportAsync(
+              r.report(), [this, bytes, deliver, failed, report_id = r.report().report_id(),
+                           warnings = Warnings(r.report())](const Status& pushed, int64_t id) {
+                if (!pushed.ok()) return deliver(failed(report_id, ToGrpc(pushed)));
+                s_->replica->AwaitAsync(id, [this, bytes, deliver, failed, report_id, warnings](
+                                                const Status& q, v1::QueuedResult result) {
+                  if (!q.ok()) return deliver(failed(report_id, ToGrpc(q)));
+                  Answer a;
+                  a.bytes = bytes;
+                  a.answered = true;
+                  *a.resp.mutable_verdict() = std::move(*result.mutable_verdict());
+                  for (const auto& w : warnings) a.resp.mutable_verdict()->add_warnings(w);
+                  Counted(a.resp.verdict());
+                  deliver(std::move(a));
+                });
+              });
+          return;
+        }
+        Answer a;
+        a.bytes = bytes;
+        a.pending = std::make_unique<duty::DutyEngine::Pending>();
+        rs = Submit(r.report(), a.resp.mutable_verdict(), a.pending.get(), &a.extracted);
+        if (!rs.ok()) return deliver(failed(r.report().report_id(), rs));
+        if (a.resp.verdict().flags_size() > 0 &&
+            (r.report().linked_identifiers_size() > 0 || !a.extracted.empty()))
+          a.linked = std::make_unique<v1::ContentReport>(r.report());
+        deliver(std::move(a));
       };
       // Where the report is evaluated. With as many active streams as CPUs
       // or more, the streams keep the CPUs busy between them: each
@@ -272,17 +289,6 @@ class ModerationService : public v1::Moderation::Service {
     std::vector<std::string> warnings = VocabularyWarnings(report, "report.", &fields);
     for (const auto& f : fields) s_->metrics.CountUnknownValue(f);
     return warnings;
-  }
-  // A queueing replica's answer to its queued report `id`.
-  grpc::Status Answered(int64_t id, v1::Verdict* verdict,
-                        const std::vector<std::string>& warnings) {
-    v1::QueuedResult r;
-    Status q = s_->replica->Await(id, &r);
-    if (!q.ok()) return ToGrpc(q);
-    *verdict = std::move(*r.mutable_verdict());
-    for (const auto& w : warnings) verdict->add_warnings(w);
-    Counted(*verdict);
-    return grpc::Status::OK;
   }
 
   // With `pending`, the verdict is answered only once pending->Wait() is OK

@@ -2311,6 +2311,49 @@ TEST_F(ServerTest, AQueueWithoutAWriterIsCappedAndSequencedWhenOneComes) {
   if (HasFailure()) std::cerr << replica.Log();
 }
 
+// A stream's reports in flight on a queueing replica wait for the writer's
+// answers together: with no writer, each is answered UNAVAILABLE (queued
+// durably, a retry is safe) once its own queue_wait_ms has passed, not
+// after the waits of every report before it on the stream.
+TEST_F(ServerTest, ReportsStreamedThroughAQueueingReplicaWaitForTheWriterTogether) {
+  if (!carewatch::testing::OnPostgres()) GTEST_SKIP() << "PostgreSQL only: the replicas' queue";
+  std::unique_ptr<ledger::LedgerBackend> holder;  // no writer: every report waits
+  ASSERT_TRUE(ledger::OpenBackend(ledger_url_, false, &holder).ok());
+  Daemon replica(dir_, ledger_url_, "q");
+  constexpr int kWaitMs = 1500;
+  replica.Launch(rules_, {"--standby", "--queue-wait-ms", std::to_string(kWaitMs)});
+  ASSERT_TRUE(ServesAsAQueueingReplica(replica)) << replica.Log();
+  auto stub = v1::Moderation::NewStub(
+      grpc::CreateChannel(replica.Address(), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  Auth(&ctx, platform_a_);
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
+  auto stream = stub->EvaluateStream(&ctx);
+  constexpr int kReports = 16;
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < kReports; ++i) {
+    v1::EvaluateRequest req;
+    *req.mutable_report() = Flaggable("together-" + std::to_string(i), "svc-a");
+    ASSERT_TRUE(stream->Write(req));
+  }
+  stream->WritesDone();
+  std::set<std::string> ids;
+  v1::EvaluateResponse resp;
+  while (stream->Read(&resp)) {
+    EXPECT_NE(resp.error().find("queued durably as command"), std::string::npos) << resp.error();
+    ids.insert(resp.verdict().report_id());
+  }
+  const auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_TRUE(stream->Finish().ok());
+  EXPECT_EQ(ids.size(), static_cast<size_t>(kReports));
+  // One wait after another would take kReports x kWaitMs (24 s).
+  EXPECT_LT(took, std::chrono::milliseconds(kWaitMs * kReports / 2))
+      << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms";
+  EXPECT_EQ(carewatch::testing::LedgerQuery(ledger_url_, "SELECT COUNT(*) FROM unsequenced"),
+            std::vector<std::string>{std::to_string(kReports)});
+  if (HasFailure()) std::cerr << replica.Log();
+}
+
 // On a queueing replica too, one platform's calls cannot fill the calls
 // waiting for the writer's answer: of max_waiting_calls (128 here) a service
 // holds at most its share (50%: 64); its next calls are refused while
