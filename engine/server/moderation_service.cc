@@ -214,9 +214,10 @@ class ModerationService : public v1::Moderation::Service {
         a.resp.set_error(why.error_message());
         return a;
       };
-      auto evaluate = [this, state, bytes, deliver, failed, r = std::move(req)] {
-        grpc::Status rs = CheckRequest(s_->config, r);
-        if (!rs.ok()) return deliver(failed(r.report().report_id(), rs));
+      auto evaluate = [this, state, bytes, deliver, failed,
+                       r = std::make_shared<const v1::EvaluateRequest>(std::move(req))] {
+        grpc::Status rs = CheckRequest(s_->config, *r);
+        if (!rs.ok()) return deliver(failed(r->report().report_id(), rs));
         if (s_->replica) {
           // Queued without waiting for the queue's commit, and answered
           // when the writer's answer comes: no thread waits for either, so
@@ -224,31 +225,32 @@ class ModerationService : public v1::Moderation::Service {
           // queue_wait_ms at most), and the responder writes the answers
           // in the order they come.
           s_->replica->PushReportAsync(
-              r.report(), [this, bytes, deliver, failed, report_id = r.report().report_id(),
-                           warnings = Warnings(r.report())](const Status& pushed, int64_t id) {
+              r->report(), [this, bytes, deliver, failed, r](const Status& pushed, int64_t id) {
+                const std::string& report_id = r->report().report_id();
                 if (!pushed.ok()) return deliver(failed(report_id, ToGrpc(pushed)));
-                s_->replica->AwaitAsync(id, [this, bytes, deliver, failed, report_id, warnings](
-                                                const Status& q, v1::QueuedResult result) {
-                  if (!q.ok()) return deliver(failed(report_id, ToGrpc(q)));
-                  Answer a;
-                  a.bytes = bytes;
-                  a.answered = true;
-                  *a.resp.mutable_verdict() = std::move(*result.mutable_verdict());
-                  for (const auto& w : warnings) a.resp.mutable_verdict()->add_warnings(w);
-                  Counted(a.resp.verdict());
-                  deliver(std::move(a));
-                });
+                s_->replica->AwaitAsync(
+                    id, [this, bytes, deliver, failed, report_id, warnings = Warnings(r->report())](
+                            const Status& q, v1::QueuedResult result) {
+                      if (!q.ok()) return deliver(failed(report_id, ToGrpc(q)));
+                      Answer a;
+                      a.bytes = bytes;
+                      a.answered = true;
+                      *a.resp.mutable_verdict() = std::move(*result.mutable_verdict());
+                      for (const auto& w : warnings) a.resp.mutable_verdict()->add_warnings(w);
+                      Counted(a.resp.verdict());
+                      deliver(std::move(a));
+                    });
               });
           return;
         }
         Answer a;
         a.bytes = bytes;
         a.pending = std::make_unique<duty::DutyEngine::Pending>();
-        rs = Submit(r.report(), a.resp.mutable_verdict(), a.pending.get(), &a.extracted);
-        if (!rs.ok()) return deliver(failed(r.report().report_id(), rs));
+        rs = Submit(r->report(), a.resp.mutable_verdict(), a.pending.get(), &a.extracted);
+        if (!rs.ok()) return deliver(failed(r->report().report_id(), rs));
         if (a.resp.verdict().flags_size() > 0 &&
-            (r.report().linked_identifiers_size() > 0 || !a.extracted.empty()))
-          a.linked = std::make_unique<v1::ContentReport>(r.report());
+            (r->report().linked_identifiers_size() > 0 || !a.extracted.empty()))
+          a.linked = std::make_unique<v1::ContentReport>(r->report());
         deliver(std::move(a));
       };
       // Where the report is evaluated. With as many active streams as CPUs
