@@ -214,11 +214,12 @@ class ModerationService : public v1::Moderation::Service {
         a.resp.set_error(why.error_message());
         return a;
       };
-      auto evaluate = [this, state, bytes, deliver, failed,
-                       r = std::make_shared<const v1::EvaluateRequest>(std::move(req))] {
-        grpc::Status rs = CheckRequest(s_->config, *r);
-        if (!rs.ok()) return deliver(failed(r->report().report_id(), rs));
+      auto evaluate = [this, state, bytes, deliver, failed, request = std::move(req)]() mutable {
+        grpc::Status rs = CheckRequest(s_->config, request);
+        if (!rs.ok()) return deliver(failed(request.report().report_id(), rs));
         if (s_->replica) {
+          // Kept until the push is committed, for its warnings.
+          auto r = std::make_shared<const v1::EvaluateRequest>(std::move(request));
           // Queued without waiting for the queue's commit, and answered
           // when the writer's answer comes: no thread waits for either, so
           // every report in flight waits for the writer at once (each for
@@ -246,11 +247,11 @@ class ModerationService : public v1::Moderation::Service {
         Answer a;
         a.bytes = bytes;
         a.pending = std::make_unique<duty::DutyEngine::Pending>();
-        rs = Submit(r->report(), a.resp.mutable_verdict(), a.pending.get(), &a.extracted);
-        if (!rs.ok()) return deliver(failed(r->report().report_id(), rs));
+        rs = Submit(request.report(), a.resp.mutable_verdict(), a.pending.get(), &a.extracted);
+        if (!rs.ok()) return deliver(failed(request.report().report_id(), rs));
         if (a.resp.verdict().flags_size() > 0 &&
-            (r->report().linked_identifiers_size() > 0 || !a.extracted.empty()))
-          a.linked = std::make_unique<v1::ContentReport>(r->report());
+            (request.report().linked_identifiers_size() > 0 || !a.extracted.empty()))
+          a.linked = std::make_unique<v1::ContentReport>(request.report());
         deliver(std::move(a));
       };
       // Where the report is evaluated. With as many active streams as CPUs
