@@ -1,7 +1,10 @@
 // libFuzzer target: arbitrary bytes as a rule pack. The loader must return
 // diagnostics or a RuleSet, never crash, hang or leak; a RuleSet that loads
 // must also compile (but for a pattern too large for Hyperscan, named where
-// it is written) and evaluate.
+// it is written), evaluate, and run its embedded tests as `carewatch test`
+// runs them (duty::RunRuleTests: each test's report parsed, evaluated and
+// its obligation resolved at the test's times), every failure named at a
+// line of the pack.
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -9,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/duty/rule_tests.h"
 #include "engine/eval/evaluator.h"
 #include "engine/rules/loader.h"
 
@@ -52,5 +56,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   report.add_urls("https://listed.test/a");
   v1::Verdict verdict;
   (void)e->Evaluate(report, &verdict);
+  const duty::RuleTestSummary tests = duty::RunRuleTests(*e);
+  for (const duty::RuleTestFailure& f : tests.failures) {
+    if (f.pos.line <= 0 || f.reason.empty()) {
+      std::fprintf(stderr, "a rule test failed without a line or a reason: %s\n",
+                   f.ToString().c_str());
+      std::abort();
+    }
+  }
+  if (tests.failed != static_cast<int>(tests.failures.size())) std::abort();
   return 0;
 }
