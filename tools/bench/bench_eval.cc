@@ -70,6 +70,13 @@ uint64_t TouchReports(const v1::ContentReport* begin, const v1::ContentReport* e
   uint64_t sum = 0;
   auto touch = [&](const std::string& s) { sum += TouchBytes(s); };
   for (const v1::ContentReport* r = begin; r != end; ++r) {
+    // The report itself (its fields' pointers), its identity and its time,
+    // which the verdict and the obligation ids are made of.
+    const auto* object = reinterpret_cast<const unsigned char*>(r);
+    for (size_t i = 0; i < sizeof *r; i += 64) sum += object[i];
+    touch(r->report_id());
+    touch(r->service_id());
+    sum += static_cast<uint64_t>(r->received_at().seconds());
     for (rules::Field f : rules::kSingleTextFields) touch(*eval::SingleValue(*r, f));
     for (const auto& u : r->urls()) touch(u);
     for (const auto& h : r->hashes()) touch(h.value());
