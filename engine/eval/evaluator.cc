@@ -187,7 +187,7 @@ Status Evaluator::Create(std::shared_ptr<const rules::RuleSet> ruleset,
     e->rule_deadline_.push_back(e->ruleset_->DeadlineFor(rule));
     e->rule_actions_.push_back(&e->ruleset_->ActionsFor(rule));
   }
-  e->scan_rules_.resize(leaves.size());
+  std::vector<std::vector<uint32_t>> scan_rules(leaves.size());
   for (uint32_t r = 0; r < e->rule_root_.size(); ++r) {
     std::vector<uint32_t> ids;
     e->CollectScanLeaves(e->rule_root_[r], &ids);
@@ -221,8 +221,14 @@ Status Evaluator::Create(std::shared_ptr<const rules::RuleSet> ruleset,
     }
     std::vector<uint32_t> ids;
     e->CollectScanLeaves(e->rule_root_[r], &ids);
-    for (uint32_t id : ids) e->scan_rules_[id].push_back(r);
+    for (uint32_t id : ids) scan_rules[id].push_back(r);
   }
+  e->scan_rule_start_.reserve(scan_rules.size() + 1);
+  for (const std::vector<uint32_t>& rules : scan_rules) {
+    e->scan_rule_start_.push_back(static_cast<uint32_t>(e->scan_rules_.size()));
+    e->scan_rules_.insert(e->scan_rules_.end(), rules.begin(), rules.end());
+  }
+  e->scan_rule_start_.push_back(static_cast<uint32_t>(e->scan_rules_.size()));
   // `extract:` leaves keep an RE2 of their own: it finds the capture group
   // in the rare report whose rule flagged.
   RE2::Options re2_options;
@@ -663,7 +669,7 @@ Status Evaluator::EvaluateImpl(const v1::ContentReport& report, Context& ctx, v1
   };
   for (uint32_t r : always_rules_) add(r);
   for (uint32_t id : ctx.fired) {
-    for (uint32_t r : scan_rules_[id]) add(r);
+    for (uint32_t k = scan_rule_start_[id]; k < scan_rule_start_[id + 1]; ++k) add(scan_rules_[k]);
   }
   std::sort(ctx.candidates.begin(), ctx.candidates.end());
 
