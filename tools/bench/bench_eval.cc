@@ -59,10 +59,12 @@ std::unique_ptr<eval::Evaluator> MakeEvaluator(std::shared_ptr<const rules::Rule
 // that every row measures a slice already in cache (as in carewatchd, where
 // a report was parsed just before it is evaluated) and none pays for
 // bringing it in for the rows after it.
-// One byte of each cache line of `s`.
+// One byte of each cache line of `s` (its bytes need not start a line: the
+// last byte is read too, as its line may be one the steps skip).
 uint64_t TouchBytes(const std::string& s) {
   uint64_t sum = 0;
   for (size_t i = 0; i < s.size(); i += 64) sum += static_cast<unsigned char>(s[i]);
+  if (!s.empty()) sum += static_cast<unsigned char>(s.back());
   return sum;
 }
 
