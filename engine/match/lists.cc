@@ -43,10 +43,11 @@ namespace {
 // Its last two characters number both the layout and the URL normalisation
 // (url.h) the index was built with: an index of keys normalised otherwise
 // is rebuilt.
-constexpr char kIndexMagic[8] = {'c', 'w', 'l', 'i', 's', 't', '0', '8'};
+constexpr char kIndexMagic[8] = {'c', 'w', 'l', 'i', 's', 't', '0', '9'};
 struct IndexHeader {
   char magic[8];
   uint64_t entries, slots, size, longest, changed_bytes, changed_spans, filter_blocks;
+  uint64_t host_labels, path_segments, has_query;  // the entries' shapes
 };
 
 template <typename Block>
@@ -118,6 +119,9 @@ bool CompiledList::Load(const std::string& path) {
   changed_spans_ = std::move(spans);
   size_ = h.size;
   longest_ = h.longest;
+  host_labels_ = h.host_labels;
+  path_segments_ = h.path_segments;
+  has_query_ = h.has_query != 0;
   return true;
 }
 
@@ -131,6 +135,9 @@ void CompiledList::Store(const std::string& path) const {
   h.changed_bytes = changed_.size();
   h.changed_spans = changed_spans_.size();
   h.filter_blocks = filter_.size();
+  h.host_labels = host_labels_;
+  h.path_segments = path_segments_;
+  h.has_query = has_query_;
   std::string digest = IndexDigest(h, slots_, filter_, changed_, changed_spans_, *entries_);
   std::error_code ec;
   std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
@@ -221,6 +228,13 @@ void CompiledList::Build(const rules::ListDef& def) {
       u = NormalizeUrl(e);
       if (!u) continue;  // not a URL: never matches
       key = u->key;
+      if (key.size() > u->authority_size + u->path_size) {
+        has_query_ = true;
+      } else if (u->path_size > 0) {
+        path_segments_ |= ShapeBit(std::count(key.begin() + u->authority_size, key.end(), '/'));
+      } else {
+        host_labels_ |= ShapeBit(1 + std::count(key.begin(), key.end(), '.'));
+      }
     } else {
       lowered = Lower(e);
       key = lowered;
@@ -283,29 +297,44 @@ bool CompiledList::ForEachKey(std::string_view value, Visit visit) const {
   thread_local NormalizedUrl u;
   if (!NormalizeUrl(value, &u)) return false;
   const std::string_view key = u.key;
-  if (key.size() <= longest_ && visit(key, key)) return true;
+  const size_t host_port_len = u.authority_size;
+  // The whole key, when it has a query: without one it is the longest path
+  // prefix below (or the host), looked up there.
+  if (key.size() > host_port_len + u.path_size && has_query_ && key.size() <= longest_ &&
+      visit(key, key)) {
+    return true;
+  }
   // Path prefixes at segment boundaries, longest first, then the host and
   // its parent domains: each a prefix or a suffix of the key's host and
-  // path. Only keys no longer than the longest entry can be on the list, so
-  // only those are visited: the walk is linear in the URL's length however
-  // many segments or labels it has.
-  const size_t host_port_len = u.authority_size;
-  const std::string_view path = u.path();
-  size_t path_len = path.size();
-  while (path_len > 1) {
-    if (host_port_len + path_len <= longest_ &&
-        visit(key, key.substr(0, host_port_len + path_len))) {
+  // path. Only keys no longer than the longest entry, and only of a shape
+  // some entry has, can be on the list, so only those are visited: the
+  // walk is linear in the URL's length however many segments or labels it
+  // has.
+  if (path_segments_ != 0) {
+    const std::string_view path = u.path();
+    size_t path_len = path.size();
+    size_t segments = static_cast<size_t>(std::count(path.begin(), path.end(), '/'));
+    while (path_len > 1) {
+      if (host_port_len + path_len <= longest_ && (path_segments_ & ShapeBit(segments)) &&
+          visit(key, key.substr(0, host_port_len + path_len))) {
+        return true;
+      }
+      size_t slash = path.rfind('/', path_len - 1);
+      path_len = slash == 0 ? 1 : slash;
+      --segments;
+    }
+  }
+  if (host_labels_ == 0) return false;
+  std::string_view host = key.substr(0, host_port_len);
+  size_t labels = 1 + static_cast<size_t>(std::count(host.begin(), host.end(), '.'));
+  while (!host.empty()) {
+    if (host.size() <= longest_ && (host_labels_ & ShapeBit(labels)) && visit(key, host)) {
       return true;
     }
-    size_t slash = path.rfind('/', path_len - 1);
-    path_len = slash == 0 ? 1 : slash;
-  }
-  std::string_view host = key.substr(0, host_port_len);
-  while (!host.empty()) {
-    if (host.size() <= longest_ && visit(key, host)) return true;
     size_t dot = host.find('.');
     if (dot == std::string_view::npos) break;
     host.remove_prefix(dot + 1);
+    --labels;
     if (host.find('.') == std::string_view::npos) break;  // never match a bare TLD
   }
   return false;

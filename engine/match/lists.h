@@ -1,6 +1,8 @@
 #ifndef CAREWATCH_ENGINE_MATCH_LISTS_H_
 #define CAREWATCH_ENGINE_MATCH_LISTS_H_
 
+#include <algorithm>
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -30,6 +32,11 @@ namespace carewatch::match {
 // CPU's cache, where the index (8 MiB for a million) does not: a miss costs
 // one cache line read instead of a read from memory. About 2% of keys not
 // on the list pass the filter and are looked up in the index.
+//
+// A URL is looked up by its whole key (only when it has a query), its path
+// prefixes and its host and parent domains; of those, only the shapes the
+// list holds (a bare host of so many labels, a path of so many segments, a
+// query) are looked up: a list of full URLs is not asked for hosts.
 class CompiledList {
  public:
   explicit CompiledList(const rules::ListDef& def);
@@ -113,12 +120,22 @@ class CompiledList {
   const rules::ListEntries* entries_;
   std::vector<char> changed_;  // normalised forms of entries that differ
   std::vector<std::pair<uint32_t, uint32_t>> changed_spans_;
-  std::vector<uint32_t> slots_;  // 0: empty; a power of two in size
+  std::vector<uint32_t> slots_;      // 0: empty; a power of two in size
   std::vector<FilterBlock> filter_;  // a power of two in size
   int value_bits_ = 32;
   uint32_t value_mask_ = ~0u;
   size_t size_ = 0;
   size_t longest_ = 0;  // bytes of the longest entry
+  // The shapes of a URL list's entries, so that a lookup skips keys no
+  // entry can equal: bit min(n, 63) is set when an entry is a bare host of
+  // n labels (host_labels_) or a path of n segments without a query
+  // (path_segments_); has_query_ when an entry has a query. The three
+  // kinds of key never equal one another ('/' and '?' tell them apart).
+  uint64_t host_labels_ = 0;
+  uint64_t path_segments_ = 0;
+  bool has_query_ = false;
+  // The bit of a count in those masks (63 stands for 63 and more).
+  static uint64_t ShapeBit(size_t count) { return uint64_t{1} << std::min<size_t>(count, 63); }
 };
 
 }  // namespace carewatch::match

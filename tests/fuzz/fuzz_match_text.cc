@@ -19,13 +19,17 @@
 //     resource, so a list entry and a report's URL meet in it).
 //   - Lists: the input's lines, all but the last as the entries of a URL
 //     list and of a hash list, the last as the value looked up. A prepared
-//     probe answers as the value does, after the same number of lookups,
-//     and every entry that is a URL is found on its own list.
+//     probe answers as the value does, after the same number of lookups;
+//     the URL list answers as its definition does (every key looked up:
+//     the whole key, each path prefix, the host and each parent domain but
+//     a bare TLD), whatever shapes its entries have; and every entry that
+//     is a URL is found on its own list.
 #include <unicode/utf8.h>
 
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -115,6 +119,31 @@ void CheckFold(std::string_view in) {
   }
 }
 
+// A URL list's answer by its definition (lists.h), every key looked up,
+// none skipped for its length or its shape.
+bool UrlListContainsByDefinition(const rules::ListDef& list, std::string_view value) {
+  std::set<std::string, std::less<>> keys;
+  for (size_t i = 0; i < list.entries.size(); ++i) {
+    NormalizedUrl e;
+    if (NormalizeUrl(list.entries[i], &e)) keys.insert(e.key);
+  }
+  NormalizedUrl u;
+  if (!NormalizeUrl(value, &u)) return false;
+  const std::string_view key = u.key;
+  if (keys.count(key)) return true;
+  const size_t end = u.authority_size + u.path_size;
+  for (size_t i = end; i > u.authority_size; --i) {
+    if ((i == end || key[i] == '/') && keys.count(key.substr(0, i))) return true;
+  }
+  std::string_view host = key.substr(0, u.authority_size);
+  for (bool first = true;; first = false) {
+    if ((first || host.find('.') != std::string_view::npos) && keys.count(host)) return true;
+    const size_t dot = host.find('.');
+    if (dot == std::string_view::npos) return false;
+    host.remove_prefix(dot + 1);
+  }
+}
+
 void CheckUrl(std::string_view in) {
   NormalizedUrl url;
   if (!NormalizeUrl(in, &url)) return;
@@ -164,6 +193,8 @@ void CheckLists(std::string_view in) {
     if (list->Contains(probe, &prepared_probes) != direct || prepared_probes != direct_probes)
       Fail("a prepared probe answers otherwise than its value", in);
   }
+  if (url_list.Contains(value) != UrlListContainsByDefinition(urls, value))
+    Fail("a URL list answers otherwise than its definition", in);
   for (size_t i = 0; i < urls.entries.size(); ++i) {
     const std::string_view entry = urls.entries[i];
     if (NormalizeUrl(entry) && !url_list.Contains(entry)) Fail("a listed URL is not found", in);

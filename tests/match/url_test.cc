@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <cstring>
 #include <random>
+#include <set>
+#include <string_view>
 
 #include "engine/match/lists.h"
 
@@ -383,6 +385,97 @@ TEST(HashList, TheFilterPassesEveryEntryAndStopsNearlyAllOthers) {
     ASSERT_FALSE(list.Contains(other)) << other;
   }
   EXPECT_LT(passed, others / 20) << passed << " of " << others << " keys not on the list passed";
+}
+
+// The answer of a URL list by its definition, with every key looked up
+// (no shapes, no length bound): the value's whole key, each path prefix at
+// a segment boundary, its host and each parent domain but a bare TLD.
+bool ContainsByDefinition(const std::vector<std::string>& entries, const std::string& value) {
+  std::set<std::string> keys;
+  for (const std::string& e : entries) {
+    if (auto u = NormalizeUrl(e)) keys.insert(u->key);
+  }
+  auto u = NormalizeUrl(value);
+  if (!u) return false;
+  if (keys.count(u->key)) return true;
+  const std::string_view key = u->key;
+  for (size_t i = u->authority_size + u->path_size; i > u->authority_size; --i) {
+    if ((i == u->authority_size + u->path_size || key[i] == '/') &&
+        keys.count(std::string(key.substr(0, i)))) {
+      return true;
+    }
+  }
+  std::string_view host = key.substr(0, u->authority_size);
+  for (bool first = true;; first = false) {
+    if ((first || host.find('.') != std::string_view::npos) && keys.count(std::string(host)))
+      return true;
+    size_t dot = host.find('.');
+    if (dot == std::string_view::npos) return false;
+    host.remove_prefix(dot + 1);
+  }
+}
+
+// A list asks only for the shapes of key its entries have (a bare host of
+// so many labels, a path of so many segments, a query), and answers as if
+// it asked for every one: lists of each mix of shapes, against the answer
+// by definition, on URLs of every shape.
+TEST(UrlList, LooksUpOnlyTheShapesItHoldsAndAnswersAsIfItLookedUpAll) {
+  const std::vector<std::string> pool = {
+      "bad.test",          "x.y.z.test",         "a.b.c.d.test",     "files.test/shared/a1",
+      "deep.test/a/b/c/d", "one.test/top",       "s.test/view?id=5", "q.test/?k=v",
+      "port.test:8080",    "port.test:8080/x/y", "10.1.2.3",         "10.1.2.3/p"};
+  const char* hosts[] = {"bad.test",     "www.BAD.test", "a.b.bad.test", "x.y.z.test",
+                         "q.x.y.z.test", "a.b.c.d.test", "files.test",   "deep.test",
+                         "one.test",     "s.test",       "q.test",       "port.test:8080",
+                         "port.test",    "10.1.2.3",     "other.test"};
+  const char* paths[] = {"",           "/",          "/shared",  "/shared/a1", "/shared/a1/x/y",
+                         "/view?id=5", "/view?id=6", "/a/b/c/d", "/a/b/c/d/e", "/a/b/c",
+                         "/top",       "/top/more",  "/?k=v",    "/x/y/z",     "/p/q"};
+  std::mt19937 rng(21);
+  CompiledList::Probe probe;
+  int found = 0;
+  for (int list_round = 0; list_round < 60; ++list_round) {
+    std::vector<std::string> entries;
+    for (const std::string& e : pool) {
+      if (rng() % 3 == 0) entries.push_back(e);
+    }
+    rules::ListDef def = UrlList(entries);
+    const CompiledList list(def);
+    for (const char* h : hosts) {
+      for (const char* p : paths) {
+        const std::string url = std::string("https://") + h + p;
+        const bool expected = ContainsByDefinition(entries, url);
+        size_t probes = 0, prepared_probes = 0;
+        ASSERT_EQ(list.Contains(url, &probes), expected) << url << " in list " << list_round;
+        list.Prepare(url, &probe);
+        ASSERT_EQ(list.Contains(probe, &prepared_probes), expected) << url;
+        ASSERT_EQ(prepared_probes, probes) << url;
+        found += expected;
+      }
+    }
+  }
+  EXPECT_GT(found, 1000) << "the URLs reach the lists";
+
+  // How many keys are looked up: the shapes the list lacks are skipped.
+  size_t probes = 0;
+  rules::ListDef hosts_only = UrlList({"bad.test", "x.y.z.test"});
+  const CompiledList by_host(hosts_only);
+  EXPECT_TRUE(by_host.Contains("https://x.bad.test/p/q?s=1", &probes));
+  EXPECT_EQ(probes, 1u) << "bad.test alone: no query, no path, no host of 3 labels";
+  EXPECT_FALSE(by_host.Contains("https://o.zz.test/p/q/r", &probes));
+  EXPECT_EQ(probes, 1u) << "zz.test alone";
+  rules::ListDef two_segments = UrlList({"files.test/shared/a1"});
+  const CompiledList by_path(two_segments);
+  EXPECT_TRUE(by_path.Contains("https://files.test/shared/a1/x/y?z=1", &probes));
+  EXPECT_EQ(probes, 1u) << "only the prefix of two segments";
+  EXPECT_FALSE(by_path.Contains("https://files.test/shared", &probes));
+  EXPECT_EQ(probes, 0u) << "a path of one segment and a host: shapes the list lacks";
+  rules::ListDef queries = UrlList({"s.test/view?id=5"});
+  const CompiledList by_query(queries);
+  EXPECT_FALSE(by_query.Contains("https://s.test/view/more", &probes));
+  EXPECT_EQ(probes, 0u) << "a URL without a query can equal no entry with one";
+  EXPECT_TRUE(by_query.Contains("https://s.test/view?id=5", &probes));
+  EXPECT_EQ(probes, 1u);
 }
 
 // A probe prepared from a value gives Contains(value)'s answer after the
