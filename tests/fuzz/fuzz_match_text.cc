@@ -29,7 +29,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
-#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -39,6 +38,7 @@
 #include "engine/match/lists.h"
 #include "engine/match/normalize.h"
 #include "engine/rules/ruleset.h"
+#include "tests/match/url_list_definition.h"
 
 namespace {
 
@@ -119,31 +119,6 @@ void CheckFold(std::string_view in) {
   }
 }
 
-// A URL list's answer by its definition (lists.h), every key looked up,
-// none skipped for its length or its shape.
-bool UrlListContainsByDefinition(const rules::ListDef& list, std::string_view value) {
-  std::set<std::string, std::less<>> keys;
-  for (size_t i = 0; i < list.entries.size(); ++i) {
-    NormalizedUrl e;
-    if (NormalizeUrl(list.entries[i], &e)) keys.insert(e.key);
-  }
-  NormalizedUrl u;
-  if (!NormalizeUrl(value, &u)) return false;
-  const std::string_view key = u.key;
-  if (keys.count(key)) return true;
-  const size_t end = u.authority_size + u.path_size;
-  for (size_t i = end; i > u.authority_size; --i) {
-    if ((i == end || key[i] == '/') && keys.count(key.substr(0, i))) return true;
-  }
-  std::string_view host = key.substr(0, u.authority_size);
-  for (bool first = true;; first = false) {
-    if ((first || host.find('.') != std::string_view::npos) && keys.count(host)) return true;
-    const size_t dot = host.find('.');
-    if (dot == std::string_view::npos) return false;
-    host.remove_prefix(dot + 1);
-  }
-}
-
 void CheckUrl(std::string_view in) {
   NormalizedUrl url;
   if (!NormalizeUrl(in, &url)) return;
@@ -193,7 +168,7 @@ void CheckLists(std::string_view in) {
     if (list->Contains(probe, &prepared_probes) != direct || prepared_probes != direct_probes)
       Fail("a prepared probe answers otherwise than its value", in);
   }
-  if (url_list.Contains(value) != UrlListContainsByDefinition(urls, value))
+  if (url_list.Contains(value) != carewatch::testing::UrlListContainsByDefinition(urls, value))
     Fail("a URL list answers otherwise than its definition", in);
   for (size_t i = 0; i < urls.entries.size(); ++i) {
     const std::string_view entry = urls.entries[i];

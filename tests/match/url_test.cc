@@ -6,10 +6,10 @@
 #include <cstdio>
 #include <cstring>
 #include <random>
-#include <set>
 #include <string_view>
 
 #include "engine/match/lists.h"
+#include "tests/match/url_list_definition.h"
 
 namespace carewatch::match {
 namespace {
@@ -387,34 +387,6 @@ TEST(HashList, TheFilterPassesEveryEntryAndStopsNearlyAllOthers) {
   EXPECT_LT(passed, others / 20) << passed << " of " << others << " keys not on the list passed";
 }
 
-// The answer of a URL list by its definition, with every key looked up
-// (no shapes, no length bound): the value's whole key, each path prefix at
-// a segment boundary, its host and each parent domain but a bare TLD.
-bool ContainsByDefinition(const std::vector<std::string>& entries, const std::string& value) {
-  std::set<std::string> keys;
-  for (const std::string& e : entries) {
-    if (auto u = NormalizeUrl(e)) keys.insert(u->key);
-  }
-  auto u = NormalizeUrl(value);
-  if (!u) return false;
-  if (keys.count(u->key)) return true;
-  const std::string_view key = u->key;
-  for (size_t i = u->authority_size + u->path_size; i > u->authority_size; --i) {
-    if ((i == u->authority_size + u->path_size || key[i] == '/') &&
-        keys.count(std::string(key.substr(0, i)))) {
-      return true;
-    }
-  }
-  std::string_view host = key.substr(0, u->authority_size);
-  for (bool first = true;; first = false) {
-    if ((first || host.find('.') != std::string_view::npos) && keys.count(std::string(host)))
-      return true;
-    size_t dot = host.find('.');
-    if (dot == std::string_view::npos) return false;
-    host.remove_prefix(dot + 1);
-  }
-}
-
 // A list asks only for the shapes of key its entries have (a bare host of
 // so many labels, a path of so many segments, a query), and answers as if
 // it asked for every one: lists of each mix of shapes, against the answer
@@ -444,7 +416,7 @@ TEST(UrlList, LooksUpOnlyTheShapesItHoldsAndAnswersAsIfItLookedUpAll) {
     for (const char* h : hosts) {
       for (const char* p : paths) {
         const std::string url = std::string("https://") + h + p;
-        const bool expected = ContainsByDefinition(entries, url);
+        const bool expected = testing::UrlListContainsByDefinition(def, url);
         size_t probes = 0, prepared_probes = 0;
         ASSERT_EQ(list.Contains(url, &probes), expected) << url << " in list " << list_round;
         list.Prepare(url, &probe);
