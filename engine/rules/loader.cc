@@ -1325,18 +1325,25 @@ std::vector<std::string> PackFiles(const std::string& path) {
 LoadResult LoadRuleSet(const std::vector<std::string>& paths, const LoadOptions& options) {
   std::vector<SourceFile> files;
   std::vector<Diagnostic> early;
+  // Built member by member: GCC 12 at -O3 takes a braced temporary's
+  // strings for uninitialised (a false -Wmaybe-uninitialized).
+  auto error_in = [&early](const std::string& file, std::string message) {
+    Diagnostic d;
+    d.pos.file = file;
+    d.message = std::move(message);
+    early.push_back(std::move(d));
+  };
   for (const std::string& path : paths) {
     std::error_code ec;
     std::vector<std::string> names = PackFiles(path);
     if (names.empty() && fs::is_directory(path, ec)) {
-      early.push_back(
-          {Diagnostic::Level::kError, {path, 0, 0}, "no *.yaml rule files in directory", ""});
+      error_in(path, "no *.yaml rule files in directory");
     }
     for (const std::string& name : names) {
       std::string error;
       auto content = ReadFileToString(name, &error);
       if (!content) {
-        early.push_back({Diagnostic::Level::kError, {name, 0, 0}, error, ""});
+        error_in(name, std::move(error));
         continue;
       }
       files.push_back({name, std::move(*content)});

@@ -1,6 +1,10 @@
 #include "engine/rules/loader.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
 
 #include "engine/rules/duration.h"
 #include "engine/rules/vocabulary.h"
@@ -679,6 +683,31 @@ TEST(Loader, ListFilesStayInThePacksDirectory) {
       LoadRuleSetFromSources({{"pack.yaml", with("/abs/list.txt")}}, files.Reader(), anywhere)
           .ruleset)
       << "an option allows lists elsewhere";
+}
+
+// Paths that give no rule file are errors at that path, and the set does
+// not load even when another path gives a good pack.
+TEST(Loader, APathWithoutRuleFilesIsAnErrorAtThatPath) {
+  const std::string dir = ::testing::TempDir() + "/loader_paths_" + std::to_string(::getpid());
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir + "/empty");
+  std::filesystem::create_directories(dir + "/good");
+  {
+    std::ofstream out(dir + "/good/pack.yaml");
+    out << PackWithRules(kGoodRule);
+  }
+  ASSERT_TRUE(LoadRuleSet({dir + "/good"}).ruleset) << "the good pack alone loads";
+  LoadResult r = LoadRuleSet({dir + "/good", dir + "/empty", dir + "/missing.yaml"});
+  EXPECT_FALSE(r.ruleset);
+  ASSERT_GE(r.diagnostics.size(), 2u) << testing::Describe(r.diagnostics);
+  EXPECT_EQ(r.diagnostics[0].level, Diagnostic::Level::kError);
+  EXPECT_EQ(r.diagnostics[0].pos.file, dir + "/empty");
+  EXPECT_EQ(r.diagnostics[0].message, "no *.yaml rule files in directory");
+  EXPECT_EQ(r.diagnostics[1].level, Diagnostic::Level::kError);
+  EXPECT_EQ(r.diagnostics[1].pos.file, dir + "/missing.yaml");
+  EXPECT_FALSE(r.diagnostics[1].message.empty());
+  EXPECT_EQ(r.diagnostics[0].ToString(), dir + "/empty: error: no *.yaml rule files in directory");
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
