@@ -37,14 +37,22 @@ test: unit-test tsan-test fuzz-smoke
 unit-test: build test-deps
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
+# carewatch_tsan_tests holds the files of these suites alone (TSAN_TESTS in
+# tests/CMakeLists.txt); the grep stops the run if another file holds one.
+TSAN_SUITES := EvaluatorThreads|Matcher|LedgerTest|DutyEngine[A-Za-z]*|SignalEngine[A-Za-z]*|ReplicaQueue
 tsan-test: deps test-deps
+	@listed=$$(sed -n '/^set(TSAN_TESTS/,/)/s|^ *\([a-z_/]*\.cc\).*|tests/\1|p' tests/CMakeLists.txt); \
+	  for f in $$(grep -lE '^(TEST|TEST_F|TEST_P)\(($(TSAN_SUITES)),' tests/*/*.cc); do \
+	    echo "$$listed" | grep -qxF "$$f" || \
+	      { echo "tsan-test: $$f holds a suite run here: add it to TSAN_TESTS in tests/CMakeLists.txt"; exit 1; }; \
+	  done
 	cmake -S . -B $(TSAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCAREWATCH_SANITIZE=thread $(CMAKE_FLAGS)
-	cmake --build $(TSAN_BUILD) -j $(JOBS) --target carewatch_unit_tests
+	cmake --build $(TSAN_BUILD) -j $(JOBS) --target carewatch_tsan_tests
 	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
-	  $(TSAN_BUILD)/tests/carewatch_unit_tests --gtest_filter='EvaluatorThreads.*:Matcher.*:LedgerTest.*:DutyEngine*:SignalEngine*'
+	  $(TSAN_BUILD)/tests/carewatch_tsan_tests --gtest_filter='EvaluatorThreads.*:Matcher.*:LedgerTest.*:DutyEngine*:SignalEngine*'
 	# and the ledger's writer, readers and failures on PostgreSQL (a throwaway server)
 	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" tests/with_pg.sh \
-	  $(TSAN_BUILD)/tests/carewatch_unit_tests --gtest_filter='LedgerTest.*:DutyEngineDurable*:DutyEngineState*:SignalEngine*:ReplicaQueue.*'
+	  $(TSAN_BUILD)/tests/carewatch_tsan_tests --gtest_filter='LedgerTest.*:DutyEngineDurable*:DutyEngineState*:SignalEngine*:ReplicaQueue.*'
 
 # Not part of `make test` (a second full build and run: about 35 minutes here):
 # every ctest suite, and the unit tests on PostgreSQL, under ASan and UBSan.
@@ -56,29 +64,32 @@ asan-test: deps test-deps
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 tests/with_pg.sh \
 	  $(ASAN_BUILD)/tests/carewatch_unit_tests
 
+FUZZ_TARGETS := rule_loader report_json grpc_requests evidence_bundle ledger_file config \
+  report_stats monitor match_text regex
+
 fuzz-smoke: deps
 	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	  -DCAREWATCH_FUZZ=ON -DCAREWATCH_TOOLS=OFF -DCAREWATCH_SANITIZE=address,undefined $(CMAKE_FLAGS)
-	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_rule_loader fuzz_report_json fuzz_grpc_requests \
-	  fuzz_evidence_bundle fuzz_ledger_file fuzz_config fuzz_report_stats fuzz_monitor fuzz_match_text \
-	  fuzz_regex
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target $(addprefix fuzz_,$(FUZZ_TARGETS))
 	@# The corpora earlier long runs grew (tests/fuzz/corpus/README.md): each
 	@# target first runs every input in them, then mutates for the rest.
 	rm -rf $(FUZZ_BUILD)/corpus-grown && mkdir -p $(FUZZ_BUILD)/corpus-grown
 	tar -xJf tests/fuzz/corpus/grown.tar.xz -C $(FUZZ_BUILD)/corpus-grown
-	@for t in rule_loader report_json grpc_requests evidence_bundle ledger_file config report_stats monitor match_text regex; do \
-	  mkdir -p $(FUZZ_BUILD)/corpus/$$t $(FUZZ_BUILD)/corpus-grown/$$t; \
-	  echo "fuzz_$$t: $(FUZZ_SECONDS)s"; \
-	  if ! ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-	    $(FUZZ_BUILD)/tests/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
-	      -timeout=$$(if [ $$t = regex ]; then echo 60; else echo 10; fi) \
-	      -rss_limit_mb=2048 -artifact_prefix=$(FUZZ_BUILD)/ \
-	      $(FUZZ_BUILD)/corpus/$$t tests/fuzz/corpus/$$t $(FUZZ_BUILD)/corpus-grown/$$t \
-	      > $(FUZZ_BUILD)/fuzz_$$t.log 2>&1; then \
-	    tail -n 60 $(FUZZ_BUILD)/fuzz_$$t.log; echo "fuzz_$$t FAILED"; exit 1; \
-	  fi; \
-	  grep -E "^Done [0-9]+ runs" $(FUZZ_BUILD)/fuzz_$$t.log; \
-	done
+	@# JOBS targets at a time: libFuzzer runs one thread, so each has a core.
+	@$(MAKE) --no-print-directory -j $(JOBS) --output-sync=target $(addprefix fuzz-run-,$(FUZZ_TARGETS))
+
+# One fuzz target for FUZZ_SECONDS (fuzz-smoke builds it first).
+fuzz-run-%:
+	@mkdir -p $(FUZZ_BUILD)/corpus/$* $(FUZZ_BUILD)/corpus-grown/$*
+	@if ! ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  $(FUZZ_BUILD)/tests/fuzz_$* -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
+	    -timeout=$(if $(filter regex,$*),60,10) \
+	    -rss_limit_mb=2048 -artifact_prefix=$(FUZZ_BUILD)/ \
+	    $(FUZZ_BUILD)/corpus/$* tests/fuzz/corpus/$* $(FUZZ_BUILD)/corpus-grown/$* \
+	    > $(FUZZ_BUILD)/fuzz_$*.log 2>&1; then \
+	  tail -n 60 $(FUZZ_BUILD)/fuzz_$*.log; echo "fuzz_$* FAILED"; exit 1; \
+	fi
+	@echo "fuzz_$*: $(FUZZ_SECONDS)s: $$(grep -E '^Done [0-9]+ runs' $(FUZZ_BUILD)/fuzz_$*.log)"
 
 # Builds only what it runs (carewatchd and the carewatch CLI), then serves.
 run: deps $(BUILD)/build.ninja
