@@ -61,8 +61,17 @@ case "$cmd" in
     options="-c max_connections=300 -c shared_buffers=128MB"
     if [ "${3:-}" != "--fsync" ]; then options="$options -c fsync=off -c full_page_writes=off"; fi
     echo "$options" >"$dir/options"
-    if [ "$(id -u)" -eq 0 ]; then chown "$RUNAS" "$dir/port" "$dir/options"; fi
-    pg_start
+    # The port is free when picked but may be taken before the server binds
+    # it (another test's server, a client's connection): a start that
+    # fails is retried on a new port, and the server's log is shown.
+    for attempt in 1 2 3; do
+      if [ "$(id -u)" -eq 0 ]; then chown "$RUNAS" "$dir/port" "$dir/options"; fi
+      if pg_start; then break; fi
+      echo "pg-test-server: start on port $(cat "$dir/port") failed (attempt $attempt of 3); server log:" >&2
+      tail -n 20 "$dir/server.log" >&2 || true
+      [ "$attempt" -lt 3 ] || exit 1
+      free_ports >"$dir/port"
+    done
     echo "postgresql://carewatch@127.0.0.1:$(cat "$dir/port")/postgres" | tee "$dir/url"
     ;;
   stop) as_owner "$PGBIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null ;;
