@@ -129,6 +129,71 @@ uint32_t Evaluator::Flatten(const Condition& c, std::vector<match::PatternLeaf>*
   return index;
 }
 
+void Evaluator::IndexValueLeaves() {
+  std::vector<std::vector<uint32_t>> leaves_of;  // per source, its leaves
+  for (uint32_t i = 0; i < nodes_.size(); ++i) {
+    const Condition& c = *nodes_[i].condition;
+    if (c.kind != Condition::Kind::kEquals && c.kind != Condition::Kind::kIn) continue;
+    // url and hash hold many values a report; a field SingleValue does not
+    // know keeps the comparison by value.
+    if (c.field != Field::kAttribute &&
+        SingleValue(v1::ContentReport::default_instance(), c.field) == nullptr) {
+      continue;
+    }
+    size_t s = 0;
+    while (s < value_sources_.size() && !(value_sources_[s].field == c.field &&
+                                          (c.field != Field::kAttribute ||
+                                           value_sources_[s].attribute_key == c.attribute_key))) {
+      ++s;
+    }
+    if (s == value_sources_.size()) {
+      value_sources_.push_back({c.field, c.field == Field::kAttribute ? c.attribute_key : "", {}});
+      leaves_of.emplace_back();
+    }
+    std::vector<std::string_view>& values = value_sources_[s].values;
+    for (const std::string& v : c.values) {
+      if (std::find(values.begin(), values.end(), v) == values.end()) values.push_back(v);
+    }
+    leaves_of[s].push_back(i);
+  }
+  for (size_t s = 0; s < value_sources_.size(); ++s) {
+    const std::vector<std::string_view>& values = value_sources_[s].values;
+    if (values.size() > kMaxSourceValues) continue;  // its leaves compare value by value
+    for (uint32_t i : leaves_of[s]) {
+      Node& n = nodes_[i];
+      n.source = static_cast<int32_t>(s);
+      for (const std::string& v : n.condition->values) {
+        n.accept |= uint64_t{1} << (std::find(values.begin(), values.end(), v) - values.begin());
+      }
+    }
+  }
+}
+
+uint64_t Evaluator::SourceBits(uint32_t s, const v1::ContentReport& report,
+                               const Context& ctx) const {
+  if (ctx.source_epoch[s] == ctx.source_report) return ctx.source_bits[s];
+  const ValueSource& src = value_sources_[s];
+  const std::string* value = nullptr;
+  if (src.field == Field::kAttribute) {
+    auto it = report.attributes().find(src.attribute_key);
+    if (it != report.attributes().end()) value = &it->second;
+  } else {
+    value = SingleValue(report, src.field);
+  }
+  uint64_t bits = 0;
+  if (value != nullptr) {
+    for (size_t i = 0; i < src.values.size(); ++i) {
+      if (src.values[i] == *value) {
+        bits = uint64_t{1} << i;
+        break;
+      }
+    }
+  }
+  ctx.source_epoch[s] = ctx.source_report;
+  ctx.source_bits[s] = bits;
+  return bits;
+}
+
 // True when the node cannot be true unless some scanned leaf below it
 // matched; such rules are only evaluated when one of their leaves fires.
 bool Evaluator::NeedsScan(uint32_t index) const {
@@ -183,6 +248,7 @@ Status Evaluator::Create(std::shared_ptr<const rules::RuleSet> ruleset,
   for (const rules::Rule& rule : e->ruleset_->rules()) {
     e->rule_root_.push_back(e->Flatten(rule.when, &leaves));
   }
+  e->IndexValueLeaves();
   for (const rules::Rule& rule : e->ruleset_->rules()) {
     e->rule_deadline_.push_back(e->ruleset_->DeadlineFor(rule));
     e->rule_actions_.push_back(&e->ruleset_->ActionsFor(rule));
@@ -295,6 +361,8 @@ std::unique_ptr<Evaluator::Context> Evaluator::NewContext() const {
   c->gate_open.assign(rule_root_.size(), 0);
   c->probes.resize(prepared_lists_.size());
   c->probe_counts.assign(prepared_lists_.size(), 0);
+  c->source_epoch.assign(value_sources_.size(), 0);
+  c->source_bits.assign(value_sources_.size(), 0);
   return c;
 }
 
@@ -444,6 +512,7 @@ bool Evaluator::EvalLeaf(const Node& n, const v1::ContentReport& report, const C
   switch (c.kind) {
     case Condition::Kind::kEquals:
     case Condition::Kind::kIn: {
+      if (n.source >= 0) return (SourceBits(n.source, report, ctx) & n.accept) != 0;
       auto in_values = [&](std::string_view v, bool ignore_case) {
         for (const std::string& want : c.values) {
           if (ignore_case ? EqualsIgnoreCase(v, want) : v == want) return true;
@@ -651,6 +720,10 @@ Status Evaluator::EvaluateImpl(const v1::ContentReport& report, Context& ctx, v1
     } else if (!IsValidUtf8(*SingleValue(report, field))) {
       return Status::InvalidArgument(std::string(rules::FieldName(field)) + ": not valid UTF-8");
     }
+  }
+  if (++ctx.source_report == 0) {  // wrapped: reset the marks
+    std::fill(ctx.source_epoch.begin(), ctx.source_epoch.end(), 0);
+    ctx.source_report = 1;
   }
   PrepareLists(report, ctx);
   Status s = Scan(report, ctx, gate);

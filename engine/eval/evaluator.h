@@ -7,6 +7,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -116,8 +117,27 @@ class Evaluator {
     int32_t scan_id = -1;  // scanned leaves: matcher leaf id
     int32_t list = -1;     // in_list leaves: index into lists_
     int32_t probes = -1;   // in_list leaves of always_rules_: index into prepared_lists_
+    // equals/in leaves of a single-valued field or an attribute: the value
+    // source they read (value_sources_), and the bits of the constants they
+    // accept; -1: compared value by value (a source of more than 64).
+    int32_t source = -1;
+    uint64_t accept = 0;
     const rules::Condition* condition = nullptr;
   };
+  // A single-valued field (or one attribute) that equals/in leaves compare
+  // with constants: every constant of every such leaf, numbered. A report's
+  // value is looked up among them once (SourceBits), and each leaf is then
+  // one test of that value's bit against its own.
+  struct ValueSource {
+    rules::Field field;
+    std::string attribute_key;             // field == kAttribute
+    std::vector<std::string_view> values;  // views of the rule set's constants
+  };
+  static constexpr size_t kMaxSourceValues = 64;
+  void IndexValueLeaves();
+  // The bit of `report`'s value of source `s` among its constants (0: none,
+  // or no value), computed once a report (Context::source_report).
+  uint64_t SourceBits(uint32_t s, const v1::ContentReport& report, const Context& ctx) const;
 
   explicit Evaluator(std::shared_ptr<const rules::RuleSet> ruleset,
                      const EvaluatorOptions& options);
@@ -177,6 +197,7 @@ class Evaluator {
     std::unique_ptr<RE2> re;
   };
   std::vector<Extractor> extractors_;  // regex leaves with `extract:`
+  std::vector<ValueSource> value_sources_;
 
   // Distinct for every Evaluator ever made in the process (an address may
   // be reused after a reload): the key of the threads' own Contexts.
@@ -229,6 +250,11 @@ class Evaluator::Context {
   std::vector<std::vector<match::CompiledList::Probe>> probes;
   std::vector<size_t> probe_counts;  // of each, those prepared for the report
   uint32_t probes_report = 0;
+  // Per value source: the report (source_report) whose bit source_bits
+  // holds. Mutable: filled in by the const evaluation of the leaves.
+  mutable std::vector<uint32_t> source_epoch;
+  mutable std::vector<uint64_t> source_bits;
+  uint32_t source_report = 0;
   uint64_t bytes_scanned_ = 0;
   uint64_t spans_searched_ = 0;
 };

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <optional>
 #include <random>
 
 #include "engine/eval/report_json.h"
@@ -90,6 +91,65 @@ TEST(Evaluator, EqualsInAndExists) {
   EXPECT_EQ(FlaggedRules(*e, Report(R"({"urls":["https://a.test"],"profile_bio":"x"})")),
             Ids{"has-url"});
   EXPECT_EQ(FlaggedRules(*e, Report(R"({})")), Ids{"no-bio"});
+}
+
+// equals/in leaves look a report's value up once among every constant of
+// its field (or attribute) and test a bit; a field with more than 64
+// constants compares value by value. Both answer as comparing the value
+// with each of the leaf's own constants does, whatever constants other
+// leaves and fields share: checked on random reports against that
+// comparison written out here.
+TEST(Evaluator, EqualsAndInAnswerAsComparingEveryValue) {
+  std::string many;  // 70 constants of reporter_type: compared value by value
+  for (int i = 0; i < 70; ++i) many += (i ? ", v" : "v") + std::to_string(i);
+  auto e = MakeEvaluator(PackWithRules(
+      Rule("r1", "{field: surface, equals: a}") + Rule("r2", "{field: reason, in: [a, b, c]}") +
+      Rule("r3", "{all: [{field: surface, in: [b, c]}, {field: attributes.k1, equals: a}]}") +
+      Rule("r4", "{none: [{field: attributes.k2, in: [a, d]}]}") +
+      Rule("r5", "{field: reporter_type, in: [" + many + "]}") +
+      Rule("r6", "{all: [{field: reporter_type, equals: v3}, {field: username, equals: a}]}") +
+      Rule("r7",
+           "{at_least: 2, of: [{field: surface, equals: a}, {field: reason, equals: a}, "
+           "{field: attributes.k1, equals: a}]}") +
+      Rule("r8", "{any: [{field: surface, in: [d, A]}, {field: reason, equals: d}]}")));
+  const std::vector<std::string> pool = {"a",   "b",   "c",   "d",  "A", "v3",
+                                         "v67", "v69", "v70", "ab", ""};
+  std::mt19937 rng(14);
+  auto pick = [&] { return pool[rng() % pool.size()]; };
+  for (int i = 0; i < 3000; ++i) {
+    v1::ContentReport r;
+    r.set_surface(pick());
+    r.set_reason(pick());
+    r.set_reporter_type(pick());
+    r.set_username(pick());
+    if (rng() % 3) (*r.mutable_attributes())["k1"] = pick();
+    if (rng() % 3) (*r.mutable_attributes())["k2"] = pick();
+    auto attr = [&](const char* k) -> std::optional<std::string> {
+      auto it = r.attributes().find(k);
+      if (it == r.attributes().end()) return std::nullopt;
+      return it->second;
+    };
+    auto in = [](const std::optional<std::string>& v, std::initializer_list<const char*> set) {
+      if (!v) return false;
+      for (const char* x : set)
+        if (*v == x) return true;
+      return false;
+    };
+    const std::string& s = r.surface();
+    const std::string& rt = r.reporter_type();
+    const bool many_in = rt.size() > 1 && rt[0] == 'v' && rt != "v70";
+    const int r7 = (s == "a") + (r.reason() == "a") + in(attr("k1"), {"a"});
+    Ids want;
+    if (s == "a") want.push_back("r1");
+    if (in(r.reason(), {"a", "b", "c"})) want.push_back("r2");
+    if (in(s, {"b", "c"}) && in(attr("k1"), {"a"})) want.push_back("r3");
+    if (!in(attr("k2"), {"a", "d"})) want.push_back("r4");
+    if (many_in) want.push_back("r5");
+    if (rt == "v3" && r.username() == "a") want.push_back("r6");
+    if (r7 >= 2) want.push_back("r7");
+    if (in(s, {"d", "A"}) || r.reason() == "d") want.push_back("r8");
+    ASSERT_EQ(FlaggedRules(*e, r), want) << r.ShortDebugString();
+  }
 }
 
 TEST(Evaluator, InListOverUrlsAndHashes) {
