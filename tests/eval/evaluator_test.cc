@@ -357,6 +357,45 @@ TEST(Evaluator, AFieldOneRuleAlwaysReadsIsScannedForEveryReport) {
   EXPECT_EQ(ctx->bytes_scanned(), 5u);
 }
 
+// A field is scanned only for the rules whose categorical conditions do
+// not already make them false: the equals/in tests a rule's `all`
+// requires, and then whatever else can make it false (a nested
+// condition, `exists`). Each rule here reads its own field, so the bytes
+// scanned say which gates opened.
+TEST(Evaluator, GatesOpenOnlyForRulesTheCategoricalFieldsLeavePossible) {
+  auto e = MakeEvaluator(PackWithRules(
+      Rule("t", "{all: [{field: surface, equals: a}, {field: text, phrases: [alpha]}]}") +
+      Rule("c",
+           "{all: [{any: [{field: surface, equals: b}, {field: reason, equals: b}]}, "
+           "{field: caption, phrases: [alpha]}]}") +
+      Rule("d",
+           "{all: [{field: attributes.k, in: [x, y]}, {field: reason, in: [b, c]}, "
+           "{field: display_name, phrases: [alpha]}]}") +
+      Rule("p",
+           "{all: [{field: reason, exists: false}, {field: profile_bio, phrases: [alpha]}]}")));
+  // text 1 byte, caption 10, display_name 100, profile_bio 1000.
+  auto scanned = [&](const std::string& surface, const std::string& reason, const char* k) {
+    v1::ContentReport r;
+    r.set_surface(surface);
+    r.set_reason(reason);
+    if (k) (*r.mutable_attributes())["k"] = k;
+    r.set_text("z");
+    r.set_caption(std::string(10, 'z'));
+    r.set_display_name(std::string(100, 'z'));
+    r.set_profile_bio(std::string(1000, 'z'));
+    auto ctx = e->NewContext();
+    v1::Verdict v;
+    EXPECT_TRUE(e->Evaluate(r, *ctx, &v).ok());
+    return ctx->bytes_scanned();
+  };
+  EXPECT_EQ(scanned("a", "", nullptr), 1u + 1000u);
+  EXPECT_EQ(scanned("b", "q", nullptr), 10u);
+  EXPECT_EQ(scanned("q", "b", "y"), 10u + 100u);
+  EXPECT_EQ(scanned("q", "c", "y"), 100u);
+  EXPECT_EQ(scanned("q", "c", "z"), 0u);
+  EXPECT_EQ(scanned("q", "", "x"), 1000u);
+}
+
 TEST(Evaluator, ExtractLeavesNameTheAccountsOfFlaggedRulesOnly) {
   auto e = MakeEvaluator(PackWithRules(
       Rule("handle",
