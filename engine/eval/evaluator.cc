@@ -152,6 +152,10 @@ void Evaluator::IndexValueLeaves() {
     }
     std::vector<std::string_view>& values = value_sources_[s].values;
     for (const std::string& v : c.values) {
+      // Past the limit the source is compared value by value: the rest of
+      // its constants need no number (and a long `in` list no quadratic
+      // search).
+      if (values.size() > kMaxSourceValues) break;
       if (std::find(values.begin(), values.end(), v) == values.end()) values.push_back(v);
     }
     leaves_of[s].push_back(i);
