@@ -296,10 +296,80 @@ BlockTables MakeBlockTables(const char (&to)[128]) {
   return t;
 }
 
+// One 32-byte block classified: its bytes mapped (capitals lowered, digits
+// to the letters they stand for, white space to ' '), and which of them the
+// fold keeps and which are spaces. False when the block holds a byte the
+// block path does not fold (non-ASCII, '?', '@', ...).
+struct Block {
+  __m256i mapped;
+  uint32_t kept;
+  uint32_t spaces;
+};
+
+__attribute__((target("avx2,bmi2,popcnt"), always_inline)) inline bool ClassifyBlock(
+    const BlockTables& t, const __m256i v, Block* b) {
+  const __m256i nibble = _mm256_set1_epi8(0x0F);
+  const __m256i zero = _mm256_setzero_si256();
+  if (_mm256_movemask_epi8(v) != 0) return false;  // non-ASCII
+  const __m256i fast_table = _mm256_load_si256(reinterpret_cast<const __m256i*>(t.fast));
+  const __m256i drop_table = _mm256_load_si256(reinterpret_cast<const __m256i*>(t.drop));
+  const __m256i space_table = _mm256_load_si256(reinterpret_cast<const __m256i*>(t.space));
+  const __m256i high_table = _mm256_load_si256(reinterpret_cast<const __m256i*>(t.high_bit));
+  const __m256i digit_table = _mm256_load_si256(reinterpret_cast<const __m256i*>(t.digit));
+  const __m256i low = _mm256_and_si256(v, nibble);
+  const __m256i high =
+      _mm256_shuffle_epi8(high_table, _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble));
+  // Each: the lanes whose byte is not in the table's set.
+  const __m256i not_fast =
+      _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(fast_table, low), high), zero);
+  if (_mm256_movemask_epi8(not_fast) != 0) return false;
+  const __m256i not_drop =
+      _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(drop_table, low), high), zero);
+  const __m256i not_space =
+      _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(space_table, low), high), zero);
+  b->kept = static_cast<uint32_t>(_mm256_movemask_epi8(not_drop));
+  b->spaces = ~static_cast<uint32_t>(_mm256_movemask_epi8(not_space));
+  const __m256i upper = _mm256_and_si256(_mm256_cmpgt_epi8(v, _mm256_set1_epi8('A' - 1)),
+                                         _mm256_cmpgt_epi8(_mm256_set1_epi8('Z' + 1), v));
+  __m256i mapped = _mm256_or_si256(v, _mm256_and_si256(upper, _mm256_set1_epi8(0x20)));
+  const __m256i digit = _mm256_and_si256(_mm256_cmpgt_epi8(v, _mm256_set1_epi8('0' - 1)),
+                                         _mm256_cmpgt_epi8(_mm256_set1_epi8('9' + 1), v));
+  mapped = _mm256_blendv_epi8(mapped, _mm256_shuffle_epi8(digit_table, low), digit);
+  b->mapped = _mm256_blendv_epi8(_mm256_set1_epi8(' '), mapped, not_space);
+  return true;
+}
+
+// Stores the bytes of `mapped` whose bits are set in `keep`, packed, at
+// `o` (writing up to 32 bytes from it); returns how many. Each 16-byte half
+// is packed by one shuffle: its first eight bytes' kept ones to the front
+// of the low eight, its last eight's to the front of the high eight; each
+// eight is then stored after the last.
+__attribute__((target("avx2,bmi2,popcnt"), always_inline)) inline int StorePacked(
+    const BlockTables& t, const __m256i mapped, uint32_t keep, char* o) {
+  const uint32_t m0 = keep & 0xFF, m1 = (keep >> 8) & 0xFF, m2 = (keep >> 16) & 0xFF,
+                 m3 = keep >> 24;
+  const __m128i low_half = _mm_shuffle_epi8(
+      _mm256_castsi256_si128(mapped),
+      _mm_unpacklo_epi64(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(t.pack[m0])),
+                         _mm_loadl_epi64(reinterpret_cast<const __m128i*>(t.pack_high[m1]))));
+  const __m128i high_half = _mm_shuffle_epi8(
+      _mm256_extracti128_si256(mapped, 1),
+      _mm_unpacklo_epi64(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(t.pack[m2])),
+                         _mm_loadl_epi64(reinterpret_cast<const __m128i*>(t.pack_high[m3]))));
+  const int c0 = __builtin_popcount(m0), c1 = __builtin_popcount(m1), c2 = __builtin_popcount(m2);
+  _mm_storel_epi64(reinterpret_cast<__m128i*>(o), low_half);
+  _mm_storel_epi64(reinterpret_cast<__m128i*>(o + c0), _mm_unpackhi_epi64(low_half, low_half));
+  _mm_storel_epi64(reinterpret_cast<__m128i*>(o + c0 + c1), high_half);
+  _mm_storel_epi64(reinterpret_cast<__m128i*>(o + c0 + c1 + c2),
+                   _mm_unpackhi_epi64(high_half, high_half));
+  return __builtin_popcount(keep);
+}
+
 // Folds whole blocks from the start of `s` into `out` while they are of the
-// kinds above; returns the bytes read and sets `*written`. The last block
-// is padded with '.', which the fold drops. `out` must have room for
-// `length` + 32 bytes.
+// kinds above; returns the bytes read and sets `*written`. Two blocks are
+// folded together while both are whole and of those kinds (one pass over
+// their 64 bits of masks and token counts); the last block is padded with
+// '.', which the fold drops. `out` must have room for `length` + 32 bytes.
 __attribute__((target("avx2,bmi2,popcnt"))) size_t FoldBlocks(const BlockTables& t,
                                                               const uint8_t* s, size_t length,
                                                               char* out, size_t* written,
@@ -307,15 +377,33 @@ __attribute__((target("avx2,bmi2,popcnt"))) size_t FoldBlocks(const BlockTables&
   // A local copy: stores through `out` could otherwise alias it.
   FoldState local = *state;
   FoldState* const st = &local;
-  const __m256i fast_table = _mm256_load_si256(reinterpret_cast<const __m256i*>(t.fast));
-  const __m256i drop_table = _mm256_load_si256(reinterpret_cast<const __m256i*>(t.drop));
-  const __m256i space_table = _mm256_load_si256(reinterpret_cast<const __m256i*>(t.space));
-  const __m256i high_table = _mm256_load_si256(reinterpret_cast<const __m256i*>(t.high_bit));
-  const __m256i digit_table = _mm256_load_si256(reinterpret_cast<const __m256i*>(t.digit));
-  const __m256i nibble = _mm256_set1_epi8(0x0F);
-  const __m256i zero = _mm256_setzero_si256();
   size_t i = 0;
   size_t n = 0;
+  // Two blocks at a time.
+  while (length - i >= 64) {
+    Block a, b;
+    if (!ClassifyBlock(t, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + i)), &a) ||
+        !ClassifyBlock(t, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + i + 32)), &b)) {
+      break;  // the loop below takes the first block alone, if it can
+    }
+    const uint64_t kept = a.kept | uint64_t{b.kept} << 32;
+    const uint64_t spaces = a.spaces | uint64_t{b.spaces} << 32;
+    // A space is written unless the byte written before it (separators in
+    // between being dropped) is a space: found among the kept bytes.
+    const uint64_t packed_spaces = _pext_u64(spaces, kept);
+    const uint64_t doubled = packed_spaces & ((packed_spaces << 1) | (st->last_space ? 1u : 0u));
+    const uint64_t keep = kept & ~_pdep_u64(doubled, kept);
+    const int ka = StorePacked(t, a.mapped, static_cast<uint32_t>(keep), out + n);
+    const int k = ka + StorePacked(t, b.mapped, static_cast<uint32_t>(keep >> 32), out + n + ka);
+    if (k > 0) {
+      const uint64_t out_spaces = _pext_u64(spaces, keep);
+      const uint64_t all = k == 64 ? ~uint64_t{0} : (uint64_t{1} << k) - 1;
+      CountTokens(out_spaces, all & ~out_spaces, k, st);
+      st->last_space = (out_spaces >> (k - 1)) & 1u;
+    }
+    n += static_cast<size_t>(k);
+    i += 64;
+  }
   while (i < length) {
     alignas(32) uint8_t tail[32];
     const uint8_t* src = s + i;
@@ -326,66 +414,21 @@ __attribute__((target("avx2,bmi2,popcnt"))) size_t FoldBlocks(const BlockTables&
       std::memset(tail + take, '.', 32 - take);
       src = tail;
     }
-    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src));
-    if (_mm256_movemask_epi8(v) != 0) break;  // non-ASCII
-    const __m256i low = _mm256_and_si256(v, nibble);
-    const __m256i high =
-        _mm256_shuffle_epi8(high_table, _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble));
-    // Each: the lanes whose byte is not in the table's set.
-    const __m256i not_fast =
-        _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(fast_table, low), high), zero);
-    if (_mm256_movemask_epi8(not_fast) != 0) break;
-    const __m256i not_drop =
-        _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(drop_table, low), high), zero);
-    const __m256i not_space =
-        _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(space_table, low), high), zero);
-    const uint32_t kept = static_cast<uint32_t>(_mm256_movemask_epi8(not_drop));
-    const uint32_t spaces = ~static_cast<uint32_t>(_mm256_movemask_epi8(not_space));
-    // Capitals lowered, digits mapped, white space made ' '.
-    const __m256i upper = _mm256_and_si256(_mm256_cmpgt_epi8(v, _mm256_set1_epi8('A' - 1)),
-                                           _mm256_cmpgt_epi8(_mm256_set1_epi8('Z' + 1), v));
-    __m256i mapped = _mm256_or_si256(v, _mm256_and_si256(upper, _mm256_set1_epi8(0x20)));
-    const __m256i digit = _mm256_and_si256(_mm256_cmpgt_epi8(v, _mm256_set1_epi8('0' - 1)),
-                                           _mm256_cmpgt_epi8(_mm256_set1_epi8('9' + 1), v));
-    mapped = _mm256_blendv_epi8(mapped, _mm256_shuffle_epi8(digit_table, low), digit);
-    mapped = _mm256_blendv_epi8(_mm256_set1_epi8(' '), mapped, not_space);
-    // A space is written unless the byte written before it (separators in
-    // between being dropped) is a space: found among the kept bytes.
-    const uint32_t packed_spaces = _pext_u32(spaces, kept);
-    const int kept_count = __builtin_popcount(kept);
+    Block a;
+    if (!ClassifyBlock(t, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src)), &a)) break;
+    const uint32_t packed_spaces = _pext_u32(a.spaces, a.kept);
     const uint32_t doubled = packed_spaces & ((packed_spaces << 1) | (st->last_space ? 1u : 0u));
-    const uint32_t valid = kept_count == 32 ? ~0u : (1u << kept_count) - 1;
-    const uint32_t keep = _pdep_u32(valid & ~doubled, kept);
-    const int k = __builtin_popcount(keep);
-    // Each 16-byte half packed by one shuffle: its first eight bytes' kept
-    // ones to the front of the low eight, its last eight's to the front of
-    // the high eight; each eight then stored after the last.
-    char* o = out + n;
-    const uint32_t m0 = keep & 0xFF, m1 = (keep >> 8) & 0xFF, m2 = (keep >> 16) & 0xFF,
-                   m3 = keep >> 24;
-    const __m128i low_half = _mm_shuffle_epi8(
-        _mm256_castsi256_si128(mapped),
-        _mm_unpacklo_epi64(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(t.pack[m0])),
-                           _mm_loadl_epi64(reinterpret_cast<const __m128i*>(t.pack_high[m1]))));
-    const __m128i high_half = _mm_shuffle_epi8(
-        _mm256_extracti128_si256(mapped, 1),
-        _mm_unpacklo_epi64(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(t.pack[m2])),
-                           _mm_loadl_epi64(reinterpret_cast<const __m128i*>(t.pack_high[m3]))));
-    const int c0 = __builtin_popcount(m0), c1 = __builtin_popcount(m1),
-              c2 = __builtin_popcount(m2);
-    _mm_storel_epi64(reinterpret_cast<__m128i*>(o), low_half);
-    _mm_storel_epi64(reinterpret_cast<__m128i*>(o + c0), _mm_unpackhi_epi64(low_half, low_half));
-    _mm_storel_epi64(reinterpret_cast<__m128i*>(o + c0 + c1), high_half);
-    _mm_storel_epi64(reinterpret_cast<__m128i*>(o + c0 + c1 + c2),
-                     _mm_unpackhi_epi64(high_half, high_half));
+    const uint32_t keep = a.kept & ~_pdep_u32(doubled, a.kept);
+    const int k = StorePacked(t, a.mapped, keep, out + n);
     if (k > 0) {
-      const uint32_t out_spaces = _pext_u32(spaces, keep);
+      const uint32_t out_spaces = _pext_u32(a.spaces, keep);
       const uint64_t all = k == 32 ? 0xFFFFFFFFull : (uint64_t{1} << k) - 1;
       CountTokens(out_spaces, all & ~uint64_t{out_spaces}, k, st);
       st->last_space = (out_spaces >> (k - 1)) & 1u;
     }
     n += static_cast<size_t>(k);
     i += take;
+    if (take < 32) break;
   }
   *state = local;
   *written = n;
@@ -398,9 +441,9 @@ __attribute__((target("avx2,bmi2,popcnt"))) size_t FoldBlocks(const BlockTables&
 // non-ASCII byte, or a byte the fold keeps as punctuation ('?', '(', ...),
 // stops it. Same contract as FoldBlocks but `out` must have room for
 // `length` + 64 bytes.
-__attribute__((target("avx512f,avx512bw,avx512vbmi,avx512vbmi2,bmi2,popcnt"))) size_t
-FoldBlocks64(const char (&to)[128], const uint8_t* s, size_t length, char* out, size_t* written,
-             FoldState* state) {
+__attribute__((target("avx512f,avx512bw,avx512vbmi,avx512vbmi2,bmi2,popcnt"))) size_t FoldBlocks64(
+    const char (&to)[128], const uint8_t* s, size_t length, char* out, size_t* written,
+    FoldState* state) {
   FoldState local = *state;
   FoldState* const st = &local;
   const __m512i table_low = _mm512_loadu_si512(to);

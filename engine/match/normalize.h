@@ -49,8 +49,9 @@ std::string FoldForMatching(std::string_view input);
 
 // The whole-block path that folds ordinary ASCII text, chosen at start-up
 // as the widest this CPU has: 64 bytes at a time (AVX-512 with VBMI2), 32
-// (AVX2 and BMI2), or none (16-byte prefixes of letters, then one byte at a
-// time). All give the same output.
+// (AVX2 and BMI2; two such blocks are folded together while both can be),
+// or none (16-byte prefixes of letters, then one byte at a time). All give
+// the same output.
 enum class FoldBlockPath { kNone, kAvx2, kAvx512 };
 FoldBlockPath FoldBlockPathInUse();
 // For tests: makes `path` the one used, if this CPU has it (else returns

@@ -124,9 +124,12 @@ INSTANTIATE_TEST_SUITE_P(Normalize, FoldPaths,
                                            FoldBlockPath::kAvx512),
                          [](const ::testing::TestParamInfo<FoldBlockPath>& info) {
                            switch (info.param) {
-                             case FoldBlockPath::kNone: return std::string("NoBlocks");
-                             case FoldBlockPath::kAvx2: return std::string("Avx2");
-                             case FoldBlockPath::kAvx512: return std::string("Avx512");
+                             case FoldBlockPath::kNone:
+                               return std::string("NoBlocks");
+                             case FoldBlockPath::kAvx2:
+                               return std::string("Avx2");
+                             case FoldBlockPath::kAvx512:
+                               return std::string("Avx512");
                            }
                            return std::string("Unknown");
                          });
@@ -135,7 +138,8 @@ TEST(Normalize, TheWidestBlockPathIsInUse) {
   // No path wider than the one in use can be chosen.
   const FoldBlockPath in_use = FoldBlockPathInUse();
   if (in_use != FoldBlockPath::kAvx512) {
-    EXPECT_FALSE(SetFoldBlockPathForTesting(static_cast<FoldBlockPath>(static_cast<int>(in_use) + 1)));
+    EXPECT_FALSE(
+        SetFoldBlockPathForTesting(static_cast<FoldBlockPath>(static_cast<int>(in_use) + 1)));
   }
   EXPECT_TRUE(SetFoldBlockPathForTesting(in_use));
 }
@@ -144,8 +148,8 @@ TEST(Normalize, TheWidestBlockPathIsInUse) {
 // Separators, digits, white space and the bytes that send a block to the
 // slower paths ('?', '@', controls) fall at every offset of a block.
 TEST_P(FoldPaths, RunsOfLettersFoldAsOneByteAtATime) {
-  const char* separators[] = {" ",  " ",  " ",   " ",    "  ",  ". ", ", ", "? ", "(",   "0",
-                              "\t", ".",  ",",   "..",   " . ", ".,", ", ,", " ,", "7",   "3 ",
+  const char* separators[] = {" ",  " ",  " ",    " ",    "  ",  ". ", ", ",  "? ", "(",   "0",
+                              "\t", ".",  ",",    "..",   " . ", ".,", ", ,", " ,", "7",   "3 ",
                               "\n", " -", "\r\n", " \t ", "_",   "'",  "@",   "2",  " 9 ", "\x01"};
   std::mt19937 rng(11);
   FoldedText fast, fast_map;
@@ -167,6 +171,30 @@ TEST_P(FoldPaths, RunsOfLettersFoldAsOneByteAtATime) {
       ASSERT_LT(fast_map.orig_start[i], fast_map.orig_end[i]);
       ASSERT_LE(fast_map.orig_end[i], text.size());
     }
+  }
+}
+
+// The same check on long runs of the bytes a whole block folds, so that
+// blocks are folded two at a time (64 bits of masks and token counts in one
+// pass) with runs of spaces, separators and one-letter words across the
+// middle of a pair and across pairs; now and then one byte that stops the
+// block path ('?' or '@'), so that a pair is cut at every offset.
+TEST_P(FoldPaths, LongRunsOfWholeBlocksFoldAsOneByteAtATime) {
+  const char* separators[] = {" ", " ", " ", "  ", ". ", ", ",  "\t", ".", " - ",
+                              "7", "3", "_", "'",  "\n", "   ", "..", "0 "};
+  std::mt19937 rng(13);
+  FoldedText fast;
+  for (int round = 0; round < 3000; ++round) {
+    std::string text;
+    const size_t length = 64 + rng() % 640;
+    while (text.size() < length) {
+      const size_t letters = rng() % 2 ? 1 : 1 + rng() % 6;
+      for (size_t i = 0; i < letters; ++i) text += "abcdefxyzABCXYZ"[rng() % 15];
+      text += separators[rng() % std::size(separators)];
+    }
+    if (round % 3 == 0) text.insert(rng() % text.size(), rng() % 2 ? "?" : "@");
+    FoldForMatching(text, &fast, /*with_map=*/false);
+    ASSERT_EQ(fast.text, FoldOneByteAtATime(text)) << "input: \"" << text << "\"";
   }
 }
 
