@@ -365,6 +365,27 @@ __attribute__((target("avx2,bmi2,popcnt"), always_inline)) inline int StorePacke
   return __builtin_popcount(keep);
 }
 
+// Of the bytes in `kept` (bit j: byte j of a block, or of a pair of
+// blocks), the ones written: a space is written unless the byte written
+// before it (separators in between being dropped) is a space, which is
+// found among the kept bytes. Counts the tokens they make and carries
+// whether the last is a space.
+__attribute__((target("bmi2,popcnt"), always_inline)) inline uint64_t KeepAndCount(uint64_t kept,
+                                                                                   uint64_t spaces,
+                                                                                   FoldState* st) {
+  const uint64_t packed_spaces = _pext_u64(spaces, kept);
+  const uint64_t doubled = packed_spaces & ((packed_spaces << 1) | (st->last_space ? 1u : 0u));
+  const uint64_t keep = kept & ~_pdep_u64(doubled, kept);
+  const int k = __builtin_popcountll(keep);
+  if (k > 0) {
+    const uint64_t out_spaces = _pext_u64(spaces, keep);
+    const uint64_t all = k == 64 ? ~uint64_t{0} : (uint64_t{1} << k) - 1;
+    CountTokens(out_spaces, all & ~out_spaces, k, st);
+    st->last_space = (out_spaces >> (k - 1)) & 1u;
+  }
+  return keep;
+}
+
 // Folds whole blocks from the start of `s` into `out` while they are of the
 // kinds above; returns the bytes read and sets `*written`. Two blocks are
 // folded together while both are whole and of those kinds (one pass over
@@ -386,21 +407,10 @@ __attribute__((target("avx2,bmi2,popcnt"))) size_t FoldBlocks(const BlockTables&
         !ClassifyBlock(t, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + i + 32)), &b)) {
       break;  // the loop below takes the first block alone, if it can
     }
-    const uint64_t kept = a.kept | uint64_t{b.kept} << 32;
-    const uint64_t spaces = a.spaces | uint64_t{b.spaces} << 32;
-    // A space is written unless the byte written before it (separators in
-    // between being dropped) is a space: found among the kept bytes.
-    const uint64_t packed_spaces = _pext_u64(spaces, kept);
-    const uint64_t doubled = packed_spaces & ((packed_spaces << 1) | (st->last_space ? 1u : 0u));
-    const uint64_t keep = kept & ~_pdep_u64(doubled, kept);
+    const uint64_t keep =
+        KeepAndCount(a.kept | uint64_t{b.kept} << 32, a.spaces | uint64_t{b.spaces} << 32, st);
     const int ka = StorePacked(t, a.mapped, static_cast<uint32_t>(keep), out + n);
     const int k = ka + StorePacked(t, b.mapped, static_cast<uint32_t>(keep >> 32), out + n + ka);
-    if (k > 0) {
-      const uint64_t out_spaces = _pext_u64(spaces, keep);
-      const uint64_t all = k == 64 ? ~uint64_t{0} : (uint64_t{1} << k) - 1;
-      CountTokens(out_spaces, all & ~out_spaces, k, st);
-      st->last_space = (out_spaces >> (k - 1)) & 1u;
-    }
     n += static_cast<size_t>(k);
     i += 64;
   }
@@ -416,16 +426,8 @@ __attribute__((target("avx2,bmi2,popcnt"))) size_t FoldBlocks(const BlockTables&
     }
     Block a;
     if (!ClassifyBlock(t, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src)), &a)) break;
-    const uint32_t packed_spaces = _pext_u32(a.spaces, a.kept);
-    const uint32_t doubled = packed_spaces & ((packed_spaces << 1) | (st->last_space ? 1u : 0u));
-    const uint32_t keep = a.kept & ~_pdep_u32(doubled, a.kept);
-    const int k = StorePacked(t, a.mapped, keep, out + n);
-    if (k > 0) {
-      const uint32_t out_spaces = _pext_u32(a.spaces, keep);
-      const uint64_t all = k == 32 ? 0xFFFFFFFFull : (uint64_t{1} << k) - 1;
-      CountTokens(out_spaces, all & ~uint64_t{out_spaces}, k, st);
-      st->last_space = (out_spaces >> (k - 1)) & 1u;
-    }
+    const int k = StorePacked(t, a.mapped,
+                              static_cast<uint32_t>(KeepAndCount(a.kept, a.spaces, st)), out + n);
     n += static_cast<size_t>(k);
     i += take;
     if (take < 32) break;
